@@ -1,0 +1,71 @@
+namespace ActorCache.Blocks;
+
+/// <summary>
+/// One layer of a volume's stack (DESIGN §1). Each target knows only the one below it, the way
+/// device-mapper targets stack. Offsets and lengths are in bytes; the front has already checked
+/// range and alignment, so targets may assume <c>offset + length &lt;= Size</c>.
+/// Failures are reported by throwing <see cref="BlockTargetException"/>.
+/// </summary>
+public interface IBlockTarget : IAsyncDisposable
+{
+    /// <summary>Size of the device in bytes.</summary>
+    long Size { get; }
+
+    /// <summary>What the target can do beyond plain read and write.</summary>
+    TargetCapabilities Capabilities { get; }
+
+    ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken = default);
+
+    /// <summary>Writes <paramref name="data"/>; with <paramref name="fua"/> the write is durable when this completes.</summary>
+    ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken = default);
+
+    /// <summary>Makes every write completed before this call durable.</summary>
+    ValueTask FlushAsync(CancellationToken cancellationToken = default);
+
+    /// <summary>Discards a range: later reads return zeroes or old data is no longer needed (here: zeroes).</summary>
+    ValueTask TrimAsync(long offset, long length, bool fua, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Makes a range read as zeroes. <paramref name="mayDeallocate"/> allows punching a hole;
+    /// with <paramref name="fastOnly"/> the target fails with <see cref="BlockError.NotSupported"/>
+    /// instead of falling back to writing zero bytes.
+    /// </summary>
+    ValueTask WriteZeroesAsync(long offset, long length, bool mayDeallocate, bool fastOnly, bool fua,
+        CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Describes allocation from <paramref name="offset"/> on, filling <paramref name="extents"/> in order;
+    /// returns how many were filled. The extents cover at most <paramref name="length"/> bytes and at least one byte.
+    /// </summary>
+    ValueTask<int> GetAllocationAsync(long offset, long length, Memory<AllocationExtent> extents,
+        CancellationToken cancellationToken = default);
+
+    /// <summary>Hint that a range will be read soon.</summary>
+    ValueTask PrefetchAsync(long offset, long length, CancellationToken cancellationToken = default);
+}
+
+[Flags]
+public enum TargetCapabilities
+{
+    None = 0,
+    /// <summary>Trim really deallocates (punches holes).</summary>
+    Trim = 1,
+    /// <summary>Write-zeroes is cheap (no data written).</summary>
+    FastZero = 2,
+    /// <summary>Allocation status is meaningful (sparse backing).</summary>
+    Allocation = 4,
+    ReadOnly = 8,
+}
+
+/// <summary>A run of bytes with one allocation state, as NBD's base:allocation context reports it.</summary>
+public readonly record struct AllocationExtent(long Length, AllocationState State);
+
+[Flags]
+public enum AllocationState : uint
+{
+    Data = 0,
+    /// <summary>Not allocated on the device.</summary>
+    Hole = 1,
+    /// <summary>Reads as zeroes.</summary>
+    Zero = 2,
+}

@@ -1,0 +1,72 @@
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace ActorCache.Blocks;
+
+/// <summary>The few Linux calls .NET does not expose: fdatasync, fallocate, SEEK_DATA/SEEK_HOLE, block device size.</summary>
+public static partial class LibC
+{
+    public const int EPERM = 1, EIO = 5, EACCES = 13, EINVAL = 22, ENOSPC = 28, EROFS = 30, ENXIO = 6,
+        EOPNOTSUPP = 95, EDQUOT = 122, EINTR = 4;
+
+    public const int FALLOC_FL_KEEP_SIZE = 0x01, FALLOC_FL_PUNCH_HOLE = 0x02, FALLOC_FL_ZERO_RANGE = 0x10;
+    public const int SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;
+    public const int POSIX_FADV_WILLNEED = 3;
+    private const ulong BLKGETSIZE64 = 0x80081272;
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fdatasync(SafeFileHandle fd);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fallocate(SafeFileHandle fd, int mode, long offset, long len);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial long lseek(SafeFileHandle fd, long offset, int whence);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int ioctl(SafeFileHandle fd, ulong request, out ulong value);
+
+    [LibraryImport("libc")]
+    private static partial int posix_fadvise(SafeFileHandle fd, long offset, long len, int advice);
+
+    [LibraryImport("libc")]
+    private static partial IntPtr strerror(int errnum);
+
+    /// <summary>fdatasync; returns 0 or the errno.</summary>
+    public static int DataSync(SafeFileHandle fd)
+    {
+        while (fdatasync(fd) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno != EINTR) return errno;
+        }
+        return 0;
+    }
+
+    /// <summary>fallocate; returns 0 or the errno.</summary>
+    public static int Allocate(SafeFileHandle fd, int mode, long offset, long length)
+    {
+        while (fallocate(fd, mode, offset, length) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno != EINTR) return errno;
+        }
+        return 0;
+    }
+
+    /// <summary>lseek; returns the new offset, or -errno.</summary>
+    public static long Seek(SafeFileHandle fd, long offset, int whence)
+    {
+        var result = lseek(fd, offset, whence);
+        return result >= 0 ? result : -Marshal.GetLastPInvokeError();
+    }
+
+    /// <summary>Size of a block device in bytes, or -errno.</summary>
+    public static long BlockDeviceSize(SafeFileHandle fd) =>
+        ioctl(fd, BLKGETSIZE64, out var size) == 0 ? (long)size : -Marshal.GetLastPInvokeError();
+
+    public static void AdviseWillNeed(SafeFileHandle fd, long offset, long length) =>
+        _ = posix_fadvise(fd, offset, length, POSIX_FADV_WILLNEED);
+
+    public static string Describe(int errno) => Marshal.PtrToStringUTF8(strerror(errno)) ?? $"errno {errno}";
+}

@@ -1,0 +1,320 @@
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using ActorCache.Blocks;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Nbd;
+
+/// <summary>
+/// One client connection: handshake, then a receive loop that parses requests and hands them to the
+/// thread pool, and a send loop that writes replies in completion order (many requests in flight).
+/// Any protocol violation ends only this connection.
+/// </summary>
+internal sealed class NbdConnection : IAsyncDisposable
+{
+    private readonly Socket _socket;
+    private readonly SocketReader _reader;
+    private readonly INbdExportCatalog _catalog;
+    private readonly ILogger _logger;
+    private readonly NbdServerOptions _options;
+    private readonly CancellationTokenSource _stopReading = new();
+    private readonly Channel<NbdRequest> _free;
+    private readonly Channel<NbdRequest> _replies = Channel.CreateUnbounded<NbdRequest>(
+        new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = false });
+    private readonly byte[] _header = GC.AllocateArray<byte>(NbdProtocol.RequestHeaderSize, pinned: true);
+    private readonly byte[] _sendBatch = GC.AllocateArray<byte>(16 << 10, pinned: true);
+    private int _created;
+    private int _pending = 1; // the receive loop itself, plus one per request not yet replied to
+    private volatile bool _broken;
+    private IBlockTarget _target = null!;
+    private NbdSession _session;
+
+    public NbdConnection(Socket socket, INbdExportCatalog catalog, NbdServerOptions options, ILogger logger)
+    {
+        _socket = socket;
+        _reader = new SocketReader(socket);
+        _catalog = catalog;
+        _options = options;
+        _logger = logger;
+        _free = Channel.CreateBounded<NbdRequest>(new BoundedChannelOptions(options.MaxInFlightPerConnection)
+        {
+            SingleReader = true,
+            SingleWriter = false,
+        });
+    }
+
+    public string Peer { get; init; } = "?";
+
+    /// <summary>Stops taking new requests; those already received still complete and are answered.</summary>
+    public void StopReading() => _stopReading.Cancel();
+
+    public async Task RunAsync()
+    {
+        NegotiatedExport? negotiated;
+        try
+        {
+            using var handshakeTimeout = CancellationTokenSource.CreateLinkedTokenSource(_stopReading.Token);
+            handshakeTimeout.CancelAfter(_options.HandshakeTimeout);
+            negotiated = await new NbdHandshake(_socket, _reader, _catalog, _logger).RunAsync(handshakeTimeout.Token);
+        }
+        catch (Exception e) when (IsDisconnect(e))
+        {
+            _logger.LogInformation("NBD client {Peer} left during the handshake: {Reason}", Peer, e.Message);
+            return;
+        }
+        if (negotiated is null) return;
+
+        var export = negotiated.Export;
+        _target = export.Target;
+        _session = new NbdSession(_target.Size, export.ReadOnly, negotiated.StructuredReplies, negotiated.BaseAllocation);
+        _logger.LogInformation("NBD client {Peer} attached to {Export} (structured replies: {Structured}, base:allocation: {Meta})",
+            Peer, export.Name, _session.StructuredReplies, _session.BaseAllocation);
+
+        var sending = SendLoopAsync();
+        try
+        {
+            await ReceiveLoopAsync(_stopReading.Token);
+        }
+        catch (Exception e) when (IsDisconnect(e))
+        {
+            if (!_stopReading.IsCancellationRequested)
+                _logger.LogInformation("NBD client {Peer} on {Export} disconnected: {Reason}", Peer, export.Name, e.Message);
+        }
+        finally
+        {
+            Release(); // the receive loop's own share of _pending
+        }
+        await sending;
+    }
+
+    private async Task ReceiveLoopAsync(CancellationToken ct)
+    {
+        while (true)
+        {
+            await _reader.ReadExactAsync(_header, ct);
+            if (!NbdRequestHeader.TryParse(_header, out var header))
+                throw new NbdProtocolException("bad request magic");
+            if (header.Command == NbdCommand.Disconnect) return;
+
+            var request = await RentAsync(ct);
+            request.Header = header;
+            request.Error = NbdRequestRules.Check(header, _session);
+
+            if (header.Command == NbdCommand.Write)
+            {
+                if (header.Length > NbdProtocol.MaxPayload)
+                {
+                    // Refused, but the payload still follows on the wire: skip it to stay in step,
+                    // unless it is absurd, in which case the connection is not worth keeping.
+                    if (header.Length > 2L * NbdProtocol.MaxPayload)
+                        throw new NbdProtocolException($"write of {header.Length} bytes exceeds any sane payload");
+                    await _reader.SkipAsync(header.Length, ct);
+                }
+                else
+                {
+                    request.Reserve((int)header.Length);
+                    await _reader.ReadExactAsync(request.Payload, ct);
+                }
+            }
+            else if (request.Error == NbdError.None && header.Command == NbdCommand.Read)
+            {
+                request.Reserve((int)header.Length);
+            }
+
+            Interlocked.Increment(ref _pending);
+            if (request.Error != NbdError.None) Complete(request);
+            else ThreadPool.UnsafeQueueUserWorkItem(request, preferLocal: false);
+        }
+    }
+
+    private ValueTask<NbdRequest> RentAsync(CancellationToken ct)
+    {
+        if (_free.Reader.TryRead(out var request)) return ValueTask.FromResult(request);
+        if (_created < _options.MaxInFlightPerConnection)
+        {
+            _created++;
+            return ValueTask.FromResult(new NbdRequest(this));
+        }
+        return _free.Reader.ReadAsync(ct); // backpressure: wait for a reply to go out
+    }
+
+    /// <summary>Runs one request against the target on a pool thread, then queues its reply.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
+    internal async ValueTask ExecuteAsync(NbdRequest request)
+    {
+        var header = request.Header;
+        try
+        {
+            switch (header.Command)
+            {
+                case NbdCommand.Read:
+                    await _target.ReadAsync((long)header.Offset, request.Payload);
+                    break;
+                case NbdCommand.Write:
+                    await _target.WriteAsync((long)header.Offset, request.Payload, (header.Flags & CommandFlags.Fua) != 0);
+                    break;
+                case NbdCommand.Flush:
+                    await _target.FlushAsync();
+                    break;
+                case NbdCommand.Trim:
+                    await _target.TrimAsync((long)header.Offset, header.Length, (header.Flags & CommandFlags.Fua) != 0);
+                    break;
+                case NbdCommand.WriteZeroes:
+                    await _target.WriteZeroesAsync((long)header.Offset, header.Length,
+                        mayDeallocate: (header.Flags & CommandFlags.NoHole) == 0,
+                        fastOnly: (header.Flags & CommandFlags.FastZero) != 0,
+                        fua: (header.Flags & CommandFlags.Fua) != 0);
+                    break;
+                case NbdCommand.Cache:
+                    await _target.PrefetchAsync((long)header.Offset, header.Length);
+                    break;
+                case NbdCommand.BlockStatus:
+                    var max = (header.Flags & CommandFlags.ReqOne) != 0 ? 1 : NbdRequest.MaxExtents;
+                    request.ExtentCount = await _target.GetAllocationAsync((long)header.Offset, header.Length,
+                        request.Extents.AsMemory(0, max));
+                    break;
+            }
+        }
+        catch (BlockTargetException e)
+        {
+            request.Error = e.Error switch
+            {
+                BlockError.NoSpace => NbdError.NoSpc,
+                BlockError.InvalidRequest => NbdError.Inval,
+                BlockError.ReadOnly => NbdError.Perm,
+                BlockError.NotSupported => NbdError.NotSup,
+                BlockError.ShuttingDown => NbdError.Shutdown,
+                _ => NbdError.Io,
+            };
+            if (e.Error != BlockError.NotSupported)
+                _logger.LogWarning("NBD {Command} at {Offset}+{Length} failed: {Message}", header.Command, header.Offset, header.Length, e.Message);
+        }
+        catch (Exception e)
+        {
+            request.Error = NbdError.Io;
+            _logger.LogError(e, "NBD {Command} at {Offset}+{Length} failed unexpectedly", header.Command, header.Offset, header.Length);
+        }
+        Complete(request);
+    }
+
+    /// <summary>Encodes the reply in the request's own buffer and queues it for the send loop.</summary>
+    private void Complete(NbdRequest request)
+    {
+        var header = request.Header;
+        var buffer = request.Buffer.AsSpan();
+        var structured = _session.StructuredReplies;
+        if (request.Error != NbdError.None)
+        {
+            request.ReplyStart = 0;
+            request.ReplyLength = structured && header.Command is NbdCommand.Read or NbdCommand.BlockStatus
+                ? NbdReplyEncoder.WriteErrorChunk(buffer, request.Error, header.Cookie)
+                : NbdReplyEncoder.WriteSimple(buffer, request.Error, header.Cookie);
+        }
+        else if (header.Command == NbdCommand.Read)
+        {
+            var length = (int)header.Length;
+            if (structured)
+            {
+                request.ReplyStart = NbdRequest.HeaderRoom - NbdReplyEncoder.OffsetDataHeaderSize;
+                NbdReplyEncoder.WriteOffsetDataHeader(buffer[request.ReplyStart..], header.Cookie, header.Offset, length, done: true);
+            }
+            else
+            {
+                request.ReplyStart = NbdRequest.HeaderRoom - NbdProtocol.SimpleReplyHeaderSize;
+                NbdReplyEncoder.WriteSimple(buffer[request.ReplyStart..], NbdError.None, header.Cookie);
+            }
+            request.ReplyLength = NbdRequest.HeaderRoom - request.ReplyStart + length;
+        }
+        else if (header.Command == NbdCommand.BlockStatus)
+        {
+            request.ReplyStart = 0;
+            request.ReplyLength = NbdReplyEncoder.WriteBlockStatus(buffer, header.Cookie, MetaContexts.BaseAllocationId,
+                request.Extents.AsSpan(0, request.ExtentCount));
+        }
+        else
+        {
+            request.ReplyStart = 0;
+            request.ReplyLength = NbdReplyEncoder.WriteSimple(buffer, NbdError.None, header.Cookie);
+        }
+        _replies.Writer.TryWrite(request);
+    }
+
+    private async Task SendLoopAsync()
+    {
+        var batched = 0;
+        var reader = _replies.Reader;
+        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            while (reader.TryRead(out var request))
+            {
+                var reply = request.Reply;
+                if (!_broken)
+                {
+                    try
+                    {
+                        // Small replies are gathered so a burst of write acks leaves in one send.
+                        if (reply.Length <= _sendBatch.Length - batched)
+                        {
+                            reply.Span.CopyTo(_sendBatch.AsSpan(batched));
+                            batched += reply.Length;
+                        }
+                        else
+                        {
+                            await SendAsync(_sendBatch.AsMemory(0, batched));
+                            batched = 0;
+                            await SendAsync(reply);
+                        }
+                    }
+                    catch (Exception e) when (IsDisconnect(e))
+                    {
+                        Break(e);
+                    }
+                }
+                request.Reset();
+                _free.Writer.TryWrite(request);
+                Release();
+            }
+            if (batched > 0 && !_broken)
+            {
+                try { await SendAsync(_sendBatch.AsMemory(0, batched)); }
+                catch (Exception e) when (IsDisconnect(e)) { Break(e); }
+            }
+            batched = 0;
+        }
+    }
+
+    private async ValueTask SendAsync(ReadOnlyMemory<byte> bytes)
+    {
+        while (!bytes.IsEmpty)
+        {
+            var n = await _socket.SendAsync(bytes, SocketFlags.None).ConfigureAwait(false);
+            bytes = bytes[n..];
+        }
+    }
+
+    private void Break(Exception e)
+    {
+        if (_broken) return;
+        _broken = true;
+        _logger.LogInformation("NBD client {Peer} went away while replies were pending: {Reason}", Peer, e.Message);
+        _stopReading.Cancel();
+    }
+
+    private void Release()
+    {
+        if (Interlocked.Decrement(ref _pending) == 0) _replies.Writer.TryComplete();
+    }
+
+    private static bool IsDisconnect(Exception e) =>
+        e is EndOfStreamException or SocketException or OperationCanceledException or ObjectDisposedException
+            or NbdProtocolException or IOException;
+
+    public ValueTask DisposeAsync()
+    {
+        try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        _socket.Dispose();
+        _stopReading.Dispose();
+        return ValueTask.CompletedTask;
+    }
+}

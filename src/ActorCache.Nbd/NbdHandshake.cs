@@ -1,0 +1,244 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Text;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Nbd;
+
+/// <summary>What option haggling settled on: the export and the features the transmission phase uses.</summary>
+internal sealed record NegotiatedExport(NbdExport Export, bool StructuredReplies, bool BaseAllocation);
+
+/// <summary>
+/// Fixed-newstyle handshake and option haggling. Not a hot path, so it favours clarity over
+/// allocation-free code. Returns null when the client ends the session before transmission.
+/// </summary>
+internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExportCatalog catalog, ILogger logger)
+{
+    private bool _structured;
+    private string? _metaContextExport; // export name SET_META_CONTEXT selected base:allocation for
+
+    public async Task<NegotiatedExport?> RunAsync(CancellationToken ct)
+    {
+        var greeting = new byte[18];
+        BinaryPrimitives.WriteUInt64BigEndian(greeting, NbdProtocol.InitMagic);
+        BinaryPrimitives.WriteUInt64BigEndian(greeting.AsSpan(8), NbdProtocol.OptionMagic);
+        BinaryPrimitives.WriteUInt16BigEndian(greeting.AsSpan(16), (ushort)(HandshakeFlags.FixedNewstyle | HandshakeFlags.NoZeroes));
+        await SendAsync(greeting, ct);
+
+        var flagBytes = new byte[4];
+        await reader.ReadExactAsync(flagBytes, ct);
+        var clientFlags = (ClientFlags)BinaryPrimitives.ReadUInt32BigEndian(flagBytes);
+        if ((clientFlags & ~(ClientFlags.FixedNewstyle | ClientFlags.NoZeroes)) != 0 || (clientFlags & ClientFlags.FixedNewstyle) == 0)
+            throw new NbdProtocolException($"client flags 0x{(uint)clientFlags:x} are not fixed newstyle");
+        var noZeroes = (clientFlags & ClientFlags.NoZeroes) != 0;
+
+        var optionHeader = new byte[16];
+        while (true)
+        {
+            await reader.ReadExactAsync(optionHeader, ct);
+            if (BinaryPrimitives.ReadUInt64BigEndian(optionHeader) != NbdProtocol.OptionMagic)
+                throw new NbdProtocolException("bad option magic");
+            var option = (NbdOption)BinaryPrimitives.ReadUInt32BigEndian(optionHeader.AsSpan(8));
+            var length = BinaryPrimitives.ReadUInt32BigEndian(optionHeader.AsSpan(12));
+            if (length > NbdProtocol.MaxOptionLength)
+                throw new NbdProtocolException($"option {option} carries {length} bytes, more than {NbdProtocol.MaxOptionLength}");
+            var data = new byte[length];
+            await reader.ReadExactAsync(data, ct);
+
+            switch (option)
+            {
+                case NbdOption.ExportName:
+                {
+                    var name = Encoding.UTF8.GetString(data);
+                    // The spec gives EXPORT_NAME no way to fail politely: an unknown name ends the session.
+                    if (!catalog.TryGet(name, out var export))
+                        throw new NbdProtocolException($"client asked for unknown export '{name}'");
+                    var reply = new byte[noZeroes ? 10 : 134];
+                    BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Target.Size);
+                    BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)TransmissionFlagsFor(export));
+                    await SendAsync(reply, ct);
+                    return Negotiated(export);
+                }
+                case NbdOption.Abort:
+                    await ReplyAsync(option, OptionReply.Ack, [], ct);
+                    return null;
+                case NbdOption.List:
+                    if (length != 0) { await ErrorAsync(option, OptionReply.ErrInvalid, "LIST takes no data", ct); break; }
+                    foreach (var export in catalog.List())
+                    {
+                        var name = Encoding.UTF8.GetBytes(export.Name);
+                        var description = Encoding.UTF8.GetBytes(export.Description);
+                        var entry = new byte[4 + name.Length + description.Length];
+                        BinaryPrimitives.WriteUInt32BigEndian(entry, (uint)name.Length);
+                        name.CopyTo(entry, 4);
+                        description.CopyTo(entry, 4 + name.Length);
+                        await ReplyAsync(option, OptionReply.Server, entry, ct);
+                    }
+                    await ReplyAsync(option, OptionReply.Ack, [], ct);
+                    break;
+                case NbdOption.Info:
+                case NbdOption.Go:
+                {
+                    var export = await InfoAsync(option, data, ct);
+                    if (export is not null && option == NbdOption.Go) return Negotiated(export);
+                    break;
+                }
+                case NbdOption.StructuredReply:
+                    if (length != 0) { await ErrorAsync(option, OptionReply.ErrInvalid, "STRUCTURED_REPLY takes no data", ct); break; }
+                    _structured = true;
+                    await ReplyAsync(option, OptionReply.Ack, [], ct);
+                    break;
+                case NbdOption.ListMetaContext:
+                case NbdOption.SetMetaContext:
+                    await MetaContextAsync(option, data, ct);
+                    break;
+                default:
+                    await ErrorAsync(option, OptionReply.ErrUnsupported, $"option {(uint)option} is not supported", ct);
+                    break;
+            }
+        }
+    }
+
+    private NegotiatedExport Negotiated(NbdExport export) =>
+        new(export, _structured, _structured && _metaContextExport is not null && catalog.TryGet(_metaContextExport, out var meta) && ReferenceEquals(meta, export));
+
+    private TransmissionFlags TransmissionFlagsFor(NbdExport export)
+    {
+        var flags = TransmissionFlags.HasFlags | TransmissionFlags.SendFlush | TransmissionFlags.SendFua |
+                    TransmissionFlags.SendTrim | TransmissionFlags.SendWriteZeroes | TransmissionFlags.SendCache |
+                    TransmissionFlags.SendFastZero |
+                    // Every connection sees one volume and FLUSH covers writes from all of them.
+                    TransmissionFlags.CanMultiConn;
+        if (_structured) flags |= TransmissionFlags.SendDf;
+        if (export.ReadOnly) flags |= TransmissionFlags.ReadOnly;
+        return flags;
+    }
+
+    private async Task<NbdExport?> InfoAsync(NbdOption option, byte[] data, CancellationToken ct)
+    {
+        if (data.Length < 6) { await ErrorAsync(option, OptionReply.ErrInvalid, "option data too short", ct); return null; }
+        var nameLength = BinaryPrimitives.ReadUInt32BigEndian(data);
+        if (nameLength > data.Length - 6) { await ErrorAsync(option, OptionReply.ErrInvalid, "export name length exceeds the option", ct); return null; }
+        var name = Encoding.UTF8.GetString(data, 4, (int)nameLength);
+        var requestCount = BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(4 + (int)nameLength));
+        if (data.Length != 6 + nameLength + 2 * requestCount)
+        {
+            await ErrorAsync(option, OptionReply.ErrInvalid, "information request count does not match the option length", ct);
+            return null;
+        }
+        var requests = new HashSet<InfoType>();
+        for (var i = 0; i < requestCount; i++)
+            requests.Add((InfoType)BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(6 + (int)nameLength + 2 * i)));
+
+        if (!catalog.TryGet(name, out var export))
+        {
+            await ErrorAsync(option, OptionReply.ErrUnknown, $"no export named '{name}'", ct);
+            return null;
+        }
+
+        var info = new byte[12];
+        BinaryPrimitives.WriteUInt16BigEndian(info, (ushort)InfoType.Export);
+        BinaryPrimitives.WriteUInt64BigEndian(info.AsSpan(2), (ulong)export.Target.Size);
+        BinaryPrimitives.WriteUInt16BigEndian(info.AsSpan(10), (ushort)TransmissionFlagsFor(export));
+        await ReplyAsync(option, OptionReply.Info, info, ct);
+
+        if (requests.Contains(InfoType.Name))
+            await ReplyAsync(option, OptionReply.Info, TypedText(InfoType.Name, export.Name), ct);
+        if (requests.Contains(InfoType.Description))
+            await ReplyAsync(option, OptionReply.Info, TypedText(InfoType.Description, export.Description), ct);
+
+        // Sent whether asked or not: clients must respect the 512-byte minimum we enforce.
+        var blockSize = new byte[14];
+        BinaryPrimitives.WriteUInt16BigEndian(blockSize, (ushort)InfoType.BlockSize);
+        BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(2), NbdProtocol.MinBlockSize);
+        BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(6), NbdProtocol.PreferredBlockSize);
+        BinaryPrimitives.WriteUInt32BigEndian(blockSize.AsSpan(10), NbdProtocol.MaxPayload);
+        await ReplyAsync(option, OptionReply.Info, blockSize, ct);
+
+        await ReplyAsync(option, OptionReply.Ack, [], ct);
+        return export;
+    }
+
+    private async Task MetaContextAsync(NbdOption option, byte[] data, CancellationToken ct)
+    {
+        if (!_structured)
+        {
+            await ErrorAsync(option, OptionReply.ErrInvalid, "negotiate STRUCTURED_REPLY before metadata contexts", ct);
+            return;
+        }
+        var span = data.AsSpan();
+        if (span.Length < 8) { await ErrorAsync(option, OptionReply.ErrInvalid, "option data too short", ct); return; }
+        var nameLength = BinaryPrimitives.ReadUInt32BigEndian(span);
+        if (nameLength > span.Length - 8) { await ErrorAsync(option, OptionReply.ErrInvalid, "export name length exceeds the option", ct); return; }
+        var name = Encoding.UTF8.GetString(span.Slice(4, (int)nameLength));
+        span = span[(4 + (int)nameLength)..];
+        var queryCount = BinaryPrimitives.ReadUInt32BigEndian(span);
+        span = span[4..];
+        var queries = new List<string>();
+        for (var i = 0u; i < queryCount; i++)
+        {
+            if (span.Length < 4) { await ErrorAsync(option, OptionReply.ErrInvalid, "query list is truncated", ct); return; }
+            var queryLength = BinaryPrimitives.ReadUInt32BigEndian(span);
+            if (queryLength > span.Length - 4) { await ErrorAsync(option, OptionReply.ErrInvalid, "query length exceeds the option", ct); return; }
+            queries.Add(Encoding.UTF8.GetString(span.Slice(4, (int)queryLength)));
+            span = span[(4 + (int)queryLength)..];
+        }
+        if (!span.IsEmpty) { await ErrorAsync(option, OptionReply.ErrInvalid, "trailing bytes after the query list", ct); return; }
+        if (!catalog.TryGet(name, out _)) { await ErrorAsync(option, OptionReply.ErrUnknown, $"no export named '{name}'", ct); return; }
+
+        bool matches;
+        if (option == NbdOption.ListMetaContext)
+            matches = queries.Count == 0 || queries.Any(q => q is "base:" or MetaContexts.BaseAllocation);
+        else
+            matches = queries.Contains(MetaContexts.BaseAllocation);
+
+        if (option == NbdOption.SetMetaContext) _metaContextExport = matches ? name : null;
+        if (matches)
+        {
+            var contextName = Encoding.UTF8.GetBytes(MetaContexts.BaseAllocation);
+            var reply = new byte[4 + contextName.Length];
+            BinaryPrimitives.WriteUInt32BigEndian(reply, MetaContexts.BaseAllocationId);
+            contextName.CopyTo(reply, 4);
+            await ReplyAsync(option, OptionReply.MetaContext, reply, ct);
+        }
+        await ReplyAsync(option, OptionReply.Ack, [], ct);
+    }
+
+    private static byte[] TypedText(InfoType type, string text)
+    {
+        var bytes = Encoding.UTF8.GetBytes(text);
+        var info = new byte[2 + bytes.Length];
+        BinaryPrimitives.WriteUInt16BigEndian(info, (ushort)type);
+        bytes.CopyTo(info, 2);
+        return info;
+    }
+
+    private Task ErrorAsync(NbdOption option, OptionReply error, string message, CancellationToken ct)
+    {
+        logger.LogDebug("NBD option {Option} refused: {Message}", option, message);
+        return ReplyAsync(option, error, Encoding.UTF8.GetBytes(message), ct);
+    }
+
+    private async Task ReplyAsync(NbdOption option, OptionReply type, byte[] data, CancellationToken ct)
+    {
+        var frame = new byte[20 + data.Length];
+        BinaryPrimitives.WriteUInt64BigEndian(frame, NbdProtocol.OptionReplyMagic);
+        BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(8), (uint)option);
+        BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(12), (uint)type);
+        BinaryPrimitives.WriteUInt32BigEndian(frame.AsSpan(16), (uint)data.Length);
+        data.CopyTo(frame, 20);
+        await SendAsync(frame, ct);
+    }
+
+    private async Task SendAsync(ReadOnlyMemory<byte> bytes, CancellationToken ct)
+    {
+        while (!bytes.IsEmpty)
+        {
+            var n = await socket.SendAsync(bytes, SocketFlags.None, ct);
+            bytes = bytes[n..];
+        }
+    }
+}
+
+/// <summary>The peer broke the protocol; its connection ends, nothing else is affected.</summary>
+public sealed class NbdProtocolException(string message) : Exception(message);

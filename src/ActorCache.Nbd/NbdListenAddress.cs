@@ -1,0 +1,63 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace ActorCache.Nbd;
+
+/// <summary>Where the front listens: <c>tcp://HOST:PORT</c> or <c>unix:PATH</c>.</summary>
+public sealed record NbdListenAddress(string Text, EndPoint EndPoint)
+{
+    public bool IsUnix => EndPoint is UnixDomainSocketEndPoint;
+
+    public static bool TryParse(string text, out NbdListenAddress? address, out string error)
+    {
+        address = null;
+        error = "";
+        if (text.StartsWith("unix:", StringComparison.Ordinal))
+        {
+            var path = text["unix:".Length..];
+            if (path.StartsWith("//", StringComparison.Ordinal)) path = path[2..];
+            if (path.Length == 0) { error = $"'{text}' names no socket path; write unix:/path/to/nbd.sock"; return false; }
+            address = new NbdListenAddress(text, new UnixDomainSocketEndPoint(Path.GetFullPath(path)));
+            return true;
+        }
+        if (!text.StartsWith("tcp://", StringComparison.Ordinal))
+        {
+            error = $"'{text}' is not a listen address; write tcp://HOST:PORT or unix:PATH";
+            return false;
+        }
+        var hostPort = text["tcp://".Length..].TrimEnd('/');
+        var colon = hostPort.LastIndexOf(':');
+        if (colon <= 0 || !int.TryParse(hostPort[(colon + 1)..], out var port) || port is < 0 or > 65535)
+        {
+            error = $"'{text}' needs a host and a port between 0 and 65535, e.g. tcp://127.0.0.1:10809";
+            return false;
+        }
+        var host = hostPort[..colon].Trim('[', ']');
+        IPAddress? ip;
+        if (host is "*" or "0.0.0.0") ip = IPAddress.Any;
+        else if (!IPAddress.TryParse(host, out ip))
+        {
+            try
+            {
+                ip = Dns.GetHostAddresses(host).FirstOrDefault();
+            }
+            catch (SocketException e)
+            {
+                error = $"cannot resolve host '{host}' in '{text}': {e.Message}";
+                return false;
+            }
+            if (ip is null) { error = $"host '{host}' in '{text}' has no address"; return false; }
+        }
+        address = new NbdListenAddress(text, new IPEndPoint(ip, port));
+        return true;
+    }
+}
+
+public sealed record NbdServerOptions
+{
+    public required IReadOnlyList<NbdListenAddress> Listen { get; init; }
+    /// <summary>Requests one connection may have in flight before the server stops reading from it.</summary>
+    public int MaxInFlightPerConnection { get; init; } = 64;
+    /// <summary>A client that has not finished option haggling by then is dropped.</summary>
+    public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(30);
+}

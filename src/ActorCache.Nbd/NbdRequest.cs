@@ -1,0 +1,58 @@
+using System.Buffers;
+using ActorCache.Blocks;
+
+namespace ActorCache.Nbd;
+
+/// <summary>
+/// One in-flight request of a connection, reused for the connection's lifetime. It owns a pinned
+/// buffer with room for a reply header in front of the payload, so a READ reply leaves in one send
+/// and a WRITE payload is received straight into the memory the target reads from.
+/// </summary>
+internal sealed class NbdRequest : IThreadPoolWorkItem
+{
+    /// <summary>Room before the payload for the largest reply header (OFFSET_DATA chunk, 28 bytes).</summary>
+    public const int HeaderRoom = 32;
+    public const int InlinePayload = 64 << 10;
+    public const int MaxExtents = 256;
+
+    private readonly NbdConnection _connection;
+    private readonly byte[] _inline = GC.AllocateArray<byte>(HeaderRoom + InlinePayload, pinned: true);
+    private byte[]? _rented;
+
+    public NbdRequest(NbdConnection connection) => _connection = connection;
+
+    public NbdRequestHeader Header;
+    public NbdError Error;
+    public readonly AllocationExtent[] Extents = new AllocationExtent[MaxExtents];
+    public int ExtentCount;
+
+    /// <summary>Where the encoded reply sits in <see cref="Buffer"/>.</summary>
+    public int ReplyStart, ReplyLength;
+
+    public byte[] Buffer => _rented ?? _inline;
+
+    /// <summary>The payload area for the current request's length.</summary>
+    public Memory<byte> Payload => Buffer.AsMemory(HeaderRoom, (int)Header.Length);
+
+    public ReadOnlyMemory<byte> Reply => Buffer.AsMemory(ReplyStart, ReplyLength);
+
+    /// <summary>Makes sure the buffer holds <paramref name="payload"/> bytes; large requests borrow from the shared pool.</summary>
+    public void Reserve(int payload)
+    {
+        if (payload > InlinePayload) _rented = ArrayPool<byte>.Shared.Rent(HeaderRoom + payload);
+    }
+
+    public void Reset()
+    {
+        if (_rented is not null)
+        {
+            ArrayPool<byte>.Shared.Return(_rented);
+            _rented = null;
+        }
+        Error = NbdError.None;
+        ExtentCount = 0;
+        ReplyStart = ReplyLength = 0;
+    }
+
+    void IThreadPoolWorkItem.Execute() => _ = _connection.ExecuteAsync(this);
+}

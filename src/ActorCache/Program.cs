@@ -1,0 +1,92 @@
+using System.CommandLine;
+using ActorCache.Hosting;
+using Microsoft.Extensions.Hosting;
+
+namespace ActorCache;
+
+/// <summary>The <c>actorcache</c> executable: <c>serve</c> runs a node.</summary>
+public static class Program
+{
+    public static async Task<int> Main(string[] args)
+    {
+        var root = new RootCommand("ActorCache: replicated block volumes with a write-back cache, served over NBD.");
+        root.Subcommands.Add(ServeCommand());
+        return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+    }
+
+    private static Command ServeCommand()
+    {
+        var config = new Option<string?>("--config") { Description = "HOCON file overriding hocon/actorcache.conf" };
+        var dataDir = new Option<string?>("--data-dir") { Description = "data directory (default ./data)" };
+        var listen = new Option<string[]>("--listen")
+        {
+            Description = "serve NBD on tcp://HOST:PORT or unix:PATH (repeatable; default tcp://127.0.0.1:10809 and unix:DATA_DIR/nbd.sock)",
+            Arity = ArgumentArity.ZeroOrMore,
+        };
+        var volume = new Option<string[]>("--volume")
+        {
+            Description = "create a volume if missing: NAME:SIZE[:MODE][:backing=PATH][:read-only] (repeatable)",
+            Arity = ArgumentArity.ZeroOrMore,
+        };
+        var set = new Option<string[]>("--set")
+        {
+            Description = "override one configuration key: key=value (repeatable)",
+            Arity = ArgumentArity.ZeroOrMore,
+        };
+        var serve = new Command("serve", "Run a node: metadata in the data directory, every volume served over NBD.")
+        {
+            config, dataDir, listen, volume, set,
+        };
+        serve.SetAction((result, _) => ServeAsync(new ServeFlags(
+            result.GetValue(config),
+            result.GetValue(dataDir),
+            result.GetValue(listen) ?? [],
+            result.GetValue(volume) ?? [],
+            result.GetValue(set) ?? [])));
+        return serve;
+    }
+
+    private static async Task<int> ServeAsync(ServeFlags flags)
+    {
+        NodeSettings settings;
+        try
+        {
+            settings = NodeSettingsLoader.Load(flags);
+        }
+        catch (SettingsException e)
+        {
+            await Console.Error.WriteLineAsync($"actorcache: {e.Message}");
+            return 2;
+        }
+
+        DataDirectoryLock dataLock;
+        try
+        {
+            dataLock = DataDirectoryLock.Acquire(settings.DataDir);
+        }
+        catch (SettingsException e)
+        {
+            await Console.Error.WriteLineAsync($"actorcache: {e.Message}");
+            return 1;
+        }
+
+        using (dataLock)
+        {
+            using var host = NodeHost.Build(settings);
+            try
+            {
+                await host.StartAsync();
+            }
+            catch (Exception e)
+            {
+                var message = e is SettingsException ? e.Message : $"{e.GetType().Name}: {e.Message}";
+                await Console.Error.WriteLineAsync($"actorcache: cannot start: {message}");
+                await host.StopAsync();
+                return 1;
+            }
+            // Returns when SIGINT/SIGTERM arrives and the graceful stop has run.
+            await host.WaitForShutdownAsync();
+            return 0;
+        }
+    }
+}

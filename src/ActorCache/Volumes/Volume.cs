@@ -1,0 +1,62 @@
+using ActorCache.Blocks;
+
+namespace ActorCache.Volumes;
+
+/// <summary>
+/// The volume layer of the stack (DESIGN §1): the top target every front talks to. It holds the
+/// volume's state and generation counter and routes to the stack below (for pass-through, the backing).
+/// </summary>
+public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : IBlockTarget
+{
+    private long _generation;
+
+    public VolumeDefinition Definition { get; } = definition;
+    public long Size => Definition.Size;
+
+    public TargetCapabilities Capabilities =>
+        below.Capabilities | (Definition.ReadOnly ? TargetCapabilities.ReadOnly : TargetCapabilities.None);
+
+    /// <summary>Completed FLUSH count: every completed FLUSH closes a generation.</summary>
+    public long Generation => Interlocked.Read(ref _generation);
+
+    public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken = default) =>
+        below.ReadAsync(offset, destination, cancellationToken);
+
+    public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken = default)
+    {
+        if (Definition.ReadOnly) ThrowReadOnly();
+        return below.WriteAsync(offset, data, fua, cancellationToken);
+    }
+
+    public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    {
+        if (Definition.ReadOnly) return;
+        await below.FlushAsync(cancellationToken).ConfigureAwait(false);
+        Interlocked.Increment(ref _generation);
+    }
+
+    public ValueTask TrimAsync(long offset, long length, bool fua, CancellationToken cancellationToken = default)
+    {
+        if (Definition.ReadOnly) ThrowReadOnly();
+        return below.TrimAsync(offset, length, fua, cancellationToken);
+    }
+
+    public ValueTask WriteZeroesAsync(long offset, long length, bool mayDeallocate, bool fastOnly, bool fua,
+        CancellationToken cancellationToken = default)
+    {
+        if (Definition.ReadOnly) ThrowReadOnly();
+        return below.WriteZeroesAsync(offset, length, mayDeallocate, fastOnly, fua, cancellationToken);
+    }
+
+    public ValueTask<int> GetAllocationAsync(long offset, long length, Memory<AllocationExtent> extents,
+        CancellationToken cancellationToken = default) =>
+        below.GetAllocationAsync(offset, length, extents, cancellationToken);
+
+    public ValueTask PrefetchAsync(long offset, long length, CancellationToken cancellationToken = default) =>
+        below.PrefetchAsync(offset, length, cancellationToken);
+
+    public ValueTask DisposeAsync() => below.DisposeAsync();
+
+    private void ThrowReadOnly() =>
+        BlockThrow.Error(BlockError.ReadOnly, $"volume {Definition.Name} is read-only");
+}

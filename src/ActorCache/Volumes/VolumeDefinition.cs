@@ -1,0 +1,101 @@
+using System.Text.RegularExpressions;
+using ActorCache.Blocks;
+
+namespace ActorCache.Volumes;
+
+/// <summary>How a volume stacks its targets (DESIGN §2).</summary>
+public enum VolumeMode
+{
+    /// <summary>No cache: reads and writes go to the backing; FLUSH is fdatasync of the backing.</summary>
+    PassThrough,
+}
+
+/// <summary>A volume as the registry records it.</summary>
+/// <param name="BackingCreated">True when the node created the backing file itself (so deleting the volume may remove it).</param>
+public sealed record VolumeDefinition(string Name, long Size, VolumeMode Mode, string BackingPath, bool BackingCreated, bool ReadOnly);
+
+/// <summary>A volume as a user asks for it: <c>NAME:SIZE[:MODE][:backing=PATH][:read-only]</c>.</summary>
+public sealed partial record VolumeSpec(string Name, long Size, VolumeMode Mode, string? BackingPath, bool ReadOnly)
+{
+    public const int AlignmentBytes = 4096;
+
+    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
+    private static partial Regex NamePattern();
+
+    public static bool IsValidName(string name) => NamePattern().IsMatch(name);
+
+    public static string FormatMode(VolumeMode mode) => mode switch
+    {
+        VolumeMode.PassThrough => "pass-through",
+        _ => mode.ToString(),
+    };
+
+    public static bool TryParseMode(string text, out VolumeMode mode, out string error)
+    {
+        error = "";
+        mode = VolumeMode.PassThrough;
+        switch (text)
+        {
+            case "pass-through":
+                return true;
+            case "write-back" or "write-through":
+                error = $"mode '{text}' needs the write-back cache, which this build does not have yet; use pass-through";
+                return false;
+            default:
+                error = $"unknown mode '{text}'; use pass-through";
+                return false;
+        }
+    }
+
+    public static bool TryParse(string text, out VolumeSpec? spec, out string error)
+    {
+        spec = null;
+        var parts = text.Split(':');
+        if (parts.Length < 2)
+        {
+            error = $"volume '{text}' needs at least NAME:SIZE, e.g. vol1:10G";
+            return false;
+        }
+        var name = parts[0];
+        if (!IsValidName(name))
+        {
+            error = $"volume name '{name}' is not allowed; use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit";
+            return false;
+        }
+        if (!ByteSize.TryParse(parts[1], out var size, out error))
+        {
+            error = $"volume {name}: {error}";
+            return false;
+        }
+        if (size % AlignmentBytes != 0)
+        {
+            error = $"volume {name}: size {parts[1]} is not a multiple of 4 KiB";
+            return false;
+        }
+        var mode = VolumeMode.PassThrough;
+        string? backing = null;
+        var readOnly = false;
+        for (var i = 2; i < parts.Length; i++)
+        {
+            var part = parts[i];
+            if (part.StartsWith("backing=", StringComparison.Ordinal))
+            {
+                backing = part["backing=".Length..];
+                if (backing.Length == 0) { error = $"volume {name}: backing= names no path"; return false; }
+            }
+            else if (part is "read-only" or "ro") readOnly = true;
+            else if (i == 2)
+            {
+                if (!TryParseMode(part, out mode, out error)) { error = $"volume {name}: {error}"; return false; }
+            }
+            else
+            {
+                error = $"volume {name}: unknown option '{part}'; expected backing=PATH or read-only";
+                return false;
+            }
+        }
+        spec = new VolumeSpec(name, size, mode, backing, readOnly);
+        error = "";
+        return true;
+    }
+}
