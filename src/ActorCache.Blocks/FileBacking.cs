@@ -108,6 +108,10 @@ public sealed class FileBacking : IBlockTarget
         {
             RandomAccess.Write(_handle, data.Span, offset);
         }
+        catch (UnauthorizedAccessException)
+        {
+            BlockThrow.Error(BlockError.ReadOnly, $"backing {Path} is open read-only");
+        }
         catch (IOException e) when (e is not BlockTargetException)
         {
             BlockThrow.FromErrno(ErrnoOf(e), "write", Path);
