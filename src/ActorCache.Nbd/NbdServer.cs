@@ -59,7 +59,7 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
         try
         {
             socket.Bind(address.EndPoint);
-            socket.Listen(128);
+            socket.Listen(1024); // generous: a burst of reconnecting clients must not see EAGAIN
             return socket;
         }
         catch (SocketException e)

@@ -1,0 +1,163 @@
+using System.Net.Sockets;
+using System.Text.Json;
+
+namespace ActorCache.Integration.Tests;
+
+/// <summary>Starting, restarting and stopping the real node, and everything a user can get wrong on the way.</summary>
+public sealed class NodeLifecycleTests : IDisposable
+{
+    private readonly string _dataDir = NodeProcess.NewDataDir();
+
+    public void Dispose() => Directory.Delete(_dataDir, recursive: true);
+
+    private static async Task<List<string>> ExportNames(NodeProcess node)
+    {
+        var json = await Tool.CheckAsync("nbdinfo", "--list", "--json", node.TcpUri(""));
+        return JsonDocument.Parse(json).RootElement.GetProperty("exports").EnumerateArray()
+            .Select(e => e.GetProperty("export-name").GetString()!).Order().ToList();
+    }
+
+    [Fact]
+    public async Task First_start_creates_vol0_and_a_restart_serves_every_volume_with_its_data()
+    {
+        await using (var node = await NodeProcess.StartAsync(_dataDir))
+        {
+            Assert.Equal(["vol0"], await ExportNames(node));
+            var info = JsonDocument.Parse(await Tool.CheckAsync("nbdinfo", "--json", node.UnixUri("vol0"))).RootElement;
+            Assert.Equal(1L << 30, info.GetProperty("exports")[0].GetProperty("export-size").GetInt64());
+            await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x5c 4096 65536", node.TcpUri("vol0"));
+            Assert.Equal(0, (await node.StopAsync()).ExitCode);
+        }
+        Assert.True(File.Exists(Path.Combine(_dataDir, "metadata.db")), "metadata lives in SQLite in the data directory");
+        Assert.True(File.Exists(Path.Combine(_dataDir, "volumes", "vol0.img")));
+
+        await using (var node = await NodeProcess.StartAsync(_dataDir, "--volume", "extra:128M"))
+        {
+            Assert.Equal(["extra", "vol0"], await ExportNames(node));
+            await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "read -P 0x5c 4096 65536", node.TcpUri("vol0"));
+        }
+        await using (var node = await NodeProcess.StartAsync(_dataDir))
+            Assert.Equal(["extra", "vol0"], await ExportNames(node));
+    }
+
+    [Theory]
+    [InlineData("vol1:12Q", "unknown unit")]
+    [InlineData("vol1:1001", "not a multiple of 4 KiB")]
+    [InlineData("bad/name:1G", "not allowed")]
+    public async Task Bad_volume_flag_exits_2_with_a_clear_message_and_creates_nothing(string spec, string message)
+    {
+        var node = NodeProcess.Launch(_dataDir, ["--volume", spec]);
+        Assert.Equal(2, await node.WaitExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains(message, node.Output);
+        Assert.False(File.Exists(Path.Combine(_dataDir, "metadata.db")));
+        await node.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Duplicate_volume_name_exits_2()
+    {
+        var node = NodeProcess.Launch(_dataDir, ["--volume", "a:1G", "--volume", "a:2G"]);
+        Assert.Equal(2, await node.WaitExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("given twice", node.Output);
+        await node.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Unusable_backing_path_fails_and_leaves_no_half_created_volume()
+    {
+        var node = NodeProcess.Launch(_dataDir, ["--volume", "good:64M", "--volume", "bad:64M:backing=/nonexistent-dir/x.img"]);
+        Assert.Equal(1, await node.WaitExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("/nonexistent-dir", node.Output);
+        await node.DisposeAsync();
+        Assert.False(File.Exists(Path.Combine(_dataDir, "volumes", "good.img")), "the good volume's backing was rolled back");
+
+        await using var again = await NodeProcess.StartAsync(_dataDir);
+        Assert.Equal(["vol0"], await ExportNames(again)); // neither volume was recorded
+    }
+
+    [Fact]
+    public async Task Existing_volume_cannot_be_silently_redefined()
+    {
+        await using (var node = await NodeProcess.StartAsync(_dataDir, "--volume", "v:64M")) { }
+        var clash = NodeProcess.Launch(_dataDir, ["--volume", "v:128M"]);
+        Assert.Equal(1, await clash.WaitExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains("cannot be redefined", clash.Output);
+        await clash.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task A_data_directory_serves_one_node_at_a_time()
+    {
+        await using var first = await NodeProcess.StartAsync(_dataDir);
+        var second = NodeProcess.Launch(_dataDir, []);
+        Assert.Equal(1, await second.WaitExitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Contains("in use by another running node", second.Output);
+        Assert.Contains($"pid {first.Pid}", second.Output);
+        await second.DisposeAsync();
+        Assert.Equal(["vol0"], await ExportNames(first)); // the first one is unharmed
+    }
+
+    [Fact]
+    public async Task Busy_listen_address_is_reported()
+    {
+        using var squatter = new TcpListener(System.Net.IPAddress.Loopback, 0);
+        squatter.Start();
+        var port = ((System.Net.IPEndPoint)squatter.LocalEndpoint).Port;
+        var node = NodeProcess.Launch(_dataDir, [], port: port);
+        Assert.Equal(1, await node.WaitExitAsync(TimeSpan.FromSeconds(60)));
+        Assert.Contains($"cannot listen on tcp://127.0.0.1:{port}", node.Output);
+        await node.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task Sigterm_stops_within_seconds_while_clients_stay_connected()
+    {
+        var node = await NodeProcess.StartAsync(_dataDir);
+        // Two clients that never leave on their own: one idle, one mid-way through a stream of writes.
+        var idle = Tool.RunAsync("nbdsh", ["-u", node.UnixUri(), "-c", "import time; time.sleep(60)"], TimeSpan.FromMinutes(2));
+        var busy = Tool.RunAsync("fio", ["--name=busy", "--ioengine=nbd", $"--uri={node.UnixUri()}", "--rw=randwrite", "--bs=4k",
+            "--iodepth=8", "--size=64m", "--time_based", "--runtime=60"], TimeSpan.FromMinutes(2));
+        await Task.Delay(1500);
+        var (exit, took) = await node.StopAsync();
+        Assert.Equal(0, exit);
+        Assert.True(took < TimeSpan.FromSeconds(10), $"stop took {took}");
+        Assert.Contains("stopped cleanly", node.Output);
+        await Task.WhenAll(idle, busy); // both clients see the connection end
+        await node.DisposeAsync();
+        Assert.False(File.Exists(Path.Combine(_dataDir, "nbd.sock")), "the Unix socket is removed on stop");
+    }
+
+    [Fact]
+    public async Task Default_listeners_are_loopback_tcp_10809_and_a_socket_in_the_data_dir()
+    {
+        // Port 10809 is shared by every test that would use it, so this one test owns it.
+        var node = NodeProcess.Launch(_dataDir, [], defaultListeners: false);
+        await node.WaitReadyAsync();
+        await using var _ = node;
+        Assert.Contains("NBD listening on tcp://127.0.0.1:10809", node.Output);
+        Assert.Contains($"NBD listening on unix:{Path.Combine(_dataDir, "nbd.sock")}", node.Output);
+        await Tool.CheckAsync("nbdinfo", "nbd://127.0.0.1/vol0");
+        await Tool.CheckAsync("nbdinfo", node.UnixUri());
+    }
+
+    [Fact]
+    public async Task Hostile_clients_do_not_disturb_a_working_one()
+    {
+        await using var node = await NodeProcess.StartAsync(_dataDir);
+        var copy = Tool.RunAsync("fio", ["--name=steady", "--ioengine=nbd", $"--uri={node.UnixUri()}", "--rw=randrw", "--bs=4k",
+            "--iodepth=8", "--size=32m", "--verify=crc32c", "--do_verify=1", "--verify_fatal=1"], TimeSpan.FromMinutes(3));
+        var random = new Random(5);
+        for (var i = 0; i < 200; i++)
+        {
+            using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(node.SocketPath));
+            if (i % 20 == 0) await Task.Delay(10); // churn, not a flood: the backlog is the kernel's, not ours
+            var garbage = new byte[random.Next(1, 300)];
+            random.NextBytes(garbage);
+            if (i % 3 != 0) await socket.SendAsync(garbage);
+        }
+        var result = await copy;
+        Assert.True(result.ExitCode == 0, result.Output);
+        await Tool.CheckAsync("nbdinfo", node.UnixUri());
+    }
+}

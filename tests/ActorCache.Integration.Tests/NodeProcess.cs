@@ -1,0 +1,146 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace ActorCache.Integration.Tests;
+
+/// <summary>
+/// The real <c>actorcache serve</c> process, started from the build output the way a user runs it.
+/// Each node gets its own data directory, Unix socket and TCP port, so tests can run side by side.
+/// </summary>
+public sealed partial class NodeProcess : IAsyncDisposable
+{
+    private readonly Process _process;
+    private readonly ConcurrentQueue<string> _output = new();
+    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    private NodeProcess(Process process, string dataDir, int port)
+    {
+        _process = process;
+        DataDir = dataDir;
+        TcpPort = port;
+    }
+
+    public string DataDir { get; }
+    public int TcpPort { get; }
+    public string SocketPath => Path.Combine(DataDir, "nbd.sock");
+    public string Output => string.Join('\n', _output);
+    public int Pid => _process.Id;
+
+    public string UnixUri(string export = "vol0") => $"nbd+unix:///{export}?socket={SocketPath}";
+    public string TcpUri(string export = "vol0") => $"nbd://127.0.0.1:{TcpPort}/{export}";
+
+    public static string NodeDll
+    {
+        get
+        {
+            var dir = new DirectoryInfo(AppContext.BaseDirectory);
+            var configuration = dir.Parent!.Name; // .../bin/<Configuration>/net10.0/
+            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "ActorCache.sln"))) dir = dir.Parent;
+            if (dir is null) throw new InvalidOperationException("cannot find the repository root above " + AppContext.BaseDirectory);
+            return Path.Combine(dir.FullName, "src", "ActorCache", "bin", configuration, "net10.0", "ActorCache.dll");
+        }
+    }
+
+    public static string NewDataDir() => Directory.CreateTempSubdirectory("actorcache-it-").FullName;
+
+    public static int FreePort()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>Starts <c>serve</c> with the node's own data directory and listeners plus <paramref name="extraArgs"/>, without waiting.</summary>
+    public static NodeProcess Launch(string dataDir, IEnumerable<string> extraArgs, int? port = null, bool defaultListeners = true)
+    {
+        var tcpPort = port ?? FreePort();
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = dataDir,
+        };
+        foreach (var arg in new[] { NodeDll, "serve", "--data-dir", dataDir }) start.ArgumentList.Add(arg);
+        if (defaultListeners)
+            foreach (var arg in new[] { "--listen", $"unix:{Path.Combine(dataDir, "nbd.sock")}", "--listen", $"tcp://127.0.0.1:{tcpPort}" })
+                start.ArgumentList.Add(arg);
+        foreach (var arg in extraArgs) start.ArgumentList.Add(arg);
+        var process = Process.Start(start)!;
+        var node = new NodeProcess(process, dataDir, tcpPort);
+        process.OutputDataReceived += (_, e) => node.OnLine(e.Data);
+        process.ErrorDataReceived += (_, e) => node.OnLine(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return node;
+    }
+
+    /// <summary>Starts a node and waits until it serves NBD.</summary>
+    public static async Task<NodeProcess> StartAsync(string dataDir, params string[] extraArgs)
+    {
+        var node = Launch(dataDir, extraArgs);
+        await node.WaitReadyAsync();
+        return node;
+    }
+
+    private void OnLine(string? line)
+    {
+        if (line is null) return;
+        _output.Enqueue(line);
+        if (line.Contains("node serving", StringComparison.Ordinal)) _ready.TrySetResult();
+    }
+
+    public async Task WaitReadyAsync()
+    {
+        var exited = _process.WaitForExitAsync();
+        var done = await Task.WhenAny(_ready.Task, exited, Task.Delay(TimeSpan.FromSeconds(60)));
+        if (done != _ready.Task)
+            throw new InvalidOperationException($"node did not start ({(done == exited ? $"exit {_process.ExitCode}" : "timeout")}):\n{Output}");
+    }
+
+    /// <summary>Waits for the process to end by itself and returns its exit code.</summary>
+    public async Task<int> WaitExitAsync(TimeSpan timeout)
+    {
+        using var cts = new CancellationTokenSource(timeout);
+        await _process.WaitForExitAsync(cts.Token);
+        _process.WaitForExit(); // drain output
+        return _process.ExitCode;
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int kill(int pid, int signal);
+
+    /// <summary>Sends SIGTERM and returns the exit code and how long the graceful stop took.</summary>
+    public async Task<(int ExitCode, TimeSpan Took)> StopAsync(TimeSpan? timeout = null)
+    {
+        if (_process.HasExited) return (_process.ExitCode, TimeSpan.Zero);
+        var watch = Stopwatch.StartNew();
+        kill(_process.Id, 15);
+        var code = await WaitExitAsync(timeout ?? TimeSpan.FromSeconds(30));
+        return (code, watch.Elapsed);
+    }
+
+    /// <summary>SIGKILL: no chance to flush or close anything.</summary>
+    public async Task KillAsync()
+    {
+        if (_process.HasExited) return;
+        kill(_process.Id, 9);
+        await WaitExitAsync(TimeSpan.FromSeconds(30));
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            if (!_process.HasExited) await StopAsync();
+        }
+        catch (OperationCanceledException)
+        {
+            _process.Kill(entireProcessTree: true);
+        }
+        _process.Dispose();
+    }
+}
