@@ -32,6 +32,32 @@ public static partial class LibC
     [LibraryImport("libc")]
     private static partial IntPtr strerror(int errnum);
 
+    [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int open(string path, int flags);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial int fsync(int fd);
+
+    [LibraryImport("libc")]
+    private static partial int close(int fd);
+
+    private const int O_RDONLY = 0, O_DIRECTORY = 0x10000;
+
+    /// <summary>fsync of a directory, so a created, renamed or deleted entry in it is durable; returns 0 or the errno.</summary>
+    public static int SyncDirectory(string path)
+    {
+        var fd = open(path, O_RDONLY | O_DIRECTORY);
+        if (fd < 0) return Marshal.GetLastPInvokeError();
+        try
+        {
+            return fsync(fd) == 0 ? 0 : Marshal.GetLastPInvokeError();
+        }
+        finally
+        {
+            close(fd);
+        }
+    }
+
     /// <summary>fdatasync; returns 0 or the errno.</summary>
     public static int DataSync(SafeFileHandle fd)
     {

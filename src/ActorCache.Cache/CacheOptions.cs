@@ -1,0 +1,40 @@
+namespace ActorCache.Cache;
+
+/// <summary>How a volume uses the cache (DESIGN §2).</summary>
+public enum CacheMode
+{
+    /// <summary>Writes are acknowledged from the ring; FLUSH/FUA make them durable in the log.</summary>
+    WriteBack,
+    /// <summary>A write is acknowledged once it is durable on the backing.</summary>
+    WriteThrough,
+    /// <summary>No cache: reads and writes go to the backing, FLUSH is fdatasync of the backing.</summary>
+    PassThrough,
+}
+
+/// <summary>What writers do when the log disk is full.</summary>
+public enum LogFullPolicy
+{
+    /// <summary>Writers wait (up to the ring wait timeout) until destaging frees log space.</summary>
+    Wait,
+    /// <summary>New writes and flushes fail with ENOSPC until space returns; acknowledged data is kept.</summary>
+    Fail,
+}
+
+public sealed record CacheOptions
+{
+    /// <summary>The volume's log directory (may be on another disk than the backing).</summary>
+    public required string LogDirectory { get; init; }
+    public long SegmentSize { get; init; } = 64L << 20;
+    /// <summary>Most bytes the log may occupy; writers stall when it is full.</summary>
+    public long LogCapacity { get; init; } = 2L << 30;
+    /// <summary>How long history is kept in the log before it is destaged (snapshots can reach back this far).</summary>
+    public TimeSpan RetentionTime { get; init; } = TimeSpan.FromHours(1);
+    /// <summary>Share of the log capacity retention may hold; beyond it retention shrinks (with a warning) so writers do not stall.</summary>
+    public double RetentionMaxFraction { get; init; } = 0.5;
+    /// <summary>Largest batch the flusher writes at once, in 4 KiB blocks.</summary>
+    public int MaxBatchBlocks { get; init; } = 2048;
+    public TimeSpan DestageInterval { get; init; } = TimeSpan.FromMilliseconds(500);
+    public LogFullPolicy LogFullPolicy { get; init; } = LogFullPolicy.Wait;
+    /// <summary>Longest a writer waits for ring space before failing with ENOSPC.</summary>
+    public TimeSpan RingWaitTimeout { get; init; } = TimeSpan.FromSeconds(30);
+}

@@ -1,0 +1,204 @@
+using System.Collections.Concurrent;
+using ActorCache.Blocks;
+using Microsoft.Win32.SafeHandles;
+
+namespace ActorCache.Cache;
+
+/// <summary>
+/// Where the log lives: a linear address space cut into fixed-size segments. Tests put recording or
+/// fault-injecting media under the log the way dm-log-writes sits under a file system.
+/// </summary>
+public interface ILogMedium : IDisposable
+{
+    long SegmentSize { get; }
+
+    /// <summary>Writes buffers back to back at <paramref name="address"/>; never crosses a segment end.</summary>
+    void Write(long address, IReadOnlyList<ReadOnlyMemory<byte>> buffers);
+
+    /// <summary>Makes every completed write durable (fdatasync of each segment written since the last sync).</summary>
+    void Sync();
+
+    /// <summary>
+    /// Reads what is at <paramref name="address"/>; false when a segment it needs is gone (released
+    /// meanwhile), in which case the caller looks the block up again.
+    /// </summary>
+    bool TryRead(long address, Span<byte> destination);
+
+    /// <summary>Forgets a range inside one segment (after a torn tail is cut), so stale records there can never be mistaken for new ones.</summary>
+    void Discard(long address, long length);
+
+    /// <summary>Deletes a whole segment the log no longer needs.</summary>
+    void Release(long segment);
+
+    IReadOnlyList<long> Segments { get; }
+}
+
+/// <summary>The real medium: one preallocated file per segment in the volume's log directory.</summary>
+public sealed class SegmentFiles : ILogMedium
+{
+    private readonly string _directory;
+    private readonly ConcurrentDictionary<long, SafeFileHandle> _open = new();
+    private readonly HashSet<long> _unsynced = [];
+    private readonly Lock _gate = new();
+    private bool _directoryDirty;
+
+    public SegmentFiles(string directory, long segmentSize)
+    {
+        if (segmentSize % LogFormat.BlockSize != 0 || segmentSize < 2 * LogFormat.BlockSize)
+            throw new ArgumentException($"segment size {segmentSize} must be a multiple of 4 KiB and at least 8 KiB");
+        _directory = directory;
+        SegmentSize = segmentSize;
+        Directory.CreateDirectory(directory);
+        foreach (var segment in Segments) Handle(segment, create: false);
+    }
+
+    public long SegmentSize { get; }
+
+    public IReadOnlyList<long> Segments =>
+        [.. Directory.EnumerateFiles(_directory, "segment-*.log")
+            .Select(f => long.TryParse(Path.GetFileNameWithoutExtension(f)["segment-".Length..], out var n) ? n : -1)
+            .Where(n => n >= 0).Order()];
+
+    private string PathOf(long segment) => Path.Combine(_directory, $"segment-{segment:D10}.log");
+
+    private SafeFileHandle? Handle(long segment, bool create)
+    {
+        if (_open.TryGetValue(segment, out var handle)) return handle;
+        lock (_gate)
+        {
+            if (_open.TryGetValue(segment, out handle)) return handle;
+            var path = PathOf(segment);
+            if (!create && !File.Exists(path)) return null;
+            try
+            {
+                handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
+            }
+            catch (IOException e)
+            {
+                throw new BlockTargetException(e.HResult == LibC.ENOSPC ? BlockError.NoSpace : BlockError.Io,
+                    $"cannot open log segment {path}: {e.Message}", e);
+            }
+            if (create && RandomAccess.GetLength(handle) < SegmentSize)
+            {
+                // Reserve the whole segment now: a full log disk shows up here, before any record is half written.
+                var errno = LibC.Allocate(handle, 0, 0, SegmentSize);
+                if (errno == LibC.EOPNOTSUPP) RandomAccess.SetLength(handle, SegmentSize);
+                else if (errno != 0)
+                {
+                    handle.Dispose();
+                    File.Delete(path);
+                    BlockThrow.FromErrno(errno, "reserving log segment", path);
+                }
+                _directoryDirty = true;
+            }
+            _open[segment] = handle;
+            return handle;
+        }
+    }
+
+    public void Write(long address, IReadOnlyList<ReadOnlyMemory<byte>> buffers)
+    {
+        var segment = address / SegmentSize;
+        var handle = Handle(segment, create: true)!;
+        try
+        {
+            RandomAccess.Write(handle, buffers, address % SegmentSize);
+        }
+        catch (IOException e) when (e is not BlockTargetException)
+        {
+            BlockThrow.FromErrno(e.HResult is > 0 and < 4096 ? e.HResult : LibC.EIO, "log write", PathOf(segment));
+        }
+        lock (_gate) _unsynced.Add(segment);
+    }
+
+    public void Sync()
+    {
+        long[] segments;
+        bool directory;
+        lock (_gate)
+        {
+            segments = [.. _unsynced];
+            _unsynced.Clear();
+            directory = _directoryDirty;
+            _directoryDirty = false;
+        }
+        foreach (var segment in segments)
+        {
+            if (!_open.TryGetValue(segment, out var handle)) continue;
+            var errno = LibC.DataSync(handle);
+            if (errno != 0)
+            {
+                lock (_gate) _unsynced.Add(segment);
+                BlockThrow.FromErrno(errno, "fdatasync", PathOf(segment));
+            }
+        }
+        if (directory) SyncDirectory();
+    }
+
+    private void SyncDirectory()
+    {
+        var errno = LibC.SyncDirectory(_directory);
+        if (errno != 0) BlockThrow.FromErrno(errno, "fsync", _directory);
+    }
+
+    public bool TryRead(long address, Span<byte> destination)
+    {
+        while (!destination.IsEmpty)
+        {
+            var segment = address / SegmentSize;
+            var within = address % SegmentSize;
+            var n = (int)Math.Min(destination.Length, SegmentSize - within);
+            var handle = Handle(segment, create: false);
+            if (handle is null) return false;
+            var part = destination[..n];
+            try
+            {
+                var read = RandomAccess.Read(handle, part, within);
+                part[read..].Clear();
+            }
+            catch (ObjectDisposedException)
+            {
+                return false; // released while we read
+            }
+            catch (IOException e)
+            {
+                BlockThrow.FromErrno(e.HResult is > 0 and < 4096 ? e.HResult : LibC.EIO, "log read", PathOf(segment));
+            }
+            destination = destination[n..];
+            address += n;
+        }
+        return true;
+    }
+
+    public void Discard(long address, long length)
+    {
+        var handle = Handle(address / SegmentSize, create: false);
+        if (handle is null || length <= 0) return;
+        var errno = LibC.Allocate(handle, LibC.FALLOC_FL_PUNCH_HOLE | LibC.FALLOC_FL_KEEP_SIZE, address % SegmentSize, length);
+        if (errno != 0)
+        {
+            // No hole punching: overwrite with zeroes instead.
+            var zeroes = new byte[1 << 20];
+            for (var done = 0L; done < length; done += zeroes.Length)
+                RandomAccess.Write(handle, zeroes.AsSpan(0, (int)Math.Min(zeroes.Length, length - done)), address % SegmentSize + done);
+        }
+        LibC.DataSync(handle);
+    }
+
+    public void Release(long segment)
+    {
+        lock (_gate)
+        {
+            if (_open.TryRemove(segment, out var handle)) handle.Dispose();
+            _unsynced.Remove(segment);
+            File.Delete(PathOf(segment));
+            _directoryDirty = true;
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var handle in _open.Values) handle.Dispose();
+        _open.Clear();
+    }
+}

@@ -1,0 +1,168 @@
+using ActorCache.Blocks;
+
+namespace ActorCache.Cache;
+
+/// <summary>What replay found.</summary>
+public sealed record RecoveryResult
+{
+    public long Tail { get; init; }
+    public long NextSequence { get; init; }
+    public long Generation { get; init; }
+    public long BatchesReplayed { get; init; }
+    public long BytesReplayed { get; init; }
+    /// <summary>Set when a record before the tail is corrupt: the volume must not accept writes.</summary>
+    public string? Corruption { get; init; }
+    /// <summary>Blocks whose newest version may be in the corrupt record: reads of them fail with EIO. Null with <see cref="AllDamaged"/>.</summary>
+    public HashSet<long>? DamagedBlocks { get; init; }
+    public bool AllDamaged { get; init; }
+    /// <summary>Log address below which index entries are older than the damage.</summary>
+    public long DamageAddress { get; init; }
+    /// <summary>Set when a torn tail was cut off (normal after a crash between syncs; data there was never acknowledged as durable unless the medium lost it).</summary>
+    public string? TornTail { get; init; }
+}
+
+/// <summary>
+/// Rebuilds the block index from the log after a start or a crash: replays batches in log order from
+/// the checkpoint, checking every header and data checksum. A torn tail (records written after the
+/// last fdatasync) is cut off; a bad record that a later, durable record proves was once complete is
+/// corruption: reported, never served.
+/// </summary>
+public static class LogRecovery
+{
+    public static RecoveryResult Replay(ILogMedium medium, Checkpoint checkpoint, BlockIndex index, int maxBatchBlocks,
+        IProgress<(long Done, long Total)>? progress = null)
+    {
+        var reader = new LogReader(medium, checkpoint.VolumeId);
+        var data = GC.AllocateUninitializedArray<byte>(maxBatchBlocks * LogFormat.BlockSize, pinned: true);
+        var address = checkpoint.Horizon;
+        var sequence = checkpoint.Sequence;
+        var generation = checkpoint.Generation;
+        var segments = medium.Segments;
+        var total = segments.Count == 0 ? 0 : (segments[^1] + 1) * medium.SegmentSize - address;
+        long batches = 0, bytes = 0;
+        string? corruption = null, torn = null;
+        HashSet<long>? damaged = null;
+        var allDamaged = false;
+        var damageAddress = 0L;
+
+        while (true)
+        {
+            var found = reader.TryFind(ref address, sequence, out var header);
+            var dataOk = found && header.DataBlocks <= maxBatchBlocks &&
+                         medium.TryRead(LogReader.DataAddress(address), data.AsSpan(0, header.DataBlocks * LogFormat.BlockSize)) &&
+                         DataMatches(reader.Entries.AsSpan(0, header.EntryCount), data);
+            if (!dataOk)
+            {
+                // The end of the log, or damage. A later record that was written after this one was
+                // fdatasync'ed proves this one was complete once: then it is corruption.
+                var later = FindLaterDurable(reader, medium, address, sequence, out var laterAddress, out var laterHeader);
+                if (!later)
+                {
+                    if (!reader.IsBlank(address) || found)
+                        torn = $"log ends with an incomplete record (sequence {sequence}) at address {address}; it was never acknowledged as durable and was cut off";
+                    CutTail(medium, address);
+                    break;
+                }
+                corruption = $"log record {sequence} at address {address} (segment {address / medium.SegmentSize}) is corrupt " +
+                             $"although record {laterHeader.Sequence} after it says it was made durable";
+                if (found)
+                {
+                    damaged ??= [];
+                    foreach (var entry in reader.Entries.AsSpan(0, header.EntryCount))
+                        for (var b = 0; b < entry.BlockCount; b++) damaged.Add(entry.Block + b);
+                }
+                else allDamaged = true;
+                if (laterHeader.Sequence != sequence + 1) allDamaged = true; // records in between are unreadable too
+                damageAddress = laterAddress;
+                // Carry on with the records after the damage: they hold newer data that is intact.
+                address = laterAddress;
+                sequence = laterHeader.Sequence;
+                continue;
+            }
+
+            var dataBlock = LogReader.DataAddress(address) >> LogFormat.BlockShift;
+            var headerBlock = address >> LogFormat.BlockShift;
+            foreach (var entry in reader.Entries.AsSpan(0, header.EntryCount))
+            {
+                for (var b = 0; b < entry.BlockCount; b++)
+                {
+                    if (entry.Block + b >= index.Blocks) continue;
+                    index.Set(entry.Block + b, entry.Type == LogEntryType.Data
+                        ? BlockIndex.Encode(BlockLocation.Log, dataBlock + b)
+                        : BlockIndex.Encode(BlockLocation.Zero, headerBlock));
+                    damaged?.Remove(entry.Block + b);
+                }
+                if (entry.Type == LogEntryType.Data) dataBlock += entry.BlockCount;
+            }
+            generation = header.IsSyncPoint ? header.Generation + 1 : header.Generation;
+            address += header.SizeBytes;
+            sequence++;
+            batches++;
+            bytes += header.SizeBytes;
+            if ((batches & 63) == 0) progress?.Report((address - checkpoint.Horizon, total));
+        }
+        progress?.Report((total, total));
+        return new RecoveryResult
+        {
+            Tail = address,
+            NextSequence = sequence,
+            Generation = generation,
+            BatchesReplayed = batches,
+            BytesReplayed = bytes,
+            Corruption = corruption,
+            DamagedBlocks = damaged,
+            AllDamaged = allDamaged,
+            DamageAddress = damageAddress,
+            TornTail = torn,
+        };
+    }
+
+    private static bool DataMatches(ReadOnlySpan<LogEntry> entries, byte[] data)
+    {
+        var at = 0;
+        foreach (var entry in entries)
+        {
+            if (entry.Type != LogEntryType.Data) continue;
+            var length = entry.BlockCount * LogFormat.BlockSize;
+            if (Crc32C.Compute(data.AsSpan(at, length)) != entry.Crc) return false;
+            at += length;
+        }
+        return true;
+    }
+
+    /// <summary>Looks past a bad record for a valid one with a higher sequence whose durable-through covers the bad one.</summary>
+    private static bool FindLaterDurable(LogReader reader, ILogMedium medium, long address, long sequence, out long laterAddress, out BatchHeader later)
+    {
+        var scan = new byte[1 << 20];
+        var segments = medium.Segments;
+        if (segments.Count == 0) { laterAddress = 0; later = default; return false; }
+        var end = (segments[^1] + 1) * medium.SegmentSize;
+        var best = (Address: -1L, Header: default(BatchHeader));
+        for (var chunk = address + LogFormat.BlockSize; chunk < end; chunk += scan.Length)
+        {
+            var length = (int)Math.Min(scan.Length, end - chunk);
+            if (!medium.TryRead(chunk, scan.AsSpan(0, length))) continue; // a segment that is gone
+            for (var at = 0; at + LogFormat.BlockSize <= length; at += LogFormat.BlockSize)
+            {
+                if (BitConverter.ToUInt64(scan, at) != LogFormat.Magic) continue;
+                if (!reader.TryReadAt(chunk + at, out var header)) continue;
+                if (header.Sequence <= sequence || header.DurableThrough < sequence) continue;
+                // The first record after the damage is where replay continues.
+                if (best.Address < 0 || header.Sequence < best.Header.Sequence) best = (chunk + at, header);
+            }
+        }
+        laterAddress = best.Address;
+        later = best.Header;
+        if (best.Address < 0) return false;
+        // Replay resumes at the smallest later sequence, which must be reachable in order from there.
+        return true;
+    }
+
+    /// <summary>Wipes everything from <paramref name="address"/> to the end of its segment and drops later segments.</summary>
+    private static void CutTail(ILogMedium medium, long address)
+    {
+        var segment = address / medium.SegmentSize;
+        medium.Discard(address, (segment + 1) * medium.SegmentSize - address);
+        foreach (var later in medium.Segments.Where(s => s > segment)) medium.Release(later);
+    }
+}

@@ -1,0 +1,240 @@
+using ActorCache.Blocks;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Cache;
+
+/// <summary>
+/// The flusher: the one writer of the log. It moves pending writes from the ring into batches in
+/// log order, points the index at their log copies, frees the slots, and fdatasyncs once for every
+/// FLUSH/FUA waiting (group commit).
+/// </summary>
+public sealed partial class WriteBackCache
+{
+    private readonly Thread _flusher;
+    private readonly AutoResetEvent _wakeFlusher = new(false);
+    private readonly AutoResetEvent _logSpaceFreed = new(false);
+    private volatile bool _stopping;
+
+    private long _tail, _nextSequence, _generation, _durableSequence, _durableTail;
+    private int _headRecordDone; // blocks of the head pending record already in the log (a write larger than a batch)
+
+    private readonly byte[] _headerBlock = GC.AllocateArray<byte>(BlockSize, pinned: true);
+    private readonly LogEntry[] _batchEntries = new LogEntry[LogFormat.MaxEntries];
+    private readonly BatchPart[] _batchParts = new BatchPart[LogFormat.MaxEntries];
+    private readonly List<ReadOnlyMemory<byte>> _gather = [];
+    private readonly List<(long Ticket, TaskCompletionSource Done)> _completed = [];
+
+    private readonly record struct BatchPart(PendingRecord Record, int From, int Count, bool Completes);
+
+    private void FlusherLoop()
+    {
+        var backoff = TimeSpan.FromMilliseconds(50);
+        while (true)
+        {
+            _wakeFlusher.WaitOne(TimeSpan.FromMilliseconds(200));
+            try
+            {
+                while (WriteOneBatch()) { }
+                SyncForWaiters();
+                if (_logFailure is not null)
+                {
+                    _logger.LogInformation("volume {Name}: the log is writable again", _name);
+                    _logFailure = null;
+                }
+                backoff = TimeSpan.FromMilliseconds(50);
+            }
+            catch (BlockTargetException e)
+            {
+                OnLogFailure(e);
+                if (_stopping) return;
+                Thread.Sleep(backoff);
+                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(2).Ticks));
+                continue;
+            }
+            if (_stopping)
+            {
+                lock (_append)
+                    if (_pending.Count == 0) return;
+            }
+        }
+    }
+
+    /// <summary>Writes the next batch of pending records to the log; false when nothing is pending.</summary>
+    private bool WriteOneBatch()
+    {
+        int parts = 0, dataBlocks = 0;
+        long completedTicket = 0;
+        bool syncWanted;
+        lock (_append)
+        {
+            var first = true;
+            foreach (var record in _pending)
+            {
+                if (parts == LogFormat.MaxEntries) break;
+                var from = first ? _headRecordDone : 0;
+                first = false;
+                var count = record.Count - from;
+                if (record.Type == LogEntryType.Data)
+                {
+                    count = Math.Min(count, _options.MaxBatchBlocks - dataBlocks);
+                    if (count == 0) break;
+                    dataBlocks += count;
+                }
+                var completes = from + count == record.Count;
+                _batchParts[parts++] = new BatchPart(record, from, count, completes);
+                if (completes) completedTicket = record.Ticket;
+                if (!completes) break;
+            }
+            syncWanted = _flushWaiters.Count > 0;
+        }
+        if (parts == 0) return false;
+
+        var size = (1L + dataBlocks) << BlockShift;
+        var address = LogReader.Place(_tail, size, _medium.SegmentSize);
+        WaitForLogSpace(address + size);
+
+        _gather.Clear();
+        _gather.Add(_headerBlock);
+        for (var p = 0; p < parts; p++)
+        {
+            var part = _batchParts[p];
+            var crc = 0u;
+            if (part.Record.Type == LogEntryType.Data)
+            {
+                var running = 0xFFFFFFFFu;
+                for (var b = part.From; b < part.From + part.Count; b++)
+                {
+                    var slot = SlotOf(part.Record, b);
+                    running = Crc32C.Append(running, _ring.Slot(slot));
+                    _gather.Add(_ring.SlotMemory(slot));
+                }
+                crc = ~running;
+            }
+            _batchEntries[p] = new LogEntry(part.Record.Block + part.From, part.Count, part.Record.Type, crc);
+        }
+        var header = new BatchHeader(_nextSequence, Interlocked.Read(ref _generation), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000,
+            syncWanted ? LogFormat.SyncPointFlag : (ushort)0, _volumeId, dataBlocks, Interlocked.Read(ref _durableSequence), parts);
+        LogFormat.WriteHeader(_headerBlock, header, _batchEntries.AsSpan(0, parts));
+        _medium.Write(address, _gather);
+
+        // The batch is in the log: point the index at it (unless a newer write took the block), free the slots.
+        var dataBlock = LogReader.DataAddress(address) >> BlockShift;
+        var headerBlock = address >> BlockShift;
+        for (var p = 0; p < parts; p++)
+        {
+            var part = _batchParts[p];
+            for (var b = part.From; b < part.From + part.Count; b++)
+            {
+                var block = part.Record.Block + b;
+                if (part.Record.Type == LogEntryType.Data)
+                {
+                    var slot = SlotOf(part.Record, b);
+                    _index.Replace(block, BlockIndex.Encode(BlockLocation.Ring, slot), BlockIndex.Encode(BlockLocation.Log, dataBlock++));
+                    _ring.Release(slot);
+                }
+                else
+                {
+                    _index.Replace(block, BlockIndex.Encode(BlockLocation.Zero, 0), BlockIndex.Encode(BlockLocation.Zero, headerBlock));
+                }
+            }
+        }
+        lock (_append)
+        {
+            for (var p = 0; p < parts; p++)
+            {
+                var part = _batchParts[p];
+                if (!part.Completes)
+                {
+                    _headRecordDone += part.Count;
+                    continue;
+                }
+                _pending.Dequeue();
+                _headRecordDone = 0;
+                if (part.Record.Type == LogEntryType.Data)
+                {
+                    _pendingSlotHead = (_pendingSlotHead + part.Record.Count) % _pendingSlots.Length;
+                    _pendingSlotCount -= part.Record.Count;
+                }
+            }
+            if (completedTicket > 0) _writtenTicket = completedTicket;
+        }
+        Interlocked.Exchange(ref _tail, address + size);
+        _nextSequence++;
+        Interlocked.Increment(ref _batchesWritten);
+        return true;
+    }
+
+    private int SlotOf(PendingRecord record, int block) => _pendingSlots[(record.FirstSlot + block) % _pendingSlots.Length];
+
+    /// <summary>Blocks while the log is at capacity; the destager frees space (shrinking retention if it must).</summary>
+    private void WaitForLogSpace(long end)
+    {
+        var warned = false;
+        while (end - Interlocked.Read(ref _horizon) > _options.LogCapacity)
+        {
+            if (!warned)
+            {
+                _logger.LogWarning("volume {Name}: the log is full ({Capacity} bytes); writes wait for destaging", _name, _options.LogCapacity);
+                warned = true;
+            }
+            _wakeDestager.Set();
+            _logSpaceFreed.WaitOne(TimeSpan.FromMilliseconds(100));
+            if (_stopping) throw new BlockTargetException(BlockError.ShuttingDown, $"volume {_name} is stopping with a full log");
+            if (_backingFailure is { } failure)
+                throw new BlockTargetException(BlockError.NoSpace, $"the log is full and cannot be destaged: {failure}");
+        }
+    }
+
+    /// <summary>One fdatasync for every FLUSH/FUA whose writes are now in the log.</summary>
+    private void SyncForWaiters()
+    {
+        long target;
+        lock (_append)
+        {
+            if (_flushWaiters.Count == 0) return;
+            target = _writtenTicket;
+        }
+        if (Interlocked.Read(ref _durableTicket) < target)
+        {
+            _medium.Sync();
+            Interlocked.Exchange(ref _durableSequence, _nextSequence - 1);
+            Interlocked.Exchange(ref _durableTail, Interlocked.Read(ref _tail));
+            Interlocked.Exchange(ref _durableTicket, target);
+            Interlocked.Increment(ref _generation); // every completed FLUSH closes a generation
+            Interlocked.Increment(ref _syncs);
+        }
+        lock (_append)
+        {
+            var durable = Interlocked.Read(ref _durableTicket);
+            for (var i = _flushWaiters.Count - 1; i >= 0; i--)
+            {
+                if (_flushWaiters[i].Ticket > durable) continue;
+                _completed.Add(_flushWaiters[i]);
+                _flushWaiters.RemoveAt(i);
+            }
+        }
+        foreach (var (_, done) in _completed) done.TrySetResult();
+        _completed.Clear();
+        _wakeDestager.Set();
+    }
+
+    private void OnLogFailure(BlockTargetException e)
+    {
+        var first = _logFailure is null;
+        _logFailure = e;
+        if (first)
+            _logger.LogError("volume {Name}: log write failed: {Message}. Acknowledged writes stay in memory; {Policy}", _name, e.Message,
+                e.Error == BlockError.NoSpace && _options.LogFullPolicy == LogFullPolicy.Wait
+                    ? "writers wait until space returns"
+                    : "FLUSH/FUA fail until the log is writable again");
+        if (e.Error == BlockError.NoSpace && _options.LogFullPolicy == LogFullPolicy.Wait && !_stopping) return;
+        lock (_append)
+        {
+            _completed.AddRange(_flushWaiters);
+            _flushWaiters.Clear();
+        }
+        foreach (var (_, done) in _completed)
+            done.TrySetException(new BlockTargetException(e.Error, $"volume {_name}: cannot make writes durable: {e.Message}"));
+        _completed.Clear();
+    }
+}

@@ -1,0 +1,487 @@
+using System.Buffers;
+using ActorCache.Blocks;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Cache;
+
+/// <summary>
+/// The cache target (DESIGN §3): a write is copied into ring slots and indexed, then acknowledged; the
+/// flusher appends it to the checksummed log (group commit for FLUSH/FUA); the destager copies the log
+/// to the backing once history is older than the retention window. Reads find the newest version of
+/// every block in ring, log or backing through the lock-free index.
+/// </summary>
+public sealed partial class WriteBackCache : IBlockTarget
+{
+    private const int BlockSize = LogFormat.BlockSize;
+    private const int BlockShift = LogFormat.BlockShift;
+
+    private readonly IBlockTarget _backing;
+    private readonly RingBuffer _ring;
+    private readonly ILogMedium _medium;
+    private readonly CacheOptions _options;
+    private readonly ILogger _logger;
+    private readonly BlockIndex _index;
+    private readonly Guid _volumeId;
+    private readonly string _name;
+
+    // Everything below is guarded by _append: the log order of writes is the order they take it.
+    private readonly Lock _append = new();
+    private readonly Queue<PendingRecord> _pending = new();
+    private readonly int[] _pendingSlots;
+    private int _pendingSlotHead, _pendingSlotCount;
+    private long _appendedTicket, _writtenTicket, _durableTicket;
+    private readonly List<(long Ticket, TaskCompletionSource Done)> _flushWaiters = [];
+
+    private volatile CacheMode _mode;
+    private volatile string? _readOnlyReason;
+    private volatile BlockTargetException? _logFailure;
+    private readonly HashSet<long>? _damagedBlocks;
+    private readonly bool _allDamaged;
+    private readonly long _damageAddressBlock;
+
+    private long _batchesWritten, _syncs, _blocksDestaged, _ringWaits, _retentionShrinks;
+
+    private WriteBackCache(string name, IBlockTarget backing, RingBuffer ring, ILogMedium medium, CacheOptions options,
+        ILogger logger, Checkpoint checkpoint, BlockIndex index, RecoveryResult recovery, CacheMode mode)
+    {
+        _name = name;
+        _backing = backing;
+        _ring = ring;
+        _medium = medium;
+        _options = options;
+        _logger = logger;
+        _index = index;
+        _volumeId = checkpoint.VolumeId;
+        _mode = mode;
+        // Parts of a large write are released as their batches land, while later writes queue behind it.
+        _pendingSlots = new int[ring.SlotCount + 16384];
+        _tail = recovery.Tail;
+        _nextSequence = recovery.NextSequence;
+        _generation = recovery.Generation;
+        _durableSequence = recovery.NextSequence - 1;
+        _durableTail = recovery.Tail;
+        _horizon = checkpoint.Horizon;
+        _horizonSequence = checkpoint.Sequence;
+        _horizonGeneration = checkpoint.Generation;
+        _readOnlyReason = recovery.Corruption;
+        _damagedBlocks = recovery.DamagedBlocks;
+        _allDamaged = recovery.AllDamaged;
+        _damageAddressBlock = recovery.DamageAddress >> BlockShift;
+        Recovery = recovery;
+        _flusher = new Thread(FlusherLoop) { IsBackground = true, Name = $"flusher {name}" };
+        _destager = new Thread(DestagerLoop) { IsBackground = true, Name = $"destager {name}" };
+    }
+
+    /// <summary>
+    /// Opens the cache of one volume: loads the checkpoint (or starts a new log), replays the log into
+    /// the index, and starts the flusher and destager. With corruption found, the cache comes up read-only.
+    /// </summary>
+    public static WriteBackCache Open(string name, IBlockTarget backing, RingBuffer ring, CacheOptions options, CacheMode mode,
+        ILogger logger, IProgress<(long Done, long Total)>? progress = null, ILogMedium? medium = null)
+    {
+        if (ring.SlotCount < 2 * options.MaxBatchBlocks || ring.SlotCount * (long)BlockSize < 2L * (32 << 20))
+            throw new ArgumentException("the ring must hold at least two batches and two maximum-size requests (64 MiB)");
+        Directory.CreateDirectory(options.LogDirectory);
+        var checkpoint = Checkpoint.Load(options.LogDirectory);
+        if (checkpoint is null)
+        {
+            checkpoint = Checkpoint.New();
+            checkpoint.Save(options.LogDirectory);
+        }
+        medium ??= new SegmentFiles(options.LogDirectory, options.SegmentSize);
+        var index = new BlockIndex(backing.Size >> BlockShift);
+        var started = DateTime.UtcNow;
+        var recovery = LogRecovery.Replay(medium, checkpoint, index, options.MaxBatchBlocks, progress);
+        if (recovery.BatchesReplayed > 0)
+            logger.LogInformation("volume {Name}: replayed {Batches} log batches ({Bytes} bytes) in {Elapsed:F2}s, {Blocks} blocks cached",
+                name, recovery.BatchesReplayed, recovery.BytesReplayed, (DateTime.UtcNow - started).TotalSeconds, index.CachedBlocks);
+        if (recovery.TornTail is not null) logger.LogWarning("volume {Name}: {TornTail}", name, recovery.TornTail);
+        if (recovery.Corruption is not null)
+            logger.LogError("volume {Name} is DEGRADED and read-only: {Corruption}. Blocks whose newest version is in the damaged record " +
+                            "fail with EIO; everything else reads normally. Copy the data off (nbdcopy) and restore the volume from a replica or snapshot",
+                name, recovery.Corruption);
+        var cache = new WriteBackCache(name, backing, ring, medium, options, logger, checkpoint, index, recovery, mode);
+        cache._flusher.Start();
+        cache._destager.Start();
+        return cache;
+    }
+
+    public long Size => _backing.Size;
+
+    public TargetCapabilities Capabilities =>
+        (_backing.Capabilities & ~TargetCapabilities.Allocation) | TargetCapabilities.Trim | TargetCapabilities.FastZero |
+        (_readOnlyReason is null ? 0 : TargetCapabilities.ReadOnly);
+
+    public CacheMode Mode => _mode;
+    public RecoveryResult Recovery { get; }
+    public BlockIndex Index => _index;
+    public Guid VolumeId => _volumeId;
+
+    /// <summary>Why the volume refuses writes (corruption found by recovery), or null.</summary>
+    public string? ReadOnlyReason => _readOnlyReason;
+
+    public CacheStatistics Statistics => new()
+    {
+        BatchesWritten = Interlocked.Read(ref _batchesWritten),
+        Syncs = Interlocked.Read(ref _syncs),
+        BlocksDestaged = Interlocked.Read(ref _blocksDestaged),
+        RingWaits = Interlocked.Read(ref _ringWaits),
+        RetentionShrinks = Interlocked.Read(ref _retentionShrinks),
+        CorruptRecords = Recovery.Corruption is null ? 0 : 1,
+        TornTails = Recovery.TornTail is null ? 0 : 1,
+        CachedBlocks = _index.CachedBlocks,
+        LogBytes = Interlocked.Read(ref _tail) - Interlocked.Read(ref _horizon),
+        Generation = Interlocked.Read(ref _generation),
+        RingFreeSlots = _ring.FreeSlots,
+        IndexBytes = _index.FootprintBytes,
+        BackingFailure = _backingFailure,
+        LogFailure = _logFailure?.Message,
+    };
+
+    private void ThrowIfReadOnly()
+    {
+        if (_readOnlyReason is { } reason) BlockThrow.Error(BlockError.ReadOnly, $"volume {_name} is read-only: {reason}");
+    }
+
+    // ---- writes -------------------------------------------------------------------------------
+
+    public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken = default)
+    {
+        ThrowIfReadOnly();
+        if (_mode != CacheMode.WriteBack)
+        {
+            await _backing.WriteAsync(offset, data, fua || _mode == CacheMode.WriteThrough, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        var ticket = await AppendAsync(offset, data.Length, data, LogEntryType.Data, cancellationToken).ConfigureAwait(false);
+        if (fua) await WaitDurableAsync(ticket).ConfigureAwait(false);
+    }
+
+    public ValueTask TrimAsync(long offset, long length, bool fua, CancellationToken cancellationToken = default) =>
+        ZeroAsync(offset, length, LogEntryType.Trim, fastOnly: false, fua, cancellationToken);
+
+    public ValueTask WriteZeroesAsync(long offset, long length, bool mayDeallocate, bool fastOnly, bool fua,
+        CancellationToken cancellationToken = default) =>
+        ZeroAsync(offset, length, mayDeallocate ? LogEntryType.Trim : LogEntryType.Zero, fastOnly, fua, cancellationToken);
+
+    private async ValueTask ZeroAsync(long offset, long length, LogEntryType type, bool fastOnly, bool fua, CancellationToken ct)
+    {
+        ThrowIfReadOnly();
+        if (_mode != CacheMode.WriteBack)
+        {
+            var durable = fua || _mode == CacheMode.WriteThrough;
+            if (type == LogEntryType.Trim) await _backing.TrimAsync(offset, length, durable, ct).ConfigureAwait(false);
+            else await _backing.WriteZeroesAsync(offset, length, mayDeallocate: false, fastOnly, durable, ct).ConfigureAwait(false);
+            return;
+        }
+        // Whole blocks become one log entry without data; partial blocks at the ends are written as zero bytes.
+        var end = offset + length;
+        var firstWhole = (offset + BlockSize - 1) & ~(long)(BlockSize - 1);
+        var lastWhole = end & ~(long)(BlockSize - 1);
+        long ticket = 0;
+        if (firstWhole >= lastWhole)
+        {
+            ticket = await AppendZeroBytesAsync(offset, length, ct).ConfigureAwait(false);
+        }
+        else
+        {
+            if (offset < firstWhole) await AppendZeroBytesAsync(offset, firstWhole - offset, ct).ConfigureAwait(false);
+            ticket = await AppendAsync(firstWhole, lastWhole - firstWhole, ReadOnlyMemory<byte>.Empty, type, ct).ConfigureAwait(false);
+            if (lastWhole < end) ticket = await AppendZeroBytesAsync(lastWhole, end - lastWhole, ct).ConfigureAwait(false);
+        }
+        if (fua) await WaitDurableAsync(ticket).ConfigureAwait(false);
+    }
+
+    private static readonly byte[] ZeroBlock = new byte[BlockSize];
+
+    private ValueTask<long> AppendZeroBytesAsync(long offset, long length, CancellationToken ct) =>
+        AppendAsync(offset, (int)length, ZeroBlock.AsMemory(0, (int)length), LogEntryType.Data, ct);
+
+    /// <summary>
+    /// Puts one request into the ring and the index, in log order, and queues it for the flusher.
+    /// Returns its ticket (its place in log order) once it is visible to every reader.
+    /// </summary>
+    private async ValueTask<long> AppendAsync(long offset, long length, ReadOnlyMemory<byte> data, LogEntryType type, CancellationToken ct)
+    {
+        var first = offset >> BlockShift;
+        var count = (int)(((offset + length - 1) >> BlockShift) - first + 1);
+        var slotCount = type == LogEntryType.Data ? count : 0;
+        var slots = slotCount == 0 ? null : ArrayPool<int>.Shared.Rent(slotCount);
+        try
+        {
+            var deadline = DateTime.UtcNow + _options.RingWaitTimeout;
+            while (true)
+            {
+                if (_logFailure is { Error: BlockError.NoSpace } full && _options.LogFullPolicy == LogFullPolicy.Fail)
+                    throw new BlockTargetException(BlockError.NoSpace, $"volume {_name}: the log disk is full ({full.Message}); retry when space returns");
+                var space = _ring.SpaceFreed;
+                lock (_append)
+                {
+                    if (slotCount == 0 || _ring.TryClaim(slots.AsSpan(0, slotCount)))
+                    {
+                        if (type == LogEntryType.Data) FillSlots(offset, data.Span, first, slots.AsSpan(0, slotCount));
+                        else
+                            for (var b = 0; b < count; b++) _index.Set(first + b, BlockIndex.Encode(BlockLocation.Zero, 0));
+                        var ticket = ++_appendedTicket;
+                        _pending.Enqueue(new PendingRecord(first, count, type, ticket, (_pendingSlotHead + _pendingSlotCount) % _pendingSlots.Length));
+                        for (var i = 0; i < slotCount; i++)
+                            _pendingSlots[(_pendingSlotHead + _pendingSlotCount++) % _pendingSlots.Length] = slots![i];
+                        _wakeFlusher.Set();
+                        return ticket;
+                    }
+                }
+                _wakeFlusher.Set();
+                Interlocked.Increment(ref _ringWaits);
+                var left = deadline - DateTime.UtcNow;
+                if (left <= TimeSpan.Zero || await Task.WhenAny(space, Task.Delay(left, ct)).ConfigureAwait(false) != space)
+                {
+                    ct.ThrowIfCancellationRequested();
+                    throw new BlockTargetException(BlockError.NoSpace,
+                        $"volume {_name}: no ring space for {_options.RingWaitTimeout.TotalSeconds:F0}s; the log cannot keep up ({_logFailure?.Message ?? "slow log disk"})");
+                }
+            }
+        }
+        finally
+        {
+            if (slots is not null) ArrayPool<int>.Shared.Return(slots);
+        }
+    }
+
+    /// <summary>Copies a request into its slots (merging partial blocks with their current content) and points the index at them. Caller holds _append.</summary>
+    private void FillSlots(long offset, ReadOnlySpan<byte> data, long first, ReadOnlySpan<int> slots)
+    {
+        var end = offset + data.Length;
+        for (var i = 0; i < slots.Length; i++)
+        {
+            var block = first + i;
+            var blockStart = block << BlockShift;
+            var destination = _ring.Slot(slots[i]);
+            var from = Math.Max(offset, blockStart);
+            var to = Math.Min(end, blockStart + BlockSize);
+            if (to - from < BlockSize) ReadBlockLocked(block, destination); // read-modify-write of a partial block
+            data.Slice((int)(from - offset), (int)(to - from)).CopyTo(destination[(int)(from - blockStart)..]);
+            _index.Set(block, BlockIndex.Encode(BlockLocation.Ring, slots[i]));
+        }
+    }
+
+    /// <summary>The current content of one block, read while holding _append (so no ring slot it names can be reused).</summary>
+    private void ReadBlockLocked(long block, Span<byte> destination)
+    {
+        var entry = _index.Get(block);
+        switch (BlockIndex.LocationOf(entry))
+        {
+            case BlockLocation.Ring:
+                _ring.Slot((int)BlockIndex.ValueOf(entry)).CopyTo(destination);
+                return;
+            case BlockLocation.Zero:
+                destination.Clear();
+                return;
+            case BlockLocation.Log:
+                if (_medium.TryRead(BlockIndex.ValueOf(entry) << BlockShift, destination)) return;
+                ReadBlockLocked(block, destination); // destaged meanwhile: look again
+                return;
+            default:
+                var buffer = ArrayPool<byte>.Shared.Rent(BlockSize);
+                try
+                {
+                    _backing.ReadAsync(block << BlockShift, buffer.AsMemory(0, BlockSize)).AsTask().GetAwaiter().GetResult();
+                    buffer.AsSpan(0, BlockSize).CopyTo(destination);
+                }
+                finally
+                {
+                    ArrayPool<byte>.Shared.Return(buffer);
+                }
+                return;
+        }
+    }
+
+    // ---- flush --------------------------------------------------------------------------------
+
+    public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    {
+        if (_mode != CacheMode.WriteBack)
+        {
+            await _backing.FlushAsync(cancellationToken).ConfigureAwait(false);
+            return;
+        }
+        long ticket;
+        lock (_append) ticket = _appendedTicket;
+        await WaitDurableAsync(ticket).ConfigureAwait(false);
+    }
+
+    /// <summary>Waits until every write up to <paramref name="ticket"/> is fdatasync'ed in the log (group commit with every other waiter).</summary>
+    private Task WaitDurableAsync(long ticket)
+    {
+        TaskCompletionSource done;
+        lock (_append)
+        {
+            if (Interlocked.Read(ref _durableTicket) >= ticket) return Task.CompletedTask;
+            if (_logFailure is { } failure && (failure.Error != BlockError.NoSpace || _options.LogFullPolicy == LogFullPolicy.Fail))
+                return Task.FromException(new BlockTargetException(failure.Error, $"volume {_name}: cannot make writes durable: {failure.Message}"));
+            done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _flushWaiters.Add((ticket, done));
+        }
+        _wakeFlusher.Set();
+        return done.Task;
+    }
+
+    // ---- reads --------------------------------------------------------------------------------
+
+    public async ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken = default)
+    {
+        var end = offset + destination.Length;
+        var position = offset;
+        while (position < end)
+        {
+            var block = position >> BlockShift;
+            var within = (int)(position & (BlockSize - 1));
+            var entry = _index.Get(block);
+            var location = BlockIndex.LocationOf(entry);
+            if (location == BlockLocation.Backing)
+            {
+                // Coalesce a run of blocks that are all on the backing into one read.
+                var runEnd = Math.Min(end, (block + 1) << BlockShift);
+                while (runEnd < end && _index.Get(runEnd >> BlockShift) == 0) runEnd = Math.Min(end, runEnd + BlockSize);
+                if (IsDamaged(block, entry)) ThrowDamaged(block);
+                await _backing.ReadAsync(position, destination.Slice((int)(position - offset), (int)(runEnd - position)), cancellationToken)
+                    .ConfigureAwait(false);
+                position = runEnd;
+                continue;
+            }
+            var take = (int)Math.Min(BlockSize - within, end - position);
+            var target = destination.Span.Slice((int)(position - offset), take);
+            if (!TryReadCachedBlock(block, entry, within, target)) continue; // the block moved: look it up again
+            position += take;
+        }
+    }
+
+    /// <summary>Copies part of a cached block; false when the entry changed under us (flushed, destaged, rewritten).</summary>
+    private bool TryReadCachedBlock(long block, ulong entry, int within, Span<byte> target)
+    {
+        switch (BlockIndex.LocationOf(entry))
+        {
+            case BlockLocation.Zero:
+                target.Clear();
+                return true;
+            case BlockLocation.Ring:
+            {
+                var slot = (int)BlockIndex.ValueOf(entry);
+                if (!_ring.TryAddReference(slot)) return false;
+                try
+                {
+                    if (_index.Get(block) != entry) return false;
+                    _ring.Slot(slot).Slice(within, target.Length).CopyTo(target);
+                    return true;
+                }
+                finally
+                {
+                    _ring.Release(slot);
+                }
+            }
+            case BlockLocation.Log:
+                if (IsDamaged(block, entry)) ThrowDamaged(block);
+                return _medium.TryRead((BlockIndex.ValueOf(entry) << BlockShift) + within, target);
+            default:
+                return false;
+        }
+    }
+
+    /// <summary>True when the newest version of the block may be in a corrupt record found by recovery.</summary>
+    private bool IsDamaged(long block, ulong entry)
+    {
+        if (_readOnlyReason is null || (!_allDamaged && _damagedBlocks is null)) return false;
+        // Entries written after the damage (higher log addresses) are intact and newer.
+        if (BlockIndex.LocationOf(entry) is BlockLocation.Log or BlockLocation.Zero && BlockIndex.ValueOf(entry) >= _damageAddressBlock)
+            return false;
+        return _allDamaged || _damagedBlocks!.Contains(block);
+    }
+
+    private void ThrowDamaged(long block) =>
+        BlockThrow.Error(BlockError.Io, $"volume {_name}: block {block} may be in a corrupt log record and is not served: {_readOnlyReason}");
+
+    public ValueTask<int> GetAllocationAsync(long offset, long length, Memory<AllocationExtent> extents,
+        CancellationToken cancellationToken = default)
+    {
+        // Cached blocks are data (or zero); report the whole range as data so no client skips them.
+        if (extents.Length == 0) return ValueTask.FromResult(0);
+        extents.Span[0] = new AllocationExtent(length, AllocationState.Data);
+        return ValueTask.FromResult(1);
+    }
+
+    public ValueTask PrefetchAsync(long offset, long length, CancellationToken cancellationToken = default) =>
+        _backing.PrefetchAsync(offset, length, cancellationToken);
+
+    // ---- modes --------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Switches mode on the live volume. Leaving write-back drains first: every dirty block is flushed
+    /// to the log and destaged to the backing, then writes go straight through.
+    /// </summary>
+    public async Task SetModeAsync(CacheMode mode)
+    {
+        if (mode == _mode) return;
+        if (_mode == CacheMode.WriteBack) await DrainAsync().ConfigureAwait(false);
+        lock (_append)
+        {
+            if (_mode == CacheMode.WriteBack && _pending.Count > 0)
+                throw new InvalidOperationException("writes arrived while draining; retry the mode switch");
+            _mode = mode;
+        }
+        _logger.LogInformation("volume {Name} is now {Mode}", _name, mode);
+    }
+
+    /// <summary>Flushes everything to the log, then destages the whole log to the backing regardless of retention.</summary>
+    public async Task DrainAsync()
+    {
+        await FlushAsync().ConfigureAwait(false);
+        var target = Interlocked.Read(ref _durableTail);
+        Interlocked.Exchange(ref _drainTo, target);
+        while (Interlocked.Read(ref _horizon) < target && _backingFailure is null)
+        {
+            _wakeDestager.Set();
+            await Task.Delay(10).ConfigureAwait(false);
+        }
+        if (_backingFailure is { } failure)
+            throw new BlockTargetException(BlockError.Io, $"volume {_name}: cannot drain to the backing: {failure}");
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        try
+        {
+            if (_readOnlyReason is null && _logFailure is null) await FlushAsync().ConfigureAwait(false);
+        }
+        catch (BlockTargetException e)
+        {
+            _logger.LogError("volume {Name}: final flush failed: {Message}", _name, e.Message);
+        }
+        _stopping = true;
+        _wakeFlusher.Set();
+        _wakeDestager.Set();
+        _flusher.Join();
+        _destager.Join();
+        _medium.Dispose();
+        await _backing.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private readonly record struct PendingRecord(long Block, int Count, LogEntryType Type, long Ticket, int FirstSlot);
+}
+
+/// <summary>A point-in-time view of a cache for status output and metrics.</summary>
+public sealed record CacheStatistics
+{
+    public long CachedBlocks { get; init; }
+    public long LogBytes { get; init; }
+    public long Generation { get; init; }
+    public int RingFreeSlots { get; init; }
+    public long IndexBytes { get; init; }
+    public long BatchesWritten { get; init; }
+    public long Syncs { get; init; }
+    public long BlocksDestaged { get; init; }
+    public long RingWaits { get; init; }
+    public long RetentionShrinks { get; init; }
+    public long CorruptRecords { get; init; }
+    public long TornTails { get; init; }
+    public string? BackingFailure { get; init; }
+    public string? LogFailure { get; init; }
+}

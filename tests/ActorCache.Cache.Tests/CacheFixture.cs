@@ -1,0 +1,35 @@
+using ActorCache.Blocks;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace ActorCache.Cache.Tests;
+
+/// <summary>A cache over a real sparse-file backing and a real log directory in a temporary folder.</summary>
+public sealed class CacheFixture : IDisposable
+{
+    public static readonly RingBuffer SharedRing = new(64L << 20);
+
+    public string Directory { get; } = System.IO.Directory.CreateTempSubdirectory("actorcache-cache-").FullName;
+    public string BackingPath => Path.Combine(Directory, "backing.img");
+    public string LogDirectory => Path.Combine(Directory, "log");
+
+    public CacheOptions Options(TimeSpan? retention = null, long segmentSize = 1 << 20, long capacity = 256L << 20) => new()
+    {
+        LogDirectory = LogDirectory,
+        SegmentSize = segmentSize,
+        LogCapacity = capacity,
+        RetentionTime = retention ?? TimeSpan.FromHours(1),
+        MaxBatchBlocks = 64,
+        DestageInterval = TimeSpan.FromMilliseconds(20),
+        RingWaitTimeout = TimeSpan.FromSeconds(20),
+    };
+
+    public WriteBackCache Open(long size, CacheOptions? options = null, CacheMode mode = CacheMode.WriteBack, ILogMedium? medium = null,
+        IBlockTarget? backing = null, RingBuffer? ring = null) =>
+        WriteBackCache.Open("test", backing ?? FileBacking.Open(BackingPath, size, create: !File.Exists(BackingPath)), ring ?? SharedRing,
+            options ?? Options(), mode, NullLogger.Instance, medium: medium);
+
+    public void Dispose()
+    {
+        try { System.IO.Directory.Delete(Directory, recursive: true); } catch (IOException) { }
+    }
+}
