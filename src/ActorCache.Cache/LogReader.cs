@@ -47,6 +47,10 @@ internal sealed class LogReader(ILogMedium medium, Guid volumeId)
     /// <summary>True when the header block at <paramref name="address"/> is all zeroes (never written: a clean end of the log).</summary>
     public bool IsBlank(long address) => medium.TryRead(address, _header) && !_header.AsSpan().ContainsAnyExcept((byte)0);
 
+    /// <summary>True when something was written where batch <paramref name="address"/> (or its next-segment alternative) would be.</summary>
+    public bool AnythingAt(long address) =>
+        !IsBlank(address) || (address % medium.SegmentSize != 0 && !IsBlank(NextSegmentStart(address)));
+
     /// <summary>Byte address where the data of the batch whose header is at <paramref name="address"/> starts.</summary>
     public static long DataAddress(long address) => address + LogFormat.BlockSize;
 }

@@ -76,8 +76,10 @@ public sealed partial class WriteBackCache
                 var count = record.Count - from;
                 if (record.Type == LogEntryType.Data)
                 {
+                    // A write that fits in one batch is never split, so it lands in the log whole;
+                    // only writes larger than a batch span several.
+                    if (count > _options.MaxBatchBlocks - dataBlocks && dataBlocks > 0) break;
                     count = Math.Min(count, _options.MaxBatchBlocks - dataBlocks);
-                    if (count == 0) break;
                     dataBlocks += count;
                 }
                 var completes = from + count == record.Count;

@@ -81,6 +81,8 @@ public sealed partial class WriteBackCache : IBlockTarget
     {
         if (ring.SlotCount < 2 * options.MaxBatchBlocks || ring.SlotCount * (long)BlockSize < 2L * (32 << 20))
             throw new ArgumentException("the ring must hold at least two batches and two maximum-size requests (64 MiB)");
+        if ((options.MaxBatchBlocks + 1L) * BlockSize > options.SegmentSize)
+            throw new ArgumentException($"a batch of {options.MaxBatchBlocks} blocks plus its header does not fit in a {options.SegmentSize}-byte log segment");
         Directory.CreateDirectory(options.LogDirectory);
         var checkpoint = Checkpoint.Load(options.LogDirectory);
         if (checkpoint is null)
@@ -192,7 +194,7 @@ public sealed partial class WriteBackCache : IBlockTarget
         if (fua) await WaitDurableAsync(ticket).ConfigureAwait(false);
     }
 
-    private static readonly byte[] ZeroBlock = new byte[BlockSize];
+    private static readonly byte[] ZeroBlock = new byte[2 * BlockSize]; // a zeroed range without whole blocks spans at most two
 
     private ValueTask<long> AppendZeroBytesAsync(long offset, long length, CancellationToken ct) =>
         AppendAsync(offset, (int)length, ZeroBlock.AsMemory(0, (int)length), LogEntryType.Data, ct);

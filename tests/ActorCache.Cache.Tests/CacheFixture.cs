@@ -18,7 +18,7 @@ public sealed class CacheFixture : IDisposable
         SegmentSize = segmentSize,
         LogCapacity = capacity,
         RetentionTime = retention ?? TimeSpan.FromHours(1),
-        MaxBatchBlocks = 64,
+        MaxBatchBlocks = (int)Math.Min(64, segmentSize / 4096 - 1),
         DestageInterval = TimeSpan.FromMilliseconds(20),
         RingWaitTimeout = TimeSpan.FromSeconds(20),
     };
