@@ -59,6 +59,23 @@ public sealed class BlockIndex
         return Interlocked.CompareExchange(ref extent[block & (ExtentBlocks - 1)], entry, expected) == expected;
     }
 
+    /// <summary>The first block in [from, to) whose entry is not on the backing, or <paramref name="to"/>.</summary>
+    public long NextCached(long from, long to)
+    {
+        while (from < to)
+        {
+            var extent = Volatile.Read(ref _extents[from >> ExtentBlocksShift]);
+            if (extent is null)
+            {
+                from = ((from >> ExtentBlocksShift) + 1) << ExtentBlocksShift; // a whole extent with nothing cached
+                continue;
+            }
+            if (Volatile.Read(ref extent[from & (ExtentBlocks - 1)]) != 0) return from;
+            from++;
+        }
+        return to;
+    }
+
     /// <summary>Bytes the index occupies now (for the 16-bytes-per-block budget).</summary>
     public long FootprintBytes => _extents.LongLength * 8 + _extents.Count(e => e is not null) * (long)ExtentBlocks * 8;
 

@@ -111,7 +111,7 @@ public sealed partial class WriteBackCache : IBlockTarget
     public long Size => _backing.Size;
 
     public TargetCapabilities Capabilities =>
-        (_backing.Capabilities & ~TargetCapabilities.Allocation) | TargetCapabilities.Trim | TargetCapabilities.FastZero |
+        _backing.Capabilities | TargetCapabilities.Trim | TargetCapabilities.FastZero |
         (_readOnlyReason is null ? 0 : TargetCapabilities.ReadOnly);
 
     public CacheMode Mode => _mode;
@@ -401,13 +401,51 @@ public sealed partial class WriteBackCache : IBlockTarget
     private void ThrowDamaged(long block) =>
         BlockThrow.Error(BlockError.Io, $"volume {_name}: block {block} may be in a corrupt log record and is not served: {_readOnlyReason}");
 
-    public ValueTask<int> GetAllocationAsync(long offset, long length, Memory<AllocationExtent> extents,
+    public async ValueTask<int> GetAllocationAsync(long offset, long length, Memory<AllocationExtent> extents,
         CancellationToken cancellationToken = default)
     {
-        // Cached blocks are data (or zero); report the whole range as data so no client skips them.
-        if (extents.Length == 0) return ValueTask.FromResult(0);
-        extents.Span[0] = new AllocationExtent(length, AllocationState.Data);
-        return ValueTask.FromResult(1);
+        // Uncached runs report what the backing says (holes stay holes); cached blocks are data, or zero for logged trims.
+        var count = 0;
+        var position = offset;
+        var end = Math.Min(offset + length, Size);
+        while (position < end && count < extents.Length)
+        {
+            var block = position >> BlockShift;
+            var lastBlock = (end - 1) >> BlockShift;
+            var cached = _index.NextCached(block, lastBlock + 1);
+            if (cached > block)
+            {
+                var runEnd = Math.Min(end, cached << BlockShift);
+                var n = await _backing.GetAllocationAsync(position, runEnd - position, extents[count..], cancellationToken).ConfigureAwait(false);
+                var covered = 0L;
+                for (var i = 0; i < n; i++) covered += extents.Span[count + i].Length;
+                count = Merge(extents.Span, count, n);
+                position += covered;
+                if (covered == 0) break;
+                continue;
+            }
+            var zero = BlockIndex.LocationOf(_index.Get(block)) == BlockLocation.Zero;
+            var stop = block + 1;
+            while (stop <= lastBlock && _index.Get(stop) != 0 && (BlockIndex.LocationOf(_index.Get(stop)) == BlockLocation.Zero) == zero) stop++;
+            var runLength = Math.Min(end, stop << BlockShift) - position;
+            extents.Span[count] = new AllocationExtent(runLength, zero ? AllocationState.Zero : AllocationState.Data);
+            count = Merge(extents.Span, count, 1);
+            position += runLength;
+        }
+        return Math.Max(count, 0);
+    }
+
+    /// <summary>Joins the <paramref name="added"/> extents after <paramref name="count"/> with their predecessor when the states match.</summary>
+    private static int Merge(Span<AllocationExtent> extents, int count, int added)
+    {
+        for (var i = count; i < count + added; i++)
+        {
+            if (i > 0 && count > 0 && extents[count - 1].State == extents[i].State)
+                extents[count - 1] = extents[count - 1] with { Length = extents[count - 1].Length + extents[i].Length };
+            else
+                extents[count++] = extents[i];
+        }
+        return count;
     }
 
     public ValueTask PrefetchAsync(long offset, long length, CancellationToken cancellationToken = default) =>

@@ -26,19 +26,14 @@ public sealed class PowerLossTests : IDisposable
         var recording = new RecordingMedium(new SegmentFiles(options.LogDirectory, options.SegmentSize));
         var model = new byte[Size];
         var states = new List<byte[]> { (byte[])model.Clone() };
-        var flushPoints = new List<(int Syncs, int Operations, Dictionary<long, ulong> RuntimeIndex)>();
+        var flushPoints = new List<(int Syncs, int Operations)>();
         var cache = _fixture.Open(Size, options, medium: recording);
-        var runtimeIndex = new Dictionary<long, ulong>();
-        long batchesAtSync = 0;
-        var batchesPerFlush = new List<long>();
+        // The runtime index and batch count as they were at each sync, keyed by the sync's number.
+        var atSync = new Dictionary<int, (Dictionary<long, ulong> Index, long Batches)>();
         recording.OnSync = () =>
         {
-            lock (runtimeIndex)
-            {
-                runtimeIndex.Clear();
-                foreach (var (block, entry) in cache.Index.Entries()) runtimeIndex[block] = entry;
-                batchesAtSync = cache.Statistics.BatchesWritten;
-            }
+            var index = cache.Index.Entries().ToDictionary(e => e.Block, e => e.Entry);
+            lock (atSync) atSync[recording.SyncCount] = (index, cache.Statistics.BatchesWritten);
         };
         await using (cache)
         {
@@ -62,14 +57,15 @@ public sealed class PowerLossTests : IDisposable
                 if (random.Next(12) == 0)
                 {
                     await cache.FlushAsync();
-                    lock (runtimeIndex) { flushPoints.Add((recording.SyncCount, states.Count - 1, new Dictionary<long, ulong>(runtimeIndex))); batchesPerFlush.Add(batchesAtSync); }
+                    flushPoints.Add((recording.SyncCount, states.Count - 1));
                 }
             }
         }
         Assert.True(flushPoints.Count >= 10, "the sequence needs enough flush points to mean something");
 
-        foreach (var (syncs, operations, runtime) in flushPoints)
+        foreach (var (syncs, operations) in flushPoints)
         {
+            var (runtime, batchesAtSync) = atSync[syncs];
             var image = Path.Combine(_fixture.Directory, $"image-{syncs}");
             Directory.CreateDirectory(image);
             File.Copy(Path.Combine(options.LogDirectory, Checkpoint.FileName), Path.Combine(image, Checkpoint.FileName));
@@ -88,17 +84,17 @@ public sealed class PowerLossTests : IDisposable
             {
                 var differing = Enumerable.Range(0, (int)(Size / 4096)).Where(b => !states[operations].AsSpan(b * 4096, 4096).SequenceEqual(content.AsSpan(b * 4096, 4096)))
                     .Select(b => $"{b}:{recovered.Index.Get(b):x}/{(runtime.TryGetValue(b, out var r) ? r : 0):x}");
-                Assert.Fail($"after sync {syncs} the recovered volume is not the state after {operations} or more operations; differing blocks {string.Join(" ", differing)}; torn {recovered.Recovery.TornTail}; batches {recovered.Recovery.BatchesReplayed} vs {string.Join(",", batchesPerFlush)}");
+                Assert.Fail($"after sync {syncs} the recovered volume is not the state after {operations} or more operations; differing blocks {string.Join(" ", differing)}; torn {recovered.Recovery.TornTail}; batches {recovered.Recovery.BatchesReplayed}, at the sync {batchesAtSync}");
             }
 
             // The torn write can land whole by chance (its missing tail equal to what was there): then the
             // recovered log holds one batch more than the runtime had at the sync, and the indexes differ by it.
-            if (recovered.Recovery.BatchesReplayed != batchesPerFlush[flushPoints.FindIndex(f => f.Syncs == syncs)]) continue;
+            if (recovered.Recovery.BatchesReplayed != batchesAtSync) continue;
             foreach (var (block, entry) in runtime)
                 if (BlockIndex.LocationOf(entry) == BlockLocation.Log || (BlockIndex.LocationOf(entry) == BlockLocation.Zero && BlockIndex.ValueOf(entry) != 0))
                     Assert.Equal(entry, recovered.Index.Get(block));
             foreach (var (block, entry) in recovered.Index.Entries())
-                Assert.True(runtime.ContainsKey(block), $"block {block} is in the recovered index ({entry:x}) but was on the backing at sync {syncs}; runtime has {runtime.Count} entries: {string.Join(",", runtime.Keys.Order())}; recovered {recovered.Recovery.BatchesReplayed} batches (runtime {string.Join(",", batchesPerFlush)}), ops {string.Join(" ", recording.Ops.Take(60).Select(o => o.Data is null ? "S" : $"W{o.Address}:{o.Data.Length}"))}, flush points {string.Join(",", flushPoints.Select(f => f.Syncs))}");
+                Assert.True(runtime.ContainsKey(block), $"block {block} is in the recovered index ({entry:x}) but was on the backing at sync {syncs}");
         }
     }
 }

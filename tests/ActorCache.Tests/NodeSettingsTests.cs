@@ -14,7 +14,7 @@ public sealed class NodeSettingsTests
         var s = Load();
         Assert.Equal("/tmp/ac-settings", s.DataDir);
         Assert.Equal(["tcp://127.0.0.1:10809", "unix:/tmp/ac-settings/nbd.sock"], s.Nbd.Listen.Select(l => l.Text));
-        Assert.Equal(new VolumeSpec("vol0", 1L << 30, VolumeMode.PassThrough, null, false), s.DefaultVolume);
+        Assert.Equal(new VolumeSpec("vol0", 1L << 30, VolumeMode.WriteBack, null, false), s.DefaultVolume);
         Assert.Equal(MetadataProvider.Sqlite, s.Metadata);
         Assert.Equal("Data Source=/tmp/ac-settings/metadata.db", s.MetadataConnectionString);
         Assert.Empty(s.SeedNodes);
@@ -26,7 +26,7 @@ public sealed class NodeSettingsTests
         var s = Load(volumes: ["a:512M", "b:10G:pass-through:backing=/dev/loop7:read-only"], listen: ["unix:/run/x.sock"],
             sets: ["actorcache.nbd.stop-grace = 9s", "actorcache.nbd.default-export=b"]);
         Assert.Equal(["unix:/run/x.sock"], s.Nbd.Listen.Select(l => l.Text));
-        Assert.Equal(new VolumeSpec("a", 512L << 20, VolumeMode.PassThrough, null, false), s.Volumes[0]);
+        Assert.Equal(new VolumeSpec("a", 512L << 20, VolumeMode.WriteBack, null, false), s.Volumes[0]);
         Assert.Equal(new VolumeSpec("b", 10L << 30, VolumeMode.PassThrough, "/dev/loop7", true), s.Volumes[1]);
         Assert.Equal(TimeSpan.FromSeconds(9), s.StopGrace);
         Assert.Equal("b", s.DefaultExport);
@@ -63,8 +63,8 @@ public sealed class NodeSettingsTests
     [InlineData("vol0:1000", "not a multiple of 4 KiB")]
     [InlineData("vol0", "at least NAME:SIZE")]
     [InlineData("../etc:1G", "not allowed")]
-    [InlineData("vol0:1G:write-back", "write-back cache")]
-    [InlineData("vol0:1G:turbo", "unknown mode")]
+        [InlineData("vol0:1G:turbo", "unknown mode")]
+    [InlineData("vol0:1G:write-back:pass-through", "unknown option")]
     [InlineData("vol0:1G:pass-through:colour=red", "unknown option")]
     public void Bad_volume_specs_say_what_is_wrong(string spec, string reason)
     {

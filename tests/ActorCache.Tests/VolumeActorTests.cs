@@ -14,6 +14,9 @@ public sealed class VolumeActorTests : TestKit
         if (disposing) Directory.Delete(_dir, recursive: true);
     }
 
+    private static Volume Open(VolumeDefinition d) =>
+        new(d, ActorCache.Blocks.FileBacking.Open(d.BackingPath, d.Size, create: false, d.ReadOnly), cache: null);
+
     [Fact]
     public async Task Opens_publishes_and_on_stop_withdraws_its_volume()
     {
@@ -21,7 +24,7 @@ public sealed class VolumeActorTests : TestKit
         await File.WriteAllBytesAsync(path, []);
         var catalog = new ExportCatalog("");
         var definition = new VolumeDefinition("v", 1 << 20, VolumeMode.PassThrough, path, false, false);
-        var actor = Sys.ActorOf(VolumeActor.Props(definition, catalog));
+        var actor = Sys.ActorOf(VolumeActor.Props(definition, catalog, Open));
         actor.Tell(OpenVolume.Instance);
         ExpectMsg<VolumeOpened>();
         Assert.True(catalog.TryGet("", out var export)); // the only volume is the default export
@@ -44,7 +47,7 @@ public sealed class VolumeActorTests : TestKit
     public void Missing_backing_is_reported_not_thrown()
     {
         var definition = new VolumeDefinition("gone", 1 << 20, VolumeMode.PassThrough, Path.Combine(_dir, "gone.img"), true, false);
-        var actor = Sys.ActorOf(VolumeActor.Props(definition, new ExportCatalog("")));
+        var actor = Sys.ActorOf(VolumeActor.Props(definition, new ExportCatalog(""), Open));
         actor.Tell(OpenVolume.Instance);
         Assert.Contains("does not exist", ExpectMsg<VolumeOpenFailed>().Reason);
     }

@@ -29,6 +29,8 @@ public static class NodeHost
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.StopGrace + TimeSpan.FromSeconds(20));
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(new ExportCatalog(settings.DefaultExport));
+        // The ring is allocated once, at start, for every volume of the node.
+        builder.Services.AddSingleton(_ => new ActorCache.Cache.RingBuffer(settings.Cache.RingSize));
 
         builder.Services.AddAkka(SystemName, (akka, _) =>
         {

@@ -1,4 +1,5 @@
 using ActorCache.Blocks;
+using ActorCache.Cache;
 using ActorCache.Nbd;
 using ActorCache.Volumes;
 using Akka.Actor;
@@ -17,6 +18,7 @@ public sealed class NodeService(
     ActorSystem system,
     ActorRegistry registry,
     ExportCatalog catalog,
+    RingBuffer ring,
     ILoggerFactory loggerFactory) : IHostedService
 {
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
@@ -25,6 +27,9 @@ public sealed class NodeService(
     private NbdServer? _server;
 
     public NbdServer? Server => _server;
+
+    /// <summary>The volume actors of this node, by volume name.</summary>
+    public IReadOnlyDictionary<string, IActorRef> VolumeActors => _volumeActors.ToDictionary(a => a.Path.Name["volume-".Length..]);
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -37,7 +42,8 @@ public sealed class NodeService(
 
         foreach (var definition in volumes)
         {
-            var actor = system.ActorOf(VolumeActor.Props(definition, catalog), $"volume-{definition.Name}");
+            var actor = system.ActorOf(VolumeActor.Props(definition, catalog,
+                d => VolumeStack.Open(d, settings.Cache, ring, loggerFactory), volumeRegistry), $"volume-{definition.Name}");
             _volumeActors.Add(actor);
             var reply = await actor.Ask<object>(OpenVolume.Instance, AskTimeout, cancellationToken);
             if (reply is VolumeOpenFailed failed)

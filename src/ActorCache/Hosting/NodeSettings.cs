@@ -21,8 +21,28 @@ public sealed record NodeSettings
     public required string ClusterHostname { get; init; }
     public required int ClusterPort { get; init; }
     public required IReadOnlyList<string> SeedNodes { get; init; }
+    public required CacheSettings Cache { get; init; }
     /// <summary>The merged configuration, handed to Akka so its own settings can be overridden the same way.</summary>
     public required Config Config { get; init; }
+}
+
+/// <summary>The node's cache settings (actorcache.cache): the shared ring and the per-volume log.</summary>
+public sealed record CacheSettings(
+    long RingSize, string LogDir, long SegmentSize, long LogCapacity, TimeSpan RetentionTime, double RetentionMaxFraction,
+    long MaxBatch, TimeSpan DestageInterval, ActorCache.Cache.LogFullPolicy LogFullPolicy, TimeSpan RingWaitTimeout, TimeSpan BackingWriteDelay)
+{
+    public ActorCache.Cache.CacheOptions OptionsFor(string volume) => new()
+    {
+        LogDirectory = Path.Combine(LogDir, volume),
+        SegmentSize = SegmentSize,
+        LogCapacity = LogCapacity,
+        RetentionTime = RetentionTime,
+        RetentionMaxFraction = RetentionMaxFraction,
+        MaxBatchBlocks = (int)(MaxBatch / 4096),
+        DestageInterval = DestageInterval,
+        LogFullPolicy = LogFullPolicy,
+        RingWaitTimeout = RingWaitTimeout,
+    };
 }
 
 /// <summary>The flags of <c>actorcache serve</c> that override configuration.</summary>
@@ -113,6 +133,7 @@ public static class NodeSettingsLoader
 
         return new NodeSettings
         {
+            Cache = CacheFromConfig(ac, dataDir),
             DataDir = dataDir,
             Volumes = volumes,
             DefaultVolume = defaultVolume!,
@@ -131,6 +152,38 @@ public static class NodeSettingsLoader
             SeedNodes = [.. ac.GetStringList("cluster.seed-nodes")],
             Config = config,
         };
+    }
+
+    private static CacheSettings CacheFromConfig(Config ac, string dataDir)
+    {
+        long Size(string key, long minimum)
+        {
+            var text = ac.GetString(key);
+            if (!ByteSize.TryParse(text, out var bytes, out var error)) throw new SettingsException($"actorcache.{key}: {error}");
+            if (bytes < minimum || bytes % 4096 != 0)
+                throw new SettingsException($"actorcache.{key} = {text} must be a multiple of 4K and at least {ByteSize.Format(minimum)}");
+            return bytes;
+        }
+        var ring = Size("cache.ring-size", 64L << 20);
+        var segment = Size("cache.segment-size", 1L << 20);
+        var capacity = Size("cache.log-capacity", 4 * segment);
+        var maxBatch = Size("cache.max-batch", 64 << 10);
+        if (maxBatch + 4096 > segment) throw new SettingsException($"actorcache.cache.max-batch must be smaller than cache.segment-size");
+        if (2 * maxBatch > ring) throw new SettingsException($"actorcache.cache.ring-size must hold at least two batches (2 x cache.max-batch)");
+        var fraction = ac.GetDouble("cache.retention-max-fraction", 0.5);
+        if (fraction is <= 0 or > 1) throw new SettingsException($"actorcache.cache.retention-max-fraction must be in (0, 1], got {fraction}");
+        var policy = ac.GetString("cache.log-full-policy", "wait") switch
+        {
+            "wait" => ActorCache.Cache.LogFullPolicy.Wait,
+            "fail" => ActorCache.Cache.LogFullPolicy.Fail,
+            var other => throw new SettingsException($"actorcache.cache.log-full-policy '{other}' is unknown; use wait or fail"),
+        };
+        var logDir = ac.GetString("cache.log-dir", "");
+        return new CacheSettings(ring, Path.GetFullPath(logDir.Length == 0 ? Path.Combine(dataDir, "log") : logDir), segment, capacity,
+            ac.GetTimeSpan("cache.retention-time", TimeSpan.FromHours(1)), fraction, maxBatch,
+            ac.GetTimeSpan("cache.destage-interval", TimeSpan.FromMilliseconds(500)), policy,
+            ac.GetTimeSpan("cache.ring-wait-timeout", TimeSpan.FromSeconds(30)),
+            ac.GetTimeSpan("cache.backing-write-delay", TimeSpan.Zero));
     }
 
     /// <summary>Where a volume's backing lives when the user names none.</summary>

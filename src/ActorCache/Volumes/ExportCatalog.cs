@@ -9,7 +9,7 @@ public sealed class ExportCatalog(string defaultExport) : INbdExportCatalog
     private readonly ConcurrentDictionary<string, NbdExport> _exports = new(StringComparer.Ordinal);
 
     public void Publish(Volume volume) =>
-        _exports[volume.Definition.Name] = new NbdExport(volume.Definition.Name, Describe(volume.Definition), volume, volume.Definition.ReadOnly);
+        _exports[volume.Definition.Name] = new NbdExport(volume.Definition.Name, Describe(volume.Definition), volume, volume.IsReadOnly);
 
     public void Withdraw(string name) => _exports.TryRemove(name, out _);
 

@@ -1,4 +1,5 @@
 using ActorCache.Blocks;
+using ActorCache.Cache;
 
 namespace ActorCache.Volumes;
 
@@ -6,15 +7,31 @@ namespace ActorCache.Volumes;
 /// The volume layer of the stack (DESIGN §1): the top target every front talks to. It holds the
 /// volume's state and generation counter and routes to the stack below (for pass-through, the backing).
 /// </summary>
-public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : IBlockTarget
+public sealed class Volume(VolumeDefinition definition, IBlockTarget below, WriteBackCache? cache) : IBlockTarget
 {
     private long _generation;
 
-    public VolumeDefinition Definition { get; } = definition;
+    public VolumeDefinition Definition { get; private set; } = definition;
     public long Size => Definition.Size;
 
+    /// <summary>The cache layer, when the volume has one (write-back and write-through volumes).</summary>
+    public WriteBackCache? Cache => cache;
+
+    /// <summary>Read-only by definition, or because recovery found a corrupt log record.</summary>
+    public bool IsReadOnly => Definition.ReadOnly || cache?.ReadOnlyReason is not null;
+
     public TargetCapabilities Capabilities =>
-        below.Capabilities | (Definition.ReadOnly ? TargetCapabilities.ReadOnly : TargetCapabilities.None);
+        below.Capabilities | (IsReadOnly ? TargetCapabilities.ReadOnly : TargetCapabilities.None);
+
+    /// <summary>Switches between write-back and write-through on the live volume (write-back drains first).</summary>
+    public async Task SetModeAsync(VolumeMode mode)
+    {
+        if (cache is null || mode == VolumeMode.PassThrough || Definition.Mode == VolumeMode.PassThrough)
+            throw new InvalidOperationException(
+                $"volume {Definition.Name}: switching between pass-through and the cached modes needs a restart; live switching works between write-back and write-through");
+        await cache.SetModeAsync(VolumeStack.CacheModeOf(mode)).ConfigureAwait(false);
+        Definition = Definition with { Mode = mode };
+    }
 
     /// <summary>Completed FLUSH count: every completed FLUSH closes a generation.</summary>
     public long Generation => Interlocked.Read(ref _generation);
@@ -30,7 +47,7 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : IB
 
     public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
-        if (Definition.ReadOnly) return;
+        if (IsReadOnly) return;
         await below.FlushAsync(cancellationToken).ConfigureAwait(false);
         Interlocked.Increment(ref _generation);
     }

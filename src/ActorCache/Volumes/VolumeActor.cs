@@ -1,30 +1,38 @@
 using ActorCache.Blocks;
+using ActorCache.Cache;
 using Akka.Actor;
 using Akka.Event;
 
 namespace ActorCache.Volumes;
 
 /// <summary>
-/// Owns one volume's stack on this node: opens it, publishes it to the front, and on stop
-/// withdraws it, flushes and closes it, so a stopping node leaves every acknowledged write durable.
+/// Owns one volume's stack on this node: opens it (replaying its log), publishes it to the front,
+/// switches its mode live, and on stop withdraws, flushes and closes it, so a stopping node leaves
+/// every acknowledged write durable.
 /// </summary>
 public sealed class VolumeActor : ReceiveActor
 {
     private readonly VolumeDefinition _definition;
     private readonly ExportCatalog _catalog;
+    private readonly Func<VolumeDefinition, Volume> _open;
+    private readonly IActorRef? _registry;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private Volume? _volume;
 
-    public VolumeActor(VolumeDefinition definition, ExportCatalog catalog)
+    public VolumeActor(VolumeDefinition definition, ExportCatalog catalog, Func<VolumeDefinition, Volume> open, IActorRef? registry)
     {
         _definition = definition;
         _catalog = catalog;
+        _open = open;
+        _registry = registry;
         Receive<OpenVolume>(_ => Open());
-        Receive<GetVolumeStatus>(_ => Sender.Tell(new VolumeStatus(_definition, _volume is not null, _volume?.Generation ?? 0)));
+        Receive<GetVolumeStatus>(_ => Sender.Tell(new VolumeStatus(_volume?.Definition ?? _definition, _volume is not null,
+            _volume?.Generation ?? 0, _volume?.Cache?.Statistics, _volume?.Cache?.ReadOnlyReason)));
+        ReceiveAsync<SetVolumeMode>(SetModeAsync);
     }
 
-    public static Props Props(VolumeDefinition definition, ExportCatalog catalog) =>
-        Akka.Actor.Props.Create(() => new VolumeActor(definition, catalog));
+    public static Props Props(VolumeDefinition definition, ExportCatalog catalog, Func<VolumeDefinition, Volume> open, IActorRef? registry = null) =>
+        Akka.Actor.Props.Create(() => new VolumeActor(definition, catalog, open, registry));
 
     private void Open()
     {
@@ -35,17 +43,37 @@ public sealed class VolumeActor : ReceiveActor
         }
         try
         {
-            var backing = FileBacking.Open(_definition.BackingPath, _definition.Size, create: false, _definition.ReadOnly);
-            _volume = new Volume(_definition, backing);
+            _volume = _open(_definition);
             _catalog.Publish(_volume);
-            _log.Info("volume {0} online: {1} {2} on {3}", _definition.Name, ByteSize.Format(_definition.Size),
-                VolumeSpec.FormatMode(_definition.Mode), _definition.BackingPath);
+            _log.Info("volume {0} online: {1} {2} on {3}{4}", _definition.Name, ByteSize.Format(_definition.Size),
+                VolumeSpec.FormatMode(_definition.Mode), _definition.BackingPath,
+                _volume.Cache?.ReadOnlyReason is { } reason ? $" (DEGRADED, read-only: {reason})" : "");
             Sender.Tell(new VolumeOpened(_definition.Name));
         }
         catch (BlockTargetException e)
         {
             _log.Error("volume {0} cannot come online: {1}", _definition.Name, e.Message);
             Sender.Tell(new VolumeOpenFailed(_definition.Name, e.Message));
+        }
+    }
+
+    private async Task SetModeAsync(SetVolumeMode request)
+    {
+        var replyTo = Sender;
+        if (_volume is null)
+        {
+            replyTo.Tell(new VolumeModeRejected(_definition.Name, "the volume is not online"));
+            return;
+        }
+        try
+        {
+            await _volume.SetModeAsync(request.Mode);
+            _registry?.Tell(new ChangeVolumeMode(_definition.Name, request.Mode));
+            replyTo.Tell(new VolumeModeSet(_definition.Name, request.Mode));
+        }
+        catch (Exception e) when (e is InvalidOperationException or BlockTargetException)
+        {
+            replyTo.Tell(new VolumeModeRejected(_definition.Name, e.Message));
         }
     }
 
@@ -80,4 +108,11 @@ public sealed record GetVolumeStatus
     public static readonly GetVolumeStatus Instance = new();
 }
 
-public sealed record VolumeStatus(VolumeDefinition Definition, bool Online, long Generation);
+public sealed record VolumeStatus(VolumeDefinition Definition, bool Online, long Generation, CacheStatistics? Cache, string? Degraded);
+
+/// <summary>Switch a live volume between write-back and write-through (leaving write-back drains the cache first).</summary>
+public sealed record SetVolumeMode(VolumeMode Mode);
+
+public sealed record VolumeModeSet(string Name, VolumeMode Mode);
+
+public sealed record VolumeModeRejected(string Name, string Reason);

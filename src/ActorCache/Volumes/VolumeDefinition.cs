@@ -3,11 +3,15 @@ using ActorCache.Blocks;
 
 namespace ActorCache.Volumes;
 
-/// <summary>How a volume stacks its targets (DESIGN §2).</summary>
+/// <summary>How a volume stacks its targets (DESIGN §2). Values are persisted: only append.</summary>
 public enum VolumeMode
 {
     /// <summary>No cache: reads and writes go to the backing; FLUSH is fdatasync of the backing.</summary>
-    PassThrough,
+    PassThrough = 0,
+    /// <summary>Writes are acknowledged from the RAM ring; FLUSH/FUA make them durable in the log; destaged later.</summary>
+    WriteBack = 1,
+    /// <summary>A write is acknowledged once it is durable on the backing.</summary>
+    WriteThrough = 2,
 }
 
 /// <summary>A volume as the registry records it.</summary>
@@ -27,22 +31,28 @@ public sealed partial record VolumeSpec(string Name, long Size, VolumeMode Mode,
     public static string FormatMode(VolumeMode mode) => mode switch
     {
         VolumeMode.PassThrough => "pass-through",
+        VolumeMode.WriteBack => "write-back",
+        VolumeMode.WriteThrough => "write-through",
         _ => mode.ToString(),
     };
 
     public static bool TryParseMode(string text, out VolumeMode mode, out string error)
     {
         error = "";
-        mode = VolumeMode.PassThrough;
         switch (text)
         {
             case "pass-through":
+                mode = VolumeMode.PassThrough;
                 return true;
-            case "write-back" or "write-through":
-                error = $"mode '{text}' needs the write-back cache, which this build does not have yet; use pass-through";
-                return false;
+            case "write-back":
+                mode = VolumeMode.WriteBack;
+                return true;
+            case "write-through":
+                mode = VolumeMode.WriteThrough;
+                return true;
             default:
-                error = $"unknown mode '{text}'; use pass-through";
+                mode = VolumeMode.WriteBack;
+                error = $"unknown mode '{text}'; use write-back, write-through or pass-through";
                 return false;
         }
     }
@@ -72,7 +82,7 @@ public sealed partial record VolumeSpec(string Name, long Size, VolumeMode Mode,
             error = $"volume {name}: size {parts[1]} is not a multiple of 4 KiB";
             return false;
         }
-        var mode = VolumeMode.PassThrough;
+        var mode = VolumeMode.WriteBack; // the default: the cache is the product
         string? backing = null;
         var readOnly = false;
         for (var i = 2; i < parts.Length; i++)

@@ -19,6 +19,12 @@ public sealed class VolumeRegistry : ReceivePersistentActor
     public VolumeRegistry()
     {
         Recover<VolumeDefined>(Apply);
+        Recover<VolumeModeChanged>(Apply);
+        Command<ChangeVolumeMode>(change =>
+        {
+            if (!_volumes.TryGetValue(change.Name, out var existing) || existing.Mode == change.Mode) return;
+            Persist(new VolumeModeChanged(change.Name, change.Mode), Apply);
+        });
         Command<GetVolumes>(_ => Sender.Tell(new VolumeList([.. _volumes.Values.OrderBy(v => v.Name, StringComparer.Ordinal)])));
         Command<DefineVolume>(define =>
         {
@@ -46,6 +52,11 @@ public sealed class VolumeRegistry : ReceivePersistentActor
 
     private void Apply(VolumeDefined defined) => _volumes[defined.Definition.Name] = defined.Definition;
 
+    private void Apply(VolumeModeChanged changed)
+    {
+        if (_volumes.TryGetValue(changed.Name, out var existing)) _volumes[changed.Name] = existing with { Mode = changed.Mode };
+    }
+
     protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)
     {
         Log.Error(cause, "metadata store rejected {0}", @event);
@@ -65,6 +76,12 @@ public sealed record DefineVolume(VolumeDefinition Definition);
 public sealed record VolumeAccepted(VolumeDefinition Definition);
 
 public sealed record VolumeRejected(string Name, string Reason);
+
+/// <summary>Record that a volume's mode was switched live, so a restart keeps it.</summary>
+public sealed record ChangeVolumeMode(string Name, VolumeMode Mode);
+
+/// <summary>Journal event: a volume's mode changed.</summary>
+public sealed record VolumeModeChanged(string Name, VolumeMode Mode);
 
 /// <summary>Journal event: a volume came into being.</summary>
 public sealed record VolumeDefined(VolumeDefinition Definition);
