@@ -438,9 +438,10 @@ public sealed partial class WriteBackCache : IBlockTarget
     /// <summary>Joins the <paramref name="added"/> extents after <paramref name="count"/> with their predecessor when the states match.</summary>
     private static int Merge(Span<AllocationExtent> extents, int count, int added)
     {
-        for (var i = count; i < count + added; i++)
+        var end = count + added;
+        for (var i = count; i < end; i++)
         {
-            if (i > 0 && count > 0 && extents[count - 1].State == extents[i].State)
+            if (count > 0 && extents[count - 1].State == extents[i].State)
                 extents[count - 1] = extents[count - 1] with { Length = extents[count - 1].Length + extents[i].Length };
             else
                 extents[count++] = extents[i];

@@ -148,3 +148,42 @@ public sealed class WriteBackCacheTests : IDisposable
         }
     }
 }
+
+public sealed class CacheAllocationTests : IDisposable
+{
+    private const long Size = 64 << 20;
+    private readonly CacheFixture _fixture = new();
+
+    public void Dispose() => _fixture.Dispose();
+
+    [Fact]
+    public async Task Allocation_reports_cached_blocks_as_data_and_uncached_ones_as_the_backing_says()
+    {
+        await using var cache = _fixture.Open(Size);
+        await cache.WriteAsync(4096, new byte[8192], fua: false);
+        await cache.WriteAsync(1 << 20, new byte[4096], fua: false);
+        await cache.TrimAsync(2 << 20, 8192, fua: false);
+        var extents = new AllocationExtent[256];
+        var n = await cache.GetAllocationAsync(0, Size, extents);
+        Assert.Equal(
+        [
+            new AllocationExtent(4096, AllocationState.Hole | AllocationState.Zero), new AllocationExtent(8192, AllocationState.Data),
+            new AllocationExtent((1 << 20) - 12288, AllocationState.Hole | AllocationState.Zero), new AllocationExtent(4096, AllocationState.Data),
+            new AllocationExtent((1 << 20) - 4096, AllocationState.Hole | AllocationState.Zero), new AllocationExtent(8192, AllocationState.Zero),
+            new AllocationExtent(Size - (2 << 20) - 8192, AllocationState.Hole | AllocationState.Zero),
+        ], extents[..n]);
+
+        var one = new AllocationExtent[1];
+        Assert.Equal(1, await cache.GetAllocationAsync(4096, Size - 4096, one));
+        Assert.Equal(new AllocationExtent(8192, AllocationState.Data), one[0]);
+        Assert.Equal(1, await cache.GetAllocationAsync(Size - 4096, 4096, one));
+        Assert.Equal(4096, one[0].Length);
+        for (var offset = 0L; offset < Size; offset += 1 << 20)
+        {
+            var count = await cache.GetAllocationAsync(offset, Size - offset, extents);
+            Assert.True(count >= 1);
+            Assert.All(extents[..count], e => Assert.True(e.Length > 0));
+            Assert.True(extents[..count].Sum(e => e.Length) <= Size - offset);
+        }
+    }
+}
