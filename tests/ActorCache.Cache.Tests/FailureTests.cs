@@ -1,0 +1,116 @@
+using System.Diagnostics;
+using ActorCache.Blocks;
+
+namespace ActorCache.Cache.Tests;
+
+/// <summary>A full log disk and a failing backing: clear errors, nothing acknowledged lost, recovery when the fault goes.</summary>
+public sealed class FailureTests : IDisposable
+{
+    private const long Size = 16 << 20;
+    private readonly CacheFixture _fixture = new();
+
+    public void Dispose()
+    {
+        Run("umount", _fixture.LogDirectory);
+        _fixture.Dispose();
+    }
+
+    private static void Run(string file, params string[] args)
+    {
+        using var process = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardError = true, RedirectStandardOutput = true })!;
+        process.WaitForExit();
+    }
+
+    /// <summary>The log on its own small tmpfs, so it fills up for real (ENOSPC from fallocate).</summary>
+    private void MountSmallLogDisk(string size)
+    {
+        Directory.CreateDirectory(_fixture.LogDirectory);
+        using var mount = Process.Start("mount", ["-t", "tmpfs", "-o", $"size={size}", "tmpfs", _fixture.LogDirectory])!;
+        mount.WaitForExit();
+        Assert.True(mount.ExitCode == 0, "mounting a tmpfs for the log needs root");
+    }
+
+    private static byte[] Pattern(int length, int seed)
+    {
+        var data = new byte[length];
+        new Random(seed).NextBytes(data);
+        return data;
+    }
+
+    [Theory]
+    [InlineData(LogFullPolicy.Fail)]
+    [InlineData(LogFullPolicy.Wait)]
+    public async Task A_full_log_disk_fails_or_waits_per_policy_and_loses_nothing(LogFullPolicy policy)
+    {
+        MountSmallLogDisk("3m");
+        var options = _fixture.Options() with { LogFullPolicy = policy };
+        var data = Pattern(6 << 20, 1);
+        await using (var cache = _fixture.Open(Size, options))
+        {
+            await cache.WriteAsync(0, data, fua: false); // acknowledged from the ring
+            var flush = cache.FlushAsync().AsTask();
+            if (policy == LogFullPolicy.Fail)
+            {
+                var e = await Assert.ThrowsAsync<BlockTargetException>(() => flush);
+                Assert.Equal(BlockError.NoSpace, e.Error);
+                Assert.Contains("No space left", e.Message);
+                var refused = await Assert.ThrowsAsync<BlockTargetException>(async () => await cache.WriteAsync(8 << 20, new byte[4096], fua: false));
+                Assert.Equal(BlockError.NoSpace, refused.Error);
+            }
+            else
+            {
+                await Task.Delay(1000);
+                Assert.False(flush.IsCompleted, "with policy wait a FLUSH waits for space");
+            }
+            Assert.NotNull(cache.Statistics.LogFailure);
+
+            // Acknowledged data is still served while the log is stuck.
+            var read = new byte[data.Length];
+            await cache.ReadAsync(0, read);
+            Assert.Equal(data, read);
+
+            Run("mount", "-o", "remount,size=64m", _fixture.LogDirectory);
+            if (policy == LogFullPolicy.Wait) await flush.WaitAsync(TimeSpan.FromSeconds(20));
+            else
+            {
+                var deadline = DateTime.UtcNow.AddSeconds(20);
+                while (cache.Statistics.LogFailure is not null && DateTime.UtcNow < deadline) await Task.Delay(100);
+                await cache.FlushAsync();
+            }
+            Assert.Null(cache.Statistics.LogFailure);
+        }
+        await using (var cache = _fixture.Open(Size, options))
+        {
+            var read = new byte[data.Length];
+            await cache.ReadAsync(0, read);
+            Assert.Equal(data, read);
+        }
+    }
+
+    [Fact]
+    public async Task A_failing_backing_degrades_the_volume_but_keeps_data_in_the_log_and_served()
+    {
+        var faulty = new FaultyTarget(FileBacking.Open(_fixture.BackingPath, Size, create: true));
+        var data = Pattern(1 << 20, 2);
+        await using var cache = _fixture.Open(Size, _fixture.Options(retention: TimeSpan.Zero), backing: faulty);
+        faulty.FailWrites = true;
+        await cache.WriteAsync(0, data, fua: false);
+        await cache.FlushAsync(); // durable in the log: the backing is not needed for that
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (cache.Statistics.BackingFailure is null && DateTime.UtcNow < deadline) await Task.Delay(20);
+        Assert.Contains("injected I/O error", cache.Statistics.BackingFailure);
+        Assert.Equal(256, cache.Index.CachedBlocks);
+        var read = new byte[data.Length];
+        await cache.ReadAsync(0, read);
+        Assert.Equal(data, read);
+
+        faulty.FailWrites = false;
+        deadline = DateTime.UtcNow.AddSeconds(20);
+        while ((cache.Index.CachedBlocks > 0 || cache.Statistics.BackingFailure is not null) && DateTime.UtcNow < deadline) await Task.Delay(50);
+        Assert.Equal(0, cache.Index.CachedBlocks);
+        Assert.Null(cache.Statistics.BackingFailure);
+        await using var raw = FileBacking.Open(_fixture.BackingPath, Size, create: false, readOnly: true);
+        await raw.ReadAsync(0, read);
+        Assert.Equal(data, read);
+    }
+}
