@@ -36,11 +36,6 @@ public sealed partial class WriteBackCache
             {
                 while (WriteOneBatch()) { }
                 SyncForWaiters();
-                if (_logFailure is not null)
-                {
-                    _logger.LogInformation("volume {Name}: the log is writable again", _name);
-                    _logFailure = null;
-                }
                 backoff = TimeSpan.FromMilliseconds(50);
             }
             catch (BlockTargetException e)
@@ -118,6 +113,7 @@ public sealed partial class WriteBackCache
             syncWanted ? LogFormat.SyncPointFlag : (ushort)0, _volumeId, dataBlocks, Interlocked.Read(ref _durableSequence), parts);
         LogFormat.WriteHeader(_headerBlock, header, _batchEntries.AsSpan(0, parts));
         _medium.Write(address, _gather);
+        LogWorks();
 
         // The batch is in the log: point the index at it (unless a newer write took the block), free the slots.
         var dataBlock = LogReader.DataAddress(address) >> BlockShift;
@@ -199,6 +195,7 @@ public sealed partial class WriteBackCache
         if (Interlocked.Read(ref _durableTicket) < target)
         {
             _medium.Sync();
+            LogWorks();
             Interlocked.Exchange(ref _durableSequence, _nextSequence - 1);
             Interlocked.Exchange(ref _durableTail, Interlocked.Read(ref _tail));
             Interlocked.Exchange(ref _durableTicket, target);
@@ -218,6 +215,14 @@ public sealed partial class WriteBackCache
         foreach (var (_, done) in _completed) done.TrySetResult();
         _completed.Clear();
         _wakeDestager.Set();
+    }
+
+    /// <summary>A log write or sync just succeeded: any earlier failure is over.</summary>
+    private void LogWorks()
+    {
+        if (_logFailure is null) return;
+        _logger.LogInformation("volume {Name}: the log is writable again", _name);
+        _logFailure = null;
     }
 
     private void OnLogFailure(BlockTargetException e)
