@@ -76,13 +76,33 @@ public sealed class NodeLifecycleTests : IDisposable
     }
 
     [Fact]
-    public async Task Existing_volume_cannot_be_silently_redefined()
+    public async Task Existing_volume_cannot_be_silently_resized()
     {
         await using (var node = await NodeProcess.StartAsync(_dataDir, "--volume", "v:64M")) { }
         var clash = NodeProcess.Launch(_dataDir, ["--volume", "v:128M"]);
         Assert.Equal(1, await clash.WaitExitAsync(TimeSpan.FromSeconds(60)));
         Assert.Contains("cannot be redefined", clash.Output);
         await clash.DisposeAsync();
+    }
+
+    [Fact]
+    public async Task A_restart_in_another_mode_drains_the_log_and_keeps_the_data()
+    {
+        await using (var node = await NodeProcess.StartAsync(_dataDir, "--volume", "v:64M:write-back"))
+        {
+            await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x3c 0 1048576", "-c", "flush", node.TcpUri("v"));
+            await node.KillAsync(); // all of it is in the log only
+        }
+        await using (var node = await NodeProcess.StartAsync(_dataDir, "--volume", "v:64M:pass-through"))
+        {
+            Assert.Contains("draining", node.Output);
+            await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "read -P 0x3c 0 1048576", node.TcpUri("v"));
+        }
+        // The backing file itself holds the data now, and the mode change was recorded.
+        var backing = await File.ReadAllBytesAsync(Path.Combine(_dataDir, "volumes", "v.img"));
+        Assert.All(backing.AsSpan(0, 1 << 20).ToArray(), b => Assert.Equal(0x3c, b));
+        await using (var node = await NodeProcess.StartAsync(_dataDir))
+            Assert.Contains("64M pass-through", node.Output);
     }
 
     [Fact]

@@ -37,7 +37,8 @@ public sealed class NodeService(
         var known = (await volumeRegistry.Ask<VolumeList>(GetVolumes.Instance, AskTimeout, cancellationToken)).Volumes;
 
         var wanted = settings.Volumes.Count == 0 && known.Count == 0 ? [settings.DefaultVolume] : settings.Volumes;
-        var volumes = known.ToList();
+        // Asking for an existing volume in another mode switches it (leaving write-back drains the log first).
+        var volumes = known.Select(v => wanted.FirstOrDefault(w => w.Name == v.Name) is { } w && w.Mode != v.Mode ? SwitchMode(volumeRegistry, v, w.Mode) : v).ToList();
         volumes.AddRange(await DefineNewVolumesAsync(volumeRegistry, known, wanted, cancellationToken));
 
         foreach (var definition in volumes)
@@ -63,6 +64,13 @@ public sealed class NodeService(
             string.Join(", ", volumes.Select(v => $"{v.Name} ({ByteSize.Format(v.Size)}, {VolumeSpec.FormatMode(v.Mode)})")));
     }
 
+    private VolumeDefinition SwitchMode(IActorRef volumeRegistry, VolumeDefinition volume, VolumeMode mode)
+    {
+        _logger.LogInformation("volume {Name}: mode {From} -> {To}", volume.Name, VolumeSpec.FormatMode(volume.Mode), VolumeSpec.FormatMode(mode));
+        volumeRegistry.Tell(new ChangeVolumeMode(volume.Name, mode));
+        return volume with { Mode = mode };
+    }
+
     /// <summary>
     /// Creates the backings of volumes the registry does not know yet and records them. All or nothing:
     /// if any backing cannot be prepared, the ones created here are removed before the error is reported.
@@ -75,11 +83,12 @@ public sealed class NodeService(
         {
             var existing = known.FirstOrDefault(v => v.Name == spec.Name);
             if (existing is null) continue;
-            if (existing.Size != spec.Size || existing.Mode != spec.Mode ||
+            if (existing.Size != spec.Size || existing.ReadOnly != spec.ReadOnly ||
                 (spec.BackingPath is not null && Path.GetFullPath(spec.BackingPath) != existing.BackingPath))
                 throw new SettingsException(
-                    $"volume {spec.Name} already exists as {ByteSize.Format(existing.Size)} {VolumeSpec.FormatMode(existing.Mode)} on {existing.BackingPath}; " +
-                    $"it cannot be redefined as {ByteSize.Format(spec.Size)} {VolumeSpec.FormatMode(spec.Mode)}{(spec.BackingPath is null ? "" : $" on {spec.BackingPath}")}");
+                    $"volume {spec.Name} already exists as {ByteSize.Format(existing.Size)} on {existing.BackingPath}; " +
+                    $"it cannot be redefined as {ByteSize.Format(spec.Size)}{(spec.BackingPath is null ? "" : $" on {spec.BackingPath}")}" +
+                    (spec.ReadOnly ? " read-only" : ""));
         }
 
         var fresh = wanted.Where(s => known.All(v => v.Name != s.Name)).ToList();
