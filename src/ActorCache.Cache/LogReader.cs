@@ -44,8 +44,8 @@ internal sealed class LogReader(ILogMedium medium, Guid volumeId)
         return LogFormat.TryReadHeader(_header, volumeId, out header, Entries);
     }
 
-    /// <summary>True when the header block at <paramref name="address"/> is all zeroes (never written: a clean end of the log).</summary>
-    public bool IsBlank(long address) => medium.TryRead(address, _header) && !_header.AsSpan().ContainsAnyExcept((byte)0);
+    /// <summary>True when the header block at <paramref name="address"/> is all zeroes or its segment does not exist (never written: a clean end of the log).</summary>
+    public bool IsBlank(long address) => !medium.TryRead(address, _header) || !_header.AsSpan().ContainsAnyExcept((byte)0);
 
     /// <summary>True when something was written where batch <paramref name="address"/> (or its next-segment alternative) would be.</summary>
     public bool AnythingAt(long address) =>

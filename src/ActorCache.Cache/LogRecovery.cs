@@ -54,7 +54,9 @@ public static class LogRecovery
             if (!dataOk)
             {
                 // The end of the log, or damage. A later record that was written after this one was
-                // fdatasync'ed proves this one was complete once: then it is corruption.
+                // fdatasync'ed proves this one was complete once: then it is corruption. (The blocks the
+                // bad record names are taken first: looking further reuses the entry buffer.)
+                var named = found ? reader.Entries.AsSpan(0, header.EntryCount).ToArray() : null;
                 var later = FindLaterDurable(reader, medium, address, sequence, out var laterAddress, out var laterHeader);
                 if (!later)
                 {
@@ -65,10 +67,10 @@ public static class LogRecovery
                 }
                 corruption = $"log record {sequence} at address {address} (segment {address / medium.SegmentSize}) is corrupt " +
                              $"although record {laterHeader.Sequence} after it says it was made durable";
-                if (found)
+                if (named is not null)
                 {
                     damaged ??= [];
-                    foreach (var entry in reader.Entries.AsSpan(0, header.EntryCount))
+                    foreach (var entry in named)
                         for (var b = 0; b < entry.BlockCount; b++) damaged.Add(entry.Block + b);
                 }
                 else allDamaged = true;

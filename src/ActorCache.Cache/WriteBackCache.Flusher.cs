@@ -24,6 +24,9 @@ public sealed partial class WriteBackCache
     private readonly List<ReadOnlyMemory<byte>> _gather = [];
     private readonly List<(long Ticket, TaskCompletionSource Done)> _completed = [];
 
+    private static readonly TimeSpan CommitInterval = TimeSpan.FromSeconds(1);
+    private DateTime _lastSync = DateTime.UtcNow;
+
     private readonly record struct BatchPart(PendingRecord Record, int From, int Count, bool Completes);
 
     private void FlusherLoop()
@@ -36,6 +39,9 @@ public sealed partial class WriteBackCache
             {
                 while (WriteOneBatch()) { }
                 SyncForWaiters();
+                // Without any FLUSH, still commit now and then: it bounds what a crash can take and
+                // lets the destager (which only moves durable history) make room.
+                if (DateTime.UtcNow - _lastSync > CommitInterval) MakeWrittenDurable();
                 backoff = TimeSpan.FromMilliseconds(50);
             }
             catch (BlockTargetException e)
@@ -175,6 +181,7 @@ public sealed partial class WriteBackCache
                 _logger.LogWarning("volume {Name}: the log is full ({Capacity} bytes); writes wait for destaging", _name, _options.LogCapacity);
                 warned = true;
             }
+            MakeWrittenDurable(); // the destager only moves durable history
             _wakeDestager.Set();
             _logSpaceFreed.WaitOne(TimeSpan.FromMilliseconds(100));
             if (_stopping) throw new BlockTargetException(BlockError.ShuttingDown, $"volume {_name} is stopping with a full log");
@@ -192,16 +199,8 @@ public sealed partial class WriteBackCache
             if (_flushWaiters.Count == 0) return;
             target = _writtenTicket;
         }
-        if (Interlocked.Read(ref _durableTicket) < target)
-        {
-            _medium.Sync();
-            LogWorks();
-            Interlocked.Exchange(ref _durableSequence, _nextSequence - 1);
-            Interlocked.Exchange(ref _durableTail, Interlocked.Read(ref _tail));
-            Interlocked.Exchange(ref _durableTicket, target);
+        if (Interlocked.Read(ref _durableTicket) < target && MakeWrittenDurable())
             Interlocked.Increment(ref _generation); // every completed FLUSH closes a generation
-            Interlocked.Increment(ref _syncs);
-        }
         lock (_append)
         {
             var durable = Interlocked.Read(ref _durableTicket);
@@ -215,6 +214,24 @@ public sealed partial class WriteBackCache
         foreach (var (_, done) in _completed) done.TrySetResult();
         _completed.Clear();
         _wakeDestager.Set();
+    }
+
+    /// <summary>fdatasyncs everything the flusher has written; false when there was nothing new.</summary>
+    private bool MakeWrittenDurable()
+    {
+        long target;
+        lock (_append) target = _writtenTicket;
+        var tail = Interlocked.Read(ref _tail);
+        if (Interlocked.Read(ref _durableTail) == tail && Interlocked.Read(ref _durableTicket) >= target) return false;
+        _medium.Sync();
+        LogWorks();
+        _lastSync = DateTime.UtcNow;
+        Interlocked.Exchange(ref _durableSequence, _nextSequence - 1);
+        Interlocked.Exchange(ref _durableTail, tail);
+        Interlocked.Exchange(ref _durableTicket, target);
+        Interlocked.Increment(ref _syncs);
+        _wakeDestager.Set();
+        return true;
     }
 
     /// <summary>A log write or sync just succeeded: any earlier failure is over.</summary>
