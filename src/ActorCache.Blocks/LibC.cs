@@ -32,6 +32,52 @@ public static partial class LibC
     [LibraryImport("libc")]
     private static partial IntPtr strerror(int errnum);
 
+    [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial nint pwritev(SafeFileHandle fd, IoVector* iov, int iovcnt, long offset);
+
+    /// <summary>One buffer of a gathered write (struct iovec).</summary>
+    public unsafe struct IoVector
+    {
+        public void* Base;
+        public nuint Length;
+    }
+
+    /// <summary>pwritev of pinned buffers, repeated until everything is written; returns 0 or the errno.</summary>
+    public static unsafe int WriteGathered(SafeFileHandle fd, Span<IoVector> vectors, long offset)
+    {
+        var first = 0;
+        while (first < vectors.Length)
+        {
+            var count = Math.Min(vectors.Length - first, 1024); // IOV_MAX
+            nint written;
+            fixed (IoVector* v = &vectors[first]) written = pwritev(fd, v, count, offset);
+            if (written < 0)
+            {
+                var errno = Marshal.GetLastPInvokeError();
+                if (errno == EINTR) continue;
+                return errno;
+            }
+            offset += written;
+            // Skip what was written; a short write leaves part of one vector for the next round.
+            while (written > 0 && first < vectors.Length)
+            {
+                var length = (nint)vectors[first].Length;
+                if (written >= length)
+                {
+                    written -= length;
+                    first++;
+                }
+                else
+                {
+                    vectors[first].Base = (byte*)vectors[first].Base + written;
+                    vectors[first].Length -= (nuint)written;
+                    written = 0;
+                }
+            }
+        }
+        return 0;
+    }
+
     [LibraryImport("libc", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int open(string path, int flags);
 

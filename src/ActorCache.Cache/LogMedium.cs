@@ -41,6 +41,9 @@ public sealed class SegmentFiles : ILogMedium
     private readonly HashSet<long> _unsynced = [];
     private readonly Lock _gate = new();
     private bool _directoryDirty;
+    private readonly Lock _writeGate = new();
+    private LibC.IoVector[] _vectors = new LibC.IoVector[2 + 2048];
+    private System.Buffers.MemoryHandle[] _pins = new System.Buffers.MemoryHandle[2 + 2048];
 
     public SegmentFiles(string directory, long segmentSize)
     {
@@ -100,14 +103,33 @@ public sealed class SegmentFiles : ILogMedium
     {
         var segment = address / SegmentSize;
         var handle = Handle(segment, create: true)!;
-        try
+        int errno;
+        lock (_writeGate)
         {
-            RandomAccess.Write(handle, buffers, address % SegmentSize);
+            // Our own pwritev over handles pinned for the call: RandomAccess's gathered write allocates per call.
+            if (_vectors.Length < buffers.Count)
+            {
+                _vectors = new LibC.IoVector[buffers.Count];
+                _pins = new System.Buffers.MemoryHandle[buffers.Count];
+            }
+            for (var i = 0; i < buffers.Count; i++)
+            {
+                _pins[i] = buffers[i].Pin();
+                unsafe
+                {
+                    _vectors[i] = new LibC.IoVector { Base = _pins[i].Pointer, Length = (nuint)buffers[i].Length };
+                }
+            }
+            try
+            {
+                errno = LibC.WriteGathered(handle, _vectors.AsSpan(0, buffers.Count), address % SegmentSize);
+            }
+            finally
+            {
+                for (var i = 0; i < buffers.Count; i++) _pins[i].Dispose();
+            }
         }
-        catch (IOException e) when (e is not BlockTargetException)
-        {
-            BlockThrow.FromErrno(e.HResult is > 0 and < 4096 ? e.HResult : LibC.EIO, "log write", PathOf(segment));
-        }
+        if (errno != 0) BlockThrow.FromErrno(errno, "log write", PathOf(segment));
         lock (_gate) _unsynced.Add(segment);
     }
 

@@ -17,7 +17,7 @@ public sealed class RingBuffer
     private readonly int[] _free;
     private int _freeCount;
     private readonly Lock _gate = new();
-    private TaskCompletionSource _space = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private TaskCompletionSource? _space; // created only while a writer waits, so a release costs nothing otherwise
 
     public RingBuffer(long bytes)
     {
@@ -55,10 +55,13 @@ public sealed class RingBuffer
         }
     }
 
-    /// <summary>Completes when slots may have been freed since it was fetched.</summary>
+    /// <summary>Completes when slots may have been freed since it was fetched. Fetch it, try to claim once more, then wait.</summary>
     public Task SpaceFreed
     {
-        get { lock (_gate) return _space.Task; }
+        get
+        {
+            lock (_gate) return (_space ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        }
     }
 
     /// <summary>Adds a reference to a slot that is in use (a reader copying from it); false if it is free.</summary>
@@ -81,10 +84,10 @@ public sealed class RingBuffer
         lock (_gate)
         {
             _free[_freeCount++] = slot;
-            if (_space.Task.IsCompleted is false && _freeCount >= Math.Min(64, SlotCount / 4))
+            if (_space is not null && _freeCount >= Math.Min(64, SlotCount / 4))
             {
                 wake = _space;
-                _space = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                _space = null;
             }
         }
         wake?.SetResult();
@@ -93,12 +96,12 @@ public sealed class RingBuffer
     /// <summary>Wakes waiting writers now, whatever is free (used after large releases and on shutdown).</summary>
     public void WakeWriters()
     {
-        TaskCompletionSource wake;
+        TaskCompletionSource? wake;
         lock (_gate)
         {
             wake = _space;
-            _space = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _space = null;
         }
-        wake.TrySetResult();
+        wake?.TrySetResult();
     }
 }

@@ -26,7 +26,7 @@ public sealed partial class WriteBackCache : IBlockTarget
 
     // Everything below is guarded by _append: the log order of writes is the order they take it.
     private readonly Lock _append = new();
-    private readonly Queue<PendingRecord> _pending = new();
+    private readonly Queue<PendingRecord> _pending = new(4096);
     private readonly int[] _pendingSlots;
     private int _pendingSlotHead, _pendingSlotCount;
     private long _appendedTicket, _writtenTicket, _durableTicket;
@@ -212,11 +212,13 @@ public sealed partial class WriteBackCache : IBlockTarget
         try
         {
             var deadline = DateTime.UtcNow + _options.RingWaitTimeout;
+            var attempt = 0;
             while (true)
             {
                 if (_logFailure is { Error: BlockError.NoSpace } full && _options.LogFullPolicy == LogFullPolicy.Fail)
                     throw new BlockTargetException(BlockError.NoSpace, $"volume {_name}: the log disk is full ({full.Message}); retry when space returns");
-                var space = _ring.SpaceFreed;
+                // Only a writer that found the ring full asks for a wake-up (and then tries once more, so none is missed).
+                var space = attempt++ == 0 ? null : _ring.SpaceFreed;
                 lock (_append)
                 {
                     if (slotCount == 0 || _ring.TryClaim(slots.AsSpan(0, slotCount)))
@@ -233,6 +235,7 @@ public sealed partial class WriteBackCache : IBlockTarget
                     }
                 }
                 _wakeFlusher.Set();
+                if (space is null) continue;
                 Interlocked.Increment(ref _ringWaits);
                 var left = deadline - DateTime.UtcNow;
                 if (left <= TimeSpan.Zero || await Task.WhenAny(space, Task.Delay(left, ct)).ConfigureAwait(false) != space)

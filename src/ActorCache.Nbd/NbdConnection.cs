@@ -284,6 +284,7 @@ internal sealed class NbdConnection : IAsyncDisposable
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendAsync(ReadOnlyMemory<byte> bytes)
     {
         while (!bytes.IsEmpty)

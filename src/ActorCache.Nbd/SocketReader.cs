@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Runtime.CompilerServices;
 
 namespace ActorCache.Nbd;
 
@@ -27,6 +28,7 @@ internal sealed class SocketReader(Socket socket, int bufferSize = 64 << 10)
     }
 
     /// <summary>Reads and throws away <paramref name="count"/> bytes (the payload of a refused write).</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))] // suspends on every recv that waits: no box per call
     public async ValueTask SkipAsync(long count, CancellationToken cancellationToken)
     {
         while (count > 0)
@@ -38,6 +40,7 @@ internal sealed class SocketReader(Socket socket, int bufferSize = 64 << 10)
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))] // suspends on every recv that waits: no box per call
     private async ValueTask ReadSlowAsync(Memory<byte> destination, CancellationToken cancellationToken)
     {
         var buffered = _end - _start;
@@ -61,6 +64,7 @@ internal sealed class SocketReader(Socket socket, int bufferSize = 64 << 10)
         }
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))] // suspends on every recv that waits: no box per call
     private async ValueTask FillAsync(CancellationToken cancellationToken)
     {
         if (_start == _end) _start = _end = 0;

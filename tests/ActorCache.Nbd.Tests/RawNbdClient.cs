@@ -20,6 +20,8 @@ internal sealed class RawNbdClient : IAsyncDisposable
         _stream.ReadTimeout = 10_000;
     }
 
+    public Socket Socket => _socket;
+
     public static async Task<RawNbdClient> ConnectAsync(string unixPath)
     {
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);

@@ -50,8 +50,10 @@ public sealed class VolumeActor : ReceiveActor
                 _volume.Cache?.ReadOnlyReason is { } reason ? $" (DEGRADED, read-only: {reason})" : "");
             Sender.Tell(new VolumeOpened(_definition.Name));
         }
-        catch (BlockTargetException e)
+        catch (Exception e) when (e is BlockTargetException or IOException or UnauthorizedAccessException or ArgumentException)
         {
+            // Whatever stops the stack from opening (backing, log directory, settings) is reported, not thrown:
+            // the node then exits with the message instead of waiting for an answer that never comes.
             _log.Error("volume {0} cannot come online: {1}", _definition.Name, e.Message);
             Sender.Tell(new VolumeOpenFailed(_definition.Name, e.Message));
         }

@@ -1,0 +1,44 @@
+namespace ActorCache.Cache.Tests;
+
+/// <summary>Writes and reads through the cache allocate nothing per request (the flusher's batches included; one FLUSH in 256 requests costs its waiter).</summary>
+[Collection(AllocationCollection.Name)]
+public sealed class AllocationTests : IDisposable
+{
+    private readonly CacheFixture _fixture = new();
+
+    public void Dispose() => _fixture.Dispose();
+
+    [Fact]
+    public async Task Writes_and_reads_allocate_nothing_per_request()
+    {
+        await using var cache = _fixture.Open(64 << 20, _fixture.Options(segmentSize: 64 << 20, capacity: 1L << 30) with { MaxBatchBlocks = 256 });
+        var block = new byte[4096];
+        var random = new Random(1);
+        async Task Round(int count)
+        {
+            for (var i = 0; i < count; i++)
+            {
+                var offset = random.Next(0, 16384) * 4096L;
+                await cache.WriteAsync(offset, block, fua: false);
+                await cache.ReadAsync(offset, block);
+                // A FLUSH now and then, as file systems send them, keeps the ring from filling: a full ring is
+                // backpressure (a slow path that may allocate), not the hot path measured here.
+                if (i % 256 == 255) await cache.FlushAsync();
+            }
+        }
+        await Round(20_000); // warm up
+        using var listener = new AllocListener();
+        const int requests = 50_000;
+        var before = GC.GetTotalAllocatedBytes(precise: true);
+        await Round(requests);
+        var perRequest = (double)(GC.GetTotalAllocatedBytes(precise: true) - before) / (2 * requests);
+        Assert.True(perRequest < 8, $"{perRequest:F1} bytes allocated per request ({cache.Statistics.BatchesWritten} batches): {string.Join(", ", listener.Types.OrderByDescending(t => t.Value).Take(8).Select(t => $"{t.Key}={t.Value}"))}");
+    }
+}
+
+/// <summary>Allocation is measured process-wide, so these tests run alone, after the parallel ones.</summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class AllocationCollection
+{
+    public const string Name = "allocation";
+}
