@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# Compares ActorCache (write-back) with nbdkit's file plugin, qemu-nbd and nbdkit's memory plugin (the
+# machine's NBD ceiling) on the same machine in one run, alternating servers job by job.
+# Usage: tests/bench/compare.sh            (REPS=3 RUNTIME=10 SIZE=1G JOBS="J1 J2 ..." to change)
+# Needs: fio, nbdkit, qemu-utils (qemu-nbd), python3 (Debian's), dotnet. Run as root for J5 (drops the page cache).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+REPS=${REPS:-3}
+RUNTIME=${RUNTIME:-10}
+SIZE=${SIZE:-1G}
+JOBS=${JOBS:-"J1 J2 J3 J4 J5 J6 J7 J8"}
+work=$(mktemp -d /tmp/actorcache-bench.XXXXXX)
+results=$work/results.tsv
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${KEEP:-}" ] || rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "building ActorCache (Release)..." >&2
+dotnet build src/ActorCache -c Release -v quiet -nologo >/dev/null
+dll=src/ActorCache/bin/Release/net10.0/ActorCache.dll
+
+# Every backing is written in full first: a sparse file makes the first writes measure block allocation.
+for name in ac kfile qemu; do
+  fio --name=fill --filename="$work/$name.img" --rw=write --bs=1M --size="$SIZE" --ioengine=psync --end_fsync=1 >/dev/null
+done
+
+wait_socket() { for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.1; done; echo "no socket $1" >&2; exit 1; }
+
+ac_pid=
+start_actorcache() { # extra --set arguments follow
+  dotnet "$dll" serve --data-dir "$work/acdata" --listen "unix:$work/ac.sock" \
+    --volume "bench:$SIZE:write-back:backing=$work/ac.img" "$@" >>"$work/ac.log" 2>&1 &
+  ac_pid=$!
+  pids+=("$ac_pid")
+  for _ in $(seq 200); do grep -q "node serving" "$work/ac.log" 2>/dev/null && break; sleep 0.1; done
+}
+stop_actorcache() { kill -TERM "$ac_pid"; wait "$ac_pid" 2>/dev/null || true; : >"$work/ac.log"; }
+start_others() {
+  nbdkit -f -U "$work/kfile.sock" file "$work/kfile.img" & pids+=($!)
+  qemu-nbd -k "$work/qemu.sock" -f raw --cache=writeback --aio=threads -x bench "$work/qemu.img" & pids+=($!)
+  nbdkit -f -U "$work/kmem.sock" memory "$SIZE" & pids+=($!)
+  for s in kfile qemu kmem; do wait_socket "$work/$s.sock"; done
+}
+
+declare -A URI=(
+  [actorcache]="nbd+unix:///bench?socket=$work/ac.sock"
+  [nbdkit-file]="nbd+unix:///?socket=$work/kfile.sock"
+  [qemu-nbd]="nbd+unix:///bench?socket=$work/qemu.sock"
+  [nbdkit-memory]="nbd+unix:///?socket=$work/kmem.sock"
+)
+declare -A SPEC=(
+  [J1]="--rw=randwrite --bs=4k --iodepth=32"
+  [J2]="--rw=randwrite --bs=4k --iodepth=32 --fsync=1"
+  [J3]="--rw=write --bs=1M --iodepth=8"
+  [J4]="--rw=randread --bs=4k --iodepth=32"
+  [J5]="--rw=randread --bs=4k --iodepth=32"
+  [J6]="--rw=read --bs=1M --iodepth=8"
+  [J7]="--rw=randrw --rwmixread=70 --bs=4k --iodepth=32 --fsync=32"
+  [J8]="--rw=randrw --rwmixread=70 --bs=4k --iodepth=32 --fsync=32"
+)
+
+run_fio() { # job server uri [runtime]
+  local out
+  out=$(fio --name="$1" --ioengine=nbd --uri="$3" ${SPEC[$1]} --size="$SIZE" --runtime="${4:-$RUNTIME}" --time_based \
+        --output-format=json 2>/dev/null || true)
+  printf '%s' "$out" >"$work/fio.json"
+  /usr/bin/python3 - "$1" "$2" "$work/fio.json" <<'PY' >>"$results"
+import json, sys
+job, server = sys.argv[1], sys.argv[2]
+text = open(sys.argv[3]).read()
+try:
+    d = json.loads(text[text.index("{"):])["jobs"][0]
+except Exception:
+    print(f"{job}\t{server}\tnan\tnan\tnan"); sys.exit()
+w, r = d["write"], d["read"]
+iops = w["iops"] + r["iops"]
+bw = (w["bw"] + r["bw"]) / 1024
+main = w if w["iops"] >= r["iops"] else r
+p99 = main["clat_ns"]["percentile"].get("99.000000", 0) / 1000
+print(f"{job}\t{server}\t{iops:.0f}\t{bw:.1f}\t{p99:.0f}")
+PY
+}
+
+start_others
+start_actorcache
+servers="actorcache nbdkit-file qemu-nbd nbdkit-memory"
+for job in $JOBS; do
+  case $job in
+    J4|J6) # data in cache: read it once first
+      for s in $servers; do fio --name=warm --ioengine=nbd --uri="${URI[$s]}" --rw=read --bs=1M --iodepth=8 --size="$SIZE" >/dev/null 2>&1 || true; done ;;
+    J5) # cold: ActorCache destages everything and restarts; every server starts with an empty page cache
+      stop_actorcache
+      start_actorcache --set actorcache.cache.retention-time=0s
+      for _ in $(seq 600); do [ "$(find "$work/acdata/log/bench" -name 'segment-*' | wc -l)" -le 1 ] && break; sleep 0.5; done
+      stop_actorcache; start_actorcache
+      sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || echo "J5: cannot drop the page cache (not root); reads may be warm" >&2 ;;
+    J8) # a slow backing disk: every backing write costs 5 ms
+      stop_actorcache
+      start_actorcache --set actorcache.cache.backing-write-delay=5ms --set actorcache.cache.log-capacity=4G
+      nbdkit -f -U "$work/kslow.sock" --filter=delay file "$work/kfile.img" wdelay=5ms & pids+=($!)
+      wait_socket "$work/kslow.sock"
+      for rep in $(seq "$REPS"); do
+        run_fio J8 actorcache "${URI[actorcache]}" 10
+        run_fio J8 nbdkit-file "nbd+unix:///?socket=$work/kslow.sock" 10
+      done
+      # Steady state: a log that fills within the run, then the backing's speed shows.
+      stop_actorcache
+      start_actorcache --set actorcache.cache.backing-write-delay=5ms --set actorcache.cache.log-capacity=256M \
+        --set actorcache.cache.segment-size=16M --set actorcache.cache.retention-time=0s
+      run_fio J8 actorcache-steady "${URI[actorcache]}" 60
+      continue ;;
+  esac
+  for rep in $(seq "$REPS"); do
+    for s in $servers; do run_fio "$job" "$s" "${URI[$s]}"; done
+  done
+done
+rss=$(awk '/VmHWM/ {print $2}' "/proc/$ac_pid/status" 2>/dev/null || echo 0)
+
+/usr/bin/python3 - "$results" "$rss" <<'PY'
+import collections, statistics, sys
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    job, server, iops, bw, p99 = line.rstrip("\n").split("\t")
+    rows[(job, server)].append((float(iops), float(bw), float(p99)))
+def med(job, server, i):
+    v = [r[i] for r in rows.get((job, server), []) if r[i] == r[i]]
+    return statistics.median(v) if v else float("nan")
+print("| job | server | IOPS | MiB/s | p99 (us) | vs nbdkit-file | vs nbdkit-memory |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for job in sorted({j for j, _ in rows}):
+    for server in ["actorcache", "actorcache-steady", "nbdkit-file", "qemu-nbd", "nbdkit-memory"]:
+        if (job, server) not in rows: continue
+        iops, bw, p99 = (med(job, server, i) for i in range(3))
+        base = med(job, "nbdkit-file", 0); mem = med(job, "nbdkit-memory", 0)
+        ratio = lambda b: f"{iops / b:.2f}x" if b == b and b > 0 else "-"
+        print(f"| {job} | {server} | {iops:.0f} | {bw:.1f} | {p99:.0f} | {ratio(base)} | {ratio(mem)} |")
+print(f"\nActorCache peak RSS: {int(sys.argv[2]) / 1024:.0f} MiB")
+PY
