@@ -41,7 +41,7 @@ start_actorcache() { # extra --set arguments follow
 stop_actorcache() { kill -TERM "$ac_pid"; wait "$ac_pid" 2>/dev/null || true; : >"$work/ac.log"; }
 start_others() {
   nbdkit -f -U "$work/kfile.sock" file "$work/kfile.img" & pids+=($!)
-  qemu-nbd -k "$work/qemu.sock" -f raw --cache=writeback --aio=threads -x bench "$work/qemu.img" & pids+=($!)
+  qemu-nbd -k "$work/qemu.sock" -f raw --cache=writeback --aio=threads -x bench --persistent --shared=8 "$work/qemu.img" & pids+=($!)
   nbdkit -f -U "$work/kmem.sock" memory "$SIZE" & pids+=($!)
   for s in kfile qemu kmem; do wait_socket "$work/$s.sock"; done
 }
@@ -80,7 +80,7 @@ w, r = d["write"], d["read"]
 iops = w["iops"] + r["iops"]
 bw = (w["bw"] + r["bw"]) / 1024
 main = w if w["iops"] >= r["iops"] else r
-p99 = main["clat_ns"]["percentile"].get("99.000000", 0) / 1000
+p99 = main["clat_ns"].get("percentile", {}).get("99.000000", 0) / 1000
 print(f"{job}\t{server}\t{iops:.0f}\t{bw:.1f}\t{p99:.0f}")
 PY
 }
