@@ -1,3 +1,5 @@
+using ActorCache.Testing;
+
 namespace ActorCache.Cache.Tests;
 
 /// <summary>Writes and reads through the cache allocate nothing per request (the flusher's batches included; one FLUSH in 256 requests costs its waiter).</summary>

@@ -1,3 +1,5 @@
+using ActorCache.Testing;
+
 using System.Net.Sockets;
 using ActorCache.Blocks;
 using Microsoft.Extensions.Logging.Abstractions;

@@ -1,6 +1,6 @@
 using System.Collections.Concurrent;
 using System.Diagnostics.Tracing;
-namespace ActorCache.Cache.Tests;
+namespace ActorCache.Testing;
 /// <summary>Samples the runtime's allocation events so a failing allocation test names the types it allocated.</summary>
 internal sealed class AllocListener : EventListener
 {
