@@ -9,8 +9,6 @@ internal sealed class LogReader(ILogMedium medium, Guid volumeId)
     private readonly byte[] _header = GC.AllocateArray<byte>(LogFormat.BlockSize, pinned: true);
     public readonly LogEntry[] Entries = new LogEntry[LogFormat.MaxEntries];
 
-    public ILogMedium Medium => medium;
-
     /// <summary>Where the flusher puts a batch of <paramref name="size"/> bytes when the log tail is at <paramref name="tail"/>.</summary>
     public static long Place(long tail, long size, long segmentSize)
     {

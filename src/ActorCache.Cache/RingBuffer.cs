@@ -92,16 +92,4 @@ public sealed class RingBuffer
         }
         wake?.SetResult();
     }
-
-    /// <summary>Wakes waiting writers now, whatever is free (used after large releases and on shutdown).</summary>
-    public void WakeWriters()
-    {
-        TaskCompletionSource? wake;
-        lock (_gate)
-        {
-            wake = _space;
-            _space = null;
-        }
-        wake?.TrySetResult();
-    }
 }

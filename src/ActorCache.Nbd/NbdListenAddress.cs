@@ -6,8 +6,6 @@ namespace ActorCache.Nbd;
 /// <summary>Where the front listens: <c>tcp://HOST:PORT</c> or <c>unix:PATH</c>.</summary>
 public sealed record NbdListenAddress(string Text, EndPoint EndPoint)
 {
-    public bool IsUnix => EndPoint is UnixDomainSocketEndPoint;
-
     public static bool TryParse(string text, out NbdListenAddress? address, out string error)
     {
         address = null;

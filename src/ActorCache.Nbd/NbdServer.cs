@@ -16,11 +16,6 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
     private readonly ConcurrentDictionary<NbdConnection, Task> _connections = new();
     private readonly CancellationTokenSource _stopping = new();
 
-    /// <summary>The bound addresses (with the real port when 0 was asked for).</summary>
-    public IReadOnlyList<EndPoint> BoundEndPoints => _listeners.Select(l => l.LocalEndPoint!).ToList();
-
-    public int ConnectionCount => _connections.Count;
-
     /// <summary>Binds every address or none: a failure closes what was bound and says which address failed.</summary>
     public void Start()
     {

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text;
 
 namespace ActorCache.Integration.Tests;
 
@@ -67,6 +66,4 @@ public static class Tool
         new Random(seed).NextBytes(data);
         return data;
     }
-
-    public static string Describe(IEnumerable<string> lines) => new StringBuilder().AppendJoin('\n', lines).ToString();
 }

@@ -28,9 +28,6 @@ public sealed class NodeService(
 
     public NbdServer? Server => _server;
 
-    /// <summary>The volume actors of this node, by volume name.</summary>
-    public IReadOnlyDictionary<string, IActorRef> VolumeActors => _volumeActors.ToDictionary(a => a.Path.Name["volume-".Length..]);
-
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var volumeRegistry = await registry.GetAsync<VolumeRegistry>(cancellationToken);

@@ -188,6 +188,4 @@ public static class NodeSettingsLoader
 
     /// <summary>Where a volume's backing lives when the user names none.</summary>
     public static string DefaultBackingPath(string dataDir, string volume) => Path.Combine(dataDir, "volumes", volume + ".img");
-
-    public static string DescribeSize(long bytes) => ByteSize.Format(bytes);
 }

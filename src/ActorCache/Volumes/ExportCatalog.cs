@@ -27,8 +27,6 @@ public sealed class ExportCatalog(string defaultExport) : INbdExportCatalog
 
     public IReadOnlyList<NbdExport> List() => [.. _exports.Values.OrderBy(e => e.Name, StringComparer.Ordinal)];
 
-    public IEnumerable<Volume> Volumes => _exports.Values.Select(e => (Volume)e.Target);
-
     private static string Describe(VolumeDefinition v) =>
         $"ActorCache volume {v.Name}, {Blocks.ByteSize.Format(v.Size)}, {VolumeSpec.FormatMode(v.Mode)}{(v.ReadOnly ? ", read-only" : "")}";
 }
