@@ -42,6 +42,21 @@ public interface IBlockTarget : IAsyncDisposable
 
     /// <summary>Hint that a range will be read soon.</summary>
     ValueTask PrefetchAsync(long offset, long length, CancellationToken cancellationToken = default);
+
+    /// <summary>
+    /// Offers to receive a WRITE's payload straight into the target's own memory (see <see cref="StagedWrite"/>).
+    /// False when this target cannot for this write (the front then uses its own buffer and <see cref="WriteAsync"/>).
+    /// May wait for memory (backpressure) and throws like a write would when it cannot accept one.
+    /// </summary>
+    ValueTask<bool> TryStageWriteAsync(long offset, int length, StagedWrite staged, CancellationToken cancellationToken = default) =>
+        ValueTask.FromResult(false);
+
+    /// <summary>Performs a staged write once its payload is in place; like <see cref="WriteAsync"/>, durable on completion with <paramref name="fua"/>.</summary>
+    ValueTask CommitStagedWriteAsync(StagedWrite staged, bool fua, CancellationToken cancellationToken = default) =>
+        throw new NotSupportedException($"{GetType().Name} does not stage writes");
+
+    /// <summary>Gives back the memory of a staged write that will not be committed (the client went away mid-payload).</summary>
+    void AbandonStagedWrite(StagedWrite staged) => throw new NotSupportedException($"{GetType().Name} does not stage writes");
 }
 
 [Flags]

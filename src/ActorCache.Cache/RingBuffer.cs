@@ -39,6 +39,9 @@ public sealed class RingBuffer
 
     public ReadOnlyMemory<byte> SlotMemory(int slot) => _memory.AsMemory(slot * SlotSize, SlotSize);
 
+    /// <summary>Consecutive slots as one writable piece of memory (a staged write receives its payload into them).</summary>
+    public Memory<byte> SlotRun(int firstSlot, int count) => _memory.AsMemory(firstSlot * SlotSize, count * SlotSize);
+
     /// <summary>Takes <paramref name="count"/> free slots (each with one reference) or none; false when too few are free.</summary>
     public bool TryClaim(Span<int> slots)
     {

@@ -131,16 +131,14 @@ public sealed partial class WriteBackCache
             {
                 var block = part.Record.Block + b;
                 if (part.Record.Type == LogEntryType.Data)
-                {
-                    var slot = SlotOf(part.Record, b);
-                    _index.Replace(block, BlockIndex.Encode(BlockLocation.Ring, slot), BlockIndex.Encode(BlockLocation.Log, dataBlock++));
-                    _ring.Release(slot);
-                }
+                    _index.Replace(block, BlockIndex.Encode(BlockLocation.Ring, SlotOf(part.Record, b)), BlockIndex.Encode(BlockLocation.Log, dataBlock++));
                 else
-                {
                     _index.Replace(block, BlockIndex.Encode(BlockLocation.Zero, 0), BlockIndex.Encode(BlockLocation.Zero, headerBlock));
-                }
             }
+            // Released last block first, the slots go back on the free stack so the next claim takes them
+            // in ascending order: a staged write then receives into long runs of neighbouring slots.
+            if (part.Record.Type == LogEntryType.Data)
+                for (var b = part.From + part.Count - 1; b >= part.From; b--) _ring.Release(SlotOf(part.Record, b));
         }
         lock (_append)
         {

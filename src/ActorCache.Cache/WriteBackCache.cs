@@ -215,8 +215,7 @@ public sealed partial class WriteBackCache : IBlockTarget
             var attempt = 0;
             while (true)
             {
-                if (_logFailure is { Error: BlockError.NoSpace } full && _options.LogFullPolicy == LogFullPolicy.Fail)
-                    throw new BlockTargetException(BlockError.NoSpace, $"volume {_name}: the log disk is full ({full.Message}); retry when space returns");
+                ThrowIfLogRefusesWrites();
                 // Only a writer that found the ring full asks for a wake-up (and then tries once more, so none is missed).
                 var space = attempt++ == 0 ? null : _ring.SpaceFreed;
                 lock (_append)
@@ -226,29 +225,47 @@ public sealed partial class WriteBackCache : IBlockTarget
                         if (type == LogEntryType.Data) FillSlots(offset, data.Span, first, slots.AsSpan(0, slotCount));
                         else
                             for (var b = 0; b < count; b++) _index.Set(first + b, BlockIndex.Encode(BlockLocation.Zero, 0));
-                        var ticket = ++_appendedTicket;
-                        _pending.Enqueue(new PendingRecord(first, count, type, ticket, (_pendingSlotHead + _pendingSlotCount) % _pendingSlots.Length));
-                        for (var i = 0; i < slotCount; i++)
-                            _pendingSlots[(_pendingSlotHead + _pendingSlotCount++) % _pendingSlots.Length] = slots![i];
+                        var ticket = QueueLocked(first, count, type, slots.AsSpan(0, slotCount));
                         _wakeFlusher.Set();
                         return ticket;
                     }
                 }
                 _wakeFlusher.Set();
-                if (space is null) continue;
-                Interlocked.Increment(ref _ringWaits);
-                var left = deadline - DateTime.UtcNow;
-                if (left <= TimeSpan.Zero || await Task.WhenAny(space, Task.Delay(left, ct)).ConfigureAwait(false) != space)
-                {
-                    ct.ThrowIfCancellationRequested();
-                    throw new BlockTargetException(BlockError.NoSpace,
-                        $"volume {_name}: no ring space for {_options.RingWaitTimeout.TotalSeconds:F0}s; the log cannot keep up ({_logFailure?.Message ?? "slow log disk"})");
-                }
+                if (space is not null) await WaitForRingSpaceAsync(space, deadline, ct).ConfigureAwait(false);
             }
         }
         finally
         {
             if (slots is not null) ArrayPool<int>.Shared.Return(slots);
+        }
+    }
+
+    /// <summary>Gives the request the next ticket (its place in log order) and queues it for the flusher. Caller holds _append.</summary>
+    private long QueueLocked(long first, int count, LogEntryType type, ReadOnlySpan<int> slots)
+    {
+        var ticket = ++_appendedTicket;
+        _pending.Enqueue(new PendingRecord(first, count, type, ticket, (_pendingSlotHead + _pendingSlotCount) % _pendingSlots.Length));
+        foreach (var slot in slots) _pendingSlots[(_pendingSlotHead + _pendingSlotCount++) % _pendingSlots.Length] = slot;
+        return ticket;
+    }
+
+    /// <summary>With a full log disk and the fail policy, writers get ENOSPC at once instead of waiting.</summary>
+    private void ThrowIfLogRefusesWrites()
+    {
+        if (_logFailure is { Error: BlockError.NoSpace } full && _options.LogFullPolicy == LogFullPolicy.Fail)
+            throw new BlockTargetException(BlockError.NoSpace, $"volume {_name}: the log disk is full ({full.Message}); retry when space returns");
+    }
+
+    /// <summary>Backpressure: waits until ring slots may have been freed, for at most the ring-wait timeout in total.</summary>
+    private async ValueTask WaitForRingSpaceAsync(Task space, DateTime deadline, CancellationToken ct)
+    {
+        Interlocked.Increment(ref _ringWaits);
+        var left = deadline - DateTime.UtcNow;
+        if (left <= TimeSpan.Zero || await Task.WhenAny(space, Task.Delay(left, ct)).ConfigureAwait(false) != space)
+        {
+            ct.ThrowIfCancellationRequested();
+            throw new BlockTargetException(BlockError.NoSpace,
+                $"volume {_name}: no ring space for {_options.RingWaitTimeout.TotalSeconds:F0}s; the log cannot keep up ({_logFailure?.Message ?? "slow log disk"})");
         }
     }
 

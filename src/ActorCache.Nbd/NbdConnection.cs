@@ -111,7 +111,7 @@ internal sealed class NbdConnection : IAsyncDisposable
                         throw new NbdProtocolException($"write of {header.Length} bytes exceeds any sane payload");
                     await _reader.SkipAsync(header.Length, ct);
                 }
-                else
+                else if (request.Error != NbdError.None || !await TryReceiveStagedAsync(request, ct))
                 {
                     request.Reserve((int)header.Length);
                     await _reader.ReadExactAsync(request.Payload, ct);
@@ -126,6 +126,37 @@ internal sealed class NbdConnection : IAsyncDisposable
             if (request.Error != NbdError.None) Complete(request);
             else ThreadPool.UnsafeQueueUserWorkItem(request, preferLocal: false);
         }
+    }
+
+    /// <summary>
+    /// Receives a WRITE's payload straight into memory the target offers (the cache's ring slots): the
+    /// one copy of the data. False when the target does not stage this write; then nothing was read.
+    /// A target that cannot take the write now (e.g. ENOSPC) fails the request, and its payload is skipped.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))] // suspends on every recv that waits: no box per call
+    private async ValueTask<bool> TryReceiveStagedAsync(NbdRequest request, CancellationToken ct)
+    {
+        var header = request.Header;
+        try
+        {
+            if (!await _target.TryStageWriteAsync((long)header.Offset, (int)header.Length, request.Staged, ct)) return false;
+        }
+        catch (BlockTargetException e)
+        {
+            request.Error = ErrorOf(e, header);
+            await _reader.SkipAsync(header.Length, ct);
+            return true;
+        }
+        try
+        {
+            for (var i = 0; i < request.Staged.SegmentCount; i++) await _reader.ReadExactAsync(request.Staged.Segment(i), ct);
+        }
+        catch
+        {
+            _target.AbandonStagedWrite(request.Staged);
+            throw;
+        }
+        return true;
     }
 
     private ValueTask<NbdRequest> RentAsync(CancellationToken ct)
@@ -150,6 +181,9 @@ internal sealed class NbdConnection : IAsyncDisposable
             {
                 case NbdCommand.Read:
                     await _target.ReadAsync((long)header.Offset, request.Payload);
+                    break;
+                case NbdCommand.Write when request.Staged.StagedBy is not null:
+                    await _target.CommitStagedWriteAsync(request.Staged, (header.Flags & CommandFlags.Fua) != 0);
                     break;
                 case NbdCommand.Write:
                     await _target.WriteAsync((long)header.Offset, request.Payload, (header.Flags & CommandFlags.Fua) != 0);
@@ -178,17 +212,7 @@ internal sealed class NbdConnection : IAsyncDisposable
         }
         catch (BlockTargetException e)
         {
-            request.Error = e.Error switch
-            {
-                BlockError.NoSpace => NbdError.NoSpc,
-                BlockError.InvalidRequest => NbdError.Inval,
-                BlockError.ReadOnly => NbdError.Perm,
-                BlockError.NotSupported => NbdError.NotSup,
-                BlockError.ShuttingDown => NbdError.Shutdown,
-                _ => NbdError.Io,
-            };
-            if (e.Error != BlockError.NotSupported)
-                _logger.LogWarning("NBD {Command} at {Offset}+{Length} failed: {Message}", header.Command, header.Offset, header.Length, e.Message);
+            request.Error = ErrorOf(e, header);
         }
         catch (Exception e)
         {
@@ -196,6 +220,22 @@ internal sealed class NbdConnection : IAsyncDisposable
             _logger.LogError(e, "NBD {Command} at {Offset}+{Length} failed unexpectedly", header.Command, header.Offset, header.Length);
         }
         Complete(request);
+    }
+
+    /// <summary>The NBD error a target failure is reported as (logged unless it is a plain "not supported").</summary>
+    private NbdError ErrorOf(BlockTargetException e, NbdRequestHeader header)
+    {
+        if (e.Error != BlockError.NotSupported)
+            _logger.LogWarning("NBD {Command} at {Offset}+{Length} failed: {Message}", header.Command, header.Offset, header.Length, e.Message);
+        return e.Error switch
+        {
+            BlockError.NoSpace => NbdError.NoSpc,
+            BlockError.InvalidRequest => NbdError.Inval,
+            BlockError.ReadOnly => NbdError.Perm,
+            BlockError.NotSupported => NbdError.NotSup,
+            BlockError.ShuttingDown => NbdError.Shutdown,
+            _ => NbdError.Io,
+        };
     }
 
     /// <summary>Encodes the reply in the request's own buffer and queues it for the send loop.</summary>

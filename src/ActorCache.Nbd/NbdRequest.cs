@@ -26,6 +26,9 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
     public readonly AllocationExtent[] Extents = new AllocationExtent[MaxExtents];
     public int ExtentCount;
 
+    /// <summary>A WRITE whose payload was received straight into the target's memory instead of <see cref="Payload"/>.</summary>
+    public readonly StagedWrite Staged = new();
+
     /// <summary>Where the encoded reply sits in <see cref="Buffer"/>.</summary>
     public int ReplyStart, ReplyLength;
 

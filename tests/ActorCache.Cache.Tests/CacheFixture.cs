@@ -28,6 +28,21 @@ public sealed class CacheFixture : IDisposable
         WriteBackCache.Open("test", backing ?? FileBacking.Open(BackingPath, size, create: !File.Exists(BackingPath)), ring ?? SharedRing,
             options ?? Options(), mode, NullLogger.Instance, medium: medium);
 
+    /// <summary>Writes the way the NBD front does for whole blocks: stage, fill the target's memory, commit.</summary>
+    public static async Task StagedWriteAsync(IBlockTarget target, long offset, byte[] data, bool fua)
+    {
+        var staged = new StagedWrite();
+        Assert.True(await target.TryStageWriteAsync(offset, data.Length, staged), "a whole-block write in write-back mode is staged");
+        var filled = 0;
+        for (var i = 0; i < staged.SegmentCount; i++)
+        {
+            data.AsSpan(filled, staged.Segment(i).Length).CopyTo(staged.Segment(i).Span);
+            filled += staged.Segment(i).Length;
+        }
+        Assert.Equal(data.Length, filled);
+        await target.CommitStagedWriteAsync(staged, fua);
+    }
+
     public void Dispose()
     {
         try { System.IO.Directory.Delete(Directory, recursive: true); } catch (IOException) { }

@@ -2,6 +2,7 @@ using ActorCache.Testing;
 
 using System.Net.Sockets;
 using ActorCache.Blocks;
+using ActorCache.Cache;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace ActorCache.Nbd.Tests;
@@ -15,23 +16,36 @@ namespace ActorCache.Nbd.Tests;
 public sealed class AllocationTests : IAsyncLifetime
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("actorcache-alloc-").FullName;
-    private FileBacking _backing = null!;
-    private NbdServer _server = null!;
+    private readonly RingBuffer _ring = new(64L << 20);
+    private IBlockTarget _target = null!;
+    private NbdServer? _server;
 
-    public async Task InitializeAsync()
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    /// <summary>Serves a 64 MiB file backing, alone or under the write-back cache (whose WRITEs are received straight into ring slots).</summary>
+    private async Task StartAsync(bool cached)
     {
-        _backing = FileBacking.Open(Path.Combine(_dir, "v.img"), 64 << 20, create: true);
-        await _backing.WriteAsync(0, new byte[1 << 20], fua: false);
+        var backing = FileBacking.Open(Path.Combine(_dir, "v.img"), 64 << 20, create: true);
+        await backing.WriteAsync(0, new byte[1 << 20], fua: false);
+        _target = cached
+            ? WriteBackCache.Open("v", backing, _ring, new CacheOptions
+            {
+                LogDirectory = Path.Combine(_dir, "log"),
+                SegmentSize = 64 << 20,
+                LogCapacity = 1L << 30,
+                MaxBatchBlocks = 256,
+            }, CacheMode.WriteBack, NullLogger.Instance)
+            : backing;
         NbdListenAddress.TryParse($"unix:{Path.Combine(_dir, "nbd.sock")}", out var address, out _);
-        var export = new NbdExport("v", "", _backing, false);
+        var export = new NbdExport("v", "", _target, false);
         _server = new NbdServer(new SingleExport(export), new NbdServerOptions { Listen = [address!] }, NullLogger<NbdServer>.Instance);
         _server.Start();
     }
 
     public async Task DisposeAsync()
     {
-        await _server.DisposeAsync();
-        await _backing.DisposeAsync();
+        if (_server is not null) await _server.DisposeAsync();
+        if (_target is not null) await _target.DisposeAsync();
         Directory.Delete(_dir, recursive: true);
     }
 
@@ -46,9 +60,12 @@ public sealed class AllocationTests : IAsyncLifetime
         public IReadOnlyList<NbdExport> List() => [export];
     }
 
-    [Fact]
-    public async Task Reads_and_writes_allocate_nothing_per_request()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Reads_and_writes_allocate_nothing_per_request(bool cached)
     {
+        await StartAsync(cached);
         await using var client = await RawNbdClient.ConnectAsync(Path.Combine(_dir, "nbd.sock"));
         await client.GoAsync("v");
         var socket = client.Socket;

@@ -72,6 +72,17 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below, Writ
     public ValueTask PrefetchAsync(long offset, long length, CancellationToken cancellationToken = default) =>
         below.PrefetchAsync(offset, length, cancellationToken);
 
+    public ValueTask<bool> TryStageWriteAsync(long offset, int length, StagedWrite staged, CancellationToken cancellationToken = default)
+    {
+        if (Definition.ReadOnly) ThrowReadOnly();
+        return below.TryStageWriteAsync(offset, length, staged, cancellationToken);
+    }
+
+    public ValueTask CommitStagedWriteAsync(StagedWrite staged, bool fua, CancellationToken cancellationToken = default) =>
+        below.CommitStagedWriteAsync(staged, fua, cancellationToken);
+
+    public void AbandonStagedWrite(StagedWrite staged) => below.AbandonStagedWrite(staged);
+
     public ValueTask DisposeAsync() => below.DisposeAsync();
 
     private void ThrowReadOnly() =>
