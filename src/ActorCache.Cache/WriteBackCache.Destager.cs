@@ -1,67 +1,58 @@
 using ActorCache.Blocks;
+using ActorCache.Cache.Actors;
+using Akka.Actor;
 using Microsoft.Extensions.Logging;
 
 namespace ActorCache.Cache;
 
 /// <summary>
-/// The destager: copies log history older than the retention window to the backing in block order,
-/// fdatasyncs the backing, then advances the horizon (checkpoint) and frees log segments. The backing
-/// therefore always holds the volume as of the oldest retained generation.
+/// Destaging, in steps run by <see cref="DestagerActor"/>: plan a step of log history older than the
+/// retention window (the newest version of each block in it, grouped by extent), let each extent's
+/// actor write its blocks to the backing in block order, fdatasync the backing, let the extent actors
+/// point their index entries at the backing, then advance the horizon (checkpoint) and free log
+/// segments. The backing therefore always holds the volume as of the oldest retained generation.
 /// </summary>
 public sealed partial class WriteBackCache
 {
     private const int DestageChunkBlocks = 256; // 1 MiB per backing write at most
     private const int DestageStepBlocks = 16384; // 64 MiB of history per step
 
-    private readonly Thread _destager;
-    private readonly AutoResetEvent _wakeDestager = new(false);
+    internal const int DestageBufferBytes = DestageChunkBlocks * BlockSize;
+
+    private IActorRef _destagerActor = ActorRefs.Nobody;
+    private int _destagerWakeSent;
+    private volatile bool _destagerGone;
+    private LogReader? _destageReader;
     private long _horizon, _horizonSequence, _horizonGeneration, _drainTo;
     private volatile string? _backingFailure;
     private bool _shrinkReported;
 
-    private void DestagerLoop()
+    internal CacheOptions Options => _options;
+
+    private void WakeDestager()
     {
-        var reader = new LogReader(_medium, _volumeId);
-        var buffer = GC.AllocateUninitializedArray<byte>(DestageChunkBlocks * BlockSize, pinned: true);
-        var backoff = TimeSpan.FromMilliseconds(100);
-        while (!_stopping)
-        {
-            _wakeDestager.WaitOne(_options.DestageInterval);
-            if (_readOnlyReason is not null || _stopping) continue; // a damaged log is left as it is for inspection
-            try
-            {
-                while (!_stopping && DestageStep(reader, buffer)) { }
-                if (_backingFailure is not null)
-                {
-                    _logger.LogInformation("volume {Name}: the backing accepts writes again; destaging resumed", _name);
-                    _backingFailure = null;
-                }
-                backoff = TimeSpan.FromMilliseconds(100);
-            }
-            catch (BlockTargetException e)
-            {
-                if (_backingFailure is null)
-                    _logger.LogError("volume {Name} DEGRADED: destaging to the backing failed: {Message}. The data stays in the log and is still served; " +
-                                     "destaging is retried", _name, e.Message);
-                _backingFailure = e.Message;
-                Thread.Sleep(backoff);
-                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(5).Ticks));
-            }
-        }
+        if (Interlocked.Exchange(ref _destagerWakeSent, 1) == 0) _destagerActor.Tell(DestagerActor.Wake.Instance);
     }
 
-    /// <summary>Destages one step of due history; false when nothing is due.</summary>
-    private bool DestageStep(LogReader reader, byte[] buffer)
+    /// <summary>False while stopping, and for a damaged log, which is left as it is for inspection.</summary>
+    internal bool DestagingAllowed => !_stopping && _readOnlyReason is null;
+
+    internal void OnDestagerStopped() => _destagerGone = true;
+
+    /// <summary>Reads the next step of due history; null when nothing is due. Run by the destager actor only.</summary>
+    internal DestagePlan? PlanDestageStep()
     {
+        Interlocked.Exchange(ref _destagerWakeSent, 0);
+        var reader = _destageReader ??= new LogReader(_medium, _volumeId);
         var durableTail = Interlocked.Read(ref _durableTail);
         var address = Interlocked.Read(ref _horizon);
         var sequence = _horizonSequence;
         var generation = _horizonGeneration;
-        if (address >= durableTail) return false;
+        if (address >= durableTail) return null;
 
         var retentionLimit = (long)(_options.LogCapacity * _options.RetentionMaxFraction);
         var cutoff = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000 - (long)_options.RetentionTime.TotalMicroseconds;
-        var newest = new SortedDictionary<long, (ulong Entry, bool Deallocate)>();
+        var newest = new SortedDictionary<long, DestageBlock>();
         var blocks = 0;
         var shrinking = false;
         while (address < durableTail && blocks < DestageStepBlocks)
@@ -78,9 +69,10 @@ public sealed partial class WriteBackCache
             {
                 for (var b = 0; b < entry.BlockCount; b++)
                 {
-                    newest[entry.Block + b] = entry.Type == LogEntryType.Data
-                        ? (BlockIndex.Encode(BlockLocation.Log, dataBlock + b), false)
-                        : (BlockIndex.Encode(BlockLocation.Zero, headerBlock), entry.Type == LogEntryType.Trim);
+                    var block = entry.Block + b;
+                    newest[block] = entry.Type == LogEntryType.Data
+                        ? new DestageBlock(block, BlockIndex.Encode(BlockLocation.Log, dataBlock + b), false)
+                        : new DestageBlock(block, BlockIndex.Encode(BlockLocation.Zero, headerBlock), entry.Type == LogEntryType.Trim);
                 }
                 if (entry.Type == LogEntryType.Data) dataBlock += entry.BlockCount;
                 blocks += entry.BlockCount;
@@ -89,7 +81,7 @@ public sealed partial class WriteBackCache
             address += header.SizeBytes;
             sequence++;
         }
-        if (address == Interlocked.Read(ref _horizon)) return false;
+        if (address == Interlocked.Read(ref _horizon)) return null;
         if (shrinking)
         {
             Interlocked.Increment(ref _retentionShrinks);
@@ -100,25 +92,18 @@ public sealed partial class WriteBackCache
         }
         else _shrinkReported = false;
 
-        WriteToBacking(newest, buffer);
-        _backing.FlushAsync().AsTask().GetAwaiter().GetResult();
-
-        // The backing has it now: reads may go there, unless a newer version arrived meanwhile.
-        foreach (var (block, (entry, _)) in newest) _index.Replace(block, entry, 0);
-        Interlocked.Add(ref _blocksDestaged, newest.Count);
-
-        new Checkpoint(_volumeId, address, sequence, generation).Save(_options.LogDirectory);
-        Interlocked.Exchange(ref _horizon, address);
-        _horizonSequence = sequence;
-        _horizonGeneration = generation;
-        foreach (var segment in _medium.Segments)
-            if ((segment + 1) * _medium.SegmentSize <= address) _medium.Release(segment);
-        _logSpaceFreed.Set();
-        return true;
+        var extents = new List<ExtentDestage>();
+        foreach (var block in newest.Values)
+        {
+            var extent = block.Block >> BlockIndex.ExtentBlocksShift;
+            if (extents.Count == 0 || extents[^1].Extent != extent) extents.Add(new ExtentDestage(extent, []));
+            extents[^1].Blocks.Add(block);
+        }
+        return new DestagePlan(extents, address, sequence, generation);
     }
 
-    /// <summary>Writes the newest version of each block in block order, coalescing neighbours into one I/O.</summary>
-    private void WriteToBacking(SortedDictionary<long, (ulong Entry, bool Deallocate)> newest, byte[] buffer)
+    /// <summary>Writes the newest version of each block of one extent in block order, coalescing neighbours into one I/O. Run by the extent's actor.</summary>
+    internal void WriteToBacking(List<DestageBlock> blocks, byte[] buffer)
     {
         long runStart = -1, runNext = -1, runLogNext = -1;
         var runKind = BlockLocation.Backing;
@@ -142,12 +127,12 @@ public sealed partial class WriteBackCache
             filled = 0;
         }
 
-        foreach (var (block, (entry, deallocate)) in newest)
+        foreach (var (block, entry, deallocate) in blocks)
         {
             var kind = BlockIndex.LocationOf(entry);
             var logBlock = BlockIndex.ValueOf(entry);
             var continues = runStart >= 0 && block == runNext && kind == runKind &&
-                            (kind == BlockLocation.Log ? logBlock == runLogNext && filled < buffer.Length : deallocate == runDeallocate);
+                            (kind == BlockLocation.Log ? logBlock == runLogNext && filled < DestageBufferBytes : deallocate == runDeallocate);
             if (!continues)
             {
                 FlushRun();
@@ -166,4 +151,50 @@ public sealed partial class WriteBackCache
         }
         FlushRun();
     }
+
+    /// <summary>Makes every destaged write durable on the backing before any index entry or log segment lets go of it.</summary>
+    internal void SyncBacking() => _backing.FlushAsync().AsTask().GetAwaiter().GetResult();
+
+    /// <summary>The backing has these blocks now: reads go there, unless a newer version arrived meanwhile. Run by the extent's actor.</summary>
+    internal void PublishDestaged(List<DestageBlock> blocks)
+    {
+        foreach (var (block, entry, _) in blocks) _index.Replace(block, entry, 0);
+        Interlocked.Add(ref _blocksDestaged, blocks.Count);
+    }
+
+    /// <summary>Advances the horizon past the step (checkpoint first, so a crash never replays less than it must) and frees whole segments.</summary>
+    internal void CompleteDestageStep(DestagePlan plan)
+    {
+        new Checkpoint(_volumeId, plan.Address, plan.Sequence, plan.Generation).Save(_options.LogDirectory);
+        Interlocked.Exchange(ref _horizon, plan.Address);
+        _horizonSequence = plan.Sequence;
+        _horizonGeneration = plan.Generation;
+        foreach (var segment in _medium.Segments)
+            if ((segment + 1) * _medium.SegmentSize <= plan.Address) _medium.Release(segment);
+        _logSpaceFreed.Set();
+    }
+
+    internal void OnBackingFailure(BlockTargetException e)
+    {
+        if (_backingFailure is null)
+            _logger.LogError("volume {Name} DEGRADED: destaging to the backing failed: {Message}. The data stays in the log and is still served; " +
+                             "destaging is retried", _name, e.Message);
+        _backingFailure = e.Message;
+    }
+
+    internal void OnBackingWorks()
+    {
+        if (_backingFailure is null) return;
+        _logger.LogInformation("volume {Name}: the backing accepts writes again; destaging resumed", _name);
+        _backingFailure = null;
+    }
 }
+
+/// <summary>The newest version of one block in a destage step: a log block, or a zeroed (possibly deallocated) block.</summary>
+internal readonly record struct DestageBlock(long Block, ulong Entry, bool Deallocate);
+
+/// <summary>The blocks of one extent in a destage step, in block order.</summary>
+internal sealed record ExtentDestage(long Extent, List<DestageBlock> Blocks);
+
+/// <summary>One destage step: what each extent writes, and where the horizon goes once all of it is on the backing.</summary>
+internal sealed record DestagePlan(List<ExtentDestage> Extents, long Address, long Sequence, long Generation);

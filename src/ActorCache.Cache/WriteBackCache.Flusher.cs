@@ -1,19 +1,22 @@
 using ActorCache.Blocks;
+using ActorCache.Cache.Actors;
+using Akka.Actor;
 using Microsoft.Extensions.Logging;
 
 namespace ActorCache.Cache;
 
 /// <summary>
-/// The flusher: the one writer of the log. It moves pending writes from the ring into batches in
+/// The flusher's work (run by <see cref="FlusherActor"/>, the one writer of the log). It moves pending writes from the ring into batches in
 /// log order, points the index at their log copies, frees the slots, and fdatasyncs once for every
 /// FLUSH/FUA waiting (group commit).
 /// </summary>
 public sealed partial class WriteBackCache
 {
-    private readonly Thread _flusher;
-    private readonly AutoResetEvent _wakeFlusher = new(false);
+    private IActorRef _flusherActor = ActorRefs.Nobody;
+    private int _flusherWakeSent; // 1 while a Wake is on its way: a burst of writers sends one message, not one each
     private readonly AutoResetEvent _logSpaceFreed = new(false);
     private volatile bool _stopping;
+    private volatile bool _flusherGone;
 
     private long _tail, _nextSequence, _generation, _durableSequence, _durableTail;
     private int _headRecordDone; // blocks of the head pending record already in the log (a write larger than a batch)
@@ -29,35 +32,45 @@ public sealed partial class WriteBackCache
 
     private readonly record struct BatchPart(PendingRecord Record, int From, int Count, bool Completes);
 
-    private void FlusherLoop()
+    /// <summary>Tells the flusher actor there is work (a write, a FLUSH, a full ring).</summary>
+    private void WakeFlusher()
     {
-        var backoff = TimeSpan.FromMilliseconds(50);
-        while (true)
+        if (Interlocked.Exchange(ref _flusherWakeSent, 1) == 0) _flusherActor.Tell(FlusherActor.Wake.Instance);
+    }
+
+    /// <summary>
+    /// The flusher actor's work, run only by it: every pending write into the log, one fdatasync for
+    /// the FLUSH/FUA waiters, and without any FLUSH a commit now and then (it bounds what a crash can
+    /// take and lets the destager, which only moves durable history, make room).
+    /// </summary>
+    internal void FlushPending()
+    {
+        Interlocked.Exchange(ref _flusherWakeSent, 0); // writers queued after this send a new Wake
+        while (WriteOneBatch()) { }
+        SyncForWaiters();
+        if (DateTime.UtcNow - _lastSync > CommitInterval) MakeWrittenDurable();
+    }
+
+    internal bool HasPendingWrites
+    {
+        get
         {
-            _wakeFlusher.WaitOne(TimeSpan.FromMilliseconds(200));
-            try
-            {
-                while (WriteOneBatch()) { }
-                SyncForWaiters();
-                // Without any FLUSH, still commit now and then: it bounds what a crash can take and
-                // lets the destager (which only moves durable history) make room.
-                if (DateTime.UtcNow - _lastSync > CommitInterval) MakeWrittenDurable();
-                backoff = TimeSpan.FromMilliseconds(50);
-            }
-            catch (BlockTargetException e)
-            {
-                OnLogFailure(e);
-                if (_stopping) return;
-                Thread.Sleep(backoff);
-                backoff = TimeSpan.FromTicks(Math.Min(backoff.Ticks * 2, TimeSpan.FromSeconds(2).Ticks));
-                continue;
-            }
-            if (_stopping)
-            {
-                lock (_append)
-                    if (_pending.Count == 0) return;
-            }
+            lock (_append) return _pending.Count > 0;
         }
+    }
+
+    /// <summary>The flusher actor is gone (the cache closed, or its actor system stopped): nobody waits for it any more.</summary>
+    internal void OnFlusherStopped()
+    {
+        _flusherGone = true;
+        lock (_append)
+        {
+            _completed.AddRange(_flushWaiters);
+            _flushWaiters.Clear();
+        }
+        foreach (var (_, done) in _completed)
+            done.TrySetException(new BlockTargetException(BlockError.ShuttingDown, $"volume {_name} is closed"));
+        _completed.Clear();
     }
 
     /// <summary>Writes the next batch of pending records to the log; false when nothing is pending.</summary>
@@ -180,7 +193,7 @@ public sealed partial class WriteBackCache
                 warned = true;
             }
             MakeWrittenDurable(); // the destager only moves durable history
-            _wakeDestager.Set();
+            WakeDestager();
             _logSpaceFreed.WaitOne(TimeSpan.FromMilliseconds(100));
             if (_stopping) throw new BlockTargetException(BlockError.ShuttingDown, $"volume {_name} is stopping with a full log");
             if (_backingFailure is { } failure)
@@ -211,7 +224,7 @@ public sealed partial class WriteBackCache
         }
         foreach (var (_, done) in _completed) done.TrySetResult();
         _completed.Clear();
-        _wakeDestager.Set();
+        WakeDestager();
     }
 
     /// <summary>fdatasyncs everything the flusher has written; false when there was nothing new.</summary>
@@ -228,7 +241,7 @@ public sealed partial class WriteBackCache
         Interlocked.Exchange(ref _durableTail, tail);
         Interlocked.Exchange(ref _durableTicket, target);
         Interlocked.Increment(ref _syncs);
-        _wakeDestager.Set();
+        WakeDestager();
         return true;
     }
 
@@ -240,7 +253,7 @@ public sealed partial class WriteBackCache
         _logFailure = null;
     }
 
-    private void OnLogFailure(BlockTargetException e)
+    internal void OnLogFailure(BlockTargetException e)
     {
         var first = _logFailure is null;
         _logFailure = e;

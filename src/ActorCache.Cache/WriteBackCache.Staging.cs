@@ -26,7 +26,7 @@ public sealed partial class WriteBackCache
                 ThrowIfLogRefusesWrites();
                 var space = attempt++ == 0 ? null : _ring.SpaceFreed;
                 if (_ring.TryClaim(staged.Tokens)) break;
-                _wakeFlusher.Set();
+                WakeFlusher();
                 if (space is not null) await WaitForRingSpaceAsync(space, deadline, cancellationToken).ConfigureAwait(false);
             }
         }
@@ -67,7 +67,7 @@ public sealed partial class WriteBackCache
             return;
         }
         staged.Clear();
-        _wakeFlusher.Set();
+        WakeFlusher();
         if (fua) await WaitDurableAsync(ticket).ConfigureAwait(false);
     }
 

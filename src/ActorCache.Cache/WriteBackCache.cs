@@ -1,5 +1,7 @@
 using System.Buffers;
 using ActorCache.Blocks;
+using ActorCache.Cache.Actors;
+using Akka.Actor;
 using Microsoft.Extensions.Logging;
 
 namespace ActorCache.Cache;
@@ -68,8 +70,6 @@ public sealed partial class WriteBackCache : IBlockTarget
         _allDamaged = recovery.AllDamaged;
         _damageAddressBlock = recovery.DamageAddress >> BlockShift;
         Recovery = recovery;
-        _flusher = new Thread(FlusherLoop) { IsBackground = true, Name = $"flusher {name}" };
-        _destager = new Thread(DestagerLoop) { IsBackground = true, Name = $"destager {name}" };
     }
 
     /// <summary>
@@ -77,7 +77,7 @@ public sealed partial class WriteBackCache : IBlockTarget
     /// the index, and starts the flusher and destager. With corruption found, the cache comes up read-only.
     /// </summary>
     public static WriteBackCache Open(string name, IBlockTarget backing, RingBuffer ring, CacheOptions options, CacheMode mode,
-        ILogger logger, IProgress<(long Done, long Total)>? progress = null, ILogMedium? medium = null)
+        ILogger logger, IActorRefFactory actors, IProgress<(long Done, long Total)>? progress = null, ILogMedium? medium = null)
     {
         if (ring.SlotCount < 2 * options.MaxBatchBlocks || ring.SlotCount * (long)BlockSize < 2L * (32 << 20))
             throw new ArgumentException("the ring must hold at least two batches and two maximum-size requests (64 MiB)");
@@ -103,10 +103,14 @@ public sealed partial class WriteBackCache : IBlockTarget
                             "fail with EIO; everything else reads normally. Copy the data off (nbdcopy) and restore the volume from a replica or snapshot",
                 name, recovery.Corruption);
         var cache = new WriteBackCache(name, backing, ring, medium, options, logger, checkpoint, index, recovery, mode);
-        cache._flusher.Start();
-        cache._destager.Start();
+        // Actor names carry a number so a volume reopened at once never collides with its predecessor's actors.
+        var incarnation = Interlocked.Increment(ref _incarnations);
+        cache._flusherActor = actors.ActorOf(FlusherActor.Props(cache), $"flusher-{Uri.EscapeDataString(name)}-{incarnation}");
+        cache._destagerActor = actors.ActorOf(DestagerActor.Props(cache), $"destager-{Uri.EscapeDataString(name)}-{incarnation}");
         return cache;
     }
+
+    private static long _incarnations;
 
     public long Size => _backing.Size;
 
@@ -226,11 +230,11 @@ public sealed partial class WriteBackCache : IBlockTarget
                         else
                             for (var b = 0; b < count; b++) _index.Set(first + b, BlockIndex.Encode(BlockLocation.Zero, 0));
                         var ticket = QueueLocked(first, count, type, slots.AsSpan(0, slotCount));
-                        _wakeFlusher.Set();
+                        WakeFlusher();
                         return ticket;
                     }
                 }
-                _wakeFlusher.Set();
+                WakeFlusher();
                 if (space is not null) await WaitForRingSpaceAsync(space, deadline, ct).ConfigureAwait(false);
             }
         }
@@ -338,12 +342,13 @@ public sealed partial class WriteBackCache : IBlockTarget
         lock (_append)
         {
             if (Interlocked.Read(ref _durableTicket) >= ticket) return Task.CompletedTask;
-            if (_logFailure is { } failure && (failure.Error != BlockError.NoSpace || _options.LogFullPolicy == LogFullPolicy.Fail))
+            if (_flusherGone) return Task.FromException(new BlockTargetException(BlockError.ShuttingDown, $"volume {_name} is closed"));
+        if (_logFailure is { } failure && (failure.Error != BlockError.NoSpace || _options.LogFullPolicy == LogFullPolicy.Fail))
                 return Task.FromException(new BlockTargetException(failure.Error, $"volume {_name}: cannot make writes durable: {failure.Message}"));
             done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             _flushWaiters.Add((ticket, done));
         }
-        _wakeFlusher.Set();
+        WakeFlusher();
         return done.Task;
     }
 
@@ -499,7 +504,7 @@ public sealed partial class WriteBackCache : IBlockTarget
         Interlocked.Exchange(ref _drainTo, target);
         while (Interlocked.Read(ref _horizon) < target && _backingFailure is null)
         {
-            _wakeDestager.Set();
+            WakeDestager();
             await Task.Delay(10).ConfigureAwait(false);
         }
         if (_backingFailure is { } failure)
@@ -517,12 +522,23 @@ public sealed partial class WriteBackCache : IBlockTarget
             _logger.LogError("volume {Name}: final flush failed: {Message}", _name, e.Message);
         }
         _stopping = true;
-        _wakeFlusher.Set();
-        _wakeDestager.Set();
-        _flusher.Join();
-        _destager.Join();
+        // The flusher drains what is still pending; the destager finishes the step it is in.
+        if (!_flusherGone) await StopActorAsync(_flusherActor, FlusherActor.Stop.Instance).ConfigureAwait(false);
+        if (!_destagerGone) await StopActorAsync(_destagerActor, DestagerActor.Stop.Instance).ConfigureAwait(false);
         _medium.Dispose();
         await _backing.DisposeAsync().ConfigureAwait(false);
+    }
+
+    private async Task StopActorAsync(IActorRef actor, object stop)
+    {
+        try
+        {
+            await actor.Ask(stop, TimeSpan.FromSeconds(30)).ConfigureAwait(false);
+        }
+        catch (AskTimeoutException)
+        {
+            _logger.LogWarning("volume {Name}: {Actor} did not stop within 30 s", _name, actor.Path.Name);
+        }
     }
 
     private readonly record struct PendingRecord(long Block, int Count, LogEntryType Type, long Ticket, int FirstSlot);

@@ -1,4 +1,6 @@
 using ActorCache.Blocks;
+using ActorCache.Cache.Actors;
+using Akka.Actor;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace ActorCache.Cache.Tests;
@@ -7,6 +9,9 @@ namespace ActorCache.Cache.Tests;
 public sealed class CacheFixture : IDisposable
 {
     public static readonly RingBuffer SharedRing = new(64L << 20);
+
+    /// <summary>Hosts the flusher, destager and extent actors of every cache the tests open.</summary>
+    public static readonly ActorSystem Actors = ActorSystem.Create("cache-tests", CacheDispatchers.Hocon);
 
     public string Directory { get; } = System.IO.Directory.CreateTempSubdirectory("actorcache-cache-").FullName;
     public string BackingPath => Path.Combine(Directory, "backing.img");
@@ -26,7 +31,7 @@ public sealed class CacheFixture : IDisposable
     public WriteBackCache Open(long size, CacheOptions? options = null, CacheMode mode = CacheMode.WriteBack, ILogMedium? medium = null,
         IBlockTarget? backing = null, RingBuffer? ring = null) =>
         WriteBackCache.Open("test", backing ?? FileBacking.Open(BackingPath, size, create: !File.Exists(BackingPath)), ring ?? SharedRing,
-            options ?? Options(), mode, NullLogger.Instance, medium: medium);
+            options ?? Options(), mode, NullLogger.Instance, Actors, medium: medium);
 
     /// <summary>Writes the way the NBD front does for whole blocks: stage, fill the target's memory, commit.</summary>
     public static async Task StagedWriteAsync(IBlockTarget target, long offset, byte[] data, bool fua)

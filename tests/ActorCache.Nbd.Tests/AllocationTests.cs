@@ -3,6 +3,8 @@ using ActorCache.Testing;
 using System.Net.Sockets;
 using ActorCache.Blocks;
 using ActorCache.Cache;
+using ActorCache.Cache.Actors;
+using Akka.Actor;
 using Microsoft.Extensions.Logging.Abstractions;
 
 namespace ActorCache.Nbd.Tests;
@@ -17,6 +19,7 @@ public sealed class AllocationTests : IAsyncLifetime
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("actorcache-alloc-").FullName;
     private readonly RingBuffer _ring = new(64L << 20);
+    private readonly ActorSystem _actors = ActorSystem.Create("alloc", CacheDispatchers.Hocon);
     private IBlockTarget _target = null!;
     private NbdServer? _server;
 
@@ -34,7 +37,7 @@ public sealed class AllocationTests : IAsyncLifetime
                 SegmentSize = 64 << 20,
                 LogCapacity = 1L << 30,
                 MaxBatchBlocks = 256,
-            }, CacheMode.WriteBack, NullLogger.Instance)
+            }, CacheMode.WriteBack, NullLogger.Instance, _actors)
             : backing;
         NbdListenAddress.TryParse($"unix:{Path.Combine(_dir, "nbd.sock")}", out var address, out _);
         var export = new NbdExport("v", "", _target, false);
@@ -46,6 +49,7 @@ public sealed class AllocationTests : IAsyncLifetime
     {
         if (_server is not null) await _server.DisposeAsync();
         if (_target is not null) await _target.DisposeAsync();
+        await _actors.Terminate();
         Directory.Delete(_dir, recursive: true);
     }
 

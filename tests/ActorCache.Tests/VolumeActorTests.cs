@@ -1,10 +1,14 @@
+using ActorCache.Blocks;
+using ActorCache.Cache;
+using ActorCache.Cache.Actors;
 using ActorCache.Volumes;
+using Microsoft.Extensions.Logging.Abstractions;
 using Akka.Actor;
 using Akka.TestKit.Xunit2;
 
 namespace ActorCache.Tests;
 
-public sealed class VolumeActorTests : TestKit
+public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
 {
     private readonly string _dir = Directory.CreateTempSubdirectory("actorcache-volume-").FullName;
 
@@ -14,7 +18,7 @@ public sealed class VolumeActorTests : TestKit
         if (disposing) Directory.Delete(_dir, recursive: true);
     }
 
-    private static Volume Open(VolumeDefinition d) =>
+    private static Volume Open(VolumeDefinition d, IActorRefFactory _) =>
         new(d, ActorCache.Blocks.FileBacking.Open(d.BackingPath, d.Size, create: false, d.ReadOnly), cache: null);
 
     [Fact]
@@ -50,5 +54,69 @@ public sealed class VolumeActorTests : TestKit
         var actor = Sys.ActorOf(VolumeActor.Props(definition, new ExportCatalog(""), Open));
         actor.Tell(OpenVolume.Instance);
         Assert.Contains("does not exist", ExpectMsg<VolumeOpenFailed>().Reason);
+    }
+
+    private static readonly RingBuffer Ring = new(64L << 20);
+
+    private Volume OpenWriteBack(VolumeDefinition d, IActorRefFactory actors)
+    {
+        var options = new CacheOptions
+        {
+            LogDirectory = Path.Combine(_dir, "log"),
+            SegmentSize = 4 << 20,
+            MaxBatchBlocks = 256,
+            LogCapacity = 64 << 20,
+            RetentionTime = TimeSpan.Zero, // destage as soon as history is durable
+            DestageInterval = TimeSpan.FromMilliseconds(20),
+        };
+        var cache = WriteBackCache.Open(d.Name, FileBacking.Open(d.BackingPath, d.Size, create: false), Ring, options, CacheMode.WriteBack,
+            NullLogger.Instance, actors);
+        return new Volume(d, cache, cache);
+    }
+
+    private async Task<IActorRef?> FindAsync(string path) =>
+        (await Sys.ActorSelection(path).Ask<ActorIdentity>(new Identify(path), TimeSpan.FromSeconds(3))).Subject;
+
+    [Fact]
+    public async Task A_write_back_volume_runs_its_flusher_destager_and_extent_actors_as_children_and_closes_durably()
+    {
+        var path = Path.Combine(_dir, "wb.img");
+        var definition = new VolumeDefinition("wb", 16 << 20, VolumeMode.WriteBack, path, true, false);
+        await using (FileBacking.Open(path, definition.Size, create: true)) { }
+        var catalog = new ExportCatalog("");
+        var actor = Sys.ActorOf(VolumeActor.Props(definition, catalog, OpenWriteBack), "volume-wb");
+        actor.Tell(OpenVolume.Instance);
+        ExpectMsg<VolumeOpened>();
+        Assert.NotNull(await FindAsync("/user/volume-wb/flusher-wb-*"));
+        Assert.NotNull(await FindAsync("/user/volume-wb/destager-wb-*"));
+
+        // Two extents' worth of data: once it is durable the destager hands each extent to its own actor.
+        var data = new byte[8 << 20];
+        new Random(7).NextBytes(data);
+        Assert.True(catalog.TryGet("wb", out var export));
+        await export.Target.WriteAsync(0, data, fua: false);
+        await export.Target.FlushAsync();
+        var volume = (Volume)export.Target;
+        await AwaitConditionAsync(() => Task.FromResult(volume.Cache!.Statistics.BlocksDestaged >= 2048), TimeSpan.FromSeconds(20));
+        Assert.NotNull(await FindAsync("/user/volume-wb/destager-wb-*/extent-0-*"));
+        Assert.NotNull(await FindAsync("/user/volume-wb/destager-wb-*/extent-1-*"));
+
+        var tail = new byte[4096];
+        Array.Fill(tail, (byte)0x5A);
+        await export.Target.WriteAsync(12 << 20, tail, fua: false); // acknowledged, not flushed: closing flushes it
+        Assert.True(await actor.GracefulStop(TimeSpan.FromSeconds(30), CloseVolume.Instance));
+        Assert.False(catalog.TryGet("wb", out _));
+
+        var reopened = Sys.ActorOf(VolumeActor.Props(definition, catalog, OpenWriteBack), "volume-wb-again");
+        reopened.Tell(OpenVolume.Instance);
+        ExpectMsg<VolumeOpened>();
+        Assert.True(catalog.TryGet("wb", out export));
+        var read = new byte[data.Length];
+        await export.Target.ReadAsync(0, read);
+        Assert.Equal(data, read);
+        var readTail = new byte[4096];
+        await export.Target.ReadAsync(12 << 20, readTail);
+        Assert.Equal(tail, readTail);
+        Assert.True(await reopened.GracefulStop(TimeSpan.FromSeconds(30), CloseVolume.Instance));
     }
 }

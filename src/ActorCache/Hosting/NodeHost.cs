@@ -35,6 +35,7 @@ public static class NodeHost
         builder.Services.AddAkka(SystemName, (akka, _) =>
         {
             akka.AddHocon(settings.Config, HoconAddMode.Prepend)
+                .AddHocon(ActorCache.Cache.Actors.CacheDispatchers.Hocon, HoconAddMode.Append)
                 .ConfigureLoggers(loggers =>
                 {
                     loggers.ClearLoggers();

@@ -41,7 +41,7 @@ public sealed class NodeService(
         foreach (var definition in volumes)
         {
             var actor = system.ActorOf(VolumeActor.Props(definition, catalog,
-                d => VolumeStack.Open(d, settings.Cache, ring, loggerFactory), volumeRegistry), $"volume-{definition.Name}");
+                (d, actors) => VolumeStack.Open(d, settings.Cache, ring, loggerFactory, actors), volumeRegistry), $"volume-{definition.Name}");
             _volumeActors.Add(actor);
             var reply = await actor.Ask<object>(OpenVolume.Instance, AskTimeout, cancellationToken);
             if (reply is VolumeOpenFailed failed)
@@ -141,7 +141,7 @@ public sealed class NodeService(
         {
             try
             {
-                await actor.GracefulStop(TimeSpan.FromSeconds(10)); // the actor flushes and closes its volume
+                await actor.GracefulStop(TimeSpan.FromSeconds(30), CloseVolume.Instance); // the actor flushes and closes its volume
             }
             catch (Exception e) when (e is TaskCanceledException or AskTimeoutException)
             {

@@ -14,12 +14,12 @@ public sealed class VolumeActor : ReceiveActor
 {
     private readonly VolumeDefinition _definition;
     private readonly ExportCatalog _catalog;
-    private readonly Func<VolumeDefinition, Volume> _open;
+    private readonly Func<VolumeDefinition, IActorRefFactory, Volume> _open;
     private readonly IActorRef? _registry;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private Volume? _volume;
 
-    public VolumeActor(VolumeDefinition definition, ExportCatalog catalog, Func<VolumeDefinition, Volume> open, IActorRef? registry)
+    public VolumeActor(VolumeDefinition definition, ExportCatalog catalog, Func<VolumeDefinition, IActorRefFactory, Volume> open, IActorRef? registry)
     {
         _definition = definition;
         _catalog = catalog;
@@ -29,9 +29,15 @@ public sealed class VolumeActor : ReceiveActor
         Receive<GetVolumeStatus>(_ => Sender.Tell(new VolumeStatus(_volume?.Definition ?? _definition, _volume is not null,
             _volume?.Generation ?? 0, _volume?.Cache?.Statistics, _volume?.Cache?.ReadOnlyReason)));
         ReceiveAsync<SetVolumeMode>(SetModeAsync);
+        ReceiveAsync<CloseVolume>(async _ =>
+        {
+            await CloseAsync();
+            Context.Stop(Self);
+        });
     }
 
-    public static Props Props(VolumeDefinition definition, ExportCatalog catalog, Func<VolumeDefinition, Volume> open, IActorRef? registry = null) =>
+    /// <summary><paramref name="open"/> builds the stack; the cache's flusher, destager and extent actors become this actor's children.</summary>
+    public static Props Props(VolumeDefinition definition, ExportCatalog catalog, Func<VolumeDefinition, IActorRefFactory, Volume> open, IActorRef? registry = null) =>
         Akka.Actor.Props.Create(() => new VolumeActor(definition, catalog, open, registry));
 
     private void Open()
@@ -43,7 +49,7 @@ public sealed class VolumeActor : ReceiveActor
         }
         try
         {
-            _volume = _open(_definition);
+            _volume = _open(_definition, Context);
             _catalog.Publish(_volume);
             _log.Info("volume {0} online: {1} {2} on {3}{4}", _definition.Name, ByteSize.Format(_definition.Size),
                 VolumeSpec.FormatMode(_definition.Mode), _definition.BackingPath,
@@ -79,21 +85,40 @@ public sealed class VolumeActor : ReceiveActor
         }
     }
 
-    protected override void PostStop()
+    /// <summary>Withdraws the volume from the front, flushes it and closes the stack (while the cache's child actors still run).</summary>
+    private async Task CloseAsync()
     {
         if (_volume is null) return;
         _catalog.Withdraw(_definition.Name);
         try
         {
-            _volume.FlushAsync().AsTask().GetAwaiter().GetResult();
+            await _volume.FlushAsync();
         }
         catch (BlockTargetException e)
         {
             _log.Error("volume {0}: final flush failed: {1}", _definition.Name, e.Message);
         }
+        await _volume.DisposeAsync();
+        _volume = null;
+    }
+
+    protected override void PostStop()
+    {
+        if (_volume is null) return;
+        // Stopped without CloseVolume (e.g. the actor system went down): the children are gone, so
+        // nothing more reaches the log. Acknowledged FLUSH/FUA writes are durable already; the rest is
+        // what a crash would lose, and recovery replays the log at the next start.
+        _catalog.Withdraw(_definition.Name);
+        _log.Warning("volume {0} stopped without being closed; the log is replayed at the next start", _definition.Name);
         _volume.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _volume = null;
     }
+}
+
+/// <summary>Closes the volume cleanly (flush, stop its cache actors) and then stops the actor; NodeService stops volume actors with it.</summary>
+public sealed record CloseVolume
+{
+    public static readonly CloseVolume Instance = new();
 }
 
 public sealed record OpenVolume

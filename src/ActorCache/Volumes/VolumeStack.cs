@@ -1,6 +1,7 @@
 using ActorCache.Blocks;
 using ActorCache.Cache;
 using ActorCache.Hosting;
+using Akka.Actor;
 using Microsoft.Extensions.Logging;
 
 namespace ActorCache.Volumes;
@@ -15,7 +16,7 @@ public static class VolumeStack
         _ => CacheMode.WriteBack,
     };
 
-    public static Volume Open(VolumeDefinition definition, CacheSettings settings, RingBuffer ring, ILoggerFactory loggers)
+    public static Volume Open(VolumeDefinition definition, CacheSettings settings, RingBuffer ring, ILoggerFactory loggers, IActorRefFactory actors)
     {
         var logger = loggers.CreateLogger("ActorCache.Volume." + definition.Name);
         IBlockTarget backing = FileBacking.Open(definition.BackingPath, definition.Size, create: false, definition.ReadOnly);
@@ -37,7 +38,7 @@ public static class VolumeStack
         WriteBackCache cache;
         try
         {
-            cache = WriteBackCache.Open(definition.Name, backing, ring, options, CacheModeOf(definition.Mode), logger, progress);
+            cache = WriteBackCache.Open(definition.Name, backing, ring, options, CacheModeOf(definition.Mode), logger, actors, progress);
         }
         catch
         {
