@@ -84,8 +84,7 @@ public static class Program
             }
             catch (Exception e)
             {
-                var message = e is SettingsException ? e.Message : $"{e.GetType().Name}: {e.Message}";
-                await Console.Error.WriteLineAsync($"actorcache: cannot start: {message}");
+                await Console.Error.WriteLineAsync($"actorcache: cannot start: {NodeHost.DescribeStartFailure(e, settings)}");
                 await host.StopAsync();
                 return 1;
             }
