@@ -83,7 +83,7 @@ public sealed class NodeMetrics
             _mode.WithLabels(name, VolumeSpec.FormatMode(mode)).Set(status.Definition.Mode == mode ? 1 : 0);
         _size.WithLabels(name).Set(status.Definition.Size);
 
-        // Pass-through and read-only volumes have no cache, so no cache or log series either.
+        // Read-only volumes and pass-through volumes that never had a log have no cache: no cache or log series either.
         if (status.Cache is not { } cache) return;
         _cachedBlocks.WithLabels(name).Set(cache.CachedBlocks);
         _indexBytes.WithLabels(name).Set(cache.IndexBytes);
