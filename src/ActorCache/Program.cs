@@ -28,6 +28,10 @@ public static class Program
             Description = "create a volume if missing: NAME:SIZE[:MODE][:backing=PATH][:read-only] (repeatable)",
             Arity = ArgumentArity.ZeroOrMore,
         };
+        var admin = new Option<string?>("--admin")
+        {
+            Description = "admin HTTP listener for /metrics and /health: HOST:PORT (default 127.0.0.1:9460; port 0 picks a free port)",
+        };
         var set = new Option<string[]>("--set")
         {
             Description = "override one configuration key: key=value (repeatable)",
@@ -35,14 +39,15 @@ public static class Program
         };
         var serve = new Command("serve", "Run a node: metadata in the data directory, every volume served over NBD.")
         {
-            config, dataDir, listen, volume, set,
+            config, dataDir, listen, volume, admin, set,
         };
         serve.SetAction((result, _) => ServeAsync(new ServeFlags(
             result.GetValue(config),
             result.GetValue(dataDir),
             result.GetValue(listen) ?? [],
             result.GetValue(volume) ?? [],
-            result.GetValue(set) ?? [])));
+            result.GetValue(set) ?? [],
+            result.GetValue(admin))));
         return serve;
     }
 
@@ -79,8 +84,7 @@ public static class Program
             }
             catch (Exception e)
             {
-                var message = e is SettingsException ? e.Message : $"{e.GetType().Name}: {e.Message}";
-                await Console.Error.WriteLineAsync($"actorcache: cannot start: {message}");
+                await Console.Error.WriteLineAsync($"actorcache: cannot start: {NodeHost.DescribeStartFailure(e, settings)}");
                 await host.StopAsync();
                 return 1;
             }

@@ -142,19 +142,25 @@ public sealed class NodeLifecycleTests : IDisposable
         Assert.Equal(0, exit);
         Assert.True(took < TimeSpan.FromSeconds(10), $"stop took {took}");
         Assert.Contains("stopped cleanly", node.Output);
+        // The volume was closed by the node (flushed, cache actors stopped in order), not torn down by the actor system.
+        Assert.Contains("volume vol0 closed", node.Output);
+        Assert.DoesNotContain("stopped without being closed", node.Output);
+        Assert.True(node.Output.IndexOf("volume vol0 closed", StringComparison.Ordinal) <
+                    node.Output.IndexOf("CoordinatedShutdown invoked", StringComparison.Ordinal), "volumes close before the actor system stops");
         await Task.WhenAll(idle, busy); // both clients see the connection end
         await node.DisposeAsync();
         Assert.False(File.Exists(Path.Combine(_dataDir, "nbd.sock")), "the Unix socket is removed on stop");
     }
 
     [Fact]
-    public async Task Default_listeners_are_loopback_tcp_10809_and_a_socket_in_the_data_dir()
+    public async Task Default_listeners_are_loopback_tcp_10809_a_socket_in_the_data_dir_and_admin_on_loopback_9460()
     {
-        // Port 10809 is shared by every test that would use it, so this one test owns it.
-        var node = NodeProcess.Launch(_dataDir, [], defaultListeners: false);
+        // Ports 10809 and 9460 are shared by every test that would use them, so this one test owns them.
+        var node = NodeProcess.Launch(_dataDir, [], defaultListeners: false, admin: null);
         await node.WaitReadyAsync();
         await using var _ = node;
         Assert.Contains("NBD listening on tcp://127.0.0.1:10809", node.Output);
+        Assert.Equal("http://127.0.0.1:9460", node.AdminUrl);
         Assert.Contains($"NBD listening on unix:{Path.Combine(_dataDir, "nbd.sock")}", node.Output);
         await Tool.CheckAsync("nbdinfo", "nbd://127.0.0.1/vol0");
         await Tool.CheckAsync("nbdinfo", node.UnixUri());

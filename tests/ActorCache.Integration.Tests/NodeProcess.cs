@@ -8,7 +8,8 @@ namespace ActorCache.Integration.Tests;
 
 /// <summary>
 /// The real <c>actorcache serve</c> process, started from the build output the way a user runs it.
-/// Each node gets its own data directory, Unix socket and TCP port, so tests can run side by side.
+/// Each node gets its own data directory, Unix socket and TCP port, and its admin listener a port of the
+/// kernel's choosing (read back from DATA_DIR/admin.url), so tests can run side by side.
 /// </summary>
 public sealed partial class NodeProcess : IAsyncDisposable
 {
@@ -28,6 +29,10 @@ public sealed partial class NodeProcess : IAsyncDisposable
     public string SocketPath => Path.Combine(DataDir, "nbd.sock");
     public string Output => string.Join('\n', _output);
     public int Pid => _process.Id;
+    public string AdminUrlFile => Path.Combine(DataDir, "admin.url");
+
+    /// <summary>The admin listener's base URL, as the node wrote it to admin.url once it was listening.</summary>
+    public string AdminUrl { get; private set; } = "";
 
     public string UnixUri(string export = "vol0") => $"nbd+unix:///{export}?socket={SocketPath}";
     public string TcpUri(string export = "vol0") => $"nbd://127.0.0.1:{TcpPort}/{export}";
@@ -53,8 +58,12 @@ public sealed partial class NodeProcess : IAsyncDisposable
         return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
-    /// <summary>Starts <c>serve</c> with the node's own data directory and listeners plus <paramref name="extraArgs"/>, without waiting.</summary>
-    public static NodeProcess Launch(string dataDir, IEnumerable<string> extraArgs, int? port = null, bool defaultListeners = true)
+    /// <summary>
+    /// Starts <c>serve</c> with the node's own data directory and listeners plus <paramref name="extraArgs"/>, without waiting.
+    /// The admin listener takes any free port unless <paramref name="admin"/> says otherwise (null: the node's default).
+    /// </summary>
+    public static NodeProcess Launch(string dataDir, IEnumerable<string> extraArgs, int? port = null, bool defaultListeners = true,
+        string? admin = "127.0.0.1:0")
     {
         var tcpPort = port ?? FreePort();
         var start = new ProcessStartInfo("dotnet")
@@ -68,6 +77,8 @@ public sealed partial class NodeProcess : IAsyncDisposable
         if (defaultListeners)
             foreach (var arg in new[] { "--listen", $"unix:{Path.Combine(dataDir, "nbd.sock")}", "--listen", $"tcp://127.0.0.1:{tcpPort}" })
                 start.ArgumentList.Add(arg);
+        if (admin is not null)
+            foreach (var arg in new[] { "--admin", admin }) start.ArgumentList.Add(arg);
         foreach (var arg in extraArgs) start.ArgumentList.Add(arg);
         var process = Process.Start(start)!;
         var node = new NodeProcess(process, dataDir, tcpPort);
@@ -78,7 +89,7 @@ public sealed partial class NodeProcess : IAsyncDisposable
         return node;
     }
 
-    /// <summary>Starts a node and waits until it serves NBD.</summary>
+    /// <summary>Starts a node and waits until it serves NBD and its admin listener answers.</summary>
     public static async Task<NodeProcess> StartAsync(string dataDir, params string[] extraArgs)
     {
         var node = Launch(dataDir, extraArgs);
@@ -90,7 +101,8 @@ public sealed partial class NodeProcess : IAsyncDisposable
     {
         if (line is null) return;
         _output.Enqueue(line);
-        if (line.Contains("node serving", StringComparison.Ordinal)) _ready.TrySetResult();
+        // The admin listener starts last, after the volumes are online and NBD is served.
+        if (line.Contains("admin listening on", StringComparison.Ordinal)) _ready.TrySetResult();
     }
 
     public async Task WaitReadyAsync()
@@ -99,6 +111,7 @@ public sealed partial class NodeProcess : IAsyncDisposable
         var done = await Task.WhenAny(_ready.Task, exited, Task.Delay(TimeSpan.FromSeconds(60)));
         if (done != _ready.Task)
             throw new InvalidOperationException($"node did not start ({(done == exited ? $"exit {_process.ExitCode}" : "timeout")}):\n{Output}");
+        AdminUrl = (await File.ReadAllTextAsync(AdminUrlFile)).Trim();
     }
 
     /// <summary>Waits for the process to end by itself and returns its exit code.</summary>

@@ -1,3 +1,4 @@
+using System.Net;
 using ActorCache.Hosting;
 using ActorCache.Volumes;
 
@@ -5,8 +6,9 @@ namespace ActorCache.Tests;
 
 public sealed class NodeSettingsTests
 {
-    private static NodeSettings Load(string[]? volumes = null, string[]? listen = null, string[]? sets = null, string? config = null, string? dataDir = "/tmp/ac-settings") =>
-        NodeSettingsLoader.Load(new ServeFlags(config, dataDir, listen ?? [], volumes ?? [], sets ?? []));
+    private static NodeSettings Load(string[]? volumes = null, string[]? listen = null, string[]? sets = null, string? config = null,
+        string? dataDir = "/tmp/ac-settings", string? admin = null) =>
+        NodeSettingsLoader.Load(new ServeFlags(config, dataDir, listen ?? [], volumes ?? [], sets ?? [], admin));
 
     [Fact]
     public void Defaults_serve_tcp_loopback_and_a_unix_socket_in_the_data_dir()
@@ -18,6 +20,31 @@ public sealed class NodeSettingsTests
         Assert.Equal(MetadataProvider.Sqlite, s.Metadata);
         Assert.Equal("Data Source=/tmp/ac-settings/metadata.db", s.MetadataConnectionString);
         Assert.Empty(s.SeedNodes);
+        Assert.Equal(new IPEndPoint(IPAddress.Loopback, 9460), s.Admin.EndPoint);
+    }
+
+    [Fact]
+    public void Admin_address_comes_from_configuration_and_the_flag_wins()
+    {
+        Assert.Equal(new IPEndPoint(IPAddress.Any, 0), Load(sets: ["actorcache.admin.listen = \"0.0.0.0:0\""]).Admin.EndPoint);
+        Assert.Equal(new IPEndPoint(IPAddress.IPv6Loopback, 9999), Load(sets: ["actorcache.admin.listen = \"0.0.0.0:0\""], admin: "[::1]:9999").Admin.EndPoint);
+        Assert.Equal(new IPEndPoint(IPAddress.Any, 9460), Load(admin: "*:9460").Admin.EndPoint);
+    }
+
+    [Theory]
+    [InlineData("http://127.0.0.1:9460", "without a scheme")]
+    [InlineData("127.0.0.1", "needs a host and a port")]
+    [InlineData("127.0.0.1:65536", "needs a host and a port")]
+    [InlineData(":9460", "needs a host and a port")]
+    [InlineData("::1:9460", "IPv6 host in brackets")]
+    public void Bad_admin_addresses_say_what_is_wrong(string admin, string reason)
+    {
+        var fromFlag = Assert.Throws<SettingsException>(() => Load(admin: admin));
+        Assert.Contains("--admin", fromFlag.Message);
+        Assert.Contains(reason, fromFlag.Message);
+        var fromConfig = Assert.Throws<SettingsException>(() => Load(sets: [$"actorcache.admin.listen = \"{admin}\""]));
+        Assert.Contains("actorcache.admin.listen", fromConfig.Message);
+        Assert.Contains(reason, fromConfig.Message);
     }
 
     [Fact]

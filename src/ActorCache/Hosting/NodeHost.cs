@@ -1,3 +1,4 @@
+using ActorCache.Admin;
 using ActorCache.Volumes;
 using Akka.Actor;
 using Akka.Cluster;
@@ -6,26 +7,38 @@ using Akka.Hosting;
 using Akka.Persistence.Sql.Hosting;
 using Akka.Remote.Hosting;
 using LinqToDB;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace ActorCache.Hosting;
 
-/// <summary>Builds the node: generic host, one ActorSystem "actorcache" in a cluster (of one unless seeds are given), persistence, and the storage service.</summary>
+/// <summary>
+/// Builds the node: the host, one ActorSystem "actorcache" in a cluster (of one unless seeds are given),
+/// persistence, the storage service, and the admin HTTP listener (Kestrel).
+/// </summary>
 public static class NodeHost
 {
     public const string SystemName = "actorcache";
 
     public static IHost Build(NodeSettings settings)
     {
-        var builder = Host.CreateApplicationBuilder();
+        // The web application builder is the generic host plus Kestrel; it starts the web server after every
+        // other hosted service, so the admin listener answers once the volumes are online, and stops it first.
+        var builder = WebApplication.CreateSlimBuilder();
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o =>
         {
             o.SingleLine = true;
             o.TimestampFormat = "HH:mm:ss.fff ";
         });
+        // ASP.NET Core logs every request at Information; a scrape every few seconds would drown the node's own log.
+        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(settings.Admin.EndPoint, l => l.Protocols = HttpProtocols.Http1));
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.StopGrace + TimeSpan.FromSeconds(20));
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(new ExportCatalog(settings.DefaultExport));
@@ -36,6 +49,10 @@ public static class NodeHost
         {
             akka.AddHocon(settings.Config, HoconAddMode.Prepend)
                 .AddHocon(ActorCache.Cache.Actors.CacheDispatchers.Hocon, HoconAddMode.Append)
+                // The host runs the shutdown: NBD front first, then the volumes (flushed, closed), then
+                // the actor system. Akka's own SIGTERM hook would stop the volume actors under the
+                // front while requests are still in flight.
+                .AddHocon("akka.coordinated-shutdown.run-by-clr-shutdown-hook = off", HoconAddMode.Prepend)
                 .ConfigureLoggers(loggers =>
                 {
                     loggers.ClearLoggers();
@@ -64,6 +81,23 @@ public static class NodeHost
         });
         builder.Services.AddSingleton<NodeService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<NodeService>());
-        return builder.Build();
+        builder.Services.AddSingleton<VolumeStatusReader>();
+        builder.Services.AddSingleton<NodeMetrics>();
+        builder.Services.AddHostedService<AdminUrlFile>();
+
+        var app = builder.Build();
+        AdminEndpoints.Map(app);
+        return app;
     }
+
+    /// <summary>What to tell the user when the node fails to start.</summary>
+    public static string DescribeStartFailure(Exception e, NodeSettings settings) => e switch
+    {
+        SettingsException => e.Message,
+        // Kestrel's own message names the URL but not the setting to change.
+        IOException { InnerException: AddressInUseException } =>
+            $"cannot listen on admin address {settings.Admin.Text}: address already in use; choose another with --admin HOST:PORT " +
+            "or actorcache.admin.listen (port 0 picks a free port)",
+        _ => $"{e.GetType().Name}: {e.Message}",
+    };
 }

@@ -23,10 +23,14 @@ public sealed class NodeService(
 {
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
     private readonly ILogger _logger = loggerFactory.CreateLogger<NodeService>();
-    private readonly List<IActorRef> _volumeActors = [];
+    // Replaced, never changed in place: the admin listener reads it from request threads.
+    private volatile IReadOnlyList<VolumeActorRef> _volumeActors = [];
     private NbdServer? _server;
 
     public NbdServer? Server => _server;
+
+    /// <summary>The volume actors this node runs (each answers <see cref="GetVolumeStatus"/>); complete once the node has started.</summary>
+    public IReadOnlyList<VolumeActorRef> VolumeActors => _volumeActors;
 
     public async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -42,7 +46,7 @@ public sealed class NodeService(
         {
             var actor = system.ActorOf(VolumeActor.Props(definition, catalog,
                 (d, actors) => VolumeStack.Open(d, settings.Cache, ring, loggerFactory, actors), volumeRegistry), $"volume-{definition.Name}");
-            _volumeActors.Add(actor);
+            _volumeActors = [.. _volumeActors, new VolumeActorRef(definition.Name, actor)];
             var reply = await actor.Ask<object>(OpenVolume.Instance, AskTimeout, cancellationToken);
             if (reply is VolumeOpenFailed failed)
                 throw new SettingsException($"volume {failed.Name} cannot come online: {failed.Reason}");
@@ -137,7 +141,7 @@ public sealed class NodeService(
             _logger.LogInformation("stopping: refusing new NBD connections, finishing in-flight requests");
             await _server.StopAsync(settings.StopGrace);
         }
-        foreach (var actor in _volumeActors)
+        foreach (var (_, actor) in _volumeActors)
         {
             try
             {
@@ -151,3 +155,6 @@ public sealed class NodeService(
         _logger.LogInformation("stopped cleanly");
     }
 }
+
+/// <summary>A volume's actor on this node, with the volume's name (an actor that does not answer can still be named).</summary>
+public sealed record VolumeActorRef(string Name, IActorRef Actor);

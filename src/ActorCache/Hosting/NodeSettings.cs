@@ -1,3 +1,4 @@
+using ActorCache.Admin;
 using ActorCache.Blocks;
 using ActorCache.Nbd;
 using ActorCache.Volumes;
@@ -22,6 +23,8 @@ public sealed record NodeSettings
     public required int ClusterPort { get; init; }
     public required IReadOnlyList<string> SeedNodes { get; init; }
     public required CacheSettings Cache { get; init; }
+    /// <summary>Where the admin HTTP listener (/metrics, /health) binds.</summary>
+    public required AdminListenAddress Admin { get; init; }
     /// <summary>The merged configuration, handed to Akka so its own settings can be overridden the same way.</summary>
     public required Config Config { get; init; }
 }
@@ -47,7 +50,7 @@ public sealed record CacheSettings(
 
 /// <summary>The flags of <c>actorcache serve</c> that override configuration.</summary>
 public sealed record ServeFlags(string? ConfigFile, string? DataDir, IReadOnlyList<string> Listen, IReadOnlyList<string> Volumes,
-    IReadOnlyList<string> Sets);
+    IReadOnlyList<string> Sets, string? Admin = null);
 
 /// <summary>Raised for settings a user got wrong; the message says which and how to fix it.</summary>
 public sealed class SettingsException(string message) : Exception(message);
@@ -113,6 +116,10 @@ public static class NodeSettingsLoader
             listen.Add(address!);
         }
 
+        var adminText = flags.Admin ?? ac.GetString("admin.listen", AdminListenAddress.Default);
+        if (!AdminListenAddress.TryParse(adminText, out var admin, out var adminError))
+            throw new SettingsException($"{(flags.Admin is null ? "actorcache.admin.listen" : "--admin")}: {adminError}");
+
         var provider = ac.GetString("metadata.provider", "sqlite") switch
         {
             "sqlite" => MetadataProvider.Sqlite,
@@ -134,6 +141,7 @@ public static class NodeSettingsLoader
         return new NodeSettings
         {
             Cache = CacheFromConfig(ac, dataDir),
+            Admin = admin!,
             DataDir = dataDir,
             Volumes = volumes,
             DefaultVolume = defaultVolume!,

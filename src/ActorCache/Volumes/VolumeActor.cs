@@ -100,6 +100,7 @@ public sealed class VolumeActor : ReceiveActor
         }
         await _volume.DisposeAsync();
         _volume = null;
+        _log.Info("volume {0} closed: flushed, cache actors stopped", _definition.Name);
     }
 
     protected override void PostStop()

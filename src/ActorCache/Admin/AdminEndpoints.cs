@@ -1,0 +1,30 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Prometheus;
+
+namespace ActorCache.Admin;
+
+/// <summary>The admin API's routes: Prometheus metrics and the health checks a load balancer or Kubernetes probes.</summary>
+public static class AdminEndpoints
+{
+    public static void Map(WebApplication app)
+    {
+        app.MapGet("/metrics", async (HttpContext context, NodeMetrics metrics) =>
+        {
+            context.Response.ContentType = PrometheusConstants.TextContentTypeWithVersionAndEncoding;
+            await metrics.Registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted);
+        });
+
+        // Readiness: every volume online and not degraded. 503 lists what is wrong, one line per volume and reason.
+        app.MapGet("/health", async (VolumeStatusReader volumes, CancellationToken cancellationToken) =>
+        {
+            var problems = (await volumes.ReadAsync(cancellationToken)).SelectMany(VolumeHealth.Problems).ToList();
+            return problems.Count == 0
+                ? Results.Text("ok\n")
+                : Results.Text(string.Join('\n', problems) + "\n", statusCode: StatusCodes.Status503ServiceUnavailable);
+        });
+
+        // Liveness: answered by the process itself, so a node busy with a degraded volume is not restarted for it.
+        app.MapGet("/health/live", () => Results.Text("ok\n"));
+    }
+}

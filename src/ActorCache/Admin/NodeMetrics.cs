@@ -1,0 +1,101 @@
+using ActorCache.Cache;
+using ActorCache.Volumes;
+using Prometheus;
+
+namespace ActorCache.Admin;
+
+/// <summary>
+/// The node's Prometheus metrics. Values are read when a scrape asks for them (a before-collect callback
+/// asks every volume actor for its status), so the I/O path pays nothing: the cache keeps its counters anyway.
+/// </summary>
+public sealed class NodeMetrics
+{
+    private static readonly VolumeMode[] Modes = Enum.GetValues<VolumeMode>();
+
+    private readonly VolumeStatusReader _volumes;
+    private readonly RingBuffer _ring;
+
+    private readonly Gauge _online, _degraded, _readOnly, _mode, _size;
+    private readonly Gauge _cachedBlocks, _indexBytes, _logBytes, _generation;
+    private readonly Counter _batchesWritten, _syncs, _corruptRecords, _tornTails;
+    private readonly Counter _blocksDestaged, _ringWaits, _retentionShrinks;
+    private readonly Gauge _ringSlots, _ringFreeSlots;
+
+    public NodeMetrics(VolumeStatusReader volumes, RingBuffer ring)
+    {
+        _volumes = volumes;
+        _ring = ring;
+        // A registry of our own: only what is defined here is exported, nothing registered elsewhere in the process.
+        Registry = Metrics.NewCustomRegistry();
+        var metrics = Metrics.WithCustomRegistry(Registry);
+        string[] volume = ["volume"];
+        Gauge VolumeGauge(string name, string help) => metrics.CreateGauge(name, help, volume);
+        Counter VolumeCounter(string name, string help) => metrics.CreateCounter(name, help, volume);
+
+        _online = VolumeGauge("actorcache_volume_online", "1 when the volume is open and served, else 0.");
+        _degraded = VolumeGauge("actorcache_volume_degraded",
+            "1 when the volume is degraded (damaged log record, backing or log refusing writes); GET /health says why.");
+        _readOnly = VolumeGauge("actorcache_volume_read_only", "1 when the volume refuses writes (defined read-only, or a damaged log record).");
+        _mode = metrics.CreateGauge("actorcache_volume_mode", "1 for the volume's current mode, 0 for the others.", "volume", "mode");
+        _size = VolumeGauge("actorcache_volume_size_bytes", "Size of the volume.");
+
+        _cachedBlocks = VolumeGauge("actorcache_cache_cached_blocks", "4 KiB blocks whose newest version is in the ring or the log, not yet on the backing.");
+        _indexBytes = VolumeGauge("actorcache_cache_index_bytes", "Memory held by the volume's block index.");
+        _blocksDestaged = VolumeCounter("actorcache_cache_blocks_destaged_total", "4 KiB blocks written from the log to the backing.");
+        _ringWaits = VolumeCounter("actorcache_cache_ring_waits_total", "Writes that waited for free ring slots (backpressure).");
+        _retentionShrinks = VolumeCounter("actorcache_cache_retention_shrinks_total",
+            "Times the retention window was cut short because history exceeded retention-max-fraction of the log capacity.");
+        _logBytes = VolumeGauge("actorcache_log_bytes", "Log bytes between the destage horizon and the tail (history not yet destaged).");
+        _generation = VolumeGauge("actorcache_log_generation", "Current generation of the volume's log (every completed FLUSH closes one).");
+        _batchesWritten = VolumeCounter("actorcache_log_batches_written_total", "Batches the flusher appended to the log.");
+        _syncs = VolumeCounter("actorcache_log_syncs_total", "fdatasync calls on the log (one serves every waiting FLUSH and FUA).");
+        _corruptRecords = VolumeCounter("actorcache_log_corrupt_records_total", 
+            "Damaged log records recovery reported when the volume was opened (at most 1: the first one makes the volume degraded and read-only).");
+        _tornTails = VolumeCounter("actorcache_log_torn_tails_total", 
+            "Torn log tails (written after the last fdatasync, never promised) recovery cut off when the volume was opened (at most 1).");
+
+        _ringSlots = metrics.CreateGauge("actorcache_ring_slots", "4 KiB slots in the node's RAM ring, shared by every volume.");
+        _ringFreeSlots = metrics.CreateGauge("actorcache_ring_free_slots", "Ring slots free right now.");
+
+        Registry.AddBeforeCollectCallback(UpdateAsync);
+    }
+
+    public CollectorRegistry Registry { get; }
+
+    private async Task UpdateAsync(CancellationToken cancellationToken)
+    {
+        _ringSlots.Set(_ring.SlotCount);
+        _ringFreeSlots.Set(_ring.FreeSlots);
+        foreach (var report in await _volumes.ReadAsync(cancellationToken))
+        {
+            // A volume that did not answer keeps the values of the last scrape; /health names it.
+            if (report.Status is { } status) Update(report, status);
+        }
+    }
+
+    private void Update(VolumeReport report, VolumeStatus status)
+    {
+        var name = report.Name;
+        _online.WithLabels(name).Set(status.Online ? 1 : 0);
+        _degraded.WithLabels(name).Set(VolumeHealth.IsDegraded(report) ? 1 : 0);
+        _readOnly.WithLabels(name).Set(VolumeHealth.IsReadOnly(report) ? 1 : 0);
+        foreach (var mode in Modes)
+            _mode.WithLabels(name, VolumeSpec.FormatMode(mode)).Set(status.Definition.Mode == mode ? 1 : 0);
+        _size.WithLabels(name).Set(status.Definition.Size);
+
+        // Read-only volumes and pass-through volumes that never had a log have no cache: no cache or log series either.
+        if (status.Cache is not { } cache) return;
+        _cachedBlocks.WithLabels(name).Set(cache.CachedBlocks);
+        _indexBytes.WithLabels(name).Set(cache.IndexBytes);
+        _logBytes.WithLabels(name).Set(cache.LogBytes);
+        _generation.WithLabels(name).Set(cache.Generation);
+        // The cache's counters only grow while its volume is open, and a volume stays open for the life of the node.
+        _batchesWritten.WithLabels(name).IncTo(cache.BatchesWritten);
+        _syncs.WithLabels(name).IncTo(cache.Syncs);
+        _blocksDestaged.WithLabels(name).IncTo(cache.BlocksDestaged);
+        _ringWaits.WithLabels(name).IncTo(cache.RingWaits);
+        _retentionShrinks.WithLabels(name).IncTo(cache.RetentionShrinks);
+        _corruptRecords.WithLabels(name).IncTo(cache.CorruptRecords);
+        _tornTails.WithLabels(name).IncTo(cache.TornTails);
+    }
+}

@@ -1,0 +1,38 @@
+using ActorCache.Hosting;
+using ActorCache.Volumes;
+using Akka.Actor;
+
+namespace ActorCache.Admin;
+
+/// <summary>One volume's answer to a status request, or null when its actor did not answer in time.</summary>
+public sealed record VolumeReport(string Name, VolumeStatus? Status);
+
+/// <summary>
+/// Asks every volume actor for its status, all at once, with a short timeout. This runs per scrape or
+/// health probe, never per I/O request: the numbers are counters the cache keeps anyway.
+/// </summary>
+public sealed class VolumeStatusReader(NodeService node)
+{
+    /// <summary>Long enough for a busy mailbox, short enough for a Prometheus scrape or a Kubernetes probe.</summary>
+    public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(2);
+
+    public async Task<IReadOnlyList<VolumeReport>> ReadAsync(CancellationToken cancellationToken)
+    {
+        var volumes = node.VolumeActors;
+        return await Task.WhenAll(volumes.Select(v => AskAsync(v, cancellationToken)));
+    }
+
+    private static async Task<VolumeReport> AskAsync(VolumeActorRef volume, CancellationToken cancellationToken)
+    {
+        try
+        {
+            var status = await volume.Actor.Ask<VolumeStatus>(GetVolumeStatus.Instance, Timeout, cancellationToken);
+            return new VolumeReport(volume.Name, status);
+        }
+        catch (AskTimeoutException)
+        {
+            // A mode switch drains the log inside the actor and keeps its mailbox busy meanwhile.
+            return new VolumeReport(volume.Name, null);
+        }
+    }
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Measures the machine limits that bound the targets compare.sh misses, so a miss comes with numbers:
+#  - disk: sequential 1 MiB O_DIRECT writes (J3/J8 steady: ActorCache writes every byte twice, to the
+#    log and to the backing, and fdatasyncs both; nbdkit-file writes once, into the page cache);
+#  - fdatasync: 4 KiB write + fdatasync on a fully written file (J2: every FLUSH costs one);
+#  - CPU per request: J4 (4k random reads, QD32) against ActorCache and nbdkit-memory, with the CPU time
+#    of the server and of fio itself (they share the machine's cores).
+# Usage: tests/bench/bounds.sh   (RUNTIME=10 SIZE=1G). Needs fio, nbdkit, dotnet.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+RUNTIME=${RUNTIME:-10}
+SIZE=${SIZE:-1G}
+work=$(mktemp -d /tmp/actorcache-bounds.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fio_value() { /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1]))['jobs'][0]; print(eval(sys.argv[2]))" "$@"; }
+
+fio --name=disk --filename="$work/disk.img" --rw=write --bs=1M --size="$SIZE" --direct=1 --ioengine=psync \
+  --output-format=json --output="$work/disk.json" >/dev/null
+echo "disk: sequential 1M O_DIRECT write: $(fio_value "$work/disk.json" "round(d['write']['bw']/1024)") MiB/s"
+fio --name=sync --filename="$work/disk.img" --rw=randwrite --bs=4k --size="$SIZE" --fdatasync=1 --ioengine=psync \
+  --runtime="$RUNTIME" --time_based --output-format=json --output="$work/sync.json" >/dev/null
+echo "disk: 4k write + fdatasync on a written file: $(fio_value "$work/sync.json" "round(d['write']['iops'])") per second," \
+     "fdatasync mean $(fio_value "$work/sync.json" "round(d['sync']['lat_ns']['mean']/1000)") us"
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+measure_j4() { # name uri server-pid
+  fio --name=warm --ioengine=nbd --uri="$2" --rw=read --bs=1M --iodepth=8 --size="$SIZE" >/dev/null 2>&1
+  local before; before=$(cpu_ticks "$3")
+  fio --name=j4 --ioengine=nbd --uri="$2" --rw=randread --bs=4k --iodepth=32 --size="$SIZE" --runtime="$RUNTIME" --time_based \
+    --output-format=json --output="$work/j4.json" >/dev/null 2>&1
+  local after; after=$(cpu_ticks "$3")
+  /usr/bin/python3 - "$1" "$work/j4.json" "$before" "$after" "$hz" <<'PY'
+import json, sys
+name, path, before, after, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+d = json.load(open(path))["jobs"][0]
+ios = d["read"]["total_ios"]; secs = d["read"]["runtime"] / 1000
+server = (after - before) / hz
+fio_cpu = (d["usr_cpu"] + d["sys_cpu"]) / 100 * secs
+print(f"J4 {name}: {ios/secs:.0f} IOPS; server {server/secs*100:.0f}% CPU = {server/ios*1e6:.1f} us/request; "
+      f"fio {fio_cpu/secs*100:.0f}% CPU = {fio_cpu/ios*1e6:.1f} us/request")
+PY
+}
+
+fio --name=fill --filename="$work/ac.img" --rw=write --bs=1M --size="$SIZE" --ioengine=psync --end_fsync=1 >/dev/null
+dotnet build src/ActorCache -c Release -v quiet -nologo >/dev/null
+dotnet src/ActorCache/bin/Release/net10.0/ActorCache.dll serve --data-dir "$work/acdata" --listen "unix:$work/ac.sock" \
+  --volume "bench:$SIZE:write-back:backing=$work/ac.img" >"$work/ac.log" 2>&1 & pids+=($!); ac=$!
+nbdkit -f -U "$work/kmem.sock" memory "$SIZE" & pids+=($!); kmem=$!
+for _ in $(seq 200); do grep -q "node serving" "$work/ac.log" && [ -S "$work/kmem.sock" ] && break; sleep 0.1; done
+measure_j4 actorcache "nbd+unix:///bench?socket=$work/ac.sock" "$ac"
+measure_j4 nbdkit-memory "nbd+unix:///?socket=$work/kmem.sock" "$kmem"
