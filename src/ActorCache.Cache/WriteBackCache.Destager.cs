@@ -102,55 +102,44 @@ public sealed partial class WriteBackCache
         return new DestagePlan(extents, address, sequence, generation);
     }
 
-    /// <summary>Writes the newest version of each block of one extent in block order, coalescing neighbours into one I/O. Run by the extent's actor.</summary>
-    internal void WriteToBacking(List<DestageBlock> blocks, byte[] buffer)
+    /// <summary>
+    /// Writes the newest version of each block of one extent in block order, coalescing neighbours into
+    /// one I/O. Run by the extent's actor; asynchronous so a slow backing (a remote or delayed disk)
+    /// serves many extents' writes at once instead of one per dispatcher thread.
+    /// </summary>
+    internal async Task WriteToBackingAsync(List<DestageBlock> blocks, byte[] buffer)
     {
-        long runStart = -1, runNext = -1, runLogNext = -1;
-        var runKind = BlockLocation.Backing;
-        var runDeallocate = false;
-        var filled = 0;
-
-        void FlushRun()
+        var i = 0;
+        while (i < blocks.Count)
         {
-            if (runStart < 0) return;
-            var count = runNext - runStart;
-            if (runKind == BlockLocation.Log)
-            {
-                _backing.WriteAsync(runStart << BlockShift, buffer.AsMemory(0, filled), fua: false).AsTask().GetAwaiter().GetResult();
-            }
-            else if (runDeallocate)
-                _backing.TrimAsync(runStart << BlockShift, count << BlockShift, fua: false).AsTask().GetAwaiter().GetResult();
-            else
-                _backing.WriteZeroesAsync(runStart << BlockShift, count << BlockShift, mayDeallocate: false, fastOnly: false, fua: false)
-                    .AsTask().GetAwaiter().GetResult();
-            runStart = -1;
-            filled = 0;
-        }
-
-        foreach (var (block, entry, deallocate) in blocks)
-        {
+            var (start, entry, deallocate) = blocks[i];
             var kind = BlockIndex.LocationOf(entry);
-            var logBlock = BlockIndex.ValueOf(entry);
-            var continues = runStart >= 0 && block == runNext && kind == runKind &&
-                            (kind == BlockLocation.Log ? logBlock == runLogNext && filled < DestageBufferBytes : deallocate == runDeallocate);
-            if (!continues)
-            {
-                FlushRun();
-                runStart = block;
-                runKind = kind;
-                runDeallocate = deallocate;
-            }
+            // The run: neighbouring blocks of the same kind (log data also consecutive in the log, up to one buffer).
+            var end = i + 1;
+            while (end < blocks.Count && blocks[end].Block == start + (end - i) && BlockIndex.LocationOf(blocks[end].Entry) == kind &&
+                   (kind == BlockLocation.Log
+                       ? BlockIndex.ValueOf(blocks[end].Entry) == BlockIndex.ValueOf(entry) + (end - i) && (end - i + 1) * BlockSize <= buffer.Length
+                       : blocks[end].Deallocate == deallocate))
+                end++;
+            var count = end - i;
             if (kind == BlockLocation.Log)
             {
-                if (!_medium.TryRead(logBlock << BlockShift, buffer.AsSpan(filled, BlockSize)))
-                    throw new BlockTargetException(BlockError.Io, $"log block {logBlock} vanished before it was destaged");
-                filled += BlockSize;
-                runLogNext = logBlock + 1;
+                var length = count * BlockSize;
+                if (!_medium.TryRead(BlockIndex.ValueOf(entry) << BlockShift, buffer.AsSpan(0, length)))
+                    throw new BlockTargetException(BlockError.Io, $"log block {BlockIndex.ValueOf(entry)} vanished before it was destaged");
+                await _backing.WriteAsync(start << BlockShift, buffer.AsMemory(0, length), fua: false).ConfigureAwait(false);
             }
-            runNext = block + 1;
+            else if (deallocate)
+                await _backing.TrimAsync(start << BlockShift, (long)count << BlockShift, fua: false).ConfigureAwait(false);
+            else
+                await _backing.WriteZeroesAsync(start << BlockShift, (long)count << BlockShift, mayDeallocate: false, fastOnly: false, fua: false)
+                    .ConfigureAwait(false);
+            i = end;
         }
-        FlushRun();
     }
+
+    /// <summary>The buffer an extent needs for its largest run of log data (at most one destage chunk).</summary>
+    internal static int DestageBufferFor(List<DestageBlock> blocks) => Math.Min(DestageBufferBytes, Math.Max(1, blocks.Count) * BlockSize);
 
     /// <summary>Makes every destaged write durable on the backing before any index entry or log segment lets go of it.</summary>
     internal void SyncBacking() => _backing.FlushAsync().AsTask().GetAwaiter().GetResult();

@@ -18,12 +18,12 @@ internal sealed class ExtentActor : ReceiveActor
 
     public ExtentActor(WriteBackCache cache)
     {
-        Receive<WriteToBacking>(m =>
+        ReceiveAsync<WriteToBacking>(async m =>
         {
-            var buffer = ArrayPool<byte>.Shared.Rent(WriteBackCache.DestageBufferBytes);
+            var buffer = ArrayPool<byte>.Shared.Rent(WriteBackCache.DestageBufferFor(m.Blocks));
             try
             {
-                cache.WriteToBacking(m.Blocks, buffer);
+                await cache.WriteToBackingAsync(m.Blocks, buffer);
                 m.Round.Done(null);
             }
             catch (Exception e)
