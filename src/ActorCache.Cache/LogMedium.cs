@@ -39,6 +39,7 @@ public sealed class SegmentFiles : ILogMedium
     private readonly string _directory;
     private readonly ConcurrentDictionary<long, SafeFileHandle> _open = new();
     private readonly HashSet<long> _unsynced = [];
+    private readonly List<long> _syncing = []; // reused by Sync (only the flusher syncs), so a commit allocates nothing
     private readonly Lock _gate = new();
     private bool _directoryDirty;
     private readonly Lock _writeGate = new();
@@ -135,11 +136,12 @@ public sealed class SegmentFiles : ILogMedium
 
     public void Sync()
     {
-        long[] segments;
+        var segments = _syncing;
         bool directory;
         lock (_gate)
         {
-            segments = [.. _unsynced];
+            segments.Clear();
+            foreach (var segment in _unsynced) segments.Add(segment);
             _unsynced.Clear();
             directory = _directoryDirty;
             _directoryDirty = false;

@@ -16,6 +16,7 @@ public sealed partial class WriteBackCache : IBlockTarget
 {
     private const int BlockSize = LogFormat.BlockSize;
     private const int BlockShift = LogFormat.BlockShift;
+    private const int MaxReadRunBlocks = 256; // 1 MiB per log read
 
     private readonly IBlockTarget _backing;
     private readonly RingBuffer _ring;
@@ -374,6 +375,23 @@ public sealed partial class WriteBackCache : IBlockTarget
                     .ConfigureAwait(false);
                 position = runEnd;
                 continue;
+            }
+            if (location == BlockLocation.Log && within == 0 && end - position >= 2 * BlockSize)
+            {
+                // A run of blocks whose newest versions sit next to each other in the log (one write,
+                // one batch) is one pread, not one per block: sequential reads of logged data.
+                var logBlock = BlockIndex.ValueOf(entry);
+                var maxRun = (int)Math.Min((end - position) >> BlockShift, MaxReadRunBlocks);
+                var run = 1;
+                while (run < maxRun && _index.Get(block + run) == BlockIndex.Encode(BlockLocation.Log, logBlock + run)) run++;
+                if (run > 1)
+                {
+                    for (var b = 0; b < run; b++)
+                        if (IsDamaged(block + b, entry)) ThrowDamaged(block + b);
+                    if (!_medium.TryRead(logBlock << BlockShift, destination.Span.Slice((int)(position - offset), run << BlockShift))) continue;
+                    position += (long)run << BlockShift;
+                    continue;
+                }
             }
             var take = (int)Math.Min(BlockSize - within, end - position);
             var target = destination.Span.Slice((int)(position - offset), take);

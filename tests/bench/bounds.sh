@@ -3,8 +3,8 @@
 #  - disk: sequential 1 MiB O_DIRECT writes (J3/J8 steady: ActorCache writes every byte twice, to the
 #    log and to the backing, and fdatasyncs both; nbdkit-file writes once, into the page cache);
 #  - fdatasync: 4 KiB write + fdatasync on a fully written file (J2: every FLUSH costs one);
-#  - CPU per request: J4 (4k random reads, QD32) against ActorCache and nbdkit-memory, with the CPU time
-#    of the server and of fio itself (they share the machine's cores).
+#  - CPU per request: J1 (4k random writes) and J4 (4k random reads), QD32, against ActorCache and
+#    nbdkit-memory, with the CPU time of the server and of fio itself (they share the machine's cores).
 # Usage: tests/bench/bounds.sh   (RUNTIME=10 SIZE=1G). Needs fio, nbdkit, dotnet.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,20 +31,21 @@ echo "disk: 4k write + fdatasync on a written file: $(fio_value "$work/sync.json
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
-measure_j4() { # name uri server-pid
-  fio --name=warm --ioengine=nbd --uri="$2" --rw=read --bs=1M --iodepth=8 --size="$SIZE" >/dev/null 2>&1
-  local before; before=$(cpu_ticks "$3")
-  fio --name=j4 --ioengine=nbd --uri="$2" --rw=randread --bs=4k --iodepth=32 --size="$SIZE" --runtime="$RUNTIME" --time_based \
-    --output-format=json --output="$work/j4.json" >/dev/null 2>&1
-  local after; after=$(cpu_ticks "$3")
-  /usr/bin/python3 - "$1" "$work/j4.json" "$before" "$after" "$hz" <<'PY'
+measure() { # job name uri server-pid fio-args...
+  local job=$1 name=$2 uri=$3 pid=$4; shift 4
+  fio --name=warm --ioengine=nbd --uri="$uri" --rw=read --bs=1M --iodepth=8 --size="$SIZE" >/dev/null 2>&1
+  local before; before=$(cpu_ticks "$pid")
+  fio --name="$job" --ioengine=nbd --uri="$uri" "$@" --bs=4k --iodepth=32 --size="$SIZE" --runtime="$RUNTIME" --time_based \
+    --output-format=json --output="$work/job.json" >/dev/null 2>&1
+  local after; after=$(cpu_ticks "$pid")
+  /usr/bin/python3 - "$job" "$name" "$work/job.json" "$before" "$after" "$hz" <<'PY'
 import json, sys
-name, path, before, after, hz = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+job, name, path, before, after, hz = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 d = json.load(open(path))["jobs"][0]
-ios = d["read"]["total_ios"]; secs = d["read"]["runtime"] / 1000
+ios = d["read"]["total_ios"] + d["write"]["total_ios"]; secs = max(d["read"]["runtime"], d["write"]["runtime"]) / 1000
 server = (after - before) / hz
 fio_cpu = (d["usr_cpu"] + d["sys_cpu"]) / 100 * secs
-print(f"J4 {name}: {ios/secs:.0f} IOPS; server {server/secs*100:.0f}% CPU = {server/ios*1e6:.1f} us/request; "
+print(f"{job} {name}: {ios/secs:.0f} IOPS; server {server/secs*100:.0f}% CPU = {server/ios*1e6:.1f} us/request; "
       f"fio {fio_cpu/secs*100:.0f}% CPU = {fio_cpu/ios*1e6:.1f} us/request")
 PY
 }
@@ -55,5 +56,8 @@ dotnet src/ActorCache/bin/Release/net10.0/ActorCache.dll serve --data-dir "$work
   --volume "bench:$SIZE:write-back:backing=$work/ac.img" >"$work/ac.log" 2>&1 & pids+=($!); ac=$!
 nbdkit -f -U "$work/kmem.sock" memory "$SIZE" & pids+=($!); kmem=$!
 for _ in $(seq 200); do grep -q "node serving" "$work/ac.log" && [ -S "$work/kmem.sock" ] && break; sleep 0.1; done
-measure_j4 actorcache "nbd+unix:///bench?socket=$work/ac.sock" "$ac"
-measure_j4 nbdkit-memory "nbd+unix:///?socket=$work/kmem.sock" "$kmem"
+for job in J1 J4; do
+  [ $job = J1 ] && rw=randwrite || rw=randread
+  measure $job actorcache "nbd+unix:///bench?socket=$work/ac.sock" "$ac" --rw=$rw
+  measure $job nbdkit-memory "nbd+unix:///?socket=$work/kmem.sock" "$kmem" --rw=$rw
+done
