@@ -102,6 +102,8 @@ public sealed class FileBacking : IBlockTarget
         return ValueTask.CompletedTask;
     }
 
+    public bool TryReadWithoutWaiting(long offset, Span<byte> destination) => LibC.TryReadCached(_handle, destination, offset);
+
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken = default)
     {
         try

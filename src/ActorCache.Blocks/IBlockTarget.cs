@@ -44,6 +44,13 @@ public interface IBlockTarget : IAsyncDisposable
     ValueTask PrefetchAsync(long offset, long length, CancellationToken cancellationToken = default);
 
     /// <summary>
+    /// Reads only if it can be done at once without waiting for a disk (the data is in memory or the
+    /// page cache); false means nothing useful was read and <see cref="ReadAsync"/> must be used. Lets a
+    /// front answer cached reads on the thread that received them, without a hand-off.
+    /// </summary>
+    bool TryReadWithoutWaiting(long offset, Span<byte> destination) => false;
+
+    /// <summary>
     /// Offers to receive a WRITE's payload straight into the target's own memory (see <see cref="StagedWrite"/>).
     /// False when this target cannot for this write (the front then uses its own buffer and <see cref="WriteAsync"/>).
     /// May wait for memory (backpressure) and throws like a write would when it cannot accept one.

@@ -35,6 +35,25 @@ public static partial class LibC
     [LibraryImport("libc", SetLastError = true)]
     private static unsafe partial nint pwritev(SafeFileHandle fd, IoVector* iov, int iovcnt, long offset);
 
+    [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial nint preadv2(SafeFileHandle fd, IoVector* iov, int iovcnt, long offset, int flags);
+
+    private const int RWF_NOWAIT = 0x08;
+
+    /// <summary>
+    /// Reads only if every byte is in the page cache right now (preadv2 with RWF_NOWAIT): true when the
+    /// whole span was filled without waiting for the disk, false when the caller must read the slow way.
+    /// </summary>
+    public static unsafe bool TryReadCached(SafeFileHandle fd, Span<byte> destination, long offset)
+    {
+        fixed (byte* p = destination)
+        {
+            var vector = new IoVector { Base = p, Length = (nuint)destination.Length };
+            var read = preadv2(fd, &vector, 1, offset, RWF_NOWAIT);
+            return read == destination.Length; // EAGAIN, EOPNOTSUPP, short reads: not now
+        }
+    }
+
     /// <summary>One buffer of a gathered write (struct iovec).</summary>
     public unsafe struct IoVector
     {

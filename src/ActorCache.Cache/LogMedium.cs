@@ -18,6 +18,9 @@ public interface ILogMedium : IDisposable
     /// <summary>Makes every completed write durable (fdatasync of each segment written since the last sync).</summary>
     void Sync();
 
+    /// <summary>Reads within one segment only if it needs no disk I/O (page cache); false otherwise, and then nothing is promised.</summary>
+    bool TryReadWithoutWaiting(long address, Span<byte> destination) => false;
+
     /// <summary>
     /// Reads what is at <paramref name="address"/>; false when a segment it needs is gone (released
     /// meanwhile), in which case the caller looks the block up again.
@@ -163,6 +166,20 @@ public sealed class SegmentFiles : ILogMedium
     {
         var errno = LibC.SyncDirectory(_directory);
         if (errno != 0) BlockThrow.FromErrno(errno, "fsync", _directory);
+    }
+
+    public bool TryReadWithoutWaiting(long address, Span<byte> destination)
+    {
+        var within = address % SegmentSize;
+        if (within + destination.Length > SegmentSize || !_open.TryGetValue(address / SegmentSize, out var handle)) return false;
+        try
+        {
+            return LibC.TryReadCached(handle, destination, within);
+        }
+        catch (ObjectDisposedException)
+        {
+            return false; // released meanwhile
+        }
     }
 
     public bool TryRead(long address, Span<byte> destination)

@@ -400,6 +400,42 @@ public sealed partial class WriteBackCache : IBlockTarget
         }
     }
 
+    /// <summary>
+    /// The read path without any wait: ring and logged zeroes from memory, log and backing only from the
+    /// page cache. False (with the destination in any state) when some part needs the disk or the index
+    /// moved under us; the caller then reads with <see cref="ReadAsync"/>.
+    /// </summary>
+    public bool TryReadWithoutWaiting(long offset, Span<byte> destination)
+    {
+        if (_readOnlyReason is not null) return false; // damaged blocks are checked on the slow path
+        var end = offset + destination.Length;
+        var position = offset;
+        while (position < end)
+        {
+            var block = position >> BlockShift;
+            var within = (int)(position & (BlockSize - 1));
+            var entry = _index.Get(block);
+            var location = BlockIndex.LocationOf(entry);
+            if (location == BlockLocation.Backing)
+            {
+                var runEnd = Math.Min(end, (block + 1) << BlockShift);
+                while (runEnd < end && _index.Get(runEnd >> BlockShift) == 0) runEnd = Math.Min(end, runEnd + BlockSize);
+                if (!_backing.TryReadWithoutWaiting(position, destination.Slice((int)(position - offset), (int)(runEnd - position)))) return false;
+                position = runEnd;
+                continue;
+            }
+            var take = (int)Math.Min(BlockSize - within, end - position);
+            var target = destination.Slice((int)(position - offset), take);
+            if (location == BlockLocation.Log)
+            {
+                if (!_medium.TryReadWithoutWaiting((BlockIndex.ValueOf(entry) << BlockShift) + within, target)) return false;
+            }
+            else if (!TryReadCachedBlock(block, entry, within, target)) return false;
+            position += take;
+        }
+        return true;
+    }
+
     /// <summary>Copies part of a cached block; false when the entry changed under us (flushed, destaged, rewritten).</summary>
     private bool TryReadCachedBlock(long block, ulong entry, int within, Span<byte> target)
     {

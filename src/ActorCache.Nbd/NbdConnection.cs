@@ -124,7 +124,7 @@ internal sealed class NbdConnection : IAsyncDisposable
 
             Interlocked.Increment(ref _pending);
             if (request.Error != NbdError.None) Complete(request);
-            else ThreadPool.UnsafeQueueUserWorkItem(request, preferLocal: false);
+            else if (!TryExecuteWithoutWaiting(request)) ThreadPool.UnsafeQueueUserWorkItem(request, preferLocal: false);
         }
     }
 
@@ -168,6 +168,49 @@ internal sealed class NbdConnection : IAsyncDisposable
             return ValueTask.FromResult(new NbdRequest(this));
         }
         return _free.Reader.ReadAsync(ct); // backpressure: wait for a reply to go out
+    }
+
+    /// <summary>
+    /// Runs a request right here on the receive loop when the target can do it without waiting: a READ
+    /// of data in memory or the page cache, a staged WRITE without FUA (it only publishes ring slots).
+    /// Saves the hand-off to a pool thread, which on a busy machine costs more than the work itself.
+    /// Anything that might wait (disk, FLUSH, FUA, a full ring) goes to the pool as before.
+    /// </summary>
+    private bool TryExecuteWithoutWaiting(NbdRequest request)
+    {
+        var header = request.Header;
+        switch (header.Command)
+        {
+            case NbdCommand.Read:
+                if (!_target.TryReadWithoutWaiting((long)header.Offset, request.Payload.Span)) return false;
+                Complete(request);
+                return true;
+            case NbdCommand.Write when request.Staged.StagedBy is not null && (header.Flags & CommandFlags.Fua) == 0:
+                var commit = _target.CommitStagedWriteAsync(request.Staged, fua: false);
+                if (commit.IsCompletedSuccessfully) Complete(request);
+                else _ = CompleteWhenDoneAsync(request, commit); // rare: the volume left write-back under the write
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    private async Task CompleteWhenDoneAsync(NbdRequest request, ValueTask commit)
+    {
+        try
+        {
+            await commit;
+        }
+        catch (BlockTargetException e)
+        {
+            request.Error = ErrorOf(e, request.Header);
+        }
+        catch (Exception e)
+        {
+            request.Error = NbdError.Io;
+            _logger.LogError(e, "NBD write at {Offset}+{Length} failed unexpectedly", request.Header.Offset, request.Header.Length);
+        }
+        Complete(request);
     }
 
     /// <summary>Runs one request against the target on a pool thread, then queues its reply.</summary>

@@ -39,6 +39,8 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below, Writ
     public ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken = default) =>
         below.ReadAsync(offset, destination, cancellationToken);
 
+    public bool TryReadWithoutWaiting(long offset, Span<byte> destination) => below.TryReadWithoutWaiting(offset, destination);
+
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken = default)
     {
         if (Definition.ReadOnly) ThrowReadOnly();
