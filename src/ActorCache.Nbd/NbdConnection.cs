@@ -176,12 +176,15 @@ internal sealed class NbdConnection : IAsyncDisposable
     /// Saves the hand-off to a pool thread, which on a busy machine costs more than the work itself.
     /// Anything that might wait (disk, FLUSH, FUA, a full ring) goes to the pool as before.
     /// </summary>
+    private const int InlineReadLimit = 64 << 10;
+
     private bool TryExecuteWithoutWaiting(NbdRequest request)
     {
         var header = request.Header;
         switch (header.Command)
         {
-            case NbdCommand.Read:
+            // Large reads are mostly copying: they go to the pool, where several run at once.
+            case NbdCommand.Read when header.Length <= InlineReadLimit:
                 if (!_target.TryReadWithoutWaiting((long)header.Offset, request.Payload.Span)) return false;
                 Complete(request);
                 return true;
