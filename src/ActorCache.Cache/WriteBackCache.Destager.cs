@@ -31,7 +31,7 @@ public sealed partial class WriteBackCache
 
     private void WakeDestager()
     {
-        if (Interlocked.Exchange(ref _destagerWakeSent, 1) == 0) _destagerActor.Tell(DestagerActor.Wake.Instance);
+        if (Interlocked.Exchange(ref _destagerWakeSent, 1) == 0) _destagerActor.Tell(Signals.Wake.Instance);
     }
 
     /// <summary>False while stopping, and for a damaged log, which is left as it is for inspection.</summary>

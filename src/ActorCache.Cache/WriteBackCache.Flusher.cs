@@ -35,7 +35,7 @@ public sealed partial class WriteBackCache
     /// <summary>Tells the flusher actor there is work (a write, a FLUSH, a full ring).</summary>
     private void WakeFlusher()
     {
-        if (Interlocked.Exchange(ref _flusherWakeSent, 1) == 0) _flusherActor.Tell(FlusherActor.Wake.Instance);
+        if (Interlocked.Exchange(ref _flusherWakeSent, 1) == 0) _flusherActor.Tell(Signals.Wake.Instance);
     }
 
     /// <summary>
@@ -63,13 +63,18 @@ public sealed partial class WriteBackCache
     internal void OnFlusherStopped()
     {
         _flusherGone = true;
+        FailFlushWaiters(new BlockTargetException(BlockError.ShuttingDown, $"volume {_name} is closed"));
+    }
+
+    /// <summary>Every FLUSH/FUA still waiting fails with <paramref name="failure"/>.</summary>
+    private void FailFlushWaiters(BlockTargetException failure)
+    {
         lock (_append)
         {
             _completed.AddRange(_flushWaiters);
             _flushWaiters.Clear();
         }
-        foreach (var (_, done) in _completed)
-            done.TrySetException(new BlockTargetException(BlockError.ShuttingDown, $"volume {_name} is closed"));
+        foreach (var (_, done) in _completed) done.TrySetException(failure);
         _completed.Clear();
     }
 
@@ -263,13 +268,6 @@ public sealed partial class WriteBackCache
                     ? "writers wait until space returns"
                     : "FLUSH/FUA fail until the log is writable again");
         if (e.Error == BlockError.NoSpace && _options.LogFullPolicy == LogFullPolicy.Wait && !_stopping) return;
-        lock (_append)
-        {
-            _completed.AddRange(_flushWaiters);
-            _flushWaiters.Clear();
-        }
-        foreach (var (_, done) in _completed)
-            done.TrySetException(new BlockTargetException(e.Error, $"volume {_name}: cannot make writes durable: {e.Message}"));
-        _completed.Clear();
+        FailFlushWaiters(new BlockTargetException(e.Error, $"volume {_name}: cannot make writes durable: {e.Message}"));
     }
 }

@@ -344,7 +344,7 @@ public sealed partial class WriteBackCache : IBlockTarget
         {
             if (Interlocked.Read(ref _durableTicket) >= ticket) return Task.CompletedTask;
             if (_flusherGone) return Task.FromException(new BlockTargetException(BlockError.ShuttingDown, $"volume {_name} is closed"));
-        if (_logFailure is { } failure && (failure.Error != BlockError.NoSpace || _options.LogFullPolicy == LogFullPolicy.Fail))
+            if (_logFailure is { } failure && (failure.Error != BlockError.NoSpace || _options.LogFullPolicy == LogFullPolicy.Fail))
                 return Task.FromException(new BlockTargetException(failure.Error, $"volume {_name}: cannot make writes durable: {failure.Message}"));
             done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             _flushWaiters.Add((ticket, done));
@@ -367,9 +367,7 @@ public sealed partial class WriteBackCache : IBlockTarget
             var location = BlockIndex.LocationOf(entry);
             if (location == BlockLocation.Backing)
             {
-                // Coalesce a run of blocks that are all on the backing into one read.
-                var runEnd = Math.Min(end, (block + 1) << BlockShift);
-                while (runEnd < end && _index.Get(runEnd >> BlockShift) == 0) runEnd = Math.Min(end, runEnd + BlockSize);
+                var runEnd = BackingRunEnd(block, end);
                 if (IsDamaged(block, entry)) ThrowDamaged(block);
                 await _backing.ReadAsync(position, destination.Slice((int)(position - offset), (int)(runEnd - position)), cancellationToken)
                     .ConfigureAwait(false);
@@ -400,6 +398,14 @@ public sealed partial class WriteBackCache : IBlockTarget
         }
     }
 
+    /// <summary>Where a run of blocks that are all on the backing ends (read as one I/O), from <paramref name="block"/> up to <paramref name="end"/>.</summary>
+    private long BackingRunEnd(long block, long end)
+    {
+        var runEnd = Math.Min(end, (block + 1) << BlockShift);
+        while (runEnd < end && _index.Get(runEnd >> BlockShift) == 0) runEnd = Math.Min(end, runEnd + BlockSize);
+        return runEnd;
+    }
+
     /// <summary>
     /// The read path without any wait: ring and logged zeroes from memory, log and backing only from the
     /// page cache. False (with the destination in any state) when some part needs the disk or the index
@@ -418,8 +424,7 @@ public sealed partial class WriteBackCache : IBlockTarget
             var location = BlockIndex.LocationOf(entry);
             if (location == BlockLocation.Backing)
             {
-                var runEnd = Math.Min(end, (block + 1) << BlockShift);
-                while (runEnd < end && _index.Get(runEnd >> BlockShift) == 0) runEnd = Math.Min(end, runEnd + BlockSize);
+                var runEnd = BackingRunEnd(block, end);
                 if (!_backing.TryReadWithoutWaiting(position, destination.Slice((int)(position - offset), (int)(runEnd - position)))) return false;
                 position = runEnd;
                 continue;
@@ -577,8 +582,8 @@ public sealed partial class WriteBackCache : IBlockTarget
         }
         _stopping = true;
         // The flusher drains what is still pending; the destager finishes the step it is in.
-        if (!_flusherGone) await StopActorAsync(_flusherActor, FlusherActor.Stop.Instance).ConfigureAwait(false);
-        if (!_destagerGone) await StopActorAsync(_destagerActor, DestagerActor.Stop.Instance).ConfigureAwait(false);
+        if (!_flusherGone) await StopActorAsync(_flusherActor, Signals.Stop.Instance).ConfigureAwait(false);
+        if (!_destagerGone) await StopActorAsync(_destagerActor, Signals.Stop.Instance).ConfigureAwait(false);
         _medium.Dispose();
         await _backing.DisposeAsync().ConfigureAwait(false);
     }

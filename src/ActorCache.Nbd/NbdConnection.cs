@@ -170,14 +170,14 @@ internal sealed class NbdConnection : IAsyncDisposable
         return _free.Reader.ReadAsync(ct); // backpressure: wait for a reply to go out
     }
 
+    private const int InlineReadLimit = 64 << 10;
+
     /// <summary>
     /// Runs a request right here on the receive loop when the target can do it without waiting: a READ
     /// of data in memory or the page cache, a staged WRITE without FUA (it only publishes ring slots).
     /// Saves the hand-off to a pool thread, which on a busy machine costs more than the work itself.
     /// Anything that might wait (disk, FLUSH, FUA, a full ring) goes to the pool as before.
     /// </summary>
-    private const int InlineReadLimit = 64 << 10;
-
     private bool TryExecuteWithoutWaiting(NbdRequest request)
     {
         var header = request.Header;
@@ -185,7 +185,14 @@ internal sealed class NbdConnection : IAsyncDisposable
         {
             // Large reads are mostly copying: they go to the pool, where several run at once.
             case NbdCommand.Read when header.Length <= InlineReadLimit:
-                if (!_target.TryReadWithoutWaiting((long)header.Offset, request.Payload.Span)) return false;
+                try
+                {
+                    if (!_target.TryReadWithoutWaiting((long)header.Offset, request.Payload.Span)) return false;
+                }
+                catch (BlockTargetException)
+                {
+                    return false; // the pool's path runs it again and reports the error
+                }
                 Complete(request);
                 return true;
             case NbdCommand.Write when request.Staged.StagedBy is not null && (header.Flags & CommandFlags.Fua) == 0:

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Net;
 using System.Net.Sockets;
 
@@ -30,9 +31,16 @@ public sealed record NbdListenAddress(string Text, EndPoint EndPoint)
             error = $"'{text}' needs a host and a port between 0 and 65535, e.g. tcp://127.0.0.1:10809";
             return false;
         }
-        var host = hostPort[..colon].Trim('[', ']');
-        IPAddress? ip;
-        if (host is "*" or "0.0.0.0") ip = IPAddress.Any;
+        if (!TryResolveHost(hostPort[..colon].Trim('[', ']'), text, out var ip, out error)) return false;
+        address = new NbdListenAddress(text, new IPEndPoint(ip, port));
+        return true;
+    }
+
+    /// <summary>The address to bind for a listen host: <c>*</c> is every interface, an IP is itself, a name is resolved.</summary>
+    public static bool TryResolveHost(string host, string text, [NotNullWhen(true)] out IPAddress? ip, out string error)
+    {
+        error = "";
+        if (host is "*") ip = IPAddress.Any;
         else if (!IPAddress.TryParse(host, out ip))
         {
             try
@@ -44,9 +52,12 @@ public sealed record NbdListenAddress(string Text, EndPoint EndPoint)
                 error = $"cannot resolve host '{host}' in '{text}': {e.Message}";
                 return false;
             }
-            if (ip is null) { error = $"host '{host}' in '{text}' has no address"; return false; }
+            if (ip is null)
+            {
+                error = $"host '{host}' in '{text}' has no address";
+                return false;
+            }
         }
-        address = new NbdListenAddress(text, new IPEndPoint(ip, port));
         return true;
     }
 }

@@ -33,6 +33,13 @@ public sealed class CacheFixture : IDisposable
         WriteBackCache.Open("test", backing ?? FileBacking.Open(BackingPath, size, create: !File.Exists(BackingPath)), ring ?? SharedRing,
             options ?? Options(), mode, NullLogger.Instance, Actors, medium: medium);
 
+    public static byte[] Pattern(int length, int seed)
+    {
+        var data = new byte[length];
+        new Random(seed).NextBytes(data);
+        return data;
+    }
+
     /// <summary>Writes the way the NBD front does for whole blocks: stage, fill the target's memory, commit.</summary>
     public static async Task StagedWriteAsync(IBlockTarget target, long offset, byte[] data, bool fua)
     {

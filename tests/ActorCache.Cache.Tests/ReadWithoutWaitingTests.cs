@@ -9,17 +9,10 @@ public sealed class ReadWithoutWaitingTests : IDisposable
 
     public void Dispose() => _fixture.Dispose();
 
-    private static byte[] Pattern(int length, int seed)
-    {
-        var data = new byte[length];
-        new Random(seed).NextBytes(data);
-        return data;
-    }
-
     [Fact]
     public async Task Reads_without_waiting_serve_ring_log_and_page_cached_backing_and_match_the_slow_path()
     {
-        var data = Pattern(256 << 10, 11);
+        var data = CacheFixture.Pattern(256 << 10, 11);
         await using var cache = _fixture.Open(Size, _fixture.Options(retention: TimeSpan.Zero), ring: _ring);
         var fast = new byte[data.Length];
         await cache.WriteAsync(0, data, fua: false);

@@ -11,13 +11,6 @@ public sealed class StagedWriteTests : IDisposable
 
     public void Dispose() => _fixture.Dispose();
 
-    private static byte[] Pattern(int length, int seed)
-    {
-        var data = new byte[length];
-        new Random(seed).NextBytes(data);
-        return data;
-    }
-
     [Fact]
     public async Task Partial_blocks_and_other_modes_are_not_staged()
     {
@@ -33,10 +26,10 @@ public sealed class StagedWriteTests : IDisposable
     [Fact]
     public async Task A_committed_staged_write_is_read_back_from_ring_log_and_after_reopen()
     {
-        var data = Pattern(1 << 20, 1);
+        var data = CacheFixture.Pattern(1 << 20, 1);
         await using (var cache = _fixture.Open(Size, ring: _ring))
         {
-            await cache.WriteAsync(0, Pattern(2 << 20, 9), fua: false); // something to overwrite
+            await cache.WriteAsync(0, CacheFixture.Pattern(2 << 20, 9), fua: false); // something to overwrite
             await CacheFixture.StagedWriteAsync(cache, 1 << 20, data, fua: false);
             var read = new byte[data.Length];
             await cache.ReadAsync(1 << 20, read);
@@ -60,7 +53,7 @@ public sealed class StagedWriteTests : IDisposable
         await using var cache = _fixture.Open(Size, _fixture.Options(segmentSize: 8 << 20) with { MaxBatchBlocks = 256 }, ring: _ring);
         for (var i = 0; i < 8; i++)
         {
-            await CacheFixture.StagedWriteAsync(cache, i % 4 * (1L << 20), Pattern(1 << 20, i), fua: false);
+            await CacheFixture.StagedWriteAsync(cache, i % 4 * (1L << 20), CacheFixture.Pattern(1 << 20, i), fua: false);
             await cache.FlushAsync();
         }
         var staged = new StagedWrite();
@@ -89,7 +82,7 @@ public sealed class StagedWriteTests : IDisposable
     [Fact]
     public async Task A_write_staged_before_a_switch_to_write_through_lands_on_the_backing()
     {
-        var data = Pattern(64 << 10, 3);
+        var data = CacheFixture.Pattern(64 << 10, 3);
         await using var cache = _fixture.Open(Size, ring: _ring);
         var staged = new StagedWrite();
         Assert.True(await cache.TryStageWriteAsync(64 << 10, data.Length, staged));

@@ -11,58 +11,31 @@ namespace ActorCache.Cache.Actors;
 /// </summary>
 internal sealed class DestagerActor : ReceiveActor, IWithTimers
 {
-    public sealed class Wake
-    {
-        public static readonly Wake Instance = new();
-    }
-
-    public sealed class Stop
-    {
-        public static readonly Stop Instance = new();
-    }
-
-    public sealed class Stopped
-    {
-        public static readonly Stopped Instance = new();
-    }
-
-    private sealed class Tick
-    {
-        public static readonly Tick Instance = new();
-    }
-
-    private sealed class Retry
-    {
-        public static readonly Retry Instance = new();
-    }
-
-    private static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(100);
-    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(5);
     private static readonly TimeSpan ExtentIdle = TimeSpan.FromSeconds(30);
 
     private readonly WriteBackCache _cache;
     private readonly Dictionary<long, (IActorRef Actor, DateTime LastUsed)> _extents = [];
     private long _incarnations;
-    private TimeSpan _backoff = FirstBackoff;
+    private Backoff _backoff = new(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
     private bool _retryScheduled;
 
     public DestagerActor(WriteBackCache cache)
     {
         _cache = cache;
-        ReceiveAsync<Wake>(_ => DestageAsync());
-        ReceiveAsync<Tick>(async _ =>
+        ReceiveAsync<Signals.Wake>(_ => DestageAsync());
+        ReceiveAsync<Signals.Tick>(async _ =>
         {
             await DestageAsync();
             StopIdleExtents();
         });
-        ReceiveAsync<Retry>(_ =>
+        ReceiveAsync<Signals.Retry>(_ =>
         {
             _retryScheduled = false;
             return DestageAsync();
         });
-        Receive<Stop>(_ =>
+        Receive<Signals.Stop>(_ =>
         {
-            Sender.Tell(Stopped.Instance);
+            Sender.Tell(Signals.Stopped.Instance);
             Context.Stop(Self);
         });
     }
@@ -71,7 +44,7 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
 
     public static Props Props(WriteBackCache cache) => Akka.Actor.Props.Create(() => new DestagerActor(cache)).WithDispatcher(CacheDispatchers.Log);
 
-    protected override void PreStart() => Timers.StartPeriodicTimer("destage", Tick.Instance, _cache.Options.DestageInterval);
+    protected override void PreStart() => Timers.StartPeriodicTimer("destage", Signals.Tick.Instance, _cache.Options.DestageInterval);
 
     protected override void PostStop() => _cache.OnDestagerStopped();
 
@@ -88,14 +61,13 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
                 _cache.CompleteDestageStep(plan);
             }
             _cache.OnBackingWorks();
-            _backoff = FirstBackoff;
+            _backoff.Reset();
         }
         catch (BlockTargetException e)
         {
             _cache.OnBackingFailure(e);
             _retryScheduled = true;
-            Timers.StartSingleTimer("retry", Retry.Instance, _backoff);
-            _backoff = TimeSpan.FromTicks(Math.Min(_backoff.Ticks * 2, MaxBackoff.Ticks));
+            Timers.StartSingleTimer("retry", Signals.Retry.Instance, _backoff.Next());
         }
     }
 

@@ -11,51 +11,23 @@ namespace ActorCache.Cache.Actors;
 /// </summary>
 internal sealed class FlusherActor : ReceiveActor, IWithTimers
 {
-    public sealed class Wake
-    {
-        public static readonly Wake Instance = new();
-    }
-
-    /// <summary>Drain what is pending, answer <see cref="Stopped"/>, stop.</summary>
-    public sealed class Stop
-    {
-        public static readonly Stop Instance = new();
-    }
-
-    public sealed class Stopped
-    {
-        public static readonly Stopped Instance = new();
-    }
-
-    private sealed class Tick
-    {
-        public static readonly Tick Instance = new();
-    }
-
-    private sealed class Retry
-    {
-        public static readonly Retry Instance = new();
-    }
-
     private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(200);
-    private static readonly TimeSpan FirstBackoff = TimeSpan.FromMilliseconds(50);
-    private static readonly TimeSpan MaxBackoff = TimeSpan.FromSeconds(2);
 
     private readonly WriteBackCache _cache;
-    private TimeSpan _backoff = FirstBackoff;
+    private Backoff _backoff = new(TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(2));
     private bool _retryScheduled;
 
     public FlusherActor(WriteBackCache cache)
     {
         _cache = cache;
-        Receive<Wake>(_ => Work());
-        Receive<Tick>(_ => Work());
-        Receive<Retry>(_ =>
+        Receive<Signals.Wake>(_ => Work());
+        Receive<Signals.Tick>(_ => Work());
+        Receive<Signals.Retry>(_ =>
         {
             _retryScheduled = false;
             Work();
         });
-        Receive<Stop>(_ =>
+        Receive<Signals.Stop>(_ =>
         {
             try
             {
@@ -65,7 +37,7 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
             {
                 _cache.OnLogFailure(e); // stopping: what is not in the log now is given up, as in a crash
             }
-            Sender.Tell(Stopped.Instance);
+            Sender.Tell(Signals.Stopped.Instance);
             Context.Stop(Self);
         });
     }
@@ -74,7 +46,7 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
 
     public static Props Props(WriteBackCache cache) => Akka.Actor.Props.Create(() => new FlusherActor(cache)).WithDispatcher(CacheDispatchers.Log);
 
-    protected override void PreStart() => Timers.StartPeriodicTimer("commit", Tick.Instance, TickInterval);
+    protected override void PreStart() => Timers.StartPeriodicTimer("commit", Signals.Tick.Instance, TickInterval);
 
     protected override void PostStop() => _cache.OnFlusherStopped();
 
@@ -84,14 +56,13 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
         try
         {
             _cache.FlushPending();
-            _backoff = FirstBackoff;
+            _backoff.Reset();
         }
         catch (BlockTargetException e)
         {
             _cache.OnLogFailure(e);
             _retryScheduled = true;
-            Timers.StartSingleTimer("retry", Retry.Instance, _backoff);
-            _backoff = TimeSpan.FromTicks(Math.Min(_backoff.Ticks * 2, MaxBackoff.Ticks));
+            Timers.StartSingleTimer("retry", Signals.Retry.Instance, _backoff.Next());
         }
     }
 }

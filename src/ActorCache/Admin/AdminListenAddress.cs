@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 
 namespace ActorCache.Admin;
 
@@ -31,26 +30,7 @@ public sealed record AdminListenAddress(string Text, IPEndPoint EndPoint)
             error = $"'{text}': write an IPv6 host in brackets, e.g. [::1]:9460";
             return false;
         }
-        host = host.Trim('[', ']');
-        IPAddress? ip;
-        if (host is "*") ip = IPAddress.Any;
-        else if (!IPAddress.TryParse(host, out ip))
-        {
-            try
-            {
-                ip = Dns.GetHostAddresses(host).FirstOrDefault();
-            }
-            catch (SocketException e)
-            {
-                error = $"cannot resolve host '{host}' in '{text}': {e.Message}";
-                return false;
-            }
-            if (ip is null)
-            {
-                error = $"host '{host}' in '{text}' has no address";
-                return false;
-            }
-        }
+        if (!ActorCache.Nbd.NbdListenAddress.TryResolveHost(host.Trim('[', ']'), text, out var ip, out error)) return false;
         address = new AdminListenAddress(text, new IPEndPoint(ip, port));
         return true;
     }

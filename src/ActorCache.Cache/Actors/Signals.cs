@@ -1,0 +1,56 @@
+namespace ActorCache.Cache.Actors;
+
+/// <summary>The messages the flusher and destager actors understand: singletons, so a send allocates nothing.</summary>
+internal static class Signals
+{
+    /// <summary>There is work (writes queued, a FLUSH waiting, history due for destaging).</summary>
+    public sealed class Wake
+    {
+        public static readonly Wake Instance = new();
+    }
+
+    /// <summary>Finish what is in hand, answer <see cref="Stopped"/>, stop.</summary>
+    public sealed class Stop
+    {
+        public static readonly Stop Instance = new();
+    }
+
+    public sealed class Stopped
+    {
+        public static readonly Stopped Instance = new();
+    }
+
+    /// <summary>The periodic timer: commit or destage what is due even without a wake-up.</summary>
+    public sealed class Tick
+    {
+        public static readonly Tick Instance = new();
+    }
+
+    /// <summary>The backoff after a failure is over: try again.</summary>
+    public sealed class Retry
+    {
+        public static readonly Retry Instance = new();
+    }
+}
+
+/// <summary>Doubling delay between retries of a failing disk, from <c>first</c> up to <c>max</c>.</summary>
+internal struct Backoff
+{
+    private readonly TimeSpan _first, _max;
+    private TimeSpan _next;
+
+    public Backoff(TimeSpan first, TimeSpan max)
+    {
+        _first = _next = first;
+        _max = max;
+    }
+
+    public TimeSpan Next()
+    {
+        var now = _next;
+        _next = TimeSpan.FromTicks(Math.Min(_next.Ticks * 2, _max.Ticks));
+        return now;
+    }
+
+    public void Reset() => _next = _first;
+}
