@@ -4,7 +4,8 @@
 #    log and to the backing, and fdatasyncs both; nbdkit-file writes once, into the page cache);
 #  - fdatasync: 4 KiB write + fdatasync on a fully written file (J2: every FLUSH costs one);
 #  - CPU per request: J1 (4k random writes) and J4 (4k random reads), QD32, against ActorCache and
-#    nbdkit-memory, with the CPU time of the server and of fio itself (they share the machine's cores).
+#    nbdkit-memory, with the CPU time of the server and of fio itself (they share the machine's cores);
+#  - CPU per MiB: J6 (1M sequential reads, QD8, data in the page cache) against ActorCache and nbdkit-file.
 # Usage: tests/bench/bounds.sh   (RUNTIME=10 SIZE=1G). Needs fio, nbdkit, dotnet.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -35,7 +36,7 @@ measure() { # job name uri server-pid fio-args...
   local job=$1 name=$2 uri=$3 pid=$4; shift 4
   fio --name=warm --ioengine=nbd --uri="$uri" --rw=read --bs=1M --iodepth=8 --size="$SIZE" >/dev/null 2>&1
   local before; before=$(cpu_ticks "$pid")
-  fio --name="$job" --ioengine=nbd --uri="$uri" "$@" --bs=4k --iodepth=32 --size="$SIZE" --runtime="$RUNTIME" --time_based \
+  fio --name="$job" --ioengine=nbd --uri="$uri" "$@" --size="$SIZE" --runtime="$RUNTIME" --time_based \
     --output-format=json --output="$work/job.json" >/dev/null 2>&1
   local after; after=$(cpu_ticks "$pid")
   /usr/bin/python3 - "$job" "$name" "$work/job.json" "$before" "$after" "$hz" <<'PY'
@@ -45,19 +46,25 @@ d = json.load(open(path))["jobs"][0]
 ios = d["read"]["total_ios"] + d["write"]["total_ios"]; secs = max(d["read"]["runtime"], d["write"]["runtime"]) / 1000
 server = (after - before) / hz
 fio_cpu = (d["usr_cpu"] + d["sys_cpu"]) / 100 * secs
-print(f"{job} {name}: {ios/secs:.0f} IOPS; server {server/secs*100:.0f}% CPU = {server/ios*1e6:.1f} us/request; "
-      f"fio {fio_cpu/secs*100:.0f}% CPU = {fio_cpu/ios*1e6:.1f} us/request")
+mib = (d["read"]["io_bytes"] + d["write"]["io_bytes"]) / 2**20
+print(f"{job} {name}: {ios/secs:.0f} IOPS, {mib/secs:.0f} MiB/s; server {server/secs*100:.0f}% CPU = {server/ios*1e6:.1f} us/request "
+      f"= {server/mib*1e6:.0f} us/MiB; fio {fio_cpu/secs*100:.0f}% CPU = {fio_cpu/ios*1e6:.1f} us/request")
 PY
 }
 
-fio --name=fill --filename="$work/ac.img" --rw=write --bs=1M --size="$SIZE" --ioengine=psync --end_fsync=1 >/dev/null
+for name in ac kfile; do
+  fio --name=fill --filename="$work/$name.img" --rw=write --bs=1M --size="$SIZE" --ioengine=psync --end_fsync=1 >/dev/null
+done
 dotnet build src/ActorCache -c Release -v quiet -nologo >/dev/null
 dotnet src/ActorCache/bin/Release/net10.0/ActorCache.dll serve --data-dir "$work/acdata" --listen "unix:$work/ac.sock" \
   --volume "bench:$SIZE:write-back:backing=$work/ac.img" >"$work/ac.log" 2>&1 & pids+=($!); ac=$!
 nbdkit -f -U "$work/kmem.sock" memory "$SIZE" & pids+=($!); kmem=$!
-for _ in $(seq 200); do grep -q "node serving" "$work/ac.log" && [ -S "$work/kmem.sock" ] && break; sleep 0.1; done
+nbdkit -f -U "$work/kfile.sock" file "$work/kfile.img" & pids+=($!); kfile=$!
+for _ in $(seq 200); do grep -q "node serving" "$work/ac.log" && [ -S "$work/kmem.sock" ] && [ -S "$work/kfile.sock" ] && break; sleep 0.1; done
 for job in J1 J4; do
   [ $job = J1 ] && rw=randwrite || rw=randread
-  measure $job actorcache "nbd+unix:///bench?socket=$work/ac.sock" "$ac" --rw=$rw
-  measure $job nbdkit-memory "nbd+unix:///?socket=$work/kmem.sock" "$kmem" --rw=$rw
+  measure $job actorcache "nbd+unix:///bench?socket=$work/ac.sock" "$ac" --rw=$rw --bs=4k --iodepth=32
+  measure $job nbdkit-memory "nbd+unix:///?socket=$work/kmem.sock" "$kmem" --rw=$rw --bs=4k --iodepth=32
 done
+measure J6 actorcache "nbd+unix:///bench?socket=$work/ac.sock" "$ac" --rw=read --bs=1M --iodepth=8
+measure J6 nbdkit-file "nbd+unix:///?socket=$work/kfile.sock" "$kfile" --rw=read --bs=1M --iodepth=8
