@@ -16,8 +16,17 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
     public const int MaxExtents = 256;
 
     private readonly NbdConnection _connection;
+    /// <summary>
+    /// Requests up to this size keep their large buffer between uses, so streaming 1 MiB I/O reuses it
+    /// instead of renting a 2 MiB pool array per request (measured: a third less CPU per MiB on J6). At
+    /// most 64 MiB per connection (64 requests in flight); larger requests rent from the shared pool.
+    /// </summary>
+    public const int KeptPayload = 1 << 20;
+
     private readonly byte[] _inline = GC.AllocateArray<byte>(HeaderRoom + InlinePayload, pinned: true);
+    private byte[]? _kept;
     private byte[]? _rented;
+    private byte[]? _current;
 
     public NbdRequest(NbdConnection connection) => _connection = connection;
 
@@ -32,17 +41,25 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
     /// <summary>Where the encoded reply sits in <see cref="Buffer"/>.</summary>
     public int ReplyStart, ReplyLength;
 
-    public byte[] Buffer => _rented ?? _inline;
+    public byte[] Buffer => _current ?? _inline;
 
     /// <summary>The payload area for the current request's length.</summary>
     public Memory<byte> Payload => Buffer.AsMemory(HeaderRoom, (int)Header.Length);
 
     public ReadOnlyMemory<byte> Reply => Buffer.AsMemory(ReplyStart, ReplyLength);
 
-    /// <summary>Makes sure the buffer holds <paramref name="payload"/> bytes; large requests borrow from the shared pool.</summary>
+    /// <summary>Makes sure the buffer holds <paramref name="payload"/> bytes: the inline buffer, the kept one, or one borrowed from the shared pool.</summary>
     public void Reserve(int payload)
     {
-        if (payload > InlinePayload) _rented = ArrayPool<byte>.Shared.Rent(HeaderRoom + payload);
+        if (payload <= InlinePayload) return;
+        if (payload <= KeptPayload)
+        {
+            // Allocated once per request object at the largest kept size, so it never grows again.
+            _kept ??= GC.AllocateUninitializedArray<byte>(HeaderRoom + KeptPayload, pinned: true);
+            _current = _kept;
+            return;
+        }
+        _current = _rented = ArrayPool<byte>.Shared.Rent(HeaderRoom + payload);
     }
 
     public void Reset()
@@ -52,6 +69,7 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
             ArrayPool<byte>.Shared.Return(_rented);
             _rented = null;
         }
+        _current = null;
         Error = NbdError.None;
         ExtentCount = 0;
         ReplyStart = ReplyLength = 0;

@@ -5,7 +5,9 @@
 #  - fdatasync: 4 KiB write + fdatasync on a fully written file (J2: every FLUSH costs one);
 #  - CPU per request: J1 (4k random writes) and J4 (4k random reads), QD32, against ActorCache and
 #    nbdkit-memory, with the CPU time of the server and of fio itself (they share the machine's cores);
-#  - CPU per MiB: J6 (1M sequential reads, QD8, data in the page cache) against ActorCache and nbdkit-file.
+#  - CPU per MiB: J6 (1M sequential reads, QD8, data in the page cache) against ActorCache and nbdkit-file;
+#  - J5 alone: cold 4k random reads (page cache dropped before each; needs root), ActorCache with every
+#    block on the backing against nbdkit-file, twice each, alternating.
 # Usage: tests/bench/bounds.sh   (RUNTIME=10 SIZE=1G). Needs fio, nbdkit, dotnet.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -68,3 +70,12 @@ for job in J1 J4; do
 done
 measure J6 actorcache "nbd+unix:///bench?socket=$work/ac.sock" "$ac" --rw=read --bs=1M --iodepth=8
 measure J6 nbdkit-file "nbd+unix:///?socket=$work/kfile.sock" "$kfile" --rw=read --bs=1M --iodepth=8
+for rep in 1 2; do
+  for server in actorcache nbdkit-file; do
+    [ $server = actorcache ] && uri="nbd+unix:///bench?socket=$work/ac.sock" || uri="nbd+unix:///?socket=$work/kfile.sock"
+    sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || echo "J5: cannot drop the page cache (not root)" >&2
+    fio --name=j5 --ioengine=nbd --uri="$uri" --rw=randread --bs=4k --iodepth=32 --size="$SIZE" --runtime="$RUNTIME" --time_based \
+      --output-format=json --output="$work/j5.json" >/dev/null 2>&1
+    echo "J5 cold $server: $(fio_value "$work/j5.json" "round(d['read']['iops'])") IOPS"
+  done
+done
