@@ -15,7 +15,7 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
 
     private readonly WriteBackCache _cache;
     private readonly Dictionary<long, (IActorRef Actor, DateTime LastUsed)> _extents = [];
-    private long _incarnations;
+    private static long _incarnations; // across restarts too, so a new extent actor never takes a dying one's name
     private Backoff _backoff = new(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
     private bool _retryScheduled;
 
@@ -48,6 +48,12 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
 
     protected override void PostStop() => _cache.OnDestagerStopped();
 
+    /// <summary>A restart (after an unexpected exception) is not a stop: the extent actors go, the cache keeps its destager.</summary>
+    protected override void PreRestart(Exception reason, object message)
+    {
+        foreach (var child in Context.GetChildren()) Context.Stop(child);
+    }
+
     private async Task DestageAsync()
     {
         if (_retryScheduled) return;
@@ -63,9 +69,9 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
             _cache.OnBackingWorks();
             _backoff.Reset();
         }
-        catch (BlockTargetException e)
+        catch (Exception e) when (e is BlockTargetException or IOException or UnauthorizedAccessException)
         {
-            _cache.OnBackingFailure(e);
+            _cache.OnBackingFailure(e as BlockTargetException ?? new BlockTargetException(BlockError.Io, e.Message));
             _retryScheduled = true;
             Timers.StartSingleTimer("retry", Signals.Retry.Instance, _backoff.Next());
         }
@@ -83,7 +89,7 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
     private IActorRef ExtentActorFor(long extent, DateTime now)
     {
         if (!_extents.TryGetValue(extent, out var known))
-            known.Actor = Context.ActorOf(ExtentActor.Props(_cache), $"extent-{extent}-{++_incarnations}");
+            known.Actor = Context.ActorOf(ExtentActor.Props(_cache), $"extent-{extent}-{Interlocked.Increment(ref _incarnations)}");
         _extents[extent] = (known.Actor, now);
         return known.Actor;
     }

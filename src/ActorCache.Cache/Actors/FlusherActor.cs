@@ -50,6 +50,11 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
 
     protected override void PostStop() => _cache.OnFlusherStopped();
 
+    /// <summary>A restart (after an unexpected exception) is not a stop: waiters keep waiting for the new instance.</summary>
+    protected override void PreRestart(Exception reason, object message)
+    {
+    }
+
     private void Work()
     {
         if (_retryScheduled) return; // the log failed: wait for the retry instead of hammering it

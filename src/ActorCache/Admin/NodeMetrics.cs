@@ -49,9 +49,9 @@ public sealed class NodeMetrics
         _generation = VolumeGauge("actorcache_log_generation", "Current generation of the volume's log (every completed FLUSH closes one).");
         _batchesWritten = VolumeCounter("actorcache_log_batches_written_total", "Batches the flusher appended to the log.");
         _syncs = VolumeCounter("actorcache_log_syncs_total", "fdatasync calls on the log (one serves every waiting FLUSH and FUA).");
-        _corruptRecords = VolumeCounter("actorcache_log_corrupt_records_total", 
+        _corruptRecords = VolumeCounter("actorcache_log_corrupt_records_total",
             "Damaged log records recovery reported when the volume was opened (at most 1: the first one makes the volume degraded and read-only).");
-        _tornTails = VolumeCounter("actorcache_log_torn_tails_total", 
+        _tornTails = VolumeCounter("actorcache_log_torn_tails_total",
             "Torn log tails (written after the last fdatasync, never promised) recovery cut off when the volume was opened (at most 1).");
 
         _ringSlots = metrics.CreateGauge("actorcache_ring_slots", "4 KiB slots in the node's RAM ring, shared by every volume.");
