@@ -12,15 +12,12 @@ public sealed class ActorRestartTests : IDisposable
     public void Dispose() => _fixture.Dispose();
 
     /// <summary>Throws a non-disk exception from the next log write once armed, then behaves.</summary>
-    private sealed class OnceBrokenMedium(ILogMedium inner) : ILogMedium
+    private sealed class OnceBrokenMedium(ILogMedium inner) : WrappedMedium(inner)
     {
         public volatile bool Armed;
         public int Thrown;
 
-        public long SegmentSize => inner.SegmentSize;
-        public IReadOnlyList<long> Segments => inner.Segments;
-
-        public void Write(long address, IReadOnlyList<ReadOnlyMemory<byte>> buffers)
+        public override void Write(long address, IReadOnlyList<ReadOnlyMemory<byte>> buffers)
         {
             if (Armed)
             {
@@ -28,14 +25,8 @@ public sealed class ActorRestartTests : IDisposable
                 Interlocked.Increment(ref Thrown);
                 throw new InvalidOperationException("injected: a bug in the flusher's path");
             }
-            inner.Write(address, buffers);
+            base.Write(address, buffers);
         }
-
-        public void Sync() => inner.Sync();
-        public bool TryRead(long address, Span<byte> destination) => inner.TryRead(address, destination);
-        public void Discard(long address, long length) => inner.Discard(address, length);
-        public void Release(long segment) => inner.Release(segment);
-        public void Dispose() => inner.Dispose();
     }
 
     [Fact]

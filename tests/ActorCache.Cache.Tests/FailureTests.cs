@@ -122,22 +122,13 @@ public sealed class BackpressureTests : IDisposable
 
     public void Dispose() => _fixture.Dispose();
 
-    private sealed class SlowMedium(ILogMedium inner) : ILogMedium
+    private sealed class SlowMedium(ILogMedium inner) : WrappedMedium(inner)
     {
-        public long SegmentSize => inner.SegmentSize;
-        public IReadOnlyList<long> Segments => inner.Segments;
-
-        public void Write(long address, IReadOnlyList<ReadOnlyMemory<byte>> buffers)
+        public override void Write(long address, IReadOnlyList<ReadOnlyMemory<byte>> buffers)
         {
             Thread.Sleep(2);
-            inner.Write(address, buffers);
+            base.Write(address, buffers);
         }
-
-        public void Sync() => inner.Sync();
-        public bool TryRead(long address, Span<byte> destination) => inner.TryRead(address, destination);
-        public void Discard(long address, long length) => inner.Discard(address, length);
-        public void Release(long segment) => inner.Release(segment);
-        public void Dispose() => inner.Dispose();
     }
 
     [Fact]
