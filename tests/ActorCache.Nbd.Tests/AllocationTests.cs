@@ -96,10 +96,16 @@ public sealed class AllocationTests : IAsyncLifetime
 
         for (var i = 0; i < 200; i++) Round(); // warm up: request objects, pools, JIT tiers
         using var listener = new AllocListener();
-        const int rounds = 2000;
-        var before = GC.GetTotalAllocatedBytes(precise: true);
-        for (var i = 0; i < rounds; i++) Round();
-        var perRequest = (double)(GC.GetTotalAllocatedBytes(precise: true) - before) / (rounds * depth * 2);
+        // The count is process-wide, so one-off work elsewhere (the actor system finishing its start,
+        // tiered JIT) can land in a window; an allocation per request shows in every window.
+        const int rounds = 1000;
+        var perRequest = double.MaxValue;
+        for (var window = 0; window < 3 && perRequest >= 8; window++)
+        {
+            var before = GC.GetTotalAllocatedBytes(precise: true);
+            for (var i = 0; i < rounds; i++) Round();
+            perRequest = Math.Min(perRequest, (double)(GC.GetTotalAllocatedBytes(precise: true) - before) / (rounds * depth * 2));
+        }
         Assert.True(perRequest < 8, $"{perRequest:F1} bytes allocated per request: {string.Join(", ", listener.Types.OrderByDescending(t => t.Value).Take(8).Select(t => $"{t.Key}={t.Value}"))}");
     }
 
