@@ -6,8 +6,9 @@ public enum BlockLocation : byte { Backing = 0, Ring = 1, Log = 2, Zero = 3 }
 /// <summary>
 /// The block index: for every 4 KiB block of a volume, where its newest version lives (ring slot, log
 /// address, a logged trim/zero, or nothing: the backing). Eight bytes per block, in per-extent arrays
-/// allocated on first use, so the budget is 8 bytes per cached block once an extent is in use.
-/// Writers hold the cache's append lock (updates happen in log order); readers read without locks.
+/// allocated on first use and dropped when the extent is clean again, so the budget is 8 bytes per
+/// cached block while an extent is in use. Each extent has one writer at a time: its extent actor
+/// (recovery, before any actor exists); readers read without locks.
 /// </summary>
 public sealed class BlockIndex
 {
@@ -27,6 +28,18 @@ public sealed class BlockIndex
     public long Blocks { get; }
 
     public static ulong Encode(BlockLocation location, long value) => ((ulong)location << KindShift) | ((ulong)value & ValueMask);
+
+    /// <summary>
+    /// A trim/zero not logged yet: named by its ticket (unique, so the flusher's swap to the logged
+    /// entry cannot hit a later trim of the same block); logged ones are named by their batch header.
+    /// </summary>
+    public static ulong UnloggedZero(long ticket) => Encode(BlockLocation.Zero, UnloggedFlag | ticket);
+
+    private const long UnloggedFlag = 1L << 61;
+
+    /// <summary>True for entries that name a log record (what recovery rebuilds); false for ring slots and unlogged trims/zeros.</summary>
+    public static bool IsLogged(ulong entry) =>
+        LocationOf(entry) == BlockLocation.Log || (LocationOf(entry) == BlockLocation.Zero && (ValueOf(entry) & UnloggedFlag) == 0);
 
     public static BlockLocation LocationOf(ulong entry) => (BlockLocation)(entry >> KindShift);
 
@@ -57,6 +70,29 @@ public sealed class BlockIndex
         var extent = Volatile.Read(ref _extents[block >> ExtentBlocksShift]);
         if (extent is null) return expected == 0 && entry == 0;
         return Interlocked.CompareExchange(ref extent[block & (ExtentBlocks - 1)], entry, expected) == expected;
+    }
+
+    public int ExtentCount => _extents.Length;
+
+    /// <summary>Blocks of one extent whose newest version is not on the backing.</summary>
+    public int CachedBlocksIn(long extent)
+    {
+        var entries = Volatile.Read(ref _extents[extent]);
+        if (entries is null) return 0;
+        var count = 0;
+        foreach (var entry in entries)
+            if (entry != 0) count++;
+        return count;
+    }
+
+    /// <summary>
+    /// Drops a clean extent's array. Readers still holding it read zeros (the backing), which is right;
+    /// the extent's next writer allocates a new one.
+    /// </summary>
+    public void ReleaseExtent(long extent)
+    {
+        if (CachedBlocksIn(extent) != 0) throw new InvalidOperationException($"extent {extent} still has cached blocks");
+        Volatile.Write(ref _extents[extent], null);
     }
 
     /// <summary>The first block in [from, to) whose entry is not on the backing, or <paramref name="to"/>.</summary>

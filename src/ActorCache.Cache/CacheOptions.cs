@@ -37,4 +37,6 @@ public sealed record CacheOptions
     public LogFullPolicy LogFullPolicy { get; init; } = LogFullPolicy.Wait;
     /// <summary>Longest a writer waits for ring space before failing with ENOSPC.</summary>
     public TimeSpan RingWaitTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>How long an extent with nothing cached keeps its actor and its index page before both go.</summary>
+    public TimeSpan ExtentIdleTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }

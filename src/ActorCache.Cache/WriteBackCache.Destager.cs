@@ -145,9 +145,10 @@ public sealed partial class WriteBackCache
     internal void SyncBacking() => _backing.FlushAsync().AsTask().GetAwaiter().GetResult();
 
     /// <summary>The backing has these blocks now: reads go there, unless a newer version arrived meanwhile. Run by the extent's actor.</summary>
-    internal void PublishDestaged(List<DestageBlock> blocks)
+    internal void PublishDestaged(ExtentHandle extent, List<DestageBlock> blocks)
     {
-        foreach (var (block, entry, _) in blocks) _index.Replace(block, entry, 0);
+        foreach (var (block, entry, _) in blocks)
+            if (_index.Replace(block, entry, 0)) extent.Cached--;
         Interlocked.Add(ref _blocksDestaged, blocks.Count);
     }
 

@@ -7,8 +7,8 @@ namespace ActorCache.Cache;
 
 /// <summary>
 /// The flusher's work (run by <see cref="FlusherActor"/>, the one writer of the log). It moves pending writes from the ring into batches in
-/// log order, points the index at their log copies, frees the slots, and fdatasyncs once for every
-/// FLUSH/FUA waiting (group commit).
+/// log order, tells the extents' actors where their blocks landed (they point the index there and free
+/// the slots), and fdatasyncs once for every FLUSH/FUA waiting (group commit).
 /// </summary>
 public sealed partial class WriteBackCache
 {
@@ -26,6 +26,7 @@ public sealed partial class WriteBackCache
     private readonly BatchPart[] _batchParts = new BatchPart[LogFormat.MaxEntries];
     private readonly List<ReadOnlyMemory<byte>> _gather = [];
     private readonly List<(long Ticket, TaskCompletionSource Done)> _completed = [];
+    private readonly List<(long Extent, ExtentHandle? Handle, LoggedBlocks Message)> _logged = [];
 
     private static readonly TimeSpan CommitInterval = TimeSpan.FromSeconds(1);
     private DateTime _lastSync = DateTime.UtcNow;
@@ -139,27 +140,36 @@ public sealed partial class WriteBackCache
         _medium.Write(address, _gather);
         LogWorks();
 
-        // The batch is in the log: point the index at it (unless a newer write took the block), free the slots.
+        // The batch is in the log: each extent's actor points its index at it and frees the slots.
         var dataBlock = LogReader.DataAddress(address) >> BlockShift;
         var headerBlock = address >> BlockShift;
+        _logged.Clear();
         for (var p = 0; p < parts; p++)
         {
             var part = _batchParts[p];
-            for (var b = part.From; b < part.From + part.Count; b++)
+            var block = part.Record.Block + part.From;
+            var end = block + part.Count;
+            while (block < end)
             {
-                var block = part.Record.Block + b;
-                if (part.Record.Type == LogEntryType.Data)
-                    _index.Replace(block, BlockIndex.Encode(BlockLocation.Ring, SlotOf(part.Record, b)), BlockIndex.Encode(BlockLocation.Log, dataBlock++));
-                else
-                    _index.Replace(block, BlockIndex.Encode(BlockLocation.Zero, 0), BlockIndex.Encode(BlockLocation.Zero, headerBlock));
+                var extent = block >> BlockIndex.ExtentBlocksShift;
+                var count = (int)(Math.Min(end, (extent + 1) << BlockIndex.ExtentBlocksShift) - block);
+                var logged = RentLogged();
+                var isData = part.Record.Type == LogEntryType.Data;
+                logged.Begin(block, count, part.Record.Type, isData ? dataBlock : headerBlock, part.Record.Ticket);
+                if (isData)
+                {
+                    var from = (int)(block - part.Record.Block);
+                    for (var i = 0; i < count; i++) logged.Slots[i] = SlotOf(part.Record, from + i);
+                    dataBlock += count;
+                }
+                _logged.Add((extent, null, logged));
+                block += count;
             }
-            // Released last block first, the slots go back on the free stack so the next claim takes them
-            // in ascending order: a staged write then receives into long runs of neighbouring slots.
-            if (part.Record.Type == LogEntryType.Data)
-                for (var b = part.From + part.Count - 1; b >= part.From; b--) _ring.Release(SlotOf(part.Record, b));
         }
         lock (_append)
         {
+            // Counted in flight under the lock, so no extent is retired before its message arrives.
+            for (var i = 0; i < _logged.Count; i++) _logged[i] = _logged[i] with { Handle = TryAcquireLocked(_logged[i].Extent) };
             for (var p = 0; p < parts; p++)
             {
                 var part = _batchParts[p];
@@ -178,6 +188,8 @@ public sealed partial class WriteBackCache
             }
             if (completedTicket > 0) _writtenTicket = completedTicket;
         }
+        // Its blocks are cached, so the extent has an actor; only a stopped actor system leaves one missing.
+        foreach (var (extent, handle, logged) in _logged) (handle ?? AcquireExtent(extent)).Actor.Tell(logged, ActorRefs.NoSender);
         Interlocked.Exchange(ref _tail, address + size);
         _nextSequence++;
         Interlocked.Increment(ref _batchesWritten);

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using ActorCache.Blocks;
 
 namespace ActorCache.Cache;
@@ -47,27 +48,39 @@ public sealed partial class WriteBackCache
         return true;
     }
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))] // it waits only when an extent is busy elsewhere; that should not allocate either
     public async ValueTask CommitStagedWriteAsync(StagedWrite staged, bool fua, CancellationToken cancellationToken = default)
     {
         var first = staged.Offset >> BlockShift;
+        var count = staged.TokenCount;
         long ticket = 0;
-        lock (_append)
+        IndexWrite? sent = null;
+        while (true)
         {
-            // Log order is commit order, as for every other write.
-            if (_mode == CacheMode.WriteBack)
+            if (_mode == CacheMode.WriteBack) await EnsureExtentsAsync(first, count).ConfigureAwait(false);
+            lock (_append)
             {
-                var slots = staged.Tokens;
-                for (var i = 0; i < slots.Length; i++) _index.Set(first + i, BlockIndex.Encode(BlockLocation.Ring, slots[i]));
-                ticket = QueueLocked(first, slots.Length, LogEntryType.Data, slots);
+                // Log order is commit order, as for every other write.
+                if (_mode == CacheMode.WriteBack)
+                {
+                    if (!ExtentsReadyLocked(first, count, partialEnds: false, out _)) continue; // an extent was retired meanwhile
+                    ticket = QueueLocked(first, count, LogEntryType.Data, staged.Tokens);
+                    var entries = EntriesScratchLocked(count);
+                    for (var i = 0; i < count; i++) entries[i] = BlockIndex.Encode(BlockLocation.Ring, staged.Tokens[i]);
+                    sent = SendIndexWriteLocked(first, entries);
+                }
             }
+            break;
         }
-        if (ticket == 0)
+        if (sent is null)
         {
             await WriteStagedThroughAsync(staged, fua, cancellationToken).ConfigureAwait(false);
             return;
         }
         staged.Clear();
         WakeFlusher();
+        if (!sent.IsCompleted) await sent.AsValueTask().ConfigureAwait(false); // an extent was busy on another thread
+        FinishIndexWrite(sent);
         if (fua) await WaitDurableAsync(ticket).ConfigureAwait(false);
     }
 

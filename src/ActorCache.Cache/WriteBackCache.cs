@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.CompilerServices;
 using ActorCache.Blocks;
 using ActorCache.Cache.Actors;
 using Akka.Actor;
@@ -58,6 +59,7 @@ public sealed partial class WriteBackCache : IBlockTarget
         _mode = mode;
         // Parts of a large write are released as their batches land, while later writes queue behind it.
         _pendingSlots = new int[ring.SlotCount + 16384];
+        _extentTable = new ExtentHandle?[index.ExtentCount];
         _tail = recovery.Tail;
         _nextSequence = recovery.NextSequence;
         _generation = recovery.Generation;
@@ -106,6 +108,7 @@ public sealed partial class WriteBackCache : IBlockTarget
         var cache = new WriteBackCache(name, backing, ring, medium, options, logger, checkpoint, index, recovery, mode);
         // Actor names carry a number so a volume reopened at once never collides with its predecessor's actors.
         var incarnation = Interlocked.Increment(ref _incarnations);
+        cache._extentsActor = actors.ActorOf(ExtentsActor.Props(cache), $"extents-{Uri.EscapeDataString(name)}-{incarnation}");
         cache._flusherActor = actors.ActorOf(FlusherActor.Props(cache), $"flusher-{Uri.EscapeDataString(name)}-{incarnation}");
         cache._destagerActor = actors.ActorOf(DestagerActor.Props(cache), $"destager-{Uri.EscapeDataString(name)}-{incarnation}");
         return cache;
@@ -152,6 +155,7 @@ public sealed partial class WriteBackCache : IBlockTarget
 
     // ---- writes -------------------------------------------------------------------------------
 
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken = default)
     {
         ThrowIfReadOnly();
@@ -181,38 +185,37 @@ public sealed partial class WriteBackCache : IBlockTarget
             else await _backing.WriteZeroesAsync(offset, length, mayDeallocate: false, fastOnly, durable, ct).ConfigureAwait(false);
             return;
         }
-        // Whole blocks become one log entry without data; partial blocks at the ends are written as zero bytes.
-        var end = offset + length;
-        var firstWhole = (offset + BlockSize - 1) & ~(long)(BlockSize - 1);
-        var lastWhole = end & ~(long)(BlockSize - 1);
-        long ticket = 0;
-        if (firstWhole >= lastWhole)
-        {
-            ticket = await AppendZeroBytesAsync(offset, length, ct).ConfigureAwait(false);
-        }
-        else
-        {
-            if (offset < firstWhole) await AppendZeroBytesAsync(offset, firstWhole - offset, ct).ConfigureAwait(false);
-            ticket = await AppendAsync(firstWhole, lastWhole - firstWhole, ReadOnlyMemory<byte>.Empty, type, ct).ConfigureAwait(false);
-            if (lastWhole < end) ticket = await AppendZeroBytesAsync(lastWhole, end - lastWhole, ct).ConfigureAwait(false);
-        }
+        var ticket = await AppendAsync(offset, length, ReadOnlyMemory<byte>.Empty, type, ct).ConfigureAwait(false);
         if (fua) await WaitDurableAsync(ticket).ConfigureAwait(false);
     }
 
-    private static readonly byte[] ZeroBlock = new byte[2 * BlockSize]; // a zeroed range without whole blocks spans at most two
-
-    private ValueTask<long> AppendZeroBytesAsync(long offset, long length, CancellationToken ct) =>
-        AppendAsync(offset, (int)length, ZeroBlock.AsMemory(0, (int)length), LogEntryType.Data, ct);
-
     /// <summary>
-    /// Puts one request into the ring and the index, in log order, and queues it for the flusher.
-    /// Returns its ticket (its place in log order) once it is visible to every reader.
+    /// Puts one request into the ring and queues its log records under one hold of _append (so a crash
+    /// never splits a request between records, and log order is the order writers take the lock), then
+    /// has its extents' actors point the index at it. Returns its ticket (its place in log order) once it
+    /// is visible to every reader. A trim/zero's whole blocks are one entry without data; a block it
+    /// covers only in part is written as zero bytes merged with the block's content.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     private async ValueTask<long> AppendAsync(long offset, long length, ReadOnlyMemory<byte> data, LogEntryType type, CancellationToken ct)
     {
         var first = offset >> BlockShift;
         var count = (int)(((offset + length - 1) >> BlockShift) - first + 1);
-        var slotCount = type == LogEntryType.Data ? count : 0;
+        var end = offset + length;
+        bool headPartial, tailPartial;
+        int slotCount;
+        if (type == LogEntryType.Data)
+        {
+            headPartial = (offset & (BlockSize - 1)) != 0;
+            tailPartial = (end & (BlockSize - 1)) != 0;
+            slotCount = count;
+        }
+        else
+        {
+            headPartial = (offset & (BlockSize - 1)) != 0 || length < BlockSize;
+            tailPartial = count > 1 && (end & (BlockSize - 1)) != 0;
+            slotCount = (headPartial ? 1 : 0) + (tailPartial ? 1 : 0);
+        }
         var slots = slotCount == 0 ? null : ArrayPool<int>.Shared.Rent(slotCount);
         try
         {
@@ -221,19 +224,38 @@ public sealed partial class WriteBackCache : IBlockTarget
             while (true)
             {
                 ThrowIfLogRefusesWrites();
+                await EnsureExtentsAsync(first, count).ConfigureAwait(false);
                 // Only a writer that found the ring full asks for a wake-up (and then tries once more, so none is missed).
                 var space = attempt++ == 0 ? null : _ring.SpaceFreed;
+                IndexWrite? sent = null;
+                long ticket = 0;
+                bool ready, missing;
                 lock (_append)
                 {
-                    if (slotCount == 0 || _ring.TryClaim(slots.AsSpan(0, slotCount)))
+                    ready = ExtentsReadyLocked(first, count, headPartial || tailPartial, out missing);
+                    if (ready && (slotCount == 0 || _ring.TryClaim(slots.AsSpan(0, slotCount))))
                     {
-                        if (type == LogEntryType.Data) FillSlots(offset, data.Span, first, slots.AsSpan(0, slotCount));
-                        else
-                            for (var b = 0; b < count; b++) _index.Set(first + b, BlockIndex.Encode(BlockLocation.Zero, 0));
-                        var ticket = QueueLocked(first, count, type, slots.AsSpan(0, slotCount));
-                        WakeFlusher();
-                        return ticket;
+                        var entries = EntriesScratchLocked(count);
+                        ticket = type == LogEntryType.Data
+                            ? QueueDataLocked(offset, data.Span, first, slots.AsSpan(0, slotCount), entries)
+                            : QueueZeroLocked(offset, end, first, type, headPartial, tailPartial, slots.AsSpan(0, slotCount), entries);
+                        sent = SendIndexWriteLocked(first, entries);
                     }
+                }
+                if (sent is not null)
+                {
+                    WakeFlusher();
+                    if (!sent.IsCompleted) await sent.AsValueTask().ConfigureAwait(false); // an extent was busy on another thread
+                    FinishIndexWrite(sent);
+                    return ticket;
+                }
+                if (!ready)
+                {
+                    // An extent was retired meanwhile (ensure it again), or is still applying an earlier
+                    // write that this partial one must merge with (it takes microseconds).
+                    attempt--;
+                    if (!missing) await Task.Yield();
+                    continue;
                 }
                 WakeFlusher();
                 if (space is not null) await WaitForRingSpaceAsync(space, deadline, ct).ConfigureAwait(false);
@@ -243,6 +265,57 @@ public sealed partial class WriteBackCache : IBlockTarget
         {
             if (slots is not null) ArrayPool<int>.Shared.Return(slots);
         }
+    }
+
+    private ulong[] _entriesScratch = new ulong[256]; // guarded by _append
+
+    private Span<ulong> EntriesScratchLocked(int count)
+    {
+        if (_entriesScratch.Length < count) _entriesScratch = new ulong[Math.Max(count, _entriesScratch.Length * 2)];
+        return _entriesScratch.AsSpan(0, count);
+    }
+
+    /// <summary>A data write: one record, every block in a slot. Caller holds _append.</summary>
+    private long QueueDataLocked(long offset, ReadOnlySpan<byte> data, long first, ReadOnlySpan<int> slots, Span<ulong> entries)
+    {
+        FillSlots(offset, data, first, slots);
+        for (var i = 0; i < slots.Length; i++) entries[i] = BlockIndex.Encode(BlockLocation.Ring, slots[i]);
+        return QueueLocked(first, slots.Length, LogEntryType.Data, slots);
+    }
+
+    /// <summary>A trim/zero: zero bytes for a partial first and last block, one entry without data for the whole ones between. Caller holds _append.</summary>
+    private long QueueZeroLocked(long offset, long end, long first, LogEntryType type, bool headPartial, bool tailPartial,
+        ReadOnlySpan<int> slots, Span<ulong> entries)
+    {
+        long ticket = 0;
+        var last = first + entries.Length - 1;
+        var wholeFirst = first;
+        var wholeLast = last;
+        if (headPartial)
+        {
+            ticket = QueueZeroBytesLocked(offset, end, first, slots[0], entries);
+            wholeFirst++;
+        }
+        if (tailPartial) wholeLast--;
+        if (wholeFirst <= wholeLast)
+        {
+            ticket = QueueLocked(wholeFirst, (int)(wholeLast - wholeFirst + 1), type, []);
+            entries[(int)(wholeFirst - first)..(int)(wholeLast - first + 1)].Fill(BlockIndex.UnloggedZero(ticket));
+        }
+        if (tailPartial) ticket = QueueZeroBytesLocked(offset, end, last, slots[^1], entries[(int)(last - first)..]);
+        return ticket;
+    }
+
+    private long QueueZeroBytesLocked(long offset, long end, long block, int slot, Span<ulong> entry)
+    {
+        var blockStart = block << BlockShift;
+        var from = (int)(Math.Max(offset, blockStart) - blockStart);
+        var to = (int)(Math.Min(end, blockStart + BlockSize) - blockStart);
+        var destination = _ring.Slot(slot);
+        ReadBlockLocked(block, destination);
+        destination[from..to].Clear();
+        entry[0] = BlockIndex.Encode(BlockLocation.Ring, slot);
+        return QueueLocked(block, 1, LogEntryType.Data, [slot]);
     }
 
     /// <summary>Gives the request the next ticket (its place in log order) and queues it for the flusher. Caller holds _append.</summary>
@@ -274,7 +347,7 @@ public sealed partial class WriteBackCache : IBlockTarget
         }
     }
 
-    /// <summary>Copies a request into its slots (merging partial blocks with their current content) and points the index at them. Caller holds _append.</summary>
+    /// <summary>Copies a request into its slots, merging partial blocks with their current content. Caller holds _append.</summary>
     private void FillSlots(long offset, ReadOnlySpan<byte> data, long first, ReadOnlySpan<int> slots)
     {
         var end = offset + data.Length;
@@ -287,39 +360,56 @@ public sealed partial class WriteBackCache : IBlockTarget
             var to = Math.Min(end, blockStart + BlockSize);
             if (to - from < BlockSize) ReadBlockLocked(block, destination); // read-modify-write of a partial block
             data.Slice((int)(from - offset), (int)(to - from)).CopyTo(destination[(int)(from - blockStart)..]);
-            _index.Set(block, BlockIndex.Encode(BlockLocation.Ring, slots[i]));
         }
     }
 
-    /// <summary>The current content of one block, read while holding _append (so no ring slot it names can be reused).</summary>
+    /// <summary>The current content of one block, read while holding _append (so no write of it can come in between).</summary>
     private void ReadBlockLocked(long block, Span<byte> destination)
     {
-        var entry = _index.Get(block);
-        switch (BlockIndex.LocationOf(entry))
+        // A block moves (ring -> log -> backing) at most a few times while we look; an entry that keeps
+        // naming a free slot would be a broken index, reported rather than looped on.
+        for (var attempt = 0; attempt < 1000; attempt++)
         {
-            case BlockLocation.Ring:
-                _ring.Slot((int)BlockIndex.ValueOf(entry)).CopyTo(destination);
-                return;
-            case BlockLocation.Zero:
-                destination.Clear();
-                return;
-            case BlockLocation.Log:
-                if (_medium.TryRead(BlockIndex.ValueOf(entry) << BlockShift, destination)) return;
-                ReadBlockLocked(block, destination); // destaged meanwhile: look again
-                return;
-            default:
-                var buffer = ArrayPool<byte>.Shared.Rent(BlockSize);
-                try
+            var entry = _index.Get(block);
+            switch (BlockIndex.LocationOf(entry))
+            {
+                case BlockLocation.Ring:
                 {
-                    _backing.ReadAsync(block << BlockShift, buffer.AsMemory(0, BlockSize)).AsTask().GetAwaiter().GetResult();
-                    buffer.AsSpan(0, BlockSize).CopyTo(destination);
+                    // The extent's actor frees the slot once it is logged (not under _append): hold it, then check it is still the block's.
+                    var slot = (int)BlockIndex.ValueOf(entry);
+                    if (!_ring.TryAddReference(slot)) continue;
+                    try
+                    {
+                        if (_index.Get(block) != entry) continue;
+                        _ring.Slot(slot).CopyTo(destination);
+                        return;
+                    }
+                    finally
+                    {
+                        _ring.Release(slot);
+                    }
                 }
-                finally
-                {
-                    ArrayPool<byte>.Shared.Return(buffer);
-                }
-                return;
+                case BlockLocation.Zero:
+                    destination.Clear();
+                    return;
+                case BlockLocation.Log:
+                    if (_medium.TryRead(BlockIndex.ValueOf(entry) << BlockShift, destination)) return;
+                    continue; // destaged meanwhile: look again
+                default:
+                    var buffer = ArrayPool<byte>.Shared.Rent(BlockSize);
+                    try
+                    {
+                        _backing.ReadAsync(block << BlockShift, buffer.AsMemory(0, BlockSize)).AsTask().GetAwaiter().GetResult();
+                        buffer.AsSpan(0, BlockSize).CopyTo(destination);
+                    }
+                    finally
+                    {
+                        ArrayPool<byte>.Shared.Return(buffer);
+                    }
+                    return;
+            }
         }
+        throw new InvalidOperationException($"volume {_name}: the index entry of block {block} keeps naming a location that is gone");
     }
 
     // ---- flush --------------------------------------------------------------------------------
@@ -584,6 +674,7 @@ public sealed partial class WriteBackCache : IBlockTarget
         // The flusher drains what is still pending; the destager finishes the step it is in.
         if (!_flusherGone) await StopActorAsync(_flusherActor, Signals.Stop.Instance).ConfigureAwait(false);
         if (!_destagerGone) await StopActorAsync(_destagerActor, Signals.Stop.Instance).ConfigureAwait(false);
+        if (!_extentsGone) await StopActorAsync(_extentsActor, Signals.Stop.Instance).ConfigureAwait(false);
         _medium.Dispose();
         await _backing.DisposeAsync().ConfigureAwait(false);
     }

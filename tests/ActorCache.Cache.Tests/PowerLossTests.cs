@@ -91,7 +91,7 @@ public sealed class PowerLossTests : IDisposable
             // recovered log holds one batch more than the runtime had at the sync, and the indexes differ by it.
             if (recovered.Recovery.BatchesReplayed != batchesAtSync) continue;
             foreach (var (block, entry) in runtime)
-                if (BlockIndex.LocationOf(entry) == BlockLocation.Log || (BlockIndex.LocationOf(entry) == BlockLocation.Zero && BlockIndex.ValueOf(entry) != 0))
+                if (BlockIndex.IsLogged(entry))
                     Assert.Equal(entry, recovered.Index.Get(block));
             foreach (var (block, entry) in recovered.Index.Entries())
                 Assert.True(runtime.ContainsKey(block), $"block {block} is in the recovered index ({entry:x}) but was on the backing at sync {syncs}");

@@ -98,8 +98,8 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         await export.Target.FlushAsync();
         var volume = (Volume)export.Target;
         await AwaitConditionAsync(() => Task.FromResult(volume.Cache!.Statistics.BlocksDestaged >= 2048), TimeSpan.FromSeconds(20));
-        Assert.NotNull(await FindAsync("/user/volume-wb/destager-wb-*/extent-0-*"));
-        Assert.NotNull(await FindAsync("/user/volume-wb/destager-wb-*/extent-1-*"));
+        Assert.NotNull(await FindAsync("/user/volume-wb/extents-wb-*/extent-0-*"));
+        Assert.NotNull(await FindAsync("/user/volume-wb/extents-wb-*/extent-1-*"));
 
         var tail = new byte[4096];
         Array.Fill(tail, (byte)0x5A);

@@ -3,7 +3,9 @@ namespace ActorCache.Cache.Actors;
 /// <summary>
 /// Where the cache's actors run. The flusher and destager do blocking log and backing I/O (pwritev,
 /// fdatasync), so each gets a thread of its own rather than starving the pool that serves NBD
-/// requests; extent actors write their regions to the backing on a small dedicated pool.
+/// requests. Extent actors (and their supervisor) run on the sender's thread when idle
+/// (<see cref="CallingThreadDispatcher"/>): their handlers are a few index updates, and a write
+/// should not pay a thread switch for them; their backing writes go to the thread pool.
 /// Every ActorSystem that hosts caches includes <see cref="Hocon"/>.
 /// </summary>
 public static class CacheDispatchers
@@ -16,12 +18,8 @@ public static class CacheDispatchers
           type = PinnedDispatcher
         }
         actorcache.cache.extent-dispatcher {
-          type = ForkJoinDispatcher
-          throughput = 16
-          dedicated-thread-pool {
-            thread-count = 2
-            threadtype = background
-          }
+          type = "ActorCache.Cache.Actors.CallingThreadDispatcherConfigurator, ActorCache.Cache"
+          throughput = 1000000
         }
         """;
 }

@@ -5,17 +5,13 @@ namespace ActorCache.Cache.Actors;
 
 /// <summary>
 /// Drives destaging of one volume (DESIGN §3): step by step it reads due log history, hands each
-/// extent's newest blocks to that extent's actor (created on demand, stopped when idle), fdatasyncs
-/// the backing once every extent has written, lets the extent actors publish the new locations, and
-/// then advances the horizon. Backing failures are retried with backoff; the data stays in the log.
+/// extent's newest blocks to that extent's actor, fdatasyncs the backing once every extent has
+/// written, lets the extent actors publish the new locations, and then advances the horizon.
+/// Backing failures are retried with backoff; the data stays in the log.
 /// </summary>
 internal sealed class DestagerActor : ReceiveActor, IWithTimers
 {
-    private static readonly TimeSpan ExtentIdle = TimeSpan.FromSeconds(30);
-
     private readonly WriteBackCache _cache;
-    private readonly Dictionary<long, (IActorRef Actor, DateTime LastUsed)> _extents = [];
-    private static long _incarnations; // across restarts too, so a new extent actor never takes a dying one's name
     private Backoff _backoff = new(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
     private bool _retryScheduled;
 
@@ -23,11 +19,7 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
     {
         _cache = cache;
         ReceiveAsync<Signals.Wake>(_ => DestageAsync());
-        ReceiveAsync<Signals.Tick>(async _ =>
-        {
-            await DestageAsync();
-            StopIdleExtents();
-        });
+        ReceiveAsync<Signals.Tick>(_ => DestageAsync());
         ReceiveAsync<Signals.Retry>(_ =>
         {
             _retryScheduled = false;
@@ -48,10 +40,9 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
 
     protected override void PostStop() => _cache.OnDestagerStopped();
 
-    /// <summary>A restart (after an unexpected exception) is not a stop: the extent actors go, the cache keeps its destager.</summary>
+    /// <summary>A restart (after an unexpected exception) is not a stop: the cache keeps its destager.</summary>
     protected override void PreRestart(Exception reason, object message)
     {
-        foreach (var child in Context.GetChildren()) Context.Stop(child);
     }
 
     private async Task DestageAsync()
@@ -61,9 +52,9 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
         {
             while (_cache.DestagingAllowed && _cache.PlanDestageStep() is { } plan)
             {
-                await AllExtentsAsync(plan, (work, round) => new ExtentActor.WriteToBacking(work.Blocks, round));
+                await AllExtentsAsync(plan, (extent, work, round) => new ExtentActor.WriteToBacking(extent, work.Blocks, round));
                 _cache.SyncBacking();
-                await AllExtentsAsync(plan, (work, round) => new ExtentActor.Publish(work.Blocks, round));
+                await AllExtentsAsync(plan, (extent, work, round) => new ExtentActor.PublishDestaged(extent, work.Blocks, round));
                 _cache.CompleteDestageStep(plan);
             }
             _cache.OnBackingWorks();
@@ -78,32 +69,15 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
     }
 
     /// <summary>Sends every extent of the step its part and waits until all have done it; the first failure fails the step.</summary>
-    private async Task AllExtentsAsync(DestagePlan plan, Func<ExtentDestage, DestageRound, object> message)
+    private async Task AllExtentsAsync(DestagePlan plan, Func<ExtentHandle, ExtentDestage, DestageRound, object> message)
     {
         var round = new DestageRound(plan.Extents.Count);
-        var now = DateTime.UtcNow;
-        foreach (var work in plan.Extents) ExtentActorFor(work.Extent, now).Tell(message(work, round));
-        await round.Completion;
-    }
-
-    private IActorRef ExtentActorFor(long extent, DateTime now)
-    {
-        if (!_extents.TryGetValue(extent, out var known))
-            known.Actor = Context.ActorOf(ExtentActor.Props(_cache), $"extent-{extent}-{Interlocked.Increment(ref _incarnations)}");
-        _extents[extent] = (known.Actor, now);
-        return known.Actor;
-    }
-
-    /// <summary>Extent actors live while their region has history to destage; idle ones go (between steps, so none has work).</summary>
-    private void StopIdleExtents()
-    {
-        var cutoff = DateTime.UtcNow - ExtentIdle;
-        foreach (var (extent, (actor, lastUsed)) in _extents)
+        foreach (var work in plan.Extents)
         {
-            if (lastUsed > cutoff) continue;
-            Context.Stop(actor);
-            _extents.Remove(extent);
+            var extent = _cache.AcquireExtent(work.Extent);
+            extent.Actor.Tell(message(extent, work, round));
         }
+        await round.Completion;
     }
 }
 

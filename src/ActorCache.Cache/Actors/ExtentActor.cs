@@ -5,49 +5,95 @@ using Akka.Actor;
 namespace ActorCache.Cache.Actors;
 
 /// <summary>
-/// Owns one 4 MiB extent of a volume while it has history to destage: writes the newest version of
-/// its dirty blocks to the backing (block order, neighbours coalesced) and, once the destager has
-/// made the backing durable, publishes their new location in its part of the index. Extents write
-/// in parallel on the extent dispatcher. Messages carry block numbers and log addresses, never data.
+/// Owns one 4 MiB extent of a volume while anything in it is cached (DESIGN §3): it is the only
+/// writer of its part of the index and keeps its dirty count. Writers tell it where a write's blocks
+/// went (ring slots, or a logged trim/zero), the flusher where they landed in the log (it then frees
+/// the slots), the destager what to copy to the backing and when the backing has it. Readers read
+/// the index without asking. Messages carry block numbers, slot numbers and log addresses, never data.
+/// It runs on the <see cref="CallingThreadDispatcher"/>, so every handler is short and never blocks.
 /// </summary>
 internal sealed class ExtentActor : ReceiveActor
 {
-    public sealed record WriteToBacking(List<DestageBlock> Blocks, DestageRound Round);
+    /// <summary>The destager's step for this extent: write these blocks (newest versions, block order) to the backing.</summary>
+    public sealed record WriteToBacking(ExtentHandle Extent, List<DestageBlock> Blocks, DestageRound Round);
 
-    public sealed record Publish(List<DestageBlock> Blocks, DestageRound Round);
+    /// <summary>The backing holds these blocks durably now: point the index at it (unless a newer write came).</summary>
+    public sealed record PublishDestaged(ExtentHandle Extent, List<DestageBlock> Blocks, DestageRound Round);
 
-    public ExtentActor(WriteBackCache cache)
+    public ExtentActor(WriteBackCache cache, ExtentHandle extent)
     {
-        ReceiveAsync<WriteToBacking>(async m =>
+        Receive<IndexWrite>(m =>
         {
-            var buffer = ArrayPool<byte>.Shared.Rent(WriteBackCache.DestageBufferFor(m.Blocks));
+            Exception? failure = null;
             try
             {
-                await cache.WriteToBackingAsync(m.Blocks, buffer);
-                m.Round.Done(null);
+                cache.ApplyWrite(extent, m);
             }
             catch (Exception e)
             {
-                m.Round.Done(e as BlockTargetException ?? new BlockTargetException(BlockError.Io, e.Message));
+                failure = e;
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(buffer);
+                Interlocked.Decrement(ref extent.PendingWrites);
+                extent.Handled();
+                m.ExtentDone(failure);
             }
         });
-        Receive<Publish>(m =>
+        Receive<LoggedBlocks>(m =>
         {
             try
             {
-                cache.PublishDestaged(m.Blocks);
+                cache.ApplyLogged(m);
+            }
+            finally
+            {
+                cache.ReturnLogged(m);
+                extent.Handled();
+            }
+        });
+        Receive<WriteToBacking>(m =>
+        {
+            // On the thread pool: a slow backing must neither hold up this extent's writers nor the thread that sent this.
+            _ = Task.Run(() => WriteToBackingAsync(cache, m));
+            extent.Handled();
+        });
+        Receive<PublishDestaged>(m =>
+        {
+            try
+            {
+                cache.PublishDestaged(extent, m.Blocks);
                 m.Round.Done(null);
             }
             catch (Exception e)
             {
                 m.Round.Done(new BlockTargetException(BlockError.Io, e.Message));
             }
+            finally
+            {
+                extent.Handled();
+            }
         });
     }
 
-    public static Props Props(WriteBackCache cache) => Akka.Actor.Props.Create(() => new ExtentActor(cache)).WithDispatcher(CacheDispatchers.Extents);
+    public static Props Props(WriteBackCache cache, ExtentHandle extent) =>
+        Akka.Actor.Props.Create(() => new ExtentActor(cache, extent)).WithDispatcher(CacheDispatchers.Extents);
+
+    private static async Task WriteToBackingAsync(WriteBackCache cache, WriteToBacking m)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(WriteBackCache.DestageBufferFor(m.Blocks));
+        try
+        {
+            await cache.WriteToBackingAsync(m.Blocks, buffer).ConfigureAwait(false);
+            m.Round.Done(null);
+        }
+        catch (Exception e)
+        {
+            m.Round.Done(e as BlockTargetException ?? new BlockTargetException(BlockError.Io, e.Message));
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
 }

@@ -32,7 +32,8 @@ public sealed record NodeSettings
 /// <summary>The node's cache settings (actorcache.cache): the shared ring and the per-volume log.</summary>
 public sealed record CacheSettings(
     long RingSize, string LogDir, long SegmentSize, long LogCapacity, TimeSpan RetentionTime, double RetentionMaxFraction,
-    long MaxBatch, TimeSpan DestageInterval, ActorCache.Cache.LogFullPolicy LogFullPolicy, TimeSpan RingWaitTimeout, TimeSpan BackingWriteDelay)
+    long MaxBatch, TimeSpan DestageInterval, ActorCache.Cache.LogFullPolicy LogFullPolicy, TimeSpan RingWaitTimeout, TimeSpan BackingWriteDelay,
+    TimeSpan ExtentIdleTimeout)
 {
     public ActorCache.Cache.CacheOptions OptionsFor(string volume) => new()
     {
@@ -45,6 +46,7 @@ public sealed record CacheSettings(
         DestageInterval = DestageInterval,
         LogFullPolicy = LogFullPolicy,
         RingWaitTimeout = RingWaitTimeout,
+        ExtentIdleTimeout = ExtentIdleTimeout,
     };
 }
 
@@ -191,7 +193,8 @@ public static class NodeSettingsLoader
             ac.GetTimeSpan("cache.retention-time", TimeSpan.FromHours(1)), fraction, maxBatch,
             ac.GetTimeSpan("cache.destage-interval", TimeSpan.FromMilliseconds(500)), policy,
             ac.GetTimeSpan("cache.ring-wait-timeout", TimeSpan.FromSeconds(30)),
-            ac.GetTimeSpan("cache.backing-write-delay", TimeSpan.Zero));
+            ac.GetTimeSpan("cache.backing-write-delay", TimeSpan.Zero),
+            ac.GetTimeSpan("cache.extent-idle-timeout", TimeSpan.FromSeconds(30)));
     }
 
     /// <summary>Where a volume's backing lives when the user names none.</summary>

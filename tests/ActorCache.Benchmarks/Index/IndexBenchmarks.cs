@@ -3,7 +3,7 @@ using BenchmarkDotNet.Attributes;
 
 namespace ActorCache.Benchmarks.Index;
 
-/// <summary>Index updates (the write path, under the append lock) and lookups (the lock-free read path).</summary>
+/// <summary>Index updates (made by an extent actor, one writer per extent) and lookups (the lock-free read path).</summary>
 [MemoryDiagnoser]
 public class IndexBenchmarks
 {
