@@ -48,6 +48,13 @@ public sealed class NodeSettingsTests
     }
 
     [Fact]
+    public void The_extent_idle_timeout_reaches_the_cache_options()
+    {
+        Assert.Equal(TimeSpan.FromSeconds(30), Load().Cache.OptionsFor("v").ExtentIdleTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(5), Load(sets: ["actorcache.cache.extent-idle-timeout = 5s"]).Cache.OptionsFor("v").ExtentIdleTimeout);
+    }
+
+    [Fact]
     public void Flags_override_configuration()
     {
         var s = Load(volumes: ["a:512M", "b:10G:pass-through:backing=/dev/loop7:read-only"], listen: ["unix:/run/x.sock"],
