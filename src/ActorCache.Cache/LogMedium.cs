@@ -30,16 +30,26 @@ public interface ILogMedium : IDisposable
     /// <summary>Forgets a range inside one segment (after a torn tail is cut), so stale records there can never be mistaken for new ones.</summary>
     void Discard(long address, long length);
 
-    /// <summary>Deletes a whole segment the log no longer needs.</summary>
+    /// <summary>Gives up a whole segment the log no longer needs (deleted, or kept to be reused as a later one).</summary>
     void Release(long segment);
 
     IReadOnlyList<long> Segments { get; }
 }
 
-/// <summary>The real medium: one preallocated file per segment in the volume's log directory.</summary>
+/// <summary>
+/// The real medium: one preallocated file per segment in the volume's log directory. Released segments
+/// are kept as spares (up to <see cref="MaxSpares"/>) and renamed into place as later segments, the way
+/// databases recycle WAL files: a new file's blocks are only reserved (unwritten extents), so every
+/// fdatasync after writing into it must also commit the file system's journal; a recycled file's blocks
+/// are written already, and an fdatasync flushes data only. Stale records in a recycled file carry
+/// older sequence numbers, which recovery never takes for the next record.
+/// </summary>
 public sealed class SegmentFiles : ILogMedium
 {
+    public const int MaxSpares = 4;
+
     private readonly string _directory;
+    private readonly Stack<string> _spares = new();
     private readonly ConcurrentDictionary<long, SafeFileHandle> _open = new();
     private readonly HashSet<long> _unsynced = [];
     private readonly List<long> _syncing = []; // reused by Sync (only the flusher syncs), so a commit allocates nothing
@@ -57,6 +67,7 @@ public sealed class SegmentFiles : ILogMedium
         SegmentSize = segmentSize;
         Directory.CreateDirectory(directory);
         foreach (var segment in Segments) Handle(segment, create: false);
+        foreach (var spare in Directory.EnumerateFiles(directory, "spare-*.log")) _spares.Push(spare);
     }
 
     public long SegmentSize { get; }
@@ -76,6 +87,11 @@ public sealed class SegmentFiles : ILogMedium
             if (_open.TryGetValue(segment, out handle)) return handle;
             var path = PathOf(segment);
             if (!create && !File.Exists(path)) return null;
+            if (create && !File.Exists(path) && _spares.TryPop(out var spare))
+            {
+                File.Move(spare, path); // durable with the directory fsync of the next Sync, like a new file
+                _directoryDirty = true;
+            }
             try
             {
                 handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
@@ -232,8 +248,24 @@ public sealed class SegmentFiles : ILogMedium
         {
             if (_open.TryRemove(segment, out var handle)) handle.Dispose();
             _unsynced.Remove(segment);
-            File.Delete(PathOf(segment));
+            var path = PathOf(segment);
+            if (_spares.Count < MaxSpares && File.Exists(path) && new FileInfo(path).Length == SegmentSize)
+            {
+                var spare = Path.Combine(_directory, $"spare-{Guid.NewGuid():N}.log");
+                File.Move(path, spare);
+                _spares.Push(spare);
+            }
+            else File.Delete(path);
             _directoryDirty = true;
+        }
+    }
+
+    /// <summary>Released segment files kept for reuse.</summary>
+    public int SpareCount
+    {
+        get
+        {
+            lock (_gate) return _spares.Count;
         }
     }
 

@@ -42,12 +42,19 @@ internal sealed class LogReader(ILogMedium medium, Guid volumeId)
         return LogFormat.TryReadHeader(_header, volumeId, out header, Entries);
     }
 
-    /// <summary>True when the header block at <paramref name="address"/> is all zeroes or its segment does not exist (never written: a clean end of the log).</summary>
-    public bool IsBlank(long address) => !medium.TryRead(address, _header) || !_header.AsSpan().ContainsAnyExcept((byte)0);
+    /// <summary>
+    /// True when the block at <paramref name="address"/> ends the log cleanly: never written (zeroes, or
+    /// no segment), or a record older than <paramref name="sequence"/> left in a recycled segment file.
+    /// </summary>
+    public bool IsBlank(long address, long sequence)
+    {
+        if (!medium.TryRead(address, _header) || !_header.AsSpan().ContainsAnyExcept((byte)0)) return true;
+        return LogFormat.TryReadHeader(_header, volumeId, out var stale, Entries) && stale.Sequence < sequence;
+    }
 
-    /// <summary>True when something was written where batch <paramref name="address"/> (or its next-segment alternative) would be.</summary>
-    public bool AnythingAt(long address) =>
-        !IsBlank(address) || (address % medium.SegmentSize != 0 && !IsBlank(NextSegmentStart(address)));
+    /// <summary>True when something was written where batch <paramref name="sequence"/> at <paramref name="address"/> (or its next-segment alternative) would be.</summary>
+    public bool AnythingAt(long address, long sequence) =>
+        !IsBlank(address, sequence) || (address % medium.SegmentSize != 0 && !IsBlank(NextSegmentStart(address), sequence));
 
     /// <summary>Byte address where the data of the batch whose header is at <paramref name="address"/> starts.</summary>
     public static long DataAddress(long address) => address + LogFormat.BlockSize;

@@ -60,7 +60,7 @@ public static class LogRecovery
                 var later = FindLaterDurable(reader, medium, address, sequence, out var laterAddress, out var laterHeader);
                 if (!later)
                 {
-                    if (found || reader.AnythingAt(address))
+                    if (found || reader.AnythingAt(address, sequence))
                         torn = $"log ends with an incomplete record (sequence {sequence}) at address {address}; it was never acknowledged as durable and was cut off";
                     CutTail(medium, address);
                     break;

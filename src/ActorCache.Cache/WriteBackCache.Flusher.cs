@@ -22,6 +22,7 @@ public sealed partial class WriteBackCache
     private int _headRecordDone; // blocks of the head pending record already in the log (a write larger than a batch)
 
     private readonly byte[] _headerBlock = GC.AllocateArray<byte>(BlockSize, pinned: true);
+    private static readonly byte[] EndOfLog = GC.AllocateArray<byte>(BlockSize, pinned: true);
     private readonly LogEntry[] _batchEntries = new LogEntry[LogFormat.MaxEntries];
     private readonly BatchPart[] _batchParts = new BatchPart[LogFormat.MaxEntries];
     private readonly List<ReadOnlyMemory<byte>> _gather = [];
@@ -134,6 +135,9 @@ public sealed partial class WriteBackCache
             }
             _batchEntries[p] = new LogEntry(part.Record.Block + part.From, part.Count, part.Record.Type, crc);
         }
+        // A zero block after the batch (overwritten by the next one's header): in a recycled segment
+        // file, the log's end is then blank and never stale data a recovery could take for a torn write.
+        if ((address + size) % _medium.SegmentSize != 0) _gather.Add(EndOfLog);
         var header = new BatchHeader(_nextSequence, Interlocked.Read(ref _generation), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000,
             syncWanted ? LogFormat.SyncPointFlag : (ushort)0, _volumeId, dataBlocks, Interlocked.Read(ref _durableSequence), parts);
         LogFormat.WriteHeader(_headerBlock, header, _batchEntries.AsSpan(0, parts));
