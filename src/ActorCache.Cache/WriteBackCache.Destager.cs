@@ -26,6 +26,7 @@ public sealed partial class WriteBackCache
     private long _horizon, _horizonSequence, _horizonGeneration, _drainTo;
     private volatile string? _backingFailure;
     private bool _shrinkReported;
+    private DateTime _nextPacedStep;
 
     internal CacheOptions Options => _options;
 
@@ -51,6 +52,12 @@ public sealed partial class WriteBackCache
         if (address >= durableTail) return null;
 
         var retentionLimit = (long)(_options.LogCapacity * _options.RetentionMaxFraction);
+        // Writeback throttling (like dm-writecache's watermarks): past the retention cap, history is
+        // destaged one step per destage interval while the log is below the high watermark, so
+        // foreground log syncs do not queue behind a flood of backing writeback; above it, flat out.
+        var highWatermark = retentionLimit + (_options.LogCapacity - retentionLimit) / 2;
+        var paced = Interlocked.Read(ref _tail) - address < highWatermark;
+        if (paced && DateTime.UtcNow < _nextPacedStep) retentionLimit = long.MaxValue;
         var cutoff = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000 - (long)_options.RetentionTime.TotalMicroseconds;
         var newest = new SortedDictionary<long, DestageBlock>();
         var blocks = 0;
@@ -84,6 +91,7 @@ public sealed partial class WriteBackCache
         if (address == Interlocked.Read(ref _horizon)) return null;
         if (shrinking)
         {
+            if (paced) _nextPacedStep = DateTime.UtcNow + _options.DestageInterval;
             Interlocked.Increment(ref _retentionShrinks);
             if (!_shrinkReported)
                 _logger.LogWarning("volume {Name}: the log passed {Percent:P0} of its capacity; retention shrinks below {Retention} so writers do not stall",

@@ -1,0 +1,47 @@
+namespace ActorCache.Cache.Tests;
+
+/// <summary>
+/// Past the retention cap, history is destaged at a steady pace (one step per destage interval) while
+/// the log stays below its high watermark (halfway from the cap to capacity), and flat out above it,
+/// so a log that just passed its cap does not flood the disk with backing writeback.
+/// </summary>
+public sealed class WritebackThrottleTests : IDisposable
+{
+    private const long Size = 32 << 20;
+    private readonly CacheFixture _fixture = new();
+
+    public void Dispose() => _fixture.Dispose();
+
+    [Fact]
+    public async Task Retention_shrinks_one_step_per_interval_below_the_high_watermark_and_flat_out_above_it()
+    {
+        // Capacity 8 MiB: the retention cap is 2 MiB, the high watermark 5 MiB.
+        var options = _fixture.Options(capacity: 8 << 20) with { RetentionMaxFraction = 0.25, DestageInterval = TimeSpan.FromSeconds(3) };
+        await using var cache = _fixture.Open(Size, options);
+        long offset = 0;
+        async Task WriteAsync(int mebibytes)
+        {
+            for (var i = 0; i < mebibytes * 4; i++, offset += 256 << 10)
+                await CacheFixture.StagedWriteAsync(cache, offset, CacheFixture.Pattern(256 << 10, (int)(offset >> 18)), fua: false);
+            await cache.FlushAsync();
+        }
+        async Task<long> SettledLogBytesAsync(TimeSpan wait)
+        {
+            await Task.Delay(wait);
+            return cache.Statistics.LogBytes;
+        }
+
+        await WriteAsync(3); // past the cap: the first step runs at once and brings the log back to the cap
+        Assert.InRange(await SettledLogBytesAsync(TimeSpan.FromMilliseconds(700)), 0, (2 << 20) + (512 << 10));
+
+        await WriteAsync(1); // past the cap again, below the watermark, within the interval: waits its turn
+        Assert.True(await SettledLogBytesAsync(TimeSpan.FromMilliseconds(700)) > (2 << 20) + (512 << 10), "a second step ran within the interval");
+
+        await WriteAsync(3); // past the high watermark: destaged without waiting
+        Assert.InRange(await SettledLogBytesAsync(TimeSpan.FromMilliseconds(700)), 0, (2 << 20) + (512 << 10));
+
+        var read = new byte[256 << 10];
+        await cache.ReadAsync(0, read);
+        Assert.Equal(CacheFixture.Pattern(256 << 10, 0), read);
+    }
+}
