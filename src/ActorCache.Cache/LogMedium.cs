@@ -30,6 +30,12 @@ public interface ILogMedium : IDisposable
     /// <summary>Forgets a range inside one segment (after a torn tail is cut), so stale records there can never be mistaken for new ones.</summary>
     void Discard(long address, long length);
 
+    /// <summary>
+    /// False only when the segment's file is known to read as zeroes past what this process wrote (a
+    /// new file, not a recycled one): then the flusher needs no end-of-log block after a batch.
+    /// </summary>
+    bool MayHoldStaleRecords(long segment) => true;
+
     /// <summary>Gives up a whole segment the log no longer needs (deleted, or kept to be reused as a later one).</summary>
     void Release(long segment);
 
@@ -50,6 +56,7 @@ public sealed class SegmentFiles : ILogMedium
 
     private readonly string _directory;
     private readonly Stack<string> _spares = new();
+    private readonly HashSet<long> _fresh = []; // created empty by this process: nothing stale in them
     private readonly ConcurrentDictionary<long, SafeFileHandle> _open = new();
     private readonly HashSet<long> _unsynced = [];
     private readonly List<long> _syncing = []; // reused by Sync (only the flusher syncs), so a commit allocates nothing
@@ -92,6 +99,7 @@ public sealed class SegmentFiles : ILogMedium
                 File.Move(spare, path); // durable with the directory fsync of the next Sync, like a new file
                 _directoryDirty = true;
             }
+            var existed = File.Exists(path);
             try
             {
                 handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.ReadWrite);
@@ -113,6 +121,7 @@ public sealed class SegmentFiles : ILogMedium
                     BlockThrow.FromErrno(errno, "reserving log segment", path);
                 }
                 _directoryDirty = true;
+                if (!existed) _fresh.Add(segment);
             }
             _open[segment] = handle;
             return handle;
@@ -248,6 +257,7 @@ public sealed class SegmentFiles : ILogMedium
         {
             if (_open.TryRemove(segment, out var handle)) handle.Dispose();
             _unsynced.Remove(segment);
+            _fresh.Remove(segment);
             var path = PathOf(segment);
             if (_spares.Count < MaxSpares && File.Exists(path) && new FileInfo(path).Length == SegmentSize)
             {
@@ -258,6 +268,11 @@ public sealed class SegmentFiles : ILogMedium
             else File.Delete(path);
             _directoryDirty = true;
         }
+    }
+
+    public bool MayHoldStaleRecords(long segment)
+    {
+        lock (_gate) return !_fresh.Contains(segment);
     }
 
     /// <summary>Released segment files kept for reuse.</summary>

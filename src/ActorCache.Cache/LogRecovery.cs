@@ -165,6 +165,12 @@ public static class LogRecovery
     {
         var segment = address / medium.SegmentSize;
         medium.Discard(address, (segment + 1) * medium.SegmentSize - address);
-        foreach (var later in medium.Segments.Where(s => s > segment)) medium.Release(later);
+        // Later segments can hold complete records that were never durable, with sequence numbers the
+        // log will use again: wiped before they are released, so a recycled file never carries them.
+        foreach (var later in medium.Segments.Where(s => s > segment))
+        {
+            medium.Discard(later * medium.SegmentSize, medium.SegmentSize);
+            medium.Release(later);
+        }
     }
 }

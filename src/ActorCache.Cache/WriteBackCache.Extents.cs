@@ -132,6 +132,7 @@ public sealed partial class WriteBackCache
         }
         finally
         {
+            write.WaitUntilCompleted();
             write.Reset();
             lock (_indexWrites) _indexWrites.Push(write);
         }
@@ -267,6 +268,16 @@ internal sealed class IndexWrite : IValueTaskSource
         if (Interlocked.CompareExchange(ref _state, 3, 1) != 1) return;
         _core.SetResult(true);
         Volatile.Write(ref _state, 2);
+    }
+
+    /// <summary>
+    /// A writer woken by <see cref="Complete"/> can get here before the completing thread has marked
+    /// the object done; resetting it before that would let the late mark complete the next write.
+    /// </summary>
+    public void WaitUntilCompleted()
+    {
+        var spin = new SpinWait();
+        while (Volatile.Read(ref _state) != 2) spin.SpinOnce();
     }
 
     /// <summary>Awaited only when some extent was running on another thread; allocation-free (pooled source).</summary>

@@ -137,7 +137,7 @@ public sealed partial class WriteBackCache
         }
         // A zero block after the batch (overwritten by the next one's header): in a recycled segment
         // file, the log's end is then blank and never stale data a recovery could take for a torn write.
-        if ((address + size) % _medium.SegmentSize != 0) _gather.Add(EndOfLog);
+        if ((address + size) % _medium.SegmentSize != 0 && _medium.MayHoldStaleRecords(address / _medium.SegmentSize)) _gather.Add(EndOfLog);
         var header = new BatchHeader(_nextSequence, Interlocked.Read(ref _generation), DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000,
             syncWanted ? LogFormat.SyncPointFlag : (ushort)0, _volumeId, dataBlocks, Interlocked.Read(ref _durableSequence), parts);
         LogFormat.WriteHeader(_headerBlock, header, _batchEntries.AsSpan(0, parts));
@@ -192,12 +192,32 @@ public sealed partial class WriteBackCache
             }
             if (completedTicket > 0) _writtenTicket = completedTicket;
         }
-        // Its blocks are cached, so the extent has an actor; only a stopped actor system leaves one missing.
-        foreach (var (extent, handle, logged) in _logged) (handle ?? AcquireExtent(extent)).Actor.Tell(logged, ActorRefs.NoSender);
         Interlocked.Exchange(ref _tail, address + size);
         _nextSequence++;
         Interlocked.Increment(ref _batchesWritten);
+        TellLogged();
         return true;
+    }
+
+    /// <summary>
+    /// Tells each extent where its blocks of the batch landed. Their blocks are cached, so the extents
+    /// have actors; only a volume whose actors are gone (closing) leaves one missing, and then the
+    /// slots go straight back to the node's ring, which other volumes share.
+    /// </summary>
+    private void TellLogged()
+    {
+        foreach (var (extent, handle, logged) in _logged)
+        {
+            try
+            {
+                (handle ?? AcquireExtent(extent)).Actor.Tell(logged, ActorRefs.NoSender);
+            }
+            catch (Exception e) when (e is BlockTargetException or AskTimeoutException)
+            {
+                if (logged.Type == LogEntryType.Data)
+                    for (var i = 0; i < logged.Count; i++) _ring.Release(logged.Slots[i]);
+            }
+        }
     }
 
     private int SlotOf(PendingRecord record, int block) => _pendingSlots[(record.FirstSlot + block) % _pendingSlots.Length];

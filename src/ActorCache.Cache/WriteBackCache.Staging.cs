@@ -55,22 +55,30 @@ public sealed partial class WriteBackCache
         var count = staged.TokenCount;
         long ticket = 0;
         IndexWrite? sent = null;
-        while (true)
+        try
         {
-            if (_mode == CacheMode.WriteBack) await EnsureExtentsAsync(first, count).ConfigureAwait(false);
-            lock (_append)
+            while (true)
             {
-                // Log order is commit order, as for every other write.
-                if (_mode == CacheMode.WriteBack)
+                if (_mode == CacheMode.WriteBack) await EnsureExtentsAsync(first, count).ConfigureAwait(false);
+                lock (_append)
                 {
-                    if (!ExtentsReadyLocked(first, count, partialEnds: false, out _)) continue; // an extent was retired meanwhile
-                    ticket = QueueLocked(first, count, LogEntryType.Data, staged.Tokens);
-                    var entries = EntriesScratchLocked(count);
-                    for (var i = 0; i < count; i++) entries[i] = BlockIndex.Encode(BlockLocation.Ring, staged.Tokens[i]);
-                    sent = SendIndexWriteLocked(first, entries);
+                    // Log order is commit order, as for every other write.
+                    if (_mode == CacheMode.WriteBack)
+                    {
+                        if (!ExtentsReadyLocked(first, count, partialEnds: false, out _)) continue; // an extent was retired meanwhile
+                        ticket = QueueLocked(first, count, LogEntryType.Data, staged.Tokens);
+                        var entries = EntriesScratchLocked(count);
+                        for (var i = 0; i < count; i++) entries[i] = BlockIndex.Encode(BlockLocation.Ring, staged.Tokens[i]);
+                        sent = SendIndexWriteLocked(first, entries);
+                    }
                 }
+                break;
             }
-            break;
+        }
+        catch when (sent is null && ticket == 0)
+        {
+            AbandonStagedWrite(staged); // not queued (the volume is closing): its slots go back to the node's ring
+            throw;
         }
         if (sent is null)
         {

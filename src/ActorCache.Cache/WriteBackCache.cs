@@ -236,9 +236,18 @@ public sealed partial class WriteBackCache : IBlockTarget
                     if (ready && (slotCount == 0 || _ring.TryClaim(slots.AsSpan(0, slotCount))))
                     {
                         var entries = EntriesScratchLocked(count);
-                        ticket = type == LogEntryType.Data
-                            ? QueueDataLocked(offset, data.Span, first, slots.AsSpan(0, slotCount), entries)
-                            : QueueZeroLocked(offset, end, first, type, headPartial, tailPartial, slots.AsSpan(0, slotCount), entries);
+                        try
+                        {
+                            ticket = type == LogEntryType.Data
+                                ? QueueDataLocked(offset, data.Span, first, slots.AsSpan(0, slotCount), entries)
+                                : QueueZeroLocked(offset, end, first, type, headPartial, tailPartial, slots.AsSpan(0, slotCount), entries);
+                        }
+                        catch
+                        {
+                            // A partial block's old content could not be read (backing error): nothing was queued.
+                            foreach (var slot in slots.AsSpan(0, slotCount)) _ring.Release(slot);
+                            throw;
+                        }
                         sent = SendIndexWriteLocked(first, entries);
                     }
                 }
@@ -254,6 +263,8 @@ public sealed partial class WriteBackCache : IBlockTarget
                     // An extent was retired meanwhile (ensure it again), or is still applying an earlier
                     // write that this partial one must merge with (it takes microseconds).
                     attempt--;
+                    if (DateTime.UtcNow > deadline)
+                        throw new BlockTargetException(BlockError.Io, $"volume {_name}: an extent of the write stayed busy for {_options.RingWaitTimeout.TotalSeconds:F0}s");
                     if (!missing) await Task.Yield();
                     continue;
                 }
@@ -283,17 +294,24 @@ public sealed partial class WriteBackCache : IBlockTarget
         return QueueLocked(first, slots.Length, LogEntryType.Data, slots);
     }
 
-    /// <summary>A trim/zero: zero bytes for a partial first and last block, one entry without data for the whole ones between. Caller holds _append.</summary>
+    /// <summary>
+    /// A trim/zero: zero bytes for a partial first and last block, one entry without data for the whole
+    /// ones between. Both partial blocks are merged before anything is queued, so a failed read leaves
+    /// nothing half queued. Caller holds _append.
+    /// </summary>
     private long QueueZeroLocked(long offset, long end, long first, LogEntryType type, bool headPartial, bool tailPartial,
         ReadOnlySpan<int> slots, Span<ulong> entries)
     {
-        long ticket = 0;
         var last = first + entries.Length - 1;
+        if (headPartial) FillZeroBytesLocked(offset, end, first, slots[0]);
+        if (tailPartial) FillZeroBytesLocked(offset, end, last, slots[^1]);
+        long ticket = 0;
         var wholeFirst = first;
         var wholeLast = last;
         if (headPartial)
         {
-            ticket = QueueZeroBytesLocked(offset, end, first, slots[0], entries);
+            ticket = QueueLocked(first, 1, LogEntryType.Data, slots[..1]);
+            entries[0] = BlockIndex.Encode(BlockLocation.Ring, slots[0]);
             wholeFirst++;
         }
         if (tailPartial) wholeLast--;
@@ -302,20 +320,21 @@ public sealed partial class WriteBackCache : IBlockTarget
             ticket = QueueLocked(wholeFirst, (int)(wholeLast - wholeFirst + 1), type, []);
             entries[(int)(wholeFirst - first)..(int)(wholeLast - first + 1)].Fill(BlockIndex.UnloggedZero(ticket));
         }
-        if (tailPartial) ticket = QueueZeroBytesLocked(offset, end, last, slots[^1], entries[(int)(last - first)..]);
+        if (tailPartial)
+        {
+            ticket = QueueLocked(last, 1, LogEntryType.Data, slots[^1..]);
+            entries[^1] = BlockIndex.Encode(BlockLocation.Ring, slots[^1]);
+        }
         return ticket;
     }
 
-    private long QueueZeroBytesLocked(long offset, long end, long block, int slot, Span<ulong> entry)
+    /// <summary>The block's current content with the zeroed range cleared, in its slot. Caller holds _append.</summary>
+    private void FillZeroBytesLocked(long offset, long end, long block, int slot)
     {
         var blockStart = block << BlockShift;
-        var from = (int)(Math.Max(offset, blockStart) - blockStart);
-        var to = (int)(Math.Min(end, blockStart + BlockSize) - blockStart);
         var destination = _ring.Slot(slot);
         ReadBlockLocked(block, destination);
-        destination[from..to].Clear();
-        entry[0] = BlockIndex.Encode(BlockLocation.Ring, slot);
-        return QueueLocked(block, 1, LogEntryType.Data, [slot]);
+        destination[(int)(Math.Max(offset, blockStart) - blockStart)..(int)(Math.Min(end, blockStart + BlockSize) - blockStart)].Clear();
     }
 
     /// <summary>Gives the request the next ticket (its place in log order) and queues it for the flusher. Caller holds _append.</summary>

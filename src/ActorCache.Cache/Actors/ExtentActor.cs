@@ -76,8 +76,23 @@ internal sealed class ExtentActor : ReceiveActor
         });
     }
 
+    /// <summary>
+    /// Through a producer rather than <c>Props.Create(() => new ...)</c>: that form compiles its argument
+    /// expressions for every actor created, and extents are created all the time.
+    /// </summary>
     public static Props Props(WriteBackCache cache, ExtentHandle extent) =>
-        Akka.Actor.Props.Create(() => new ExtentActor(cache, extent)).WithDispatcher(CacheDispatchers.Extents);
+        Akka.Actor.Props.CreateBy(new Producer(cache, extent)).WithDispatcher(CacheDispatchers.Extents);
+
+    private sealed class Producer(WriteBackCache cache, ExtentHandle extent) : IIndirectActorProducer
+    {
+        public Type ActorType => typeof(ExtentActor);
+
+        public ActorBase Produce() => new ExtentActor(cache, extent);
+
+        public void Release(ActorBase actor)
+        {
+        }
+    }
 
     private static async Task WriteToBackingAsync(WriteBackCache cache, WriteToBacking m)
     {

@@ -41,7 +41,8 @@ internal sealed class ExtentsActor : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(WriteBackCache cache) => Akka.Actor.Props.Create(() => new ExtentsActor(cache)).WithDispatcher(CacheDispatchers.Extents);
+    /// <summary>On the default dispatcher: its timer scans every extent, which must not run on the scheduler's thread.</summary>
+    public static Props Props(WriteBackCache cache) => Akka.Actor.Props.Create(() => new ExtentsActor(cache));
 
     protected override void PreStart()
     {
