@@ -2,7 +2,8 @@
 # Measures the machine limits that bound the targets compare.sh misses, so a miss comes with numbers:
 #  - disk: sequential 1 MiB O_DIRECT writes (J3/J8 steady: ActorCache writes every byte twice, to the
 #    log and to the backing, and fdatasyncs both; nbdkit-file writes once, into the page cache);
-#  - fdatasync: 4 KiB write + fdatasync on a fully written file (J2: every FLUSH costs one);
+#  - fdatasync: 4 KiB write + fdatasync on a fully written file (J2: every FLUSH costs one), and 64 KiB
+#    appends + fdatasync into a new fallocated file against a written one (why log segments are recycled);
 #  - CPU per request: J1 (4k random writes) and J4 (4k random reads), QD32, against ActorCache and
 #    nbdkit-memory, with the CPU time of the server and of fio itself (they share the machine's cores);
 #  - CPU per MiB: J6 (1M sequential reads, QD8, data in the page cache) against ActorCache and nbdkit-file;
@@ -31,6 +32,16 @@ fio --name=sync --filename="$work/disk.img" --rw=randwrite --bs=4k --size="$SIZE
   --runtime="$RUNTIME" --time_based --output-format=json --output="$work/sync.json" >/dev/null
 echo "disk: 4k write + fdatasync on a written file: $(fio_value "$work/sync.json" "round(d['write']['iops'])") per second," \
      "fdatasync mean $(fio_value "$work/sync.json" "round(d['sync']['lat_ns']['mean']/1000)") us"
+
+rm -f "$work/fresh.img"; fallocate -l 512M "$work/fresh.img"
+for kind in fresh disk; do
+  fio --name=append --filename="$work/$kind.img" --rw=write --bs=64k --size=256M --fdatasync=1 --ioengine=psync \
+    --output-format=json --output="$work/append.json" >/dev/null
+  echo "disk: 64k append + fdatasync into a $([ $kind = fresh ] && echo "new fallocated" || echo "written") file:" \
+       "$(fio_value "$work/append.json" "round(d['write']['iops'])") per second, fdatasync mean" \
+       "$(fio_value "$work/append.json" "round(d['sync']['lat_ns']['mean']/1000)") us"
+done
+rm -f "$work/fresh.img"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
