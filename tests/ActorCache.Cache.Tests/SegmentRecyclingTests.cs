@@ -62,4 +62,52 @@ public sealed class SegmentRecyclingTests : IDisposable
         await recovered.ReadAsync(2 << 20, read);
         Assert.Equal(more, read);
     }
+
+    [Fact]
+    public async Task Segments_past_a_cut_torn_tail_are_wiped_before_they_become_spares()
+    {
+        // Records past a torn tail were never durable, and their sequence numbers are used again: a
+        // recycled file must not carry them, or a later crash could replay them as the next records.
+        var options = _fixture.Options(segmentSize: 64 << 10) with { MaxBatchBlocks = 8 };
+        var first = CacheFixture.Pattern(16 << 10, 1);
+        await using (var cache = _fixture.Open(Size, options))
+        {
+            await cache.WriteAsync(0, first, fua: true);
+            // Many unflushed batches after it: their headers say only the first write was durable.
+            for (var i = 1; i <= 40; i++) await cache.WriteAsync(i * 32768L, CacheFixture.Pattern(32768, i + 1), fua: false);
+        }
+
+        // Tear a batch early in the unflushed run (damage its data), as if it never landed whole.
+        var checkpoint = Checkpoint.Load(options.LogDirectory)!;
+        long torn;
+        using (var medium = new SegmentFiles(options.LogDirectory, options.SegmentSize))
+        {
+            var reader = new LogReader(medium, checkpoint.VolumeId);
+            var address = checkpoint.Horizon;
+            var sequence = checkpoint.Sequence;
+            Assert.True(reader.TryFind(ref address, sequence, out var header)); // the flushed write
+            address += header.SizeBytes;
+            Assert.True(reader.TryFind(ref address, sequence + 1, out header));
+            torn = address;
+            var data = new byte[4096];
+            Assert.True(medium.TryRead(LogReader.DataAddress(torn), data));
+            data[100] ^= 0xFF;
+            medium.Write(LogReader.DataAddress(torn), [data]);
+            medium.Sync();
+            Assert.True(medium.Segments.Count > 2, "the unflushed run spans later segments");
+        }
+
+        await using (var recovered = _fixture.Open(Size, options))
+        {
+            Assert.Null(recovered.Recovery.Corruption);
+            Assert.NotNull(recovered.Recovery.TornTail);
+            var content = new byte[first.Length];
+            await recovered.ReadAsync(0, content);
+            Assert.Equal(first, content);
+        }
+        var spares = Directory.EnumerateFiles(options.LogDirectory, "spare-*.log").ToList();
+        Assert.NotEmpty(spares);
+        foreach (var spare in spares)
+            Assert.False(File.ReadAllBytes(spare).AsSpan().ContainsAnyExcept((byte)0), $"{Path.GetFileName(spare)} still holds records from past the torn tail");
+    }
 }
