@@ -153,12 +153,12 @@ public sealed partial class WriteBackCache
             var part = _batchParts[p];
             var block = part.Record.Block + part.From;
             var end = block + part.Count;
+            var isData = part.Record.Type == LogEntryType.Data;
             while (block < end)
             {
                 var extent = block >> BlockIndex.ExtentBlocksShift;
                 var count = (int)(Math.Min(end, (extent + 1) << BlockIndex.ExtentBlocksShift) - block);
                 var logged = RentLogged();
-                var isData = part.Record.Type == LogEntryType.Data;
                 logged.Begin(block, count, part.Record.Type, isData ? dataBlock : headerBlock, part.Record.Ticket);
                 if (isData)
                 {
