@@ -29,7 +29,14 @@ public static class NodeHost
     {
         // The web application builder is the generic host plus Kestrel; it starts the web server after every
         // other hosted service, so the admin listener answers once the volumes are online, and stops it first.
-        var builder = WebApplication.CreateSlimBuilder();
+        // No configuration file is read from the content root, and nothing watches it: the default
+        // reloads appsettings.json through a recursive watcher on the working directory, and with the
+        // data directory under it (./data by default) every log write became an inotify event to handle.
+        var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions
+        {
+            ContentRootPath = AppContext.BaseDirectory,
+            Args = ["--hostBuilder:reloadConfigOnChange=false"],
+        });
         builder.Logging.ClearProviders();
         builder.Logging.AddSimpleConsole(o =>
         {
