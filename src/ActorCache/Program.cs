@@ -7,8 +7,18 @@ namespace ActorCache;
 /// <summary>The <c>actorcache</c> executable: <c>serve</c> runs a node.</summary>
 public static class Program
 {
+    /// <summary>
+    /// Socket completions run on the socket engine's own thread instead of being handed to the thread
+    /// pool: an NBD request then costs no thread switch between its recv and its work (about a fifth
+    /// more IOPS for 4 KiB I/O on two cores). Safe because nothing the node runs on a socket
+    /// continuation blocks: the NBD receive loop only does non-blocking work there and sends anything
+    /// that may wait to the pool. Read once, when the first socket is made; set it to 0 to opt out.
+    /// </summary>
+    private const string InlineSocketCompletions = "DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS";
+
     public static async Task<int> Main(string[] args)
     {
+        if (Environment.GetEnvironmentVariable(InlineSocketCompletions) is null) Environment.SetEnvironmentVariable(InlineSocketCompletions, "1");
         var root = new RootCommand("ActorCache: replicated block volumes with a write-back cache, served over NBD.");
         root.Subcommands.Add(ServeCommand());
         return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
