@@ -28,12 +28,19 @@ public sealed class AllocationTests : IDisposable
                 if (i % 256 == 255) await cache.FlushAsync();
             }
         }
-        await Round(20_000); // warm up
+        // The listener first: setting it up (the runtime's event source, reflection) allocates, and not per request.
         using var listener = new AllocListener();
+        await Round(20_000); // warm up
+        // The count is process-wide, so one-off work elsewhere (the actor system finishing its start,
+        // tiered JIT) can land in a window; an allocation per request shows in every window.
         const int requests = 50_000;
-        var before = GC.GetTotalAllocatedBytes(precise: true);
-        await Round(requests);
-        var perRequest = (double)(GC.GetTotalAllocatedBytes(precise: true) - before) / (2 * requests);
+        var perRequest = double.MaxValue;
+        for (var window = 0; window < 3; window++)
+        {
+            var before = GC.GetTotalAllocatedBytes(precise: true);
+            await Round(requests);
+            perRequest = Math.Min(perRequest, (double)(GC.GetTotalAllocatedBytes(precise: true) - before) / (2 * requests));
+        }
         Assert.True(perRequest < 8, $"{perRequest:F1} bytes allocated per request ({cache.Statistics.BatchesWritten} batches): {string.Join(", ", listener.Types.OrderByDescending(t => t.Value).Take(8).Select(t => $"{t.Key}={t.Value}"))}");
     }
 }
