@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
@@ -7,11 +8,14 @@ using Microsoft.Extensions.Logging;
 namespace ActorCache.Nbd;
 
 /// <summary>
-/// One client connection: handshake, then a receive loop that parses requests and hands them to the
-/// thread pool, and a send loop that writes replies in completion order (many requests in flight).
-/// Any protocol violation ends only this connection.
+/// One client connection: handshake, then a receive loop that parses requests and runs them (right
+/// there when they cannot wait, else on the thread pool), and replies in completion order (many
+/// requests in flight). The receive loop sends the replies it completes itself once it has parsed
+/// everything one recv brought, so a burst of requests is answered with one send; replies completed
+/// elsewhere (the pool, a group commit) are sent by a pool work item, which gathers those that come
+/// in together. Any protocol violation ends only this connection.
 /// </summary>
-internal sealed class NbdConnection : IAsyncDisposable
+internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
 {
     private readonly Socket _socket;
     private readonly SocketReader _reader;
@@ -20,10 +24,11 @@ internal sealed class NbdConnection : IAsyncDisposable
     private readonly NbdServerOptions _options;
     private readonly CancellationTokenSource _stopReading = new();
     private readonly Channel<NbdRequest> _free;
-    private readonly Channel<NbdRequest> _replies = Channel.CreateUnbounded<NbdRequest>(
-        new UnboundedChannelOptions { SingleReader = true, AllowSynchronousContinuations = false });
+    private readonly ConcurrentQueue<NbdRequest> _replies = new();
+    private readonly TaskCompletionSource _allReplied = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _sending; // 1 while one thread owns the socket's send side
     private readonly byte[] _header = GC.AllocateArray<byte>(NbdProtocol.RequestHeaderSize, pinned: true);
-    private readonly byte[] _sendBatch = GC.AllocateArray<byte>(16 << 10, pinned: true);
+    private readonly byte[] _sendBatch = GC.AllocateArray<byte>(256 << 10, pinned: true);
     private int _created;
     private int _pending = 1; // the receive loop itself, plus one per request not yet replied to
     private volatile bool _broken;
@@ -33,7 +38,7 @@ internal sealed class NbdConnection : IAsyncDisposable
     public NbdConnection(Socket socket, INbdExportCatalog catalog, NbdServerOptions options, ILogger logger)
     {
         _socket = socket;
-        _reader = new SocketReader(socket);
+        _reader = new SocketReader(socket, beforeWaiting: SendReplies);
         _catalog = catalog;
         _options = options;
         _logger = logger;
@@ -71,7 +76,6 @@ internal sealed class NbdConnection : IAsyncDisposable
         _logger.LogInformation("NBD client {Peer} attached to {Export} (structured replies: {Structured}, base:allocation: {Meta})",
             Peer, export.Name, _session.StructuredReplies, _session.BaseAllocation);
 
-        var sending = SendLoopAsync();
         try
         {
             await ReceiveLoopAsync(_stopReading.Token);
@@ -83,15 +87,18 @@ internal sealed class NbdConnection : IAsyncDisposable
         }
         finally
         {
+            SendReplies(); // any the receive loop held back
             Release(); // the receive loop's own share of _pending
         }
-        await sending;
+        await _allReplied.Task;
     }
 
     private async Task ReceiveLoopAsync(CancellationToken ct)
     {
         while (true)
         {
+            // Everything the last recv brought is parsed: answer it before waiting for more.
+            if (_reader.Buffered < NbdProtocol.RequestHeaderSize) SendReplies();
             await _reader.ReadExactAsync(_header, ct);
             if (!NbdRequestHeader.TryParse(_header, out var header))
                 throw new NbdProtocolException("bad request magic");
@@ -123,7 +130,7 @@ internal sealed class NbdConnection : IAsyncDisposable
             }
 
             Interlocked.Increment(ref _pending);
-            if (request.Error != NbdError.None) Complete(request);
+            if (request.Error != NbdError.None) Complete(request, heldBack: true);
             else if (!TryExecuteWithoutWaiting(request)) ThreadPool.UnsafeQueueUserWorkItem(request, preferLocal: false);
         }
     }
@@ -167,6 +174,7 @@ internal sealed class NbdConnection : IAsyncDisposable
             _created++;
             return ValueTask.FromResult(new NbdRequest(this));
         }
+        SendReplies(); // the ones held back would otherwise never free a request
         return _free.Reader.ReadAsync(ct); // backpressure: wait for a reply to go out
     }
 
@@ -193,10 +201,13 @@ internal sealed class NbdConnection : IAsyncDisposable
                 {
                     return false; // the pool's path runs it again and reports the error
                 }
-                Complete(request);
+                Complete(request, heldBack: true);
                 return true;
             case NbdCommand.Write when request.Staged.StagedBy is not null && (header.Flags & CommandFlags.Fua) == 0:
                 var commit = _target.CommitStagedWriteAsync(request.Staged, fua: false);
+                // Write acks go out from the pool rather than at the end of the recv: a client that
+                // flushes after each write (fio --fsync=1) gets its ack while the receive loop goes
+                // on, and then 13% more writes (and less CPU per write) than with held-back acks.
                 if (commit.IsCompletedSuccessfully) Complete(request);
                 else _ = CompleteWhenDoneAsync(request, commit); // rare: the volume left write-back under the write
                 return true;
@@ -291,8 +302,12 @@ internal sealed class NbdConnection : IAsyncDisposable
         };
     }
 
-    /// <summary>Encodes the reply in the request's own buffer and queues it for the send loop.</summary>
-    private void Complete(NbdRequest request)
+    /// <summary>
+    /// Encodes the reply in the request's own buffer and queues it. The receive loop's own replies
+    /// (<paramref name="heldBack"/>) go out when it has parsed its recv; any other is handed to a pool
+    /// work item, so a group commit's many completions are gathered into a few sends.
+    /// </summary>
+    private void Complete(NbdRequest request, bool heldBack = false)
     {
         var header = request.Header;
         var buffer = request.Buffer.AsSpan();
@@ -330,23 +345,36 @@ internal sealed class NbdConnection : IAsyncDisposable
             request.ReplyStart = 0;
             request.ReplyLength = NbdReplyEncoder.WriteSimple(buffer, NbdError.None, header.Cookie);
         }
-        _replies.Writer.TryWrite(request);
+        _replies.Enqueue(request);
+        if (!heldBack && Interlocked.CompareExchange(ref _sending, 1, 0) == 0) ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: true);
     }
 
-    private async Task SendLoopAsync()
+    /// <summary>Sends every queued reply, on this thread, unless another thread is sending (it picks them up).</summary>
+    private void SendReplies()
     {
-        var batched = 0;
-        var reader = _replies.Reader;
-        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        if (!_replies.IsEmpty && Interlocked.CompareExchange(ref _sending, 1, 0) == 0) _ = SendQueuedAsync();
+    }
+
+    /// <summary>The pool work item that sends replies completed off the receive loop; it owns the send side already.</summary>
+    void IThreadPoolWorkItem.Execute() => _ = SendQueuedAsync();
+
+    /// <summary>
+    /// Runs on the thread that took the send side (<see cref="_sending"/>) until a send has to wait for
+    /// the socket; small replies are gathered so a burst of them leaves in one send.
+    /// </summary>
+    private async Task SendQueuedAsync()
+    {
+        while (true)
         {
-            while (reader.TryRead(out var request))
+            var batched = 0;
+            var done = 0;
+            while (_replies.TryDequeue(out var request))
             {
                 var reply = request.Reply;
                 if (!_broken)
                 {
                     try
                     {
-                        // Small replies are gathered so a burst of write acks leaves in one send.
                         if (reply.Length <= _sendBatch.Length - batched)
                         {
                             reply.Span.CopyTo(_sendBatch.AsSpan(batched));
@@ -366,14 +394,18 @@ internal sealed class NbdConnection : IAsyncDisposable
                 }
                 request.Reset();
                 _free.Writer.TryWrite(request);
-                Release();
+                done++;
             }
             if (batched > 0 && !_broken)
             {
                 try { await SendAsync(_sendBatch.AsMemory(0, batched)); }
                 catch (Exception e) when (IsDisconnect(e)) { Break(e); }
             }
-            batched = 0;
+            // Counted as answered only once their bytes are out: the last one lets the connection close.
+            for (var i = 0; i < done; i++) Release();
+            Volatile.Write(ref _sending, 0);
+            // A reply queued after the queue looked empty, and before the flag was down, is ours to send.
+            if (_replies.IsEmpty || Interlocked.CompareExchange(ref _sending, 1, 0) != 0) return;
         }
     }
 
@@ -397,7 +429,7 @@ internal sealed class NbdConnection : IAsyncDisposable
 
     private void Release()
     {
-        if (Interlocked.Decrement(ref _pending) == 0) _replies.Writer.TryComplete();
+        if (Interlocked.Decrement(ref _pending) == 0) _allReplied.TrySetResult();
     }
 
     private static bool IsDisconnect(Exception e) =>

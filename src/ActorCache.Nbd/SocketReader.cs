@@ -6,13 +6,17 @@ namespace ActorCache.Nbd;
 /// <summary>
 /// Buffered receive side of a connection: small frames (request headers, options) come out of one
 /// pinned buffer so a burst of pipelined requests costs one recv; large payloads bypass the buffer
-/// and land straight in their destination.
+/// and land straight in their destination. <paramref name="beforeWaiting"/> runs whenever a recv
+/// has to wait for the peer (the connection sends the replies it held back then).
 /// </summary>
-internal sealed class SocketReader(Socket socket, int bufferSize = 64 << 10)
+internal sealed class SocketReader(Socket socket, int bufferSize = 64 << 10, Action? beforeWaiting = null)
 {
     private readonly byte[] _buffer = GC.AllocateArray<byte>(bufferSize, pinned: true);
     private int _start;
     private int _end;
+
+    /// <summary>Bytes already received and not yet consumed: what can be parsed without another recv.</summary>
+    public int Buffered => _end - _start;
 
     /// <summary>Fills <paramref name="destination"/> completely; throws <see cref="EndOfStreamException"/> if the peer closes first.</summary>
     public ValueTask ReadExactAsync(Memory<byte> destination, CancellationToken cancellationToken)
@@ -50,7 +54,7 @@ internal sealed class SocketReader(Socket socket, int bufferSize = 64 << 10)
         // Big payloads go straight into their buffer: one copy, from the kernel.
         while (destination.Length >= _buffer.Length)
         {
-            var n = await socket.ReceiveAsync(destination, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            var n = await ReceiveAsync(destination, cancellationToken).ConfigureAwait(false);
             if (n == 0) throw new EndOfStreamException("peer closed the connection");
             destination = destination[n..];
         }
@@ -68,8 +72,15 @@ internal sealed class SocketReader(Socket socket, int bufferSize = 64 << 10)
     private async ValueTask FillAsync(CancellationToken cancellationToken)
     {
         if (_start == _end) _start = _end = 0;
-        var n = await socket.ReceiveAsync(_buffer.AsMemory(_end), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+        var n = await ReceiveAsync(_buffer.AsMemory(_end), cancellationToken).ConfigureAwait(false);
         if (n == 0) throw new EndOfStreamException("peer closed the connection");
         _end += n;
+    }
+
+    private ValueTask<int> ReceiveAsync(Memory<byte> destination, CancellationToken cancellationToken)
+    {
+        var receive = socket.ReceiveAsync(destination, SocketFlags.None, cancellationToken);
+        if (!receive.IsCompleted) beforeWaiting?.Invoke();
+        return receive;
     }
 }
