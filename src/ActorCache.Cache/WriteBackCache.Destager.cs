@@ -27,6 +27,7 @@ public sealed partial class WriteBackCache
     private volatile string? _backingFailure;
     private bool _shrinkReported;
     private DateTime _nextPacedStep;
+    private long _notDueAddress = -1, _notDueTime; // the batch at the horizon, last read and not due yet
 
     internal CacheOptions Options => _options;
 
@@ -59,6 +60,12 @@ public sealed partial class WriteBackCache
         var paced = Interlocked.Read(ref _tail) - address < highWatermark;
         if (paced && DateTime.UtcNow < _nextPacedStep) retentionLimit = long.MaxValue;
         var cutoff = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000 - (long)_options.RetentionTime.TotalMicroseconds;
+        // Every log sync wakes the destager; while the oldest batch is inside the retention window it
+        // stays there, so its header is not read again until its time comes, the log passes the cap or
+        // a drain asks for it.
+        if (address == _notDueAddress && _notDueTime > cutoff && Interlocked.Read(ref _tail) - address <= retentionLimit &&
+            address >= Interlocked.Read(ref _drainTo))
+            return null;
         var newest = new SortedDictionary<long, DestageBlock>();
         var blocks = 0;
         var shrinking = false;
@@ -68,7 +75,11 @@ public sealed partial class WriteBackCache
                 throw new BlockTargetException(BlockError.Io, $"log record {sequence} at {address} cannot be read back for destaging");
             var overLimit = Interlocked.Read(ref _tail) - address > retentionLimit;
             var due = header.TimeMicros <= cutoff || overLimit || address < Interlocked.Read(ref _drainTo);
-            if (!due) break;
+            if (!due)
+            {
+                if (address == Interlocked.Read(ref _horizon)) (_notDueAddress, _notDueTime) = (address, header.TimeMicros);
+                break;
+            }
             if (overLimit && header.TimeMicros > cutoff) shrinking = true;
             var dataBlock = LogReader.DataAddress(address) >> BlockShift;
             var headerBlock = address >> BlockShift;
