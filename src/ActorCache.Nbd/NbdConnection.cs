@@ -52,7 +52,17 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     public string Peer { get; init; } = "?";
 
     /// <summary>Stops taking new requests; those already received still complete and are answered.</summary>
-    public void StopReading() => _stopReading.Cancel();
+    public void StopReading()
+    {
+        try
+        {
+            _stopReading.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // closed already
+        }
+    }
 
     public async Task RunAsync()
     {
@@ -95,10 +105,18 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
 
     private async Task ReceiveLoopAsync(CancellationToken ct)
     {
+        var received = 0;
         while (true)
         {
             // Everything the last recv brought is parsed: answer it before waiting for more.
             if (_reader.Buffered < NbdProtocol.RequestHeaderSize) SendReplies();
+            if (++received % FairnessQuantum == 0)
+            {
+                // Socket completions run inline on the socket engine's thread: a client that always has
+                // the next request ready would otherwise keep that thread from every other socket.
+                SendReplies();
+                await Task.Yield();
+            }
             await _reader.ReadExactAsync(_header, ct);
             if (!NbdRequestHeader.TryParse(_header, out var header))
                 throw new NbdProtocolException("bad request magic");
@@ -146,7 +164,9 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         var header = request.Header;
         try
         {
-            if (!await _target.TryStageWriteAsync((long)header.Offset, (int)header.Length, request.Staged, ct)) return false;
+            var staging = _target.TryStageWriteAsync((long)header.Offset, (int)header.Length, request.Staged, ct);
+            if (!staging.IsCompleted) SendReplies(); // waiting for ring space: answer what is done meanwhile
+            if (!await staging) return false;
         }
         catch (BlockTargetException e)
         {
@@ -179,6 +199,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     }
 
     private const int InlineReadLimit = 64 << 10;
+    private const int FairnessQuantum = 256;
 
     /// <summary>
     /// Runs a request right here on the receive loop when the target can do it without waiting: a READ
@@ -197,9 +218,9 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
                 {
                     if (!_target.TryReadWithoutWaiting((long)header.Offset, request.Payload.Span)) return false;
                 }
-                catch (BlockTargetException)
+                catch (Exception)
                 {
-                    return false; // the pool's path runs it again and reports the error
+                    return false; // the pool's path runs it again and reports the error (nothing may leak _pending here)
                 }
                 Complete(request, heldBack: true);
                 return true;
@@ -368,45 +389,54 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         {
             var batched = 0;
             var done = 0;
-            while (_replies.TryDequeue(out var request))
+            try
             {
-                var reply = request.Reply;
-                if (!_broken)
+                while (_replies.TryDequeue(out var request))
                 {
                     try
                     {
-                        if (reply.Length <= _sendBatch.Length - batched)
-                        {
-                            reply.Span.CopyTo(_sendBatch.AsSpan(batched));
-                            batched += reply.Length;
-                        }
-                        else
-                        {
-                            await SendAsync(_sendBatch.AsMemory(0, batched));
-                            batched = 0;
-                            await SendAsync(reply);
-                        }
+                        if (!_broken) batched = await SendOrGatherAsync(request.Reply, batched).ConfigureAwait(false);
                     }
                     catch (Exception e) when (IsDisconnect(e))
                     {
                         Break(e);
                     }
+                    request.Reset();
+                    _free.Writer.TryWrite(request);
+                    done++;
                 }
-                request.Reset();
-                _free.Writer.TryWrite(request);
-                done++;
+                if (batched > 0 && !_broken) await SendAsync(_sendBatch.AsMemory(0, batched)).ConfigureAwait(false);
             }
-            if (batched > 0 && !_broken)
+            catch (Exception e)
             {
-                try { await SendAsync(_sendBatch.AsMemory(0, batched)); }
-                catch (Exception e) when (IsDisconnect(e)) { Break(e); }
+                if (!IsDisconnect(e)) _logger.LogError(e, "NBD client {Peer}: sending replies failed unexpectedly", Peer);
+                Break(e);
             }
             // Counted as answered only once their bytes are out: the last one lets the connection close.
             for (var i = 0; i < done; i++) Release();
-            Volatile.Write(ref _sending, 0);
-            // A reply queued after the queue looked empty, and before the flag was down, is ours to send.
+            // A full fence (not a plain store): a reply queued while the flag looked up must be seen
+            // by the check below, or it would wait in the queue with nobody sending.
+            Interlocked.Exchange(ref _sending, 0);
             if (_replies.IsEmpty || Interlocked.CompareExchange(ref _sending, 1, 0) != 0) return;
         }
+    }
+
+    /// <summary>Adds a reply to the batch, sending the batch first when it is full; a reply larger than the batch goes out on its own.</summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    private async ValueTask<int> SendOrGatherAsync(ReadOnlyMemory<byte> reply, int batched)
+    {
+        if (reply.Length > _sendBatch.Length - batched)
+        {
+            await SendAsync(_sendBatch.AsMemory(0, batched)).ConfigureAwait(false);
+            batched = 0;
+        }
+        if (reply.Length > _sendBatch.Length)
+        {
+            await SendAsync(reply).ConfigureAwait(false);
+            return 0;
+        }
+        reply.Span.CopyTo(_sendBatch.AsSpan(batched));
+        return batched + reply.Length;
     }
 
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
@@ -424,7 +454,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         if (_broken) return;
         _broken = true;
         _logger.LogInformation("NBD client {Peer} went away while replies were pending: {Reason}", Peer, e.Message);
-        _stopReading.Cancel();
+        StopReading();
     }
 
     private void Release()

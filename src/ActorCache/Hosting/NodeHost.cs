@@ -14,6 +14,7 @@ using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Console;
 
 namespace ActorCache.Hosting;
 
@@ -43,6 +44,9 @@ public static class NodeHost
             o.SingleLine = true;
             o.TimestampFormat = "HH:mm:ss.fff ";
         });
+        // A log storm (every request of a client failing) drops lines instead of blocking the thread that
+        // logs: NBD receive loops run on the socket engine's threads and must never wait for the console.
+        builder.Services.Configure<ConsoleLoggerOptions>(o => o.QueueFullMode = ConsoleLoggerQueueFullMode.DropWrite);
         // ASP.NET Core logs every request at Information; a scrape every few seconds would drown the node's own log.
         builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(settings.Admin.EndPoint, l => l.Protocols = HttpProtocols.Http1));
