@@ -4,8 +4,10 @@
 #    log and to the backing, and fdatasyncs both; nbdkit-file writes once, into the page cache);
 #  - fdatasync: 4 KiB write + fdatasync on a fully written file (J2: every FLUSH costs one), and 64 KiB
 #    appends + fdatasync into a new fallocated file against a written one (why log segments are recycled);
-#  - CPU per request: J1 (4k random writes) and J4 (4k random reads), QD32, against ActorCache and
-#    nbdkit-memory, with the CPU time of the server and of fio itself (they share the machine's cores);
+#  - CPU per request: J1 (4k random writes), J4 (4k random reads) and J7 (the 70/30 mix with a FLUSH
+#    every 32 writes, what J8's burst runs), QD32, against ActorCache and nbdkit-memory, with the CPU
+#    time of the server and of fio itself (they share the machine's cores), and for ActorCache the
+#    blocks it destaged to the backing per request meanwhile (each one a log read and a backing write);
 #  - CPU per MiB: J6 (1M sequential reads, QD8, data in the page cache) against ActorCache and nbdkit-file;
 #  - J5 alone: cold 4k random reads (page cache dropped before each; needs root), ActorCache with every
 #    block on the backing against nbdkit-file, twice each, alternating.
@@ -44,24 +46,28 @@ done
 rm -f "$work/fresh.img"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+destaged() { curl -s "$(cat "$work/acdata/admin.url" 2>/dev/null)/metrics" 2>/dev/null | awk '/^actorcache_cache_blocks_destaged_total/ {print $2; f=1} END {if (!f) print 0}' | cut -d. -f1; }
 hz=$(getconf CLK_TCK)
 measure() { # job name uri server-pid fio-args...
   local job=$1 name=$2 uri=$3 pid=$4; shift 4
   fio --name=warm --ioengine=nbd --uri="$uri" --rw=read --bs=1M --iodepth=8 --size="$SIZE" >/dev/null 2>&1
+  local destaged_before; destaged_before=$(destaged)
   local before; before=$(cpu_ticks "$pid")
   fio --name="$job" --ioengine=nbd --uri="$uri" "$@" --size="$SIZE" --runtime="$RUNTIME" --time_based \
     --output-format=json --output="$work/job.json" >/dev/null 2>&1
   local after; after=$(cpu_ticks "$pid")
-  /usr/bin/python3 - "$job" "$name" "$work/job.json" "$before" "$after" "$hz" <<'PY'
+  local destaged_after; destaged_after=$(destaged)
+  /usr/bin/python3 - "$job" "$name" "$work/job.json" "$before" "$after" "$hz" "$((destaged_after - destaged_before))" <<'PY'
 import json, sys
-job, name, path, before, after, hz = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+job, name, path, before, after, hz, destaged = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 d = json.load(open(path))["jobs"][0]
 ios = d["read"]["total_ios"] + d["write"]["total_ios"]; secs = max(d["read"]["runtime"], d["write"]["runtime"]) / 1000
 server = (after - before) / hz
 fio_cpu = (d["usr_cpu"] + d["sys_cpu"]) / 100 * secs
 mib = (d["read"]["io_bytes"] + d["write"]["io_bytes"]) / 2**20
 print(f"{job} {name}: {ios/secs:.0f} IOPS, {mib/secs:.0f} MiB/s; server {server/secs*100:.0f}% CPU = {server/ios*1e6:.1f} us/request "
-      f"= {server/mib*1e6:.0f} us/MiB; fio {fio_cpu/secs*100:.0f}% CPU = {fio_cpu/ios*1e6:.1f} us/request")
+      f"= {server/mib*1e6:.0f} us/MiB; fio {fio_cpu/secs*100:.0f}% CPU = {fio_cpu/ios*1e6:.1f} us/request"
+      + (f"; destaged {destaged/ios:.2f} blocks/request" if name == "actorcache" else ""))
 PY
 }
 
@@ -69,15 +75,15 @@ for name in ac kfile; do
   fio --name=fill --filename="$work/$name.img" --rw=write --bs=1M --size="$SIZE" --ioengine=psync --end_fsync=1 >/dev/null
 done
 dotnet build src/ActorCache -c Release -v quiet -nologo >/dev/null
-dotnet src/ActorCache/bin/Release/net10.0/ActorCache.dll serve --data-dir "$work/acdata" --listen "unix:$work/ac.sock" \
+dotnet src/ActorCache/bin/Release/net10.0/ActorCache.dll serve --data-dir "$work/acdata" --listen "unix:$work/ac.sock" --admin 127.0.0.1:0 \
   --volume "bench:$SIZE:write-back:backing=$work/ac.img" >"$work/ac.log" 2>&1 & pids+=($!); ac=$!
 nbdkit -f -U "$work/kmem.sock" memory "$SIZE" & pids+=($!); kmem=$!
 nbdkit -f -U "$work/kfile.sock" file "$work/kfile.img" & pids+=($!); kfile=$!
 for _ in $(seq 200); do grep -q "node serving" "$work/ac.log" && [ -S "$work/kmem.sock" ] && [ -S "$work/kfile.sock" ] && break; sleep 0.1; done
-for job in J1 J4; do
-  [ $job = J1 ] && rw=randwrite || rw=randread
-  measure $job actorcache "nbd+unix:///bench?socket=$work/ac.sock" "$ac" --rw=$rw --bs=4k --iodepth=32
-  measure $job nbdkit-memory "nbd+unix:///?socket=$work/kmem.sock" "$kmem" --rw=$rw --bs=4k --iodepth=32
+declare -A RW=([J1]="--rw=randwrite" [J4]="--rw=randread" [J7]="--rw=randrw --rwmixread=70 --fsync=32")
+for job in J1 J4 J7; do
+  measure $job actorcache "nbd+unix:///bench?socket=$work/ac.sock" "$ac" ${RW[$job]} --bs=4k --iodepth=32
+  measure $job nbdkit-memory "nbd+unix:///?socket=$work/kmem.sock" "$kmem" ${RW[$job]} --bs=4k --iodepth=32
 done
 measure J6 actorcache "nbd+unix:///bench?socket=$work/ac.sock" "$ac" --rw=read --bs=1M --iodepth=8
 measure J6 nbdkit-file "nbd+unix:///?socket=$work/kfile.sock" "$kfile" --rw=read --bs=1M --iodepth=8
