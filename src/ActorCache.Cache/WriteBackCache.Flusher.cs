@@ -265,7 +265,6 @@ public sealed partial class WriteBackCache
         }
         foreach (var (_, done) in _completed) done.TrySetResult();
         _completed.Clear();
-        WakeDestager();
     }
 
     /// <summary>fdatasyncs everything the flusher has written; false when there was nothing new.</summary>
@@ -282,8 +281,21 @@ public sealed partial class WriteBackCache
         Interlocked.Exchange(ref _durableTail, tail);
         Interlocked.Exchange(ref _durableTicket, target);
         Interlocked.Increment(ref _syncs);
-        WakeDestager();
+        WakeDestagerIfUrgent();
         return true;
+    }
+
+    /// <summary>
+    /// After a log sync the destager may have more durable history to move, but it is woken only when
+    /// that is urgent (the log is past its retention cap, or a drain waits): history that merely came
+    /// due waits for the destager's periodic tick. A wake-up per FLUSH cost the destager's thread a
+    /// burst of spinning each time, a tenth of the node's CPU under a FLUSH every 32 writes.
+    /// </summary>
+    private void WakeDestagerIfUrgent()
+    {
+        var backlog = Interlocked.Read(ref _tail) - Interlocked.Read(ref _horizon);
+        if (backlog > (long)(_options.LogCapacity * _options.RetentionMaxFraction) || Interlocked.Read(ref _drainTo) > Interlocked.Read(ref _horizon))
+            WakeDestager();
     }
 
     /// <summary>A log write or sync just succeeded: any earlier failure is over.</summary>
