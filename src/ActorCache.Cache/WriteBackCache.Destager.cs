@@ -60,9 +60,9 @@ public sealed partial class WriteBackCache
         var paced = Interlocked.Read(ref _tail) - address < highWatermark;
         if (paced && DateTime.UtcNow < _nextPacedStep) retentionLimit = long.MaxValue;
         var cutoff = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000 - (long)_options.RetentionTime.TotalMicroseconds;
-        // Every log sync wakes the destager; while the oldest batch is inside the retention window it
-        // stays there, so its header is not read again until its time comes, the log passes the cap or
-        // a drain asks for it.
+        // The destager runs on every tick (and on urgent wake-ups); while the oldest batch is inside the
+        // retention window it stays there, so its header is not read again until its time comes, the
+        // log passes the cap or a drain asks for it.
         if (address == _notDueAddress && _notDueTime > cutoff && Interlocked.Read(ref _tail) - address <= retentionLimit &&
             address >= Interlocked.Read(ref _drainTo))
             return null;
@@ -77,7 +77,8 @@ public sealed partial class WriteBackCache
             var due = header.TimeMicros <= cutoff || overLimit || address < Interlocked.Read(ref _drainTo);
             if (!due)
             {
-                if (address == Interlocked.Read(ref _horizon)) (_notDueAddress, _notDueTime) = (address, header.TimeMicros);
+                // Keyed by the horizon, not where the batch was found (the next segment's start, past a gap).
+                if (sequence == _horizonSequence) (_notDueAddress, _notDueTime) = (Interlocked.Read(ref _horizon), header.TimeMicros);
                 break;
             }
             if (overLimit && header.TimeMicros > cutoff) shrinking = true;
