@@ -28,8 +28,10 @@ public sealed class CrashTests : IDisposable
         var script = Path.Combine(AppContext.BaseDirectory, "scripts", "crash_writer.py");
         var random = new Random(mode.GetHashCode() & 0xffff);
         var baseline = new long[Blocks]; // the version each block holds as the run starts (0: never written)
-        // Retention 0 keeps the destager busy too, so kills also land in the middle of destaging.
+        // Retention 0 and a short destage interval keep the destager busy too, so kills also land in the
+        // middle of destaging (below the retention cap it runs on its tick, not after every FLUSH).
         string[] nodeArgs = ["--volume", $"crash:64M:{mode}", "--set", "actorcache.cache.retention-time = 0s",
+            "--set", "actorcache.cache.destage-interval = 20ms",
             "--set", "actorcache.cache.segment-size = 4M", "--set", "actorcache.cache.ring-size = 64M", "--set", "actorcache.cache.max-batch = 1M"];
         var version = 0L;
         for (var run = 1; run <= kills; run++)
