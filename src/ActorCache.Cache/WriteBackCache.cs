@@ -676,7 +676,10 @@ public sealed partial class WriteBackCache : IBlockTarget
             await Task.Delay(10).ConfigureAwait(false);
         }
         if (_backingFailure is { } failure)
+        {
+            Interlocked.Exchange(ref _drainTo, 0); // the drain is given up: retention applies again once the backing is back
             throw new BlockTargetException(BlockError.Io, $"volume {_name}: cannot drain to the backing: {failure}");
+        }
     }
 
     public async ValueTask DisposeAsync()

@@ -113,6 +113,25 @@ public sealed class FailureTests : IDisposable
         await raw.ReadAsync(0, read);
         Assert.Equal(data, read);
     }
+
+    [Fact]
+    public async Task A_drain_that_fails_on_the_backing_is_given_up_and_retention_applies_again()
+    {
+        var faulty = new FaultyTarget(FileBacking.Open(_fixture.BackingPath, Size, create: true));
+        await using var cache = _fixture.Open(Size, _fixture.Options(retention: TimeSpan.FromHours(1)), backing: faulty);
+        await cache.WriteAsync(0, Pattern(1 << 20, 3), fua: false);
+        faulty.FailWrites = true;
+        var failed = await Assert.ThrowsAsync<BlockTargetException>(() => cache.SetModeAsync(CacheMode.WriteThrough));
+        Assert.Contains("cannot drain", failed.Message);
+
+        // The backing heals; the history is inside its retention window, so nothing may be destaged now.
+        faulty.FailWrites = false;
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (cache.Statistics.BackingFailure is not null && DateTime.UtcNow < deadline) await Task.Delay(20);
+        Assert.Null(cache.Statistics.BackingFailure);
+        await Task.Delay(500); // destage ticks every 20 ms
+        Assert.Equal(256, cache.Index.CachedBlocks);
+    }
 }
 
 /// <summary>A log slower than the writers: the ring fills, writers wait for the flusher, nothing is dropped and nothing deadlocks.</summary>
