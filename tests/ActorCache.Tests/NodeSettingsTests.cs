@@ -131,5 +131,8 @@ public sealed class NodeSettingsTests
         Assert.Contains("connection-string is empty", Assert.Throws<SettingsException>(() => Load(sets: ["actorcache.metadata.provider=postgresql"])).Message);
         Assert.Contains("key=value", Assert.Throws<SettingsException>(() => Load(sets: ["novalue"])).Message);
         Assert.Contains("does not exist", Assert.Throws<SettingsException>(() => Load(config: "/nonexistent.conf")).Message);
+        Assert.Contains("writers can stall", Assert.Throws<SettingsException>(() => Load(sets: ["actorcache.cache.retention-max-fraction=1"])).Message);
+        Assert.Contains("writers can stall", Assert.Throws<SettingsException>(
+            () => Load(sets: ["actorcache.cache.log-capacity=256M", "actorcache.cache.segment-size=64M", "actorcache.cache.retention-max-fraction=0.8"])).Message);
     }
 }

@@ -182,6 +182,13 @@ public static class NodeSettingsLoader
         if (2 * maxBatch > ring) throw new SettingsException($"actorcache.cache.ring-size must hold at least two batches (2 x cache.max-batch)");
         var fraction = ac.GetDouble("cache.retention-max-fraction", 0.5);
         if (fraction is <= 0 or > 1) throw new SettingsException($"actorcache.cache.retention-max-fraction must be in (0, 1], got {fraction}");
+        // Retention shrinks only once the log passes its cap; a full log must be able to pass it (one more
+        // batch, plus the end of a segment a batch did not fit in), or writers wait for the oldest history
+        // to reach retention-time.
+        var aboveCap = capacity - (long)(capacity * fraction);
+        if (aboveCap < segment + maxBatch)
+            throw new SettingsException($"actorcache.cache.retention-max-fraction {fraction} leaves {aboveCap} bytes of the {capacity}-byte log above " +
+                                        $"the retention cap; it needs at least cache.segment-size + cache.max-batch ({segment + maxBatch}) or writers can stall");
         var policy = ac.GetString("cache.log-full-policy", "wait") switch
         {
             "wait" => ActorCache.Cache.LogFullPolicy.Wait,
