@@ -31,6 +31,9 @@ public sealed record CacheOptions
     public TimeSpan RetentionTime { get; init; } = TimeSpan.FromHours(1);
     /// <summary>Share of the log capacity retention may hold; beyond it retention shrinks (with a warning) so writers do not stall.</summary>
     public double RetentionMaxFraction { get; init; } = 0.5;
+
+    /// <summary>The retention cap in bytes: past it, retention shrinks so writers do not stall.</summary>
+    public long RetentionCapBytes => (long)(LogCapacity * RetentionMaxFraction);
     /// <summary>Largest batch the flusher writes at once, in 4 KiB blocks.</summary>
     public int MaxBatchBlocks { get; init; } = 2048;
     public TimeSpan DestageInterval { get; init; } = TimeSpan.FromMilliseconds(500);

@@ -52,7 +52,7 @@ public sealed partial class WriteBackCache
         var generation = _horizonGeneration;
         if (address >= durableTail) return null;
 
-        var retentionLimit = (long)(_options.LogCapacity * _options.RetentionMaxFraction);
+        var retentionLimit = _options.RetentionCapBytes;
         // Writeback throttling (like dm-writecache's watermarks): past the retention cap, history is
         // destaged one step per destage interval while the log is below the high watermark, so
         // foreground log syncs do not queue behind a flood of backing writeback; above it, flat out.

@@ -294,7 +294,7 @@ public sealed partial class WriteBackCache
     private void WakeDestagerIfUrgent()
     {
         var backlog = Interlocked.Read(ref _tail) - Interlocked.Read(ref _horizon);
-        if (backlog > (long)(_options.LogCapacity * _options.RetentionMaxFraction) || Interlocked.Read(ref _drainTo) > Interlocked.Read(ref _horizon))
+        if (backlog > _options.RetentionCapBytes || Interlocked.Read(ref _drainTo) > Interlocked.Read(ref _horizon))
             WakeDestager();
     }
 
