@@ -29,6 +29,9 @@ public sealed class StagedWrite
 
     public int TokenCount { get; private set; }
 
+    /// <summary>The same tokens as memory, for a staging target that fills them across an await.</summary>
+    public Memory<int> TokenMemory => _tokens.AsMemory(0, TokenCount);
+
     /// <summary>Called by the staging target: sizes the write (arrays grow once per request object, never per request).</summary>
     public Span<int> Begin(IBlockTarget stagedBy, long offset, int length, int tokens)
     {

@@ -11,7 +11,7 @@ public enum CacheMode
     PassThrough,
 }
 
-/// <summary>What writers do when the log disk is full.</summary>
+/// <summary>What writers do when the log's file system is full.</summary>
 public enum LogFullPolicy
 {
     /// <summary>Writers wait (up to the ring wait timeout) until destaging frees log space.</summary>
@@ -25,21 +25,33 @@ public sealed record CacheOptions
     /// <summary>The volume's log directory (may be on another disk than the backing).</summary>
     public required string LogDirectory { get; init; }
     public long SegmentSize { get; init; } = 64L << 20;
-    /// <summary>Most bytes the log may occupy; writers stall when it is full.</summary>
+    /// <summary>Most bytes the log may occupy; writers wait for destaging when it is full.</summary>
     public long LogCapacity { get; init; } = 2L << 30;
     /// <summary>How long history is kept in the log before it is destaged (snapshots can reach back this far).</summary>
     public TimeSpan RetentionTime { get; init; } = TimeSpan.FromHours(1);
     /// <summary>Share of the log capacity retention may hold; beyond it retention shrinks (with a warning) so writers do not stall.</summary>
     public double RetentionMaxFraction { get; init; } = 0.5;
-
-    /// <summary>The retention cap in bytes: past it, retention shrinks so writers do not stall.</summary>
-    public long RetentionCapBytes => (long)(LogCapacity * RetentionMaxFraction);
     /// <summary>Largest batch the flusher writes at once, in 4 KiB blocks.</summary>
     public int MaxBatchBlocks { get; init; } = 2048;
     public TimeSpan DestageInterval { get; init; } = TimeSpan.FromMilliseconds(500);
     public LogFullPolicy LogFullPolicy { get; init; } = LogFullPolicy.Wait;
     /// <summary>Longest a writer waits for ring space before failing with ENOSPC.</summary>
     public TimeSpan RingWaitTimeout { get; init; } = TimeSpan.FromSeconds(30);
-    /// <summary>How long an extent with nothing cached keeps its actor and its index page before both go.</summary>
+    /// <summary>How long an extent with nothing cached keeps its index page before it goes.</summary>
     public TimeSpan ExtentIdleTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>Without any FLUSH, the flusher makes the log durable this often (bounds what a crash takes; lets the destager move).</summary>
+    public TimeSpan CommitInterval { get; init; } = TimeSpan.FromSeconds(1);
+    /// <summary>How often the flusher looks for work without being woken (commits, retries of a full log).</summary>
+    public TimeSpan FlusherTick { get; init; } = TimeSpan.FromMilliseconds(200);
+
+    /// <summary>The retention cap in bytes: past it, retention shrinks so writers do not stall.</summary>
+    public long RetentionCapBytes => RetentionCapBytesFor(LogCapacity);
+
+    /// <summary>
+    /// The retention cap for a log of <paramref name="capacity"/> bytes (the configured one, or less while
+    /// its file system is full): the configured share, and never so much that the rest could not take
+    /// one more batch and the end of a segment a batch did not fit in, or writers would wait for retention-time.
+    /// </summary>
+    public long RetentionCapBytesFor(long capacity) =>
+        Math.Max(0, Math.Min((long)(capacity * RetentionMaxFraction), capacity - SegmentSize - ((long)MaxBatchBlocks << LogFormat.BlockShift)));
 }

@@ -50,7 +50,8 @@ public sealed class CorruptionTests : IDisposable
         for (var trial = 0; trial < 40; trial++)
         {
             var (batchAddress, batchSize) = batches[trial < 4 ? batches.Count - 1 - trial % 2 : random.Next(batches.Count)];
-            var inHeader = trial % 2 == 0;
+            // A sync-point record (a FLUSH after its writes were batched) is a header without data.
+            var inHeader = trial % 2 == 0 || batchSize == 4096;
             var at = batchAddress + (inHeader ? random.Next(0, 4096) : random.NextInt64(4096, batchSize));
             var image = Path.Combine(_fixture.Directory, $"flip-{trial}");
             CopyDirectory(options.LogDirectory, image);

@@ -1,28 +1,56 @@
 using ActorCache.Blocks;
 using Akka.Actor;
+using Microsoft.Extensions.Logging;
 
 namespace ActorCache.Cache.Actors;
 
 /// <summary>
-/// Drives destaging of one volume (DESIGN §3): step by step it reads due log history, hands each
-/// extent's newest blocks to that extent's actor, fdatasyncs the backing once every extent has
-/// written, lets the extent actors publish the new locations, and then advances the horizon.
-/// Backing failures are retried with backoff; the data stays in the log.
+/// Drives destaging of one volume (DESIGN §3) through its <see cref="DestagePlanner"/>, which it owns:
+/// step by step it plans due history, has the <see cref="DestageWriter"/> copy it to the backing,
+/// fdatasyncs the backing, lets the append queue point the destaged blocks at the backing, and then
+/// advances the horizon. It also answers the flusher's requests for room and drains. Backing failures
+/// are retried with backoff; the data stays in the log.
 /// </summary>
 internal sealed class DestagerActor : ReceiveActor, IWithTimers
 {
-    private readonly WriteBackCache _cache;
+    /// <summary>From the flusher: the log is full; move the horizon to at least <paramref name="Horizon"/> (answered with <see cref="FlusherActor.SpaceFreed"/>).</summary>
+    public sealed record MakeRoom(long Horizon);
+
+    /// <summary>Destage everything up to <paramref name="Target"/> regardless of retention; <paramref name="Done"/> completes then, or fails with the backing.</summary>
+    public sealed record Drain(long Target, TaskCompletionSource Done);
+
+    private readonly DestagerParts _parts;
+    private readonly List<Drain> _drains = [];
+    private IActorRef _roomWanted = ActorRefs.Nobody;
     private Backoff _backoff = new(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
     private bool _retryScheduled;
+    private int _ticks;
+    private long _lastAnsweredHorizon = -1;
 
-    public DestagerActor(WriteBackCache cache)
+    public DestagerActor(DestagerParts parts)
     {
-        _cache = cache;
+        _parts = parts;
         ReceiveAsync<Signals.Wake>(_ => DestageAsync());
-        ReceiveAsync<Signals.Tick>(_ => DestageAsync());
+        ReceiveAsync<Signals.Tick>(_ =>
+        {
+            SweepIdlePages();
+            return DestageAsync();
+        });
         ReceiveAsync<Signals.Retry>(_ =>
         {
             _retryScheduled = false;
+            return DestageAsync();
+        });
+        ReceiveAsync<MakeRoom>(m =>
+        {
+            _roomWanted = Sender;
+            _parts.Planner.RequestRoom(m.Horizon);
+            return DestageAsync();
+        });
+        ReceiveAsync<Drain>(m =>
+        {
+            _drains.Add(m);
+            _parts.Planner.RequestDrain(m.Target);
             return DestageAsync();
         });
         Receive<Signals.Stop>(_ =>
@@ -34,73 +62,94 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(WriteBackCache cache) => Akka.Actor.Props.Create(() => new DestagerActor(cache)).WithDispatcher(CacheDispatchers.Log);
+    public static Props Props(DestagerParts parts) => Akka.Actor.Props.Create(() => new DestagerActor(parts)).WithDispatcher(CacheDispatchers.Log);
 
-    protected override void PreStart() => Timers.StartPeriodicTimer("destage", Signals.Tick.Instance, _cache.Options.DestageInterval);
+    protected override void PreStart() => Timers.StartPeriodicTimer("destage", Signals.Tick.Instance, _parts.Options.DestageInterval);
 
-    protected override void PostStop() => _cache.OnDestagerStopped();
+    protected override void PostStop()
+    {
+        _parts.OnStopped();
+        foreach (var drain in _drains) drain.Done.TrySetException(new BlockTargetException(BlockError.ShuttingDown, $"volume {_parts.Name} is closed"));
+    }
 
-    /// <summary>A restart (after an unexpected exception) is not a stop: the cache keeps its destager.</summary>
+    /// <summary>A restart (after an unexpected exception) is not a stop: the planner and its horizon carry on.</summary>
     protected override void PreRestart(Exception reason, object message)
     {
     }
 
     private async Task DestageAsync()
     {
-        if (_retryScheduled) return;
+        _parts.Bell.Answer();
+        if (_retryScheduled || !_parts.Allowed()) return;
+        var planner = _parts.Planner;
         try
         {
-            while (_cache.DestagingAllowed && _cache.PlanDestageStep() is { } plan)
+            while (planner.PlanStep() is { } plan)
             {
-                await AllExtentsAsync(plan, (extent, work, round) => new ExtentActor.WriteToBacking(extent, work.Blocks, round));
-                _cache.SyncBacking();
-                await AllExtentsAsync(plan, (extent, work, round) => new ExtentActor.PublishDestaged(extent, work.Blocks, round));
-                _cache.CompleteDestageStep(plan);
+                await _parts.Writer.WriteAsync(plan.Blocks);
+                await _parts.Backing.FlushAsync(); // durable on the backing before any index entry or log segment lets go of it
+                _parts.Queue.PublishDestaged(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(plan.Blocks));
+                _parts.Health.CountDestaged(plan.Blocks.Count);
+                planner.Complete(plan);
+                AnswerWaiters();
+                if (!_parts.Allowed()) break;
             }
-            _cache.OnBackingWorks();
+            AnswerWaiters(); // a drain whose target the horizon had passed already
+            BackingWorks();
             _backoff.Reset();
         }
         catch (Exception e) when (e is BlockTargetException or IOException or UnauthorizedAccessException)
         {
-            _cache.OnBackingFailure(e as BlockTargetException ?? new BlockTargetException(BlockError.Io, e.Message));
+            OnBackingFailure(e as BlockTargetException ?? new BlockTargetException(BlockError.Io, e.Message));
             _retryScheduled = true;
             Timers.StartSingleTimer("retry", Signals.Retry.Instance, _backoff.Next());
         }
     }
 
-    /// <summary>Sends every extent of the step its part and waits until all have done it; the first failure fails the step.</summary>
-    private async Task AllExtentsAsync(DestagePlan plan, Func<ExtentHandle, ExtentDestage, DestageRound, object> message)
+    /// <summary>Tells the flusher it has room (it checks for itself), and completes drains the horizon has passed.</summary>
+    private void AnswerWaiters()
     {
-        var round = new DestageRound(plan.Extents.Count);
-        foreach (var work in plan.Extents)
+        if (!_roomWanted.IsNobody() && _parts.Planner.RoomMadeSince(ref _lastAnsweredHorizon))
         {
-            var extent = _cache.AcquireExtent(work.Extent);
-            extent.Actor.Tell(message(extent, work, round));
+            _roomWanted.Tell(FlusherActor.SpaceFreed.Instance);
+            if (!_parts.Planner.RoomWanted) _roomWanted = ActorRefs.Nobody;
         }
-        await round.Completion;
+        for (var i = _drains.Count - 1; i >= 0; i--)
+        {
+            if (!_parts.Planner.Drained(_drains[i].Target)) continue;
+            _drains[i].Done.TrySetResult();
+            _drains.RemoveAt(i);
+        }
+    }
+
+    /// <summary>Every fourth of an idle timeout, index pages of extents left clean and untouched for the whole timeout are dropped.</summary>
+    private void SweepIdlePages()
+    {
+        var sweepEvery = Math.Max(1, (int)(_parts.Options.ExtentIdleTimeout / 4 / _parts.Options.DestageInterval));
+        if (++_ticks % sweepEvery == 0) _parts.Queue.DropIdlePages(idleSweeps: 4);
+    }
+
+    private void OnBackingFailure(BlockTargetException e)
+    {
+        if (_parts.Health.BackingFailure is null)
+            _parts.Logger.LogError("volume {Name} DEGRADED: destaging to the backing failed: {Message}. The data stays in the log and is still served; " +
+                                   "destaging is retried", _parts.Name, e.Message);
+        _parts.Health.BackingFailure = e.Message;
+        // A drain cannot finish without the backing: it is given up, and retention applies again once the backing is back.
+        _parts.Planner.CancelDrain();
+        foreach (var drain in _drains)
+            drain.Done.TrySetException(new BlockTargetException(BlockError.Io, $"volume {_parts.Name}: cannot drain to the backing: {e.Message}"));
+        _drains.Clear();
+    }
+
+    private void BackingWorks()
+    {
+        if (_parts.Health.BackingFailure is null) return;
+        _parts.Logger.LogInformation("volume {Name}: the backing accepts writes again; destaging resumed", _parts.Name);
+        _parts.Health.BackingFailure = null;
     }
 }
 
-/// <summary>Counts the extent actors of one destage step down to zero; carries the first failure.</summary>
-internal sealed class DestageRound
-{
-    private readonly TaskCompletionSource _done = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private int _left;
-    private BlockTargetException? _failure;
-
-    public DestageRound(int extents)
-    {
-        _left = extents;
-        if (extents == 0) _done.SetResult();
-    }
-
-    public Task Completion => _done.Task;
-
-    public void Done(BlockTargetException? failure)
-    {
-        if (failure is not null) Interlocked.CompareExchange(ref _failure, failure, null);
-        if (Interlocked.Decrement(ref _left) != 0) return;
-        if (_failure is { } first) _done.SetException(first);
-        else _done.SetResult();
-    }
-}
+/// <summary>What a destager actor works with.</summary>
+internal sealed record DestagerParts(string Name, DestagePlanner Planner, DestageWriter Writer, AppendQueue Queue, IBlockTarget Backing,
+    CacheHealth Health, CacheOptions Options, ILogger Logger, Doorbell Bell, Func<bool> Allowed, Action OnStopped);

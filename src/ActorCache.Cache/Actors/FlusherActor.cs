@@ -1,27 +1,47 @@
 using ActorCache.Blocks;
 using Akka.Actor;
+using Microsoft.Extensions.Logging;
 
 namespace ActorCache.Cache.Actors;
 
 /// <summary>
-/// The flusher actor owns the volume's log disk (DESIGN §3, §5): it is the only writer of the log.
-/// Writers put their requests in the ring and the pending queue (log order) and wake it; it appends
-/// batches, runs group commit for FLUSH/FUA waiters and commits on its own every second. It runs on a
-/// thread of its own because pwritev and fdatasync block. A failing log is retried with backoff.
+/// The flusher actor owns the volume's log disk (DESIGN §3, §5) through its <see cref="LogAppender"/>:
+/// it is the only writer of the log. Writers queue their records in log order and ring its doorbell; it
+/// appends batches, writes sync points and runs group commit for the FLUSH/FUA waiters, and commits on
+/// its own every commit interval. It never waits on another actor: when the log is full it asks the
+/// destager for room and carries on when told <see cref="SpaceFreed"/> (or at its next tick). It runs
+/// on a thread of its own because pwritev and fdatasync block. A failing log is retried with backoff.
 /// </summary>
 internal sealed class FlusherActor : ReceiveActor, IWithTimers
 {
-    private static readonly TimeSpan TickInterval = TimeSpan.FromMilliseconds(200);
+    /// <summary>From the destager: it moved the horizon; a full log may have room now.</summary>
+    public sealed class SpaceFreed
+    {
+        public static readonly SpaceFreed Instance = new();
+    }
 
-    private readonly WriteBackCache _cache;
+    private readonly string _name;
+    private readonly LogAppender _appender;
+    private readonly Doorbell _doorbell;
+    private readonly IActorRef _destager;
+    private readonly Doorbell _destagerBell;
+    private readonly LogWindow _window;
+    private readonly CacheHealth _health;
+    private readonly DurabilityBarrier _barrier;
+    private readonly CacheOptions _options;
+    private readonly ILogger _logger;
+    private readonly Action _onStopped;
+    private readonly WarningThrottle _fullWarning = new(TimeSpan.FromSeconds(10));
     private Backoff _backoff = new(TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(2));
     private bool _retryScheduled;
+    private bool _full;
 
-    public FlusherActor(WriteBackCache cache)
+    public FlusherActor(FlusherParts parts)
     {
-        _cache = cache;
+        (_name, _appender, _doorbell, _destager, _destagerBell, _window, _health, _barrier, _options, _logger, _onStopped) = parts;
         Receive<Signals.Wake>(_ => Work());
         Receive<Signals.Tick>(_ => Work());
+        Receive<SpaceFreed>(_ => Work());
         Receive<Signals.Retry>(_ =>
         {
             _retryScheduled = false;
@@ -29,14 +49,8 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
         });
         Receive<Signals.Stop>(_ =>
         {
-            try
-            {
-                while (_cache.HasPendingWrites) _cache.FlushPending();
-            }
-            catch (BlockTargetException e)
-            {
-                _cache.OnLogFailure(e); // stopping: what is not in the log now is given up, as in a crash
-            }
+            // The volume flushed before it asked us to stop; whatever arrived since is written if the log takes it.
+            Work();
             Sender.Tell(Signals.Stopped.Instance);
             Context.Stop(Self);
         });
@@ -44,30 +58,97 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
 
     public ITimerScheduler Timers { get; set; } = null!;
 
-    public static Props Props(WriteBackCache cache) => Akka.Actor.Props.Create(() => new FlusherActor(cache)).WithDispatcher(CacheDispatchers.Log);
+    public static Props Props(FlusherParts parts) => Akka.Actor.Props.Create(() => new FlusherActor(parts)).WithDispatcher(CacheDispatchers.Log);
 
-    protected override void PreStart() => Timers.StartPeriodicTimer("commit", Signals.Tick.Instance, TickInterval);
+    protected override void PreStart() => Timers.StartPeriodicTimer("commit", Signals.Tick.Instance, _options.FlusherTick);
 
-    protected override void PostStop() => _cache.OnFlusherStopped();
+    protected override void PostStop() => _onStopped();
 
-    /// <summary>A restart (after an unexpected exception) is not a stop: waiters keep waiting for the new instance.</summary>
+    /// <summary>A restart (after an unexpected exception) is not a stop: the appender and its waiters carry on with the new instance.</summary>
     protected override void PreRestart(Exception reason, object message)
     {
     }
 
     private void Work()
     {
+        _doorbell.Answer();
         if (_retryScheduled) return; // the log failed: wait for the retry instead of hammering it
+        var syncs = _health.Syncs;
         try
         {
-            _cache.FlushPending();
+            _appender.RestoreCapacityIfDue();
+            var outcome = AppendOutcome.Nothing;
+            do outcome = _appender.WriteBatch();
+            while (outcome == AppendOutcome.Written);
+            if (outcome == AppendOutcome.Nothing && _appender.SyncPointRecordWanted) outcome = _appender.WriteSyncPointRecord();
+            if (outcome is AppendOutcome.LogFull or AppendOutcome.FileSystemFull) AskForRoom(outcome);
+            else
+            {
+                // Everything queued is in the log: an earlier failure is over before the waiters hear back.
+                _full = false;
+                LogWorks();
+            }
+            _appender.SyncForWaiters();
+            _appender.CommitIfDue();
+            if (_health.Syncs != syncs) WakeDestagerIfUrgent();
             _backoff.Reset();
         }
         catch (BlockTargetException e)
         {
-            _cache.OnLogFailure(e);
+            OnLogFailure(e);
             _retryScheduled = true;
             Timers.StartSingleTimer("retry", Signals.Retry.Instance, _backoff.Next());
         }
     }
+
+    /// <summary>
+    /// The log is full: what is written is made durable (the destager moves only durable history) and
+    /// the destager is asked to move the horizon far enough, past retention if it must. Writers wait in
+    /// the ring meanwhile; with a full file system and <c>log-full-policy = fail</c> they fail with ENOSPC.
+    /// </summary>
+    private void AskForRoom(AppendOutcome outcome)
+    {
+        if (_appender.HasUnsyncedWrites) _appender.Sync();
+        _destager.Tell(new DestagerActor.MakeRoom(_appender.RoomNeeded), Self);
+        if (!_full && _fullWarning.ShouldLog(out var repeated))
+            _logger.LogWarning("volume {Name}: the log is full ({Used} of {Capacity} bytes); writes wait while history is destaged to make room{Repeated}",
+                _name, _window.Used, _window.Capacity, repeated);
+        _full = true;
+        if (outcome == AppendOutcome.FileSystemFull && _options.LogFullPolicy == LogFullPolicy.Fail)
+            OnLogFailure(new BlockTargetException(BlockError.NoSpace, $"the file system of {_options.LogDirectory} is full (No space left on device)"));
+    }
+
+    /// <summary>
+    /// After a log sync the destager may have more durable history to move, but it is woken only when
+    /// that is urgent (the log is past its retention cap): history that merely came due waits for the
+    /// destager's tick. A wake-up per FLUSH cost the destager's thread a burst of spinning each time.
+    /// </summary>
+    private void WakeDestagerIfUrgent()
+    {
+        if (_window.Used > _options.RetentionCapBytesFor(_window.Capacity)) _destagerBell.Ring();
+    }
+
+    /// <summary>The log took every queued write: any earlier failure is over.</summary>
+    private void LogWorks()
+    {
+        if (_health.LogFailure is null) return;
+        _logger.LogInformation("volume {Name}: the log is writable again", _name);
+        _health.LogFailure = null;
+        _barrier.Accept();
+    }
+
+    private void OnLogFailure(BlockTargetException e)
+    {
+        var first = _health.LogFailure is null;
+        _health.LogFailure = e;
+        var waits = e.Error == BlockError.NoSpace && _options.LogFullPolicy == LogFullPolicy.Wait;
+        if (first)
+            _logger.LogError("volume {Name}: log write failed: {Message}. Acknowledged writes stay in memory; {Policy}", _name, e.Message,
+                waits ? "writers wait until space returns" : "FLUSH/FUA fail until the log is writable again");
+        if (!waits) _barrier.Refuse(new BlockTargetException(e.Error, $"volume {_name}: cannot make writes durable: {e.Message}"));
+    }
 }
+
+/// <summary>What a flusher actor works with: its appender and the parts it talks to.</summary>
+internal sealed record FlusherParts(string Name, LogAppender Appender, Doorbell Doorbell, IActorRef Destager, Doorbell DestagerBell, LogWindow Window,
+    CacheHealth Health, DurabilityBarrier Barrier, CacheOptions Options, ILogger Logger, Action OnStopped);

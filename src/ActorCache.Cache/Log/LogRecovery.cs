@@ -7,7 +7,12 @@ public sealed record RecoveryResult
 {
     public long Tail { get; init; }
     public long NextSequence { get; init; }
+    /// <summary>The open generation: the one after the last sync point found.</summary>
     public long Generation { get; init; }
+    /// <summary>Time of the last batch replayed (Unix microseconds), or 0: new batches are never older.</summary>
+    public long LastTimeMicros { get; init; }
+    /// <summary>Every sync point from the horizon on, oldest first.</summary>
+    public IReadOnlyList<SyncPoint> SyncPoints { get; init; } = [];
     public long BatchesReplayed { get; init; }
     public long BytesReplayed { get; init; }
     /// <summary>Set when a record before the tail is corrupt: the volume must not accept writes.</summary>
@@ -22,23 +27,24 @@ public sealed record RecoveryResult
 }
 
 /// <summary>
-/// Rebuilds the block index from the log after a start or a crash: replays batches in log order from
-/// the checkpoint, checking every header and data checksum. A torn tail (records written after the
-/// last fdatasync) is cut off; a bad record that a later, durable record proves was once complete is
-/// corruption: reported, never served.
+/// Rebuilds the block index and the sync points from the log after a start or a crash: replays batches
+/// in log order from the checkpoint (through the <see cref="LogWalker"/>), checking every header and
+/// data checksum. A torn tail (records written after the last fdatasync) is cut off; a bad record that
+/// a later, durable record proves was once complete is corruption: reported, never served.
 /// </summary>
 public static class LogRecovery
 {
     public static RecoveryResult Replay(ILogMedium medium, Checkpoint checkpoint, BlockIndex index, int maxBatchBlocks,
         IProgress<(long Done, long Total)>? progress = null)
     {
-        var reader = new LogReader(medium, checkpoint.VolumeId);
+        var walker = new LogWalker(medium, checkpoint.VolumeId);
+        walker.Seek(checkpoint.Horizon, checkpoint.Sequence);
         var data = GC.AllocateUninitializedArray<byte>(maxBatchBlocks * LogFormat.BlockSize, pinned: true);
-        var address = checkpoint.Horizon;
-        var sequence = checkpoint.Sequence;
         var generation = checkpoint.Generation;
+        var lastTime = 0L;
+        var syncPoints = new List<SyncPoint>();
         var segments = medium.Segments;
-        var total = segments.Count == 0 ? 0 : (segments[^1] + 1) * medium.SegmentSize - address;
+        var total = segments.Count == 0 ? 0 : (segments[^1] + 1) * medium.SegmentSize - checkpoint.Horizon;
         long batches = 0, bytes = 0;
         string? corruption = null, torn = null;
         HashSet<long>? damaged = null;
@@ -47,20 +53,21 @@ public static class LogRecovery
 
         while (true)
         {
-            var found = reader.TryFind(ref address, sequence, out var header);
-            var dataOk = found && header.DataBlocks <= maxBatchBlocks &&
-                         medium.TryRead(LogReader.DataAddress(address), data.AsSpan(0, header.DataBlocks * LogFormat.BlockSize)) &&
-                         DataMatches(reader.Entries.AsSpan(0, header.EntryCount), data);
+            var found = walker.TryRead();
+            var dataOk = found && walker.Header.DataBlocks <= maxBatchBlocks && walker.TryReadData(data) &&
+                         DataMatches(walker.Entries, data);
             if (!dataOk)
             {
                 // The end of the log, or damage. A later record that was written after this one was
                 // fdatasync'ed proves this one was complete once: then it is corruption. (The blocks the
                 // bad record names are taken first: looking further reuses the entry buffer.)
-                var named = found ? reader.Entries.AsSpan(0, header.EntryCount).ToArray() : null;
-                var later = FindLaterDurable(reader, medium, address, sequence, out var laterAddress, out var laterHeader);
+                var named = found ? walker.Entries.ToArray() : null;
+                var address = walker.Address;
+                var sequence = walker.Sequence;
+                var later = FindLaterDurable(walker.Reader, medium, address, sequence, out var laterAddress, out var laterHeader);
                 if (!later)
                 {
-                    if (found || reader.AnythingAt(address, sequence))
+                    if (found || walker.Reader.AnythingAt(address, sequence))
                         torn = $"log ends with an incomplete record (sequence {sequence}) at address {address}; it was never acknowledged as durable and was cut off";
                     CutTail(medium, address);
                     break;
@@ -77,38 +84,33 @@ public static class LogRecovery
                 if (laterHeader.Sequence != sequence + 1) allDamaged = true; // records in between are unreadable too
                 damageAddress = laterAddress;
                 // Carry on with the records after the damage: they hold newer data that is intact.
-                address = laterAddress;
-                sequence = laterHeader.Sequence;
+                walker.Seek(laterAddress, laterHeader.Sequence);
                 continue;
             }
 
-            var dataBlock = LogReader.DataAddress(address) >> LogFormat.BlockShift;
-            var headerBlock = address >> LogFormat.BlockShift;
-            foreach (var entry in reader.Entries.AsSpan(0, header.EntryCount))
+            foreach (var block in walker.Blocks())
             {
-                for (var b = 0; b < entry.BlockCount; b++)
-                {
-                    if (entry.Block + b >= index.Blocks) continue;
-                    index.Set(entry.Block + b, entry.Type == LogEntryType.Data
-                        ? BlockIndex.Encode(BlockLocation.Log, dataBlock + b)
-                        : BlockIndex.Encode(BlockLocation.Zero, headerBlock));
-                    damaged?.Remove(entry.Block + b);
-                }
-                if (entry.Type == LogEntryType.Data) dataBlock += entry.BlockCount;
+                if (block.Block >= index.Blocks) continue;
+                index.Set(block.Block, block.Entry);
+                damaged?.Remove(block.Block);
             }
-            generation = header.IsSyncPoint ? header.Generation + 1 : header.Generation;
-            address += header.SizeBytes;
-            sequence++;
+            var header = walker.Header;
+            if (header.IsSyncPoint) syncPoints.Add(new SyncPoint(header.Generation, header.TimeMicros, header.Sequence, walker.EndAddress));
+            generation = walker.GenerationAfter;
+            lastTime = Math.Max(lastTime, header.TimeMicros);
             batches++;
             bytes += header.SizeBytes;
-            if ((batches & 63) == 0) progress?.Report((address - checkpoint.Horizon, total));
+            walker.Advance();
+            if ((batches & 63) == 0) progress?.Report((walker.Address - checkpoint.Horizon, total));
         }
         progress?.Report((total, total));
         return new RecoveryResult
         {
-            Tail = address,
-            NextSequence = sequence,
+            Tail = walker.Address,
+            NextSequence = walker.Sequence,
             Generation = generation,
+            LastTimeMicros = lastTime,
+            SyncPoints = syncPoints,
             BatchesReplayed = batches,
             BytesReplayed = bytes,
             Corruption = corruption,
@@ -155,9 +157,7 @@ public static class LogRecovery
         }
         laterAddress = best.Address;
         later = best.Header;
-        if (best.Address < 0) return false;
-        // Replay resumes at the smallest later sequence, which must be reachable in order from there.
-        return true;
+        return best.Address >= 0;
     }
 
     /// <summary>Wipes everything from <paramref name="address"/> to the end of its segment and drops later segments.</summary>

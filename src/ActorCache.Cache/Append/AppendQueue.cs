@@ -1,0 +1,209 @@
+using ActorCache.Blocks;
+
+namespace ActorCache.Cache;
+
+/// <summary>
+/// Log order, and the one writer of the live <see cref="BlockIndex"/> (DESIGN §3: the index is updated
+/// strictly in log order). Writers take its lock to get their tickets (their place in log order),
+/// queue their records for the flusher and point their blocks at the ring in one step; the flusher
+/// takes it to move written records out and point their blocks at the log; the destager to point
+/// destaged blocks at the backing. Because every change goes through this one lock, the runtime index
+/// is always the one recovery rebuilds from the log.
+/// </summary>
+/// <remarks>
+/// The lock is held for a few index stores per block. Records hold slot numbers, never data: a record's
+/// slots sit in <see cref="_slots"/>, a ring of its own sized so every slot of the node's ring fits.
+/// </remarks>
+internal sealed class AppendQueue
+{
+    private readonly Lock _gate = new();
+    private readonly BlockIndex _index;
+    private readonly Queue<PendingRecord> _pending = new(4096);
+    private readonly int[] _slots;
+    private int _slotHead, _slotCount;
+    private int _headRecordDone; // blocks of the head record already in the log (a write larger than a batch)
+    private long _appended, _written;
+    private long _pendingDataBlocks;
+    private BlockTargetException? _closed;
+
+    public AppendQueue(BlockIndex index, int ringSlots)
+    {
+        _index = index;
+        // Parts of a large write are released as their batches land, while later writes queue behind it.
+        _slots = new int[ringSlots + 16384];
+    }
+
+    /// <summary>The live index; only this queue changes it.</summary>
+    public BlockIndex Index => _index;
+
+    /// <summary>The newest ticket handed out: a FLUSH arriving now covers every write up to it.</summary>
+    public long AppendedTicket
+    {
+        get
+        {
+            lock (_gate) return _appended;
+        }
+    }
+
+    /// <summary>Every record up to this ticket is in the log (not necessarily durable).</summary>
+    public long WrittenTicket => Volatile.Read(ref _written);
+
+    public bool HasPending
+    {
+        get
+        {
+            lock (_gate) return _pending.Count > 0;
+        }
+    }
+
+    /// <summary>Data blocks queued and not yet in the log (what a stop that cannot reach the log would lose).</summary>
+    public long PendingDataBlocks
+    {
+        get
+        {
+            lock (_gate) return _pendingDataBlocks;
+        }
+    }
+
+    /// <summary>
+    /// Runs <paramref name="queue"/> under the lock (writers only): the callback reads what it must merge
+    /// and calls <see cref="QueueLocked"/> and <see cref="PointLocked"/> for each record of the request,
+    /// so a request's records are never split by a crash and log order is the order of the lock.
+    /// </summary>
+    public long Append<TState>(ref TState state, AppendAction<TState> queue) where TState : allows ref struct
+    {
+        lock (_gate)
+        {
+            if (_closed is { } closed) throw closed;
+            return queue(this, ref state);
+        }
+    }
+
+    /// <summary>Gives a record the next ticket and queues it for the flusher. Only inside <see cref="Append{TState}"/>.</summary>
+    public long QueueLocked(long first, int count, LogEntryType type, ReadOnlySpan<int> slots)
+    {
+        var ticket = ++_appended;
+        if (type == LogEntryType.Data) _pendingDataBlocks += count;
+        _pending.Enqueue(new PendingRecord(first, count, type, ticket, (_slotHead + _slotCount) % _slots.Length));
+        foreach (var slot in slots) _slots[(_slotHead + _slotCount++) % _slots.Length] = slot;
+        return ticket;
+    }
+
+    /// <summary>Points a block at its new version (a ring slot, an unlogged trim/zero). Only inside <see cref="Append{TState}"/>.</summary>
+    public void PointLocked(long block, ulong entry) => _index.Set(block, entry);
+
+    /// <summary>Writes fail from now on with <paramref name="reason"/> (the volume closed, its flusher is gone).</summary>
+    public void Close(BlockTargetException reason)
+    {
+        lock (_gate) _closed ??= reason;
+    }
+
+    /// <summary>
+    /// The flusher's next batch: records (or the rest of one) in log order, up to <paramref name="maxDataBlocks"/>
+    /// data blocks and one header's worth of entries. A record that fits in a batch is never split, so
+    /// it lands in the log whole. Nothing leaves the queue until <see cref="CompleteBatch"/>.
+    /// </summary>
+    public int PeekBatch(Span<BatchPart> parts, int maxDataBlocks, out int dataBlocks, out long completedTicket)
+    {
+        var count = 0;
+        dataBlocks = 0;
+        completedTicket = 0;
+        lock (_gate)
+        {
+            var first = true;
+            foreach (var record in _pending)
+            {
+                if (count == parts.Length) break;
+                var from = first ? _headRecordDone : 0;
+                first = false;
+                var blocks = record.Count - from;
+                if (record.Type == LogEntryType.Data)
+                {
+                    if (blocks > maxDataBlocks - dataBlocks && dataBlocks > 0) break;
+                    blocks = Math.Min(blocks, maxDataBlocks - dataBlocks);
+                    dataBlocks += blocks;
+                }
+                var completes = from + blocks == record.Count;
+                parts[count++] = new BatchPart(record, from, blocks, completes);
+                if (completes) completedTicket = record.Ticket;
+                else break;
+            }
+        }
+        return count;
+    }
+
+    /// <summary>The ring slot of block <paramref name="block"/> of a queued record (stable until the record completes).</summary>
+    public int SlotOf(in PendingRecord record, int block) => _slots[(record.FirstSlot + block) % _slots.Length];
+
+    /// <summary>
+    /// The batch is in the log: its blocks point at their log addresses (unless a newer write came
+    /// meanwhile; the log copy is then history) and its completed records leave the queue. The caller
+    /// lets go of the data slots afterwards.
+    /// </summary>
+    public void CompleteBatch(ReadOnlySpan<BatchPart> parts, long dataBlock, long headerBlock)
+    {
+        lock (_gate)
+        {
+            var completed = 0L;
+            foreach (var part in parts)
+            {
+                var record = part.Record;
+                for (var i = 0; i < part.Count; i++)
+                {
+                    var block = record.Block + part.From + i;
+                    if (record.Type == LogEntryType.Data)
+                        _index.Replace(block, BlockIndex.Encode(BlockLocation.Ring, SlotOf(record, part.From + i)),
+                            BlockIndex.Encode(BlockLocation.Log, dataBlock++));
+                    else
+                        _index.Replace(block, BlockIndex.UnloggedZero(record.Ticket), BlockIndex.Encode(BlockLocation.Zero, headerBlock));
+                }
+                if (record.Type == LogEntryType.Data) _pendingDataBlocks -= part.Count;
+                if (!part.Completes)
+                {
+                    _headRecordDone += part.Count;
+                    continue;
+                }
+                _pending.Dequeue();
+                _headRecordDone = 0;
+                if (record.Type == LogEntryType.Data)
+                {
+                    _slotHead = (_slotHead + record.Count) % _slots.Length;
+                    _slotCount -= record.Count;
+                }
+                completed = record.Ticket;
+            }
+            if (completed > 0) Volatile.Write(ref _written, completed);
+        }
+    }
+
+    /// <summary>Destaged blocks read from the backing now, unless a newer version arrived meanwhile. Returns how many moved.</summary>
+    public int PublishDestaged(ReadOnlySpan<DestageBlock> blocks)
+    {
+        var moved = 0;
+        // In slices, so writers never wait long behind a 64 MiB destage step.
+        for (var start = 0; start < blocks.Length; start += 1024)
+        {
+            lock (_gate)
+            {
+                foreach (var block in blocks.Slice(start, Math.Min(1024, blocks.Length - start)))
+                    if (_index.Replace(block.Block, block.Entry, 0)) moved++;
+            }
+        }
+        return moved;
+    }
+
+    /// <summary>Drops the index pages of extents that are clean and were left alone for <paramref name="idleSweeps"/> sweeps.</summary>
+    public int DropIdlePages(int idleSweeps)
+    {
+        lock (_gate) return _index.DropIdlePages(idleSweeps);
+    }
+}
+
+/// <summary>What a writer does under the queue's lock (see <see cref="AppendQueue.Append{TState}"/>); returns the request's last ticket.</summary>
+internal delegate long AppendAction<TState>(AppendQueue queue, ref TState state) where TState : allows ref struct;
+
+/// <summary>One request's record waiting for the log: a run of blocks, their type, their ticket, and where their slots start in the queue's slot ring.</summary>
+internal readonly record struct PendingRecord(long Block, int Count, LogEntryType Type, long Ticket, int FirstSlot);
+
+/// <summary>The part of a record that goes into one batch: blocks [From, From + Count) of it; <see cref="Completes"/> when it is the record's last part.</summary>
+internal readonly record struct BatchPart(PendingRecord Record, int From, int Count, bool Completes);

@@ -1,0 +1,43 @@
+using ActorCache.Blocks;
+
+namespace ActorCache.Cache;
+
+/// <summary>
+/// What is wrong with a cache right now, and its running counters, as its parts report them for
+/// status and metrics. Each field has one writer: the flusher (log failure, batches, syncs), the
+/// destager (backing failure, blocks destaged, retention shrinks), writers (ring waits).
+/// </summary>
+internal sealed class CacheHealth
+{
+    private volatile BlockTargetException? _logFailure;
+    private volatile string? _backingFailure;
+    private long _batchesWritten, _syncs, _blocksDestaged, _ringWaits, _retentionShrinks, _syncPointRecords;
+
+    /// <summary>The log's last write or sync failure, cleared once the log works again.</summary>
+    public BlockTargetException? LogFailure
+    {
+        get => _logFailure;
+        set => _logFailure = value;
+    }
+
+    /// <summary>Why destaging to the backing fails, cleared once it works again.</summary>
+    public string? BackingFailure
+    {
+        get => _backingFailure;
+        set => _backingFailure = value;
+    }
+
+    public long BatchesWritten => Interlocked.Read(ref _batchesWritten);
+    public long Syncs => Interlocked.Read(ref _syncs);
+    public long BlocksDestaged => Interlocked.Read(ref _blocksDestaged);
+    public long RingWaits => Interlocked.Read(ref _ringWaits);
+    public long RetentionShrinks => Interlocked.Read(ref _retentionShrinks);
+    public long SyncPointRecords => Interlocked.Read(ref _syncPointRecords);
+
+    public void CountBatch() => Interlocked.Increment(ref _batchesWritten);
+    public void CountSync() => Interlocked.Increment(ref _syncs);
+    public void CountSyncPointRecord() => Interlocked.Increment(ref _syncPointRecords);
+    public void CountDestaged(int blocks) => Interlocked.Add(ref _blocksDestaged, blocks);
+    public void CountRingWait() => Interlocked.Increment(ref _ringWaits);
+    public void CountRetentionShrink() => Interlocked.Increment(ref _retentionShrinks);
+}

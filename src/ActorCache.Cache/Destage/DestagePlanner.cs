@@ -1,0 +1,157 @@
+using ActorCache.Blocks;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Cache;
+
+/// <summary>The newest version of one block in a destage step: a log block, or a zeroed (possibly deallocated) block.</summary>
+internal readonly record struct DestageBlock(long Block, ulong Entry, bool Deallocate);
+
+/// <summary>One destage step: the blocks to write (block order), and where the horizon goes once all of them are on the backing.</summary>
+internal sealed record DestagePlan(List<DestageBlock> Blocks, long Address, long Sequence, long Generation);
+
+/// <summary>
+/// Decides what history leaves the log (DESIGN §3 "Destager"), owned by the destager actor: it alone
+/// moves the horizon. History is due once it is older than the retention time, when the log passes its
+/// retention cap (retention shrinks, with a warning), when the flusher needs room, or when a drain asks
+/// for everything. Only durable history moves, a step (64 MiB of history) at a time, through the
+/// <see cref="LogWalker"/>; the backing therefore always holds the volume as of the horizon's generation.
+/// </summary>
+internal sealed class DestagePlanner
+{
+    private const int StepBlocks = 16384; // 64 MiB of history per step
+
+    private readonly string _name;
+    private readonly ILogMedium _medium;
+    private readonly LogWindow _window;
+    private readonly LogHistory _history;
+    private readonly CacheHealth _health;
+    private readonly CacheOptions _options;
+    private readonly ILogger _logger;
+    private readonly Guid _volumeId;
+    private readonly LogWalker _walker;
+
+    private long _horizonSequence, _horizonGeneration;
+    private long _drainTo, _roomTo;
+    private bool _shrinkReported;
+    private DateTime _nextPacedStep;
+    private long _notDueAddress = -1, _notDueTime; // the batch at the horizon, last read and not due yet
+
+    public DestagePlanner(string name, ILogMedium medium, LogWindow window, LogHistory history, CacheHealth health, CacheOptions options,
+        ILogger logger, Checkpoint checkpoint)
+    {
+        _name = name;
+        _medium = medium;
+        _window = window;
+        _history = history;
+        _health = health;
+        _options = options;
+        _logger = logger;
+        _volumeId = checkpoint.VolumeId;
+        _walker = new LogWalker(medium, checkpoint.VolumeId);
+        _horizonSequence = checkpoint.Sequence;
+        _horizonGeneration = checkpoint.Generation;
+    }
+
+    /// <summary>The flusher needs the horizon at <paramref name="horizon"/> at least: history before it is due whatever its age.</summary>
+    public void RequestRoom(long horizon) => _roomTo = Math.Max(_roomTo, horizon);
+
+    public bool RoomWanted => _roomTo > _window.Horizon;
+
+    /// <summary>True (once) when the horizon moved since <paramref name="answered"/>: the flusher is told only about new room.</summary>
+    public bool RoomMadeSince(ref long answered)
+    {
+        var horizon = _window.Horizon;
+        if (horizon == answered) return false;
+        answered = horizon;
+        return true;
+    }
+
+    /// <summary>Everything durable up to <paramref name="target"/> goes to the backing, regardless of retention (a mode switch leaving write-back).</summary>
+    public void RequestDrain(long target) => _drainTo = Math.Max(_drainTo, target);
+
+    /// <summary>A drain that failed is given up: retention applies again once the backing is back.</summary>
+    public void CancelDrain() => _drainTo = 0;
+
+    public bool Drained(long target) => _window.Horizon >= target;
+
+    /// <summary>Reads the next step of due history; null when nothing is due.</summary>
+    public DestagePlan? PlanStep()
+    {
+        var durableTail = _window.DurableTail;
+        var horizon = _window.Horizon;
+        var address = horizon;
+        var sequence = _horizonSequence;
+        var generation = _horizonGeneration;
+        if (address >= durableTail) return null;
+
+        var retentionLimit = _options.RetentionCapBytesFor(_window.Capacity);
+        // Writeback throttling (like dm-writecache's watermarks): past the retention cap, history is
+        // destaged one step per destage interval while the log is below the high watermark, so
+        // foreground log syncs do not queue behind a flood of backing writeback; above it, flat out.
+        var highWatermark = retentionLimit + (_window.Capacity - retentionLimit) / 2;
+        var paced = _window.Tail - address < highWatermark;
+        if (paced && DateTime.UtcNow < _nextPacedStep) retentionLimit = long.MaxValue;
+        var cutoff = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000 - (long)_options.RetentionTime.TotalMicroseconds;
+        var forcedTo = Math.Max(_drainTo, _roomTo);
+        // The destager runs on every tick (and on urgent wake-ups); while the oldest batch is inside the
+        // retention window it stays there, so its header is not read again until its time comes, the
+        // log passes the cap or someone needs its room.
+        if (address == _notDueAddress && _notDueTime > cutoff && _window.Tail - address <= retentionLimit && address >= forcedTo) return null;
+
+        var newest = new SortedDictionary<long, DestageBlock>();
+        var blocks = 0;
+        var shrinking = false;
+        _walker.Seek(address, sequence);
+        while (_walker.Address < durableTail && blocks < StepBlocks)
+        {
+            if (!_walker.TryRead())
+                throw new BlockTargetException(BlockError.Io, $"log record {_walker.Sequence} at {_walker.Address} cannot be read back for destaging");
+            var header = _walker.Header;
+            var overLimit = _window.Tail - _walker.Address > retentionLimit;
+            var forced = _walker.Address < forcedTo;
+            var due = header.TimeMicros <= cutoff || overLimit || forced;
+            if (!due)
+            {
+                // Keyed by the horizon, not where the batch was found (the next segment's start, past a gap).
+                if (_walker.Sequence == _horizonSequence) (_notDueAddress, _notDueTime) = (horizon, header.TimeMicros);
+                break;
+            }
+            if ((overLimit || (forced && _walker.Address < _roomTo)) && header.TimeMicros > cutoff) shrinking = true;
+            foreach (var walked in _walker.Blocks())
+            {
+                newest[walked.Block] = new DestageBlock(walked.Block, walked.Entry, walked.Type == LogEntryType.Trim);
+                blocks++;
+            }
+            generation = _walker.GenerationAfter;
+            _walker.Advance();
+            sequence = _walker.Sequence;
+            address = _walker.Address;
+        }
+        if (address == horizon) return null;
+        if (shrinking) ReportShrink(paced);
+        else _shrinkReported = false;
+        return new DestagePlan([.. newest.Values], address, sequence, generation);
+    }
+
+    private void ReportShrink(bool paced)
+    {
+        if (paced) _nextPacedStep = DateTime.UtcNow + _options.DestageInterval;
+        _health.CountRetentionShrink();
+        if (!_shrinkReported)
+            _logger.LogWarning("volume {Name}: the log needs room ({Used} of {Capacity} bytes in use); retention shrinks below {Retention} so writers do not stall",
+                _name, _window.Used, _window.Capacity, _options.RetentionTime);
+        _shrinkReported = true;
+    }
+
+    /// <summary>Advances the horizon past the step (checkpoint first, so a crash never replays less than it must) and frees whole segments.</summary>
+    public void Complete(DestagePlan plan)
+    {
+        new Checkpoint(_volumeId, plan.Address, plan.Sequence, plan.Generation).Save(_options.LogDirectory);
+        _window.SetHorizon(plan.Address);
+        _horizonSequence = plan.Sequence;
+        _horizonGeneration = plan.Generation;
+        _history.TrimBefore(plan.Sequence);
+        foreach (var segment in _medium.Segments)
+            if ((segment + 1) * _medium.SegmentSize <= plan.Address) _medium.Release(segment);
+    }
+}

@@ -1,0 +1,71 @@
+using System.Buffers;
+using ActorCache.Blocks;
+
+namespace ActorCache.Cache;
+
+/// <summary>
+/// Copies a destage step from the log to the backing: each 4 MiB extent's blocks in block order,
+/// neighbours coalesced into one I/O (trims become hole punches), the extents of a step in parallel on
+/// the thread pool, so a slow backing (a remote or delayed disk) serves many writes at once.
+/// </summary>
+internal sealed class DestageWriter(ILogMedium medium, IBlockTarget backing)
+{
+    private const int BlockSize = LogFormat.BlockSize;
+    private const int BlockShift = LogFormat.BlockShift;
+    private const int ChunkBlocks = 256; // 1 MiB per backing write at most
+
+    /// <summary>Writes every block of the step; the first failure fails the step (after the other extents finish).</summary>
+    public Task WriteAsync(List<DestageBlock> blocks)
+    {
+        var extents = new List<Task>();
+        var start = 0;
+        for (var i = 1; i <= blocks.Count; i++)
+        {
+            if (i < blocks.Count && blocks[i].Block >> BlockIndex.ExtentBlocksShift == blocks[start].Block >> BlockIndex.ExtentBlocksShift) continue;
+            var (from, count) = (start, i - start);
+            extents.Add(Task.Run(() => WriteExtentAsync(blocks, from, count)));
+            start = i;
+        }
+        return Task.WhenAll(extents);
+    }
+
+    private async Task WriteExtentAsync(List<DestageBlock> blocks, int from, int count)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(Math.Min(ChunkBlocks, count) * BlockSize);
+        try
+        {
+            var i = from;
+            var end = from + count;
+            while (i < end)
+            {
+                var (start, entry, deallocate) = blocks[i];
+                var kind = BlockIndex.LocationOf(entry);
+                // The run: neighbouring blocks of the same kind (log data also consecutive in the log, up to one buffer).
+                var runEnd = i + 1;
+                while (runEnd < end && blocks[runEnd].Block == start + (runEnd - i) && BlockIndex.LocationOf(blocks[runEnd].Entry) == kind &&
+                       (kind == BlockLocation.Log
+                           ? BlockIndex.ValueOf(blocks[runEnd].Entry) == BlockIndex.ValueOf(entry) + (runEnd - i) && (runEnd - i + 1) * BlockSize <= buffer.Length
+                           : blocks[runEnd].Deallocate == deallocate))
+                    runEnd++;
+                var run = runEnd - i;
+                if (kind == BlockLocation.Log)
+                {
+                    var length = run * BlockSize;
+                    if (!medium.TryRead(BlockIndex.ValueOf(entry) << BlockShift, buffer.AsSpan(0, length)))
+                        throw new BlockTargetException(BlockError.Io, $"log block {BlockIndex.ValueOf(entry)} vanished before it was destaged");
+                    await backing.WriteAsync(start << BlockShift, buffer.AsMemory(0, length), fua: false).ConfigureAwait(false);
+                }
+                else if (deallocate)
+                    await backing.TrimAsync(start << BlockShift, (long)run << BlockShift, fua: false).ConfigureAwait(false);
+                else
+                    await backing.WriteZeroesAsync(start << BlockShift, (long)run << BlockShift, mayDeallocate: false, fastOnly: false, fua: false)
+                        .ConfigureAwait(false);
+                i = runEnd;
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+}

@@ -1,0 +1,189 @@
+using ActorCache.Blocks;
+
+namespace ActorCache.Cache;
+
+/// <summary>
+/// Group commit's finish line (DESIGN §2, §4). A FLUSH or FUA waits here with its ticket (its place in
+/// log order) until a sync point covering it is durable for every participant: the local log always,
+/// and whoever else joins (a replicator adds "this peer has it durably" for protocol C). When that
+/// happens the sync point's generation is closed: it enters the <see cref="LogHistory"/> and every
+/// waiter it covers completes. One fdatasync (and one acknowledgement per peer) serves every waiter.
+/// </summary>
+/// <remarks>
+/// The flusher writes sync points (<see cref="SyncPointWritten"/>) and advances the local participant;
+/// writers add waiters; other participants advance themselves. A small lock guards it all; nothing in
+/// it blocks.
+/// </remarks>
+public sealed class DurabilityBarrier
+{
+    private readonly Lock _gate = new();
+    private readonly List<(long Ticket, TaskCompletionSource Done)> _waiters = [];
+    private readonly Queue<(long Ticket, SyncPoint Point)> _written = new();
+    private readonly List<Participant> _participants = [];
+    private readonly LogHistory _history;
+    private long _closedTicket;
+    private long _closedGeneration;
+    private BlockTargetException? _refusal;
+
+    public DurabilityBarrier(LogHistory history, long lastClosedGeneration)
+    {
+        _history = history;
+        _closedGeneration = lastClosedGeneration;
+        Local = Join("local log", 0);
+    }
+
+    /// <summary>The local log: durable through a ticket once the flusher's fdatasync covers it.</summary>
+    public Participant Local { get; }
+
+    /// <summary>The newest closed generation (0 when none has been closed yet).</summary>
+    public long ClosedGeneration
+    {
+        get
+        {
+            lock (_gate) return _closedGeneration;
+        }
+    }
+
+    /// <summary>Every ticket up to this one is covered by a closed sync point.</summary>
+    public long ClosedTicket
+    {
+        get
+        {
+            lock (_gate) return _closedTicket;
+        }
+    }
+
+    /// <summary>Adds a participant already durable through <paramref name="durableTicket"/>; waiters now also wait for it.</summary>
+    public Participant Join(string name, long durableTicket)
+    {
+        var participant = new Participant(this, name, durableTicket);
+        lock (_gate) _participants.Add(participant);
+        return participant;
+    }
+
+    /// <summary>A participant leaves (a peer disconnected): waiters no longer wait for it.</summary>
+    public void Leave(Participant participant)
+    {
+        if (participant == Local) throw new InvalidOperationException("the local log cannot leave the durability barrier");
+        lock (_gate) _participants.Remove(participant);
+        CloseWhatIsDurable();
+    }
+
+    /// <summary>Completes once a sync point covering <paramref name="ticket"/> is durable for every participant.</summary>
+    public Task WaitAsync(long ticket)
+    {
+        lock (_gate)
+        {
+            if (ticket <= _closedTicket) return Task.CompletedTask;
+            if (_refusal is { } refusal) return Task.FromException(refusal);
+            var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _waiters.Add((ticket, done));
+            return done.Task;
+        }
+    }
+
+    /// <summary>True when a waiter's ticket lies in (<paramref name="after"/>, <paramref name="upTo"/>]: a batch completing those tickets must be a sync point.</summary>
+    public bool HasWaiterIn(long after, long upTo)
+    {
+        if (upTo <= after) return false;
+        lock (_gate)
+        {
+            foreach (var (ticket, _) in _waiters)
+                if (ticket > after && ticket <= upTo) return true;
+            return false;
+        }
+    }
+
+    /// <summary>True while some waiter is not covered by a closed sync point.</summary>
+    public bool HasWaiters
+    {
+        get
+        {
+            lock (_gate) return _waiters.Count > 0;
+        }
+    }
+
+    /// <summary>The flusher wrote a sync point covering every ticket up to <paramref name="ticket"/>; it closes once every participant has it durably.</summary>
+    internal void SyncPointWritten(long ticket, SyncPoint point)
+    {
+        lock (_gate) _written.Enqueue((ticket, point));
+        CloseWhatIsDurable();
+    }
+
+    /// <summary>
+    /// From now on new waiters fail at once with <paramref name="refusal"/>, and every current one fails
+    /// with it (the log refuses writes under the fail policy, or the volume closed).
+    /// </summary>
+    internal void Refuse(BlockTargetException refusal)
+    {
+        lock (_gate)
+        {
+            _refusal = refusal;
+            // Completing under the lock is cheap: continuations run elsewhere (RunContinuationsAsynchronously).
+            foreach (var (_, done) in _waiters) done.TrySetException(refusal);
+            _waiters.Clear();
+        }
+    }
+
+    /// <summary>Waiters are accepted again (the log works again).</summary>
+    internal void Accept()
+    {
+        lock (_gate) _refusal = null;
+    }
+
+    private void Advance(Participant participant, long ticket)
+    {
+        lock (_gate)
+        {
+            if (ticket <= participant.DurableTicket) return;
+            participant.DurableTicket = ticket;
+        }
+        CloseWhatIsDurable();
+    }
+
+    private void CloseWhatIsDurable()
+    {
+        lock (_gate)
+        {
+            var durable = long.MaxValue;
+            foreach (var participant in _participants) durable = Math.Min(durable, participant.DurableTicket);
+            var closed = false;
+            while (_written.TryPeek(out var next) && next.Ticket <= durable)
+            {
+                _written.Dequeue();
+                _closedTicket = next.Ticket;
+                _closedGeneration = next.Point.Generation;
+                _history.Add(next.Point);
+                closed = true;
+            }
+            if (!closed) return;
+            for (var i = _waiters.Count - 1; i >= 0; i--)
+            {
+                if (_waiters[i].Ticket > _closedTicket) continue;
+                _waiters[i].Done.TrySetResult();
+                _waiters.RemoveAt(i);
+            }
+        }
+    }
+
+    /// <summary>One party whose durability every FLUSH waits for; it says how far it has everything durably.</summary>
+    public sealed class Participant
+    {
+        private readonly DurabilityBarrier _barrier;
+
+        internal Participant(DurabilityBarrier barrier, string name, long durableTicket)
+        {
+            _barrier = barrier;
+            Name = name;
+            DurableTicket = durableTicket;
+        }
+
+        public string Name { get; }
+
+        /// <summary>Every write up to this ticket is durable here. Guarded by the barrier's lock.</summary>
+        public long DurableTicket { get; internal set; }
+
+        /// <summary>Everything up to <paramref name="ticket"/> is durable here now.</summary>
+        public void Advance(long ticket) => _barrier.Advance(this, ticket);
+    }
+}

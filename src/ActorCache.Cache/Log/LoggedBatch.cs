@@ -1,0 +1,69 @@
+namespace ActorCache.Cache;
+
+/// <summary>
+/// Receives every batch the log writes, in log order (DESIGN §4: replication ships log batches in the
+/// format they were written in). <see cref="OnBatch"/> runs on the flusher's thread: it must not block,
+/// only take note (or send a message carrying the batch, which holds no payload bytes, only ring slots)
+/// and call <see cref="LoggedBatch.Release"/> exactly once when done with the data.
+/// </summary>
+public interface ILogSubscriber
+{
+    void OnBatch(LoggedBatch batch);
+}
+
+/// <summary>
+/// One batch as it was written to the log: its header block (the exact bytes on disk), its entries, and
+/// its data still in the ring slots it was written from, pinned until every subscriber has released it.
+/// Pooled by the flusher; valid until the subscriber's <see cref="Release"/>.
+/// </summary>
+public sealed class LoggedBatch
+{
+    private readonly byte[] _headerBlock = GC.AllocateUninitializedArray<byte>(LogFormat.BlockSize);
+    private readonly LogEntry[] _entries = new LogEntry[LogFormat.MaxEntries];
+    private int[] _slots = new int[256];
+    private RingBuffer _ring = null!;
+    private Action<LoggedBatch> _returnToPool = null!;
+    private int _references;
+
+    /// <summary>Log address of the header.</summary>
+    public long Address { get; private set; }
+
+    public BatchHeader Header { get; private set; }
+
+    /// <summary>Every write up to this ticket is complete in the log once this batch is (0 when the batch only continues a large write).</summary>
+    public long CompletedTicket { get; private set; }
+
+    /// <summary>The header block exactly as written: magic, sequence, generation, time, entries and CRC.</summary>
+    public ReadOnlySpan<byte> HeaderBlock => _headerBlock;
+
+    public ReadOnlySpan<LogEntry> Entries => _entries.AsSpan(0, Header.EntryCount);
+
+    /// <summary>Data block <paramref name="index"/> of the batch (entry order), in its ring slot.</summary>
+    public ReadOnlySpan<byte> DataBlock(int index) => _ring.Slot(_slots[index]);
+
+    internal int[] Slots => _slots;
+
+    internal void Begin(RingBuffer ring, long address, in BatchHeader header, ReadOnlySpan<byte> headerBlock, ReadOnlySpan<LogEntry> entries,
+        long completedTicket, int subscribers, Action<LoggedBatch> returnToPool)
+    {
+        _ring = ring;
+        Address = address;
+        Header = header;
+        CompletedTicket = completedTicket;
+        headerBlock.CopyTo(_headerBlock);
+        entries.CopyTo(_entries);
+        if (_slots.Length < header.DataBlocks) _slots = new int[Math.Max(header.DataBlocks, _slots.Length * 2)];
+        _references = subscribers;
+        _returnToPool = returnToPool;
+    }
+
+    /// <summary>The subscriber is done with the batch's data; the last one lets the ring reuse the slots.</summary>
+    public void Release()
+    {
+        var left = Interlocked.Decrement(ref _references);
+        if (left > 0) return;
+        if (left < 0) throw new InvalidOperationException($"logged batch {Header.Sequence} released more often than it was handed out");
+        for (var i = Header.DataBlocks - 1; i >= 0; i--) _ring.Release(_slots[i]);
+        _returnToPool(this);
+    }
+}

@@ -1,0 +1,147 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
+
+namespace ActorCache.Cache;
+
+/// <summary>
+/// The node's RAM stage: one native allocation made at start, cut into 4 KiB slots. A slot holds one
+/// block of an acknowledged write until the flusher has put it in the log (and every subscriber of the
+/// log has let go of it). Slots are reference-counted (the owning write's reference plus any read
+/// copying from it) and return to the free list at zero. When no slot is free, writers wait:
+/// backpressure, never a dropped write.
+/// </summary>
+/// <remarks>
+/// Native memory rather than a managed array: a managed array stops at 2 GiB, and slot offsets are
+/// 64-bit here, so a ring may be as large as the machine allows. <see cref="Memory{T}"/> views (which
+/// the socket and the log's gathered writes take) cannot be longer than 2 GiB either, so the memory is
+/// seen as 1 GiB chunks: a run of slots handed out as one piece of memory never crosses a chunk end.
+/// The memory lives as long as the process: a node's ring is never freed (no request can outlive it).
+/// </remarks>
+public sealed unsafe class RingBuffer
+{
+    public const int SlotSize = LogFormat.BlockSize;
+    /// <summary>Slots per chunk of memory that one <see cref="Memory{T}"/> can cover (1 GiB).</summary>
+    public const int ChunkSlotsShift = 18;
+    /// <summary>The largest ring: slot numbers are ints and index entries keep them in 62 bits, so this is arbitrary but generous.</summary>
+    public const long MaxBytes = 1L << 40;
+
+    private readonly byte* _memory;
+    private readonly Chunk[] _chunks;
+    private readonly int[] _references;
+    private readonly int[] _free;
+    private int _freeCount;
+    private readonly Lock _gate = new();
+    private TaskCompletionSource? _space; // created only while a writer waits, so a release costs nothing otherwise
+
+    public RingBuffer(long bytes)
+    {
+        if (bytes < 16 * SlotSize || bytes % SlotSize != 0)
+            throw new ArgumentException($"ring size {bytes} must be a multiple of 4 KiB, at least 64 KiB");
+        if (bytes > MaxBytes) throw new ArgumentException($"ring size {bytes} is above the largest supported ring ({MaxBytes} bytes, 1 TiB)");
+        SlotCount = (int)(bytes / SlotSize);
+        _memory = (byte*)NativeMemory.AlignedAlloc((nuint)bytes, SlotSize);
+        if (_memory is null) throw new OutOfMemoryException($"cannot allocate a ring of {bytes} bytes");
+        var chunkCount = (SlotCount + (1 << ChunkSlotsShift) - 1) >> ChunkSlotsShift;
+        _chunks = new Chunk[chunkCount];
+        for (var c = 0; c < chunkCount; c++)
+        {
+            var slots = Math.Min(1 << ChunkSlotsShift, SlotCount - (c << ChunkSlotsShift));
+            _chunks[c] = new Chunk(_memory + ((long)c << ChunkSlotsShift) * SlotSize, slots * SlotSize);
+        }
+        _references = new int[SlotCount];
+        _free = new int[SlotCount];
+        for (var i = 0; i < SlotCount; i++) _free[i] = SlotCount - 1 - i;
+        _freeCount = SlotCount;
+    }
+
+    public int SlotCount { get; }
+
+    public long Bytes => (long)SlotCount * SlotSize;
+
+    public int FreeSlots => Volatile.Read(ref _freeCount);
+
+    public Span<byte> Slot(int slot) => new(_memory + (long)slot * SlotSize, SlotSize);
+
+    public ReadOnlyMemory<byte> SlotMemory(int slot) => SlotRun(slot, 1);
+
+    /// <summary>True when <paramref name="a"/> and <paramref name="b"/> lie in one chunk, so a run between them can be one piece of memory.</summary>
+    public static bool InOneChunk(int a, int b) => a >> ChunkSlotsShift == b >> ChunkSlotsShift;
+
+    /// <summary>Consecutive slots (within one chunk) as one writable piece of memory: a staged write receives its payload into them.</summary>
+    public Memory<byte> SlotRun(int firstSlot, int count)
+    {
+        if (!InOneChunk(firstSlot, firstSlot + count - 1))
+            throw new ArgumentException($"slots {firstSlot}..{firstSlot + count - 1} cross a ring chunk boundary");
+        return _chunks[firstSlot >> ChunkSlotsShift].Memory.Slice((firstSlot & ((1 << ChunkSlotsShift) - 1)) * SlotSize, count * SlotSize);
+    }
+
+    /// <summary>Takes <paramref name="count"/> free slots (each with one reference) or none; false when too few are free.</summary>
+    public bool TryClaim(Span<int> slots)
+    {
+        lock (_gate)
+        {
+            if (_freeCount < slots.Length) return false;
+            for (var i = 0; i < slots.Length; i++)
+            {
+                var slot = _free[--_freeCount];
+                _references[slot] = 1;
+                slots[i] = slot;
+            }
+            return true;
+        }
+    }
+
+    /// <summary>Completes when slots may have been freed since it was fetched. Fetch it, try to claim once more, then wait.</summary>
+    public Task SpaceFreed
+    {
+        get
+        {
+            lock (_gate) return (_space ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)).Task;
+        }
+    }
+
+    /// <summary>Adds a reference to a slot that is in use (a reader copying from it, a log subscriber); false if it is free.</summary>
+    public bool TryAddReference(int slot)
+    {
+        while (true)
+        {
+            var current = Volatile.Read(ref _references[slot]);
+            if (current == 0) return false;
+            if (Interlocked.CompareExchange(ref _references[slot], current + 1, current) == current) return true;
+        }
+    }
+
+    public void Release(int slot)
+    {
+        var left = Interlocked.Decrement(ref _references[slot]);
+        if (left > 0) return;
+        if (left < 0) throw new InvalidOperationException($"ring slot {slot} released more often than claimed");
+        TaskCompletionSource? wake = null;
+        lock (_gate)
+        {
+            _free[_freeCount++] = slot;
+            if (_space is not null && _freeCount >= Math.Min(64, SlotCount / 4))
+            {
+                wake = _space;
+                _space = null;
+            }
+        }
+        wake?.SetResult();
+    }
+
+    /// <summary>One chunk of the ring's native memory as a <see cref="Memory{T}"/> source; pinning is free (it never moves).</summary>
+    private sealed class Chunk(byte* start, int length) : MemoryManager<byte>
+    {
+        public override Span<byte> GetSpan() => new(start, length);
+
+        public override MemoryHandle Pin(int elementIndex = 0) => new(start + elementIndex);
+
+        public override void Unpin()
+        {
+        }
+
+        protected override void Dispose(bool disposing)
+        {
+        }
+    }
+}
