@@ -26,7 +26,7 @@ public sealed class PowerLossTests : IDisposable
         var recording = new RecordingMedium(new SegmentFiles(options.LogDirectory, options.SegmentSize));
         var model = new byte[Size];
         var states = new List<byte[]> { (byte[])model.Clone() };
-        var flushPoints = new List<(int Syncs, int Operations)>();
+        var flushPoints = new List<(int Syncs, int Operations, IReadOnlyList<SyncPoint> History, long Generation)>();
         var cache = _fixture.Open(Size, options, medium: recording);
         // The runtime index and batch count as they were at each sync, keyed by the sync's number.
         var atSync = new Dictionary<int, (Dictionary<long, ulong> Index, long Batches)>();
@@ -57,13 +57,13 @@ public sealed class PowerLossTests : IDisposable
                 if (random.Next(12) == 0)
                 {
                     await cache.FlushAsync();
-                    flushPoints.Add((recording.SyncCount, states.Count - 1));
+                    flushPoints.Add((recording.SyncCount, states.Count - 1, cache.History.ToList(), cache.Generation));
                 }
             }
         }
         Assert.True(flushPoints.Count >= 10, "the sequence needs enough flush points to mean something");
 
-        foreach (var (syncs, operations) in flushPoints)
+        foreach (var (syncs, operations, history, generation) in flushPoints)
         {
             var (runtime, batchesAtSync) = atSync[syncs];
             var image = Path.Combine(_fixture.Directory, $"image-{syncs}");
@@ -77,6 +77,11 @@ public sealed class PowerLossTests : IDisposable
             await using var recovered = _fixture.Open(Size, options with { LogDirectory = image },
                 backing: FileBacking.Open(backing, Size, create: false));
             Assert.Null(recovered.Recovery.Corruption);
+            // Every generation closed by then comes back with its number and time; none is reused.
+            var recoveredHistory = recovered.History.ToList();
+            Assert.True(recoveredHistory.Take(history.Count).SequenceEqual(history),
+                $"after sync {syncs} the recovered sync points differ: {string.Join(",", recoveredHistory.Take(history.Count))} vs {string.Join(",", history)}");
+            Assert.True(recovered.Generation >= generation, $"after sync {syncs} recovery came back at generation {recovered.Generation}, below {generation}");
             var content = new byte[Size];
             await recovered.ReadAsync(0, content);
             var match = Enumerable.Range(operations, states.Count - operations).FirstOrDefault(j => states[j].AsSpan().SequenceEqual(content), -1);
