@@ -64,6 +64,39 @@ public interface IBlockTarget : IAsyncDisposable
 
     /// <summary>Gives back the memory of a staged write that will not be committed (the client went away mid-payload).</summary>
     void AbandonStagedWrite(StagedWrite staged) => throw new NotSupportedException($"{GetType().Name} does not stage writes");
+
+    /// <summary>
+    /// Control (DESIGN §1), like device-mapper's target messages: the message goes down the stack until a
+    /// layer that understands it handles it (switch the cache's mode, say). False when no layer did.
+    /// </summary>
+    ValueTask<bool> TrySendAsync(TargetMessage message, CancellationToken cancellationToken = default) => ValueTask.FromResult(false);
+
+    /// <summary>Status, like device-mapper's: each layer adds what it knows about itself, then asks the one below.</summary>
+    void CollectStatus(TargetStatus status)
+    {
+    }
+}
+
+/// <summary>A control request for one layer of a stack (see <see cref="IBlockTarget.TrySendAsync"/>); layers define their own.</summary>
+public abstract record TargetMessage;
+
+/// <summary>
+/// What a stack says about itself, collected top to bottom (see <see cref="IBlockTarget.CollectStatus"/>):
+/// each layer adds a status record of its own type, and a layer that refuses writes says why.
+/// </summary>
+public sealed class TargetStatus
+{
+    private readonly List<object> _layers = [];
+
+    /// <summary>Why the stack refuses writes (the first layer to say so), or null.</summary>
+    public string? ReadOnlyReason { get; private set; }
+
+    public void Add(object layerStatus) => _layers.Add(layerStatus);
+
+    public void RefuseWrites(string reason) => ReadOnlyReason ??= reason;
+
+    /// <summary>The status a layer of type-specific kind added, or null when no layer has one.</summary>
+    public T? Find<T>() where T : class => _layers.OfType<T>().FirstOrDefault();
 }
 
 [Flags]

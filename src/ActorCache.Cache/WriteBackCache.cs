@@ -280,6 +280,24 @@ public sealed class WriteBackCache : IBlockTarget
     public ValueTask PrefetchAsync(long offset, long length, CancellationToken cancellationToken = default) =>
         _backing.PrefetchAsync(offset, length, cancellationToken);
 
+    // ---- control and status -------------------------------------------------------------------
+
+    /// <summary>Handles <see cref="SetCacheMode"/>; anything else goes to the backing.</summary>
+    public async ValueTask<bool> TrySendAsync(TargetMessage message, CancellationToken cancellationToken = default)
+    {
+        if (message is not SetCacheMode set) return await _backing.TrySendAsync(message, cancellationToken).ConfigureAwait(false);
+        await SetModeAsync(set.Mode).ConfigureAwait(false);
+        return true;
+    }
+
+    /// <summary>Adds <see cref="CacheStatistics"/> (and, for a damaged log, why writes are refused), then the backing's status.</summary>
+    public void CollectStatus(TargetStatus status)
+    {
+        status.Add(Statistics);
+        if (_damage.Reason is { } reason) status.RefuseWrites(reason);
+        _backing.CollectStatus(status);
+    }
+
     // ---- modes --------------------------------------------------------------------------------
 
     /// <summary>
@@ -376,6 +394,9 @@ public sealed class WriteBackCache : IBlockTarget
         }
     }
 }
+
+/// <summary>Switches a live cache's mode (see <see cref="WriteBackCache.SetModeAsync"/>): sent down a volume's stack.</summary>
+public sealed record SetCacheMode(CacheMode Mode) : TargetMessage;
 
 /// <summary>How a cache closed: bytes of acknowledged writes it could not make durable (0 when everything is), and why.</summary>
 public sealed record CloseReport(long LostBytes, string? Problem);
