@@ -2,6 +2,8 @@
 # Compares ActorCache (write-back) with nbdkit's file plugin, qemu-nbd and nbdkit's memory plugin (the
 # machine's NBD ceiling) on the same machine in one run, alternating servers job by job.
 # Usage: tests/bench/compare.sh            (REPS=3 RUNTIME=10 SIZE=1G JOBS="J1 J2 ..." to change)
+# A/B against another build: BASE=/path/to/old/ActorCache.dll adds it as server "actorcache-base", run
+# alternately with this build in the same repetitions (SERVERS="actorcache actorcache-base" for just the two).
 # Needs: fio, nbdkit, qemu-utils (qemu-nbd), python3 (Debian's), dotnet. Run as root for J5 (drops the page cache).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -24,7 +26,7 @@ dotnet build src/ActorCache -c Release -v quiet -nologo >/dev/null
 dll=src/ActorCache/bin/Release/net10.0/ActorCache.dll
 
 # Every backing is written in full first: a sparse file makes the first writes measure block allocation.
-for name in ac kfile qemu; do
+for name in ac kfile qemu ${BASE:+acbase}; do
   fio --name=fill --filename="$work/$name.img" --rw=write --bs=1M --size="$SIZE" --ioengine=psync --end_fsync=1 >/dev/null
 done
 
@@ -40,6 +42,13 @@ start_actorcache() { # extra --set arguments follow
   for _ in $(seq 200); do grep -q "node serving" "$work/ac.log" 2>/dev/null && break; sleep 0.1; done
 }
 stop_actorcache() { kill -TERM "$ac_pid"; wait "$ac_pid" 2>/dev/null || true; : >"$work/ac.log"; }
+start_base() { # the build to compare against, if any
+  [ -n "${BASE:-}" ] || return 0
+  dotnet "$BASE" serve --data-dir "$work/acbasedata" --listen "unix:$work/acbase.sock" --admin 127.0.0.1:0 \
+    --volume "bench:$SIZE:write-back:backing=$work/acbase.img" >>"$work/acbase.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 200); do grep -q "node serving" "$work/acbase.log" 2>/dev/null && break; sleep 0.1; done
+}
 start_others() {
   nbdkit -f -U "$work/kfile.sock" file "$work/kfile.img" & pids+=($!)
   qemu-nbd -k "$work/qemu.sock" -f raw --cache=writeback --aio=threads -x bench --persistent --shared=8 "$work/qemu.img" & pids+=($!)
@@ -52,6 +61,7 @@ declare -A URI=(
   [nbdkit-file]="nbd+unix:///?socket=$work/kfile.sock"
   [qemu-nbd]="nbd+unix:///bench?socket=$work/qemu.sock"
   [nbdkit-memory]="nbd+unix:///?socket=$work/kmem.sock"
+  [actorcache-base]="nbd+unix:///bench?socket=$work/acbase.sock"
 )
 declare -A SPEC=(
   [J1]="--rw=randwrite --bs=4k --iodepth=32"
@@ -88,7 +98,8 @@ PY
 
 start_others
 start_actorcache
-servers="actorcache nbdkit-file qemu-nbd nbdkit-memory"
+start_base
+servers=${SERVERS:-"actorcache nbdkit-file qemu-nbd nbdkit-memory${BASE:+ actorcache-base}"}
 for job in $JOBS; do
   case $job in
     J4|J6) # data in cache: read it once first
@@ -130,14 +141,17 @@ for line in open(sys.argv[1]):
 def med(job, server, i):
     v = [r[i] for r in rows.get((job, server), []) if r[i] == r[i]]
     return statistics.median(v) if v else float("nan")
-print("| job | server | IOPS | MiB/s | p99 (us) | vs nbdkit-file | vs nbdkit-memory |")
-print("|---|---|---:|---:|---:|---:|---:|")
+has_base = any(server == "actorcache-base" for _, server in rows)
+print("| job | server | IOPS | MiB/s | p99 (us) | vs nbdkit-file | vs nbdkit-memory |" + (" vs actorcache-base |" if has_base else ""))
+print("|---|---|---:|---:|---:|---:|---:|" + ("---:|" if has_base else ""))
 for job in sorted({j for j, _ in rows}):
-    for server in ["actorcache", "actorcache-steady", "nbdkit-file", "qemu-nbd", "nbdkit-memory"]:
+    for server in ["actorcache", "actorcache-base", "actorcache-steady", "nbdkit-file", "qemu-nbd", "nbdkit-memory"]:
         if (job, server) not in rows: continue
         iops, bw, p99 = (med(job, server, i) for i in range(3))
         base = med(job, "nbdkit-file", 0); mem = med(job, "nbdkit-memory", 0)
         ratio = lambda b: f"{iops / b:.2f}x" if b == b and b > 0 else "-"
-        print(f"| {job} | {server} | {iops:.0f} | {bw:.1f} | {p99:.0f} | {ratio(base)} | {ratio(mem)} |")
+        line = f"| {job} | {server} | {iops:.0f} | {bw:.1f} | {p99:.0f} | {ratio(base)} | {ratio(mem)} |"
+        if has_base: line += f" {ratio(med(job, 'actorcache-base', 0))} |"
+        print(line)
 print(f"\nActorCache peak RSS: {int(sys.argv[2]) / 1024:.0f} MiB")
 PY

@@ -16,51 +16,27 @@ internal sealed record DestagePlan(List<DestageBlock> Blocks, long Address, long
 /// for everything. Only durable history moves, a step (64 MiB of history) at a time, through the
 /// <see cref="LogWalker"/>; the backing therefore always holds the volume as of the horizon's generation.
 /// </summary>
-internal sealed class DestagePlanner
+internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow window, LogHistory history, CacheHealth health,
+    CacheOptions options, ILogger logger, Checkpoint checkpoint)
 {
     private const int StepBlocks = 16384; // 64 MiB of history per step
 
-    private readonly string _name;
-    private readonly ILogMedium _medium;
-    private readonly LogWindow _window;
-    private readonly LogHistory _history;
-    private readonly CacheHealth _health;
-    private readonly CacheOptions _options;
-    private readonly ILogger _logger;
-    private readonly Guid _volumeId;
-    private readonly LogWalker _walker;
-
-    private long _horizonSequence, _horizonGeneration;
+    private readonly LogWalker _walker = new(medium, checkpoint.VolumeId);
+    private long _horizonSequence = checkpoint.Sequence, _horizonGeneration = checkpoint.Generation;
     private long _drainTo, _roomTo;
     private bool _shrinkReported;
     private DateTime _nextPacedStep;
     private long _notDueAddress = -1, _notDueTime; // the batch at the horizon, last read and not due yet
 
-    public DestagePlanner(string name, ILogMedium medium, LogWindow window, LogHistory history, CacheHealth health, CacheOptions options,
-        ILogger logger, Checkpoint checkpoint)
-    {
-        _name = name;
-        _medium = medium;
-        _window = window;
-        _history = history;
-        _health = health;
-        _options = options;
-        _logger = logger;
-        _volumeId = checkpoint.VolumeId;
-        _walker = new LogWalker(medium, checkpoint.VolumeId);
-        _horizonSequence = checkpoint.Sequence;
-        _horizonGeneration = checkpoint.Generation;
-    }
-
     /// <summary>The flusher needs the horizon at <paramref name="horizon"/> at least: history before it is due whatever its age.</summary>
     public void RequestRoom(long horizon) => _roomTo = Math.Max(_roomTo, horizon);
 
-    public bool RoomWanted => _roomTo > _window.Horizon;
+    public bool RoomWanted => _roomTo > window.Horizon;
 
     /// <summary>True (once) when the horizon moved since <paramref name="answered"/>: the flusher is told only about new room.</summary>
     public bool RoomMadeSince(ref long answered)
     {
-        var horizon = _window.Horizon;
+        var horizon = window.Horizon;
         if (horizon == answered) return false;
         answered = horizon;
         return true;
@@ -72,31 +48,31 @@ internal sealed class DestagePlanner
     /// <summary>A drain that failed is given up: retention applies again once the backing is back.</summary>
     public void CancelDrain() => _drainTo = 0;
 
-    public bool Drained(long target) => _window.Horizon >= target;
+    public bool Drained(long target) => window.Horizon >= target;
 
     /// <summary>Reads the next step of due history; null when nothing is due.</summary>
     public DestagePlan? PlanStep()
     {
-        var durableTail = _window.DurableTail;
-        var horizon = _window.Horizon;
+        var durableTail = window.DurableTail;
+        var horizon = window.Horizon;
         var address = horizon;
         var sequence = _horizonSequence;
         var generation = _horizonGeneration;
         if (address >= durableTail) return null;
 
-        var retentionLimit = _options.RetentionCapBytesFor(_window.Capacity);
+        var retentionLimit = options.RetentionCapBytesFor(window.Capacity);
         // Writeback throttling (like dm-writecache's watermarks): past the retention cap, history is
         // destaged one step per destage interval while the log is below the high watermark, so
         // foreground log syncs do not queue behind a flood of backing writeback; above it, flat out.
-        var highWatermark = retentionLimit + (_window.Capacity - retentionLimit) / 2;
-        var paced = _window.Tail - address < highWatermark;
+        var highWatermark = retentionLimit + (window.Capacity - retentionLimit) / 2;
+        var paced = window.Tail - address < highWatermark;
         if (paced && DateTime.UtcNow < _nextPacedStep) retentionLimit = long.MaxValue;
-        var cutoff = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000 - (long)_options.RetentionTime.TotalMicroseconds;
+        var cutoff = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000 - (long)options.RetentionTime.TotalMicroseconds;
         var forcedTo = Math.Max(_drainTo, _roomTo);
         // The destager runs on every tick (and on urgent wake-ups); while the oldest batch is inside the
         // retention window it stays there, so its header is not read again until its time comes, the
         // log passes the cap or someone needs its room.
-        if (address == _notDueAddress && _notDueTime > cutoff && _window.Tail - address <= retentionLimit && address >= forcedTo) return null;
+        if (address == _notDueAddress && _notDueTime > cutoff && window.Tail - address <= retentionLimit && address >= forcedTo) return null;
 
         var newest = new SortedDictionary<long, DestageBlock>();
         var blocks = 0;
@@ -107,7 +83,7 @@ internal sealed class DestagePlanner
             if (!_walker.TryRead())
                 throw new BlockTargetException(BlockError.Io, $"log record {_walker.Sequence} at {_walker.Address} cannot be read back for destaging");
             var header = _walker.Header;
-            var overLimit = _window.Tail - _walker.Address > retentionLimit;
+            var overLimit = window.Tail - _walker.Address > retentionLimit;
             var forced = _walker.Address < forcedTo;
             var due = header.TimeMicros <= cutoff || overLimit || forced;
             if (!due)
@@ -135,23 +111,23 @@ internal sealed class DestagePlanner
 
     private void ReportShrink(bool paced)
     {
-        if (paced) _nextPacedStep = DateTime.UtcNow + _options.DestageInterval;
-        _health.CountRetentionShrink();
+        if (paced) _nextPacedStep = DateTime.UtcNow + options.DestageInterval;
+        health.CountRetentionShrink();
         if (!_shrinkReported)
-            _logger.LogWarning("volume {Name}: the log needs room ({Used} of {Capacity} bytes in use); retention shrinks below {Retention} so writers do not stall",
-                _name, _window.Used, _window.Capacity, _options.RetentionTime);
+            logger.LogWarning("volume {Name}: the log needs room ({Used} of {Capacity} bytes in use); retention shrinks below {Retention} so writers do not stall",
+                name, window.Used, window.Capacity, options.RetentionTime);
         _shrinkReported = true;
     }
 
     /// <summary>Advances the horizon past the step (checkpoint first, so a crash never replays less than it must) and frees whole segments.</summary>
     public void Complete(DestagePlan plan)
     {
-        new Checkpoint(_volumeId, plan.Address, plan.Sequence, plan.Generation).Save(_options.LogDirectory);
-        _window.SetHorizon(plan.Address);
+        new Checkpoint(checkpoint.VolumeId, plan.Address, plan.Sequence, plan.Generation).Save(options.LogDirectory);
+        window.SetHorizon(plan.Address);
         _horizonSequence = plan.Sequence;
         _horizonGeneration = plan.Generation;
-        _history.TrimBefore(plan.Sequence);
-        foreach (var segment in _medium.Segments)
-            if ((segment + 1) * _medium.SegmentSize <= plan.Address) _medium.Release(segment);
+        history.TrimBefore(plan.Sequence);
+        foreach (var segment in medium.Segments)
+            if ((segment + 1) * medium.SegmentSize <= plan.Address) medium.Release(segment);
     }
 }

@@ -27,24 +27,17 @@ internal enum AppendOutcome
 /// gets a sync-point record (a header without entries) before the fdatasync, so every completed FLUSH
 /// closes a generation that the log records and recovery finds again.
 /// </remarks>
-internal sealed class LogAppender
+internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue queue, RingBuffer ring, DurabilityBarrier barrier,
+    LogWindow window, CacheHealth health, CacheOptions options, ILogger logger, Guid volumeId, RecoveryResult recovery)
 {
     private const int BlockSize = LogFormat.BlockSize;
     private const int BlockShift = LogFormat.BlockShift;
     private static readonly byte[] EndOfLog = GC.AllocateArray<byte>(BlockSize, pinned: true);
 
-    private readonly string _name;
-    private readonly ILogMedium _medium;
-    private readonly AppendQueue _queue;
-    private readonly RingBuffer _ring;
-    private readonly DurabilityBarrier _barrier;
-    private readonly LogWindow _window;
-    private readonly CacheHealth _health;
-    private readonly CacheOptions _options;
-    private readonly ILogger _logger;
-    private readonly Guid _volumeId;
-
-    private long _nextSequence, _generation, _durableSequence, _lastTimeMicros;
+    private long _nextSequence = recovery.NextSequence;
+    private long _generation = recovery.Generation;
+    private long _durableSequence = recovery.NextSequence - 1;
+    private long _lastTimeMicros = recovery.LastTimeMicros;
     private long _syncPointTicket; // every ticket up to here is covered by a sync point already written
     private long _durableTicket;   // every ticket up to here is in a fdatasync'ed part of the log
     private DateTime _lastSync = DateTime.UtcNow;
@@ -58,30 +51,7 @@ internal sealed class LogAppender
     private readonly List<int> _slots = [];
     private ILogSubscriber[] _subscribers = [];
     private readonly Stack<LoggedBatch> _batchPool = new();
-    private readonly Action<LoggedBatch> _returnBatch;
-
-    public LogAppender(string name, ILogMedium medium, AppendQueue queue, RingBuffer ring, DurabilityBarrier barrier, LogWindow window,
-        CacheHealth health, CacheOptions options, ILogger logger, Guid volumeId, RecoveryResult recovery)
-    {
-        _name = name;
-        _medium = medium;
-        _queue = queue;
-        _ring = ring;
-        _barrier = barrier;
-        _window = window;
-        _health = health;
-        _options = options;
-        _logger = logger;
-        _volumeId = volumeId;
-        _nextSequence = recovery.NextSequence;
-        _generation = recovery.Generation;
-        _durableSequence = recovery.NextSequence - 1;
-        _lastTimeMicros = recovery.LastTimeMicros;
-        _returnBatch = batch =>
-        {
-            lock (_batchPool) _batchPool.Push(batch);
-        };
-    }
+    private Action<LoggedBatch>? _returnBatch; // made once: a method group converted per batch would allocate
 
     /// <summary>The generation the next batch belongs to (its header's); closed ones are the barrier's to report.</summary>
     public long OpenGeneration => Volatile.Read(ref _generation);
@@ -90,7 +60,7 @@ internal sealed class LogAppender
     public long RoomNeeded { get; private set; }
 
     /// <summary>Something is written that no fdatasync covers yet.</summary>
-    public bool HasUnsyncedWrites => _window.Tail != _window.DurableTail;
+    public bool HasUnsyncedWrites => window.Tail != window.DurableTail;
 
     /// <summary>Adds a subscriber for every batch written from now on; disposing the result removes it.</summary>
     public IDisposable Subscribe(ILogSubscriber subscriber)
@@ -111,11 +81,11 @@ internal sealed class LogAppender
     /// <summary>Writes the next batch of queued records; <see cref="AppendOutcome.LogFull"/> when the log has no room for it.</summary>
     public AppendOutcome WriteBatch()
     {
-        var partCount = _queue.PeekBatch(_parts, _options.MaxBatchBlocks, out var dataBlocks, out var completedTicket);
+        var partCount = queue.PeekBatch(_parts, options.MaxBatchBlocks, out var dataBlocks, out var completedTicket);
         if (partCount == 0) return AppendOutcome.Nothing;
         var parts = _parts.AsSpan(0, partCount);
         // A sync point when the batch completes a write some FLUSH or FUA waits for.
-        var syncPoint = completedTicket > _syncPointTicket && _barrier.HasWaiterIn(_syncPointTicket, completedTicket);
+        var syncPoint = completedTicket > _syncPointTicket && barrier.HasWaiterIn(_syncPointTicket, completedTicket);
 
         _gather.Clear();
         _slots.Clear();
@@ -129,9 +99,9 @@ internal sealed class LogAppender
                 var running = 0xFFFFFFFFu;
                 for (var b = part.From; b < part.From + part.Count; b++)
                 {
-                    var slot = _queue.SlotOf(part.Record, b);
-                    running = Crc32C.Append(running, _ring.Slot(slot));
-                    _gather.Add(_ring.SlotMemory(slot));
+                    var slot = queue.SlotOf(part.Record, b);
+                    running = Crc32C.Append(running, ring.Slot(slot));
+                    _gather.Add(ring.SlotMemory(slot));
                     _slots.Add(slot);
                 }
                 crc = ~running;
@@ -142,7 +112,7 @@ internal sealed class LogAppender
         if (outcome != AppendOutcome.Written) return outcome;
 
         // In the log now: the queue points the blocks there; the slots go to the subscribers, or back to the ring.
-        _queue.CompleteBatch(parts, LogReader.DataAddress(address) >> BlockShift, address >> BlockShift);
+        queue.CompleteBatch(parts, LogReader.DataAddress(address) >> BlockShift, address >> BlockShift);
         Publish(address, header, completedTicket);
         return AppendOutcome.Written;
     }
@@ -151,17 +121,17 @@ internal sealed class LogAppender
     /// Some FLUSH or FUA waits for writes that are in the log already, in batches that were not sync
     /// points when they were written: a sync-point record (a header without entries) closes their generation.
     /// </summary>
-    public bool SyncPointRecordWanted => _barrier.HasWaiterIn(_syncPointTicket, _queue.WrittenTicket);
+    public bool SyncPointRecordWanted => barrier.HasWaiterIn(_syncPointTicket, queue.WrittenTicket);
 
     public AppendOutcome WriteSyncPointRecord()
     {
-        var covered = _queue.WrittenTicket;
+        var covered = queue.WrittenTicket;
         _gather.Clear();
         _slots.Clear();
         _gather.Add(_headerBlock);
         var outcome = Append(0, [], syncPoint: true, covered, out var address, out var header);
         if (outcome != AppendOutcome.Written) return outcome;
-        _health.CountSyncPointRecord();
+        health.CountSyncPointRecord();
         Publish(address, header, covered); // a replica's log has the same sync points
         return outcome;
     }
@@ -171,49 +141,49 @@ internal sealed class LogAppender
         out long address, out BatchHeader header)
     {
         var size = (1L + dataBlocks) << BlockShift;
-        var tail = _window.Tail;
-        address = LogReader.Place(tail, size, _medium.SegmentSize);
+        var tail = window.Tail;
+        address = LogReader.Place(tail, size, medium.SegmentSize);
         header = default;
-        if (address + size - _window.Horizon > _window.Capacity)
+        if (address + size - window.Horizon > window.Capacity)
         {
-            RoomNeeded = address + size - _window.Capacity;
+            RoomNeeded = address + size - window.Capacity;
             return AppendOutcome.LogFull;
         }
 
         // A zero block after the batch (overwritten by the next one's header): in a recycled segment
         // file, the log's end is then blank and never stale data a recovery could take for a torn write.
-        if ((address + size) % _medium.SegmentSize != 0 && _medium.MayHoldStaleRecords(address / _medium.SegmentSize)) _gather.Add(EndOfLog);
+        if ((address + size) % medium.SegmentSize != 0 && medium.MayHoldStaleRecords(address / medium.SegmentSize)) _gather.Add(EndOfLog);
         // Batch times never go backwards, so "the newest sync point at or before a time" is well defined.
         _lastTimeMicros = Math.Max(_lastTimeMicros, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000);
-        header = new BatchHeader(_nextSequence, _generation, _lastTimeMicros, syncPoint ? LogFormat.SyncPointFlag : (ushort)0, _volumeId,
+        header = new BatchHeader(_nextSequence, _generation, _lastTimeMicros, syncPoint ? LogFormat.SyncPointFlag : (ushort)0, volumeId,
             dataBlocks, _durableSequence, entries.Length);
         LogFormat.WriteHeader(_headerBlock, header, entries);
         try
         {
-            _medium.Write(address, _gather);
+            medium.Write(address, _gather);
         }
         catch (BlockTargetException e) when (e.Error == BlockError.NoSpace)
         {
             // The file system is full before the log is: the log is capped at what it holds now, so
             // retention shrinks and destaging makes room, as for a log at its capacity.
             // A new segment file needs the oldest one freed (it is then reused in place).
-            var horizon = _window.Horizon;
-            var held = Math.Max(_window.Tail - horizon, 0);
-            _window.SetCapacity(held);
+            var horizon = window.Horizon;
+            var held = Math.Max(window.Tail - horizon, 0);
+            window.SetCapacity(held);
             _capacityCappedUntil = DateTime.UtcNow + CapacityRetryInterval;
-            RoomNeeded = Math.Max(address + size - held, (horizon / _medium.SegmentSize + 1) * _medium.SegmentSize);
+            RoomNeeded = Math.Max(address + size - held, (horizon / medium.SegmentSize + 1) * medium.SegmentSize);
             if (_fileSystemFullWarning.ShouldLog(out var repeated))
-                _logger.LogWarning("volume {Name}: the log's file system is full ({Message}); the log is capped at the {Held} bytes it holds " +
-                                   "and older history is destaged to make room{Repeated}", _name, e.Message, held, repeated);
+                logger.LogWarning("volume {Name}: the log's file system is full ({Message}); the log is capped at the {Held} bytes it holds " +
+                                   "and older history is destaged to make room{Repeated}", name, e.Message, held, repeated);
             return AppendOutcome.FileSystemFull;
         }
-        _window.SetTail(address + size);
+        window.SetTail(address + size);
         _nextSequence++;
-        _health.CountBatch();
+        health.CountBatch();
         if (syncPoint)
         {
             _syncPointTicket = syncPointTicket;
-            _barrier.SyncPointWritten(syncPointTicket, new SyncPoint(_generation, _lastTimeMicros, header.Sequence, address + size));
+            barrier.SyncPointWritten(syncPointTicket, new SyncPoint(_generation, _lastTimeMicros, header.Sequence, address + size));
             _generation++;
         }
         return AppendOutcome.Written;
@@ -225,7 +195,7 @@ internal sealed class LogAppender
     /// <summary>A capped log tries its configured capacity again now and then: the file system may have room again.</summary>
     public void RestoreCapacityIfDue()
     {
-        if (_window.Capacity < _options.LogCapacity && DateTime.UtcNow >= _capacityCappedUntil) _window.SetCapacity(_options.LogCapacity);
+        if (window.Capacity < options.LogCapacity && DateTime.UtcNow >= _capacityCappedUntil) window.SetCapacity(options.LogCapacity);
     }
 
     /// <summary>Hands the batch just written to every subscriber (with its slots), or gives the slots back to the ring.</summary>
@@ -236,41 +206,46 @@ internal sealed class LogAppender
         {
             // Released last block first, the slots go back on the free stack so the next claim takes them
             // in ascending order: a staged write then receives into long runs of neighbouring slots.
-            for (var i = _slots.Count - 1; i >= 0; i--) _ring.Release(_slots[i]);
+            for (var i = _slots.Count - 1; i >= 0; i--) ring.Release(_slots[i]);
             return;
         }
         LoggedBatch? batch;
         lock (_batchPool) _batchPool.TryPop(out batch);
         batch ??= new LoggedBatch();
-        batch.Begin(_ring, address, header, _headerBlock, _entries.AsSpan(0, header.EntryCount), completedTicket, subscribers.Length, _returnBatch);
+        batch.Begin(ring, address, header, _headerBlock, _entries.AsSpan(0, header.EntryCount), completedTicket, subscribers.Length, _returnBatch ??= ReturnBatch);
         for (var i = 0; i < _slots.Count; i++) batch.Slots[i] = _slots[i];
         foreach (var subscriber in subscribers) subscriber.OnBatch(batch);
+    }
+
+    private void ReturnBatch(LoggedBatch batch)
+    {
+        lock (_batchPool) _batchPool.Push(batch);
     }
 
     /// <summary>Group commit: one fdatasync for every FLUSH/FUA whose sync point is written but not yet durable here.</summary>
     public void SyncForWaiters()
     {
-        if (_barrier.HasWaiters && _durableTicket < _syncPointTicket) Sync();
+        if (barrier.HasWaiters && _durableTicket < _syncPointTicket) Sync();
     }
 
     /// <summary>Without any FLUSH, a commit now and then bounds what a crash can take and lets the destager (which moves only durable history) make room.</summary>
     public void CommitIfDue()
     {
-        if (HasUnsyncedWrites && DateTime.UtcNow - _lastSync > _options.CommitInterval) Sync();
+        if (HasUnsyncedWrites && DateTime.UtcNow - _lastSync > options.CommitInterval) Sync();
     }
 
     /// <summary>fdatasyncs everything written so far; the local log is then durable through the written ticket.</summary>
     public void Sync()
     {
-        var ticket = _queue.WrittenTicket;
-        var tail = _window.Tail;
-        _medium.Sync();
+        var ticket = queue.WrittenTicket;
+        var tail = window.Tail;
+        medium.Sync();
         _lastSync = DateTime.UtcNow;
         _durableSequence = _nextSequence - 1;
         _durableTicket = Math.Max(_durableTicket, ticket);
-        _window.SetDurableTail(tail);
-        _health.CountSync();
-        _barrier.Local.Advance(_durableTicket);
+        window.SetDurableTail(tail);
+        health.CountSync();
+        barrier.Local.Advance(_durableTicket);
     }
 }
 

@@ -21,17 +21,12 @@ internal sealed class CacheReader(RingBuffer ring, ILogMedium medium, IBlockTarg
         var position = offset;
         while (position < end)
         {
-            var block = position >> BlockShift;
-            var within = (int)(position & (BlockSize - 1));
-            var entry = index.Get(block);
-            var location = BlockIndex.LocationOf(entry);
+            var (block, within, entry, location, length) = PieceAt(index, position, end);
             if (location == BlockLocation.Backing)
             {
-                var runEnd = BackingRunEnd(index, block, end);
                 damage.ThrowIfDamaged(block, entry, volume);
-                await backing.ReadAsync(position, destination.Slice((int)(position - offset), (int)(runEnd - position)), cancellationToken)
-                    .ConfigureAwait(false);
-                position = runEnd;
+                await backing.ReadAsync(position, destination.Slice((int)(position - offset), length), cancellationToken).ConfigureAwait(false);
+                position += length;
                 continue;
             }
             if (location == BlockLocation.Log && within == 0 && end - position >= 2 * BlockSize)
@@ -50,9 +45,8 @@ internal sealed class CacheReader(RingBuffer ring, ILogMedium medium, IBlockTarg
                     continue;
                 }
             }
-            var take = (int)Math.Min(BlockSize - within, end - position);
-            if (!TryCopy(index, block, entry, within, destination.Span.Slice((int)(position - offset), take))) continue; // moved: look again
-            position += take;
+            if (!TryCopy(index, block, entry, within, destination.Span.Slice((int)(position - offset), length))) continue; // moved: look again
+            position += length;
         }
     }
 
@@ -69,19 +63,14 @@ internal sealed class CacheReader(RingBuffer ring, ILogMedium medium, IBlockTarg
         var moves = 0;
         while (position < end)
         {
-            var block = position >> BlockShift;
-            var within = (int)(position & (BlockSize - 1));
-            var entry = index.Get(block);
-            var location = BlockIndex.LocationOf(entry);
+            var (block, within, entry, location, length) = PieceAt(index, position, end);
+            var target = destination.Slice((int)(position - offset), length);
             if (location == BlockLocation.Backing)
             {
-                var runEnd = BackingRunEnd(index, block, end);
-                if (!backing.TryReadWithoutWaiting(position, destination.Slice((int)(position - offset), (int)(runEnd - position)))) return false;
-                position = runEnd;
+                if (!backing.TryReadWithoutWaiting(position, target)) return false;
+                position += length;
                 continue;
             }
-            var take = (int)Math.Min(BlockSize - within, end - position);
-            var target = destination.Slice((int)(position - offset), take);
             if (location == BlockLocation.Log)
             {
                 if (!medium.TryReadWithoutWaiting((BlockIndex.ValueOf(entry) << BlockShift) + within, target)) return false;
@@ -92,7 +81,7 @@ internal sealed class CacheReader(RingBuffer ring, ILogMedium medium, IBlockTarg
                 if (++moves > 4) return false;
                 continue;
             }
-            position += take;
+            position += length;
         }
         return true;
     }
@@ -160,13 +149,22 @@ internal sealed class CacheReader(RingBuffer ring, ILogMedium medium, IBlockTarg
         }
     }
 
-    /// <summary>Where a run of blocks that are all on the backing ends (read as one I/O), from <paramref name="block"/> up to <paramref name="end"/>.</summary>
-    private static long BackingRunEnd(BlockIndex index, long block, long end)
+    /// <summary>
+    /// What to read next from <paramref name="position"/>: the rest of one cached block, or a run of
+    /// blocks that are all on the backing (read as one I/O), up to <paramref name="end"/>.
+    /// </summary>
+    private static Piece PieceAt(BlockIndex index, long position, long end)
     {
-        var runEnd = Math.Min(end, (block + 1) << BlockShift);
-        while (runEnd < end && index.Get(runEnd >> BlockShift) == 0) runEnd = Math.Min(end, runEnd + BlockSize);
-        return runEnd;
+        var block = position >> BlockShift;
+        var entry = index.Get(block);
+        var location = BlockIndex.LocationOf(entry);
+        var pieceEnd = Math.Min(end, (block + 1) << BlockShift);
+        if (location == BlockLocation.Backing)
+            while (pieceEnd < end && index.Get(pieceEnd >> BlockShift) == 0) pieceEnd = Math.Min(end, pieceEnd + BlockSize);
+        return new Piece(block, (int)(position & (BlockSize - 1)), entry, location, (int)(pieceEnd - position));
     }
+
+    private readonly record struct Piece(long Block, int Within, ulong Entry, BlockLocation Location, int Length);
 
     /// <summary>Allocation status (NBD base:allocation): uncached runs as the backing says (holes stay holes), cached blocks as data, or zero for logged trims.</summary>
     public async ValueTask<int> GetAllocationAsync(BlockIndex index, long offset, long length, Memory<AllocationExtent> extents,
