@@ -73,6 +73,9 @@ public sealed partial class NodeProcess : IAsyncDisposable
             UseShellExecute = false,
             WorkingDirectory = dataDir,
         };
+        // No diagnostics IPC: a node the tests SIGKILL would leave its clr-debug-pipe-* and
+        // dotnet-diagnostic-* files in /tmp, dozens per run.
+        start.Environment["DOTNET_EnableDiagnostics"] = "0";
         foreach (var arg in new[] { NodeDll, "serve", "--data-dir", dataDir }) start.ArgumentList.Add(arg);
         if (defaultListeners)
             foreach (var arg in new[] { "--listen", $"unix:{Path.Combine(dataDir, "nbd.sock")}", "--listen", $"tcp://127.0.0.1:{tcpPort}" })
