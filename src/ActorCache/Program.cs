@@ -24,7 +24,15 @@ public static class Program
         if (Environment.GetEnvironmentVariable(InlineSocketCompletions) is null) Environment.SetEnvironmentVariable(InlineSocketCompletions, "1");
         var root = new RootCommand("ActorCache: replicated block volumes with a write-back cache, served over NBD.");
         root.Subcommands.Add(ServeCommand());
-        return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            // Usage mistakes exit 2 like every other bad input (System.CommandLine's own default is 1).
+            foreach (var error in parsed.Errors) await Console.Error.WriteLineAsync($"actorcache: {error.Message}");
+            await Console.Error.WriteLineAsync("actorcache: see 'actorcache serve --help' for the flags");
+            return 2;
+        }
+        return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
     }
 
     private static Command ServeCommand()

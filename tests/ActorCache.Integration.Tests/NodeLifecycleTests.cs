@@ -53,6 +53,46 @@ public sealed class NodeLifecycleTests : IDisposable
         await node.DisposeAsync();
     }
 
+    [Theory]
+    [InlineData("--set", "actorcache.cache.ringsize=1G", "did you mean actorcache.cache.ring-size?")]
+    [InlineData("--set", "actorcache.nbd.stop-grace=banana", "actorcache.nbd.stop-grace = banana is not a duration")]
+    [InlineData("--set", "actorcache.nbd.max-in-flight-per-connection=lots", "use a whole number from 1 to 4096")]
+    [InlineData("--config", "/dev/null", "sets nothing")]
+    [InlineData("--config", "/tmp", "is a directory")]
+    [InlineData("--config", "UNCLOSED", "is never closed")]
+    [InlineData("--config", "GARBAGE", "is not valid HOCON")]
+    [InlineData("--data-dir", "", "--data-dir names no directory")]
+    [InlineData("--bogus", "flag", "Unrecognized command or argument '--bogus'")]
+    [InlineData("--volume", "v1:1P:bogus", "unknown mode")]
+    public async Task Configuration_and_usage_mistakes_exit_2_with_one_line_and_no_stack_trace(string flag, string value, string message)
+    {
+        if (value is "UNCLOSED" or "GARBAGE")
+        {
+            var file = Path.Combine(_dataDir, "bad.conf");
+            await File.WriteAllTextAsync(file, value == "UNCLOSED" ? "actorcache { nbd { stop-grace = 1s }\n" : "{{{{ ::: }");
+            value = file;
+        }
+        string output;
+        if (flag == "--data-dir")
+        {
+            // The node's own --data-dir would clash with this one: run it bare.
+            var result = await Tool.RunAsync("dotnet", [NodeProcess.NodeDll, "serve", flag, value], TimeSpan.FromSeconds(30));
+            Assert.Equal(2, result.ExitCode);
+            output = result.Output;
+        }
+        else
+        {
+            var node = NodeProcess.Launch(_dataDir, [flag, value]);
+            Assert.Equal(2, await node.WaitExitAsync(TimeSpan.FromSeconds(30)));
+            await node.DisposeAsync();
+            output = node.Output;
+        }
+        Assert.Contains(message, output);
+        Assert.DoesNotContain("   at ", output);
+        Assert.DoesNotContain("Exception", output);
+        Assert.False(File.Exists(Path.Combine(_dataDir, "metadata.db")), "nothing is created");
+    }
+
     [Fact]
     public async Task Duplicate_volume_name_exits_2()
     {
