@@ -128,13 +128,15 @@ public sealed class NodeService(
         {
             _logger.LogWarning(
                 "log directory {Directory}: its file system has {Free} free{Held}, less than the {Asked} of cache.log-capacity that each of {Count} volume log(s) may take; " +
-                "log capacity reduced to what can be held: {Capacities} (retention is capped at {Fraction} of that)",
+                "log capacity reduced to what can be held: {Capacities}",
                 plan.Directory, ByteSize.Format(plan.FreeBytes >> 20 << 20), plan.HeldBytes > 0 ? $" plus {ByteSize.Format(plan.HeldBytes >> 20 << 20)} its logs hold" : "",
                 ByteSize.Format(plan.AskedPerVolume), withLogs.Count,
-                string.Join(", ", withLogs.Select(v => $"{v} {ByteSize.Format(plan.CapacityOf(v))}")), settings.Cache.RetentionMaxFraction);
+                string.Join(", ", withLogs.Select(v => $"{v} {ByteSize.Format(plan.CapacityOf(v))} (retention cap {ByteSize.Format(RetentionCap(plan.CapacityOf(v)))})")));
         }
         return plan;
     }
+
+    private long RetentionCap(long capacity) => settings.Cache.OptionsFor("") with { LogCapacity = capacity } is var o ? o.RetentionCapBytes : 0;
 
     /// <summary>
     /// Creates the backings of new volumes and records them. All or nothing: if any backing cannot be

@@ -27,9 +27,6 @@ public static class VolumeStack
         if (settings.BackingWriteDelay > TimeSpan.Zero) backing = new DelayedTarget(backing, settings.BackingWriteDelay);
         var options = settings.OptionsFor(definition.Name);
         if (!HasLog(definition, settings)) return new Volume(definition, backing, cache: null);
-        if (options.LogCapacity < settings.LogCapacity)
-            logger.LogWarning("volume {Name}: log capacity {Capacity} instead of cache.log-capacity {Asked} (the log file system cannot hold more); retention cap {Cap}",
-                definition.Name, ByteSize.Format(options.LogCapacity), ByteSize.Format(settings.LogCapacity), ByteSize.Format(options.RetentionCapBytes));
 
         var lastReport = -1L;
         var progress = new SynchronousProgress<(long Done, long Total)>(p =>
