@@ -190,20 +190,25 @@ public sealed class NodeLifecycleTests : IDisposable
         await Task.WhenAll(idle, busy); // both clients see the connection end
         await node.DisposeAsync();
         Assert.False(File.Exists(Path.Combine(_dataDir, "nbd.sock")), "the Unix socket is removed on stop");
+
+        // One line format for everything, Akka included, to the very last line; nothing misleading.
+        Assert.All(node.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries),
+            line => Assert.Matches(@"^\d\d:\d\d:\d\d\.\d{3} (dbug|info|warn|fail|crit): \S+\[\d+\] ", line));
+        Assert.DoesNotContain("[INFO][", node.Output);
+        Assert.DoesNotContain("No seed-nodes configured", node.Output);
+        Assert.DoesNotContain("dead letters", node.Output);
+        Assert.Contains("info: Akka.Cluster[0] Cluster Node", node.Output);
+        // Each client that leaves is logged with how long it stayed and how much it asked.
+        Assert.Matches(@"NBD client unix left vol0 after \d+\.\d s and \d+ requests: closed by the node \(stopping\)", node.Output);
     }
 
     [Fact]
-    public async Task Default_listeners_are_loopback_tcp_10809_a_socket_in_the_data_dir_and_admin_on_loopback_9460()
+    public async Task A_client_that_leaves_is_logged_with_its_duration_and_request_count()
     {
-        // Ports 10809 and 9460 are shared by every test that would use them, so this one test owns them.
-        var node = NodeProcess.Launch(_dataDir, [], defaultListeners: false, admin: null);
-        await node.WaitReadyAsync();
-        await using var _ = node;
-        Assert.Contains("NBD listening on tcp://127.0.0.1:10809", node.Output);
-        Assert.Equal("http://127.0.0.1:9460", node.AdminUrl);
-        Assert.Contains($"NBD listening on unix:{Path.Combine(_dataDir, "nbd.sock")}", node.Output);
-        await Tool.CheckAsync("nbdinfo", "nbd://127.0.0.1/vol0");
-        await Tool.CheckAsync("nbdinfo", node.UnixUri());
+        await using var node = await NodeProcess.StartAsync(_dataDir);
+        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x11 0 64k", "-c", "read -P 0x11 0 64k", node.TcpUri("vol0"));
+        await Task.Delay(500);
+        Assert.Matches(@"NBD client 127\.0\.0\.1:\d+ left vol0 after \d+\.\d s and \d+ requests: disconnected", node.Output);
     }
 
     [Fact]

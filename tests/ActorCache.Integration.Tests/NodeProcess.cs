@@ -121,7 +121,16 @@ public sealed partial class NodeProcess : IAsyncDisposable
     public async Task<int> WaitExitAsync(TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);
-        await _process.WaitForExitAsync(cts.Token);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            // A node that should have exited and did not must not outlive the test.
+            _process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"node did not exit within {timeout}:\n{Output}");
+        }
         _process.WaitForExit(); // drain output
         return _process.ExitCode;
     }
