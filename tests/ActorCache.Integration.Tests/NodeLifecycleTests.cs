@@ -203,6 +203,20 @@ public sealed class NodeLifecycleTests : IDisposable
     }
 
     [Fact]
+    public async Task A_killed_test_node_leaves_no_diagnostics_files_in_tmp()
+    {
+        var node = await NodeProcess.StartAsync(_dataDir);
+        var pid = node.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await node.KillAsync();
+        await node.DisposeAsync();
+        // The runtime's diagnostics IPC (clr-debug-pipe-PID-*, dotnet-diagnostic-PID-*) is off for test nodes:
+        // a SIGKILLed process cannot remove its own.
+        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(Path.GetTempPath()),
+            f => Path.GetFileName(f).StartsWith("clr-debug-pipe-" + pid + "-", StringComparison.Ordinal) ||
+                 Path.GetFileName(f).StartsWith("dotnet-diagnostic-" + pid + "-", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public async Task A_client_that_leaves_is_logged_with_its_duration_and_request_count()
     {
         await using var node = await NodeProcess.StartAsync(_dataDir);
