@@ -44,7 +44,7 @@ public sealed record LogSpace(string Directory, long FreeBytes, long HeldBytes, 
     /// larger than its share keeps what it has (it cannot give back history it has not destaged yet);
     /// shares are whole segments, at most <paramref name="asked"/>.
     /// </summary>
-    private static Dictionary<string, long> Share(IReadOnlyList<string> volumes, Dictionary<string, long> held, long total, long asked, long segment)
+    internal static Dictionary<string, long> Share(IReadOnlyList<string> volumes, Dictionary<string, long> held, long total, long asked, long segment)
     {
         var capacities = new Dictionary<string, long>(StringComparer.Ordinal);
         var remaining = volumes.OrderByDescending(v => held[v]).ToList();
