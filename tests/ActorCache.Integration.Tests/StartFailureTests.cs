@@ -96,4 +96,15 @@ public sealed class StartFailureTests : IDisposable
         Assert.False(File.Exists(Path.Combine(_dataDir, "volumes", "vol0.img")));
         Assert.False(File.Exists(Path.Combine(_dataDir, "metadata.db")));
     }
+
+    [Fact]
+    public async Task An_unreachable_metadata_store_is_named_as_the_cause()
+    {
+        var node = NodeProcess.Launch(_dataDir, ["--set", "actorcache.metadata.provider=postgresql",
+            "--set", "actorcache.metadata.connection-string=\"Host=127.0.0.1;Port=1;Username=x;Database=y;Timeout=3\""]);
+        Assert.Equal(1, await node.WaitExitAsync(TimeSpan.FromSeconds(90)));
+        await node.DisposeAsync();
+        AssertOneLineFailure(node, "the metadata store (PostgreSQL) did not answer within 30 s; check actorcache.metadata");
+        Assert.Contains("Failed to connect to 127.0.0.1:1", node.Output);
+    }
 }

@@ -47,7 +47,17 @@ public sealed class NodeService(
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var volumeRegistry = await registry.GetAsync<VolumeRegistry>(cancellationToken);
-        var known = (await volumeRegistry.Ask<VolumeList>(GetVolumes.Instance, AskTimeout, cancellationToken)).Volumes;
+        IReadOnlyList<VolumeDefinition> known;
+        try
+        {
+            known = (await volumeRegistry.Ask<VolumeList>(GetVolumes.Instance, AskTimeout, cancellationToken)).Volumes;
+        }
+        catch (AskTimeoutException)
+        {
+            // The registry cannot recover without its journal; the persistence errors logged above say why.
+            throw new SettingsException($"the metadata store ({(settings.Metadata == MetadataProvider.Sqlite ? "SQLite" : "PostgreSQL")}) did not answer " +
+                                        $"within {AskTimeout.TotalSeconds:0} s; check actorcache.metadata (the errors logged above say what failed)");
+        }
 
         var wanted = settings.Volumes.Count == 0 && known.Count == 0 ? [settings.DefaultVolume] : settings.Volumes;
         CheckRedefinitions(known, wanted);
