@@ -162,9 +162,9 @@ public sealed partial class NodeProcess : IAsyncDisposable
         {
             if (!_process.HasExited) await StopAsync();
         }
-        catch (OperationCanceledException)
+        catch (TimeoutException)
         {
-            _process.Kill(entireProcessTree: true);
+            // WaitExitAsync killed it already.
         }
         _process.Dispose();
     }
