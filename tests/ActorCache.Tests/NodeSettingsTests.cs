@@ -247,6 +247,10 @@ public sealed class ConfigValidationTests : IDisposable
     [InlineData("actorcache.data-dir=[a, b]", "actorcache.data-dir must be a single value")]
     [InlineData("actorcache.data-dir=\"\"", "actorcache.data-dir is empty")]
     [InlineData("actorcache.nbd.default-export=\"a/b\"", "actorcache.nbd.default-export = a/b is not a volume name")]
+    [InlineData("actorcache.cluster.seed-nodes=[\"10.0.0.1:4053\"]", "'10.0.0.1:4053' is not a node address; write akka.tcp://actorcache@HOST:PORT")]
+    [InlineData("actorcache.cluster.seed-nodes=[\"akka.tcp://other@10.0.0.1:4053\"]", "is not a node address")]
+    [InlineData("actorcache.cluster.seed-nodes=[\"akka.tcp://actorcache@10.0.0.1:4053\"]", "")]
+    [InlineData("actorcache.cluster.hostname=\"\"", "actorcache.cluster.hostname is empty")]
     public void Every_bad_value_names_the_key_the_value_and_what_is_allowed(string set, string message)
     {
         if (message.Length == 0)

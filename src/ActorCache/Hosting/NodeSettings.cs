@@ -183,11 +183,31 @@ public static class NodeSettingsLoader
             StopGrace = read.Duration("nbd.stop-grace", TimeSpan.Zero, "5s"),
             Metadata = provider,
             MetadataConnectionString = connectionString,
-            ClusterHostname = read.String("cluster.hostname"),
+            ClusterHostname = NonEmpty(read, "cluster.hostname", "\"127.0.0.1\""),
             ClusterPort = read.Int("cluster.port", 0, 65535),
-            SeedNodes = read.StringList("cluster.seed-nodes", "\"akka.tcp://actorcache@10.0.0.1:4053\""),
+            SeedNodes = SeedNodes(read),
             Config = config,
         };
+    }
+
+    private static string NonEmpty(SettingsReader read, string key, string example)
+    {
+        var value = read.String(key);
+        if (string.IsNullOrWhiteSpace(value)) throw new SettingsException($"actorcache.{key} is empty; give a value, e.g. {example}");
+        return value;
+    }
+
+    /// <summary>Akka addresses of this cluster's nodes: akka.tcp://actorcache@HOST:PORT.</summary>
+    private static IReadOnlyList<string> SeedNodes(SettingsReader read)
+    {
+        const string example = "\"akka.tcp://actorcache@10.0.0.1:4053\"";
+        var seeds = read.StringList("cluster.seed-nodes", example);
+        foreach (var seed in seeds)
+        {
+            if (!Uri.TryCreate(seed, UriKind.Absolute, out var uri) || uri.Scheme != "akka.tcp" || uri.UserInfo != NodeHost.SystemName || uri.Port <= 0)
+                throw new SettingsException($"actorcache.cluster.seed-nodes: '{seed}' is not a node address; write akka.tcp://{NodeHost.SystemName}@HOST:PORT, e.g. {example}");
+        }
+        return seeds;
     }
 
     private static CacheSettings CacheFromConfig(SettingsReader read, string dataDir)
