@@ -20,7 +20,13 @@ public static class ByteSize
             {
                 'K' => 1L << 10, 'M' => 1L << 20, 'G' => 1L << 30, 'T' => 1L << 40, 'P' => 1L << 50, _ => 0,
             };
-            if (unit == 0) { error = $"'{text}' has an unknown unit; use K, M, G, T or P"; return false; }
+            if (unit == 0)
+            {
+                error = long.TryParse(s[..^1], NumberStyles.None, CultureInfo.InvariantCulture, out _)
+                    ? $"'{text}' has an unknown unit; use K, M, G, T or P"
+                    : $"'{text}' is not a size; write a whole number with an optional unit, e.g. 512M or 10G";
+                return false;
+            }
             s = s[..^1];
         }
         if (!long.TryParse(s, NumberStyles.None, CultureInfo.InvariantCulture, out var count))

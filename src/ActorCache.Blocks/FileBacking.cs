@@ -32,11 +32,14 @@ public sealed class FileBacking : IBlockTarget
 
     /// <summary>
     /// Opens (or with <paramref name="create"/>, creates as a sparse file) the backing at <paramref name="path"/>.
-    /// A regular file shorter than <paramref name="size"/> is extended sparsely; a block device must be at least that large.
+    /// A regular file shorter than <paramref name="size"/> is extended sparsely, unless <paramref name="extend"/>
+    /// is false (the backing of a volume that already holds data: a short file there means it was replaced);
+    /// a block device must be at least that large.
     /// </summary>
-    public static FileBacking Open(string path, long size, bool create, bool readOnly = false)
+    public static FileBacking Open(string path, long size, bool create, bool readOnly = false, bool extend = true)
     {
         if (size <= 0) BlockThrow.Error(BlockError.InvalidRequest, $"backing size must be positive, got {size}");
+        if (Directory.Exists(path)) BlockThrow.Error(BlockError.InvalidRequest, $"backing {path} is a directory; give a file or a block device");
         var exists = File.Exists(path);
         if (!exists && !create)
             BlockThrow.Error(BlockError.InvalidRequest, $"backing {path} does not exist; create it or let the node create a sparse file");
@@ -63,10 +66,21 @@ public sealed class FileBacking : IBlockTarget
             var length = RandomAccess.GetLength(handle);
             if (length < size)
             {
+                if (!extend)
+                    BlockThrow.Error(BlockError.InvalidRequest,
+                        $"backing {path} is {length} bytes, shorter than the volume's {size}: it is not the file the volume was written to " +
+                        "(replaced or truncated?); put the right file back and restart the node");
                 if (readOnly) BlockThrow.Error(BlockError.ReadOnly, $"read-only backing {path} is {length} bytes, smaller than {size}");
                 RandomAccess.SetLength(handle, size); // sparse: no blocks allocated
             }
             return new FileBacking(path, handle, size, isBlockDevice: false, readOnly);
+        }
+        catch (ArgumentException e)
+        {
+            // SetLength past the file system's largest file (ext4: 16 TiB).
+            handle.Dispose();
+            if (!exists) TryDelete(path);
+            throw new BlockTargetException(BlockError.NoSpace, $"cannot prepare backing {path}: the file system cannot hold a file of {size} bytes", e);
         }
         catch (Exception e) when (e is not BlockTargetException)
         {

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Net.Sockets;
 using System.Runtime.CompilerServices;
 using System.Threading.Channels;
@@ -34,6 +35,8 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     private volatile bool _broken;
     private IBlockTarget _target = null!;
     private NbdSession _session;
+    private long _requests; // counted by the receive loop only
+    private readonly RepeatedLog _requestFailures;
 
     public NbdConnection(Socket socket, INbdExportCatalog catalog, NbdServerOptions options, ILogger logger)
     {
@@ -42,6 +45,8 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         _catalog = catalog;
         _options = options;
         _logger = logger;
+        // A volume failing every request would otherwise log each one (thousands a second).
+        _requestFailures = new RepeatedLog(logger, LogLevel.Warning);
         _free = Channel.CreateBounded<NbdRequest>(new BoundedChannelOptions(options.MaxInFlightPerConnection)
         {
             SingleReader = true,
@@ -86,14 +91,15 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         _logger.LogInformation("NBD client {Peer} attached to {Export} (structured replies: {Structured}, base:allocation: {Meta})",
             Peer, export.Name, _session.StructuredReplies, _session.BaseAllocation);
 
+        var attached = Stopwatch.GetTimestamp();
+        var how = "disconnected";
         try
         {
             await ReceiveLoopAsync(_stopReading.Token);
         }
         catch (Exception e) when (IsDisconnect(e))
         {
-            if (!_stopReading.IsCancellationRequested)
-                _logger.LogInformation("NBD client {Peer} on {Export} disconnected: {Reason}", Peer, export.Name, e.Message);
+            how = _stopReading.IsCancellationRequested ? "closed by the node (stopping)" : $"connection ended: {e.Message}";
         }
         finally
         {
@@ -101,6 +107,9 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
             Release(); // the receive loop's own share of _pending
         }
         await _allReplied.Task;
+        _requestFailures.Flush();
+        _logger.LogInformation("NBD client {Peer} left {Export} after {Duration:0.0} s and {Requests} requests: {How}",
+            Peer, export.Name, Stopwatch.GetElapsedTime(attached).TotalSeconds, _requests, how);
     }
 
     private async Task ReceiveLoopAsync(CancellationToken ct)
@@ -121,6 +130,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
             if (!NbdRequestHeader.TryParse(_header, out var header))
                 throw new NbdProtocolException("bad request magic");
             if (header.Command == NbdCommand.Disconnect) return;
+            _requests++;
 
             var request = await RentAsync(ct);
             request.Header = header;
@@ -311,7 +321,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     private NbdError ErrorOf(BlockTargetException e, NbdRequestHeader header)
     {
         if (e.Error != BlockError.NotSupported)
-            _logger.LogWarning("NBD {Command} at {Offset}+{Length} failed: {Message}", header.Command, header.Offset, header.Length, e.Message);
+            _requestFailures.Log($"NBD client {Peer}: {header.Command} at {header.Offset}+{header.Length} failed: {e.Message}");
         return e.Error switch
         {
             BlockError.NoSpace => NbdError.NoSpc,

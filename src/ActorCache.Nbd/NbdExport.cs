@@ -12,4 +12,7 @@ public interface INbdExportCatalog
     bool TryGet(string name, out NbdExport export);
 
     IReadOnlyList<NbdExport> List();
+
+    /// <summary>Why an export this server knows is not served right now (e.g. its volume is offline), or null.</summary>
+    string? WhyUnavailable(string name) => null;
 }

@@ -52,7 +52,9 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
                     var name = Encoding.UTF8.GetString(data);
                     // The spec gives EXPORT_NAME no way to fail politely: an unknown name ends the session.
                     if (!catalog.TryGet(name, out var export))
-                        throw new NbdProtocolException($"client asked for unknown export '{name}'");
+                        throw new NbdProtocolException(catalog.WhyUnavailable(name) is { } why
+                            ? $"client asked for export '{name}', which is unavailable: {why}"
+                            : $"client asked for unknown export '{name}'");
                     var reply = new byte[noZeroes ? 10 : 134];
                     BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Target.Size);
                     BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)TransmissionFlagsFor(export));
@@ -132,7 +134,7 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
 
         if (!catalog.TryGet(name, out var export))
         {
-            await ErrorAsync(option, OptionReply.ErrUnknown, $"no export named '{name}'", ct);
+            await ErrorAsync(option, OptionReply.ErrUnknown, Unknown(name), ct);
             return null;
         }
 
@@ -184,7 +186,7 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
             span = span[(4 + (int)queryLength)..];
         }
         if (!span.IsEmpty) { await ErrorAsync(option, OptionReply.ErrInvalid, "trailing bytes after the query list", ct); return; }
-        if (!catalog.TryGet(name, out _)) { await ErrorAsync(option, OptionReply.ErrUnknown, $"no export named '{name}'", ct); return; }
+        if (!catalog.TryGet(name, out _)) { await ErrorAsync(option, OptionReply.ErrUnknown, Unknown(name), ct); return; }
 
         bool matches;
         if (option == NbdOption.ListMetaContext)
@@ -203,6 +205,10 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
         }
         await ReplyAsync(option, OptionReply.Ack, [], ct);
     }
+
+    /// <summary>The message for a name that is not served: why, when the catalog knows (an offline volume), else that it does not exist.</summary>
+    private string Unknown(string name) =>
+        catalog.WhyUnavailable(name) is { } why ? $"export '{name}' is unavailable: {why}" : $"no export named '{name}'";
 
     private static byte[] TypedText(InfoType type, string text)
     {

@@ -1,5 +1,4 @@
 using System.Collections.Concurrent;
-using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 
@@ -11,56 +10,22 @@ namespace ActorCache.Nbd;
 /// </summary>
 public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions options, ILogger<NbdServer> logger) : IAsyncDisposable
 {
-    private readonly List<Socket> _listeners = [];
     private readonly List<Task> _acceptLoops = [];
     private readonly ConcurrentDictionary<NbdConnection, Task> _connections = new();
     private readonly CancellationTokenSource _stopping = new();
+    private NbdListeners? _listeners;
 
-    /// <summary>Binds every address or none: a failure closes what was bound and says which address failed.</summary>
-    public void Start()
+    /// <summary>Binds every configured address (all or none) and starts accepting.</summary>
+    public void Start() => Start(NbdListeners.Bind(options.Listen));
+
+    /// <summary>Starts accepting on listeners bound earlier; the server owns them from here on.</summary>
+    public void Start(NbdListeners listeners)
     {
-        try
+        _listeners = listeners;
+        foreach (var listener in listeners.Sockets)
         {
-            foreach (var address in options.Listen) _listeners.Add(Bind(address));
-        }
-        catch
-        {
-            foreach (var listener in _listeners) listener.Dispose();
-            _listeners.Clear();
-            throw;
-        }
-        foreach (var listener in _listeners)
-        {
-            logger.LogInformation("NBD listening on {Address}", Describe(listener.LocalEndPoint));
+            logger.LogInformation("NBD listening on {Address}", NbdListeners.Describe(listener.LocalEndPoint));
             _acceptLoops.Add(AcceptLoopAsync(listener));
-        }
-    }
-
-    private static Socket Bind(NbdListenAddress address)
-    {
-        Socket socket;
-        if (address.EndPoint is UnixDomainSocketEndPoint unix)
-        {
-            var path = unix.ToString();
-            // A stale socket file from an earlier run: the data directory lock says no one else owns it.
-            if (File.Exists(path)) File.Delete(path);
-            socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        }
-        else
-        {
-            socket = new Socket(address.EndPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
-            socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
-        }
-        try
-        {
-            socket.Bind(address.EndPoint);
-            socket.Listen(1024); // generous: a burst of reconnecting clients must not see EAGAIN
-            return socket;
-        }
-        catch (SocketException e)
-        {
-            socket.Dispose();
-            throw new InvalidOperationException($"cannot listen on {address.Text}: {e.Message}", e);
         }
     }
 
@@ -77,7 +42,7 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
             catch (ObjectDisposedException) { return; }
             catch (SocketException e)
             {
-                logger.LogWarning("accept on {Address} failed: {Message}", Describe(listener.LocalEndPoint), e.Message);
+                logger.LogWarning("accept on {Address} failed: {Message}", NbdListeners.Describe(listener.LocalEndPoint), e.Message);
                 continue;
             }
             if (client.AddressFamily != AddressFamily.Unix) client.NoDelay = true;
@@ -112,12 +77,7 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
     {
         if (_stopping.IsCancellationRequested) return;
         _stopping.Cancel();
-        foreach (var listener in _listeners)
-        {
-            var unixPath = listener.LocalEndPoint is UnixDomainSocketEndPoint unix ? unix.ToString() : null;
-            listener.Dispose();
-            if (unixPath is not null) try { File.Delete(unixPath); } catch (IOException) { }
-        }
+        _listeners?.Dispose();
         await Task.WhenAll(_acceptLoops);
         foreach (var connection in _connections.Keys) connection.StopReading();
         var all = Task.WhenAll(_connections.Values);
@@ -133,11 +93,4 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
         await StopAsync(TimeSpan.FromSeconds(5));
         _stopping.Dispose();
     }
-
-    private static string Describe(EndPoint? endPoint) => endPoint switch
-    {
-        UnixDomainSocketEndPoint unix => $"unix:{unix}",
-        IPEndPoint ip => $"tcp://{ip}",
-        _ => endPoint?.ToString() ?? "?",
-    };
 }

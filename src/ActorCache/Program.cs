@@ -1,6 +1,5 @@
 using System.CommandLine;
 using ActorCache.Hosting;
-using Microsoft.Extensions.Hosting;
 
 namespace ActorCache;
 
@@ -24,7 +23,15 @@ public static class Program
         if (Environment.GetEnvironmentVariable(InlineSocketCompletions) is null) Environment.SetEnvironmentVariable(InlineSocketCompletions, "1");
         var root = new RootCommand("ActorCache: replicated block volumes with a write-back cache, served over NBD.");
         root.Subcommands.Add(ServeCommand());
-        return await root.Parse(args).InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
+        {
+            // Usage mistakes exit 2 like every other bad input (System.CommandLine's own default is 1).
+            foreach (var error in parsed.Errors) await Console.Error.WriteLineAsync($"actorcache: {error.Message}");
+            await Console.Error.WriteLineAsync("actorcache: see 'actorcache serve --help' for the flags");
+            return 2;
+        }
+        return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
     }
 
     private static Command ServeCommand()
@@ -54,7 +61,7 @@ public static class Program
         {
             config, dataDir, listen, volume, admin, set,
         };
-        serve.SetAction((result, _) => ServeAsync(new ServeFlags(
+        serve.SetAction((result, _) => NodeRun.RunAsync(new ServeFlags(
             result.GetValue(config),
             result.GetValue(dataDir),
             result.GetValue(listen) ?? [],
@@ -62,48 +69,5 @@ public static class Program
             result.GetValue(set) ?? [],
             result.GetValue(admin))));
         return serve;
-    }
-
-    private static async Task<int> ServeAsync(ServeFlags flags)
-    {
-        NodeSettings settings;
-        try
-        {
-            settings = NodeSettingsLoader.Load(flags);
-        }
-        catch (SettingsException e)
-        {
-            await Console.Error.WriteLineAsync($"actorcache: {e.Message}");
-            return 2;
-        }
-
-        DataDirectoryLock dataLock;
-        try
-        {
-            dataLock = DataDirectoryLock.Acquire(settings.DataDir);
-        }
-        catch (SettingsException e)
-        {
-            await Console.Error.WriteLineAsync($"actorcache: {e.Message}");
-            return 1;
-        }
-
-        using (dataLock)
-        {
-            using var host = NodeHost.Build(settings);
-            try
-            {
-                await host.StartAsync();
-            }
-            catch (Exception e)
-            {
-                await Console.Error.WriteLineAsync($"actorcache: cannot start: {NodeHost.DescribeStartFailure(e, settings)}");
-                await host.StopAsync();
-                return 1;
-            }
-            // Returns when SIGINT/SIGTERM arrives and the graceful stop has run.
-            await host.WaitForShutdownAsync();
-            return 0;
-        }
     }
 }

@@ -53,6 +53,46 @@ public sealed class NodeLifecycleTests : IDisposable
         await node.DisposeAsync();
     }
 
+    [Theory]
+    [InlineData("--set", "actorcache.cache.ringsize=1G", "did you mean actorcache.cache.ring-size?")]
+    [InlineData("--set", "actorcache.nbd.stop-grace=banana", "actorcache.nbd.stop-grace = banana is not a duration")]
+    [InlineData("--set", "actorcache.nbd.max-in-flight-per-connection=lots", "use a whole number from 1 to 4096")]
+    [InlineData("--config", "/dev/null", "sets nothing")]
+    [InlineData("--config", "/tmp", "is a directory")]
+    [InlineData("--config", "UNCLOSED", "is never closed")]
+    [InlineData("--config", "GARBAGE", "is not valid HOCON")]
+    [InlineData("--data-dir", "", "--data-dir names no directory")]
+    [InlineData("--bogus", "flag", "Unrecognized command or argument '--bogus'")]
+    [InlineData("--volume", "v1:1P:bogus", "unknown mode")]
+    public async Task Configuration_and_usage_mistakes_exit_2_with_one_line_and_no_stack_trace(string flag, string value, string message)
+    {
+        if (value is "UNCLOSED" or "GARBAGE")
+        {
+            var file = Path.Combine(_dataDir, "bad.conf");
+            await File.WriteAllTextAsync(file, value == "UNCLOSED" ? "actorcache { nbd { stop-grace = 1s }\n" : "{{{{ ::: }");
+            value = file;
+        }
+        string output;
+        if (flag == "--data-dir")
+        {
+            // The node's own --data-dir would clash with this one: run it bare.
+            var result = await Tool.RunAsync("dotnet", [NodeProcess.NodeDll, "serve", flag, value], TimeSpan.FromSeconds(30));
+            Assert.Equal(2, result.ExitCode);
+            output = result.Output;
+        }
+        else
+        {
+            var node = NodeProcess.Launch(_dataDir, [flag, value]);
+            Assert.Equal(2, await node.WaitExitAsync(TimeSpan.FromSeconds(30)));
+            await node.DisposeAsync();
+            output = node.Output;
+        }
+        Assert.Contains(message, output);
+        Assert.DoesNotContain("   at ", output);
+        Assert.DoesNotContain("Exception", output);
+        Assert.False(File.Exists(Path.Combine(_dataDir, "metadata.db")), "nothing is created");
+    }
+
     [Fact]
     public async Task Duplicate_volume_name_exits_2()
     {
@@ -139,31 +179,51 @@ public sealed class NodeLifecycleTests : IDisposable
             "--iodepth=8", "--size=64m", "--time_based", "--runtime=60"], TimeSpan.FromMinutes(2));
         await Task.Delay(1500);
         var (exit, took) = await node.StopAsync();
-        Assert.Equal(0, exit);
-        Assert.True(took < TimeSpan.FromSeconds(10), $"stop took {took}");
+        Assert.True(exit == 0, $"exit {exit}:\n{node.Output}");
+        Assert.True(took < TimeSpan.FromSeconds(10), $"stop took {took}:\n{node.Output}");
         Assert.Contains("stopped cleanly", node.Output);
         // The volume was closed by the node (flushed, cache actors stopped in order), not torn down by the actor system.
         Assert.Contains("volume vol0 closed", node.Output);
         Assert.DoesNotContain("stopped without being closed", node.Output);
         Assert.True(node.Output.IndexOf("volume vol0 closed", StringComparison.Ordinal) <
-                    node.Output.IndexOf("CoordinatedShutdown invoked", StringComparison.Ordinal), "volumes close before the actor system stops");
+                    node.Output.IndexOf("CoordinatedShutdown invoked", StringComparison.Ordinal), "volumes close before the actor system stops:\n" + node.Output);
         await Task.WhenAll(idle, busy); // both clients see the connection end
         await node.DisposeAsync();
         Assert.False(File.Exists(Path.Combine(_dataDir, "nbd.sock")), "the Unix socket is removed on stop");
+
+        // One line format for everything, Akka included, to the very last line; nothing misleading.
+        var format = new System.Text.RegularExpressions.Regex(@"^\d\d:\d\d:\d\d\.\d{3} (dbug|info|warn|fail|crit): \S+\[\d+\] ");
+        var odd = node.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !format.IsMatch(l)).ToList();
+        Assert.True(odd.Count == 0, "lines in another format:\n" + string.Join('\n', odd));
+        Assert.DoesNotContain("[INFO][", node.Output);
+        Assert.DoesNotContain("No seed-nodes configured", node.Output);
+        Assert.DoesNotContain("dead letters", node.Output);
+        Assert.Contains("info: Akka.Cluster[0] Cluster Node", node.Output);
+        // A client that leaves is logged with how long it stayed and how much it asked (the idle one at least: it has nothing in flight).
+        Assert.True(System.Text.RegularExpressions.Regex.IsMatch(node.Output, @"NBD client unix left vol0 after \d+\.\d s and \d+ requests: "), node.Output);
     }
 
     [Fact]
-    public async Task Default_listeners_are_loopback_tcp_10809_a_socket_in_the_data_dir_and_admin_on_loopback_9460()
+    public async Task A_killed_test_node_leaves_no_diagnostics_files_in_tmp()
     {
-        // Ports 10809 and 9460 are shared by every test that would use them, so this one test owns them.
-        var node = NodeProcess.Launch(_dataDir, [], defaultListeners: false, admin: null);
-        await node.WaitReadyAsync();
-        await using var _ = node;
-        Assert.Contains("NBD listening on tcp://127.0.0.1:10809", node.Output);
-        Assert.Equal("http://127.0.0.1:9460", node.AdminUrl);
-        Assert.Contains($"NBD listening on unix:{Path.Combine(_dataDir, "nbd.sock")}", node.Output);
-        await Tool.CheckAsync("nbdinfo", "nbd://127.0.0.1/vol0");
-        await Tool.CheckAsync("nbdinfo", node.UnixUri());
+        var node = await NodeProcess.StartAsync(_dataDir);
+        var pid = node.Pid.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        await node.KillAsync();
+        await node.DisposeAsync();
+        // The runtime's diagnostics IPC (clr-debug-pipe-PID-*, dotnet-diagnostic-PID-*) is off for test nodes:
+        // a SIGKILLed process cannot remove its own.
+        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(Path.GetTempPath()),
+            f => Path.GetFileName(f).StartsWith("clr-debug-pipe-" + pid + "-", StringComparison.Ordinal) ||
+                 Path.GetFileName(f).StartsWith("dotnet-diagnostic-" + pid + "-", StringComparison.Ordinal));
+    }
+
+    [Fact]
+    public async Task A_client_that_leaves_is_logged_with_its_duration_and_request_count()
+    {
+        await using var node = await NodeProcess.StartAsync(_dataDir);
+        await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "write -P 0x11 0 64k", "-c", "read -P 0x11 0 64k", node.TcpUri("vol0"));
+        await Task.Delay(500);
+        Assert.Matches(@"NBD client 127\.0\.0\.1:\d+ left vol0 after \d+\.\d s and \d+ requests: disconnected", node.Output);
     }
 
     [Fact]

@@ -73,6 +73,9 @@ public sealed partial class NodeProcess : IAsyncDisposable
             UseShellExecute = false,
             WorkingDirectory = dataDir,
         };
+        // No diagnostics IPC: a node the tests SIGKILL would leave its clr-debug-pipe-* and
+        // dotnet-diagnostic-* files in /tmp, dozens per run.
+        start.Environment["DOTNET_EnableDiagnostics"] = "0";
         foreach (var arg in new[] { NodeDll, "serve", "--data-dir", dataDir }) start.ArgumentList.Add(arg);
         if (defaultListeners)
             foreach (var arg in new[] { "--listen", $"unix:{Path.Combine(dataDir, "nbd.sock")}", "--listen", $"tcp://127.0.0.1:{tcpPort}" })
@@ -118,7 +121,16 @@ public sealed partial class NodeProcess : IAsyncDisposable
     public async Task<int> WaitExitAsync(TimeSpan timeout)
     {
         using var cts = new CancellationTokenSource(timeout);
-        await _process.WaitForExitAsync(cts.Token);
+        try
+        {
+            await _process.WaitForExitAsync(cts.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            // A node that should have exited and did not must not outlive the test.
+            _process.Kill(entireProcessTree: true);
+            throw new TimeoutException($"node did not exit within {timeout}:\n{Output}");
+        }
         _process.WaitForExit(); // drain output
         return _process.ExitCode;
     }
@@ -150,9 +162,9 @@ public sealed partial class NodeProcess : IAsyncDisposable
         {
             if (!_process.HasExited) await StopAsync();
         }
-        catch (OperationCanceledException)
+        catch (TimeoutException)
         {
-            _process.Kill(entireProcessTree: true);
+            // WaitExitAsync killed it already.
         }
         _process.Dispose();
     }

@@ -23,6 +23,7 @@ public static class Tool
             UseShellExecute = false,
         };
         start.Environment["PATH"] = SystemPath;
+        start.Environment["DOTNET_EnableDiagnostics"] = "0"; // no IPC files in /tmp from a tool that is killed
         foreach (var arg in args) start.ArgumentList.Add(arg);
         using var process = Process.Start(start) ?? throw new InvalidOperationException($"cannot start {file}");
         var stdout = process.StandardOutput.ReadToEndAsync();

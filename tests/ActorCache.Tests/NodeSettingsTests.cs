@@ -127,12 +127,145 @@ public sealed class NodeSettingsTests
     [Fact]
     public void Bad_config_values_are_refused()
     {
-        Assert.Contains("unknown", Assert.Throws<SettingsException>(() => Load(sets: ["actorcache.metadata.provider=oracle"])).Message);
+        Assert.Contains("is not allowed", Assert.Throws<SettingsException>(() => Load(sets: ["actorcache.metadata.provider=oracle"])).Message);
         Assert.Contains("connection-string is empty", Assert.Throws<SettingsException>(() => Load(sets: ["actorcache.metadata.provider=postgresql"])).Message);
         Assert.Contains("key=value", Assert.Throws<SettingsException>(() => Load(sets: ["novalue"])).Message);
         Assert.Contains("does not exist", Assert.Throws<SettingsException>(() => Load(config: "/nonexistent.conf")).Message);
         Assert.Contains("writers can stall", Assert.Throws<SettingsException>(() => Load(sets: ["actorcache.cache.retention-max-fraction=1"])).Message);
         Assert.Contains("writers can stall", Assert.Throws<SettingsException>(
             () => Load(sets: ["actorcache.cache.log-capacity=256M", "actorcache.cache.segment-size=64M", "actorcache.cache.retention-max-fraction=0.8"])).Message);
+    }
+}
+
+/// <summary>Configuration mistakes: each is refused with one line naming the key, the value and what is allowed.</summary>
+public sealed class ConfigValidationTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("actorcache-config-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    private static NodeSettings Load(string[]? sets = null, string? config = null, string? dataDir = "/tmp/ac-settings") =>
+        NodeSettingsLoader.Load(new ServeFlags(config, dataDir, [], [], sets ?? [], null));
+
+    private string File(string text)
+    {
+        var path = Path.Combine(_dir, Guid.NewGuid().ToString("N") + ".conf");
+        System.IO.File.WriteAllText(path, text);
+        return path;
+    }
+
+    [Theory]
+    [InlineData("actorcache { nbd { stop-grace = 1s }", "'{' opened on line 1 is never closed")]
+    [InlineData("{{{{ ::: }", "never closed")]
+    [InlineData("actorcache.nbd.stop-grace = 1s }", "'}' on line 1 closes nothing")]
+    [InlineData("actorcache.data-dir = \"/srv", "string opened on line 1 is never closed")]
+    [InlineData("actorcache.volumes = [\"a:1G\"}", "does not match")]
+    [InlineData("actorcache.data-dir = /srv\nstray", "stray has no value")]
+    [InlineData("::: ;;;", "has no value")]
+    [InlineData(":::", "Unknown token")]
+    public void Malformed_hocon_in_a_config_file_is_refused_with_where(string text, string reason)
+    {
+        var path = File(text);
+        var e = Assert.Throws<SettingsException>(() => Load(config: path));
+        Assert.Contains($"config file {path} is not valid HOCON", e.Message);
+        Assert.Contains(reason, e.Message);
+        Assert.DoesNotContain("\n", e.Message);
+    }
+
+    [Fact]
+    public void Comments_substitutions_and_triple_quoted_strings_are_not_mistaken_for_errors()
+    {
+        var path = File(""""
+            # a comment with { and "
+            // another } one
+            actorcache {
+              data-dir = "/srv/a}c" # trailing
+              nbd.default-export = vol0
+              metadata.connection-string = """Host=db;Database="ac{";x"""
+              cluster.hostname = ${actorcache.nbd.default-export}
+            }
+            """");
+        var s = Load(config: path, dataDir: null);
+        Assert.Equal("/srv/a}c", s.DataDir);
+        Assert.Equal("vol0", s.ClusterHostname);
+        Assert.Equal("Host=db;Database=\"ac{\";x", s.MetadataConnectionString);
+    }
+
+    [Fact]
+    public void An_empty_config_file_a_device_or_a_directory_is_refused()
+    {
+        Assert.Contains("sets nothing", Assert.Throws<SettingsException>(() => Load(config: "/dev/null")).Message);
+        Assert.Contains("sets nothing", Assert.Throws<SettingsException>(() => Load(config: File("# only a comment\n"))).Message);
+        Assert.Contains($"config file {_dir} is a directory", Assert.Throws<SettingsException>(() => Load(config: _dir)).Message);
+    }
+
+    [Theory]
+    [InlineData("actorcache.cache.ringsize=1G", "unknown key actorcache.cache.ringsize; did you mean actorcache.cache.ring-size?")]
+    [InlineData("actorcache.ring-size=1G", "unknown key actorcache.ring-size; did you mean actorcache.cache.ring-size?")]
+    [InlineData("actorcache.nbd.lisen=[]", "did you mean actorcache.nbd.listen?")]
+    [InlineData("actorcach.nbd.stop-grace=1s", "unknown key actorcach; did you mean actorcache?")]
+    [InlineData("actorcache.frobnicate=1", "unknown key actorcache.frobnicate; hocon/actorcache.conf lists every setting")]
+    [InlineData("actorcache.nbd=5", "actorcache.nbd is a block of settings")]
+    [InlineData("actorcache.data-dir { x = 1 }", "actorcache.data-dir is a single setting, not a block")]
+    public void Unknown_keys_are_refused_with_the_closest_known_one(string set, string reason)
+    {
+        var e = Assert.Throws<SettingsException>(() => Load(sets: [set]));
+        Assert.Contains($"--set '{set}'", e.Message);
+        Assert.Contains(reason, e.Message);
+    }
+
+    [Fact]
+    public void Unknown_keys_in_a_config_file_name_the_file()
+    {
+        var path = File("actorcache { cache { log-capacty = 1G } }");
+        var e = Assert.Throws<SettingsException>(() => Load(config: path));
+        Assert.Equal($"config file {path}: unknown key actorcache.cache.log-capacty; did you mean actorcache.cache.log-capacity?", e.Message);
+    }
+
+    [Fact]
+    public void Akka_settings_and_the_cache_dispatchers_stay_free_form()
+    {
+        Load(sets: ["akka.loglevel = DEBUG", "akka.anything.goes = 1", "actorcache.cache.log-dispatcher.thread-priority = Normal"]);
+    }
+
+    [Theory]
+    [InlineData("actorcache.nbd.stop-grace=banana", "actorcache.nbd.stop-grace = banana is not a duration; write a number with a unit (ms, s, m, h, d), e.g. 5s")]
+    [InlineData("actorcache.nbd.stop-grace=-5s", "actorcache.nbd.stop-grace = -5s is not a duration")]
+    [InlineData("actorcache.nbd.stop-grace=0s", "")]
+    [InlineData("actorcache.nbd.handshake-timeout=infinite", "actorcache.nbd.handshake-timeout = infinite is not a duration")]
+    [InlineData("actorcache.nbd.max-in-flight-per-connection=lots", "actorcache.nbd.max-in-flight-per-connection = lots is not allowed; use a whole number from 1 to 4096")]
+    [InlineData("actorcache.nbd.max-in-flight-per-connection=0", "from 1 to 4096")]
+    [InlineData("actorcache.cluster.port=http", "actorcache.cluster.port = http is not allowed; use a whole number from 0 to 65535")]
+    [InlineData("actorcache.cache.ring-size=lots", "actorcache.cache.ring-size = lots is not allowed: 'lots' is not a size")]
+    [InlineData("actorcache.cache.segment-size=1000", "actorcache.cache.segment-size = 1000 is not allowed; use a multiple of 4K of at least 1M")]
+    [InlineData("actorcache.cache.retention-max-fraction=half", "actorcache.cache.retention-max-fraction = half is not allowed; use a number greater than 0 and at most 1")]
+    [InlineData("actorcache.cache.retention-time=soon", "actorcache.cache.retention-time = soon is not a duration")]
+    [InlineData("actorcache.cache.destage-interval=0s", "actorcache.cache.destage-interval = 0s is not allowed; it must be at least 1ms")]
+    [InlineData("actorcache.cache.log-full-policy=panic", "actorcache.cache.log-full-policy = panic is not allowed; use wait or fail")]
+    [InlineData("actorcache.metadata.provider=oracle", "actorcache.metadata.provider = oracle is not allowed; use sqlite or postgresql or postgres")]
+    [InlineData("actorcache.volumes=\"a:1G\"", "actorcache.volumes = \"a:1G\" must be a list, e.g. actorcache.volumes = [\"vol1:10G\"]")]
+    [InlineData("actorcache.data-dir=[a, b]", "actorcache.data-dir must be a single value")]
+    [InlineData("actorcache.data-dir=\"\"", "actorcache.data-dir is empty")]
+    [InlineData("actorcache.nbd.default-export=\"a/b\"", "actorcache.nbd.default-export = a/b is not a volume name")]
+    [InlineData("actorcache.cluster.seed-nodes=[\"10.0.0.1:4053\"]", "'10.0.0.1:4053' is not a node address; write akka.tcp://actorcache@HOST:PORT")]
+    [InlineData("actorcache.cluster.seed-nodes=[\"akka.tcp://other@10.0.0.1:4053\"]", "is not a node address")]
+    [InlineData("actorcache.cluster.seed-nodes=[\"akka.tcp://actorcache@10.0.0.1:4053\"]", "")]
+    [InlineData("actorcache.cluster.hostname=\"\"", "actorcache.cluster.hostname is empty")]
+    public void Every_bad_value_names_the_key_the_value_and_what_is_allowed(string set, string message)
+    {
+        if (message.Length == 0)
+        {
+            Load(sets: [set]); // the edge of what is allowed
+            return;
+        }
+        var e = Assert.Throws<SettingsException>(() => Load(sets: [set], dataDir: null));
+        Assert.Contains(message, e.Message);
+        Assert.DoesNotContain("\n", e.Message);
+    }
+
+    [Fact]
+    public void An_empty_data_dir_flag_is_refused()
+    {
+        Assert.Contains("--data-dir names no directory", Assert.Throws<SettingsException>(() => Load(dataDir: "")).Message);
     }
 }

@@ -56,6 +56,53 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         Assert.Contains("does not exist", ExpectMsg<VolumeOpenFailed>().Reason);
     }
 
+    [Fact]
+    public void A_volume_that_cannot_open_stays_offline_with_its_reason_for_status_and_clients()
+    {
+        var definition = new VolumeDefinition("gone", 1 << 20, VolumeMode.PassThrough, Path.Combine(_dir, "gone.img"), true, false);
+        var catalog = new ExportCatalog("");
+        var actor = Sys.ActorOf(VolumeActor.Props(definition, catalog, Open));
+        actor.Tell(OpenVolume.Instance);
+        var reason = ExpectMsg<VolumeOpenFailed>().Reason;
+        actor.Tell(GetVolumeStatus.Instance);
+        var status = ExpectMsg<VolumeStatus>();
+        Assert.False(status.Online);
+        Assert.Equal(reason, status.Offline);
+        Assert.False(catalog.TryGet("gone", out _));
+        Assert.Equal($"volume gone is offline: {reason}", catalog.WhyUnavailable("gone"));
+        Assert.Equal($"volume gone is offline: {reason}", catalog.WhyUnavailable("")); // the only volume is the default export, offline or not
+        actor.Tell(CloseVolume.Instance);
+        Assert.True(ExpectMsg<VolumeClosed>().IsDurable); // nothing was open, nothing was lost
+    }
+
+    [Fact]
+    public async Task Closing_answers_whether_every_acknowledged_write_is_durable()
+    {
+        var path = Path.Combine(_dir, "f.img");
+        await File.WriteAllBytesAsync(path, []);
+        FaultyTarget? faulty = null;
+        Volume OpenFaulty(VolumeDefinition d, IActorRefFactory _) =>
+            new(d, faulty = new FaultyTarget(FileBacking.Open(d.BackingPath, d.Size, create: false)), cache: null);
+
+        var healthy = Sys.ActorOf(VolumeActor.Props(new VolumeDefinition("ok", 1 << 20, VolumeMode.PassThrough, path, false, false), new ExportCatalog(""), OpenFaulty));
+        healthy.Tell(OpenVolume.Instance);
+        ExpectMsg<VolumeOpened>();
+        healthy.Tell(CloseVolume.Instance);
+        Assert.Equal(new VolumeClosed("ok", 0, null), ExpectMsg<VolumeClosed>());
+
+        var failing = Sys.ActorOf(VolumeActor.Props(new VolumeDefinition("bad", 1 << 20, VolumeMode.PassThrough, path, false, false), new ExportCatalog(""), OpenFaulty));
+        failing.Tell(OpenVolume.Instance);
+        ExpectMsg<VolumeOpened>();
+        faulty!.FailWrites = true; // the final flush cannot reach the disk
+        Watch(failing);
+        failing.Tell(CloseVolume.Instance);
+        var closed = ExpectMsg<VolumeClosed>();
+        Assert.False(closed.IsDurable);
+        Assert.Equal(VolumeClosed.UnknownBytes, closed.NotDurableBytes);
+        Assert.Contains("injected I/O error", closed.Reason);
+        ExpectTerminated(failing);
+    }
+
     private static readonly RingBuffer Ring = new(64L << 20);
 
     private Volume OpenWriteBack(VolumeDefinition d, IActorRefFactory actors)

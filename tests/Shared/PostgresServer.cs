@@ -65,6 +65,7 @@ public sealed class PostgresServer : IAsyncDisposable
     private static async Task RunAsync(string file, params string[] args)
     {
         var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = "/" };
+        start.Environment["DOTNET_EnableDiagnostics"] = "0"; // as for every process the tests start
         foreach (var arg in args) start.ArgumentList.Add(arg);
         using var process = Process.Start(start)!;
         var stdout = process.StandardOutput.ReadToEndAsync();

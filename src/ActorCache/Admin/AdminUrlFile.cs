@@ -1,6 +1,4 @@
 using ActorCache.Hosting;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 
@@ -11,7 +9,7 @@ namespace ActorCache.Admin;
 /// <c>DATA_DIR/admin.url</c> for local tools, and removes the file on a clean stop. A node killed with
 /// SIGKILL leaves the file behind; the next start overwrites it.
 /// </summary>
-public sealed class AdminUrlFile(NodeSettings settings, IServer server, ILogger<AdminUrlFile> logger) : IHostedLifecycleService
+public sealed class AdminUrlFile(NodeSettings settings, NodeListeners listeners, ILogger<AdminUrlFile> logger) : IHostedLifecycleService
 {
     public const string FileName = "admin.url";
 
@@ -20,8 +18,8 @@ public sealed class AdminUrlFile(NodeSettings settings, IServer server, ILogger<
     // Runs after every hosted service has started, the web server included, so its address is bound.
     public async Task StartedAsync(CancellationToken cancellationToken)
     {
-        var url = server.Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault()
-                  ?? throw new InvalidOperationException("the admin listener started without an address");
+        // Kestrel serves on a socket the start bound (it reports it as a file handle, not an address).
+        var url = listeners.Admin.Url;
         // Written aside and renamed, so a reader never sees half a URL.
         var temporary = Path + ".tmp";
         await File.WriteAllTextAsync(temporary, url + "\n", cancellationToken);

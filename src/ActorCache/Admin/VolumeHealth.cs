@@ -19,7 +19,7 @@ public static class VolumeHealth
             yield return $"{report.Name}: not answering (no status within {VolumeStatusReader.Timeout.TotalSeconds:0}s)";
             yield break;
         }
-        if (!status.Online) yield return $"{report.Name}: offline";
+        if (!status.Online) yield return status.Offline is { } why ? $"{report.Name}: offline: {OneLine(why)}" : $"{report.Name}: offline";
         if (status.Degraded is { } corruption) yield return $"{report.Name}: degraded, read-only due to log corruption: {OneLine(corruption)}";
         if (status.Cache?.BackingFailure is { } backing) yield return $"{report.Name}: degraded, backing failure: {OneLine(backing)}";
         if (status.Cache?.LogFailure is { } log) yield return $"{report.Name}: degraded, log failure: {OneLine(log)}";

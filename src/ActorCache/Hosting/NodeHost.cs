@@ -1,4 +1,5 @@
 using ActorCache.Admin;
+using ActorCache.Hosting.Logging;
 using ActorCache.Volumes;
 using Akka.Actor;
 using Akka.Cluster;
@@ -8,7 +9,6 @@ using Akka.Persistence.Sql.Hosting;
 using Akka.Remote.Hosting;
 using LinqToDB;
 using Microsoft.AspNetCore.Builder;
-using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Server.Kestrel.Core;
 using Microsoft.Extensions.DependencyInjection;
@@ -26,7 +26,11 @@ public static class NodeHost
 {
     public const string SystemName = "actorcache";
 
-    public static IHost Build(NodeSettings settings)
+    /// <summary>
+    /// <paramref name="listeners"/> are the sockets the start bound already (the host serves on them);
+    /// <paramref name="debugLog"/> receives every line at Debug and above with exception traces.
+    /// </summary>
+    public static IHost Build(NodeSettings settings, NodeListeners listeners, DebugLogFile debugLog)
     {
         // The web application builder is the generic host plus Kestrel; it starts the web server after every
         // other hosted service, so the admin listener answers once the volumes are online, and stops it first.
@@ -39,35 +43,49 @@ public static class NodeHost
             Args = ["--hostBuilder:reloadConfigOnChange=false"],
         });
         builder.Logging.ClearProviders();
-        builder.Logging.AddSimpleConsole(o =>
-        {
-            o.SingleLine = true;
-            o.TimestampFormat = "HH:mm:ss.fff ";
-        });
+        builder.Logging.SetMinimumLevel(LogLevel.Debug); // for the debug log; the console shows Information and above
+        builder.Logging.AddConsole(o => o.FormatterName = NodeConsoleFormatter.Name);
+        builder.Logging.AddConsoleFormatter<NodeConsoleFormatter, ConsoleFormatterOptions>();
+        builder.Logging.AddFilter<ConsoleLoggerProvider>(null, LogLevel.Information);
+        // A failed start is reported by the node in one line; the host's own report (with the trace) goes to the debug log only.
+        builder.Logging.AddFilter<ConsoleLoggerProvider>("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.None);
+        // "Application started. Press Ctrl+C", the content root and the environment say nothing about the node.
+        builder.Logging.AddFilter<ConsoleLoggerProvider>("Microsoft.Hosting.Lifetime", LogLevel.Warning);
+        builder.Logging.AddProvider(debugLog);
         // A log storm (every request of a client failing) drops lines instead of blocking the thread that
         // logs: NBD receive loops run on the socket engine's threads and must never wait for the console.
         builder.Services.Configure<ConsoleLoggerOptions>(o => o.QueueFullMode = ConsoleLoggerQueueFullMode.DropWrite);
         // ASP.NET Core logs every request at Information; a scrape every few seconds would drown the node's own log.
-        builder.Logging.AddFilter("Microsoft.AspNetCore", LogLevel.Warning);
-        builder.WebHost.ConfigureKestrel(kestrel => kestrel.Listen(settings.Admin.EndPoint, l => l.Protocols = HttpProtocols.Http1));
+        builder.Logging.AddFilter<ConsoleLoggerProvider>("Microsoft.AspNetCore", LogLevel.Warning);
+        builder.Logging.AddFilter<DebugLogFile>("Microsoft.AspNetCore", LogLevel.Warning);
+        // The admin socket was bound before anything was created; Kestrel serves on it.
+        builder.WebHost.ConfigureKestrel(kestrel => kestrel.ListenHandle(listeners.Admin.Handle, l => l.Protocols = HttpProtocols.Http1));
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.StopGrace + TimeSpan.FromSeconds(20));
         builder.Services.AddSingleton(settings);
+        builder.Services.AddSingleton(listeners);
         builder.Services.AddSingleton(new ExportCatalog(settings.DefaultExport));
         // The ring is allocated once, at start, for every volume of the node.
         builder.Services.AddSingleton(_ => new ActorCache.Cache.RingBuffer(settings.Cache.RingSize));
 
-        builder.Services.AddAkka(SystemName, (akka, _) =>
+        builder.Services.AddAkka(SystemName, (akka, services) =>
         {
+            AkkaStartStopLogger.Loggers = services.GetRequiredService<ILoggerFactory>();
             akka.AddHocon(settings.Config, HoconAddMode.Prepend)
                 .AddHocon(ActorCache.Cache.Actors.CacheDispatchers.Hocon, HoconAddMode.Append)
                 // The host runs the shutdown: NBD front first, then the volumes (flushed, closed), then
                 // the actor system. Akka's own SIGTERM hook would stop the volume actors under the
                 // front while requests are still in flight.
                 .AddHocon("akka.coordinated-shutdown.run-by-clr-shutdown-hook = off", HoconAddMode.Prepend)
+                // Akka logs through the host's loggers, once (AkkaLogBridge), and so does the minimal logger it
+                // falls back to while its loggers start and after they stop (Akka's own prints its own format
+                // to stdout). The dead letters of a stopping node are expected, not news.
+                .AddHocon($"akka.stdout-logger-class = \"{typeof(AkkaStartStopLogger).AssemblyQualifiedName}\"\nakka.log-dead-letters-during-shutdown = off",
+                    HoconAddMode.Prepend)
+                .AddSetup(new AkkaLogBridgeSetup(services.GetRequiredService<ILoggerFactory>(), joinsItself: settings.SeedNodes.Count == 0))
                 .ConfigureLoggers(loggers =>
                 {
                     loggers.ClearLoggers();
-                    loggers.AddLoggerFactory();
+                    loggers.AddLogger<AkkaLogBridge>();
                 })
                 .WithRemoting(settings.ClusterHostname, settings.ClusterPort)
                 .WithClustering(new ClusterOptions { SeedNodes = [.. settings.SeedNodes], Roles = ["storage"] })
@@ -100,15 +118,4 @@ public static class NodeHost
         AdminEndpoints.Map(app);
         return app;
     }
-
-    /// <summary>What to tell the user when the node fails to start.</summary>
-    public static string DescribeStartFailure(Exception e, NodeSettings settings) => e switch
-    {
-        SettingsException => e.Message,
-        // Kestrel's own message names the URL but not the setting to change.
-        IOException { InnerException: AddressInUseException } =>
-            $"cannot listen on admin address {settings.Admin.Text}: address already in use; choose another with --admin HOST:PORT " +
-            "or actorcache.admin.listen (port 0 picks a free port)",
-        _ => $"{e.GetType().Name}: {e.Message}",
-    };
 }

@@ -11,10 +11,13 @@ namespace ActorCache.Hosting;
 
 /// <summary>
 /// Brings the node's storage up once the actor system runs: reconciles the requested volumes with the
-/// registry, starts a volume actor per volume and then the NBD front. Stops in the reverse order.
+/// registry, checks everything a new volume needs before creating any file, starts a volume actor per
+/// volume and then the NBD front on the listeners bound at start. Stops in the reverse order and
+/// remembers whether every volume made its acknowledged writes durable.
 /// </summary>
 public sealed class NodeService(
     NodeSettings settings,
+    NodeListeners listeners,
     ActorSystem system,
     ActorRegistry registry,
     ExportCatalog catalog,
@@ -22,64 +25,79 @@ public sealed class NodeService(
     ILoggerFactory loggerFactory) : IHostedService
 {
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
+    /// <summary>How long a volume gets to flush and close at stop before it is reported as not durable.</summary>
+    private static readonly TimeSpan CloseTimeout = TimeSpan.FromSeconds(30);
     private readonly ILogger _logger = loggerFactory.CreateLogger<NodeService>();
     // Replaced, never changed in place: the admin listener reads it from request threads.
     private volatile IReadOnlyList<VolumeActorRef> _volumeActors = [];
     private NbdServer? _server;
+    private readonly List<VolumeClosed> _losses = [];
 
     public NbdServer? Server => _server;
 
     /// <summary>The volume actors this node runs (each answers <see cref="GetVolumeStatus"/>); complete once the node has started.</summary>
     public IReadOnlyList<VolumeActorRef> VolumeActors => _volumeActors;
 
+    /// <summary>True once the start went all the way (volumes opened, NBD served).</summary>
+    public bool Started { get; private set; }
+
+    /// <summary>Volumes that could not make every acknowledged write durable when the node stopped.</summary>
+    public IReadOnlyList<VolumeClosed> Losses => _losses;
+
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         var volumeRegistry = await registry.GetAsync<VolumeRegistry>(cancellationToken);
-        var known = (await volumeRegistry.Ask<VolumeList>(GetVolumes.Instance, AskTimeout, cancellationToken)).Volumes;
+        IReadOnlyList<VolumeDefinition> known;
+        try
+        {
+            known = (await volumeRegistry.Ask<VolumeList>(GetVolumes.Instance, AskTimeout, cancellationToken)).Volumes;
+        }
+        catch (AskTimeoutException)
+        {
+            // The registry cannot recover without its journal; the persistence errors logged above say why.
+            throw new SettingsException($"the metadata store ({(settings.Metadata == MetadataProvider.Sqlite ? "SQLite" : "PostgreSQL")}) did not answer " +
+                                        $"within {AskTimeout.TotalSeconds:0} s; check actorcache.metadata (the errors logged above say what failed)");
+        }
 
         var wanted = settings.Volumes.Count == 0 && known.Count == 0 ? [settings.DefaultVolume] : settings.Volumes;
+        CheckRedefinitions(known, wanted);
+        var fresh = PlanNewVolumes(known, wanted);
         // Asking for an existing volume in another mode switches it (leaving write-back drains the log first).
-        var volumes = known.Select(v => wanted.FirstOrDefault(w => w.Name == v.Name) is { } w && w.Mode != v.Mode ? SwitchMode(volumeRegistry, v, w.Mode) : v).ToList();
-        volumes.AddRange(await DefineNewVolumesAsync(volumeRegistry, known, wanted, cancellationToken));
+        var switched = known.Select(v => wanted.FirstOrDefault(w => w.Name == v.Name) is { } w && w.Mode != v.Mode ? v with { Mode = w.Mode } : v).ToList();
+        var logSpace = PlanLogSpace([.. switched, .. fresh]);
+
+        // Every check is done: from here on files are created.
+        foreach (var volume in switched.Where(v => known.First(k => k.Name == v.Name).Mode != v.Mode))
+            SwitchMode(volumeRegistry, known.First(k => k.Name == volume.Name), volume.Mode);
+        var volumes = switched;
+        volumes.AddRange(await CreateVolumesAsync(volumeRegistry, fresh, cancellationToken));
 
         foreach (var definition in volumes)
         {
+            var cache = settings.Cache with { LogCapacity = logSpace.CapacityOf(definition.Name) };
             var actor = system.ActorOf(VolumeActor.Props(definition, catalog,
-                (d, actors) => VolumeStack.Open(d, settings.Cache, ring, loggerFactory, actors), volumeRegistry), $"volume-{definition.Name}");
+                (d, actors) => VolumeStack.Open(d, cache, ring, loggerFactory, actors), volumeRegistry), $"volume-{definition.Name}");
             _volumeActors = [.. _volumeActors, new VolumeActorRef(definition.Name, actor)];
-            var reply = await actor.Ask<object>(OpenVolume.Instance, AskTimeout, cancellationToken);
-            if (reply is VolumeOpenFailed failed)
-                throw new SettingsException($"volume {failed.Name} cannot come online: {failed.Reason}");
+            // A volume that cannot open (its backing is gone, say) stays offline with its reason; the others serve.
+            await actor.Ask<object>(OpenVolume.Instance, AskTimeout, cancellationToken);
         }
 
         _server = new NbdServer(catalog, settings.Nbd, loggerFactory.CreateLogger<NbdServer>());
-        try
-        {
-            _server.Start();
-        }
-        catch (InvalidOperationException e)
-        {
-            throw new SettingsException(e.Message);
-        }
+        _server.Start(listeners.Nbd);
+        Started = true;
         _logger.LogInformation("node serving {Count} volume(s): {Volumes}", volumes.Count,
             string.Join(", ", volumes.Select(v => $"{v.Name} ({ByteSize.Format(v.Size)}, {VolumeSpec.FormatMode(v.Mode)})")));
     }
 
-    private VolumeDefinition SwitchMode(IActorRef volumeRegistry, VolumeDefinition volume, VolumeMode mode)
+    private void SwitchMode(IActorRef volumeRegistry, VolumeDefinition volume, VolumeMode mode)
     {
         _logger.LogInformation("volume {Name}: mode {From} -> {To}", volume.Name, VolumeSpec.FormatMode(volume.Mode), VolumeSpec.FormatMode(mode));
         volumeRegistry.Tell(new ChangeVolumeMode(volume.Name, mode));
-        return volume with { Mode = mode };
     }
 
-    /// <summary>
-    /// Creates the backings of volumes the registry does not know yet and records them. All or nothing:
-    /// if any backing cannot be prepared, the ones created here are removed before the error is reported.
-    /// </summary>
-    private async Task<List<VolumeDefinition>> DefineNewVolumesAsync(IActorRef volumeRegistry,
-        IReadOnlyList<VolumeDefinition> known, IReadOnlyList<VolumeSpec> wanted, CancellationToken ct)
+    /// <summary>Asking for an existing volume with another size, backing or read-only flag is an error, not a silent change.</summary>
+    private static void CheckRedefinitions(IReadOnlyList<VolumeDefinition> known, IReadOnlyList<VolumeSpec> wanted)
     {
-        var created = new List<VolumeDefinition>();
         foreach (var spec in wanted)
         {
             var existing = known.FirstOrDefault(v => v.Name == spec.Name);
@@ -91,31 +109,69 @@ public sealed class NodeService(
                     $"it cannot be redefined as {ByteSize.Format(spec.Size)}{(spec.BackingPath is null ? "" : $" on {spec.BackingPath}")}" +
                     (spec.ReadOnly ? " read-only" : ""));
         }
+    }
 
-        var fresh = wanted.Where(s => known.All(v => v.Name != s.Name)).ToList();
-        var prepared = new List<(VolumeDefinition Definition, bool CreatedFile)>();
+    /// <summary>The definitions of volumes the registry does not know yet, with every backing checked; nothing is created here.</summary>
+    private List<VolumeDefinition> PlanNewVolumes(IReadOnlyList<VolumeDefinition> known, IReadOnlyList<VolumeSpec> wanted)
+    {
+        var planned = new List<VolumeDefinition>();
+        foreach (var spec in wanted.Where(s => known.All(v => v.Name != s.Name)))
+        {
+            var path = Path.GetFullPath(spec.BackingPath ?? NodeSettingsLoader.DefaultBackingPath(settings.DataDir, spec.Name));
+            if (known.Any(v => v.BackingPath == path) || planned.Any(p => p.BackingPath == path))
+                throw new SettingsException($"volume {spec.Name}: backing {path} already belongs to another volume");
+            if (spec.BackingPath is not null) StartChecks.CheckBacking(spec, path);
+            var exists = File.Exists(path);
+            if (!exists && spec.ReadOnly)
+                throw new SettingsException($"volume {spec.Name}: read-only backing {path} does not exist; a read-only volume serves an existing file or device");
+            planned.Add(new VolumeDefinition(spec.Name, spec.Size, spec.Mode, path, !exists, spec.ReadOnly));
+        }
+        return planned;
+    }
+
+    /// <summary>Compares the log file system's free space with what the volumes' logs may take, and sizes the logs to fit (or refuses).</summary>
+    private LogSpace PlanLogSpace(IReadOnlyList<VolumeDefinition> volumes)
+    {
+        var withLogs = volumes.Where(v => VolumeStack.HasLog(v, settings.Cache)).Select(v => v.Name).ToList();
+        var plan = LogSpace.Plan(settings.Cache, withLogs);
+        if (plan.Reduced)
+        {
+            _logger.LogWarning(
+                "log directory {Directory}: its file system has {Free} free{Held}, less than the {Asked} of cache.log-capacity that each of {Count} volume log(s) may take; " +
+                "log capacity reduced to what can be held: {Capacities}",
+                plan.Directory, ByteSize.Format(plan.FreeBytes >> 20 << 20), plan.HeldBytes > 0 ? $" plus {ByteSize.Format(plan.HeldBytes >> 20 << 20)} its logs hold" : "",
+                ByteSize.Format(plan.AskedPerVolume), withLogs.Count,
+                string.Join(", ", withLogs.Select(v => $"{v} {ByteSize.Format(plan.CapacityOf(v))} (retention cap {ByteSize.Format(RetentionCap(plan.CapacityOf(v)))})")));
+        }
+        return plan;
+    }
+
+    private long RetentionCap(long capacity) => settings.Cache.OptionsFor("") with { LogCapacity = capacity } is var o ? o.RetentionCapBytes : 0;
+
+    /// <summary>
+    /// Creates the backings of new volumes and records them. All or nothing: if any backing cannot be
+    /// prepared, the ones created here are removed before the error is reported.
+    /// </summary>
+    private async Task<List<VolumeDefinition>> CreateVolumesAsync(IActorRef volumeRegistry, List<VolumeDefinition> planned, CancellationToken ct)
+    {
+        var created = new List<VolumeDefinition>();
+        var prepared = new List<VolumeDefinition>();
         try
         {
-            foreach (var spec in fresh)
+            foreach (var definition in planned)
             {
-                var path = Path.GetFullPath(spec.BackingPath ?? NodeSettingsLoader.DefaultBackingPath(settings.DataDir, spec.Name));
-                if (known.Any(v => v.BackingPath == path) || prepared.Any(p => p.Definition.BackingPath == path))
-                    throw new SettingsException($"volume {spec.Name}: backing {path} already belongs to another volume");
-                var existed = File.Exists(path) || Directory.Exists(path);
-                if (!existed && spec.BackingPath is null) Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-                if (!existed && spec.BackingPath is not null && !Directory.Exists(Path.GetDirectoryName(path)))
-                    throw new SettingsException($"volume {spec.Name}: the directory of backing {path} does not exist");
+                if (definition.BackingCreated) Directory.CreateDirectory(Path.GetDirectoryName(definition.BackingPath)!);
                 try
                 {
-                    await using var backing = FileBacking.Open(path, spec.Size, create: !existed, spec.ReadOnly);
+                    prepared.Add(definition);
+                    await using var backing = FileBacking.Open(definition.BackingPath, definition.Size, create: definition.BackingCreated, definition.ReadOnly);
                 }
                 catch (BlockTargetException e)
                 {
-                    throw new SettingsException($"volume {spec.Name}: {e.Message}");
+                    throw new SettingsException($"volume {definition.Name}: {e.Message}");
                 }
-                prepared.Add((new VolumeDefinition(spec.Name, spec.Size, spec.Mode, path, !existed, spec.ReadOnly), !existed));
             }
-            foreach (var (definition, _) in prepared)
+            foreach (var definition in prepared)
             {
                 var reply = await volumeRegistry.Ask<object>(new DefineVolume(definition), AskTimeout, ct);
                 if (reply is VolumeRejected rejected) throw new SettingsException($"volume {rejected.Name}: {rejected.Reason}");
@@ -126,8 +182,8 @@ public sealed class NodeService(
         }
         catch
         {
-            foreach (var (definition, createdFile) in prepared)
-                if (createdFile && created.All(c => c.Name != definition.Name))
+            foreach (var definition in prepared)
+                if (definition.BackingCreated && created.All(c => c.Name != definition.Name))
                     File.Delete(definition.BackingPath);
             throw;
         }
@@ -141,18 +197,26 @@ public sealed class NodeService(
             _logger.LogInformation("stopping: refusing new NBD connections, finishing in-flight requests");
             await _server.StopAsync(settings.StopGrace);
         }
-        foreach (var (_, actor) in _volumeActors)
+        foreach (var (name, actor) in _volumeActors)
         {
+            VolumeClosed closed;
             try
             {
-                await actor.GracefulStop(TimeSpan.FromSeconds(30), CloseVolume.Instance); // the actor flushes and closes its volume
+                // The actor withdraws the volume from the front, flushes and closes it, answers, and stops.
+                closed = await actor.Ask<VolumeClosed>(CloseVolume.Instance, CloseTimeout, CancellationToken.None);
             }
             catch (Exception e) when (e is TaskCanceledException or AskTimeoutException)
             {
-                _logger.LogWarning("volume actor {Actor} did not stop in time", actor.Path.Name);
+                closed = new VolumeClosed(name, VolumeClosed.UnknownBytes, $"it did not finish flushing within {CloseTimeout.TotalSeconds:0} s");
             }
+            if (closed.IsDurable) continue;
+            _losses.Add(closed);
+            _logger.LogError("volume {Name}: {Bytes} of acknowledged writes could not be made durable: {Reason}",
+                name, closed.NotDurableBytes == VolumeClosed.UnknownBytes ? "an unknown amount" : $"{closed.NotDurableBytes} bytes", closed.Reason);
         }
-        _logger.LogInformation("stopped cleanly");
+        if (!Started) return; // a failed start is reported by the caller, not as a clean stop
+        if (_losses.Count == 0) _logger.LogInformation("stopped cleanly");
+        else _logger.LogError("stopped with {Count} volume(s) missing acknowledged writes: {Volumes}", _losses.Count, string.Join(", ", _losses.Select(l => l.Name)));
     }
 }
 

@@ -2,6 +2,7 @@ using ActorCache.Admin;
 using ActorCache.Blocks;
 using ActorCache.Nbd;
 using ActorCache.Volumes;
+using ActorCache.Configuration;
 using Akka.Configuration;
 
 namespace ActorCache.Hosting;
@@ -35,6 +36,19 @@ public sealed record CacheSettings(
     long MaxBatch, TimeSpan DestageInterval, ActorCache.Cache.LogFullPolicy LogFullPolicy, TimeSpan RingWaitTimeout, TimeSpan BackingWriteDelay,
     TimeSpan ExtentIdleTimeout)
 {
+    /// <summary>
+    /// The smallest log that works: retention shrinks only once the log passes its cap, so a full log must
+    /// be able to pass it (one more batch, plus the end of a segment a batch did not fit in) or writers wait
+    /// for the oldest history to reach retention-time; and a log takes at least four segments.
+    /// </summary>
+    public static long MinimumLogCapacity(long segmentSize, long maxBatch, double retentionMaxFraction)
+    {
+        if (retentionMaxFraction >= 1) return long.MaxValue;
+        var capacity = 4 * segmentSize;
+        while (capacity - (long)(capacity * retentionMaxFraction) < segmentSize + maxBatch) capacity += segmentSize;
+        return capacity;
+    }
+
     public ActorCache.Cache.CacheOptions OptionsFor(string volume) => new()
     {
         LogDirectory = Path.Combine(LogDir, volume),
@@ -62,54 +76,72 @@ public static class NodeSettingsLoader
     /// <summary>The reference file shipped next to the binary.</summary>
     public static string ReferencePath => Path.Combine(AppContext.BaseDirectory, "hocon", "actorcache.conf");
 
+    /// <summary>
+    /// Reads the reference, then the --config file, then each --set over it; every source is checked for
+    /// HOCON syntax and unknown keys on its own (so the message names where the mistake is), and the
+    /// merged result for the kind and range of every value.
+    /// </summary>
     public static NodeSettings Load(ServeFlags flags)
     {
-        var config = ConfigurationFactory.ParseString(File.ReadAllText(ReferencePath));
+        var reference = ConfigurationFactory.ParseString(File.ReadAllText(ReferencePath));
+        var schema = new ConfigSchema(reference);
+        var config = reference;
         if (flags.ConfigFile is not null)
         {
-            if (!File.Exists(flags.ConfigFile)) throw new SettingsException($"config file {flags.ConfigFile} does not exist");
-            try
-            {
-                config = ConfigurationFactory.ParseString(File.ReadAllText(flags.ConfigFile)).WithFallback(config);
-            }
-            catch (Exception e) when (e is not SettingsException)
-            {
-                throw new SettingsException($"config file {flags.ConfigFile} is not valid HOCON: {e.Message}");
-            }
+            var origin = $"config file {flags.ConfigFile}";
+            var file = HoconText.Parse(ReadConfigFile(flags.ConfigFile), origin);
+            // An empty file (or /dev/null) is more likely the wrong file than a wish for the defaults.
+            if (file.IsEmpty) throw new SettingsException($"{origin} sets nothing (it is empty or only comments); give a file with settings or leave --config out");
+            schema.Check(file, origin);
+            config = file.WithFallback(config);
         }
         foreach (var set in flags.Sets)
         {
             var eq = set.IndexOf('=');
             if (eq <= 0) throw new SettingsException($"--set '{set}' must look like key=value, e.g. --set actorcache.nbd.stop-grace=10s");
-            try
-            {
-                config = ConfigurationFactory.ParseString($"{set[..eq].Trim()} = {set[(eq + 1)..].Trim()}").WithFallback(config);
-            }
-            catch (Exception e)
-            {
-                throw new SettingsException($"--set '{set}' is not valid HOCON: {e.Message}");
-            }
+            var origin = $"--set '{set}'";
+            var one = HoconText.Parse($"{set[..eq].Trim()} = {set[(eq + 1)..].Trim()}", origin);
+            schema.Check(one, origin);
+            config = one.WithFallback(config);
         }
         return FromConfig(config, flags);
     }
 
+    private static string ReadConfigFile(string path)
+    {
+        if (Directory.Exists(path)) throw new SettingsException($"config file {path} is a directory; give --config a HOCON file");
+        if (!File.Exists(path)) throw new SettingsException($"config file {path} does not exist");
+        try
+        {
+            return File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new SettingsException($"config file {path} cannot be read: {e.Message}");
+        }
+    }
+
     private static NodeSettings FromConfig(Config config, ServeFlags flags)
     {
-        var ac = config.GetConfig("actorcache");
-        var dataDir = Path.GetFullPath(flags.DataDir ?? ac.GetString("data-dir", "./data"));
+        var read = new SettingsReader(config);
+        var dataDirText = read.String("data-dir");
+        if (flags.DataDir is not null) dataDirText = flags.DataDir;
+        if (string.IsNullOrWhiteSpace(dataDirText))
+            throw new SettingsException(flags.DataDir is not null ? "--data-dir names no directory; give a path, e.g. --data-dir ./data" : "actorcache.data-dir is empty; give a path, e.g. \"./data\"");
+        var dataDir = Path.GetFullPath(dataDirText);
 
         var volumes = new List<VolumeSpec>();
-        foreach (var text in ac.GetStringList("volumes").Concat(flags.Volumes))
+        foreach (var text in read.StringList("volumes", "\"vol1:10G\"").Concat(flags.Volumes))
         {
             if (!VolumeSpec.TryParse(text, out var spec, out var error)) throw new SettingsException(error);
             if (volumes.Any(v => v.Name == spec!.Name))
                 throw new SettingsException($"volume {spec!.Name} is given twice; each volume name may appear once");
             volumes.Add(spec!);
         }
-        if (!VolumeSpec.TryParse(ac.GetString("default-volume"), out var defaultVolume, out var defaultError))
+        if (!VolumeSpec.TryParse(read.String("default-volume"), out var defaultVolume, out var defaultError))
             throw new SettingsException($"actorcache.default-volume: {defaultError}");
 
-        IReadOnlyList<string> listenTexts = flags.Listen.Count > 0 ? flags.Listen : [.. ac.GetStringList("nbd.listen")];
+        IReadOnlyList<string> listenTexts = flags.Listen.Count > 0 ? flags.Listen : read.StringList("nbd.listen", "\"tcp://127.0.0.1:10809\"");
         if (listenTexts.Count == 0) listenTexts = ["tcp://127.0.0.1:10809", $"unix:{Path.Combine(dataDir, "nbd.sock")}"];
         var listen = new List<NbdListenAddress>();
         foreach (var text in listenTexts)
@@ -118,31 +150,25 @@ public static class NodeSettingsLoader
             listen.Add(address!);
         }
 
-        var adminText = flags.Admin ?? ac.GetString("admin.listen", AdminListenAddress.Default);
+        var adminText = flags.Admin ?? read.String("admin.listen");
         if (!AdminListenAddress.TryParse(adminText, out var admin, out var adminError))
             throw new SettingsException($"{(flags.Admin is null ? "actorcache.admin.listen" : "--admin")}: {adminError}");
 
-        var provider = ac.GetString("metadata.provider", "sqlite") switch
-        {
-            "sqlite" => MetadataProvider.Sqlite,
-            "postgresql" or "postgres" => MetadataProvider.PostgreSql,
-            var other => throw new SettingsException($"actorcache.metadata.provider '{other}' is unknown; use sqlite or postgresql"),
-        };
-        var connectionString = ac.GetString("metadata.connection-string", "");
+        var provider = read.Choice("metadata.provider", ("sqlite", MetadataProvider.Sqlite), ("postgresql", MetadataProvider.PostgreSql),
+            ("postgres", MetadataProvider.PostgreSql));
+        var connectionString = read.String("metadata.connection-string");
         if (provider == MetadataProvider.PostgreSql && string.IsNullOrWhiteSpace(connectionString))
             throw new SettingsException("actorcache.metadata.provider is postgresql but actorcache.metadata.connection-string is empty");
         if (provider == MetadataProvider.Sqlite && connectionString.Length == 0)
             connectionString = $"Data Source={Path.Combine(dataDir, "metadata.db")}";
 
-        var maxInFlight = ac.GetInt("nbd.max-in-flight-per-connection", 64);
-        if (maxInFlight is < 1 or > 4096)
-            throw new SettingsException($"actorcache.nbd.max-in-flight-per-connection must be 1..4096, got {maxInFlight}");
-        var port = ac.GetInt("cluster.port", 0);
-        if (port is < 0 or > 65535) throw new SettingsException($"actorcache.cluster.port must be 0..65535, got {port}");
+        var defaultExport = read.String("nbd.default-export");
+        if (defaultExport.Length > 0 && !VolumeSpec.IsValidName(defaultExport))
+            throw new SettingsException($"actorcache.nbd.default-export = {defaultExport} is not a volume name; use the name of a volume, or \"\" for the only one");
 
         return new NodeSettings
         {
-            Cache = CacheFromConfig(ac, dataDir),
+            Cache = CacheFromConfig(read, dataDir),
             Admin = admin!,
             DataDir = dataDir,
             Volumes = volumes,
@@ -150,58 +176,66 @@ public static class NodeSettingsLoader
             Nbd = new NbdServerOptions
             {
                 Listen = listen,
-                MaxInFlightPerConnection = maxInFlight,
-                HandshakeTimeout = ac.GetTimeSpan("nbd.handshake-timeout", TimeSpan.FromSeconds(30)),
+                MaxInFlightPerConnection = read.Int("nbd.max-in-flight-per-connection", 1, 4096),
+                HandshakeTimeout = read.Duration("nbd.handshake-timeout", TimeSpan.FromMilliseconds(1), "30s"),
             },
-            DefaultExport = ac.GetString("nbd.default-export", ""),
-            StopGrace = ac.GetTimeSpan("nbd.stop-grace", TimeSpan.FromSeconds(5)),
+            DefaultExport = defaultExport,
+            StopGrace = read.Duration("nbd.stop-grace", TimeSpan.Zero, "5s"),
             Metadata = provider,
             MetadataConnectionString = connectionString,
-            ClusterHostname = ac.GetString("cluster.hostname", "127.0.0.1"),
-            ClusterPort = port,
-            SeedNodes = [.. ac.GetStringList("cluster.seed-nodes")],
+            ClusterHostname = NonEmpty(read, "cluster.hostname", "\"127.0.0.1\""),
+            ClusterPort = read.Int("cluster.port", 0, 65535),
+            SeedNodes = SeedNodes(read),
             Config = config,
         };
     }
 
-    private static CacheSettings CacheFromConfig(Config ac, string dataDir)
+    private static string NonEmpty(SettingsReader read, string key, string example)
     {
-        long Size(string key, long minimum)
+        var value = read.String(key);
+        if (string.IsNullOrWhiteSpace(value)) throw new SettingsException($"actorcache.{key} is empty; give a value, e.g. {example}");
+        return value;
+    }
+
+    /// <summary>Akka addresses of this cluster's nodes: akka.tcp://actorcache@HOST:PORT.</summary>
+    private static IReadOnlyList<string> SeedNodes(SettingsReader read)
+    {
+        const string example = "\"akka.tcp://actorcache@10.0.0.1:4053\"";
+        var seeds = read.StringList("cluster.seed-nodes", example);
+        foreach (var seed in seeds)
         {
-            var text = ac.GetString(key);
-            if (!ByteSize.TryParse(text, out var bytes, out var error)) throw new SettingsException($"actorcache.{key}: {error}");
-            if (bytes < minimum || bytes % 4096 != 0)
-                throw new SettingsException($"actorcache.{key} = {text} must be a multiple of 4K and at least {ByteSize.Format(minimum)}");
-            return bytes;
+            if (!Uri.TryCreate(seed, UriKind.Absolute, out var uri) || uri.Scheme != "akka.tcp" || uri.UserInfo != NodeHost.SystemName || uri.Port <= 0)
+                throw new SettingsException($"actorcache.cluster.seed-nodes: '{seed}' is not a node address; write akka.tcp://{NodeHost.SystemName}@HOST:PORT, e.g. {example}");
         }
-        var ring = Size("cache.ring-size", 64L << 20);
-        var segment = Size("cache.segment-size", 1L << 20);
-        var capacity = Size("cache.log-capacity", 4 * segment);
-        var maxBatch = Size("cache.max-batch", 64 << 10);
+        return seeds;
+    }
+
+    private static CacheSettings CacheFromConfig(SettingsReader read, string dataDir)
+    {
+        var ring = read.Size("cache.ring-size", 64L << 20);
+        var segment = read.Size("cache.segment-size", 1L << 20);
+        var capacity = read.Size("cache.log-capacity", 4 * segment);
+        var maxBatch = read.Size("cache.max-batch", 64 << 10);
         if (maxBatch + 4096 > segment) throw new SettingsException($"actorcache.cache.max-batch must be smaller than cache.segment-size");
         if (2 * maxBatch > ring) throw new SettingsException($"actorcache.cache.ring-size must hold at least two batches (2 x cache.max-batch)");
-        var fraction = ac.GetDouble("cache.retention-max-fraction", 0.5);
-        if (fraction is <= 0 or > 1) throw new SettingsException($"actorcache.cache.retention-max-fraction must be in (0, 1], got {fraction}");
+        var fraction = read.Fraction("cache.retention-max-fraction", 0, 1);
         // Retention shrinks only once the log passes its cap; a full log must be able to pass it (one more
         // batch, plus the end of a segment a batch did not fit in), or writers wait for the oldest history
         // to reach retention-time.
         var aboveCap = capacity - (long)(capacity * fraction);
         if (aboveCap < segment + maxBatch)
+        {
             throw new SettingsException($"actorcache.cache.retention-max-fraction {fraction} leaves {aboveCap} bytes of the {capacity}-byte log above " +
                                         $"the retention cap; it needs at least cache.segment-size + cache.max-batch ({segment + maxBatch}) or writers can stall");
-        var policy = ac.GetString("cache.log-full-policy", "wait") switch
-        {
-            "wait" => ActorCache.Cache.LogFullPolicy.Wait,
-            "fail" => ActorCache.Cache.LogFullPolicy.Fail,
-            var other => throw new SettingsException($"actorcache.cache.log-full-policy '{other}' is unknown; use wait or fail"),
-        };
-        var logDir = ac.GetString("cache.log-dir", "");
+        }
+        var policy = read.Choice("cache.log-full-policy", ("wait", ActorCache.Cache.LogFullPolicy.Wait), ("fail", ActorCache.Cache.LogFullPolicy.Fail));
+        var logDir = read.String("cache.log-dir");
         return new CacheSettings(ring, Path.GetFullPath(logDir.Length == 0 ? Path.Combine(dataDir, "log") : logDir), segment, capacity,
-            ac.GetTimeSpan("cache.retention-time", TimeSpan.FromHours(1)), fraction, maxBatch,
-            ac.GetTimeSpan("cache.destage-interval", TimeSpan.FromMilliseconds(500)), policy,
-            ac.GetTimeSpan("cache.ring-wait-timeout", TimeSpan.FromSeconds(30)),
-            ac.GetTimeSpan("cache.backing-write-delay", TimeSpan.Zero),
-            ac.GetTimeSpan("cache.extent-idle-timeout", TimeSpan.FromSeconds(30)));
+            read.Duration("cache.retention-time", TimeSpan.Zero, "1h"), fraction, maxBatch,
+            read.Duration("cache.destage-interval", TimeSpan.FromMilliseconds(1), "500ms"), policy,
+            read.Duration("cache.ring-wait-timeout", TimeSpan.FromMilliseconds(1), "30s"),
+            read.Duration("cache.backing-write-delay", TimeSpan.Zero, "5ms"),
+            read.Duration("cache.extent-idle-timeout", TimeSpan.FromMilliseconds(1), "30s"));
     }
 
     /// <summary>Where a volume's backing lives when the user names none.</summary>

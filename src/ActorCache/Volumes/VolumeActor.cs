@@ -18,6 +18,7 @@ public sealed class VolumeActor : ReceiveActor
     private readonly IActorRef? _registry;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private Volume? _volume;
+    private string? _offlineReason;
 
     public VolumeActor(VolumeDefinition definition, ExportCatalog catalog, Func<VolumeDefinition, IActorRefFactory, Volume> open, IActorRef? registry)
     {
@@ -27,11 +28,13 @@ public sealed class VolumeActor : ReceiveActor
         _registry = registry;
         Receive<OpenVolume>(_ => Open());
         Receive<GetVolumeStatus>(_ => Sender.Tell(new VolumeStatus(_volume?.Definition ?? _definition, _volume is not null,
-            _volume?.Generation ?? 0, _volume?.Cache?.Statistics, _volume?.Cache?.ReadOnlyReason)));
+            _volume?.Generation ?? 0, _volume?.Cache?.Statistics, _volume?.Cache?.ReadOnlyReason, _offlineReason)));
         ReceiveAsync<SetVolumeMode>(SetModeAsync);
         ReceiveAsync<CloseVolume>(async _ =>
         {
-            await CloseAsync();
+            var replyTo = Sender;
+            var closed = await CloseAsync();
+            replyTo.Tell(closed);
             Context.Stop(Self);
         });
     }
@@ -59,8 +62,10 @@ public sealed class VolumeActor : ReceiveActor
         catch (Exception e) when (e is BlockTargetException or IOException or UnauthorizedAccessException or ArgumentException)
         {
             // Whatever stops the stack from opening (backing, log directory, settings) is reported, not thrown:
-            // the node then exits with the message instead of waiting for an answer that never comes.
-            _log.Error("volume {0} cannot come online: {1}", _definition.Name, e.Message);
+            // the volume stays offline with its reason (in /health and the metrics) and the node serves the others.
+            _offlineReason = e.Message;
+            _catalog.MarkOffline(_definition.Name, e.Message);
+            _log.Error("volume {0} is OFFLINE: {1}", _definition.Name, e.Message);
             Sender.Tell(new VolumeOpenFailed(_definition.Name, e.Message));
         }
     }
@@ -85,22 +90,29 @@ public sealed class VolumeActor : ReceiveActor
         }
     }
 
-    /// <summary>Withdraws the volume from the front, flushes it and closes the stack (while the cache's child actors still run).</summary>
-    private async Task CloseAsync()
+    /// <summary>
+    /// Withdraws the volume from the front, flushes it and closes the stack (while the cache's child
+    /// actors still run), and says whether every acknowledged write is durable.
+    /// </summary>
+    private async Task<VolumeClosed> CloseAsync()
     {
-        if (_volume is null) return;
+        if (_volume is null) return new VolumeClosed(_definition.Name, 0, null);
         _catalog.Withdraw(_definition.Name);
+        var closed = new VolumeClosed(_definition.Name, 0, null);
         try
         {
             await _volume.FlushAsync();
         }
         catch (BlockTargetException e)
         {
-            _log.Error("volume {0}: final flush failed: {1}", _definition.Name, e.Message);
+            // How many bytes were left behind is the cache's to count; until it does, the amount is unknown.
+            closed = new VolumeClosed(_definition.Name, VolumeClosed.UnknownBytes, $"the final flush failed: {e.Message}");
         }
         await _volume.DisposeAsync();
         _volume = null;
-        _log.Info("volume {0} closed: flushed, cache actors stopped", _definition.Name);
+        if (closed.IsDurable) _log.Info("volume {0} closed: flushed, cache actors stopped", _definition.Name);
+        else _log.Error("volume {0} closed WITHOUT making every acknowledged write durable: {1}", _definition.Name, closed.Reason);
+        return closed;
     }
 
     protected override void PostStop()
@@ -116,10 +128,26 @@ public sealed class VolumeActor : ReceiveActor
     }
 }
 
-/// <summary>Closes the volume cleanly (flush, stop its cache actors) and then stops the actor; NodeService stops volume actors with it.</summary>
+/// <summary>
+/// Closes the volume (flush, stop its cache actors), answers <see cref="VolumeClosed"/> and then stops
+/// the actor; NodeService stops volume actors with it.
+/// </summary>
 public sealed record CloseVolume
 {
     public static readonly CloseVolume Instance = new();
+}
+
+/// <summary>
+/// The answer to <see cref="CloseVolume"/>: whether the volume made every acknowledged write durable.
+/// <paramref name="NotDurableBytes"/> counts acknowledged bytes that reached neither the log nor the
+/// backing (0 when all did, <see cref="UnknownBytes"/> when the loss is certain but not counted), and
+/// <paramref name="Reason"/> says why.
+/// </summary>
+public sealed record VolumeClosed(string Name, long NotDurableBytes, string? Reason)
+{
+    public const long UnknownBytes = -1;
+
+    public bool IsDurable => NotDurableBytes == 0 && Reason is null;
 }
 
 public sealed record OpenVolume
@@ -136,7 +164,8 @@ public sealed record GetVolumeStatus
     public static readonly GetVolumeStatus Instance = new();
 }
 
-public sealed record VolumeStatus(VolumeDefinition Definition, bool Online, long Generation, CacheStatistics? Cache, string? Degraded);
+/// <param name="Offline">Why the volume could not be opened (it is then not served), or null.</param>
+public sealed record VolumeStatus(VolumeDefinition Definition, bool Online, long Generation, CacheStatistics? Cache, string? Degraded, string? Offline = null);
 
 /// <summary>Switch a live volume between write-back and write-through (leaving write-back drains the cache first).</summary>
 public sealed record SetVolumeMode(VolumeMode Mode);

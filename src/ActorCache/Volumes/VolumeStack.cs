@@ -16,15 +16,17 @@ public static class VolumeStack
         _ => CacheMode.WriteBack,
     };
 
+    /// <summary>Whether the volume has (or gets) a log: a read-only volume never writes, and a pass-through volume that never had a log needs none.</summary>
+    public static bool HasLog(VolumeDefinition definition, CacheSettings settings) =>
+        !definition.ReadOnly && (definition.Mode != VolumeMode.PassThrough || Directory.Exists(settings.OptionsFor(definition.Name).LogDirectory));
+
     public static Volume Open(VolumeDefinition definition, CacheSettings settings, RingBuffer ring, ILoggerFactory loggers, IActorRefFactory actors)
     {
         var logger = loggers.CreateLogger("ActorCache.Volume." + definition.Name);
-        IBlockTarget backing = FileBacking.Open(definition.BackingPath, definition.Size, create: false, definition.ReadOnly);
+        IBlockTarget backing = OpenBacking(definition);
         if (settings.BackingWriteDelay > TimeSpan.Zero) backing = new DelayedTarget(backing, settings.BackingWriteDelay);
         var options = settings.OptionsFor(definition.Name);
-        // A read-only volume never writes, and a pass-through volume that never had a log needs none.
-        if (definition.ReadOnly || (definition.Mode == VolumeMode.PassThrough && !Directory.Exists(options.LogDirectory)))
-            return new Volume(definition, backing, cache: null);
+        if (!HasLog(definition, settings)) return new Volume(definition, backing, cache: null);
 
         var lastReport = -1L;
         var progress = new SynchronousProgress<(long Done, long Total)>(p =>
@@ -53,6 +55,22 @@ public static class VolumeStack
             cache.DrainAsync().GetAwaiter().GetResult();
         }
         return new Volume(definition, cache, cache);
+    }
+
+    /// <summary>
+    /// The backing of a volume that exists: it must be there and hold the whole volume. A missing or
+    /// shorter one (deleted, or replaced by an empty file) is refused rather than recreated or extended
+    /// with zeroes, which would serve the volume's data as zeroes without a word.
+    /// </summary>
+    private static FileBacking OpenBacking(VolumeDefinition definition)
+    {
+        var path = definition.BackingPath;
+        if (Directory.Exists(path))
+            BlockThrow.Error(BlockError.InvalidRequest, $"its backing {path} is a directory, not the volume's file; put the backing file back and restart the node");
+        if (!File.Exists(path))
+            BlockThrow.Error(BlockError.InvalidRequest,
+                $"its backing {path} is missing (it was there when the volume was defined); restore the file (at least {ByteSize.Format(definition.Size)}) and restart the node");
+        return FileBacking.Open(path, definition.Size, create: false, definition.ReadOnly, extend: false);
     }
 
     /// <summary>Reports on the caller's thread (Progress&lt;T&gt; would post to the thread pool and report out of order).</summary>

@@ -1,0 +1,88 @@
+using ActorCache.Blocks;
+
+namespace ActorCache.Hosting;
+
+/// <summary>
+/// Sizes the volumes' logs from the space their file system really has. Each volume may fill a log of
+/// <c>cache.log-capacity</c>; when the log directory's file system cannot hold that for every volume
+/// (counting what their logs occupy already as theirs), each log gets a share of what can be held, and
+/// retention (a fraction of the capacity) shrinks with it. Below the smallest log that works, the
+/// start is refused: a log that fills its disk before its capacity makes writers wait on ENOSPC instead
+/// of on destaging.
+/// </summary>
+public sealed record LogSpace(string Directory, long FreeBytes, long HeldBytes, long AskedPerVolume, IReadOnlyDictionary<string, long> Capacities)
+{
+    /// <summary>True when some volume's log had to be made smaller than <c>cache.log-capacity</c>.</summary>
+    public bool Reduced => Capacities.Values.Any(c => c < AskedPerVolume);
+
+    public long CapacityOf(string volume) => Capacities.TryGetValue(volume, out var capacity) ? capacity : AskedPerVolume;
+
+    /// <param name="volumes">The volumes that have or will have a log in <see cref="CacheSettings.LogDir"/>.</param>
+    public static LogSpace Plan(CacheSettings cache, IReadOnlyList<string> volumes)
+    {
+        var existing = NearestExistingDirectory(cache.LogDir);
+        var free = NodeLibC.AvailableBytes(existing);
+        if (free < 0)
+            throw new SettingsException($"cannot read the free space of {existing} (for cache.log-dir {cache.LogDir}): {NodeLibC.Describe((int)-free)}");
+        var held = volumes.ToDictionary(v => v, v => BytesIn(Path.Combine(cache.LogDir, v)));
+        var total = free + held.Values.Sum();
+        var capacities = Share(volumes, held, total, cache.LogCapacity, cache.SegmentSize);
+        var minimum = CacheSettings.MinimumLogCapacity(cache.SegmentSize, cache.MaxBatch, cache.RetentionMaxFraction);
+        var plan = new LogSpace(cache.LogDir, free, held.Values.Sum(), cache.LogCapacity, capacities);
+        if (volumes.Count > 0 && capacities.Values.Min() < minimum)
+            throw new SettingsException(
+                $"the log directory {cache.LogDir} is on a file system with {ByteSize.Format(Round(free))} free" +
+                (plan.HeldBytes > 0 ? $" (plus {ByteSize.Format(Round(plan.HeldBytes))} the logs hold already)" : "") +
+                $"; {volumes.Count} volume log(s) need at least {ByteSize.Format(minimum)} each (4 segments of cache.segment-size, and " +
+                $"cache.segment-size + cache.max-batch above the retention cap), {ByteSize.Format(minimum * volumes.Count)} in all. " +
+                "Free space there, set cache.log-dir to a larger file system, or lower cache.segment-size and cache.max-batch");
+        return plan;
+    }
+
+    /// <summary>
+    /// Water-filling: each volume gets an equal share of what can be held, except that a log already
+    /// larger than its share keeps what it has (it cannot give back history it has not destaged yet);
+    /// shares are whole segments, at most <paramref name="asked"/>.
+    /// </summary>
+    internal static Dictionary<string, long> Share(IReadOnlyList<string> volumes, Dictionary<string, long> held, long total, long asked, long segment)
+    {
+        var capacities = new Dictionary<string, long>(StringComparer.Ordinal);
+        var remaining = volumes.OrderByDescending(v => held[v]).ToList();
+        while (remaining.Count > 0)
+        {
+            var share = total / remaining.Count;
+            var biggest = remaining[0];
+            var keep = Math.Min(asked, RoundUp(held[biggest], segment));
+            if (held[biggest] > 0 && keep > share)
+            {
+                capacities[biggest] = keep;
+                total -= keep;
+                remaining.RemoveAt(0);
+                continue;
+            }
+            foreach (var volume in remaining) capacities[volume] = Math.Min(asked, share / segment * segment);
+            break;
+        }
+        return capacities;
+    }
+
+    /// <summary>Bytes the files of one volume's log take (segments are preallocated, so their length is what they hold).</summary>
+    private static long BytesIn(string directory)
+    {
+        if (!System.IO.Directory.Exists(directory)) return 0;
+        return new DirectoryInfo(directory).EnumerateFiles().Sum(f => f.Length);
+    }
+
+    /// <summary>The log directory may not exist yet (it is created when the first volume opens): ask the directory it will be made in.</summary>
+    private static string NearestExistingDirectory(string path)
+    {
+        var directory = new DirectoryInfo(path);
+        while (directory is not null && !directory.Exists) directory = directory.Parent;
+        return directory?.FullName ?? "/";
+    }
+
+    private static long RoundUp(long bytes, long unit) => (bytes + unit - 1) / unit * unit;
+
+    /// <summary>Rounded down to a whole MiB for messages.</summary>
+    private static long Round(long bytes) => bytes < 1 << 20 ? bytes : bytes >> 20 << 20;
+}

@@ -1,0 +1,36 @@
+using ActorCache.Hosting;
+
+namespace ActorCache.Tests;
+
+public sealed class LogSpaceTests
+{
+    private const long M = 1L << 20, G = 1L << 30;
+
+    [Fact]
+    public void Volumes_share_what_the_file_system_can_hold_in_whole_segments_up_to_the_capacity_asked()
+    {
+        var shares = LogSpace.Share(["a", "b"], new() { ["a"] = 0, ["b"] = 0 }, 1000 * M, 2 * G, 64 * M);
+        Assert.Equal(448 * M, shares["a"]);
+        Assert.Equal(448 * M, shares["b"]);
+
+        var plenty = LogSpace.Share(["a"], new() { ["a"] = 0 }, 100 * G, 2 * G, 64 * M);
+        Assert.Equal(2 * G, plenty["a"]);
+    }
+
+    [Fact]
+    public void A_log_that_already_holds_more_than_its_share_keeps_it_and_the_others_share_the_rest()
+    {
+        // a holds 900M of history it has not destaged; 300M are free.
+        var shares = LogSpace.Share(["a", "b"], new() { ["a"] = 900 * M, ["b"] = 0 }, 1200 * M, 2 * G, 64 * M);
+        Assert.Equal(960 * M, shares["a"]);
+        Assert.Equal(192 * M, shares["b"]);
+    }
+
+    [Fact]
+    public void The_smallest_log_is_four_segments_with_a_segment_and_a_batch_above_the_retention_cap()
+    {
+        Assert.Equal(256 * M, CacheSettings.MinimumLogCapacity(64 * M, 8 * M, 0.5));
+        Assert.Equal(16 * M, CacheSettings.MinimumLogCapacity(4 * M, 1 * M, 0.5));
+        Assert.Equal(52 * M, CacheSettings.MinimumLogCapacity(4 * M, 1 * M, 0.9)); // 5M above a 90% cap: 52M (48M leaves 4.8M)
+    }
+}
