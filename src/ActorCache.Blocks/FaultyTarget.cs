@@ -38,6 +38,14 @@ public sealed class FaultyTarget(IBlockTarget below) : ForwardingTarget(below)
         return Below.WriteZeroesAsync(offset, length, mayDeallocate, fastOnly, fua, cancellationToken);
     }
 
+    /// <summary>A failing disk fails the final flush of a close too.</summary>
+    public override async ValueTask<CloseReport> CloseAsync()
+    {
+        if (!FailWrites) return await Below.CloseAsync().ConfigureAwait(false);
+        await Below.DisposeAsync().ConfigureAwait(false);
+        return new CloseReport(CloseReport.UnknownBytes, "the final flush failed: injected I/O error (FaultyTarget)");
+    }
+
     public override ValueTask CommitStagedWriteAsync(StagedWrite staged, bool fua, CancellationToken cancellationToken = default)
     {
         if (FailWrites)

@@ -228,6 +228,28 @@ public sealed class FileBacking : IBlockTarget
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>
+    /// fdatasyncs and closes: a write acknowledged without FUA (pass-through) is in the page cache until
+    /// then. A sync that fails is reported; how many bytes it would have saved is not known here.
+    /// </summary>
+    public ValueTask<CloseReport> CloseAsync()
+    {
+        var report = CloseReport.Durable;
+        if ((Capabilities & TargetCapabilities.ReadOnly) == 0)
+        {
+            try
+            {
+                SyncOrThrow();
+            }
+            catch (BlockTargetException e)
+            {
+                report = new CloseReport(CloseReport.UnknownBytes, $"the final flush failed: {e.Message}");
+            }
+        }
+        _handle.Dispose();
+        return ValueTask.FromResult(report);
+    }
+
     public ValueTask DisposeAsync()
     {
         _handle.Dispose();

@@ -52,5 +52,7 @@ public abstract class ForwardingTarget(IBlockTarget below) : IBlockTarget
 
     public virtual void CollectStatus(TargetStatus status) => Below.CollectStatus(status);
 
+    public virtual ValueTask<CloseReport> CloseAsync() => Below.CloseAsync();
+
     public virtual ValueTask DisposeAsync() => Below.DisposeAsync();
 }

@@ -75,6 +75,27 @@ public interface IBlockTarget : IAsyncDisposable
     void CollectStatus(TargetStatus status)
     {
     }
+
+    /// <summary>
+    /// Closes the stack, top to bottom: a layer that holds acknowledged writes makes them durable first,
+    /// and says how many bytes of them it could not (a log and backing that both refuse them).
+    /// </summary>
+    async ValueTask<CloseReport> CloseAsync()
+    {
+        await DisposeAsync().ConfigureAwait(false);
+        return CloseReport.Durable;
+    }
+}
+
+/// <summary>How a stack closed: bytes of acknowledged writes it could not make durable (0 when every one is durable), and why.</summary>
+public sealed record CloseReport(long NotDurableBytes, string? Problem)
+{
+    public static readonly CloseReport Durable = new(0, null);
+
+    /// <summary>Writes may have been lost but how many bytes is not known (a backing whose final sync failed).</summary>
+    public const long UnknownBytes = -1;
+
+    public bool IsDurable => NotDurableBytes == 0 && Problem is null;
 }
 
 /// <summary>A control request for one layer of a stack (see <see cref="IBlockTarget.TrySendAsync"/>); layers define their own.</summary>
@@ -95,7 +116,7 @@ public sealed class TargetStatus
 
     public void RefuseWrites(string reason) => ReadOnlyReason ??= reason;
 
-    /// <summary>The status a layer of type-specific kind added, or null when no layer has one.</summary>
+    /// <summary>The status record of type <typeparamref name="T"/> a layer added, or null when no layer has one.</summary>
     public T? Find<T>() where T : class => _layers.OfType<T>().FirstOrDefault();
 }
 

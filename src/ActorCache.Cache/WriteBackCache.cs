@@ -90,7 +90,7 @@ public sealed class WriteBackCache : IBlockTarget
             checkpoint = Checkpoint.New();
             checkpoint.Save(options.LogDirectory);
         }
-        medium ??= new SegmentFiles(options.LogDirectory, options.SegmentSize);
+        medium ??= new SegmentFiles(options.LogDirectory, options.SegmentSize, maxFiles: options.LogCapacity / options.SegmentSize);
         var index = new BlockIndex(backing.Size >> LogFormat.BlockShift);
         var started = DateTime.UtcNow;
         var recovery = LogRecovery.Replay(medium, checkpoint, index, options.MaxBatchBlocks, progress);
@@ -333,9 +333,9 @@ public sealed class WriteBackCache : IBlockTarget
     /// the writes (it fails, or it is full and the backing refuses destaging) the report says how many
     /// bytes of acknowledged writes were not made durable, and why.
     /// </summary>
-    public async Task<CloseReport> CloseAsync()
+    public async ValueTask<CloseReport> CloseAsync()
     {
-        if (Interlocked.Exchange(ref _closing, 1) != 0) return new CloseReport(0, null);
+        if (Interlocked.Exchange(ref _closing, 1) != 0) return CloseReport.Durable;
         string? problem = null;
         if (_damage.Reason is null && !_flusherGone)
         {
@@ -397,9 +397,6 @@ public sealed class WriteBackCache : IBlockTarget
 
 /// <summary>Switches a live cache's mode (see <see cref="WriteBackCache.SetModeAsync"/>): sent down a volume's stack.</summary>
 public sealed record SetCacheMode(CacheMode Mode) : TargetMessage;
-
-/// <summary>How a cache closed: bytes of acknowledged writes it could not make durable (0 when everything is), and why.</summary>
-public sealed record CloseReport(long LostBytes, string? Problem);
 
 /// <summary>A point-in-time view of a cache for status output and metrics.</summary>
 public sealed record CacheStatistics

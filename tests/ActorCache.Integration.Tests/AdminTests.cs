@@ -18,14 +18,7 @@ public sealed class AdminTests : IDisposable
         using var response = await Http.GetAsync(node.AdminUrl + "/metrics");
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("text/plain", response.Content.Headers.ContentType?.MediaType);
-        var samples = new Dictionary<string, double>();
-        foreach (var line in (await response.Content.ReadAsStringAsync()).Split('\n'))
-        {
-            if (line.Length == 0 || line.StartsWith('#')) continue;
-            var space = line.LastIndexOf(' ');
-            samples[line[..space]] = double.Parse(line[(space + 1)..], CultureInfo.InvariantCulture);
-        }
-        return samples;
+        return NodeProcess.ParseMetrics(await response.Content.ReadAsStringAsync());
     }
 
     private static async Task<(HttpStatusCode Status, string Body)> GetAsync(NodeProcess node, string path)

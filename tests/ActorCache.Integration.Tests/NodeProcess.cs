@@ -49,6 +49,26 @@ public sealed partial class NodeProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>The node's /metrics as a map from series (<c>name{labels}</c>) to value.</summary>
+    public async Task<Dictionary<string, double>> MetricsAsync()
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(30) };
+        return ParseMetrics(await http.GetStringAsync(AdminUrl + "/metrics"));
+    }
+
+    /// <summary>Every sample of a Prometheus text exposition, by series.</summary>
+    public static Dictionary<string, double> ParseMetrics(string text)
+    {
+        var samples = new Dictionary<string, double>();
+        foreach (var line in text.Split('\n'))
+        {
+            if (line.Length == 0 || line.StartsWith('#')) continue;
+            var space = line.LastIndexOf(' ');
+            samples[line[..space]] = double.Parse(line[(space + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+        }
+        return samples;
+    }
+
     public static string NewDataDir() => Directory.CreateTempSubdirectory("actorcache-it-").FullName;
 
     public static int FreePort()

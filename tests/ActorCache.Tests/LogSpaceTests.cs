@@ -25,12 +25,4 @@ public sealed class LogSpaceTests
         Assert.Equal(960 * M, shares["a"]);
         Assert.Equal(192 * M, shares["b"]);
     }
-
-    [Fact]
-    public void The_smallest_log_is_four_segments_with_a_segment_and_a_batch_above_the_retention_cap()
-    {
-        Assert.Equal(256 * M, CacheSettings.MinimumLogCapacity(64 * M, 8 * M, 0.5));
-        Assert.Equal(16 * M, CacheSettings.MinimumLogCapacity(4 * M, 1 * M, 0.5));
-        Assert.Equal(52 * M, CacheSettings.MinimumLogCapacity(4 * M, 1 * M, 0.9)); // 5M above a 90% cap: 52M (48M leaves 4.8M)
-    }
 }

@@ -36,6 +36,7 @@ public static class ForwardingContract
         public void AbandonStagedWrite(StagedWrite staged) => Record(nameof(AbandonStagedWrite));
         public ValueTask<bool> TrySendAsync(TargetMessage message, CancellationToken ct = default) { Record(nameof(TrySendAsync)); return ValueTask.FromResult(true); }
         public void CollectStatus(TargetStatus status) { Record(nameof(CollectStatus)); status.Add(new Probed("probe")); }
+        public ValueTask<CloseReport> CloseAsync() { Record(nameof(CloseAsync)); return ValueTask.FromResult(CloseReport.Durable); }
         public ValueTask DisposeAsync() { Record(nameof(DisposeAsync)); return default; }
     }
 
@@ -67,6 +68,7 @@ public static class ForwardingContract
         var status = new TargetStatus();
         layer.CollectStatus(status);
         Assert.NotNull(status.Find<Probed>());
+        Assert.True((await layer.CloseAsync()).IsDurable);
         await layer.DisposeAsync();
         Assert.Equal(Members, probe.Calls.Distinct().Order().ToArray());
     }

@@ -25,7 +25,6 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
     private Backoff _backoff = new(TimeSpan.FromMilliseconds(100), TimeSpan.FromSeconds(5));
     private bool _retryScheduled;
     private int _ticks;
-    private long _lastAnsweredHorizon = -1;
 
     public DestagerActor(DestagerParts parts)
     {
@@ -91,10 +90,11 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
                 _parts.Queue.PublishDestaged(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(plan.Blocks));
                 _parts.Health.CountDestaged(plan.Blocks.Count);
                 planner.Complete(plan);
-                AnswerWaiters();
+                AnswerWaiters(spaceFreed: true);
                 if (!_parts.Allowed()) break;
             }
-            AnswerWaiters(); // a drain whose target the horizon had passed already
+            // Everything durable is destaged; a full log may still free the segment the flusher sealed.
+            AnswerWaiters(spaceFreed: planner.RoomWanted && planner.ReleaseSealedSegments());
             BackingWorks();
             _backoff.Reset();
         }
@@ -106,10 +106,10 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
         }
     }
 
-    /// <summary>Tells the flusher it has room (it checks for itself), and completes drains the horizon has passed.</summary>
-    private void AnswerWaiters()
+    /// <summary>Tells the flusher it may have room (it checks for itself), and completes drains the horizon has passed.</summary>
+    private void AnswerWaiters(bool spaceFreed)
     {
-        if (!_roomWanted.IsNobody() && _parts.Planner.RoomMadeSince(ref _lastAnsweredHorizon))
+        if (!_roomWanted.IsNobody() && spaceFreed)
         {
             _roomWanted.Tell(FlusherActor.SpaceFreed.Instance);
             if (!_parts.Planner.RoomWanted) _roomWanted = ActorRefs.Nobody;

@@ -33,15 +33,6 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
 
     public bool RoomWanted => _roomTo > window.Horizon;
 
-    /// <summary>True (once) when the horizon moved since <paramref name="answered"/>: the flusher is told only about new room.</summary>
-    public bool RoomMadeSince(ref long answered)
-    {
-        var horizon = window.Horizon;
-        if (horizon == answered) return false;
-        answered = horizon;
-        return true;
-    }
-
     /// <summary>Everything durable up to <paramref name="target"/> goes to the backing, regardless of retention (a mode switch leaving write-back).</summary>
     public void RequestDrain(long target) => _drainTo = Math.Max(_drainTo, target);
 
@@ -127,7 +118,31 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
         _horizonSequence = plan.Sequence;
         _horizonGeneration = plan.Generation;
         history.TrimBefore(plan.Sequence);
+        Release(plan.Address);
+    }
+
+    /// <summary>
+    /// With everything written destaged and the flusher gone on to a later segment (it sealed the rest
+    /// of the tail's), the segments below the seal hold nothing needed: they are released without
+    /// moving the horizon, so a log can reuse its one segment. True when any was released.
+    /// </summary>
+    public bool ReleaseSealedSegments()
+    {
+        var horizon = window.Horizon;
+        var sealedTo = window.Sealed;
+        return horizon == window.Tail && sealedTo > horizon && Release(sealedTo);
+    }
+
+    /// <summary>Releases every segment that ends at or before <paramref name="address"/>.</summary>
+    private bool Release(long address)
+    {
+        var released = false;
         foreach (var segment in medium.Segments)
-            if ((segment + 1) * medium.SegmentSize <= plan.Address) medium.Release(segment);
+        {
+            if ((segment + 1) * medium.SegmentSize > address) continue;
+            medium.Release(segment);
+            released = true;
+        }
+        return released;
     }
 }

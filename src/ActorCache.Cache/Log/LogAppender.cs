@@ -141,9 +141,12 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
         out long address, out BatchHeader header)
     {
         var size = (1L + dataBlocks) << BlockShift;
-        var tail = window.Tail;
+        var tail = Math.Max(window.Tail, window.Sealed);
         address = LogReader.Place(tail, size, medium.SegmentSize);
         header = default;
+        // Moving on to the next segment: nothing is written in the rest of this one any more, so once
+        // destaged it can be released (recovery looks for the next batch at the next segment start).
+        if (address != tail) window.Seal(address);
         if (address + size - window.Horizon > window.Capacity)
         {
             RoomNeeded = address + size - window.Capacity;
@@ -164,14 +167,13 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
         }
         catch (BlockTargetException e) when (e.Error == BlockError.NoSpace)
         {
-            // The file system is full before the log is: the log is capped at what it holds now, so
-            // retention shrinks and destaging makes room, as for a log at its capacity.
-            // A new segment file needs the oldest one freed (it is then reused in place).
+            // The file system is full before the log is: the log is capped at the segment files it has,
+            // so retention shrinks, and the oldest segment is destaged and freed to be reused in place.
             var horizon = window.Horizon;
-            var held = Math.Max(window.Tail - horizon, 0);
+            var held = (medium.Segments.Count + medium.SpareCount) * medium.SegmentSize;
             window.SetCapacity(held);
             _capacityCappedUntil = DateTime.UtcNow + CapacityRetryInterval;
-            RoomNeeded = Math.Max(address + size - held, (horizon / medium.SegmentSize + 1) * medium.SegmentSize);
+            RoomNeeded = (horizon / medium.SegmentSize + 1) * medium.SegmentSize;
             if (_fileSystemFullWarning.ShouldLog(out var repeated))
                 logger.LogWarning("volume {Name}: the log's file system is full ({Message}); the log is capped at the {Held} bytes it holds " +
                                    "and older history is destaged to make room{Repeated}", name, e.Message, held, repeated);

@@ -39,12 +39,15 @@ public interface ILogMedium : IDisposable
     /// <summary>Gives up a whole segment the log no longer needs (deleted, or kept to be reused as a later one).</summary>
     void Release(long segment);
 
+    /// <summary>Released segment files kept to be reused (they hold disk space the log can write into again).</summary>
+    int SpareCount => 0;
+
     IReadOnlyList<long> Segments { get; }
 }
 
 /// <summary>
 /// The real medium: one preallocated file per segment in the volume's log directory. Released segments
-/// are kept as spares (up to <see cref="MaxSpares"/>) and renamed into place as later segments, the way
+/// are kept as spares (up to <see cref="MaxSpares"/>, and only while the files stay within the log's capacity) and renamed into place as later segments, the way
 /// databases recycle WAL files: a new file's blocks are only reserved (unwritten extents), so every
 /// fdatasync after writing into it must also commit the file system's journal; a recycled file's blocks
 /// are written already, and an fdatasync flushes data only. Stale records in a recycled file carry
@@ -66,8 +69,12 @@ public sealed class SegmentFiles : ILogMedium
     private LibC.IoVector[] _vectors = new LibC.IoVector[2 + 2048];
     private System.Buffers.MemoryHandle[] _pins = new System.Buffers.MemoryHandle[2 + 2048];
 
-    public SegmentFiles(string directory, long segmentSize)
+    private readonly long _maxFiles;
+
+    /// <param name="maxFiles">Most segment files (live and spare) to keep on disk: a spare is kept only below it, so the log's files never take more than its capacity.</param>
+    public SegmentFiles(string directory, long segmentSize, long maxFiles = long.MaxValue)
     {
+        _maxFiles = Math.Max(1, maxFiles);
         if (segmentSize % LogFormat.BlockSize != 0 || segmentSize < 2 * LogFormat.BlockSize)
             throw new ArgumentException($"segment size {segmentSize} must be a multiple of 4 KiB and at least 8 KiB");
         _directory = directory;
@@ -259,7 +266,7 @@ public sealed class SegmentFiles : ILogMedium
             _unsynced.Remove(segment);
             _fresh.Remove(segment);
             var path = PathOf(segment);
-            if (_spares.Count < MaxSpares && File.Exists(path) && new FileInfo(path).Length == SegmentSize)
+            if (_spares.Count < MaxSpares && _open.Count + _spares.Count < _maxFiles && File.Exists(path) && new FileInfo(path).Length == SegmentSize)
             {
                 var spare = Path.Combine(_directory, $"spare-{Guid.NewGuid():N}.log");
                 File.Move(path, spare);

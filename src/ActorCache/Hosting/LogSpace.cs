@@ -6,9 +6,9 @@ namespace ActorCache.Hosting;
 /// Sizes the volumes' logs from the space their file system really has. Each volume may fill a log of
 /// <c>cache.log-capacity</c>; when the log directory's file system cannot hold that for every volume
 /// (counting what their logs occupy already as theirs), each log gets a share of what can be held, and
-/// retention (a fraction of the capacity) shrinks with it. Below the smallest log that works, the
-/// start is refused: a log that fills its disk before its capacity makes writers wait on ENOSPC instead
-/// of on destaging.
+/// retention (a fraction of the capacity, less in a log too small to keep any) shrinks with it. Below
+/// the smallest log that works (one segment) the start is refused. A file system that fills up later
+/// anyway is handled by the cache as a full log.
 /// </summary>
 public sealed record LogSpace(string Directory, long FreeBytes, long HeldBytes, long AskedPerVolume, IReadOnlyDictionary<string, long> Capacities)
 {
@@ -27,15 +27,15 @@ public sealed record LogSpace(string Directory, long FreeBytes, long HeldBytes, 
         var held = volumes.ToDictionary(v => v, v => BytesIn(Path.Combine(cache.LogDir, v)));
         var total = free + held.Values.Sum();
         var capacities = Share(volumes, held, total, cache.LogCapacity, cache.SegmentSize);
-        var minimum = CacheSettings.MinimumLogCapacity(cache.SegmentSize, cache.MaxBatch, cache.RetentionMaxFraction);
+        // The smallest log that works is one segment: once it is full and destaged it is reused in place.
+        var minimum = cache.SegmentSize;
         var plan = new LogSpace(cache.LogDir, free, held.Values.Sum(), cache.LogCapacity, capacities);
         if (volumes.Count > 0 && capacities.Values.Min() < minimum)
             throw new SettingsException(
                 $"the log directory {cache.LogDir} is on a file system with {ByteSize.Format(Round(free))} free" +
                 (plan.HeldBytes > 0 ? $" (plus {ByteSize.Format(Round(plan.HeldBytes))} the logs hold already)" : "") +
-                $"; {volumes.Count} volume log(s) need at least {ByteSize.Format(minimum)} each (4 segments of cache.segment-size, and " +
-                $"cache.segment-size + cache.max-batch above the retention cap), {ByteSize.Format(minimum * volumes.Count)} in all. " +
-                "Free space there, set cache.log-dir to a larger file system, or lower cache.segment-size and cache.max-batch");
+                $"; {volumes.Count} volume log(s) need at least {ByteSize.Format(minimum)} each (one segment of cache.segment-size), " +
+                $"{ByteSize.Format(minimum * volumes.Count)} in all. Free space there, set cache.log-dir to a larger file system, or lower cache.segment-size");
         return plan;
     }
 

@@ -76,7 +76,7 @@ public sealed class NodeService(
         {
             var cache = settings.Cache with { LogCapacity = logSpace.CapacityOf(definition.Name) };
             var actor = system.ActorOf(VolumeActor.Props(definition, catalog,
-                (d, actors) => VolumeStack.Open(d, cache, ring, loggerFactory, actors), volumeRegistry), $"volume-{definition.Name}");
+                (d, actors) => VolumeStack.OpenAsync(d, cache, ring, loggerFactory, actors), volumeRegistry), $"volume-{definition.Name}");
             _volumeActors = [.. _volumeActors, new VolumeActorRef(definition.Name, actor)];
             // A volume that cannot open (its backing is gone, say) stays offline with its reason; the others serve.
             await actor.Ask<object>(OpenVolume.Instance, AskTimeout, cancellationToken);

@@ -36,19 +36,6 @@ public sealed record CacheSettings(
     long MaxBatch, TimeSpan DestageInterval, ActorCache.Cache.LogFullPolicy LogFullPolicy, TimeSpan RingWaitTimeout, TimeSpan BackingWriteDelay,
     TimeSpan ExtentIdleTimeout)
 {
-    /// <summary>
-    /// The smallest log that works: retention shrinks only once the log passes its cap, so a full log must
-    /// be able to pass it (one more batch, plus the end of a segment a batch did not fit in) or writers wait
-    /// for the oldest history to reach retention-time; and a log takes at least four segments.
-    /// </summary>
-    public static long MinimumLogCapacity(long segmentSize, long maxBatch, double retentionMaxFraction)
-    {
-        if (retentionMaxFraction >= 1) return long.MaxValue;
-        var capacity = 4 * segmentSize;
-        while (capacity - (long)(capacity * retentionMaxFraction) < segmentSize + maxBatch) capacity += segmentSize;
-        return capacity;
-    }
-
     public ActorCache.Cache.CacheOptions OptionsFor(string volume) => new()
     {
         LogDirectory = Path.Combine(LogDir, volume),

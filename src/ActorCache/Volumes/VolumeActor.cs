@@ -14,21 +14,20 @@ public sealed class VolumeActor : ReceiveActor
 {
     private readonly VolumeDefinition _definition;
     private readonly ExportCatalog _catalog;
-    private readonly Func<VolumeDefinition, IActorRefFactory, Volume> _open;
+    private readonly Func<VolumeDefinition, IActorRefFactory, Task<Volume>> _open;
     private readonly IActorRef? _registry;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private Volume? _volume;
     private string? _offlineReason;
 
-    public VolumeActor(VolumeDefinition definition, ExportCatalog catalog, Func<VolumeDefinition, IActorRefFactory, Volume> open, IActorRef? registry)
+    public VolumeActor(VolumeDefinition definition, ExportCatalog catalog, Func<VolumeDefinition, IActorRefFactory, Task<Volume>> open, IActorRef? registry)
     {
         _definition = definition;
         _catalog = catalog;
         _open = open;
         _registry = registry;
-        Receive<OpenVolume>(_ => Open());
-        Receive<GetVolumeStatus>(_ => Sender.Tell(new VolumeStatus(_volume?.Definition ?? _definition, _volume is not null,
-            _volume?.Generation ?? 0, _volume?.Cache?.Statistics, _volume?.Cache?.ReadOnlyReason, _offlineReason)));
+        ReceiveAsync<OpenVolume>(_ => OpenAsync());
+        Receive<GetVolumeStatus>(_ => Sender.Tell(Status()));
         ReceiveAsync<SetVolumeMode>(SetModeAsync);
         ReceiveAsync<CloseVolume>(async _ =>
         {
@@ -40,24 +39,35 @@ public sealed class VolumeActor : ReceiveActor
     }
 
     /// <summary><paramref name="open"/> builds the stack; the cache's flusher, destager and extent actors become this actor's children.</summary>
-    public static Props Props(VolumeDefinition definition, ExportCatalog catalog, Func<VolumeDefinition, IActorRefFactory, Volume> open, IActorRef? registry = null) =>
+    public static Props Props(VolumeDefinition definition, ExportCatalog catalog, Func<VolumeDefinition, IActorRefFactory, Task<Volume>> open,
+        IActorRef? registry = null) =>
         Akka.Actor.Props.Create(() => new VolumeActor(definition, catalog, open, registry));
 
-    private void Open()
+    /// <summary>What the stack says about itself: the cache's statistics and generation, and why writes are refused, if they are.</summary>
+    private VolumeStatus Status()
     {
+        var status = _volume?.Status();
+        var cache = status?.Find<CacheStatistics>();
+        return new VolumeStatus(_volume?.Definition ?? _definition, _volume is not null, cache?.Generation ?? 0, cache, status?.ReadOnlyReason, _offlineReason);
+    }
+
+    /// <summary>Asynchronous: opening may replay a log and drain it (a volume leaving write-back), and the actor waits without blocking a thread.</summary>
+    private async Task OpenAsync()
+    {
+        var replyTo = Sender;
         if (_volume is not null)
         {
-            Sender.Tell(new VolumeOpened(_definition.Name));
+            replyTo.Tell(new VolumeOpened(_definition.Name));
             return;
         }
         try
         {
-            _volume = _open(_definition, Context);
+            _volume = await _open(_definition, Context);
             _catalog.Publish(_volume);
             _log.Info("volume {0} online: {1} {2} on {3}{4}", _definition.Name, ByteSize.Format(_definition.Size),
                 VolumeSpec.FormatMode(_definition.Mode), _definition.BackingPath,
-                _volume.Cache?.ReadOnlyReason is { } reason ? $" (DEGRADED, read-only: {reason})" : "");
-            Sender.Tell(new VolumeOpened(_definition.Name));
+                _volume.Status().ReadOnlyReason is { } reason ? $" (DEGRADED, read-only: {reason})" : "");
+            replyTo.Tell(new VolumeOpened(_definition.Name));
         }
         catch (Exception e) when (e is BlockTargetException or IOException or UnauthorizedAccessException or ArgumentException)
         {
@@ -66,7 +76,7 @@ public sealed class VolumeActor : ReceiveActor
             _offlineReason = e.Message;
             _catalog.MarkOffline(_definition.Name, e.Message);
             _log.Error("volume {0} is OFFLINE: {1}", _definition.Name, e.Message);
-            Sender.Tell(new VolumeOpenFailed(_definition.Name, e.Message));
+            replyTo.Tell(new VolumeOpenFailed(_definition.Name, e.Message));
         }
     }
 
@@ -98,18 +108,10 @@ public sealed class VolumeActor : ReceiveActor
     {
         if (_volume is null) return new VolumeClosed(_definition.Name, 0, null);
         _catalog.Withdraw(_definition.Name);
-        var closed = new VolumeClosed(_definition.Name, 0, null);
-        try
-        {
-            await _volume.FlushAsync();
-        }
-        catch (BlockTargetException e)
-        {
-            // How many bytes were left behind is the cache's to count; until it does, the amount is unknown.
-            closed = new VolumeClosed(_definition.Name, VolumeClosed.UnknownBytes, $"the final flush failed: {e.Message}");
-        }
-        await _volume.DisposeAsync();
+        // The stack makes every acknowledged write durable on its way down, or counts what it could not.
+        var report = await _volume.CloseAsync();
         _volume = null;
+        var closed = new VolumeClosed(_definition.Name, report.NotDurableBytes, report.Problem);
         if (closed.IsDurable) _log.Info("volume {0} closed: flushed, cache actors stopped", _definition.Name);
         else _log.Error("volume {0} closed WITHOUT making every acknowledged write durable: {1}", _definition.Name, closed.Reason);
         return closed;
@@ -145,7 +147,7 @@ public sealed record CloseVolume
 /// </summary>
 public sealed record VolumeClosed(string Name, long NotDurableBytes, string? Reason)
 {
-    public const long UnknownBytes = -1;
+    public const long UnknownBytes = CloseReport.UnknownBytes;
 
     public bool IsDurable => NotDurableBytes == 0 && Reason is null;
 }

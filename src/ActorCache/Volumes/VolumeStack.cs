@@ -20,13 +20,14 @@ public static class VolumeStack
     public static bool HasLog(VolumeDefinition definition, CacheSettings settings) =>
         !definition.ReadOnly && (definition.Mode != VolumeMode.PassThrough || Directory.Exists(settings.OptionsFor(definition.Name).LogDirectory));
 
-    public static Volume Open(VolumeDefinition definition, CacheSettings settings, RingBuffer ring, ILoggerFactory loggers, IActorRefFactory actors)
+    public static async Task<Volume> OpenAsync(VolumeDefinition definition, CacheSettings settings, RingBuffer ring, ILoggerFactory loggers,
+        IActorRefFactory actors)
     {
         var logger = loggers.CreateLogger("ActorCache.Volume." + definition.Name);
         IBlockTarget backing = OpenBacking(definition);
         if (settings.BackingWriteDelay > TimeSpan.Zero) backing = new DelayedTarget(backing, settings.BackingWriteDelay);
         var options = settings.OptionsFor(definition.Name);
-        if (!HasLog(definition, settings)) return new Volume(definition, backing, cache: null);
+        if (!HasLog(definition, settings)) return new Volume(definition, backing);
 
         var lastReport = -1L;
         var progress = new SynchronousProgress<(long Done, long Total)>(p =>
@@ -44,7 +45,7 @@ public static class VolumeStack
         }
         catch
         {
-            backing.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            await backing.DisposeAsync();
             throw;
         }
         if (definition.Mode != VolumeMode.WriteBack && cache.Index.CachedBlocks > 0 && cache.ReadOnlyReason is null)
@@ -52,9 +53,9 @@ public static class VolumeStack
             // History left from write-back mode goes to the backing before writes bypass the cache.
             logger.LogInformation("volume {Name}: draining {Blocks} cached blocks before serving {Mode}", definition.Name,
                 cache.Index.CachedBlocks, VolumeSpec.FormatMode(definition.Mode));
-            cache.DrainAsync().GetAwaiter().GetResult();
+            await cache.DrainAsync();
         }
-        return new Volume(definition, cache, cache);
+        return new Volume(definition, cache);
     }
 
     /// <summary>
