@@ -349,8 +349,9 @@ public sealed class WriteBackCache : IBlockTarget
             }
         }
         var lost = problem is null ? 0 : (_queue.PendingDataBlocks << LogFormat.BlockShift) + Math.Max(0, _window.Tail - _window.DurableTail);
-        if (!_flusherGone) await StopActorAsync(_flusher).ConfigureAwait(false);
+        // The destager first: the flusher's last round then asks nobody for room, and nothing talks to a stopped actor.
         if (!_destagerGone) await StopActorAsync(_destager).ConfigureAwait(false);
+        if (!_flusherGone) await StopActorAsync(_flusher).ConfigureAwait(false);
         _medium.Dispose();
         await _backing.DisposeAsync().ConfigureAwait(false);
         if (problem is not null)

@@ -15,7 +15,7 @@ namespace ActorCache.Cache.Actors;
 internal sealed class FlusherActor : ReceiveActor, IWithTimers
 {
     /// <summary>From the destager: it moved the horizon; a full log may have room now.</summary>
-    public sealed class SpaceFreed
+    public sealed class SpaceFreed : Akka.Event.IDeadLetterSuppression
     {
         public static readonly SpaceFreed Instance = new();
     }
@@ -35,6 +35,7 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
     private Backoff _backoff = new(TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(2));
     private bool _retryScheduled;
     private bool _full;
+    private bool _stopping;
 
     public FlusherActor(FlusherParts parts)
     {
@@ -49,7 +50,9 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
         });
         Receive<Signals.Stop>(_ =>
         {
-            // The volume flushed before it asked us to stop; whatever arrived since is written if the log takes it.
+            // The volume flushed before it asked us to stop; whatever arrived since is written if the log
+            // takes it. The destager is gone by now: nobody is asked for room or woken.
+            _stopping = true;
             Work();
             Sender.Tell(Signals.Stopped.Instance);
             Context.Stop(Self);
@@ -109,7 +112,7 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
     private void AskForRoom(AppendOutcome outcome)
     {
         if (_appender.HasUnsyncedWrites) _appender.Sync();
-        _destager.Tell(new DestagerActor.MakeRoom(_appender.RoomNeeded), Self);
+        if (!_stopping) _destager.Tell(new DestagerActor.MakeRoom(_appender.RoomNeeded), Self);
         if (!_full && _fullWarning.ShouldLog(out var repeated))
             _logger.LogWarning("volume {Name}: the log is full ({Used} of {Capacity} bytes); writes wait while history is destaged to make room{Repeated}",
                 _name, _window.Used, _window.Capacity, repeated);
@@ -125,7 +128,7 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
     /// </summary>
     private void WakeDestagerIfUrgent()
     {
-        if (_window.Used > _options.RetentionCapBytesFor(_window.Capacity)) _destagerBell.Ring();
+        if (!_stopping && _window.Used > _options.RetentionCapBytesFor(_window.Capacity)) _destagerBell.Ring();
     }
 
     /// <summary>The log took every queued write: any earlier failure is over.</summary>
