@@ -20,29 +20,30 @@ public enum LogFullPolicy
     Fail,
 }
 
+/// <summary>One volume's cache settings; every default comes from the reference configuration (<see cref="CacheReference"/>).</summary>
 public sealed record CacheOptions
 {
     /// <summary>The volume's log directory (may be on another disk than the backing).</summary>
     public required string LogDirectory { get; init; }
-    public long SegmentSize { get; init; } = 64L << 20;
+    public long SegmentSize { get; init; } = CacheReference.Size("segment-size");
     /// <summary>Most bytes the log may occupy; writers wait for destaging when it is full.</summary>
-    public long LogCapacity { get; init; } = 2L << 30;
+    public long LogCapacity { get; init; } = CacheReference.Size("log-capacity");
     /// <summary>How long history is kept in the log before it is destaged (snapshots can reach back this far).</summary>
-    public TimeSpan RetentionTime { get; init; } = TimeSpan.FromHours(1);
+    public TimeSpan RetentionTime { get; init; } = CacheReference.Duration("retention-time");
     /// <summary>Share of the log capacity retention may hold; beyond it retention shrinks (with a warning) so writers do not stall.</summary>
-    public double RetentionMaxFraction { get; init; } = 0.5;
+    public double RetentionMaxFraction { get; init; } = CacheReference.Double("retention-max-fraction");
     /// <summary>Largest batch the flusher writes at once, in 4 KiB blocks.</summary>
-    public int MaxBatchBlocks { get; init; } = 2048;
-    public TimeSpan DestageInterval { get; init; } = TimeSpan.FromMilliseconds(500);
-    public LogFullPolicy LogFullPolicy { get; init; } = LogFullPolicy.Wait;
+    public int MaxBatchBlocks { get; init; } = (int)(CacheReference.Size("max-batch") >> LogFormat.BlockShift);
+    public TimeSpan DestageInterval { get; init; } = CacheReference.Duration("destage-interval");
+    public LogFullPolicy LogFullPolicy { get; init; } = CacheReference.Policy("log-full-policy");
     /// <summary>Longest a writer waits for ring space before failing with ENOSPC.</summary>
-    public TimeSpan RingWaitTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    public TimeSpan RingWaitTimeout { get; init; } = CacheReference.Duration("ring-wait-timeout");
     /// <summary>How long an extent with nothing cached keeps its index page before it goes.</summary>
-    public TimeSpan ExtentIdleTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    public TimeSpan ExtentIdleTimeout { get; init; } = CacheReference.Duration("extent-idle-timeout");
     /// <summary>Without any FLUSH, the flusher makes the log durable this often (bounds what a crash takes; lets the destager move).</summary>
-    public TimeSpan CommitInterval { get; init; } = TimeSpan.FromSeconds(1);
+    public TimeSpan CommitInterval { get; init; } = CacheReference.Duration("commit-interval");
     /// <summary>How often the flusher looks for work without being woken (commits, retries of a full log).</summary>
-    public TimeSpan FlusherTick { get; init; } = TimeSpan.FromMilliseconds(200);
+    public TimeSpan FlusherTick { get; init; } = CacheReference.Duration("flusher-tick");
 
     /// <summary>The retention cap in bytes: past it, retention shrinks so writers do not stall.</summary>
     public long RetentionCapBytes => RetentionCapBytesFor(LogCapacity);

@@ -55,6 +55,31 @@ public sealed class NodeSettingsTests
     }
 
     [Fact]
+    public void Every_cache_default_lives_in_the_reference_file_and_every_cache_setting_reaches_the_cache_options()
+    {
+        // Defaults: what the node reads from the reference is what CacheOptions takes when nobody says otherwise.
+        var defaults = new ActorCache.Cache.CacheOptions { LogDirectory = "/tmp/ac-settings/log/v" };
+        Assert.Equal(defaults, Load().Cache.OptionsFor("v"));
+        var changed = Load(sets: ["actorcache.cache.segment-size = 8M", "actorcache.cache.log-capacity = 1G", "actorcache.cache.retention-time = 2m",
+            "actorcache.cache.retention-max-fraction = 0.25", "actorcache.cache.max-batch = 1M", "actorcache.cache.destage-interval = 50ms",
+            "actorcache.cache.log-full-policy = fail", "actorcache.cache.ring-wait-timeout = 7s", "actorcache.cache.extent-idle-timeout = 9s",
+            "actorcache.cache.commit-interval = 3s", "actorcache.cache.flusher-tick = 20ms"]).Cache.OptionsFor("v");
+        Assert.Equal(defaults with
+        {
+            SegmentSize = 8 << 20, LogCapacity = 1L << 30, RetentionTime = TimeSpan.FromMinutes(2), RetentionMaxFraction = 0.25, MaxBatchBlocks = 256,
+            DestageInterval = TimeSpan.FromMilliseconds(50), LogFullPolicy = ActorCache.Cache.LogFullPolicy.Fail, RingWaitTimeout = TimeSpan.FromSeconds(7),
+            ExtentIdleTimeout = TimeSpan.FromSeconds(9), CommitInterval = TimeSpan.FromSeconds(3), FlusherTick = TimeSpan.FromMilliseconds(20),
+        }, changed);
+    }
+
+    [Fact]
+    public void A_ring_above_the_largest_is_refused_and_one_above_2G_is_fine()
+    {
+        Assert.Equal(3L << 30, Load(sets: ["actorcache.cache.ring-size = 3G"]).Cache.RingSize);
+        Assert.Contains("above the largest ring", Assert.Throws<SettingsException>(() => Load(sets: ["actorcache.cache.ring-size = 2T"])).Message);
+    }
+
+    [Fact]
     public void Flags_override_configuration()
     {
         var s = Load(volumes: ["a:512M", "b:10G:pass-through:backing=/dev/loop7:read-only"], listen: ["unix:/run/x.sock"],

@@ -31,7 +31,7 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
     private readonly CacheOptions _options;
     private readonly ILogger _logger;
     private readonly Action _onStopped;
-    private readonly WarningThrottle _fullWarning = new(TimeSpan.FromSeconds(10));
+    private readonly RepeatedLog _fullWarning;
     private Backoff _backoff = new(TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(2));
     private bool _retryScheduled;
     private bool _full;
@@ -40,6 +40,7 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
     public FlusherActor(FlusherParts parts)
     {
         (_name, _appender, _doorbell, _destager, _destagerBell, _window, _health, _barrier, _options, _logger, _onStopped) = parts;
+        _fullWarning = new RepeatedLog(_logger, LogLevel.Warning);
         Receive<Signals.Wake>(_ => Work());
         Receive<Signals.Tick>(_ => Work());
         Receive<SpaceFreed>(_ => Work());
@@ -113,9 +114,7 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
     {
         if (_appender.HasUnsyncedWrites) _appender.Sync();
         if (!_stopping) _destager.Tell(new DestagerActor.MakeRoom(_appender.RoomNeeded), Self);
-        if (!_full && _fullWarning.ShouldLog(out var repeated))
-            _logger.LogWarning("volume {Name}: the log is full ({Used} of {Capacity} bytes); writes wait while history is destaged to make room{Repeated}",
-                _name, _window.Used, _window.Capacity, repeated);
+        if (!_full) _fullWarning.Log($"volume {_name}: the log is full ({_window.Used} of {_window.Capacity} bytes); writes wait while history is destaged to make room");
         _full = true;
         if (outcome == AppendOutcome.FileSystemFull && _options.LogFullPolicy == LogFullPolicy.Fail)
             OnLogFailure(new BlockTargetException(BlockError.NoSpace, $"the file system of {_options.LogDirectory} is full (No space left on device)"));

@@ -41,7 +41,7 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
     private long _syncPointTicket; // every ticket up to here is covered by a sync point already written
     private long _durableTicket;   // every ticket up to here is in a fdatasync'ed part of the log
     private DateTime _lastSync = DateTime.UtcNow;
-    private readonly WarningThrottle _fileSystemFullWarning = new(TimeSpan.FromSeconds(10));
+    private readonly RepeatedLog _fileSystemFullWarning = new(logger, LogLevel.Warning);
     private DateTime _capacityCappedUntil; // while the file system was full, the capacity stays at what the log held
 
     private readonly byte[] _headerBlock = GC.AllocateArray<byte>(BlockSize, pinned: true);
@@ -174,9 +174,8 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
             window.SetCapacity(held);
             _capacityCappedUntil = DateTime.UtcNow + CapacityRetryInterval;
             RoomNeeded = (horizon / medium.SegmentSize + 1) * medium.SegmentSize;
-            if (_fileSystemFullWarning.ShouldLog(out var repeated))
-                logger.LogWarning("volume {Name}: the log's file system is full ({Message}); the log is capped at the {Held} bytes it holds " +
-                                   "and older history is destaged to make room{Repeated}", name, e.Message, held, repeated);
+            _fileSystemFullWarning.Log($"volume {name}: the log's file system is full ({e.Message}); the log is capped at the {held} bytes " +
+                                       "its segment files hold and the oldest is destaged to be reused");
             return AppendOutcome.FileSystemFull;
         }
         window.SetTail(address + size);

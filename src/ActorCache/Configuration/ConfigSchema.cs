@@ -8,12 +8,12 @@ namespace ActorCache.Configuration;
 /// The keys a node understands: those of the reference file (hocon/actorcache.conf), which is the
 /// schema. A key under <c>actorcache</c> that the reference lacks is a mistake (a typo would otherwise
 /// be ignored and its default used), refused with the closest known key. <c>akka</c> is Akka's own
-/// and stays free-form, as do the cache's dispatcher blocks (Akka dispatcher settings).
+/// and stays free-form, as does the cache's dispatcher block (Akka dispatcher settings).
 /// </summary>
 public sealed class ConfigSchema
 {
     private const string Root = "actorcache";
-    private static readonly string[] FreeForm = ["actorcache.cache.log-dispatcher", "actorcache.cache.extent-dispatcher"];
+    private static readonly string[] FreeForm = ["actorcache.cache.log-dispatcher"];
 
     // Every path of the reference under actorcache, each with whether it is a block { ... }.
     private readonly Dictionary<string, bool> _paths = new(StringComparer.Ordinal);

@@ -71,7 +71,6 @@ public static class NodeHost
         {
             AkkaStartStopLogger.Loggers = services.GetRequiredService<ILoggerFactory>();
             akka.AddHocon(settings.Config, HoconAddMode.Prepend)
-                .AddHocon(ActorCache.Cache.Actors.CacheDispatchers.Hocon, HoconAddMode.Append)
                 // The host runs the shutdown: NBD front first, then the volumes (flushed, closed), then
                 // the actor system. Akka's own SIGTERM hook would stop the volume actors under the
                 // front while requests are still in flight.

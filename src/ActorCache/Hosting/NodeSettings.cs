@@ -34,7 +34,7 @@ public sealed record NodeSettings
 public sealed record CacheSettings(
     long RingSize, string LogDir, long SegmentSize, long LogCapacity, TimeSpan RetentionTime, double RetentionMaxFraction,
     long MaxBatch, TimeSpan DestageInterval, ActorCache.Cache.LogFullPolicy LogFullPolicy, TimeSpan RingWaitTimeout, TimeSpan BackingWriteDelay,
-    TimeSpan ExtentIdleTimeout)
+    TimeSpan ExtentIdleTimeout, TimeSpan CommitInterval, TimeSpan FlusherTick)
 {
     public ActorCache.Cache.CacheOptions OptionsFor(string volume) => new()
     {
@@ -48,6 +48,8 @@ public sealed record CacheSettings(
         LogFullPolicy = LogFullPolicy,
         RingWaitTimeout = RingWaitTimeout,
         ExtentIdleTimeout = ExtentIdleTimeout,
+        CommitInterval = CommitInterval,
+        FlusherTick = FlusherTick,
     };
 }
 
@@ -200,6 +202,8 @@ public static class NodeSettingsLoader
     private static CacheSettings CacheFromConfig(SettingsReader read, string dataDir)
     {
         var ring = read.Size("cache.ring-size", 64L << 20);
+        if (ring > ActorCache.Cache.RingBuffer.MaxBytes)
+            throw new SettingsException($"actorcache.cache.ring-size = {ByteSize.Format(ring)} is above the largest ring, {ByteSize.Format(ActorCache.Cache.RingBuffer.MaxBytes)}");
         var segment = read.Size("cache.segment-size", 1L << 20);
         var capacity = read.Size("cache.log-capacity", 4 * segment);
         var maxBatch = read.Size("cache.max-batch", 64 << 10);
@@ -222,7 +226,9 @@ public static class NodeSettingsLoader
             read.Duration("cache.destage-interval", TimeSpan.FromMilliseconds(1), "500ms"), policy,
             read.Duration("cache.ring-wait-timeout", TimeSpan.FromMilliseconds(1), "30s"),
             read.Duration("cache.backing-write-delay", TimeSpan.Zero, "5ms"),
-            read.Duration("cache.extent-idle-timeout", TimeSpan.FromMilliseconds(1), "30s"));
+            read.Duration("cache.extent-idle-timeout", TimeSpan.FromMilliseconds(1), "30s"),
+            read.Duration("cache.commit-interval", TimeSpan.FromMilliseconds(1), "1s"),
+            read.Duration("cache.flusher-tick", TimeSpan.FromMilliseconds(1), "200ms"));
     }
 
     /// <summary>Where a volume's backing lives when the user names none.</summary>
