@@ -17,7 +17,8 @@ public sealed class NodeMetrics
 
     private readonly Gauge _online, _degraded, _readOnly, _mode, _size;
     private readonly Gauge _cachedBlocks, _indexBytes, _logBytes, _generation;
-    private readonly Counter _batchesWritten, _syncs, _corruptRecords, _tornTails;
+    private readonly Counter _batchesWritten, _syncs, _syncPointRecords, _corruptRecords, _tornTails;
+    private readonly Gauge _logCapacity;
     private readonly Counter _blocksDestaged, _ringWaits, _retentionShrinks;
     private readonly Gauge _ringSlots, _ringFreeSlots;
 
@@ -49,6 +50,10 @@ public sealed class NodeMetrics
         _generation = VolumeGauge("actorcache_log_generation", "Current generation of the volume's log (every completed FLUSH closes one).");
         _batchesWritten = VolumeCounter("actorcache_log_batches_written_total", "Batches the flusher appended to the log.");
         _syncs = VolumeCounter("actorcache_log_syncs_total", "fdatasync calls on the log (one serves every waiting FLUSH and FUA).");
+        _syncPointRecords = VolumeCounter("actorcache_log_sync_point_records_total",
+            "Sync-point records written: a FLUSH arrived after its writes were already in the log, so a header without data closes its generation.");
+        _logCapacity = VolumeGauge("actorcache_log_capacity_bytes",
+            "Bytes the log may use now: cache.log-capacity, or less when its file system cannot hold that (sized at start, capped while it is full).");
         _corruptRecords = VolumeCounter("actorcache_log_corrupt_records_total",
             "Damaged log records recovery reported when the volume was opened (at most 1: the first one makes the volume degraded and read-only).");
         _tornTails = VolumeCounter("actorcache_log_torn_tails_total",
@@ -92,6 +97,8 @@ public sealed class NodeMetrics
         // The cache's counters only grow while its volume is open, and a volume stays open for the life of the node.
         _batchesWritten.WithLabels(name).IncTo(cache.BatchesWritten);
         _syncs.WithLabels(name).IncTo(cache.Syncs);
+        _syncPointRecords.WithLabels(name).IncTo(cache.SyncPointRecords);
+        _logCapacity.WithLabels(name).Set(cache.LogCapacity);
         _blocksDestaged.WithLabels(name).IncTo(cache.BlocksDestaged);
         _ringWaits.WithLabels(name).IncTo(cache.RingWaits);
         _retentionShrinks.WithLabels(name).IncTo(cache.RetentionShrinks);
