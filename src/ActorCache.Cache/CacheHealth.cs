@@ -11,7 +11,7 @@ internal sealed class CacheHealth
 {
     private volatile BlockTargetException? _logFailure;
     private volatile string? _backingFailure;
-    private long _batchesWritten, _syncs, _blocksDestaged, _ringWaits, _retentionShrinks, _syncPointRecords;
+    private long _batchesWritten, _syncs, _blocksDestaged, _ringWaits, _retentionShrinks, _syncPointRecords, _preserved;
 
     /// <summary>The log's last write or sync failure, cleared once the log works again.</summary>
     public BlockTargetException? LogFailure
@@ -33,6 +33,7 @@ internal sealed class CacheHealth
     public long RingWaits => Interlocked.Read(ref _ringWaits);
     public long RetentionShrinks => Interlocked.Read(ref _retentionShrinks);
     public long SyncPointRecords => Interlocked.Read(ref _syncPointRecords);
+    public long PreservedBlocks => Interlocked.Read(ref _preserved);
 
     public void CountBatch() => Interlocked.Increment(ref _batchesWritten);
     public void CountSync() => Interlocked.Increment(ref _syncs);
@@ -40,4 +41,5 @@ internal sealed class CacheHealth
     public void CountDestaged(int blocks) => Interlocked.Add(ref _blocksDestaged, blocks);
     public void CountRingWait() => Interlocked.Increment(ref _ringWaits);
     public void CountRetentionShrink() => Interlocked.Increment(ref _retentionShrinks);
+    public void CountPreserved(int blocks) => Interlocked.Add(ref _preserved, blocks);
 }

@@ -35,12 +35,15 @@ public sealed class WriteBackCache : IBlockTarget
     private readonly LogAppender _appender;
     private readonly Doorbell _flusherBell = new(), _destagerBell = new();
     private readonly IActorRef _flusher, _destager;
+    private readonly ProtectedPoints _protected;
+    private readonly SnapshotStore _store;
     private volatile CacheMode _mode;
     private volatile bool _flusherGone, _destagerGone;
     private int _closing;
 
     private WriteBackCache(string name, IBlockTarget backing, RingBuffer ring, ILogMedium medium, CacheOptions options, ILogger logger,
-        IActorRefFactory actors, Checkpoint checkpoint, BlockIndex index, RecoveryResult recovery, CacheMode mode)
+        IActorRefFactory actors, Checkpoint checkpoint, BlockIndex index, RecoveryResult recovery, CacheMode mode, SnapshotStore store,
+        IEnumerable<long> kept)
     {
         _name = name;
         _backing = backing;
@@ -59,13 +62,16 @@ public sealed class WriteBackCache : IBlockTarget
         _reader = new CacheReader(ring, medium, backing, _damage, name);
         _writer = new CacheWriter(name, ring, _queue, _reader, _flusherBell, _health, options);
         _appender = new LogAppender(name, medium, _queue, ring, _barrier, _window, _health, options, logger, checkpoint.VolumeId, recovery);
-        var planner = new DestagePlanner(name, medium, _window, _history, _health, options, logger, checkpoint);
+        _store = store;
+        _protected = new ProtectedPoints(kept);
+        var planner = new DestagePlanner(name, medium, _window, _history, _health, options, logger, checkpoint, _protected, store);
 
         // Actor names carry a number so a volume reopened at once never collides with its predecessor's actors.
         var incarnation = Interlocked.Increment(ref _incarnations);
         var escaped = Uri.EscapeDataString(name);
-        _destager = actors.ActorOf(DestagerActor.Props(new DestagerParts(name, planner, new DestageWriter(medium, backing), _queue, backing, _health,
-            options, logger, _destagerBell, () => _damage.Reason is null, () => _destagerGone = true)), $"destager-{escaped}-{incarnation}");
+        _destager = actors.ActorOf(DestagerActor.Props(new DestagerParts(name, planner, new DestageWriter(medium, backing),
+            new BlockPreserver(backing, store, _health), _queue, backing, _health, options, logger, _destagerBell, () => _damage.Reason is null,
+            () => _destagerGone = true, _protected.Remove)), $"destager-{escaped}-{incarnation}");
         _destagerBell.Attach(_destager);
         _flusher = actors.ActorOf(FlusherActor.Props(new FlusherParts(name, _appender, _flusherBell, _destager, _destagerBell, _window, _health,
             _barrier, options, logger, OnFlusherStopped)), $"flusher-{escaped}-{incarnation}");
@@ -76,8 +82,10 @@ public sealed class WriteBackCache : IBlockTarget
     /// Opens the cache of one volume: loads the checkpoint (or starts a new log), replays the log into
     /// the index, and starts the flusher and destager. With corruption found, the cache comes up read-only.
     /// </summary>
+    /// <param name="kept">The batch sequence numbers of the sync points kept snapshots name: they stay protected from the start.</param>
     public static WriteBackCache Open(string name, IBlockTarget backing, RingBuffer ring, CacheOptions options, CacheMode mode,
-        ILogger logger, IActorRefFactory actors, IProgress<(long Done, long Total)>? progress = null, ILogMedium? medium = null)
+        ILogger logger, IActorRefFactory actors, IProgress<(long Done, long Total)>? progress = null, ILogMedium? medium = null,
+        IEnumerable<long>? kept = null)
     {
         if (ring.SlotCount < 2 * options.MaxBatchBlocks || ring.Bytes < 2L * (32 << 20))
             throw new ArgumentException("the ring must hold at least two batches and two maximum-size requests (64 MiB)");
@@ -102,7 +110,9 @@ public sealed class WriteBackCache : IBlockTarget
             logger.LogError("volume {Name} is DEGRADED and read-only: {Corruption}. Blocks whose newest version is in the damaged record " +
                             "fail with EIO; everything else reads normally. Copy the data off (nbdcopy) and restore the volume from a replica or snapshot",
                 name, recovery.Corruption);
-        return new WriteBackCache(name, backing, ring, medium, options, logger, actors, checkpoint, index, recovery, mode);
+        var store = SnapshotStore.Open(options.LogDirectory, checkpoint.VolumeId, checkpoint.StoreLength);
+        if (store.Damage is not null) logger.LogError("volume {Name}: {Damage}", name, store.Damage);
+        return new WriteBackCache(name, backing, ring, medium, options, logger, actors, checkpoint, index, recovery, mode, store, kept ?? []);
     }
 
     public long Size => _backing.Size;
@@ -147,6 +157,9 @@ public sealed class WriteBackCache : IBlockTarget
         Generation = Generation,
         RingFreeSlots = _ring.FreeSlots,
         IndexBytes = Index.FootprintBytes,
+        PreservedBlocks = _store.PreservedBlocks,
+        PreservedBytes = _store.Length,
+        ProtectedPoints = _protected.Count,
         BackingFailure = _health.BackingFailure,
         LogFailure = _health.LogFailure?.Message,
     };
@@ -280,6 +293,36 @@ public sealed class WriteBackCache : IBlockTarget
     public ValueTask PrefetchAsync(long offset, long length, CancellationToken cancellationToken = default) =>
         _backing.PrefetchAsync(offset, length, cancellationToken);
 
+    // ---- history -----------------------------------------------------------------------------
+
+    /// <summary>
+    /// Keeps the sync point whose batch is <paramref name="sequence"/> restorable from now on, however far
+    /// the destager goes (a kept snapshot): false when it is no longer restorable.
+    /// </summary>
+    public Task<bool> ProtectAsync(long sequence)
+    {
+        var done = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _destager.Tell(new DestagerActor.Protect(sequence, done));
+        return done.Task;
+    }
+
+    /// <summary>Lets the destager move past a point a kept snapshot protected (the snapshot was deleted).</summary>
+    public void Unprotect(long sequence) => _protected.Remove(sequence);
+
+    /// <summary>
+    /// The volume as it was at <paramref name="point"/>, read-only, for as long as the view stays open
+    /// (it protects the point meanwhile). Fails when the point is no longer restorable.
+    /// </summary>
+    public async Task<GenerationView> OpenViewAsync(SyncPoint point)
+    {
+        var done = new TaskCompletionSource<BlockIndex?>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _destager.Tell(new DestagerActor.OpenView(point.Sequence, Index.Blocks, done));
+        var index = await done.Task.ConfigureAwait(false)
+                    ?? throw new BlockTargetException(BlockError.InvalidRequest,
+                        $"volume {_name}: generation {point.Generation} ({point.Time:u}) is no longer in the log; the oldest restorable is {History.ToList().FirstOrDefault()}");
+        return new GenerationView(_name, point, index, _medium, _backing, _store, () => _protected.Remove(point.Sequence));
+    }
+
     // ---- control and status -------------------------------------------------------------------
 
     /// <summary>Handles <see cref="SetCacheMode"/>; anything else goes to the backing.</summary>
@@ -353,6 +396,7 @@ public sealed class WriteBackCache : IBlockTarget
         if (!_destagerGone) await StopActorAsync(_destager).ConfigureAwait(false);
         if (!_flusherGone) await StopActorAsync(_flusher).ConfigureAwait(false);
         _medium.Dispose();
+        _store.Dispose();
         await _backing.DisposeAsync().ConfigureAwait(false);
         if (problem is not null)
             _logger.LogError("volume {Name}: {Lost} bytes of acknowledged writes could not be made durable when it closed: {Problem}", _name, lost, problem);
@@ -409,6 +453,12 @@ public sealed record CacheStatistics
     public long Generation { get; init; }
     public int RingFreeSlots { get; init; }
     public long IndexBytes { get; init; }
+    /// <summary>Backing blocks copied aside before being overwritten, for the points still protected (copy-on-write).</summary>
+    public long PreservedBlocks { get; init; }
+    /// <summary>Bytes the snapshot store takes.</summary>
+    public long PreservedBytes { get; init; }
+    /// <summary>Sync points kept restorable (kept snapshots and open views of the past).</summary>
+    public int ProtectedPoints { get; init; }
     public long BatchesWritten { get; init; }
     public long Syncs { get; init; }
     public long SyncPointRecords { get; init; }

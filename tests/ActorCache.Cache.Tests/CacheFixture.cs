@@ -29,9 +29,9 @@ public sealed class CacheFixture : IDisposable
     };
 
     public WriteBackCache Open(long size, CacheOptions? options = null, CacheMode mode = CacheMode.WriteBack, ILogMedium? medium = null,
-        IBlockTarget? backing = null, RingBuffer? ring = null) =>
+        IBlockTarget? backing = null, RingBuffer? ring = null, IEnumerable<long>? kept = null) =>
         WriteBackCache.Open("test", backing ?? FileBacking.Open(BackingPath, size, create: !File.Exists(BackingPath)), ring ?? SharedRing,
-            options ?? Options(), mode, NullLogger.Instance, Actors, medium: medium);
+            options ?? Options(), mode, NullLogger.Instance, Actors, medium: medium, kept: kept);
 
     public static byte[] Pattern(int length, int seed)
     {

@@ -19,6 +19,15 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
     /// <summary>Destage everything up to <paramref name="Target"/> regardless of retention; <paramref name="Done"/> completes then, or fails with the backing.</summary>
     public sealed record Drain(long Target, TaskCompletionSource Done);
 
+    /// <summary>
+    /// Keep the sync point whose batch is <paramref name="Sequence"/> restorable from now on (a kept
+    /// snapshot); answered true, or false when the destager has already passed it.
+    /// </summary>
+    public sealed record Protect(long Sequence, TaskCompletionSource<bool> Done);
+
+    /// <summary>Protect the sync point (as <see cref="Protect"/>) and build the index of the volume at it; answered with the index, or null when it is gone.</summary>
+    public sealed record OpenView(long Sequence, long Blocks, TaskCompletionSource<BlockIndex?> Done);
+
     private readonly DestagerParts _parts;
     private readonly List<Drain> _drains = [];
     private IActorRef _roomWanted = ActorRefs.Nobody;
@@ -51,6 +60,20 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
             _drains.Add(m);
             _parts.Planner.RequestDrain(m.Target);
             return DestageAsync();
+        });
+        // Between steps (the mailbox waits while a step runs), so no step already planned passes the point.
+        Receive<Protect>(m => m.Done.TrySetResult(_parts.Planner.TryProtect(m.Sequence)));
+        Receive<OpenView>(m =>
+        {
+            try
+            {
+                m.Done.TrySetResult(_parts.Planner.TryProtect(m.Sequence) ? _parts.Planner.IndexAt(m.Sequence, m.Blocks) : null);
+            }
+            catch (Exception e)
+            {
+                _parts.Unprotect(m.Sequence);
+                m.Done.TrySetException(e);
+            }
         });
         Receive<Signals.Stop>(_ =>
         {
@@ -85,6 +108,8 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
         {
             while (planner.PlanStep() is { } plan)
             {
+                // Copy-on-write: what a protected point still reads is made durable elsewhere before it is overwritten.
+                if (plan.Preserve.Count > 0) await _parts.Preserver.PreserveAsync(plan.Preserve, plan.LastSequence);
                 await _parts.Writer.WriteAsync(plan.Blocks);
                 await _parts.Backing.FlushAsync(); // durable on the backing before any index entry or log segment lets go of it
                 _parts.Queue.PublishDestaged(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(plan.Blocks));
@@ -151,5 +176,6 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
 }
 
 /// <summary>What a destager actor works with.</summary>
-internal sealed record DestagerParts(string Name, DestagePlanner Planner, DestageWriter Writer, AppendQueue Queue, IBlockTarget Backing,
-    CacheHealth Health, CacheOptions Options, ILogger Logger, Doorbell Bell, Func<bool> Allowed, Action OnStopped);
+internal sealed record DestagerParts(string Name, DestagePlanner Planner, DestageWriter Writer, BlockPreserver Preserver, AppendQueue Queue,
+    IBlockTarget Backing, CacheHealth Health, CacheOptions Options, ILogger Logger, Doorbell Bell, Func<bool> Allowed, Action OnStopped,
+    Action<long> Unprotect);

@@ -6,8 +6,15 @@ namespace ActorCache.Cache;
 /// <summary>The newest version of one block in a destage step: a log block, or a zeroed (possibly deallocated) block.</summary>
 internal readonly record struct DestageBlock(long Block, ulong Entry, bool Deallocate);
 
-/// <summary>One destage step: the blocks to write (block order), and where the horizon goes once all of them are on the backing.</summary>
-internal sealed record DestagePlan(List<DestageBlock> Blocks, long Address, long Sequence, long Generation);
+/// <summary>
+/// One destage step: the blocks to write (block order), the blocks whose backing content a protected
+/// point still reads and that must be preserved first (block order), and where the horizon goes once all
+/// of them are on the backing. <see cref="Sequence"/> is the next batch's: the step's last batch is one less.
+/// </summary>
+internal sealed record DestagePlan(List<DestageBlock> Blocks, List<long> Preserve, long Address, long Sequence, long Generation)
+{
+    public long LastSequence => Sequence - 1;
+}
 
 /// <summary>
 /// Decides what history leaves the log (DESIGN §3 "Destager"), owned by the destager actor: it alone
@@ -17,7 +24,7 @@ internal sealed record DestagePlan(List<DestageBlock> Blocks, long Address, long
 /// <see cref="LogWalker"/>; the backing therefore always holds the volume as of the horizon's generation.
 /// </summary>
 internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow window, LogHistory history, CacheHealth health,
-    CacheOptions options, ILogger logger, Checkpoint checkpoint)
+    CacheOptions options, ILogger logger, Checkpoint checkpoint, ProtectedPoints protectedPoints, SnapshotStore store)
 {
     private const int StepBlocks = 16384; // 64 MiB of history per step
 
@@ -40,6 +47,41 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     public void CancelDrain() => _drainTo = 0;
 
     public bool Drained(long target) => window.Horizon >= target;
+
+    /// <summary>The sequence number of the first batch not on the backing yet.</summary>
+    public long HorizonSequence => _horizonSequence;
+
+    /// <summary>
+    /// Protects the sync point whose batch is <paramref name="sequence"/>, if it is still restorable (no
+    /// batch after it is on the backing yet, or it is protected already); the destager calls it between steps.
+    /// </summary>
+    public bool TryProtect(long sequence)
+    {
+        // A point protected already (a kept snapshot) stays restorable however far the horizon is.
+        if (sequence + 1 < _horizonSequence && !protectedPoints.Contains(sequence)) return false;
+        protectedPoints.Add(sequence);
+        return true;
+    }
+
+    /// <summary>
+    /// The index of the volume at the sync point whose batch is <paramref name="sequence"/>: the log's
+    /// entries from the horizon up to and including that batch (what is not in it is on the backing or,
+    /// once overwritten there, preserved). Walked between steps, so no segment goes away meanwhile.
+    /// </summary>
+    public BlockIndex IndexAt(long sequence, long blocks)
+    {
+        var index = new BlockIndex(blocks);
+        _walker.Seek(window.Horizon, _horizonSequence);
+        while (_walker.Sequence <= sequence)
+        {
+            if (!_walker.TryRead())
+                throw new BlockTargetException(BlockError.Io, $"log record {_walker.Sequence} at {_walker.Address} cannot be read back for a view of the past");
+            foreach (var walked in _walker.Blocks())
+                if (walked.Block < blocks) index.Set(walked.Block, walked.Entry);
+            _walker.Advance();
+        }
+        return index;
+    }
 
     /// <summary>Reads the next step of due history; null when nothing is due.</summary>
     public DestagePlan? PlanStep()
@@ -68,8 +110,11 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
         var newest = new SortedDictionary<long, DestageBlock>();
         var blocks = 0;
         var shrinking = false;
+        // A step never passes a protected point: the backing must hold exactly that point's blocks before
+        // a later step overwrites (and preserves) them.
+        var stopAfter = protectedPoints.FirstFrom(sequence) ?? long.MaxValue;
         _walker.Seek(address, sequence);
-        while (_walker.Address < durableTail && blocks < StepBlocks)
+        while (_walker.Address < durableTail && blocks < StepBlocks && _walker.Sequence <= stopAfter)
         {
             if (!_walker.TryRead())
                 throw new BlockTargetException(BlockError.Io, $"log record {_walker.Sequence} at {_walker.Address} cannot be read back for destaging");
@@ -97,7 +142,22 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
         if (address == horizon) return null;
         if (shrinking) ReportShrink(paced);
         else _shrinkReported = false;
-        return new DestagePlan([.. newest.Values], address, sequence, generation);
+        return new DestagePlan([.. newest.Values], Preserved(newest.Keys), address, sequence, generation);
+    }
+
+    /// <summary>
+    /// The blocks of a step (its first batch is the horizon's) whose backing content some protected point
+    /// before the step still reads: those with a protected point at or after the block's newest preserved
+    /// copy (a point before that copy has its own) and before the step.
+    /// </summary>
+    private List<long> Preserved(IEnumerable<long> blocks)
+    {
+        var preserve = new List<long>();
+        if (protectedPoints.IsEmpty) return preserve;
+        var before = _horizonSequence - 1;
+        foreach (var block in blocks)
+            if (protectedPoints.AnyIn(store.NewestUntil(block), before)) preserve.Add(block);
+        return preserve;
     }
 
     private void ReportShrink(bool paced)
@@ -113,11 +173,12 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     /// <summary>Advances the horizon past the step (checkpoint first, so a crash never replays less than it must) and frees whole segments.</summary>
     public void Complete(DestagePlan plan)
     {
-        new Checkpoint(checkpoint.VolumeId, plan.Address, plan.Sequence, plan.Generation).Save(options.LogDirectory);
+        new Checkpoint(checkpoint.VolumeId, plan.Address, plan.Sequence, plan.Generation, store.Length).Save(options.LogDirectory);
         window.SetHorizon(plan.Address);
         _horizonSequence = plan.Sequence;
         _horizonGeneration = plan.Generation;
-        history.TrimBefore(plan.Sequence);
+        // The sync point of the step's last batch is the backing itself now: still restorable.
+        history.TrimBefore(plan.Sequence - 1);
         Release(plan.Address);
     }
 

@@ -65,6 +65,29 @@ public sealed class LogHistory
         }
     }
 
+    /// <summary>The sync point that closed <paramref name="generation"/>, if the log still covers it.</summary>
+    public SyncPoint? Find(long generation)
+    {
+        lock (_gate)
+        {
+            for (var i = _first; i < _points.Count; i++)
+                if (_points[i].Generation == generation) return _points[i];
+            return null;
+        }
+    }
+
+    /// <summary>The newest sync point written at or before <paramref name="time"/> (batch time, not when it was asked), if the log still covers it.</summary>
+    public SyncPoint? AtOrBefore(DateTimeOffset time)
+    {
+        var micros = (time - DateTimeOffset.UnixEpoch).Ticks / 10;
+        lock (_gate)
+        {
+            SyncPoint? found = null;
+            for (var i = _first; i < _points.Count && _points[i].TimeMicros <= micros; i++) found = _points[i];
+            return found;
+        }
+    }
+
     /// <summary>Every sync point the log still covers, oldest first.</summary>
     public IReadOnlyList<SyncPoint> ToList()
     {

@@ -1,0 +1,78 @@
+namespace ActorCache.Cache;
+
+/// <summary>
+/// The sync points whose state must stay readable although the destager moves on: kept snapshots and
+/// open views of the past, by the sequence number of the batch that closes them. The destager ends every
+/// step at a protected point and, past it, preserves the backing blocks it overwrites (copy-on-write into
+/// the <see cref="SnapshotStore"/>), so backing + log (+ store) still make up the volume at that point.
+/// </summary>
+/// <remarks>
+/// Added only through the destager actor (between steps, so no step already planned can pass a point
+/// being protected), removed by anyone (a view that closes, a snapshot deleted), read by the planner
+/// for every destaged block: the points are a sorted array replaced on change, searched without a lock.
+/// </remarks>
+internal sealed class ProtectedPoints
+{
+    private readonly Lock _gate = new();
+    private readonly Dictionary<long, int> _counts = [];
+    private long[] _sorted = [];
+
+    public ProtectedPoints(IEnumerable<long> kept)
+    {
+        foreach (var sequence in kept) Add(sequence);
+    }
+
+    public void Add(long sequence)
+    {
+        lock (_gate)
+        {
+            _counts[sequence] = _counts.GetValueOrDefault(sequence) + 1;
+            Publish();
+        }
+    }
+
+    public void Remove(long sequence)
+    {
+        lock (_gate)
+        {
+            if (!_counts.TryGetValue(sequence, out var count)) return;
+            if (count <= 1) _counts.Remove(sequence);
+            else _counts[sequence] = count - 1;
+            Publish();
+        }
+    }
+
+    private void Publish() => Volatile.Write(ref _sorted, [.. _counts.Keys.Order()]);
+
+    public int Count => Volatile.Read(ref _sorted).Length;
+
+    public bool Contains(long sequence) => Array.BinarySearch(Volatile.Read(ref _sorted), sequence) >= 0;
+
+    public bool IsEmpty => Count == 0;
+
+    /// <summary>The first protected point at or after <paramref name="sequence"/>, or null.</summary>
+    public long? FirstFrom(long sequence)
+    {
+        var sorted = Volatile.Read(ref _sorted);
+        var at = LowerBound(sorted, sequence);
+        return at < sorted.Length ? sorted[at] : null;
+    }
+
+    /// <summary>True when some point lies in [<paramref name="from"/>, <paramref name="to"/>].</summary>
+    public bool AnyIn(long from, long to)
+    {
+        if (to < from) return false;
+        var sorted = Volatile.Read(ref _sorted);
+        var at = LowerBound(sorted, from);
+        return at < sorted.Length && sorted[at] <= to;
+    }
+
+    public IReadOnlyList<long> ToList() => Volatile.Read(ref _sorted);
+
+    /// <summary>The index of the first element at or above <paramref name="value"/>.</summary>
+    private static int LowerBound(long[] sorted, long value)
+    {
+        var at = Array.BinarySearch(sorted, value);
+        return at >= 0 ? at : ~at;
+    }
+}
