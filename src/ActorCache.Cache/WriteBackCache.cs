@@ -317,20 +317,56 @@ public sealed class WriteBackCache : IBlockTarget
     {
         var done = new TaskCompletionSource<BlockIndex?>(TaskCreationOptions.RunContinuationsAsynchronously);
         _destager.Tell(new DestagerActor.OpenView(point.Sequence, Index.Blocks, done));
-        var index = await done.Task.ConfigureAwait(false)
-                    ?? throw new BlockTargetException(BlockError.InvalidRequest,
-                        $"volume {_name}: generation {point.Generation} ({point.Time:u}) is no longer in the log; the oldest restorable is {History.ToList().FirstOrDefault()}");
+        var index = await done.Task.ConfigureAwait(false) ?? throw NotRestorable(PointQuery.Known(point));
         return new GenerationView(_name, point, index, _medium, _backing, _store, () => _protected.Remove(point.Sequence));
     }
 
     // ---- control and status -------------------------------------------------------------------
 
-    /// <summary>Handles <see cref="SetCacheMode"/>; anything else goes to the backing.</summary>
+    /// <summary>Handles the mode switch and the history messages; anything else goes to the backing.</summary>
     public async ValueTask<bool> TrySendAsync(TargetMessage message, CancellationToken cancellationToken = default)
     {
-        if (message is not SetCacheMode set) return await _backing.TrySendAsync(message, cancellationToken).ConfigureAwait(false);
-        await SetModeAsync(set.Mode).ConfigureAwait(false);
-        return true;
+        switch (message)
+        {
+            case SetCacheMode set:
+                await SetModeAsync(set.Mode).ConfigureAwait(false);
+                return true;
+            case ReadHistory read:
+                var tail = _window.Tail;
+                read.Result = [.. _history.ToList().Select(p => new HistoryEntry(p.Generation, p.Time, Math.Max(0, tail - p.EndAddress), p))];
+                return true;
+            case OpenPastView open:
+                open.Result = await OpenViewAsync(Resolve(open.Query)).ConfigureAwait(false);
+                return true;
+            case KeepPoint keep:
+                var point = Resolve(keep.Query);
+                if (!await ProtectAsync(point.Sequence).ConfigureAwait(false)) throw NotRestorable(keep.Query);
+                keep.Result = point;
+                return true;
+            case ReleasePoint release:
+                Unprotect(release.Sequence);
+                return true;
+            default:
+                return await _backing.TrySendAsync(message, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The sync point a query names, if the log still covers it (or it is known exactly: a kept snapshot's).</summary>
+    private SyncPoint Resolve(PointQuery query)
+    {
+        var found = query.Exact ?? (query.Generation is { } generation ? _history.Find(generation)
+            : query.Time is { } time ? _history.AtOrBefore(time)
+            : _history.Latest);
+        return found ?? throw NotRestorable(query);
+    }
+
+    private BlockTargetException NotRestorable(PointQuery query)
+    {
+        var points = _history.ToList();
+        var window = points.Count == 0
+            ? "the log holds no restorable point now (nothing was flushed since everything was destaged)"
+            : $"restorable now: generation {points[0].Generation} ({points[0].Time:yyyy-MM-ddTHH:mm:ssZ}) to generation {points[^1].Generation} ({points[^1].Time:yyyy-MM-ddTHH:mm:ssZ})";
+        return new BlockTargetException(BlockError.InvalidRequest, $"volume {_name}: {query} is not restorable; {window}");
     }
 
     /// <summary>Adds <see cref="CacheStatistics"/> (and, for a damaged log, why writes are refused), then the backing's status.</summary>

@@ -86,6 +86,19 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         if (negotiated is null) return;
 
         var export = negotiated.Export;
+        try
+        {
+            await TransmitAsync(export, negotiated);
+        }
+        finally
+        {
+            await export.ReleaseAsync(); // a view of the past opened for this client lets go of its history
+        }
+    }
+
+    /// <summary>The transmission phase: requests until the client leaves or the node stops reading.</summary>
+    private async Task TransmitAsync(NbdExport export, NegotiatedExport negotiated)
+    {
         _target = export.Target;
         _session = new NbdSession(_target.Size, export.ReadOnly, negotiated.StructuredReplies, negotiated.BaseAllocation);
         _logger.LogInformation("NBD client {Peer} attached to {Export} (structured replies: {Structured}, base:allocation: {Meta})",

@@ -2,14 +2,32 @@ using ActorCache.Blocks;
 
 namespace ActorCache.Nbd;
 
-/// <summary>What the front serves under one export name: a target and how it may be used.</summary>
-public sealed record NbdExport(string Name, string Description, IBlockTarget Target, bool ReadOnly);
+/// <summary>
+/// What the front serves under one export name: a target and how it may be used. An export opened for
+/// one client (a view of the past) carries a <see cref="Lease"/> that the front releases when that
+/// client is done with it.
+/// </summary>
+public sealed record NbdExport(string Name, string Description, IBlockTarget Target, bool ReadOnly)
+{
+    public IAsyncDisposable? Lease { get; init; }
+
+    /// <summary>Lets go of an export opened for one client; nothing for a shared one.</summary>
+    public ValueTask ReleaseAsync() => Lease?.DisposeAsync() ?? ValueTask.CompletedTask;
+}
 
 /// <summary>The exports a node serves right now. The front only looks names up; it never opens targets itself.</summary>
 public interface INbdExportCatalog
 {
     /// <summary>Resolves a name; the empty name means the default export.</summary>
     bool TryGet(string name, out NbdExport export);
+
+    /// <summary>
+    /// Resolves a name for one client, which may open something for it (a view of the past): null when
+    /// there is no such export; throws <see cref="NbdProtocolException"/> with a reason the client is told
+    /// when the name is known but cannot be served. The caller releases what it gets.
+    /// </summary>
+    ValueTask<NbdExport?> OpenAsync(string name, CancellationToken cancellationToken) =>
+        ValueTask.FromResult(TryGet(name, out var export) ? export : null);
 
     IReadOnlyList<NbdExport> List();
 

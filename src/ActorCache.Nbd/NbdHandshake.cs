@@ -51,14 +51,22 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
                 {
                     var name = Encoding.UTF8.GetString(data);
                     // The spec gives EXPORT_NAME no way to fail politely: an unknown name ends the session.
-                    if (!catalog.TryGet(name, out var export))
-                        throw new NbdProtocolException(catalog.WhyUnavailable(name) is { } why
-                            ? $"client asked for export '{name}', which is unavailable: {why}"
-                            : $"client asked for unknown export '{name}'");
-                    var reply = new byte[noZeroes ? 10 : 134];
-                    BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Target.Size);
-                    BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)TransmissionFlagsFor(export));
-                    await SendAsync(reply, ct);
+                    var export = await catalog.OpenAsync(name, ct)
+                                 ?? throw new NbdProtocolException(catalog.WhyUnavailable(name) is { } why
+                                     ? $"client asked for export '{name}', which is unavailable: {why}"
+                                     : $"client asked for unknown export '{name}'");
+                    try
+                    {
+                        var reply = new byte[noZeroes ? 10 : 134];
+                        BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Target.Size);
+                        BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)TransmissionFlagsFor(export));
+                        await SendAsync(reply, ct);
+                    }
+                    catch
+                    {
+                        await export.ReleaseAsync();
+                        throw;
+                    }
                     return Negotiated(export);
                 }
                 case NbdOption.Abort:
@@ -82,7 +90,9 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
                 case NbdOption.Go:
                 {
                     var export = await InfoAsync(option, data, ct);
-                    if (export is not null && option == NbdOption.Go) return Negotiated(export);
+                    if (export is null) break;
+                    if (option == NbdOption.Go) return Negotiated(export);
+                    await export.ReleaseAsync(); // INFO only describes it
                     break;
                 }
                 case NbdOption.StructuredReply:
@@ -102,7 +112,7 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
     }
 
     private NegotiatedExport Negotiated(NbdExport export) =>
-        new(export, _structured, _structured && _metaContextExport is not null && catalog.TryGet(_metaContextExport, out var meta) && ReferenceEquals(meta, export));
+        new(export, _structured, _structured && _metaContextExport == export.Name);
 
     private TransmissionFlags TransmissionFlagsFor(NbdExport export)
     {
@@ -132,12 +142,37 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
         for (var i = 0; i < requestCount; i++)
             requests.Add((InfoType)BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(6 + (int)nameLength + 2 * i)));
 
-        if (!catalog.TryGet(name, out var export))
+        NbdExport? export;
+        try
+        {
+            export = await catalog.OpenAsync(name, ct);
+        }
+        catch (NbdProtocolException e)
+        {
+            // Clients show only the error code: the reason goes to the node's log as well.
+            logger.LogInformation("NBD client asked for export '{Name}', which cannot be served: {Reason}", name, e.Message);
+            await ErrorAsync(option, OptionReply.ErrUnknown, e.Message, ct);
+            return null;
+        }
+        if (export is null)
         {
             await ErrorAsync(option, OptionReply.ErrUnknown, Unknown(name), ct);
             return null;
         }
+        try
+        {
+            await DescribeAsync(option, export, requests, ct);
+        }
+        catch
+        {
+            await export.ReleaseAsync();
+            throw;
+        }
+        return export;
+    }
 
+    private async Task DescribeAsync(NbdOption option, NbdExport export, HashSet<InfoType> requests, CancellationToken ct)
+    {
         var info = new byte[12];
         BinaryPrimitives.WriteUInt16BigEndian(info, (ushort)InfoType.Export);
         BinaryPrimitives.WriteUInt64BigEndian(info.AsSpan(2), (ulong)export.Target.Size);
@@ -158,7 +193,6 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
         await ReplyAsync(option, OptionReply.Info, blockSize, ct);
 
         await ReplyAsync(option, OptionReply.Ack, [], ct);
-        return export;
     }
 
     private async Task MetaContextAsync(NbdOption option, byte[] data, CancellationToken ct)
@@ -186,7 +220,19 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
             span = span[(4 + (int)queryLength)..];
         }
         if (!span.IsEmpty) { await ErrorAsync(option, OptionReply.ErrInvalid, "trailing bytes after the query list", ct); return; }
-        if (!catalog.TryGet(name, out _)) { await ErrorAsync(option, OptionReply.ErrUnknown, Unknown(name), ct); return; }
+        string exportName;
+        try
+        {
+            var export = await catalog.OpenAsync(name, ct);
+            if (export is null) { await ErrorAsync(option, OptionReply.ErrUnknown, Unknown(name), ct); return; }
+            exportName = export.Name; // the name GO will find again (the empty name is the default export's)
+            await export.ReleaseAsync();
+        }
+        catch (NbdProtocolException e)
+        {
+            await ErrorAsync(option, OptionReply.ErrUnknown, e.Message, ct);
+            return;
+        }
 
         bool matches;
         if (option == NbdOption.ListMetaContext)
@@ -194,7 +240,7 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
         else
             matches = queries.Contains(MetaContexts.BaseAllocation);
 
-        if (option == NbdOption.SetMetaContext) _metaContextExport = matches ? name : null;
+        if (option == NbdOption.SetMetaContext) _metaContextExport = matches ? exportName : null;
         if (matches)
         {
             var contextName = Encoding.UTF8.GetBytes(MetaContexts.BaseAllocation);

@@ -63,7 +63,9 @@ public static class NodeHost
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.StopGrace + TimeSpan.FromSeconds(20));
         builder.Services.AddSingleton(settings);
         builder.Services.AddSingleton(listeners);
-        builder.Services.AddSingleton(new ExportCatalog(settings.DefaultExport));
+        var snapshots = new ActorCache.Snapshots.SnapshotCatalog();
+        builder.Services.AddSingleton(snapshots);
+        builder.Services.AddSingleton(new ExportCatalog(settings.DefaultExport, snapshots));
         // The ring is allocated once, at start, for every volume of the node.
         builder.Services.AddSingleton(_ => new ActorCache.Cache.RingBuffer(settings.Cache.RingSize));
 
@@ -95,6 +97,8 @@ public static class NodeHost
                 .WithActors((system, registry) =>
                 {
                     registry.Register<VolumeRegistry>(system.ActorOf(Props.Create(() => new VolumeRegistry()), VolumeRegistry.Id));
+                    registry.Register<ActorCache.Snapshots.SnapshotRegistry>(
+                        system.ActorOf(Props.Create(() => new ActorCache.Snapshots.SnapshotRegistry()), ActorCache.Snapshots.SnapshotRegistry.Id));
                 })
                 .AddStartup((system, _) =>
                 {
@@ -107,6 +111,7 @@ public static class NodeHost
                     }
                 });
         });
+        builder.Services.AddSingleton<ActorCache.Snapshots.SnapshotService>();
         builder.Services.AddSingleton<NodeService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<NodeService>());
         builder.Services.AddSingleton<VolumeStatusReader>();

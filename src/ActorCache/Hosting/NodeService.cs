@@ -21,6 +21,7 @@ public sealed class NodeService(
     ActorSystem system,
     ActorRegistry registry,
     ExportCatalog catalog,
+    ActorCache.Snapshots.SnapshotCatalog snapshots,
     RingBuffer ring,
     ILoggerFactory loggerFactory) : IHostedService
 {
@@ -59,6 +60,11 @@ public sealed class NodeService(
                                         $"within {AskTimeout.TotalSeconds:0} s; check actorcache.metadata (the errors logged above say what failed)");
         }
 
+        // Kept snapshots are protected again before their volumes' destagers run.
+        var snapshotRegistry = await registry.GetAsync<ActorCache.Snapshots.SnapshotRegistry>(cancellationToken);
+        snapshots.Load((await snapshotRegistry.Ask<ActorCache.Snapshots.SnapshotList>(ActorCache.Snapshots.ListSnapshots.Instance, AskTimeout,
+            cancellationToken)).Snapshots);
+
         var wanted = settings.Volumes.Count == 0 && known.Count == 0 ? [settings.DefaultVolume] : settings.Volumes;
         CheckRedefinitions(known, wanted);
         var fresh = PlanNewVolumes(known, wanted);
@@ -76,7 +82,8 @@ public sealed class NodeService(
         {
             var cache = settings.Cache with { LogCapacity = logSpace.CapacityOf(definition.Name) };
             var actor = system.ActorOf(VolumeActor.Props(definition, catalog,
-                (d, actors) => VolumeStack.OpenAsync(d, cache, ring, loggerFactory, actors), volumeRegistry), $"volume-{definition.Name}");
+                (d, actors) => VolumeStack.OpenAsync(d, cache, ring, loggerFactory, actors, snapshots.KeptSequences(d.Name)), volumeRegistry),
+                $"volume-{definition.Name}");
             _volumeActors = [.. _volumeActors, new VolumeActorRef(definition.Name, actor)];
             // A volume that cannot open (its backing is gone, say) stays offline with its reason; the others serve.
             await actor.Ask<object>(OpenVolume.Instance, AskTimeout, cancellationToken);

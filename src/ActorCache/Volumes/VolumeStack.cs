@@ -20,8 +20,9 @@ public static class VolumeStack
     public static bool HasLog(VolumeDefinition definition, CacheSettings settings) =>
         !definition.ReadOnly && (definition.Mode != VolumeMode.PassThrough || Directory.Exists(settings.OptionsFor(definition.Name).LogDirectory));
 
+    /// <param name="kept">The batch sequences of the volume's kept snapshots: protected from the start.</param>
     public static async Task<Volume> OpenAsync(VolumeDefinition definition, CacheSettings settings, RingBuffer ring, ILoggerFactory loggers,
-        IActorRefFactory actors)
+        IActorRefFactory actors, IReadOnlyList<long>? kept = null)
     {
         var logger = loggers.CreateLogger("ActorCache.Volume." + definition.Name);
         IBlockTarget backing = OpenBacking(definition);
@@ -41,7 +42,7 @@ public static class VolumeStack
         WriteBackCache cache;
         try
         {
-            cache = WriteBackCache.Open(definition.Name, backing, ring, options, CacheModeOf(definition.Mode), logger, actors, progress);
+            cache = WriteBackCache.Open(definition.Name, backing, ring, options, CacheModeOf(definition.Mode), logger, actors, progress, kept: kept);
         }
         catch
         {

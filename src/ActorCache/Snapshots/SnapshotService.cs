@@ -1,0 +1,90 @@
+using System.Text.RegularExpressions;
+using ActorCache.Blocks;
+using ActorCache.Cache;
+using ActorCache.Volumes;
+using Akka.Actor;
+using Akka.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Snapshots;
+
+/// <summary>Why a snapshot request was refused (a bad name, an unknown volume, a point out of the window, in use): the message says what to do.</summary>
+public sealed class SnapshotRefusedException(string message) : Exception(message);
+
+/// <summary>
+/// Snapshots after the fact (DESIGN §3 "Snapshots"): resolves the point a user names, has the volume's
+/// cache keep it restorable (no data is copied), and records the snapshot durably in the registry
+/// before answering. Deleting gives the point back to the destager. The admin API calls this.
+/// </summary>
+public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalog exports, SnapshotCatalog catalog, ILogger<SnapshotService> logger)
+{
+    private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
+
+    [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
+    private static partial Regex NamePattern();
+
+    /// <summary>Refuses names that are not <c>[A-Za-z0-9._-]{1,64}</c> or that an export name would read as a point.</summary>
+    public static string? CheckName(string name) =>
+        !NamePattern().IsMatch(name) ? $"snapshot name '{name}' is not allowed; use 1-64 letters, digits, '.', '_' or '-'"
+        : PointSpec.LooksLikePoint(name) ? $"snapshot name '{name}' would read as a point in time in an export name; choose another"
+        : null;
+
+    /// <summary>Keeps <paramref name="volume"/> at <paramref name="at"/> (null: now, after a FLUSH) as snapshot <paramref name="name"/>.</summary>
+    public async Task<SnapshotRecord> CreateAsync(string volume, string name, PointQuery? at, CancellationToken ct)
+    {
+        if (CheckName(name) is { } bad) throw new SnapshotRefusedException(bad);
+        var target = VolumeTarget(volume);
+        if (catalog.Find(volume, name) is not null) throw new SnapshotRefusedException($"volume {volume} already has a snapshot named {name}");
+        if (at is null) await target.FlushAsync(ct); // "now" is the generation this FLUSH closes
+        var keep = new KeepPoint(at ?? PointQuery.Newest);
+        try
+        {
+            if (!await target.TrySendAsync(keep, ct)) throw new SnapshotRefusedException($"volume {volume} keeps no history (pass-through volumes have no log)");
+        }
+        catch (BlockTargetException e)
+        {
+            throw new SnapshotRefusedException(e.Message);
+        }
+        var point = keep.Result!.Value;
+        var record = new SnapshotRecord(volume, name, point.Generation, point.TimeMicros, point.Sequence, point.EndAddress, DateTimeOffset.UtcNow);
+        var snapshotRegistry = await registry.GetAsync<SnapshotRegistry>(ct);
+        var reply = await snapshotRegistry.Ask<object>(new KeepSnapshot(record), AskTimeout, ct);
+        if (reply is SnapshotRefused refused)
+        {
+            await target.TrySendAsync(new ReleasePoint(point.Sequence), ct);
+            throw new SnapshotRefusedException(refused.Reason);
+        }
+        catalog.Add(record);
+        logger.LogInformation("snapshot {Export} kept: generation {Generation} of {Time:yyyy-MM-ddTHH:mm:ss.fffZ}", record.Export, record.Generation, point.Time);
+        return record;
+    }
+
+    /// <summary>Deletes a snapshot: refused while a client reads its export.</summary>
+    public async Task<SnapshotRecord> DeleteAsync(string volume, string name, CancellationToken ct)
+    {
+        var snapshot = catalog.Find(volume, name) ?? throw new SnapshotRefusedException($"volume {volume} has no snapshot named {name}");
+        if (exports.ClientsOf(snapshot.Export) is var clients and > 0)
+            throw new SnapshotRefusedException($"snapshot {snapshot.Export} is in use by {clients} NBD connection(s); disconnect them first");
+        var snapshotRegistry = await registry.GetAsync<SnapshotRegistry>(ct);
+        var reply = await snapshotRegistry.Ask<object>(new DeleteSnapshot(volume, name), AskTimeout, ct);
+        if (reply is SnapshotRefused refused) throw new SnapshotRefusedException(refused.Reason);
+        catalog.Remove(volume, name);
+        // Another snapshot may name the same point: it stays protected (points are counted).
+        if (exports.TryGet(volume, out var export)) await export.Target.TrySendAsync(new ReleasePoint(snapshot.Sequence), ct);
+        logger.LogInformation("snapshot {Export} deleted", snapshot.Export);
+        return snapshot;
+    }
+
+    public IReadOnlyList<SnapshotRecord> List(string? volume = null) => catalog.List(volume);
+
+    /// <summary>The volume's restorable points, oldest first (empty for a volume without a log).</summary>
+    public async Task<IReadOnlyList<HistoryEntry>> HistoryAsync(string volume, CancellationToken ct)
+    {
+        var read = new ReadHistory();
+        return await VolumeTarget(volume).TrySendAsync(read, ct) ? read.Result! : [];
+    }
+
+    private IBlockTarget VolumeTarget(string volume) =>
+        exports.TryGet(volume, out var export) && volume.Length > 0 ? export.Target
+        : throw new SnapshotRefusedException(exports.WhyUnavailable(volume) ?? $"no volume named {volume}");
+}
