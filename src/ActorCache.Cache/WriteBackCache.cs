@@ -157,6 +157,7 @@ public sealed class WriteBackCache : IBlockTarget
         Generation = Generation,
         RingFreeSlots = _ring.FreeSlots,
         IndexBytes = Index.FootprintBytes,
+        OldestRestorableMicros = _history.ToList() is { Count: > 0 } points ? points[0].TimeMicros : 0,
         PreservedBlocks = _store.PreservedBlocks,
         PreservedBytes = _store.Length,
         ProtectedPoints = _protected.Count,
@@ -489,6 +490,8 @@ public sealed record CacheStatistics
     public long Generation { get; init; }
     public int RingFreeSlots { get; init; }
     public long IndexBytes { get; init; }
+    /// <summary>Batch time (Unix microseconds) of the oldest point the volume can be brought back to, or 0 when there is none.</summary>
+    public long OldestRestorableMicros { get; init; }
     /// <summary>Backing blocks copied aside before being overwritten, for the points still protected (copy-on-write).</summary>
     public long PreservedBlocks { get; init; }
     /// <summary>Bytes the snapshot store takes.</summary>

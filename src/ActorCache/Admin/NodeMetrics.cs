@@ -19,11 +19,14 @@ public sealed class NodeMetrics
     private readonly Gauge _cachedBlocks, _indexBytes, _logBytes, _generation;
     private readonly Counter _batchesWritten, _syncs, _syncPointRecords, _corruptRecords, _tornTails;
     private readonly Gauge _logCapacity;
+    private readonly Gauge _snapshots, _preservedBytes, _preservedBlocks, _oldestRestorable;
+    private readonly ActorCache.Snapshots.SnapshotCatalog _snapshotCatalog;
     private readonly Counter _blocksDestaged, _ringWaits, _retentionShrinks;
     private readonly Gauge _ringSlots, _ringFreeSlots;
 
-    public NodeMetrics(VolumeStatusReader volumes, RingBuffer ring)
+    public NodeMetrics(VolumeStatusReader volumes, RingBuffer ring, ActorCache.Snapshots.SnapshotCatalog snapshots)
     {
+        _snapshotCatalog = snapshots;
         _volumes = volumes;
         _ring = ring;
         // A registry of our own: only what is defined here is exported, nothing registered elsewhere in the process.
@@ -52,6 +55,12 @@ public sealed class NodeMetrics
         _syncs = VolumeCounter("actorcache_log_syncs_total", "fdatasync calls on the log (one serves every waiting FLUSH and FUA).");
         _syncPointRecords = VolumeCounter("actorcache_log_sync_point_records_total",
             "Sync-point records written: a FLUSH arrived after its writes were already in the log, so a header without data closes its generation.");
+        _snapshots = VolumeGauge("actorcache_snapshots", "Kept snapshots of the volume.");
+        _preservedBytes = VolumeGauge("actorcache_snapshot_preserved_bytes",
+            "Bytes held for kept snapshots and open views of the past: backing blocks copied aside before the destager overwrote them.");
+        _preservedBlocks = VolumeGauge("actorcache_snapshot_preserved_blocks", "4 KiB backing blocks copied aside for kept snapshots (copy-on-write).");
+        _oldestRestorable = VolumeGauge("actorcache_history_oldest_restorable_seconds",
+            "Unix time of the oldest point the volume can be brought back to without a snapshot (0 when there is none).");
         _logCapacity = VolumeGauge("actorcache_log_capacity_bytes",
             "Bytes the log may use now: cache.log-capacity, or less when its file system cannot hold that (sized at start, capped while it is full).");
         _corruptRecords = VolumeCounter("actorcache_log_corrupt_records_total",
@@ -99,6 +108,10 @@ public sealed class NodeMetrics
         _syncs.WithLabels(name).IncTo(cache.Syncs);
         _syncPointRecords.WithLabels(name).IncTo(cache.SyncPointRecords);
         _logCapacity.WithLabels(name).Set(cache.LogCapacity);
+        _snapshots.WithLabels(name).Set(_snapshotCatalog.List(name).Count);
+        _preservedBytes.WithLabels(name).Set(cache.PreservedBytes);
+        _preservedBlocks.WithLabels(name).Set(cache.PreservedBlocks);
+        _oldestRestorable.WithLabels(name).Set(cache.OldestRestorableMicros / 1e6);
         _blocksDestaged.WithLabels(name).IncTo(cache.BlocksDestaged);
         _ringWaits.WithLabels(name).IncTo(cache.RingWaits);
         _retentionShrinks.WithLabels(name).IncTo(cache.RetentionShrinks);
