@@ -11,7 +11,7 @@ internal sealed class CacheHealth
 {
     private volatile BlockTargetException? _logFailure;
     private volatile string? _backingFailure;
-    private long _batchesWritten, _syncs, _blocksDestaged, _ringWaits, _retentionShrinks, _syncPointRecords, _preserved;
+    private long _batchesWritten, _syncs, _blocksDestaged, _ringWaits, _retentionShrinks, _syncPointRecords, _preserved, _expiries, _compactedBytes;
 
     /// <summary>The log's last write or sync failure, cleared once the log works again.</summary>
     public BlockTargetException? LogFailure
@@ -34,6 +34,8 @@ internal sealed class CacheHealth
     public long RetentionShrinks => Interlocked.Read(ref _retentionShrinks);
     public long SyncPointRecords => Interlocked.Read(ref _syncPointRecords);
     public long PreservedBlocks => Interlocked.Read(ref _preserved);
+    public long Expiries => Interlocked.Read(ref _expiries);
+    public long CompactedBytes => Interlocked.Read(ref _compactedBytes);
 
     public void CountBatch() => Interlocked.Increment(ref _batchesWritten);
     public void CountSync() => Interlocked.Increment(ref _syncs);
@@ -42,4 +44,6 @@ internal sealed class CacheHealth
     public void CountRingWait() => Interlocked.Increment(ref _ringWaits);
     public void CountRetentionShrink() => Interlocked.Increment(ref _retentionShrinks);
     public void CountPreserved(int blocks) => Interlocked.Add(ref _preserved, blocks);
+    public void CountExpiry() => Interlocked.Increment(ref _expiries);
+    public void CountCompaction(long bytes) => Interlocked.Add(ref _compactedBytes, bytes);
 }

@@ -45,6 +45,10 @@ public sealed record CacheOptions
     /// <summary>How often the flusher looks for work without being woken (commits, retries of a full log).</summary>
     public TimeSpan FlusherTick { get; init; } = CacheReference.Duration("flusher-tick");
 
+    /// <summary>Most bytes the preserved copies of kept snapshots may take (the snapshot store); past it the policy decides.</summary>
+    public long SnapshotSpace { get; init; } = CacheReference.Size("snapshot-space");
+    public SnapshotSpacePolicy SnapshotSpacePolicy { get; init; } = CacheReference.SpacePolicy("snapshot-space-policy");
+
     /// <summary>The retention cap in bytes: past it, retention shrinks so writers do not stall.</summary>
     public long RetentionCapBytes => RetentionCapBytesFor(LogCapacity);
 

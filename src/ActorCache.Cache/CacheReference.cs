@@ -33,5 +33,7 @@ public static class CacheReference
 
     internal static double Double(string key) => Cache.GetDouble(key);
 
+    internal static SnapshotSpacePolicy SpacePolicy(string key) => Cache.GetString(key) == "protect" ? SnapshotSpacePolicy.Protect : SnapshotSpacePolicy.ExpireOldest;
+
     internal static LogFullPolicy Policy(string key) => Cache.GetString(key) == "fail" ? LogFullPolicy.Fail : LogFullPolicy.Wait;
 }

@@ -69,9 +69,10 @@ public sealed class WriteBackCache : IBlockTarget
         // Actor names carry a number so a volume reopened at once never collides with its predecessor's actors.
         var incarnation = Interlocked.Increment(ref _incarnations);
         var escaped = Uri.EscapeDataString(name);
+        var space = new SnapshotSpace(name, store, _protected, planner, _health, options, logger, sequence => PointExpired?.Invoke(sequence));
         _destager = actors.ActorOf(DestagerActor.Props(new DestagerParts(name, planner, new DestageWriter(medium, backing),
-            new BlockPreserver(backing, store, _health), _queue, backing, _health, options, logger, _destagerBell, () => _damage.Reason is null,
-            () => _destagerGone = true, _protected.Remove)), $"destager-{escaped}-{incarnation}");
+            new BlockPreserver(backing, store, _health), space, _queue, backing, _health, options, logger, _destagerBell, () => _damage.Reason is null,
+            () => _destagerGone = true)), $"destager-{escaped}-{incarnation}");
         _destagerBell.Attach(_destager);
         _flusher = actors.ActorOf(FlusherActor.Props(new FlusherParts(name, _appender, _flusherBell, _destager, _destagerBell, _window, _health,
             _barrier, options, logger, OnFlusherStopped)), $"flusher-{escaped}-{incarnation}");
@@ -160,6 +161,7 @@ public sealed class WriteBackCache : IBlockTarget
         OldestRestorableMicros = _history.ToList() is { Count: > 0 } points ? points[0].TimeMicros : 0,
         PreservedBlocks = _store.PreservedBlocks,
         PreservedBytes = _store.Length,
+        ExpiredSnapshots = _health.Expiries,
         ProtectedPoints = _protected.Count,
         BackingFailure = _health.BackingFailure,
         LogFailure = _health.LogFailure?.Message,
@@ -308,7 +310,13 @@ public sealed class WriteBackCache : IBlockTarget
     }
 
     /// <summary>Lets the destager move past a point a kept snapshot protected (the snapshot was deleted).</summary>
-    public void Unprotect(long sequence) => _protected.Remove(sequence);
+    public void Unprotect(long sequence) => _protected.Remove(sequence, kept: true);
+
+    /// <summary>
+    /// A kept snapshot's point was given up to stay within <c>snapshot-space</c> (policy expire-oldest):
+    /// raised on the destager's thread with the point's batch sequence; the host marks its snapshots expired.
+    /// </summary>
+    public event Action<long>? PointExpired;
 
     /// <summary>
     /// The volume as it was at <paramref name="point"/>, read-only, for as long as the view stays open
@@ -319,7 +327,7 @@ public sealed class WriteBackCache : IBlockTarget
         var done = new TaskCompletionSource<BlockIndex?>(TaskCreationOptions.RunContinuationsAsynchronously);
         _destager.Tell(new DestagerActor.OpenView(point.Sequence, Index.Blocks, done));
         var index = await done.Task.ConfigureAwait(false) ?? throw NotRestorable(PointQuery.Known(point));
-        return new GenerationView(_name, point, index, _medium, _backing, _store, () => _protected.Remove(point.Sequence));
+        return new GenerationView(_name, point, index, _medium, _backing, _store, () => _protected.Remove(point.Sequence, kept: false));
     }
 
     // ---- control and status -------------------------------------------------------------------
@@ -496,6 +504,8 @@ public sealed record CacheStatistics
     public long PreservedBlocks { get; init; }
     /// <summary>Bytes the snapshot store takes.</summary>
     public long PreservedBytes { get; init; }
+    /// <summary>Kept snapshot points given up to stay within snapshot-space (policy expire-oldest).</summary>
+    public long ExpiredSnapshots { get; init; }
     /// <summary>Sync points kept restorable (kept snapshots and open views of the past).</summary>
     public int ProtectedPoints { get; init; }
     public long BatchesWritten { get; init; }

@@ -63,12 +63,14 @@ public sealed class NodeSettingsTests
         var changed = Load(sets: ["actorcache.cache.segment-size = 8M", "actorcache.cache.log-capacity = 1G", "actorcache.cache.retention-time = 2m",
             "actorcache.cache.retention-max-fraction = 0.25", "actorcache.cache.max-batch = 1M", "actorcache.cache.destage-interval = 50ms",
             "actorcache.cache.log-full-policy = fail", "actorcache.cache.ring-wait-timeout = 7s", "actorcache.cache.extent-idle-timeout = 9s",
-            "actorcache.cache.commit-interval = 3s", "actorcache.cache.flusher-tick = 20ms"]).Cache.OptionsFor("v");
+            "actorcache.cache.commit-interval = 3s", "actorcache.cache.flusher-tick = 20ms", "actorcache.cache.snapshot-space = 5G",
+            "actorcache.cache.snapshot-space-policy = protect"]).Cache.OptionsFor("v");
         Assert.Equal(defaults with
         {
             SegmentSize = 8 << 20, LogCapacity = 1L << 30, RetentionTime = TimeSpan.FromMinutes(2), RetentionMaxFraction = 0.25, MaxBatchBlocks = 256,
             DestageInterval = TimeSpan.FromMilliseconds(50), LogFullPolicy = ActorCache.Cache.LogFullPolicy.Fail, RingWaitTimeout = TimeSpan.FromSeconds(7),
             ExtentIdleTimeout = TimeSpan.FromSeconds(9), CommitInterval = TimeSpan.FromSeconds(3), FlusherTick = TimeSpan.FromMilliseconds(20),
+            SnapshotSpace = 5L << 30, SnapshotSpacePolicy = ActorCache.Cache.SnapshotSpacePolicy.Protect,
         }, changed);
     }
 

@@ -62,16 +62,16 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
             return DestageAsync();
         });
         // Between steps (the mailbox waits while a step runs), so no step already planned passes the point.
-        Receive<Protect>(m => m.Done.TrySetResult(_parts.Planner.TryProtect(m.Sequence)));
+        Receive<Protect>(m => m.Done.TrySetResult(_parts.Planner.TryProtect(m.Sequence, kept: true)));
         Receive<OpenView>(m =>
         {
             try
             {
-                m.Done.TrySetResult(_parts.Planner.TryProtect(m.Sequence) ? _parts.Planner.IndexAt(m.Sequence, m.Blocks) : null);
+                m.Done.TrySetResult(_parts.Planner.TryProtect(m.Sequence, kept: false) ? _parts.Planner.IndexAt(m.Sequence, m.Blocks) : null);
             }
             catch (Exception e)
             {
-                _parts.Unprotect(m.Sequence);
+                _parts.Space.Points.Remove(m.Sequence, kept: false);
                 m.Done.TrySetException(e);
             }
         });
@@ -108,7 +108,9 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
         {
             while (planner.PlanStep() is { } plan)
             {
-                // Copy-on-write: what a protected point still reads is made durable elsewhere before it is overwritten.
+                // Copy-on-write: what a protected point still reads is made durable elsewhere before it is
+                // overwritten, within the space kept snapshots may take.
+                if (plan.Preserve.Count > 0) plan = _parts.Space.MakeRoomFor(plan);
                 if (plan.Preserve.Count > 0) await _parts.Preserver.PreserveAsync(plan.Preserve, plan.LastSequence);
                 await _parts.Writer.WriteAsync(plan.Blocks);
                 await _parts.Backing.FlushAsync(); // durable on the backing before any index entry or log segment lets go of it
@@ -176,6 +178,6 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
 }
 
 /// <summary>What a destager actor works with.</summary>
-internal sealed record DestagerParts(string Name, DestagePlanner Planner, DestageWriter Writer, BlockPreserver Preserver, AppendQueue Queue,
-    IBlockTarget Backing, CacheHealth Health, CacheOptions Options, ILogger Logger, Doorbell Bell, Func<bool> Allowed, Action OnStopped,
-    Action<long> Unprotect);
+internal sealed record DestagerParts(string Name, DestagePlanner Planner, DestageWriter Writer, BlockPreserver Preserver, SnapshotSpace Space,
+    AppendQueue Queue, IBlockTarget Backing, CacheHealth Health, CacheOptions Options, ILogger Logger, Doorbell Bell, Func<bool> Allowed,
+    Action OnStopped);

@@ -55,11 +55,11 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     /// Protects the sync point whose batch is <paramref name="sequence"/>, if it is still restorable (no
     /// batch after it is on the backing yet, or it is protected already); the destager calls it between steps.
     /// </summary>
-    public bool TryProtect(long sequence)
+    public bool TryProtect(long sequence, bool kept)
     {
         // A point protected already (a kept snapshot) stays restorable however far the horizon is.
         if (sequence + 1 < _horizonSequence && !protectedPoints.Contains(sequence)) return false;
-        protectedPoints.Add(sequence);
+        protectedPoints.Add(sequence, kept);
         return true;
     }
 
@@ -150,7 +150,7 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     /// before the step still reads: those with a protected point at or after the block's newest preserved
     /// copy (a point before that copy has its own) and before the step.
     /// </summary>
-    private List<long> Preserved(IEnumerable<long> blocks)
+    public List<long> Preserved(IEnumerable<long> blocks)
     {
         var preserve = new List<long>();
         if (protectedPoints.IsEmpty) return preserve;
@@ -169,6 +169,10 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
                 name, window.Used, window.Capacity, options.RetentionTime);
         _shrinkReported = true;
     }
+
+    /// <summary>Records a new snapshot store length (after compaction) in the checkpoint, at the same horizon.</summary>
+    public void SaveStoreLength(long length) =>
+        new Checkpoint(checkpoint.VolumeId, window.Horizon, _horizonSequence, _horizonGeneration, length).Save(options.LogDirectory);
 
     /// <summary>Advances the horizon past the step (checkpoint first, so a crash never replays less than it must) and frees whole segments.</summary>
     public void Complete(DestagePlan plan)

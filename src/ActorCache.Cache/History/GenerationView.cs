@@ -146,7 +146,7 @@ public sealed class GenerationView : IBlockTarget
         var buffer = ArrayPool<byte>.Shared.Rent(BlockSize);
         try
         {
-            _store.Read(copy, block, buffer);
+            SnapshotStore.Read(copy, block, buffer);
             buffer.AsSpan(within, target.Length).CopyTo(target);
         }
         finally

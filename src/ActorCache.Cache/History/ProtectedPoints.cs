@@ -15,31 +15,58 @@ internal sealed class ProtectedPoints
 {
     private readonly Lock _gate = new();
     private readonly Dictionary<long, int> _counts = [];
+    private readonly Dictionary<long, int> _kept = []; // the part of each count that kept snapshots hold (the rest: open views)
     private long[] _sorted = [];
 
     public ProtectedPoints(IEnumerable<long> kept)
     {
-        foreach (var sequence in kept) Add(sequence);
+        foreach (var sequence in kept) Add(sequence, kept: true);
     }
 
-    public void Add(long sequence)
+    /// <summary>Protects a point once more: for a kept snapshot, or for an open view of the past.</summary>
+    public void Add(long sequence, bool kept)
     {
         lock (_gate)
         {
             _counts[sequence] = _counts.GetValueOrDefault(sequence) + 1;
+            if (kept) _kept[sequence] = _kept.GetValueOrDefault(sequence) + 1;
             Publish();
         }
     }
 
-    public void Remove(long sequence)
+    public void Remove(long sequence, bool kept)
     {
         lock (_gate)
         {
-            if (!_counts.TryGetValue(sequence, out var count)) return;
-            if (count <= 1) _counts.Remove(sequence);
-            else _counts[sequence] = count - 1;
+            if (kept && !Decrement(_kept, sequence)) return;
+            Decrement(_counts, sequence);
             Publish();
         }
+    }
+
+    /// <summary>The oldest point a kept snapshot protects, or null: the one to expire when preserved copies need more room than allowed.</summary>
+    public long? OldestKept()
+    {
+        lock (_gate) return _kept.Count == 0 ? null : _kept.Keys.Min();
+    }
+
+    /// <summary>Drops every kept snapshot's protection of <paramref name="sequence"/> (open views keep theirs).</summary>
+    public void Expire(long sequence)
+    {
+        lock (_gate)
+        {
+            if (!_kept.Remove(sequence, out var count)) return;
+            for (var i = 0; i < count; i++) Decrement(_counts, sequence);
+            Publish();
+        }
+    }
+
+    private static bool Decrement(Dictionary<long, int> counts, long sequence)
+    {
+        if (!counts.TryGetValue(sequence, out var count)) return false;
+        if (count <= 1) counts.Remove(sequence);
+        else counts[sequence] = count - 1;
+        return true;
     }
 
     private void Publish() => Volatile.Write(ref _sorted, [.. _counts.Keys.Order()]);

@@ -17,9 +17,14 @@ namespace ActorCache.Cache;
 /// A preserved copy of block B with <c>until</c> U is the block's content before a destage step whose
 /// last batch is U overwrote it; for the volume at a sync point with batch sequence Q it is the right
 /// copy when it is B's first copy with U greater than Q. The destager makes the store durable before
-/// it overwrites the backing, so a copy is never lost to a crash.
+/// it overwrites the backing, so a copy is never lost to a crash. A copy no protected point reads any
+/// more is dead; compaction writes the live ones to a new file and replaces the old one.
 /// </summary>
-/// <remarks>Appended to by the destager only; looked up by views of the past from any thread (an immutable array per block, replaced on change).</remarks>
+/// <remarks>
+/// Written by the destager only (appends, compaction); looked up by views of the past from any thread:
+/// each block's copies are an immutable array replaced on change, and a copy names the file it is in,
+/// so a read that races with compaction still reads the file it looked in.
+/// </remarks>
 internal sealed class SnapshotStore : IDisposable
 {
     public const string FileName = "preserved.store";
@@ -29,31 +34,40 @@ internal sealed class SnapshotStore : IDisposable
     private const int EntrySize = 16;
     public const int MaxEntries = (BlockSize - EntriesOffset) / EntrySize;
 
-    private readonly SafeFileHandle _handle;
+    private readonly string _directory;
     private readonly Guid _volumeId;
-    private readonly string _path;
-    private readonly ConcurrentDictionary<long, Copy[]> _copies = new();
     private readonly byte[] _header = GC.AllocateArray<byte>(BlockSize, pinned: true);
-    private long _length, _blocks;
+    private readonly List<StoreFile> _retired = [];
+    private volatile StoreFile _file;
 
-    /// <summary>One preserved copy: valid for sync points before batch <see cref="Until"/>, at <see cref="Offset"/> in the file.</summary>
-    public readonly record struct Copy(long Until, long Offset, uint Crc);
+    /// <summary>One preserved copy: valid for sync points before batch <see cref="Until"/>, at <see cref="Offset"/> in <see cref="File"/>.</summary>
+    public readonly record struct Copy(long Until, long Offset, uint Crc, StoreFile File);
 
-    private SnapshotStore(string path, SafeFileHandle handle, Guid volumeId)
+    /// <summary>One store file and what is in it.</summary>
+    public sealed class StoreFile(string path, SafeFileHandle handle)
     {
-        _path = path;
-        _handle = handle;
+        public string Path { get; } = path;
+        public SafeFileHandle Handle { get; } = handle;
+        public ConcurrentDictionary<long, Copy[]> Copies { get; } = new();
+        public long Length;
+        public long Blocks;
+    }
+
+    private SnapshotStore(string directory, Guid volumeId, StoreFile file)
+    {
+        _directory = directory;
         _volumeId = volumeId;
+        _file = file;
     }
 
     /// <summary>Why part of the store could not be read when it was opened, or null.</summary>
     public string? Damage { get; private set; }
 
     /// <summary>Bytes the store takes.</summary>
-    public long Length => Interlocked.Read(ref _length);
+    public long Length => Interlocked.Read(ref _file.Length);
 
-    /// <summary>Preserved copies held.</summary>
-    public long PreservedBlocks => Interlocked.Read(ref _blocks);
+    /// <summary>Preserved copies held (live or dead).</summary>
+    public long PreservedBlocks => Interlocked.Read(ref _file.Blocks);
 
     /// <summary>
     /// Opens (or creates) the store and reads every batch header. Batches from <paramref name="durableLength"/>
@@ -62,44 +76,51 @@ internal sealed class SnapshotStore : IDisposable
     /// </summary>
     public static SnapshotStore Open(string directory, Guid volumeId, long durableLength)
     {
-        var path = Path.Combine(directory, FileName);
-        var handle = File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read);
-        var store = new SnapshotStore(path, handle, volumeId);
+        var path = System.IO.Path.Combine(directory, FileName);
+        File.Delete(path + ".new"); // a compaction that did not finish
+        var store = new SnapshotStore(directory, volumeId, new StoreFile(path, OpenFile(path)));
         store.Load(durableLength);
         return store;
     }
 
+    private static SafeFileHandle OpenFile(string path) => File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read | FileShare.Delete);
+
     private void Load(long durableLength)
     {
-        var fileLength = RandomAccess.GetLength(_handle);
+        var file = _file;
+        var fileLength = RandomAccess.GetLength(file.Handle);
         var entries = new (long Block, uint Crc)[MaxEntries];
         var data = GC.AllocateUninitializedArray<byte>(MaxEntries * BlockSize);
         long offset = 0;
         while (offset + BlockSize <= fileLength)
         {
-            if (RandomAccess.Read(_handle, _header, offset) != BlockSize || !TryReadHeader(out var count, out var until, entries)) break;
+            if (RandomAccess.Read(file.Handle, _header, offset) != BlockSize || !TryReadHeader(out var count, out var until, entries)) break;
             var size = (1L + count) * BlockSize;
             if (offset + size > fileLength) break;
             if (offset >= durableLength)
             {
                 var span = data.AsSpan(0, count * BlockSize);
-                if (RandomAccess.Read(_handle, span, offset + BlockSize) != span.Length) break;
+                if (RandomAccess.Read(file.Handle, span, offset + BlockSize) != span.Length) break;
                 var torn = false;
                 for (var i = 0; i < count && !torn; i++) torn = Crc32C.Compute(span.Slice(i * BlockSize, BlockSize)) != entries[i].Crc;
                 if (torn) break;
             }
-            for (var i = 0; i < count; i++) Add(entries[i].Block, new Copy(until, offset + (1L + i) * BlockSize, entries[i].Crc));
+            for (var i = 0; i < count; i++) Add(file, entries[i].Block, new Copy(until, offset + (1L + i) * BlockSize, entries[i].Crc, file));
             offset += size;
         }
         if (offset < durableLength)
-            Damage = $"the snapshot store {_path} is damaged at byte {offset} (it was made durable up to {durableLength}); " +
-                     "copies after that are lost, and the snapshots that needed them read EIO there";
-        else if (offset < fileLength)
         {
-            RandomAccess.SetLength(_handle, offset); // a torn tail that was never made durable
-            SyncOrThrow();
+            Damage = $"the snapshot store {file.Path} is damaged at byte {offset} (it was made durable up to {durableLength}); " +
+                     "copies after that are lost, and the snapshots that needed them read EIO there";
+            file.Length = fileLength; // appends go after the damage, which stays for inspection
+            return;
         }
-        _length = Math.Max(offset, Damage is null ? offset : fileLength);
+        if (offset < fileLength)
+        {
+            RandomAccess.SetLength(file.Handle, offset); // a torn tail that was never made durable
+            Sync(file);
+        }
+        file.Length = offset;
     }
 
     private bool TryReadHeader(out int count, out long until, Span<(long Block, uint Crc)> entries)
@@ -120,20 +141,20 @@ internal sealed class SnapshotStore : IDisposable
         return true;
     }
 
-    private void Add(long block, Copy copy)
+    private static void Add(StoreFile file, long block, Copy copy)
     {
-        _copies.AddOrUpdate(block, [copy], (_, existing) => [.. existing, copy]);
-        Interlocked.Increment(ref _blocks);
+        file.Copies.AddOrUpdate(block, [copy], (_, existing) => [.. existing, copy]);
+        Interlocked.Increment(ref file.Blocks);
     }
 
     /// <summary>The <c>until</c> of the block's newest copy, or -1 when it has none.</summary>
-    public long NewestUntil(long block) => _copies.TryGetValue(block, out var copies) ? copies[^1].Until : -1;
+    public long NewestUntil(long block) => _file.Copies.TryGetValue(block, out var copies) ? copies[^1].Until : -1;
 
     /// <summary>The copy that holds the block as it was at the sync point whose batch is <paramref name="sequence"/>: the first with a later <c>until</c>.</summary>
     public bool TryFind(long block, long sequence, out Copy copy)
     {
         copy = default;
-        if (!_copies.TryGetValue(block, out var copies)) return false;
+        if (!_file.Copies.TryGetValue(block, out var copies)) return false;
         foreach (var candidate in copies)
         {
             if (candidate.Until <= sequence) continue;
@@ -144,18 +165,28 @@ internal sealed class SnapshotStore : IDisposable
     }
 
     /// <summary>Reads a preserved copy and checks it against its checksum: a damaged copy is never served.</summary>
-    public void Read(in Copy copy, long block, Span<byte> destination)
+    public static void Read(in Copy copy, long block, Span<byte> destination)
     {
-        if (RandomAccess.Read(_handle, destination[..BlockSize], copy.Offset) != BlockSize || Crc32C.Compute(destination[..BlockSize]) != copy.Crc)
-            BlockThrow.Error(BlockError.Io, $"the preserved copy of block {block} in {_path} is damaged; the snapshots that read it cannot serve it");
+        bool ok;
+        try
+        {
+            ok = RandomAccess.Read(copy.File.Handle, destination[..BlockSize], copy.Offset) == BlockSize && Crc32C.Compute(destination[..BlockSize]) == copy.Crc;
+        }
+        catch (ObjectDisposedException)
+        {
+            ok = false; // the store closed under the reader
+        }
+        if (!ok) BlockThrow.Error(BlockError.Io, $"the preserved copy of block {block} in {copy.File.Path} is damaged; the snapshots that read it cannot serve it");
     }
 
     /// <summary>
     /// Appends the current backing content of <paramref name="blocks"/> (<paramref name="data"/>, 4 KiB
     /// each, same order), preserved before a destage step whose last batch is <paramref name="until"/>.
-    /// Not durable until <see cref="Sync"/>; visible to lookups at once (the bytes are in the file).
+    /// Not durable until <see cref="Sync()"/>; visible to lookups at once (the bytes are in the file).
     /// </summary>
-    public void Append(ReadOnlySpan<long> blocks, long until, ReadOnlySpan<byte> data)
+    public void Append(ReadOnlySpan<long> blocks, long until, ReadOnlySpan<byte> data) => Append(_file, blocks, until, data);
+
+    private void Append(StoreFile file, ReadOnlySpan<long> blocks, long until, ReadOnlySpan<byte> data)
     {
         Span<uint> crcs = stackalloc uint[MaxEntries];
         for (var start = 0; start < blocks.Length; start += MaxEntries)
@@ -176,29 +207,90 @@ internal sealed class SnapshotStore : IDisposable
                 BinaryPrimitives.WriteUInt32LittleEndian(header[(at + 8)..], crcs[i]);
             }
             BinaryPrimitives.WriteUInt32LittleEndian(header[44..], Crc32C.Compute(header));
-            var offset = _length;
+            var offset = file.Length;
             try
             {
-                RandomAccess.Write(_handle, header, offset);
-                RandomAccess.Write(_handle, data.Slice(start * BlockSize, count * BlockSize), offset + BlockSize);
+                RandomAccess.Write(file.Handle, header, offset);
+                RandomAccess.Write(file.Handle, data.Slice(start * BlockSize, count * BlockSize), offset + BlockSize);
             }
             catch (IOException e)
             {
-                BlockThrow.Error(e.HResult == LibC.ENOSPC ? BlockError.NoSpace : BlockError.Io, $"cannot preserve blocks in {_path}: {e.Message}", e);
+                BlockThrow.Error(e.HResult == LibC.ENOSPC ? BlockError.NoSpace : BlockError.Io, $"cannot preserve blocks in {file.Path}: {e.Message}", e);
             }
-            for (var i = 0; i < count; i++) Add(blocks[start + i], new Copy(until, offset + (1L + i) * BlockSize, crcs[i]));
-            Interlocked.Exchange(ref _length, offset + (1L + count) * BlockSize);
+            for (var i = 0; i < count; i++) Add(file, blocks[start + i], new Copy(until, offset + (1L + i) * BlockSize, crcs[i], file));
+            Interlocked.Exchange(ref file.Length, offset + (1L + count) * BlockSize);
         }
     }
 
-    /// <summary>Makes every appended copy durable: the destager calls it before it overwrites the backing.</summary>
-    public void Sync() => SyncOrThrow();
-
-    private void SyncOrThrow()
+    /// <summary>
+    /// Bytes of copies some protected point still reads: a block's copy with <c>until</c> U serves the
+    /// points from its previous copy's <c>until</c> up to U - 1.
+    /// </summary>
+    public long LiveBytes(ProtectedPoints points)
     {
-        var errno = LibC.DataSync(_handle);
-        if (errno != 0) BlockThrow.FromErrno(errno, "fdatasync", _path);
+        long live = 0;
+        foreach (var (_, copies) in _file.Copies)
+            for (var i = 0; i < copies.Length; i++)
+                if (IsLive(copies, i, points)) live += BlockSize;
+        return live;
     }
 
-    public void Dispose() => _handle.Dispose();
+    private static bool IsLive(Copy[] copies, int i, ProtectedPoints points) =>
+        points.AnyIn(i == 0 ? long.MinValue : copies[i - 1].Until, copies[i].Until - 1);
+
+    /// <summary>
+    /// Writes the live copies to a new file and puts it in place of the old one, so the space of copies
+    /// no protected point reads any more comes back. <paramref name="saveLength"/> records the new length
+    /// in the checkpoint before the new file replaces the old one (a crash in between finds the old file,
+    /// longer than recorded, which is harmless). Returns the bytes given back.
+    /// </summary>
+    public long Compact(ProtectedPoints points, Action<long> saveLength)
+    {
+        var old = _file;
+        var path = old.Path + ".new";
+        var fresh = new StoreFile(old.Path, OpenFile(path));
+        var buffer = GC.AllocateUninitializedArray<byte>(MaxEntries * BlockSize);
+        var blocks = new List<long>(MaxEntries);
+        foreach (var group in old.Copies
+                     .SelectMany(pair => pair.Value.Select((copy, i) => (Block: pair.Key, Copy: copy, Live: IsLive(pair.Value, i, points))))
+                     .Where(c => c.Live)
+                     .GroupBy(c => c.Copy.Until))
+        {
+            foreach (var chunk in group.Chunk(MaxEntries))
+            {
+                blocks.Clear();
+                for (var i = 0; i < chunk.Length; i++)
+                {
+                    Read(chunk[i].Copy, chunk[i].Block, buffer.AsSpan(i * BlockSize, BlockSize));
+                    blocks.Add(chunk[i].Block);
+                }
+                Append(fresh, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(blocks), group.Key, buffer.AsSpan(0, chunk.Length * BlockSize));
+            }
+        }
+        Sync(fresh);
+        saveLength(fresh.Length);
+        File.Move(path, old.Path, overwrite: true);
+        var directoryErrno = LibC.SyncDirectory(_directory);
+        if (directoryErrno != 0) BlockThrow.FromErrno(directoryErrno, "fsync", _directory);
+        // Readers that looked in the old file keep reading it (its handle stays open until the store closes).
+        _file = fresh;
+        lock (_retired) _retired.Add(old);
+        return old.Length - fresh.Length;
+    }
+
+    /// <summary>Makes every appended copy durable: the destager calls it before it overwrites the backing.</summary>
+    public void Sync() => Sync(_file);
+
+    private static void Sync(StoreFile file)
+    {
+        var errno = LibC.DataSync(file.Handle);
+        if (errno != 0) BlockThrow.FromErrno(errno, "fdatasync", file.Path);
+    }
+
+    public void Dispose()
+    {
+        _file.Handle.Dispose();
+        lock (_retired)
+            foreach (var file in _retired) file.Handle.Dispose();
+    }
 }

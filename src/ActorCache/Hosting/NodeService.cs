@@ -22,6 +22,7 @@ public sealed class NodeService(
     ActorRegistry registry,
     ExportCatalog catalog,
     ActorCache.Snapshots.SnapshotCatalog snapshots,
+    ActorCache.Snapshots.SnapshotService snapshotService,
     RingBuffer ring,
     ILoggerFactory loggerFactory) : IHostedService
 {
@@ -82,7 +83,8 @@ public sealed class NodeService(
         {
             var cache = settings.Cache with { LogCapacity = logSpace.CapacityOf(definition.Name) };
             var actor = system.ActorOf(VolumeActor.Props(definition, catalog,
-                (d, actors) => VolumeStack.OpenAsync(d, cache, ring, loggerFactory, actors, snapshots.KeptSequences(d.Name)), volumeRegistry),
+                (d, actors) => VolumeStack.OpenAsync(d, cache, ring, loggerFactory, actors, snapshots.KeptSequences(d.Name),
+                    sequence => snapshotService.MarkExpired(d.Name, sequence)), volumeRegistry),
                 $"volume-{definition.Name}");
             _volumeActors = [.. _volumeActors, new VolumeActorRef(definition.Name, actor)];
             // A volume that cannot open (its backing is gone, say) stays offline with its reason; the others serve.

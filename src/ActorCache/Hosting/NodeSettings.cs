@@ -34,7 +34,7 @@ public sealed record NodeSettings
 public sealed record CacheSettings(
     long RingSize, string LogDir, long SegmentSize, long LogCapacity, TimeSpan RetentionTime, double RetentionMaxFraction,
     long MaxBatch, TimeSpan DestageInterval, ActorCache.Cache.LogFullPolicy LogFullPolicy, TimeSpan RingWaitTimeout, TimeSpan BackingWriteDelay,
-    TimeSpan ExtentIdleTimeout, TimeSpan CommitInterval, TimeSpan FlusherTick)
+    TimeSpan ExtentIdleTimeout, TimeSpan CommitInterval, TimeSpan FlusherTick, long SnapshotSpace, ActorCache.Cache.SnapshotSpacePolicy SnapshotSpacePolicy)
 {
     public ActorCache.Cache.CacheOptions OptionsFor(string volume) => new()
     {
@@ -50,6 +50,8 @@ public sealed record CacheSettings(
         ExtentIdleTimeout = ExtentIdleTimeout,
         CommitInterval = CommitInterval,
         FlusherTick = FlusherTick,
+        SnapshotSpace = SnapshotSpace,
+        SnapshotSpacePolicy = SnapshotSpacePolicy,
     };
 }
 
@@ -228,7 +230,10 @@ public static class NodeSettingsLoader
             read.Duration("cache.backing-write-delay", TimeSpan.Zero, "5ms"),
             read.Duration("cache.extent-idle-timeout", TimeSpan.FromMilliseconds(1), "30s"),
             read.Duration("cache.commit-interval", TimeSpan.FromMilliseconds(1), "1s"),
-            read.Duration("cache.flusher-tick", TimeSpan.FromMilliseconds(1), "200ms"));
+            read.Duration("cache.flusher-tick", TimeSpan.FromMilliseconds(1), "200ms"),
+            read.Size("cache.snapshot-space", 0),
+            read.Choice("cache.snapshot-space-policy", ("expire-oldest", ActorCache.Cache.SnapshotSpacePolicy.ExpireOldest),
+                ("protect", ActorCache.Cache.SnapshotSpacePolicy.Protect)));
     }
 
     /// <summary>Where a volume's backing lives when the user names none.</summary>

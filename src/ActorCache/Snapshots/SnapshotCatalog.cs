@@ -28,5 +28,5 @@ public sealed class SnapshotCatalog
             .OrderBy(s => s.Volume, StringComparer.Ordinal).ThenBy(s => s.Generation).ThenBy(s => s.Name, StringComparer.Ordinal)];
 
     /// <summary>The batch sequence numbers a volume's kept snapshots protect.</summary>
-    public IReadOnlyList<long> KeptSequences(string volume) => [.. List(volume).Select(s => s.Sequence).Distinct()];
+    public IReadOnlyList<long> KeptSequences(string volume) => [.. List(volume).Where(s => s.Expired is null).Select(s => s.Sequence)];
 }

@@ -11,6 +11,9 @@ namespace ActorCache.Snapshots;
 /// </summary>
 public sealed record SnapshotRecord(string Volume, string Name, long Generation, long TimeMicros, long Sequence, long EndAddress, DateTimeOffset Created)
 {
+    /// <summary>Set when the snapshot was given up to stay within cache.snapshot-space (policy expire-oldest): it no longer reads.</summary>
+    public DateTimeOffset? Expired { get; init; }
+
     public ActorCache.Cache.SyncPoint Point => new(Generation, TimeMicros, Sequence, EndAddress);
 
     /// <summary>The NBD export that serves it.</summary>
@@ -34,6 +37,13 @@ public sealed class SnapshotRegistry : ReceivePersistentActor
     {
         Recover<SnapshotKept>(e => _snapshots[(e.Snapshot.Volume, e.Snapshot.Name)] = e.Snapshot);
         Recover<SnapshotDeleted>(e => _snapshots.Remove((e.Volume, e.Name)));
+        Recover<SnapshotExpired>(Apply);
+        Command<ExpireSnapshots>(expire =>
+        {
+            var expired = _snapshots.Values.Where(s => s.Volume == expire.Volume && s.Sequence == expire.Sequence && s.Expired is null)
+                .Select(s => new SnapshotExpired(s.Volume, s.Name, DateTimeOffset.UtcNow)).ToList();
+            PersistAll(expired, Apply);
+        });
         Command<ListSnapshots>(_ => Sender.Tell(new SnapshotList([.. _snapshots.Values
             .OrderBy(s => s.Volume, StringComparer.Ordinal).ThenBy(s => s.Generation).ThenBy(s => s.Name, StringComparer.Ordinal)])));
         Command<KeepSnapshot>(keep =>
@@ -68,6 +78,12 @@ public sealed class SnapshotRegistry : ReceivePersistentActor
         });
     }
 
+    private void Apply(SnapshotExpired expired)
+    {
+        if (_snapshots.TryGetValue((expired.Volume, expired.Name), out var snapshot))
+            _snapshots[(expired.Volume, expired.Name)] = snapshot with { Expired = expired.At };
+    }
+
     protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)
     {
         Log.Error(cause, "metadata store rejected {0}", @event);
@@ -93,6 +109,12 @@ public sealed record SnapshotRefused(string Reason);
 
 /// <summary>Journal event: a snapshot was kept.</summary>
 public sealed record SnapshotKept(SnapshotRecord Snapshot);
+
+/// <summary>Every snapshot of <paramref name="Volume"/> at batch <paramref name="Sequence"/> expired (its point was given up).</summary>
+public sealed record ExpireSnapshots(string Volume, long Sequence);
+
+/// <summary>Journal event: a snapshot expired.</summary>
+public sealed record SnapshotExpired(string Volume, string Name, DateTimeOffset At);
 
 /// <summary>Journal event: a snapshot was deleted.</summary>
 public sealed record SnapshotDeleted(string Volume, string Name);

@@ -69,13 +69,27 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
         var reply = await snapshotRegistry.Ask<object>(new DeleteSnapshot(volume, name), AskTimeout, ct);
         if (reply is SnapshotRefused refused) throw new SnapshotRefusedException(refused.Reason);
         catalog.Remove(volume, name);
-        // Another snapshot may name the same point: it stays protected (points are counted).
-        if (exports.TryGet(volume, out var export)) await export.Target.TrySendAsync(new ReleasePoint(snapshot.Sequence), ct);
+        // Another snapshot may name the same point: it stays protected (points are counted). An expired one protects nothing.
+        if (snapshot.Expired is null && exports.TryGet(volume, out var export)) await export.Target.TrySendAsync(new ReleasePoint(snapshot.Sequence), ct);
         logger.LogInformation("snapshot {Export} deleted", snapshot.Export);
         return snapshot;
     }
 
     public IReadOnlyList<SnapshotRecord> List(string? volume = null) => catalog.List(volume);
+
+    /// <summary>
+    /// The cache gave up a kept point to stay within cache.snapshot-space: every snapshot of the volume at
+    /// it is marked expired (durably), stays listed as such, and no longer reads.
+    /// </summary>
+    public void MarkExpired(string volume, long sequence)
+    {
+        foreach (var snapshot in catalog.List(volume).Where(s => s.Sequence == sequence && s.Expired is null))
+        {
+            catalog.Add(snapshot with { Expired = DateTimeOffset.UtcNow });
+            logger.LogWarning("snapshot {Export} EXPIRED: kept snapshots needed more than cache.snapshot-space; it no longer reads", snapshot.Export);
+        }
+        _ = registry.GetAsync<SnapshotRegistry>().ContinueWith(r => r.Result.Tell(new ExpireSnapshots(volume, sequence)), TaskContinuationOptions.OnlyOnRanToCompletion);
+    }
 
     /// <summary>The volume's restorable points, oldest first (empty for a volume without a log).</summary>
     public async Task<IReadOnlyList<HistoryEntry>> HistoryAsync(string volume, CancellationToken ct)

@@ -54,7 +54,11 @@ public sealed class ExportCatalog(string defaultExport, SnapshotCatalog? snapsho
         if (PointSpec.TryParse(spec, DateTimeOffset.UtcNow, out var parsed))
             (query, what) = (parsed!, $"as of {spec}");
         else if (_snapshots.Find(volumeName, spec) is { } snapshot)
+        {
+            if (snapshot.Expired is { } expired)
+                throw new NbdProtocolException($"snapshot {snapshot.Export} expired at {expired:yyyy-MM-ddTHH:mm:ssZ} (kept snapshots needed more than cache.snapshot-space)");
             (query, what) = (PointQuery.Known(snapshot.Point), $"snapshot {spec}");
+        }
         else
             throw new NbdProtocolException($"volume {volumeName} has no snapshot named '{spec}', and '{spec}' is not a point ({PointSpec.Forms})");
 
@@ -87,7 +91,7 @@ public sealed class ExportCatalog(string defaultExport, SnapshotCatalog? snapsho
     public IReadOnlyList<NbdExport> List()
     {
         var snapshots = _snapshots.List()
-            .Where(s => _exports.ContainsKey(s.Volume))
+            .Where(s => _exports.ContainsKey(s.Volume) && s.Expired is null)
             .Select(s => new NbdExport(s.Export, $"ActorCache snapshot {s.Name} of {s.Volume}: generation {s.Generation}, " +
                                                  $"{s.Point.Time:yyyy-MM-ddTHH:mm:ss.fffZ}, read-only", _exports[s.Volume].Target, ReadOnly: true));
         return [.. _exports.Values.Concat(snapshots).OrderBy(e => e.Name, StringComparer.Ordinal)];

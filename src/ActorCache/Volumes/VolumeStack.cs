@@ -21,8 +21,9 @@ public static class VolumeStack
         !definition.ReadOnly && (definition.Mode != VolumeMode.PassThrough || Directory.Exists(settings.OptionsFor(definition.Name).LogDirectory));
 
     /// <param name="kept">The batch sequences of the volume's kept snapshots: protected from the start.</param>
+    /// <param name="expired">Told the batch sequence of a kept point the cache gave up to stay within snapshot-space.</param>
     public static async Task<Volume> OpenAsync(VolumeDefinition definition, CacheSettings settings, RingBuffer ring, ILoggerFactory loggers,
-        IActorRefFactory actors, IReadOnlyList<long>? kept = null)
+        IActorRefFactory actors, IReadOnlyList<long>? kept = null, Action<long>? expired = null)
     {
         var logger = loggers.CreateLogger("ActorCache.Volume." + definition.Name);
         IBlockTarget backing = OpenBacking(definition);
@@ -43,6 +44,7 @@ public static class VolumeStack
         try
         {
             cache = WriteBackCache.Open(definition.Name, backing, ring, options, CacheModeOf(definition.Mode), logger, actors, progress, kept: kept);
+            if (expired is not null) cache.PointExpired += expired;
         }
         catch
         {
