@@ -226,6 +226,11 @@ public sealed class WriteBackCache : IBlockTarget
             return;
         }
         var ticket = _writer.CommitStaged(staged);
+        while (ticket == AppendQueue.Paused)
+        {
+            await _queue.Resumed.ConfigureAwait(false); // a barrier across volumes holds writes for a moment
+            ticket = _writer.CommitStaged(staged);
+        }
         if (fua) await WaitDurableAsync(ticket).ConfigureAwait(false);
     }
 
@@ -354,6 +359,12 @@ public sealed class WriteBackCache : IBlockTarget
                 return true;
             case ReleasePoint release:
                 Unprotect(release.Sequence);
+                return true;
+            case PauseWrites:
+                _queue.Pause();
+                return true;
+            case ResumeWrites:
+                _queue.Resume();
                 return true;
             default:
                 return await _backing.TrySendAsync(message, cancellationToken).ConfigureAwait(false);

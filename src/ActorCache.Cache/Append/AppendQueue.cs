@@ -75,8 +75,39 @@ internal sealed class AppendQueue
         lock (_gate)
         {
             if (_closed is { } closed) throw closed;
+            if (_paused is not null) return Paused;
             return queue(this, ref state);
         }
+    }
+
+    /// <summary>What <see cref="Append{TState}"/> returns while writes are paused: wait for <see cref="Resumed"/>, then append again.</summary>
+    public const long Paused = -1;
+
+    private TaskCompletionSource? _paused;
+
+    /// <summary>Completes when writes are accepted again (at once when they are not paused).</summary>
+    public Task Resumed
+    {
+        get
+        {
+            lock (_gate) return _paused?.Task ?? Task.CompletedTask;
+        }
+    }
+
+    /// <summary>
+    /// Holds new writes back (they wait, claimed slots and all) until <see cref="Resume"/>: a barrier
+    /// across volumes, so a snapshot of several holds every write acknowledged before it and none after.
+    /// </summary>
+    public void Pause()
+    {
+        lock (_gate) _paused ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    public void Resume()
+    {
+        TaskCompletionSource? paused;
+        lock (_gate) (paused, _paused) = (_paused, null);
+        paused?.TrySetResult();
     }
 
     /// <summary>Gives a record the next ticket and queues it for the flusher. Only inside <see cref="Append{TState}"/>.</summary>

@@ -28,10 +28,15 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
         try
         {
             await ClaimAsync(slots.AsMemory(0, count), ct).ConfigureAwait(false);
-            var state = new DataWrite(this, offset, data.Span, slots.AsSpan(0, count));
             try
             {
-                return queue.Append(ref state, static (q, ref s) => s.Writer.QueueDataLocked(q, ref s));
+                while (true)
+                {
+                    var state = new DataWrite(this, offset, data.Span, slots.AsSpan(0, count));
+                    var ticket = queue.Append(ref state, static (q, ref s) => s.Writer.QueueDataLocked(q, ref s));
+                    if (ticket != AppendQueue.Paused) return ticket;
+                    await queue.Resumed.ConfigureAwait(false);
+                }
             }
             catch
             {
@@ -63,10 +68,15 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
         try
         {
             if (slotCount > 0) await ClaimAsync(slots.AsMemory(0, slotCount), ct).ConfigureAwait(false);
-            var state = new ZeroWrite(this, offset, offset + length, first, count, type, headPartial, tailPartial, slots.AsSpan(0, slotCount));
             try
             {
-                return queue.Append(ref state, static (q, ref s) => s.Writer.QueueZeroLocked(q, ref s));
+                while (true)
+                {
+                    var state = new ZeroWrite(this, offset, offset + length, first, count, type, headPartial, tailPartial, slots.AsSpan(0, slotCount));
+                    var ticket = queue.Append(ref state, static (q, ref s) => s.Writer.QueueZeroLocked(q, ref s));
+                    if (ticket != AppendQueue.Paused) return ticket;
+                    await queue.Resumed.ConfigureAwait(false);
+                }
             }
             catch
             {
@@ -106,7 +116,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
         }
     }
 
-    /// <summary>The payload is in the staged slots: queue the write. Returns its ticket.</summary>
+    /// <summary>The payload is in the staged slots: queue the write. Returns its ticket, or <see cref="AppendQueue.Paused"/> (wait for <see cref="AppendQueue.Resumed"/> and commit again).</summary>
     public long CommitStaged(StagedWrite staged)
     {
         var state = new StagedCommit(staged.Offset >> BlockShift, staged.Tokens);
@@ -118,7 +128,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
                 for (var i = 0; i < s.Slots.Length; i++) q.PointLocked(s.First + i, BlockIndex.Encode(BlockLocation.Ring, s.Slots[i]));
                 return ticket;
             });
-            staged.Clear();
+            if (ticket != AppendQueue.Paused) staged.Clear();
             return ticket;
         }
         catch

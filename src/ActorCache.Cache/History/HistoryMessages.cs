@@ -46,3 +46,11 @@ public sealed record KeepPoint(PointQuery Query) : TargetMessage
 
 /// <summary>Lets a kept point go (its snapshot was deleted).</summary>
 public sealed record ReleasePoint(long Sequence) : TargetMessage;
+
+/// <summary>
+/// Holds new writes back until <see cref="ResumeWrites"/> (writes already acknowledged stay): the barrier
+/// of a snapshot across several volumes. Whoever pauses must resume, also when it fails.
+/// </summary>
+public sealed record PauseWrites : TargetMessage;
+
+public sealed record ResumeWrites : TargetMessage;

@@ -30,13 +30,80 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
         : null;
 
     /// <summary>Keeps <paramref name="volume"/> at <paramref name="at"/> (null: now, after a FLUSH) as snapshot <paramref name="name"/>.</summary>
-    public async Task<SnapshotRecord> CreateAsync(string volume, string name, PointQuery? at, CancellationToken ct)
+    public async Task<SnapshotRecord> CreateAsync(string volume, string name, PointQuery? at, CancellationToken ct) =>
+        (await CreateAsync([volume], name, at, ct))[0];
+
+    /// <summary>
+    /// Keeps several volumes as snapshots of one name. Now (no point given) is one barrier across them:
+    /// new writes to all of them wait while each is flushed, so every write acknowledged before the
+    /// barrier is in each snapshot and none acknowledged after it. All or nothing.
+    /// </summary>
+    public async Task<IReadOnlyList<SnapshotRecord>> CreateAsync(IReadOnlyList<string> volumes, string name, PointQuery? at, CancellationToken ct)
     {
         if (CheckName(name) is { } bad) throw new SnapshotRefusedException(bad);
-        var target = VolumeTarget(volume);
-        if (catalog.Find(volume, name) is not null) throw new SnapshotRefusedException($"volume {volume} already has a snapshot named {name}");
-        if (at is null) await target.FlushAsync(ct); // "now" is the generation this FLUSH closes
-        var keep = new KeepPoint(at ?? PointQuery.Newest);
+        if (volumes.Count == 0 || volumes.Distinct().Count() != volumes.Count) throw new SnapshotRefusedException("name each volume once");
+        var targets = volumes.Select(VolumeTarget).ToList();
+        foreach (var volume in volumes)
+            if (catalog.Find(volume, name) is not null) throw new SnapshotRefusedException($"volume {volume} already has a snapshot named {name}");
+
+        var points = new List<SyncPoint>();
+        try
+        {
+            if (at is null && targets.Count > 1)
+            {
+                foreach (var target in targets) await target.TrySendAsync(new PauseWrites(), ct);
+                try
+                {
+                    foreach (var target in targets) await target.FlushAsync(ct).AsTask().WaitAsync(BarrierTimeout, ct);
+                    for (var i = 0; i < targets.Count; i++) points.Add(await KeepAsync(volumes[i], targets[i], PointQuery.Newest, ct));
+                }
+                finally
+                {
+                    foreach (var target in targets) await target.TrySendAsync(new ResumeWrites(), CancellationToken.None);
+                }
+            }
+            else
+            {
+                for (var i = 0; i < targets.Count; i++)
+                {
+                    if (at is null) await targets[i].FlushAsync(ct); // "now" is the generation this FLUSH closes
+                    points.Add(await KeepAsync(volumes[i], targets[i], at ?? PointQuery.Newest, ct));
+                }
+            }
+
+            var records = new List<SnapshotRecord>();
+            var snapshotRegistry = await registry.GetAsync<SnapshotRegistry>(ct);
+            foreach (var (volume, point) in volumes.Zip(points))
+            {
+                var record = new SnapshotRecord(volume, name, point.Generation, point.TimeMicros, point.Sequence, point.EndAddress, DateTimeOffset.UtcNow);
+                if (await snapshotRegistry.Ask<object>(new KeepSnapshot(record), AskTimeout, ct) is SnapshotRefused refused)
+                {
+                    foreach (var done in records) await snapshotRegistry.Ask<object>(new DeleteSnapshot(done.Volume, done.Name), AskTimeout, CancellationToken.None);
+                    throw new SnapshotRefusedException(refused.Reason);
+                }
+                records.Add(record);
+            }
+            foreach (var record in records)
+            {
+                catalog.Add(record);
+                logger.LogInformation("snapshot {Export} kept: generation {Generation} of {Time:yyyy-MM-ddTHH:mm:ss.fffZ}", record.Export, record.Generation,
+                    record.Point.Time);
+            }
+            return records;
+        }
+        catch
+        {
+            for (var i = 0; i < points.Count; i++) await targets[i].TrySendAsync(new ReleasePoint(points[i].Sequence), CancellationToken.None);
+            throw;
+        }
+    }
+
+    /// <summary>Longest a barrier across volumes holds their writes back.</summary>
+    private static readonly TimeSpan BarrierTimeout = TimeSpan.FromSeconds(30);
+
+    private static async Task<SyncPoint> KeepAsync(string volume, IBlockTarget target, PointQuery query, CancellationToken ct)
+    {
+        var keep = new KeepPoint(query);
         try
         {
             if (!await target.TrySendAsync(keep, ct)) throw new SnapshotRefusedException($"volume {volume} keeps no history (pass-through volumes have no log)");
@@ -45,18 +112,7 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
         {
             throw new SnapshotRefusedException(e.Message);
         }
-        var point = keep.Result!.Value;
-        var record = new SnapshotRecord(volume, name, point.Generation, point.TimeMicros, point.Sequence, point.EndAddress, DateTimeOffset.UtcNow);
-        var snapshotRegistry = await registry.GetAsync<SnapshotRegistry>(ct);
-        var reply = await snapshotRegistry.Ask<object>(new KeepSnapshot(record), AskTimeout, ct);
-        if (reply is SnapshotRefused refused)
-        {
-            await target.TrySendAsync(new ReleasePoint(point.Sequence), ct);
-            throw new SnapshotRefusedException(refused.Reason);
-        }
-        catalog.Add(record);
-        logger.LogInformation("snapshot {Export} kept: generation {Generation} of {Time:yyyy-MM-ddTHH:mm:ss.fffZ}", record.Export, record.Generation, point.Time);
-        return record;
+        return keep.Result!.Value;
     }
 
     /// <summary>Deletes a snapshot: refused while a client reads its export.</summary>
