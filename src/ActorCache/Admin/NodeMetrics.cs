@@ -20,6 +20,7 @@ public sealed class NodeMetrics
     private readonly Counter _batchesWritten, _syncs, _syncPointRecords, _corruptRecords, _tornTails;
     private readonly Gauge _logCapacity;
     private readonly Gauge _snapshots, _preservedBytes, _preservedBlocks, _oldestRestorable;
+    private readonly Counter _expired;
     private readonly ActorCache.Snapshots.SnapshotCatalog _snapshotCatalog;
     private readonly Counter _blocksDestaged, _ringWaits, _retentionShrinks;
     private readonly Gauge _ringSlots, _ringFreeSlots;
@@ -59,6 +60,8 @@ public sealed class NodeMetrics
         _preservedBytes = VolumeGauge("actorcache_snapshot_preserved_bytes",
             "Bytes held for kept snapshots and open views of the past: backing blocks copied aside before the destager overwrote them.");
         _preservedBlocks = VolumeGauge("actorcache_snapshot_preserved_blocks", "4 KiB backing blocks copied aside for kept snapshots (copy-on-write).");
+        _expired = VolumeCounter("actorcache_snapshots_expired_total",
+            "Kept snapshots given up to stay within cache.snapshot-space (policy expire-oldest); `snapshot list` shows them as expired.");
         _oldestRestorable = VolumeGauge("actorcache_history_oldest_restorable_seconds",
             "Unix time of the oldest point the volume can be brought back to without a snapshot (0 when there is none).");
         _logCapacity = VolumeGauge("actorcache_log_capacity_bytes",
@@ -112,6 +115,7 @@ public sealed class NodeMetrics
         _preservedBytes.WithLabels(name).Set(cache.PreservedBytes);
         _preservedBlocks.WithLabels(name).Set(cache.PreservedBlocks);
         _oldestRestorable.WithLabels(name).Set(cache.OldestRestorableMicros / 1e6);
+        _expired.WithLabels(name).IncTo(cache.ExpiredSnapshots);
         _blocksDestaged.WithLabels(name).IncTo(cache.BlocksDestaged);
         _ringWaits.WithLabels(name).IncTo(cache.RingWaits);
         _retentionShrinks.WithLabels(name).IncTo(cache.RetentionShrinks);
