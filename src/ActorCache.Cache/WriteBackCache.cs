@@ -307,10 +307,12 @@ public sealed class WriteBackCache : IBlockTarget
     /// Keeps the sync point whose batch is <paramref name="sequence"/> restorable from now on, however far
     /// the destager goes (a kept snapshot): false when it is no longer restorable.
     /// </summary>
-    public Task<bool> ProtectAsync(long sequence)
+    public Task<bool> ProtectAsync(long sequence) => ProtectAsync(sequence, kept: true);
+
+    private Task<bool> ProtectAsync(long sequence, bool kept)
     {
         var done = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
-        _destager.Tell(new DestagerActor.Protect(sequence, done));
+        _destager.Tell(new DestagerActor.Protect(sequence, kept, done));
         return done.Task;
     }
 
@@ -333,6 +335,36 @@ public sealed class WriteBackCache : IBlockTarget
         _destager.Tell(new DestagerActor.OpenView(point.Sequence, Index.Blocks, done));
         var index = await done.Task.ConfigureAwait(false) ?? throw NotRestorable(PointQuery.Known(point));
         return new GenerationView(_name, point, index, _medium, _backing, _store, () => _protected.Remove(point.Sequence, kept: false));
+    }
+
+    /// <summary>The byte ranges that may differ between two points (<paramref name="toQuery"/> null: now), in offset order.</summary>
+    private async Task<IReadOnlyList<ChangedRange>> DiffAsync(PointQuery fromQuery, PointQuery? toQuery)
+    {
+        var from = Resolve(fromQuery);
+        var to = toQuery is null ? (SyncPoint?)null : Resolve(toQuery);
+        if (to is { } end && end.Sequence < from.Sequence) throw new BlockTargetException(BlockError.InvalidRequest,
+            $"volume {_name}: {toQuery} is older than {fromQuery}; name the older point first");
+        // Only a point the destager still honours can be compared: one the log covers, or a kept one.
+        if (!await ProtectAsync(from.Sequence, kept: false).ConfigureAwait(false)) throw NotRestorable(fromQuery);
+        try
+        {
+            var done = new TaskCompletionSource<SortedSet<long>>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _destager.Tell(new DestagerActor.Diff(from.Sequence, to?.Sequence, Index.Blocks, done));
+            var blocks = await done.Task.ConfigureAwait(false);
+            var ranges = new List<ChangedRange>();
+            foreach (var block in blocks)
+            {
+                var offset = block << LogFormat.BlockShift;
+                if (ranges.Count > 0 && ranges[^1].Offset + ranges[^1].Length == offset)
+                    ranges[^1] = ranges[^1] with { Length = ranges[^1].Length + LogFormat.BlockSize };
+                else ranges.Add(new ChangedRange(offset, LogFormat.BlockSize));
+            }
+            return ranges;
+        }
+        finally
+        {
+            _protected.Remove(from.Sequence, kept: false);
+        }
     }
 
     // ---- control and status -------------------------------------------------------------------
@@ -359,6 +391,9 @@ public sealed class WriteBackCache : IBlockTarget
                 return true;
             case ReleasePoint release:
                 Unprotect(release.Sequence);
+                return true;
+            case DiffPoints diff:
+                diff.Result = await DiffAsync(diff.From, diff.To).ConfigureAwait(false);
                 return true;
             case PauseWrites:
                 _queue.Pause();

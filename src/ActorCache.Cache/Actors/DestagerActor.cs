@@ -23,7 +23,10 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
     /// Keep the sync point whose batch is <paramref name="Sequence"/> restorable from now on (a kept
     /// snapshot); answered true, or false when the destager has already passed it.
     /// </summary>
-    public sealed record Protect(long Sequence, TaskCompletionSource<bool> Done);
+    public sealed record Protect(long Sequence, bool Kept, TaskCompletionSource<bool> Done);
+
+    /// <summary>The blocks that may differ between two points (<paramref name="To"/> null: the live volume); see <see cref="DestagePlanner.ChangedBetween"/>.</summary>
+    public sealed record Diff(long From, long? To, long Blocks, TaskCompletionSource<SortedSet<long>> Done);
 
     /// <summary>Protect the sync point (as <see cref="Protect"/>) and build the index of the volume at it; answered with the index, or null when it is gone.</summary>
     public sealed record OpenView(long Sequence, long Blocks, TaskCompletionSource<BlockIndex?> Done);
@@ -62,7 +65,7 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
             return DestageAsync();
         });
         // Between steps (the mailbox waits while a step runs), so no step already planned passes the point.
-        Receive<Protect>(m => m.Done.TrySetResult(_parts.Planner.TryProtect(m.Sequence, kept: true)));
+        Receive<Protect>(m => m.Done.TrySetResult(_parts.Planner.TryProtect(m.Sequence, m.Kept)));
         Receive<OpenView>(m =>
         {
             try
@@ -72,6 +75,17 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
             catch (Exception e)
             {
                 _parts.Space.Points.Remove(m.Sequence, kept: false);
+                m.Done.TrySetException(e);
+            }
+        });
+        Receive<Diff>(m =>
+        {
+            try
+            {
+                m.Done.TrySetResult(_parts.Planner.ChangedBetween(m.From, m.To, m.Blocks));
+            }
+            catch (Exception e)
+            {
                 m.Done.TrySetException(e);
             }
         });

@@ -170,6 +170,32 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
         _shrinkReported = true;
     }
 
+    /// <summary>
+    /// The blocks whose content may differ between the sync points whose batches are <paramref name="from"/>
+    /// and <paramref name="to"/> (null: the live volume), without reading a block: those written in the
+    /// log after <paramref name="from"/>, and, for what has been destaged since, those the destager
+    /// preserved for points at or before it. A superset: a block written back to its old content counts.
+    /// Walked between steps, like a view's index.
+    /// </summary>
+    public SortedSet<long> ChangedBetween(long from, long? to, long blocks)
+    {
+        var changed = new SortedSet<long>();
+        var until = to ?? long.MaxValue;
+        // Destaged after `from`: every overwrite of the backing since made a copy for it (it was protected then).
+        foreach (var (block, until2) in store.CopiesAfter(from))
+            if (until2 <= until && block < blocks) changed.Add(block);
+        _walker.Seek(window.Horizon, _horizonSequence);
+        while (_walker.Address < window.Tail && _walker.Sequence <= until)
+        {
+            if (!_walker.TryRead()) break; // the end of what is written
+            if (_walker.Sequence > from)
+                foreach (var walked in _walker.Blocks())
+                    if (walked.Block < blocks) changed.Add(walked.Block);
+            _walker.Advance();
+        }
+        return changed;
+    }
+
     /// <summary>Records a new snapshot store length (after compaction) in the checkpoint, at the same horizon.</summary>
     public void SaveStoreLength(long length) =>
         new Checkpoint(checkpoint.VolumeId, window.Horizon, _horizonSequence, _horizonGeneration, length).Save(options.LogDirectory);

@@ -54,3 +54,15 @@ public sealed record ReleasePoint(long Sequence) : TargetMessage;
 public sealed record PauseWrites : TargetMessage;
 
 public sealed record ResumeWrites : TargetMessage;
+
+/// <summary>A byte range whose content may differ between two points of a volume.</summary>
+public readonly record struct ChangedRange(long Offset, long Length);
+
+/// <summary>
+/// The byte ranges whose content may differ between two points (<see cref="To"/> null: the live volume),
+/// from the log and the snapshot store, without reading every block; offset order, no false negatives.
+/// </summary>
+public sealed record DiffPoints(PointQuery From, PointQuery? To) : TargetMessage
+{
+    public IReadOnlyList<ChangedRange>? Result { get; set; }
+}

@@ -164,6 +164,14 @@ internal sealed class SnapshotStore : IDisposable
         return false;
     }
 
+    /// <summary>Every (block, until) of copies made after the point whose batch is <paramref name="sequence"/>: the blocks the destager overwrote since.</summary>
+    public IEnumerable<(long Block, long Until)> CopiesAfter(long sequence)
+    {
+        foreach (var (block, copies) in _file.Copies)
+            foreach (var copy in copies)
+                if (copy.Until > sequence) yield return (block, copy.Until);
+    }
+
     /// <summary>Reads a preserved copy and checks it against its checksum: a damaged copy is never served.</summary>
     public static void Read(in Copy copy, long block, Span<byte> destination)
     {
