@@ -56,7 +56,7 @@ public sealed class WriteBackCache : IBlockTarget
         VolumeId = checkpoint.VolumeId;
         _damage = LogDamage.From(recovery);
         _history = new LogHistory(recovery.SyncPoints);
-        _barrier = new DurabilityBarrier(_history, recovery.Generation - 1);
+        _barrier = new DurabilityBarrier(_history, recovery.Generation - 1, recovery.NextSequence - 1);
         _window = new LogWindow(checkpoint.Horizon, recovery.Tail, options.LogCapacity);
         _queue = new AppendQueue(index, ring.SlotCount);
         _reader = new CacheReader(ring, medium, backing, _damage, name);

@@ -19,7 +19,7 @@ public sealed class DurabilityBarrierTests : IDisposable
 
         public void OnBatch(LoggedBatch batch)
         {
-            if (batch.CompletedTicket > 0) Interlocked.Exchange(ref Received, batch.CompletedTicket);
+            Interlocked.Exchange(ref Received, batch.Header.Sequence);
             batch.Release();
         }
 
@@ -30,7 +30,7 @@ public sealed class DurabilityBarrierTests : IDisposable
     public async Task A_flush_waits_for_every_participant_and_not_for_one_that_left()
     {
         await using var cache = _fixture.Open(Size, _fixture.Options());
-        var participant = cache.Barrier.Join("peer b", durableTicket: 0);
+        var participant = cache.Barrier.Join("peer b", durableSequence: 0);
         var peer = new Peer(participant);
         using var subscription = cache.SubscribeBatches(peer);
 

@@ -99,6 +99,33 @@ public sealed class GenerationTests : IDisposable
     }
 
     [Fact]
+    public async Task A_flush_after_the_periodic_commit_made_its_writes_durable_waits_for_its_sync_point_record_to_be_durable()
+    {
+        // The write is made durable by the periodic commit, not by the FLUSH: the FLUSH then needs a
+        // sync-point record, and must not complete before that record is fdatasync'ed as well.
+        var options = _fixture.Options() with { CommitInterval = TimeSpan.FromMilliseconds(50) };
+        var recording = new RecordingMedium(new SegmentFiles(options.LogDirectory, options.SegmentSize));
+        await using var cache = _fixture.Open(Size, options, medium: recording);
+        await cache.WriteAsync(0, CacheFixture.Pattern(4096, 5), fua: false);
+        for (var deadline = DateTime.UtcNow.AddSeconds(10); recording.SyncCount == 0; await Task.Delay(20))
+            Assert.True(DateTime.UtcNow < deadline, "the periodic commit never ran");
+        await cache.FlushAsync();
+        Assert.Equal(2, cache.Generation);
+        Assert.Equal(1, cache.Statistics.SyncPointRecords);
+
+        // A power cut right now: everything up to the last fdatasync survives, nothing after it.
+        var image = Path.Combine(_fixture.Directory, "cut");
+        Directory.CreateDirectory(image);
+        File.Copy(Path.Combine(options.LogDirectory, Checkpoint.FileName), Path.Combine(image, Checkpoint.FileName));
+        using (var target = new SegmentFiles(image, options.SegmentSize)) recording.BuildCrashImage(target, recording.SyncCount, tornSectors: 0);
+        var backing = Path.Combine(image, "backing.img");
+        File.Copy(_fixture.BackingPath, backing);
+        await using var recovered = _fixture.Open(Size, options with { LogDirectory = image }, backing: FileBacking.Open(backing, Size, create: false));
+        Assert.Equal(2, recovered.Generation);
+        Assert.Equal(cache.History.ToList(), recovered.History.ToList());
+    }
+
+    [Fact]
     public async Task A_flush_with_nothing_new_closes_nothing_and_completes_at_once()
     {
         await using var cache = _fixture.Open(Size, _fixture.Options());

@@ -5,9 +5,11 @@ namespace ActorCache.Cache;
 /// <summary>
 /// Group commit's finish line (DESIGN §2, §4). A FLUSH or FUA waits here with its ticket (its place in
 /// log order) until a sync point covering it is durable for every participant: the local log always,
-/// and whoever else joins (a replicator adds "this peer has it durably" for protocol C). When that
-/// happens the sync point's generation is closed: it enters the <see cref="LogHistory"/> and every
-/// waiter it covers completes. One fdatasync (and one acknowledgement per peer) serves every waiter.
+/// and whoever else joins (a replicator adds "this peer has it durably" for protocol C). Participants
+/// say how far they have the log durably by batch sequence number, so a sync point closes only once
+/// its own batch (a sync-point record too) is durable everywhere. Then its generation is closed: it
+/// enters the <see cref="LogHistory"/> and every waiter it covers completes. One fdatasync (and one
+/// acknowledgement per peer) serves every waiter.
 /// </summary>
 /// <remarks>
 /// The flusher writes sync points (<see cref="SyncPointWritten"/>) and advances the local participant;
@@ -18,21 +20,21 @@ public sealed class DurabilityBarrier
 {
     private readonly Lock _gate = new();
     private readonly List<(long Ticket, TaskCompletionSource Done)> _waiters = [];
-    private readonly Queue<(long Ticket, SyncPoint Point)> _written = new();
+    private readonly Queue<(long Ticket, SyncPoint Point)> _written = new(); // sync points written, with the tickets they cover
     private readonly List<Participant> _participants = [];
     private readonly LogHistory _history;
     private long _closedTicket;
     private long _closedGeneration;
     private BlockTargetException? _refusal;
 
-    public DurabilityBarrier(LogHistory history, long lastClosedGeneration)
+    public DurabilityBarrier(LogHistory history, long lastClosedGeneration, long durableSequence)
     {
         _history = history;
         _closedGeneration = lastClosedGeneration;
-        Local = Join("local log", 0);
+        Local = Join("local log", durableSequence);
     }
 
-    /// <summary>The local log: durable through a ticket once the flusher's fdatasync covers it.</summary>
+    /// <summary>The local log: durable through a batch once the flusher's fdatasync covers it.</summary>
     public Participant Local { get; }
 
     /// <summary>The newest closed generation (0 when none has been closed yet).</summary>
@@ -53,10 +55,10 @@ public sealed class DurabilityBarrier
         }
     }
 
-    /// <summary>Adds a participant already durable through <paramref name="durableTicket"/>; waiters now also wait for it.</summary>
-    public Participant Join(string name, long durableTicket)
+    /// <summary>Adds a participant that has the log durably through batch <paramref name="durableSequence"/>; waiters now also wait for it.</summary>
+    public Participant Join(string name, long durableSequence)
     {
-        var participant = new Participant(this, name, durableTicket);
+        var participant = new Participant(this, name, durableSequence);
         lock (_gate) _participants.Add(participant);
         return participant;
     }
@@ -131,12 +133,12 @@ public sealed class DurabilityBarrier
         lock (_gate) _refusal = null;
     }
 
-    private void Advance(Participant participant, long ticket)
+    private void Advance(Participant participant, long sequence)
     {
         lock (_gate)
         {
-            if (ticket <= participant.DurableTicket) return;
-            participant.DurableTicket = ticket;
+            if (sequence <= participant.DurableSequence) return;
+            participant.DurableSequence = sequence;
         }
         CloseWhatIsDurable();
     }
@@ -146,9 +148,9 @@ public sealed class DurabilityBarrier
         lock (_gate)
         {
             var durable = long.MaxValue;
-            foreach (var participant in _participants) durable = Math.Min(durable, participant.DurableTicket);
+            foreach (var participant in _participants) durable = Math.Min(durable, participant.DurableSequence);
             var closed = false;
-            while (_written.TryPeek(out var next) && next.Ticket <= durable)
+            while (_written.TryPeek(out var next) && next.Point.Sequence <= durable)
             {
                 _written.Dequeue();
                 _closedTicket = next.Ticket;
@@ -171,19 +173,19 @@ public sealed class DurabilityBarrier
     {
         private readonly DurabilityBarrier _barrier;
 
-        internal Participant(DurabilityBarrier barrier, string name, long durableTicket)
+        internal Participant(DurabilityBarrier barrier, string name, long durableSequence)
         {
             _barrier = barrier;
             Name = name;
-            DurableTicket = durableTicket;
+            DurableSequence = durableSequence;
         }
 
         public string Name { get; }
 
-        /// <summary>Every write up to this ticket is durable here. Guarded by the barrier's lock.</summary>
-        public long DurableTicket { get; internal set; }
+        /// <summary>Every batch up to this sequence number is durable here. Guarded by the barrier's lock.</summary>
+        public long DurableSequence { get; internal set; }
 
-        /// <summary>Everything up to <paramref name="ticket"/> is durable here now.</summary>
-        public void Advance(long ticket) => _barrier.Advance(this, ticket);
+        /// <summary>Every batch up to <paramref name="sequence"/> is durable here now.</summary>
+        public void Advance(long sequence) => _barrier.Advance(this, sequence);
     }
 }

@@ -38,8 +38,8 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
     private long _generation = recovery.Generation;
     private long _durableSequence = recovery.NextSequence - 1;
     private long _lastTimeMicros = recovery.LastTimeMicros;
-    private long _syncPointTicket; // every ticket up to here is covered by a sync point already written
-    private long _durableTicket;   // every ticket up to here is in a fdatasync'ed part of the log
+    private long _syncPointTicket;   // every ticket up to here is covered by a sync point already written
+    private long _syncPointSequence; // the batch of the newest sync point written
     private DateTime _lastSync = DateTime.UtcNow;
     private readonly RepeatedLog _fileSystemFullWarning = new(logger, LogLevel.Warning);
     private DateTime _capacityCappedUntil; // while the file system was full, the capacity stays at what the log held
@@ -184,6 +184,7 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
         if (syncPoint)
         {
             _syncPointTicket = syncPointTicket;
+            _syncPointSequence = header.Sequence;
             barrier.SyncPointWritten(syncPointTicket, new SyncPoint(_generation, _lastTimeMicros, header.Sequence, address + size));
             _generation++;
         }
@@ -226,7 +227,7 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
     /// <summary>Group commit: one fdatasync for every FLUSH/FUA whose sync point is written but not yet durable here.</summary>
     public void SyncForWaiters()
     {
-        if (barrier.HasWaiters && _durableTicket < _syncPointTicket) Sync();
+        if (barrier.HasWaiters && _durableSequence < _syncPointSequence) Sync();
     }
 
     /// <summary>Without any FLUSH, a commit now and then bounds what a crash can take and lets the destager (which moves only durable history) make room.</summary>
@@ -238,15 +239,13 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
     /// <summary>fdatasyncs everything written so far; the local log is then durable through the written ticket.</summary>
     public void Sync()
     {
-        var ticket = queue.WrittenTicket;
         var tail = window.Tail;
         medium.Sync();
         _lastSync = DateTime.UtcNow;
         _durableSequence = _nextSequence - 1;
-        _durableTicket = Math.Max(_durableTicket, ticket);
         window.SetDurableTail(tail);
         health.CountSync();
-        barrier.Local.Advance(_durableTicket);
+        barrier.Local.Advance(_durableSequence);
     }
 }
 
