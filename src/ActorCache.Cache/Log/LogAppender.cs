@@ -161,12 +161,17 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
         header = new BatchHeader(_nextSequence, _generation, _lastTimeMicros, syncPoint ? LogFormat.SyncPointFlag : (ushort)0, volumeId,
             dataBlocks, _durableSequence, entries.Length);
         LogFormat.WriteHeader(_headerBlock, header, entries);
+        WipeFailedHeader();
         try
         {
             medium.Write(address, _gather);
         }
-        catch (BlockTargetException e) when (e.Error == BlockError.NoSpace)
+        catch (Exception e)
         {
+            // Part of the batch, its header included, may be on disk: wiped before anything else is written,
+            // or recovery would find it where the batch was meant to go and stop there.
+            _failedWriteAt = address;
+            if (e is not BlockTargetException { Error: BlockError.NoSpace }) throw;
             // The file system is full before the log is: the log is capped at the segment files it has,
             // so retention shrinks, and the oldest segment is destaged and freed to be reused in place.
             var horizon = window.Horizon;
@@ -178,6 +183,7 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
                                        "its segment files hold and the oldest is destaged to be reused");
             return AppendOutcome.FileSystemFull;
         }
+        _failedWriteAt = -1;
         window.SetTail(address + size);
         _nextSequence++;
         health.CountBatch();
@@ -198,6 +204,20 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
     public void RestoreCapacityIfDue()
     {
         if (window.Capacity < options.LogCapacity && DateTime.UtcNow >= _capacityCappedUntil) window.SetCapacity(options.LogCapacity);
+    }
+
+    private long _failedWriteAt = -1;
+
+    /// <summary>
+    /// After a failed write, the header it may have left is wiped (and that made durable) before the next
+    /// write: a batch retried elsewhere (a larger one, at the next segment) must not leave a valid header
+    /// of its sequence number behind, which recovery would take for a torn tail and cut flushed data off.
+    /// </summary>
+    private void WipeFailedHeader()
+    {
+        if (_failedWriteAt < 0) return;
+        medium.Discard(_failedWriteAt, BlockSize); // throws while the medium still fails: the flusher retries later
+        _failedWriteAt = -1;
     }
 
     /// <summary>Hands the batch just written to every subscriber (with its slots), or gives the slots back to the ring.</summary>

@@ -252,10 +252,18 @@ public sealed class SegmentFiles : ILogMedium
         {
             // No hole punching: overwrite with zeroes instead.
             var zeroes = new byte[1 << 20];
-            for (var done = 0L; done < length; done += zeroes.Length)
-                RandomAccess.Write(handle, zeroes.AsSpan(0, (int)Math.Min(zeroes.Length, length - done)), address % SegmentSize + done);
+            try
+            {
+                for (var done = 0L; done < length; done += zeroes.Length)
+                    RandomAccess.Write(handle, zeroes.AsSpan(0, (int)Math.Min(zeroes.Length, length - done)), address % SegmentSize + done);
+            }
+            catch (IOException e)
+            {
+                BlockThrow.Error(BlockError.Io, $"cannot wipe {length} bytes of {PathOf(address / SegmentSize)}: {e.Message}", e);
+            }
         }
-        LibC.DataSync(handle);
+        errno = LibC.DataSync(handle);
+        if (errno != 0) BlockThrow.FromErrno(errno, "fdatasync", PathOf(address / SegmentSize));
     }
 
     public void Release(long segment)

@@ -54,8 +54,10 @@ public static class LogRecovery
         while (true)
         {
             var found = walker.TryRead();
-            var dataOk = found && walker.Header.DataBlocks <= maxBatchBlocks && walker.TryReadData(data) &&
-                         DataMatches(walker.Entries, data);
+            var dataOk = found && DataOk(walker, data, maxBatchBlocks);
+            // A write that failed part-way can leave a header where the batch was first meant to go; the
+            // batch then went to the next segment start: a valid copy there is the one.
+            if (found && !dataOk && walker.TryReadAtNextSegment()) dataOk = DataOk(walker, data, maxBatchBlocks);
             if (!dataOk)
             {
                 // The end of the log, or damage. A later record that was written after this one was
@@ -120,6 +122,9 @@ public static class LogRecovery
             TornTail = torn,
         };
     }
+
+    private static bool DataOk(LogWalker walker, byte[] data, int maxBatchBlocks) =>
+        walker.Header.DataBlocks <= maxBatchBlocks && walker.TryReadData(data) && DataMatches(walker.Entries, data);
 
     private static bool DataMatches(ReadOnlySpan<LogEntry> entries, byte[] data)
     {

@@ -58,6 +58,20 @@ public sealed class LogWalker
         return true;
     }
 
+    /// <summary>
+    /// Reads the batch expected next at the next segment start only: where it went when a first attempt at
+    /// the current address failed and left a header there (recovery checks it when that one's data is bad).
+    /// </summary>
+    public bool TryReadAtNextSegment()
+    {
+        if (Address % _medium.SegmentSize == 0) return false;
+        var next = (Address / _medium.SegmentSize + 1) * _medium.SegmentSize;
+        if (!_reader.TryReadAt(next, out var header) || header.Sequence != Sequence) return false;
+        Address = next;
+        Header = header;
+        return true;
+    }
+
     /// <summary>Moves past the current batch.</summary>
     public void Advance()
     {
