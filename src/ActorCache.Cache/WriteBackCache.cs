@@ -58,7 +58,7 @@ public sealed class WriteBackCache : IBlockTarget
         _history = new LogHistory(recovery.SyncPoints);
         _barrier = new DurabilityBarrier(_history, recovery.Generation - 1, recovery.NextSequence - 1);
         _window = new LogWindow(checkpoint.Horizon, recovery.Tail, options.LogCapacity);
-        _queue = new AppendQueue(index, ring.SlotCount);
+        _queue = new AppendQueue(index, ring.SlotCount) { WriteBack = mode == CacheMode.WriteBack };
         _reader = new CacheReader(ring, medium, backing, _damage, name);
         _writer = new CacheWriter(name, ring, _queue, _reader, _flusherBell, _health, options);
         _appender = new LogAppender(name, medium, _queue, ring, _barrier, _window, _health, options, logger, checkpoint.VolumeId, recovery);
@@ -184,7 +184,9 @@ public sealed class WriteBackCache : IBlockTarget
             return;
         }
         var ticket = await _writer.WriteAsync(offset, data, cancellationToken).ConfigureAwait(false);
-        if (fua) await WaitDurableAsync(ticket).ConfigureAwait(false);
+        if (ticket == AppendQueue.NotWriteBack)
+            await _backing.WriteAsync(offset, data, fua || _mode == CacheMode.WriteThrough, cancellationToken).ConfigureAwait(false);
+        else if (fua) await WaitDurableAsync(ticket).ConfigureAwait(false);
     }
 
     public ValueTask TrimAsync(long offset, long length, bool fua, CancellationToken cancellationToken = default) =>
@@ -197,15 +199,15 @@ public sealed class WriteBackCache : IBlockTarget
     private async ValueTask ZeroAsync(long offset, long length, LogEntryType type, bool fastOnly, bool fua, CancellationToken ct)
     {
         ThrowIfReadOnly();
-        if (_mode != CacheMode.WriteBack)
+        var ticket = _mode == CacheMode.WriteBack ? await _writer.ZeroAsync(offset, length, type, ct).ConfigureAwait(false) : AppendQueue.NotWriteBack;
+        if (ticket != AppendQueue.NotWriteBack)
         {
-            var durable = fua || _mode == CacheMode.WriteThrough;
-            if (type == LogEntryType.Trim) await _backing.TrimAsync(offset, length, durable, ct).ConfigureAwait(false);
-            else await _backing.WriteZeroesAsync(offset, length, mayDeallocate: false, fastOnly, durable, ct).ConfigureAwait(false);
+            if (fua) await WaitDurableAsync(ticket).ConfigureAwait(false);
             return;
         }
-        var ticket = await _writer.ZeroAsync(offset, length, type, ct).ConfigureAwait(false);
-        if (fua) await WaitDurableAsync(ticket).ConfigureAwait(false);
+        var durable = fua || _mode == CacheMode.WriteThrough;
+        if (type == LogEntryType.Trim) await _backing.TrimAsync(offset, length, durable, ct).ConfigureAwait(false);
+        else await _backing.WriteZeroesAsync(offset, length, mayDeallocate: false, fastOnly, durable, ct).ConfigureAwait(false);
     }
 
     /// <summary>Staged writes (DESIGN §3): a whole-block write's payload is received straight into the ring slots it will be logged from.</summary>
@@ -228,10 +230,11 @@ public sealed class WriteBackCache : IBlockTarget
         var ticket = _writer.CommitStaged(staged);
         while (ticket == AppendQueue.Paused)
         {
-            await _queue.Resumed.ConfigureAwait(false); // a barrier across volumes holds writes for a moment
+            await _queue.Resumed.ConfigureAwait(false); // a barrier across volumes (or a mode switch) holds writes for a moment
             ticket = _writer.CommitStaged(staged);
         }
-        if (fua) await WaitDurableAsync(ticket).ConfigureAwait(false);
+        if (ticket == AppendQueue.NotWriteBack) await WriteStagedThroughAsync(staged, fua, cancellationToken).ConfigureAwait(false);
+        else if (fua) await WaitDurableAsync(ticket).ConfigureAwait(false);
     }
 
     public void AbandonStagedWrite(StagedWrite staged) => _writer.Abandon(staged);
@@ -441,12 +444,30 @@ public sealed class WriteBackCache : IBlockTarget
     public async Task SetModeAsync(CacheMode mode)
     {
         if (mode == _mode) return;
-        if (_mode == CacheMode.WriteBack)
+        if (_damage.Reason is { } damaged)
+            throw new InvalidOperationException($"volume {_name} is read-only with a damaged log ({damaged}); its mode cannot change");
+        if (_mode != CacheMode.WriteBack)
         {
-            await DrainAsync().ConfigureAwait(false);
-            if (_queue.HasPending) throw new InvalidOperationException("writes arrived while draining; retry the mode switch");
+            _mode = mode;
+            _queue.WriteBack = mode == CacheMode.WriteBack;
         }
-        _mode = mode;
+        else
+        {
+            // The bulk first, while writes go on; then the rest with new writes held back, so nothing
+            // enters the cache after it is empty: from then on writes go to the backing.
+            await DrainAsync().ConfigureAwait(false);
+            _queue.Pause();
+            try
+            {
+                await DrainAsync().ConfigureAwait(false);
+                _queue.WriteBack = false;
+                _mode = mode;
+            }
+            finally
+            {
+                _queue.Resume();
+            }
+        }
         _logger.LogInformation("volume {Name} is now {Mode}", _name, mode);
     }
 

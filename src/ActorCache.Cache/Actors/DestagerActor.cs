@@ -60,6 +60,12 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
         });
         ReceiveAsync<Drain>(m =>
         {
+            if (!_parts.Allowed())
+            {
+                m.Done.TrySetException(new BlockTargetException(BlockError.ReadOnly,
+                    $"volume {_parts.Name}: destaging is off (its log is damaged); it cannot be drained: copy the data off"));
+                return Task.CompletedTask;
+            }
             _drains.Add(m);
             _parts.Planner.RequestDrain(m.Target);
             return DestageAsync();

@@ -76,12 +76,34 @@ internal sealed class AppendQueue
         {
             if (_closed is { } closed) throw closed;
             if (_paused is not null) return Paused;
+            if (!_writeBack) return NotWriteBack;
             return queue(this, ref state);
         }
     }
 
     /// <summary>What <see cref="Append{TState}"/> returns while writes are paused: wait for <see cref="Resumed"/>, then append again.</summary>
     public const long Paused = -1;
+
+    /// <summary>What <see cref="Append{TState}"/> returns when the volume has left write-back: the write goes to the backing instead.</summary>
+    public const long NotWriteBack = -2;
+
+    private bool _writeBack = true;
+
+    /// <summary>
+    /// Whether writes are taken into the cache. Decided under the lock, so a write checks it in the same
+    /// step it queues in: no write can slip into the cache after a switch to write-through has drained it.
+    /// </summary>
+    public bool WriteBack
+    {
+        get
+        {
+            lock (_gate) return _writeBack;
+        }
+        set
+        {
+            lock (_gate) _writeBack = value;
+        }
+    }
 
     private TaskCompletionSource? _paused;
 

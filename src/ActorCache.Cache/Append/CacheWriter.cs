@@ -18,7 +18,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
     private const int BlockSize = LogFormat.BlockSize;
     private const int BlockShift = LogFormat.BlockShift;
 
-    /// <summary>Queues a data write; returns its ticket (its place in log order).</summary>
+    /// <summary>Queues a data write; returns its ticket (its place in log order), or <see cref="AppendQueue.NotWriteBack"/> when the volume left write-back.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<long> WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct)
     {
@@ -34,6 +34,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
                 {
                     var state = new DataWrite(this, offset, data.Span, slots.AsSpan(0, count));
                     var ticket = queue.Append(ref state, static (q, ref s) => s.Writer.QueueDataLocked(q, ref s));
+                    if (ticket == AppendQueue.NotWriteBack) Release(slots.AsSpan(0, count)); // the caller writes it through
                     if (ticket != AppendQueue.Paused) return ticket;
                     await queue.Resumed.ConfigureAwait(false);
                 }
@@ -74,6 +75,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
                 {
                     var state = new ZeroWrite(this, offset, offset + length, first, count, type, headPartial, tailPartial, slots.AsSpan(0, slotCount));
                     var ticket = queue.Append(ref state, static (q, ref s) => s.Writer.QueueZeroLocked(q, ref s));
+                    if (ticket == AppendQueue.NotWriteBack) Release(slots.AsSpan(0, slotCount)); // the caller writes it through
                     if (ticket != AppendQueue.Paused) return ticket;
                     await queue.Resumed.ConfigureAwait(false);
                 }
@@ -128,7 +130,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
                 for (var i = 0; i < s.Slots.Length; i++) q.PointLocked(s.First + i, BlockIndex.Encode(BlockLocation.Ring, s.Slots[i]));
                 return ticket;
             });
-            if (ticket != AppendQueue.Paused) staged.Clear();
+            if (ticket >= 0) staged.Clear();
             return ticket;
         }
         catch
