@@ -190,3 +190,30 @@ public sealed class BackpressureTests : IDisposable
         }
     }
 }
+
+/// <summary>
+/// A log of a single segment (what the node sizes a log to on a file system with room for one): a batch
+/// that does not fit in the rest of the segment seals it; once everything before is destaged, the
+/// horizon moves to the seal and the segment is reused, whatever the sizes.
+/// </summary>
+public sealed class OneSegmentLogTests : IDisposable
+{
+    private readonly CacheFixture _fixture = new();
+
+    public void Dispose() => _fixture.Dispose();
+
+    [Fact]
+    public async Task A_batch_larger_than_the_rest_of_the_only_segment_waits_for_destaging_not_forever()
+    {
+        var options = _fixture.Options(retention: TimeSpan.Zero, segmentSize: 64 << 10, capacity: 64 << 10) with { MaxBatchBlocks = 15 };
+        await using var cache = _fixture.Open(4 << 20, options);
+        for (var round = 0; round < 6; round++)
+        {
+            await cache.WriteAsync(0, CacheFixture.Pattern(5 * 4096, round), fua: true); // a 24 KiB batch
+            await cache.WriteAsync(1 << 20, CacheFixture.Pattern(15 * 4096, 100 + round), fua: true).AsTask().WaitAsync(TimeSpan.FromSeconds(20)); // 64 KiB: the whole segment
+        }
+        var read = new byte[15 * 4096];
+        await cache.ReadAsync(1 << 20, read);
+        Assert.Equal(CacheFixture.Pattern(15 * 4096, 105), read);
+    }
+}

@@ -214,14 +214,20 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
 
     /// <summary>
     /// With everything written destaged and the flusher gone on to a later segment (it sealed the rest
-    /// of the tail's), the segments below the seal hold nothing needed: they are released without
-    /// moving the horizon, so a log can reuse its one segment. True when any was released.
+    /// of the tail's), the segments below the seal hold nothing needed: the horizon moves to the seal and
+    /// they are released, so a log can reuse its one segment. True when the horizon moved.
     /// </summary>
     public bool ReleaseSealedSegments()
     {
         var horizon = window.Horizon;
         var sealedTo = window.Sealed;
-        return horizon == window.Tail && sealedTo > horizon && Release(sealedTo);
+        if (horizon != window.Tail || horizon != window.DurableTail || sealedTo <= horizon) return false;
+        // Nothing lies between the horizon and the seal: the horizon moves there (recovery looks for the
+        // next batch at that segment start), so the unused rest of the segment no longer counts as used.
+        new Checkpoint(checkpoint.VolumeId, sealedTo, _horizonSequence, _horizonGeneration, store.Length).Save(options.LogDirectory);
+        window.SetHorizon(sealedTo);
+        Release(sealedTo);
+        return true;
     }
 
     /// <summary>Releases every segment that ends at or before <paramref name="address"/>.</summary>
