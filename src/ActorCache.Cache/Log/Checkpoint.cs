@@ -5,27 +5,36 @@ namespace ActorCache.Cache;
 
 /// <summary>
 /// Where recovery starts: everything before <see cref="Horizon"/> is on the backing (destaged and
-/// fdatasync'ed), so replay reads only the log from there on. Written atomically (temporary file,
-/// fdatasync, rename, directory sync) by the destager each time it advances. Version 2 adds how long
-/// the snapshot store was when the step was complete: records past that were written after it and are
-/// checked in full when the volume opens (a torn one is cut off; it was never needed yet).
+/// fdatasync'ed), so replay reads only the log from there on; and how long the snapshot store was when
+/// the step was complete (records past that were written after it and are checked in full when the
+/// volume opens: a torn one is cut off, it was never needed yet).
+/// </summary>
+/// <remarks>
+/// The file (version 3, 8 KiB) holds two 4 KiB slots written in turn, each with a save counter and a
+/// CRC; the valid slot with the higher counter is the checkpoint. A save overwrites the older slot in
+/// place and fdatasyncs it, so it needs no free space (a log whose file system is full still moves its
+/// horizon) and a torn save leaves the previous checkpoint readable. Slot layout, little-endian:
 /// <code>
 /// offset size field
-///   0     8  magic "ACCKPT02" ("ACCKPT01": version 1, 52 bytes, without the store length)
+///   0     8  magic "ACCKPT03"
 ///   8    16  volume id
 ///  24     8  horizon: log address of the first batch still needed
 ///  32     8  sequence number of that batch
 ///  40     8  generation at the horizon
-///  48     8  snapshot store length (version 2)
-///  56     4  CRC32C of the bytes before it
+///  48     8  snapshot store length
+///  56     8  save counter
+///  64     4  CRC32C of the bytes before it
 /// </code>
-/// </summary>
+/// Older files are still read: version 1 ("ACCKPT01", 52 bytes: no store length) and version 2
+/// ("ACCKPT02", 60 bytes); the first save turns them into version 3.
+/// </remarks>
 public sealed record Checkpoint(Guid VolumeId, long Horizon, long Sequence, long Generation, long StoreLength = 0)
 {
     private const ulong MagicV1 = 0x313054504B434341; // "ACCKPT01"
-    private const ulong Magic = 0x323054504B434341; // "ACCKPT02"
-    private const int SizeV1 = 52;
-    private const int Size = 60;
+    private const ulong MagicV2 = 0x323054504B434341; // "ACCKPT02"
+    private const ulong Magic = 0x333054504B434341; // "ACCKPT03"
+    private const int SlotSize = 4096;
+    private const int RecordSize = 68;
     public const string FileName = "checkpoint";
 
     public static Checkpoint New() => new(Guid.NewGuid(), 0, 1, 1);
@@ -36,38 +45,96 @@ public sealed record Checkpoint(Guid VolumeId, long Horizon, long Sequence, long
         var path = Path.Combine(directory, FileName);
         if (!File.Exists(path)) return null;
         var bytes = File.ReadAllBytes(path);
-        var v1 = bytes.Length == SizeV1 && BinaryPrimitives.ReadUInt64LittleEndian(bytes) == MagicV1;
-        var v2 = bytes.Length == Size && BinaryPrimitives.ReadUInt64LittleEndian(bytes) == Magic;
-        var crcAt = bytes.Length - 4;
-        if (!(v1 || v2) || BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(crcAt)) != Crc32C.Compute(bytes.AsSpan(0, crcAt)))
-            throw new BlockTargetException(BlockError.Io,
-                $"log checkpoint {path} is damaged; the log cannot be replayed safely. Restore the volume from a replica or snapshot");
-        return new Checkpoint(new Guid(bytes.AsSpan(8, 16)),
-            BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(24)),
-            BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(32)),
-            BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(40)),
-            v2 ? BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(48)) : 0);
+        return Read(bytes, out _) ?? throw new BlockTargetException(BlockError.Io,
+            $"log checkpoint {path} is damaged; the log cannot be replayed safely. Restore the volume from a replica or snapshot");
     }
+
+    /// <summary>The checkpoint in a file's bytes (any version), with its save counter; null when no part of it is valid.</summary>
+    private static Checkpoint? Read(byte[] bytes, out long counter)
+    {
+        counter = 0;
+        if (bytes.Length is 52 or 60)
+        {
+            var magic = BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+            if (!(bytes.Length == 52 ? magic == MagicV1 : magic == MagicV2) ||
+                BinaryPrimitives.ReadUInt32LittleEndian(bytes.AsSpan(bytes.Length - 4)) != Crc32C.Compute(bytes.AsSpan(0, bytes.Length - 4)))
+                return null;
+            return Decode(bytes, bytes.Length == 60 ? BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(48)) : 0);
+        }
+        Checkpoint? best = null;
+        for (var slot = 0; slot + RecordSize <= bytes.Length && slot < 2 * SlotSize; slot += SlotSize)
+        {
+            var record = bytes.AsSpan(slot, RecordSize);
+            if (BinaryPrimitives.ReadUInt64LittleEndian(record) != Magic ||
+                BinaryPrimitives.ReadUInt32LittleEndian(record[64..]) != Crc32C.Compute(record[..64]))
+                continue;
+            var saved = BinaryPrimitives.ReadInt64LittleEndian(record[56..]);
+            if (best is not null && saved <= counter) continue;
+            (best, counter) = (Decode(record, BinaryPrimitives.ReadInt64LittleEndian(record[48..])), saved);
+        }
+        return best;
+    }
+
+    private static Checkpoint Decode(ReadOnlySpan<byte> bytes, long storeLength) => new(new Guid(bytes[8..24]),
+        BinaryPrimitives.ReadInt64LittleEndian(bytes[24..]),
+        BinaryPrimitives.ReadInt64LittleEndian(bytes[32..]),
+        BinaryPrimitives.ReadInt64LittleEndian(bytes[40..]),
+        storeLength);
 
     public void Save(string directory)
     {
-        var bytes = new byte[Size];
-        BinaryPrimitives.WriteUInt64LittleEndian(bytes, Magic);
-        VolumeId.TryWriteBytes(bytes.AsSpan(8, 16));
-        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(24), Horizon);
-        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(32), Sequence);
-        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(40), Generation);
-        BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(48), StoreLength);
-        BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(56), Crc32C.Compute(bytes.AsSpan(0, 56)));
-        var temporary = Path.Combine(directory, FileName + ".tmp");
-        using (var handle = File.OpenHandle(temporary, FileMode.Create, FileAccess.Write))
+        var path = Path.Combine(directory, FileName);
+        byte[]? existing = File.Exists(path) ? File.ReadAllBytes(path) : null;
+        long counter = 0;
+        var current = existing is { Length: 2 * SlotSize } ? Read(existing, out counter) : null;
+        var slot = new byte[SlotSize];
+        var next = current is null ? 1 : counter + 1;
+        Encode(slot, next);
+        if (current is null)
         {
-            RandomAccess.Write(handle, bytes, 0);
-            var errno = LibC.DataSync(handle);
-            if (errno != 0) BlockThrow.FromErrno(errno, "fdatasync", temporary);
+            // A new file (or an older version): written whole aside and renamed, once.
+            var whole = new byte[2 * SlotSize];
+            slot.CopyTo(whole, next % 2 * SlotSize);
+            var temporary = path + ".tmp";
+            using (var handle = File.OpenHandle(temporary, FileMode.Create, FileAccess.Write))
+            {
+                RandomAccess.Write(handle, whole, 0);
+                Sync(handle, temporary);
+            }
+            File.Move(temporary, path, overwrite: true);
+            var dirErrno = LibC.SyncDirectory(directory);
+            if (dirErrno != 0) BlockThrow.FromErrno(dirErrno, "fsync", directory);
+            return;
         }
-        File.Move(temporary, Path.Combine(directory, FileName), overwrite: true);
-        var dirErrno = LibC.SyncDirectory(directory);
-        if (dirErrno != 0) BlockThrow.FromErrno(dirErrno, "fsync", directory);
+        using (var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Write))
+        {
+            try
+            {
+                RandomAccess.Write(handle, slot, next % 2 * SlotSize);
+            }
+            catch (IOException e)
+            {
+                BlockThrow.Error(BlockError.Io, $"cannot write the log checkpoint {path}: {e.Message}", e);
+            }
+            Sync(handle, path);
+        }
+    }
+
+    private void Encode(Span<byte> slot, long counter)
+    {
+        BinaryPrimitives.WriteUInt64LittleEndian(slot, Magic);
+        VolumeId.TryWriteBytes(slot[8..24]);
+        BinaryPrimitives.WriteInt64LittleEndian(slot[24..], Horizon);
+        BinaryPrimitives.WriteInt64LittleEndian(slot[32..], Sequence);
+        BinaryPrimitives.WriteInt64LittleEndian(slot[40..], Generation);
+        BinaryPrimitives.WriteInt64LittleEndian(slot[48..], StoreLength);
+        BinaryPrimitives.WriteInt64LittleEndian(slot[56..], counter);
+        BinaryPrimitives.WriteUInt32LittleEndian(slot[64..], Crc32C.Compute(slot[..64]));
+    }
+
+    private static void Sync(Microsoft.Win32.SafeHandles.SafeFileHandle handle, string path)
+    {
+        var errno = LibC.DataSync(handle);
+        if (errno != 0) BlockThrow.FromErrno(errno, "fdatasync", path);
     }
 }

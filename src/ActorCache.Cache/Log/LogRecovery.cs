@@ -55,15 +55,19 @@ public static class LogRecovery
         {
             var found = walker.TryRead();
             var dataOk = found && DataOk(walker, data, maxBatchBlocks);
+            // The blocks a bad record names are taken first: looking further reuses the entry buffer.
+            var named = found && !dataOk ? walker.Entries.ToArray() : null;
             // A write that failed part-way can leave a header where the batch was first meant to go; the
             // batch then went to the next segment start: a valid copy there is the one.
-            if (found && !dataOk && walker.TryReadAtNextSegment()) dataOk = DataOk(walker, data, maxBatchBlocks);
+            if (found && !dataOk && walker.TryReadAtNextSegment())
+            {
+                dataOk = DataOk(walker, data, maxBatchBlocks);
+                if (!dataOk) named = [.. named!, .. walker.Entries];
+            }
             if (!dataOk)
             {
                 // The end of the log, or damage. A later record that was written after this one was
-                // fdatasync'ed proves this one was complete once: then it is corruption. (The blocks the
-                // bad record names are taken first: looking further reuses the entry buffer.)
-                var named = found ? walker.Entries.ToArray() : null;
+                // fdatasync'ed proves this one was complete once: then it is corruption.
                 var address = walker.Address;
                 var sequence = walker.Sequence;
                 var later = FindLaterDurable(walker.Reader, medium, address, sequence, out var laterAddress, out var laterHeader);

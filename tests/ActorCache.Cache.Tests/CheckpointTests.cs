@@ -1,0 +1,51 @@
+namespace ActorCache.Cache.Tests;
+
+/// <summary>The checkpoint is updated in place in two slots: a full file system does not stop it, and a torn save leaves the previous one.</summary>
+public sealed class CheckpointTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("actorcache-checkpoint-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    [Fact]
+    public void Saves_alternate_slots_and_a_torn_slot_falls_back_to_the_previous_checkpoint()
+    {
+        var first = Checkpoint.New() with { Horizon = 4096, Sequence = 2, Generation = 3, StoreLength = 8192 };
+        first.Save(_directory);
+        Assert.Equal(first, Checkpoint.Load(_directory));
+        var second = first with { Horizon = 65536, Sequence = 9 };
+        second.Save(_directory);
+        Assert.Equal(second, Checkpoint.Load(_directory));
+        var path = Path.Combine(_directory, Checkpoint.FileName);
+        Assert.Equal(8192, new FileInfo(path).Length);
+
+        // Tear the slot the second save wrote (slot 0: saves 1, 2, 3 go to slots 1, 0, 1).
+        var bytes = File.ReadAllBytes(path);
+        bytes[30] ^= 0xFF;
+        File.WriteAllBytes(path, bytes);
+        Assert.Equal(first, Checkpoint.Load(_directory));
+        var third = second with { Horizon = 1 << 20, Sequence = 20 };
+        third.Save(_directory);
+        Assert.Equal(third, Checkpoint.Load(_directory));
+    }
+
+    [Fact]
+    public void A_version_2_checkpoint_is_read_and_the_next_save_turns_it_into_version_3()
+    {
+        var id = Guid.NewGuid();
+        var v2 = new byte[60];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(v2, 0x323054504B434341);
+        id.TryWriteBytes(v2.AsSpan(8, 16));
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(v2.AsSpan(24), 12288);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(v2.AsSpan(32), 4);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(v2.AsSpan(40), 2);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(v2.AsSpan(48), 4096);
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(v2.AsSpan(56), ActorCache.Blocks.Crc32C.Compute(v2.AsSpan(0, 56)));
+        File.WriteAllBytes(Path.Combine(_directory, Checkpoint.FileName), v2);
+        var loaded = Checkpoint.Load(_directory);
+        Assert.Equal(new Checkpoint(id, 12288, 4, 2, 4096), loaded);
+        loaded!.Save(_directory);
+        Assert.Equal(8192, new FileInfo(Path.Combine(_directory, Checkpoint.FileName)).Length);
+        Assert.Equal(loaded, Checkpoint.Load(_directory));
+    }
+}
