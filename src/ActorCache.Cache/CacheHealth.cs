@@ -20,6 +20,13 @@ internal sealed class CacheHealth
         set => _logFailure = value;
     }
 
+    /// <summary>
+    /// Set for good when an fdatasync of the log failed: Linux may have dropped the unwritten pages and a
+    /// later fdatasync can succeed without them, so nothing after that is trusted until the volume is
+    /// opened again and recovered from what is really on disk.
+    /// </summary>
+    public volatile string? LogUntrusted;
+
     /// <summary>Why destaging to the backing fails, cleared once it works again.</summary>
     public string? BackingFailure
     {

@@ -39,7 +39,6 @@ public sealed class WriteBackCache : IBlockTarget
     private readonly SnapshotStore _store;
     private volatile CacheMode _mode;
     private volatile bool _flusherGone, _destagerGone;
-    private int _closing;
 
     private WriteBackCache(string name, IBlockTarget backing, RingBuffer ring, ILogMedium medium, CacheOptions options, ILogger logger,
         IActorRefFactory actors, Checkpoint checkpoint, BlockIndex index, RecoveryResult recovery, CacheMode mode, SnapshotStore store,
@@ -103,6 +102,9 @@ public sealed class WriteBackCache : IBlockTarget
         var index = new BlockIndex(backing.Size >> LogFormat.BlockShift);
         var started = DateTime.UtcNow;
         var recovery = LogRecovery.Replay(medium, checkpoint, index, options.MaxBatchBlocks, progress);
+        // What a killed process left in the page cache is served from now on: durable first, so a later
+        // FLUSH that syncs only new segments cannot leave a log whose surviving part is not a prefix.
+        if (recovery.BatchesReplayed > 0) medium.SyncAll();
         if (recovery.BatchesReplayed > 0)
             logger.LogInformation("volume {Name}: replayed {Batches} log batches ({Bytes} bytes) in {Elapsed:F2}s, {Blocks} blocks cached, generation {Generation}",
                 name, recovery.BatchesReplayed, recovery.BytesReplayed, (DateTime.UtcNow - started).TotalSeconds, index.CachedBlocks, recovery.Generation);
@@ -337,7 +339,7 @@ public sealed class WriteBackCache : IBlockTarget
         var done = new TaskCompletionSource<BlockIndex?>(TaskCreationOptions.RunContinuationsAsynchronously);
         _destager.Tell(new DestagerActor.OpenView(point.Sequence, Index.Blocks, done));
         var index = await done.Task.ConfigureAwait(false) ?? throw NotRestorable(PointQuery.Known(point));
-        return new GenerationView(_name, point, index, _medium, _backing, _store, () => _protected.Remove(point.Sequence, kept: false));
+        return new GenerationView(_name, point, index, _medium, _backing, _store, _window, () => _protected.Remove(point.Sequence, kept: false));
     }
 
     /// <summary>The byte ranges that may differ between two points (<paramref name="toQuery"/> null: now), in offset order.</summary>
@@ -488,9 +490,17 @@ public sealed class WriteBackCache : IBlockTarget
     /// the writes (it fails, or it is full and the backing refuses destaging) the report says how many
     /// bytes of acknowledged writes were not made durable, and why.
     /// </summary>
-    public async ValueTask<CloseReport> CloseAsync()
+    public ValueTask<CloseReport> CloseAsync()
     {
-        if (Interlocked.Exchange(ref _closing, 1) != 0) return CloseReport.Durable;
+        // Everyone who asks gets the one close and its report.
+        var closing = new Lazy<Task<CloseReport>>(CloseOnceAsync);
+        return new ValueTask<CloseReport>((Interlocked.CompareExchange(ref _close, closing, null) ?? closing).Value);
+    }
+
+    private Lazy<Task<CloseReport>>? _close;
+
+    private async Task<CloseReport> CloseOnceAsync()
+    {
         string? problem = null;
         if (_damage.Reason is null && !_flusherGone)
         {
@@ -503,7 +513,9 @@ public sealed class WriteBackCache : IBlockTarget
                 problem = e.Message;
             }
         }
-        var lost = problem is null ? 0 : (_queue.PendingDataBlocks << LogFormat.BlockShift) + Math.Max(0, _window.Tail - _window.DurableTail);
+        if (_flusherGone && _queue.PendingBlocks > 0) problem ??= "the volume's actors were stopped before its writes reached the log";
+        // Blocks still queued (trims and zeroes too) and what was written but never fdatasync'ed.
+        var lost = problem is null ? 0 : (_queue.PendingBlocks << LogFormat.BlockShift) + Math.Max(0, _window.Tail - _window.DurableTail);
         // The destager first: the flusher's last round then asks nobody for room, and nothing talks to a stopped actor.
         if (!_destagerGone) await StopActorAsync(_destager).ConfigureAwait(false);
         if (!_flusherGone) await StopActorAsync(_flusher).ConfigureAwait(false);
@@ -511,29 +523,45 @@ public sealed class WriteBackCache : IBlockTarget
         _store.Dispose();
         await _backing.DisposeAsync().ConfigureAwait(false);
         if (problem is not null)
-            _logger.LogError("volume {Name}: {Lost} bytes of acknowledged writes could not be made durable when it closed: {Problem}", _name, lost, problem);
+            _logger.LogError("volume {Name}: about {Lost} bytes of acknowledged writes could not be made durable when it closed: {Problem}", _name, lost, problem);
         return new CloseReport(lost, problem);
     }
 
     public async ValueTask DisposeAsync() => await CloseAsync().ConfigureAwait(false);
 
-    /// <summary>A final FLUSH that waits while the log makes progress, and gives up once it has been stuck behind a failure for a while.</summary>
+    /// <summary>
+    /// A final FLUSH that waits while the log makes progress (writes reach it, the destager makes room),
+    /// tries again after a refusal that may pass (a full log under the fail policy, a log write error),
+    /// and gives up once nothing has moved for a while, whatever the reason.
+    /// </summary>
     private async Task FlushUntilStuckAsync()
     {
-        var flush = FlushAsync().AsTask();
-        var stuckSince = DateTime.MaxValue;
-        var lastWritten = -1L;
-        while (await Task.WhenAny(flush, Task.Delay(200)).ConfigureAwait(false) != flush)
+        var lastProgress = DateTime.UtcNow;
+        var last = (Written: -1L, Tail: -1L, Horizon: -1L);
+        bool Stuck()
         {
-            var written = _queue.WrittenTicket;
-            var failing = _health.LogFailure?.Message ?? _health.BackingFailure;
-            if (written != lastWritten || failing is null) stuckSince = DateTime.MaxValue;
-            else if (stuckSince == DateTime.MaxValue) stuckSince = DateTime.UtcNow;
-            lastWritten = written;
-            if (DateTime.UtcNow - stuckSince > StuckCloseTimeout)
-                throw new BlockTargetException(BlockError.Io, $"the log makes no progress ({failing})");
+            var now = (_queue.WrittenTicket, _window.Tail, _window.Horizon);
+            if (now != last) (last, lastProgress) = (now, DateTime.UtcNow);
+            return DateTime.UtcNow - lastProgress > StuckCloseTimeout;
         }
-        await flush.ConfigureAwait(false);
+        BlockTargetException StuckError() => new(BlockError.Io, $"the log made no progress for {StuckCloseTimeout.TotalSeconds:0} s " +
+            $"({_health.LogFailure?.Message ?? _health.BackingFailure ?? (_window.Used >= _window.Capacity ? "the log is full" : "no reason reported")})");
+        while (true)
+        {
+            var flush = FlushAsync().AsTask();
+            while (await Task.WhenAny(flush, Task.Delay(200)).ConfigureAwait(false) != flush)
+                if (Stuck()) throw StuckError();
+            try
+            {
+                await flush.ConfigureAwait(false);
+                return;
+            }
+            catch (BlockTargetException e) when (e.Error is BlockError.NoSpace or BlockError.Io && _health.LogUntrusted is null && !_flusherGone)
+            {
+                if (Stuck()) throw;
+                await Task.Delay(200).ConfigureAwait(false);
+            }
+        }
     }
 
     /// <summary>How long a closing volume waits with its log stuck behind a failing disk before it reports what it could not save.</summary>

@@ -85,7 +85,13 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
             do outcome = _appender.WriteBatch();
             while (outcome == AppendOutcome.Written);
             if (outcome == AppendOutcome.Nothing && _appender.SyncPointRecordWanted) outcome = _appender.WriteSyncPointRecord();
-            if (outcome is AppendOutcome.LogFull or AppendOutcome.FileSystemFull) AskForRoom(outcome);
+            if (outcome is AppendOutcome.LogFull or AppendOutcome.FileSystemFull)
+            {
+                // A FLUSH or FUA whose writes are in the log already needs only a 4 KiB sync-point record:
+                // it may fit although the next batch does not, and then it does not wait for destaging.
+                if (_appender.SyncPointRecordWanted) _appender.WriteSyncPointRecord();
+                AskForRoom(outcome);
+            }
             else
             {
                 // Everything queued is in the log: an earlier failure is over before the waiters hear back.
@@ -133,7 +139,7 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
     /// <summary>The log took every queued write: any earlier failure is over.</summary>
     private void LogWorks()
     {
-        if (_health.LogFailure is null) return;
+        if (_health.LogFailure is null || _health.LogUntrusted is not null) return;
         _logger.LogInformation("volume {Name}: the log is writable again", _name);
         _health.LogFailure = null;
         _barrier.Accept();
@@ -143,7 +149,7 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
     {
         var first = _health.LogFailure is null;
         _health.LogFailure = e;
-        var waits = e.Error == BlockError.NoSpace && _options.LogFullPolicy == LogFullPolicy.Wait;
+        var waits = e.Error == BlockError.NoSpace && _options.LogFullPolicy == LogFullPolicy.Wait && _health.LogUntrusted is null;
         if (first)
             _logger.LogError("volume {Name}: log write failed: {Message}. Acknowledged writes stay in memory; {Policy}", _name, e.Message,
                 waits ? "writers wait until space returns" : "FLUSH/FUA fail until the log is writable again");

@@ -56,12 +56,26 @@ internal sealed class AppendQueue
         }
     }
 
-    /// <summary>Data blocks queued and not yet in the log (what a stop that cannot reach the log would lose).</summary>
+    /// <summary>Data blocks queued and not yet in the log.</summary>
     public long PendingDataBlocks
     {
         get
         {
             lock (_gate) return _pendingDataBlocks;
+        }
+    }
+
+    /// <summary>Blocks queued and not yet in the log, trims and zeroes included (what a stop that cannot reach the log would lose).</summary>
+    public long PendingBlocks
+    {
+        get
+        {
+            lock (_gate)
+            {
+                long blocks = -_headRecordDone;
+                foreach (var record in _pending) blocks += record.Count;
+                return Math.Max(0, blocks);
+            }
         }
     }
 
@@ -133,11 +147,12 @@ internal sealed class AppendQueue
     }
 
     /// <summary>Gives a record the next ticket and queues it for the flusher. Only inside <see cref="Append{TState}"/>.</summary>
-    public long QueueLocked(long first, int count, LogEntryType type, ReadOnlySpan<int> slots)
+    /// <param name="continues">The record is not the first of its request (a trim with partial ends is up to three): a batch takes the request whole when it can.</param>
+    public long QueueLocked(long first, int count, LogEntryType type, ReadOnlySpan<int> slots, bool continues = false)
     {
         var ticket = ++_appended;
         if (type == LogEntryType.Data) _pendingDataBlocks += count;
-        _pending.Enqueue(new PendingRecord(first, count, type, ticket, (_slotHead + _slotCount) % _slots.Length));
+        _pending.Enqueue(new PendingRecord(first, count, type, ticket, (_slotHead + _slotCount) % _slots.Length, continues));
         foreach (var slot in slots) _slots[(_slotHead + _slotCount++) % _slots.Length] = slot;
         return ticket;
     }
@@ -166,23 +181,44 @@ internal sealed class AppendQueue
             var first = true;
             foreach (var record in _pending)
             {
-                if (count == parts.Length) break;
+                var full = count == parts.Length;
                 var from = first ? _headRecordDone : 0;
                 first = false;
                 var blocks = record.Count - from;
+                if (!full && record.Type == LogEntryType.Data && blocks > maxDataBlocks - dataBlocks && dataBlocks > 0) full = true;
+                if (full)
+                {
+                    // A request's records land in one batch (a crash never splits it) unless it cannot fit in any.
+                    if (record.Continues) count = DropOpenRequest(parts, count);
+                    break;
+                }
                 if (record.Type == LogEntryType.Data)
                 {
-                    if (blocks > maxDataBlocks - dataBlocks && dataBlocks > 0) break;
                     blocks = Math.Min(blocks, maxDataBlocks - dataBlocks);
                     dataBlocks += blocks;
                 }
                 var completes = from + blocks == record.Count;
                 parts[count++] = new BatchPart(record, from, blocks, completes);
-                if (completes) completedTicket = record.Ticket;
-                else break;
+                if (!completes) break;
+            }
+            dataBlocks = 0;
+            completedTicket = 0;
+            for (var i = 0; i < count; i++)
+            {
+                if (parts[i].Record.Type == LogEntryType.Data) dataBlocks += parts[i].Count;
+                if (parts[i].Completes) completedTicket = parts[i].Record.Ticket;
             }
         }
         return count;
+    }
+
+    /// <summary>Takes the last request's records (those of an unfinished one) back out of a batch, unless they are all it holds.</summary>
+    private static int DropOpenRequest(Span<BatchPart> parts, int count)
+    {
+        var start = count;
+        while (start > 0 && parts[start - 1].Record.Continues) start--;
+        start--; // the request's first record
+        return start > 0 ? start : count;
     }
 
     /// <summary>The ring slot of block <paramref name="block"/> of a queued record (stable until the record completes).</summary>
@@ -255,8 +291,11 @@ internal sealed class AppendQueue
 /// <summary>What a writer does under the queue's lock (see <see cref="AppendQueue.Append{TState}"/>); returns the request's last ticket.</summary>
 internal delegate long AppendAction<TState>(AppendQueue queue, ref TState state) where TState : allows ref struct;
 
-/// <summary>One request's record waiting for the log: a run of blocks, their type, their ticket, and where their slots start in the queue's slot ring.</summary>
-internal readonly record struct PendingRecord(long Block, int Count, LogEntryType Type, long Ticket, int FirstSlot);
+/// <summary>
+/// One request's record waiting for the log: a run of blocks, their type, their ticket, where their slots
+/// start in the queue's slot ring, and whether it continues the request of the record before it.
+/// </summary>
+internal readonly record struct PendingRecord(long Block, int Count, LogEntryType Type, long Ticket, int FirstSlot, bool Continues = false);
 
 /// <summary>The part of a record that goes into one batch: blocks [From, From + Count) of it; <see cref="Completes"/> when it is the record's last part.</summary>
 internal readonly record struct BatchPart(PendingRecord Record, int From, int Count, bool Completes);

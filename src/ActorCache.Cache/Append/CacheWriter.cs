@@ -187,6 +187,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
     /// <summary>With a full log file system and the fail policy, writers get ENOSPC at once instead of waiting.</summary>
     private void ThrowIfLogRefusesWrites()
     {
+        if (health.LogUntrusted is { } untrusted) throw new BlockTargetException(BlockError.Io, $"volume {name}: {untrusted}");
         if (health.LogFailure is { Error: BlockError.NoSpace } full && options.LogFullPolicy == LogFullPolicy.Fail)
             throw new BlockTargetException(BlockError.NoSpace, $"volume {name}: the log disk is full ({full.Message}); retry when space returns");
     }
@@ -233,13 +234,13 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
         if (w.TailPartial) wholeLast--;
         if (wholeFirst <= wholeLast)
         {
-            ticket = q.QueueLocked(wholeFirst, (int)(wholeLast - wholeFirst + 1), w.Type, []);
+            ticket = q.QueueLocked(wholeFirst, (int)(wholeLast - wholeFirst + 1), w.Type, [], continues: w.HeadPartial);
             var entry = BlockIndex.UnloggedZero(ticket);
             for (var block = wholeFirst; block <= wholeLast; block++) q.PointLocked(block, entry);
         }
         if (w.TailPartial)
         {
-            ticket = q.QueueLocked(last, 1, LogEntryType.Data, w.Slots[^1..]);
+            ticket = q.QueueLocked(last, 1, LogEntryType.Data, w.Slots[^1..], continues: true);
             q.PointLocked(last, BlockIndex.Encode(BlockLocation.Ring, w.Slots[^1]));
         }
         return ticket;

@@ -25,11 +25,14 @@ public sealed class GenerationView : IBlockTarget
     private readonly ILogMedium _medium;
     private readonly IBlockTarget _backing;
     private readonly SnapshotStore _store;
+    private readonly LogWindow _window;
     private readonly Action _release;
     private int _released;
 
-    internal GenerationView(string volume, SyncPoint point, BlockIndex index, ILogMedium medium, IBlockTarget backing, SnapshotStore store, Action release)
+    internal GenerationView(string volume, SyncPoint point, BlockIndex index, ILogMedium medium, IBlockTarget backing, SnapshotStore store,
+        LogWindow window, Action release)
     {
+        _window = window;
         Volume = volume;
         Point = point;
         _index = index;
@@ -92,7 +95,7 @@ public sealed class GenerationView : IBlockTarget
                     target.Clear();
                     break;
                 case BlockLocation.Log:
-                    if (!_medium.TryReadWithoutWaiting((BlockIndex.ValueOf(entry) << BlockShift) + within, target)) return false;
+                    if (!_medium.TryReadWithoutWaiting((BlockIndex.ValueOf(entry) << BlockShift) + within, target) || !StillInLog(entry)) return false;
                     break;
                 default:
                     if (!_backing.TryReadWithoutWaiting(position, target)) return false;
@@ -119,11 +122,15 @@ public sealed class GenerationView : IBlockTarget
                 target.Clear();
                 return true;
             case BlockLocation.Log:
-                return _medium.TryRead((BlockIndex.ValueOf(entry) << BlockShift) + within, target); // gone: destaged to the backing
+                // Gone (or destaged while the pread ran, its segment possibly reused): on the backing now.
+                return _medium.TryRead((BlockIndex.ValueOf(entry) << BlockShift) + within, target) && StillInLog(entry);
             default:
                 return false;
         }
     }
+
+    /// <summary>True while the log record is ahead of the horizon: its segment cannot have been released and reused.</summary>
+    private bool StillInLog(ulong entry) => BlockIndex.ValueOf(entry) << BlockShift >= _window.Horizon;
 
     private bool OnBacking(long block) =>
         BlockIndex.LocationOf(_index.Get(block)) == BlockLocation.Backing && !_store.TryFind(block, Point.Sequence, out _);

@@ -236,8 +236,23 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
         batch ??= new LoggedBatch();
         batch.Begin(ring, address, header, _headerBlock, _entries.AsSpan(0, header.EntryCount), completedTicket, subscribers.Length, _returnBatch ??= ReturnBatch);
         for (var i = 0; i < _slots.Count; i++) batch.Slots[i] = _slots[i];
-        foreach (var subscriber in subscribers) subscriber.OnBatch(batch);
+        foreach (var subscriber in subscribers)
+        {
+            try
+            {
+                subscriber.OnBatch(batch);
+            }
+            catch (Exception e)
+            {
+                // A subscriber's fault must not keep the ring's slots (shared by every volume) or fail the log.
+                SubscriberFailures.Log($"volume {name}: a log subscriber ({subscriber.GetType().Name}) failed on batch {header.Sequence}: {e.Message}");
+                batch.Release();
+            }
+        }
     }
+
+    private RepeatedLog? _subscriberFailures;
+    private RepeatedLog SubscriberFailures => _subscriberFailures ??= new RepeatedLog(logger, LogLevel.Error);
 
     private void ReturnBatch(LoggedBatch batch)
     {
@@ -260,7 +275,16 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
     public void Sync()
     {
         var tail = window.Tail;
-        medium.Sync();
+        try
+        {
+            medium.Sync();
+        }
+        catch (BlockTargetException e) when (e.Error != BlockError.NoSpace)
+        {
+            health.LogUntrusted ??= $"an fdatasync of the log failed ({e.Message}); writes since the last good one may be lost, " +
+                                    "so the volume takes no more writes until it is opened again (restart the node)";
+            throw;
+        }
         _lastSync = DateTime.UtcNow;
         _durableSequence = _nextSequence - 1;
         window.SetDurableTail(tail);

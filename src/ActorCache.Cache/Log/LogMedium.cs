@@ -18,6 +18,12 @@ public interface ILogMedium : IDisposable
     /// <summary>Makes every completed write durable (fdatasync of each segment written since the last sync).</summary>
     void Sync();
 
+    /// <summary>
+    /// Makes every segment durable, whoever wrote it: after recovery, what a killed process left in the page
+    /// cache is replayed and served, so it must be on disk before new records claim it is.
+    /// </summary>
+    void SyncAll() => Sync();
+
     /// <summary>Reads within one segment only if it needs no disk I/O (page cache); false otherwise, and then nothing is promised.</summary>
     bool TryReadWithoutWaiting(long address, Span<byte> destination) => false;
 
@@ -192,6 +198,16 @@ public sealed class SegmentFiles : ILogMedium
             }
         }
         if (directory) SyncDirectory();
+    }
+
+    public void SyncAll()
+    {
+        lock (_gate)
+        {
+            foreach (var segment in _open.Keys) _unsynced.Add(segment);
+            _directoryDirty = true;
+        }
+        Sync();
     }
 
     private void SyncDirectory()

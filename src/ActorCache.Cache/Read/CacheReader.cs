@@ -41,6 +41,7 @@ internal sealed class CacheReader(RingBuffer ring, ILogMedium medium, IBlockTarg
                 {
                     for (var b = 0; b < run; b++) damage.ThrowIfDamaged(block + b, entry, volume);
                     if (!medium.TryRead(logBlock << BlockShift, destination.Span.Slice((int)(position - offset), run << BlockShift))) continue;
+                    if (!StillLogged(index, block, logBlock, run)) continue; // destaged and its segment reused meanwhile: look again
                     position += (long)run << BlockShift;
                     continue;
                 }
@@ -73,7 +74,7 @@ internal sealed class CacheReader(RingBuffer ring, ILogMedium medium, IBlockTarg
             }
             if (location == BlockLocation.Log)
             {
-                if (!medium.TryReadWithoutWaiting((BlockIndex.ValueOf(entry) << BlockShift) + within, target)) return false;
+                if (!medium.TryReadWithoutWaiting((BlockIndex.ValueOf(entry) << BlockShift) + within, target) || index.Get(block) != entry) return false;
             }
             else if (!TryCopy(index, block, entry, within, target))
             {
@@ -143,10 +144,19 @@ internal sealed class CacheReader(RingBuffer ring, ILogMedium medium, IBlockTarg
             }
             case BlockLocation.Log:
                 damage.ThrowIfDamaged(block, entry, volume);
-                return medium.TryRead((BlockIndex.ValueOf(entry) << BlockShift) + within, target);
+                // Checked again after the read: a block destaged meanwhile may have had its segment released
+                // and reused for newer records while the pread ran (the index changes before the release).
+                return medium.TryRead((BlockIndex.ValueOf(entry) << BlockShift) + within, target) && index.Get(block) == entry;
             default:
                 return false;
         }
+    }
+
+    private static bool StillLogged(BlockIndex index, long block, long logBlock, int run)
+    {
+        for (var b = 0; b < run; b++)
+            if (index.Get(block + b) != BlockIndex.Encode(BlockLocation.Log, logBlock + b)) return false;
+        return true;
     }
 
     /// <summary>
