@@ -282,11 +282,17 @@ public sealed class WriteBackCache : IBlockTarget
 
     // ---- control and status -------------------------------------------------------------------
 
-    /// <summary>Handles <see cref="SetCacheMode"/>; anything else goes to the backing.</summary>
+    /// <summary>Handles <see cref="SetCacheMode"/>, and <see cref="GrowTarget"/> on its way to the backing; anything else goes to the backing.</summary>
     public async ValueTask<bool> TrySendAsync(TargetMessage message, CancellationToken cancellationToken = default)
     {
-        if (message is not SetCacheMode set) return await _backing.TrySendAsync(message, cancellationToken).ConfigureAwait(false);
-        await SetModeAsync(set.Mode).ConfigureAwait(false);
+        if (message is SetCacheMode set)
+        {
+            await SetModeAsync(set.Mode).ConfigureAwait(false);
+            return true;
+        }
+        if (!await _backing.TrySendAsync(message, cancellationToken).ConfigureAwait(false)) return false;
+        // The backing has room for the new blocks (its size is this cache's size); the index covers them too.
+        if (message is GrowTarget grow) _queue.Grow(grow.NewSize >> LogFormat.BlockShift);
         return true;
     }
 
