@@ -58,7 +58,7 @@ public sealed record ServeFlags(string? ConfigFile, string? DataDir, IReadOnlyLi
     IReadOnlyList<string> Sets, string? Admin = null);
 
 /// <summary>Raised for settings a user got wrong; the message says which and how to fix it.</summary>
-public sealed class SettingsException(string message) : Exception(message);
+public class SettingsException(string message) : Exception(message);
 
 public static class NodeSettingsLoader
 {
