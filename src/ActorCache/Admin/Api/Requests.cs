@@ -14,7 +14,7 @@ public interface IApiRequest
 public sealed record CreateVolumeRequest : IApiRequest
 {
     public static string Fields => "name, size, mode, backing, readOnly";
-    [JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; init; }
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; set; }
     public string? Name { get; init; }
     /// <summary>Bytes, or a string with a unit (<c>"10G"</c>).</summary>
     [JsonConverter(typeof(SizeJsonConverter))]
@@ -28,7 +28,7 @@ public sealed record CreateVolumeRequest : IApiRequest
 public sealed record ResizeVolumeRequest : IApiRequest
 {
     public static string Fields => "size";
-    [JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; init; }
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; set; }
     [JsonConverter(typeof(SizeJsonConverter))]
     public long? Size { get; init; }
 }
@@ -37,7 +37,7 @@ public sealed record ResizeVolumeRequest : IApiRequest
 public sealed record SetModeRequest : IApiRequest
 {
     public static string Fields => "mode";
-    [JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; init; }
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; set; }
     public string? Mode { get; init; }
 }
 
