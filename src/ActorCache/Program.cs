@@ -26,14 +26,7 @@ public static class Program
     public static async Task<int> Main(string[] args)
     {
         if (Environment.GetEnvironmentVariable(InlineSocketCompletions) is null) Environment.SetEnvironmentVariable(InlineSocketCompletions, "1");
-        var root = new RootCommand(
-            "ActorCache: replicated block volumes with a write-back cache, served over NBD. 'serve' runs a node; the other commands " +
-            "talk to a running node (--node URL, or the admin.url in --data-dir, default ./data). " +
-            "Exit codes: 0 done, 1 refused or failed, 2 usage.");
-        root.Subcommands.Add(ServeCommand());
-        root.Subcommands.Add(VolumeCommands.Create());
-        CliHelp.Install(root);
-        var parsed = root.Parse(args);
+        var parsed = CommandLine().Parse(args);
         if (parsed.Errors.Count > 0 && parsed.Action is not { ClearsParseErrors: true }) // --help and --version answer even then
         {
             // Usage mistakes exit 2 like every other bad input (System.CommandLine's own default is 1).
@@ -42,6 +35,19 @@ public static class Program
             return 2;
         }
         return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+    }
+
+    /// <summary>Every command: <c>serve</c>, and the nouns that talk to a running node.</summary>
+    internal static RootCommand CommandLine()
+    {
+        var root = new RootCommand(
+            "ActorCache: replicated block volumes with a write-back cache, served over NBD. 'serve' runs a node; the other commands " +
+            "talk to a running node (--node URL, or the admin.url in --data-dir, default ./data). " +
+            "Exit codes: 0 done, 1 refused or failed, 2 usage.");
+        root.Subcommands.Add(ServeCommand());
+        root.Subcommands.Add(VolumeCommands.Create());
+        CliHelp.Install(root);
+        return root;
     }
 
     /// <summary>"actorcache volume create": the command a usage mistake was made in.</summary>

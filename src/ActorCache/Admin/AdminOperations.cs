@@ -14,10 +14,13 @@ public sealed class AdminOperations
     private const int KeepFinished = 100;
     private readonly ConcurrentDictionary<string, AdminOperation> _operations = new(StringComparer.Ordinal);
 
-    /// <summary>Starts <paramref name="work"/>, which reports its progress on the operation it is given.</summary>
-    public AdminOperation Start(string kind, string target, string description, Func<AdminOperation, Task> work)
+    /// <summary>
+    /// Starts <paramref name="work"/>, which reports its progress on the operation it is given, out of
+    /// <paramref name="total"/> (0 when it cannot say how much there is).
+    /// </summary>
+    public AdminOperation Start(string kind, string target, string description, long total, Func<AdminOperation, Task> work)
     {
-        var operation = new AdminOperation(Guid.NewGuid().ToString("N")[..16], kind, target, description, work);
+        var operation = new AdminOperation(Guid.NewGuid().ToString("N")[..16], kind, target, description, total, work);
         _operations[operation.Id] = operation;
         foreach (var old in _operations.Values.Where(o => o.FinishedAt is not null).OrderByDescending(o => o.FinishedAt).Skip(KeepFinished))
             _operations.TryRemove(old.Id, out _);
@@ -36,8 +39,9 @@ public sealed class AdminOperation
     private volatile Exception? _failure;
     private DateTimeOffset? _finishedAt;
 
-    internal AdminOperation(string id, string kind, string target, string description, Func<AdminOperation, Task> work)
+    internal AdminOperation(string id, string kind, string target, string description, long total, Func<AdminOperation, Task> work)
     {
+        _total = total;
         Id = id;
         Kind = kind;
         Target = target;

@@ -23,9 +23,8 @@ public sealed class VolumeModeSwitch(NodeVolumes volumes, AdminOperations operat
         if (Volume.LiveSwitchRefusal(before.Definition, mode) is { } refusal) throw new VolumeConflictException(refusal);
 
         var total = before.Definition.Mode == VolumeMode.WriteBack && mode != VolumeMode.WriteBack ? (before.Cache?.CachedBlocks ?? 0) * 4096 : 0;
-        return operations.Start("volume-mode", name, $"switch {name} to {VolumeSpec.FormatMode(mode)}", async operation =>
+        return operations.Start("volume-mode", name, $"switch {name} to {VolumeSpec.FormatMode(mode)}", total, async operation =>
         {
-            operation.Report(0, total);
             // No timeout: a drain takes as long as the backing needs, and the actor always answers in the end.
             var switching = volume.Actor.Ask<object>(new SetVolumeMode(mode), CancellationToken.None);
             while (await Task.WhenAny(switching, Task.Delay(PollInterval)) != switching)

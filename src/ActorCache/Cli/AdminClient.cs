@@ -14,7 +14,8 @@ namespace ActorCache.Cli;
 /// </summary>
 public sealed class AdminClient : IDisposable
 {
-    private static readonly TimeSpan DefaultTimeout = TimeSpan.FromMinutes(2);
+    /// <summary>Generous: deleting a volume whose backing is kept drains its log to it first, as long as that takes.</summary>
+    private static readonly TimeSpan DefaultTimeout = TimeSpan.FromMinutes(10);
     private readonly HttpClient _http;
     private readonly NodeTarget _target;
 

@@ -25,8 +25,7 @@ public sealed class CliOutput(IAnsiConsole stdout, TextWriter stdoutText, TextWr
     public static CliOutput ForConsole(bool json)
     {
         var stdout = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Out) });
-        if (Console.IsOutputRedirected)
-            stdout.Profile.Width = int.TryParse(Environment.GetEnvironmentVariable("COLUMNS"), out var columns) && columns > 0 ? columns : RedirectedWidth;
+        if (Console.IsOutputRedirected) stdout.Profile.Width = RedirectedWidth;
         var progress = Console.IsErrorRedirected ? null : AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(Console.Error) });
         return new CliOutput(stdout, Console.Out, Console.Error, progress, json);
     }

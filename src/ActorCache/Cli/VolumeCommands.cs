@@ -171,7 +171,7 @@ public static class VolumeCommands
             await OperationProgress.WaitAsync(run.Client, started, run.Output, run.Cancellation);
             var volume = await run.Client.GetVolumeAsync(volumeName, run.Cancellation);
             if (run.Output.Json) run.Output.WriteJson(volume);
-            else run.Output.Say($"volume [bold]{Markup.Escape(volume.Name)}[/] is {volume.Mode}");
+            else run.Output.Say($"volume [bold]{Markup.Escape(volume.Name)}[/] is now {volume.Mode}");
         });
         return command.WithExamples("actorcache volume mode vol1 write-through", "actorcache volume mode vol1 write-back");
     }
@@ -190,13 +190,19 @@ public static class VolumeCommands
 
     private static Option<string> SizeOption(string description) => new("--size") { Description = description, HelpName = "SIZE", Required = true };
 
-    /// <summary>The size is checked where the volume's name is known, so the message is the one serve --volume gives.</summary>
+    /// <summary>
+    /// The size is checked where the volume's name is known, so the message is the one serve --volume
+    /// gives. It reads the words as typed: taking the name's value here would convert it before its own
+    /// validator ran, and that validator would then be skipped.
+    /// </summary>
     private static void CheckSize(Command command, Argument<string> name, Option<string> size) =>
         command.Validators.Add(result =>
         {
-            if (result.GetValue(size) is not { } text || result.GetValue(name) is not { } volume) return;
+            if (Word(result.GetResult(size)) is not { } text || Word(result.GetResult(name)) is not { } volume) return;
             if (!VolumeSpec.TryParseSize(volume, text, out _, out var error)) result.AddError(error);
         });
+
+    private static string? Word(SymbolResult? result) => result?.Tokens is [var token] ? token.Value : null;
 
     private static long ParsedSize(ParseResult parsed, Argument<string> name, Option<string> size) =>
         VolumeSpec.TryParseSize(parsed.GetRequiredValue(name), parsed.GetRequiredValue(size), out var bytes, out var error)

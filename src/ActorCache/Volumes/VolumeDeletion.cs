@@ -12,9 +12,10 @@ public sealed record VolumeDeletionResult(string Name, string Backing, bool Back
 
 /// <summary>
 /// Deletes a volume from the running node: refused while NBD clients are attached to it or snapshots
-/// and clones depend on it, unless forced (then its clients are disconnected first). The volume is
-/// withdrawn from the front, flushed and closed, its log directory removed, its backing too if the node
-/// created it, and its deletion recorded, so a restarted node does not serve it. The files go before the
+/// and clones depend on it, unless forced (then its clients are disconnected first). A backing the user
+/// gave is kept, so the log is drained into it first (the volume switches to write-through). The volume
+/// is withdrawn from the front, flushed and closed, its log directory removed, its backing too if the
+/// node created it, and its deletion recorded, so a restarted node does not serve it. The files go before the
 /// record: a crash in between leaves a volume that comes up offline and can be deleted again, never
 /// files that a volume created later under the same name would take over.
 /// </summary>
@@ -36,6 +37,8 @@ public sealed class VolumeDeletion(NodeSettings settings, NodeVolumes volumes, N
             throw new VolumeConflictException(
                 $"volume {name} has {clients} NBD client(s) connected; disconnect them first, or force it (--force closes their connections)");
 
+        if (!definition.BackingCreated) await DrainIntoBackingAsync(definition, force, ct);
+
         // From here on the volume goes: no new client finds it, and those attached are closed.
         catalog.Withdraw(name);
         var closedClients = node.Server is { } server ? await server.DisconnectAsync(name, "volume deleted", settings.StopGrace) : 0;
@@ -52,4 +55,20 @@ public sealed class VolumeDeletion(NodeSettings settings, NodeVolumes volumes, N
             backingRemoved ? $"removed its backing {definition.BackingPath}" : $"kept its backing {definition.BackingPath} (the node did not create it)");
         return new VolumeDeletionResult(name, definition.BackingPath, backingRemoved, closedClients);
     }, ct);
+
+    /// <summary>
+    /// Writes what the log holds to a backing that stays (the user's file or device), by switching the
+    /// volume to write-through. If that fails the deletion is refused, unless forced: then the log's
+    /// newest writes are lost with it, and the log says so.
+    /// </summary>
+    private async Task DrainIntoBackingAsync(VolumeDefinition definition, bool force, CancellationToken ct)
+    {
+        if (definition.Mode != VolumeMode.WriteBack || definition.ReadOnly || volumes.Find(definition.Name) is not { } running) return;
+        // No timeout: a drain takes as long as the backing needs.
+        var reply = await running.Actor.Ask<object>(new SetVolumeMode(VolumeMode.WriteThrough), ct);
+        if (reply is not VolumeModeRejected rejected) return;
+        var problem = $"its log could not be drained into its backing {definition.BackingPath}, which is kept: {rejected.Reason}";
+        if (!force) throw new VolumeConflictException($"volume {definition.Name} is not deleted: {problem}; --force deletes it anyway and loses what only the log holds");
+        logger.LogWarning("volume {Name} is deleted by force although {Problem}", definition.Name, problem);
+    }
 }
