@@ -74,7 +74,7 @@ public static class Program
         };
         var admin = new Option<string?>("--admin")
         {
-            Description = "admin HTTP listener for /metrics and /health: HOST:PORT (default 127.0.0.1:9460; port 0 picks a free port)",
+            Description = "admin HTTP listener for /metrics, /health and the admin API (/api): HOST:PORT (default 127.0.0.1:9460; port 0 picks a free port)",
         };
         var set = new Option<string[]>("--set")
         {

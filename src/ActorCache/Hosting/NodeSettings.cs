@@ -24,7 +24,7 @@ public sealed record NodeSettings
     public required int ClusterPort { get; init; }
     public required IReadOnlyList<string> SeedNodes { get; init; }
     public required CacheSettings Cache { get; init; }
-    /// <summary>Where the admin HTTP listener (/metrics, /health) binds.</summary>
+    /// <summary>Where the admin HTTP listener (/metrics, /health, /api) binds.</summary>
     public required AdminListenAddress Admin { get; init; }
     /// <summary>The merged configuration, handed to Akka so its own settings can be overridden the same way.</summary>
     public required Config Config { get; init; }
