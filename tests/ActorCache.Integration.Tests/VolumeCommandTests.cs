@@ -263,6 +263,18 @@ public sealed class VolumeCommandTests : IDisposable
         Assert.False(File.Exists(absent));
         Assert.False(File.Exists(Path.Combine(_dataDir, "volumes", "d.img")));
         Assert.False(Directory.Exists(Path.Combine(_dataDir, "log", "d")));
+        // A volume that cannot open (here its log directory cannot be made: a file is in the way) is taken back out.
+        Directory.CreateDirectory(Path.Combine(_dataDir, "log"));
+        await File.WriteAllTextAsync(Path.Combine(_dataDir, "log", "blocked"), "");
+        var blocked = await Cli.RefusedAsync(1, Cli.RunAsync(node, "volume", "create", "blocked", "--size", "64M"));
+        Assert.StartsWith("actorcache: the node failed: volume blocked could not be opened, so it was not created: ", blocked);
+        Assert.False(File.Exists(Path.Combine(_dataDir, "volumes", "blocked.img")));
+        Assert.Equal(["vol0"], await ExportNamesAsync(node));
+        Assert.Equal(["vol0"], (await Cli.JsonAsync(node, "volume", "list")).GetProperty("volumes").EnumerateArray()
+            .Select(v => v.GetProperty("name").GetString()).ToList());
+        File.Delete(Path.Combine(_dataDir, "log", "blocked"));
+        await Cli.CheckAsync(node, "volume", "create", "blocked", "--size", "64M"); // the name and the file were left free
+
         // A relative --backing is relative to where the command runs, not to where the node runs (the data directory, here).
         var elsewhere = Directory.CreateDirectory(Path.Combine(_dataDir, "elsewhere")).FullName;
         var result = await Tool.RunAsync("sh", ["-c", $"cd {elsewhere} && dotnet {NodeProcess.NodeDll} volume create rel --size 64M --backing rel.img --data-dir .."]);

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using ActorCache.Admin.Api;
 
 namespace ActorCache.Admin;
@@ -37,7 +38,7 @@ public sealed class AdminOperation
 {
     private long _done, _total;
     private volatile Exception? _failure;
-    private DateTimeOffset? _finishedAt;
+    private volatile StrongBox<DateTimeOffset>? _finishedAt; // a reference, so readers on other threads never see half a time
 
     internal AdminOperation(string id, string kind, string target, string description, long total, Func<AdminOperation, Task> work)
     {
@@ -54,7 +55,7 @@ public sealed class AdminOperation
     public string Target { get; }
     public string Description { get; }
     public DateTimeOffset StartedAt { get; } = DateTimeOffset.UtcNow;
-    public DateTimeOffset? FinishedAt => _finishedAt;
+    public DateTimeOffset? FinishedAt => _finishedAt?.Value;
 
     /// <summary>Completes when the work has ended, well or not (<see cref="Failure"/>).</summary>
     public Task Completion { get; }
@@ -82,7 +83,7 @@ public sealed class AdminOperation
         }
         finally
         {
-            _finishedAt = DateTimeOffset.UtcNow;
+            _finishedAt = new StrongBox<DateTimeOffset>(DateTimeOffset.UtcNow);
         }
     }
 
@@ -92,11 +93,11 @@ public sealed class AdminOperation
         Kind = Kind,
         Target = Target,
         Description = Description,
-        State = _finishedAt is null ? "running" : _failure is null ? "done" : "failed",
+        State = FinishedAt is null ? "running" : _failure is null ? "done" : "failed",
         Done = Volatile.Read(ref _done),
         Total = Volatile.Read(ref _total),
         Error = _failure?.Message,
         StartedAt = StartedAt,
-        FinishedAt = _finishedAt,
+        FinishedAt = FinishedAt,
     };
 }
