@@ -13,12 +13,13 @@ public sealed class FileBacking : IBlockTarget
 
     private readonly SafeFileHandle _handle;
     private readonly bool _isBlockDevice;
+    private long _size;
 
     private FileBacking(string path, SafeFileHandle handle, long size, bool isBlockDevice, bool readOnly)
     {
         Path = path;
         _handle = handle;
-        Size = size;
+        _size = size;
         _isBlockDevice = isBlockDevice;
         Capabilities = isBlockDevice
             ? TargetCapabilities.None
@@ -27,7 +28,10 @@ public sealed class FileBacking : IBlockTarget
     }
 
     public string Path { get; }
-    public long Size { get; }
+
+    /// <summary>The volume's size (a block device may be larger); grows with <see cref="GrowTarget"/>.</summary>
+    public long Size => Volatile.Read(ref _size);
+
     public TargetCapabilities Capabilities { get; }
 
     /// <summary>
@@ -226,6 +230,46 @@ public sealed class FileBacking : IBlockTarget
     {
         LibC.AdviseWillNeed(_handle, offset, length);
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Handles <see cref="GrowTarget"/>; nothing else is meant for the backing.</summary>
+    public ValueTask<bool> TrySendAsync(TargetMessage message, CancellationToken cancellationToken = default)
+    {
+        if (message is not GrowTarget grow) return ValueTask.FromResult(false);
+        Grow(grow.NewSize);
+        return ValueTask.FromResult(true);
+    }
+
+    /// <summary>
+    /// Extends a file sparsely to <paramref name="size"/> and fdatasyncs it, so the length is durable
+    /// before the caller records the new size (a restart refuses a backing shorter than its volume). A
+    /// block device cannot grow: it serves a larger volume only if it is that large already.
+    /// </summary>
+    private void Grow(long size)
+    {
+        var current = Size;
+        if (size < current) BlockThrow.Error(BlockError.InvalidRequest, $"backing {Path} cannot shrink from {current} to {size} bytes");
+        if ((Capabilities & TargetCapabilities.ReadOnly) != 0) BlockThrow.Error(BlockError.ReadOnly, $"backing {Path} is open read-only and cannot grow");
+        if (_isBlockDevice)
+        {
+            var deviceSize = LibC.BlockDeviceSize(_handle);
+            if (deviceSize < size)
+                BlockThrow.Error(BlockError.NoSpace,
+                    $"block device {Path} holds {deviceSize} bytes, less than {size}; a block device backing cannot grow (enlarge the device first)");
+        }
+        else if (RandomAccess.GetLength(_handle) < size)
+        {
+            try
+            {
+                RandomAccess.SetLength(_handle, size); // sparse: no blocks allocated
+            }
+            catch (Exception e) when (e is IOException or ArgumentException)
+            {
+                throw new BlockTargetException(BlockError.NoSpace, $"cannot extend backing {Path} to {size} bytes: {e.Message}", e);
+            }
+            SyncOrThrow();
+        }
+        Volatile.Write(ref _size, size);
     }
 
     /// <summary>

@@ -374,7 +374,7 @@ public sealed class WriteBackCache : IBlockTarget
 
     // ---- control and status -------------------------------------------------------------------
 
-    /// <summary>Handles the mode switch and the history messages; anything else goes to the backing.</summary>
+    /// <summary>Handles the mode switch and the history messages; anything else goes to the backing (<see cref="GrowTarget"/> also grows the index).</summary>
     public async ValueTask<bool> TrySendAsync(TargetMessage message, CancellationToken cancellationToken = default)
     {
         switch (message)
@@ -407,7 +407,10 @@ public sealed class WriteBackCache : IBlockTarget
                 _queue.Resume();
                 return true;
             default:
-                return await _backing.TrySendAsync(message, cancellationToken).ConfigureAwait(false);
+                if (!await _backing.TrySendAsync(message, cancellationToken).ConfigureAwait(false)) return false;
+                // The backing has room for the new blocks (its size is this cache's size); the index covers them too.
+                if (message is GrowTarget grow) _queue.Grow(grow.NewSize >> LogFormat.BlockShift);
+                return true;
         }
     }
 

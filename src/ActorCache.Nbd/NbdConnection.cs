@@ -36,6 +36,8 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     private IBlockTarget _target = null!;
     private NbdSession _session;
     private long _requests; // counted by the receive loop only
+    private string? _export;
+    private volatile string _stopReason = "stopping";
     private readonly RepeatedLog _requestFailures;
 
     public NbdConnection(Socket socket, INbdExportCatalog catalog, NbdServerOptions options, ILogger logger)
@@ -56,9 +58,16 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
 
     public string Peer { get; init; } = "?";
 
-    /// <summary>Stops taking new requests; those already received still complete and are answered.</summary>
-    public void StopReading()
+    /// <summary>The export this client is attached to, once the handshake has chosen one.</summary>
+    public string? Export => Volatile.Read(ref _export);
+
+    /// <summary>
+    /// Stops taking new requests; those already received still complete and are answered.
+    /// <paramref name="reason"/> goes into the line that logs the client's departure.
+    /// </summary>
+    public void StopReading(string reason = "stopping")
     {
+        _stopReason = reason;
         try
         {
             _stopReading.Cancel();
@@ -86,6 +95,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         if (negotiated is null) return;
 
         var export = negotiated.Export;
+        Volatile.Write(ref _export, export.Name);
         try
         {
             await TransmitAsync(export, negotiated);
@@ -112,7 +122,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         }
         catch (Exception e) when (IsDisconnect(e))
         {
-            how = _stopReading.IsCancellationRequested ? "closed by the node (stopping)" : $"connection ended: {e.Message}";
+            how = _stopReading.IsCancellationRequested ? $"closed by the node ({_stopReason})" : $"connection ended: {e.Message}";
         }
         finally
         {

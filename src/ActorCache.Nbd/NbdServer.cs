@@ -72,6 +72,24 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
         }
     }
 
+    /// <summary>Clients attached to the export <paramref name="name"/> right now (past the handshake).</summary>
+    public int ConnectionsTo(string name) => _connections.Keys.Count(c => c.Export == name);
+
+    /// <summary>
+    /// Ends every client attached to <paramref name="name"/> the way a stop does: requests already
+    /// received are answered, then the connection closes (forcibly after <paramref name="grace"/>).
+    /// The caller withdraws the export first, or the clients could come straight back. Returns how many there were.
+    /// </summary>
+    public async Task<int> DisconnectAsync(string name, string reason, TimeSpan grace)
+    {
+        var attached = _connections.Where(c => c.Key.Export == name).ToList();
+        foreach (var (connection, _) in attached) connection.StopReading(reason);
+        var all = Task.WhenAll(attached.Select(c => c.Value));
+        if (await Task.WhenAny(all, Task.Delay(grace)) != all)
+            foreach (var (connection, _) in attached) await connection.DisposeAsync();
+        return attached.Count;
+    }
+
     /// <summary>Graceful stop: no new clients, answer what is in flight, then close (forcibly after <paramref name="grace"/>).</summary>
     public async Task StopAsync(TimeSpan grace)
     {

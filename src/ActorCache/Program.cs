@@ -1,9 +1,14 @@
 using System.CommandLine;
+using System.CommandLine.Parsing;
+using ActorCache.Cli;
 using ActorCache.Hosting;
 
 namespace ActorCache;
 
-/// <summary>The <c>actorcache</c> executable: <c>serve</c> runs a node.</summary>
+/// <summary>
+/// The <c>actorcache</c> executable: <c>serve</c> runs a node; the nouns beside it (<c>volume</c>, and
+/// <c>snapshot</c> to come) talk to a running node's admin API (<see cref="Cli"/>).
+/// </summary>
 public static class Program
 {
     /// <summary>
@@ -21,17 +26,36 @@ public static class Program
     public static async Task<int> Main(string[] args)
     {
         if (Environment.GetEnvironmentVariable(InlineSocketCompletions) is null) Environment.SetEnvironmentVariable(InlineSocketCompletions, "1");
-        var root = new RootCommand("ActorCache: replicated block volumes with a write-back cache, served over NBD.");
-        root.Subcommands.Add(ServeCommand());
-        var parsed = root.Parse(args);
-        if (parsed.Errors.Count > 0)
+        var parsed = CommandLine().Parse(args);
+        if (parsed.Errors.Count > 0 && parsed.Action is not { ClearsParseErrors: true }) // --help and --version answer even then
         {
             // Usage mistakes exit 2 like every other bad input (System.CommandLine's own default is 1).
             foreach (var error in parsed.Errors) await Console.Error.WriteLineAsync($"actorcache: {error.Message}");
-            await Console.Error.WriteLineAsync("actorcache: see 'actorcache serve --help' for the flags");
+            await Console.Error.WriteLineAsync($"actorcache: see '{CommandPath(parsed.CommandResult)} --help' for the {(parsed.CommandResult.Command.Subcommands.Count > 0 ? "commands" : "flags")}");
             return 2;
         }
         return await parsed.InvokeAsync(new InvocationConfiguration { ProcessTerminationTimeout = null });
+    }
+
+    /// <summary>Every command: <c>serve</c>, and the nouns that talk to a running node.</summary>
+    internal static RootCommand CommandLine()
+    {
+        var root = new RootCommand(
+            "ActorCache: replicated block volumes with a write-back cache, served over NBD. 'serve' runs a node; the other commands " +
+            "talk to a running node (--node URL, or the admin.url in --data-dir, default ./data). " +
+            "Exit codes: 0 done, 1 refused or failed, 2 usage.");
+        root.Subcommands.Add(ServeCommand());
+        root.Subcommands.Add(VolumeCommands.Create());
+        CliHelp.Install(root);
+        return root;
+    }
+
+    /// <summary>"actorcache volume create": the command a usage mistake was made in.</summary>
+    private static string CommandPath(CommandResult result)
+    {
+        var names = new List<string>();
+        for (SymbolResult? r = result; r is CommandResult command; r = r.Parent) names.Insert(0, command.Command is RootCommand ? "actorcache" : command.Command.Name);
+        return string.Join(' ', names);
     }
 
     private static Command ServeCommand()
@@ -50,7 +74,7 @@ public static class Program
         };
         var admin = new Option<string?>("--admin")
         {
-            Description = "admin HTTP listener for /metrics and /health: HOST:PORT (default 127.0.0.1:9460; port 0 picks a free port)",
+            Description = "admin HTTP listener for /metrics, /health and the admin API (/api): HOST:PORT (default 127.0.0.1:9460; port 0 picks a free port)",
         };
         var set = new Option<string[]>("--set")
         {

@@ -29,6 +29,48 @@ public sealed class FileBackingTests : IDisposable
     }
 
     [Fact]
+    public async Task Grows_sparsely_keeps_its_data_and_refuses_to_shrink()
+    {
+        var data = Pattern(64 << 10, 9);
+        await using (var backing = FileBacking.Open(PathOf("a.img"), Size, create: true))
+        {
+            await backing.WriteAsync(Size - data.Length, data, fua: true);
+            Assert.True(await backing.TrySendAsync(new GrowTarget(2 * Size)));
+            Assert.Equal(2 * Size, backing.Size);
+            Assert.Equal(2 * Size, new FileInfo(PathOf("a.img")).Length);
+            await backing.WriteAsync(2 * Size - data.Length, data, fua: true); // the new last bytes
+            var extents = new AllocationExtent[4];
+            Assert.Equal(1, await backing.GetAllocationAsync(Size, Size / 2, extents));
+            Assert.Equal(AllocationState.Hole | AllocationState.Zero, extents[0].State); // the new part is a hole
+
+            var shrink = await Assert.ThrowsAsync<BlockTargetException>(async () => await backing.TrySendAsync(new GrowTarget(Size)));
+            Assert.Contains("cannot shrink", shrink.Message);
+            Assert.Equal(2 * Size, backing.Size);
+            Assert.False(await backing.TrySendAsync(new OtherMessage()));
+        }
+        // A volume of the new size opens it without extending (the length is what was made durable).
+        await using var reopened = FileBacking.Open(PathOf("a.img"), 2 * Size, create: false, extend: false);
+        var read = new byte[data.Length];
+        await reopened.ReadAsync(Size - data.Length, read);
+        Assert.Equal(data, read);
+        await reopened.ReadAsync(2 * Size - data.Length, read);
+        Assert.Equal(data, read);
+    }
+
+    [Fact]
+    public async Task A_read_only_backing_refuses_to_grow()
+    {
+        await using (FileBacking.Open(PathOf("a.img"), Size, create: true)) { }
+        await using var backing = FileBacking.Open(PathOf("a.img"), Size, create: false, readOnly: true);
+        var refused = await Assert.ThrowsAsync<BlockTargetException>(async () => await backing.TrySendAsync(new GrowTarget(2 * Size)));
+        Assert.Contains("read-only", refused.Message);
+        Assert.Equal(Size, backing.Size);
+        Assert.Equal(Size, new FileInfo(PathOf("a.img")).Length);
+    }
+
+    private sealed record OtherMessage : TargetMessage;
+
+    [Fact]
     public async Task Reads_back_what_was_written_and_reports_it_as_data()
     {
         await using var backing = FileBacking.Open(PathOf("a.img"), Size, create: true);

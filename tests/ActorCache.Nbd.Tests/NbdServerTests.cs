@@ -423,6 +423,35 @@ public sealed class NbdServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Counts_the_clients_of_each_export_and_disconnects_those_of_one()
+    {
+        await using var first = await Connect();
+        await first.GoAsync("vol0");
+        await using var second = await Connect();
+        await second.GoAsync("vol0");
+        await using var other = await Connect();
+        await other.GoAsync("ro");
+        await using var handshaking = await Connect(); // not attached to anything yet
+        await handshaking.ReadGreetingAsync();
+        Assert.True(SpinWait.SpinUntil(() => _server.ConnectionsTo("vol0") == 2, TimeSpan.FromSeconds(5)));
+        Assert.Equal(1, _server.ConnectionsTo("ro"));
+        Assert.Equal(0, _server.ConnectionsTo("nothing"));
+
+        // A request already received is answered before the connection ends.
+        await first.SendRequestAsync(NbdCommand.Write, 0, 4096, cookie: 9, payload: Pattern(4096, 8));
+        Assert.Equal((NbdError.None, 9ul), await first.ReadAnyReplyAsync());
+        Assert.Equal(2, await _server.DisconnectAsync("vol0", "volume deleted", TimeSpan.FromSeconds(5)));
+        Assert.True(await first.IsClosedByServerAsync());
+        Assert.True(await second.IsClosedByServerAsync());
+        Assert.True(SpinWait.SpinUntil(() => _server.ConnectionsTo("vol0") == 0, TimeSpan.FromSeconds(5)));
+
+        // The other export's client is untouched.
+        Assert.Equal(1, _server.ConnectionsTo("ro"));
+        await other.SendRequestAsync(NbdCommand.Read, 0, 512, cookie: 5);
+        Assert.Equal(5ul, (await other.ReadChunkAsync()).Cookie);
+    }
+
+    [Fact]
     public async Task Stop_closes_idle_clients_promptly()
     {
         await using var client = await Connect();

@@ -164,4 +164,108 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         Assert.Equal(tail, readTail);
         Assert.True(await reopened.GracefulStop(TimeSpan.FromSeconds(30), CloseVolume.Instance));
     }
+    [Fact]
+    public async Task Grows_a_live_volume_publishes_the_new_size_and_refuses_to_shrink()
+    {
+        var path = Path.Combine(_dir, "g.img");
+        var definition = new VolumeDefinition("g", 16 << 20, VolumeMode.WriteBack, path, true, false);
+        await using (FileBacking.Open(path, definition.Size, create: true)) { }
+        var catalog = new ExportCatalog("");
+        var actor = Sys.ActorOf(VolumeActor.Props(definition, catalog, OpenWriteBack));
+        actor.Tell(OpenVolume.Instance);
+        ExpectMsg<VolumeOpened>();
+        Assert.True(catalog.TryGet("g", out var before));
+        var data = new byte[1 << 20];
+        new Random(3).NextBytes(data);
+        await before.Target.WriteAsync(15 << 20, data, fua: false);
+
+        actor.Tell(new GrowVolume(48 << 20));
+        Assert.Equal(new VolumeGrown("g", 48 << 20), ExpectMsg<VolumeGrown>(TimeSpan.FromSeconds(10)));
+        Assert.True(catalog.TryGet("g", out var after));
+        Assert.Equal(48 << 20, after.Target.Size); // what a new connection negotiates
+        Assert.Contains("48M", after.Description);
+        Assert.Equal(48 << 20, new FileInfo(path).Length);
+        await after.Target.WriteAsync(47 << 20, data, fua: true); // the new last MiB
+        var read = new byte[data.Length];
+        await after.Target.ReadAsync(15 << 20, read);
+        Assert.Equal(data, read);
+        await after.Target.ReadAsync(47 << 20, read);
+        Assert.Equal(data, read);
+        actor.Tell(GetVolumeStatus.Instance);
+        Assert.Equal(48 << 20, ExpectMsg<VolumeStatus>().Definition.Size);
+
+        actor.Tell(new GrowVolume(32 << 20));
+        Assert.Contains("shrinking is refused", ExpectMsg<VolumeGrowRejected>().Reason);
+        actor.Tell(new GrowVolume(48 << 20));
+        ExpectMsg<VolumeGrown>(); // the size it has: nothing to do
+        Assert.True(await actor.GracefulStop(TimeSpan.FromSeconds(30), CloseVolume.Instance));
+    }
+
+    [Fact]
+    public async Task A_volume_that_cannot_grow_keeps_its_size_and_says_why()
+    {
+        var path = Path.Combine(_dir, "ro.img");
+        await File.WriteAllBytesAsync(path, new byte[1 << 20]);
+        var catalog = new ExportCatalog("");
+        var actor = Sys.ActorOf(VolumeActor.Props(new VolumeDefinition("ro", 1 << 20, VolumeMode.PassThrough, path, false, true), catalog, Open));
+        actor.Tell(OpenVolume.Instance);
+        ExpectMsg<VolumeOpened>();
+        actor.Tell(new GrowVolume(2 << 20));
+        Assert.Contains("read-only", ExpectMsg<VolumeGrowRejected>().Reason);
+        Assert.Equal(1 << 20, new FileInfo(path).Length);
+        Assert.True(catalog.TryGet("ro", out var export));
+        Assert.Equal(1 << 20, export.Target.Size);
+        Assert.True(await actor.GracefulStop(TimeSpan.FromSeconds(30), CloseVolume.Instance));
+    }
+
+    /// <summary>
+    /// Leaving write-back drains the log to a slow backing: the actor answers status meanwhile (saying
+    /// where it is switching to), and a close that arrives during the switch waits for it.
+    /// </summary>
+    [Fact]
+    public async Task A_mode_switch_drains_off_the_mailbox_status_answers_and_a_close_waits_for_it()
+    {
+        var path = Path.Combine(_dir, "m.img");
+        var definition = new VolumeDefinition("m", 16 << 20, VolumeMode.WriteBack, path, true, false);
+        await using (FileBacking.Open(path, definition.Size, create: true)) { }
+        Task<Volume> OpenSlow(VolumeDefinition d, IActorRefFactory actors)
+        {
+            var options = new CacheOptions
+            {
+                LogDirectory = Path.Combine(_dir, "log-m"),
+                SegmentSize = 4 << 20,
+                MaxBatchBlocks = 256,
+                LogCapacity = 64 << 20,
+                RetentionTime = TimeSpan.FromHours(1), // nothing is destaged until the switch drains it
+            };
+            var backing = new DelayedTarget(FileBacking.Open(d.BackingPath, d.Size, create: false), TimeSpan.FromMilliseconds(300));
+            return Task.FromResult(new Volume(d, WriteBackCache.Open(d.Name, backing, Ring, options, CacheMode.WriteBack, NullLogger.Instance, actors)));
+        }
+        var catalog = new ExportCatalog("");
+        var actor = Sys.ActorOf(VolumeActor.Props(definition, catalog, OpenSlow));
+        actor.Tell(OpenVolume.Instance);
+        ExpectMsg<VolumeOpened>();
+        Assert.True(catalog.TryGet("m", out var export));
+        var data = new byte[12 << 20]; // three extents, several slow backing writes each
+        new Random(5).NextBytes(data);
+        await export.Target.WriteAsync(0, data, fua: true);
+
+        var switcher = CreateTestProbe();
+        actor.Tell(new SetVolumeMode(VolumeMode.WriteThrough), switcher);
+        actor.Tell(GetVolumeStatus.Instance);
+        var during = ExpectMsg<VolumeStatus>(TimeSpan.FromSeconds(1)); // answered while the drain runs
+        Assert.Equal(VolumeMode.WriteThrough, during.SwitchingTo);
+        Assert.Equal(VolumeMode.WriteBack, during.Definition.Mode);
+        Assert.True(during.Cache!.CachedBlocks > 0, "the drain has not finished yet");
+        var closer = CreateTestProbe();
+        actor.Tell(CloseVolume.Instance, closer);
+        closer.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // kept until the switch is done
+
+        Assert.Equal(new VolumeModeSet("m", VolumeMode.WriteThrough), switcher.ExpectMsg<VolumeModeSet>(TimeSpan.FromSeconds(30)));
+        Assert.True(closer.ExpectMsg<VolumeClosed>(TimeSpan.FromSeconds(30)).IsDurable);
+        await using var raw = FileBacking.Open(path, definition.Size, create: false, readOnly: true);
+        var read = new byte[data.Length];
+        await raw.ReadAsync(0, read);
+        Assert.Equal(data, read); // drained to the backing before the switch was reported
+    }
 }

@@ -59,6 +59,44 @@ public abstract class VolumeRegistryTests : IAsyncLifetime
             Assert.Equal([Def("vol0"), Def("vol1")], volumes);
         }
     }
+
+    [Fact]
+    public void Resized_and_deleted_volumes_stay_that_way_after_restart_and_a_deleted_name_can_be_defined_again()
+    {
+        using (var kit = new TestKit(_config, "first"))
+        {
+            var registry = kit.Sys.ActorOf(Props.Create(() => new VolumeRegistry()));
+            foreach (var name in new[] { "a", "b", "c" })
+            {
+                registry.Tell(new DefineVolume(Def(name)), kit.TestActor);
+                kit.ExpectMsg<VolumeAccepted>(TimeSpan.FromSeconds(20));
+            }
+            registry.Tell(new ResizeVolume("a", 3L << 30), kit.TestActor);
+            Assert.Equal(new VolumeResized("a", 3L << 30), kit.ExpectMsg<VolumeResized>(TimeSpan.FromSeconds(20)));
+            registry.Tell(new ResizeVolume("a", 1L << 30), kit.TestActor);
+            Assert.Contains("only grows", kit.ExpectMsg<VolumeRejected>().Reason);
+            registry.Tell(new ResizeVolume("nope", 1L << 30), kit.TestActor);
+            Assert.Contains("no volume named nope", kit.ExpectMsg<VolumeRejected>().Reason);
+
+            registry.Tell(new DeleteVolume("b"), kit.TestActor);
+            Assert.Equal(new VolumeDeleted("b"), kit.ExpectMsg<VolumeDeleted>(TimeSpan.FromSeconds(20)));
+            registry.Tell(new DeleteVolume("b"), kit.TestActor);
+            Assert.Contains("no volume named b", kit.ExpectMsg<VolumeRejected>().Reason);
+            registry.Tell(new DeleteVolume("c"), kit.TestActor);
+            kit.ExpectMsg<VolumeDeleted>(TimeSpan.FromSeconds(20));
+            // A deleted volume's name and backing are free again.
+            registry.Tell(new DefineVolume(Def("c", "/data/b.img")), kit.TestActor);
+            kit.ExpectMsg<VolumeAccepted>(TimeSpan.FromSeconds(20));
+        }
+
+        using (var kit = new TestKit(_config, "second"))
+        {
+            var registry = kit.Sys.ActorOf(Props.Create(() => new VolumeRegistry()));
+            registry.Tell(GetVolumes.Instance, kit.TestActor);
+            var volumes = kit.ExpectMsg<VolumeList>(TimeSpan.FromSeconds(20)).Volumes;
+            Assert.Equal([Def("a") with { Size = 3L << 30 }, Def("c", "/data/b.img")], volumes);
+        }
+    }
 }
 
 public sealed class SqliteVolumeRegistryTests : VolumeRegistryTests

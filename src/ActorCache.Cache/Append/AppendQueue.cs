@@ -281,6 +281,12 @@ internal sealed class AppendQueue
         return moved;
     }
 
+    /// <summary>The volume grew online: the index covers <paramref name="blocks"/> blocks, changed under the lock like every index change.</summary>
+    public void Grow(long blocks)
+    {
+        lock (_gate) _index.Grow(blocks);
+    }
+
     /// <summary>Drops the index pages of extents that are clean and were left alone for <paramref name="idleSweeps"/> sweeps.</summary>
     public int DropIdlePages(int idleSweeps)
     {

@@ -14,6 +14,8 @@ public enum BlockLocation : byte { Backing = 0, Ring = 1, Log = 2, Zero = 3 }
 /// being built (recovery, a view of an older generation), whoever builds it. Readers read without
 /// locks: an entry is one aligned 8-byte word, and a page, once dropped, is never written again (a
 /// reader still holding it reads zeroes, the backing, which is right: it was dropped only when clean).
+/// The page array is replaced when the volume grows (<see cref="Grow"/>, by the one writer); readers
+/// take the array reference once per lookup, and the pages themselves move over unchanged.
 /// </remarks>
 public sealed class BlockIndex
 {
@@ -23,18 +25,32 @@ public sealed class BlockIndex
     private const ulong ValueMask = (1UL << KindShift) - 1;
     private const long UnloggedFlag = 1L << 61;
 
-    private readonly ExtentPage?[] _pages;
+    private ExtentPage?[] _pages;
+    private long _blocks;
     private int _sweep; // how many idle sweeps have run: a page remembers the sweep it was last changed in
 
     public BlockIndex(long blocks)
     {
-        Blocks = blocks;
+        _blocks = blocks;
         _pages = new ExtentPage?[(blocks + ExtentBlocks - 1) >> ExtentBlocksShift];
     }
 
-    public long Blocks { get; }
+    public long Blocks => Volatile.Read(ref _blocks);
 
-    public int ExtentCount => _pages.Length;
+    public int ExtentCount => Volatile.Read(ref _pages).Length;
+
+    /// <summary>
+    /// Covers <paramref name="blocks"/> blocks from now on (a volume grown online): a larger page array
+    /// holding the same pages. The one writer only, so no change is made to the old array meanwhile.
+    /// </summary>
+    public void Grow(long blocks)
+    {
+        if (blocks <= _blocks) return;
+        var pages = new ExtentPage?[(blocks + ExtentBlocks - 1) >> ExtentBlocksShift];
+        _pages.AsSpan().CopyTo(pages);
+        Volatile.Write(ref _pages, pages);
+        Volatile.Write(ref _blocks, blocks);
+    }
 
     public static ulong Encode(BlockLocation location, long value) => ((ulong)location << KindShift) | ((ulong)value & ValueMask);
 
@@ -54,7 +70,7 @@ public sealed class BlockIndex
 
     public ulong Get(long block)
     {
-        var page = Volatile.Read(ref _pages[block >> ExtentBlocksShift]);
+        var page = Volatile.Read(ref Volatile.Read(ref _pages)[block >> ExtentBlocksShift]);
         return page is null ? 0 : Volatile.Read(ref page.Entries[block & (ExtentBlocks - 1)]);
     }
 
@@ -85,7 +101,7 @@ public sealed class BlockIndex
     }
 
     /// <summary>Blocks of one extent whose newest version is not on the backing.</summary>
-    public int CachedBlocksIn(long extent) => Volatile.Read(ref _pages[extent])?.Cached ?? 0;
+    public int CachedBlocksIn(long extent) => Volatile.Read(ref Volatile.Read(ref _pages)[extent])?.Cached ?? 0;
 
     /// <summary>
     /// Drops the pages of extents that are clean and have not changed for <paramref name="idleSweeps"/>
@@ -109,9 +125,10 @@ public sealed class BlockIndex
     /// <summary>The first block in [from, to) whose entry is not on the backing, or <paramref name="to"/>.</summary>
     public long NextCached(long from, long to)
     {
+        var pages = Volatile.Read(ref _pages);
         while (from < to)
         {
-            var page = Volatile.Read(ref _pages[from >> ExtentBlocksShift]);
+            var page = Volatile.Read(ref pages[from >> ExtentBlocksShift]);
             if (page is null || page.Cached == 0)
             {
                 from = ((from >> ExtentBlocksShift) + 1) << ExtentBlocksShift; // a whole extent with nothing cached
@@ -128,10 +145,11 @@ public sealed class BlockIndex
     {
         get
         {
+            var all = Volatile.Read(ref _pages);
             var pages = 0L;
-            foreach (var page in _pages)
+            foreach (var page in all)
                 if (page is not null) pages++;
-            return _pages.LongLength * 8 + pages * (ExtentBlocks * 8L + 32);
+            return all.LongLength * 8 + pages * (ExtentBlocks * 8L + 32);
         }
     }
 
@@ -141,7 +159,7 @@ public sealed class BlockIndex
         get
         {
             long count = 0;
-            foreach (var page in _pages)
+            foreach (var page in Volatile.Read(ref _pages))
                 if (page is not null) count += Volatile.Read(ref page.Cached);
             return count;
         }
@@ -150,9 +168,10 @@ public sealed class BlockIndex
     /// <summary>Every non-backing entry, in block order (for comparing a recovered index with a runtime one).</summary>
     public IEnumerable<(long Block, ulong Entry)> Entries()
     {
-        for (var e = 0; e < _pages.Length; e++)
+        var pages = Volatile.Read(ref _pages);
+        for (var e = 0; e < pages.Length; e++)
         {
-            var page = _pages[e];
+            var page = pages[e];
             if (page is null) continue;
             for (var i = 0; i < ExtentBlocks; i++)
             {

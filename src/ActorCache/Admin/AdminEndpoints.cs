@@ -4,7 +4,10 @@ using Prometheus;
 
 namespace ActorCache.Admin;
 
-/// <summary>The admin API's routes: Prometheus metrics and the health checks a load balancer or Kubernetes probes.</summary>
+/// <summary>
+/// The admin listener's routes: Prometheus metrics and the health checks a load balancer or Kubernetes
+/// probes, and the JSON API under <c>/api</c> that the command line talks to, one group per noun.
+/// </summary>
 public static class AdminEndpoints
 {
     public static void Map(WebApplication app)
@@ -26,5 +29,12 @@ public static class AdminEndpoints
 
         // Liveness: answered by the process itself, so a node busy with a degraded volume is not restarted for it.
         app.MapGet("/health/live", () => Results.Text("ok\n"));
+
+        var api = app.MapGroup("/api");
+        api.AddEndpointFilter<ApiErrors>();
+        VolumeEndpoints.Map(api);
+        OperationEndpoints.Map(api);
+        api.MapFallback("{**path}", (HttpRequest request) =>
+            ApiErrors.Error(StatusCodes.Status404NotFound, $"no such endpoint: {request.Method} {request.Path}; the README lists the admin API"));
     }
 }

@@ -24,7 +24,7 @@ public sealed class AdminUrlFile(NodeSettings settings, NodeListeners listeners,
         var temporary = Path + ".tmp";
         await File.WriteAllTextAsync(temporary, url + "\n", cancellationToken);
         File.Move(temporary, Path, overwrite: true);
-        logger.LogInformation("admin listening on {Url} (/metrics, /health, /health/live)", url);
+        logger.LogInformation("admin listening on {Url} (/metrics, /health, /health/live, /api)", url);
     }
 
     // Runs before anything stops: from here on the URL is about to stop answering.

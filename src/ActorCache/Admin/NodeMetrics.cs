@@ -24,6 +24,7 @@ public sealed class NodeMetrics
     private readonly ActorCache.Snapshots.SnapshotCatalog _snapshotCatalog;
     private readonly Counter _blocksDestaged, _ringWaits, _retentionShrinks;
     private readonly Gauge _ringSlots, _ringFreeSlots;
+    private HashSet<string> _exported = [];
 
     public NodeMetrics(VolumeStatusReader volumes, RingBuffer ring, ActorCache.Snapshots.SnapshotCatalog snapshots)
     {
@@ -83,11 +84,25 @@ public sealed class NodeMetrics
     {
         _ringSlots.Set(_ring.SlotCount);
         _ringFreeSlots.Set(_ring.FreeSlots);
-        foreach (var report in await _volumes.ReadAsync(cancellationToken))
+        var reports = await _volumes.ReadAsync(cancellationToken);
+        foreach (var report in reports)
         {
             // A volume that did not answer keeps the values of the last scrape; /health names it.
             if (report.Status is { } status) Update(report, status);
         }
+        // A volume deleted since the last scrape leaves no series behind.
+        var names = reports.Select(r => r.Name).ToHashSet();
+        foreach (var gone in _exported.Where(n => !names.Contains(n))) Forget(gone);
+        _exported = names;
+    }
+
+    private void Forget(string name)
+    {
+        foreach (var collector in new Collector<Gauge.Child>[] { _online, _degraded, _readOnly, _size, _cachedBlocks, _indexBytes, _logBytes, _generation })
+            collector.RemoveLabelled(name);
+        foreach (var collector in new Collector<Counter.Child>[] { _batchesWritten, _syncs, _corruptRecords, _tornTails, _blocksDestaged, _ringWaits, _retentionShrinks })
+            collector.RemoveLabelled(name);
+        foreach (var mode in Modes) _mode.RemoveLabelled(name, VolumeSpec.FormatMode(mode));
     }
 
     private void Update(VolumeReport report, VolumeStatus status)

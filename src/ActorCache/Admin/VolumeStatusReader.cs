@@ -1,4 +1,3 @@
-using ActorCache.Hosting;
 using ActorCache.Volumes;
 using Akka.Actor;
 
@@ -11,18 +10,16 @@ public sealed record VolumeReport(string Name, VolumeStatus? Status);
 /// Asks every volume actor for its status, all at once, with a short timeout. This runs per scrape or
 /// health probe, never per I/O request: the numbers are counters the cache keeps anyway.
 /// </summary>
-public sealed class VolumeStatusReader(NodeService node)
+public sealed class VolumeStatusReader(NodeVolumes volumes)
 {
     /// <summary>Long enough for a busy mailbox, short enough for a Prometheus scrape or a Kubernetes probe.</summary>
     public static readonly TimeSpan Timeout = TimeSpan.FromSeconds(2);
 
-    public async Task<IReadOnlyList<VolumeReport>> ReadAsync(CancellationToken cancellationToken)
-    {
-        var volumes = node.VolumeActors;
-        return await Task.WhenAll(volumes.Select(v => AskAsync(v, cancellationToken)));
-    }
+    public async Task<IReadOnlyList<VolumeReport>> ReadAsync(CancellationToken cancellationToken) =>
+        await Task.WhenAll(volumes.Running.Select(v => AskAsync(v, cancellationToken)));
 
-    private static async Task<VolumeReport> AskAsync(VolumeActorRef volume, CancellationToken cancellationToken)
+    /// <summary>One volume's report.</summary>
+    public static async Task<VolumeReport> AskAsync(VolumeActorRef volume, CancellationToken cancellationToken)
     {
         try
         {
@@ -31,7 +28,7 @@ public sealed class VolumeStatusReader(NodeService node)
         }
         catch (AskTimeoutException)
         {
-            // A mode switch drains the log inside the actor and keeps its mailbox busy meanwhile.
+            // An actor opening or closing its volume (replaying or flushing a log) answers nothing meanwhile.
             return new VolumeReport(volume.Name, null);
         }
     }

@@ -40,6 +40,31 @@ public sealed record LogSpace(string Directory, long FreeBytes, long HeldBytes, 
     }
 
     /// <summary>
+    /// The log of a volume added while the node runs. The running logs keep the capacities they were
+    /// given and may still fill them, so the new one gets what the file system holds beyond that, in
+    /// whole segments, at most <c>cache.log-capacity</c>; below one segment it is refused.
+    /// </summary>
+    /// <param name="running">The running volumes' log capacities, by name (a volume without a log directory counts nothing).</param>
+    public static LogSpace PlanAdded(CacheSettings cache, string volume, IReadOnlyDictionary<string, long> running)
+    {
+        var existing = NearestExistingDirectory(cache.LogDir);
+        var free = NodeLibC.AvailableBytes(existing);
+        if (free < 0)
+            throw new SettingsException($"cannot read the free space of {existing} (for cache.log-dir {cache.LogDir}): {NodeLibC.Describe((int)-free)}");
+        var promised = running.Where(r => r.Key != volume && System.IO.Directory.Exists(Path.Combine(cache.LogDir, r.Key)))
+            .Sum(r => Math.Max(0, r.Value - BytesIn(Path.Combine(cache.LogDir, r.Key))));
+        var held = BytesIn(Path.Combine(cache.LogDir, volume));
+        var room = Math.Max(0, free - promised) + held;
+        var capacity = Math.Min(cache.LogCapacity, room / cache.SegmentSize * cache.SegmentSize);
+        if (capacity < cache.SegmentSize)
+            throw new SettingsException(
+                $"volume {volume}: the log directory {cache.LogDir} is on a file system with {ByteSize.Format(Round(free))} free, " +
+                $"{ByteSize.Format(Round(promised))} of it promised to the running volumes' logs; a log needs at least {ByteSize.Format(cache.SegmentSize)} " +
+                "(one segment of cache.segment-size). Free space there, or create the volume in pass-through mode");
+        return new LogSpace(cache.LogDir, free, held, cache.LogCapacity, new Dictionary<string, long> { [volume] = capacity });
+    }
+
+    /// <summary>
     /// Water-filling: each volume gets an equal share of what can be held, except that a log already
     /// larger than its share keeps what it has (it cannot give back history it has not destaged yet);
     /// shares are whole segments, at most <paramref name="asked"/>.

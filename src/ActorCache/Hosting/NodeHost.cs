@@ -112,10 +112,22 @@ public static class NodeHost
                 });
         });
         builder.Services.AddSingleton<ActorCache.Snapshots.SnapshotService>();
+        builder.Services.AddSingleton<NodeVolumes>();
+        builder.Services.AddSingleton<VolumeCreation>();
+        builder.Services.AddSingleton<VolumeDeletion>();
+        builder.Services.AddSingleton<VolumeDependents>();
         builder.Services.AddSingleton<NodeService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<NodeService>());
         builder.Services.AddSingleton<VolumeStatusReader>();
         builder.Services.AddSingleton<NodeMetrics>();
+        builder.Services.AddSingleton<VolumeInfoReader>();
+        builder.Services.AddSingleton<AdminOperations>();
+        builder.Services.AddSingleton<VolumeModeSwitch>();
+        builder.Services.AddSingleton<ApiErrors>();
+        builder.Services.AddSingleton<RequireAdminToken>();
+        // The token is written before admin.url (hosted services start in the order they are added).
+        builder.Services.AddSingleton<AdminToken>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<AdminToken>());
         builder.Services.AddHostedService<AdminUrlFile>();
 
         var app = builder.Build();

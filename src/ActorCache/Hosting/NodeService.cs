@@ -12,33 +12,28 @@ namespace ActorCache.Hosting;
 /// <summary>
 /// Brings the node's storage up once the actor system runs: reconciles the requested volumes with the
 /// registry, checks everything a new volume needs before creating any file, starts a volume actor per
-/// volume and then the NBD front on the listeners bound at start. Stops in the reverse order and
-/// remembers whether every volume made its acknowledged writes durable.
+/// volume (<see cref="NodeVolumes"/>) and then the NBD front on the listeners bound at start. Stops in
+/// the reverse order and remembers whether every volume made its acknowledged writes durable.
 /// </summary>
 public sealed class NodeService(
     NodeSettings settings,
     NodeListeners listeners,
-    ActorSystem system,
     ActorRegistry registry,
     ExportCatalog catalog,
     ActorCache.Snapshots.SnapshotCatalog snapshots,
-    ActorCache.Snapshots.SnapshotService snapshotService,
-    RingBuffer ring,
+    NodeVolumes volumeActors,
+    VolumeCreation creation,
     ILoggerFactory loggerFactory) : IHostedService
 {
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
     /// <summary>How long a volume gets to flush and close at stop before it is reported as not durable.</summary>
     private static readonly TimeSpan CloseTimeout = TimeSpan.FromSeconds(30);
     private readonly ILogger _logger = loggerFactory.CreateLogger<NodeService>();
-    // Replaced, never changed in place: the admin listener reads it from request threads.
-    private volatile IReadOnlyList<VolumeActorRef> _volumeActors = [];
-    private NbdServer? _server;
+    private volatile NbdServer? _server;
     private readonly List<VolumeClosed> _losses = [];
 
+    /// <summary>The NBD front, once the node serves (it counts and disconnects the clients of each export).</summary>
     public NbdServer? Server => _server;
-
-    /// <summary>The volume actors this node runs (each answers <see cref="GetVolumeStatus"/>); complete once the node has started.</summary>
-    public IReadOnlyList<VolumeActorRef> VolumeActors => _volumeActors;
 
     /// <summary>True once the start went all the way (volumes opened, NBD served).</summary>
     public bool Started { get; private set; }
@@ -68,7 +63,7 @@ public sealed class NodeService(
 
         var wanted = settings.Volumes.Count == 0 && known.Count == 0 ? [settings.DefaultVolume] : settings.Volumes;
         CheckRedefinitions(known, wanted);
-        var fresh = PlanNewVolumes(known, wanted);
+        var fresh = PlanNewVolumes(known, wanted.Where(s => known.All(v => v.Name != s.Name)));
         // Asking for an existing volume in another mode switches it (leaving write-back drains the log first).
         var switched = known.Select(v => wanted.FirstOrDefault(w => w.Name == v.Name) is { } w && w.Mode != v.Mode ? v with { Mode = w.Mode } : v).ToList();
         var logSpace = PlanLogSpace([.. switched, .. fresh]);
@@ -77,19 +72,10 @@ public sealed class NodeService(
         foreach (var volume in switched.Where(v => known.First(k => k.Name == v.Name).Mode != v.Mode))
             SwitchMode(volumeRegistry, known.First(k => k.Name == volume.Name), volume.Mode);
         var volumes = switched;
-        volumes.AddRange(await CreateVolumesAsync(volumeRegistry, fresh, cancellationToken));
+        volumes.AddRange(await creation.CreateAsync(volumeRegistry, fresh, cancellationToken));
 
-        foreach (var definition in volumes)
-        {
-            var cache = settings.Cache with { LogCapacity = logSpace.CapacityOf(definition.Name) };
-            var actor = system.ActorOf(VolumeActor.Props(definition, catalog,
-                (d, actors) => VolumeStack.OpenAsync(d, cache, ring, loggerFactory, actors, snapshots.KeptSequences(d.Name),
-                    sequence => snapshotService.MarkExpired(d.Name, sequence)), volumeRegistry),
-                $"volume-{definition.Name}");
-            _volumeActors = [.. _volumeActors, new VolumeActorRef(definition.Name, actor)];
-            // A volume that cannot open (its backing is gone, say) stays offline with its reason; the others serve.
-            await actor.Ask<object>(OpenVolume.Instance, AskTimeout, cancellationToken);
-        }
+        // A volume that cannot open (its backing is gone, say) stays offline with its reason; the others serve.
+        foreach (var definition in volumes) await volumeActors.StartAsync(definition, logSpace.CapacityOf(definition.Name), cancellationToken);
 
         _server = new NbdServer(catalog, settings.Nbd, loggerFactory.CreateLogger<NbdServer>());
         _server.Start(listeners.Nbd);
@@ -121,20 +107,10 @@ public sealed class NodeService(
     }
 
     /// <summary>The definitions of volumes the registry does not know yet, with every backing checked; nothing is created here.</summary>
-    private List<VolumeDefinition> PlanNewVolumes(IReadOnlyList<VolumeDefinition> known, IReadOnlyList<VolumeSpec> wanted)
+    private List<VolumeDefinition> PlanNewVolumes(IReadOnlyList<VolumeDefinition> known, IEnumerable<VolumeSpec> fresh)
     {
         var planned = new List<VolumeDefinition>();
-        foreach (var spec in wanted.Where(s => known.All(v => v.Name != s.Name)))
-        {
-            var path = Path.GetFullPath(spec.BackingPath ?? NodeSettingsLoader.DefaultBackingPath(settings.DataDir, spec.Name));
-            if (known.Any(v => v.BackingPath == path) || planned.Any(p => p.BackingPath == path))
-                throw new SettingsException($"volume {spec.Name}: backing {path} already belongs to another volume");
-            if (spec.BackingPath is not null) StartChecks.CheckBacking(spec, path);
-            var exists = File.Exists(path);
-            if (!exists && spec.ReadOnly)
-                throw new SettingsException($"volume {spec.Name}: read-only backing {path} does not exist; a read-only volume serves an existing file or device");
-            planned.Add(new VolumeDefinition(spec.Name, spec.Size, spec.Mode, path, !exists, spec.ReadOnly));
-        }
+        foreach (var spec in fresh) planned.Add(creation.Plan(spec, [.. known, .. planned]));
         return planned;
     }
 
@@ -157,48 +133,6 @@ public sealed class NodeService(
 
     private long RetentionCap(long capacity) => settings.Cache.OptionsFor("") with { LogCapacity = capacity } is var o ? o.RetentionCapBytes : 0;
 
-    /// <summary>
-    /// Creates the backings of new volumes and records them. All or nothing: if any backing cannot be
-    /// prepared, the ones created here are removed before the error is reported.
-    /// </summary>
-    private async Task<List<VolumeDefinition>> CreateVolumesAsync(IActorRef volumeRegistry, List<VolumeDefinition> planned, CancellationToken ct)
-    {
-        var created = new List<VolumeDefinition>();
-        var prepared = new List<VolumeDefinition>();
-        try
-        {
-            foreach (var definition in planned)
-            {
-                if (definition.BackingCreated) Directory.CreateDirectory(Path.GetDirectoryName(definition.BackingPath)!);
-                try
-                {
-                    prepared.Add(definition);
-                    await using var backing = FileBacking.Open(definition.BackingPath, definition.Size, create: definition.BackingCreated, definition.ReadOnly);
-                }
-                catch (BlockTargetException e)
-                {
-                    throw new SettingsException($"volume {definition.Name}: {e.Message}");
-                }
-            }
-            foreach (var definition in prepared)
-            {
-                var reply = await volumeRegistry.Ask<object>(new DefineVolume(definition), AskTimeout, ct);
-                if (reply is VolumeRejected rejected) throw new SettingsException($"volume {rejected.Name}: {rejected.Reason}");
-                created.Add(definition);
-                _logger.LogInformation("created volume {Name}: {Size} {Mode} on {Backing}", definition.Name,
-                    ByteSize.Format(definition.Size), VolumeSpec.FormatMode(definition.Mode), definition.BackingPath);
-            }
-        }
-        catch
-        {
-            foreach (var definition in prepared)
-                if (definition.BackingCreated && created.All(c => c.Name != definition.Name))
-                    File.Delete(definition.BackingPath);
-            throw;
-        }
-        return created;
-    }
-
     public async Task StopAsync(CancellationToken cancellationToken)
     {
         if (_server is not null)
@@ -206,19 +140,12 @@ public sealed class NodeService(
             _logger.LogInformation("stopping: refusing new NBD connections, finishing in-flight requests");
             await _server.StopAsync(settings.StopGrace);
         }
-        foreach (var (name, actor) in _volumeActors)
+        foreach (var volume in volumeActors.Running)
         {
-            VolumeClosed closed;
-            try
-            {
-                // The actor withdraws the volume from the front, flushes and closes it, answers, and stops.
-                closed = await actor.Ask<VolumeClosed>(CloseVolume.Instance, CloseTimeout, CancellationToken.None);
-            }
-            catch (Exception e) when (e is TaskCanceledException or AskTimeoutException)
-            {
-                closed = new VolumeClosed(name, VolumeClosed.UnknownBytes, $"it did not finish flushing within {CloseTimeout.TotalSeconds:0} s");
-            }
+            // The actor withdraws the volume from the front, flushes and closes it, answers, and stops.
+            var closed = await volumeActors.CloseAsync(volume, CloseTimeout);
             if (closed.IsDurable) continue;
+            var name = volume.Name;
             _losses.Add(closed);
             _logger.LogError("volume {Name}: {Bytes} of acknowledged writes could not be made durable: {Reason}",
                 name, closed.NotDurableBytes == VolumeClosed.UnknownBytes ? "an unknown amount" : $"{closed.NotDurableBytes} bytes", closed.Reason);
@@ -228,6 +155,3 @@ public sealed class NodeService(
         else _logger.LogError("stopped with {Count} volume(s) missing acknowledged writes: {Volumes}", _losses.Count, string.Join(", ", _losses.Select(l => l.Name)));
     }
 }
-
-/// <summary>A volume's actor on this node, with the volume's name (an actor that does not answer can still be named).</summary>
-public sealed record VolumeActorRef(string Name, IActorRef Actor);

@@ -24,7 +24,7 @@ public sealed record NodeSettings
     public required int ClusterPort { get; init; }
     public required IReadOnlyList<string> SeedNodes { get; init; }
     public required CacheSettings Cache { get; init; }
-    /// <summary>Where the admin HTTP listener (/metrics, /health) binds.</summary>
+    /// <summary>Where the admin HTTP listener (/metrics, /health, /api) binds.</summary>
     public required AdminListenAddress Admin { get; init; }
     /// <summary>The merged configuration, handed to Akka so its own settings can be overridden the same way.</summary>
     public required Config Config { get; init; }
@@ -60,7 +60,7 @@ public sealed record ServeFlags(string? ConfigFile, string? DataDir, IReadOnlyLi
     IReadOnlyList<string> Sets, string? Admin = null);
 
 /// <summary>Raised for settings a user got wrong; the message says which and how to fix it.</summary>
-public sealed class SettingsException(string message) : Exception(message);
+public class SettingsException(string message) : Exception(message);
 
 public static class NodeSettingsLoader
 {

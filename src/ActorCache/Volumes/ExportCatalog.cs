@@ -25,7 +25,12 @@ public sealed class ExportCatalog(string defaultExport, SnapshotCatalog? snapsho
         _exports[volume.Definition.Name] = new NbdExport(volume.Definition.Name, Describe(volume.Definition), volume, volume.IsReadOnly);
     }
 
-    public void Withdraw(string name) => _exports.TryRemove(name, out _);
+    /// <summary>Stops serving a volume; an offline one is forgotten too (a deleted volume is not "offline").</summary>
+    public void Withdraw(string name)
+    {
+        _exports.TryRemove(name, out _);
+        _offline.TryRemove(name, out _);
+    }
 
     /// <summary>A volume of this node that could not come online: not served, but clients asking for it are told why.</summary>
     public void MarkOffline(string name, string reason)

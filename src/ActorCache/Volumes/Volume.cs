@@ -30,11 +30,42 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : Fo
     /// <summary>Switches between write-back and write-through on the live volume (write-back drains first).</summary>
     public async Task SetModeAsync(VolumeMode mode)
     {
-        if (mode == VolumeMode.PassThrough || Definition.Mode == VolumeMode.PassThrough ||
-            !await Below.TrySendAsync(new SetCacheMode(VolumeStack.CacheModeOf(mode))).ConfigureAwait(false))
-            throw new InvalidOperationException(
-                $"volume {Definition.Name}: switching between pass-through and the cached modes needs a restart; live switching works between write-back and write-through");
+        if (mode == Definition.Mode) return;
+        if (LiveSwitchRefusal(Definition, mode) is { } refusal) throw new InvalidOperationException(refusal);
+        if (!await Below.TrySendAsync(new SetCacheMode(VolumeStack.CacheModeOf(mode))).ConfigureAwait(false))
+            throw new InvalidOperationException(PassThroughRefusal(Definition.Name));
         Definition = Definition with { Mode = mode };
+    }
+
+    /// <summary>Why a volume defined as <paramref name="definition"/> cannot switch to <paramref name="mode"/> while it runs, or null.</summary>
+    public static string? LiveSwitchRefusal(VolumeDefinition definition, VolumeMode mode) =>
+        mode == definition.Mode ? null
+        : mode == VolumeMode.PassThrough || definition.Mode == VolumeMode.PassThrough ? PassThroughRefusal(definition.Name)
+        : definition.ReadOnly ? $"volume {definition.Name} is read-only: it has no cache to switch"
+        : null;
+
+    private static string PassThroughRefusal(string name) =>
+        $"volume {name}: switching between pass-through and the cached modes needs a restart (serve --volume NAME:SIZE:MODE); " +
+        "live switching works between write-back and write-through";
+
+    /// <summary>
+    /// Grows the live volume to <paramref name="size"/> bytes in an order a crash cannot break: first
+    /// the layers below (the backing file is extended and its length synced, a cache's index covers the
+    /// new blocks), then <paramref name="record"/> (the registry persists the size), and only then is
+    /// the new size the one new connections negotiate. So a restart never finds a recorded size the
+    /// backing does not hold, and nobody writes past the old end before the new size is recorded.
+    /// Clients connected already keep the size they negotiated until they reconnect.
+    /// </summary>
+    public async Task GrowAsync(long size, Func<Task> record)
+    {
+        if (size < Definition.Size)
+            throw new InvalidOperationException($"volume {Definition.Name} is {ByteSize.Format(Definition.Size)}; shrinking is refused (it would cut off data)");
+        if (size == Definition.Size) return;
+        if (Definition.ReadOnly) throw new InvalidOperationException($"volume {Definition.Name} is read-only; a read-only volume cannot grow");
+        if (!await Below.TrySendAsync(new GrowTarget(size)).ConfigureAwait(false))
+            throw new InvalidOperationException($"volume {Definition.Name}: its stack cannot grow");
+        await record().ConfigureAwait(false);
+        Definition = Definition with { Size = size };
     }
 
     public override ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken = default)

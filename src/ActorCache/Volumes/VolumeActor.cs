@@ -7,18 +7,22 @@ namespace ActorCache.Volumes;
 
 /// <summary>
 /// Owns one volume's stack on this node: opens it (replaying its log), publishes it to the front,
-/// switches its mode live, and on stop withdraws, flushes and closes it, so a stopping node leaves
-/// every acknowledged write durable.
+/// switches its mode and grows it live, and on stop withdraws, flushes and closes it, so a stopping
+/// node leaves every acknowledged write durable. A mode switch may drain a whole log: meanwhile the
+/// actor still answers status (with the mode it is switching to) and keeps every other request until
+/// the switch is done.
 /// </summary>
-public sealed class VolumeActor : ReceiveActor
+public sealed class VolumeActor : ReceiveActor, IWithUnboundedStash
 {
-    private readonly VolumeDefinition _definition;
+    private static readonly TimeSpan RecordTimeout = TimeSpan.FromSeconds(30);
+    private VolumeDefinition _definition;
     private readonly ExportCatalog _catalog;
     private readonly Func<VolumeDefinition, IActorRefFactory, Task<Volume>> _open;
     private readonly IActorRef? _registry;
     private readonly ILoggingAdapter _log = Context.GetLogger();
     private Volume? _volume;
     private string? _offlineReason;
+    private VolumeMode? _switchingTo;
 
     public VolumeActor(VolumeDefinition definition, ExportCatalog catalog, Func<VolumeDefinition, IActorRefFactory, Task<Volume>> open, IActorRef? registry)
     {
@@ -26,9 +30,17 @@ public sealed class VolumeActor : ReceiveActor
         _catalog = catalog;
         _open = open;
         _registry = registry;
+        Ready();
+    }
+
+    public IStash Stash { get; set; } = null!;
+
+    private void Ready()
+    {
         ReceiveAsync<OpenVolume>(_ => OpenAsync());
         Receive<GetVolumeStatus>(_ => Sender.Tell(Status()));
-        ReceiveAsync<SetVolumeMode>(SetModeAsync);
+        Receive<SetVolumeMode>(StartModeSwitch);
+        ReceiveAsync<GrowVolume>(GrowAsync);
         ReceiveAsync<CloseVolume>(async _ =>
         {
             var replyTo = Sender;
@@ -36,6 +48,14 @@ public sealed class VolumeActor : ReceiveActor
             replyTo.Tell(closed);
             Context.Stop(Self);
         });
+    }
+
+    /// <summary>While a mode switch runs: status is answered, everything else waits for the switch to end.</summary>
+    private void Switching()
+    {
+        Receive<GetVolumeStatus>(_ => Sender.Tell(Status()));
+        Receive<ModeSwitchEnded>(EndModeSwitch);
+        ReceiveAny(_ => Stash.Stash());
     }
 
     /// <summary><paramref name="open"/> builds the stack; the cache's flusher, destager and extent actors become this actor's children.</summary>
@@ -48,7 +68,8 @@ public sealed class VolumeActor : ReceiveActor
     {
         var status = _volume?.Status();
         var cache = status?.Find<CacheStatistics>();
-        return new VolumeStatus(_volume?.Definition ?? _definition, _volume is not null, cache?.Generation ?? 0, cache, status?.ReadOnlyReason, _offlineReason);
+        return new VolumeStatus(_volume?.Definition ?? _definition, _volume is not null, cache?.Generation ?? 0, cache, status?.ReadOnlyReason, _offlineReason,
+            _switchingTo);
     }
 
     /// <summary>Asynchronous: opening may replay a log and drain it (a volume leaving write-back), and the actor waits without blocking a thread.</summary>
@@ -80,7 +101,12 @@ public sealed class VolumeActor : ReceiveActor
         }
     }
 
-    private async Task SetModeAsync(SetVolumeMode request)
+    /// <summary>
+    /// Starts the switch off the mailbox (leaving write-back drains the log to the backing, which can
+    /// take minutes) and answers status meanwhile. The volume's definition changes once, at the end of
+    /// the switch (one reference written), so a status read meanwhile sees the old mode or the new one.
+    /// </summary>
+    private void StartModeSwitch(SetVolumeMode request)
     {
         var replyTo = Sender;
         if (_volume is null)
@@ -88,15 +114,64 @@ public sealed class VolumeActor : ReceiveActor
             replyTo.Tell(new VolumeModeRejected(_definition.Name, "the volume is not online"));
             return;
         }
+        _switchingTo = request.Mode;
+        _volume.SetModeAsync(request.Mode).ContinueWith(
+            switched => new ModeSwitchEnded(request.Mode, replyTo, switched.Exception?.GetBaseException()),
+            TaskScheduler.Default).PipeTo(Self);
+        Become(Switching);
+    }
+
+    private void EndModeSwitch(ModeSwitchEnded ended)
+    {
+        _switchingTo = null;
+        if (ended.Failure is null)
+        {
+            _definition = _volume?.Definition ?? _definition;
+            _registry?.Tell(new ChangeVolumeMode(_definition.Name, ended.Mode));
+            ended.ReplyTo.Tell(new VolumeModeSet(_definition.Name, ended.Mode));
+        }
+        else
+        {
+            _log.Warning("volume {0}: switching to {1} failed: {2}", _definition.Name, VolumeSpec.FormatMode(ended.Mode), ended.Failure.Message);
+            ended.ReplyTo.Tell(new VolumeModeRejected(_definition.Name, ended.Failure.Message));
+        }
+        Become(Ready);
+        Stash.UnstashAll();
+    }
+
+    /// <summary>Grows the live volume (see <see cref="Volume.GrowAsync"/>) and publishes it again, so new connections negotiate the new size.</summary>
+    private async Task GrowAsync(GrowVolume request)
+    {
+        var replyTo = Sender;
+        if (_volume is null)
+        {
+            replyTo.Tell(new VolumeGrowRejected(_definition.Name, $"volume {_definition.Name} is offline{(_offlineReason is null ? "" : $": {_offlineReason}")}"));
+            return;
+        }
+        var from = _volume.Definition.Size;
         try
         {
-            await _volume.SetModeAsync(request.Mode);
-            _registry?.Tell(new ChangeVolumeMode(_definition.Name, request.Mode));
-            replyTo.Tell(new VolumeModeSet(_definition.Name, request.Mode));
+            await _volume.GrowAsync(request.Size, RecordSizeAsync);
         }
-        catch (Exception e) when (e is InvalidOperationException or BlockTargetException)
+        catch (Exception e) when (e is InvalidOperationException or BlockTargetException or AskTimeoutException)
         {
-            replyTo.Tell(new VolumeModeRejected(_definition.Name, e.Message));
+            replyTo.Tell(new VolumeGrowRejected(_definition.Name, e.Message));
+            return;
+        }
+        _definition = _volume.Definition;
+        if (from != request.Size)
+        {
+            _catalog.Publish(_volume);
+            _log.Info("volume {0} grew from {1} to {2}; connected clients see the new size when they reconnect", _definition.Name,
+                ByteSize.Format(from), ByteSize.Format(request.Size));
+        }
+        replyTo.Tell(new VolumeGrown(_definition.Name, request.Size));
+
+        async Task RecordSizeAsync()
+        {
+            if (_registry is null) return;
+            var recorded = await _registry.Ask<object>(new ResizeVolume(_definition.Name, request.Size), RecordTimeout);
+            if (recorded is VolumeRejected rejected) throw new InvalidOperationException(rejected.Reason);
         }
     }
 
@@ -167,7 +242,9 @@ public sealed record GetVolumeStatus
 }
 
 /// <param name="Offline">Why the volume could not be opened (it is then not served), or null.</param>
-public sealed record VolumeStatus(VolumeDefinition Definition, bool Online, long Generation, CacheStatistics? Cache, string? Degraded, string? Offline = null);
+/// <param name="SwitchingTo">The mode a switch under way is going to (leaving write-back drains the log first), or null.</param>
+public sealed record VolumeStatus(VolumeDefinition Definition, bool Online, long Generation, CacheStatistics? Cache, string? Degraded, string? Offline = null,
+    VolumeMode? SwitchingTo = null);
 
 /// <summary>Switch a live volume between write-back and write-through (leaving write-back drains the cache first).</summary>
 public sealed record SetVolumeMode(VolumeMode Mode);
@@ -175,3 +252,13 @@ public sealed record SetVolumeMode(VolumeMode Mode);
 public sealed record VolumeModeSet(string Name, VolumeMode Mode);
 
 public sealed record VolumeModeRejected(string Name, string Reason);
+
+/// <summary>The end of a mode switch, sent by the switch to the actor that started it.</summary>
+internal sealed record ModeSwitchEnded(VolumeMode Mode, IActorRef ReplyTo, Exception? Failure);
+
+/// <summary>Grow the live volume to <paramref name="Size"/> bytes (only growing); answered with <see cref="VolumeGrown"/> or <see cref="VolumeGrowRejected"/>.</summary>
+public sealed record GrowVolume(long Size);
+
+public sealed record VolumeGrown(string Name, long Size);
+
+public sealed record VolumeGrowRejected(string Name, string Reason);

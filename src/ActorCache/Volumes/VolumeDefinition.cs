@@ -57,6 +57,54 @@ public sealed partial record VolumeSpec(string Name, long Size, VolumeMode Mode,
         }
     }
 
+    /// <summary>A volume's size as users write it (<c>512M</c>, <c>10G</c>, bytes): a whole number of 4 KiB blocks.</summary>
+    public static bool TryParseSize(string name, string text, out long size, out string error)
+    {
+        if (!ByteSize.TryParse(text, out size, out error))
+        {
+            error = $"volume {name}: {error}";
+            return false;
+        }
+        return TryCheckSize(name, size, text, out error);
+    }
+
+    /// <summary>The checks a size given in bytes passes (<paramref name="text"/> is how the user wrote it, for the message).</summary>
+    public static bool TryCheckSize(string name, long size, string text, out string error)
+    {
+        error = "";
+        if (size <= 0) error = $"volume {name}: size must be greater than zero";
+        else if (size % AlignmentBytes != 0) error = $"volume {name}: size {text} is not a multiple of 4 KiB";
+        return error.Length == 0;
+    }
+
+    /// <summary>A volume asked for field by field (the admin API), with the checks and messages of <see cref="TryParse"/>.</summary>
+    public static bool TryCreate(string name, long size, string? modeText, string? backing, bool readOnly, out VolumeSpec? spec, out string error)
+    {
+        spec = null;
+        var mode = VolumeMode.WriteBack;
+        if (!IsValidName(name))
+        {
+            error = NameError(name);
+            return false;
+        }
+        if (!TryCheckSize(name, size, size.ToString(System.Globalization.CultureInfo.InvariantCulture), out error)) return false;
+        if (modeText is not null && !TryParseMode(modeText, out mode, out error))
+        {
+            error = $"volume {name}: {error}";
+            return false;
+        }
+        if (backing is { Length: 0 })
+        {
+            error = $"volume {name}: backing names no path";
+            return false;
+        }
+        spec = new VolumeSpec(name, size, mode, backing, readOnly);
+        return true;
+    }
+
+    public static string NameError(string name) =>
+        $"volume name '{name}' is not allowed; use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit";
+
     public static bool TryParse(string text, out VolumeSpec? spec, out string error)
     {
         spec = null;
@@ -69,19 +117,10 @@ public sealed partial record VolumeSpec(string Name, long Size, VolumeMode Mode,
         var name = parts[0];
         if (!IsValidName(name))
         {
-            error = $"volume name '{name}' is not allowed; use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit";
+            error = NameError(name);
             return false;
         }
-        if (!ByteSize.TryParse(parts[1], out var size, out error))
-        {
-            error = $"volume {name}: {error}";
-            return false;
-        }
-        if (size % AlignmentBytes != 0)
-        {
-            error = $"volume {name}: size {parts[1]} is not a multiple of 4 KiB";
-            return false;
-        }
+        if (!TryParseSize(name, parts[1], out var size, out error)) return false;
         var mode = VolumeMode.WriteBack; // the default: the cache is the product
         string? backing = null;
         var readOnly = false;

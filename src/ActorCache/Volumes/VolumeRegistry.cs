@@ -6,7 +6,8 @@ namespace ActorCache.Volumes;
 
 /// <summary>
 /// The node's record of its volumes, event-sourced with Akka.Persistence.Sql so a restarted node
-/// serves every volume it had. It only records definitions; opening backings is the volume actors' job.
+/// serves every volume it had. It only records definitions (a volume defined, its mode switched, grown,
+/// deleted); opening backings is the volume actors' job.
 /// </summary>
 public sealed class VolumeRegistry : ReceivePersistentActor
 {
@@ -20,10 +21,45 @@ public sealed class VolumeRegistry : ReceivePersistentActor
     {
         Recover<VolumeDefined>(Apply);
         Recover<VolumeModeChanged>(Apply);
+        Recover<VolumeResized>(Apply);
+        Recover<VolumeDeleted>(Apply);
         Command<ChangeVolumeMode>(change =>
         {
             if (!_volumes.TryGetValue(change.Name, out var existing) || existing.Mode == change.Mode) return;
             Persist(new VolumeModeChanged(change.Name, change.Mode), Apply);
+        });
+        Command<ResizeVolume>(resize =>
+        {
+            if (!_volumes.TryGetValue(resize.Name, out var existing))
+            {
+                Sender.Tell(new VolumeRejected(resize.Name, $"no volume named {resize.Name}"));
+                return;
+            }
+            if (resize.Size < existing.Size)
+            {
+                Sender.Tell(new VolumeRejected(resize.Name, $"volume {resize.Name} is {existing.Size} bytes; it only grows"));
+                return;
+            }
+            var replyTo = Sender;
+            Persist(new VolumeResized(resize.Name, resize.Size), resized =>
+            {
+                Apply(resized);
+                replyTo.Tell(resized);
+            });
+        });
+        Command<DeleteVolume>(delete =>
+        {
+            if (!_volumes.ContainsKey(delete.Name))
+            {
+                Sender.Tell(new VolumeRejected(delete.Name, $"no volume named {delete.Name}"));
+                return;
+            }
+            var replyTo = Sender;
+            Persist(new VolumeDeleted(delete.Name), deleted =>
+            {
+                Apply(deleted);
+                replyTo.Tell(deleted);
+            });
         });
         Command<GetVolumes>(_ => Sender.Tell(new VolumeList([.. _volumes.Values.OrderBy(v => v.Name, StringComparer.Ordinal)])));
         Command<DefineVolume>(define =>
@@ -57,6 +93,13 @@ public sealed class VolumeRegistry : ReceivePersistentActor
         if (_volumes.TryGetValue(changed.Name, out var existing)) _volumes[changed.Name] = existing with { Mode = changed.Mode };
     }
 
+    private void Apply(VolumeResized resized)
+    {
+        if (_volumes.TryGetValue(resized.Name, out var existing)) _volumes[resized.Name] = existing with { Size = resized.Size };
+    }
+
+    private void Apply(VolumeDeleted deleted) => _volumes.Remove(deleted.Name);
+
     protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)
     {
         Log.Error(cause, "metadata store rejected {0}", @event);
@@ -79,6 +122,18 @@ public sealed record VolumeRejected(string Name, string Reason);
 
 /// <summary>Record that a volume's mode was switched live, so a restart keeps it.</summary>
 public sealed record ChangeVolumeMode(string Name, VolumeMode Mode);
+
+/// <summary>Record that a volume grew online; answered with <see cref="VolumeResized"/> once it is in the journal, or <see cref="VolumeRejected"/>.</summary>
+public sealed record ResizeVolume(string Name, long Size);
+
+/// <summary>Forget a volume (its files are gone); answered with <see cref="VolumeDeleted"/> once it is in the journal, or <see cref="VolumeRejected"/>.</summary>
+public sealed record DeleteVolume(string Name);
+
+/// <summary>Journal event: a volume grew to <paramref name="Size"/> bytes.</summary>
+public sealed record VolumeResized(string Name, long Size);
+
+/// <summary>Journal event: a volume was deleted; a restarted node does not serve it.</summary>
+public sealed record VolumeDeleted(string Name);
 
 /// <summary>Journal event: a volume's mode changed.</summary>
 public sealed record VolumeModeChanged(string Name, VolumeMode Mode);

@@ -1,0 +1,82 @@
+using ActorCache.Admin.Api;
+using ActorCache.Volumes;
+using Akka.Actor;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Routing;
+
+namespace ActorCache.Admin;
+
+/// <summary>
+/// <c>/api/volumes</c>: list, show, create, delete, grow and switch the mode of the node's volumes while
+/// it runs. Reading is open like /metrics; every change needs the admin token. The handlers only
+/// translate HTTP to the classes and actors that own the volumes.
+/// </summary>
+public static class VolumeEndpoints
+{
+    private static readonly TimeSpan GrowTimeout = TimeSpan.FromSeconds(60);
+
+    public static void Map(RouteGroupBuilder api)
+    {
+        var volumes = api.MapGroup("/volumes");
+        volumes.MapGet("", async (VolumeInfoReader reader, CancellationToken ct) =>
+            Results.Json(new VolumeListing(await reader.ListAsync(ct)), ApiJson.Wire.VolumeListing));
+
+        volumes.MapGet("/{name}", async (string name, VolumeInfoReader reader, CancellationToken ct) =>
+            Results.Json(await reader.GetAsync(name, ct), ApiJson.Wire.VolumeInfo));
+
+        volumes.MapPost("", async (HttpRequest request, VolumeCreation creation, VolumeInfoReader reader, CancellationToken ct) =>
+        {
+            var body = await ApiBody.ReadAsync(request, ApiJson.Wire.CreateVolumeRequest);
+            if (string.IsNullOrEmpty(body.Name)) throw new BadApiRequestException("name is required, e.g. {\"name\": \"vol1\", \"size\": \"10G\"}");
+            if (body.Size is not { } size) throw new BadApiRequestException($"size is required, e.g. {{\"name\": \"{body.Name}\", \"size\": \"10G\"}}");
+            if (!VolumeSpec.TryCreate(body.Name, size, body.Mode, body.Backing, body.ReadOnly, out var spec, out var error)) throw new BadApiRequestException(error);
+            var created = await creation.CreateAsync(spec!, ct);
+            return Results.Json(await reader.GetAsync(created.Name, ct), ApiJson.Wire.VolumeInfo, statusCode: StatusCodes.Status201Created);
+        }).AddEndpointFilter<RequireAdminToken>();
+
+        volumes.MapDelete("/{name}", async (string name, string? force, VolumeDeletion deletion, CancellationToken ct) =>
+        {
+            var deleted = await deletion.DeleteAsync(name, Flag("force", force), ct);
+            return Results.Json(new DeletedVolume(deleted.Name, deleted.Backing, deleted.BackingRemoved, deleted.ClientsClosed), ApiJson.Wire.DeletedVolume);
+        }).AddEndpointFilter<RequireAdminToken>();
+
+        volumes.MapPost("/{name}/resize", async (string name, HttpRequest request, NodeVolumes running, VolumeInfoReader reader, CancellationToken ct) =>
+        {
+            var body = await ApiBody.ReadAsync(request, ApiJson.Wire.ResizeVolumeRequest);
+            if (body.Size is not { } size) throw new BadApiRequestException("size is required, e.g. {\"size\": \"20G\"}");
+            if (!VolumeSpec.TryCheckSize(name, size, size.ToString(System.Globalization.CultureInfo.InvariantCulture), out var error))
+                throw new BadApiRequestException(error);
+            await running.ChangeAsync(async () =>
+            {
+                var volume = running.Find(name) ?? throw new VolumeNotFoundException(name);
+                var reply = await volume.Actor.Ask<object>(new GrowVolume(size), GrowTimeout, ct);
+                return reply is VolumeGrowRejected rejected ? throw new VolumeConflictException(rejected.Reason) : reply;
+            }, ct);
+            return Results.Json(await reader.GetAsync(name, ct), ApiJson.Wire.VolumeInfo);
+        }).AddEndpointFilter<RequireAdminToken>();
+
+        // Waits for the switch unless ?wait=false: then 202 and the operation to poll (the command line draws its progress).
+        volumes.MapPost("/{name}/mode", async (string name, string? wait, HttpRequest request, VolumeModeSwitch modes, VolumeInfoReader reader,
+            CancellationToken ct) =>
+        {
+            var body = await ApiBody.ReadAsync(request, ApiJson.Wire.SetModeRequest);
+            if (body.Mode is null) throw new BadApiRequestException("mode is required, e.g. {\"mode\": \"write-through\"}");
+            if (!VolumeSpec.TryParseMode(body.Mode, out var mode, out var error)) throw new BadApiRequestException(error);
+            var operation = await modes.StartAsync(name, mode, ct);
+            if (wait is not null && !Flag("wait", wait))
+                return Results.Json(operation.Info(), ApiJson.Wire.OperationInfo, statusCode: StatusCodes.Status202Accepted);
+            await operation.Completion.WaitAsync(ct);
+            if (operation.Failure is { } failure) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+            return Results.Json(await reader.GetAsync(name, ct), ApiJson.Wire.VolumeInfo);
+        }).AddEndpointFilter<RequireAdminToken>();
+    }
+
+    /// <summary>A query flag: absent or <c>false</c> is false, <c>true</c> (or just <c>?force</c>) is true, anything else a 400.</summary>
+    private static bool Flag(string name, string? value) => value?.ToLowerInvariant() switch
+    {
+        null or "false" or "0" => false,
+        "" or "true" or "1" => true,
+        _ => throw new BadApiRequestException($"?{name}={value}: use true or false"),
+    };
+}

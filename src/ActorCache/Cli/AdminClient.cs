@@ -1,0 +1,122 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Sockets;
+using System.Text.Json;
+using System.Text.Json.Serialization.Metadata;
+using ActorCache.Admin.Api;
+
+namespace ActorCache.Cli;
+
+/// <summary>
+/// The command line's one way to a node: typed calls to its admin API, one per endpoint, and every
+/// failure (unreachable, refused, an error the node names) turned into a <see cref="CliFailure"/> that
+/// says what happened in one line.
+/// </summary>
+public sealed class AdminClient : IDisposable
+{
+    /// <summary>Generous: deleting a volume whose backing is kept drains its log to it first, as long as that takes.</summary>
+    private static readonly TimeSpan DefaultTimeout = TimeSpan.FromMinutes(10);
+    private readonly HttpClient _http;
+    private readonly NodeTarget _target;
+
+    public AdminClient(NodeTarget target, TimeSpan? timeout = null)
+    {
+        _target = target;
+        _http = new HttpClient { BaseAddress = target.Url, Timeout = timeout ?? DefaultTimeout };
+        if (target.Token is not null) _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", target.Token);
+    }
+
+    public Uri Node => _target.Url;
+
+    // ---- volumes ------------------------------------------------------------------------------
+
+    public Task<VolumeListing> ListVolumesAsync(CancellationToken ct) =>
+        SendAsync(HttpMethod.Get, "api/volumes", null, ApiJson.Wire.VolumeListing, ct);
+
+    public Task<VolumeInfo> GetVolumeAsync(string name, CancellationToken ct) =>
+        SendAsync(HttpMethod.Get, $"api/volumes/{Escape(name)}", null, ApiJson.Wire.VolumeInfo, ct);
+
+    public Task<VolumeInfo> CreateVolumeAsync(CreateVolumeRequest request, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, "api/volumes", Body(request, ApiJson.Wire.CreateVolumeRequest), ApiJson.Wire.VolumeInfo, ct);
+
+    public Task<DeletedVolume> DeleteVolumeAsync(string name, bool force, CancellationToken ct) =>
+        SendAsync(HttpMethod.Delete, $"api/volumes/{Escape(name)}{(force ? "?force=true" : "")}", null, ApiJson.Wire.DeletedVolume, ct);
+
+    public Task<VolumeInfo> ResizeVolumeAsync(string name, long size, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, $"api/volumes/{Escape(name)}/resize", Body(new ResizeVolumeRequest { Size = size }, ApiJson.Wire.ResizeVolumeRequest),
+            ApiJson.Wire.VolumeInfo, ct);
+
+    /// <summary>Starts a mode switch and returns at once with the operation to follow (<see cref="GetOperationAsync"/>).</summary>
+    public Task<OperationInfo> StartModeSwitchAsync(string name, string mode, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, $"api/volumes/{Escape(name)}/mode?wait=false", Body(new SetModeRequest { Mode = mode }, ApiJson.Wire.SetModeRequest),
+            ApiJson.Wire.OperationInfo, ct);
+
+    // ---- operations ---------------------------------------------------------------------------
+
+    public Task<OperationInfo> GetOperationAsync(string id, CancellationToken ct) =>
+        SendAsync(HttpMethod.Get, $"api/operations/{Escape(id)}", null, ApiJson.Wire.OperationInfo, ct);
+
+    // ---- the wire -----------------------------------------------------------------------------
+
+    private static string Escape(string segment) => Uri.EscapeDataString(segment);
+
+    private static HttpContent Body<T>(T request, JsonTypeInfo<T> type) =>
+        new StringContent(JsonSerializer.Serialize(request, type), System.Text.Encoding.UTF8, "application/json");
+
+    private async Task<T> SendAsync<T>(HttpMethod method, string path, HttpContent? content, JsonTypeInfo<T> type, CancellationToken ct)
+    {
+        using var request = new HttpRequestMessage(method, path) { Content = content };
+        HttpResponseMessage response;
+        string text;
+        try
+        {
+            response = await _http.SendAsync(request, ct);
+            text = await response.Content.ReadAsStringAsync(ct);
+        }
+        catch (HttpRequestException e)
+        {
+            throw new CliFailure($"cannot reach the node at {Node}: {Reason(e)} (is a node running there?)");
+        }
+        catch (TaskCanceledException) when (!ct.IsCancellationRequested)
+        {
+            throw new CliFailure($"the node at {Node} did not answer within {_http.Timeout.TotalSeconds:0} s");
+        }
+        using (response)
+        {
+            if (!response.IsSuccessStatusCode) throw new CliFailure(Refusal(response.StatusCode, text));
+            try
+            {
+                return JsonSerializer.Deserialize(text, type) ?? throw new JsonException("null");
+            }
+            catch (JsonException)
+            {
+                throw new CliFailure($"{Node} answered {(int)response.StatusCode} with something other than the admin API's JSON; is --node an ActorCache node's admin URL?");
+            }
+        }
+    }
+
+    private string Refusal(HttpStatusCode status, string body)
+    {
+        string? error = null;
+        try
+        {
+            error = JsonSerializer.Deserialize(body, ApiJson.Wire.ApiError)?.Error;
+        }
+        catch (JsonException)
+        {
+            // not the API's error shape: say what came back instead
+        }
+        error ??= $"{(int)status} {status}{(body.Length > 0 ? $": {body.ReplaceLineEndings(" ")[..Math.Min(body.Length, 200)]}" : "")}";
+        return status switch
+        {
+            HttpStatusCode.Unauthorized => $"the node refused: {error} ({_target.TokenNote})",
+            >= HttpStatusCode.InternalServerError => $"the node failed: {error}",
+            _ => error,
+        };
+    }
+
+    private static string Reason(HttpRequestException e) =>
+        e.InnerException is SocketException socket ? socket.Message : e.Message;
+
+    public void Dispose() => _http.Dispose();
+}

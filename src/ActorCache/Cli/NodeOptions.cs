@@ -1,0 +1,86 @@
+using System.CommandLine;
+
+namespace ActorCache.Cli;
+
+/// <summary>
+/// The options of every command that talks to a running node, on its noun (<c>volume</c>, later
+/// <c>snapshot</c>) and so on each of its verbs: which node, the token for changes, JSON output.
+/// </summary>
+public sealed class NodeOptions
+{
+    public Option<Uri?> Node { get; } = new("--node")
+    {
+        Description = "the node's admin URL, http://HOST:PORT (default: read from DATA_DIR/admin.url)",
+        HelpName = "URL",
+        Recursive = true,
+        CustomParser = result =>
+        {
+            var text = result.Tokens.Single().Value;
+            if (NodeTarget.TryParseUrl(text, out var url, out var error)) return url;
+            result.AddError(error);
+            return null;
+        },
+    };
+
+    public Option<string?> DataDir { get; } = new("--data-dir")
+    {
+        Description = $"the node's data directory: its admin.url and admin.token are read there (default {NodeTarget.DefaultDataDir})",
+        HelpName = "DIR",
+        Recursive = true,
+    };
+
+    public Option<string?> Token { get; } = new("--token")
+    {
+        Description = "the node's admin token, needed for changes (default: read from DATA_DIR/admin.token)",
+        HelpName = "TOKEN",
+        Recursive = true,
+    };
+
+    public Option<bool> Json { get; } = new("--json")
+    {
+        Description = "print the admin API's JSON (stable field names, see the README) instead of tables",
+        Recursive = true,
+    };
+
+    public void AddTo(Command noun)
+    {
+        noun.Options.Add(Node);
+        noun.Options.Add(DataDir);
+        noun.Options.Add(Token);
+        noun.Options.Add(Json);
+    }
+
+    /// <summary>
+    /// Sets a verb's action: resolve the node, call <paramref name="run"/> with a client and the output,
+    /// and turn the outcome into the exit code (0 done, 1 refused or failed with one line on stderr).
+    /// Usage mistakes never get here: they exit 2 when the command line is parsed.
+    /// </summary>
+    public void SetAction(Command verb, Func<CommandRun, Task> run)
+    {
+        verb.SetAction(async (result, ct) =>
+        {
+            var output = CliOutput.ForConsole(result.GetValue(Json));
+            try
+            {
+                var target = NodeTarget.Resolve(result.GetValue(Node), result.GetValue(DataDir), result.GetValue(Token));
+                using var client = new AdminClient(target);
+                await run(new CommandRun(result, client, output, ct));
+                return 0;
+            }
+            catch (CliFailure e)
+            {
+                output.Fail(e.Message);
+                return 1;
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // A bug, not the user's mistake: still one line, no stack trace.
+                output.Fail($"unexpected error: {e.GetType().Name}: {e.Message}");
+                return 1;
+            }
+        });
+    }
+}
+
+/// <summary>What a verb's action works with: its parsed arguments, the node's client, the output.</summary>
+public sealed record CommandRun(ParseResult Parsed, AdminClient Client, CliOutput Output, CancellationToken Cancellation);

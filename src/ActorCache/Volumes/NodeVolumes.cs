@@ -1,0 +1,83 @@
+using ActorCache.Cache;
+using ActorCache.Hosting;
+using ActorCache.Snapshots;
+using Akka.Actor;
+using Akka.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Volumes;
+
+/// <summary>
+/// The volume actors this node runs, by name, with the log capacity each was opened with. The node
+/// starts them when it starts and closes them when it stops; volumes created and deleted while it runs
+/// come and go here too, one change at a time (<see cref="ChangeAsync{T}"/>).
+/// </summary>
+public sealed class NodeVolumes(NodeSettings settings, ActorSystem system, ActorRegistry registry, ExportCatalog catalog, RingBuffer ring,
+    SnapshotCatalog snapshots, SnapshotService snapshotService, ILoggerFactory loggers)
+{
+    private static readonly TimeSpan OpenTimeout = TimeSpan.FromSeconds(30);
+    private readonly SemaphoreSlim _changes = new(1, 1);
+    private readonly Lock _gate = new();
+    // Replaced, never changed in place: the admin listener reads it from request threads.
+    private volatile IReadOnlyList<VolumeActorRef> _running = [];
+
+    /// <summary>Every volume actor of this node, in the order they started (each answers <see cref="GetVolumeStatus"/>).</summary>
+    public IReadOnlyList<VolumeActorRef> Running => _running;
+
+    public VolumeActorRef? Find(string name) => _running.FirstOrDefault(v => v.Name == name);
+
+    /// <summary>
+    /// Starts a volume's actor and opens the volume with a log of <paramref name="logCapacity"/> bytes.
+    /// Answers <see cref="VolumeOpened"/>, or <see cref="VolumeOpenFailed"/>: the volume then stays
+    /// offline with its reason and the node serves the others.
+    /// </summary>
+    public async Task<object> StartAsync(VolumeDefinition definition, long logCapacity, CancellationToken cancellationToken)
+    {
+        var volumeRegistry = await registry.GetAsync<VolumeRegistry>(cancellationToken);
+        var cache = settings.Cache with { LogCapacity = logCapacity };
+        var actor = system.ActorOf(VolumeActor.Props(definition, catalog,
+            (d, actors) => VolumeStack.OpenAsync(d, cache, ring, loggers, actors, snapshots.KeptSequences(d.Name),
+                sequence => snapshotService.MarkExpired(d.Name, sequence)), volumeRegistry), $"volume-{definition.Name}");
+        lock (_gate) _running = [.. _running, new VolumeActorRef(definition.Name, actor, logCapacity)];
+        return await actor.Ask<object>(OpenVolume.Instance, OpenTimeout, cancellationToken);
+    }
+
+    /// <summary>
+    /// Closes a volume (withdrawn from the front, flushed, closed), waits until its actor has stopped
+    /// (so its name is free for a volume created next) and forgets it. A volume that does not finish
+    /// within <paramref name="timeout"/> is reported as not durable.
+    /// </summary>
+    public async Task<VolumeClosed> CloseAsync(VolumeActorRef volume, TimeSpan timeout)
+    {
+        VolumeClosed closed;
+        try
+        {
+            var stopped = volume.Actor.WatchAsync();
+            closed = await volume.Actor.Ask<VolumeClosed>(CloseVolume.Instance, timeout, CancellationToken.None);
+            await stopped.WaitAsync(timeout);
+        }
+        catch (Exception e) when (e is TaskCanceledException or AskTimeoutException or TimeoutException)
+        {
+            closed = new VolumeClosed(volume.Name, VolumeClosed.UnknownBytes, $"it did not finish flushing within {timeout.TotalSeconds:0} s");
+        }
+        lock (_gate) _running = [.. _running.Where(v => v != volume)];
+        return closed;
+    }
+
+    /// <summary>Runs <paramref name="change"/> (create, delete, grow a volume) once no other change is running.</summary>
+    public async Task<T> ChangeAsync<T>(Func<Task<T>> change, CancellationToken cancellationToken)
+    {
+        await _changes.WaitAsync(cancellationToken);
+        try
+        {
+            return await change();
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+}
+
+/// <summary>A volume's actor on this node, with the volume's name (an actor that does not answer can still be named) and its log's capacity.</summary>
+public sealed record VolumeActorRef(string Name, IActorRef Actor, long LogCapacity);

@@ -1,0 +1,19 @@
+using ActorCache.Hosting;
+
+namespace ActorCache.Volumes;
+
+/// <summary>The files a volume owns on this node: its log directory, and its backing when the node created it (never one the user gave).</summary>
+public static class VolumeFiles
+{
+    public static string LogDirectory(VolumeDefinition definition, CacheSettings cache) => cache.OptionsFor(definition.Name).LogDirectory;
+
+    /// <summary>Removes them (what is missing already is fine); returns whether a backing file was removed.</summary>
+    public static bool Remove(VolumeDefinition definition, CacheSettings cache)
+    {
+        var log = LogDirectory(definition, cache);
+        if (Directory.Exists(log)) Directory.Delete(log, recursive: true);
+        if (!definition.BackingCreated || !File.Exists(definition.BackingPath)) return false;
+        File.Delete(definition.BackingPath);
+        return true;
+    }
+}
