@@ -400,6 +400,9 @@ public sealed class WriteBackCache : IBlockTarget
             case DiffPoints diff:
                 diff.Result = await DiffAsync(diff.From, diff.To).ConfigureAwait(false);
                 return true;
+            case ReadExclusiveBytes exclusive:
+                exclusive.Result = _store.ExclusiveBytes(_protected);
+                return true;
             case PauseWrites:
                 _queue.Pause();
                 return true;

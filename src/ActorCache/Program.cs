@@ -46,6 +46,7 @@ public static class Program
             "Exit codes: 0 done, 1 refused or failed, 2 usage.");
         root.Subcommands.Add(ServeCommand());
         root.Subcommands.Add(VolumeCommands.Create());
+        root.Subcommands.Add(SnapshotCommands.Create());
         CliHelp.Install(root);
         return root;
     }

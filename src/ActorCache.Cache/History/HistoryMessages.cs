@@ -66,3 +66,9 @@ public sealed record DiffPoints(PointQuery From, PointQuery? To) : TargetMessage
 {
     public IReadOnlyList<ChangedRange>? Result { get; set; }
 }
+
+/// <summary>Bytes of preserved copies only one protected point reads, by the point's batch sequence (see <see cref="SnapshotStore.ExclusiveBytes"/>).</summary>
+public sealed record ReadExclusiveBytes : TargetMessage
+{
+    public IReadOnlyDictionary<long, long>? Result { get; set; }
+}

@@ -94,6 +94,16 @@ internal sealed class ProtectedPoints
         return at < sorted.Length && sorted[at] <= to;
     }
 
+    /// <summary>The only protected point in [<paramref name="from"/>, <paramref name="to"/>], or null when there are none or several.</summary>
+    public long? OnlyIn(long from, long to)
+    {
+        if (to < from) return null;
+        var sorted = Volatile.Read(ref _sorted);
+        var at = LowerBound(sorted, from);
+        if (at >= sorted.Length || sorted[at] > to) return null;
+        return at + 1 < sorted.Length && sorted[at + 1] <= to ? null : sorted[at];
+    }
+
     public IReadOnlyList<long> ToList() => Volatile.Read(ref _sorted);
 
     /// <summary>The index of the first element at or above <paramref name="value"/>.</summary>

@@ -243,6 +243,20 @@ internal sealed class SnapshotStore : IDisposable
         return live;
     }
 
+    /// <summary>
+    /// For each protected point, the bytes of copies no other protected point reads: what giving the
+    /// point up would free at the next compaction. Reads the copies as they are now, from any thread.
+    /// </summary>
+    public Dictionary<long, long> ExclusiveBytes(ProtectedPoints points)
+    {
+        var exclusive = new Dictionary<long, long>();
+        foreach (var (_, copies) in _file.Copies)
+            for (var i = 0; i < copies.Length; i++)
+                if (points.OnlyIn(i == 0 ? long.MinValue : copies[i - 1].Until, copies[i].Until - 1) is { } only)
+                    exclusive[only] = exclusive.GetValueOrDefault(only) + BlockSize;
+        return exclusive;
+    }
+
     private static bool IsLive(Copy[] copies, int i, ProtectedPoints points) =>
         points.AnyIn(i == 0 ? long.MinValue : copies[i - 1].Until, copies[i].Until - 1);
 

@@ -33,6 +33,7 @@ public static class AdminEndpoints
         var api = app.MapGroup("/api");
         api.AddEndpointFilter<ApiErrors>();
         VolumeEndpoints.Map(api);
+        SnapshotEndpoints.Map(api);
         OperationEndpoints.Map(api);
         api.MapFallback("{**path}", (HttpRequest request) =>
             ApiErrors.Error(StatusCodes.Status404NotFound, $"no such endpoint: {request.Method} {request.Path}; the README lists the admin API"));

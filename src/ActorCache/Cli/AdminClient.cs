@@ -51,6 +51,32 @@ public sealed class AdminClient : IDisposable
         SendAsync(HttpMethod.Post, $"api/volumes/{Escape(name)}/mode?wait=false", Body(new SetModeRequest { Mode = mode }, ApiJson.Wire.SetModeRequest),
             ApiJson.Wire.OperationInfo, ct);
 
+    public Task<IReadOnlyList<HistoryPoint>> GetHistoryAsync(string name, CancellationToken ct) =>
+        SendAsync(HttpMethod.Get, $"api/volumes/{Escape(name)}/history", null, ApiJson.Wire.IReadOnlyListHistoryPoint, ct);
+
+    /// <summary>Starts a revert and returns at once with the operation to follow.</summary>
+    public Task<OperationInfo> StartRevertAsync(string name, RevertRequest request, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, $"api/volumes/{Escape(name)}/revert?wait=false", Body(request, ApiJson.Wire.RevertRequest), ApiJson.Wire.OperationInfo, ct);
+
+    // ---- snapshots ----------------------------------------------------------------------------
+
+    public Task<IReadOnlyList<SnapshotInfo>> ListSnapshotsAsync(string? volume, CancellationToken ct) =>
+        SendAsync(HttpMethod.Get, volume is null ? "api/snapshots" : $"api/snapshots?volume={Escape(volume)}", null, ApiJson.Wire.IReadOnlyListSnapshotInfo, ct);
+
+    public Task<IReadOnlyList<SnapshotInfo>> CreateSnapshotAsync(CreateSnapshotRequest request, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, "api/snapshots", Body(request, ApiJson.Wire.CreateSnapshotRequest), ApiJson.Wire.IReadOnlyListSnapshotInfo, ct);
+
+    public Task<SnapshotInfo> DeleteSnapshotAsync(string volume, string name, CancellationToken ct) =>
+        SendAsync(HttpMethod.Delete, $"api/snapshots/{Escape(volume)}/{Escape(name)}", null, ApiJson.Wire.SnapshotInfo, ct);
+
+    public Task<IReadOnlyList<ChangedRangeInfo>> DiffAsync(string from, string to, CancellationToken ct) =>
+        SendAsync(HttpMethod.Get, $"api/diff?from={Escape(from)}&to={Escape(to)}", null, ApiJson.Wire.IReadOnlyListChangedRangeInfo, ct);
+
+    /// <summary>Creates a clone; with <see cref="CloneRequest.Independent"/> the answer is the copy's operation to follow, else the new volume.</summary>
+    public Task<OperationInfo> StartCloneAsync(string volume, string snapshot, CloneRequest request, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, $"api/snapshots/{Escape(volume)}/{Escape(snapshot)}/clone?wait=false", Body(request, ApiJson.Wire.CloneRequest),
+            ApiJson.Wire.OperationInfo, ct);
+
     // ---- operations ---------------------------------------------------------------------------
 
     public Task<OperationInfo> GetOperationAsync(string id, CancellationToken ct) =>

@@ -27,6 +27,8 @@ public static class VolumeCommands
         volume.Subcommands.Add(Delete(options));
         volume.Subcommands.Add(Resize(options));
         volume.Subcommands.Add(Mode(options));
+        volume.Subcommands.Add(History(options));
+        volume.Subcommands.Add(Revert(options));
         return volume.WithExamples(
             "actorcache volume list                                  every volume of the node in ./data",
             "actorcache volume create vol1 --size 10G                a 10 GiB write-back volume, served at once",
@@ -174,6 +176,56 @@ public static class VolumeCommands
             else run.Output.Say($"volume [bold]{Markup.Escape(volume.Name)}[/] is now {volume.Mode}");
         });
         return command.WithExamples("actorcache volume mode vol1 write-through", "actorcache volume mode vol1 write-back");
+    }
+
+    private static Command History(NodeOptions options)
+    {
+        var name = NameArgument("the volume");
+        var command = new Command("history",
+            "The volume's restorable points, oldest first: every flush point the log still covers and every kept snapshot's. " +
+            "Each is served over NBD as VOL@gen:N; times are the batch times written in the log (UTC).") { name };
+        options.SetAction(command, async run =>
+        {
+            var volumeName = run.Parsed.GetRequiredValue(name);
+            var points = await run.Client.GetHistoryAsync(volumeName, run.Cancellation);
+            if (run.Output.Json) run.Output.WriteJson(points);
+            else run.Output.Write(SnapshotView.History(volumeName, points));
+        });
+        return command.WithExamples("actorcache volume history vol0", "actorcache volume history vol0 --json | jq '.[0]'");
+    }
+
+    private static Command Revert(NodeOptions options)
+    {
+        var name = NameArgument("the volume");
+        var to = new Option<string?>("--to") { Description = "a kept snapshot of the volume", HelpName = "SNAPSHOT" };
+        var generation = new Option<long?>("--generation") { Description = "a generation the volume's history covers", HelpName = "G" };
+        var at = new Option<string?>("--at") { Description = "a time: ISO-8601 UTC (2026-12-04T10:42:07Z) or relative (-90s, -5m, -2h)", HelpName = "TIME" };
+        var command = new Command("revert",
+            "Bring the live volume back to a snapshot, generation or time, online: connected clients read the old content on their " +
+            "next read. The current state is kept first as snapshot pre-revert-GENERATION, so a revert can be undone by reverting " +
+            "to it; the revert is written as new history. Writes clients make while it runs may be overwritten.") { name, to, generation, at };
+        command.Validators.Add(result =>
+        {
+            var given = new SymbolResult?[] { result.GetResult(to), result.GetResult(generation), result.GetResult(at) }.Count(r => r is not null);
+            if (given != 1) result.AddError("give exactly one of --to SNAPSHOT, --generation G or --at TIME");
+        });
+        options.SetAction(command, async run =>
+        {
+            var volumeName = run.Parsed.GetRequiredValue(name);
+            var started = await run.Client.StartRevertAsync(volumeName, new RevertRequest
+            {
+                To = run.Parsed.GetValue(to),
+                Generation = run.Parsed.GetValue(generation),
+                At = run.Parsed.GetValue(at),
+            }, run.Cancellation);
+            var finished = await OperationProgress.WaitAsync(run.Client, started, run.Output, run.Cancellation);
+            if (run.Output.Json) run.Output.WriteJson(finished);
+            else run.Output.Say($"{Markup.Escape(finished.Description)}: done ({SizeText.Of(finished.Total)} rewritten)");
+        });
+        return command.WithExamples(
+            "actorcache volume revert vol0 --to before-upgrade",
+            "actorcache volume revert vol0 --at -5m",
+            "actorcache volume revert vol0 --to pre-revert-1234            undo the last revert");
     }
 
     // ---- shared arguments ---------------------------------------------------------------------

@@ -112,6 +112,7 @@ public static class NodeHost
                 });
         });
         builder.Services.AddSingleton<ActorCache.Snapshots.SnapshotService>();
+        builder.Services.AddSingleton<ActorCache.Snapshots.VolumeRevert>();
         builder.Services.AddSingleton<NodeVolumes>();
         builder.Services.AddSingleton<VolumeCreation>();
         builder.Services.AddSingleton<VolumeDeletion>();

@@ -118,7 +118,9 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
     /// <summary>Deletes a snapshot: refused while a client reads its export.</summary>
     public async Task<SnapshotRecord> DeleteAsync(string volume, string name, CancellationToken ct)
     {
-        var snapshot = catalog.Find(volume, name) ?? throw new SnapshotRefusedException($"volume {volume} has no snapshot named {name}");
+        var snapshot = catalog.Find(volume, name) ?? throw new SnapshotNotFoundException($"volume {volume} has no snapshot named {name}");
+        if (ClonesOf?.Invoke(volume, name) is { Count: > 0 } clones)
+            throw new SnapshotRefusedException($"snapshot {snapshot.Export} is the origin of clone(s) {string.Join(", ", clones)}; delete them or make them independent first");
         if (exports.ClientsOf(snapshot.Export) is var clients and > 0)
             throw new SnapshotRefusedException($"snapshot {snapshot.Export} is in use by {clients} NBD connection(s); disconnect them first");
         var snapshotRegistry = await registry.GetAsync<SnapshotRegistry>(ct);
@@ -132,6 +134,9 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
     }
 
     public IReadOnlyList<SnapshotRecord> List(string? volume = null) => catalog.List(volume);
+
+    /// <summary>The volumes cloned from a snapshot that still read through to it (set by the node's clone bookkeeping).</summary>
+    public Func<string, string, IReadOnlyList<string>>? ClonesOf { get; set; }
 
     /// <summary>
     /// The cache gave up a kept point to stay within cache.snapshot-space: every snapshot of the volume at
@@ -156,5 +161,6 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
 
     private IBlockTarget VolumeTarget(string volume) =>
         exports.TryGet(volume, out var export) && volume.Length > 0 ? export.Target
-        : throw new SnapshotRefusedException(exports.WhyUnavailable(volume) ?? $"no volume named {volume}");
+        : exports.WhyUnavailable(volume) is { } offline ? throw new SnapshotRefusedException(offline)
+        : throw new VolumeNotFoundException(volume);
 }

@@ -18,6 +18,13 @@ namespace ActorCache.Admin.Api;
 [JsonSerializable(typeof(OperationInfo))]
 [JsonSerializable(typeof(IReadOnlyList<OperationInfo>))]
 [JsonSerializable(typeof(ApiError))]
+[JsonSerializable(typeof(IReadOnlyList<HistoryPoint>))]
+[JsonSerializable(typeof(SnapshotInfo))]
+[JsonSerializable(typeof(IReadOnlyList<SnapshotInfo>))]
+[JsonSerializable(typeof(IReadOnlyList<ChangedRangeInfo>))]
+[JsonSerializable(typeof(CreateSnapshotRequest))]
+[JsonSerializable(typeof(RevertRequest))]
+[JsonSerializable(typeof(CloneRequest))]
 public sealed partial class ApiJson : JsonSerializerContext
 {
     private static ApiJson? _wire, _indented;

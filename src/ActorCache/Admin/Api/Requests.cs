@@ -43,3 +43,38 @@ public sealed record SetModeRequest : IApiRequest
 
 /// <summary>Every error the API answers: one line saying what happened and what to do.</summary>
 public sealed record ApiError(string Error);
+
+/// <summary>
+/// <c>POST /api/snapshots</c>: snapshot NAME of one or more volumes, at a point (<c>at</c>: an ISO-8601
+/// UTC or relative time; <c>generation</c>) or, with neither, now (one FLUSH barrier across the volumes).
+/// </summary>
+public sealed record CreateSnapshotRequest : IApiRequest
+{
+    public static string Fields => "volumes, name, at, generation";
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; set; }
+    public IReadOnlyList<string>? Volumes { get; init; }
+    public string? Name { get; init; }
+    public string? At { get; init; }
+    public long? Generation { get; init; }
+}
+
+/// <summary><c>POST /api/volumes/NAME/revert</c>: back to a snapshot (<c>to</c>), a generation or a time (<c>at</c>); exactly one.</summary>
+public sealed record RevertRequest : IApiRequest
+{
+    public static string Fields => "to, generation, at";
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; set; }
+    public string? To { get; init; }
+    public long? Generation { get; init; }
+    public string? At { get; init; }
+}
+
+/// <summary><c>POST /api/snapshots/VOL/NAME/clone</c>: a new writable volume starting as the snapshot.</summary>
+public sealed record CloneRequest : IApiRequest
+{
+    public static string Fields => "name, mode, independent";
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; set; }
+    public string? Name { get; init; }
+    public string? Mode { get; init; }
+    /// <summary>Also copy the snapshot's data in the background, after which the clone no longer needs it.</summary>
+    public bool Independent { get; init; }
+}
