@@ -38,7 +38,7 @@ public static class SnapshotEndpoints
             var operation = operations.Start("volume-revert", name,
                 $"revert {name} to generation {plan.To.Generation} ({plan.To.Time:yyyy-MM-ddTHH:mm:ssZ}); undo: --to {plan.Undo}", plan.Bytes,
                 op => revert.RunAsync(plan, done => op.Report(done, plan.Bytes), CancellationToken.None));
-            if (wait is not null && wait is "false" or "0")
+            if (wait is "false" or "0")
                 return Results.Json(operation.Info(), ApiJson.Wire.OperationInfo, statusCode: StatusCodes.Status202Accepted);
             await operation.Completion.WaitAsync(ct);
             if (operation.Failure is { } failure) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
@@ -76,6 +76,24 @@ public static class SnapshotEndpoints
             Results.Json(Info(await snapshots.DeleteAsync(volume, name, ct), new Dictionary<long, long>(), snapshots), ApiJson.Wire.SnapshotInfo))
             .AddEndpointFilter<RequireAdminToken>();
 
+        // Creates the clone, then (independent) copies the snapshot's data in the background. Waits for all of it unless
+        // ?wait=false: then 202 and the operation to poll (the command line draws its progress).
+        group.MapPost("/{volume}/{name}/clone", async (string volume, string name, string? wait, HttpRequest request, CloneCreation clones,
+            AdminOperations operations, VolumeInfoReader reader, CancellationToken ct) =>
+        {
+            var body = await ApiBody.ReadAsync(request, ApiJson.Wire.CloneRequest);
+            if (string.IsNullOrEmpty(body.Name)) throw new BadApiRequestException("name is required: the new volume's, e.g. {\"name\": \"vol1\"}");
+            var clone = await clones.CreateAsync(volume, name, body.Name, body.Mode, ct);
+            var operation = body.Independent
+                ? operations.Start("snapshot-clone", clone.Name, $"copy {volume}@{name} into clone {clone.Name}", clone.Size >> 12,
+                    op => clones.MakeIndependentAsync(clone.Name, op.Report, CancellationToken.None))
+                : operations.Start("snapshot-clone", clone.Name, $"clone {volume}@{name} as {clone.Name}", 0, _ => Task.CompletedTask);
+            if (wait is "false" or "0") return Results.Json(operation.Info(), ApiJson.Wire.OperationInfo, statusCode: StatusCodes.Status202Accepted);
+            await operation.Completion.WaitAsync(ct);
+            if (operation.Failure is { } failure) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+            return Results.Json(await reader.GetAsync(clone.Name, ct), ApiJson.Wire.VolumeInfo, statusCode: StatusCodes.Status201Created);
+        }).AddEndpointFilter<RequireAdminToken>();
+
         // GET /api/snapshots/diff?from=VOL@A&to=VOL@B (or to=VOL: the live volume)
         api.MapGet("/diff", async (string? from, string? to, SnapshotService snapshots, CancellationToken ct) =>
         {
@@ -106,6 +124,6 @@ public static class SnapshotEndpoints
         ExclusiveBytes = record.Expired is null && snapshots.List(record.Volume).Count(s => s.Sequence == record.Sequence && s.Expired is null) == 1
             ? exclusive.GetValueOrDefault(record.Sequence) : 0,
         Created = record.Created.UtcDateTime,
-        Clones = snapshots.ClonesOf?.Invoke(record.Volume, record.Name) ?? [],
+        Clones = snapshots.ClonesOf(record.Volume, record.Name),
     };
 }

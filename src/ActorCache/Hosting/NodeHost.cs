@@ -113,6 +113,8 @@ public static class NodeHost
         });
         builder.Services.AddSingleton<ActorCache.Snapshots.SnapshotService>();
         builder.Services.AddSingleton<ActorCache.Snapshots.VolumeRevert>();
+        builder.Services.AddSingleton<ActorCache.Snapshots.SnapshotClones>();
+        builder.Services.AddSingleton<ActorCache.Snapshots.CloneCreation>();
         builder.Services.AddSingleton<NodeVolumes>();
         builder.Services.AddSingleton<VolumeCreation>();
         builder.Services.AddSingleton<VolumeDeletion>();

@@ -75,13 +75,28 @@ public sealed class NodeService(
         volumes.AddRange(await creation.CreateAsync(volumeRegistry, fresh, cancellationToken));
 
         // A volume that cannot open (its backing is gone, say) stays offline with its reason; the others serve.
-        foreach (var definition in volumes) await volumeActors.StartAsync(definition, logSpace.CapacityOf(definition.Name), cancellationToken);
+        foreach (var definition in OriginsFirst(volumes)) await volumeActors.StartAsync(definition, logSpace.CapacityOf(definition.Name), cancellationToken);
 
         _server = new NbdServer(catalog, settings.Nbd, loggerFactory.CreateLogger<NbdServer>());
         _server.Start(listeners.Nbd);
         Started = true;
         _logger.LogInformation("node serving {Count} volume(s): {Volumes}", volumes.Count,
             string.Join(", ", volumes.Select(v => $"{v.Name} ({ByteSize.Format(v.Size)}, {VolumeSpec.FormatMode(v.Mode)})")));
+    }
+
+    /// <summary>A clone opens after the volume of its snapshot (which may be a clone itself): it reads through to it.</summary>
+    private static List<VolumeDefinition> OriginsFirst(IReadOnlyList<VolumeDefinition> volumes)
+    {
+        var ordered = new List<VolumeDefinition>();
+        var pending = volumes.ToList();
+        while (pending.Count > 0)
+        {
+            var ready = pending.Where(v => v.Origin is not { } o || ordered.Any(d => d.Name == o.Volume) || pending.All(p => p.Name != o.Volume)).ToList();
+            if (ready.Count == 0) ready = pending; // a cycle cannot be made; open the rest anyway
+            ordered.AddRange(ready);
+            pending.RemoveAll(ready.Contains);
+        }
+        return ordered;
     }
 
     private void SwitchMode(IActorRef volumeRegistry, VolumeDefinition volume, VolumeMode mode)
@@ -140,7 +155,8 @@ public sealed class NodeService(
             _logger.LogInformation("stopping: refusing new NBD connections, finishing in-flight requests");
             await _server.StopAsync(settings.StopGrace);
         }
-        foreach (var volume in volumeActors.Running)
+        // Newest first: a clone closes before the volume whose snapshot it reads through to.
+        foreach (var volume in volumeActors.Running.Reverse())
         {
             // The actor withdraws the volume from the front, flushes and closes it, answers, and stops.
             var closed = await volumeActors.CloseAsync(volume, CloseTimeout);

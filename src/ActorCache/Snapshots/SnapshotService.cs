@@ -16,7 +16,8 @@ public sealed class SnapshotRefusedException(string message) : Exception(message
 /// cache keep it restorable (no data is copied), and records the snapshot durably in the registry
 /// before answering. Deleting gives the point back to the destager. The admin API calls this.
 /// </summary>
-public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalog exports, SnapshotCatalog catalog, ILogger<SnapshotService> logger)
+public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalog exports, SnapshotCatalog catalog, SnapshotClones clones,
+    ILogger<SnapshotService> logger)
 {
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
 
@@ -119,8 +120,8 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
     public async Task<SnapshotRecord> DeleteAsync(string volume, string name, CancellationToken ct)
     {
         var snapshot = catalog.Find(volume, name) ?? throw new SnapshotNotFoundException($"volume {volume} has no snapshot named {name}");
-        if (ClonesOf?.Invoke(volume, name) is { Count: > 0 } clones)
-            throw new SnapshotRefusedException($"snapshot {snapshot.Export} is the origin of clone(s) {string.Join(", ", clones)}; delete them or make them independent first");
+        if (clones.ClonesOf(volume, name) is { Count: > 0 } dependent)
+            throw new SnapshotRefusedException($"snapshot {snapshot.Export} is the origin of clone(s) {string.Join(", ", dependent)}; delete them or make them independent first");
         if (exports.ClientsOf(snapshot.Export) is var clients and > 0)
             throw new SnapshotRefusedException($"snapshot {snapshot.Export} is in use by {clients} NBD connection(s); disconnect them first");
         var snapshotRegistry = await registry.GetAsync<SnapshotRegistry>(ct);
@@ -135,8 +136,8 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
 
     public IReadOnlyList<SnapshotRecord> List(string? volume = null) => catalog.List(volume);
 
-    /// <summary>The volumes cloned from a snapshot that still read through to it (set by the node's clone bookkeeping).</summary>
-    public Func<string, string, IReadOnlyList<string>>? ClonesOf { get; set; }
+    /// <summary>The volumes cloned from a snapshot that still read through to it.</summary>
+    public IReadOnlyList<string> ClonesOf(string volume, string name) => clones.ClonesOf(volume, name);
 
     /// <summary>
     /// The cache gave up a kept point to stay within cache.snapshot-space: every snapshot of the volume at

@@ -13,7 +13,7 @@ namespace ActorCache.Volumes;
 /// come and go here too, one change at a time (<see cref="ChangeAsync{T}"/>).
 /// </summary>
 public sealed class NodeVolumes(NodeSettings settings, ActorSystem system, ActorRegistry registry, ExportCatalog catalog, RingBuffer ring,
-    SnapshotCatalog snapshots, SnapshotService snapshotService, ILoggerFactory loggers)
+    SnapshotCatalog snapshots, SnapshotService snapshotService, SnapshotClones clones, ILoggerFactory loggers)
 {
     private static readonly TimeSpan OpenTimeout = TimeSpan.FromSeconds(30);
     private readonly SemaphoreSlim _changes = new(1, 1);
@@ -35,9 +35,10 @@ public sealed class NodeVolumes(NodeSettings settings, ActorSystem system, Actor
     {
         var volumeRegistry = await registry.GetAsync<VolumeRegistry>(cancellationToken);
         var cache = settings.Cache with { LogCapacity = logCapacity };
+        clones.Track(definition); // a clone that cannot open still holds on to its snapshot
         var actor = system.ActorOf(VolumeActor.Props(definition, catalog,
             (d, actors) => VolumeStack.OpenAsync(d, cache, ring, loggers, actors, snapshots.KeptSequences(d.Name),
-                sequence => snapshotService.MarkExpired(d.Name, sequence)), volumeRegistry), $"volume-{definition.Name}");
+                sequence => snapshotService.MarkExpired(d.Name, sequence), clones.OpenOriginAsync), volumeRegistry), $"volume-{definition.Name}");
         lock (_gate) _running = [.. _running, new VolumeActorRef(definition.Name, actor, logCapacity)];
         return await actor.Ask<object>(OpenVolume.Instance, OpenTimeout, cancellationToken);
     }

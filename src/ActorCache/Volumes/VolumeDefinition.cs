@@ -16,7 +16,20 @@ public enum VolumeMode
 
 /// <summary>A volume as the registry records it.</summary>
 /// <param name="BackingCreated">True when the node created the backing file itself (so deleting the volume may remove it).</param>
-public sealed record VolumeDefinition(string Name, long Size, VolumeMode Mode, string BackingPath, bool BackingCreated, bool ReadOnly);
+public sealed record VolumeDefinition(string Name, long Size, VolumeMode Mode, string BackingPath, bool BackingCreated, bool ReadOnly)
+{
+    /// <summary>For a clone: the snapshot it was cloned from (it reads through to it until it is independent), else null.</summary>
+    public CloneOrigin? Origin { get; init; }
+
+    /// <summary>A clone's map of the blocks that are its own, beside its backing.</summary>
+    public string CloneMapPath => BackingPath + CloneBacking.MapSuffix;
+}
+
+/// <summary>The snapshot a clone started from: <c>VOLUME@SNAPSHOT</c>.</summary>
+public sealed record CloneOrigin(string Volume, string Snapshot)
+{
+    public override string ToString() => $"{Volume}@{Snapshot}";
+}
 
 /// <summary>A volume as a user asks for it: <c>NAME:SIZE[:MODE][:backing=PATH][:read-only]</c>.</summary>
 public sealed partial record VolumeSpec(string Name, long Size, VolumeMode Mode, string? BackingPath, bool ReadOnly)

@@ -20,7 +20,7 @@ public sealed record VolumeDeletionResult(string Name, string Backing, bool Back
 /// files that a volume created later under the same name would take over.
 /// </summary>
 public sealed class VolumeDeletion(NodeSettings settings, NodeVolumes volumes, NodeService node, ExportCatalog catalog, ActorRegistry registry,
-    VolumeDependents dependents, ILogger<VolumeDeletion> logger)
+    VolumeDependents dependents, ActorCache.Snapshots.SnapshotService snapshots, ActorCache.Snapshots.SnapshotClones clones, ILogger<VolumeDeletion> logger)
 {
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
 
@@ -51,6 +51,8 @@ public sealed class VolumeDeletion(NodeSettings settings, NodeVolumes volumes, N
         var backingRemoved = VolumeFiles.Remove(definition, settings.Cache);
         var recorded = await volumeRegistry.Ask<object>(new DeleteVolume(name), AskTimeout, ct);
         if (recorded is VolumeRejected rejected) throw new InvalidOperationException($"volume {name}: {rejected.Reason}");
+        clones.Forget(name);
+        await snapshots.ForgetVolumeAsync(name, CancellationToken.None); // forced: its snapshots went with it
         logger.LogInformation("deleted volume {Name}{Clients}; {Backing}", name, closedClients > 0 ? $" (closed {closedClients} NBD connection(s))" : "",
             backingRemoved ? $"removed its backing {definition.BackingPath}" : $"kept its backing {definition.BackingPath} (the node did not create it)");
         return new VolumeDeletionResult(name, definition.BackingPath, backingRemoved, closedClients);

@@ -12,6 +12,7 @@ public static class VolumeFiles
     {
         var log = LogDirectory(definition, cache);
         if (Directory.Exists(log)) Directory.Delete(log, recursive: true);
+        if (definition.Origin is not null) File.Delete(definition.CloneMapPath);
         if (!definition.BackingCreated || !File.Exists(definition.BackingPath)) return false;
         File.Delete(definition.BackingPath);
         return true;

@@ -23,10 +23,11 @@ public static class VolumeStack
     /// <param name="kept">The batch sequences of the volume's kept snapshots: protected from the start.</param>
     /// <param name="expired">Told the batch sequence of a kept point the cache gave up to stay within snapshot-space.</param>
     public static async Task<Volume> OpenAsync(VolumeDefinition definition, CacheSettings settings, RingBuffer ring, ILoggerFactory loggers,
-        IActorRefFactory actors, IReadOnlyList<long>? kept = null, Action<long>? expired = null)
+        IActorRefFactory actors, IReadOnlyList<long>? kept = null, Action<long>? expired = null,
+        Func<CloneOrigin, Task<IBlockTarget>>? openOrigin = null)
     {
         var logger = loggers.CreateLogger("ActorCache.Volume." + definition.Name);
-        IBlockTarget backing = OpenBacking(definition);
+        IBlockTarget backing = definition.Origin is { } origin ? await OpenCloneAsync(definition, origin, openOrigin) : OpenBacking(definition);
         if (settings.BackingWriteDelay > TimeSpan.Zero) backing = new DelayedTarget(backing, settings.BackingWriteDelay);
         var options = settings.OptionsFor(definition.Name);
         if (!HasLog(definition, settings)) return new Volume(definition, backing);
@@ -75,6 +76,27 @@ public static class VolumeStack
             BlockThrow.Error(BlockError.InvalidRequest,
                 $"its backing {path} is missing (it was there when the volume was defined); restore the file (at least {ByteSize.Format(definition.Size)}) and restart the node");
         return FileBacking.Open(path, definition.Size, create: false, definition.ReadOnly, extend: false);
+    }
+
+    /// <summary>A clone's backing: its own file over a view of its snapshot, unless it is independent already.</summary>
+    private static async Task<IBlockTarget> OpenCloneAsync(VolumeDefinition definition, CloneOrigin origin, Func<CloneOrigin, Task<IBlockTarget>>? openOrigin)
+    {
+        var own = OpenBacking(definition);
+        IBlockTarget? view = null;
+        try
+        {
+            if (!CloneBacking.IsIndependent(definition.CloneMapPath))
+                view = openOrigin is null
+                    ? throw new BlockTargetException(BlockError.InvalidRequest, $"it is a clone of {origin} and nothing can open that snapshot here")
+                    : await openOrigin(origin);
+            return CloneBacking.Open(own, view, definition.CloneMapPath);
+        }
+        catch
+        {
+            if (view is not null) await view.DisposeAsync();
+            await own.DisposeAsync();
+            throw;
+        }
     }
 
     /// <summary>Reports on the caller's thread (Progress&lt;T&gt; would post to the thread pool and report out of order).</summary>

@@ -1,0 +1,50 @@
+using System.Collections.Concurrent;
+using ActorCache.Blocks;
+using ActorCache.Cache;
+using ActorCache.Volumes;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Snapshots;
+
+/// <summary>
+/// The clones of this node that still read through to their snapshot, and how a clone's stack opens
+/// its snapshot: a view of the past of the origin volume, which protects the snapshot's point for as
+/// long as the clone needs it. A snapshot (and its volume) cannot be deleted while such a clone exists.
+/// </summary>
+public sealed class SnapshotClones(SnapshotCatalog snapshots, ExportCatalog exports, ILogger<SnapshotClones> logger)
+{
+    private readonly ConcurrentDictionary<string, CloneOrigin> _dependent = new(StringComparer.Ordinal);
+
+    /// <summary>Notes a volume that is a clone still reading through to its snapshot.</summary>
+    public void Track(VolumeDefinition definition)
+    {
+        if (definition.Origin is { } origin && !CloneBacking.IsIndependent(definition.CloneMapPath)) _dependent[definition.Name] = origin;
+    }
+
+    /// <summary>The clone went away or no longer needs its snapshot.</summary>
+    public void Forget(string clone) => _dependent.TryRemove(clone, out _);
+
+    public IReadOnlyList<string> ClonesOf(string volume, string snapshot) =>
+        [.. _dependent.Where(c => c.Value.Volume == volume && c.Value.Snapshot == snapshot).Select(c => c.Key).Order(StringComparer.Ordinal)];
+
+    /// <summary>Every dependent clone of any snapshot of <paramref name="volume"/>, as "clone NAME of VOL@SNAP".</summary>
+    public IReadOnlyList<string> ClonesOfVolume(string volume) =>
+        [.. _dependent.Where(c => c.Value.Volume == volume).Select(c => $"clone {c.Key} of {c.Value}").Order(StringComparer.Ordinal)];
+
+    /// <summary>Opens the snapshot a clone reads through to; throws (the clone stays offline with the reason) when it cannot.</summary>
+    public async Task<IBlockTarget> OpenOriginAsync(CloneOrigin origin)
+    {
+        var snapshot = snapshots.Find(origin.Volume, origin.Snapshot)
+                       ?? throw new BlockTargetException(BlockError.InvalidRequest, $"its snapshot {origin} no longer exists");
+        if (snapshot.Expired is not null)
+            throw new BlockTargetException(BlockError.InvalidRequest, $"its snapshot {origin} expired (kept snapshots needed more than cache.snapshot-space)");
+        if (!exports.TryGet(origin.Volume, out var volume) || origin.Volume.Length == 0)
+            throw new BlockTargetException(BlockError.InvalidRequest, $"the volume of its snapshot {origin} is not online" +
+                                                                      (exports.WhyUnavailable(origin.Volume) is { } why ? $" ({why})" : ""));
+        var open = new OpenPastView(PointQuery.Known(snapshot.Point));
+        if (!await volume.Target.TrySendAsync(open))
+            throw new BlockTargetException(BlockError.InvalidRequest, $"volume {origin.Volume} keeps no history");
+        logger.LogDebug("opened {Origin} for a clone", origin);
+        return open.Result!;
+    }
+}
