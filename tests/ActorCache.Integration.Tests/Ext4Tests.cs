@@ -29,9 +29,9 @@ public sealed class Ext4Tests : IAsyncLifetime
         Directory.Delete(_dataDir, recursive: true);
     }
 
-    private async Task FuseAsync(NodeProcess node)
+    private async Task FuseAsync(NodeProcess node, string export = "vol0")
     {
-        _fuse = Tool.RunAsync("nbdfuse", [FuseDir, node.UnixUri("vol0")], TimeSpan.FromMinutes(10));
+        _fuse = Tool.RunAsync("nbdfuse", [FuseDir, node.UnixUri(export)], TimeSpan.FromMinutes(10));
         for (var i = 0; i < 100 && !File.Exists(Image); i++) await Task.Delay(100);
         Assert.True(File.Exists(Image), "nbdfuse did not expose the export");
     }
@@ -105,6 +105,55 @@ public sealed class Ext4Tests : IAsyncLifetime
         await Tool.CheckAsync("mount", "-o", "loop,ro", Image, MountPoint);
         foreach (var (relative, sum) in sums)
             Assert.Equal(sum, Tool.Sha256(Path.Combine(MountPoint, relative)));
+        await Tool.CheckAsync("umount", MountPoint);
+    }
+
+    /// <summary>fsck finds the file system on <paramref name="export"/> clean, and every file of <paramref name="sums"/> is there, byte for byte.</summary>
+    private async Task AssertTreeAsync(NodeProcess node, string export, Dictionary<string, string> sums)
+    {
+        await FuseAsync(node, export);
+        var fsck = await Tool.RunAsync("fsck.ext4", ["-n", "-f", Image]);
+        Assert.True(fsck.ExitCode == 0, fsck.Output);
+        await Tool.CheckAsync("mount", "-o", "loop,ro", Image, MountPoint);
+        foreach (var (relative, sum) in sums)
+            Assert.Equal(sum, Tool.Sha256(Path.Combine(MountPoint, relative)));
+        await Tool.CheckAsync("umount", MountPoint);
+        await UnfuseAsync();
+    }
+
+    [Fact]
+    public async Task Files_deleted_after_a_snapshot_come_back_in_a_clone_and_by_a_revert()
+    {
+        await using var node = await NodeProcess.StartAsync(_dataDir, "--volume", "vol0:256M");
+        await FuseAsync(node);
+        await Tool.CheckAsync("mkfs.ext4", "-q", "-F", Image);
+        await Tool.CheckAsync("mount", "-o", "loop", Image, MountPoint);
+        var sums = WriteTree(MountPoint);
+        await Tool.CheckAsync("umount", MountPoint); // flushed: the point the snapshot keeps
+        await Cli.CheckAsync(node, "snapshot", "create", "vol0", "before-rm");
+
+        await Tool.CheckAsync("mount", "-o", "loop", Image, MountPoint);
+        Directory.Delete(Path.Combine(MountPoint, "dir3"), recursive: true);
+        Directory.Delete(Path.Combine(MountPoint, "dir5"), recursive: true);
+        await System.IO.File.WriteAllBytesAsync(Path.Combine(MountPoint, "after.bin"), Tool.RandomBytes(1 << 20, 9));
+        await Tool.CheckAsync("umount", MountPoint);
+        await UnfuseAsync();
+
+        // A clone made from the snapshot has them.
+        await Cli.CheckAsync(node, "snapshot", "clone", "vol0@before-rm", "restore");
+        await AssertTreeAsync(node, "restore", sums);
+
+        // The volume gets them back online, and the revert can be undone.
+        await Cli.CheckAsync(node, "volume", "revert", "vol0", "--to", "before-rm");
+        await AssertTreeAsync(node, "vol0", sums);
+        var undo = (await Cli.JsonAsync(node, "snapshot", "list", "vol0")).EnumerateArray()
+            .Select(s => s.GetProperty("name").GetString()!).Single(n => n.StartsWith("pre-revert-", StringComparison.Ordinal));
+        await Cli.CheckAsync(node, "volume", "revert", "vol0", "--to", undo);
+        await FuseAsync(node);
+        Assert.Equal(0, (await Tool.RunAsync("fsck.ext4", ["-n", "-f", Image])).ExitCode);
+        await Tool.CheckAsync("mount", "-o", "loop,ro", Image, MountPoint);
+        Assert.False(Directory.Exists(Path.Combine(MountPoint, "dir3")), "the undo brings the deletion back too");
+        Assert.True(System.IO.File.Exists(Path.Combine(MountPoint, "after.bin")));
         await Tool.CheckAsync("umount", MountPoint);
     }
 }
