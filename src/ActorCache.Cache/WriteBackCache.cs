@@ -387,9 +387,11 @@ public sealed class WriteBackCache : IBlockTarget
                 read.Result = [.. _history.ToList().Select(p => new HistoryEntry(p.Generation, p.Time, Math.Max(0, tail - p.EndAddress), p))];
                 return true;
             case OpenPastView open:
+                ThrowIfNoHistory();
                 open.Result = await OpenViewAsync(Resolve(open.Query)).ConfigureAwait(false);
                 return true;
             case KeepPoint keep:
+                ThrowIfNoHistory();
                 var point = Resolve(keep.Query);
                 if (!await ProtectAsync(point.Sequence).ConfigureAwait(false)) throw NotRestorable(keep.Query);
                 keep.Result = point;
@@ -398,6 +400,7 @@ public sealed class WriteBackCache : IBlockTarget
                 Unprotect(release.Sequence);
                 return true;
             case DiffPoints diff:
+                ThrowIfNoHistory();
                 diff.Result = await DiffAsync(diff.From, diff.To).ConfigureAwait(false);
                 return true;
             case ReadExclusiveBytes exclusive:
@@ -449,6 +452,22 @@ public sealed class WriteBackCache : IBlockTarget
     /// Switches mode on the live volume. Leaving write-back drains first: every dirty block is flushed
     /// to the log and destaged to the backing, then writes go straight through.
     /// </summary>
+    private void ThrowIfHistoryProtected(CacheMode mode)
+    {
+        if (!_protected.IsEmpty)
+            throw new InvalidOperationException($"volume {_name} cannot leave write-back for {mode}: {_protected.Count} kept snapshot(s) or open view(s) " +
+                                                "of its past read its history, which only write-back keeps; delete the snapshots (and disconnect the views) first");
+    }
+
+    /// <summary>History (views, kept points, diffs) exists only in write-back: other modes write past the log.</summary>
+    private void ThrowIfNoHistory()
+    {
+        if (_mode != CacheMode.WriteBack)
+            throw new BlockTargetException(BlockError.InvalidRequest,
+                $"volume {_name} is {(_mode == CacheMode.WriteThrough ? "write-through" : "pass-through")}: it keeps no history (writes bypass the log); " +
+                "switch it to write-back to keep snapshots");
+    }
+
     public async Task SetModeAsync(CacheMode mode)
     {
         if (mode == _mode) return;
@@ -461,6 +480,9 @@ public sealed class WriteBackCache : IBlockTarget
         }
         else
         {
+            // Writes that bypass the log would overwrite, uncopied, backing blocks a kept snapshot or an open
+            // view of the past still reads: history is a write-back volume's.
+            ThrowIfHistoryProtected(mode);
             // The bulk first, while writes go on; then the rest with new writes held back, so nothing
             // enters the cache after it is empty: from then on writes go to the backing.
             await DrainAsync().ConfigureAwait(false);
@@ -468,6 +490,7 @@ public sealed class WriteBackCache : IBlockTarget
             try
             {
                 await DrainAsync().ConfigureAwait(false);
+                ThrowIfHistoryProtected(mode);
                 _queue.WriteBack = false;
                 _mode = mode;
             }

@@ -180,6 +180,11 @@ public sealed class SnapshotCommandTests : IDisposable
         Assert.Contains("a volume named vol0 already exists", await Cli.RefusedAsync(1, Cli.RunAsync(node, "snapshot", "clone", "vol0@s1", "vol0")));
         Assert.Contains("the node refused", await Cli.RefusedAsync(1, Cli.RunAsync(node, "snapshot", "create", "vol0", "s2", "--token", "wrong")));
 
+        // History is a write-back volume's: leaving write-back with a kept snapshot is refused, and a write-through volume keeps none.
+        Assert.Contains("kept snapshot(s) or open view(s)", await Cli.RefusedAsync(1, Cli.RunAsync(node, "volume", "mode", "vol0", "write-through")));
+        await Cli.CheckAsync(node, "volume", "create", "wt", "--size", "16M", "--mode", "write-through");
+        Assert.Contains("keeps no history", await Cli.RefusedAsync(1, Cli.RunAsync(node, "snapshot", "create", "wt", "s1")));
+
         // Usage mistakes exit 2 before anything is asked of the node.
         foreach (var args in new[]
                  {

@@ -3,6 +3,7 @@ using ActorCache.Cache;
 using ActorCache.Volumes;
 using Akka.Actor;
 using Akka.Hosting;
+using Microsoft.Extensions.Logging;
 
 namespace ActorCache.Snapshots;
 
@@ -59,7 +60,7 @@ public sealed partial class SnapshotService
         return await export.Target.TrySendAsync(read, ct) ? read.Result! : new Dictionary<long, long>();
     }
 
-    /// <summary>Forgets every snapshot of a volume that was deleted (by force: they depended on it).</summary>
+    /// <summary>Deletes every snapshot of a volume that is being deleted by force, and gives their points back to its cache.</summary>
     public async Task ForgetVolumeAsync(string volume, CancellationToken ct)
     {
         var snapshotRegistry = await registry.GetAsync<SnapshotRegistry>(ct);
@@ -67,6 +68,9 @@ public sealed partial class SnapshotService
         {
             await snapshotRegistry.Ask<object>(new DeleteSnapshot(volume, snapshot.Name), AskTimeout, ct);
             catalog.Remove(volume, snapshot.Name);
+            if (snapshot.Expired is null && exports.TryGet(volume, out var export) && volume.Length > 0)
+                await export.Target.TrySendAsync(new ReleasePoint(snapshot.Sequence), ct);
+            logger.LogWarning("snapshot {Export} deleted with its volume (forced)", snapshot.Export);
         }
     }
 

@@ -37,6 +37,8 @@ public sealed class VolumeDeletion(NodeSettings settings, NodeVolumes volumes, N
             throw new VolumeConflictException(
                 $"volume {name} has {clients} NBD client(s) connected; disconnect them first, or force it (--force closes their connections)");
 
+        // Forced: its snapshots go first, so the drain into a kept backing is not refused for their sake.
+        if (needed.Count > 0) await snapshots.ForgetVolumeAsync(name, ct);
         if (!definition.BackingCreated) await DrainIntoBackingAsync(definition, force, ct);
 
         // From here on the volume goes: no new client finds it, and those attached are closed.
@@ -52,7 +54,6 @@ public sealed class VolumeDeletion(NodeSettings settings, NodeVolumes volumes, N
         var recorded = await volumeRegistry.Ask<object>(new DeleteVolume(name), AskTimeout, ct);
         if (recorded is VolumeRejected rejected) throw new InvalidOperationException($"volume {name}: {rejected.Reason}");
         clones.Forget(name);
-        await snapshots.ForgetVolumeAsync(name, CancellationToken.None); // forced: its snapshots went with it
         logger.LogInformation("deleted volume {Name}{Clients}; {Backing}", name, closedClients > 0 ? $" (closed {closedClients} NBD connection(s))" : "",
             backingRemoved ? $"removed its backing {definition.BackingPath}" : $"kept its backing {definition.BackingPath} (the node did not create it)");
         return new VolumeDeletionResult(name, definition.BackingPath, backingRemoved, closedClients);

@@ -30,6 +30,12 @@ public static class VolumeStack
         IBlockTarget backing = definition.Origin is { } origin ? await OpenCloneAsync(definition, origin, openOrigin) : OpenBacking(definition);
         if (settings.BackingWriteDelay > TimeSpan.Zero) backing = new DelayedTarget(backing, settings.BackingWriteDelay);
         var options = settings.OptionsFor(definition.Name);
+        if (kept is { Count: > 0 } && definition.Mode != VolumeMode.WriteBack)
+        {
+            await backing.DisposeAsync();
+            BlockThrow.Error(BlockError.InvalidRequest, $"it has {kept.Count} kept snapshot(s), which need write-back (in {VolumeSpec.FormatMode(definition.Mode)} " +
+                                                        "writes would overwrite what they read); serve it write-back, or delete its snapshots first");
+        }
         if (!HasLog(definition, settings)) return new Volume(definition, backing);
 
         var lastReport = -1L;
