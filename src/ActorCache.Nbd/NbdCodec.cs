@@ -84,20 +84,37 @@ public static class NbdReplyEncoder
         return ErrorChunkSize;
     }
 
-    public static int BlockStatusChunkSize(int extents) => NbdProtocol.StructuredReplyHeaderSize + 4 + 8 * extents;
+    public const int BlockStatusHeaderSize = NbdProtocol.StructuredReplyHeaderSize + 4;
+    public const int ExtentSize = 8;
 
-    /// <summary>A final BLOCK_STATUS chunk for one metadata context.</summary>
-    public static int WriteBlockStatus(Span<byte> destination, ulong cookie, uint contextId, ReadOnlySpan<AllocationExtent> extents)
+    public static int BlockStatusChunkSize(int extents) => BlockStatusHeaderSize + ExtentSize * extents;
+
+    /// <summary>
+    /// A BLOCK_STATUS chunk for one metadata context; <paramref name="done"/> on the last of the reply
+    /// (one chunk per selected context).
+    /// </summary>
+    public static int WriteBlockStatus(Span<byte> destination, ulong cookie, uint contextId, ReadOnlySpan<AllocationExtent> extents, bool done = true)
     {
-        var n = WriteChunkHeader(destination, ReplyFlags.Done, ReplyType.BlockStatus, cookie, (uint)(4 + 8 * extents.Length));
-        BinaryPrimitives.WriteUInt32BigEndian(destination[n..], contextId);
-        n += 4;
+        var n = WriteBlockStatusHeader(destination, cookie, contextId, extents.Length, done);
         foreach (var extent in extents)
-        {
-            BinaryPrimitives.WriteUInt32BigEndian(destination[n..], (uint)extent.Length);
-            BinaryPrimitives.WriteUInt32BigEndian(destination[(n + 4)..], (uint)extent.State);
-            n += 8;
-        }
+            n += WriteExtent(destination[n..], (uint)extent.Length, (uint)extent.State);
         return n;
+    }
+
+    /// <summary>The header of a BLOCK_STATUS chunk whose <paramref name="extents"/> descriptors follow it.</summary>
+    public static int WriteBlockStatusHeader(Span<byte> destination, ulong cookie, uint contextId, int extents, bool done)
+    {
+        var n = WriteChunkHeader(destination, done ? ReplyFlags.Done : ReplyFlags.None, ReplyType.BlockStatus, cookie,
+            (uint)(4 + ExtentSize * extents));
+        BinaryPrimitives.WriteUInt32BigEndian(destination[n..], contextId);
+        return BlockStatusHeaderSize;
+    }
+
+    /// <summary>One block descriptor of a BLOCK_STATUS chunk: a length and the context's flags for it.</summary>
+    public static int WriteExtent(Span<byte> destination, uint length, uint flags)
+    {
+        BinaryPrimitives.WriteUInt32BigEndian(destination, length);
+        BinaryPrimitives.WriteUInt32BigEndian(destination[4..], flags);
+        return ExtentSize;
     }
 }

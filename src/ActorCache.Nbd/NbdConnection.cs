@@ -35,6 +35,8 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     private volatile bool _broken;
     private IBlockTarget _target = null!;
     private NbdSession _session;
+    private bool _baseAllocation;
+    private DirtyBitmap[] _dirtyBitmaps = [];
     private long _requests; // counted by the receive loop only
     private string? _export;
     private volatile string _stopReason = "stopping";
@@ -110,9 +112,13 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     private async Task TransmitAsync(NbdExport export, NegotiatedExport negotiated)
     {
         _target = export.Target;
-        _session = new NbdSession(_target.Size, export.ReadOnly, negotiated.StructuredReplies, negotiated.BaseAllocation);
-        _logger.LogInformation("NBD client {Peer} attached to {Export} (structured replies: {Structured}, base:allocation: {Meta})",
-            Peer, export.Name, _session.StructuredReplies, _session.BaseAllocation);
+        _baseAllocation = negotiated.BaseAllocation;
+        _dirtyBitmaps = negotiated.DirtyBitmaps;
+        _session = new NbdSession(_target.Size, export.ReadOnly, negotiated.StructuredReplies,
+            MetaContextSelected: _baseAllocation || _dirtyBitmaps.Length > 0);
+        _logger.LogInformation("NBD client {Peer} attached to {Export} (structured replies: {Structured}, base:allocation: {Meta}, dirty bitmaps: {Bitmaps})",
+            Peer, export.Name, _session.StructuredReplies, _baseAllocation,
+            _dirtyBitmaps.Length == 0 ? "none" : string.Join(", ", _dirtyBitmaps.Select(b => b.Name)));
 
         var attached = Stopwatch.GetTimestamp();
         var how = "disconnected";
@@ -257,6 +263,10 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
                 }
                 Complete(request, heldBack: true);
                 return true;
+            // Dirty bitmaps only: answered from memory, nothing to wait for.
+            case NbdCommand.BlockStatus when !_baseAllocation:
+                Complete(request, heldBack: true);
+                return true;
             case NbdCommand.Write when request.Staged.StagedBy is not null && (header.Flags & CommandFlags.Fua) == 0:
                 var commit = _target.CommitStagedWriteAsync(request.Staged, fua: false);
                 // Write acks go out from the pool rather than at the end of the recv: a client that
@@ -321,10 +331,9 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
                 case NbdCommand.Cache:
                     await _target.PrefetchAsync((long)header.Offset, header.Length);
                     break;
-                case NbdCommand.BlockStatus:
-                    var max = (header.Flags & CommandFlags.ReqOne) != 0 ? 1 : NbdRequest.MaxExtents;
+                case NbdCommand.BlockStatus when _baseAllocation: // dirty bitmaps are answered as the reply is encoded
                     request.ExtentCount = await _target.GetAllocationAsync((long)header.Offset, header.Length,
-                        request.Extents.AsMemory(0, max));
+                        request.Extents.AsMemory(0, MaxExtentsOf(header)));
                     break;
             }
         }
@@ -391,8 +400,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         else if (header.Command == NbdCommand.BlockStatus)
         {
             request.ReplyStart = 0;
-            request.ReplyLength = NbdReplyEncoder.WriteBlockStatus(buffer, header.Cookie, MetaContexts.BaseAllocationId,
-                request.Extents.AsSpan(0, request.ExtentCount));
+            request.ReplyLength = WriteBlockStatus(buffer, request);
         }
         else
         {
@@ -401,6 +409,31 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         }
         _replies.Enqueue(request);
         if (!heldBack && Interlocked.CompareExchange(ref _sending, 1, 0) == 0) ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: true);
+    }
+
+    private static int MaxExtentsOf(in NbdRequestHeader header) =>
+        (header.Flags & CommandFlags.ReqOne) != 0 ? 1 : NbdRequest.MaxExtents;
+
+    /// <summary>
+    /// A BLOCK_STATUS reply: one chunk per selected context, the last one marked done. base:allocation's
+    /// extents were fetched by <see cref="ExecuteAsync"/>; a dirty bitmap's are looked up here.
+    /// </summary>
+    private int WriteBlockStatus(Span<byte> buffer, NbdRequest request)
+    {
+        var header = request.Header;
+        var n = 0;
+        if (_baseAllocation)
+            n += NbdReplyEncoder.WriteBlockStatus(buffer, header.Cookie, MetaContexts.BaseAllocationId,
+                request.Extents.AsSpan(0, request.ExtentCount), done: _dirtyBitmaps.Length == 0);
+        for (var i = 0; i < _dirtyBitmaps.Length; i++)
+        {
+            var bitmap = _dirtyBitmaps[i];
+            var extents = bitmap.WriteExtents(buffer[(n + NbdReplyEncoder.BlockStatusHeaderSize)..], (long)header.Offset, header.Length,
+                MaxExtentsOf(header));
+            n += NbdReplyEncoder.WriteBlockStatusHeader(buffer[n..], header.Cookie, bitmap.ContextId, extents, done: i == _dirtyBitmaps.Length - 1);
+            n += extents * NbdReplyEncoder.ExtentSize;
+        }
+        return n;
     }
 
     /// <summary>Sends every queued reply, on this thread, unless another thread is sending (it picks them up).</summary>

@@ -33,4 +33,21 @@ public interface INbdExportCatalog
 
     /// <summary>Why an export this server knows is not served right now (e.g. its volume is offline), or null.</summary>
     string? WhyUnavailable(string name) => null;
+
+    /// <summary>
+    /// The byte ranges of an opened <paramref name="export"/> that may differ from the point
+    /// <paramref name="bitmap"/> names (the <c>NAME</c> of <c>qemu:dirty-bitmap:NAME</c>), in offset order,
+    /// with no false negatives: null when the export has no such bitmap; throws
+    /// <see cref="NbdProtocolException"/> with the reason when the name is known but cannot be served
+    /// (a point the history no longer covers, one newer than the export). May take a while: the front
+    /// asks once per connection, when the client attaches, and holds the answer.
+    /// </summary>
+    ValueTask<IReadOnlyList<(long Offset, long Length)>?> DirtyRangesAsync(NbdExport export, string bitmap, CancellationToken cancellationToken) =>
+        ValueTask.FromResult<IReadOnlyList<(long Offset, long Length)>?>(null);
+
+    /// <summary>
+    /// The dirty bitmaps to list for an opened export when a client asks which there are (other names may
+    /// still be selectable, such as points in time): their names, without <c>qemu:dirty-bitmap:</c>.
+    /// </summary>
+    IReadOnlyList<string> DirtyBitmaps(NbdExport export) => [];
 }

@@ -6,7 +6,7 @@ using Microsoft.Extensions.Logging;
 namespace ActorCache.Nbd;
 
 /// <summary>What option haggling settled on: the export and the features the transmission phase uses.</summary>
-internal sealed record NegotiatedExport(NbdExport Export, bool StructuredReplies, bool BaseAllocation);
+internal sealed record NegotiatedExport(NbdExport Export, bool StructuredReplies, bool BaseAllocation, DirtyBitmap[] DirtyBitmaps);
 
 /// <summary>
 /// Fixed-newstyle handshake and option haggling. Not a hot path, so it favours clarity over
@@ -15,7 +15,7 @@ internal sealed record NegotiatedExport(NbdExport Export, bool StructuredReplies
 internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExportCatalog catalog, ILogger logger)
 {
     private bool _structured;
-    private string? _metaContextExport; // export name SET_META_CONTEXT selected base:allocation for
+    private readonly MetaContextSelection _metaContexts = new(catalog, logger);
 
     public async Task<NegotiatedExport?> RunAsync(CancellationToken ct)
     {
@@ -57,17 +57,18 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
                                      : $"client asked for unknown export '{name}'");
                     try
                     {
+                        var negotiated = await NegotiatedAsync(export, ct); // no polite way to fail either: a lost bitmap ends it
                         var reply = new byte[noZeroes ? 10 : 134];
                         BinaryPrimitives.WriteUInt64BigEndian(reply, (ulong)export.Target.Size);
                         BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(8), (ushort)TransmissionFlagsFor(export));
                         await SendAsync(reply, ct);
+                        return negotiated;
                     }
                     catch
                     {
                         await export.ReleaseAsync();
                         throw;
                     }
-                    return Negotiated(export);
                 }
                 case NbdOption.Abort:
                     await ReplyAsync(option, OptionReply.Ack, [], ct);
@@ -89,10 +90,10 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
                 case NbdOption.Info:
                 case NbdOption.Go:
                 {
-                    var export = await InfoAsync(option, data, ct);
-                    if (export is null) break;
-                    if (option == NbdOption.Go) return Negotiated(export);
-                    await export.ReleaseAsync(); // INFO only describes it
+                    var negotiated = await InfoAsync(option, data, ct);
+                    if (negotiated is null) break;
+                    if (option == NbdOption.Go) return negotiated;
+                    await negotiated.Export.ReleaseAsync(); // INFO only describes it
                     break;
                 }
                 case NbdOption.StructuredReply:
@@ -111,8 +112,12 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
         }
     }
 
-    private NegotiatedExport Negotiated(NbdExport export) =>
-        new(export, _structured, _structured && _metaContextExport == export.Name);
+    /// <summary>The export with the contexts the last SET selected for it; dirty bitmaps are computed here, once for the connection.</summary>
+    private async Task<NegotiatedExport> NegotiatedAsync(NbdExport export, CancellationToken ct)
+    {
+        var (baseAllocation, bitmaps) = await _metaContexts.ServeAsync(export, _structured, ct);
+        return new NegotiatedExport(export, _structured, baseAllocation, bitmaps);
+    }
 
     private TransmissionFlags TransmissionFlagsFor(NbdExport export)
     {
@@ -126,7 +131,8 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
         return flags;
     }
 
-    private async Task<NbdExport?> InfoAsync(NbdOption option, byte[] data, CancellationToken ct)
+    /// <summary>INFO or GO: opens the export and describes it; null when it was refused (the client was told why).</summary>
+    private async Task<NegotiatedExport?> InfoAsync(NbdOption option, byte[] data, CancellationToken ct)
     {
         if (data.Length < 6) { await ErrorAsync(option, OptionReply.ErrInvalid, "option data too short", ct); return null; }
         var nameLength = BinaryPrimitives.ReadUInt32BigEndian(data);
@@ -159,16 +165,34 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
             await ErrorAsync(option, OptionReply.ErrUnknown, Unknown(name), ct);
             return null;
         }
+        NegotiatedExport? negotiated = null;
+        string? refused = null;
         try
         {
-            await DescribeAsync(option, export, requests, ct);
+            try
+            {
+                // Before the ACK, so GO can still fail politely when a selected bitmap cannot be served any more.
+                negotiated = option == NbdOption.Go ? await NegotiatedAsync(export, ct) : new NegotiatedExport(export, _structured, false, []);
+            }
+            catch (NbdProtocolException e)
+            {
+                refused = e.Message;
+            }
+            if (negotiated is not null) await DescribeAsync(option, export, requests, ct);
         }
         catch
         {
             await export.ReleaseAsync();
             throw;
         }
-        return export;
+        if (refused is not null)
+        {
+            await export.ReleaseAsync();
+            logger.LogInformation("NBD client asked for export '{Name}', which cannot be served: {Reason}", name, refused);
+            await ErrorAsync(option, OptionReply.ErrUnknown, refused, ct);
+            return null;
+        }
+        return negotiated;
     }
 
     private async Task DescribeAsync(NbdOption option, NbdExport export, HashSet<InfoType> requests, CancellationToken ct)
@@ -197,6 +221,7 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
 
     private async Task MetaContextAsync(NbdOption option, byte[] data, CancellationToken ct)
     {
+        if (option == NbdOption.SetMetaContext) _metaContexts.Clear(); // replaced even when this SET fails
         if (!_structured)
         {
             await ErrorAsync(option, OptionReply.ErrInvalid, "negotiate STRUCTURED_REPLY before metadata contexts", ct);
@@ -220,32 +245,41 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
             span = span[(4 + (int)queryLength)..];
         }
         if (!span.IsEmpty) { await ErrorAsync(option, OptionReply.ErrInvalid, "trailing bytes after the query list", ct); return; }
-        string exportName;
+        if (option == NbdOption.SetMetaContext && MetaContextSelection.AsksTooMany(queries))
+        {
+            await ErrorAsync(option, OptionReply.ErrTooBig, $"select at most {MetaContexts.MaxDirtyBitmaps} dirty bitmaps at once", ct);
+            return;
+        }
+
+        NbdExport? export;
         try
         {
-            var export = await catalog.OpenAsync(name, ct);
-            if (export is null) { await ErrorAsync(option, OptionReply.ErrUnknown, Unknown(name), ct); return; }
-            exportName = export.Name; // the name GO will find again (the empty name is the default export's)
-            await export.ReleaseAsync();
+            export = await catalog.OpenAsync(name, ct); // its Name is the one GO finds again (the empty name is the default export's)
         }
         catch (NbdProtocolException e)
         {
             await ErrorAsync(option, OptionReply.ErrUnknown, e.Message, ct);
             return;
         }
-
-        bool matches;
-        if (option == NbdOption.ListMetaContext)
-            matches = queries.Count == 0 || queries.Any(q => q is "base:" or MetaContexts.BaseAllocation);
-        else
-            matches = queries.Contains(MetaContexts.BaseAllocation);
-
-        if (option == NbdOption.SetMetaContext) _metaContextExport = matches ? exportName : null;
-        if (matches)
+        if (export is null) { await ErrorAsync(option, OptionReply.ErrUnknown, Unknown(name), ct); return; }
+        IReadOnlyList<(uint Id, string Name)> contexts;
+        try
         {
-            var contextName = Encoding.UTF8.GetBytes(MetaContexts.BaseAllocation);
+            contexts = option == NbdOption.ListMetaContext
+                // The id of a listed context means nothing: the spec reserves it and asks for zero.
+                ? [.. (await _metaContexts.ListAsync(export, queries, ct)).Select(n => (0u, n))]
+                : await _metaContexts.SelectAsync(export, queries, ct);
+        }
+        finally
+        {
+            await export.ReleaseAsync();
+        }
+
+        foreach (var (id, context) in contexts)
+        {
+            var contextName = Encoding.UTF8.GetBytes(context);
             var reply = new byte[4 + contextName.Length];
-            BinaryPrimitives.WriteUInt32BigEndian(reply, MetaContexts.BaseAllocationId);
+            BinaryPrimitives.WriteUInt32BigEndian(reply, id);
             contextName.CopyTo(reply, 4);
             await ReplyAsync(option, OptionReply.MetaContext, reply, ct);
         }

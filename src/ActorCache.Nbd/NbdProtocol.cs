@@ -129,9 +129,25 @@ public enum NbdError : uint
     Shutdown = 108,
 }
 
-/// <summary>The one metadata context served: allocation status from the backing.</summary>
+/// <summary>
+/// The metadata contexts served: allocation status from the backing, and qemu's dirty bitmaps (what
+/// changed since an older point of the volume). Ids are ours to choose per SET_META_CONTEXT; fixed
+/// ones keep replies easy to read in a packet dump.
+/// </summary>
 public static class MetaContexts
 {
     public const string BaseAllocation = "base:allocation";
     public const uint BaseAllocationId = 1;
+
+    /// <summary>qemu's namespace (docs/interop/nbd.rst): <c>qemu:dirty-bitmap:NAME</c>, one flag per extent.</summary>
+    public const string DirtyBitmapPrefix = "qemu:dirty-bitmap:";
+    /// <summary>The bitmaps a SET selects get this id and the ones after it, in the order they were asked for.</summary>
+    public const uint FirstDirtyBitmapId = 2;
+    /// <summary>NBD_STATE_DIRTY: the extent may differ from the bitmap's point; 0 means it is the same.</summary>
+    public const uint StateDirty = 1;
+    /// <summary>
+    /// Bitmaps one connection may select: every BLOCK_STATUS reply (one chunk per context) must fit the
+    /// request's inline buffer (a test holds this).
+    /// </summary>
+    public const int MaxDirtyBitmaps = 16;
 }

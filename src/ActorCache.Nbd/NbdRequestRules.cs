@@ -1,7 +1,10 @@
 namespace ActorCache.Nbd;
 
-/// <summary>What a connection negotiated and what its export allows: everything a request is checked against.</summary>
-public readonly record struct NbdSession(long ExportSize, bool ReadOnly, bool StructuredReplies, bool BaseAllocation);
+/// <summary>
+/// What a connection negotiated and what its export allows: everything a request is checked against.
+/// <c>MetaContextSelected</c>: at least one metadata context (base:allocation, a dirty bitmap), so BLOCK_STATUS has an answer.
+/// </summary>
+public readonly record struct NbdSession(long ExportSize, bool ReadOnly, bool StructuredReplies, bool MetaContextSelected);
 
 /// <summary>
 /// The checks every request passes before it reaches the volume, in the order the spec implies:
@@ -31,7 +34,7 @@ public static class NbdRequestRules
             case NbdCommand.Flush:
             case NbdCommand.Disconnect:
                 return request.Offset == 0 && request.Length == 0 ? NbdError.None : NbdError.Inval;
-            case NbdCommand.BlockStatus when !session.BaseAllocation:
+            case NbdCommand.BlockStatus when !session.MetaContextSelected:
                 return NbdError.Inval; // no metadata context was negotiated
         }
 

@@ -1,5 +1,6 @@
 using ActorCache.Testing;
 
+using System.Buffers.Binary;
 using System.Net.Sockets;
 using ActorCache.Blocks;
 using ActorCache.Cache;
@@ -62,6 +63,12 @@ public sealed class AllocationTests : IAsyncLifetime
         }
 
         public IReadOnlyList<NbdExport> List() => [export];
+
+        /// <summary>Bitmap "A": every other 64 KiB dirty, so a reply carries many extents.</summary>
+        public ValueTask<IReadOnlyList<(long Offset, long Length)>?> DirtyRangesAsync(NbdExport opened, string bitmap, CancellationToken cancellationToken) =>
+            ValueTask.FromResult<IReadOnlyList<(long Offset, long Length)>?>(bitmap == "A"
+                ? [.. Enumerable.Range(0, 512).Select(i => ((long)i * (128 << 10), (long)(64 << 10)))]
+                : null);
     }
 
     [Theory]
@@ -109,7 +116,57 @@ public sealed class AllocationTests : IAsyncLifetime
         Assert.True(perRequest < 8, $"{perRequest:F1} bytes allocated per request: {string.Join(", ", listener.Types.OrderByDescending(t => t.Value).Take(8).Select(t => $"{t.Key}={t.Value}"))}");
     }
 
-    private static void Receive(Socket socket, byte[] buffer)
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task Block_status_of_base_allocation_and_a_dirty_bitmap_allocates_nothing_per_request(bool cached)
+    {
+        await StartAsync(cached);
+        await using var client = await RawNbdClient.ConnectAsync(Path.Combine(_dir, "nbd.sock"));
+        var ids = await client.NegotiateAsync("v", MetaContexts.BaseAllocation, MetaContexts.DirtyBitmapPrefix + "A");
+        Assert.Equal(2, ids.Count);
+        var socket = client.Socket;
+
+        const int depth = 16;
+        var requests = new byte[depth * NbdProtocol.RequestHeaderSize];
+        for (var i = 0; i < depth; i++)
+            new NbdRequestHeader(0, NbdCommand.BlockStatus, (ulong)i, (ulong)(i * (1 << 20)), 4 << 20).Write(requests.AsSpan(i * NbdProtocol.RequestHeaderSize));
+        var chunk = new byte[NbdReplyEncoder.BlockStatusChunkSize(NbdRequest.MaxExtents)];
+
+        void Round()
+        {
+            socket.Send(requests);
+            for (var i = 0; i < depth; i++)
+            {
+                // One reply: a chunk per context, the last one done.
+                while (true)
+                {
+                    Receive(socket, chunk.AsSpan(0, NbdProtocol.StructuredReplyHeaderSize));
+                    var flags = (ReplyFlags)BinaryPrimitives.ReadUInt16BigEndian(chunk.AsSpan(4));
+                    var type = (ReplyType)BinaryPrimitives.ReadUInt16BigEndian(chunk.AsSpan(6));
+                    if (type != ReplyType.BlockStatus) throw new InvalidOperationException($"BLOCK_STATUS answered with {type}");
+                    Receive(socket, chunk.AsSpan(0, (int)BinaryPrimitives.ReadUInt32BigEndian(chunk.AsSpan(16))));
+                    if ((flags & ReplyFlags.Done) != 0) break;
+                }
+            }
+        }
+
+        for (var i = 0; i < 200; i++) Round();
+        using var listener = new AllocListener();
+        const int rounds = 500;
+        var perRequest = double.MaxValue;
+        for (var window = 0; window < 3 && perRequest >= 8; window++)
+        {
+            var before = GC.GetTotalAllocatedBytes(precise: true);
+            for (var i = 0; i < rounds; i++) Round();
+            perRequest = Math.Min(perRequest, (double)(GC.GetTotalAllocatedBytes(precise: true) - before) / (rounds * depth));
+        }
+        Assert.True(perRequest < 8, $"{perRequest:F1} bytes allocated per request: {string.Join(", ", listener.Types.OrderByDescending(t => t.Value).Take(8).Select(t => $"{t.Key}={t.Value}"))}");
+    }
+
+    private static void Receive(Socket socket, byte[] buffer) => Receive(socket, buffer.AsSpan());
+
+    private static void Receive(Socket socket, Span<byte> buffer)
     {
         var done = 0;
         while (done < buffer.Length)
@@ -117,7 +174,7 @@ public sealed class AllocationTests : IAsyncLifetime
             // Poll first: a receive that has to block makes the runtime allocate an operation object,
             // which would count against the server.
             socket.Poll(-1, SelectMode.SelectRead);
-            var n = socket.Receive(buffer.AsSpan(done));
+            var n = socket.Receive(buffer[done..]);
             if (n == 0) throw new EndOfStreamException();
             done += n;
         }

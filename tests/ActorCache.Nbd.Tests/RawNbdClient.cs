@@ -106,6 +106,50 @@ internal sealed class RawNbdClient : IAsyncDisposable
         }
     }
 
+    /// <summary>Sends LIST_META_CONTEXT or SET_META_CONTEXT and reads the contexts it answers, up to the ACK (any other reply fails the test).</summary>
+    public async Task<List<(uint Id, string Name)>> MetaContextsAsync(NbdOption option, string export, params string[] queries)
+    {
+        await SendOptionAsync(option, MetaQuery(export, queries));
+        var contexts = new List<(uint, string)>();
+        while (true)
+        {
+            var (replyTo, type, data) = await ReadOptionReplyAsync();
+            Assert.Equal(option, replyTo);
+            if (type == OptionReply.Ack) return contexts;
+            Assert.Equal(OptionReply.MetaContext, type);
+            contexts.Add((BinaryPrimitives.ReadUInt32BigEndian(data), Encoding.UTF8.GetString(data.AsSpan(4))));
+        }
+    }
+
+    /// <summary>Negotiates structured replies, selects <paramref name="contexts"/> and GOes; returns the ids the server chose, by name.</summary>
+    public async Task<Dictionary<string, uint>> NegotiateAsync(string export, params string[] contexts)
+    {
+        await StartAsync();
+        await SendOptionAsync(NbdOption.StructuredReply, []);
+        Assert.Equal(OptionReply.Ack, (await ReadOptionReplyAsync()).Type);
+        var selected = (await MetaContextsAsync(NbdOption.SetMetaContext, export, contexts)).ToDictionary(c => c.Name, c => c.Id);
+        await SendOptionAsync(NbdOption.Go, NameAndInfos(export));
+        while ((await ReadOptionReplyAsync()).Type != OptionReply.Ack) { }
+        return selected;
+    }
+
+    /// <summary>Reads the chunks of one BLOCK_STATUS reply up to the one marked done: each context's id and extents (length, flags).</summary>
+    public async Task<List<(uint ContextId, List<(uint Length, uint Flags)> Extents)>> ReadBlockStatusAsync(ulong cookie)
+    {
+        var chunks = new List<(uint, List<(uint, uint)>)>();
+        while (true)
+        {
+            var (flags, type, replyCookie, payload) = await ReadChunkAsync();
+            Assert.Equal(cookie, replyCookie);
+            Assert.Equal(ReplyType.BlockStatus, type);
+            var extents = Enumerable.Range(0, (payload.Length - 4) / 8)
+                .Select(i => (BinaryPrimitives.ReadUInt32BigEndian(payload.AsSpan(4 + 8 * i)), BinaryPrimitives.ReadUInt32BigEndian(payload.AsSpan(8 + 8 * i))))
+                .ToList();
+            chunks.Add((BinaryPrimitives.ReadUInt32BigEndian(payload), extents));
+            if ((flags & ReplyFlags.Done) != 0) return chunks;
+        }
+    }
+
     public Task SendRequestAsync(NbdCommand command, ulong offset, uint length, ulong cookie = 1, CommandFlags flags = 0, byte[]? payload = null)
     {
         var header = new byte[NbdProtocol.RequestHeaderSize];

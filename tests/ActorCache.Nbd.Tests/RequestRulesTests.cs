@@ -3,7 +3,7 @@ namespace ActorCache.Nbd.Tests;
 public class RequestRulesTests
 {
     private const long Size = 1 << 20;
-    private static readonly NbdSession Plain = new(Size, ReadOnly: false, StructuredReplies: true, BaseAllocation: true);
+    private static readonly NbdSession Plain = new(Size, ReadOnly: false, StructuredReplies: true, MetaContextSelected: true);
 
     private static NbdError Check(NbdCommand command, ulong offset, uint length, CommandFlags flags = CommandFlags.None, NbdSession? session = null) =>
         NbdRequestRules.Check(new NbdRequestHeader(flags, command, 1, offset, length), session ?? Plain);
@@ -72,7 +72,7 @@ public class RequestRulesTests
 
     [Fact]
     public void Block_status_needs_a_negotiated_context() =>
-        Assert.Equal(NbdError.Inval, Check(NbdCommand.BlockStatus, 0, 512, session: Plain with { BaseAllocation = false }));
+        Assert.Equal(NbdError.Inval, Check(NbdCommand.BlockStatus, 0, 512, session: Plain with { MetaContextSelected = false }));
 
     [Theory]
     [InlineData(NbdCommand.Write)]

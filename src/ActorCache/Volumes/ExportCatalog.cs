@@ -54,18 +54,7 @@ public sealed class ExportCatalog(string defaultExport, SnapshotCatalog? snapsho
         var volumeName = name[..at];
         var spec = name[(at + 1)..];
         if (!_exports.TryGetValue(volumeName, out var volume)) return null;
-        PointQuery query;
-        string what;
-        if (PointSpec.TryParse(spec, DateTimeOffset.UtcNow, out var parsed))
-            (query, what) = (parsed!, $"as of {spec}");
-        else if (_snapshots.Find(volumeName, spec) is { } snapshot)
-        {
-            if (snapshot.Expired is { } expired)
-                throw new NbdProtocolException($"snapshot {snapshot.Export} expired at {expired:yyyy-MM-ddTHH:mm:ssZ} (kept snapshots needed more than cache.snapshot-space)");
-            (query, what) = (PointQuery.Known(snapshot.Point), $"snapshot {spec}");
-        }
-        else
-            throw new NbdProtocolException($"volume {volumeName} has no snapshot named '{spec}', and '{spec}' is not a point ({PointSpec.Forms})");
+        var (query, what) = PointOf(volumeName, spec);
 
         var open = new OpenPastView(query);
         try
@@ -80,6 +69,55 @@ public sealed class ExportCatalog(string defaultExport, SnapshotCatalog? snapsho
         _viewsOpen.AddOrUpdate(name, 1, (_, n) => n + 1);
         var description = $"ActorCache volume {volumeName} {what}: generation {view.Point.Generation}, {view.Point.Time:yyyy-MM-ddTHH:mm:ss.fffZ}, read-only";
         return new NbdExport(name, description, view, ReadOnly: true) { Lease = new ViewLease(view, () => _viewsOpen.AddOrUpdate(name, 0, (_, n) => n - 1)) };
+    }
+
+    /// <summary>
+    /// The ranges that may differ between the point <paramref name="bitmap"/> names (a kept snapshot of the
+    /// export's volume, or a point such as <c>gen:N</c> or <c>-5m</c>) and the opened export: a view's own
+    /// point, or the live volume. A live volume is flushed first, so every write acknowledged before the
+    /// client attached is in the answer (the diff reads the log). The cache refuses a point older than the
+    /// log covers and one newer than the export's.
+    /// </summary>
+    public async ValueTask<IReadOnlyList<(long Offset, long Length)>?> DirtyRangesAsync(NbdExport export, string bitmap, CancellationToken cancellationToken)
+    {
+        var volumeName = VolumeOf(export.Name);
+        if (!_exports.TryGetValue(volumeName, out var volume)) return null;
+        var (from, _) = PointOf(volumeName, bitmap);
+        var view = export.Target as GenerationView;
+        var diff = new DiffPoints(from, view is null ? null : PointQuery.Known(view.Point));
+        try
+        {
+            if (view is null) await volume.Target.FlushAsync(cancellationToken);
+            if (!await volume.Target.TrySendAsync(diff, cancellationToken)) throw new NbdProtocolException($"volume {volumeName} keeps no history (no cache)");
+        }
+        catch (BlockTargetException e)
+        {
+            throw new NbdProtocolException(e.Message);
+        }
+        return [.. diff.Result!.Select(r => (r.Offset, r.Length))];
+    }
+
+    /// <summary>The kept snapshots of the export's volume older than the export (all of them for the live volume), by name.</summary>
+    public IReadOnlyList<string> DirtyBitmaps(NbdExport export)
+    {
+        var before = export.Target is GenerationView view ? view.Point.Sequence : long.MaxValue;
+        return [.. _snapshots.List(VolumeOf(export.Name)).Where(s => s.Expired is null && s.Sequence < before).Select(s => s.Name)];
+    }
+
+    private static string VolumeOf(string export) => export.IndexOf('@') is var at and >= 0 ? export[..at] : export;
+
+    /// <summary>
+    /// What <paramref name="spec"/> (after the <c>@</c> of an export name, or a dirty bitmap's name) means on
+    /// a volume: a point (<see cref="PointSpec"/>) or a kept snapshot's name, with words for descriptions.
+    /// </summary>
+    private (PointQuery Query, string What) PointOf(string volumeName, string spec)
+    {
+        if (PointSpec.TryParse(spec, DateTimeOffset.UtcNow, out var parsed)) return (parsed!, $"as of {spec}");
+        if (_snapshots.Find(volumeName, spec) is not { } snapshot)
+            throw new NbdProtocolException($"volume {volumeName} has no snapshot named '{spec}', and '{spec}' is not a point ({PointSpec.Forms})");
+        if (snapshot.Expired is { } expired)
+            throw new NbdProtocolException($"snapshot {snapshot.Export} expired at {expired:yyyy-MM-ddTHH:mm:ssZ} (kept snapshots needed more than cache.snapshot-space)");
+        return (PointQuery.Known(snapshot.Point), $"snapshot {spec}");
     }
 
     /// <summary>The empty name is the default volume: the configured one, or the only one there is (offline ones count).</summary>
