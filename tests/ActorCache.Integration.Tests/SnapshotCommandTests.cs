@@ -75,6 +75,11 @@ public sealed class SnapshotCommandTests : IDisposable
             var diff = await Cli.JsonAsync(node, "snapshot", "diff", "vol0@before", "vol0");
             var ranges = diff.EnumerateArray().Select(r => (Offset: r.GetProperty("offset").GetInt64(), Length: r.GetProperty("length").GetInt64())).ToList();
             Assert.Equal([(8L << 20, 4L << 20)], ranges);
+            // The same as a qemu dirty bitmap on the live export, as qemu-based backup tools read it.
+            var map = JsonDocument.Parse(await Tool.CheckAsync("nbdinfo", "--json", "--map=qemu:dirty-bitmap:before", node.UnixUri("vol0"))).RootElement;
+            var dirty = map.EnumerateArray().Where(e => (e.GetProperty("type").GetInt64() & 1) != 0)
+                .Select(e => (Offset: e.GetProperty("offset").GetInt64(), Length: e.GetProperty("length").GetInt64())).ToList();
+            Assert.Equal(ranges, dirty);
 
             // A thin clone reads the snapshot; its writes change neither the snapshot nor the volume.
             await Cli.CheckAsync(node, "snapshot", "clone", "vol0@before", "c1");
