@@ -99,13 +99,7 @@ public sealed class Ext4Tests : IAsyncLifetime
 
         node = await NodeProcess.StartAsync(_dataDir); // no --volume: it serves what it had
         await using var _ = node;
-        await FuseAsync(node);
-        var fsck = await Tool.RunAsync("fsck.ext4", ["-n", "-f", Image]);
-        Assert.True(fsck.ExitCode == 0, fsck.Output);
-        await Tool.CheckAsync("mount", "-o", "loop,ro", Image, MountPoint);
-        foreach (var (relative, sum) in sums)
-            Assert.Equal(sum, Tool.Sha256(Path.Combine(MountPoint, relative)));
-        await Tool.CheckAsync("umount", MountPoint);
+        await AssertTreeAsync(node, "vol0", sums);
     }
 
     /// <summary>fsck finds the file system on <paramref name="export"/> clean, and every file of <paramref name="sums"/> is there, byte for byte.</summary>

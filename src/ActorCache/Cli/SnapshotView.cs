@@ -13,8 +13,8 @@ public static class SnapshotView
     public static IRenderable History(string volume, IReadOnlyList<HistoryPoint> points)
     {
         if (points.Count == 0)
-            return new Markup($"volume {Markup.Escape(volume)} has no restorable point now: nothing was flushed since everything was destaged " +
-                              "(and it has no kept snapshots)\n");
+            return new Markup($"volume {Markup.Escape(volume)} has no restorable point in its log now: nothing was flushed since everything " +
+                              "was destaged ('actorcache snapshot list' shows its kept snapshots)\n");
         var table = new Table().Border(TableBorder.Rounded).AddColumns("GENERATION", "TIME (UTC)", "WRITTEN SINCE");
         table.Columns[0].RightAligned();
         table.Columns[2].RightAligned();

@@ -182,7 +182,7 @@ public static class VolumeCommands
     {
         var name = NameArgument("the volume");
         var command = new Command("history",
-            "The volume's restorable points, oldest first: every flush point the log still covers and every kept snapshot's. " +
+            "The volume's restorable points, oldest first: every flush point the log still covers (older kept snapshots are in 'snapshot list'). " +
             "Each is served over NBD as VOL@gen:N; times are the batch times written in the log (UTC).") { name };
         options.SetAction(command, async run =>
         {
