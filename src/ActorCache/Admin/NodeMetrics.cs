@@ -24,10 +24,14 @@ public sealed class NodeMetrics
     private readonly ActorCache.Snapshots.SnapshotCatalog _snapshotCatalog;
     private readonly Counter _blocksDestaged, _ringWaits, _retentionShrinks;
     private readonly Gauge _ringSlots, _ringFreeSlots;
+    private readonly Gauge _operationDone, _operationTotal;
+    private readonly AdminOperations _operations;
     private HashSet<string> _exported = [];
+    private HashSet<(string Kind, string Target)> _running = [];
 
-    public NodeMetrics(VolumeStatusReader volumes, RingBuffer ring, ActorCache.Snapshots.SnapshotCatalog snapshots)
+    public NodeMetrics(VolumeStatusReader volumes, RingBuffer ring, ActorCache.Snapshots.SnapshotCatalog snapshots, AdminOperations operations)
     {
+        _operations = operations;
         _snapshotCatalog = snapshots;
         _volumes = volumes;
         _ring = ring;
@@ -75,6 +79,12 @@ public sealed class NodeMetrics
         _ringSlots = metrics.CreateGauge("actorcache_ring_slots", "4 KiB slots in the node's RAM ring, shared by every volume.");
         _ringFreeSlots = metrics.CreateGauge("actorcache_ring_free_slots", "Ring slots free right now.");
 
+        _operationDone = metrics.CreateGauge("actorcache_operation_done",
+            "Long work under way (a revert, an independent clone's copy, a mode switch's drain): how much is done, in its unit (bytes or blocks).",
+            "kind", "target");
+        _operationTotal = metrics.CreateGauge("actorcache_operation_total", "Long work under way: how much there is in all (0 when it cannot say).",
+            "kind", "target");
+
         Registry.AddBeforeCollectCallback(UpdateAsync);
     }
 
@@ -84,6 +94,7 @@ public sealed class NodeMetrics
     {
         _ringSlots.Set(_ring.SlotCount);
         _ringFreeSlots.Set(_ring.FreeSlots);
+        UpdateOperations();
         var reports = await _volumes.ReadAsync(cancellationToken);
         foreach (var report in reports)
         {
@@ -96,11 +107,36 @@ public sealed class NodeMetrics
         _exported = names;
     }
 
+    /// <summary>Running operations have a series each (kind, target); finished ones leave none behind.</summary>
+    private void UpdateOperations()
+    {
+        var running = _operations.List().Where(o => o.FinishedAt is null).Select(o => o.Info()).ToList();
+        foreach (var operation in running)
+        {
+            _operationDone.WithLabels(operation.Kind, operation.Target).Set(operation.Done);
+            _operationTotal.WithLabels(operation.Kind, operation.Target).Set(operation.Total);
+        }
+        var now = running.Select(o => (o.Kind, o.Target)).ToHashSet();
+        foreach (var (kind, target) in _running.Where(k => !now.Contains(k)))
+        {
+            _operationDone.RemoveLabelled(kind, target);
+            _operationTotal.RemoveLabelled(kind, target);
+        }
+        _running = now;
+    }
+
     private void Forget(string name)
     {
-        foreach (var collector in new Collector<Gauge.Child>[] { _online, _degraded, _readOnly, _size, _cachedBlocks, _indexBytes, _logBytes, _generation })
+        foreach (var collector in new Collector<Gauge.Child>[]
+                 {
+                     _online, _degraded, _readOnly, _size, _cachedBlocks, _indexBytes, _logBytes, _generation, _logCapacity, _snapshots, _preservedBytes,
+                     _preservedBlocks, _oldestRestorable,
+                 })
             collector.RemoveLabelled(name);
-        foreach (var collector in new Collector<Counter.Child>[] { _batchesWritten, _syncs, _corruptRecords, _tornTails, _blocksDestaged, _ringWaits, _retentionShrinks })
+        foreach (var collector in new Collector<Counter.Child>[]
+                 {
+                     _batchesWritten, _syncs, _syncPointRecords, _corruptRecords, _tornTails, _blocksDestaged, _ringWaits, _retentionShrinks, _expired,
+                 })
             collector.RemoveLabelled(name);
         foreach (var mode in Modes) _mode.RemoveLabelled(name, VolumeSpec.FormatMode(mode));
     }
