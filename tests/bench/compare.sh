@@ -5,12 +5,14 @@
 # A/B against another build: BASE=/path/to/old/ActorCache.dll adds it as server "actorcache-base", run
 # alternately with this build in the same repetitions (SERVERS="actorcache actorcache-base" for just the two).
 # Needs: fio, nbdkit, qemu-utils (qemu-nbd), python3 (Debian's), dotnet. Run as root for J5 (drops the page cache).
+# J9 is the database pattern: 4k random writes at queue depth 1, a FLUSH after each (p50/p99 are the FLUSH's); J10 the
+# same with FUA writes (run with nbdsh: fio cannot send FUA).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPS=${REPS:-3}
 RUNTIME=${RUNTIME:-10}
 SIZE=${SIZE:-1G}
-JOBS=${JOBS:-"J1 J2 J3 J4 J5 J6 J7 J8"}
+JOBS=${JOBS:-"J1 J2 J3 J4 J5 J6 J7 J8 J9 J10"}
 work=$(mktemp -d /tmp/actorcache-bench.XXXXXX)
 results=$work/results.tsv
 pids=()
@@ -72,7 +74,22 @@ declare -A SPEC=(
   [J6]="--rw=read --bs=1M --iodepth=8"
   [J7]="--rw=randrw --rwmixread=70 --bs=4k --iodepth=32 --fsync=32"
   [J8]="--rw=randrw --rwmixread=70 --bs=4k --iodepth=32 --fsync=32"
+  [J9]="--rw=randwrite --bs=4k --iodepth=1 --fsync=1"
 )
+
+# J10: one client, 4k random writes with FUA, one at a time (fio's nbd engine cannot set FUA: libnbd's nbdsh does).
+run_fua() { # server uri
+  PATH=/usr/bin:$PATH nbdsh -u "$2" -c "
+import random, time
+size = h.get_size(); buf = bytearray(random.randbytes(4096)); lat = []
+end = time.monotonic() + $RUNTIME
+while time.monotonic() < end:
+    off = random.randrange(size // 4096) * 4096
+    t = time.perf_counter_ns(); h.pwrite(buf, off, nbd.CMD_FLAG_FUA); lat.append(time.perf_counter_ns() - t)
+lat.sort(); n = len(lat)
+print(f'J10\t$1\t{n / $RUNTIME:.0f}\t{n * 4096 / $RUNTIME / 1048576:.1f}\t{lat[n * 99 // 100] / 1000:.0f}\t{lat[n // 2] / 1000:.0f}')
+" >>"$results" 2>/dev/null || printf 'J10\t%s\tnan\tnan\tnan\tnan\n' "$1" >>"$results"
+}
 
 run_fio() { # job server uri [runtime]
   local out
@@ -86,13 +103,17 @@ text = open(sys.argv[3]).read()
 try:
     d = json.loads(text[text.index("{"):])["jobs"][0]
 except Exception:
-    print(f"{job}\t{server}\tnan\tnan\tnan"); sys.exit()
+    print(f"{job}\t{server}\tnan\tnan\tnan\tnan"); sys.exit()
 w, r = d["write"], d["read"]
 iops = w["iops"] + r["iops"]
 bw = (w["bw"] + r["bw"]) / 1024
 main = w if w["iops"] >= r["iops"] else r
-p99 = main["clat_ns"].get("percentile", {}).get("99.000000", 0) / 1000
-print(f"{job}\t{server}\t{iops:.0f}\t{bw:.1f}\t{p99:.0f}")
+lat = main["clat_ns"].get("percentile", {})
+if job == "J9":  # the database pattern: what a commit costs is the FLUSH's latency
+    lat = d["sync"]["lat_ns"].get("percentile", {})
+p50 = lat.get("50.000000", 0) / 1000
+p99 = lat.get("99.000000", 0) / 1000
+print(f"{job}\t{server}\t{iops:.0f}\t{bw:.1f}\t{p99:.0f}\t{p50:.0f}")
 PY
 }
 
@@ -127,7 +148,9 @@ for job in $JOBS; do
       continue ;;
   esac
   for rep in $(seq "$REPS"); do
-    for s in $servers; do run_fio "$job" "$s" "${URI[$s]}"; done
+    for s in $servers; do
+      if [ "$job" = J10 ]; then run_fua "$s" "${URI[$s]}"; else run_fio "$job" "$s" "${URI[$s]}"; fi
+    done
   done
 done
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$ac_pid/status" 2>/dev/null || echo 0)
@@ -136,21 +159,21 @@ rss=$(awk '/VmHWM/ {print $2}' "/proc/$ac_pid/status" 2>/dev/null || echo 0)
 import collections, statistics, sys
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
-    job, server, iops, bw, p99 = line.rstrip("\n").split("\t")
-    rows[(job, server)].append((float(iops), float(bw), float(p99)))
+    job, server, iops, bw, p99, p50 = line.rstrip("\n").split("\t")
+    rows[(job, server)].append((float(iops), float(bw), float(p99), float(p50)))
 def med(job, server, i):
     v = [r[i] for r in rows.get((job, server), []) if r[i] == r[i]]
     return statistics.median(v) if v else float("nan")
 has_base = any(server == "actorcache-base" for _, server in rows)
-print("| job | server | IOPS | MiB/s | p99 (us) | vs nbdkit-file | vs nbdkit-memory |" + (" vs actorcache-base |" if has_base else ""))
-print("|---|---|---:|---:|---:|---:|---:|" + ("---:|" if has_base else ""))
-for job in sorted({j for j, _ in rows}):
+print("| job | server | IOPS | MiB/s | p50 (us) | p99 (us) | vs nbdkit-file | vs nbdkit-memory |" + (" vs actorcache-base |" if has_base else ""))
+print("|---|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if has_base else ""))
+for job in sorted({j for j, _ in rows}, key=lambda j: int(j[1:])):
     for server in ["actorcache", "actorcache-base", "actorcache-steady", "nbdkit-file", "qemu-nbd", "nbdkit-memory"]:
         if (job, server) not in rows: continue
-        iops, bw, p99 = (med(job, server, i) for i in range(3))
+        iops, bw, p99, p50 = (med(job, server, i) for i in range(4))
         base = med(job, "nbdkit-file", 0); mem = med(job, "nbdkit-memory", 0)
         ratio = lambda b: f"{iops / b:.2f}x" if b == b and b > 0 else "-"
-        line = f"| {job} | {server} | {iops:.0f} | {bw:.1f} | {p99:.0f} | {ratio(base)} | {ratio(mem)} |"
+        line = f"| {job} | {server} | {iops:.0f} | {bw:.1f} | {p50:.0f} | {p99:.0f} | {ratio(base)} | {ratio(mem)} |"
         if has_base: line += f" {ratio(med(job, 'actorcache-base', 0))} |"
         print(line)
 print(f"\nActorCache peak RSS: {int(sys.argv[2]) / 1024:.0f} MiB")
