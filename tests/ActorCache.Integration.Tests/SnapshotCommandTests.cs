@@ -201,7 +201,17 @@ public sealed class SnapshotCommandTests : IDisposable
             Assert.True(result.ExitCode == 2, $"{string.Join(' ', args)}: {result.Output}");
         }
 
-        // The API: no token is 401, malformed JSON 400, an unknown snapshot 404; each one JSON line.
+        // Help describes every verb, with examples.
+        var help = await Cli.RunAsync("snapshot", "--help");
+        Assert.Equal(0, help.ExitCode);
+        foreach (var verb in new[] { "create <VOLUMES> <NAME>", "list <VOLUME>", "delete <VOL@SNAPSHOT>", "clone <VOL@SNAPSHOT> <NEWVOL>", "diff <FROM> <TO>" })
+            Assert.Contains($"  {verb} ", help.Stdout);
+        var volumeHelp = await Cli.RunAsync("volume", "--help");
+        Assert.Contains("  history <NAME> ", volumeHelp.Stdout);
+        Assert.Contains("  revert <NAME> ", volumeHelp.Stdout);
+        Assert.Contains("Examples:", (await Cli.RunAsync("volume", "revert", "--help")).Stdout);
+
+                // The API: no token is 401, malformed JSON 400, an unknown snapshot 404; each one JSON line.
         async Task<(HttpStatusCode, string)> SendAsync(HttpMethod method, string path, string? body, bool token)
         {
             using var request = new HttpRequestMessage(method, node.AdminUrl + path);
