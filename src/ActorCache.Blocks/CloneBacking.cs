@@ -10,8 +10,11 @@ namespace ActorCache.Blocks;
 /// 4 KiB block, after a 4 KiB header:
 /// <code>
 /// header: magic "ACCLONE1" (8), version 1 (2), flags (2: bit 0 = independent), reserved (4),
-///         blocks (8), header CRC32C with this field zero (4)
+///         blocks (8), header CRC32C with this field zero (4); a second copy at byte 2048
 /// </code>
+/// The header changes once (when the clone becomes independent, with every bit durable already): the
+/// copy at 2048 is written and synced first, then the one at 0, so a torn write leaves one valid copy,
+/// and a valid copy saying independent is the truth.
 /// Bits only ever go from 0 to 1, and a bit is made durable only after the data it vouches for (FLUSH
 /// syncs the file first, then writes the map pages as they were before that sync), so after a crash
 /// a block reads either the clone's data or the origin's, never a block that was not written. A
@@ -27,6 +30,7 @@ public sealed class CloneBacking : IBlockTarget
     private const int BlockSize = 4096;
     private const int BlockShift = 12;
     private const int HeaderBytes = 4096;
+    private const int HeaderCopyBytes = 2048;
     private const int PageBytes = 4096;
     private const int BlocksPerPage = PageBytes * 8;
     private const ushort Version = 1;
@@ -39,6 +43,8 @@ public sealed class CloneBacking : IBlockTarget
     private readonly ulong[] _bits;
     private readonly long _blocks;
     private readonly SemaphoreSlim _writes = new(1, 1);
+    private readonly SemaphoreSlim _flushes = new(1, 1); // one FLUSH at a time: an older map page never lands over a newer one
+    private readonly CancellationTokenSource _closing = new();
     private readonly Lock _mapGate = new(); // bits and the set of map pages not yet durable
     private readonly HashSet<long> _dirtyPages = [];
     private IBlockTarget? _origin;
@@ -62,8 +68,9 @@ public sealed class CloneBacking : IBlockTarget
     {
         if (!File.Exists(mapPath)) return false;
         using var handle = File.OpenHandle(mapPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        Span<byte> header = stackalloc byte[HeaderBytes];
-        return RandomAccess.Read(handle, header, 0) == HeaderBytes && ReadHeader(header, mapPath, out _) is var flags && (flags & IndependentFlag) != 0;
+        var header = new byte[HeaderBytes];
+        // A map shorter than its header was never initialised: a new, dependent clone.
+        return RandomAccess.Read(handle, header, 0) == HeaderBytes && (ReadHeader(header, mapPath, out _) & IndependentFlag) != 0;
     }
 
     /// <summary>
@@ -74,14 +81,16 @@ public sealed class CloneBacking : IBlockTarget
     {
         var blocks = own.Size >> BlockShift;
         var bits = new ulong[(blocks + 63) / 64];
-        var exists = File.Exists(mapPath);
-        var map = File.OpenHandle(mapPath, exists ? FileMode.Open : FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read);
+        // A map shorter than its header was cut short by a crash while it was being created: nothing relies on it.
+        var exists = File.Exists(mapPath) && new FileInfo(mapPath).Length >= HeaderBytes;
+        var map = File.OpenHandle(mapPath, exists ? FileMode.Open : FileMode.Create, FileAccess.ReadWrite, FileShare.Read);
         try
         {
             var header = new byte[HeaderBytes];
             if (!exists)
             {
                 WriteHeader(header, blocks, 0);
+                WriteHeader(header.AsSpan(HeaderCopyBytes), blocks, 0);
                 RandomAccess.Write(map, header, 0);
                 RandomAccess.SetLength(map, HeaderBytes + (blocks + BlocksPerPage - 1) / BlocksPerPage * PageBytes);
                 Sync(map, mapPath);
@@ -226,6 +235,9 @@ public sealed class CloneBacking : IBlockTarget
     /// </summary>
     public async Task MakeIndependentAsync(Action<long, long> progress, CancellationToken cancellationToken)
     {
+        // Closing the clone stops the copy; it starts over from the bits when asked again.
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _closing.Token);
+        cancellationToken = linked.Token;
         const int ChunkBlocks = 256;
         var origin = Volatile.Read(ref _origin);
         if (origin is null) return;
@@ -268,12 +280,21 @@ public sealed class CloneBacking : IBlockTarget
             progress(block + count, _blocks);
         }
         await FlushAsync(cancellationToken).ConfigureAwait(false);
-        var header = new byte[HeaderBytes];
+        var header = new byte[HeaderCopyBytes];
         WriteHeader(header, _blocks, IndependentFlag);
+        RandomAccess.Write(_map, header, HeaderCopyBytes);
+        Sync(_map, _mapPath);
         RandomAccess.Write(_map, header, 0);
         Sync(_map, _mapPath);
-        Volatile.Write(ref _origin, null);
-        // Reads that picked the origin up before it went finish first; then it can close.
+        await ReleaseOriginAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Lets the origin go once no read uses it any more.</summary>
+    private async Task ReleaseOriginAsync()
+    {
+        // The exchange is a full fence: a reader that counted itself in before it sees the origin's
+        // replacement is waited for; one that counts itself in after sees null (every bit is set by then).
+        if (Interlocked.Exchange(ref _origin, null) is not { } origin) return;
         while (Volatile.Read(ref _originReaders) > 0) await Task.Delay(1, CancellationToken.None).ConfigureAwait(false);
         await origin.DisposeAsync().ConfigureAwait(false);
     }
@@ -281,6 +302,19 @@ public sealed class CloneBacking : IBlockTarget
     // ---- durability ---------------------------------------------------------------------------
 
     public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
+    {
+        await _flushes.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            await FlushMapAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _flushes.Release();
+        }
+    }
+
+    private async ValueTask FlushMapAsync(CancellationToken cancellationToken)
     {
         // The map pages as they are now vouch only for data written before this FLUSH: sync that data, then them.
         var pages = new List<(long Page, byte[] Bytes)>();
@@ -333,6 +367,8 @@ public sealed class CloneBacking : IBlockTarget
 
     public async ValueTask DisposeAsync()
     {
+        _closing.Cancel();
+        await _writes.WaitAsync().ConfigureAwait(false); // a copy under way has stopped writing
         try
         {
             await FlushAsync().ConfigureAwait(false);
@@ -341,7 +377,8 @@ public sealed class CloneBacking : IBlockTarget
         {
             _map.Dispose();
             await _own.DisposeAsync().ConfigureAwait(false);
-            if (Interlocked.Exchange(ref _origin, null) is { } origin) await origin.DisposeAsync().ConfigureAwait(false);
+            await ReleaseOriginAsync().ConfigureAwait(false);
+            _closing.Dispose();
         }
     }
 
@@ -376,23 +413,34 @@ public sealed class CloneBacking : IBlockTarget
 
     private static void WriteHeader(Span<byte> header, long blocks, ushort flags)
     {
+        header = header[..HeaderCopyBytes];
         header.Clear();
         Magic.CopyTo(header);
         BinaryPrimitives.WriteUInt16LittleEndian(header[8..], Version);
         BinaryPrimitives.WriteUInt16LittleEndian(header[10..], flags);
         BinaryPrimitives.WriteInt64LittleEndian(header[16..], blocks);
-        BinaryPrimitives.WriteUInt32LittleEndian(header[24..], Crc32C.Compute(header[..HeaderBytes]));
+        BinaryPrimitives.WriteUInt32LittleEndian(header[24..], Crc32C.Compute(header));
     }
 
+    /// <summary>The flags and block count of the valid header copies (independent if either says so); damaged only if both are.</summary>
     private static ushort ReadHeader(ReadOnlySpan<byte> header, string path, out long blocks)
     {
-        var copy = header[..HeaderBytes].ToArray();
+        var first = TryReadCopy(header[..HeaderCopyBytes], out var firstBlocks);
+        var second = TryReadCopy(header[HeaderCopyBytes..HeaderBytes], out var secondBlocks);
+        if (first is null && second is null) BlockThrow.Error(BlockError.Io, $"clone map {path} has a damaged header (both copies)");
+        blocks = first is not null ? firstBlocks : secondBlocks;
+        var flags = (ushort)((first ?? 0) | (second ?? 0));
+        return flags;
+    }
+
+    private static ushort? TryReadCopy(ReadOnlySpan<byte> header, out long blocks)
+    {
+        blocks = 0;
+        var copy = header.ToArray();
         var crc = BinaryPrimitives.ReadUInt32LittleEndian(copy.AsSpan(24));
         BinaryPrimitives.WriteUInt32LittleEndian(copy.AsSpan(24), 0);
-        if (!copy.AsSpan(0, 8).SequenceEqual(Magic) || Crc32C.Compute(copy) != crc)
-            BlockThrow.Error(BlockError.Io, $"clone map {path} has a damaged header");
-        var version = BinaryPrimitives.ReadUInt16LittleEndian(header[8..]);
-        if (version != Version) BlockThrow.Error(BlockError.Io, $"clone map {path} is version {version}; this node reads version {Version}");
+        if (!copy.AsSpan(0, 8).SequenceEqual(Magic) || Crc32C.Compute(copy) != crc || BinaryPrimitives.ReadUInt16LittleEndian(header[8..]) != Version)
+            return null;
         blocks = BinaryPrimitives.ReadInt64LittleEndian(header[16..]);
         return BinaryPrimitives.ReadUInt16LittleEndian(header[10..]);
     }

@@ -314,11 +314,25 @@ public sealed class WriteBackCache : IBlockTarget
     /// </summary>
     public Task<bool> ProtectAsync(long sequence) => ProtectAsync(sequence, kept: true);
 
-    private Task<bool> ProtectAsync(long sequence, bool kept)
+    private async Task<bool> ProtectAsync(long sequence, bool kept)
     {
         var done = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         _destager.Tell(new DestagerActor.Protect(sequence, kept, done));
-        return done.Task;
+        if (!await done.Task.ConfigureAwait(false)) return false;
+        ThrowUnlessStillWriteBack(sequence, kept);
+        return true;
+    }
+
+    /// <summary>
+    /// A point protected while the volume was leaving write-back: the switch may not have seen it, so the
+    /// protection is given back and the request refused (the other half of the check in <see cref="SetModeAsync"/>).
+    /// </summary>
+    private void ThrowUnlessStillWriteBack(long sequence, bool kept)
+    {
+        Interlocked.MemoryBarrier();
+        if (_mode == CacheMode.WriteBack) return;
+        _protected.Remove(sequence, kept);
+        ThrowIfNoHistory();
     }
 
     /// <summary>Lets the destager move past a point a kept snapshot protected (the snapshot was deleted).</summary>
@@ -339,6 +353,7 @@ public sealed class WriteBackCache : IBlockTarget
         var done = new TaskCompletionSource<BlockIndex?>(TaskCreationOptions.RunContinuationsAsynchronously);
         _destager.Tell(new DestagerActor.OpenView(point.Sequence, Index.Blocks, done));
         var index = await done.Task.ConfigureAwait(false) ?? throw NotRestorable(PointQuery.Known(point));
+        ThrowUnlessStillWriteBack(point.Sequence, kept: false);
         return new GenerationView(_name, point, index, _medium, _backing, _store, _window, () => _protected.Remove(point.Sequence, kept: false));
     }
 
@@ -381,6 +396,9 @@ public sealed class WriteBackCache : IBlockTarget
         {
             case SetCacheMode set:
                 await SetModeAsync(set.Mode).ConfigureAwait(false);
+                return true;
+            case ReadHistory read when _mode != CacheMode.WriteBack:
+                read.Result = []; // writes bypass the log: nothing before them is restorable
                 return true;
             case ReadHistory read:
                 var tail = _window.Tail;
@@ -475,6 +493,8 @@ public sealed class WriteBackCache : IBlockTarget
             throw new InvalidOperationException($"volume {_name} is read-only with a damaged log ({damaged}); its mode cannot change");
         if (_mode != CacheMode.WriteBack)
         {
+            // Points from before are stale: writes since went to the backing past the log.
+            if (mode == CacheMode.WriteBack) _history.TrimBefore(long.MaxValue);
             _mode = mode;
             _queue.WriteBack = mode == CacheMode.WriteBack;
         }
@@ -490,9 +510,17 @@ public sealed class WriteBackCache : IBlockTarget
             try
             {
                 await DrainAsync().ConfigureAwait(false);
-                ThrowIfHistoryProtected(mode);
-                _queue.WriteBack = false;
+                // The mode first, then the check (a full fence between): a view or snapshot protecting a point
+                // meanwhile either is seen here or sees the new mode itself and gives the point back (see Protected).
                 _mode = mode;
+                Interlocked.MemoryBarrier();
+                if (!_protected.IsEmpty)
+                {
+                    _mode = CacheMode.WriteBack;
+                    ThrowIfHistoryProtected(mode);
+                }
+                _queue.WriteBack = false;
+                _history.TrimBefore(long.MaxValue); // no point from before stays restorable once writes bypass the log
             }
             finally
             {

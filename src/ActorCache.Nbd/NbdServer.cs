@@ -73,16 +73,20 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
     }
 
     /// <summary>Clients attached to the export <paramref name="name"/> right now (past the handshake).</summary>
-    public int ConnectionsTo(string name) => _connections.Keys.Count(c => c.Export == name);
+    public int ConnectionsTo(string name) => _connections.Keys.Count(c => IsOf(c.Export, name));
+
+    /// <summary>A client of the volume itself or of its past (<c>NAME@POINT</c>): both read the volume.</summary>
+    private static bool IsOf(string? export, string name) =>
+        export is not null && export.StartsWith(name, StringComparison.Ordinal) && (export.Length == name.Length || export[name.Length] == '@');
 
     /// <summary>
-    /// Ends every client attached to <paramref name="name"/> the way a stop does: requests already
+    /// Ends every client attached to <paramref name="name"/> (or to its past, <c>NAME@POINT</c>) the way a stop does: requests already
     /// received are answered, then the connection closes (forcibly after <paramref name="grace"/>).
     /// The caller withdraws the export first, or the clients could come straight back. Returns how many there were.
     /// </summary>
     public async Task<int> DisconnectAsync(string name, string reason, TimeSpan grace)
     {
-        var attached = _connections.Where(c => c.Key.Export == name).ToList();
+        var attached = _connections.Where(c => IsOf(c.Key.Export, name)).ToList();
         foreach (var (connection, _) in attached) connection.StopReading(reason);
         var all = Task.WhenAll(attached.Select(c => c.Value));
         if (await Task.WhenAny(all, Task.Delay(grace)) != all)

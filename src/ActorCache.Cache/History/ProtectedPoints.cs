@@ -44,10 +44,20 @@ internal sealed class ProtectedPoints
         }
     }
 
-    /// <summary>The oldest point a kept snapshot protects, or null: the one to expire when preserved copies need more room than allowed.</summary>
+    /// <summary>
+    /// The oldest point a kept snapshot protects and no open view reads (a client of its export, a thin
+    /// clone reading through to it), or null: the one to expire when preserved copies need more room
+    /// than allowed. A snapshot someone is reading is not taken from under them.
+    /// </summary>
     public long? OldestKept()
     {
-        lock (_gate) return _kept.Count == 0 ? null : _kept.Keys.Min();
+        lock (_gate)
+        {
+            long? oldest = null;
+            foreach (var (sequence, kept) in _kept)
+                if (_counts.GetValueOrDefault(sequence) == kept && (oldest is null || sequence < oldest)) oldest = sequence;
+            return oldest;
+        }
     }
 
     /// <summary>Drops every kept snapshot's protection of <paramref name="sequence"/> (open views keep theirs).</summary>

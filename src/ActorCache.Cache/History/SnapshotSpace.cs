@@ -43,7 +43,7 @@ internal sealed class SnapshotSpace(string name, SnapshotStore store, ProtectedP
                     "destaging waits; delete snapshots or raise cache.snapshot-space");
             if (points.OldestKept() is not { } oldest)
             {
-                // Only open views of the past remain: they go over the limit rather than serve wrong data.
+                // Only points someone reads remain (open views, thin clones): they go over the limit rather than serve wrong data.
                 break;
             }
             points.Expire(oldest);

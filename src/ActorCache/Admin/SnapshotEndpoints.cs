@@ -1,6 +1,7 @@
 using ActorCache.Admin.Api;
 using ActorCache.Cache;
 using ActorCache.Snapshots;
+using ActorCache.Volumes;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
@@ -30,11 +31,12 @@ public static class SnapshotEndpoints
             var body = await ApiBody.ReadAsync(request, ApiJson.Wire.RevertRequest);
             var given = (body.To is null ? 0 : 1) + (body.Generation is null ? 0 : 1) + (body.At is null ? 0 : 1);
             if (given != 1) throw new BadApiRequestException("give exactly one of to (a snapshot), generation or at (a time), e.g. {\"to\": \"before-upgrade\"}");
-            var query = body.Generation is { } generation ? PointQuery.AtGeneration(generation)
+            var query = body.Generation is { } generation
+                ? generation >= 1 ? PointQuery.AtGeneration(generation) : throw new BadApiRequestException("generation must be 1 or more")
                 : body.At is { } at ? (PointSpec.TryParse(at, DateTimeOffset.UtcNow, out var time) && time!.Time is not null ? time
                     : throw new BadApiRequestException($"at '{at}' is not a time: use an ISO-8601 UTC time such as 2026-12-04T10:42:07Z, or a relative one such as -5m"))
                 : snapshots.ResolvePoint(name, body.To!);
-            var plan = await revert.PlanAsync(name, query, ct);
+            var plan = await revert.PlanExclusiveAsync(name, query, ct);
             var operation = operations.Start("volume-revert", name,
                 $"revert {name} to generation {plan.To.Generation} ({plan.To.Time:yyyy-MM-ddTHH:mm:ssZ}); undo: --to {plan.Undo}", plan.Bytes,
                 op => revert.RunAsync(plan, done => op.Report(done, plan.Bytes), CancellationToken.None));
@@ -83,6 +85,8 @@ public static class SnapshotEndpoints
         {
             var body = await ApiBody.ReadAsync(request, ApiJson.Wire.CloneRequest);
             if (string.IsNullOrEmpty(body.Name)) throw new BadApiRequestException("name is required: the new volume's, e.g. {\"name\": \"vol1\"}");
+            if (!VolumeSpec.IsValidName(body.Name)) throw new BadApiRequestException(VolumeSpec.NameError(body.Name));
+            if (body.Mode is { } mode && !VolumeSpec.TryParseMode(mode, out _, out var modeError)) throw new BadApiRequestException(modeError);
             var clone = await clones.CreateAsync(volume, name, body.Name, body.Mode, ct);
             var operation = body.Independent
                 ? operations.Start("snapshot-clone", clone.Name, $"copy {volume}@{name} into clone {clone.Name}", clone.Size >> 12,
@@ -94,11 +98,12 @@ public static class SnapshotEndpoints
             return Results.Json(await reader.GetAsync(clone.Name, ct), ApiJson.Wire.VolumeInfo, statusCode: StatusCodes.Status201Created);
         }).AddEndpointFilter<RequireAdminToken>();
 
-        // GET /api/snapshots/diff?from=VOL@A&to=VOL@B (or to=VOL: the live volume)
+        // GET /api/diff?from=VOL@A&to=VOL@B (or to=VOL: the live volume)
         api.MapGet("/diff", async (string? from, string? to, SnapshotService snapshots, CancellationToken ct) =>
         {
-            if (string.IsNullOrEmpty(from) || string.IsNullOrEmpty(to))
-                throw new BadApiRequestException("from and to are required, e.g. /api/diff?from=vol0@before-upgrade&to=vol0");
+            if (string.IsNullOrEmpty(from) || string.IsNullOrEmpty(to) || !from.Contains('@'))
+                throw new BadApiRequestException("from (VOL@SNAPSHOT or VOL@POINT) and to (the same volume's VOL@POINT, or VOL) are required, " +
+                                                 "e.g. /api/diff?from=vol0@before-upgrade&to=vol0");
             var ranges = await snapshots.DiffAsync(from, to, ct);
             return Results.Json(ranges.Select(r => new ChangedRangeInfo(r.Offset, r.Length)).ToList(), ApiJson.Wire.IReadOnlyListChangedRangeInfo);
         });

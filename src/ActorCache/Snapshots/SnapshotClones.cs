@@ -18,7 +18,17 @@ public sealed class SnapshotClones(SnapshotCatalog snapshots, ExportCatalog expo
     /// <summary>Notes a volume that is a clone still reading through to its snapshot.</summary>
     public void Track(VolumeDefinition definition)
     {
-        if (definition.Origin is { } origin && !CloneBacking.IsIndependent(definition.CloneMapPath)) _dependent[definition.Name] = origin;
+        if (definition.Origin is not { } origin) return;
+        try
+        {
+            if (CloneBacking.IsIndependent(definition.CloneMapPath)) return;
+        }
+        catch (Exception e) when (e is BlockTargetException or IOException or UnauthorizedAccessException)
+        {
+            // Its map cannot be read: the clone goes offline when it opens, and still counts as needing its snapshot.
+            logger.LogWarning("clone {Name}: cannot read its map {Map}: {Reason}", definition.Name, definition.CloneMapPath, e.Message);
+        }
+        _dependent[definition.Name] = origin;
     }
 
     /// <summary>The clone went away or no longer needs its snapshot.</summary>

@@ -52,15 +52,20 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
         {
             if (at is null && targets.Count > 1)
             {
-                foreach (var target in targets) await target.TrySendAsync(new PauseWrites(), ct);
+                var paused = new List<IBlockTarget>();
                 try
                 {
+                    foreach (var target in targets)
+                    {
+                        paused.Add(target);
+                        await target.TrySendAsync(new PauseWrites(), ct);
+                    }
                     foreach (var target in targets) await target.FlushAsync(ct).AsTask().WaitAsync(BarrierTimeout, ct);
                     for (var i = 0; i < targets.Count; i++) points.Add(await KeepAsync(volumes[i], targets[i], PointQuery.Newest, ct));
                 }
                 finally
                 {
-                    foreach (var target in targets) await target.TrySendAsync(new ResumeWrites(), CancellationToken.None);
+                    foreach (var target in paused) await target.TrySendAsync(new ResumeWrites(), CancellationToken.None);
                 }
             }
             else
@@ -72,17 +77,28 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
                 }
             }
 
+            // From here on nothing is cancelled with the request: a record persisted without its point protected
+            // would name a state nobody keeps. Any failure takes every record of this request back out.
             var records = new List<SnapshotRecord>();
-            var snapshotRegistry = await registry.GetAsync<SnapshotRegistry>(ct);
-            foreach (var (volume, point) in volumes.Zip(points))
+            var snapshotRegistry = await registry.GetAsync<SnapshotRegistry>(CancellationToken.None);
+            try
             {
-                var record = new SnapshotRecord(volume, name, point.Generation, point.TimeMicros, point.Sequence, point.EndAddress, DateTimeOffset.UtcNow);
-                if (await snapshotRegistry.Ask<object>(new KeepSnapshot(record), AskTimeout, ct) is SnapshotRefused refused)
+                foreach (var (volume, point) in volumes.Zip(points))
                 {
-                    foreach (var done in records) await snapshotRegistry.Ask<object>(new DeleteSnapshot(done.Volume, done.Name), AskTimeout, CancellationToken.None);
-                    throw new SnapshotRefusedException(refused.Reason);
+                    var record = new SnapshotRecord(volume, name, point.Generation, point.TimeMicros, point.Sequence, point.EndAddress, DateTimeOffset.UtcNow);
+                    records.Add(record); // before the Ask: a timeout may come after the registry persisted it
+                    if (await snapshotRegistry.Ask<object>(new KeepSnapshot(record), AskTimeout, CancellationToken.None) is SnapshotRefused refused)
+                    {
+                        records.RemoveAt(records.Count - 1); // refused: not persisted, and maybe another request's
+                        throw new SnapshotRefusedException(refused.Reason);
+                    }
                 }
-                records.Add(record);
+            }
+            catch
+            {
+                foreach (var done in records)
+                    await snapshotRegistry.Ask<object>(new DeleteSnapshot(done.Volume, done.Name), AskTimeout, CancellationToken.None);
+                throw;
             }
             foreach (var record in records)
             {

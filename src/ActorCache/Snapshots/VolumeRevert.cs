@@ -22,6 +22,22 @@ public sealed record RevertPlan(string Volume, SyncPoint To, string Undo, IReadO
 public sealed class VolumeRevert(SnapshotService snapshots, ExportCatalog exports, ILogger<VolumeRevert> logger)
 {
     private const int ChunkBytes = 1 << 20;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _running = new(StringComparer.Ordinal);
+
+    /// <summary>Plans and runs a revert, one per volume at a time (two would interleave their writes into a mix of both points).</summary>
+    public async Task<RevertPlan> PlanExclusiveAsync(string volume, PointQuery to, CancellationToken ct)
+    {
+        if (!_running.TryAdd(volume, true)) throw new SnapshotRefusedException($"volume {volume} is being reverted already; wait for that revert to finish");
+        try
+        {
+            return await PlanAsync(volume, to, ct);
+        }
+        catch
+        {
+            _running.TryRemove(volume, out _);
+            throw;
+        }
+    }
 
     /// <summary>Checks the request and keeps the current state; the copy itself is <see cref="RunAsync"/>.</summary>
     public async Task<RevertPlan> PlanAsync(string volume, PointQuery to, CancellationToken ct)
@@ -47,9 +63,7 @@ public sealed class VolumeRevert(SnapshotService snapshots, ExportCatalog export
             var history = await snapshots.HistoryAsync(volume, ct);
             if (history.Count == 0) throw new SnapshotRefusedException($"volume {volume} has no restorable point for its current state to keep; write and flush, then revert");
             var now = history[^1];
-            var undo = $"pre-revert-{now.Generation}";
-            if (snapshots.List(volume).All(s => s.Name != undo))
-                await snapshots.CreateAsync(volume, undo, PointQuery.Known(now.Point), ct);
+            var undo = await KeepCurrentAsync(volume, now.Point, ct);
             var diff = new DiffPoints(PointQuery.Known(past.Point), null);
             await target.TrySendAsync(diff, ct);
             return new RevertPlan(volume, past.Point, undo, diff.Result!, past);
@@ -61,8 +75,40 @@ public sealed class VolumeRevert(SnapshotService snapshots, ExportCatalog export
         }
     }
 
+    /// <summary>
+    /// Keeps the state being left as <c>pre-revert-GENERATION</c>: an existing snapshot of that name at
+    /// that point is it already; one at another point (or expired) gets a suffix, so the undo always
+    /// names exactly the state left.
+    /// </summary>
+    private async Task<string> KeepCurrentAsync(string volume, SyncPoint now, CancellationToken ct)
+    {
+        for (var attempt = 1; ; attempt++)
+        {
+            var name = attempt == 1 ? $"pre-revert-{now.Generation}" : $"pre-revert-{now.Generation}-{attempt}";
+            var existing = snapshots.List(volume).FirstOrDefault(s => s.Name == name);
+            if (existing is null)
+            {
+                await snapshots.CreateAsync(volume, name, PointQuery.Known(now), ct);
+                return name;
+            }
+            if (existing.Sequence == now.Sequence && existing.Expired is null) return name;
+        }
+    }
+
     /// <summary>Rewrites the plan's ranges from the past, reporting bytes done, then flushes; closes the view of the past at the end.</summary>
     public async Task RunAsync(RevertPlan plan, Action<long> progress, CancellationToken ct)
+    {
+        try
+        {
+            await RewriteAsync(plan, progress, ct);
+        }
+        finally
+        {
+            _running.TryRemove(plan.Volume, out _);
+        }
+    }
+
+    private async Task RewriteAsync(RevertPlan plan, Action<long> progress, CancellationToken ct)
     {
         await using var past = plan.Past;
         if (!exports.TryGet(plan.Volume, out var export)) throw new SnapshotRefusedException($"volume {plan.Volume} went away during the revert");

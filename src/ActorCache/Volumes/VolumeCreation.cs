@@ -12,7 +12,8 @@ namespace ActorCache.Volumes;
 /// registry. A failure removes what was created. On a running node the new volume is also started
 /// and published, and a volume that cannot open is taken back out as if it had never been asked for.
 /// </summary>
-public sealed class VolumeCreation(NodeSettings settings, NodeVolumes volumes, ActorRegistry registry, ILogger<VolumeCreation> logger)
+public sealed class VolumeCreation(NodeSettings settings, NodeVolumes volumes, ActorRegistry registry, ActorCache.Snapshots.SnapshotClones clones,
+    ILogger<VolumeCreation> logger)
 {
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
 
@@ -122,6 +123,7 @@ public sealed class VolumeCreation(NodeSettings settings, NodeVolumes volumes, A
     private async Task TakeBackAsync(IActorRef volumeRegistry, VolumeDefinition definition)
     {
         if (volumes.Find(definition.Name) is { } actor) await volumes.CloseAsync(actor, AskTimeout);
+        clones.Forget(definition.Name);
         VolumeFiles.Remove(definition, settings.Cache);
         await volumeRegistry.Ask<object>(new DeleteVolume(definition.Name), AskTimeout);
         logger.LogWarning("volume {Name} was removed again: it could not be opened", definition.Name);

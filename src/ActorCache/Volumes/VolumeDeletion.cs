@@ -32,18 +32,29 @@ public sealed class VolumeDeletion(NodeSettings settings, NodeVolumes volumes, N
         var needed = await dependents.OfAsync(name, ct);
         if (needed.Count > 0 && !force)
             throw new VolumeConflictException($"volume {name} is needed by {string.Join(", ", needed)}; delete those first, or force it (--force)");
+        // Not even by force: a thin clone would lose every block it has not written.
+        if (clones.ClonesOfVolume(name) is { Count: > 0 } dependentClones)
+            throw new VolumeConflictException($"volume {name} is read through by {string.Join(", ", dependentClones)}; delete those clones or make them " +
+                                              "independent (actorcache snapshot clone ... --independent copies a clone's data) first");
         var clients = node.Server?.ConnectionsTo(name) ?? 0;
         if (clients > 0 && !force)
             throw new VolumeConflictException(
-                $"volume {name} has {clients} NBD client(s) connected; disconnect them first, or force it (--force closes their connections)");
+                $"volume {name} has {clients} NBD client(s) connected (to it or to its past); disconnect them first, or force it (--force closes their connections)");
 
-        // Forced: its snapshots go first, so the drain into a kept backing is not refused for their sake.
-        if (needed.Count > 0) await snapshots.ForgetVolumeAsync(name, ct);
+        var closedClients = 0;
+        if (force)
+        {
+            // Its snapshots and the clients of its past go first: they hold history a drain into a kept backing may not pass.
+            await snapshots.ForgetVolumeAsync(name, ct);
+            catalog.Withdraw(name);
+            closedClients = node.Server is { } forced ? await forced.DisconnectAsync(name, "volume deleted", settings.StopGrace) : 0;
+        }
         if (!definition.BackingCreated) await DrainIntoBackingAsync(definition, force, ct);
 
-        // From here on the volume goes: no new client finds it, and those attached are closed.
+        // From here on the volume goes: no new client finds it, and those attached are closed. Nothing
+        // below is cancelled with the request: half a deletion is worse than a late answer.
         catalog.Withdraw(name);
-        var closedClients = node.Server is { } server ? await server.DisconnectAsync(name, "volume deleted", settings.StopGrace) : 0;
+        if (node.Server is { } server) closedClients += await server.DisconnectAsync(name, "volume deleted", settings.StopGrace);
         if (volumes.Find(name) is { } running)
         {
             var closed = await volumes.CloseAsync(running, AskTimeout);
@@ -51,7 +62,7 @@ public sealed class VolumeDeletion(NodeSettings settings, NodeVolumes volumes, N
                 logger.LogWarning("volume {Name} is being deleted; it closed without making every acknowledged write durable: {Reason}", name, closed.Reason);
         }
         var backingRemoved = VolumeFiles.Remove(definition, settings.Cache);
-        var recorded = await volumeRegistry.Ask<object>(new DeleteVolume(name), AskTimeout, ct);
+        var recorded = await volumeRegistry.Ask<object>(new DeleteVolume(name), AskTimeout, CancellationToken.None);
         if (recorded is VolumeRejected rejected) throw new InvalidOperationException($"volume {name}: {rejected.Reason}");
         clones.Forget(name);
         logger.LogInformation("deleted volume {Name}{Clients}; {Backing}", name, closedClients > 0 ? $" (closed {closedClients} NBD connection(s))" : "",

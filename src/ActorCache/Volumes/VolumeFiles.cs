@@ -7,14 +7,18 @@ public static class VolumeFiles
 {
     public static string LogDirectory(VolumeDefinition definition, CacheSettings cache) => cache.OptionsFor(definition.Name).LogDirectory;
 
-    /// <summary>Removes them (what is missing already is fine); returns whether a backing file was removed.</summary>
+    /// <summary>
+    /// Removes them (what is missing already is fine); returns whether a backing file was removed. The
+    /// backing goes first: a crash part-way leaves a volume whose backing is missing, which comes up
+    /// offline, never one that serves its backing without its log or a clone without its map.
+    /// </summary>
     public static bool Remove(VolumeDefinition definition, CacheSettings cache)
     {
+        var removed = definition.BackingCreated && File.Exists(definition.BackingPath);
+        if (removed) File.Delete(definition.BackingPath);
+        if (definition.Origin is not null) File.Delete(definition.CloneMapPath);
         var log = LogDirectory(definition, cache);
         if (Directory.Exists(log)) Directory.Delete(log, recursive: true);
-        if (definition.Origin is not null) File.Delete(definition.CloneMapPath);
-        if (!definition.BackingCreated || !File.Exists(definition.BackingPath)) return false;
-        File.Delete(definition.BackingPath);
-        return true;
+        return removed;
     }
 }

@@ -63,7 +63,15 @@ public static class VolumeStack
             // History left from write-back mode goes to the backing before writes bypass the cache.
             logger.LogInformation("volume {Name}: draining {Blocks} cached blocks before serving {Mode}", definition.Name,
                 cache.Index.CachedBlocks, VolumeSpec.FormatMode(definition.Mode));
-            await cache.DrainAsync();
+            try
+            {
+                await cache.DrainAsync();
+            }
+            catch
+            {
+                await cache.DisposeAsync(); // and its backing (a clone's view of its snapshot with it)
+                throw;
+            }
         }
         return new Volume(definition, cache);
     }
