@@ -41,8 +41,8 @@ public sealed class WriteBackCache : IBlockTarget
     private volatile bool _flusherGone, _destagerGone;
 
     private WriteBackCache(string name, IBlockTarget backing, RingBuffer ring, ILogMedium medium, CacheOptions options, ILogger logger,
-        IActorRefFactory actors, Checkpoint checkpoint, BlockIndex index, RecoveryResult recovery, CacheMode mode, SnapshotStore store,
-        IEnumerable<long> kept)
+        IActorRefFactory actors, ILogDirectory directory, Checkpoint checkpoint, BlockIndex index, RecoveryResult recovery, CacheMode mode,
+        SnapshotStore store, IEnumerable<long> kept)
     {
         _name = name;
         _backing = backing;
@@ -63,7 +63,7 @@ public sealed class WriteBackCache : IBlockTarget
         _appender = new LogAppender(name, medium, _queue, ring, _barrier, _window, _health, options, logger, checkpoint.VolumeId, recovery);
         _store = store;
         _protected = new ProtectedPoints(kept);
-        var planner = new DestagePlanner(name, medium, _window, _history, _health, options, logger, checkpoint, _protected, store);
+        var planner = new DestagePlanner(name, medium, _window, _history, _health, options, logger, directory, checkpoint, _protected, store);
 
         // Actor names carry a number so a volume reopened at once never collides with its predecessor's actors.
         var incarnation = Interlocked.Increment(ref _incarnations);
@@ -83,20 +83,23 @@ public sealed class WriteBackCache : IBlockTarget
     /// the index, and starts the flusher and destager. With corruption found, the cache comes up read-only.
     /// </summary>
     /// <param name="kept">The batch sequence numbers of the sync points kept snapshots name: they stay protected from the start.</param>
+    /// <param name="medium">Where the log segments are; by default files in the log directory.</param>
+    /// <param name="directory">Where the checkpoint and the snapshot store are; by default the log directory's files.</param>
     public static WriteBackCache Open(string name, IBlockTarget backing, RingBuffer ring, CacheOptions options, CacheMode mode,
         ILogger logger, IActorRefFactory actors, IProgress<(long Done, long Total)>? progress = null, ILogMedium? medium = null,
-        IEnumerable<long>? kept = null)
+        IEnumerable<long>? kept = null, ILogDirectory? directory = null)
     {
         if (ring.SlotCount < 2 * options.MaxBatchBlocks || ring.Bytes < 2L * (32 << 20))
             throw new ArgumentException("the ring must hold at least two batches and two maximum-size requests (64 MiB)");
         if ((options.MaxBatchBlocks + 1L) * LogFormat.BlockSize > options.SegmentSize)
             throw new ArgumentException($"a batch of {options.MaxBatchBlocks} blocks plus its header does not fit in a {options.SegmentSize}-byte log segment");
         Directory.CreateDirectory(options.LogDirectory);
-        var checkpoint = Checkpoint.Load(options.LogDirectory);
+        directory ??= new LogDirectory(options.LogDirectory);
+        var checkpoint = Checkpoint.Load(directory);
         if (checkpoint is null)
         {
             checkpoint = Checkpoint.New();
-            checkpoint.Save(options.LogDirectory);
+            checkpoint.Save(directory);
         }
         medium ??= new SegmentFiles(options.LogDirectory, options.SegmentSize, maxFiles: options.LogCapacity / options.SegmentSize);
         var index = new BlockIndex(backing.Size >> LogFormat.BlockShift);
@@ -113,9 +116,9 @@ public sealed class WriteBackCache : IBlockTarget
             logger.LogError("volume {Name} is DEGRADED and read-only: {Corruption}. Blocks whose newest version is in the damaged record " +
                             "fail with EIO; everything else reads normally. Copy the data off (nbdcopy) and restore the volume from a replica or snapshot",
                 name, recovery.Corruption);
-        var store = SnapshotStore.Open(options.LogDirectory, checkpoint.VolumeId, checkpoint.StoreLength);
+        var store = SnapshotStore.Open(directory, checkpoint.VolumeId, checkpoint.StoreLength);
         if (store.Damage is not null) logger.LogError("volume {Name}: {Damage}", name, store.Damage);
-        return new WriteBackCache(name, backing, ring, medium, options, logger, actors, checkpoint, index, recovery, mode, store, kept ?? []);
+        return new WriteBackCache(name, backing, ring, medium, options, logger, actors, directory, checkpoint, index, recovery, mode, store, kept ?? []);
     }
 
     public long Size => _backing.Size;

@@ -29,9 +29,9 @@ public sealed class CacheFixture : IDisposable
     };
 
     public WriteBackCache Open(long size, CacheOptions? options = null, CacheMode mode = CacheMode.WriteBack, ILogMedium? medium = null,
-        IBlockTarget? backing = null, RingBuffer? ring = null, IEnumerable<long>? kept = null) =>
+        IBlockTarget? backing = null, RingBuffer? ring = null, IEnumerable<long>? kept = null, ILogDirectory? directory = null) =>
         WriteBackCache.Open("test", backing ?? FileBacking.Open(BackingPath, size, create: !File.Exists(BackingPath)), ring ?? SharedRing,
-            options ?? Options(), mode, NullLogger.Instance, Actors, medium: medium, kept: kept);
+            options ?? Options(), mode, NullLogger.Instance, Actors, medium: medium, kept: kept, directory: directory);
 
     public static byte[] Pattern(int length, int seed)
     {

@@ -102,4 +102,53 @@ public sealed class PowerLossTests : IDisposable
                 Assert.True(runtime.ContainsKey(block), $"block {block} is in the recovered index ({entry:x}) but was on the backing at sync {syncs}");
         }
     }
+
+    /// <summary>
+    /// The last batch did not fit in its segment's rest and went to the next segment start, and the cut tore
+    /// it (its header landed, not all its data): recovery cuts it off, and the log ends where the batch
+    /// before it did, so the destager finds every batch it is told is durable and the volume drains.
+    /// </summary>
+    [Fact]
+    public async Task A_torn_batch_at_the_next_segment_start_ends_the_log_where_the_previous_batch_did()
+    {
+        var options = _fixture.Options(retention: TimeSpan.FromHours(1), segmentSize: 64 << 10) with { MaxBatchBlocks = 8 };
+        var recording = new RecordingMedium(new SegmentFiles(options.LogDirectory, options.SegmentSize));
+        var model = new byte[Size];
+        var syncsBeforeLast = 0;
+        await using (var cache = _fixture.Open(Size, options, medium: recording))
+        {
+            // Three batches of a header and three blocks fill 48 KiB of the 64 KiB segment; the fourth (20 KiB) goes to the next one.
+            for (var i = 0; i < 4; i++)
+            {
+                var data = CacheFixture.Pattern((i < 3 ? 3 : 4) * 4096, i);
+                if (i == 3) syncsBeforeLast = recording.SyncCount;
+                await cache.WriteAsync(i * 4 * 4096, data, fua: false);
+                await cache.FlushAsync();
+                if (i < 3) data.CopyTo(model, i * 4 * 4096);
+            }
+        }
+        // The first write after that sync is the last batch, at the next segment's start.
+        var syncAt = recording.Ops.Select((op, i) => (op, i)).Where(x => x.op.Data is null).ElementAt(syncsBeforeLast - 1).i;
+        Assert.Equal(options.SegmentSize, recording.Ops[syncAt + 1].Address);
+
+        var image = Path.Combine(_fixture.Directory, "image");
+        Directory.CreateDirectory(image);
+        File.Copy(Path.Combine(options.LogDirectory, Checkpoint.FileName), Path.Combine(image, Checkpoint.FileName));
+        using (var target = new SegmentFiles(image, options.SegmentSize))
+            recording.BuildCrashImage(target, syncsBeforeLast, tornSectors: 9); // the 4 KiB header and one sector of data
+        var backing = Path.Combine(image, "backing.img");
+        File.Copy(_fixture.BackingPath, backing);
+
+        await using var recovered = _fixture.Open(Size, options with { LogDirectory = image, RetentionTime = TimeSpan.Zero },
+            backing: FileBacking.Open(backing, Size, create: false));
+        Assert.Null(recovered.Recovery.Corruption);
+        Assert.NotNull(recovered.Recovery.TornTail);
+        var drain = recovered.DrainAsync();
+        Assert.True(await Task.WhenAny(drain, Task.Delay(TimeSpan.FromSeconds(10))) == drain, "the drain did not finish");
+        await drain;
+        Assert.Null(recovered.Statistics.BackingFailure);
+        var content = new byte[Size];
+        await recovered.ReadAsync(0, content);
+        Assert.Equal(model, content);
+    }
 }

@@ -24,7 +24,7 @@ internal sealed record DestagePlan(List<DestageBlock> Blocks, List<long> Preserv
 /// <see cref="LogWalker"/>; the backing therefore always holds the volume as of the horizon's generation.
 /// </summary>
 internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow window, LogHistory history, CacheHealth health,
-    CacheOptions options, ILogger logger, Checkpoint checkpoint, ProtectedPoints protectedPoints, SnapshotStore store)
+    CacheOptions options, ILogger logger, ILogDirectory directory, Checkpoint checkpoint, ProtectedPoints protectedPoints, SnapshotStore store)
 {
     private const int StepBlocks = 16384; // 64 MiB of history per step
 
@@ -198,12 +198,12 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
 
     /// <summary>Records a new snapshot store length (after compaction) in the checkpoint, at the same horizon.</summary>
     public void SaveStoreLength(long length) =>
-        new Checkpoint(checkpoint.VolumeId, window.Horizon, _horizonSequence, _horizonGeneration, length).Save(options.LogDirectory);
+        new Checkpoint(checkpoint.VolumeId, window.Horizon, _horizonSequence, _horizonGeneration, length).Save(directory);
 
     /// <summary>Advances the horizon past the step (checkpoint first, so a crash never replays less than it must) and frees whole segments.</summary>
     public void Complete(DestagePlan plan)
     {
-        new Checkpoint(checkpoint.VolumeId, plan.Address, plan.Sequence, plan.Generation, store.Length).Save(options.LogDirectory);
+        new Checkpoint(checkpoint.VolumeId, plan.Address, plan.Sequence, plan.Generation, store.Length).Save(directory);
         window.SetHorizon(plan.Address);
         _horizonSequence = plan.Sequence;
         _horizonGeneration = plan.Generation;
@@ -224,7 +224,7 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
         if (horizon != window.Tail || horizon != window.DurableTail || sealedTo <= horizon) return false;
         // Nothing lies between the horizon and the seal: the horizon moves there (recovery looks for the
         // next batch at that segment start), so the unused rest of the segment no longer counts as used.
-        new Checkpoint(checkpoint.VolumeId, sealedTo, _horizonSequence, _horizonGeneration, store.Length).Save(options.LogDirectory);
+        new Checkpoint(checkpoint.VolumeId, sealedTo, _horizonSequence, _horizonGeneration, store.Length).Save(directory);
         window.SetHorizon(sealedTo);
         Release(sealedTo);
         return true;

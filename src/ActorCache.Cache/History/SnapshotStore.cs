@@ -1,7 +1,6 @@
 using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using ActorCache.Blocks;
-using Microsoft.Win32.SafeHandles;
 
 namespace ActorCache.Cache;
 
@@ -34,7 +33,7 @@ internal sealed class SnapshotStore : IDisposable
     private const int EntrySize = 16;
     public const int MaxEntries = (BlockSize - EntriesOffset) / EntrySize;
 
-    private readonly string _directory;
+    private readonly ILogDirectory _directory;
     private readonly Guid _volumeId;
     private readonly byte[] _header = GC.AllocateArray<byte>(BlockSize, pinned: true);
     private readonly List<StoreFile> _retired = [];
@@ -44,16 +43,16 @@ internal sealed class SnapshotStore : IDisposable
     public readonly record struct Copy(long Until, long Offset, uint Crc, StoreFile File);
 
     /// <summary>One store file and what is in it.</summary>
-    public sealed class StoreFile(string path, SafeFileHandle handle)
+    public sealed class StoreFile(string path, IDurableFile handle)
     {
-        public string Path { get; } = path;
-        public SafeFileHandle Handle { get; } = handle;
+        public string Path { get; } = path; // the store's name: a compaction's new file takes it when it is renamed into place
+        public IDurableFile Handle { get; } = handle;
         public ConcurrentDictionary<long, Copy[]> Copies { get; } = new();
         public long Length;
         public long Blocks;
     }
 
-    private SnapshotStore(string directory, Guid volumeId, StoreFile file)
+    private SnapshotStore(ILogDirectory directory, Guid volumeId, StoreFile file)
     {
         _directory = directory;
         _volumeId = volumeId;
@@ -74,33 +73,33 @@ internal sealed class SnapshotStore : IDisposable
     /// on were written after the last checkpoint and may be torn: their data is checked too, and the first
     /// incomplete one is cut off with what follows (it was never made durable, so nothing relies on it).
     /// </summary>
-    public static SnapshotStore Open(string directory, Guid volumeId, long durableLength)
+    public static SnapshotStore Open(ILogDirectory directory, Guid volumeId, long durableLength)
     {
-        var path = System.IO.Path.Combine(directory, FileName);
-        File.Delete(path + ".new"); // a compaction that did not finish
-        var store = new SnapshotStore(directory, volumeId, new StoreFile(path, OpenFile(path)));
+        directory.Delete(NewFileName); // a compaction that did not finish
+        var file = directory.Open(FileName, FileMode.OpenOrCreate);
+        var store = new SnapshotStore(directory, volumeId, new StoreFile(file.Path, file));
         store.Load(durableLength);
         return store;
     }
 
-    private static SafeFileHandle OpenFile(string path) => File.OpenHandle(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read | FileShare.Delete);
+    private const string NewFileName = FileName + ".new";
 
     private void Load(long durableLength)
     {
         var file = _file;
-        var fileLength = RandomAccess.GetLength(file.Handle);
+        var fileLength = file.Handle.Length;
         var entries = new (long Block, uint Crc)[MaxEntries];
         var data = GC.AllocateUninitializedArray<byte>(MaxEntries * BlockSize);
         long offset = 0;
         while (offset + BlockSize <= fileLength)
         {
-            if (RandomAccess.Read(file.Handle, _header, offset) != BlockSize || !TryReadHeader(out var count, out var until, entries)) break;
+            if (file.Handle.Read(_header, offset) != BlockSize || !TryReadHeader(out var count, out var until, entries)) break;
             var size = (1L + count) * BlockSize;
             if (offset + size > fileLength) break;
             if (offset >= durableLength)
             {
                 var span = data.AsSpan(0, count * BlockSize);
-                if (RandomAccess.Read(file.Handle, span, offset + BlockSize) != span.Length) break;
+                if (file.Handle.Read(span, offset + BlockSize) != span.Length) break;
                 var torn = false;
                 for (var i = 0; i < count && !torn; i++) torn = Crc32C.Compute(span.Slice(i * BlockSize, BlockSize)) != entries[i].Crc;
                 if (torn) break;
@@ -117,8 +116,8 @@ internal sealed class SnapshotStore : IDisposable
         }
         if (offset < fileLength)
         {
-            RandomAccess.SetLength(file.Handle, offset); // a torn tail that was never made durable
-            Sync(file);
+            file.Handle.SetLength(offset); // a torn tail that was never made durable
+            file.Handle.Sync();
         }
         file.Length = offset;
     }
@@ -178,7 +177,7 @@ internal sealed class SnapshotStore : IDisposable
         bool ok;
         try
         {
-            ok = RandomAccess.Read(copy.File.Handle, destination[..BlockSize], copy.Offset) == BlockSize && Crc32C.Compute(destination[..BlockSize]) == copy.Crc;
+            ok = copy.File.Handle.Read(destination[..BlockSize], copy.Offset) == BlockSize && Crc32C.Compute(destination[..BlockSize]) == copy.Crc;
         }
         catch (ObjectDisposedException)
         {
@@ -218,8 +217,8 @@ internal sealed class SnapshotStore : IDisposable
             var offset = file.Length;
             try
             {
-                RandomAccess.Write(file.Handle, header, offset);
-                RandomAccess.Write(file.Handle, data.Slice(start * BlockSize, count * BlockSize), offset + BlockSize);
+                file.Handle.Write(header, offset);
+                file.Handle.Write(data.Slice(start * BlockSize, count * BlockSize), offset + BlockSize);
             }
             catch (IOException e)
             {
@@ -269,8 +268,7 @@ internal sealed class SnapshotStore : IDisposable
     public long Compact(ProtectedPoints points, Action<long> saveLength)
     {
         var old = _file;
-        var path = old.Path + ".new";
-        var fresh = new StoreFile(old.Path, OpenFile(path));
+        var fresh = new StoreFile(old.Path, _directory.Open(NewFileName, FileMode.Create));
         var buffer = GC.AllocateUninitializedArray<byte>(MaxEntries * BlockSize);
         var blocks = new List<long>(MaxEntries);
         foreach (var group in old.Copies
@@ -289,11 +287,9 @@ internal sealed class SnapshotStore : IDisposable
                 Append(fresh, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(blocks), group.Key, buffer.AsSpan(0, chunk.Length * BlockSize));
             }
         }
-        Sync(fresh);
+        fresh.Handle.Sync();
         saveLength(fresh.Length);
-        File.Move(path, old.Path, overwrite: true);
-        var directoryErrno = LibC.SyncDirectory(_directory);
-        if (directoryErrno != 0) BlockThrow.FromErrno(directoryErrno, "fsync", _directory);
+        _directory.Replace(NewFileName, FileName);
         // Readers that looked in the old file keep reading it (its handle stays open until the store closes).
         _file = fresh;
         lock (_retired) _retired.Add(old);
@@ -301,13 +297,7 @@ internal sealed class SnapshotStore : IDisposable
     }
 
     /// <summary>Makes every appended copy durable: the destager calls it before it overwrites the backing.</summary>
-    public void Sync() => Sync(_file);
-
-    private static void Sync(StoreFile file)
-    {
-        var errno = LibC.DataSync(file.Handle);
-        if (errno != 0) BlockThrow.FromErrno(errno, "fdatasync", file.Path);
-    }
+    public void Sync() => _file.Handle.Sync();
 
     public void Dispose()
     {

@@ -40,13 +40,31 @@ public sealed record Checkpoint(Guid VolumeId, long Horizon, long Sequence, long
     public static Checkpoint New() => new(Guid.NewGuid(), 0, 1, 1);
 
     /// <summary>Reads the checkpoint in <paramref name="directory"/>; null when there is none yet. A damaged one is an error, not a fresh start.</summary>
-    public static Checkpoint? Load(string directory)
+    public static Checkpoint? Load(string directory) => Load(new LogDirectory(directory));
+
+    /// <inheritdoc cref="Load(string)"/>
+    public static Checkpoint? Load(ILogDirectory directory)
     {
-        var path = Path.Combine(directory, FileName);
-        if (!File.Exists(path)) return null;
-        var bytes = File.ReadAllBytes(path);
+        var bytes = ReadAll(directory);
+        if (bytes is null) return null;
         return Read(bytes, out _) ?? throw new BlockTargetException(BlockError.Io,
-            $"log checkpoint {path} is damaged; the log cannot be replayed safely. Restore the volume from a replica or snapshot");
+            $"log checkpoint {Path.Combine(directory.Path, FileName)} is damaged; the log cannot be replayed safely. Restore the volume from a replica or snapshot");
+    }
+
+    /// <summary>The checkpoint file's bytes, or null when there is none.</summary>
+    private static byte[]? ReadAll(ILogDirectory directory)
+    {
+        if (!directory.Exists(FileName)) return null;
+        using var file = directory.Open(FileName, FileMode.Open);
+        var bytes = new byte[file.Length];
+        var read = 0;
+        while (read < bytes.Length)
+        {
+            var n = file.Read(bytes.AsSpan(read), read);
+            if (n == 0) break;
+            read += n;
+        }
+        return bytes.AsSpan(0, read).ToArray();
     }
 
     /// <summary>The checkpoint in a file's bytes (any version), with its save counter; null when no part of it is valid.</summary>
@@ -81,10 +99,11 @@ public sealed record Checkpoint(Guid VolumeId, long Horizon, long Sequence, long
         BinaryPrimitives.ReadInt64LittleEndian(bytes[40..]),
         storeLength);
 
-    public void Save(string directory)
+    public void Save(string directory) => Save(new LogDirectory(directory));
+
+    public void Save(ILogDirectory directory)
     {
-        var path = Path.Combine(directory, FileName);
-        byte[]? existing = File.Exists(path) ? File.ReadAllBytes(path) : null;
+        var existing = ReadAll(directory);
         long counter = 0;
         var current = existing is { Length: 2 * SlotSize } ? Read(existing, out counter) : null;
         var slot = new byte[SlotSize];
@@ -95,28 +114,31 @@ public sealed record Checkpoint(Guid VolumeId, long Horizon, long Sequence, long
             // A new file (or an older version): written whole aside and renamed, once.
             var whole = new byte[2 * SlotSize];
             slot.CopyTo(whole, next % 2 * SlotSize);
-            var temporary = path + ".tmp";
-            using (var handle = File.OpenHandle(temporary, FileMode.Create, FileAccess.Write))
+            const string temporary = FileName + ".tmp";
+            using (var file = directory.Open(temporary, FileMode.Create))
             {
-                RandomAccess.Write(handle, whole, 0);
-                Sync(handle, temporary);
+                Write(file, whole, 0);
+                file.Sync();
             }
-            File.Move(temporary, path, overwrite: true);
-            var dirErrno = LibC.SyncDirectory(directory);
-            if (dirErrno != 0) BlockThrow.FromErrno(dirErrno, "fsync", directory);
+            directory.Replace(temporary, FileName);
             return;
         }
-        using (var handle = File.OpenHandle(path, FileMode.Open, FileAccess.Write))
+        using (var file = directory.Open(FileName, FileMode.Open))
         {
-            try
-            {
-                RandomAccess.Write(handle, slot, next % 2 * SlotSize);
-            }
-            catch (IOException e)
-            {
-                BlockThrow.Error(BlockError.Io, $"cannot write the log checkpoint {path}: {e.Message}", e);
-            }
-            Sync(handle, path);
+            Write(file, slot, next % 2 * SlotSize);
+            file.Sync();
+        }
+    }
+
+    private static void Write(IDurableFile file, byte[] bytes, long offset)
+    {
+        try
+        {
+            file.Write(bytes, offset);
+        }
+        catch (IOException e)
+        {
+            BlockThrow.Error(BlockError.Io, $"cannot write the log checkpoint {file.Path}: {e.Message}", e);
         }
     }
 
@@ -130,11 +152,5 @@ public sealed record Checkpoint(Guid VolumeId, long Horizon, long Sequence, long
         BinaryPrimitives.WriteInt64LittleEndian(slot[48..], StoreLength);
         BinaryPrimitives.WriteInt64LittleEndian(slot[56..], counter);
         BinaryPrimitives.WriteUInt32LittleEndian(slot[64..], Crc32C.Compute(slot[..64]));
-    }
-
-    private static void Sync(Microsoft.Win32.SafeHandles.SafeFileHandle handle, string path)
-    {
-        var errno = LibC.DataSync(handle);
-        if (errno != 0) BlockThrow.FromErrno(errno, "fdatasync", path);
     }
 }

@@ -53,6 +53,7 @@ public static class LogRecovery
 
         while (true)
         {
+            var expected = walker.Address; // the batch goes here or, if it did not fit, at the next segment start
             var found = walker.TryRead();
             var dataOk = found && DataOk(walker, data, maxBatchBlocks);
             // The blocks a bad record names are taken first: looking further reuses the entry buffer.
@@ -75,7 +76,10 @@ public static class LogRecovery
                 {
                     if (found || walker.Reader.AnythingAt(address, sequence))
                         torn = $"log ends with an incomplete record (sequence {sequence}) at address {address}; it was never acknowledged as durable and was cut off";
-                    CutTail(medium, address);
+                    // The log ends where the last good batch did, not at the next segment start where a torn batch
+                    // was found: the destager reads every batch up to the tail and finds none in between.
+                    walker.Seek(expected, sequence);
+                    CutTail(medium, expected);
                     break;
                 }
                 corruption = $"log record {sequence} at address {address} (segment {address / medium.SegmentSize}) is corrupt " +
