@@ -1,3 +1,5 @@
+using ActorCache.Blocks;
+
 namespace ActorCache.Cache.Tests;
 
 /// <summary>
@@ -47,5 +49,36 @@ public sealed class ModeSwitchTests : IDisposable
         await cache.WriteAsync(0, CacheFixture.Pattern(4096, 9), fua: true);
         await cache.ReadAsync(0, read);
         Assert.Equal(CacheFixture.Pattern(4096, 9), read);
+    }
+
+    [Fact]
+    public async Task History_is_write_backs_only_points_from_before_a_write_through_period_are_gone_after_it()
+    {
+        await using var cache = _fixture.Open(Size, _fixture.Options(retention: TimeSpan.FromHours(1)));
+        await cache.WriteAsync(0, CacheFixture.Pattern(4096, 1), fua: false);
+        await cache.FlushAsync();
+        var before = cache.History.Latest!.Value;
+
+        // A kept snapshot holds the volume in write-back.
+        Assert.True(await cache.ProtectAsync(before.Sequence));
+        await Assert.ThrowsAsync<InvalidOperationException>(() => cache.SetModeAsync(CacheMode.WriteThrough));
+        cache.Unprotect(before.Sequence);
+
+        await cache.SetModeAsync(CacheMode.WriteThrough);
+        var read = new ReadHistory();
+        Assert.True(await cache.TrySendAsync(read));
+        Assert.Empty(read.Result!);
+        await Assert.ThrowsAsync<BlockTargetException>(async () => await cache.TrySendAsync(new KeepPoint(PointQuery.Known(before))));
+        await cache.WriteAsync(0, CacheFixture.Pattern(4096, 2), fua: false); // straight to the backing
+
+        await cache.SetModeAsync(CacheMode.WriteBack);
+        // The old point would read today's backing as the past: it is not restorable any more.
+        await Assert.ThrowsAsync<BlockTargetException>(async () => await cache.TrySendAsync(new OpenPastView(PointQuery.AtGeneration(before.Generation))));
+        await cache.WriteAsync(4096, CacheFixture.Pattern(4096, 3), fua: false);
+        await cache.FlushAsync();
+        var after = new ReadHistory();
+        await cache.TrySendAsync(after);
+        Assert.All(after.Result!, p => Assert.True(p.Generation > before.Generation));
+        Assert.NotEmpty(after.Result!);
     }
 }

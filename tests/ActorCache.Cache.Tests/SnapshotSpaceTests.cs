@@ -42,6 +42,28 @@ public sealed class SnapshotSpaceTests : IDisposable
     }
 
     [Fact]
+    public async Task A_kept_snapshot_someone_reads_does_not_expire_the_next_oldest_does()
+    {
+        await using var cache = _fixture.Open(Size, Options(space: 64 << 10, SnapshotSpacePolicy.ExpireOldest));
+        var expired = new List<long>();
+        cache.PointExpired += sequence => { lock (expired) expired.Add(sequence); };
+        var read = await WriteAndKeepAsync(cache, 8, 1);
+        var old = await WriteAndKeepAsync(cache, 8, 2);
+        await WaitAsync(() => cache.Statistics.CachedBlocks == 0, "both writes are destaged");
+        await using var clone = await cache.OpenViewAsync(read); // a thin clone reads through to the oldest
+        // Each overwrite of the 8 blocks needs copies for both points; past 16 copies one must go: not the one being read.
+        for (var round = 3; round < 6; round++)
+        {
+            await cache.WriteAsync(0, CacheFixture.Pattern(8 * 4096, round), fua: true);
+            await WaitAsync(() => cache.Statistics.CachedBlocks == 0, "the overwrite is destaged");
+        }
+        Assert.Equal([old.Sequence], expired);
+        var content = new byte[8 * 4096];
+        await clone.ReadAsync(0, content);
+        Assert.Equal(CacheFixture.Pattern(8 * 4096, 1), content);
+    }
+
+    [Fact]
     public async Task Past_the_limit_the_oldest_kept_snapshot_expires_and_writes_go_on()
     {
         await using var cache = _fixture.Open(Size, Options(space: 64 << 10, SnapshotSpacePolicy.ExpireOldest));
