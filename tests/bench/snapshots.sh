@@ -30,8 +30,8 @@ start_node() { # data-dir, extra --set arguments follow
   dotnet "$dll" serve --data-dir "$dir" --listen "unix:$work/ac.sock" --admin 127.0.0.1:0 \
     --volume "bench:1G:write-back" "$@" >"$work/node.log" 2>&1 &
   pid=$!
-  for _ in $(seq 300); do grep -q "node serving" "$work/node.log" 2>/dev/null && break; sleep 0.1; done
-  grep -q "node serving" "$work/node.log" || { cat "$work/node.log" >&2; exit 1; }
+  for _ in $(seq 300); do grep -q "node serving" "$work/node.log" 2>/dev/null && [ -s "$dir/admin.url" ] && break; sleep 0.1; done
+  [ -s "$dir/admin.url" ] || { cat "$work/node.log" >&2; exit 1; }
   admin=$(cat "$dir/admin.url")
   token=$(cat "$dir/admin.token")
 }
