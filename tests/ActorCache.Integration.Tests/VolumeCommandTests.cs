@@ -226,7 +226,7 @@ public sealed class VolumeCommandTests : IDisposable
         await WaitForClientsAsync(node, "busy", 1);
 
         var refused = await Cli.RefusedAsync(1, Cli.RunAsync(node, "volume", "delete", "busy"));
-        Assert.Equal("actorcache: volume busy has 1 NBD client(s) connected; disconnect them first, or force it (--force closes their connections)", refused);
+        Assert.Equal("actorcache: volume busy has 1 NBD client(s) connected (to it or to its past); disconnect them first, or force it (--force closes their connections)", refused);
         Assert.Equal(["busy", "vol0"], await ExportNamesAsync(node));
         Assert.False(client.IsCompleted, "the client is still connected");
 
