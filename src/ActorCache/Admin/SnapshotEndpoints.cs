@@ -33,8 +33,7 @@ public static class SnapshotEndpoints
             if (given != 1) throw new BadApiRequestException("give exactly one of to (a snapshot), generation or at (a time), e.g. {\"to\": \"before-upgrade\"}");
             var query = body.Generation is { } generation
                 ? generation >= 1 ? PointQuery.AtGeneration(generation) : throw new BadApiRequestException("generation must be 1 or more")
-                : body.At is { } at ? (PointSpec.TryParse(at, DateTimeOffset.UtcNow, out var time) && time!.Time is not null ? time
-                    : throw new BadApiRequestException($"at '{at}' is not a time: use an ISO-8601 UTC time such as 2026-12-04T10:42:07Z, or a relative one such as -5m"))
+                : body.At is { } at ? (PointSpec.TryParseTime(at, out var time) ? time! : throw new BadApiRequestException(PointSpec.TimeError("at", at)))
                 : snapshots.ResolvePoint(name, body.To!);
             var plan = await revert.PlanExclusiveAsync(name, query, ct);
             var operation = operations.Start("volume-revert", name,
@@ -65,9 +64,7 @@ public static class SnapshotEndpoints
             if (body.Generation is { } generation)
                 at = generation >= 1 ? PointQuery.AtGeneration(generation) : throw new BadApiRequestException("generation must be 1 or more");
             else if (body.At is { } text)
-                at = PointSpec.TryParse(text, DateTimeOffset.UtcNow, out var query) && query!.Time is not null
-                    ? query
-                    : throw new BadApiRequestException($"at '{text}' is not a time: use an ISO-8601 UTC time such as 2026-12-04T10:42:07Z, or a relative one such as -90s, -5m, -2h");
+                at = PointSpec.TryParseTime(text, out var query) ? query : throw new BadApiRequestException(PointSpec.TimeError("at", text));
             var created = await snapshots.CreateAsync(volumes, body.Name, at, ct);
             var infos = new List<SnapshotInfo>();
             foreach (var record in created) infos.Add(Info(record, new Dictionary<long, long>(), snapshots));

@@ -44,8 +44,8 @@ public static class SnapshotCommands
         };
         at.Validators.Add(result =>
         {
-            if (result.GetValue(at) is { } text && !(PointSpec.TryParse(text, DateTimeOffset.UtcNow, out var query) && query!.Time is not null))
-                result.AddError($"--at '{text}' is not a time: use an ISO-8601 UTC time such as 2026-12-04T10:42:07Z, or a relative one such as -90s, -5m, -2h");
+            if (result.GetValue(at) is { } text && !ActorCache.Snapshots.PointSpec.TryParseTime(text, out _))
+                result.AddError(ActorCache.Snapshots.PointSpec.TimeError("--at", text));
         });
         var generation = new Option<long?>("--generation") { Description = "keep the volume at this generation (see 'volume history')", HelpName = "G" };
         var command = new Command("create",

@@ -202,8 +202,8 @@ public static class VolumeCommands
         var at = new Option<string?>("--at") { Description = "a time: ISO-8601 UTC (2026-12-04T10:42:07Z) or relative (-90s, -5m, -2h)", HelpName = "TIME" };
         at.Validators.Add(result =>
         {
-            if (result.GetValue(at) is { } text && !(ActorCache.Snapshots.PointSpec.TryParse(text, DateTimeOffset.UtcNow, out var query) && query!.Time is not null))
-                result.AddError($"--at '{text}' is not a time: use an ISO-8601 UTC time such as 2026-12-04T10:42:07Z, or a relative one such as -90s, -5m, -2h");
+            if (result.GetValue(at) is { } text && !ActorCache.Snapshots.PointSpec.TryParseTime(text, out _))
+                result.AddError(ActorCache.Snapshots.PointSpec.TimeError("--at", text));
         });
         var command = new Command("revert",
             "Bring the live volume back to a snapshot, generation or time, online: connected clients read the old content on their " +

@@ -17,7 +17,7 @@ public sealed class CloneCreation(SnapshotCatalog snapshots, ExportCatalog expor
     {
         var record = snapshots.Find(volume, snapshot) ?? throw new SnapshotNotFoundException($"volume {volume} has no snapshot named {snapshot}");
         if (record.Expired is not null) throw new SnapshotRefusedException($"snapshot {record.Export} expired; it no longer reads, so it cannot be cloned");
-        if (!exports.TryGet(volume, out var origin) || volume.Length == 0)
+        if (!exports.TryGetVolume(volume, out var origin))
             throw new SnapshotRefusedException(exports.WhyUnavailable(volume) ?? $"volume {volume} is not online");
         if (!VolumeSpec.TryCreate(name, origin.Target.Size, mode, backing: null, readOnly: false, out var spec, out var error))
             throw new SnapshotRefusedException(error);
@@ -29,7 +29,7 @@ public sealed class CloneCreation(SnapshotCatalog snapshots, ExportCatalog expor
     /// <summary>Copies what the clone still reads from its snapshot, reporting blocks done, then lets the snapshot go.</summary>
     public async Task MakeIndependentAsync(string clone, Action<long, long> progress, CancellationToken ct)
     {
-        if (!exports.TryGet(clone, out var export) || clone.Length == 0) throw new SnapshotRefusedException($"volume {clone} is not online");
+        if (!exports.TryGetVolume(clone, out var export)) throw new SnapshotRefusedException($"volume {clone} is not online");
         if (!await export.Target.TrySendAsync(new MakeIndependent(progress), ct))
             throw new SnapshotRefusedException($"volume {clone} is not a clone");
         clones.Forget(clone);

@@ -50,6 +50,18 @@ public static partial class PointSpec
         return false;
     }
 
+    /// <summary>A time only (<c>--at</c>, <c>"at"</c>): ISO-8601 with its zone, or relative to now; a generation is not one.</summary>
+    public static bool TryParseTime(string text, out PointQuery? query)
+    {
+        if (TryParse(text, DateTimeOffset.UtcNow, out query) && query!.Time is not null) return true;
+        query = null;
+        return false;
+    }
+
+    /// <summary>What is wrong with a time that <see cref="TryParseTime"/> refused, for the option or field <paramref name="name"/>.</summary>
+    public static string TimeError(string name, string text) =>
+        $"{name} '{text}' is not a time: use an ISO-8601 UTC time such as 2026-12-04T10:42:07Z, or a relative one such as -90s, -5m, -2h";
+
     /// <summary>True when a snapshot name could be read as a point (a relative time): such names are refused.</summary>
     public static bool LooksLikePoint(string name) => Relative().IsMatch(name) || name.StartsWith("gen:", StringComparison.Ordinal);
 

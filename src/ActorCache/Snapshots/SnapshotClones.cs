@@ -48,7 +48,7 @@ public sealed class SnapshotClones(SnapshotCatalog snapshots, ExportCatalog expo
                        ?? throw new BlockTargetException(BlockError.InvalidRequest, $"its snapshot {origin} no longer exists");
         if (snapshot.Expired is not null)
             throw new BlockTargetException(BlockError.InvalidRequest, $"its snapshot {origin} expired (kept snapshots needed more than cache.snapshot-space)");
-        if (!exports.TryGet(origin.Volume, out var volume) || origin.Volume.Length == 0)
+        if (!exports.TryGetVolume(origin.Volume, out var volume))
             throw new BlockTargetException(BlockError.InvalidRequest, $"the volume of its snapshot {origin} is not online" +
                                                                       (exports.WhyUnavailable(origin.Volume) is { } why ? $" ({why})" : ""));
         var open = new OpenPastView(PointQuery.Known(snapshot.Point));

@@ -55,7 +55,7 @@ public sealed partial class SnapshotService
     /// <summary>Bytes of preserved copies only one kept point reads, by the point's batch sequence; empty for a volume without a log.</summary>
     public async Task<IReadOnlyDictionary<long, long>> ExclusiveBytesAsync(string volume, CancellationToken ct)
     {
-        if (!exports.TryGet(volume, out var export) || volume.Length == 0) return new Dictionary<long, long>();
+        if (!exports.TryGetVolume(volume, out var export)) return new Dictionary<long, long>();
         var read = new ReadExclusiveBytes();
         return await export.Target.TrySendAsync(read, ct) ? read.Result! : new Dictionary<long, long>();
     }
@@ -68,7 +68,7 @@ public sealed partial class SnapshotService
         {
             await snapshotRegistry.Ask<object>(new DeleteSnapshot(volume, snapshot.Name), AskTimeout, ct);
             catalog.Remove(volume, snapshot.Name);
-            if (snapshot.Expired is null && exports.TryGet(volume, out var export) && volume.Length > 0)
+            if (snapshot.Expired is null && exports.TryGetVolume(volume, out var export))
                 await export.Target.TrySendAsync(new ReleasePoint(snapshot.Sequence), ct);
             logger.LogWarning("snapshot {Export} deleted with its volume (forced)", snapshot.Export);
         }

@@ -145,7 +145,7 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
         if (reply is SnapshotRefused refused) throw new SnapshotRefusedException(refused.Reason);
         catalog.Remove(volume, name);
         // Another snapshot may name the same point: it stays protected (points are counted). An expired one protects nothing.
-        if (snapshot.Expired is null && exports.TryGet(volume, out var export)) await export.Target.TrySendAsync(new ReleasePoint(snapshot.Sequence), ct);
+        if (snapshot.Expired is null && exports.TryGetVolume(volume, out var export)) await export.Target.TrySendAsync(new ReleasePoint(snapshot.Sequence), ct);
         logger.LogInformation("snapshot {Export} deleted", snapshot.Export);
         return snapshot;
     }
@@ -177,7 +177,7 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
     }
 
     private IBlockTarget VolumeTarget(string volume) =>
-        exports.TryGet(volume, out var export) && volume.Length > 0 ? export.Target
+        exports.TryGetVolume(volume, out var export) ? export.Target
         : exports.WhyUnavailable(volume) is { } offline ? throw new SnapshotRefusedException(offline)
         : throw new VolumeNotFoundException(volume);
 }

@@ -42,7 +42,7 @@ public sealed class VolumeRevert(SnapshotService snapshots, ExportCatalog export
     /// <summary>Checks the request and keeps the current state; the copy itself is <see cref="RunAsync"/>.</summary>
     public async Task<RevertPlan> PlanAsync(string volume, PointQuery to, CancellationToken ct)
     {
-        if (!exports.TryGet(volume, out var export) || volume.Length == 0)
+        if (!exports.TryGetVolume(volume, out var export))
             throw exports.WhyUnavailable(volume) is { } offline ? new SnapshotRefusedException(offline) : new VolumeNotFoundException(volume);
         if (export.ReadOnly) throw new SnapshotRefusedException($"volume {volume} is read-only; a revert writes to it");
         var target = export.Target;
@@ -111,7 +111,7 @@ public sealed class VolumeRevert(SnapshotService snapshots, ExportCatalog export
     private async Task RewriteAsync(RevertPlan plan, Action<long> progress, CancellationToken ct)
     {
         await using var past = plan.Past;
-        if (!exports.TryGet(plan.Volume, out var export)) throw new SnapshotRefusedException($"volume {plan.Volume} went away during the revert");
+        if (!exports.TryGetVolume(plan.Volume, out var export)) throw new SnapshotRefusedException($"volume {plan.Volume} went away during the revert");
         var volume = export.Target;
         var buffer = ArrayPool<byte>.Shared.Rent(ChunkBytes);
         try

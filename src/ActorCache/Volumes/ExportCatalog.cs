@@ -41,6 +41,13 @@ public sealed class ExportCatalog(string defaultExport, SnapshotCatalog? snapsho
 
     public bool TryGet(string name, out NbdExport export) => _exports.TryGetValue(Resolve(name), out export!);
 
+    /// <summary>The volume named exactly <paramref name="name"/> (never the default export the empty name stands for), if it is served.</summary>
+    public bool TryGetVolume(string name, out NbdExport export)
+    {
+        export = null!;
+        return name.Length > 0 && _exports.TryGetValue(name, out export!);
+    }
+
     public string? WhyUnavailable(string name) =>
         _offline.TryGetValue(Resolve(name.Split('@')[0]), out var reason) ? $"volume {Resolve(name.Split('@')[0])} is offline: {reason}" : null;
 
