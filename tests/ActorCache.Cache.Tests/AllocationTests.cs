@@ -41,7 +41,7 @@ public sealed class AllocationTests : IDisposable
             await Round(requests);
             perRequest = Math.Min(perRequest, (double)(GC.GetTotalAllocatedBytes(precise: true) - before) / (2 * requests));
         }
-        Assert.True(perRequest < 8, $"{perRequest:F1} bytes allocated per request ({cache.Statistics.BatchesWritten} batches): {string.Join(", ", listener.Types.OrderByDescending(t => t.Value).Take(8).Select(t => $"{t.Key}={t.Value}"))}");
+        Assert.True(perRequest < 8, $"{perRequest:F1} bytes allocated per request ({cache.Statistics.BatchesWritten} batches): {listener.Top(8)}");
     }
 }
 

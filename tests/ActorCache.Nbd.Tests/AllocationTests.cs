@@ -113,7 +113,7 @@ public sealed class AllocationTests : IAsyncLifetime
             for (var i = 0; i < rounds; i++) Round();
             perRequest = Math.Min(perRequest, (double)(GC.GetTotalAllocatedBytes(precise: true) - before) / (rounds * depth * 2));
         }
-        Assert.True(perRequest < 8, $"{perRequest:F1} bytes allocated per request: {string.Join(", ", listener.Types.OrderByDescending(t => t.Value).Take(8).Select(t => $"{t.Key}={t.Value}"))}");
+        Assert.True(perRequest < 8, $"{perRequest:F1} bytes allocated per request: {listener.Top(8)}");
     }
 
     [Theory]
@@ -161,7 +161,7 @@ public sealed class AllocationTests : IAsyncLifetime
             for (var i = 0; i < rounds; i++) Round();
             perRequest = Math.Min(perRequest, (double)(GC.GetTotalAllocatedBytes(precise: true) - before) / (rounds * depth));
         }
-        Assert.True(perRequest < 8, $"{perRequest:F1} bytes allocated per request: {string.Join(", ", listener.Types.OrderByDescending(t => t.Value).Take(8).Select(t => $"{t.Key}={t.Value}"))}");
+        Assert.True(perRequest < 8, $"{perRequest:F1} bytes allocated per request: {listener.Top(8)}");
     }
 
     private static void Receive(Socket socket, byte[] buffer) => Receive(socket, buffer.AsSpan());
