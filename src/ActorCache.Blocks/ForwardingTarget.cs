@@ -39,6 +39,8 @@ public abstract class ForwardingTarget(IBlockTarget below) : IBlockTarget
 
     public virtual bool TryReadWithoutWaiting(long offset, Span<byte> destination) => Below.TryReadWithoutWaiting(offset, destination);
 
+    public virtual bool FlushesWithoutBlocking => Below.FlushesWithoutBlocking;
+
     public virtual ValueTask<bool> TryStageWriteAsync(long offset, int length, StagedWrite staged, CancellationToken cancellationToken = default) =>
         Below.TryStageWriteAsync(offset, length, staged, cancellationToken);
 

@@ -51,6 +51,13 @@ public interface IBlockTarget : IAsyncDisposable
     bool TryReadWithoutWaiting(long offset, Span<byte> destination) => false;
 
     /// <summary>
+    /// True when <see cref="FlushAsync"/> never blocks its caller's thread (it queues the FLUSH and
+    /// completes later, like the write-back cache's group commit): a front may then call it on the
+    /// thread that received the request instead of handing it to the pool first.
+    /// </summary>
+    bool FlushesWithoutBlocking => false;
+
+    /// <summary>
     /// Offers to receive a WRITE's payload straight into the target's own memory (see <see cref="StagedWrite"/>).
     /// False when this target cannot for this write (the front then uses its own buffer and <see cref="WriteAsync"/>).
     /// May wait for memory (backpressure) and throws like a write would when it cannot accept one.

@@ -53,4 +53,38 @@ internal sealed class CacheHealth
     public void CountPreserved(int blocks) => Interlocked.Add(ref _preserved, blocks);
     public void CountExpiry() => Interlocked.Increment(ref _expiries);
     public void CountCompaction(long bytes) => Interlocked.Add(ref _compactedBytes, bytes);
+
+    // Where a commit's time goes (tests/bench/bounds.sh divides them by the counts): Stopwatch ticks.
+    private long _commits, _commitWakeTicks, _commitWriteTicks, _commitSyncTicks, _flushes, _flushTicks;
+
+    /// <summary>
+    /// A group commit for FLUSH/FUA waiters: from the doorbell's ring to the flusher's start (0 when a tick
+    /// woke it), writing what they wait for, and the fdatasync. Only the flusher counts these.
+    /// </summary>
+    public void CountCommit(long wakeTicks, long writeTicks, long syncTicks)
+    {
+        Interlocked.Increment(ref _commits);
+        Interlocked.Add(ref _commitWakeTicks, wakeTicks);
+        Interlocked.Add(ref _commitWriteTicks, writeTicks);
+        Interlocked.Add(ref _commitSyncTicks, syncTicks);
+    }
+
+    /// <summary>A FLUSH from its call into the cache to the caller running again after it completed.</summary>
+    public void CountFlush(long ticks)
+    {
+        Interlocked.Increment(ref _flushes);
+        Interlocked.Add(ref _flushTicks, ticks);
+    }
+
+    public CommitTimes CommitTimes => new(Interlocked.Read(ref _commits), Seconds(ref _commitWakeTicks), Seconds(ref _commitWriteTicks),
+        Seconds(ref _commitSyncTicks), Interlocked.Read(ref _flushes), Seconds(ref _flushTicks));
+
+    private static double Seconds(ref long ticks) => (double)Interlocked.Read(ref ticks) / System.Diagnostics.Stopwatch.Frequency;
 }
+
+/// <summary>
+/// Running totals of where commits spend their time: <see cref="Commits"/> group commits (one fdatasync
+/// each, for every FLUSH/FUA waiting) with the seconds spent waking the flusher, writing and syncing, and
+/// <see cref="Flushes"/> FLUSH calls with their seconds inside the cache.
+/// </summary>
+public readonly record struct CommitTimes(long Commits, double WakeSeconds, double WriteSeconds, double SyncSeconds, long Flushes, double FlushSeconds);

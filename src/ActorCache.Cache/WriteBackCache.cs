@@ -152,6 +152,7 @@ public sealed class WriteBackCache : IBlockTarget
         BatchesWritten = _health.BatchesWritten,
         Syncs = _health.Syncs,
         SyncPointRecords = _health.SyncPointRecords,
+        CommitTimes = _health.CommitTimes,
         BlocksDestaged = _health.BlocksDestaged,
         RingWaits = _health.RingWaits,
         RetentionShrinks = _health.RetentionShrinks,
@@ -267,6 +268,9 @@ public sealed class WriteBackCache : IBlockTarget
 
     // ---- flush --------------------------------------------------------------------------------
 
+    /// <summary>In write-back mode a FLUSH only joins the group commit; other modes fdatasync the backing on the caller's thread.</summary>
+    public bool FlushesWithoutBlocking => _mode == CacheMode.WriteBack;
+
     public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
         if (_mode != CacheMode.WriteBack)
@@ -274,7 +278,9 @@ public sealed class WriteBackCache : IBlockTarget
             await _backing.FlushAsync(cancellationToken).ConfigureAwait(false);
             return;
         }
+        var arrived = System.Diagnostics.Stopwatch.GetTimestamp();
         await WaitDurableAsync(_queue.AppendedTicket).ConfigureAwait(false);
+        _health.CountFlush(System.Diagnostics.Stopwatch.GetTimestamp() - arrived);
     }
 
     /// <summary>Waits until a sync point covering <paramref name="ticket"/> is durable (group commit with every other waiter).</summary>
@@ -666,6 +672,7 @@ public sealed record CacheStatistics
     public long BatchesWritten { get; init; }
     public long Syncs { get; init; }
     public long SyncPointRecords { get; init; }
+    public CommitTimes CommitTimes { get; init; }
     public long BlocksDestaged { get; init; }
     public long RingWaits { get; init; }
     public long RetentionShrinks { get; init; }

@@ -275,12 +275,20 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
                 if (commit.IsCompletedSuccessfully) Complete(request);
                 else _ = CompleteWhenDoneAsync(request, commit); // rare: the volume left write-back under the write
                 return true;
+            // A FLUSH the target only queues (the write-back cache's group commit) is handed over from here:
+            // a hop to the pool first would only add a thread wake-up to every commit's latency.
+            case NbdCommand.Flush when _target.FlushesWithoutBlocking:
+                var flush = _target.FlushAsync();
+                if (flush.IsCompletedSuccessfully) Complete(request, heldBack: true);
+                else _ = CompleteWhenDoneAsync(request, flush);
+                return true;
             default:
                 return false;
         }
     }
 
-    private async Task CompleteWhenDoneAsync(NbdRequest request, ValueTask commit)
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))] // no Task per FLUSH
+    private async ValueTask CompleteWhenDoneAsync(NbdRequest request, ValueTask commit)
     {
         try
         {
@@ -293,9 +301,9 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         catch (Exception e)
         {
             request.Error = NbdError.Io;
-            _logger.LogError(e, "NBD write at {Offset}+{Length} failed unexpectedly", request.Header.Offset, request.Header.Length);
+            _logger.LogError(e, "NBD {Command} at {Offset}+{Length} failed unexpectedly", request.Header.Command, request.Header.Offset, request.Header.Length);
         }
-        Complete(request);
+        Complete(request, sendHere: true);
     }
 
     /// <summary>Runs one request against the target on a pool thread, then queues its reply.</summary>
@@ -346,7 +354,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
             request.Error = NbdError.Io;
             _logger.LogError(e, "NBD {Command} at {Offset}+{Length} failed unexpectedly", header.Command, header.Offset, header.Length);
         }
-        Complete(request);
+        Complete(request, sendHere: true);
     }
 
     /// <summary>The NBD error a target failure is reported as (logged unless it is a plain "not supported").</summary>
@@ -367,10 +375,12 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
 
     /// <summary>
     /// Encodes the reply in the request's own buffer and queues it. The receive loop's own replies
-    /// (<paramref name="heldBack"/>) go out when it has parsed its recv; any other is handed to a pool
-    /// work item, so a group commit's many completions are gathered into a few sends.
+    /// (<paramref name="heldBack"/>) go out when it has parsed its recv. A request that completed on a
+    /// pool thread (<paramref name="sendHere"/>) sends on it, unless another thread is sending already (it
+    /// takes this reply too, so a group commit's many completions are still gathered into a few sends);
+    /// any other is handed to a pool work item, so the receive loop goes on reading.
     /// </summary>
-    private void Complete(NbdRequest request, bool heldBack = false)
+    private void Complete(NbdRequest request, bool heldBack = false, bool sendHere = false)
     {
         var header = request.Header;
         var buffer = request.Buffer.AsSpan();
@@ -408,7 +418,9 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
             request.ReplyLength = NbdReplyEncoder.WriteSimple(buffer, NbdError.None, header.Cookie);
         }
         _replies.Enqueue(request);
-        if (!heldBack && Interlocked.CompareExchange(ref _sending, 1, 0) == 0) ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: true);
+        if (heldBack || Interlocked.CompareExchange(ref _sending, 1, 0) != 0) return;
+        if (sendHere) _ = SendQueuedAsync();
+        else ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: true);
     }
 
     private static int MaxExtentsOf(in NbdRequestHeader header) =>

@@ -11,7 +11,10 @@
 #  - CPU per MiB: J6 (1M sequential reads, QD8, data in the page cache) against ActorCache and nbdkit-file;
 #  - J5 alone: cold 4k random reads (page cache dropped before each; needs root), ActorCache with every
 #    block on the backing against nbdkit-file, twice each, alternating.
-# Usage: tests/bench/bounds.sh   (RUNTIME=10 SIZE=1G). Needs fio, nbdkit, dotnet.
+#  - commit (J9): one client writing 4k at queue depth 1 with a FLUSH after each, against ActorCache and
+#    nbdkit-file: where a FLUSH's time goes, from the client's view and the server's (waking the flusher,
+#    the log write, the fdatasync, the rest of the cache, and NBD/socket/reply outside it).
+# Usage: tests/bench/bounds.sh   (RUNTIME=10 SIZE=1G; PARTS="disk cpu commit j5" to run only some). Needs fio, nbdkit, dotnet.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNTIME=${RUNTIME:-10}
@@ -25,8 +28,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+PARTS=${PARTS:-"disk cpu commit j5"}
+want() { [[ " $PARTS " == *" $1 "* ]]; }
+
 fio_value() { /usr/bin/python3 -c "import json,sys; d=json.load(open(sys.argv[1]))['jobs'][0]; print(eval(sys.argv[2]))" "$@"; }
 
+if want disk; then
 fio --name=disk --filename="$work/disk.img" --rw=write --bs=1M --size="$SIZE" --direct=1 --ioengine=psync \
   --output-format=json --output="$work/disk.json" >/dev/null
 echo "disk: sequential 1M O_DIRECT write: $(fio_value "$work/disk.json" "round(d['write']['bw']/1024)") MiB/s"
@@ -44,6 +51,7 @@ for kind in fresh disk; do
        "$(fio_value "$work/append.json" "round(d['sync']['lat_ns']['mean']/1000)") us"
 done
 rm -f "$work/fresh.img"
+fi
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 destaged() { curl -s "$(cat "$work/acdata/admin.url" 2>/dev/null)/metrics" 2>/dev/null | awk '/^actorcache_cache_blocks_destaged_total/ {print $2; f=1} END {if (!f) print 0}' | cut -d. -f1; }
@@ -80,14 +88,50 @@ dotnet src/ActorCache/bin/Release/net10.0/ActorCache.dll serve --data-dir "$work
 nbdkit -f -U "$work/kmem.sock" memory "$SIZE" & pids+=($!); kmem=$!
 nbdkit -f -U "$work/kfile.sock" file "$work/kfile.img" & pids+=($!); kfile=$!
 for _ in $(seq 200); do grep -q "node serving" "$work/ac.log" && [ -S "$work/kmem.sock" ] && [ -S "$work/kfile.sock" ] && break; sleep 0.1; done
+metric() { # name: the bench volume's value (summed over labels)
+  curl -s "$(cat "$work/acdata/admin.url")/metrics" | awk -v m="$1" '$1 ~ "^"m"[{ ]" || $1 == m {s += $2} END {printf "%.9f\n", s}'
+}
+stage() { curl -s "$(cat "$work/acdata/admin.url")/metrics" | awk -v s="$1" '/^actorcache_log_commit_seconds_total/ && $0 ~ "stage=\""s"\"" {print $2}'; }
+commit_breakdown() {
+  local uri="nbd+unix:///bench?socket=$work/ac.sock" before after
+  before="$(metric actorcache_log_commits_total) $(stage wake) $(stage write) $(stage sync) $(metric actorcache_cache_flushes_total) $(metric actorcache_cache_flush_seconds_total)"
+  fio --name=j9 --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth=1 --fsync=1 --size="$SIZE" --runtime="$RUNTIME" --time_based \
+    --output-format=json --output="$work/j9.json" >/dev/null 2>&1
+  after="$(metric actorcache_log_commits_total) $(stage wake) $(stage write) $(stage sync) $(metric actorcache_cache_flushes_total) $(metric actorcache_cache_flush_seconds_total)"
+  fio --name=j9 --ioengine=nbd --uri="nbd+unix:///?socket=$work/kfile.sock" --rw=randwrite --bs=4k --iodepth=1 --fsync=1 --size="$SIZE" \
+    --runtime="$RUNTIME" --time_based --output-format=json --output="$work/j9k.json" >/dev/null 2>&1
+  /usr/bin/python3 - "$work/j9.json" "$work/j9k.json" "$before" "$after" <<'PY'
+import json, sys
+def client(path):
+    d = json.load(open(path))["jobs"][0]
+    return d["write"]["iops"], d["sync"]["lat_ns"]["mean"] / 1000, d["write"]["clat_ns"]["mean"] / 1000
+b = [float(x) for x in sys.argv[3].split()]; a = [float(x) for x in sys.argv[4].split()]
+commits, wake, write, sync, flushes, flush = (y - x for x, y in zip(b, a))
+iops, flush_client, write_client = client(sys.argv[1])
+kiops, kflush, kwrite = client(sys.argv[2])
+us = lambda s, n: s / n * 1e6 if n else float("nan")
+print(f"J9 actorcache: {iops:.0f} IOPS (nbdkit-file {kiops:.0f}, {iops / kiops:.2f}x); WRITE {write_client:.0f} us (nbdkit-file {kwrite:.0f}),"
+      f" FLUSH {flush_client:.0f} us (nbdkit-file {kflush:.0f}) as the client sees them")
+print(f"J9 actorcache FLUSH: {commits / flushes if flushes else 0:.2f} commits per FLUSH; per commit: flusher wake-up {us(wake, commits):.0f} us,"
+      f" log write {us(write, commits):.0f} us, fdatasync {us(sync, commits):.0f} us; in the cache in all {us(flush, flushes):.0f} us per FLUSH"
+      f" (so {us(flush, flushes) - us(wake + write + sync, commits):.0f} us handing it over and back);"
+      f" outside the cache (NBD, socket, reply) {flush_client - us(flush, flushes):.0f} us")
+PY
+}
+if want commit; then
+  commit_breakdown
+fi
+
 declare -A RW=([J1]="--rw=randwrite" [J4]="--rw=randread" [J7]="--rw=randrw --rwmixread=70 --fsync=32")
-for job in J1 J4 J7; do
-  measure $job actorcache "nbd+unix:///bench?socket=$work/ac.sock" "$ac" ${RW[$job]} --bs=4k --iodepth=32
-  measure $job nbdkit-memory "nbd+unix:///?socket=$work/kmem.sock" "$kmem" ${RW[$job]} --bs=4k --iodepth=32
-done
-measure J6 actorcache "nbd+unix:///bench?socket=$work/ac.sock" "$ac" --rw=read --bs=1M --iodepth=8
-measure J6 nbdkit-file "nbd+unix:///?socket=$work/kfile.sock" "$kfile" --rw=read --bs=1M --iodepth=8
-for rep in 1 2; do
+if want cpu; then
+  for job in J1 J4 J7; do
+    measure $job actorcache "nbd+unix:///bench?socket=$work/ac.sock" "$ac" ${RW[$job]} --bs=4k --iodepth=32
+    measure $job nbdkit-memory "nbd+unix:///?socket=$work/kmem.sock" "$kmem" ${RW[$job]} --bs=4k --iodepth=32
+  done
+  measure J6 actorcache "nbd+unix:///bench?socket=$work/ac.sock" "$ac" --rw=read --bs=1M --iodepth=8
+  measure J6 nbdkit-file "nbd+unix:///?socket=$work/kfile.sock" "$kfile" --rw=read --bs=1M --iodepth=8
+fi
+if want j5; then for rep in 1 2; do
   for server in actorcache nbdkit-file; do
     [ $server = actorcache ] && uri="nbd+unix:///bench?socket=$work/ac.sock" || uri="nbd+unix:///?socket=$work/kfile.sock"
     sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || echo "J5: cannot drop the page cache (not root)" >&2
@@ -95,4 +139,4 @@ for rep in 1 2; do
       --output-format=json --output="$work/j5.json" >/dev/null 2>&1
     echo "J5 cold $server: $(fio_value "$work/j5.json" "round(d['read']['iops'])") IOPS"
   done
-done
+done; fi

@@ -1,4 +1,5 @@
 using ActorCache.Blocks;
+using System.Diagnostics;
 using Akka.Actor;
 using Microsoft.Extensions.Logging;
 
@@ -75,9 +76,10 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
 
     private void Work()
     {
-        _doorbell.Answer();
+        var rungAt = _doorbell.Answer();
         if (_retryScheduled) return; // the log failed: wait for the retry instead of hammering it
         var syncs = _health.Syncs;
+        var started = Stopwatch.GetTimestamp();
         try
         {
             _appender.RestoreCapacityIfDue();
@@ -98,7 +100,9 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
                 _full = false;
                 LogWorks();
             }
-            _appender.SyncForWaiters();
+            var written = Stopwatch.GetTimestamp();
+            if (_appender.SyncForWaiters())
+                _health.CountCommit(rungAt == 0 ? 0 : started - rungAt, written - started, Stopwatch.GetTimestamp() - written);
             _appender.CommitIfDue();
             if (_health.Syncs != syncs) WakeDestagerIfUrgent();
             _backoff.Reset();

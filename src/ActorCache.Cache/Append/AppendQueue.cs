@@ -65,6 +65,15 @@ internal sealed class AppendQueue
         }
     }
 
+    /// <summary>
+    /// Enough is queued for a batch of its own: <paramref name="blocks"/> data blocks, or as many records
+    /// (trims and zeroes carry no data but still take memory until they are logged).
+    /// </summary>
+    public bool HoldsBatch(int blocks)
+    {
+        lock (_gate) return _pendingDataBlocks >= blocks || _pending.Count >= blocks;
+    }
+
     /// <summary>Blocks queued and not yet in the log, trims and zeroes included (what a stop that cannot reach the log would lose).</summary>
     public long PendingBlocks
     {

@@ -48,7 +48,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
         finally
         {
             ArrayPool<int>.Shared.Return(slots);
-            flusher.Ring();
+            RingIfBatchDue();
         }
     }
 
@@ -89,7 +89,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
         finally
         {
             if (slots is not null) ArrayPool<int>.Shared.Return(slots);
-            flusher.Ring();
+            RingIfBatchDue();
         }
     }
 
@@ -140,9 +140,24 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
         }
         finally
         {
-            flusher.Ring();
+            RingIfBatchDue();
         }
     }
+
+    /// <summary>
+    /// Writes below <see cref="EagerBatchBlocks"/> stay queued for the FLUSH or FUA that will want them (it
+    /// rings for itself), or for the flusher's tick: at queue depth 1 a write and its FLUSH are then one
+    /// log write with the sync-point flag and one fdatasync, not a batch, a wake-up, a sync-point record
+    /// and then the fdatasync. A plain write is not durable anyway (DESIGN §2); a crash may take it in
+    /// either case. The flusher is rung at once when the ring runs short, since it frees the slots.
+    /// </summary>
+    private void RingIfBatchDue()
+    {
+        if (queue.HoldsBatch(Math.Min(EagerBatchBlocks, options.MaxBatchBlocks)) || ring.FreeSlots < ring.SlotCount / 4) flusher.Ring();
+    }
+
+    /// <summary>Queued blocks (256 KiB) that make a batch worth writing without a FLUSH asking for it.</summary>
+    internal const int EagerBatchBlocks = 64;
 
     public void Abandon(StagedWrite staged)
     {

@@ -259,10 +259,13 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
         lock (_batchPool) _batchPool.Push(batch);
     }
 
-    /// <summary>Group commit: one fdatasync for every FLUSH/FUA whose sync point is written but not yet durable here.</summary>
-    public void SyncForWaiters()
+    /// <summary>Group commit: one fdatasync for every FLUSH/FUA whose sync point is written but not yet durable here. True when it synced.</summary>
+    public bool SyncForWaiters()
     {
-        if (barrier.HasWaiters && _durableSequence < _syncPointSequence) Sync();
+        if (!barrier.HasWaiters || _durableSequence >= _syncPointSequence) return false;
+        Sync();
+        medium.PrepareAhead(window.Tail);
+        return true;
     }
 
     /// <summary>Without any FLUSH, a commit now and then bounds what a crash can take and lets the destager (which moves only durable history) make room.</summary>

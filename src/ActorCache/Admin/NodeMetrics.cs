@@ -19,6 +19,7 @@ public sealed class NodeMetrics
     private readonly Gauge _cachedBlocks, _indexBytes, _logBytes, _generation;
     private readonly Counter _batchesWritten, _syncs, _syncPointRecords, _corruptRecords, _tornTails;
     private readonly Gauge _logCapacity;
+    private readonly Counter _commits, _commitSeconds, _flushes, _flushSeconds;
     private readonly Gauge _snapshots, _preservedBytes, _preservedBlocks, _oldestRestorable;
     private readonly Counter _expired;
     private readonly ActorCache.Snapshots.SnapshotCatalog _snapshotCatalog;
@@ -61,6 +62,13 @@ public sealed class NodeMetrics
         _syncs = VolumeCounter("actorcache_log_syncs_total", "fdatasync calls on the log (one serves every waiting FLUSH and FUA).");
         _syncPointRecords = VolumeCounter("actorcache_log_sync_point_records_total",
             "Sync-point records written: a FLUSH arrived after its writes were already in the log, so a header without data closes its generation.");
+        _commits = VolumeCounter("actorcache_log_commits_total", "Group commits for FLUSH/FUA waiters (each one fdatasync serving every waiter).");
+        _commitSeconds = metrics.CreateCounter("actorcache_log_commit_seconds_total",
+            "Time group commits spent, by stage: wake (the flusher's doorbell rung to its start), write (appending what the waiters wait for), sync (the fdatasync).",
+            "volume", "stage");
+        _flushes = VolumeCounter("actorcache_cache_flushes_total", "FLUSH requests the cache completed.");
+        _flushSeconds = VolumeCounter("actorcache_cache_flush_seconds_total",
+            "Time FLUSH requests spent in the cache, from the call to the caller running again (so it includes handing the completion back).");
         _snapshots = VolumeGauge("actorcache_snapshots", "Kept snapshots of the volume.");
         _preservedBytes = VolumeGauge("actorcache_snapshot_preserved_bytes",
             "Bytes held for kept snapshots and open views of the past: backing blocks copied aside before the destager overwrote them.");
@@ -135,10 +143,11 @@ public sealed class NodeMetrics
             collector.RemoveLabelled(name);
         foreach (var collector in new Collector<Counter.Child>[]
                  {
-                     _batchesWritten, _syncs, _syncPointRecords, _corruptRecords, _tornTails, _blocksDestaged, _ringWaits, _retentionShrinks, _expired,
+                     _batchesWritten, _syncs, _syncPointRecords, _commits, _flushes, _flushSeconds, _corruptRecords, _tornTails, _blocksDestaged, _ringWaits, _retentionShrinks, _expired,
                  })
             collector.RemoveLabelled(name);
         foreach (var mode in Modes) _mode.RemoveLabelled(name, VolumeSpec.FormatMode(mode));
+        foreach (var stage in new[] { "wake", "write", "sync" }) _commitSeconds.RemoveLabelled(name, stage);
     }
 
     private void Update(VolumeReport report, VolumeStatus status)
@@ -161,6 +170,13 @@ public sealed class NodeMetrics
         _batchesWritten.WithLabels(name).IncTo(cache.BatchesWritten);
         _syncs.WithLabels(name).IncTo(cache.Syncs);
         _syncPointRecords.WithLabels(name).IncTo(cache.SyncPointRecords);
+        var times = cache.CommitTimes;
+        _commits.WithLabels(name).IncTo(times.Commits);
+        _commitSeconds.WithLabels(name, "wake").IncTo(times.WakeSeconds);
+        _commitSeconds.WithLabels(name, "write").IncTo(times.WriteSeconds);
+        _commitSeconds.WithLabels(name, "sync").IncTo(times.SyncSeconds);
+        _flushes.WithLabels(name).IncTo(times.Flushes);
+        _flushSeconds.WithLabels(name).IncTo(times.FlushSeconds);
         _logCapacity.WithLabels(name).Set(cache.LogCapacity);
         _snapshots.WithLabels(name).Set(_snapshotCatalog.List(name).Count);
         _preservedBytes.WithLabels(name).Set(cache.PreservedBytes);
