@@ -22,6 +22,8 @@ internal sealed class JournaledMedium(ILogMedium inner, CrashJournal journal) : 
         journal.Write(CrashJournal.Log, address, data);
     }
 
+    public void PrepareAhead(long tail) => inner.PrepareAhead(tail); // its zeroes go past the tail, where no record is
+
     public void Sync()
     {
         inner.Sync();

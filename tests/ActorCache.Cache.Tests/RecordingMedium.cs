@@ -28,6 +28,8 @@ internal sealed class RecordingMedium(ILogMedium inner) : ILogMedium
         lock (Ops) Ops.Add(new Op(address, data));
     }
 
+    public void PrepareAhead(long tail) => inner.PrepareAhead(tail); // its zeroes go past the tail, where no record is
+
     public void Sync()
     {
         inner.Sync();

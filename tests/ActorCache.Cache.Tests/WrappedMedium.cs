@@ -8,6 +8,7 @@ internal abstract class WrappedMedium(ILogMedium inner) : ILogMedium
 
     public virtual void Write(long address, IReadOnlyList<ReadOnlyMemory<byte>> buffers) => inner.Write(address, buffers);
     public virtual void Sync() => inner.Sync();
+    public void PrepareAhead(long tail) => inner.PrepareAhead(tail);
     public bool TryRead(long address, Span<byte> destination) => inner.TryRead(address, destination);
     public void Discard(long address, long length) => inner.Discard(address, length);
     public void Release(long segment) => inner.Release(segment);
