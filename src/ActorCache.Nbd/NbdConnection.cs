@@ -271,8 +271,10 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
                 var commit = _target.CommitStagedWriteAsync(request.Staged, fua: false);
                 // Write acks go out from the pool rather than at the end of the recv: a client that
                 // flushes after each write (fio --fsync=1) gets its ack while the receive loop goes
-                // on, and then 13% more writes (and less CPU per write) than with held-back acks.
-                if (commit.IsCompletedSuccessfully) Complete(request);
+                // on, and then 13% more writes (and less CPU per write) than with held-back acks. When
+                // nothing more is buffered the loop would only wait for the socket: the ack goes out
+                // right here, without the pool's wake-up (queue depth 1: write, ack, FLUSH).
+                if (commit.IsCompletedSuccessfully) Complete(request, sendHere: _reader.Buffered == 0);
                 else _ = CompleteWhenDoneAsync(request, commit); // rare: the volume left write-back under the write
                 return true;
             // A FLUSH the target only queues (the write-back cache's group commit) is handed over from here:

@@ -52,4 +52,38 @@ public sealed class DurabilityBarrierTests : IDisposable
         await fua.WaitAsync(TimeSpan.FromSeconds(5));
         Assert.Equal(3, cache.Generation);
     }
+
+    [Fact]
+    public async Task Waiters_complete_on_the_thread_that_made_them_durable_the_last_one_in_place_and_outside_the_lock()
+    {
+        var barrier = new DurabilityBarrier(new LogHistory([]), lastClosedGeneration: 0, durableSequence: 0);
+        var syncThread = 0;
+        var continuedOn = new int[3];
+        var tookTheLockAgain = new bool[3];
+        var waits = new Task[3];
+        for (var i = 0; i < 3; i++)
+        {
+            var n = i;
+            // ExecuteSynchronously: the continuation runs wherever the waiter is completed, as an awaiting FLUSH's does.
+            waits[i] = barrier.WaitAsync(10 + i).ContinueWith(_ =>
+            {
+                continuedOn[n] = Environment.CurrentManagedThreadId;
+                // Another thread taking the barrier's lock would hang here if waiters were completed under it.
+#pragma warning disable xUnit1031 // blocking on purpose: the continuation runs on the completing thread, as a FLUSH's reply does
+                tookTheLockAgain[n] = Task.Run(() => barrier.HasWaiters).Wait(TimeSpan.FromSeconds(5));
+#pragma warning restore xUnit1031
+            }, TaskContinuationOptions.ExecuteSynchronously);
+        }
+        var flusher = new Thread(() =>
+        {
+            syncThread = Environment.CurrentManagedThreadId;
+            barrier.SyncPointWritten(20, new SyncPoint(1, 0, Sequence: 1, EndAddress: 8192));
+            barrier.Local.Advance(1); // the fdatasync is done: the waiters complete
+        });
+        flusher.Start();
+        flusher.Join();
+        await Task.WhenAll(waits).WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.All(tookTheLockAgain, Assert.True);
+        Assert.Equal(1, continuedOn.Count(t => t == syncThread)); // one in place (no thread hop before the reply), the others on the pool
+    }
 }

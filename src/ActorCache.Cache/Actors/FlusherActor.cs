@@ -101,8 +101,7 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
                 LogWorks();
             }
             var written = Stopwatch.GetTimestamp();
-            if (_appender.SyncForWaiters())
-                _health.CountCommit(rungAt == 0 ? 0 : started - rungAt, written - started, Stopwatch.GetTimestamp() - written);
+            if (_appender.SyncForWaiters()) _health.CountCommit(rungAt == 0 ? 0 : started - rungAt, written - started, _appender.LastSyncTicks);
             _appender.CommitIfDue();
             if (_health.Syncs != syncs) WakeDestagerIfUrgent();
             _backoff.Reset();

@@ -274,13 +274,18 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
         if (HasUnsyncedWrites && DateTime.UtcNow - _lastSync > options.CommitInterval) Sync();
     }
 
+    /// <summary>How long the last fdatasync took (Stopwatch ticks): the waiters it completes may run their continuations on this thread after it.</summary>
+    public long LastSyncTicks { get; private set; }
+
     /// <summary>fdatasyncs everything written so far; the local log is then durable through the written ticket.</summary>
     public void Sync()
     {
         var tail = window.Tail;
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
         try
         {
             medium.Sync();
+            LastSyncTicks = System.Diagnostics.Stopwatch.GetTimestamp() - started;
         }
         catch (BlockTargetException e) when (e.Error != BlockError.NoSpace)
         {
