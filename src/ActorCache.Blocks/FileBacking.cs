@@ -6,7 +6,7 @@ namespace ActorCache.Blocks;
 /// The bottom of every stack: a sparse file or a block device, read and written with pread/pwrite.
 /// FLUSH and FUA are fdatasync; TRIM punches holes; allocation comes from SEEK_DATA/SEEK_HOLE.
 /// </summary>
-public sealed class FileBacking : IBlockTarget
+public sealed class FileBacking : IBlockTarget, IFileRangeCopy
 {
     private const int ZeroChunk = 1 << 20;
     private static readonly byte[] Zeroes = GC.AllocateArray<byte>(ZeroChunk, pinned: true);
@@ -121,6 +121,22 @@ public sealed class FileBacking : IBlockTarget
     }
 
     public bool TryReadWithoutWaiting(long offset, Span<byte> destination) => LibC.TryReadCached(_handle, destination, offset);
+
+    private volatile bool _copyUnsupported;
+
+    public bool TryCopyFrom(SafeFileHandle source, long sourceOffset, long offset, long length)
+    {
+        if (_copyUnsupported || _isBlockDevice) return false;
+        var errno = LibC.CopyRange(source, sourceOffset, _handle, offset, length);
+        if (errno == 0) return true;
+        if (LibC.CopyUnsupported(errno))
+        {
+            _copyUnsupported = true; // not between these file systems: writes go the ordinary way from now on
+            return false;
+        }
+        BlockThrow.FromErrno(errno, "copy_file_range", Path);
+        return false;
+    }
 
     public ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken = default)
     {

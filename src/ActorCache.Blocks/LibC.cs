@@ -7,7 +7,7 @@ namespace ActorCache.Blocks;
 public static partial class LibC
 {
     public const int EPERM = 1, EIO = 5, EACCES = 13, EINVAL = 22, ENOSPC = 28, EROFS = 30, ENXIO = 6,
-        EOPNOTSUPP = 95, EDQUOT = 122, EINTR = 4;
+        EOPNOTSUPP = 95, EDQUOT = 122, EINTR = 4, EXDEV = 18, ENOSYS = 38, EBADF = 9;
 
     public const int FALLOC_FL_KEEP_SIZE = 0x01, FALLOC_FL_PUNCH_HOLE = 0x02, FALLOC_FL_ZERO_RANGE = 0x10;
     public const int SEEK_END = 2, SEEK_DATA = 3, SEEK_HOLE = 4;
@@ -31,6 +31,34 @@ public static partial class LibC
 
     [LibraryImport("libc")]
     private static partial IntPtr strerror(int errnum);
+
+    [LibraryImport("libc", SetLastError = true)]
+    private static partial nint copy_file_range(SafeFileHandle fdIn, ref long offIn, SafeFileHandle fdOut, ref long offOut, nuint len, uint flags);
+
+    /// <summary>
+    /// Copies <paramref name="length"/> bytes between two files inside the kernel (copy_file_range: no
+    /// user-space buffer, one call instead of a read and a write). Returns 0 or the errno; a source that
+    /// ends early is EIO. EXDEV, EINVAL, ENOSYS, EOPNOTSUPP or EBADF mean "not between these two files".
+    /// </summary>
+    public static int CopyRange(SafeFileHandle source, long sourceOffset, SafeFileHandle destination, long destinationOffset, long length)
+    {
+        while (length > 0)
+        {
+            var n = copy_file_range(source, ref sourceOffset, destination, ref destinationOffset, (nuint)length, 0);
+            if (n > 0)
+            {
+                length -= n;
+                continue;
+            }
+            if (n == 0) return EIO;
+            var errno = Marshal.GetLastPInvokeError();
+            if (errno != EINTR) return errno;
+        }
+        return 0;
+    }
+
+    /// <summary>An errno of <see cref="CopyRange"/> that means the kernel cannot copy between these files (the caller reads and writes instead).</summary>
+    public static bool CopyUnsupported(int errno) => errno is EXDEV or EINVAL or ENOSYS or EOPNOTSUPP or EBADF;
 
     [LibraryImport("libc", SetLastError = true)]
     private static unsafe partial nint pwritev(SafeFileHandle fd, IoVector* iov, int iovcnt, long offset);

@@ -178,4 +178,22 @@ public sealed class FileBackingTests : IDisposable
         Assert.Equal(BlockError.NoSpace, e.Error);
         await Task.CompletedTask;
     }
+
+    [Fact]
+    public async Task Takes_a_range_from_another_file_inside_the_kernel()
+    {
+        // What the destager does with a log segment: the bytes land where a write would put them.
+        var source = PathOf("segment.log");
+        var content = Pattern(1 << 20, 3);
+        await File.WriteAllBytesAsync(source, content);
+        await using var backing = FileBacking.Open(PathOf("a.img"), Size, create: true);
+        using (var handle = File.OpenHandle(source))
+            Assert.True(backing.TryCopyFrom(handle, 8192, 5 << 20, 64 << 10), "copy_file_range between two files of one file system");
+        var back = new byte[64 << 10];
+        await backing.ReadAsync(5 << 20, back);
+        Assert.Equal(content.AsSpan(8192, 64 << 10).ToArray(), back);
+        var before = new byte[4096];
+        await backing.ReadAsync((5 << 20) - 4096, before);
+        Assert.True(before.AsSpan().IndexOfAnyExcept((byte)0) < 0, "nothing else is written");
+    }
 }

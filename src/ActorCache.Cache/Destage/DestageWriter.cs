@@ -6,7 +6,9 @@ namespace ActorCache.Cache;
 /// <summary>
 /// Copies a destage step from the log to the backing: each 4 MiB extent's blocks in block order,
 /// neighbours coalesced into one I/O (trims become hole punches), the extents of a step in parallel on
-/// the thread pool, so a slow backing (a remote or delayed disk) serves many writes at once.
+/// the thread pool, so a slow backing (a remote or delayed disk) serves many writes at once. A file
+/// backing takes each run straight from the log segment inside the kernel (copy_file_range): no read
+/// into a buffer and write back out of it, which past the retention cap every cached write pays for.
 /// </summary>
 internal sealed class DestageWriter(ILogMedium medium, IBlockTarget backing)
 {
@@ -27,6 +29,24 @@ internal sealed class DestageWriter(ILogMedium medium, IBlockTarget backing)
             start = i;
         }
         return Task.WhenAll(extents);
+    }
+
+    private readonly IFileRangeCopy? _copier = backing as IFileRangeCopy;
+
+    /// <summary>Copies a run of log blocks to the backing in the kernel, if both are files that allow it and the run lies in one segment.</summary>
+    private bool TryCopy(long address, int length, long offset)
+    {
+        // (A run can cross into the next segment when a batch ended exactly at a segment's end.)
+        if (_copier is null || address % medium.SegmentSize + length > medium.SegmentSize) return false;
+        if (medium.SegmentHandle(address / medium.SegmentSize) is not { } segment) return false;
+        try
+        {
+            return _copier.TryCopyFrom(segment, address % medium.SegmentSize, offset, length);
+        }
+        catch (ObjectDisposedException)
+        {
+            return false; // the segment went meanwhile: the read below says so
+        }
     }
 
     private async Task WriteExtentAsync(List<DestageBlock> blocks, int from, int count)
@@ -51,6 +71,11 @@ internal sealed class DestageWriter(ILogMedium medium, IBlockTarget backing)
                 if (kind == BlockLocation.Log)
                 {
                     var length = run * BlockSize;
+                    if (TryCopy(BlockIndex.ValueOf(entry) << BlockShift, length, start << BlockShift))
+                    {
+                        i = runEnd;
+                        continue;
+                    }
                     if (!medium.TryRead(BlockIndex.ValueOf(entry) << BlockShift, buffer.AsSpan(0, length)))
                         throw new BlockTargetException(BlockError.Io, $"log block {BlockIndex.ValueOf(entry)} vanished before it was destaged");
                     await backing.WriteAsync(start << BlockShift, buffer.AsMemory(0, length), fua: false).ConfigureAwait(false);

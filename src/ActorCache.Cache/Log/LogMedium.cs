@@ -33,6 +33,12 @@ public interface ILogMedium : IDisposable
     /// </summary>
     bool TryRead(long address, Span<byte> destination);
 
+    /// <summary>
+    /// The open file of a segment, for a copy inside the kernel (the destager's copy_file_range), or null
+    /// when the medium has none (test media: the destager then reads and writes).
+    /// </summary>
+    SafeFileHandle? SegmentHandle(long segment) => null;
+
     /// <summary>Forgets a range inside one segment (after a torn tail is cut), so stale records there can never be mistaken for new ones.</summary>
     void Discard(long address, long length);
 
@@ -338,6 +344,8 @@ public sealed class SegmentFiles : ILogMedium
         }
         return true;
     }
+
+    public SafeFileHandle? SegmentHandle(long segment) => Handle(segment, create: false);
 
     public void Discard(long address, long length)
     {

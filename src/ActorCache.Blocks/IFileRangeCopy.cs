@@ -1,0 +1,17 @@
+using Microsoft.Win32.SafeHandles;
+
+namespace ActorCache.Blocks;
+
+/// <summary>
+/// A target that can take a range straight from another file, inside the kernel (copy_file_range): the
+/// destager moves history from a log segment to a file backing without reading it into user space.
+/// </summary>
+public interface IFileRangeCopy
+{
+    /// <summary>
+    /// Writes <paramref name="length"/> bytes of <paramref name="source"/> at <paramref name="sourceOffset"/>
+    /// to <paramref name="offset"/>, like a write without FUA. False (nothing written) when the kernel cannot
+    /// copy between the two files; then the caller reads and writes. Throws like a write on a real failure.
+    /// </summary>
+    bool TryCopyFrom(SafeFileHandle source, long sourceOffset, long offset, long length);
+}
