@@ -5,6 +5,8 @@
 # A/B against another build: BASE=/path/to/old/ActorCache.dll adds it as server "actorcache-base", run
 # alternately with this build in the same repetitions (SERVERS="actorcache actorcache-base" for just the two).
 # Needs: fio, nbdkit, qemu-utils (qemu-nbd), python3 (Debian's), dotnet. Run as root for J5 (drops the page cache).
+# AC_ARGS="--set k=v ..." starts both ActorCache builds with those settings too (e.g. a small log, so J1 passes
+# the retention cap within a short run and every write also pays its destage).
 # J9 is the database pattern: 4k random writes at queue depth 1, a FLUSH after each (p50/p99 are the FLUSH's); J10 the
 # same with FUA writes (run with nbdsh: fio cannot send FUA).
 set -euo pipefail
@@ -38,7 +40,7 @@ ac_pid=
 start_actorcache() { # extra --set arguments follow
   # Admin on any free port: the default 9460 may belong to a node the user runs.
   dotnet "$dll" serve --data-dir "$work/acdata" --listen "unix:$work/ac.sock" --admin 127.0.0.1:0 \
-    --volume "bench:$SIZE:write-back:backing=$work/ac.img" "$@" >>"$work/ac.log" 2>&1 &
+    --volume "bench:$SIZE:write-back:backing=$work/ac.img" ${AC_ARGS:-} "$@" >>"$work/ac.log" 2>&1 &
   ac_pid=$!
   pids+=("$ac_pid")
   for _ in $(seq 200); do grep -q "node serving" "$work/ac.log" 2>/dev/null && break; sleep 0.1; done
@@ -47,7 +49,7 @@ stop_actorcache() { kill -TERM "$ac_pid"; wait "$ac_pid" 2>/dev/null || true; : 
 start_base() { # the build to compare against, if any
   [ -n "${BASE:-}" ] || return 0
   dotnet "$BASE" serve --data-dir "$work/acbasedata" --listen "unix:$work/acbase.sock" --admin 127.0.0.1:0 \
-    --volume "bench:$SIZE:write-back:backing=$work/acbase.img" >>"$work/acbase.log" 2>&1 &
+    --volume "bench:$SIZE:write-back:backing=$work/acbase.img" ${AC_ARGS:-} >>"$work/acbase.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 200); do grep -q "node serving" "$work/acbase.log" 2>/dev/null && break; sleep 0.1; done
 }
@@ -154,8 +156,11 @@ for job in $JOBS; do
   done
 done
 rss=$(awk '/VmHWM/ {print $2}' "/proc/$ac_pid/status" 2>/dev/null || echo 0)
+# Whether the writes also paid their destage (past the retention cap, every cached write does).
+destaged=$(curl -s "$(cat "$work/acdata/admin.url" 2>/dev/null)/metrics" 2>/dev/null |
+  awk '/^actorcache_cache_blocks_destaged_total/ {s += $2} END {printf "%.0f", s}')
 
-/usr/bin/python3 - "$results" "$rss" <<'PY'
+/usr/bin/python3 - "$results" "$rss" "${destaged:-0}" <<'PY'
 import collections, statistics, sys
 rows = collections.defaultdict(list)
 for line in open(sys.argv[1]):
@@ -176,5 +181,5 @@ for job in sorted({j for j, _ in rows}, key=lambda j: int(j[1:])):
         line = f"| {job} | {server} | {iops:.0f} | {bw:.1f} | {p50:.0f} | {p99:.0f} | {ratio(base)} | {ratio(mem)} |"
         if has_base: line += f" {ratio(med(job, 'actorcache-base', 0))} |"
         print(line)
-print(f"\nActorCache peak RSS: {int(sys.argv[2]) / 1024:.0f} MiB")
+print(f"\nActorCache peak RSS: {int(sys.argv[2]) / 1024:.0f} MiB; blocks it destaged to its backing since its last start: {sys.argv[3]}")
 PY
