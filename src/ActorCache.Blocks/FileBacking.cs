@@ -123,18 +123,23 @@ public sealed class FileBacking : IBlockTarget, IFileRangeCopy
     public bool TryReadWithoutWaiting(long offset, Span<byte> destination) => LibC.TryReadCached(_handle, destination, offset);
 
     private volatile bool _copyUnsupported;
+    private bool? _copiesBytes;
+
+    /// <summary>
+    /// Only where copy_file_range really copies: on XFS or btrfs it would share the log segment's extents
+    /// with the backing (reflink), and a recycled segment's next writes would then be copy-on-write
+    /// allocations again, with a journal commit in every fdatasync and no space reserved for them.
+    /// </summary>
+    private bool CopiesBytes => _copiesBytes ??= !_isBlockDevice && LibC.FileSystemType(_handle) is LibC.EXT4_SUPER_MAGIC or LibC.TMPFS_MAGIC;
 
     public bool TryCopyFrom(SafeFileHandle source, long sourceOffset, long offset, long length)
     {
-        if (_copyUnsupported || _isBlockDevice) return false;
+        if (_copyUnsupported || !CopiesBytes) return false;
         var errno = LibC.CopyRange(source, sourceOffset, _handle, offset, length);
         if (errno == 0) return true;
-        if (LibC.CopyUnsupported(errno))
-        {
-            _copyUnsupported = true; // not between these file systems: writes go the ordinary way from now on
-            return false;
-        }
-        BlockThrow.FromErrno(errno, "copy_file_range", Path);
+        // Not between these file systems: writes go the ordinary way from now on. Any other error is left to
+        // the ordinary read and write of this run, so the failing side (log or backing) reports itself.
+        if (LibC.CopyUnsupported(errno)) _copyUnsupported = true;
         return false;
     }
 

@@ -10,8 +10,8 @@ public interface IFileRangeCopy
 {
     /// <summary>
     /// Writes <paramref name="length"/> bytes of <paramref name="source"/> at <paramref name="sourceOffset"/>
-    /// to <paramref name="offset"/>, like a write without FUA. False (nothing written) when the kernel cannot
-    /// copy between the two files; then the caller reads and writes. Throws like a write on a real failure.
+    /// to <paramref name="offset"/>, like a write without FUA. False when it did not (the kernel cannot copy
+    /// between the two files, or the copy failed part way): then the caller reads and writes the range.
     /// </summary>
     bool TryCopyFrom(SafeFileHandle source, long sourceOffset, long offset, long length);
 }

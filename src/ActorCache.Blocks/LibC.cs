@@ -33,12 +33,24 @@ public static partial class LibC
     private static partial IntPtr strerror(int errnum);
 
     [LibraryImport("libc", SetLastError = true)]
+    private static unsafe partial int fstatfs(SafeFileHandle fd, byte* buffer);
+
+    public const long EXT4_SUPER_MAGIC = 0xEF53, TMPFS_MAGIC = 0x01021994;
+
+    /// <summary>The file system type of an open file (statfs's f_type, e.g. <see cref="EXT4_SUPER_MAGIC"/>), or -1 when it cannot be told.</summary>
+    public static unsafe long FileSystemType(SafeFileHandle fd)
+    {
+        var buffer = stackalloc byte[512]; // struct statfs is 120 bytes on 64-bit Linux; f_type comes first
+        return fstatfs(fd, buffer) == 0 ? *(long*)buffer : -1;
+    }
+
+    [LibraryImport("libc", SetLastError = true)]
     private static partial nint copy_file_range(SafeFileHandle fdIn, ref long offIn, SafeFileHandle fdOut, ref long offOut, nuint len, uint flags);
 
     /// <summary>
     /// Copies <paramref name="length"/> bytes between two files inside the kernel (copy_file_range: no
     /// user-space buffer, one call instead of a read and a write). Returns 0 or the errno; a source that
-    /// ends early is EIO. EXDEV, EINVAL, ENOSYS, EOPNOTSUPP or EBADF mean "not between these two files".
+    /// copies nothing is EOPNOTSUPP. EXDEV, EINVAL, ENOSYS, EOPNOTSUPP or EBADF mean "not between these two files".
     /// </summary>
     public static int CopyRange(SafeFileHandle source, long sourceOffset, SafeFileHandle destination, long destinationOffset, long length)
     {
@@ -50,7 +62,7 @@ public static partial class LibC
                 length -= n;
                 continue;
             }
-            if (n == 0) return EIO;
+            if (n == 0) return EOPNOTSUPP; // the kernel copied nothing from a source that has the bytes: it cannot copy here
             var errno = Marshal.GetLastPInvokeError();
             if (errno != EINTR) return errno;
         }

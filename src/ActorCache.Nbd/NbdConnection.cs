@@ -279,8 +279,18 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
                 return true;
             // A FLUSH the target only queues (the write-back cache's group commit) is handed over from here:
             // a hop to the pool first would only add a thread wake-up to every commit's latency.
+            // (A mode switch between the check and the call could make this one FLUSH fdatasync the backing
+            // here; that is rare and only slow.)
             case NbdCommand.Flush when _target.FlushesWithoutBlocking:
-                var flush = _target.FlushAsync();
+                ValueTask flush;
+                try
+                {
+                    using (InlineReply.Allow()) flush = _target.FlushAsync(); // its completion only sends the reply
+                }
+                catch (Exception e)
+                {
+                    flush = ValueTask.FromException(e); // answered like any failed FLUSH: every request gets its reply
+                }
                 if (flush.IsCompletedSuccessfully) Complete(request, heldBack: true);
                 else _ = CompleteWhenDoneAsync(request, flush);
                 return true;
@@ -289,8 +299,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         }
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))] // no Task per FLUSH
-    private async ValueTask CompleteWhenDoneAsync(NbdRequest request, ValueTask commit)
+    private async Task CompleteWhenDoneAsync(NbdRequest request, ValueTask commit)
     {
         try
         {
@@ -320,14 +329,21 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
                 case NbdCommand.Read:
                     await _target.ReadAsync((long)header.Offset, request.Payload);
                     break;
+                // A FUA write or a FLUSH only sends its reply once done: the target may complete it inline.
                 case NbdCommand.Write when request.Staged.StagedBy is not null:
-                    await _target.CommitStagedWriteAsync(request.Staged, (header.Flags & CommandFlags.Fua) != 0);
+                    ValueTask commit;
+                    using (InlineReply.Allow()) commit = _target.CommitStagedWriteAsync(request.Staged, (header.Flags & CommandFlags.Fua) != 0);
+                    await commit;
                     break;
                 case NbdCommand.Write:
-                    await _target.WriteAsync((long)header.Offset, request.Payload, (header.Flags & CommandFlags.Fua) != 0);
+                    ValueTask write;
+                    using (InlineReply.Allow()) write = _target.WriteAsync((long)header.Offset, request.Payload, (header.Flags & CommandFlags.Fua) != 0);
+                    await write;
                     break;
                 case NbdCommand.Flush:
-                    await _target.FlushAsync();
+                    ValueTask flush;
+                    using (InlineReply.Allow()) flush = _target.FlushAsync();
+                    await flush;
                     break;
                 case NbdCommand.Trim:
                     await _target.TrimAsync((long)header.Offset, header.Length, (header.Flags & CommandFlags.Fua) != 0);
@@ -421,7 +437,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         }
         _replies.Enqueue(request);
         if (heldBack || Interlocked.CompareExchange(ref _sending, 1, 0) != 0) return;
-        if (sendHere) _ = SendQueuedAsync();
+        if (sendHere) _ = SendQueuedAsync(bounded: InlineReply.Running);
         else ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: true);
     }
 
@@ -463,7 +479,12 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     /// Runs on the thread that took the send side (<see cref="_sending"/>) until a send has to wait for
     /// the socket; small replies are gathered so a burst of them leaves in one send.
     /// </summary>
-    private async Task SendQueuedAsync()
+    /// <remarks>
+    /// <paramref name="bounded"/>: on a target's thread that completed a reply inline (a flusher after its
+    /// fdatasync), it sends at most <see cref="InlineSendLimit"/> replies, then hands the send side to a
+    /// pool work item, so the flusher is back to its log whatever the other requests of the connection do.
+    /// </remarks>
+    private async Task SendQueuedAsync(bool bounded = false)
     {
         while (true)
         {
@@ -471,7 +492,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
             var done = 0;
             try
             {
-                while (_replies.TryDequeue(out var request))
+                while ((!bounded || done < InlineSendLimit) && _replies.TryDequeue(out var request))
                 {
                     try
                     {
@@ -498,8 +519,15 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
             // by the check below, or it would wait in the queue with nobody sending.
             Interlocked.Exchange(ref _sending, 0);
             if (_replies.IsEmpty || Interlocked.CompareExchange(ref _sending, 1, 0) != 0) return;
+            if (bounded)
+            {
+                ThreadPool.UnsafeQueueUserWorkItem(this, preferLocal: false); // it owns the send side now
+                return;
+            }
         }
     }
+
+    private const int InlineSendLimit = 16;
 
     /// <summary>Adds a reply to the batch, sending the batch first when it is full; a reply larger than the batch goes out on its own.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]

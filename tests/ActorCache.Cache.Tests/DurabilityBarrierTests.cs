@@ -1,3 +1,5 @@
+using ActorCache.Blocks;
+
 namespace ActorCache.Cache.Tests;
 
 /// <summary>
@@ -54,18 +56,21 @@ public sealed class DurabilityBarrierTests : IDisposable
     }
 
     [Fact]
-    public async Task Waiters_complete_on_the_thread_that_made_them_durable_the_last_one_in_place_and_outside_the_lock()
+    public async Task Waiters_complete_outside_the_lock_and_one_that_allows_it_on_the_thread_that_made_it_durable()
     {
         var barrier = new DurabilityBarrier(new LogHistory([]), lastClosedGeneration: 0, durableSequence: 0);
         var syncThread = 0;
-        var continuedOn = new int[3];
-        var tookTheLockAgain = new bool[3];
-        var waits = new Task[3];
-        for (var i = 0; i < 3; i++)
+        var continuedOn = new int[4];
+        var tookTheLockAgain = new bool[4];
+        var waits = new Task[4];
+        for (var i = 0; i < 4; i++)
         {
             var n = i;
+            // Three callers allow an inline completion (as the NBD front's FLUSH does), the fourth does not.
+            Task wait;
+            using (i < 3 ? InlineReply.Allow() : default) wait = barrier.WaitAsync(10 + i);
             // ExecuteSynchronously: the continuation runs wherever the waiter is completed, as an awaiting FLUSH's does.
-            waits[i] = barrier.WaitAsync(10 + i).ContinueWith(_ =>
+            waits[i] = wait.ContinueWith(_ =>
             {
                 continuedOn[n] = Environment.CurrentManagedThreadId;
                 // Another thread taking the barrier's lock would hang here if waiters were completed under it.
@@ -84,6 +89,7 @@ public sealed class DurabilityBarrierTests : IDisposable
         flusher.Join();
         await Task.WhenAll(waits).WaitAsync(TimeSpan.FromSeconds(10));
         Assert.All(tookTheLockAgain, Assert.True);
-        Assert.Equal(1, continuedOn.Count(t => t == syncThread)); // one in place (no thread hop before the reply), the others on the pool
+        Assert.Equal(1, continuedOn.Take(3).Count(t => t == syncThread)); // one in place (no thread hop before the reply), the others on the pool
+        Assert.NotEqual(syncThread, continuedOn[3]); // a caller that did not allow it never continues on the flusher's thread
     }
 }

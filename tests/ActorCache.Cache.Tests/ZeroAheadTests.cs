@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using ActorCache.Blocks;
 
 namespace ActorCache.Cache.Tests;
 
@@ -72,6 +73,35 @@ public sealed class ZeroAheadTests : IDisposable
         while (UnwrittenBytes(file, 2 * BlockSize, SegmentFiles.ZeroAheadBytes) > 0 && deadline.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(20);
         Assert.Equal(0, UnwrittenBytes(file, 2 * BlockSize, SegmentFiles.ZeroAheadBytes));
         Assert.True(UnwrittenBytes(file, SegmentFiles.ZeroAheadBytes + 2 * BlockSize, 4 << 20) > 0, "zeroes go only so far ahead");
+    }
+
+    [Fact]
+    public void An_fdatasync_error_seen_while_zeroing_ahead_fails_the_logs_next_sync()
+    {
+        // Linux reports a write-back error once per open file: if the zero-ahead's fdatasync gets it, the
+        // flusher's own fdatasync may then succeed although its last batch never reached the disk.
+        using var medium = new SegmentFiles(_directory, 16 << 20);
+        medium.ZeroAheadSync = _ => LibC.EIO;
+        medium.Write(0, [new byte[2 * BlockSize]]);
+        medium.Sync();
+        medium.PrepareAhead(2 * BlockSize);
+        BlockTargetException? failure = null;
+        var deadline = Stopwatch.StartNew();
+        for (var address = 2L * BlockSize; failure is null && deadline.Elapsed < TimeSpan.FromSeconds(10); address += BlockSize)
+        {
+            Thread.Sleep(10);
+            medium.Write(address, [new byte[BlockSize]]);
+            try
+            {
+                medium.Sync();
+            }
+            catch (BlockTargetException e)
+            {
+                failure = e;
+            }
+        }
+        Assert.NotNull(failure);
+        Assert.Contains("zeroing ahead", failure.Message);
     }
 
     /// <summary>Bytes of [from, from + length) in unwritten (reserved, never written) extents, from filefrag's FIEMAP listing.</summary>

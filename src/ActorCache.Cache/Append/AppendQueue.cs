@@ -69,10 +69,9 @@ internal sealed class AppendQueue
     /// Enough is queued for a batch of its own: <paramref name="blocks"/> data blocks, or as many records
     /// (trims and zeroes carry no data but still take memory until they are logged).
     /// </summary>
-    public bool HoldsBatch(int blocks)
-    {
-        lock (_gate) return _pendingDataBlocks >= blocks || _pending.Count >= blocks;
-    }
+    public bool HoldsBatch(int blocks) =>
+        // Read without the lock (every writer asks after each write): a stale answer only rings a little early or late.
+        Volatile.Read(ref _pendingDataBlocks) >= blocks || _pending.Count >= blocks;
 
     /// <summary>Blocks queued and not yet in the log, trims and zeroes included (what a stop that cannot reach the log would lose).</summary>
     public long PendingBlocks

@@ -15,14 +15,16 @@ namespace ActorCache.Cache;
 /// The flusher writes sync points (<see cref="SyncPointWritten"/>) and advances the local participant;
 /// writers add waiters; other participants advance themselves. A small lock guards it all; nothing in
 /// it blocks. Waiters are completed outside it, on the thread that made the sync point durable (the
-/// flusher after its fdatasync): the last one runs its continuation right there (for an NBD FLUSH, up
-/// to sending the reply), the others are handed to the pool so they go on in parallel. At queue depth
-/// 1 a commit then costs no thread hop between the fdatasync and the reply.
+/// flusher after its fdatasync). A waiter whose caller allowed it (<see cref="InlineReply"/>: an NBD
+/// FLUSH or FUA, whose continuation only sends the reply) may run its continuation right there: the last
+/// such one does, the others are handed to the pool so they go on in parallel. At queue depth 1 a
+/// commit then costs no thread hop between the fdatasync and the reply. Every other waiter continues
+/// on the pool (RunContinuationsAsynchronously), so no caller's code runs on the flusher unasked.
 /// </remarks>
 public sealed class DurabilityBarrier
 {
     private readonly Lock _gate = new();
-    private readonly List<(long Ticket, TaskCompletionSource Done)> _waiters = [];
+    private readonly List<(long Ticket, TaskCompletionSource Done, bool Inline)> _waiters = [];
     private readonly Queue<(long Ticket, SyncPoint Point)> _written = new(); // sync points written, with the tickets they cover
     private readonly List<Participant> _participants = [];
     private readonly LogHistory _history;
@@ -81,8 +83,10 @@ public sealed class DurabilityBarrier
         {
             if (ticket <= _closedTicket) return Task.CompletedTask;
             if (_refusal is { } refusal) return Task.FromException(refusal);
-            var done = new TaskCompletionSource(); // completed outside the lock (see the remarks)
-            _waiters.Add((ticket, done));
+            // Completed outside the lock either way (see the remarks).
+            var inline = InlineReply.Allowed;
+            var done = new TaskCompletionSource(inline ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously);
+            _waiters.Add((ticket, done, inline));
             return done.Task;
         }
     }
@@ -93,7 +97,7 @@ public sealed class DurabilityBarrier
         if (upTo <= after) return false;
         lock (_gate)
         {
-            foreach (var (ticket, _) in _waiters)
+            foreach (var (ticket, _, _) in _waiters)
                 if (ticket > after && ticket <= upTo) return true;
             return false;
         }
@@ -121,7 +125,7 @@ public sealed class DurabilityBarrier
     /// </summary>
     internal void Refuse(BlockTargetException refusal)
     {
-        List<(long Ticket, TaskCompletionSource Done)> refused;
+        List<(long Ticket, TaskCompletionSource Done, bool Inline)> refused;
         lock (_gate)
         {
             _refusal = refusal;
@@ -129,7 +133,7 @@ public sealed class DurabilityBarrier
             _waiters.Clear();
         }
         // Outside the lock and on the pool: a continuation must never run under the lock, nor on the thread refusing.
-        foreach (var (_, done) in refused) ThreadPool.UnsafeQueueUserWorkItem(static s => s.Done.TrySetException(s.Refusal), (Done: done, Refusal: refusal), false);
+        foreach (var (_, done, _) in refused) ThreadPool.UnsafeQueueUserWorkItem(static s => s.Done.TrySetException(s.Refusal), (Done: done, Refusal: refusal), false);
     }
 
     /// <summary>Waiters are accepted again (the log works again).</summary>
@@ -148,7 +152,7 @@ public sealed class DurabilityBarrier
         CloseWhatIsDurable();
     }
 
-    [ThreadStatic] private static List<TaskCompletionSource>? t_completing;
+    [ThreadStatic] private static List<(TaskCompletionSource Done, bool Inline)>? t_completing;
 
     private void CloseWhatIsDurable()
     {
@@ -170,15 +174,25 @@ public sealed class DurabilityBarrier
             for (var i = _waiters.Count - 1; i >= 0; i--)
             {
                 if (_waiters[i].Ticket > _closedTicket) continue;
-                completing.Add(_waiters[i].Done);
+                completing.Add((_waiters[i].Done, _waiters[i].Inline));
                 _waiters.RemoveAt(i);
             }
         }
-        // Every waiter but one goes on in the pool; the last runs here (see the remarks).
-        for (var i = 0; i < completing.Count - 1; i++) ThreadPool.UnsafeQueueUserWorkItem(static done => done.TrySetResult(), completing[i], false);
-        var last = completing.Count > 0 ? completing[^1] : null;
+        // Waiters that continue on the pool anyway are completed here; of those allowed inline, the last runs
+        // here and the others go to the pool (see the remarks).
+        TaskCompletionSource? last = null;
+        foreach (var (done, inline) in completing)
+        {
+            if (!inline) done.TrySetResult();
+            else
+            {
+                if (last is not null) ThreadPool.UnsafeQueueUserWorkItem(static done => done.TrySetResult(), last, false);
+                last = done;
+            }
+        }
         completing.Clear();
-        last?.TrySetResult();
+        if (last is null) return;
+        using (InlineReply.Run()) last.TrySetResult();
     }
 
     /// <summary>One party whose durability every FLUSH waits for; it says how far it has everything durably.</summary>

@@ -230,8 +230,15 @@ public sealed class SegmentFiles : ILogMedium
         _zeroAhead.Signal();
     }
 
+    /// <summary>The zero-ahead's own fdatasync (a test replaces it to fail like a disk).</summary>
+    internal Func<SafeFileHandle, int> ZeroAheadSync = LibC.DataSync;
+
+    private volatile bool _zeroAheadOff;   // it failed once: the log goes on without it
+    private int _zeroAheadSyncError;        // an fdatasync error it saw, for the next Sync to report
+
     private void ZeroAhead()
     {
+        if (_zeroAheadOff) return;
         var tail = Volatile.Read(ref _zeroAheadTail);
         var segment = tail / SegmentSize;
         if (!_open.TryGetValue(segment, out var handle)) return;
@@ -252,12 +259,23 @@ public sealed class SegmentFiles : ILogMedium
                     wrote = true;
                 }
             }
+            if (!wrote) return;
             // Makes the zeroes' extents written ones now, in one journal commit, instead of in the next commit's.
-            if (wrote) LibC.DataSync(handle);
+            // It writes back the flusher's dirty pages of this file too, and Linux reports a write-back error
+            // once per open file: an error here may be the only report of a lost log write, so the next Sync
+            // fails with it (and the log is then untrusted) rather than a FLUSH being acknowledged.
+            var errno = ZeroAheadSync(handle);
+            if (errno != 0)
+            {
+                Interlocked.CompareExchange(ref _zeroAheadSyncError, errno, 0);
+                _zeroAheadOff = true;
+            }
         }
-        catch (Exception e) when (e is IOException or ObjectDisposedException)
+        catch (Exception)
         {
-            // Only an optimisation: a released segment, or a failing disk, which the flusher's own writes report.
+            // Only an optimisation (a released segment, a refused write): the log goes on without it, and a
+            // failing disk is reported by the flusher's own writes and syncs.
+            _zeroAheadOff = true;
         }
     }
 
@@ -284,6 +302,8 @@ public sealed class SegmentFiles : ILogMedium
             }
         }
         if (directory) SyncDirectory();
+        if (Volatile.Read(ref _zeroAheadSyncError) is var zeroAheadError and not 0)
+            BlockThrow.FromErrno(zeroAheadError, "fdatasync (while zeroing ahead of the log's tail)", _directory);
     }
 
     public void SyncAll()

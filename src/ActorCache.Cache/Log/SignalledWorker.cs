@@ -35,7 +35,14 @@ internal sealed class SignalledWorker(string name, Action job) : IDisposable
         {
             _signal.WaitOne();
             if (_stopping) return;
-            job();
+            try
+            {
+                job();
+            }
+            catch (Exception)
+            {
+                // A background job must never take the process down: its owner records what it needs to know.
+            }
         }
     }
 
