@@ -91,7 +91,7 @@ public static class NodeHost
                     loggers.ClearLoggers();
                     loggers.AddLogger<AkkaLogBridge>();
                 })
-                .WithRemoting(settings.ClusterHostname, settings.ClusterPort)
+                .WithRemoting(settings.ClusterHostname.Trim('[', ']'), settings.ClusterPort)
                 .WithClustering(new ClusterOptions { SeedNodes = [.. settings.SeedNodes] })
                 // The node's name travels as a role, so every member can list the others by name (quoted:
                 // the hosting options write roles unquoted, and the name role has a colon).
