@@ -179,6 +179,8 @@ public sealed class ClusterTests : IAsyncLifetime
         Assert.Contains("is reachable", await Cli.RefusedAsync(1, Cli.RunAsync(a, "cluster", "down", "b")));
         Assert.Contains("no member of the cluster", await Cli.RefusedAsync(1, Cli.RunAsync(a, "cluster", "down", "nosuch")));
         Assert.Contains("admin token", await Cli.RefusedAsync(1, Cli.RunAsync(a, "cluster", "down", "c", "--token", "wrong")));
+        Assert.Contains("is unreachable, so it cannot leave gracefully; if it is gone for good, use 'actorcache cluster down c'",
+            await Cli.RefusedAsync(1, Cli.RunAsync(a, "cluster", "leave", "c")));
         await Cli.RefusedAsync(2, Cli.RunAsync(a, "cluster", "down"));
 
         var downed = await Cli.JsonAsync(b, "cluster", "down", "c");

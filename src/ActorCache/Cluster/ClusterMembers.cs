@@ -120,6 +120,10 @@ public sealed class ClusterMembers(ActorSystem system, NodeSettings settings, IL
     /// <summary>Asks another member to leave gracefully (it then stops itself, flushing its volumes as on SIGTERM).</summary>
     public MemberInfo Leave(Member member)
     {
+        if (!IsReachable(member))
+            throw new ClusterChangeRefusedException(
+                $"member {NameOf(member)} ({member.Address}) is unreachable, so it cannot leave gracefully; if it is gone for good, " +
+                $"use 'actorcache cluster down {NameOf(member)}'");
         logger.LogInformation("asking member {Node} ({Address}) to leave the cluster", NameOf(member), member.Address);
         Cluster.Leave(member.Address);
         return Describe(member, MemberStatus.Leaving.ToString());
