@@ -6,8 +6,8 @@ using ActorCache.Hosting;
 namespace ActorCache;
 
 /// <summary>
-/// The <c>actorcache</c> executable: <c>serve</c> runs a node; the nouns beside it (<c>volume</c>, and
-/// <c>snapshot</c> to come) talk to a running node's admin API (<see cref="Cli"/>).
+/// The <c>actorcache</c> executable: <c>serve</c> runs a node; the nouns beside it (<c>volume</c>, <c>snapshot</c>,
+/// <c>cluster</c>) talk to a running node's admin API (<see cref="Cli"/>).
 /// </summary>
 public static class Program
 {
@@ -47,6 +47,7 @@ public static class Program
         root.Subcommands.Add(ServeCommand());
         root.Subcommands.Add(VolumeCommands.Create());
         root.Subcommands.Add(SnapshotCommands.Create());
+        root.Subcommands.Add(ClusterCommands.Create());
         CliHelp.Install(root);
         return root;
     }
@@ -77,6 +78,22 @@ public static class Program
         {
             Description = "admin HTTP listener for /metrics, /health and the admin API (/api): HOST:PORT (default 127.0.0.1:9460; port 0 picks a free port)",
         };
+        var nodeName = new Option<string?>("--node-name")
+        {
+            Description = "the node's name in the cluster (default: the host name); kept in DATA_DIR/node.name, a restart keeps it",
+            HelpName = "NAME",
+        };
+        var cluster = new Option<string?>("--cluster")
+        {
+            Description = "Akka remoting address other nodes reach this one at: HOST:PORT (default 127.0.0.1:4053; port 0 picks a free port)",
+            HelpName = "HOST:PORT",
+        };
+        var seed = new Option<string[]>("--seed")
+        {
+            Description = "a seed node of the cluster to join, HOST:PORT (repeatable; none: the node is a cluster of its own)",
+            HelpName = "HOST:PORT",
+            Arity = ArgumentArity.ZeroOrMore,
+        };
         var set = new Option<string[]>("--set")
         {
             Description = "override one configuration key: key=value (repeatable)",
@@ -84,7 +101,7 @@ public static class Program
         };
         var serve = new Command("serve", "Run a node: metadata in the data directory, every volume served over NBD.")
         {
-            config, dataDir, listen, volume, admin, set,
+            config, dataDir, listen, volume, admin, nodeName, cluster, seed, set,
         };
         serve.SetAction((result, _) => NodeRun.RunAsync(new ServeFlags(
             result.GetValue(config),
@@ -92,7 +109,10 @@ public static class Program
             result.GetValue(listen) ?? [],
             result.GetValue(volume) ?? [],
             result.GetValue(set) ?? [],
-            result.GetValue(admin))));
+            result.GetValue(admin),
+            result.GetValue(nodeName),
+            result.GetValue(cluster),
+            result.GetValue(seed) ?? [])));
         return serve;
     }
 }

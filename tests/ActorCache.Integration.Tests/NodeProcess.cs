@@ -9,7 +9,9 @@ namespace ActorCache.Integration.Tests;
 /// <summary>
 /// The real <c>actorcache serve</c> process, started from the build output the way a user runs it.
 /// Each node gets its own data directory, Unix socket and TCP port, and its admin listener a port of the
-/// kernel's choosing (read back from DATA_DIR/admin.url), so tests can run side by side.
+/// kernel's choosing (read back from DATA_DIR/admin.url), so tests can run side by side. Akka remoting
+/// takes any free port too (<c>--cluster 127.0.0.1:0</c>) unless a test gives <c>--cluster</c> itself: the
+/// default, 4053, would be taken by the first node of a parallel run.
 /// </summary>
 public sealed partial class NodeProcess : IAsyncDisposable
 {
@@ -102,7 +104,10 @@ public sealed partial class NodeProcess : IAsyncDisposable
                 start.ArgumentList.Add(arg);
         if (admin is not null)
             foreach (var arg in new[] { "--admin", admin }) start.ArgumentList.Add(arg);
-        foreach (var arg in extraArgs) start.ArgumentList.Add(arg);
+        var extra = extraArgs.ToList();
+        if (!extra.Contains("--cluster"))
+            foreach (var arg in new[] { "--cluster", "127.0.0.1:0" }) start.ArgumentList.Add(arg);
+        foreach (var arg in extra) start.ArgumentList.Add(arg);
         var process = Process.Start(start)!;
         var node = new NodeProcess(process, dataDir, tcpPort);
         process.OutputDataReceived += (_, e) => node.OnLine(e.Data);

@@ -24,6 +24,12 @@ public sealed class CommandLineTests : IDisposable
     [InlineData("volume resize vol1 --size 1T")]
     [InlineData("volume mode vol1 write-through")]
     [InlineData("serve --volume vol0:1G")] // serve is untouched
+    [InlineData("serve --node-name a --cluster 127.0.0.1:4053 --seed 127.0.0.1:4053 --seed 10.0.0.2:4053")]
+    [InlineData("cluster show")]
+    [InlineData("cluster show --json --data-dir a")]
+    [InlineData("cluster leave")]
+    [InlineData("cluster leave c --token abc")]
+    [InlineData("cluster down 127.0.0.1:4055 --node http://127.0.0.1:9461")]
     public void Well_formed_commands_parse(string line) => Assert.Empty(Errors(line));
 
     [Theory]
@@ -38,6 +44,9 @@ public sealed class CommandLineTests : IDisposable
     [InlineData("volume mode vol1", "Required argument missing for command: 'mode'.")]
     [InlineData("volume list --node ftp://x", "--node 'ftp://x' is not a node's admin URL; write http://HOST:PORT, e.g. http://127.0.0.1:9460 (the node writes it to DATA_DIR/admin.url)")]
     [InlineData("volume", "Required command was not provided.")]
+    [InlineData("cluster down", "Required argument missing for command: 'down'.")]
+    [InlineData("cluster leave a b", "Unrecognized command or argument 'b'.")]
+    [InlineData("cluster", "Required command was not provided.")]
     public void Usage_mistakes_are_parse_errors_with_the_message_serve_would_give(string line, string message) =>
         Assert.Contains(message, Errors(line));
 

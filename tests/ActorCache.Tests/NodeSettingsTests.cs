@@ -7,8 +7,8 @@ namespace ActorCache.Tests;
 public sealed class NodeSettingsTests
 {
     private static NodeSettings Load(string[]? volumes = null, string[]? listen = null, string[]? sets = null, string? config = null,
-        string? dataDir = "/tmp/ac-settings", string? admin = null) =>
-        NodeSettingsLoader.Load(new ServeFlags(config, dataDir, listen ?? [], volumes ?? [], sets ?? [], admin));
+        string? dataDir = "/tmp/ac-settings", string? admin = null, string? nodeName = null, string? cluster = null, string[]? seeds = null) =>
+        NodeSettingsLoader.Load(new ServeFlags(config, dataDir, listen ?? [], volumes ?? [], sets ?? [], admin, nodeName, cluster, seeds));
 
     [Fact]
     public void Defaults_serve_tcp_loopback_and_a_unix_socket_in_the_data_dir()
@@ -21,6 +21,50 @@ public sealed class NodeSettingsTests
         Assert.Equal("Data Source=/tmp/ac-settings/metadata.db", s.MetadataConnectionString);
         Assert.Empty(s.SeedNodes);
         Assert.Equal(new IPEndPoint(IPAddress.Loopback, 9460), s.Admin.EndPoint);
+    }
+
+    [Fact]
+    public void The_cluster_defaults_are_the_host_name_port_4053_no_seeds_and_keep_majority()
+    {
+        var s = Load();
+        Assert.Equal(ActorCache.Cluster.NodeIdentity.HostName(), s.NodeName);
+        Assert.Null(s.NodeNameOrigin);
+        Assert.Equal(("127.0.0.1", 4053), (s.ClusterHostname, s.ClusterPort));
+        Assert.Empty(s.SeedNodes);
+        Assert.Equal(TimeSpan.FromSeconds(20), s.JoinTimeout);
+        Assert.Equal("Akka.Cluster.SBR.SplitBrainResolverProvider, Akka.Cluster", s.Config.GetString("akka.cluster.downing-provider-class"));
+        Assert.Equal("keep-majority", s.Config.GetString("akka.cluster.split-brain-resolver.active-strategy"));
+        Assert.Equal(TimeSpan.FromSeconds(20), s.Config.GetTimeSpan("akka.cluster.split-brain-resolver.stable-after"));
+    }
+
+    [Fact]
+    public void Cluster_flags_win_over_configuration_and_seeds_take_both_forms()
+    {
+        string[] sets = ["actorcache.cluster.node-name = x", "actorcache.cluster.hostname = \"10.0.0.9\"", "actorcache.cluster.port = 5000",
+            "actorcache.cluster.seed-nodes = [\"10.0.0.1:4053\", \"akka.tcp://actorcache@10.0.0.2:4053\"]"];
+        var fromConfig = Load(sets: sets);
+        Assert.Equal(("x", "actorcache.cluster.node-name = x"), (fromConfig.NodeName, fromConfig.NodeNameOrigin));
+        Assert.Equal(("10.0.0.9", 5000), (fromConfig.ClusterHostname, fromConfig.ClusterPort));
+        Assert.Equal(["akka.tcp://actorcache@10.0.0.1:4053", "akka.tcp://actorcache@10.0.0.2:4053"], fromConfig.SeedNodes);
+
+        var fromFlags = Load(sets: sets, nodeName: "b", cluster: "[::1]:0", seeds: ["127.0.0.1:4053", "127.0.0.1:4053", "node1.example:4054"]);
+        Assert.Equal(("b", "--node-name b"), (fromFlags.NodeName, fromFlags.NodeNameOrigin));
+        Assert.Equal(("[::1]", 0), (fromFlags.ClusterHostname, fromFlags.ClusterPort));
+        Assert.Equal(["akka.tcp://actorcache@127.0.0.1:4053", "akka.tcp://actorcache@node1.example:4054"], fromFlags.SeedNodes);
+    }
+
+    [Theory]
+    [InlineData("banana", "'banana' needs a host and a port between 0 and 65535")]
+    [InlineData("127.0.0.1:-1", "needs a host and a port")]
+    [InlineData("::1:4053", "write an IPv6 host in brackets")]
+    [InlineData("tcp://127.0.0.1:4053", "without a scheme")]
+    public void Bad_cluster_addresses_say_what_is_wrong(string cluster, string reason)
+    {
+        var e = Assert.Throws<SettingsException>(() => Load(cluster: cluster));
+        Assert.StartsWith("--cluster: ", e.Message);
+        Assert.Contains(reason, e.Message);
+        var seed = Assert.Throws<SettingsException>(() => Load(seeds: [cluster]));
+        Assert.StartsWith("--seed: ", seed.Message);
     }
 
     [Fact]
@@ -274,8 +318,11 @@ public sealed class ConfigValidationTests : IDisposable
     [InlineData("actorcache.data-dir=[a, b]", "actorcache.data-dir must be a single value")]
     [InlineData("actorcache.data-dir=\"\"", "actorcache.data-dir is empty")]
     [InlineData("actorcache.nbd.default-export=\"a/b\"", "actorcache.nbd.default-export = a/b is not a volume name")]
-    [InlineData("actorcache.cluster.seed-nodes=[\"10.0.0.1:4053\"]", "'10.0.0.1:4053' is not a node address; write akka.tcp://actorcache@HOST:PORT")]
-    [InlineData("actorcache.cluster.seed-nodes=[\"akka.tcp://other@10.0.0.1:4053\"]", "is not a node address")]
+    [InlineData("actorcache.cluster.seed-nodes=[\"10.0.0.1:4053\"]", "")]
+    [InlineData("actorcache.cluster.seed-nodes=[\"10.0.0.1\"]", "actorcache.cluster.seed-nodes: '10.0.0.1' needs a host and a port between 1 and 65535")]
+    [InlineData("actorcache.cluster.seed-nodes=[\"akka.tcp://other@10.0.0.1:4053\"]", "is not a node address; write HOST:PORT (or akka.tcp://actorcache@HOST:PORT)")]
+    [InlineData("actorcache.cluster.node-name=\"a/b\"", "actorcache.cluster.node-name: 'a/b' is not a node name")]
+    [InlineData("actorcache.cluster.join-timeout=0s", "actorcache.cluster.join-timeout = 0s is not allowed; it must be at least 1s")]
     [InlineData("actorcache.cluster.seed-nodes=[\"akka.tcp://actorcache@10.0.0.1:4053\"]", "")]
     [InlineData("actorcache.cluster.hostname=\"\"", "actorcache.cluster.hostname is empty")]
     public void Every_bad_value_names_the_key_the_value_and_what_is_allowed(string set, string message)

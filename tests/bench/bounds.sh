@@ -83,7 +83,7 @@ for name in ac kfile; do
   fio --name=fill --filename="$work/$name.img" --rw=write --bs=1M --size="$SIZE" --ioengine=psync --end_fsync=1 >/dev/null
 done
 dotnet build src/ActorCache -c Release -v quiet -nologo >/dev/null
-dotnet src/ActorCache/bin/Release/net10.0/ActorCache.dll serve --data-dir "$work/acdata" --listen "unix:$work/ac.sock" --admin 127.0.0.1:0 \
+dotnet src/ActorCache/bin/Release/net10.0/ActorCache.dll serve --data-dir "$work/acdata" --listen "unix:$work/ac.sock" --admin 127.0.0.1:0 --cluster 127.0.0.1:0 \
   --volume "bench:$SIZE:write-back:backing=$work/ac.img" >"$work/ac.log" 2>&1 & pids+=($!); ac=$!
 nbdkit -f -U "$work/kmem.sock" memory "$SIZE" & pids+=($!); kmem=$!
 nbdkit -f -U "$work/kfile.sock" file "$work/kfile.img" & pids+=($!); kfile=$!

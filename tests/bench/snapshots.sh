@@ -28,7 +28,7 @@ dll=src/ActorCache/bin/Release/net10.0/ActorCache.dll
 
 start_node() { # data-dir, extra --set arguments follow
   local dir=$1; shift
-  dotnet "$dll" serve --data-dir "$dir" --listen "unix:$work/ac.sock" --admin 127.0.0.1:0 \
+  dotnet "$dll" serve --data-dir "$dir" --listen "unix:$work/ac.sock" --admin 127.0.0.1:0 --cluster 127.0.0.1:0 \
     --volume "bench:1G:write-back" "$@" >"$work/node.log" 2>&1 &
   pid=$!
   for _ in $(seq 300); do grep -q "node serving" "$work/node.log" 2>/dev/null && [ -s "$dir/admin.url" ] && break; sleep 0.1; done

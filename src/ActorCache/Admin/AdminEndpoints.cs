@@ -18,10 +18,11 @@ public static class AdminEndpoints
             await metrics.Registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted);
         });
 
-        // Readiness: every volume online and not degraded. 503 lists what is wrong, one line per volume and reason.
-        app.MapGet("/health", async (VolumeStatusReader volumes, CancellationToken cancellationToken) =>
+        // Readiness: every volume online and not degraded, and the node in its cluster. 503 lists what is
+        // wrong, one line per volume and reason (and one for the cluster).
+        app.MapGet("/health", async (VolumeStatusReader volumes, ActorCache.Cluster.ClusterJoinWatch cluster, CancellationToken cancellationToken) =>
         {
-            var problems = (await volumes.ReadAsync(cancellationToken)).SelectMany(VolumeHealth.Problems).ToList();
+            var problems = (await volumes.ReadAsync(cancellationToken)).SelectMany(VolumeHealth.Problems).Concat(cluster.Problems()).ToList();
             return problems.Count == 0
                 ? Results.Text("ok\n")
                 : Results.Text(string.Join('\n', problems) + "\n", statusCode: StatusCodes.Status503ServiceUnavailable);
@@ -35,6 +36,7 @@ public static class AdminEndpoints
         VolumeEndpoints.Map(api);
         SnapshotEndpoints.Map(api);
         OperationEndpoints.Map(api);
+        ClusterEndpoints.Map(api);
         api.MapFallback("{**path}", (HttpRequest request) =>
             ApiErrors.Error(StatusCodes.Status404NotFound, $"no such endpoint: {request.Method} {request.Path}; the README lists the admin API"));
     }

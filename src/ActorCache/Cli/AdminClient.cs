@@ -77,6 +77,18 @@ public sealed class AdminClient : IDisposable
         SendAsync(HttpMethod.Post, $"api/snapshots/{Escape(volume)}/{Escape(snapshot)}/clone?wait=false", Body(request, ApiJson.Wire.CloneRequest),
             ApiJson.Wire.OperationInfo, ct);
 
+    // ---- cluster ------------------------------------------------------------------------------
+
+    public Task<IReadOnlyList<MemberInfo>> ListMembersAsync(CancellationToken ct) =>
+        SendAsync(HttpMethod.Get, "api/cluster", null, ApiJson.Wire.IReadOnlyListMemberInfo, ct);
+
+    /// <summary>Asks a member (<paramref name="node"/>, or the node itself when null) to leave the cluster.</summary>
+    public Task<MemberInfo> LeaveAsync(string? node, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, "api/cluster/leave", Body(new ClusterMemberRequest { Node = node }, ApiJson.Wire.ClusterMemberRequest), ApiJson.Wire.MemberInfo, ct);
+
+    public Task<MemberInfo> DownAsync(string node, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, "api/cluster/down", Body(new ClusterMemberRequest { Node = node }, ApiJson.Wire.ClusterMemberRequest), ApiJson.Wire.MemberInfo, ct);
+
     // ---- operations ---------------------------------------------------------------------------
 
     public Task<OperationInfo> GetOperationAsync(string id, CancellationToken ct) =>

@@ -77,6 +77,9 @@ public static class NodeHost
                 // the actor system. Akka's own SIGTERM hook would stop the volume actors under the
                 // front while requests are still in flight.
                 .AddHocon("akka.coordinated-shutdown.run-by-clr-shutdown-hook = off", HoconAddMode.Prepend)
+                // A node that leaves the cluster stops its storage in this phase first (ClusterStopBridge).
+                .AddHocon($"akka.coordinated-shutdown.phases.before-service-unbind.timeout = {(long)ActorCache.Cluster.ClusterStopBridge.PhaseTimeout(settings).TotalMilliseconds}ms",
+                    HoconAddMode.Prepend)
                 // Akka logs through the host's loggers, once (AkkaLogBridge), and so does the minimal logger it
                 // falls back to while its loggers start and after they stop (Akka's own prints its own format
                 // to stdout). The dead letters of a stopping node are expected, not news.
@@ -88,8 +91,11 @@ public static class NodeHost
                     loggers.ClearLoggers();
                     loggers.AddLogger<AkkaLogBridge>();
                 })
-                .WithRemoting(settings.ClusterHostname, settings.ClusterPort)
-                .WithClustering(new ClusterOptions { SeedNodes = [.. settings.SeedNodes], Roles = ["storage"] })
+                .WithRemoting(settings.ClusterHostname.Trim('[', ']'), settings.ClusterPort)
+                .WithClustering(new ClusterOptions { SeedNodes = [.. settings.SeedNodes] })
+                // The node's name travels as a role, so every member can list the others by name (quoted:
+                // the hosting options write roles unquoted, and the name role has a colon).
+                .AddHocon($"akka.cluster.roles = [\"storage\", \"{ActorCache.Cluster.ClusterMembers.NameRolePrefix}{settings.NodeName}\"]", HoconAddMode.Prepend)
                 .WithSqlPersistence(
                     connectionString: settings.MetadataConnectionString,
                     providerName: settings.Metadata == MetadataProvider.Sqlite ? ProviderName.SQLiteMS : ProviderName.PostgreSQL15,
@@ -99,6 +105,8 @@ public static class NodeHost
                     registry.Register<VolumeRegistry>(system.ActorOf(Props.Create(() => new VolumeRegistry()), VolumeRegistry.Id));
                     registry.Register<ActorCache.Snapshots.SnapshotRegistry>(
                         system.ActorOf(Props.Create(() => new ActorCache.Snapshots.SnapshotRegistry()), ActorCache.Snapshots.SnapshotRegistry.Id));
+                    system.ActorOf(ActorCache.Cluster.ClusterNodeActor.Props(settings.NodeName,
+                        () => services.GetRequiredService<NodeVolumes>().Running.Select(v => v.Name)), ActorCache.Cluster.ClusterNodeActor.Name);
                 })
                 .AddStartup((system, _) =>
                 {
@@ -106,11 +114,14 @@ public static class NodeHost
                     // singletons behave the same as on many nodes.
                     if (settings.SeedNodes.Count == 0)
                     {
-                        var cluster = Cluster.Get(system);
+                        var cluster = Akka.Cluster.Cluster.Get(system);
                         cluster.Join(cluster.SelfAddress);
                     }
                 });
         });
+        // Stopped right after the storage service (hosted services stop in reverse order); see ClusterStopBridge.
+        builder.Services.AddHostedService<ActorCache.Cluster.ClusterStopBridge>();
+        builder.Services.AddSingleton<ActorCache.Cluster.ClusterMembers>();
         builder.Services.AddSingleton<ActorCache.Snapshots.SnapshotService>();
         builder.Services.AddSingleton<ActorCache.Snapshots.VolumeRevert>();
         builder.Services.AddSingleton<ActorCache.Snapshots.SnapshotClones>();
@@ -121,6 +132,9 @@ public static class NodeHost
         builder.Services.AddSingleton<VolumeDependents>();
         builder.Services.AddSingleton<NodeService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<NodeService>());
+        // Records the node's name once it serves, and reports a node its seeds do not let in.
+        builder.Services.AddSingleton<ActorCache.Cluster.ClusterJoinWatch>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ActorCache.Cluster.ClusterJoinWatch>());
         builder.Services.AddSingleton<VolumeStatusReader>();
         builder.Services.AddSingleton<NodeMetrics>();
         builder.Services.AddSingleton<VolumeInfoReader>();

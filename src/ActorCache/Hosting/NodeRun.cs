@@ -47,6 +47,7 @@ public static class NodeRun
             try
             {
                 // Everything that can be checked without the metadata, before any file is created.
+                settings = settings with { NodeName = ActorCache.Cluster.NodeIdentity.Resolve(settings) };
                 StartChecks.CheckBackings(settings);
                 listeners = StartChecks.BindListeners(settings);
                 host = NodeHost.Build(settings, listeners, debugLog);

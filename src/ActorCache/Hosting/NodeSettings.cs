@@ -20,9 +20,19 @@ public sealed record NodeSettings
     public required TimeSpan StopGrace { get; init; }
     public required MetadataProvider Metadata { get; init; }
     public required string MetadataConnectionString { get; init; }
+    /// <summary>The node's name in the cluster (its member role <c>node:NAME</c>); see <see cref="Cluster.NodeIdentity"/>.</summary>
+    public required string NodeName { get; init; }
+    /// <summary>Where the name was asked for (<c>--node-name b</c>), or null when it defaulted to the host name.</summary>
+    public string? NodeNameOrigin { get; init; }
+    /// <summary>Where Akka remoting binds (<c>--cluster</c>); port 0 picks a free one.</summary>
     public required string ClusterHostname { get; init; }
     public required int ClusterPort { get; init; }
+    /// <summary>What the cluster address was given as, for messages: <c>--cluster</c> or the HOCON keys.</summary>
+    public string ClusterOrigin { get; init; } = "actorcache.cluster.hostname/port";
+    /// <summary>Akka addresses of the seed nodes (akka.tcp://actorcache@HOST:PORT); empty: the node joins itself.</summary>
     public required IReadOnlyList<string> SeedNodes { get; init; }
+    /// <summary>How long a node may take to join its seeds before it says so (log, /health).</summary>
+    public TimeSpan JoinTimeout { get; init; } = TimeSpan.FromSeconds(20);
     public required CacheSettings Cache { get; init; }
     /// <summary>Where the admin HTTP listener (/metrics, /health, /api) binds.</summary>
     public required AdminListenAddress Admin { get; init; }
@@ -57,7 +67,7 @@ public sealed record CacheSettings(
 
 /// <summary>The flags of <c>actorcache serve</c> that override configuration.</summary>
 public sealed record ServeFlags(string? ConfigFile, string? DataDir, IReadOnlyList<string> Listen, IReadOnlyList<string> Volumes,
-    IReadOnlyList<string> Sets, string? Admin = null);
+    IReadOnlyList<string> Sets, string? Admin = null, string? NodeName = null, string? Cluster = null, IReadOnlyList<string>? Seeds = null);
 
 /// <summary>Raised for settings a user got wrong; the message says which and how to fix it.</summary>
 public class SettingsException(string message) : Exception(message);
@@ -153,6 +163,9 @@ public static class NodeSettingsLoader
         if (provider == MetadataProvider.Sqlite && connectionString.Length == 0)
             connectionString = $"Data Source={Path.Combine(dataDir, "metadata.db")}";
 
+        var (nodeName, nodeNameOrigin) = NodeName(read, flags.NodeName);
+        var (clusterHost, clusterPort, clusterOrigin) = ClusterAddress(read, flags.Cluster);
+
         var defaultExport = read.String("nbd.default-export");
         if (defaultExport.Length > 0 && !VolumeSpec.IsValidName(defaultExport))
             throw new SettingsException($"actorcache.nbd.default-export = {defaultExport} is not a volume name; use the name of a volume, or \"\" for the only one");
@@ -174,11 +187,34 @@ public static class NodeSettingsLoader
             StopGrace = read.Duration("nbd.stop-grace", TimeSpan.Zero, "5s"),
             Metadata = provider,
             MetadataConnectionString = connectionString,
-            ClusterHostname = NonEmpty(read, "cluster.hostname", "\"127.0.0.1\""),
-            ClusterPort = read.Int("cluster.port", 0, 65535),
-            SeedNodes = SeedNodes(read),
+            NodeName = nodeName,
+            NodeNameOrigin = nodeNameOrigin,
+            ClusterHostname = clusterHost,
+            ClusterPort = clusterPort,
+            ClusterOrigin = clusterOrigin,
+            SeedNodes = SeedNodes(read, flags.Seeds),
+            JoinTimeout = read.Duration("cluster.join-timeout", TimeSpan.FromSeconds(1), "20s"),
             Config = config,
         };
+    }
+
+    /// <summary>The node's name: --node-name, else actorcache.cluster.node-name, else the host name.</summary>
+    private static (string Name, string? Origin) NodeName(SettingsReader read, string? flag)
+    {
+        var (name, origin) = flag is not null ? (flag, $"--node-name {flag}") : (read.String("cluster.node-name"), $"actorcache.cluster.node-name = {read.String("cluster.node-name")}");
+        if (flag is null && name.Length == 0) return (ActorCache.Cluster.NodeIdentity.HostName(), null);
+        if (!ActorCache.Cluster.NodeIdentity.IsValidName(name))
+            throw new SettingsException(ActorCache.Cluster.NodeIdentity.NameError(name, flag is not null ? "--node-name" : "actorcache.cluster.node-name"));
+        return (name, origin);
+    }
+
+    /// <summary>Where Akka remoting binds: --cluster HOST:PORT, else actorcache.cluster.hostname and port.</summary>
+    private static (string Host, int Port, string Origin) ClusterAddress(SettingsReader read, string? flag)
+    {
+        if (flag is null)
+            return (NonEmpty(read, "cluster.hostname", "\"127.0.0.1\""), read.Int("cluster.port", 0, 65535), "actorcache.cluster.hostname/port");
+        if (!ActorCache.Cluster.ClusterAddress.TryParse(flag, seed: false, out var address, out var error)) throw new SettingsException($"--cluster: {error}");
+        return (address!.Host, address.Port, $"--cluster {flag}");
     }
 
     private static string NonEmpty(SettingsReader read, string key, string example)
@@ -188,15 +224,20 @@ public static class NodeSettingsLoader
         return value;
     }
 
-    /// <summary>Akka addresses of this cluster's nodes: akka.tcp://actorcache@HOST:PORT.</summary>
-    private static IReadOnlyList<string> SeedNodes(SettingsReader read)
+    /// <summary>
+    /// Akka addresses of the seed nodes (akka.tcp://actorcache@HOST:PORT): --seed HOST:PORT (repeatable,
+    /// replaces the configured list), else actorcache.cluster.seed-nodes (HOST:PORT or Akka addresses).
+    /// </summary>
+    private static IReadOnlyList<string> SeedNodes(SettingsReader read, IReadOnlyList<string>? flags)
     {
-        const string example = "\"akka.tcp://actorcache@10.0.0.1:4053\"";
-        var seeds = read.StringList("cluster.seed-nodes", example);
-        foreach (var seed in seeds)
+        var fromFlags = flags is { Count: > 0 };
+        var texts = fromFlags ? flags! : read.StringList("cluster.seed-nodes", "\"10.0.0.1:4053\"");
+        var seeds = new List<string>();
+        foreach (var text in texts)
         {
-            if (!Uri.TryCreate(seed, UriKind.Absolute, out var uri) || uri.Scheme != "akka.tcp" || uri.UserInfo != NodeHost.SystemName || uri.Port <= 0)
-                throw new SettingsException($"actorcache.cluster.seed-nodes: '{seed}' is not a node address; write akka.tcp://{NodeHost.SystemName}@HOST:PORT, e.g. {example}");
+            if (!ActorCache.Cluster.ClusterAddress.TryParse(text, seed: true, out var address, out var error))
+                throw new SettingsException($"{(fromFlags ? "--seed" : "actorcache.cluster.seed-nodes")}: {error}");
+            if (!seeds.Contains(address!.AkkaAddress)) seeds.Add(address.AkkaAddress);
         }
         return seeds;
     }

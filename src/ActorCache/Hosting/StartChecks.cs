@@ -36,14 +36,47 @@ public static class StartChecks
         {
             throw new SettingsException($"{e.Message}; choose another with --listen");
         }
+        AdminListener admin;
         try
         {
-            return new NodeListeners(nbd, AdminListener.Bind(settings.Admin));
+            admin = AdminListener.Bind(settings.Admin);
         }
         catch (InvalidOperationException e)
         {
             nbd.Dispose();
             throw new SettingsException($"{e.Message}; choose another with --admin HOST:PORT or actorcache.admin.listen (port 0 picks a free port)");
+        }
+        var listeners = new NodeListeners(nbd, admin);
+        try
+        {
+            CheckClusterAddress(settings);
+        }
+        catch
+        {
+            listeners.Dispose();
+            throw;
+        }
+        return listeners;
+    }
+
+    /// <summary>
+    /// Akka remoting binds its port when the actor system starts, deep in the start; a port taken already
+    /// is found here first, in the same words as the NBD and admin addresses (a probe bind, released at once).
+    /// </summary>
+    public static void CheckClusterAddress(NodeSettings settings)
+    {
+        var text = $"{settings.ClusterHostname}:{settings.ClusterPort}";
+        var flag = settings.ClusterOrigin.StartsWith("--", StringComparison.Ordinal) ? "--cluster" : "--cluster HOST:PORT or actorcache.cluster.hostname/port";
+        if (!NbdListenAddress.TryResolveHost(settings.ClusterHostname.Trim('[', ']'), text, out var ip, out var error))
+            throw new SettingsException($"cluster address: {error}; choose another with {flag}");
+        if (settings.ClusterPort == 0) return;
+        try
+        {
+            using var probe = ListenSocket.Open(new System.Net.IPEndPoint(ip, settings.ClusterPort), $"cluster address {text}", backlog: 1);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new SettingsException($"{e.Message}; choose another with {(flag == "--cluster" ? "--cluster HOST:PORT" : flag)} (port 0 picks a free port)");
         }
     }
 

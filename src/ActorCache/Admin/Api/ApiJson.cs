@@ -25,6 +25,9 @@ namespace ActorCache.Admin.Api;
 [JsonSerializable(typeof(CreateSnapshotRequest))]
 [JsonSerializable(typeof(RevertRequest))]
 [JsonSerializable(typeof(CloneRequest))]
+[JsonSerializable(typeof(MemberInfo))]
+[JsonSerializable(typeof(IReadOnlyList<MemberInfo>))]
+[JsonSerializable(typeof(ClusterMemberRequest))]
 public sealed partial class ApiJson : JsonSerializerContext
 {
     private static ApiJson? _wire, _indented;

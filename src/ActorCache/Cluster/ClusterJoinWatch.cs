@@ -1,0 +1,71 @@
+using ActorCache.Hosting;
+using Akka.Actor;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Cluster;
+
+/// <summary>
+/// Once the node serves (started after the storage), records its name in the data directory (first start)
+/// and watches that the cluster accepts it: a node its seeds do not let in within
+/// <c>actorcache.cluster.join-timeout</c> says so in a warning and in <c>/health</c>, and keeps trying.
+/// </summary>
+public sealed class ClusterJoinWatch(NodeSettings settings, ClusterMembers members, ActorSystem system, ILogger<ClusterJoinWatch> logger)
+    : IHostedService, IDisposable
+{
+    private readonly CancellationTokenSource _stopping = new();
+    private DateTime _startedAt = DateTime.MaxValue;
+    private volatile bool _joined;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        NodeIdentity.Record(settings.DataDir, settings.NodeName);
+        _startedAt = DateTime.UtcNow;
+        var cluster = Akka.Cluster.Cluster.Get(system);
+        cluster.RegisterOnMemberUp(() =>
+        {
+            _joined = true;
+            logger.LogInformation("node {Name} is Up in the cluster at {Address}", settings.NodeName, cluster.SelfAddress);
+        });
+        _ = WarnIfNotJoinedAsync();
+        return Task.CompletedTask;
+    }
+
+    private async Task WarnIfNotJoinedAsync()
+    {
+        try
+        {
+            await Task.Delay(settings.JoinTimeout, _stopping.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+        if (Joined) return;
+        logger.LogWarning("{Problem}", NotJoinedProblem());
+    }
+
+    private bool Joined => _joined || members.IsJoined;
+
+    /// <summary>What /health says about the cluster: nothing while the node is in it (or still within the join timeout).</summary>
+    public IEnumerable<string> Problems()
+    {
+        if (Joined || DateTime.UtcNow - _startedAt < settings.JoinTimeout) yield break;
+        yield return NotJoinedProblem();
+    }
+
+    private string NotJoinedProblem()
+    {
+        var seeds = string.Join(", ", settings.SeedNodes.Select(s => s[(s.IndexOf('@') + 1)..]));
+        return $"cluster: not joined after {settings.JoinTimeout.TotalSeconds:0} s: no seed node let this node in (seeds {seeds}); " +
+               "check --seed, that a node of the cluster runs there and that its --cluster address is reachable from here; still trying";
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        _stopping.Cancel();
+        return Task.CompletedTask;
+    }
+
+    public void Dispose() => _stopping.Dispose();
+}

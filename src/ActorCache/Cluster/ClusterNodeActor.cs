@@ -1,0 +1,30 @@
+using Akka.Actor;
+
+namespace ActorCache.Cluster;
+
+/// <summary>Asks a node for its name and the volumes it serves (sent over remoting to <see cref="ClusterNodeActor.Path"/>).</summary>
+public sealed record GetNodeInfo
+{
+    public static readonly GetNodeInfo Instance = new();
+}
+
+/// <summary>A node's answer: its name and the volumes it serves, by name.</summary>
+public sealed record NodeInfo(string Name, string[] Volumes);
+
+/// <summary>
+/// The actor at a well-known path on every node (<c>/user/cluster-node</c>) that tells other members who
+/// this node is and what it serves, so <c>cluster show</c> on any node can list every node's volumes.
+/// </summary>
+public sealed class ClusterNodeActor : ReceiveActor
+{
+    public const string Name = "cluster-node";
+    public const string Path = "/user/" + Name;
+
+    public ClusterNodeActor(string nodeName, Func<IEnumerable<string>> volumes)
+    {
+        Receive<GetNodeInfo>(_ => Sender.Tell(new NodeInfo(nodeName, [.. volumes().Order(StringComparer.Ordinal)])));
+    }
+
+    public static Props Props(string nodeName, Func<IEnumerable<string>> volumes) =>
+        Akka.Actor.Props.Create(() => new ClusterNodeActor(nodeName, volumes));
+}
