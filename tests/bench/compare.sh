@@ -39,7 +39,7 @@ wait_socket() { for _ in $(seq 100); do [ -S "$1" ] && return 0; sleep 0.1; done
 ac_pid=
 start_actorcache() { # extra --set arguments follow
   # Admin on any free port: the default 9460 may belong to a node the user runs.
-  dotnet "$dll" serve --data-dir "$work/acdata" --listen "unix:$work/ac.sock" --admin 127.0.0.1:0 \
+  dotnet "$dll" serve --data-dir "$work/acdata" --listen "unix:$work/ac.sock" --admin 127.0.0.1:0 --cluster 127.0.0.1:0 \
     --volume "bench:$SIZE:write-back:backing=$work/ac.img" ${AC_ARGS:-} "$@" >>"$work/ac.log" 2>&1 &
   ac_pid=$!
   pids+=("$ac_pid")
