@@ -1,0 +1,44 @@
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Cache;
+
+/// <summary>
+/// Rebuilds a volume's index when it opens: from the persisted index and the log written after it when
+/// that index is sound and covers enough history to be worth it, else by replaying the whole log from
+/// the checkpoint (<see cref="LogRecovery"/>). Either way the log after the starting point is replayed
+/// with every checksum verified, and the result is the index a full replay would build.
+/// </summary>
+public static class IndexRecovery
+{
+    public static RecoveryResult Recover(string name, ILogMedium medium, ILogDirectory directory, Checkpoint checkpoint, BlockIndex index,
+        CacheOptions options, ILogger logger, IProgress<(long Done, long Total)>? progress = null)
+    {
+        var persisted = PersistedIndex.TryLoad(directory, checkpoint.VolumeId, out var problem);
+        if (persisted is not null)
+        {
+            if (persisted.NextAddress < checkpoint.Horizon || persisted.NextAddress - checkpoint.Horizon < options.FullReplayBelow)
+                persisted = null; // the horizon passed it, or the history it covers is small: replaying it all also verifies it all
+            else if (PersistedIndex.HeaderBlockCrc(medium, persisted.BatchAddress) != persisted.BatchHeaderCrc)
+            {
+                problem = $"the persisted index is stale: the log no longer holds batch {persisted.BatchSequence} at address {persisted.BatchAddress} that it was taken at";
+                persisted = null;
+            }
+        }
+        if (problem is not null) logger.LogWarning("volume {Name}: {Problem}; replaying the whole log from the checkpoint instead", name, problem);
+        if (persisted is null) return LogRecovery.Replay(medium, checkpoint, index, options.MaxBatchBlocks, progress);
+
+        // Entries below the horizon were destaged after the index was saved: the backing has them.
+        long loaded = 0;
+        foreach (var (block, entry) in persisted.Entries)
+        {
+            if (block >= index.Blocks || BlockIndex.LogAddressOf(entry) < checkpoint.Horizon) continue;
+            index.Set(block, entry);
+            loaded++;
+        }
+        var resume = checkpoint with { Horizon = persisted.NextAddress, Sequence = persisted.BatchSequence + 1, Generation = persisted.GenerationAfter };
+        var start = new ReplayStart([.. persisted.SyncPoints.Where(p => p.Sequence >= checkpoint.Sequence)], persisted.TimeMicros,
+            persisted.BatchAddress, persisted.NextAddress);
+        var result = LogRecovery.Replay(medium, resume, index, options.MaxBatchBlocks, progress, start);
+        return result with { PersistedEntries = loaded, SkippedBytes = persisted.NextAddress - checkpoint.Horizon };
+    }
+}
