@@ -79,7 +79,8 @@ public sealed class WriteBackCache : IBlockTarget
         _flusherBell.Attach(_flusher);
         _indexSaves = new IndexCheckpointer(name, _queue, medium, directory, _window, _barrier, _history, checkpoint.VolumeId, options, logger,
             () => _mode == CacheMode.WriteBack && _damage.Reason is null && !_flusherGone);
-        _indexSaves.Start(recovery.Tail);
+        // What the persisted index covers is saved; a tail replayed after it (or a whole log replayed) is not yet.
+        _indexSaves.Start(recovery.SkippedBytes > 0 ? recovery.ReplayedFrom : -1);
     }
 
     /// <summary>

@@ -97,6 +97,14 @@ public sealed class BlockIndex
         region.ChangedInSweep = _sweep;
     }
 
+    /// <summary>Makes room for <paramref name="count"/> more entries in the region of <paramref name="block"/> (a bulk load). The one writer only.</summary>
+    public void Reserve(long block, int count)
+    {
+        ref var slot = ref _regions[block >> RegionShift];
+        if (slot is null) Volatile.Write(ref slot, new IndexRegion());
+        slot.Reserve(count);
+    }
+
     /// <summary>Replaces the entry only if it is still <paramref name="expected"/> (a newer write wins). The one writer only.</summary>
     public bool Replace(long block, ulong expected, ulong entry)
     {

@@ -25,9 +25,10 @@ internal sealed class IndexCheckpointer(
     /// <summary>Saves taken so far (status and tests).</summary>
     public long Saves { get; private set; }
 
-    public void Start(long recoveredTail)
+    /// <param name="savedEnd">Where the log the persisted index covers ends, or -1 when it covers nothing this open used.</param>
+    public void Start(long savedEnd)
     {
-        _savedEnd = recoveredTail; // what the open replayed is as good as saved until the log grows
+        _savedEnd = savedEnd;
         _loop = Task.Run(RunAsync);
     }
 
@@ -41,7 +42,9 @@ internal sealed class IndexCheckpointer(
                 await Task.Delay(tick, _stop.Token).ConfigureAwait(false);
                 var grown = window.Tail - _savedEnd;
                 if (grown > 0 && (grown >= options.IndexSaveBytes || DateTime.UtcNow - _savedAt >= options.IndexSaveInterval))
-                    await SaveAsync(_stop.Token).ConfigureAwait(false);
+                {
+                    if (!await SaveAsync(_stop.Token).ConfigureAwait(false)) _savedAt = DateTime.UtcNow; // nothing to save: not before the next interval
+                }
             }
             catch (OperationCanceledException) when (_stop.IsCancellationRequested)
             {

@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 
 namespace ActorCache.Cache;
@@ -13,6 +14,7 @@ public static class IndexRecovery
     public static RecoveryResult Recover(string name, ILogMedium medium, ILogDirectory directory, Checkpoint checkpoint, BlockIndex index,
         CacheOptions options, ILogger logger, IProgress<(long Done, long Total)>? progress = null)
     {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var persisted = PersistedIndex.TryLoad(directory, checkpoint.VolumeId, out var problem);
         if (persisted is not null)
         {
@@ -28,17 +30,25 @@ public static class IndexRecovery
         if (persisted is null) return LogRecovery.Replay(medium, checkpoint, index, options.MaxBatchBlocks, progress);
 
         // Entries below the horizon were destaged after the index was saved: the backing has them.
+        bool Wanted((long Block, ulong Entry) e) => e.Block < index.Blocks && BlockIndex.LogAddressOf(e.Entry) >= checkpoint.Horizon;
+        var perRegion = new Dictionary<long, int>();
+        foreach (var e in persisted.Entries)
+            if (Wanted(e)) CollectionsMarshal.GetValueRefOrAddDefault(perRegion, e.Block >> BlockIndex.RegionShift, out _)++;
+        foreach (var (region, count) in perRegion) index.Reserve(region << BlockIndex.RegionShift, count);
         long loaded = 0;
-        foreach (var (block, entry) in persisted.Entries)
+        foreach (var e in persisted.Entries)
         {
-            if (block >= index.Blocks || BlockIndex.LogAddressOf(entry) < checkpoint.Horizon) continue;
-            index.Set(block, entry);
+            if (!Wanted(e)) continue;
+            index.Set(e.Block, e.Entry);
             loaded++;
         }
+        var loadedIn = clock.Elapsed.TotalSeconds;
         var resume = checkpoint with { Horizon = persisted.NextAddress, Sequence = persisted.BatchSequence + 1, Generation = persisted.GenerationAfter };
         var start = new ReplayStart([.. persisted.SyncPoints.Where(p => p.Sequence >= checkpoint.Sequence)], persisted.TimeMicros,
             persisted.BatchAddress, persisted.NextAddress);
         var result = LogRecovery.Replay(medium, resume, index, options.MaxBatchBlocks, progress, start);
+        logger.LogInformation("volume {Name}: read the persisted index in {Loaded:F2}s ({Entries} entries covering {Bytes} bytes of log); replayed the {Tail} bytes after it in {Replayed:F2}s",
+            name, loadedIn, loaded, persisted.NextAddress - checkpoint.Horizon, result.BytesReplayed, clock.Elapsed.TotalSeconds - loadedIn);
         return result with { PersistedEntries = loaded, SkippedBytes = persisted.NextAddress - checkpoint.Horizon };
     }
 }

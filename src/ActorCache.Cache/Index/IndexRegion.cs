@@ -109,6 +109,16 @@ internal sealed class IndexRegion
         _used++;
     }
 
+    /// <summary>
+    /// Makes room for <paramref name="more"/> entries at once. Loading entries in the order of another
+    /// table (hash order) into a table that grows as it goes would pack them into its first slots, one
+    /// long cluster, so a bulk load sizes the table first. The one writer only.
+    /// </summary>
+    public void Reserve(int more)
+    {
+        if ((_used + more) * 5L > _table.Length * 4L) Rebuild(CapacityFor(Live + more));
+    }
+
     /// <summary>Drops tombstones and shrinks a table that holds mostly them (the destager's sweeps). The one writer only.</summary>
     public void Compact()
     {
