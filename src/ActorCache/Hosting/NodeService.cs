@@ -86,8 +86,12 @@ public sealed class NodeService(
             _logger.LogInformation("volumes are still recovering their logs; the node starts meanwhile (GET /health says how far they are)");
     }
 
-    /// <summary>How long the start waits for its volumes to open before it goes on without them.</summary>
-    private static readonly TimeSpan OpenWait = TimeSpan.FromSeconds(5);
+    /// <summary>
+    /// How long the start waits for its volumes to open before it goes on without them: as long as it
+    /// used to wait before giving up, so a start whose volumes open within that is what it always was
+    /// (admin listener last, every volume served once it listens).
+    /// </summary>
+    private static readonly TimeSpan OpenWait = TimeSpan.FromSeconds(30);
 
     private Task _opening = Task.CompletedTask;
 
