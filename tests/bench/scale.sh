@@ -52,12 +52,13 @@ wait_served() { # prints seconds since $1 (epoch ns) until nbdinfo is served the
   echo "timeout"
 }
 wait_admin() { local dir=$1; for _ in $(seq 600); do [ -s "$dir/admin.url" ] && break; sleep 0.1; done; admin=$(cat "$dir/admin.url"); }
-metric() { curl -s "$admin/metrics" | awk -v m="$1{volume=\"bench\"}" '$1 == m {printf "%d\n", $2}'; }
+metric() { curl -s "$admin/metrics" | awk -v m="$1{volume=\"bench\"}" '$1 == m {printf "%.0f\n", $2}'; }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 replay_line() { { grep -a "volume bench: .*replayed" "$work/node.log" || true; } | tail -1 | sed -E 's/.*volume bench: //'; }
 seconds_of() { sed -nE 's/.* in ([0-9.]+)s.*/\1/p' <<<"$1"; }
 reopen() { # dll dir how(crash|clean) cache(warm|cold); sets reopened="open replay | line" (no subshell: it keeps $pid)
   local dll=$1 dir=$2 how=$3 cache=$4
+  if [ -z "$pid" ] && [ "$how" = clean ]; then reopened="n/a - | the start before failed: no node to stop cleanly"; return; fi
   if [ -n "$pid" ]; then
     if [ "$how" = crash ]; then kill -9 "$pid"; else kill -TERM "$pid"; fi
     wait "$pid" 2>/dev/null || true; pid=
