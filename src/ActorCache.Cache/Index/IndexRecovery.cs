@@ -18,8 +18,8 @@ public static class IndexRecovery
         var persisted = PersistedIndex.TryLoad(directory, checkpoint.VolumeId, out var problem);
         if (persisted is not null)
         {
-            if (persisted.NextAddress < checkpoint.Horizon || persisted.NextAddress - checkpoint.Horizon < options.FullReplayBelow)
-                persisted = null; // the horizon passed it, or the history it covers is small: replaying it all also verifies it all
+            if (persisted.NextAddress <= checkpoint.Horizon || persisted.NextAddress - checkpoint.Horizon < options.FullReplayBelow)
+                persisted = null; // the horizon reached it (the checkpoint says it all), or it covers little: replaying it all also verifies it all
             else if (PersistedIndex.HeaderBlockCrc(medium, persisted.BatchAddress) != persisted.BatchHeaderCrc)
             {
                 problem = $"the persisted index is stale: the log no longer holds batch {persisted.BatchSequence} at address {persisted.BatchAddress} that it was taken at";
