@@ -45,6 +45,13 @@ public sealed record CacheOptions
     /// <summary>How often the flusher looks for work without being woken (commits, retries of a full log).</summary>
     public TimeSpan FlusherTick { get; init; } = CacheReference.Duration("flusher-tick");
 
+    /// <summary>The index is persisted once this much log was written since the last save (bounds the replay of an open).</summary>
+    public long IndexSaveBytes { get; init; } = CacheReference.Size("index-save-bytes");
+    /// <summary>... or this long after the last save, when anything was written since.</summary>
+    public TimeSpan IndexSaveInterval { get; init; } = CacheReference.Duration("index-save-interval");
+    /// <summary>Below this much history covered by the persisted index, an open replays (and verifies) the whole log instead.</summary>
+    public long FullReplayBelow { get; init; } = CacheReference.Size("full-replay-below");
+
     /// <summary>Most bytes the preserved copies of kept snapshots may take (the snapshot store); past it the policy decides.</summary>
     public long SnapshotSpace { get; init; } = CacheReference.Size("snapshot-space");
     public SnapshotSpacePolicy SnapshotSpacePolicy { get; init; } = CacheReference.SpacePolicy("snapshot-space-policy");

@@ -37,6 +37,7 @@ public sealed class WriteBackCache : IBlockTarget
     private readonly IActorRef _flusher, _destager;
     private readonly ProtectedPoints _protected;
     private readonly SnapshotStore _store;
+    private readonly IndexCheckpointer _indexSaves;
     private volatile CacheMode _mode;
     private volatile bool _flusherGone, _destagerGone;
 
@@ -57,7 +58,7 @@ public sealed class WriteBackCache : IBlockTarget
         _history = new LogHistory(recovery.SyncPoints);
         _barrier = new DurabilityBarrier(_history, recovery.Generation - 1, recovery.NextSequence - 1);
         _window = new LogWindow(checkpoint.Horizon, recovery.Tail, options.LogCapacity);
-        _queue = new AppendQueue(index, ring.SlotCount) { WriteBack = mode == CacheMode.WriteBack };
+        _queue = new AppendQueue(index, ring.SlotCount, recovery.LastBatch) { WriteBack = mode == CacheMode.WriteBack };
         _reader = new CacheReader(ring, medium, backing, _damage, name);
         _writer = new CacheWriter(name, ring, _queue, _reader, _flusherBell, _health, options);
         _appender = new LogAppender(name, medium, _queue, ring, _barrier, _window, _health, options, logger, checkpoint.VolumeId, recovery);
@@ -76,6 +77,10 @@ public sealed class WriteBackCache : IBlockTarget
         _flusher = actors.ActorOf(FlusherActor.Props(new FlusherParts(name, _appender, _flusherBell, _destager, _destagerBell, _window, _health,
             _barrier, options, logger, OnFlusherStopped)), $"flusher-{escaped}-{incarnation}");
         _flusherBell.Attach(_flusher);
+        _indexSaves = new IndexCheckpointer(name, _queue, medium, directory, _window, _barrier, _history, checkpoint.VolumeId, options, logger,
+            () => _mode == CacheMode.WriteBack && _damage.Reason is null && !_flusherGone);
+        // What the persisted index covers is saved; a tail replayed after it (or a whole log replayed) is not yet.
+        _indexSaves.Start(recovery.SkippedBytes > 0 ? recovery.ReplayedFrom : -1);
     }
 
     /// <summary>
@@ -104,13 +109,14 @@ public sealed class WriteBackCache : IBlockTarget
         medium ??= new SegmentFiles(options.LogDirectory, options.SegmentSize, maxFiles: options.LogCapacity / options.SegmentSize);
         var index = new BlockIndex(backing.Size >> LogFormat.BlockShift);
         var started = DateTime.UtcNow;
-        var recovery = LogRecovery.Replay(medium, checkpoint, index, options.MaxBatchBlocks, progress);
+        var recovery = IndexRecovery.Recover(name, medium, directory, checkpoint, index, options, logger, progress);
         // What a killed process left in the page cache is served from now on: durable first, so a later
         // FLUSH that syncs only new segments cannot leave a log whose surviving part is not a prefix.
         if (recovery.BatchesReplayed > 0) medium.SyncAll();
-        if (recovery.BatchesReplayed > 0)
-            logger.LogInformation("volume {Name}: replayed {Batches} log batches ({Bytes} bytes) in {Elapsed:F2}s, {Blocks} blocks cached, generation {Generation}",
-                name, recovery.BatchesReplayed, recovery.BytesReplayed, (DateTime.UtcNow - started).TotalSeconds, index.CachedBlocks, recovery.Generation);
+        if (recovery.BatchesReplayed > 0 || recovery.PersistedEntries > 0)
+            logger.LogInformation("volume {Name}: {Persisted}replayed {Batches} log batches ({Bytes} bytes) in {Elapsed:F2}s, {Blocks} blocks cached, generation {Generation}",
+                name, recovery.SkippedBytes > 0 ? $"read the persisted index ({recovery.PersistedEntries} entries covering {recovery.SkippedBytes} bytes of log), " : "",
+                recovery.BatchesReplayed, recovery.BytesReplayed, (DateTime.UtcNow - started).TotalSeconds, index.CachedBlocks, recovery.Generation);
         if (recovery.TornTail is not null) logger.LogWarning("volume {Name}: {TornTail}", name, recovery.TornTail);
         if (recovery.Corruption is not null)
             logger.LogError("volume {Name} is DEGRADED and read-only: {Corruption}. Blocks whose newest version is in the damaged record " +
@@ -143,6 +149,12 @@ public sealed class WriteBackCache : IBlockTarget
 
     /// <summary>Group commit's finish line: replication joins it so a FLUSH also waits for peers (protocol C).</summary>
     public DurabilityBarrier Barrier => _barrier;
+
+    /// <summary>Persists the index now (it is also persisted periodically and at a clean close); false when there was nothing to save.</summary>
+    public Task<bool> PersistIndexAsync(CancellationToken cancellationToken = default) => _indexSaves.SaveAsync(cancellationToken);
+
+    /// <summary>How many times the index was persisted since the volume opened.</summary>
+    public long IndexSaves => _indexSaves.Saves;
 
     /// <summary>Receive every batch the log writes from now on, with its data pinned in the ring until released.</summary>
     public IDisposable SubscribeBatches(ILogSubscriber subscriber) => _appender.Subscribe(subscriber);
@@ -580,6 +592,8 @@ public sealed class WriteBackCache : IBlockTarget
             }
         }
         if (_flusherGone && _queue.PendingBlocks > 0) problem ??= "the volume's actors were stopped before its writes reached the log";
+        // Everything acknowledged is durable now (unless a problem says otherwise): the next open replays nothing of it.
+        await _indexSaves.StopAsync(final: problem is null).ConfigureAwait(false);
         // Blocks still queued (trims and zeroes too) and what was written but never fdatasync'ed.
         var lost = problem is null ? 0 : (_queue.PendingBlocks << LogFormat.BlockShift) + Math.Max(0, _window.Tail - _window.DurableTail);
         // The destager first: the flusher's last round then asks nobody for room, and nothing talks to a stopped actor.

@@ -6,29 +6,31 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace ActorCache.Cache.Tests;
 
 /// <summary>
-/// The append queue is the one writer of the index (DESIGN §3): an extent has an index page while
+/// The append queue is the one writer of the index (DESIGN §3): a region has an index table while
 /// anything in it is cached and loses it once clean and idle, and the index built from concurrent
 /// writers is the one recovery rebuilds from the log, block for block.
 /// </summary>
 public sealed class IndexOwnershipTests : IDisposable
 {
-    private const long Size = 32 << 20; // eight extents
+    private const long Size = 1L << 30; // four index regions of 256 MiB
+    private const long Region = 1L << 28;
     private readonly CacheFixture _fixture = new();
 
     public void Dispose() => _fixture.Dispose();
 
     [Fact]
-    public async Task An_extent_has_an_index_page_while_cached_and_loses_it_when_clean_and_idle()
+    public async Task A_region_has_an_index_table_while_cached_and_loses_it_when_clean_and_idle()
     {
         var options = _fixture.Options(retention: TimeSpan.Zero) with { ExtentIdleTimeout = TimeSpan.FromMilliseconds(300) };
         await using var cache = _fixture.Open(Size, options);
         var emptyIndex = cache.Index.FootprintBytes;
         var first = CacheFixture.Pattern(8192, 1);
-        await CacheFixture.StagedWriteAsync(cache, 0, first, fua: false); // extent 0
-        await cache.WriteAsync((5L << 22) + 512, first.AsMemory(0, 1024), fua: false); // a partial write in extent 5
+        await CacheFixture.StagedWriteAsync(cache, 0, first, fua: false); // region 0
+        await cache.WriteAsync(2 * Region + 512, first.AsMemory(0, 1024), fua: false); // a partial write in region 2
         var twoPages = cache.Index.FootprintBytes;
         Assert.True(twoPages > emptyIndex);
-        Assert.Equal(2, cache.Index.CachedBlocksIn(0) > 0 && cache.Index.CachedBlocksIn(5) > 0 ? 2 : 0);
+        Assert.Equal(3, cache.Index.CachedBlocks);
+        Assert.Equal(2 * Region, cache.Index.NextCached(2, Size >> 12) << 12);
 
         await cache.FlushAsync(); // retention zero: destaged soon after, then idle
         var deadline = DateTime.UtcNow.AddSeconds(10);
@@ -51,12 +53,12 @@ public sealed class IndexOwnershipTests : IDisposable
     [Fact]
     public async Task Concurrent_overlapping_writers_leave_the_index_that_recovery_rebuilds_from_the_log()
     {
-        // Four writers hammer the same 64 blocks across an extent boundary with whole, multi-block and
+        // Four writers hammer the same 64 blocks across an index region boundary with whole, multi-block and
         // partial writes. Whatever order they land in, the runtime index must be the log's order: the
         // content read now equals the content after a reopen replays the log, and every logged entry
         // is the same entry recovery finds.
         var options = _fixture.Options() with { MaxBatchBlocks = 16 };
-        var hot = (1L << 22) - 32 * 4096; // 32 blocks either side of the extent 0/1 boundary
+        var hot = Region - 32 * 4096; // 32 blocks either side of the index region 0/1 boundary
         var before = new byte[64 * 4096];
         Dictionary<long, ulong> runtime;
         await using (var cache = _fixture.Open(Size, options))

@@ -99,6 +99,16 @@ public sealed class NodeSettingsTests
     }
 
     [Fact]
+    public void The_index_save_settings_reach_the_cache_options()
+    {
+        var indexSaves = Load(sets: ["actorcache.cache.index-save-bytes = 1G", "actorcache.cache.index-save-interval = 5m", "actorcache.cache.full-replay-below = 4K"])
+            .Cache.OptionsFor("v");
+        Assert.Equal((1L << 30, TimeSpan.FromMinutes(5), 4096L), (indexSaves.IndexSaveBytes, indexSaves.IndexSaveInterval, indexSaves.FullReplayBelow));
+        var defaults = Load().Cache.OptionsFor("v");
+        Assert.Equal((256L << 20, TimeSpan.FromSeconds(60), 256L << 20), (defaults.IndexSaveBytes, defaults.IndexSaveInterval, defaults.FullReplayBelow));
+    }
+
+    [Fact]
     public void Every_cache_default_lives_in_the_reference_file_and_every_cache_setting_reaches_the_cache_options()
     {
         // Defaults: what the node reads from the reference is what CacheOptions takes when nobody says otherwise.

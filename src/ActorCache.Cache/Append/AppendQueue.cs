@@ -25,10 +25,14 @@ internal sealed class AppendQueue
     private long _appended, _written;
     private long _pendingDataBlocks;
     private BlockTargetException? _closed;
+    private IndexCapture? _capture; // a capture waiting for the batch that logs its last queued write
+    private long _lastHeaderBlock = -1, _lastEndBlock; // the newest batch whose blocks the index points at
 
-    public AppendQueue(BlockIndex index, int ringSlots)
+    /// <param name="lastBatch">The newest batch recovery replayed (address, end), or address -1: what an index captured before any new batch covers.</param>
+    public AppendQueue(BlockIndex index, int ringSlots, (long Address, long End) lastBatch = default)
     {
         _index = index;
+        if (lastBatch.End > 0) (_lastHeaderBlock, _lastEndBlock) = (lastBatch.Address >> LogFormat.BlockShift, lastBatch.End >> LogFormat.BlockShift);
         // Parts of a large write are released as their batches land, while later writes queue behind it.
         _slots = new int[ringSlots + 16384];
     }
@@ -171,7 +175,30 @@ internal sealed class AppendQueue
     /// <summary>Writes fail from now on with <paramref name="reason"/> (the volume closed, its flusher is gone).</summary>
     public void Close(BlockTargetException reason)
     {
-        lock (_gate) _closed ??= reason;
+        IndexCapture? capture;
+        lock (_gate)
+        {
+            _closed ??= reason;
+            (capture, _capture) = (_capture, null);
+        }
+        capture?.Completed.TrySetCanceled(); // no batch will come to complete it
+    }
+
+    /// <summary>
+    /// Freezes the index at this point in log order for persisting (see <see cref="IndexCapture"/>); it
+    /// completes at once when nothing is queued, else with the batch that logs the newest write queued
+    /// now. Null while another capture is under way or the queue is closed.
+    /// </summary>
+    public IndexCapture? BeginCapture()
+    {
+        lock (_gate)
+        {
+            if (_capture is not null || _closed is not null) return null;
+            var capture = new IndexCapture(_index.Capture(), _appended, _index.Blocks);
+            if (_pending.Count == 0) capture.Completed.TrySetResult((_lastHeaderBlock, _lastEndBlock));
+            else _capture = capture;
+            return capture;
+        }
     }
 
     /// <summary>
@@ -248,11 +275,13 @@ internal sealed class AppendQueue
                 for (var i = 0; i < part.Count; i++)
                 {
                     var block = record.Block + part.From + i;
-                    if (record.Type == LogEntryType.Data)
-                        _index.Replace(block, BlockIndex.Encode(BlockLocation.Ring, SlotOf(record, part.From + i)),
-                            BlockIndex.Encode(BlockLocation.Log, dataBlock++));
-                    else
-                        _index.Replace(block, BlockIndex.UnloggedZero(record.Ticket), BlockIndex.Encode(BlockLocation.Zero, headerBlock));
+                    var logged = record.Type == LogEntryType.Data
+                        ? BlockIndex.Encode(BlockLocation.Log, dataBlock++)
+                        : BlockIndex.Encode(BlockLocation.Zero, headerBlock);
+                    _index.Replace(block, record.Type == LogEntryType.Data
+                        ? BlockIndex.Encode(BlockLocation.Ring, SlotOf(record, part.From + i))
+                        : BlockIndex.UnloggedZero(record.Ticket), logged);
+                    _capture?.Patches.Add((block, logged)); // even when a newer write won: the log holds this version now
                 }
                 if (record.Type == LogEntryType.Data) _pendingDataBlocks -= part.Count;
                 if (!part.Completes)
@@ -270,6 +299,12 @@ internal sealed class AppendQueue
                 completed = record.Ticket;
             }
             if (completed > 0) Volatile.Write(ref _written, completed);
+            (_lastHeaderBlock, _lastEndBlock) = (headerBlock, dataBlock);
+            if (_capture is { } capture && _written >= capture.LastTicket)
+            {
+                _capture = null;
+                capture.Completed.TrySetResult((headerBlock, dataBlock));
+            }
         }
     }
 

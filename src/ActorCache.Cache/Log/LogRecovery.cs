@@ -24,7 +24,18 @@ public sealed record RecoveryResult
     public long DamageAddress { get; init; }
     /// <summary>Set when a torn tail was cut off (normal after a crash between syncs; data there was never acknowledged as durable unless the medium lost it).</summary>
     public string? TornTail { get; init; }
+    /// <summary>The newest batch in the log (its header address and end), or address -1 when there is none since the horizon.</summary>
+    public (long Address, long End) LastBatch { get; init; } = (-1, 0);
+    /// <summary>Where replay began: the horizon, or the end of the batch a persisted index covered.</summary>
+    public long ReplayedFrom { get; init; }
+    /// <summary>Index entries taken from the persisted index instead of replayed (0 after a full replay).</summary>
+    public long PersistedEntries { get; init; }
+    /// <summary>Log bytes the persisted index covered, so they were not replayed (0 after a full replay).</summary>
+    public long SkippedBytes { get; init; }
 }
+
+/// <summary>Where a replay resumes after a persisted index: the sync points, the time and the last batch it covered.</summary>
+public sealed record ReplayStart(IReadOnlyList<SyncPoint> SyncPoints, long LastTimeMicros, long BatchAddress, long BatchEnd);
 
 /// <summary>
 /// Rebuilds the block index and the sync points from the log after a start or a crash: replays batches
@@ -34,15 +45,18 @@ public sealed record RecoveryResult
 /// </summary>
 public static class LogRecovery
 {
+    /// <param name="checkpoint">Where replay starts (address, sequence, generation there) and the volume id.</param>
+    /// <param name="start">What a persisted index covered before that point, when replay resumes after one.</param>
     public static RecoveryResult Replay(ILogMedium medium, Checkpoint checkpoint, BlockIndex index, int maxBatchBlocks,
-        IProgress<(long Done, long Total)>? progress = null)
+        IProgress<(long Done, long Total)>? progress = null, ReplayStart? start = null)
     {
         var walker = new LogWalker(medium, checkpoint.VolumeId);
         walker.Seek(checkpoint.Horizon, checkpoint.Sequence);
         var data = GC.AllocateUninitializedArray<byte>(maxBatchBlocks * LogFormat.BlockSize, pinned: true);
         var generation = checkpoint.Generation;
-        var lastTime = 0L;
-        var syncPoints = new List<SyncPoint>();
+        var lastTime = start?.LastTimeMicros ?? 0L;
+        var syncPoints = new List<SyncPoint>(start?.SyncPoints ?? []);
+        var lastBatch = start is null ? (-1L, 0L) : (start.BatchAddress, start.BatchEnd);
         var segments = medium.Segments;
         var total = segments.Count == 0 ? 0 : (segments[^1] + 1) * medium.SegmentSize - checkpoint.Horizon;
         long batches = 0, bytes = 0;
@@ -108,6 +122,7 @@ public static class LogRecovery
             if (header.IsSyncPoint) syncPoints.Add(new SyncPoint(header.Generation, header.TimeMicros, header.Sequence, walker.EndAddress));
             generation = walker.GenerationAfter;
             lastTime = Math.Max(lastTime, header.TimeMicros);
+            lastBatch = (walker.Address, walker.EndAddress);
             batches++;
             bytes += header.SizeBytes;
             walker.Advance();
@@ -128,6 +143,8 @@ public static class LogRecovery
             AllDamaged = allDamaged,
             DamageAddress = damageAddress,
             TornTail = torn,
+            LastBatch = lastBatch,
+            ReplayedFrom = checkpoint.Horizon,
         };
     }
 

@@ -25,6 +25,11 @@ public static class VolumeHealth
     /// <summary>The same reasons without the volume's name.</summary>
     public static IEnumerable<string> Reasons(VolumeReport report)
     {
+        if (report.Recovering is { } recovering)
+        {
+            yield return recovering;
+            yield break;
+        }
         if (report.Status is not { } status)
         {
             yield return $"not answering (no status within {VolumeStatusReader.Timeout.TotalSeconds:0}s)";

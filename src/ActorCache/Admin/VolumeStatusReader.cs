@@ -4,7 +4,8 @@ using Akka.Actor;
 namespace ActorCache.Admin;
 
 /// <summary>One volume's answer to a status request, or null when its actor did not answer in time.</summary>
-public sealed record VolumeReport(string Name, VolumeStatus? Status);
+/// <param name="Recovering">How far the volume's open is, while it opens (its actor answers nothing then).</param>
+public sealed record VolumeReport(string Name, VolumeStatus? Status, string? Recovering = null);
 
 /// <summary>
 /// Asks every volume actor for its status, all at once, with a short timeout. This runs per scrape or
@@ -21,6 +22,7 @@ public sealed class VolumeStatusReader(NodeVolumes volumes)
     /// <summary>One volume's report.</summary>
     public static async Task<VolumeReport> AskAsync(VolumeActorRef volume, CancellationToken cancellationToken)
     {
+        if (volume.Recovery is { Finished: false } recovery) return new VolumeReport(volume.Name, null, recovery.Describe());
         try
         {
             var status = await volume.Actor.Ask<VolumeStatus>(GetVolumeStatus.Instance, Timeout, cancellationToken);

@@ -74,12 +74,41 @@ public sealed class NodeService(
         var volumes = switched;
         volumes.AddRange(await creation.CreateAsync(volumeRegistry, fresh, cancellationToken));
 
-        // A volume that cannot open (its backing is gone, say) stays offline with its reason; the others serve.
-        foreach (var definition in OriginsFirst(volumes)) await volumeActors.StartAsync(definition, logSpace.CapacityOf(definition.Name), cancellationToken);
-
+        // NBD answers from now on: a volume still opening is named with how far its recovery is.
         _server = new NbdServer(catalog, settings.Nbd, loggerFactory.CreateLogger<NbdServer>());
         _server.Start(listeners.Nbd);
         Started = true;
+        // A volume that cannot open (its backing is gone, say) stays offline with its reason; the others serve.
+        // Opening usually takes moments; one that replays a long log goes on while the node starts its admin
+        // listener, so /health reports its progress.
+        _opening = OpenAllAsync(OriginsFirst(volumes), logSpace);
+        if (await Task.WhenAny(_opening, Task.Delay(OpenWait, cancellationToken)) != _opening)
+            _logger.LogInformation("volumes are still recovering their logs; the node starts meanwhile (GET /health says how far they are)");
+    }
+
+    /// <summary>
+    /// How long the start waits for its volumes to open before it goes on without them: as long as it
+    /// used to wait before giving up, so a start whose volumes open within that is what it always was
+    /// (admin listener last, every volume served once it listens).
+    /// </summary>
+    private static readonly TimeSpan OpenWait = TimeSpan.FromSeconds(30);
+
+    private Task _opening = Task.CompletedTask;
+
+    private async Task OpenAllAsync(IReadOnlyList<VolumeDefinition> volumes, LogSpace logSpace)
+    {
+        await Task.Yield();
+        foreach (var definition in volumes)
+        {
+            try
+            {
+                await volumeActors.StartAsync(definition, logSpace.CapacityOf(definition.Name), CancellationToken.None);
+            }
+            catch (Exception e) when (e is AskTimeoutException or InvalidActorNameException or OperationCanceledException)
+            {
+                _logger.LogError("volume {Name} did not open: {Error}", definition.Name, e.Message);
+            }
+        }
         _logger.LogInformation("node serving {Count} volume(s): {Volumes}", volumes.Count,
             string.Join(", ", volumes.Select(v => $"{v.Name} ({ByteSize.Format(v.Size)}, {VolumeSpec.FormatMode(v.Mode)})")));
     }
@@ -155,6 +184,7 @@ public sealed class NodeService(
             _logger.LogInformation("stopping: refusing new NBD connections, finishing in-flight requests");
             await _server.StopAsync(settings.StopGrace);
         }
+        await _opening; // a volume opening cannot be stopped half-way; it closes once open
         // Newest first: a clone closes before the volume whose snapshot it reads through to.
         foreach (var volume in volumeActors.Running.Reverse())
         {

@@ -46,6 +46,9 @@ public sealed record CacheSettings(
     long MaxBatch, TimeSpan DestageInterval, ActorCache.Cache.LogFullPolicy LogFullPolicy, TimeSpan RingWaitTimeout, TimeSpan BackingWriteDelay,
     TimeSpan ExtentIdleTimeout, TimeSpan CommitInterval, TimeSpan FlusherTick, long SnapshotSpace, ActorCache.Cache.SnapshotSpacePolicy SnapshotSpacePolicy)
 {
+    /// <summary>When the index is persisted (cache.index-save-bytes, cache.index-save-interval) and below what history an open replays it all (cache.full-replay-below).</summary>
+    public (long Bytes, TimeSpan Interval, long FullReplayBelow) IndexSaves { get; init; } = (256L << 20, TimeSpan.FromSeconds(60), 256L << 20);
+
     public ActorCache.Cache.CacheOptions OptionsFor(string volume) => new()
     {
         LogDirectory = Path.Combine(LogDir, volume),
@@ -62,6 +65,9 @@ public sealed record CacheSettings(
         FlusherTick = FlusherTick,
         SnapshotSpace = SnapshotSpace,
         SnapshotSpacePolicy = SnapshotSpacePolicy,
+        IndexSaveBytes = IndexSaves.Bytes,
+        IndexSaveInterval = IndexSaves.Interval,
+        FullReplayBelow = IndexSaves.FullReplayBelow,
     };
 }
 
@@ -274,7 +280,11 @@ public static class NodeSettingsLoader
             read.Duration("cache.flusher-tick", TimeSpan.FromMilliseconds(1), "200ms"),
             read.Size("cache.snapshot-space", 0),
             read.Choice("cache.snapshot-space-policy", ("expire-oldest", ActorCache.Cache.SnapshotSpacePolicy.ExpireOldest),
-                ("protect", ActorCache.Cache.SnapshotSpacePolicy.Protect)));
+                ("protect", ActorCache.Cache.SnapshotSpacePolicy.Protect)))
+        {
+            IndexSaves = (read.Size("cache.index-save-bytes", 4096), read.Duration("cache.index-save-interval", TimeSpan.FromMilliseconds(1), "60s"),
+                read.Size("cache.full-replay-below", 1)),
+        };
     }
 
     /// <summary>Where a volume's backing lives when the user names none.</summary>

@@ -17,6 +17,7 @@ public sealed class ExportCatalog(string defaultExport, SnapshotCatalog? snapsho
     private readonly ConcurrentDictionary<string, NbdExport> _exports = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, string> _offline = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int> _viewsOpen = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, VolumeRecovery> _recovering = new(StringComparer.Ordinal);
     private readonly SnapshotCatalog _snapshots = snapshots ?? new SnapshotCatalog();
 
     public void Publish(Volume volume)
@@ -39,6 +40,11 @@ public sealed class ExportCatalog(string defaultExport, SnapshotCatalog? snapsho
         _offline[name] = reason;
     }
 
+    /// <summary>A volume that is opening (replaying its log): clients asking for it are told how far it is.</summary>
+    public void MarkRecovering(string name, VolumeRecovery recovery) => _recovering[name] = recovery;
+
+    public void EndRecovering(string name, VolumeRecovery recovery) => _recovering.TryRemove(new KeyValuePair<string, VolumeRecovery>(name, recovery));
+
     public bool TryGet(string name, out NbdExport export) => _exports.TryGetValue(Resolve(name), out export!);
 
     /// <summary>The volume named exactly <paramref name="name"/> (never the default export the empty name stands for), if it is served.</summary>
@@ -48,8 +54,14 @@ public sealed class ExportCatalog(string defaultExport, SnapshotCatalog? snapsho
         return name.Length > 0 && _exports.TryGetValue(name, out export!);
     }
 
-    public string? WhyUnavailable(string name) =>
-        _offline.TryGetValue(Resolve(name.Split('@')[0]), out var reason) ? $"volume {Resolve(name.Split('@')[0])} is offline: {reason}" : null;
+    public string? WhyUnavailable(string name)
+    {
+        var volume = Resolve(name.Split('@')[0]);
+        if (_offline.TryGetValue(volume, out var reason)) return $"volume {volume} is offline: {reason}";
+        return _recovering.TryGetValue(volume, out var recovery) && !recovery.Finished
+            ? $"volume {volume} is not served yet, it is {recovery.Describe()}; try again shortly"
+            : null;
+    }
 
     /// <summary>How many clients have <paramref name="export"/> (<c>VOL@NAME</c>) open right now.</summary>
     public int ClientsOf(string export) => _viewsOpen.GetValueOrDefault(export);

@@ -15,7 +15,9 @@ namespace ActorCache.Volumes;
 public sealed class NodeVolumes(NodeSettings settings, ActorSystem system, ActorRegistry registry, ExportCatalog catalog, RingBuffer ring,
     SnapshotCatalog snapshots, SnapshotService snapshotService, SnapshotClones clones, ILoggerFactory loggers)
 {
-    private static readonly TimeSpan OpenTimeout = TimeSpan.FromSeconds(30);
+    // Opening replays the log after the persisted index, which is quick; without a usable index it
+    // replays the whole retained history, which can take minutes. Either way the open is waited for.
+    private static readonly TimeSpan OpenTimeout = TimeSpan.FromHours(6);
     private readonly SemaphoreSlim _changes = new(1, 1);
     private readonly Lock _gate = new();
     // Replaced, never changed in place: the admin listener reads it from request threads.
@@ -36,11 +38,22 @@ public sealed class NodeVolumes(NodeSettings settings, ActorSystem system, Actor
         var volumeRegistry = await registry.GetAsync<VolumeRegistry>(cancellationToken);
         var cache = settings.Cache with { LogCapacity = logCapacity };
         clones.Track(definition); // a clone that cannot open still holds on to its snapshot
+        // Status, /health and NBD clients read the recovery's progress meanwhile: the actor answers nothing while it opens.
+        var recovery = new VolumeRecovery();
+        catalog.MarkRecovering(definition.Name, recovery);
         var actor = system.ActorOf(VolumeActor.Props(definition, catalog,
             (d, actors) => VolumeStack.OpenAsync(d, cache, ring, loggers, actors, snapshots.KeptSequences(d.Name),
-                sequence => snapshotService.MarkExpired(d.Name, sequence), clones.OpenOriginAsync), volumeRegistry), $"volume-{definition.Name}");
-        lock (_gate) _running = [.. _running, new VolumeActorRef(definition.Name, actor, logCapacity)];
-        return await actor.Ask<object>(OpenVolume.Instance, OpenTimeout, cancellationToken);
+                sequence => snapshotService.MarkExpired(d.Name, sequence), clones.OpenOriginAsync, recovery), volumeRegistry), $"volume-{definition.Name}");
+        lock (_gate) _running = [.. _running, new VolumeActorRef(definition.Name, actor, logCapacity, recovery)];
+        try
+        {
+            return await actor.Ask<object>(OpenVolume.Instance, OpenTimeout, cancellationToken);
+        }
+        finally
+        {
+            recovery.Finish();
+            catalog.EndRecovering(definition.Name, recovery);
+        }
     }
 
     /// <summary>
@@ -81,4 +94,5 @@ public sealed class NodeVolumes(NodeSettings settings, ActorSystem system, Actor
 }
 
 /// <summary>A volume's actor on this node, with the volume's name (an actor that does not answer can still be named) and its log's capacity.</summary>
-public sealed record VolumeActorRef(string Name, IActorRef Actor, long LogCapacity);
+/// <param name="Recovery">How far its open has got (while it opens, its actor answers nothing).</param>
+public sealed record VolumeActorRef(string Name, IActorRef Actor, long LogCapacity, VolumeRecovery? Recovery = null);

@@ -24,7 +24,7 @@ public static class VolumeStack
     /// <param name="expired">Told the batch sequence of a kept point the cache gave up to stay within snapshot-space.</param>
     public static async Task<Volume> OpenAsync(VolumeDefinition definition, CacheSettings settings, RingBuffer ring, ILoggerFactory loggers,
         IActorRefFactory actors, IReadOnlyList<long>? kept = null, Action<long>? expired = null,
-        Func<CloneOrigin, Task<IBlockTarget>>? openOrigin = null)
+        Func<CloneOrigin, Task<IBlockTarget>>? openOrigin = null, IProgress<(long Done, long Total)>? recovery = null)
     {
         var logger = loggers.CreateLogger("ActorCache.Volume." + definition.Name);
         IBlockTarget backing = definition.Origin is { } origin ? await OpenCloneAsync(definition, origin, openOrigin) : OpenBacking(definition);
@@ -39,13 +39,17 @@ public static class VolumeStack
         if (!HasLog(definition, settings)) return new Volume(definition, backing);
 
         var lastReport = -1L;
+        var started = DateTime.UtcNow;
         var progress = new SynchronousProgress<(long Done, long Total)>(p =>
         {
+            recovery?.Report(p);
             if (p.Total <= 0) return;
             var percent = p.Done * 100 / p.Total / 10 * 10;
             if (percent == lastReport) return;
             lastReport = percent;
-            logger.LogInformation("volume {Name}: recovering the log, {Percent}% ({Done} of {Total} bytes)", definition.Name, percent, p.Done, p.Total);
+            var elapsed = (DateTime.UtcNow - started).TotalSeconds;
+            logger.LogInformation("volume {Name}: recovering the log, {Percent}% ({Done} of {Total} bytes), {Left}", definition.Name, percent, p.Done, p.Total,
+                p.Done <= 0 ? "time left unknown yet" : $"about {Math.Ceiling(elapsed * (p.Total - p.Done) / p.Done):0} s left");
         });
         WriteBackCache cache;
         try
