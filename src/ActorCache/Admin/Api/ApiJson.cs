@@ -29,6 +29,7 @@ namespace ActorCache.Admin.Api;
 [JsonSerializable(typeof(IReadOnlyList<MemberInfo>))]
 [JsonSerializable(typeof(ClusterMemberRequest))]
 [JsonSerializable(typeof(IReadOnlyList<ActorInfo>))]
+[JsonSerializable(typeof(TopFrame))]
 public sealed partial class ApiJson : JsonSerializerContext
 {
     private static ApiJson? _wire, _indented;
