@@ -57,4 +57,58 @@ public sealed class InspectCommandTests : IDisposable
 
         Assert.Contains("--depth", await Cli.RefusedAsync(2, Cli.RunAsync(node, "actors", "--depth", "0")));
     }
+
+    [Fact]
+    public async Task Top_once_shows_the_rates_of_a_real_client_and_its_totals_match_what_fio_did()
+    {
+        await using var node = await NodeProcess.StartAsync(_dataDir, "--volume", "vol0:64M:write-back", "--volume", "plain:16M:pass-through");
+
+        // Reads and writes with a FLUSH every 16 writes, for long enough that a 2 s interval falls inside.
+        var fio = Tool.RunAsync("fio", ["--name=top", "--ioengine=nbd", $"--uri={node.UnixUri("vol0")}", "--rw=randrw", "--rwmixread=30",
+            "--bs=4k", "--iodepth=8", "--size=32m", "--fsync=16", "--time_based", "--runtime=8", "--output-format=json"], TimeSpan.FromMinutes(2));
+        var deadline = DateTime.UtcNow.AddSeconds(20);
+        while ((await node.MetricsAsync()).GetValueOrDefault("actorcache_volume_writes_total{volume=\"vol0\"}") == 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "fio made no write within 20 s");
+            if (fio.IsCompleted) Assert.Fail("fio ended before it wrote: " + (await fio).Output);
+            await Task.Delay(200);
+        }
+
+        var frame = await Cli.JsonAsync(node, "top", "--once", "--interval", "2");
+        Assert.InRange(frame.GetProperty("intervalSeconds").GetDouble(), 1.9, 10);
+        var vol0 = Volume(frame, "vol0");
+        Assert.Equal("write-back", vol0.GetProperty("mode").GetString());
+        Assert.True(vol0.GetProperty("writeIops").GetDouble() > 10, vol0.ToString());
+        Assert.True(vol0.GetProperty("writeMiBps").GetDouble() > 0, vol0.ToString());
+        Assert.True(vol0.GetProperty("readIops").GetDouble() > 0, vol0.ToString());
+        Assert.True(vol0.GetProperty("flushesPerSecond").GetDouble() > 0, vol0.ToString());
+        Assert.True(vol0.GetProperty("flushLatencyMs").GetDouble() > 0, vol0.ToString());
+        Assert.True(vol0.GetProperty("dirtyBytes").GetInt64() > 0, vol0.ToString());
+        Assert.True(vol0.GetProperty("generation").GetInt64() > 1, vol0.ToString());
+        Assert.Equal(JsonValueKind.Number, vol0.GetProperty("destageMiBps").ValueKind);
+        Assert.True(DateTimeOffset.UtcNow - vol0.GetProperty("oldestRestorable").GetDateTimeOffset() < TimeSpan.FromMinutes(1), vol0.ToString());
+        var plain = Volume(frame, "plain");
+        Assert.Equal(0, plain.GetProperty("writeIops").GetDouble());
+        Assert.Equal(JsonValueKind.Null, plain.GetProperty("dirtyBytes").ValueKind); // no cache, no log
+
+        var table = await Cli.CheckAsync(node, "top", "--once", "--interval", "0.5");
+        Assert.Contains("W IOPS", table);
+        Assert.Contains("vol0", table);
+        Assert.Contains("write-back", table);
+
+        // Once fio is done, the totals are exactly the requests it made.
+        var done = await fio;
+        Assert.True(done.ExitCode == 0, done.Output);
+        var job = JsonDocument.Parse(done.Stdout[done.Stdout.IndexOf('{')..]).RootElement.GetProperty("jobs")[0];
+        var after = Volume(await Cli.JsonAsync(node, "top", "--once", "--interval", "0.5"), "vol0");
+        Assert.Equal(job.GetProperty("write").GetProperty("total_ios").GetInt64(), after.GetProperty("writes").GetInt64());
+        Assert.Equal(job.GetProperty("read").GetProperty("total_ios").GetInt64(), after.GetProperty("reads").GetInt64());
+        Assert.Equal(job.GetProperty("write").GetProperty("io_bytes").GetInt64(), after.GetProperty("writtenBytes").GetInt64());
+        Assert.Equal(0, after.GetProperty("writeIops").GetDouble()); // nothing writes any more
+
+        Assert.Contains("--once", await Cli.RefusedAsync(2, Cli.RunAsync(node, "top", "--json")));
+    }
+
+    private static JsonElement Volume(JsonElement frame, string name) =>
+        Assert.Single(frame.GetProperty("volumes").EnumerateArray(), v => v.GetProperty("volume").GetString() == name);
 }
