@@ -109,6 +109,45 @@ public sealed class InspectCommandTests : IDisposable
         Assert.Contains("--once", await Cli.RefusedAsync(2, Cli.RunAsync(node, "top", "--json")));
     }
 
+    [Fact]
+    public async Task Top_redraws_every_interval_until_ctrl_c_and_then_exits_0()
+    {
+        await using var node = await NodeProcess.StartAsync(_dataDir, "--volume", "vol0:64M:write-back");
+        // SIGINT is what Ctrl-C sends (to the process itself: a background job of a script would ignore it); stdout is a
+        // pipe here, so each redraw is printed in full and can be counted.
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        start.Environment["DOTNET_EnableDiagnostics"] = "0";
+        foreach (var arg in new[] { NodeProcess.NodeDll, "top", "--interval", "0.5", "--data-dir", node.DataDir }) start.ArgumentList.Add(arg);
+        using var top = System.Diagnostics.Process.Start(start)!;
+        var stdout = top.StandardOutput.ReadToEndAsync();
+        var stderr = top.StandardError.ReadToEndAsync();
+        await Task.Delay(4000);
+        Assert.False(top.HasExited, "top ended by itself: " + (top.HasExited ? await stderr : ""));
+        await Tool.CheckAsync("kill", "-INT", top.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        using (var limit = new CancellationTokenSource(TimeSpan.FromSeconds(20)))
+        {
+            try
+            {
+                await top.WaitForExitAsync(limit.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                top.Kill();
+                Assert.Fail("top did not end within 20 s of SIGINT");
+            }
+        }
+        var run = new ToolResult(top.ExitCode, await stdout, await stderr);
+        Assert.True(run.ExitCode == 0, $"exit {run.ExitCode}:\n{run.Output}");
+        Assert.True(run.Stdout.Split("W IOPS").Length - 1 >= 2, "fewer than two frames in 4 s:\n" + run.Stdout);
+        Assert.Contains("vol0", run.Stdout);
+        Assert.Equal("", run.Stderr);
+    }
+
     private static JsonElement Volume(JsonElement frame, string name) =>
         Assert.Single(frame.GetProperty("volumes").EnumerateArray(), v => v.GetProperty("volume").GetString() == name);
 }
