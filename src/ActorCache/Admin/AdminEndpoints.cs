@@ -37,6 +37,7 @@ public static class AdminEndpoints
         SnapshotEndpoints.Map(api);
         OperationEndpoints.Map(api);
         ClusterEndpoints.Map(api);
+        ActorEndpoints.Map(api);
         api.MapFallback("{**path}", (HttpRequest request) =>
             ApiErrors.Error(StatusCodes.Status404NotFound, $"no such endpoint: {request.Method} {request.Path}; the README lists the admin API"));
     }

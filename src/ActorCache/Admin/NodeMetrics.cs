@@ -26,6 +26,7 @@ public sealed class NodeMetrics
     private readonly Counter _blocksDestaged, _ringWaits, _retentionShrinks;
     private readonly Gauge _ringSlots, _ringFreeSlots;
     private readonly Gauge _operationDone, _operationTotal;
+    private readonly Counter _reads, _readBytes, _writes, _writtenBytes;
     private readonly AdminOperations _operations;
     private HashSet<string> _exported = [];
     private HashSet<(string Kind, string Target)> _running = [];
@@ -49,6 +50,10 @@ public sealed class NodeMetrics
         _readOnly = VolumeGauge("actorcache_volume_read_only", "1 when the volume refuses writes (defined read-only, or a damaged log record).");
         _mode = metrics.CreateGauge("actorcache_volume_mode", "1 for the volume's current mode, 0 for the others.", "volume", "mode");
         _size = VolumeGauge("actorcache_volume_size_bytes", "Size of the volume.");
+        _reads = VolumeCounter("actorcache_volume_reads_total", "Read requests the volume was asked for (by any client, over any connection).");
+        _readBytes = VolumeCounter("actorcache_volume_read_bytes_total", "Bytes those read requests asked for.");
+        _writes = VolumeCounter("actorcache_volume_writes_total", "Write requests the volume was asked for (trims and zeroes not included).");
+        _writtenBytes = VolumeCounter("actorcache_volume_written_bytes_total", "Bytes those write requests carried.");
 
         _cachedBlocks = VolumeGauge("actorcache_cache_cached_blocks", "4 KiB blocks whose newest version is in the ring or the log, not yet on the backing.");
         _indexBytes = VolumeGauge("actorcache_cache_index_bytes", "Memory held by the volume's block index.");
@@ -144,6 +149,7 @@ public sealed class NodeMetrics
         foreach (var collector in new Collector<Counter.Child>[]
                  {
                      _batchesWritten, _syncs, _syncPointRecords, _commits, _flushes, _flushSeconds, _corruptRecords, _tornTails, _blocksDestaged, _ringWaits, _retentionShrinks, _expired,
+                     _reads, _readBytes, _writes, _writtenBytes,
                  })
             collector.RemoveLabelled(name);
         foreach (var mode in Modes) _mode.RemoveLabelled(name, VolumeSpec.FormatMode(mode));
@@ -159,6 +165,14 @@ public sealed class NodeMetrics
         foreach (var mode in Modes)
             _mode.WithLabels(name, VolumeSpec.FormatMode(mode)).Set(status.Definition.Mode == mode ? 1 : 0);
         _size.WithLabels(name).Set(status.Definition.Size);
+        // Counted by the volume since it was opened, which is once for the life of the node.
+        if (status.Io is { } io)
+        {
+            _reads.WithLabels(name).IncTo(io.Reads);
+            _readBytes.WithLabels(name).IncTo(io.ReadBytes);
+            _writes.WithLabels(name).IncTo(io.Writes);
+            _writtenBytes.WithLabels(name).IncTo(io.WrittenBytes);
+        }
 
         // Read-only volumes and pass-through volumes that never had a log have no cache: no cache or log series either.
         if (status.Cache is not { } cache) return;

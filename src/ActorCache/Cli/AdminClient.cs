@@ -89,6 +89,22 @@ public sealed class AdminClient : IDisposable
     public Task<MemberInfo> DownAsync(string node, CancellationToken ct) =>
         SendAsync(HttpMethod.Post, "api/cluster/down", Body(new ClusterMemberRequest { Node = node }, ApiJson.Wire.ClusterMemberRequest), ApiJson.Wire.MemberInfo, ct);
 
+    // ---- actors -------------------------------------------------------------------------------
+
+    /// <summary>The actor hierarchy from /user (and /system), <paramref name="depth"/> levels below them (null: all).</summary>
+    public Task<IReadOnlyList<ActorInfo>> GetActorsAsync(int? depth, bool system, CancellationToken ct) =>
+        SendAsync(HttpMethod.Get, $"api/actors?system={(system ? "true" : "false")}{(depth is { } d ? $"&depth={d}" : "")}", null,
+            ApiJson.Wire.IReadOnlyListActorInfo, ct);
+
+    // ---- metrics ------------------------------------------------------------------------------
+
+    /// <summary>The node's <c>/metrics</c>, parsed: what Prometheus scrapes, so <c>top</c> shows what a dashboard shows.</summary>
+    public async Task<MetricsSample> GetMetricsAsync(CancellationToken ct)
+    {
+        var (_, text) = await ExchangeAsync(HttpMethod.Get, "metrics", null, ct);
+        return MetricsSample.Parse(text);
+    }
+
     // ---- operations ---------------------------------------------------------------------------
 
     public Task<OperationInfo> GetOperationAsync(string id, CancellationToken ct) =>
@@ -102,6 +118,20 @@ public sealed class AdminClient : IDisposable
         new StringContent(JsonSerializer.Serialize(request, type), System.Text.Encoding.UTF8, "application/json");
 
     private async Task<T> SendAsync<T>(HttpMethod method, string path, HttpContent? content, JsonTypeInfo<T> type, CancellationToken ct)
+    {
+        var (status, text) = await ExchangeAsync(method, path, content, ct);
+        try
+        {
+            return JsonSerializer.Deserialize(text, type) ?? throw new JsonException("null");
+        }
+        catch (JsonException)
+        {
+            throw new CliFailure($"{Node} answered {(int)status} with something other than the admin API's JSON; is --node an ActorCache node's admin URL?");
+        }
+    }
+
+    /// <summary>One request: the status and body of a success, or a <see cref="CliFailure"/> saying why not.</summary>
+    private async Task<(HttpStatusCode Status, string Body)> ExchangeAsync(HttpMethod method, string path, HttpContent? content, CancellationToken ct)
     {
         using var request = new HttpRequestMessage(method, path) { Content = content };
         HttpResponseMessage response;
@@ -122,14 +152,7 @@ public sealed class AdminClient : IDisposable
         using (response)
         {
             if (!response.IsSuccessStatusCode) throw new CliFailure(Refusal(response.StatusCode, text));
-            try
-            {
-                return JsonSerializer.Deserialize(text, type) ?? throw new JsonException("null");
-            }
-            catch (JsonException)
-            {
-                throw new CliFailure($"{Node} answered {(int)response.StatusCode} with something other than the admin API's JSON; is --node an ActorCache node's admin URL?");
-            }
+            return (response.StatusCode, text);
         }
     }
 

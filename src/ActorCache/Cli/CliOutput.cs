@@ -32,6 +32,9 @@ public sealed class CliOutput(IAnsiConsole stdout, TextWriter stdoutText, TextWr
 
     public void Write(IRenderable renderable) => stdout.Write(renderable);
 
+    /// <summary>The console behind stdout, for a view redrawn in place (<c>top</c>'s live display).</summary>
+    public IAnsiConsole Stdout => stdout;
+
     /// <summary>A sentence for people (markup: escape what the node or the user wrote).</summary>
     public void Say(string markup) => stdout.MarkupLine(markup);
 

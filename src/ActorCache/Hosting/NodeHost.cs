@@ -137,6 +137,7 @@ public static class NodeHost
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ActorCache.Cluster.ClusterJoinWatch>());
         builder.Services.AddSingleton<VolumeStatusReader>();
         builder.Services.AddSingleton<NodeMetrics>();
+        builder.Services.AddSingleton<ActorTree>();
         builder.Services.AddSingleton<VolumeInfoReader>();
         builder.Services.AddSingleton<AdminOperations>();
         builder.Services.AddSingleton<VolumeModeSwitch>();

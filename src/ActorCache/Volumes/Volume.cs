@@ -12,6 +12,9 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : Fo
 {
     public VolumeDefinition Definition { get; private set; } = definition;
 
+    /// <summary>Read and write requests since the volume was opened (every front enters the stack here).</summary>
+    public VolumeIoCounters Io { get; } = new();
+
     public override long Size => Definition.Size;
 
     /// <summary>Read-only by definition, or because a layer below refuses writes (a damaged log).</summary>
@@ -68,9 +71,24 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : Fo
         Definition = Definition with { Size = size };
     }
 
+    public override ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken = default)
+    {
+        Io.CountRead(destination.Length);
+        return Below.ReadAsync(offset, destination, cancellationToken);
+    }
+
+    /// <summary>A read answered from memory counts here; one that cannot be (false) comes back through <see cref="ReadAsync"/> and counts there.</summary>
+    public override bool TryReadWithoutWaiting(long offset, Span<byte> destination)
+    {
+        if (!Below.TryReadWithoutWaiting(offset, destination)) return false;
+        Io.CountRead(destination.Length);
+        return true;
+    }
+
     public override ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken = default)
     {
         if (Definition.ReadOnly) ThrowReadOnly();
+        Io.CountWrite(data.Length);
         return Below.WriteAsync(offset, data, fua, cancellationToken);
     }
 
@@ -94,6 +112,13 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : Fo
     {
         if (Definition.ReadOnly) ThrowReadOnly();
         return Below.TryStageWriteAsync(offset, length, staged, cancellationToken);
+    }
+
+    /// <summary>A write staged into ring slots counts once it is committed (a staged write that is abandoned was never written).</summary>
+    public override ValueTask CommitStagedWriteAsync(StagedWrite staged, bool fua, CancellationToken cancellationToken = default)
+    {
+        Io.CountWrite(staged.Length);
+        return Below.CommitStagedWriteAsync(staged, fua, cancellationToken);
     }
 
     private void ThrowReadOnly() =>

@@ -69,7 +69,7 @@ public sealed class VolumeActor : ReceiveActor, IWithUnboundedStash
         var status = _volume?.Status();
         var cache = status?.Find<CacheStatistics>();
         return new VolumeStatus(_volume?.Definition ?? _definition, _volume is not null, cache?.Generation ?? 0, cache, status?.ReadOnlyReason, _offlineReason,
-            _switchingTo);
+            _switchingTo, _volume?.Io.Read());
     }
 
     /// <summary>Asynchronous: opening may replay a log and drain it (a volume leaving write-back), and the actor waits without blocking a thread.</summary>
@@ -243,8 +243,9 @@ public sealed record GetVolumeStatus
 
 /// <param name="Offline">Why the volume could not be opened (it is then not served), or null.</param>
 /// <param name="SwitchingTo">The mode a switch under way is going to (leaving write-back drains the log first), or null.</param>
+/// <param name="Io">Read and write requests since the volume was opened; null while it is not open.</param>
 public sealed record VolumeStatus(VolumeDefinition Definition, bool Online, long Generation, CacheStatistics? Cache, string? Degraded, string? Offline = null,
-    VolumeMode? SwitchingTo = null);
+    VolumeMode? SwitchingTo = null, VolumeIoTotals? Io = null);
 
 /// <summary>Switch a live volume between write-back and write-through (leaving write-back drains the cache first).</summary>
 public sealed record SetVolumeMode(VolumeMode Mode);

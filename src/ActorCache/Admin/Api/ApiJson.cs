@@ -28,6 +28,8 @@ namespace ActorCache.Admin.Api;
 [JsonSerializable(typeof(MemberInfo))]
 [JsonSerializable(typeof(IReadOnlyList<MemberInfo>))]
 [JsonSerializable(typeof(ClusterMemberRequest))]
+[JsonSerializable(typeof(IReadOnlyList<ActorInfo>))]
+[JsonSerializable(typeof(TopFrame))]
 public sealed partial class ApiJson : JsonSerializerContext
 {
     private static ApiJson? _wire, _indented;
