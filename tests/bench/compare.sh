@@ -8,13 +8,13 @@
 # AC_ARGS="--set k=v ..." starts both ActorCache builds with those settings too (e.g. a small log, so J1 passes
 # the retention cap within a short run and every write also pays its destage).
 # J9 is the database pattern: 4k random writes at queue depth 1, a FLUSH after each (p50/p99 are the FLUSH's); J10 the
-# same with FUA writes (run with nbdsh: fio cannot send FUA).
+# same with FUA writes (run with nbdsh: fio cannot send FUA); J11/J12 the qemu-img bench commit patterns.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 REPS=${REPS:-3}
 RUNTIME=${RUNTIME:-10}
 SIZE=${SIZE:-1G}
-JOBS=${JOBS:-"J1 J2 J3 J4 J5 J6 J7 J8 J9 J10"}
+JOBS=${JOBS:-"J1 J2 J3 J4 J5 J6 J7 J8 J9 J10 J11 J12"}
 work=$(mktemp -d /tmp/actorcache-bench.XXXXXX)
 results=$work/results.tsv
 pids=()
@@ -78,6 +78,22 @@ declare -A SPEC=(
   [J8]="--rw=randrw --rwmixread=70 --bs=4k --iodepth=32 --fsync=32"
   [J9]="--rw=randwrite --bs=4k --iodepth=1 --fsync=1"
 )
+
+# J11/J12: the same commit pattern as QEMU sends it: qemu-img bench, 4k writes, a FLUSH after every one at depth 1
+# (J11) and after every 32 at depth 32 (J12, qemu drains before each flush). IOPS = requests / run time.
+run_qemu_bench() { # job server uri
+  local depth=1 every=1 count=${QEMU_BENCH_COUNT:-5000}
+  [ "$1" = J12 ] && { depth=32; every=32; count=$((count * 10)); }
+  local secs
+  secs=$(qemu-img bench -w -c "$count" -d "$depth" -s 4096 -S 4096 --flush-interval="$every" -f raw "$3" 2>/dev/null |
+         awk '/Run completed in/ {print $4}')
+  if [ -n "$secs" ]; then
+    /usr/bin/python3 -c "import sys; n, t = int(sys.argv[3]), float(sys.argv[4]); print(f'{sys.argv[1]}\t{sys.argv[2]}\t{n / t:.0f}\t{n * 4096 / t / 1048576:.1f}\tnan\tnan')" \
+      "$1" "$2" "$count" "$secs" >>"$results"
+  else
+    printf '%s\t%s\tnan\tnan\tnan\tnan\n' "$1" "$2" >>"$results"
+  fi
+}
 
 # J10: one client, 4k random writes with FUA, one at a time (fio's nbd engine cannot set FUA: libnbd's nbdsh does).
 run_fua() { # server uri
@@ -151,7 +167,11 @@ for job in $JOBS; do
   esac
   for rep in $(seq "$REPS"); do
     for s in $servers; do
-      if [ "$job" = J10 ]; then run_fua "$s" "${URI[$s]}"; else run_fio "$job" "$s" "${URI[$s]}"; fi
+      case $job in
+        J10) run_fua "$s" "${URI[$s]}" ;;
+        J11|J12) run_qemu_bench "$job" "$s" "${URI[$s]}" ;;
+        *) run_fio "$job" "$s" "${URI[$s]}" ;;
+      esac
     done
   done
 done
