@@ -85,7 +85,7 @@ public static class NodeHost
                 // to stdout). The dead letters of a stopping node are expected, not news.
                 .AddHocon($"akka.stdout-logger-class = \"{typeof(AkkaStartStopLogger).AssemblyQualifiedName}\"\nakka.log-dead-letters-during-shutdown = off",
                     HoconAddMode.Prepend)
-                .AddSetup(new AkkaLogBridgeSetup(services.GetRequiredService<ILoggerFactory>(), joinsItself: settings.SeedNodes.Count == 0))
+                .AddSetup(new AkkaLogBridgeSetup(services.GetRequiredService<ILoggerFactory>(), joinsItself: settings.SeedNodes.Count == 0 && settings.Discovery == ClusterDiscovery.Seeds))
                 .ConfigureLoggers(loggers =>
                 {
                     loggers.ClearLoggers();
@@ -96,6 +96,9 @@ public static class NodeHost
                 // The node's name travels as a role, so every member can list the others by name (quoted:
                 // the hosting options write roles unquoted, and the name role has a colon).
                 .AddHocon($"akka.cluster.roles = [\"storage\", \"{ActorCache.Cluster.ClusterMembers.NameRolePrefix}{settings.NodeName}\"]", HoconAddMode.Prepend)
+                .AddHocon(settings.Discovery == ClusterDiscovery.Seeds ? "" : ActorCache.Cluster.ClusterBootstrapConfig.Hocon(settings), HoconAddMode.Prepend)
+                // The Kubernetes discovery's own defaults (API paths, environment variable names), under ours.
+                .AddHocon(Akka.Discovery.KubernetesApi.KubernetesDiscovery.DefaultConfiguration(), HoconAddMode.Append)
                 .WithSqlPersistence(
                     connectionString: settings.MetadataConnectionString,
                     providerName: settings.Metadata == MetadataProvider.Sqlite ? ProviderName.SQLiteMS : ProviderName.PostgreSQL15,
@@ -110,6 +113,12 @@ public static class NodeHost
                 })
                 .AddStartup((system, _) =>
                 {
+                    // With discovery, bootstrap joins or forms the cluster (ClusterBootstrapStart).
+                    if (settings.Discovery != ClusterDiscovery.Seeds)
+                    {
+                        Akka.Discovery.KubernetesApi.KubernetesDiscovery.Get(system);
+                        return;
+                    }
                     // A node with no seeds is a cluster of one: it joins itself, so sharding and
                     // singletons behave the same as on many nodes.
                     if (settings.SeedNodes.Count == 0)
@@ -135,6 +144,7 @@ public static class NodeHost
         // Records the node's name once it serves, and reports a node its seeds do not let in.
         builder.Services.AddSingleton<ActorCache.Cluster.ClusterJoinWatch>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ActorCache.Cluster.ClusterJoinWatch>());
+        if (settings.Discovery != ClusterDiscovery.Seeds) builder.Services.AddHostedService<ActorCache.Cluster.ClusterBootstrapStart>();
         builder.Services.AddSingleton<VolumeStatusReader>();
         builder.Services.AddSingleton<NodeMetrics>();
         builder.Services.AddSingleton<VolumeInfoReader>();
