@@ -24,7 +24,7 @@ public static class ClusterBootstrapConfig
             $"akka.management.http.hostname = {Quote(management.Host.Trim('[', ']'))}",
             $"akka.management.http.port = {management.Port.ToString(CultureInfo.InvariantCulture)}",
             $"akka.management.cluster.bootstrap.contact-point-discovery.service-name = {Quote(ServiceName)}",
-            $"akka.management.cluster.bootstrap.contact-point-discovery.discovery-method = {(kubernetes ? "kubernetes-api" : "config")}",
+            $"akka.management.cluster.bootstrap.contact-point-discovery.discovery-method = {(kubernetes ? "kubernetes-pods" : "config")}",
             $"akka.management.cluster.bootstrap.contact-point-discovery.required-contact-point-nr = {settings.RequiredContactPoints.ToString(CultureInfo.InvariantCulture)}",
             // Pods list every container port; only the one named so is the management endpoint.
             $"akka.management.cluster.bootstrap.contact-point-discovery.port-name = {Quote(kubernetes ? settings.KubernetesPortName : "")}",
@@ -34,10 +34,13 @@ public static class ClusterBootstrapConfig
         };
         if (kubernetes)
         {
-            // The selector is taken as written: Akka formats it with the service name, so braces are escaped.
-            lines.Add($"akka.discovery.kubernetes-api.pod-label-selector = {Quote(settings.KubernetesLabelSelector.Replace("{", "{{").Replace("}", "}}"))}");
-            lines.Add($"akka.discovery.kubernetes-api.api-token-path = {Quote(settings.KubernetesTokenPath)}");
-            if (settings.KubernetesNamespace.Length > 0) lines.Add($"akka.discovery.kubernetes-api.pod-namespace = {Quote(settings.KubernetesNamespace)}");
+            lines.Add($"{KubernetesPodDiscovery.ConfigPath}.class = {Quote(typeof(KubernetesPodDiscovery).AssemblyQualifiedName!)}");
+            lines.Add($"{KubernetesPodDiscovery.ConfigPath}.label-selector = {Quote(settings.KubernetesLabelSelector)}");
+            lines.Add($"{KubernetesPodDiscovery.ConfigPath}.namespace = {Quote(settings.KubernetesNamespace)}");
+            lines.Add($"{KubernetesPodDiscovery.ConfigPath}.namespace-path = {Quote(settings.KubernetesNamespacePath)}");
+            lines.Add($"{KubernetesPodDiscovery.ConfigPath}.token-path = {Quote(settings.KubernetesTokenPath)}");
+            lines.Add($"{KubernetesPodDiscovery.ConfigPath}.ca-path = {Quote(settings.KubernetesCaPath)}");
+            lines.Add($"{KubernetesPodDiscovery.ConfigPath}.port-name = {Quote(settings.KubernetesPortName)}");
         }
         else
         {

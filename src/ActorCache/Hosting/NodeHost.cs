@@ -97,8 +97,7 @@ public static class NodeHost
                 // the hosting options write roles unquoted, and the name role has a colon).
                 .AddHocon($"akka.cluster.roles = [\"storage\", \"{ActorCache.Cluster.ClusterMembers.NameRolePrefix}{settings.NodeName}\"]", HoconAddMode.Prepend)
                 .AddHocon(settings.Discovery == ClusterDiscovery.Seeds ? "" : ActorCache.Cluster.ClusterBootstrapConfig.Hocon(settings), HoconAddMode.Prepend)
-                // The Kubernetes discovery's own defaults (API paths, environment variable names), under ours.
-                .AddHocon(Akka.Discovery.KubernetesApi.KubernetesDiscovery.DefaultConfiguration(), HoconAddMode.Append)
+                .AddSetup(new ActorCache.Cluster.DiscoveryReportSetup(services.GetRequiredService<ActorCache.Cluster.DiscoveryReport>()))
                 .WithSqlPersistence(
                     connectionString: settings.MetadataConnectionString,
                     providerName: settings.Metadata == MetadataProvider.Sqlite ? ProviderName.SQLiteMS : ProviderName.PostgreSQL15,
@@ -114,11 +113,7 @@ public static class NodeHost
                 .AddStartup((system, _) =>
                 {
                     // With discovery, bootstrap joins or forms the cluster (ClusterBootstrapStart).
-                    if (settings.Discovery != ClusterDiscovery.Seeds)
-                    {
-                        Akka.Discovery.KubernetesApi.KubernetesDiscovery.Get(system);
-                        return;
-                    }
+                    if (settings.Discovery != ClusterDiscovery.Seeds) return;
                     // A node with no seeds is a cluster of one: it joins itself, so sharding and
                     // singletons behave the same as on many nodes.
                     if (settings.SeedNodes.Count == 0)
@@ -142,6 +137,7 @@ public static class NodeHost
         builder.Services.AddSingleton<NodeService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<NodeService>());
         // Records the node's name once it serves, and reports a node its seeds do not let in.
+        builder.Services.AddSingleton<ActorCache.Cluster.DiscoveryReport>();
         builder.Services.AddSingleton<ActorCache.Cluster.ClusterJoinWatch>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ActorCache.Cluster.ClusterJoinWatch>());
         if (settings.Discovery != ClusterDiscovery.Seeds) builder.Services.AddHostedService<ActorCache.Cluster.ClusterBootstrapStart>();

@@ -48,6 +48,8 @@ public sealed record NodeSettings
     public string KubernetesNamespace { get; init; } = "";
     public string KubernetesPortName { get; init; } = "management";
     public string KubernetesTokenPath { get; init; } = "";
+    public string KubernetesCaPath { get; init; } = "";
+    public string KubernetesNamespacePath { get; init; } = "";
     public required CacheSettings Cache { get; init; }
     /// <summary>Where the admin HTTP listener (/metrics, /health, /api) binds.</summary>
     public required AdminListenAddress Admin { get; init; }
@@ -228,6 +230,8 @@ public static class NodeSettingsLoader
             KubernetesNamespace = KubernetesNamespace(read),
             KubernetesPortName = NonEmpty(read, "cluster.kubernetes.management-port-name", "\"management\""),
             KubernetesTokenPath = NonEmpty(read, "cluster.kubernetes.token-path", "\"/var/run/secrets/kubernetes.io/serviceaccount/token\""),
+            KubernetesCaPath = NonEmpty(read, "cluster.kubernetes.ca-path", "\"/var/run/secrets/kubernetes.io/serviceaccount/ca.crt\""),
+            KubernetesNamespacePath = Path.Combine(Path.GetDirectoryName(NonEmpty(read, "cluster.kubernetes.token-path", "\"/var/run/secrets/kubernetes.io/serviceaccount/token\"")) ?? "/", "namespace"),
             Config = config,
         };
     }
