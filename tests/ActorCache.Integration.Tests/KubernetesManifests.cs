@@ -27,10 +27,10 @@ public static class KubernetesManifests
         return result.Stdout;
     }
 
-    /// <summary>Every document of a multi-document YAML stream, as JSON (scalars as YAML typed them: ints, booleans, strings).</summary>
+    /// <summary>Every document of a multi-document YAML stream, as JSON (every scalar a string).</summary>
     public static List<JsonObject> Parse(string yaml)
     {
-        var deserializer = new DeserializerBuilder().WithAttemptingUnquotedStringTypeDeserialization().Build();
+        var deserializer = new DeserializerBuilder().Build();
         var parser = new Parser(new StringReader(yaml));
         parser.Consume<StreamStart>();
         var documents = new List<JsonObject>();

@@ -67,7 +67,7 @@ public sealed partial class KubernetesTests : IAsyncLifetime
         var mappedPorts = new JsonArray();
         foreach (var port in container["ports"]!.AsArray())
         {
-            var fixedPort = port!["containerPort"]!.GetValue<int>();
+            var fixedPort = int.Parse(port!["containerPort"].Text(), System.Globalization.CultureInfo.InvariantCulture);
             ports[fixedPort] = NodeProcess.FreePort();
             mappedPorts.Add(new JsonObject { ["name"] = port["name"].Text(), ["containerPort"] = ports[fixedPort], ["protocol"] = "TCP" });
         }
@@ -123,8 +123,8 @@ public sealed partial class KubernetesTests : IAsyncLifetime
         {
             var arg = VariableReference().Replace(raw, m => env.TryGetValue(m.Groups[1].Value, out var v) ? v : m.Value);
             arg = TrailingPort().Replace(arg, m => ports.TryGetValue(int.Parse(m.Groups[1].Value), out var p) ? $":{p}" : m.Value);
-            foreach (var (path, local) in mounts)
-                if (arg == path || arg.StartsWith(path + "/", StringComparison.Ordinal)) arg = local + arg[path.Length..];
+            var under = mounts.Keys.Where(path => arg == path || arg.StartsWith(path + "/", StringComparison.Ordinal)).MaxBy(path => path.Length);
+            if (under is not null) arg = mounts[under] + arg[under.Length..];
             args.Add(arg);
         }
         var serviceAccount = NewDir();
@@ -160,9 +160,9 @@ public sealed partial class KubernetesTests : IAsyncLifetime
     public async Task The_statefulsets_pods_form_one_cluster_through_the_kubernetes_api_alone()
     {
         var manifests = KubernetesManifests.Parse(await KubernetesManifests.RenderAsync());
-        var replicas = KubernetesManifests.Single(manifests, "StatefulSet")["spec"]!["replicas"]!.GetValue<int>();
-        Assert.Equal(3, replicas);
-        var pods = Enumerable.Range(0, replicas).Select(i => StartPod(manifests, i, listed: true)).ToList();
+        var replicas = KubernetesManifests.Single(manifests, "StatefulSet")["spec"]!["replicas"].Text();
+        Assert.Equal("3", replicas);
+        var pods = Enumerable.Range(0, 3).Select(i => StartPod(manifests, i, listed: true)).ToList();
         foreach (var pod in pods) await pod.WaitReadyAsync();
 
         string[] names = ["actorcache-0", "actorcache-1", "actorcache-2"];
