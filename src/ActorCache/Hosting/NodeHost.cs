@@ -58,6 +58,9 @@ public static class NodeHost
         // ASP.NET Core logs every request at Information; a scrape every few seconds would drown the node's own log.
         builder.Logging.AddFilter<ConsoleLoggerProvider>("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter<DebugLogFile>("Microsoft.AspNetCore", LogLevel.Warning);
+        // Cluster bootstrap logs every lookup and probe (each second while it looks) at Information: the console gets its
+        // warnings, the debug log everything. Why a node is not in a cluster is in /health and the join watch's warning.
+        builder.Logging.AddFilter<ConsoleLoggerProvider>("Akka.Management.Cluster.Bootstrap.Internal", LogLevel.Warning);
         // The admin socket was bound before anything was created; Kestrel serves on it.
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.ListenHandle(listeners.Admin.Handle, l => l.Protocols = HttpProtocols.Http1));
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.StopGrace + TimeSpan.FromSeconds(20));
