@@ -96,11 +96,22 @@ public sealed class KubernetesPodDiscovery : ServiceDiscovery
         var where = $"pods matching '{_selector}' in namespace {_namespace}";
         if (_http is null) return new Resolved(lookup.ServiceName, []);
         var url = $"{_apiBase}/api/v1/namespaces/{Uri.EscapeDataString(_namespace)}/pods?labelSelector={Uri.EscapeDataString(_selector)}";
+        string token;
+        try
+        {
+            // Read at every lookup: Kubernetes rotates the projected token.
+            token = (await File.ReadAllTextAsync(_tokenPath)).Trim();
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return Fail(lookup, $"the service account token {_tokenPath} cannot be read: {e.Message}; check actorcache.cluster.kubernetes.token-path " +
+                                "and that the pod mounts its service account token (automountServiceAccountToken)");
+        }
         string body;
         try
         {
             using var request = new HttpRequestMessage(HttpMethod.Get, url);
-            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", (await File.ReadAllTextAsync(_tokenPath)).Trim());
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token);
             using var cts = new CancellationTokenSource(resolveTimeout);
             using var response = await _http.SendAsync(request, cts.Token);
             body = await response.Content.ReadAsStringAsync(cts.Token);
@@ -110,7 +121,7 @@ public sealed class KubernetesPodDiscovery : ServiceDiscovery
             if (!response.IsSuccessStatusCode)
                 return Fail(lookup, $"the Kubernetes API at {_apiBase} answered {(int)response.StatusCode} {response.ReasonPhrase} to listing {where}");
         }
-        catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException or UnauthorizedAccessException)
+        catch (Exception e) when (e is HttpRequestException or OperationCanceledException or IOException)
         {
             var reason = e is OperationCanceledException ? $"no answer within {resolveTimeout.TotalSeconds:0.#} s" : e.Message;
             return Fail(lookup, $"the Kubernetes API at {_apiBase} cannot be reached to list {where}: {reason}");
