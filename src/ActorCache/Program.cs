@@ -96,6 +96,19 @@ public static class Program
             HelpName = "HOST:PORT",
             Arity = ArgumentArity.ZeroOrMore,
         };
+        var discovery = new Option<string?>("--discovery")
+        {
+            Description = "how the node finds its cluster: seeds (--seed), kubernetes (pods of a label selector, through the Kubernetes API) " +
+                          "or config (actorcache.cluster.contact-points); default seeds",
+            HelpName = "seeds|kubernetes|config",
+        };
+        discovery.AcceptOnlyFromAmong("seeds", "kubernetes", "config");
+        var management = new Option<string?>("--management")
+        {
+            Description = "Akka.Management endpoint other nodes bootstrap through, with kubernetes or config discovery: HOST:PORT " +
+                          "(default: the --cluster host, port 8558)",
+            HelpName = "HOST:PORT",
+        };
         var set = new Option<string[]>("--set")
         {
             Description = "override one configuration key: key=value (repeatable)",
@@ -103,7 +116,7 @@ public static class Program
         };
         var serve = new Command("serve", "Run a node: metadata in the data directory, every volume served over NBD.")
         {
-            config, dataDir, listen, volume, admin, nodeName, cluster, seed, set,
+            config, dataDir, listen, volume, admin, nodeName, cluster, seed, discovery, management, set,
         };
         serve.SetAction((result, _) => NodeRun.RunAsync(new ServeFlags(
             result.GetValue(config),
@@ -114,7 +127,9 @@ public static class Program
             result.GetValue(admin),
             result.GetValue(nodeName),
             result.GetValue(cluster),
-            result.GetValue(seed) ?? [])));
+            result.GetValue(seed) ?? [],
+            result.GetValue(discovery),
+            result.GetValue(management))));
         return serve;
     }
 }

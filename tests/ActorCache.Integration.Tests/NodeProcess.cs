@@ -117,6 +117,34 @@ public sealed partial class NodeProcess : IAsyncDisposable
         return node;
     }
 
+    /// <summary>
+    /// Starts <c>actorcache</c> with exactly <paramref name="args"/> and <paramref name="environment"/> (nothing added), as a
+    /// container runs its command: the k8s tests start the StatefulSet's pods this way. <paramref name="tcpPort"/> is where it serves NBD.
+    /// </summary>
+    public static NodeProcess LaunchExactly(string dataDir, IEnumerable<string> args, IReadOnlyDictionary<string, string> environment, int tcpPort)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = dataDir,
+        };
+        start.Environment["DOTNET_EnableDiagnostics"] = "0";
+        foreach (var (name, value) in environment) start.Environment[name] = value;
+        start.ArgumentList.Add(NodeDll);
+        foreach (var arg in args) start.ArgumentList.Add(arg);
+        var process = Process.Start(start)!;
+        var node = new NodeProcess(process, dataDir, tcpPort);
+        process.OutputDataReceived += (_, e) => node.OnLine(e.Data);
+        process.ErrorDataReceived += (_, e) => node.OnLine(e.Data);
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        return node;
+    }
+
+    public bool HasExited => _process.HasExited;
+
     /// <summary>Starts a node and waits until it serves NBD and its admin listener answers.</summary>
     public static async Task<NodeProcess> StartAsync(string dataDir, params string[] extraArgs)
     {

@@ -22,8 +22,13 @@ public sealed class AdminListener
     /// <summary>Where it listens (the port the kernel picked when the setting says 0).</summary>
     public IPEndPoint EndPoint { get; }
 
-    /// <summary>The URL tools use: http://HOST:PORT, an IPv6 host in brackets.</summary>
-    public string Url => $"http://{EndPoint}";
+    /// <summary>
+    /// The URL tools use: http://HOST:PORT, an IPv6 host in brackets. A listener on every address (0.0.0.0, ::, as in a
+    /// pod whose probes reach it on the pod's IP) is reached on loopback: the unspecified address is no destination.
+    /// </summary>
+    public string Url => EndPoint.Address.Equals(IPAddress.Any) ? $"http://{new IPEndPoint(IPAddress.Loopback, EndPoint.Port)}"
+        : EndPoint.Address.Equals(IPAddress.IPv6Any) ? $"http://{new IPEndPoint(IPAddress.IPv6Loopback, EndPoint.Port)}"
+        : $"http://{EndPoint}";
 
     /// <summary>The descriptor Kestrel takes over (ListenHandle); Kestrel closes it when it stops.</summary>
     public ulong Handle => (ulong)_fd;

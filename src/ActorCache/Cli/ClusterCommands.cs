@@ -41,7 +41,7 @@ public static class ClusterCommands
             }
             run.Output.Write(ClusterView.Table(members));
             if (members.FirstOrDefault(m => m.Self) is { Status: "NotJoined" } self)
-                run.Output.Say($"[yellow]{Markup.Escape(self.Node)} has not joined a cluster yet[/]: no seed node has let it in (its /health says more)");
+                run.Output.Say($"[yellow]{Markup.Escape(self.Node)} has not joined a cluster yet[/]: no seed node or contact point has let it in (its /health says why)");
         });
         return command.WithExamples("actorcache cluster show", "actorcache cluster show --json | jq -r '.[] | select(.reachable | not) | .node'");
     }

@@ -10,7 +10,7 @@ namespace ActorCache.Cluster;
 /// and watches that the cluster accepts it: a node its seeds do not let in within
 /// <c>actorcache.cluster.join-timeout</c> says so in a warning and in <c>/health</c>, and keeps trying.
 /// </summary>
-public sealed class ClusterJoinWatch(NodeSettings settings, ClusterMembers members, ActorSystem system, ILogger<ClusterJoinWatch> logger)
+public sealed class ClusterJoinWatch(NodeSettings settings, ClusterMembers members, ActorSystem system, DiscoveryReport discovery, ILogger<ClusterJoinWatch> logger)
     : IHostedService, IDisposable
 {
     private readonly CancellationTokenSource _stopping = new();
@@ -56,6 +56,19 @@ public sealed class ClusterJoinWatch(NodeSettings settings, ClusterMembers membe
 
     private string NotJoinedProblem()
     {
+        if (settings.Discovery != ClusterDiscovery.Seeds)
+        {
+            var check = settings.Discovery == ClusterDiscovery.Kubernetes
+                ? "check that the Kubernetes API is reachable (KUBERNETES_SERVICE_HOST/PORT) and lets the service account list pods, that the " +
+                  "selector matches the pods and each pod names its management port"
+                : "check actorcache.cluster.contact-points";
+            if (discovery.Problem is { } problem)
+                return $"cluster: not joined after {settings.JoinTimeout.TotalSeconds:0} s: {problem}; still trying";
+            var found = discovery.Found is { } f ? $"; last lookup: {f}" : "";
+            return $"cluster: not joined after {settings.JoinTimeout.TotalSeconds:0} s: bootstrap found no cluster to join and not enough nodes " +
+                   $"to form one ({ClusterBootstrapConfig.Describe(settings)}); {check}, and that the management endpoints " +
+                   $"are reachable from here (the node's log says what bootstrap saw){found}; still trying";
+        }
         var seeds = string.Join(", ", settings.SeedNodes.Select(s => s[(s.IndexOf('@') + 1)..]));
         return $"cluster: not joined after {settings.JoinTimeout.TotalSeconds:0} s: no seed node let this node in (seeds {seeds}); " +
                "check --seed, that a node of the cluster runs there and that its --cluster address is reachable from here; still trying";

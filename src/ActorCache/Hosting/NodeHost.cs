@@ -58,6 +58,9 @@ public static class NodeHost
         // ASP.NET Core logs every request at Information; a scrape every few seconds would drown the node's own log.
         builder.Logging.AddFilter<ConsoleLoggerProvider>("Microsoft.AspNetCore", LogLevel.Warning);
         builder.Logging.AddFilter<DebugLogFile>("Microsoft.AspNetCore", LogLevel.Warning);
+        // Cluster bootstrap logs every lookup and probe (each second while it looks) at Information: the console gets its
+        // warnings, the debug log everything. Why a node is not in a cluster is in /health and the join watch's warning.
+        builder.Logging.AddFilter<ConsoleLoggerProvider>("Akka.Management.Cluster.Bootstrap.Internal", LogLevel.Warning);
         // The admin socket was bound before anything was created; Kestrel serves on it.
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.ListenHandle(listeners.Admin.Handle, l => l.Protocols = HttpProtocols.Http1));
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = settings.StopGrace + TimeSpan.FromSeconds(20));
@@ -85,7 +88,7 @@ public static class NodeHost
                 // to stdout). The dead letters of a stopping node are expected, not news.
                 .AddHocon($"akka.stdout-logger-class = \"{typeof(AkkaStartStopLogger).AssemblyQualifiedName}\"\nakka.log-dead-letters-during-shutdown = off",
                     HoconAddMode.Prepend)
-                .AddSetup(new AkkaLogBridgeSetup(services.GetRequiredService<ILoggerFactory>(), joinsItself: settings.SeedNodes.Count == 0))
+                .AddSetup(new AkkaLogBridgeSetup(services.GetRequiredService<ILoggerFactory>(), joinsItself: settings.SeedNodes.Count == 0 && settings.Discovery == ClusterDiscovery.Seeds))
                 .ConfigureLoggers(loggers =>
                 {
                     loggers.ClearLoggers();
@@ -96,6 +99,8 @@ public static class NodeHost
                 // The node's name travels as a role, so every member can list the others by name (quoted:
                 // the hosting options write roles unquoted, and the name role has a colon).
                 .AddHocon($"akka.cluster.roles = [\"storage\", \"{ActorCache.Cluster.ClusterMembers.NameRolePrefix}{settings.NodeName}\"]", HoconAddMode.Prepend)
+                .AddHocon(settings.Discovery == ClusterDiscovery.Seeds ? "" : ActorCache.Cluster.ClusterBootstrapConfig.Hocon(settings), HoconAddMode.Prepend)
+                .AddSetup(new ActorCache.Cluster.DiscoveryReportSetup(services.GetRequiredService<ActorCache.Cluster.DiscoveryReport>()))
                 .WithSqlPersistence(
                     connectionString: settings.MetadataConnectionString,
                     providerName: settings.Metadata == MetadataProvider.Sqlite ? ProviderName.SQLiteMS : ProviderName.PostgreSQL15,
@@ -110,6 +115,8 @@ public static class NodeHost
                 })
                 .AddStartup((system, _) =>
                 {
+                    // With discovery, bootstrap joins or forms the cluster (ClusterBootstrapStart).
+                    if (settings.Discovery != ClusterDiscovery.Seeds) return;
                     // A node with no seeds is a cluster of one: it joins itself, so sharding and
                     // singletons behave the same as on many nodes.
                     if (settings.SeedNodes.Count == 0)
@@ -133,8 +140,10 @@ public static class NodeHost
         builder.Services.AddSingleton<NodeService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<NodeService>());
         // Records the node's name once it serves, and reports a node its seeds do not let in.
+        builder.Services.AddSingleton<ActorCache.Cluster.DiscoveryReport>();
         builder.Services.AddSingleton<ActorCache.Cluster.ClusterJoinWatch>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ActorCache.Cluster.ClusterJoinWatch>());
+        if (settings.Discovery != ClusterDiscovery.Seeds) builder.Services.AddHostedService<ActorCache.Cluster.ClusterBootstrapStart>();
         builder.Services.AddSingleton<VolumeStatusReader>();
         builder.Services.AddSingleton<NodeMetrics>();
         builder.Services.AddSingleton<ActorTree>();

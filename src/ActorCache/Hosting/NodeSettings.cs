@@ -9,6 +9,9 @@ namespace ActorCache.Hosting;
 
 public enum MetadataProvider { Sqlite, PostgreSql }
 
+/// <summary>How a node finds its cluster (<c>actorcache.cluster.discovery</c>, <c>--discovery</c>).</summary>
+public enum ClusterDiscovery { Seeds, Kubernetes, Config }
+
 /// <summary>Everything a node needs to start, read from HOCON (defaults, --config, --set) and flags, and checked.</summary>
 public sealed record NodeSettings
 {
@@ -33,6 +36,20 @@ public sealed record NodeSettings
     public required IReadOnlyList<string> SeedNodes { get; init; }
     /// <summary>How long a node may take to join its seeds before it says so (log, /health).</summary>
     public TimeSpan JoinTimeout { get; init; } = TimeSpan.FromSeconds(20);
+    /// <summary>Seeds, or cluster bootstrap through Kubernetes or a static list (see <see cref="Cluster.ClusterBootstrapConfig"/>).</summary>
+    public ClusterDiscovery Discovery { get; init; } = ClusterDiscovery.Seeds;
+    /// <summary>Akka.Management's HTTP endpoint (bootstrap's contact point), with kubernetes or config discovery.</summary>
+    public ActorCache.Cluster.ClusterAddress? Management { get; init; }
+    public int RequiredContactPoints { get; init; } = 2;
+    /// <summary>With config discovery: every node's management endpoint.</summary>
+    public IReadOnlyList<ActorCache.Cluster.ClusterAddress> ContactPoints { get; init; } = [];
+    public string KubernetesLabelSelector { get; init; } = "";
+    /// <summary>Empty: the service account's namespace file.</summary>
+    public string KubernetesNamespace { get; init; } = "";
+    public string KubernetesPortName { get; init; } = "management";
+    public string KubernetesTokenPath { get; init; } = "";
+    public string KubernetesCaPath { get; init; } = "";
+    public string KubernetesNamespacePath { get; init; } = "";
     public required CacheSettings Cache { get; init; }
     /// <summary>Where the admin HTTP listener (/metrics, /health, /api) binds.</summary>
     public required AdminListenAddress Admin { get; init; }
@@ -73,7 +90,8 @@ public sealed record CacheSettings(
 
 /// <summary>The flags of <c>actorcache serve</c> that override configuration.</summary>
 public sealed record ServeFlags(string? ConfigFile, string? DataDir, IReadOnlyList<string> Listen, IReadOnlyList<string> Volumes,
-    IReadOnlyList<string> Sets, string? Admin = null, string? NodeName = null, string? Cluster = null, IReadOnlyList<string>? Seeds = null);
+    IReadOnlyList<string> Sets, string? Admin = null, string? NodeName = null, string? Cluster = null, IReadOnlyList<string>? Seeds = null,
+    string? Discovery = null, string? Management = null);
 
 /// <summary>Raised for settings a user got wrong; the message says which and how to fix it.</summary>
 public class SettingsException(string message) : Exception(message);
@@ -169,8 +187,18 @@ public static class NodeSettingsLoader
         if (provider == MetadataProvider.Sqlite && connectionString.Length == 0)
             connectionString = $"Data Source={Path.Combine(dataDir, "metadata.db")}";
 
-        var (nodeName, nodeNameOrigin) = NodeName(read, flags.NodeName);
+        var discovery = Discovery(read, flags.Discovery);
+        var (nodeName, nodeNameOrigin) = NodeName(read, flags.NodeName, discovery);
         var (clusterHost, clusterPort, clusterOrigin) = ClusterAddress(read, flags.Cluster);
+        var seedNodes = SeedNodes(read, flags.Seeds);
+        if (discovery != ClusterDiscovery.Seeds && seedNodes.Count > 0)
+            throw new SettingsException($"seed nodes are given (--seed or actorcache.cluster.seed-nodes) but discovery is {discovery.ToString().ToLowerInvariant()}: " +
+                                        "bootstrap finds the cluster without seeds; leave the seeds out, or use --discovery seeds");
+        var management = Management(read, flags.Management, clusterHost);
+        var contactPoints = ContactPoints(read);
+        if (discovery == ClusterDiscovery.Config && contactPoints.Count == 0)
+            throw new SettingsException("discovery is config but actorcache.cluster.contact-points is empty; list every node's management endpoint, " +
+                                        "e.g. contact-points = [\"10.0.0.1:8558\", \"10.0.0.2:8558\", \"10.0.0.3:8558\"]");
 
         var defaultExport = read.String("nbd.default-export");
         if (defaultExport.Length > 0 && !VolumeSpec.IsValidName(defaultExport))
@@ -198,16 +226,81 @@ public static class NodeSettingsLoader
             ClusterHostname = clusterHost,
             ClusterPort = clusterPort,
             ClusterOrigin = clusterOrigin,
-            SeedNodes = SeedNodes(read, flags.Seeds),
+            SeedNodes = seedNodes,
             JoinTimeout = read.Duration("cluster.join-timeout", TimeSpan.FromSeconds(1), "20s"),
+            Discovery = discovery,
+            Management = management,
+            RequiredContactPoints = read.Int("cluster.required-contact-points", 1, 1000),
+            ContactPoints = contactPoints,
+            KubernetesLabelSelector = NonEmpty(read, "cluster.kubernetes.label-selector", "\"app.kubernetes.io/name=actorcache\""),
+            KubernetesNamespace = KubernetesNamespace(read),
+            KubernetesPortName = NonEmpty(read, "cluster.kubernetes.management-port-name", "\"management\""),
+            KubernetesTokenPath = NonEmpty(read, "cluster.kubernetes.token-path", "\"/var/run/secrets/kubernetes.io/serviceaccount/token\""),
+            KubernetesCaPath = NonEmpty(read, "cluster.kubernetes.ca-path", "\"/var/run/secrets/kubernetes.io/serviceaccount/ca.crt\""),
+            KubernetesNamespacePath = Path.Combine(Path.GetDirectoryName(NonEmpty(read, "cluster.kubernetes.token-path", "\"/var/run/secrets/kubernetes.io/serviceaccount/token\"")) ?? "/", "namespace"),
             Config = config,
         };
     }
 
-    /// <summary>The node's name: --node-name, else actorcache.cluster.node-name, else the host name.</summary>
-    private static (string Name, string? Origin) NodeName(SettingsReader read, string? flag)
+    /// <summary>--discovery, else actorcache.cluster.discovery.</summary>
+    private static ClusterDiscovery Discovery(SettingsReader read, string? flag)
+    {
+        if (flag is null)
+            return read.Choice("cluster.discovery", ("seeds", ClusterDiscovery.Seeds), ("kubernetes", ClusterDiscovery.Kubernetes), ("config", ClusterDiscovery.Config));
+        return flag.Trim().ToLowerInvariant() switch
+        {
+            "seeds" => ClusterDiscovery.Seeds,
+            "kubernetes" => ClusterDiscovery.Kubernetes,
+            "config" => ClusterDiscovery.Config,
+            _ => throw new SettingsException($"--discovery {flag}: use seeds, kubernetes or config"),
+        };
+    }
+
+    /// <summary>Akka.Management's endpoint: --management, else actorcache.cluster.management, else the cluster host on 8558.</summary>
+    private static ActorCache.Cluster.ClusterAddress Management(SettingsReader read, string? flag, string clusterHost)
+    {
+        var text = flag ?? read.String("cluster.management");
+        if (flag is null && string.IsNullOrWhiteSpace(text)) return new ActorCache.Cluster.ClusterAddress(clusterHost, ActorCache.Cluster.ClusterBootstrapConfig.DefaultManagementPort);
+        // Port 0 is refused: the other nodes find this one at the port it is configured with.
+        if (!ActorCache.Cluster.ClusterAddress.TryParse(text, seed: true, out var address, out var error) || text.Contains("://", StringComparison.Ordinal))
+            throw new SettingsException($"{(flag is null ? "actorcache.cluster.management" : "--management")}: {(error.Length > 0 ? error : $"'{text}' is not HOST:PORT")} (e.g. 10.0.0.5:8558)");
+        return address!;
+    }
+
+    private static IReadOnlyList<ActorCache.Cluster.ClusterAddress> ContactPoints(SettingsReader read)
+    {
+        var points = new List<ActorCache.Cluster.ClusterAddress>();
+        foreach (var text in read.StringList("cluster.contact-points", "\"10.0.0.1:8558\""))
+        {
+            if (!ActorCache.Cluster.ClusterAddress.TryParse(text, seed: true, out var address, out var error) || text.Contains("://", StringComparison.Ordinal))
+                throw new SettingsException($"actorcache.cluster.contact-points: {(error.Length > 0 ? error : $"'{text}' is not HOST:PORT")} (a management endpoint, e.g. 10.0.0.1:8558)");
+            if (!points.Contains(address!)) points.Add(address!);
+        }
+        return points;
+    }
+
+    /// <summary>actorcache.cluster.kubernetes.namespace, else POD_NAMESPACE (downward API), else empty (the service account's file).</summary>
+    private static string KubernetesNamespace(SettingsReader read)
+    {
+        var configured = read.String("cluster.kubernetes.namespace").Trim();
+        if (configured.Length > 0) return configured;
+        return (Environment.GetEnvironmentVariable("POD_NAMESPACE") ?? "").Trim();
+    }
+
+    /// <summary>
+    /// The node's name: --node-name, else actorcache.cluster.node-name, else (with kubernetes discovery) the pod's
+    /// name from POD_NAME, else the host name.
+    /// </summary>
+    private static (string Name, string? Origin) NodeName(SettingsReader read, string? flag, ClusterDiscovery discovery)
     {
         var (name, origin) = flag is not null ? (flag, $"--node-name {flag}") : (read.String("cluster.node-name"), $"actorcache.cluster.node-name = {read.String("cluster.node-name")}");
+        if (flag is null && name.Length == 0 && discovery == ClusterDiscovery.Kubernetes &&
+            Environment.GetEnvironmentVariable("POD_NAME") is { Length: > 0 } podName)
+        {
+            if (!ActorCache.Cluster.NodeIdentity.IsValidName(podName))
+                throw new SettingsException(ActorCache.Cluster.NodeIdentity.NameError(podName, "POD_NAME (the pod's name, the node's name with kubernetes discovery)"));
+            return (podName, $"POD_NAME={podName}");
+        }
         if (flag is null && name.Length == 0) return (ActorCache.Cluster.NodeIdentity.HostName(), null);
         if (!ActorCache.Cluster.NodeIdentity.IsValidName(name))
             throw new SettingsException(ActorCache.Cluster.NodeIdentity.NameError(name, flag is not null ? "--node-name" : "actorcache.cluster.node-name"));
