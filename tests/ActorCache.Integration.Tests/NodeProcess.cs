@@ -88,16 +88,7 @@ public sealed partial class NodeProcess : IAsyncDisposable
         string? admin = "127.0.0.1:0")
     {
         var tcpPort = port ?? FreePort();
-        var start = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = dataDir,
-        };
-        // No diagnostics IPC: a node the tests SIGKILL would leave its clr-debug-pipe-* and
-        // dotnet-diagnostic-* files in /tmp, dozens per run.
-        start.Environment["DOTNET_EnableDiagnostics"] = "0";
+        var start = StartInfo(dataDir);
         foreach (var arg in new[] { NodeDll, "serve", "--data-dir", dataDir }) start.ArgumentList.Add(arg);
         if (defaultListeners)
             foreach (var arg in new[] { "--listen", $"unix:{Path.Combine(dataDir, "nbd.sock")}", "--listen", $"tcp://127.0.0.1:{tcpPort}" })
@@ -108,6 +99,27 @@ public sealed partial class NodeProcess : IAsyncDisposable
         if (!extra.Contains("--cluster"))
             foreach (var arg in new[] { "--cluster", "127.0.0.1:0" }) start.ArgumentList.Add(arg);
         foreach (var arg in extra) start.ArgumentList.Add(arg);
+        return Run(start, dataDir, tcpPort);
+    }
+
+    private static ProcessStartInfo StartInfo(string dataDir)
+    {
+        var start = new ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+            WorkingDirectory = dataDir,
+        };
+        // No diagnostics IPC: a node the tests SIGKILL would leave its clr-debug-pipe-* and
+        // dotnet-diagnostic-* files in /tmp, dozens per run.
+        start.Environment["DOTNET_EnableDiagnostics"] = "0";
+        return start;
+    }
+
+    /// <summary>Starts the process and follows its output lines.</summary>
+    private static NodeProcess Run(ProcessStartInfo start, string dataDir, int tcpPort)
+    {
         var process = Process.Start(start)!;
         var node = new NodeProcess(process, dataDir, tcpPort);
         process.OutputDataReceived += (_, e) => node.OnLine(e.Data);
@@ -123,24 +135,11 @@ public sealed partial class NodeProcess : IAsyncDisposable
     /// </summary>
     public static NodeProcess LaunchExactly(string dataDir, IEnumerable<string> args, IReadOnlyDictionary<string, string> environment, int tcpPort)
     {
-        var start = new ProcessStartInfo("dotnet")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-            WorkingDirectory = dataDir,
-        };
-        start.Environment["DOTNET_EnableDiagnostics"] = "0";
+        var start = StartInfo(dataDir);
         foreach (var (name, value) in environment) start.Environment[name] = value;
         start.ArgumentList.Add(NodeDll);
         foreach (var arg in args) start.ArgumentList.Add(arg);
-        var process = Process.Start(start)!;
-        var node = new NodeProcess(process, dataDir, tcpPort);
-        process.OutputDataReceived += (_, e) => node.OnLine(e.Data);
-        process.ErrorDataReceived += (_, e) => node.OnLine(e.Data);
-        process.BeginOutputReadLine();
-        process.BeginErrorReadLine();
-        return node;
+        return Run(start, dataDir, tcpPort);
     }
 
     public bool HasExited => _process.HasExited;
