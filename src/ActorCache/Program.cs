@@ -48,6 +48,7 @@ public static class Program
         root.Subcommands.Add(VolumeCommands.Create());
         root.Subcommands.Add(SnapshotCommands.Create());
         root.Subcommands.Add(ClusterCommands.Create());
+        root.Subcommands.Add(PeerCommands.Create());
         root.Subcommands.Add(ActorCommands.Create());
         root.Subcommands.Add(TopCommand.Create());
         CliHelp.Install(root);

@@ -20,9 +20,10 @@ public static class AdminEndpoints
 
         // Readiness: every volume online and not degraded, and the node in its cluster. 503 lists what is
         // wrong, one line per volume and reason (and one for the cluster).
-        app.MapGet("/health", async (VolumeStatusReader volumes, ActorCache.Cluster.ClusterJoinWatch cluster, CancellationToken cancellationToken) =>
+        app.MapGet("/health", async (VolumeStatusReader volumes, ActorCache.Cluster.ClusterJoinWatch cluster, NodeMetrics metrics, CancellationToken cancellationToken) =>
         {
-            var problems = (await volumes.ReadAsync(cancellationToken)).SelectMany(VolumeHealth.Problems).Concat(cluster.Problems()).ToList();
+            var problems = (await volumes.ReadAsync(cancellationToken)).SelectMany(VolumeHealth.Problems).Concat(cluster.Problems())
+                .Concat(metrics.ReplicationProblems()).ToList();
             return problems.Count == 0
                 ? Results.Text("ok\n")
                 : Results.Text(string.Join('\n', problems) + "\n", statusCode: StatusCodes.Status503ServiceUnavailable);
@@ -34,6 +35,7 @@ public static class AdminEndpoints
         var api = app.MapGroup("/api");
         api.AddEndpointFilter<ApiErrors>();
         VolumeEndpoints.Map(api);
+        VolumeEndpoints.MapReplication(api);
         SnapshotEndpoints.Map(api);
         OperationEndpoints.Map(api);
         ClusterEndpoints.Map(api);

@@ -32,6 +32,7 @@ public sealed class ApiErrors(ILogger<ApiErrors> logger) : IEndpointFilter
                 ActorCache.Snapshots.SnapshotRefusedException => (StatusCodes.Status409Conflict, e.Message),
                 ActorCache.Cluster.ClusterMemberNotFoundException => (StatusCodes.Status404NotFound, e.Message),
                 ActorCache.Cluster.ClusterChangeRefusedException => (StatusCodes.Status409Conflict, e.Message),
+                ActorCache.Replicas.ReplicaRefusedException => (StatusCodes.Status409Conflict, e.Message),
                 SettingsException => (StatusCodes.Status400BadRequest, e.Message),
                 AskTimeoutException => (StatusCodes.Status500InternalServerError, $"the node did not answer in time ({e.Message}); a volume may be busy, try again"),
                 _ => (StatusCodes.Status500InternalServerError, e.Message),

@@ -31,7 +31,10 @@ public sealed class NodeMetrics
     private HashSet<string> _exported = [];
     private HashSet<(string Kind, string Target)> _running = [];
 
-    public NodeMetrics(VolumeStatusReader volumes, RingBuffer ring, ActorCache.Snapshots.SnapshotCatalog snapshots, AdminOperations operations)
+    private readonly ActorCache.Replicas.ReplicationMetrics? _replication;
+
+    public NodeMetrics(VolumeStatusReader volumes, RingBuffer ring, ActorCache.Snapshots.SnapshotCatalog snapshots, AdminOperations operations,
+        ActorCache.Replicas.ReplicaRoles? replicas = null)
     {
         _operations = operations;
         _snapshotCatalog = snapshots;
@@ -98,16 +101,21 @@ public sealed class NodeMetrics
         _operationTotal = metrics.CreateGauge("actorcache_operation_total", "Long work under way: how much there is in all (0 when it cannot say).",
             "kind", "target");
 
+        if (replicas is not null) _replication = new ActorCache.Replicas.ReplicationMetrics(metrics, replicas);
         Registry.AddBeforeCollectCallback(UpdateAsync);
     }
 
     public CollectorRegistry Registry { get; }
+
+    /// <summary>Replication's lines for /health (none on a node without replicated volumes).</summary>
+    public IEnumerable<string> ReplicationProblems() => _replication?.Problems() ?? [];
 
     private async Task UpdateAsync(CancellationToken cancellationToken)
     {
         _ringSlots.Set(_ring.SlotCount);
         _ringFreeSlots.Set(_ring.FreeSlots);
         UpdateOperations();
+        _replication?.Update();
         var reports = await _volumes.ReadAsync(cancellationToken);
         foreach (var report in reports)
         {

@@ -4,6 +4,7 @@ using Akka.Actor;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace ActorCache.Admin;
 
@@ -31,6 +32,14 @@ public static class VolumeEndpoints
             if (string.IsNullOrEmpty(body.Name)) throw new BadApiRequestException("name is required, e.g. {\"name\": \"vol1\", \"size\": \"10G\"}");
             if (body.Size is not { } size) throw new BadApiRequestException($"size is required, e.g. {{\"name\": \"{body.Name}\", \"size\": \"10G\"}}");
             if (!VolumeSpec.TryCreate(body.Name, size, body.Mode, body.Backing, body.ReadOnly, out var spec, out var error)) throw new BadApiRequestException(error);
+            if (body.Replicas is not null || body.Protocol is not null)
+            {
+                if (!ActorCache.Replicas.ReplicaSet.TryParseNodes(string.Join(",", body.Replicas ?? []), out var nodes, out error)) throw new BadApiRequestException(error);
+                if (!ActorCache.Replicas.ReplicaSet.TryParseProtocol(body.Protocol, out var protocol, out error)) throw new BadApiRequestException(error);
+                var replicated = request.HttpContext.RequestServices.GetRequiredService<ActorCache.Replicas.ReplicatedVolumes>();
+                var made = await replicated.CreateAsync(spec!, nodes, protocol, ct);
+                return Results.Json(await reader.GetAsync(made.Name, ct), ApiJson.Wire.VolumeInfo, statusCode: StatusCodes.Status201Created);
+            }
             var created = await creation.CreateAsync(spec!, ct);
             return Results.Json(await reader.GetAsync(created.Name, ct), ApiJson.Wire.VolumeInfo, statusCode: StatusCodes.Status201Created);
         }).AddEndpointFilter<RequireAdminToken>();
@@ -68,6 +77,54 @@ public static class VolumeEndpoints
                 return Results.Json(operation.Info(), ApiJson.Wire.OperationInfo, statusCode: StatusCodes.Status202Accepted);
             await operation.Completion.WaitAsync(ct);
             if (operation.Failure is { } failure) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+            return Results.Json(await reader.GetAsync(name, ct), ApiJson.Wire.VolumeInfo);
+        }).AddEndpointFilter<RequireAdminToken>();
+    }
+
+    /// <summary>Replicated volumes: promote, demote, protocol, resync rate, and the peers' status.</summary>
+    public static void MapReplication(RouteGroupBuilder api)
+    {
+        var volumes = api.MapGroup("/volumes");
+        volumes.MapGet("/{name}/peers", async (string name, ActorCache.Replicas.ReplicatedVolumes replicated, CancellationToken ct) =>
+        {
+            var list = await replicated.PeerStatusAsync(name, ct);
+            return Results.Json(list.Peers.Select(p => new PeerInfo(p.Node, p.Role, p.Connection, p.Disk, p.OutOfSyncBytes,
+                p.Resync is { } r ? new ResyncInfo(r.Done, r.Total, r.BytesPerSecond) : null, p.SplitBrain, p.LagBatches, p.LagBytes,
+                p.AckP50Micros, p.AckP99Micros, p.Problem)).ToList() as IReadOnlyList<PeerInfo>, ApiJson.Wire.IReadOnlyListPeerInfo);
+        });
+
+        volumes.MapPost("/{name}/promote", async (string name, HttpRequest request, ActorCache.Replicas.ReplicatedVolumes replicated, VolumeInfoReader reader,
+            CancellationToken ct) =>
+        {
+            var body = await ApiBody.ReadAsync(request, ApiJson.Wire.PromoteRequest);
+            await replicated.PromoteAsync(name, body.Node, body.Force, ct);
+            return Results.Json(await reader.GetAsync(name, ct), ApiJson.Wire.VolumeInfo);
+        }).AddEndpointFilter<RequireAdminToken>();
+
+        volumes.MapPost("/{name}/demote", async (string name, HttpRequest request, ActorCache.Replicas.ReplicatedVolumes replicated, VolumeInfoReader reader,
+            CancellationToken ct) =>
+        {
+            var body = await ApiBody.ReadAsync(request, ApiJson.Wire.DemoteRequest);
+            await replicated.DemoteAsync(name, body.Node, ct);
+            return Results.Json(await reader.GetAsync(name, ct), ApiJson.Wire.VolumeInfo);
+        }).AddEndpointFilter<RequireAdminToken>();
+
+        volumes.MapPost("/{name}/protocol", async (string name, HttpRequest request, ActorCache.Replicas.ReplicatedVolumes replicated, VolumeInfoReader reader,
+            CancellationToken ct) =>
+        {
+            var body = await ApiBody.ReadAsync(request, ApiJson.Wire.ProtocolRequest);
+            if (body.Protocol is null) throw new BadApiRequestException("protocol is required, e.g. {\"protocol\": \"C\"}");
+            if (!ActorCache.Replicas.ReplicaSet.TryParseProtocol(body.Protocol, out var protocol, out var error)) throw new BadApiRequestException(error);
+            await replicated.SwitchProtocolAsync(name, protocol, ct);
+            return Results.Json(await reader.GetAsync(name, ct), ApiJson.Wire.VolumeInfo);
+        }).AddEndpointFilter<RequireAdminToken>();
+
+        volumes.MapPost("/{name}/resync-rate", async (string name, HttpRequest request, ActorCache.Replicas.ReplicatedVolumes replicated, VolumeInfoReader reader,
+            CancellationToken ct) =>
+        {
+            var body = await ApiBody.ReadAsync(request, ApiJson.Wire.ResyncRateRequest);
+            if (body.Rate is not { } rate || rate < 0) throw new BadApiRequestException("rate is required: bytes per second, or \"100M\"; 0 for no limit");
+            await replicated.SetResyncRateAsync(name, rate, ct);
             return Results.Json(await reader.GetAsync(name, ct), ApiJson.Wire.VolumeInfo);
         }).AddEndpointFilter<RequireAdminToken>();
     }

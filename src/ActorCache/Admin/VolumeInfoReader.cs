@@ -11,7 +11,8 @@ namespace ActorCache.Admin;
 /// What the admin API says about volumes: each one's status from its actor (as /metrics and /health
 /// read it), its health, and the NBD clients attached to it now.
 /// </summary>
-public sealed class VolumeInfoReader(NodeVolumes volumes, VolumeStatusReader statuses, NodeService node, ActorRegistry registry)
+public sealed class VolumeInfoReader(NodeVolumes volumes, VolumeStatusReader statuses, NodeService node, ActorRegistry registry,
+    ActorCache.Hosting.NodeSettings settings, ActorCache.Replicas.ReplicaRoles replicas)
 {
     public async Task<IReadOnlyList<VolumeInfo>> ListAsync(CancellationToken cancellationToken)
     {
@@ -59,6 +60,10 @@ public sealed class VolumeInfoReader(NodeVolumes volumes, VolumeStatusReader sta
             Clients = node.Server?.ConnectionsTo(report.Name) ?? 0,
             Health = [.. VolumeHealth.Reasons(report)],
             Cache = cache is null ? null : Describe(cache),
+            // The open volume's current set (a promotion changes it in place); else the recorded one.
+            Replication = (replicas.SetOf(report.Name) ?? definition?.Replicas) is { } set
+                ? new ReplicationInfo(set.Nodes, set.Primary, set.Protocol, set.Epoch, set.IsPrimary(settings.NodeName) ? "primary" : "secondary")
+                : null,
         };
     }
 

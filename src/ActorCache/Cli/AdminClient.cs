@@ -89,6 +89,26 @@ public sealed class AdminClient : IDisposable
     public Task<MemberInfo> DownAsync(string node, CancellationToken ct) =>
         SendAsync(HttpMethod.Post, "api/cluster/down", Body(new ClusterMemberRequest { Node = node }, ApiJson.Wire.ClusterMemberRequest), ApiJson.Wire.MemberInfo, ct);
 
+    // ---- replication --------------------------------------------------------------------------
+
+    public Task<IReadOnlyList<PeerInfo>> GetPeersAsync(string volume, CancellationToken ct) =>
+        SendAsync(HttpMethod.Get, $"api/volumes/{Escape(volume)}/peers", null, ApiJson.Wire.IReadOnlyListPeerInfo, ct);
+
+    public Task<VolumeInfo> PromoteAsync(string volume, string? node, bool force, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, $"api/volumes/{Escape(volume)}/promote", Body(new PromoteRequest { Node = node, Force = force }, ApiJson.Wire.PromoteRequest),
+            ApiJson.Wire.VolumeInfo, ct);
+
+    public Task<VolumeInfo> DemoteAsync(string volume, string? node, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, $"api/volumes/{Escape(volume)}/demote", Body(new DemoteRequest { Node = node }, ApiJson.Wire.DemoteRequest), ApiJson.Wire.VolumeInfo, ct);
+
+    public Task<VolumeInfo> SetProtocolAsync(string volume, string protocol, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, $"api/volumes/{Escape(volume)}/protocol", Body(new ProtocolRequest { Protocol = protocol }, ApiJson.Wire.ProtocolRequest),
+            ApiJson.Wire.VolumeInfo, ct);
+
+    public Task<VolumeInfo> SetResyncRateAsync(string volume, long rate, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, $"api/volumes/{Escape(volume)}/resync-rate", Body(new ResyncRateRequest { Rate = rate }, ApiJson.Wire.ResyncRateRequest),
+            ApiJson.Wire.VolumeInfo, ct);
+
     // ---- actors -------------------------------------------------------------------------------
 
     /// <summary>The actor hierarchy from /user (and /system), <paramref name="depth"/> levels below them (null: all).</summary>

@@ -10,17 +10,34 @@ public sealed class NodeOptions
 {
     public Option<Uri?> Node { get; } = new("--node")
     {
-        Description = "the node's admin URL, http://HOST:PORT (default: read from DATA_DIR/admin.url)",
+        Description = "the node's admin URL, http://HOST:PORT (default: read from DATA_DIR/admin.url); for volume promote and demote also a cluster node's name",
         HelpName = "URL",
         Recursive = true,
         CustomParser = result =>
         {
             var text = result.Tokens.Single().Value;
             if (NodeTarget.TryParseUrl(text, out var url, out var error)) return url;
+            // A bare node name, for the verbs that act on a named cluster node (volume promote --node b).
+            if (ActorCache.Volumes.VolumeSpec.IsValidName(text) && NamesNode(result.Parent?.Parent as System.CommandLine.Parsing.CommandResult))
+                return new Uri(ClusterNodeScheme + ":" + text);
             result.AddError(error);
             return null;
         },
     };
+
+    /// <summary>How <c>--node NAME</c> (a cluster node's name, not a URL) is carried to the verbs that take one.</summary>
+    public const string ClusterNodeScheme = "actorcache-node";
+
+    private static readonly HashSet<Command> NodeNamingVerbs = [];
+
+    /// <summary>The verb takes <c>--node NAME</c>, a cluster node's name, beside <c>--node URL</c>: the command then talks to the node of --data-dir.</summary>
+    public static void TakesNodeName(Command verb) => NodeNamingVerbs.Add(verb);
+
+    private static bool NamesNode(System.CommandLine.Parsing.CommandResult? command) => command is not null && NodeNamingVerbs.Contains(command.Command);
+
+    /// <summary>The cluster node named by <c>--node NAME</c>, or null (none given, or a URL).</summary>
+    public string? NamedNode(ParseResult parsed) =>
+        parsed.GetValue(Node) is { Scheme: ClusterNodeScheme } named ? named.AbsolutePath : null;
 
     public Option<string?> DataDir { get; } = new("--data-dir")
     {
@@ -62,7 +79,8 @@ public sealed class NodeOptions
             var output = CliOutput.ForConsole(result.GetValue(Json));
             try
             {
-                var target = NodeTarget.Resolve(result.GetValue(Node), result.GetValue(DataDir), result.GetValue(Token));
+                var url = result.GetValue(Node);
+                var target = NodeTarget.Resolve(url is { Scheme: ClusterNodeScheme } ? null : url, result.GetValue(DataDir), result.GetValue(Token));
                 using var client = new AdminClient(target);
                 await run(new CommandRun(result, client, output, ct));
                 return 0;

@@ -29,6 +29,9 @@ public static class VolumeCommands
         volume.Subcommands.Add(Mode(options));
         volume.Subcommands.Add(History(options));
         volume.Subcommands.Add(Revert(options));
+        volume.Subcommands.Add(ReplicaCommands.Promote(options));
+        volume.Subcommands.Add(ReplicaCommands.Demote(options));
+        volume.Subcommands.Add(ReplicaCommands.Protocol(options));
         return volume.WithExamples(
             "actorcache volume list                                  every volume of the node in ./data",
             "actorcache volume create vol1 --size 10G                a 10 GiB write-back volume, served at once",
@@ -81,9 +84,32 @@ public static class VolumeCommands
             HelpName = "PATH",
         };
         var readOnly = new Option<bool>("--read-only") { Description = "serve an existing backing read-only" };
+        var replicas = new Option<string?>("--replicas")
+        {
+            Description = "a replicated volume on these cluster nodes, the primary first (2 or 3 node names, e.g. a,b,c); each keeps its own copy",
+            HelpName = "N1,N2[,N3]",
+        };
+        replicas.Validators.Add(result =>
+        {
+            if (result.GetValue(replicas) is { } text && !ActorCache.Replicas.ReplicaSet.TryParseNodes(text, out _, out var error)) result.AddError(error);
+        });
+        var protocol = new Option<string?>("--protocol")
+        {
+            Description = "with --replicas: A (FLUSH waits for the local log; peers catch up), B (and every peer's receipt) or C (default: and every peer's log)",
+            HelpName = "A|B|C",
+        };
+        protocol.Validators.Add(result =>
+        {
+            if (result.GetValue(protocol) is { } text && !ActorCache.Replicas.ReplicaSet.TryParseProtocol(text, out _, out var error)) result.AddError(error);
+        });
         var command = new Command("create",
-            "Create a volume on the running node and serve it over NBD at once, with the checks of serve --volume. " +
-            "All or nothing: a volume that cannot be made leaves no file and no definition behind.") { name, size, mode, backing, readOnly };
+            "Create a volume on the running node and serve it over NBD at once, with the checks of serve --volume. With --replicas, on every " +
+            "node named (any node of the cluster may be asked). All or nothing: a volume that cannot be made leaves no file and no definition behind.")
+            { name, size, mode, backing, readOnly, replicas, protocol };
+        command.Validators.Add(result =>
+        {
+            if (result.GetValue(protocol) is not null && result.GetValue(replicas) is null) result.AddError("--protocol needs --replicas");
+        });
         CheckSize(command, name, size);
         options.SetAction(command, async run =>
         {
@@ -97,16 +123,20 @@ public static class VolumeCommands
                 // The node may run in another directory: a relative path means one relative to where the user is.
                 Backing = path is null ? null : Path.GetFullPath(path),
                 ReadOnly = run.Parsed.GetValue(readOnly),
+                Replicas = run.Parsed.GetValue(replicas) is { } nodes ? nodes.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries) : null,
+                Protocol = run.Parsed.GetValue(protocol),
             }, run.Cancellation);
             if (run.Output.Json) run.Output.WriteJson(created);
             else
                 run.Output.Say($"created volume [bold]{Markup.Escape(created.Name)}[/]: {SizeText.Of(created.Size)} {created.Mode}" +
-                               $"{(created.ReadOnly ? " read-only" : "")} on {Markup.Escape(created.Backing)}");
+                               $"{(created.ReadOnly ? " read-only" : "")} on {Markup.Escape(created.Backing)}" +
+                               (created.Replication is { } r ? $", replicated on {Markup.Escape(string.Join(",", r.Replicas))} (primary {Markup.Escape(r.Primary)}, protocol {r.Protocol})" : ""));
         });
         return command.WithExamples(
             "actorcache volume create vol1 --size 10G",
             "actorcache volume create scratch --size 512M --mode pass-through",
-            "actorcache volume create db --size 100G --backing /dev/vg0/db");
+            "actorcache volume create db --size 100G --backing /dev/vg0/db",
+            "actorcache volume create r --size 1G --replicas a,b,c --protocol C");
     }
 
     private static Command Delete(NodeOptions options)
@@ -235,7 +265,7 @@ public static class VolumeCommands
 
     // ---- shared arguments ---------------------------------------------------------------------
 
-    private static Argument<string> NameArgument(string description)
+    internal static Argument<string> NameArgument(string description)
     {
         var name = new Argument<string>("NAME") { Description = description };
         name.Validators.Add(result =>

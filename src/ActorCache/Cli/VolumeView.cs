@@ -41,6 +41,9 @@ public static class VolumeView
         Row("state", State(v));
         Row("backing", $"{Markup.Escape(v.Backing)}{(v.BackingCreated ? " (created by the node)" : "")}");
         Row("clients", $"{v.Clients} NBD client(s) connected");
+        if (v.Replication is { } r)
+            Row("replication", $"{r.Role} here; primary {(r.Primary.Length > 0 ? Markup.Escape(r.Primary) : "none")}, replicas {Markup.Escape(string.Join(",", r.Replicas))}, " +
+                               $"protocol {r.Protocol} (epoch {r.Epoch}); 'actorcache peer status {Markup.Escape(v.Name)}' shows the peers");
         if (v.Cache is { } c)
         {
             Row("generation", $"{v.Generation}");

@@ -110,6 +110,8 @@ public static class NodeHost
                     registry.Register<VolumeRegistry>(system.ActorOf(Props.Create(() => new VolumeRegistry()), VolumeRegistry.Id));
                     registry.Register<ActorCache.Snapshots.SnapshotRegistry>(
                         system.ActorOf(Props.Create(() => new ActorCache.Snapshots.SnapshotRegistry()), ActorCache.Snapshots.SnapshotRegistry.Id));
+                    system.ActorOf(ActorCache.Replicas.ReplicaManagerActor.Props(() => services.GetRequiredService<ActorCache.Replicas.ReplicatedVolumes>(),
+                        settings.NodeName), ActorCache.Replicas.ReplicaManagerActor.Name);
                     system.ActorOf(ActorCache.Cluster.ClusterNodeActor.Props(settings.NodeName,
                         () => services.GetRequiredService<NodeVolumes>().Running.Select(v => v.Name)), ActorCache.Cluster.ClusterNodeActor.Name);
                 })
@@ -134,11 +136,16 @@ public static class NodeHost
         builder.Services.AddSingleton<ActorCache.Snapshots.SnapshotClones>();
         builder.Services.AddSingleton<ActorCache.Snapshots.CloneCreation>();
         builder.Services.AddSingleton<NodeVolumes>();
+        builder.Services.AddSingleton<ActorCache.Replicas.PeerEndpoints>();
+        builder.Services.AddSingleton<ActorCache.Replicas.ReplicaRoles>();
+        builder.Services.AddSingleton<IVolumeObserver>(s => s.GetRequiredService<ActorCache.Replicas.ReplicaRoles>());
+        builder.Services.AddSingleton<ActorCache.Replicas.ReplicatedVolumes>();
         builder.Services.AddSingleton<VolumeCreation>();
         builder.Services.AddSingleton<VolumeDeletion>();
         builder.Services.AddSingleton<VolumeDependents>();
         builder.Services.AddSingleton<NodeService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<NodeService>());
+        builder.Services.AddHostedService<ActorCache.Replicas.ReplicaReconciler>();
         // Records the node's name once it serves, and reports a node its seeds do not let in.
         builder.Services.AddSingleton<ActorCache.Cluster.DiscoveryReport>();
         builder.Services.AddSingleton<ActorCache.Cluster.ClusterJoinWatch>();

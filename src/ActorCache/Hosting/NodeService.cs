@@ -23,6 +23,7 @@ public sealed class NodeService(
     ActorCache.Snapshots.SnapshotCatalog snapshots,
     NodeVolumes volumeActors,
     VolumeCreation creation,
+    ActorCache.Replicas.ReplicaRoles replication,
     ILoggerFactory loggerFactory) : IHostedService
 {
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
@@ -73,6 +74,9 @@ public sealed class NodeService(
             SwitchMode(volumeRegistry, known.First(k => k.Name == volume.Name), volume.Mode);
         var volumes = switched;
         volumes.AddRange(await creation.CreateAsync(volumeRegistry, fresh, cancellationToken));
+
+        // Secondaries take their primaries' data connections from the moment their volumes open.
+        replication.Start();
 
         // NBD answers from now on: a volume still opening is named with how far its recovery is.
         _server = new NbdServer(catalog, settings.Nbd, loggerFactory.CreateLogger<NbdServer>());

@@ -53,6 +53,8 @@ public sealed record NodeSettings
     public required CacheSettings Cache { get; init; }
     /// <summary>Where the admin HTTP listener (/metrics, /health, /api) binds.</summary>
     public required AdminListenAddress Admin { get; init; }
+    /// <summary>actorcache.replication: the data listener and the replicators' limits.</summary>
+    public ActorCache.Replicas.ReplicationSettings Replication { get; init; } = ActorCache.Replicas.ReplicationSettings.Default;
     /// <summary>The merged configuration, handed to Akka so its own settings can be overridden the same way.</summary>
     public required Config Config { get; init; }
 }
@@ -207,6 +209,7 @@ public static class NodeSettingsLoader
         return new NodeSettings
         {
             Cache = CacheFromConfig(read, dataDir),
+            Replication = ActorCache.Replicas.ReplicationSettings.Read(read, clusterHost),
             Admin = admin!,
             DataDir = dataDir,
             Volumes = volumes,

@@ -18,6 +18,7 @@ public sealed class ExportCatalog(string defaultExport, SnapshotCatalog? snapsho
     private readonly ConcurrentDictionary<string, string> _offline = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, int> _viewsOpen = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, VolumeRecovery> _recovering = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, string> _refused = new(StringComparer.Ordinal); // volume -> why NBD clients cannot have it here
     private readonly SnapshotCatalog _snapshots = snapshots ?? new SnapshotCatalog();
 
     public void Publish(Volume volume)
@@ -45,7 +46,27 @@ public sealed class ExportCatalog(string defaultExport, SnapshotCatalog? snapsho
 
     public void EndRecovering(string name, VolumeRecovery recovery) => _recovering.TryRemove(new KeyValuePair<string, VolumeRecovery>(name, recovery));
 
-    public bool TryGet(string name, out NbdExport export) => _exports.TryGetValue(Resolve(name), out export!);
+    /// <summary>
+    /// The volume is not served to NBD clients here, for <paramref name="reason"/> (a secondary replica:
+    /// only its primary serves it read-write). Its past (<c>VOL@POINT</c>) is still served.
+    /// </summary>
+    public void Refuse(string name, string reason) => _refused[name] = reason;
+
+    public void Serve(string name) => _refused.TryRemove(name, out _);
+
+    /// <summary>Why the volume is refused here, or null.</summary>
+    public string? RefusalOf(string name) => _refused.GetValueOrDefault(name);
+
+    public bool TryGet(string name, out NbdExport export)
+    {
+        var resolved = Resolve(name);
+        if (_refused.ContainsKey(resolved))
+        {
+            export = null!;
+            return false;
+        }
+        return _exports.TryGetValue(resolved, out export!);
+    }
 
     /// <summary>The volume named exactly <paramref name="name"/> (never the default export the empty name stands for), if it is served.</summary>
     public bool TryGetVolume(string name, out NbdExport export)
@@ -58,6 +79,7 @@ public sealed class ExportCatalog(string defaultExport, SnapshotCatalog? snapsho
     {
         var volume = Resolve(name.Split('@')[0]);
         if (_offline.TryGetValue(volume, out var reason)) return $"volume {volume} is offline: {reason}";
+        if (_refused.TryGetValue(volume, out var refusal) && !name.Contains('@')) return $"volume {volume}: {refusal}";
         return _recovering.TryGetValue(volume, out var recovery) && !recovery.Finished
             ? $"volume {volume} is not served yet, it is {recovery.Describe()}; try again shortly"
             : null;

@@ -13,7 +13,7 @@ namespace ActorCache.Volumes;
 /// come and go here too, one change at a time (<see cref="ChangeAsync{T}"/>).
 /// </summary>
 public sealed class NodeVolumes(NodeSettings settings, ActorSystem system, ActorRegistry registry, ExportCatalog catalog, RingBuffer ring,
-    SnapshotCatalog snapshots, SnapshotService snapshotService, SnapshotClones clones, ILoggerFactory loggers)
+    SnapshotCatalog snapshots, SnapshotService snapshotService, SnapshotClones clones, ILoggerFactory loggers, IVolumeObserver? observer = null)
 {
     // Opening replays the log after the persisted index, which is quick; without a usable index it
     // replays the whole retained history, which can take minutes. Either way the open is waited for.
@@ -43,7 +43,7 @@ public sealed class NodeVolumes(NodeSettings settings, ActorSystem system, Actor
         catalog.MarkRecovering(definition.Name, recovery);
         var actor = system.ActorOf(VolumeActor.Props(definition, catalog,
             (d, actors) => VolumeStack.OpenAsync(d, cache, ring, loggers, actors, snapshots.KeptSequences(d.Name),
-                sequence => snapshotService.MarkExpired(d.Name, sequence), clones.OpenOriginAsync, recovery), volumeRegistry), $"volume-{definition.Name}");
+                sequence => snapshotService.MarkExpired(d.Name, sequence), clones.OpenOriginAsync, recovery), volumeRegistry, observer), $"volume-{definition.Name}");
         lock (_gate) _running = [.. _running, new VolumeActorRef(definition.Name, actor, logCapacity, recovery)];
         try
         {

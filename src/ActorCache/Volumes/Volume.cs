@@ -17,6 +17,9 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : Fo
 
     public override long Size => Definition.Size;
 
+    /// <summary>The target below the volume layer (the write-back cache, or the backing): a secondary's replication applies there.</summary>
+    public IBlockTarget Stack => Below;
+
     /// <summary>Read-only by definition, or because a layer below refuses writes (a damaged log).</summary>
     public bool IsReadOnly => Definition.ReadOnly || (Below.Capabilities & TargetCapabilities.ReadOnly) != 0;
 

@@ -24,8 +24,12 @@ public sealed class VolumeActor : ReceiveActor, IWithUnboundedStash
     private string? _offlineReason;
     private VolumeMode? _switchingTo;
 
-    public VolumeActor(VolumeDefinition definition, ExportCatalog catalog, Func<VolumeDefinition, IActorRefFactory, Task<Volume>> open, IActorRef? registry)
+    private readonly IVolumeObserver? _observer;
+
+    public VolumeActor(VolumeDefinition definition, ExportCatalog catalog, Func<VolumeDefinition, IActorRefFactory, Task<Volume>> open, IActorRef? registry,
+        IVolumeObserver? observer = null)
     {
+        _observer = observer;
         _definition = definition;
         _catalog = catalog;
         _open = open;
@@ -60,8 +64,8 @@ public sealed class VolumeActor : ReceiveActor, IWithUnboundedStash
 
     /// <summary><paramref name="open"/> builds the stack; the cache's flusher, destager and extent actors become this actor's children.</summary>
     public static Props Props(VolumeDefinition definition, ExportCatalog catalog, Func<VolumeDefinition, IActorRefFactory, Task<Volume>> open,
-        IActorRef? registry = null) =>
-        Akka.Actor.Props.Create(() => new VolumeActor(definition, catalog, open, registry));
+        IActorRef? registry = null, IVolumeObserver? observer = null) =>
+        Akka.Actor.Props.Create(() => new VolumeActor(definition, catalog, open, registry, observer));
 
     /// <summary>What the stack says about itself: the cache's statistics and generation, and why writes are refused, if they are.</summary>
     private VolumeStatus Status()
@@ -84,6 +88,7 @@ public sealed class VolumeActor : ReceiveActor, IWithUnboundedStash
         try
         {
             _volume = await _open(_definition, Context);
+            _observer?.Opened(_volume); // before the front serves it: a secondary's export must never be writable
             _catalog.Publish(_volume);
             _log.Info("volume {0} online: {1} {2} on {3}{4}", _definition.Name, ByteSize.Format(_definition.Size),
                 VolumeSpec.FormatMode(_definition.Mode), _definition.BackingPath,
@@ -183,6 +188,7 @@ public sealed class VolumeActor : ReceiveActor, IWithUnboundedStash
     {
         if (_volume is null) return new VolumeClosed(_definition.Name, 0, null);
         _catalog.Withdraw(_definition.Name);
+        if (_observer is not null) await _observer.ClosingAsync(_definition.Name);
         // The stack makes every acknowledged write durable on its way down, or counts what it could not.
         var report = await _volume.CloseAsync();
         _volume = null;
@@ -199,6 +205,7 @@ public sealed class VolumeActor : ReceiveActor, IWithUnboundedStash
         // nothing more reaches the log. Acknowledged FLUSH/FUA writes are durable already; the rest is
         // what a crash would lose, and recovery replays the log at the next start.
         _catalog.Withdraw(_definition.Name);
+        _observer?.ClosingAsync(_definition.Name).GetAwaiter().GetResult();
         _log.Warning("volume {0} stopped without being closed; the log is replayed at the next start", _definition.Name);
         _volume.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _volume = null;

@@ -84,13 +84,15 @@ public sealed class VolumeCreation(NodeSettings settings, NodeVolumes volumes, A
     /// and definition are removed again and the reason is thrown.
     /// </summary>
     /// <param name="origin">For a clone: the snapshot it starts from.</param>
-    public Task<VolumeDefinition> CreateAsync(VolumeSpec spec, CancellationToken ct, CloneOrigin? origin = null) => volumes.ChangeAsync(async () =>
+    /// <param name="replicas">For this node's replica of a replicated volume: its replica set.</param>
+    public Task<VolumeDefinition> CreateAsync(VolumeSpec spec, CancellationToken ct, CloneOrigin? origin = null, ActorCache.Replicas.ReplicaSet? replicas = null) =>
+        volumes.ChangeAsync(async () =>
     {
         var volumeRegistry = await registry.GetAsync<VolumeRegistry>(ct);
         var known = (await volumeRegistry.Ask<VolumeList>(GetVolumes.Instance, AskTimeout, ct)).Volumes;
         if (known.FirstOrDefault(v => v.Name == spec.Name) is { } existing)
             throw new VolumeConflictException($"a volume named {spec.Name} already exists ({ByteSize.Format(existing.Size)} on {existing.BackingPath})");
-        var definition = Plan(spec, known) with { Origin = origin };
+        var definition = Plan(spec, known) with { Origin = origin, Replicas = replicas };
         var logCapacity = settings.Cache.LogCapacity;
         if (VolumeStack.HasLog(definition, settings.Cache))
         {

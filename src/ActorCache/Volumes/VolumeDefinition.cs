@@ -21,6 +21,9 @@ public sealed record VolumeDefinition(string Name, long Size, VolumeMode Mode, s
     /// <summary>For a clone: the snapshot it was cloned from (it reads through to it until it is independent), else null.</summary>
     public CloneOrigin? Origin { get; init; }
 
+    /// <summary>For a replicated volume: its replicas, primary and protocol (every replica keeps its own copy); null for a volume of this node alone.</summary>
+    public ActorCache.Replicas.ReplicaSet? Replicas { get; init; }
+
     /// <summary>A clone's map of the blocks that are its own, beside its backing.</summary>
     public string CloneMapPath => BackingPath + CloneBacking.MapSuffix;
 }

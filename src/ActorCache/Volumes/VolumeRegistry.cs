@@ -23,6 +23,21 @@ public sealed class VolumeRegistry : ReceivePersistentActor
         Recover<VolumeModeChanged>(Apply);
         Recover<VolumeResized>(Apply);
         Recover<VolumeDeleted>(Apply);
+        Recover<VolumeReplicasChanged>(Apply);
+        Command<ChangeReplicas>(change =>
+        {
+            if (!_volumes.ContainsKey(change.Name))
+            {
+                Sender.Tell(new VolumeRejected(change.Name, $"no volume named {change.Name}"));
+                return;
+            }
+            var replyTo = Sender;
+            Persist(new VolumeReplicasChanged(change.Name, change.Replicas), changed =>
+            {
+                Apply(changed);
+                replyTo.Tell(changed);
+            });
+        });
         Command<ChangeVolumeMode>(change =>
         {
             if (!_volumes.TryGetValue(change.Name, out var existing) || existing.Mode == change.Mode) return;
@@ -100,6 +115,11 @@ public sealed class VolumeRegistry : ReceivePersistentActor
 
     private void Apply(VolumeDeleted deleted) => _volumes.Remove(deleted.Name);
 
+    private void Apply(VolumeReplicasChanged changed)
+    {
+        if (_volumes.TryGetValue(changed.Name, out var existing)) _volumes[changed.Name] = existing with { Replicas = changed.Replicas };
+    }
+
     protected override void OnPersistRejected(Exception cause, object @event, long sequenceNr)
     {
         Log.Error(cause, "metadata store rejected {0}", @event);
@@ -140,3 +160,9 @@ public sealed record VolumeModeChanged(string Name, VolumeMode Mode);
 
 /// <summary>Journal event: a volume came into being.</summary>
 public sealed record VolumeDefined(VolumeDefinition Definition);
+
+/// <summary>Record a replicated volume's new replica set (a promotion, a protocol switch); answered with <see cref="VolumeReplicasChanged"/> or <see cref="VolumeRejected"/>.</summary>
+public sealed record ChangeReplicas(string Name, ActorCache.Replicas.ReplicaSet Replicas);
+
+/// <summary>Journal event: a replicated volume's primary, protocol or epoch changed.</summary>
+public sealed record VolumeReplicasChanged(string Name, ActorCache.Replicas.ReplicaSet Replicas);

@@ -30,6 +30,11 @@ namespace ActorCache.Admin.Api;
 [JsonSerializable(typeof(ClusterMemberRequest))]
 [JsonSerializable(typeof(IReadOnlyList<ActorInfo>))]
 [JsonSerializable(typeof(TopFrame))]
+[JsonSerializable(typeof(PromoteRequest))]
+[JsonSerializable(typeof(DemoteRequest))]
+[JsonSerializable(typeof(ProtocolRequest))]
+[JsonSerializable(typeof(ResyncRateRequest))]
+[JsonSerializable(typeof(IReadOnlyList<PeerInfo>))]
 public sealed partial class ApiJson : JsonSerializerContext
 {
     private static ApiJson? _wire, _indented;

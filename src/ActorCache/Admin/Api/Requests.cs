@@ -13,7 +13,7 @@ public interface IApiRequest
 /// <summary><c>POST /api/volumes</c>: a volume like <c>serve --volume NAME:SIZE[:MODE][:backing=PATH][:read-only]</c>.</summary>
 public sealed record CreateVolumeRequest : IApiRequest
 {
-    public static string Fields => "name, size, mode, backing, readOnly";
+    public static string Fields => "name, size, mode, backing, readOnly, replicas, protocol";
     [JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; set; }
     public string? Name { get; init; }
     /// <summary>Bytes, or a string with a unit (<c>"10G"</c>).</summary>
@@ -22,6 +22,44 @@ public sealed record CreateVolumeRequest : IApiRequest
     public string? Mode { get; init; }
     public string? Backing { get; init; }
     public bool ReadOnly { get; init; }
+    /// <summary>A replicated volume: its nodes, the primary first (2 or 3).</summary>
+    public IReadOnlyList<string>? Replicas { get; init; }
+    /// <summary>With replicas: "A", "B" or "C" (the default).</summary>
+    public string? Protocol { get; init; }
+}
+
+/// <summary><c>POST /api/volumes/NAME/promote</c>: make <c>node</c> (default: the node asked) the primary.</summary>
+public sealed record PromoteRequest : IApiRequest
+{
+    public static string Fields => "node, force";
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; set; }
+    public string? Node { get; init; }
+    public bool Force { get; init; }
+}
+
+/// <summary><c>POST /api/volumes/NAME/demote</c>: the primary (<c>node</c>, default: the current one) becomes a secondary.</summary>
+public sealed record DemoteRequest : IApiRequest
+{
+    public static string Fields => "node";
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; set; }
+    public string? Node { get; init; }
+}
+
+/// <summary><c>POST /api/volumes/NAME/protocol</c>.</summary>
+public sealed record ProtocolRequest : IApiRequest
+{
+    public static string Fields => "protocol";
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; set; }
+    public string? Protocol { get; init; }
+}
+
+/// <summary><c>POST /api/volumes/NAME/resync-rate</c>: bytes per second per peer, or a size string ("100M"); 0: no limit.</summary>
+public sealed record ResyncRateRequest : IApiRequest
+{
+    public static string Fields => "rate";
+    [JsonExtensionData] public Dictionary<string, JsonElement>? Unknown { get; set; }
+    [JsonConverter(typeof(SizeJsonConverter))]
+    public long? Rate { get; init; }
 }
 
 /// <summary><c>POST /api/volumes/NAME/resize</c>.</summary>

@@ -36,6 +36,8 @@ public sealed record VolumeInfo
     public required IReadOnlyList<string> Health { get; init; }
     /// <summary>The cache's statistics, or null for a volume without a cache (pass-through, read-only, offline).</summary>
     public CacheInfo? Cache { get; init; }
+    /// <summary>For a replicated volume: its replicas and this node's role; null for a volume of this node alone.</summary>
+    public ReplicationInfo? Replication { get; init; }
 }
 
 /// <summary>A cache's statistics (<see cref="Cache.CacheStatistics"/>), counters since the node started.</summary>
@@ -63,3 +65,17 @@ public sealed record VolumeListing(IReadOnlyList<VolumeInfo> Volumes);
 
 /// <summary>What <c>DELETE /api/volumes/NAME</c> did.</summary>
 public sealed record DeletedVolume(string Name, string Backing, bool BackingRemoved, int ClientsClosed);
+
+/// <summary>A replicated volume's replica set as this node has it recorded, and this node's part.</summary>
+/// <param name="Role">This node's: "primary" or "secondary".</param>
+/// <param name="Primary">The primary's node name; empty while no node is primary (after a demotion).</param>
+public sealed record ReplicationInfo(IReadOnlyList<string> Replicas, string Primary, string Protocol, long Epoch, string Role);
+
+/// <summary><c>GET /api/volumes/NAME/peers</c> (<c>peer status</c>): one replica.</summary>
+/// <param name="Connection">"local" (the node answering as primary), "connected", "connecting", "standalone", "unreachable".</param>
+/// <param name="Disk">"UpToDate", "Inconsistent", "Outdated", "Unknown".</param>
+/// <param name="Resync">While a resync runs: bytes done, total and rate; else null.</param>
+public sealed record PeerInfo(string Node, string Role, string Connection, string Disk, long OutOfSyncBytes, ResyncInfo? Resync, bool SplitBrain,
+    long LagBatches, long LagBytes, double AckLatencyP50Micros, double AckLatencyP99Micros, string? Problem);
+
+public sealed record ResyncInfo(long Done, long Total, double BytesPerSecond);

@@ -1,0 +1,85 @@
+using System.Collections.Concurrent;
+using System.Net;
+using ActorCache.Cluster;
+using Akka.Actor;
+using Akka.Cluster;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Replicas;
+
+/// <summary>
+/// Finds other nodes by name through the cluster: their replica managers (<see cref="ReplicaManagerActor"/>
+/// at <c>/user/replicas</c>) and their replication data endpoints. A node that is not an Up, reachable
+/// member has no endpoint: its links wait and the primary tracks what it misses.
+/// </summary>
+public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> logger)
+{
+    public static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(5);
+    private readonly ConcurrentDictionary<string, (UniqueAddress Member, IPEndPoint Endpoint)> _known = new(StringComparer.Ordinal);
+
+    private Akka.Cluster.Cluster Cluster => Akka.Cluster.Cluster.Get(system);
+
+    /// <summary>The Up, reachable member named <paramref name="node"/>, or null.</summary>
+    public Member? MemberOf(string node)
+    {
+        var state = Cluster.State;
+        return state.Members
+            .Where(m => m.Status is MemberStatus.Up or MemberStatus.WeaklyUp && ClusterMembers.NameOf(m) == node)
+            .Where(m => !state.Unreachable.Any(u => u.UniqueAddress.Equals(m.UniqueAddress)))
+            .OrderByDescending(m => m.UniqueAddress.Uid)
+            .FirstOrDefault();
+    }
+
+    /// <summary>Whether this node is an Up member of a cluster.</summary>
+    public bool SelfUp() => Cluster.SelfMember.Status is MemberStatus.Up or MemberStatus.WeaklyUp;
+
+    /// <summary>Every member's node name that is Up and reachable now.</summary>
+    public IReadOnlyList<string> UpNodes()
+    {
+        var state = Cluster.State;
+        return [.. state.Members.Where(m => m.Status is MemberStatus.Up or MemberStatus.WeaklyUp)
+            .Where(m => !state.Unreachable.Any(u => u.UniqueAddress.Equals(m.UniqueAddress)))
+            .Select(ClusterMembers.NameOf).Distinct().Order(StringComparer.Ordinal)];
+    }
+
+    public ActorSelection ManagerOf(Member member) => system.ActorSelection(new RootActorPath(member.Address) / "user" / ReplicaManagerActor.Name);
+
+    /// <summary>Asks <paramref name="node"/>'s replica manager; null when the node is not up and reachable or does not answer in time.</summary>
+    public async Task<T?> AskAsync<T>(string node, object message, CancellationToken ct, TimeSpan? timeout = null) where T : class
+    {
+        if (MemberOf(node) is not { } member) return null;
+        try
+        {
+            var reply = await ManagerOf(member).Ask<object>(message, timeout ?? AskTimeout, ct);
+            if (reply is T answer) return answer;
+            if (reply is ReplicaRefused refused) throw new ReplicaRefusedException(refused.Reason);
+            return null;
+        }
+        catch (AskTimeoutException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The node's replication data endpoint, asked once per incarnation of the member.</summary>
+    public async ValueTask<EndPoint?> ResolveAsync(string node, CancellationToken ct)
+    {
+        if (MemberOf(node) is not { } member) return null;
+        if (_known.TryGetValue(node, out var known) && known.Member.Equals(member.UniqueAddress)) return known.Endpoint;
+        try
+        {
+            var answer = await ManagerOf(member).Ask<DataEndpoint>(GetDataEndpoint.Instance, AskTimeout, ct);
+            if (answer.Address is null || !IPEndPoint.TryParse(answer.Address, out var endpoint)) return null;
+            _known[node] = (member.UniqueAddress, endpoint);
+            return endpoint;
+        }
+        catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
+        {
+            logger.LogDebug("node {Node} did not say where it takes data connections: {Reason}", node, e.Message);
+            return null;
+        }
+    }
+}
+
+/// <summary>Another node refused what was asked of it; the message says why.</summary>
+public sealed class ReplicaRefusedException(string message) : Exception(message);

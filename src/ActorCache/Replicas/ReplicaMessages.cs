@@ -1,0 +1,57 @@
+namespace ActorCache.Replicas;
+
+// Messages between the nodes' replica managers (/user/replicas), over Akka remoting. They carry
+// definitions and states, never volume data: data goes over the replicators' own connections.
+
+/// <summary>Create this node's replica of a new replicated volume; answered with <see cref="ReplicaCreated"/> or <see cref="ReplicaRefused"/>.</summary>
+public sealed record CreateReplica(string Name, long Size, string Mode, ReplicaSet Replicas);
+
+public sealed record ReplicaCreated(string Node, string Name);
+
+public sealed record ReplicaRefused(string Node, string Name, string Reason);
+
+/// <summary>Remove this node's replica again (a creation that failed elsewhere); answered with <see cref="ReplicaRemoved"/> or <see cref="ReplicaRefused"/>.</summary>
+public sealed record RemoveReplica(string Name);
+
+public sealed record ReplicaRemoved(string Node, string Name);
+
+/// <summary>What this node has of a replicated volume; answered with <see cref="ReplicaView"/>.</summary>
+public sealed record GetReplicaView(string Name);
+
+/// <param name="Replicas">The replica set as this node has it recorded (null: this node has no such replicated volume).</param>
+/// <param name="Role">"primary" or "secondary".</param>
+/// <param name="Disk">The node's own disk state of the volume (UpToDate, Inconsistent, Outdated, Unknown).</param>
+/// <param name="Online">Whether its volume is open on the node.</param>
+public sealed record ReplicaView(string Node, string Name, ReplicaSet? Replicas, string Role, string Disk, bool Online);
+
+/// <summary>A newer replica set (a promotion, a demotion, a protocol switch): the node records and applies it; answered with <see cref="ReplicaView"/>.</summary>
+public sealed record AdoptReplicaSet(string Name, ReplicaSet Replicas);
+
+/// <summary>The replication data endpoint of a node (HOST:PORT); answered with <see cref="DataEndpoint"/>.</summary>
+public sealed record GetDataEndpoint
+{
+    public static readonly GetDataEndpoint Instance = new();
+}
+
+public sealed record DataEndpoint(string Node, string? Address);
+
+/// <summary>The primary's view of every replica of a volume; answered with <see cref="PeerStatusList"/> or <see cref="ReplicaRefused"/>.</summary>
+public sealed record GetPeerStatus(string Name);
+
+// An array, not IReadOnlyList: Akka's JSON serializer cannot make the list type a collection expression creates.
+public sealed record PeerStatusList(string Name, PeerRow[] Peers);
+
+/// <summary>One replica as <c>peer status</c> shows it (the JSON fields of the issue: node, role, connection, disk, outOfSyncBytes, resync, splitBrain).</summary>
+public sealed record PeerRow(string Node, string Role, string Connection, string Disk, long OutOfSyncBytes, PeerResync? Resync, bool SplitBrain,
+    long LagBatches, long LagBytes, double AckP50Micros, double AckP99Micros, string? Problem);
+
+public sealed record PeerResync(long Done, long Total, double BytesPerSecond);
+
+/// <summary>Promote this node's replica to primary (sent to the node that is to become primary); answered with <see cref="ReplicaView"/> or <see cref="ReplicaRefused"/>.</summary>
+public sealed record PromoteReplica(string Name, bool Force);
+
+/// <summary>Demote this node's primary replica to secondary; answered with <see cref="ReplicaView"/> or <see cref="ReplicaRefused"/>.</summary>
+public sealed record DemoteReplica(string Name);
+
+/// <summary>Switch a volume's protocol (sent to its primary); answered with <see cref="ReplicaView"/> or <see cref="ReplicaRefused"/>.</summary>
+public sealed record SwitchProtocol(string Name, string Protocol);

@@ -1,0 +1,223 @@
+using System.Collections.Concurrent;
+using System.Net;
+using ActorCache.Cache;
+using ActorCache.Hosting;
+using ActorCache.Replication;
+using ActorCache.Volumes;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Replicas;
+
+/// <summary>
+/// What each replicated volume open on this node does for replication (DESIGN §4): on its primary, a
+/// <see cref="ReplicaLink"/> per secondary ships the log's batches; on a secondary, the node's
+/// <see cref="ReplicaReceiver"/> applies what its primary sends, and the NBD front refuses the volume,
+/// naming the primary. Volume actors report their volumes opening and closing here; a promotion,
+/// demotion or protocol switch changes a volume's role in place (<see cref="ApplyAsync"/>).
+/// </summary>
+public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, PeerEndpoints endpoints, ILoggerFactory loggers) : IVolumeObserver, IAsyncDisposable
+{
+    private readonly ILogger _logger = loggers.CreateLogger("ActorCache.Replication");
+    private readonly ConcurrentDictionary<string, Attached> _attached = new(StringComparer.Ordinal);
+    private readonly Lock _receiverGate = new();
+    private readonly SemaphoreSlim _changes = new(1, 1); // one role change at a time
+    private ReplicaReceiver? _receiver;
+
+    public string NodeName => settings.NodeName;
+
+    /// <summary>Where this node takes data connections (HOST:PORT), once it listens.</summary>
+    public string? DataAddress => _receiver?.LocalEndpoint.ToString();
+
+    /// <summary>Starts the data listener (idempotent); the node starts it before its volumes open.</summary>
+    public void Start()
+    {
+        lock (_receiverGate)
+        {
+            if (_receiver is not null) return;
+            _receiver = ReplicaReceiver.Start(settings.Replication.Listen, Resolve, _logger);
+            _logger.LogInformation("replication: taking data connections on {Endpoint}", _receiver.LocalEndpoint);
+        }
+    }
+
+    /// <summary>The directory where this node keeps a volume's replica state (its own and, on a primary, each peer's out-of-sync bitmap).</summary>
+    public string StateDirectory(string volume) => Path.Combine(settings.DataDir, "replicas", volume);
+
+    /// <summary>The replica set a volume open here has now, or null when it is not a replicated volume open here.</summary>
+    public ReplicaSet? SetOf(string volume) => _attached.TryGetValue(volume, out var attached) ? attached.Set : null;
+
+    /// <summary>This node's own disk state of a volume: UpToDate on a primary, what the replica state file says on a secondary.</summary>
+    public string DiskOf(string volume)
+    {
+        if (_attached.TryGetValue(volume, out var attached) && attached.Set.IsPrimary(settings.NodeName)) return nameof(PeerDisk.UpToDate);
+        return (ReplicaState.Read(StateDirectory(volume))?.Disk ?? PeerDisk.Unknown).ToString();
+    }
+
+    public bool IsOpen(string volume) => _attached.ContainsKey(volume);
+
+    /// <summary>The replicated volumes open on this node.</summary>
+    public IReadOnlyList<string> OpenVolumes() => [.. _attached.Keys];
+
+    /// <summary>The links of a primary volume, with their peers' status (empty on a secondary).</summary>
+    public IReadOnlyList<PeerStatus> LinksOf(string volume) =>
+        _attached.TryGetValue(volume, out var attached) ? [.. attached.Links.Select(l => l.Status)] : [];
+
+    private ReplicaSink? Resolve(string volume) => _attached.TryGetValue(volume, out var attached) ? attached.Sink : null;
+
+    public void Opened(Volume volume)
+    {
+        if (volume.Definition.Replicas is not { } set) return;
+        var attached = new Attached(volume, set);
+        _attached[volume.Definition.Name] = attached;
+        Enter(attached);
+    }
+
+    public async Task ClosingAsync(string volume)
+    {
+        await _changes.WaitAsync();
+        try
+        {
+            if (_attached.TryRemove(volume, out var attached)) await LeaveAsync(attached);
+            catalog.Serve(volume);
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    /// <summary>A volume open here got a new replica set: its role follows (links started or stopped, the front told).</summary>
+    public async Task ApplyAsync(string volume, ReplicaSet set)
+    {
+        await _changes.WaitAsync();
+        try
+        {
+            await ApplyLockedAsync(volume, set);
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    private async Task ApplyLockedAsync(string volume, ReplicaSet set)
+    {
+        if (!_attached.TryGetValue(volume, out var attached)) return;
+        var wasPrimary = attached.Set.IsPrimary(settings.NodeName);
+        var isPrimary = set.IsPrimary(settings.NodeName);
+        if (wasPrimary == isPrimary && attached.Set.Nodes.SequenceEqual(set.Nodes))
+        {
+            attached.Set = set;
+            foreach (var link in attached.Links) link.Protocol = ProtocolOf(set);
+            if (!isPrimary) catalog.Refuse(volume, SecondaryRefusal(volume, set));
+            return;
+        }
+        await LeaveAsync(attached);
+        attached.Set = set;
+        attached.Confirmed = true; // a change made by the cluster is the cluster's current view
+        // A new primary cannot know how its peers' logs differ from its own (each may hold batches the
+        // other lacks past the last one both acknowledged): it resyncs them in full.
+        Enter(attached, fullResync: isPrimary && !wasPrimary);
+    }
+
+    /// <summary>The peers agree this node is still the volume's primary (or none could be asked): it ships to its peers and the front serves it.</summary>
+    public async Task ConfirmAsync(string volume)
+    {
+        await _changes.WaitAsync();
+        try
+        {
+            if (!_attached.TryGetValue(volume, out var attached) || attached.Confirmed) return;
+            attached.Confirmed = true;
+            if (attached.Set.IsPrimary(settings.NodeName)) Enter(attached);
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    private void Enter(Attached attached, bool fullResync = false)
+    {
+        var name = attached.Volume.Definition.Name;
+        var set = attached.Set;
+        Directory.CreateDirectory(StateDirectory(name));
+        if (!set.IsPrimary(settings.NodeName))
+        {
+            catalog.Refuse(name, SecondaryRefusal(name, set));
+            attached.Sink = new ReplicaSink(CacheOf(attached.Volume), StateDirectory(name));
+            _logger.LogInformation("volume {Name}: secondary of {Primary} (protocol {Protocol}, epoch {Epoch})", name, set.Primary, set.Protocol, set.Epoch);
+            return;
+        }
+        // Until its peers confirm nobody was promoted meanwhile (ReplicatedVolumes.ReconcileAsync), a
+        // primary that has just opened neither takes NBD clients nor ships to its peers: it may have been
+        // demoted while away, and its stale data must not reach a replica of the new primary.
+        if (!attached.Confirmed)
+        {
+            catalog.Refuse(name, "it is a replicated volume whose primary role is being confirmed with its peers; try again shortly");
+            return;
+        }
+        catalog.Serve(name);
+        var cache = CacheOf(attached.Volume) as WriteBackCache
+                    ?? throw new InvalidOperationException($"volume {name} is replicated but not write-back; replication ships the write-back log");
+        foreach (var peer in set.Secondaries())
+        {
+            var link = new ReplicaLink(new ReplicaLinkOptions
+            {
+                Volume = name,
+                PeerNode = peer,
+                ResolvePeer = ct => endpoints.ResolveAsync(peer, ct),
+                Protocol = ProtocolOf(set),
+                ResyncBytesPerSecond = settings.Replication.ResyncRate,
+                StateDirectory = Path.Combine(StateDirectory(name), "peer-" + peer),
+                MaxLagBytes = settings.Replication.MaxLag,
+                AckTimeout = settings.Replication.AckTimeout,
+            }, cache, loggers.CreateLogger($"ActorCache.Replication.{name}.{peer}"));
+            if (fullResync) link.MarkAllOutOfSync();
+            link.Start();
+            attached.Links.Add(link);
+        }
+        _logger.LogInformation("volume {Name}: primary, replicating to {Peers} (protocol {Protocol}, epoch {Epoch})", name,
+            string.Join(", ", set.Secondaries()), set.Protocol, set.Epoch);
+    }
+
+    public static string SecondaryRefusal(string volume, ReplicaSet set) => set.Primary.Length == 0
+        ? $"it is a secondary replica on this node and no node is its primary now; promote one (actorcache volume promote {volume} --node NODE)"
+        : $"it is a secondary replica on this node; its primary is node {set.Primary}: connect to that node's NBD listener";
+
+    private static async Task LeaveAsync(Attached attached)
+    {
+        foreach (var link in attached.Links) await link.DisposeAsync();
+        attached.Links.Clear();
+        attached.Sink = null;
+    }
+
+    private static Blocks.IBlockTarget CacheOf(Volume volume) => volume.Stack;
+
+    public static ReplicationProtocol ProtocolOf(ReplicaSet set) => set.Protocol switch
+    {
+        "A" => ReplicationProtocol.A,
+        "B" => ReplicationProtocol.B,
+        _ => ReplicationProtocol.C,
+    };
+
+    public void SetResyncRate(string volume, long bytesPerSecond)
+    {
+        if (!_attached.TryGetValue(volume, out var attached)) return;
+        foreach (var link in attached.Links) link.ResyncBytesPerSecond = bytesPerSecond;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var attached in _attached.Values) await LeaveAsync(attached);
+        _attached.Clear();
+        if (_receiver is { } receiver) await receiver.DisposeAsync();
+    }
+
+    private sealed class Attached(Volume volume, ReplicaSet set)
+    {
+        public Volume Volume { get; } = volume;
+        public ReplicaSet Set { get; set; } = set;
+        public List<ReplicaLink> Links { get; } = [];
+        public ReplicaSink? Sink { get; set; }
+        public bool Confirmed { get; set; }
+    }
+}

@@ -1,0 +1,43 @@
+namespace ActorCache.Replicas;
+
+/// <summary>
+/// Where a replicated volume lives (DESIGN §4): its nodes, which one is primary, the protocol, and the
+/// promotion epoch. Every replica keeps its own copy in its node's registry (as DRBD keeps its
+/// metadata on each node), so the cluster's view can be rebuilt from whichever replicas are up: a
+/// replica that meets a copy with a higher epoch adopts it (a promotion happened while it was away).
+/// </summary>
+/// <param name="Nodes">The replicas' node names; the first is the primary the volume was created with.</param>
+/// <param name="Protocol">"A", "B" or "C".</param>
+/// <param name="Primary">The node that serves the volume read-write.</param>
+/// <param name="Epoch">Raised by every promotion; the copy with the highest epoch is the current one.</param>
+public sealed record ReplicaSet(string[] Nodes, string Protocol, string Primary, long Epoch)
+{
+    public const string Protocols = "A, B or C";
+
+    public bool IsPrimary(string node) => Primary == node;
+
+    // A method, not a property: Akka's JSON serializer would try to fill a get-only collection property on the receiving side.
+    public IEnumerable<string> Secondaries() => Nodes.Where(n => n != Primary);
+
+    public static bool TryParseProtocol(string? text, out string protocol, out string error)
+    {
+        protocol = (text ?? "C").Trim().ToUpperInvariant();
+        error = "";
+        if (protocol is "A" or "B" or "C") return true;
+        error = $"unknown replication protocol '{text}'; use {Protocols}";
+        return false;
+    }
+
+    /// <summary>The node list a user gives (<c>a,b,c</c>): 2 or 3 distinct names, or the reason it is not one.</summary>
+    public static bool TryParseNodes(string? text, out string[] nodes, out string error)
+    {
+        nodes = [.. (text ?? "").Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries)];
+        error = "";
+        if (nodes.Length < 2) error = "--replicas needs at least two node names, the primary first (e.g. a,b or a,b,c)";
+        else if (nodes.Length > 3) error = $"--replicas names {nodes.Length} nodes; a volume has at most three replicas";
+        else if (nodes.Distinct(StringComparer.Ordinal).Count() != nodes.Length) error = $"--replicas names a node twice: {string.Join(",", nodes)}";
+        return error.Length == 0;
+    }
+
+    public override string ToString() => $"{string.Join(",", Nodes)} (primary {Primary}, protocol {Protocol}, epoch {Epoch})";
+}

@@ -1,0 +1,316 @@
+using ActorCache.Hosting;
+using ActorCache.Replication;
+using ActorCache.Volumes;
+using Akka.Actor;
+using Akka.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Replicas;
+
+/// <summary>
+/// Replicated volumes across the cluster (DESIGN §4, §5): creating one on all its nodes (all or
+/// nothing), promoting, demoting, switching the protocol, and the peers' status. Each node records its
+/// own copy of the replica set (as DRBD keeps metadata per node); a change is made on the node it
+/// concerns (the one to promote, the primary to demote or switch) and then told to every replica that
+/// is up. A replica that was away learns it when its volume opens (<see cref="ReconcileAsync"/>):
+/// the copy with the highest epoch wins.
+/// </summary>
+public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry registry, VolumeCreation creation, VolumeDeletion deletion,
+    ReplicaRoles roles, PeerEndpoints peers, NodeService node, ILogger<ReplicatedVolumes> logger)
+{
+    private static readonly TimeSpan CreateTimeout = TimeSpan.FromSeconds(60);
+    private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
+
+    public ReplicaRoles Roles => roles;
+
+    private string Self => settings.NodeName;
+
+    /// <summary>Creates the volume on every node of <paramref name="nodes"/> (the first is primary); any refusal removes what was created.</summary>
+    public async Task<VolumeDefinition> CreateAsync(VolumeSpec spec, string[] nodes, string protocol, CancellationToken ct)
+    {
+        if (spec.Mode != VolumeMode.WriteBack)
+            throw new VolumeConflictException($"volume {spec.Name}: a replicated volume is write-back (replication ships the write-back log), not {VolumeSpec.FormatMode(spec.Mode)}");
+        if (spec.BackingPath is not null || spec.ReadOnly)
+            throw new VolumeConflictException($"volume {spec.Name}: a replicated volume has its backing in each node's data directory; leave out backing and read-only");
+        var up = peers.UpNodes();
+        var missing = nodes.Where(n => !up.Contains(n)).ToList();
+        if (missing.Count > 0)
+            throw new VolumeConflictException($"volume {spec.Name}: {string.Join(", ", missing)} {(missing.Count == 1 ? "is not an Up, reachable member" : "are not Up, reachable members")} " +
+                                              $"of the cluster (Up: {string.Join(", ", up)}); 'actorcache cluster show' lists the members");
+        var set = new ReplicaSet(nodes, protocol, nodes[0], 1);
+        var request = new CreateReplica(spec.Name, spec.Size, VolumeSpec.FormatMode(spec.Mode), set);
+        var answers = await Task.WhenAll(nodes.Select(async n =>
+        {
+            try
+            {
+                return (Node: n, Error: await peers.AskAsync<ReplicaCreated>(n, request, ct, CreateTimeout) is null ? $"node {n} did not answer within {CreateTimeout.TotalSeconds:0} s" : null);
+            }
+            catch (ReplicaRefusedException e)
+            {
+                return (Node: n, Error: $"node {n}: {e.Message}");
+            }
+        }));
+        var failed = answers.Where(a => a.Error is not null).ToList();
+        if (failed.Count > 0)
+        {
+            // All or nothing: the replicas that were made go again.
+            foreach (var (n, _) in answers.Where(a => a.Error is null))
+            {
+                try
+                {
+                    await peers.AskAsync<ReplicaRemoved>(n, new RemoveReplica(spec.Name), CancellationToken.None, CreateTimeout);
+                }
+                catch (ReplicaRefusedException e)
+                {
+                    logger.LogError("volume {Name}: removing the replica on {Node} after a failed creation failed: {Reason}", spec.Name, n, e.Message);
+                }
+            }
+            throw new VolumeConflictException($"volume {spec.Name} was not created: {string.Join("; ", failed.Select(f => f.Error))}");
+        }
+        logger.LogInformation("created replicated volume {Name}: {Size} on {Replicas}", spec.Name, Blocks.ByteSize.Format(spec.Size), set);
+        return (await DefinitionAsync(spec.Name, ct))!;
+    }
+
+    /// <summary>This node's part of a creation: its replica, with the replica set, opened and attached.</summary>
+    public async Task<ReplicaCreated> CreateLocalAsync(CreateReplica request, CancellationToken ct)
+    {
+        if (!VolumeSpec.TryParseMode(request.Mode, out var mode, out var error)) throw new VolumeConflictException(error);
+        var spec = new VolumeSpec(request.Name, request.Size, mode, null, false);
+        // A new volume reads as zeroes on every node: the replicas agree from the start, nothing to resync.
+        Directory.CreateDirectory(roles.StateDirectory(request.Name));
+        if (!request.Replicas.IsPrimary(Self))
+            new ReplicaState(PeerDisk.UpToDate, 0, Guid.Empty, DateTimeOffset.UtcNow).Write(roles.StateDirectory(request.Name));
+        try
+        {
+            await creation.CreateAsync(spec, ct, replicas: request.Replicas);
+        }
+        catch
+        {
+            Directory.Delete(roles.StateDirectory(request.Name), recursive: true);
+            throw;
+        }
+        await roles.ConfirmAsync(request.Name);
+        return new ReplicaCreated(Self, request.Name);
+    }
+
+    public async Task<ReplicaRemoved> RemoveLocalAsync(string name, CancellationToken ct)
+    {
+        await deletion.DeleteAsync(name, force: true, ct);
+        var state = roles.StateDirectory(name);
+        if (Directory.Exists(state)) Directory.Delete(state, recursive: true);
+        return new ReplicaRemoved(Self, name);
+    }
+
+    public async Task<VolumeDefinition?> DefinitionAsync(string name, CancellationToken ct)
+    {
+        var volumeRegistry = await registry.GetAsync<VolumeRegistry>(ct);
+        return (await volumeRegistry.Ask<VolumeList>(GetVolumes.Instance, AskTimeout, ct)).Volumes.FirstOrDefault(v => v.Name == name);
+    }
+
+    private async Task<ReplicaSet> SetAsync(string name, CancellationToken ct)
+    {
+        var definition = await DefinitionAsync(name, ct) ?? throw new VolumeNotFoundException(name);
+        return definition.Replicas ?? throw new VolumeConflictException($"volume {name} is not replicated (it lives on this node alone)");
+    }
+
+    public async Task<ReplicaView> ViewAsync(string name, CancellationToken ct)
+    {
+        var definition = await DefinitionAsync(name, ct);
+        var set = roles.SetOf(name) ?? definition?.Replicas;
+        return new ReplicaView(Self, name, set, set?.IsPrimary(Self) == true ? "primary" : "secondary", roles.DiskOf(name), roles.IsOpen(name));
+    }
+
+    /// <summary>Records and applies a newer replica set; an older or equal one changes nothing.</summary>
+    public async Task<ReplicaView> AdoptAsync(string name, ReplicaSet set, CancellationToken ct)
+    {
+        var current = await SetAsync(name, ct);
+        if (set.Epoch > current.Epoch)
+        {
+            await RecordAsync(name, set, ct);
+            logger.LogInformation("volume {Name}: adopted replica set {Set}", name, set);
+        }
+        return await ViewAsync(name, ct);
+    }
+
+    private async Task RecordAsync(string name, ReplicaSet set, CancellationToken ct)
+    {
+        var volumeRegistry = await registry.GetAsync<VolumeRegistry>(ct);
+        var reply = await volumeRegistry.Ask<object>(new ChangeReplicas(name, set), AskTimeout, ct);
+        if (reply is VolumeRejected rejected) throw new VolumeConflictException(rejected.Reason);
+        await roles.ApplyAsync(name, set);
+    }
+
+    /// <summary>Tells every other replica that is up about a new set (best effort: one that is away learns it when it is back).</summary>
+    private async Task SpreadAsync(string name, ReplicaSet set, CancellationToken ct)
+    {
+        await Task.WhenAll(set.Nodes.Where(n => n != Self).Select(async n =>
+        {
+            try
+            {
+                if (await peers.AskAsync<ReplicaView>(n, new AdoptReplicaSet(name, set), ct) is null)
+                    logger.LogWarning("volume {Name}: node {Node} is not up; it learns replica set {Set} when it is back", name, n, set);
+            }
+            catch (ReplicaRefusedException e)
+            {
+                logger.LogWarning("volume {Name}: node {Node} did not take replica set {Set}: {Reason}", name, n, set, e.Message);
+            }
+        }));
+    }
+
+    /// <summary>What every other replica that answers has of the volume.</summary>
+    private async Task<List<ReplicaView>> OthersAsync(string name, ReplicaSet set, CancellationToken ct)
+    {
+        var views = await Task.WhenAll(set.Nodes.Where(n => n != Self).Select(async n =>
+        {
+            try
+            {
+                return await peers.AskAsync<ReplicaView>(n, new GetReplicaView(name), ct);
+            }
+            catch (ReplicaRefusedException)
+            {
+                return null;
+            }
+        }));
+        return [.. views.Where(v => v?.Replicas is not null).Select(v => v!)];
+    }
+
+    /// <summary>
+    /// After a replicated volume opened here: if another replica has a newer set (a promotion while
+    /// this node was away), adopt it; then the front may serve it if this node is still primary.
+    /// </summary>
+    public async Task ReconcileAsync(string name, CancellationToken ct)
+    {
+        // Not in a cluster yet: no peer can be asked, and serving now could write beside a newer primary.
+        if (!peers.SelfUp()) return;
+        var set = await SetAsync(name, ct);
+        var newest = (await OthersAsync(name, set, ct)).Select(v => v.Replicas!).Where(s => s.Epoch > set.Epoch).MaxBy(s => s.Epoch);
+        if (newest is not null)
+        {
+            logger.LogWarning("volume {Name}: while this node was away the replica set changed to {Set}; adopting it", name, newest);
+            await RecordAsync(name, newest, ct);
+        }
+        await roles.ConfirmAsync(name);
+    }
+
+    /// <summary>Promotes the replica on <paramref name="target"/> (this node when null).</summary>
+    public async Task<ReplicaView> PromoteAsync(string name, string? target, bool force, CancellationToken ct)
+    {
+        if (target is null || target == Self) return await PromoteLocalAsync(name, force, ct);
+        return await peers.AskAsync<ReplicaView>(target, new PromoteReplica(name, force), ct, AskTimeout)
+               ?? throw new VolumeConflictException($"node {target} is not an Up, reachable member of the cluster; promote on a node that is up");
+    }
+
+    public async Task<ReplicaView> PromoteLocalAsync(string name, bool force, CancellationToken ct)
+    {
+        var set = await SetAsync(name, ct);
+        if (!roles.IsOpen(name)) throw new VolumeConflictException($"volume {name} is not open on node {Self}, so it cannot become primary here");
+        var others = await OthersAsync(name, set, ct);
+        var newest = others.Select(v => v.Replicas!).Append(set).MaxBy(s => s.Epoch)!;
+        if (newest.Epoch > set.Epoch) await RecordAsync(name, set = newest, ct);
+        if (set.IsPrimary(Self)) return await ViewAsync(name, ct);
+        if (set.Primary.Length > 0 && others.FirstOrDefault(v => v.Node == set.Primary) is { Online: true, Role: "primary" })
+            throw new VolumeConflictException($"node {set.Primary} is the primary of {name} and is up; demote it first (actorcache volume demote {name} --node {set.Primary})");
+        var disk = roles.DiskOf(name);
+        if (disk != nameof(PeerDisk.UpToDate) && !force)
+            throw new VolumeConflictException($"node {Self}'s data of {name} is {disk}, not UpToDate: it may lack acknowledged writes. Promote a node with " +
+                                              $"UpToDate data ('actorcache peer status {name}' shows them), or force it (--force: this node's data wins and the others resync from it)");
+        var promoted = set with { Primary = Self, Epoch = newest.Epoch + 1 };
+        await RecordAsync(name, promoted, ct);
+        logger.LogWarning("volume {Name}: promoted to primary on {Node}{Force}; replica set {Set}", name, Self, force ? " by force" : "", promoted);
+        await SpreadAsync(name, promoted, ct);
+        return await ViewAsync(name, ct);
+    }
+
+    /// <summary>Demotes the primary (on <paramref name="target"/>, or wherever this node's record says the primary is).</summary>
+    public async Task<ReplicaView> DemoteAsync(string name, string? target, CancellationToken ct)
+    {
+        var set = await SetAsync(name, ct);
+        target ??= set.Primary;
+        if (target.Length == 0) throw new VolumeConflictException($"volume {name} has no primary to demote");
+        if (target == Self) return await DemoteLocalAsync(name, ct);
+        return await peers.AskAsync<ReplicaView>(target, new DemoteReplica(name), ct, AskTimeout)
+               ?? throw new VolumeConflictException($"node {target} is not an Up, reachable member of the cluster; a primary that is gone needs no demotion: promote another node");
+    }
+
+    public async Task<ReplicaView> DemoteLocalAsync(string name, CancellationToken ct)
+    {
+        var set = await SetAsync(name, ct);
+        if (!set.IsPrimary(Self)) throw new VolumeConflictException($"node {Self} is not the primary of {name} (its primary is {(set.Primary.Length > 0 ? set.Primary : "none")})");
+        var demoted = set with { Primary = "", Epoch = set.Epoch + 1 };
+        // Clients go first, so nothing is written after the replicas were told who is primary.
+        if (node.Server is { } server) await server.DisconnectAsync(name, "volume demoted", settings.StopGrace);
+        await RecordAsync(name, demoted, ct);
+        logger.LogWarning("volume {Name}: demoted on {Node}; no node is its primary until one is promoted", name, Self);
+        await SpreadAsync(name, demoted, ct);
+        return await ViewAsync(name, ct);
+    }
+
+    public async Task<ReplicaView> SwitchProtocolAsync(string name, string protocol, CancellationToken ct)
+    {
+        var set = await SetAsync(name, ct);
+        if (set.Primary.Length == 0 || set.Primary == Self) return await SwitchProtocolLocalAsync(name, protocol, ct);
+        return await peers.AskAsync<ReplicaView>(set.Primary, new SwitchProtocol(name, protocol), ct, AskTimeout)
+               ?? throw new VolumeConflictException($"the primary of {name}, node {set.Primary}, is not up; the protocol is switched on the primary");
+    }
+
+    public async Task<ReplicaView> SwitchProtocolLocalAsync(string name, string protocol, CancellationToken ct)
+    {
+        var set = await SetAsync(name, ct);
+        if (set.Primary.Length > 0 && !set.IsPrimary(Self)) throw new VolumeConflictException($"node {Self} is not the primary of {name}; its primary is {set.Primary}");
+        if (set.Protocol == protocol) return await ViewAsync(name, ct);
+        var switched = set with { Protocol = protocol, Epoch = set.Epoch + 1 };
+        await RecordAsync(name, switched, ct);
+        logger.LogInformation("volume {Name}: protocol {From} -> {To}", name, set.Protocol, protocol);
+        await SpreadAsync(name, switched, ct);
+        return await ViewAsync(name, ct);
+    }
+
+    /// <summary>Every replica's state, as the primary sees it (asked of the primary when it is another node).</summary>
+    public async Task<PeerStatusList> PeerStatusAsync(string name, CancellationToken ct)
+    {
+        var set = await SetAsync(name, ct);
+        if (set.IsPrimary(Self)) return await LocalPeerStatusAsync(name, ct);
+        if (set.Primary.Length > 0)
+        {
+            try
+            {
+                if (await peers.AskAsync<PeerStatusList>(set.Primary, new GetPeerStatus(name), ct) is { } fromPrimary) return fromPrimary;
+            }
+            catch (ReplicaRefusedException)
+            {
+                // The node we took for primary is not (any more): show what this node knows.
+            }
+        }
+        // No primary to ask: each replica that answers says what it has.
+        var others = await OthersAsync(name, set, ct);
+        var rows = new List<PeerRow> { Row(await ViewAsync(name, ct), "local") };
+        foreach (var n in set.Nodes.Where(n => n != Self))
+            rows.Add(others.FirstOrDefault(v => v.Node == n) is { } view
+                ? Row(view, "standalone")
+                : new PeerRow(n, n == set.Primary ? "primary" : "secondary", "unreachable", nameof(PeerDisk.Unknown), 0, null, false, 0, 0, 0, 0, "not an Up, reachable member"));
+        return new PeerStatusList(name, [.. rows.OrderBy(r => Array.IndexOf(set.Nodes, r.Node))]);
+    }
+
+    private static PeerRow Row(ReplicaView view, string connection) =>
+        new(view.Node, view.Role, connection, view.Disk, 0, null, false, 0, 0, 0, 0, view.Online ? null : "volume not open");
+
+    public async Task<PeerStatusList> LocalPeerStatusAsync(string name, CancellationToken ct)
+    {
+        var set = await SetAsync(name, ct);
+        if (!set.IsPrimary(Self)) throw new VolumeConflictException($"node {Self} is not the primary of {name}");
+        var rows = new List<PeerRow> { new(Self, "primary", "local", roles.DiskOf(name), 0, null, false, 0, 0, 0, 0, roles.IsOpen(name) ? null : "volume not open") };
+        foreach (var link in roles.LinksOf(name))
+            rows.Add(new PeerRow(link.Node, "secondary", link.Connection.ToString().ToLowerInvariant(), link.Disk.ToString(), link.OutOfSyncBytes,
+                link.Resync is { } r ? new PeerResync(r.Done, r.Total, r.BytesPerSecond) : null, false, link.LagBatches, link.LagBytes,
+                link.AckLatencyP50Micros, link.AckLatencyP99Micros, link.Problem));
+        return new PeerStatusList(name, [.. rows.OrderBy(r => Array.IndexOf(set.Nodes, r.Node))]);
+    }
+
+    /// <summary>Changes the resync rate of the volume's links on its primary (this node).</summary>
+    public async Task SetResyncRateAsync(string name, long bytesPerSecond, CancellationToken ct)
+    {
+        var set = await SetAsync(name, ct);
+        if (!set.IsPrimary(Self)) throw new VolumeConflictException($"node {Self} is not the primary of {name}; set the resync rate on its primary, {set.Primary}");
+        roles.SetResyncRate(name, bytesPerSecond);
+    }
+}

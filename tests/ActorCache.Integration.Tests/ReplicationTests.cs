@@ -1,0 +1,174 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace ActorCache.Integration.Tests;
+
+/// <summary>
+/// Replicated volumes across three real <c>actorcache serve</c> processes (one Akka cluster, each node its
+/// own data directory, NBD socket and replication listener), driven with the real command line and real
+/// NBD clients: create on all three, a secondary refuses NBD and names its primary, protocol C keeps every
+/// flushed write through a SIGKILL of the primary, promotion, the old primary coming back as a secondary
+/// and resyncing, and the refusals (unknown nodes, promotion while the primary is up).
+/// </summary>
+public sealed class ReplicationTests : IAsyncLifetime
+{
+    private const int VolumeMiB = 64;
+    private readonly List<string> _dirs = [];
+    private readonly List<NodeProcess> _nodes = [];
+    private readonly Dictionary<string, int> _ports = [];
+
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    public async Task DisposeAsync()
+    {
+        foreach (var node in _nodes) await node.DisposeAsync();
+        foreach (var dir in _dirs) Directory.Delete(dir, recursive: true);
+    }
+
+    private async Task<NodeProcess> StartAsync(string name, string? dataDir = null)
+    {
+        if (dataDir is null)
+        {
+            dataDir = NodeProcess.NewDataDir();
+            _dirs.Add(dataDir);
+        }
+        // Every node lists all three as seeds (as the README advises): a restarted node finds the others.
+        foreach (var n in new[] { "a", "b", "c" })
+            if (!_ports.ContainsKey(n)) _ports[n] = NodeProcess.FreePort();
+        var node = NodeProcess.Launch(dataDir,
+        [
+            "--node-name", name, "--cluster", $"127.0.0.1:{_ports[name]}", .. _ports.Values.SelectMany(p => new[] { "--seed", $"127.0.0.1:{p}" }),
+            "--volume", $"local-{name}:16M", "--set", "actorcache.cache.ring-size=64M",
+        ]);
+        _nodes.Add(node);
+        await node.WaitReadyAsync();
+        return node;
+    }
+
+    private async Task<(NodeProcess A, NodeProcess B, NodeProcess C)> StartThreeAsync()
+    {
+        var all = await Task.WhenAll(StartAsync("a"), StartAsync("b"), StartAsync("c"));
+        var (a, others) = (all[0], all[1..]);
+        await WaitAsync(async () => (await Cli.JsonAsync(a, "cluster", "show")).EnumerateArray().Count(m => m.GetProperty("status").GetString() == "Up") == 3,
+            "three members Up");
+        return (a, others[0], others[1]);
+    }
+
+    private static async Task WaitAsync(Func<Task<bool>> done, string what, int seconds = 60)
+    {
+        var watch = Stopwatch.StartNew();
+        while (watch.Elapsed < TimeSpan.FromSeconds(seconds))
+        {
+            if (await done()) return;
+            await Task.Delay(300);
+        }
+        throw new Xunit.Sdk.XunitException($"{what}: not within {seconds} s");
+    }
+
+    private static async Task<List<JsonElement>> PeersAsync(NodeProcess node, string volume) =>
+        [.. (await Cli.JsonAsync(node, "peer", "status", volume)).EnumerateArray()];
+
+    /// <summary>
+    /// Writes block i (4 KiB of byte i % 251 + 1) at block i, FUA on every 5th, a FLUSH after every 8th, and after each
+    /// FLUSH returns appends the count written to <paramref name="progress"/>: every count in that file is flushed.
+    /// </summary>
+    private static string WriterScript(string uri, string progress, int blocks) => $$"""
+        h.connect_uri('{{uri}}')
+        p = open('{{progress}}', 'a')
+        for i in range({{blocks}}):
+            h.pwrite(bytes([i % 251 + 1]) * 4096, i * 4096, nbd.CMD_FLAG_FUA if i % 5 == 0 else 0)
+            if i % 8 == 7:
+                h.flush()
+                p.write(str(i + 1) + '\n')
+                p.flush()
+        """;
+
+    /// <summary>Every block before <paramref name="flushed"/> holds its pattern; every later one its pattern or zeroes (nothing torn, nothing foreign).</summary>
+    private static void AssertHolds(byte[] image, int flushed, int written, string where)
+    {
+        for (var i = 0; i < written; i++)
+        {
+            var block = image.AsSpan(i * 4096, 4096);
+            var want = (byte)(i % 251 + 1);
+            var whole = block.IndexOfAnyExcept(want) < 0;
+            if (i < flushed) Assert.True(whole, $"{where}: flushed block {i} does not hold its data");
+            else Assert.True(whole || block.IndexOfAnyExcept((byte)0) < 0, $"{where}: block {i} is torn or foreign");
+        }
+    }
+
+    private static int LastCount(string progress) =>
+        File.Exists(progress) ? File.ReadAllLines(progress).Where(l => l.Length > 0).Select(int.Parse).DefaultIfEmpty(0).Max() : 0;
+
+    [Fact]
+    public async Task A_replicated_volume_lives_on_three_nodes_and_a_flushed_write_survives_the_primary_killed()
+    {
+        var (a, b, c) = await StartThreeAsync();
+
+        // Refusals first: nothing half-created.
+        var unknown = await Cli.RefusedAsync(1, Cli.RunAsync(a, "volume", "create", "r", "--size", $"{VolumeMiB}M", "--replicas", "a,b,zz"));
+        Assert.Contains("zz is not an Up, reachable member", unknown);
+        var twice = await Cli.RefusedAsync(2, Cli.RunAsync(a, "volume", "create", "r", "--size", $"{VolumeMiB}M", "--replicas", "a,a"));
+        Assert.Contains("names a node twice", twice);
+        foreach (var node in new[] { a, b, c })
+            Assert.DoesNotContain("\"r\"", (await Cli.JsonAsync(node, "volume", "list")).ToString());
+
+        // Created from b (any node may be asked); a is primary (first in the list).
+        var created = await Cli.JsonAsync(b, "volume", "create", "r", "--size", $"{VolumeMiB}M", "--replicas", "a,b,c", "--protocol", "C");
+        Assert.Equal("a", created.GetProperty("replication").GetProperty("primary").GetString());
+        foreach (var node in new[] { a, b, c })
+        {
+            var info = await Cli.JsonAsync(node, "volume", "status", "r");
+            Assert.Equal(node == a ? "primary" : "secondary", info.GetProperty("replication").GetProperty("role").GetString());
+        }
+
+        // A secondary's NBD export is refused, naming the primary.
+        // (libnbd shows the server's message in its debug output.)
+        var refused = await Tool.RunAsync("sh", ["-c", $"LIBNBD_DEBUG=1 nbdinfo '{b.UnixUri("r")}'"]);
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("its primary is node a", refused.Output);
+
+        await WaitAsync(async () => (await PeersAsync(a, "r")).All(p => p.GetProperty("connection").GetString() is "local" or "connected"), "both peers connected");
+        var peers = await PeersAsync(c, "r"); // asked of a secondary: it asks the primary
+        Assert.Equal(["a", "b", "c"], peers.Select(p => p.GetProperty("node").GetString()));
+        Assert.All(peers, p => Assert.Equal("UpToDate", p.GetProperty("disk").GetString()));
+        Assert.Equal(JsonValueKind.Number, peers[1].GetProperty("outOfSyncBytes").ValueKind);
+        Assert.False(peers[1].GetProperty("splitBrain").GetBoolean());
+
+        // Write through a with FLUSH and FUA; SIGKILL a in the middle, once 200 writes are flushed.
+        const int Blocks = 2000;
+        var progress = Path.Combine(a.DataDir, "progress.txt");
+        var writer = Tool.RunAsync("nbdsh", ["-c", WriterScript(a.UnixUri("r"), progress, Blocks)], TimeSpan.FromMinutes(3));
+        await WaitAsync(() => Task.FromResult(LastCount(progress) >= 200), "200 writes flushed", 60);
+        await a.KillAsync();
+        await writer; // it fails: its server is gone
+        var flushed = LastCount(progress);
+
+        // b is promoted (a is gone) and serves every flushed block.
+        await WaitAsync(async () => (await Cli.RunAsync(b, "volume", "promote", "r", "--node", "b")).ExitCode == 0, "promote b", 60);
+        var onB = Path.Combine(b.DataDir, "on-b.img");
+        await Tool.CheckAsync("nbdcopy", b.UnixUri("r"), onB);
+        AssertHolds(File.ReadAllBytes(onB), flushed, Blocks, "b after the promotion");
+        var infoB = await Cli.JsonAsync(c, "volume", "status", "r");
+        Assert.Equal("b", infoB.GetProperty("replication").GetProperty("primary").GetString());
+
+        // a comes back: it learns b is primary, refuses NBD, and is resynced from b.
+        var a2 = await StartAsync("a", a.DataDir);
+        await WaitAsync(async () => (await Cli.JsonAsync(a2, "volume", "status", "r")).GetProperty("replication").GetProperty("role").GetString() == "secondary",
+            "a back as a secondary");
+        await WaitAsync(async () => (await PeersAsync(b, "r")).All(p => p.GetProperty("disk").GetString() == "UpToDate" &&
+                                                                         p.GetProperty("connection").GetString() is "local" or "connected"), "a resynced", 90);
+        var refusedA = await Tool.RunAsync("nbdinfo", [a2.UnixUri("r")]);
+        Assert.NotEqual(0, refusedA.ExitCode);
+
+        // Promotion of c while b is up as primary is refused.
+        var whileUp = await Cli.RefusedAsync(1, Cli.RunAsync(c, "volume", "promote", "r", "--node", "c"));
+        Assert.Contains("node b is the primary of r and is up; demote it first", whileUp);
+
+        // A switchover: demote b, promote a, and a serves exactly what b had.
+        await Cli.CheckAsync(b, "volume", "demote", "r");
+        await Cli.CheckAsync(a2, "volume", "promote", "r");
+        var onA = Path.Combine(a2.DataDir, "on-a.img");
+        await Tool.CheckAsync("nbdcopy", a2.UnixUri("r"), onA);
+        Assert.True(File.ReadAllBytes(onB).AsSpan().SequenceEqual(File.ReadAllBytes(onA)), "a after the switchover does not hold what b had");
+    }
+}
