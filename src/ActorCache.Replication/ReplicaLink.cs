@@ -51,6 +51,9 @@ public sealed class ReplicaLink : IAsyncDisposable
     private Task? _loop;
     private int _disposed;
 
+    /// <summary>Tests: runs between a resync run's read and its queueing (to widen the window a newer batch can fall into).</summary>
+    internal Func<long, int, ValueTask>? AfterResyncRead;
+
     // All guarded by _gate.
     private OutOfSyncBitmap.FileFlags _flags;
     private long _lastSequence;         // the newest batch whose blocks are accounted for: shipped, queued or marked
@@ -689,6 +692,7 @@ public sealed class ReplicaLink : IAsyncDisposable
             {
                 await _cache.ReadAsync(start * BlockSize, buffer.AsMemory(FrameHeader.Size, count * BlockSize), cancellationToken).ConfigureAwait(false);
                 var crc = Crc32C.Compute(buffer.AsSpan(FrameHeader.Size, count * BlockSize));
+                if (AfterResyncRead is { } hook) await hook(start, count).ConfigureAwait(false);
                 lock (_gate)
                 {
                     _readFrom = -1;
