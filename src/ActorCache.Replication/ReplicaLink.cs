@@ -487,6 +487,7 @@ public sealed class ReplicaLink : IAsyncDisposable
         if (problem is not null) _problem = problem;
         LeaveBarrierLocked();
         _peerInSync = false;
+        if (_peerDisk == PeerDisk.UpToDate) _peerDisk = PeerDisk.Outdated; // it misses every batch from now on
         var cancel = _sessionCancel;
         _sessionCancel = null;
         return cancel;
@@ -508,7 +509,6 @@ public sealed class ReplicaLink : IAsyncDisposable
             _readFrom = -1;
             _resyncing = false;
             _resyncDoneFrame = -1;
-            if (_bitmap.Count > 0 && _peerDisk == PeerDisk.UpToDate) _peerDisk = PeerDisk.Outdated;
             _connection = _wantConnected ? PeerConnection.Connecting : PeerConnection.StandAlone;
         }
         _logger.LogInformation("volume {Volume}: disconnected from {Peer}; {Bytes} bytes out of sync", _options.Volume, _options.PeerNode,

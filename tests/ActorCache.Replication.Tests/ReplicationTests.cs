@@ -193,7 +193,7 @@ public sealed class ReplicationTests
         HeldFlushTarget? held = null;
         f.WrapSink = target => held = new HeldFlushTarget(target);
         f.StartReceiver();
-        var link = f.StartLink(ReplicationProtocol.A, ackTimeout: TimeSpan.FromSeconds(30));
+        var link = f.StartLink(ReplicationProtocol.A, ackTimeout: TimeSpan.FromSeconds(60));
         await f.WaitInSyncAsync();
         using var stop = new CancellationTokenSource();
         var writer = Task.Run(async () =>
@@ -202,29 +202,38 @@ public sealed class ReplicationTests
             for (var i = 0; !stop.IsCancellationRequested; i++)
             {
                 await f.WriteAsync(random.Next(0, Blocks - 4) / 2 * 2, 1, i); // even blocks; the checks below write odd ones
-                await Task.Yield();
+                await Task.Delay(1);
             }
         });
 
         // What a FLUSH waits for while the peer cannot flush: A and B not (B waits for receipt only), C does.
-        async Task<bool> FlushWaitsForPeerFlushAsync(int round)
+        // Ordering only: either the FLUSH completes while the peer's flush is still held, or it is still
+        // pending once the peer's flush has been reached and some time has passed, and completes after the release.
+        async Task<bool> FlushWaitsForPeerFlushAsync(int round, bool expectWait)
         {
             await f.WriteAsync(2 * round + 1, 1, 1000 + round);
             held!.Hold();
             var flush = f.Primary.FlushAsync().AsTask();
-            var waited = !await Task.WhenAny(flush, Task.Delay(1000)).ContinueWith(t => t.Result == flush);
+            bool waited;
+            if (expectWait)
+            {
+                await held.FlushReached.WaitAsync(TimeSpan.FromSeconds(20));
+                await Task.Delay(300);
+                waited = !flush.IsCompleted;
+            }
+            else waited = await Task.WhenAny(flush, Task.Delay(TimeSpan.FromSeconds(20))) != flush;
             held.Release();
-            await flush.WaitAsync(TimeSpan.FromSeconds(10));
+            await flush.WaitAsync(TimeSpan.FromSeconds(20));
             return waited;
         }
 
-        Assert.False(await FlushWaitsForPeerFlushAsync(0), "under A a FLUSH waited for the peer");
+        Assert.False(await FlushWaitsForPeerFlushAsync(0, expectWait: false), "under A a FLUSH waited for the peer");
         link.Protocol = ReplicationProtocol.C;
-        Assert.True(await FlushWaitsForPeerFlushAsync(1), "under C a FLUSH did not wait for the peer's flush");
+        Assert.True(await FlushWaitsForPeerFlushAsync(1, expectWait: true), "under C a FLUSH did not wait for the peer's flush");
         link.Protocol = ReplicationProtocol.B;
-        Assert.False(await FlushWaitsForPeerFlushAsync(2), "under B a FLUSH waited for the peer's flush (not only its receipt)");
+        Assert.False(await FlushWaitsForPeerFlushAsync(2, expectWait: false), "under B a FLUSH waited for the peer's flush (not only its receipt)");
         link.Protocol = ReplicationProtocol.C;
-        Assert.True(await FlushWaitsForPeerFlushAsync(3), "back under C a FLUSH did not wait for the peer's flush");
+        Assert.True(await FlushWaitsForPeerFlushAsync(3, expectWait: true), "back under C a FLUSH did not wait for the peer's flush");
         stop.Cancel();
         await writer;
         await f.Primary.FlushAsync();
