@@ -135,8 +135,16 @@ public sealed class ReplicationTests
         for (var b = 0; b < Blocks; b += 64) await f.WriteAsync(b, 64, -1);
         await f.Primary.FlushAsync();
         Assert.Equal(ReplicaFixture.Size, link.Status.OutOfSyncBytes);
-        // Widen the window between a resync run's read and its queueing, where a newer batch of the same blocks can be queued.
-        link.AfterResyncRead = (_, _) => new ValueTask(Task.Delay(3));
+        // Between a resync run's read and its queueing, a newer version of the run's first block is written and its batch
+        // published (once per run, so the retried read goes through): the peer must end with the newer one.
+        var raced = new HashSet<long>();
+        link.AfterResyncRead = async (start, _) =>
+        {
+            lock (raced)
+                if (!raced.Add(start)) return;
+            await f.WriteAsync(start, 1, (int)start + 77);
+            await f.Primary.FlushAsync();
+        };
 
         using var stop = new CancellationTokenSource();
         var writers = Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
@@ -158,6 +166,7 @@ public sealed class ReplicationTests
         await Task.WhenAll(writers);
         await f.Primary.FlushAsync();
         await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after a resync raced by writes");
+        Assert.True(raced.Count >= Blocks / 256, $"only {raced.Count} resync runs were raced");
     }
 
     [Fact]
