@@ -1,0 +1,771 @@
+using System.Buffers;
+using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
+using ActorCache.Blocks;
+using ActorCache.Cache;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Replication;
+
+/// <summary>
+/// The primary's end of one (volume, secondary) replication link (DESIGN §4). It subscribes to the
+/// cache's log batches, copies each into its own bounded send buffer (releasing the ring slots at once,
+/// so a slow peer never starves the ring), ships them over one dedicated TCP connection, and joins the
+/// cache's durability barrier per protocol once the peer is connected and in sync.
+/// </summary>
+/// <remarks>
+/// <para>Plain writes are acknowledged locally under every protocol: the write-back cache promises
+/// durability only at FLUSH/FUA (DESIGN §2), so the protocol decides what a completed FLUSH/FUA means:
+/// A local durability only, B also the peer's receipt of the sync point's batch, C also its durability.</para>
+/// <para>What the peer may lack is tracked in an out-of-sync bitmap: while disconnected every published
+/// block is marked, and at a disconnect every block of a frame the peer has not acknowledged durable is
+/// marked. On (re)connect the marked blocks are resynced (read from the cache, rate limited) while new
+/// batches keep streaming. The resync read and the batch stream are ordered by one lock: a batch that
+/// touches a run while that run is being read invalidates the read, which is then retried, so a resync
+/// frame never carries data older than a batch sent before it.</para>
+/// <para>The bitmap is persisted in <see cref="ReplicaLinkOptions.StateDirectory"/>: marked dirty at
+/// <see cref="Start"/>, written clean at <see cref="DisposeAsync"/>. After a crash (a dirty file), or
+/// when batches were written that the link did not see, every block is marked: a full resync (correct, slower).</para>
+/// </remarks>
+public sealed class ReplicaLink : IAsyncDisposable
+{
+    private const int ResyncRunBlocks = 256; // 1 MiB per resync frame
+    private const int BlockSize = LogFormat.BlockSize;
+
+    private readonly ReplicaLinkOptions _options;
+    private readonly WriteBackCache _cache;
+    private readonly ILogger _logger;
+    private readonly Guid _volumeId;
+    private readonly string _participantName;
+    private readonly Lock _gate = new();
+    private readonly OutOfSyncBitmap _bitmap;
+    private readonly FrameQueue _frames = new();
+    private readonly AsyncSignal _sendSignal = new();
+    private readonly SemaphoreSlim _connectSignal = new(0);
+    private readonly AckLatency _latency = new();
+    private readonly LogEntry[] _entries = new LogEntry[LogFormat.MaxEntries]; // under _gate
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Subscriber _subscriber;
+    private IDisposable? _subscription;
+    private Task? _loop;
+    private int _disposed;
+
+    /// <summary>Tests: runs between a resync run's read and its queueing (to widen the window a newer batch can fall into).</summary>
+    internal Func<long, int, ValueTask>? AfterResyncRead;
+
+    // All guarded by _gate.
+    private OutOfSyncBitmap.FileFlags _flags;
+    private long _lastSequence;         // the newest batch whose blocks are accounted for: shipped, queued or marked
+    private bool _streaming;            // batches go to the send buffer (else into the bitmap)
+    private long _session;
+    private CancellationTokenSource? _sessionCancel;
+    private long _nextFrameId = 1;
+    private long _readFrom = -1;        // the run a resync read is reading
+    private int _readCount;
+    private bool _readInvalid;          // a batch touched that run while it was read
+    private DurabilityBarrier.Participant? _participant;
+    private bool _peerInSync;           // this session's peer is UpToDate: eligible for the barrier
+    private long _resyncDoneFrame = -1;
+    private long _receivedFrame, _durableFrame, _receivedSequence, _durableSequence;
+    private PeerConnection _connection = PeerConnection.Connecting;
+    private PeerDisk _peerDisk = PeerDisk.Unknown;
+    private string? _problem;
+    private bool _wantConnected = true;
+    private ReplicationProtocol _protocol;
+    private long _rate;
+    private bool _resyncing;
+    private long _resyncDone, _resyncTotal, _resyncStarted;
+    private long _rateStarted, _rateBytes;
+
+    public ReplicaLink(ReplicaLinkOptions options, WriteBackCache cache, ILogger logger)
+    {
+        if (cache.Size % BlockSize != 0) throw new ArgumentException($"volume {options.Volume}: its size {cache.Size} is not a multiple of {BlockSize}");
+        _options = options;
+        _cache = cache;
+        _logger = logger;
+        _volumeId = cache.VolumeId;
+        _protocol = options.Protocol;
+        _rate = options.ResyncBytesPerSecond;
+        _participantName = $"peer {options.PeerNode}";
+        _bitmap = new OutOfSyncBitmap(cache.Size / BlockSize);
+        _subscriber = new Subscriber(this);
+        _lastSequence = -1; // unknown until Start reads the persisted bitmap
+    }
+
+    /// <summary>What FLUSH/FUA wait for (see the remarks); switchable live: the link leaves and rejoins the barrier as needed.</summary>
+    public ReplicationProtocol Protocol
+    {
+        get
+        {
+            lock (_gate) return _protocol;
+        }
+        set
+        {
+            lock (_gate)
+            {
+                if (_protocol == value) return;
+                _protocol = value;
+                // Rejoined at what the peer has by the new protocol's measure (a participant never moves back).
+                LeaveBarrierLocked();
+                JoinBarrierLocked();
+            }
+            _logger.LogInformation("volume {Volume}: replication to {Peer} now uses protocol {Protocol}", _options.Volume, _options.PeerNode, value);
+        }
+    }
+
+    /// <summary>Resync rate limit in bytes per second (0 = none); switchable live.</summary>
+    public long ResyncBytesPerSecond
+    {
+        get
+        {
+            lock (_gate) return _rate;
+        }
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            lock (_gate)
+            {
+                _rate = value;
+                _rateStarted = Stopwatch.GetTimestamp();
+                _rateBytes = 0;
+            }
+        }
+    }
+
+    public PeerStatus Status
+    {
+        get
+        {
+            lock (_gate)
+            {
+                ResyncProgress? resync = null;
+                if (_resyncing)
+                {
+                    var seconds = Stopwatch.GetElapsedTime(_resyncStarted).TotalSeconds;
+                    resync = new ResyncProgress(_resyncDone, Math.Max(_resyncTotal, _resyncDone + _bitmap.Count * BlockSize),
+                        seconds > 0 ? _resyncDone / seconds : 0);
+                }
+                return new PeerStatus(_options.PeerNode, _connection, _peerDisk, _bitmap.Count * BlockSize, resync, _frames.Batches, _frames.Bytes,
+                    _latency.Percentile(0.5), _latency.Percentile(0.99), _problem);
+            }
+        }
+    }
+
+    /// <summary>Subscribes to the cache's batches and starts connecting in the background (retrying); resyncs what the peer misses, then streams.</summary>
+    public void Start()
+    {
+        if (_loop is not null) throw new InvalidOperationException("the link is started already");
+        Directory.CreateDirectory(_options.StateDirectory);
+        OutOfSyncBitmap.Saved? saved;
+        lock (_gate) saved = _bitmap.Load(_options.StateDirectory);
+        var hadFile = File.Exists(Path.Combine(_options.StateDirectory, OutOfSyncBitmap.FileName));
+        _subscription = _cache.SubscribeBatches(_subscriber);
+        // Batches durable before the subscription that the saved bitmap does not account for were never seen.
+        var durable = _cache.Barrier.Local.DurableSequence;
+        lock (_gate)
+        {
+            var accounted = -1L;
+            string? reason = null;
+            if (saved is { } s)
+            {
+                _flags = s.Flags & ~OutOfSyncBitmap.FileFlags.Dirty;
+                if ((s.Flags & OutOfSyncBitmap.FileFlags.Dirty) != 0) reason = "the link did not stop cleanly (its out-of-sync bitmap is unknown)";
+                else if (s.VolumeId != _volumeId) reason = "its out-of-sync bitmap belongs to another volume";
+                else accounted = s.LastSequence;
+            }
+            else if (hadFile) reason = "its out-of-sync bitmap file is damaged";
+            else if (durable == 0) accounted = 0; // a new volume: nothing written yet, the bitmap starts empty
+            else reason = "the volume has data written before the link existed";
+            if (accounted >= 0 && durable > accounted) reason = $"batches {accounted + 1}..{durable} were written while the link was not running";
+            if (reason is not null) MarkAllLocked(reason);
+            // Batches already seen by OnBatch moved _lastSequence on (and checked their own gap).
+            _lastSequence = Math.Max(_lastSequence, Math.Max(accounted, durable));
+            _bitmap.Save(_options.StateDirectory, new OutOfSyncBitmap.Saved(_flags | OutOfSyncBitmap.FileFlags.Dirty, _volumeId, _lastSequence));
+        }
+        _loop = Task.Run(RunAsync);
+    }
+
+    /// <summary>Operator disconnect (drbdadm disconnect): leaves the barrier, tracks what the peer misses, and stays away until <see cref="Connect"/>.</summary>
+    public void Disconnect()
+    {
+        CancellationTokenSource? cancel;
+        lock (_gate)
+        {
+            _wantConnected = false;
+            cancel = FailSessionLocked("disconnected by the operator");
+            if (_connection != PeerConnection.Connected) _connection = PeerConnection.StandAlone;
+        }
+        CancelQuietly(cancel);
+    }
+
+    /// <summary>Operator connect (drbdadm connect): connects again, retrying.</summary>
+    public void Connect()
+    {
+        lock (_gate)
+        {
+            if (_wantConnected) return;
+            _wantConnected = true;
+            if (_connection == PeerConnection.StandAlone) _connection = PeerConnection.Connecting;
+        }
+        _connectSignal.Release();
+    }
+
+    /// <summary>Marks every block out of sync (a peer with no common history): a full resync follows, at once if connected.</summary>
+    public void MarkAllOutOfSync()
+    {
+        CancellationTokenSource? cancel;
+        lock (_gate)
+        {
+            MarkAllLocked("a full resync was requested");
+            // The peer is no longer in sync: reconnecting starts the resync (and leaves the barrier meanwhile).
+            cancel = _resyncing ? null : FailSessionLocked(null);
+        }
+        CancelQuietly(cancel);
+    }
+
+    /// <summary>A session's cancellation may race with the session ending (and disposing it): that is fine.</summary>
+    private static void CancelQuietly(CancellationTokenSource? cancel)
+    {
+        try
+        {
+            cancel?.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+    }
+
+    private void MarkAllLocked(string reason)
+    {
+        if (_bitmap.Count != _bitmap.Blocks)
+            _logger.LogWarning("volume {Volume}: every block is marked out of sync for {Peer} ({Reason}): a full resync follows", _options.Volume,
+                _options.PeerNode, reason);
+        _bitmap.SetAll();
+    }
+
+    // ---- batches from the log ------------------------------------------------------------------
+
+    private sealed class Subscriber(ReplicaLink link) : ILogSubscriber
+    {
+        public void OnBatch(LoggedBatch batch) => link.OnBatch(batch);
+    }
+
+    /// <summary>On the flusher's thread: copy the batch into a frame (or mark its blocks), release it, never wait.</summary>
+    private void OnBatch(LoggedBatch batch)
+    {
+        byte[]? buffer = null;
+        CancellationTokenSource? cancel = null;
+        try
+        {
+            var header = batch.Header;
+            var length = FrameHeader.Size + (int)header.SizeBytes;
+            if (Volatile.Read(ref _streaming)) buffer = CopyFrame(batch, length);
+            lock (_gate)
+            {
+                if (_lastSequence >= 0 && header.Sequence > _lastSequence + 1)
+                    MarkAllLocked($"batches {_lastSequence + 1}..{header.Sequence - 1} were not published to the link");
+                _lastSequence = Math.Max(_lastSequence, header.Sequence);
+                if (_readFrom >= 0 && Touches(batch.Entries, _readFrom, _readCount)) _readInvalid = true;
+                if (_streaming && _frames.Bytes + length > _options.MaxLagBytes)
+                    cancel = FailSessionLocked($"the peer fell more than {_options.MaxLagBytes} bytes behind; it is disconnected and resynced when it reconnects " +
+                                               "(raise max-lag-bytes or check the peer's disk and network)");
+                if (_streaming)
+                {
+                    buffer ??= CopyFrame(batch, length);
+                    new FrameHeader(FrameKind.Batch, 1 + header.DataBlocks, _nextFrameId, 0, 0).Write(buffer);
+                    _frames.Enqueue(new Frame
+                    {
+                        Buffer = buffer, Length = length, Id = _nextFrameId++, Kind = FrameKind.Batch, SequenceThrough = header.Sequence,
+                    });
+                    buffer = null;
+                }
+                else
+                {
+                    foreach (var entry in batch.Entries) _bitmap.Set(entry.Block, entry.BlockCount);
+                }
+            }
+        }
+        finally
+        {
+            batch.Release();
+            if (buffer is not null) ArrayPool<byte>.Shared.Return(buffer);
+        }
+        CancelQuietly(cancel);
+        _sendSignal.Set();
+    }
+
+    private static byte[] CopyFrame(LoggedBatch batch, int length)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        batch.HeaderBlock.CopyTo(buffer.AsSpan(FrameHeader.Size));
+        var at = FrameHeader.Size + BlockSize;
+        for (var i = 0; i < batch.Header.DataBlocks; i++, at += BlockSize) batch.DataBlock(i).CopyTo(buffer.AsSpan(at, BlockSize));
+        return buffer;
+    }
+
+    private static bool Touches(ReadOnlySpan<LogEntry> entries, long from, int count)
+    {
+        foreach (var entry in entries)
+            if (entry.Block < from + count && entry.Block + entry.BlockCount > from) return true;
+        return false;
+    }
+
+    // ---- the connection -----------------------------------------------------------------------
+
+    private async Task RunAsync()
+    {
+        var stopping = _stopping.Token;
+        while (!stopping.IsCancellationRequested)
+        {
+            bool want;
+            lock (_gate)
+            {
+                want = _wantConnected;
+                _connection = want ? PeerConnection.Connecting : PeerConnection.StandAlone;
+            }
+            if (want)
+            {
+                try
+                {
+                    await RunSessionAsync(stopping).ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException || !stopping.IsCancellationRequested)
+                {
+                    lock (_gate) _problem = e is OperationCanceledException ? _problem : Describe(e);
+                }
+            }
+            try
+            {
+                // Reconnect after the interval, or at once when Connect() is called.
+                await _connectSignal.WaitAsync(want ? _options.ReconnectInterval : Timeout.InfiniteTimeSpan, stopping).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+        }
+    }
+
+    private string Describe(Exception e) => e switch
+    {
+        SocketException s => $"cannot reach {_options.PeerNode}: {s.Message} ({s.SocketErrorCode})",
+        _ => $"{e.GetType().Name}: {e.Message}",
+    };
+
+    private async Task RunSessionAsync(CancellationToken stopping)
+    {
+        var endpoint = await _options.ResolvePeer(stopping).ConfigureAwait(false);
+        if (endpoint is null)
+        {
+            lock (_gate) _problem = $"the data endpoint of {_options.PeerNode} is unknown (the node is down or not in the cluster)";
+            return;
+        }
+        using var socket = new Socket(endpoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        using var cancel = CancellationTokenSource.CreateLinkedTokenSource(stopping); // cancelled by FailSessionLocked's callers
+        cancel.CancelAfter(_options.AckTimeout); // the handshake must be done by then
+        await socket.ConnectAsync(endpoint, cancel.Token).ConfigureAwait(false);
+        await Handshake.SendAllAsync(socket, Handshake.Hello(_options.Volume, _volumeId), cancel.Token).ConfigureAwait(false);
+        var reply = new byte[Handshake.ReplySize];
+        if (!await Handshake.ReadExactlyAsync(socket, reply, cancel.Token).ConfigureAwait(false))
+            throw new IOException($"{_options.PeerNode} closed the connection during the handshake");
+        var (status, peerState, text) = await ReadReplyAsync(socket, reply, cancel.Token).ConfigureAwait(false);
+        if (status != Handshake.Status.Accepted)
+        {
+            lock (_gate) _problem = $"{_options.PeerNode} refused the connection: {text}";
+            _logger.LogWarning("volume {Volume}: {Peer} refused replication: {Text}", _options.Volume, _options.PeerNode, text);
+            return;
+        }
+        if (!cancel.TryReset()) return;
+
+        long session;
+        bool resync;
+        lock (_gate)
+        {
+            if (!_wantConnected || stopping.IsCancellationRequested) return;
+            if (peerState is { } state && state.PrimaryVolumeId != _volumeId)
+                MarkAllLocked($"the peer's data came from another primary volume ({state.PrimaryVolumeId})");
+            else if (peerState is null && (_flags & OutOfSyncBitmap.FileFlags.PeerSeen) != 0)
+                MarkAllLocked("the peer has no replica state although it was replicated to before (a new disk?)");
+            _flags |= OutOfSyncBitmap.FileFlags.PeerSeen;
+            session = ++_session;
+            _sessionCancel = cancel;
+            _streaming = true;
+            _connection = PeerConnection.Connected;
+            _problem = null;
+            _latency.Reset();
+            _receivedFrame = _durableFrame = _nextFrameId - 1;
+            resync = _bitmap.Count > 0 || peerState?.Disk != PeerDisk.UpToDate;
+            if (resync)
+            {
+                _peerDisk = PeerDisk.Inconsistent;
+                _resyncing = true;
+                _resyncDone = 0;
+                _resyncTotal = _bitmap.Count * BlockSize;
+                _resyncStarted = _rateStarted = Stopwatch.GetTimestamp();
+                _rateBytes = 0;
+                _resyncDoneFrame = -1;
+                EnqueueControlLocked(FrameKind.ResyncBegin, 0);
+            }
+            else
+            {
+                // Nothing marked: the peer has every batch through the last one durably.
+                _receivedSequence = _durableSequence = _lastSequence;
+                _peerDisk = PeerDisk.UpToDate;
+                _peerInSync = true;
+                JoinBarrierLocked();
+            }
+        }
+        _logger.LogInformation("volume {Volume}: connected to {Peer} at {Endpoint}{Resync}", _options.Volume, _options.PeerNode, endpoint,
+            resync ? $", resyncing {Status.OutOfSyncBytes} bytes" : "");
+        _sendSignal.Set();
+
+        var token = cancel.Token;
+        var sender = Guard(session, SendLoopAsync(socket, session, token));
+        var acks = Guard(session, AckLoopAsync(socket, session, token));
+        var watchdog = Guard(session, WatchdogAsync(session, token));
+        var resyncing = resync ? Guard(session, ResyncAsync(session, token)) : Task.CompletedTask;
+        try
+        {
+            await Task.Delay(Timeout.Infinite, token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        try
+        {
+            socket.Shutdown(SocketShutdown.Both);
+        }
+        catch (SocketException)
+        {
+        }
+        socket.Close();
+        _sendSignal.Set();
+        await Task.WhenAll(sender, acks, watchdog, resyncing).ConfigureAwait(false);
+        EndSession(session);
+    }
+
+    private async Task<(Handshake.Status, ReplicaState?, string)> ReadReplyAsync(Socket socket, byte[] reply, CancellationToken cancellationToken)
+    {
+        if (BitConverter.ToUInt64(reply, 0) != Handshake.Magic) throw new InvalidDataException($"{_options.PeerNode} did not answer as a replica receiver");
+        var status = (Handshake.Status)BitConverter.ToUInt16(reply, 8);
+        var textLength = BitConverter.ToUInt16(reply, 40);
+        var text = new byte[textLength];
+        if (textLength > 0 && !await Handshake.ReadExactlyAsync(socket, text, cancellationToken).ConfigureAwait(false))
+            throw new IOException($"{_options.PeerNode} closed the connection during the handshake");
+        ReplicaState? state = reply[11] == 0 ? null
+            : new ReplicaState((PeerDisk)reply[10], BitConverter.ToInt64(reply, 16), new Guid(reply.AsSpan(24, 16)), DateTimeOffset.UtcNow);
+        return (status, state, System.Text.Encoding.UTF8.GetString(text));
+    }
+
+    /// <summary>A session task that fails ends the session with its error as the link's problem.</summary>
+    private async Task Guard(long session, Task task)
+    {
+        try
+        {
+            await task.ConfigureAwait(false);
+        }
+        catch (Exception e)
+        {
+            CancellationTokenSource? cancel;
+            lock (_gate)
+            {
+                if (session != _session) return;
+                cancel = FailSessionLocked(e is OperationCanceledException ? null : Describe(e));
+            }
+            CancelQuietly(cancel);
+            if (e is not OperationCanceledException)
+                _logger.LogWarning("volume {Volume}: replication to {Peer} failed: {Problem}", _options.Volume, _options.PeerNode, Describe(e));
+        }
+    }
+
+    /// <summary>Stops streaming (batches go to the bitmap from now on) and leaves the barrier; the caller cancels the returned session outside the lock.</summary>
+    private CancellationTokenSource? FailSessionLocked(string? problem)
+    {
+        if (!_streaming) return null;
+        _streaming = false;
+        if (problem is not null) _problem = problem;
+        LeaveBarrierLocked();
+        _peerInSync = false;
+        if (_peerDisk == PeerDisk.UpToDate) _peerDisk = PeerDisk.Outdated; // it misses every batch from now on
+        var cancel = _sessionCancel;
+        _sessionCancel = null;
+        return cancel;
+    }
+
+    /// <summary>After every session task has stopped: what the peer did not acknowledge durable goes into the bitmap.</summary>
+    private void EndSession(long session)
+    {
+        lock (_gate)
+        {
+            if (session != _session) return;
+            FailSessionLocked(null);
+            while (_frames.Count > 0)
+            {
+                ref var frame = ref _frames[0];
+                MarkFrameLocked(ref frame);
+                _frames.Dequeue();
+            }
+            _readFrom = -1;
+            _resyncing = false;
+            _resyncDoneFrame = -1;
+            _connection = _wantConnected ? PeerConnection.Connecting : PeerConnection.StandAlone;
+        }
+        _logger.LogInformation("volume {Volume}: disconnected from {Peer}; {Bytes} bytes out of sync", _options.Volume, _options.PeerNode,
+            Status.OutOfSyncBytes);
+    }
+
+    private void MarkFrameLocked(ref Frame frame)
+    {
+        switch (frame.Kind)
+        {
+            case FrameKind.Batch:
+                if (!LogFormat.TryReadHeader(frame.Buffer.AsSpan(FrameHeader.Size, BlockSize), _volumeId, out _, _entries))
+                    throw new InvalidOperationException("a batch frame in the send buffer has a bad header (memory corruption?)");
+                var count = BitConverter.ToInt32(frame.Buffer, FrameHeader.Size + 12);
+                for (var i = 0; i < count; i++) _bitmap.Set(_entries[i].Block, _entries[i].BlockCount);
+                break;
+            case FrameKind.ResyncData:
+                _bitmap.Set(frame.Block, frame.Blocks);
+                break;
+        }
+    }
+
+    private long EnqueueControlLocked(FrameKind kind, long block)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size);
+        var id = _nextFrameId++;
+        new FrameHeader(kind, 0, id, block, 0).Write(buffer);
+        _frames.Enqueue(new Frame { Buffer = buffer, Length = FrameHeader.Size, Id = id, Kind = kind, SequenceThrough = _lastSequence });
+        return id;
+    }
+
+    private async Task SendLoopAsync(Socket socket, long session, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            Frame frame;
+            bool any;
+            lock (_gate)
+            {
+                if (session != _session || !_streaming) return;
+                any = _frames.TryTakeNext(Stopwatch.GetTimestamp(), out frame);
+            }
+            if (!any)
+            {
+                await _sendSignal.WaitAsync().ConfigureAwait(false);
+                continue;
+            }
+            // The buffer stays in the queue until the peer acknowledges it durable, or the session ends after this loop.
+            await Handshake.SendAllAsync(socket, frame.Buffer.AsMemory(0, frame.Length), cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task AckLoopAsync(Socket socket, long session, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[Ack.Size];
+        while (true)
+        {
+            if (!await Handshake.ReadExactlyAsync(socket, buffer, cancellationToken).ConfigureAwait(false))
+                throw new IOException($"{_options.PeerNode} closed the replication connection");
+            if (!Ack.TryRead(buffer, out var kind, out var frameId)) throw new InvalidDataException($"{_options.PeerNode} sent a damaged acknowledgement");
+            OnAck(session, kind, frameId);
+        }
+    }
+
+    private void OnAck(long session, AckKind kind, long frameId)
+    {
+        var now = Stopwatch.GetTimestamp();
+        lock (_gate)
+        {
+            if (session != _session || !_streaming) return;
+            if (frameId >= _nextFrameId) throw new InvalidDataException($"{_options.PeerNode} acknowledged frame {frameId}, which was never sent");
+            var index = _frames.IndexOf(frameId);
+            if (kind == AckKind.Received)
+            {
+                if (frameId <= _receivedFrame) return;
+                _receivedFrame = frameId;
+                if (index < 0) return; // durable already
+                ref var frame = ref _frames[index];
+                _receivedSequence = Math.Max(_receivedSequence, frame.SequenceThrough);
+                if (_protocol != ReplicationProtocol.C && frame.Kind == FrameKind.Batch) _latency.Record(Stopwatch.GetElapsedTime(frame.ShippedAt, now).TotalMicroseconds);
+                if (_protocol == ReplicationProtocol.B) _participant?.Advance(_receivedSequence);
+                return;
+            }
+            if (frameId <= _durableFrame) return;
+            _durableFrame = frameId;
+            if (_receivedFrame < frameId) _receivedFrame = frameId;
+            if (index >= 0 && _protocol == ReplicationProtocol.C)
+                _latency.Record(Stopwatch.GetElapsedTime(_frames[index].ShippedAt, now).TotalMicroseconds);
+            while (_frames.Count > 0 && _frames[0].Id <= frameId)
+            {
+                _durableSequence = Math.Max(_durableSequence, _frames[0].SequenceThrough);
+                _frames.Dequeue();
+            }
+            _receivedSequence = Math.Max(_receivedSequence, _durableSequence);
+            if (_resyncDoneFrame >= 0 && frameId >= _resyncDoneFrame)
+            {
+                _resyncDoneFrame = -1;
+                _resyncing = false;
+                _peerDisk = PeerDisk.UpToDate;
+                _peerInSync = true;
+                _logger.LogInformation("volume {Volume}: resync of {Peer} finished ({Bytes} bytes); it is UpToDate", _options.Volume, _options.PeerNode,
+                    _resyncDone);
+                JoinBarrierLocked();
+            }
+            if (_protocol == ReplicationProtocol.C) _participant?.Advance(_durableSequence);
+            else if (_protocol == ReplicationProtocol.B) _participant?.Advance(_receivedSequence);
+        }
+    }
+
+    private void JoinBarrierLocked()
+    {
+        if (_protocol == ReplicationProtocol.A || !_peerInSync || !_streaming || _participant is not null) return;
+        _participant = _cache.Barrier.Join(_participantName, _protocol == ReplicationProtocol.C ? _durableSequence : _receivedSequence);
+    }
+
+    private void LeaveBarrierLocked()
+    {
+        if (_participant is null) return;
+        _cache.Barrier.Leave(_participant);
+        _participant = null;
+    }
+
+    /// <summary>A connected peer that leaves a shipped frame unacknowledged longer than the ack timeout is disconnected.</summary>
+    private async Task WatchdogAsync(long session, CancellationToken cancellationToken)
+    {
+        var period = TimeSpan.FromTicks(Math.Max(_options.AckTimeout.Ticks / 4, TimeSpan.FromMilliseconds(20).Ticks));
+        while (true)
+        {
+            await Task.Delay(period, cancellationToken).ConfigureAwait(false);
+            lock (_gate)
+            {
+                if (session != _session || !_streaming) return;
+                if (_frames.Shipped == 0 || Stopwatch.GetElapsedTime(_frames[0].ShippedAt) <= _options.AckTimeout) continue;
+            }
+            throw new TimeoutException($"{_options.PeerNode} did not acknowledge a frame within {_options.AckTimeout.TotalSeconds:F1}s; " +
+                                       "it is disconnected so FLUSH does not wait for it");
+        }
+    }
+
+    // ---- resync --------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Reads the marked blocks from the cache in runs and queues them as resync frames between the batches.
+    /// A run is read with no lock held; a batch touching it meanwhile invalidates the read (checked
+    /// under the lock that orders the send buffer), so a resync frame never overtakes a newer batch.
+    /// </summary>
+    private async Task ResyncAsync(long session, CancellationToken cancellationToken)
+    {
+        var cursor = 0L;
+        while (true)
+        {
+            // Resync uses at most half the send buffer, so batches always find room.
+            while (true)
+            {
+                lock (_gate)
+                {
+                    if (session != _session || !_streaming) return;
+                    if (_frames.Bytes + ResyncRunBlocks * BlockSize <= _options.MaxLagBytes / 2) break;
+                }
+                await Task.Delay(2, cancellationToken).ConfigureAwait(false);
+            }
+            long start;
+            int count;
+            lock (_gate)
+            {
+                if (session != _session || !_streaming) return;
+                if (!_bitmap.NextRun(cursor, ResyncRunBlocks, out start, out count) && !_bitmap.NextRun(0, ResyncRunBlocks, out start, out count))
+                {
+                    // Everything resynced is queued: the peer flushes and is then UpToDate through the last batch before this frame.
+                    _resyncDoneFrame = EnqueueControlLocked(FrameKind.ResyncDone, _lastSequence);
+                    break;
+                }
+                _readFrom = start;
+                _readCount = count;
+                _readInvalid = false;
+            }
+            var length = FrameHeader.Size + count * BlockSize;
+            var buffer = ArrayPool<byte>.Shared.Rent(length);
+            var queued = false;
+            try
+            {
+                await _cache.ReadAsync(start * BlockSize, buffer.AsMemory(FrameHeader.Size, count * BlockSize), cancellationToken).ConfigureAwait(false);
+                var crc = Crc32C.Compute(buffer.AsSpan(FrameHeader.Size, count * BlockSize));
+                if (AfterResyncRead is { } hook) await hook(start, count).ConfigureAwait(false);
+                lock (_gate)
+                {
+                    _readFrom = -1;
+                    if (session != _session || !_streaming) return;
+                    if (_readInvalid) continue; // a newer batch of these blocks is queued already: read them again
+                    var id = _nextFrameId++;
+                    new FrameHeader(FrameKind.ResyncData, count, id, start, crc).Write(buffer);
+                    _frames.Enqueue(new Frame
+                    {
+                        Buffer = buffer, Length = length, Id = id, Kind = FrameKind.ResyncData, SequenceThrough = _lastSequence, Block = start, Blocks = count,
+                    });
+                    queued = true;
+                    _bitmap.Clear(start, count);
+                    _resyncDone += (long)count * BlockSize;
+                    _rateBytes += (long)count * BlockSize;
+                    cursor = start + count;
+                }
+            }
+            finally
+            {
+                if (!queued) ArrayPool<byte>.Shared.Return(buffer);
+            }
+            _sendSignal.Set();
+            await ThrottleAsync(cancellationToken).ConfigureAwait(false);
+        }
+        _sendSignal.Set();
+    }
+
+    /// <summary>Waits until the bytes resynced since the rate was last set are within the rate.</summary>
+    private async ValueTask ThrottleAsync(CancellationToken cancellationToken)
+    {
+        TimeSpan wait;
+        lock (_gate)
+        {
+            if (_rate <= 0) return;
+            var due = TimeSpan.FromSeconds((double)_rateBytes / _rate);
+            wait = due - Stopwatch.GetElapsedTime(_rateStarted);
+        }
+        if (wait > TimeSpan.FromMilliseconds(1)) await Task.Delay(wait, cancellationToken).ConfigureAwait(false);
+    }
+
+    // ---- closing -------------------------------------------------------------------------------
+
+    /// <summary>
+    /// Stops the link: waits briefly (up to the ack timeout) for the peer to acknowledge what is queued,
+    /// disconnects, unsubscribes, and persists the bitmap clean. Dispose the link after closing the cache,
+    /// so the cache's last batches are shipped or marked.
+    /// </summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0) return;
+        var until = Stopwatch.GetTimestamp() + (long)(_options.AckTimeout.TotalSeconds * Stopwatch.Frequency);
+        while (Stopwatch.GetTimestamp() < until)
+        {
+            lock (_gate)
+                if (!_streaming || _frames.Count == 0) break;
+            await Task.Delay(5).ConfigureAwait(false);
+        }
+        CancellationTokenSource? cancel;
+        lock (_gate)
+        {
+            _wantConnected = false;
+            cancel = FailSessionLocked(null);
+        }
+        CancelQuietly(cancel);
+        _stopping.Cancel();
+        if (_loop is not null) await _loop.ConfigureAwait(false);
+        _subscription?.Dispose();
+        lock (_gate)
+        {
+            _connection = PeerConnection.StandAlone;
+            if (_loop is not null) _bitmap.Save(_options.StateDirectory, new OutOfSyncBitmap.Saved(_flags, _volumeId, _lastSequence));
+        }
+        _stopping.Dispose();
+    }
+}

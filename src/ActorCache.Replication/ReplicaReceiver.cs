@@ -1,0 +1,411 @@
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using ActorCache.Blocks;
+using ActorCache.Cache;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Replication;
+
+/// <summary>
+/// The secondary's end: one TCP listener per node that the primaries' links connect to, one connection
+/// per (volume, primary). A volume has at most one connection at a time: a new one replaces the old.
+/// </summary>
+public sealed class ReplicaReceiver : IAsyncDisposable
+{
+    private readonly Socket _listener;
+    private readonly Func<string, ReplicaSink?> _resolve;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Lock _gate = new();
+    private readonly Dictionary<string, (CancellationTokenSource Cancel, Task Done)> _volumes = new(StringComparer.Ordinal);
+    private readonly List<Task> _connections = [];
+    private Task _accepting = Task.CompletedTask;
+
+    private ReplicaReceiver(Socket listener, Func<string, ReplicaSink?> resolve, ILogger logger)
+    {
+        _listener = listener;
+        _resolve = resolve;
+        _logger = logger;
+        LocalEndpoint = (IPEndPoint)listener.LocalEndPoint!;
+    }
+
+    /// <summary>Listens on <paramref name="bind"/> (port 0 = any); <paramref name="resolve"/> maps a volume name to its sink, null when this node has no replica of it.</summary>
+    public static ReplicaReceiver Start(IPEndPoint bind, Func<string, ReplicaSink?> resolve, ILogger logger)
+    {
+        var listener = new Socket(bind.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            listener.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            listener.Bind(bind);
+            listener.Listen(64);
+        }
+        catch
+        {
+            listener.Dispose();
+            throw;
+        }
+        var receiver = new ReplicaReceiver(listener, resolve, logger);
+        receiver._accepting = Task.Run(receiver.AcceptAsync);
+        return receiver;
+    }
+
+    public IPEndPoint LocalEndpoint { get; }
+
+    private async Task AcceptAsync()
+    {
+        while (!_stopping.IsCancellationRequested)
+        {
+            Socket socket;
+            try
+            {
+                socket = await _listener.AcceptAsync(_stopping.Token).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+                if (_stopping.IsCancellationRequested) return;
+                continue;
+            }
+            socket.NoDelay = true;
+            lock (_gate)
+            {
+                _connections.RemoveAll(t => t.IsCompleted);
+                _connections.Add(Task.Run(() => ServeAsync(socket)));
+            }
+        }
+    }
+
+    private async Task ServeAsync(Socket socket)
+    {
+        var remote = socket.RemoteEndPoint;
+        string? volume = null;
+        ReplicaConnection? connection = null;
+        CancellationTokenSource? cancel = null;
+        TaskCompletionSource? done = null;
+        try
+        {
+            using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+            handshake.CancelAfter(TimeSpan.FromSeconds(10));
+            var hello = new byte[Handshake.HelloSize];
+            if (!await Handshake.ReadExactlyAsync(socket, hello, handshake.Token).ConfigureAwait(false)) return;
+            if (BitConverter.ToUInt64(hello, 0) != Handshake.Magic)
+            {
+                await RefuseAsync(socket, Handshake.Status.BadHello, "not a replication handshake", handshake.Token).ConfigureAwait(false);
+                return;
+            }
+            if (BitConverter.ToUInt16(hello, 8) != Handshake.Version)
+            {
+                await RefuseAsync(socket, Handshake.Status.VersionMismatch,
+                    $"replication wire version {BitConverter.ToUInt16(hello, 8)} is not supported (this node speaks {Handshake.Version})", handshake.Token).ConfigureAwait(false);
+                return;
+            }
+            var primaryVolumeId = new Guid(hello.AsSpan(16, 16));
+            var name = new byte[BitConverter.ToUInt16(hello, 10)];
+            if (!await Handshake.ReadExactlyAsync(socket, name, handshake.Token).ConfigureAwait(false)) return;
+            volume = Encoding.UTF8.GetString(name);
+            var sink = _resolve(volume);
+            if (sink is null)
+            {
+                await RefuseAsync(socket, Handshake.Status.UnknownVolume, $"this node has no replica of volume {volume}", handshake.Token).ConfigureAwait(false);
+                return;
+            }
+
+            // One connection per volume: a new one (the primary reconnected) replaces the old, which stops before this one applies anything.
+            cancel = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+            done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            (CancellationTokenSource Cancel, Task Done) previous;
+            lock (_gate)
+            {
+                _volumes.TryGetValue(volume, out previous);
+                _volumes[volume] = (cancel, done.Task);
+            }
+            if (previous.Cancel is not null)
+            {
+                previous.Cancel.Cancel();
+                await previous.Done.ConfigureAwait(false);
+            }
+
+            ReplicaState? state;
+            try
+            {
+                state = ReplicaState.Read(sink.StateDirectory);
+            }
+            catch (InvalidDataException e)
+            {
+                _logger.LogError("volume {Volume}: {Problem}", volume, e.Message);
+                state = new ReplicaState(PeerDisk.Inconsistent, 0, Guid.Empty, DateTimeOffset.UtcNow); // the primary resyncs everything
+            }
+            await Handshake.SendAllAsync(socket, Handshake.Reply(Handshake.Status.Accepted, state, null), handshake.Token).ConfigureAwait(false);
+            _logger.LogInformation("volume {Volume}: replicating from {Remote}; local replica {State}", volume, remote,
+                state is null ? "is new" : $"is {state.Disk} through batch {state.AppliedSequence}");
+            connection = new ReplicaConnection(volume, socket, sink, primaryVolumeId, state, _logger);
+            await connection.RunAsync(cancel.Token).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException or InvalidDataException)
+        {
+            if (!_stopping.IsCancellationRequested && cancel?.IsCancellationRequested != true)
+                _logger.LogInformation("volume {Volume}: the replication connection from {Remote} ended: {Message}", volume ?? "?", remote, e.Message);
+        }
+        catch (Exception e)
+        {
+            _logger.LogError(e, "volume {Volume}: the replication connection from {Remote} failed", volume ?? "?", remote);
+        }
+        finally
+        {
+            socket.Dispose();
+            if (connection is not null) await connection.StopAsync().ConfigureAwait(false);
+            if (volume is not null && done is not null)
+            {
+                lock (_gate)
+                    if (_volumes.TryGetValue(volume, out var current) && current.Done == done.Task) _volumes.Remove(volume);
+                done.TrySetResult();
+            }
+        }
+    }
+
+    private static async Task RefuseAsync(Socket socket, Handshake.Status status, string text, CancellationToken cancellationToken) =>
+        await Handshake.SendAllAsync(socket, Handshake.Reply(status, null, text), cancellationToken).ConfigureAwait(false);
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_stopping.IsCancellationRequested) return;
+        _stopping.Cancel();
+        _listener.Dispose();
+        await _accepting.ConfigureAwait(false);
+        Task[] connections;
+        lock (_gate) connections = [.. _connections];
+        await Task.WhenAll(connections).ConfigureAwait(false);
+    }
+}
+
+/// <summary>
+/// One replication connection on the secondary: reads frames, verifies every checksum before applying
+/// anything of a frame, applies entries in order to the sink's target, acknowledges Received at once
+/// and Durable after a flush (at every sync point and resync end, and within 100 ms otherwise), and
+/// keeps the replica state file.
+/// </summary>
+internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSink sink, Guid primaryVolumeId, ReplicaState? initial, ILogger logger)
+{
+    private const int MaxPayloadBlocks = 16384; // 64 MiB: far above any batch or resync run
+    private static readonly TimeSpan FlushInterval = TimeSpan.FromMilliseconds(100);
+    private static readonly TimeSpan StateInterval = TimeSpan.FromSeconds(1);
+    private const long FlushEveryBytes = 16L << 20;
+
+    private readonly Lock _gate = new();
+    private readonly Lock _sendGate = new();
+    private readonly byte[] _ack = new byte[Ack.Size];
+    private readonly AsyncSignal _flushSignal = new();
+    private readonly LogEntry[] _entries = new LogEntry[LogFormat.MaxEntries];
+    private byte[] _payload = GC.AllocateUninitializedArray<byte>((1 + 256) * LogFormat.BlockSize, pinned: true);
+    private Task _flusher = Task.CompletedTask;
+    private volatile bool _stopped;
+
+    // Guarded by _gate.
+    private PeerDisk _disk = initial?.Disk ?? PeerDisk.Unknown;
+    private long _appliedFrame, _appliedSequence = initial?.AppliedSequence ?? 0;
+    private long _flushWanted;            // a frame the next flush must cover at once (sync point, resync end)
+    private long _resyncDoneFrame = -1, _resyncDoneSequence;
+    private long _durableFrame, _durableSequence = initial?.AppliedSequence ?? 0;
+    private long _unflushedBytes;
+    private DateTime _stateWritten = DateTime.UtcNow;
+    private bool _stateChanged;
+
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        _flusher = Task.Run(() => FlushLoopAsync(cancellationToken), CancellationToken.None);
+        using var timer = new Timer(static s => ((ReplicaConnection)s!).OnTick(), this, FlushInterval, FlushInterval);
+        var head = new byte[FrameHeader.Size];
+        var expected = -1L;
+        while (true)
+        {
+            if (!await Handshake.ReadExactlyAsync(socket, head, cancellationToken).ConfigureAwait(false))
+                throw new IOException("the primary closed the connection");
+            if (!FrameHeader.TryRead(head, out var frame)) throw BadFrame("a frame header with a bad checksum or kind");
+            if (expected >= 0 && frame.FrameId != expected) throw BadFrame($"frame {frame.FrameId} arrived where {expected} was expected");
+            if (frame.PayloadBlocks > MaxPayloadBlocks) throw BadFrame($"a frame of {frame.PayloadBlocks} blocks");
+            expected = frame.FrameId + 1;
+            var length = frame.PayloadBlocks * LogFormat.BlockSize;
+            if (_payload.Length < length) _payload = GC.AllocateUninitializedArray<byte>(length, pinned: true);
+            var payload = _payload.AsMemory(0, length);
+            if (!await Handshake.ReadExactlyAsync(socket, payload, cancellationToken).ConfigureAwait(false))
+                throw new IOException("the primary closed the connection in the middle of a frame");
+            switch (frame.Kind)
+            {
+                case FrameKind.Batch:
+                    await ApplyBatchAsync(frame, payload, cancellationToken).ConfigureAwait(false);
+                    break;
+                case FrameKind.ResyncData:
+                    if (frame.PayloadBlocks == 0 || Crc32C.Compute(payload.Span) != frame.PayloadCrc)
+                        throw BadFrame($"resync data for block {frame.Block} does not match its checksum");
+                    if ((frame.Block + frame.PayloadBlocks) * LogFormat.BlockSize > sink.Target.Size) throw BadFrame($"resync data beyond the volume's end (block {frame.Block})");
+                    SendAck(AckKind.Received, frame.FrameId);
+                    await sink.Target.WriteAsync(frame.Block * LogFormat.BlockSize, payload, fua: false, cancellationToken).ConfigureAwait(false);
+                    Applied(frame.FrameId, -1, length, flush: false);
+                    break;
+                case FrameKind.ResyncBegin:
+                    SendAck(AckKind.Received, frame.FrameId);
+                    lock (_gate)
+                    {
+                        _disk = PeerDisk.Inconsistent;
+                        // Written before any resync data is applied: a replica cut off mid-resync is never taken for a consistent one.
+                        WriteStateLocked();
+                    }
+                    Applied(frame.FrameId, -1, 0, flush: false);
+                    break;
+                case FrameKind.ResyncDone:
+                    SendAck(AckKind.Received, frame.FrameId);
+                    lock (_gate)
+                    {
+                        _resyncDoneFrame = frame.FrameId;
+                        _resyncDoneSequence = frame.Block;
+                    }
+                    Applied(frame.FrameId, frame.Block, 0, flush: true);
+                    break;
+            }
+        }
+    }
+
+    private async ValueTask ApplyBatchAsync(FrameHeader frame, Memory<byte> payload, CancellationToken cancellationToken)
+    {
+        // Everything is checked before anything is applied.
+        if (frame.PayloadBlocks < 1 || !LogFormat.TryReadHeader(payload.Span[..LogFormat.BlockSize], primaryVolumeId, out var header, _entries))
+            throw BadFrame("a batch whose header does not verify (checksum, format or volume id)");
+        if (frame.PayloadBlocks != 1 + header.DataBlocks) throw BadFrame($"batch {header.Sequence}: {frame.PayloadBlocks - 1} data blocks sent, its header says {header.DataBlocks}");
+        var blocks = sink.Target.Size / LogFormat.BlockSize;
+        var at = LogFormat.BlockSize;
+        for (var i = 0; i < header.EntryCount; i++)
+        {
+            var entry = _entries[i];
+            if (entry.Block + entry.BlockCount > blocks) throw BadFrame($"batch {header.Sequence}: an entry beyond the volume's end (block {entry.Block})");
+            if (entry.Type != LogEntryType.Data) continue;
+            var bytes = entry.BlockCount * LogFormat.BlockSize;
+            if (Crc32C.Compute(payload.Span.Slice(at, bytes)) != entry.Crc) throw BadFrame($"batch {header.Sequence}: the data of block {entry.Block} does not match its checksum");
+            at += bytes;
+        }
+        SendAck(AckKind.Received, frame.FrameId);
+        at = LogFormat.BlockSize;
+        var target = sink.Target;
+        for (var i = 0; i < header.EntryCount; i++)
+        {
+            var entry = _entries[i];
+            var offset = entry.Block * LogFormat.BlockSize;
+            var bytes = (long)entry.BlockCount * LogFormat.BlockSize;
+            switch (entry.Type)
+            {
+                case LogEntryType.Data:
+                    await target.WriteAsync(offset, payload.Slice(at, (int)bytes), fua: false, cancellationToken).ConfigureAwait(false);
+                    at += (int)bytes;
+                    break;
+                case LogEntryType.Trim:
+                    await target.TrimAsync(offset, bytes, fua: false, cancellationToken).ConfigureAwait(false);
+                    break;
+                case LogEntryType.Zero:
+                    await target.WriteZeroesAsync(offset, bytes, mayDeallocate: true, fastOnly: false, fua: false, cancellationToken).ConfigureAwait(false);
+                    break;
+            }
+        }
+        Applied(frame.FrameId, header.Sequence, payload.Length, flush: header.IsSyncPoint);
+    }
+
+    private InvalidDataException BadFrame(string what)
+    {
+        logger.LogError("volume {Volume}: the primary sent a bad replication frame ({What}); nothing of it was applied, the connection is dropped " +
+                        "(the primary resyncs what this replica misses when it reconnects)", volume, what);
+        return new InvalidDataException($"bad replication frame: {what}");
+    }
+
+    private void Applied(long frameId, long sequence, long bytes, bool flush)
+    {
+        var wake = flush;
+        lock (_gate)
+        {
+            _appliedFrame = frameId;
+            if (sequence > 0) _appliedSequence = sequence;
+            _unflushedBytes += bytes;
+            if (flush) _flushWanted = frameId;
+            if (_unflushedBytes >= FlushEveryBytes) wake = true;
+        }
+        if (wake) _flushSignal.Set();
+    }
+
+    private void OnTick()
+    {
+        bool behind;
+        lock (_gate) behind = _appliedFrame > _durableFrame || _stateChanged;
+        if (behind) _flushSignal.Set();
+    }
+
+    /// <summary>Flushes the target when asked (sync point, resync end, 16 MiB applied) or within 100 ms of anything applied, then acknowledges Durable.</summary>
+    private async Task FlushLoopAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                await _flushSignal.WaitAsync().ConfigureAwait(false);
+                if (cancellationToken.IsCancellationRequested || _stopped) break;
+                long frame, sequence;
+                lock (_gate)
+                {
+                    frame = _appliedFrame;
+                    sequence = _appliedSequence;
+                    _unflushedBytes = 0;
+                }
+                if (frame > Volatile.Read(ref _durableFrame)) await sink.Target.FlushAsync(cancellationToken).ConfigureAwait(false);
+                lock (_gate)
+                {
+                    if (frame > _durableFrame)
+                    {
+                        _durableFrame = frame;
+                        _durableSequence = sequence;
+                        _stateChanged = true;
+                    }
+                    if (_resyncDoneFrame >= 0 && frame >= _resyncDoneFrame)
+                    {
+                        _resyncDoneFrame = -1;
+                        _disk = PeerDisk.UpToDate;
+                        _durableSequence = Math.Max(_durableSequence, _resyncDoneSequence);
+                        WriteStateLocked();
+                    }
+                    else if (_stateChanged && _disk == PeerDisk.UpToDate && DateTime.UtcNow - _stateWritten >= StateInterval) WriteStateLocked();
+                }
+                SendAck(AckKind.Durable, frame);
+            }
+        }
+        catch (Exception e) when (e is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+        }
+        catch (Exception e)
+        {
+            logger.LogError("volume {Volume}: flushing the replica failed ({Message}); the connection is dropped", volume, e.Message);
+            socket.Dispose(); // the reader fails and the primary marks what this replica did not acknowledge
+        }
+    }
+
+    private void SendAck(AckKind kind, long frameId)
+    {
+        if (frameId <= 0) return;
+        lock (_sendGate)
+        {
+            Ack.Write(_ack, kind, frameId);
+            socket.Send(_ack);
+        }
+    }
+
+    private void WriteStateLocked()
+    {
+        new ReplicaState(_disk, _durableSequence, primaryVolumeId, DateTimeOffset.UtcNow).Write(sink.StateDirectory);
+        _stateWritten = DateTime.UtcNow;
+        _stateChanged = false;
+    }
+
+    /// <summary>After the connection ended: the flusher stops, and the state file gets the last durable sequence.</summary>
+    public async Task StopAsync()
+    {
+        _stopped = true;
+        _flushSignal.Set();
+        await _flusher.ConfigureAwait(false);
+        lock (_gate)
+            if (_stateChanged && _disk == PeerDisk.UpToDate) WriteStateLocked();
+    }
+}

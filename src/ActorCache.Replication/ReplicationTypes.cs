@@ -1,0 +1,79 @@
+using System.Net;
+
+namespace ActorCache.Replication;
+
+/// <summary>
+/// What a FLUSH or FUA waits for beyond the local log (DESIGN §4). Plain writes are acknowledged once
+/// locally accepted under every protocol: the write-back cache's promise is FLUSH/FUA (DESIGN §2), so a
+/// protocol only changes what a completed FLUSH/FUA guarantees.
+/// </summary>
+public enum ReplicationProtocol
+{
+    /// <summary>FLUSH waits for local durability only; peers catch up asynchronously (bounded by <see cref="ReplicaLinkOptions.MaxLagBytes"/>).</summary>
+    A,
+    /// <summary>FLUSH also waits until every connected, in-sync peer has received the sync point's batch into memory.</summary>
+    B,
+    /// <summary>FLUSH and FUA also wait until every connected, in-sync peer has the sync point's batch durably.</summary>
+    C,
+}
+
+/// <summary>The link's connection state (DRBD's connection states, reduced). JSON: "standalone", "connecting", "connected".</summary>
+public enum PeerConnection
+{
+    /// <summary>Disconnected by the operator; no reconnect until <see cref="ReplicaLink.Connect"/>.</summary>
+    StandAlone,
+    /// <summary>Trying to reach the peer (it is down, unknown, or the last connection failed).</summary>
+    Connecting,
+    Connected,
+}
+
+/// <summary>DRBD's disk states, as the primary knows its peer's.</summary>
+public enum PeerDisk
+{
+    Unknown,
+    /// <summary>A resync is under way: the peer's data is a mix of old and new and must not be used.</summary>
+    Inconsistent,
+    /// <summary>Consistent but missing writes the primary made while it was away.</summary>
+    Outdated,
+    UpToDate,
+}
+
+public sealed record ResyncProgress(long Done, long Total, double BytesPerSecond);
+
+public sealed record PeerStatus(string Node, PeerConnection Connection, PeerDisk Disk, long OutOfSyncBytes, ResyncProgress? Resync,
+    long LagBatches, long LagBytes, double AckLatencyP50Micros, double AckLatencyP99Micros, string? Problem);
+
+public sealed record ReplicaLinkOptions
+{
+    /// <summary>The volume's name (the same on every replica).</summary>
+    public required string Volume { get; init; }
+
+    /// <summary>The secondary's node name.</summary>
+    public required string PeerNode { get; init; }
+
+    /// <summary>The secondary's data endpoint; null while unknown (the peer is down).</summary>
+    public required Func<CancellationToken, ValueTask<EndPoint?>> ResolvePeer { get; init; }
+
+    public ReplicationProtocol Protocol { get; init; } = ReplicationProtocol.C;
+
+    /// <summary>Resync rate limit; 0 = no limit.</summary>
+    public long ResyncBytesPerSecond { get; init; }
+
+    /// <summary>Where this link keeps its persisted out-of-sync bitmap (one directory per link).</summary>
+    public required string StateDirectory { get; init; }
+
+    /// <summary>
+    /// How many bytes of batches the link holds for the peer (queued or shipped but not yet durable there).
+    /// Beyond it the link disconnects the peer and tracks what it misses in the bitmap, resyncing on reconnect:
+    /// the flusher never waits for a slow peer.
+    /// </summary>
+    public long MaxLagBytes { get; init; } = 256L << 20;
+
+    public TimeSpan ReconnectInterval { get; init; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>A connected peer that leaves a shipped frame unacknowledged this long is disconnected (so FLUSH never hangs on a dead peer).</summary>
+    public TimeSpan AckTimeout { get; init; } = TimeSpan.FromSeconds(5);
+}
+
+/// <summary>What a secondary volume exposes to the receiver: the target to apply to and a directory for its replica state file.</summary>
+public sealed record ReplicaSink(ActorCache.Blocks.IBlockTarget Target, string StateDirectory);

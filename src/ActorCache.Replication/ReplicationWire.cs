@@ -1,0 +1,154 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Text;
+using ActorCache.Blocks;
+
+namespace ActorCache.Replication;
+
+/// <summary>What a frame from primary to secondary carries.</summary>
+internal enum FrameKind : ushort
+{
+    /// <summary>A log batch: its header block exactly as the primary wrote it, then its data blocks.</summary>
+    Batch = 1,
+    /// <summary>Resync data: a run of blocks read from the primary's volume.</summary>
+    ResyncData = 2,
+    /// <summary>A resync starts: the secondary records itself Inconsistent before applying anything of it.</summary>
+    ResyncBegin = 3,
+    /// <summary>The resync is complete: the secondary flushes, then is UpToDate through the batch sequence in <see cref="FrameHeader.Block"/>.</summary>
+    ResyncDone = 4,
+}
+
+/// <summary>What an acknowledgement from secondary to primary says about a frame and every frame before it.</summary>
+internal enum AckKind : ushort
+{
+    /// <summary>Read and verified (in the secondary's memory).</summary>
+    Received = 1,
+    /// <summary>Applied and covered by a completed flush on the secondary.</summary>
+    Durable = 2,
+}
+
+/// <summary>
+/// The 32-byte frame header, little-endian: kind (2), reserved (2), payload blocks (4), frame id (8),
+/// block (8: first block of resync data; for ResyncDone the batch sequence it completes through),
+/// payload CRC32C (4: resync data only), header CRC32C (4, over the first 28 bytes). A payload of
+/// <see cref="PayloadBlocks"/> 4 KiB blocks follows.
+/// </summary>
+internal readonly record struct FrameHeader(FrameKind Kind, int PayloadBlocks, long FrameId, long Block, uint PayloadCrc)
+{
+    public const int Size = 32;
+
+    public void Write(Span<byte> span)
+    {
+        BinaryPrimitives.WriteUInt16LittleEndian(span, (ushort)Kind);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[2..], 0);
+        BinaryPrimitives.WriteInt32LittleEndian(span[4..], PayloadBlocks);
+        BinaryPrimitives.WriteInt64LittleEndian(span[8..], FrameId);
+        BinaryPrimitives.WriteInt64LittleEndian(span[16..], Block);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[24..], PayloadCrc);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[28..], Crc32C.Compute(span[..28]));
+    }
+
+    public static bool TryRead(ReadOnlySpan<byte> span, out FrameHeader header)
+    {
+        header = default;
+        if (BinaryPrimitives.ReadUInt32LittleEndian(span[28..]) != Crc32C.Compute(span[..28])) return false;
+        var kind = (FrameKind)BinaryPrimitives.ReadUInt16LittleEndian(span);
+        if (kind is < FrameKind.Batch or > FrameKind.ResyncDone) return false;
+        header = new FrameHeader(kind, BinaryPrimitives.ReadInt32LittleEndian(span[4..]), BinaryPrimitives.ReadInt64LittleEndian(span[8..]),
+            BinaryPrimitives.ReadInt64LittleEndian(span[16..]), BinaryPrimitives.ReadUInt32LittleEndian(span[24..]));
+        return header.PayloadBlocks >= 0;
+    }
+}
+
+/// <summary>Acknowledgement, 16 bytes: kind (2), reserved (2), CRC32C of the rest (4), frame id (8).</summary>
+internal static class Ack
+{
+    public const int Size = 16;
+
+    public static void Write(Span<byte> span, AckKind kind, long frameId)
+    {
+        BinaryPrimitives.WriteUInt16LittleEndian(span, (ushort)kind);
+        BinaryPrimitives.WriteUInt16LittleEndian(span[2..], 0);
+        BinaryPrimitives.WriteInt64LittleEndian(span[8..], frameId);
+        BinaryPrimitives.WriteUInt32LittleEndian(span[4..], Checksum(span));
+    }
+
+    public static bool TryRead(ReadOnlySpan<byte> span, out AckKind kind, out long frameId)
+    {
+        kind = (AckKind)BinaryPrimitives.ReadUInt16LittleEndian(span);
+        frameId = BinaryPrimitives.ReadInt64LittleEndian(span[8..]);
+        return BinaryPrimitives.ReadUInt32LittleEndian(span[4..]) == Checksum(span) && kind is AckKind.Received or AckKind.Durable;
+    }
+
+    private static uint Checksum(ReadOnlySpan<byte> span) => Crc32C.Append(Crc32C.Append(0xFFFFFFFFu, span[..4]), span[8..16]);
+}
+
+/// <summary>
+/// The handshake. Primary: magic "ACREPL01" (8), version (2), name length (2), reserved (4), primary volume id (16),
+/// then the volume name (UTF-8). Secondary: magic (8), status (2), disk (1), has state (1), reserved (4),
+/// applied sequence (8), primary volume id of its state (16), status text length (2), reserved (6), then the text.
+/// </summary>
+internal static class Handshake
+{
+    public const ulong Magic = 0x31304C5045524341; // "ACREPL01"
+    public const ushort Version = 1;
+    public const int HelloSize = 32, ReplySize = 48;
+
+    public enum Status : ushort
+    {
+        Accepted = 0,
+        UnknownVolume = 1,
+        BadHello = 2,
+        VersionMismatch = 3,
+    }
+
+    public static byte[] Hello(string volume, Guid primaryVolumeId)
+    {
+        var name = Encoding.UTF8.GetBytes(volume);
+        if (name.Length > ushort.MaxValue) throw new ArgumentException("volume name too long", nameof(volume));
+        var hello = new byte[HelloSize + name.Length];
+        BinaryPrimitives.WriteUInt64LittleEndian(hello, Magic);
+        BinaryPrimitives.WriteUInt16LittleEndian(hello.AsSpan(8), Version);
+        BinaryPrimitives.WriteUInt16LittleEndian(hello.AsSpan(10), (ushort)name.Length);
+        primaryVolumeId.TryWriteBytes(hello.AsSpan(16, 16));
+        name.CopyTo(hello, HelloSize);
+        return hello;
+    }
+
+    public static byte[] Reply(Status status, ReplicaState? state, string? text)
+    {
+        var message = Encoding.UTF8.GetBytes(text ?? "");
+        var reply = new byte[ReplySize + Math.Min(message.Length, 4096)];
+        BinaryPrimitives.WriteUInt64LittleEndian(reply, Magic);
+        BinaryPrimitives.WriteUInt16LittleEndian(reply.AsSpan(8), (ushort)status);
+        reply[10] = (byte)(state?.Disk ?? PeerDisk.Unknown);
+        reply[11] = state is null ? (byte)0 : (byte)1;
+        BinaryPrimitives.WriteInt64LittleEndian(reply.AsSpan(16), state?.AppliedSequence ?? 0);
+        (state?.PrimaryVolumeId ?? Guid.Empty).TryWriteBytes(reply.AsSpan(24, 16));
+        BinaryPrimitives.WriteUInt16LittleEndian(reply.AsSpan(40), (ushort)(reply.Length - ReplySize));
+        message.AsSpan(0, reply.Length - ReplySize).CopyTo(reply.AsSpan(ReplySize));
+        return reply;
+    }
+
+    /// <summary>Reads exactly <paramref name="buffer"/>.Length bytes; false when the peer closed the connection first.</summary>
+    public static async ValueTask<bool> ReadExactlyAsync(Socket socket, Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        var read = 0;
+        while (read < buffer.Length)
+        {
+            var n = await socket.ReceiveAsync(buffer[read..], SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            if (n == 0) return false;
+            read += n;
+        }
+        return true;
+    }
+
+    public static async ValueTask SendAllAsync(Socket socket, ReadOnlyMemory<byte> buffer, CancellationToken cancellationToken)
+    {
+        while (buffer.Length > 0)
+        {
+            var n = await socket.SendAsync(buffer, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+            buffer = buffer[n..];
+        }
+    }
+}
