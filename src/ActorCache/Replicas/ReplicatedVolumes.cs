@@ -76,10 +76,9 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     {
         if (!VolumeSpec.TryParseMode(request.Mode, out var mode, out var error)) throw new VolumeConflictException(error);
         var spec = new VolumeSpec(request.Name, request.Size, mode, null, false);
-        // A new volume reads as zeroes on every node: the replicas agree from the start, nothing to resync.
+        // A new volume reads as zeroes on every node: a secondary starts without a replica state, which its
+        // primary's first connection takes as "nothing to resync" (an empty resync makes it UpToDate).
         Directory.CreateDirectory(roles.StateDirectory(request.Name));
-        if (!request.Replicas.IsPrimary(Self))
-            new ReplicaState(PeerDisk.UpToDate, 0, Guid.Empty, DateTimeOffset.UtcNow).Write(roles.StateDirectory(request.Name));
         try
         {
             await creation.CreateAsync(spec, ct, replicas: request.Replicas);
