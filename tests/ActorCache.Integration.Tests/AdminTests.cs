@@ -45,7 +45,7 @@ public sealed class AdminTests : IDisposable
         await node.KillAsync();
         await node.DisposeAsync();
 
-        await using var recovering = NodeProcess.Launch(_dataDir, ["--volume", "vol0:64M:write-back", "--set", "actorcache.cache.recovery-delay=250ms"]);
+        await using var recovering = NodeProcess.Launch(_dataDir, ["--volume", "vol0:64M:write-back", "--set", "actorcache.cache.recovery-delay=1s"]);
         await recovering.WaitAdminAsync(); // the admin listener does not wait for the volume
         var seen = "";
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
