@@ -38,6 +38,9 @@ public sealed class WriteBackCache : IBlockTarget
     private readonly ProtectedPoints _protected;
     private readonly SnapshotStore _store;
     private readonly IndexCheckpointer _indexSaves;
+    private readonly LogScrub _scrub;
+    private readonly CancellationTokenSource _scrubStop = new();
+    private readonly Task _scrubRun;
     private volatile CacheMode _mode;
     private volatile bool _flusherGone, _destagerGone;
 
@@ -55,16 +58,21 @@ public sealed class WriteBackCache : IBlockTarget
         Recovery = recovery;
         VolumeId = checkpoint.VolumeId;
         _damage = LogDamage.From(recovery);
+        // What the persisted index covers was not read at open: verified in the background, and by any read or destage that gets there first.
+        _scrub = recovery.SkippedBytes > 0
+            ? new LogScrub(name, medium, checkpoint.VolumeId, recovery.ReplayedFrom - recovery.SkippedBytes, checkpoint.Sequence, recovery.ReplayedFrom,
+                options.MaxBatchBlocks, _damage, logger)
+            : LogScrub.None;
         _history = new LogHistory(recovery.SyncPoints);
         _barrier = new DurabilityBarrier(_history, recovery.Generation - 1, recovery.NextSequence - 1);
         _window = new LogWindow(checkpoint.Horizon, recovery.Tail, options.LogCapacity);
         _queue = new AppendQueue(index, ring.SlotCount, recovery.LastBatch) { WriteBack = mode == CacheMode.WriteBack };
-        _reader = new CacheReader(ring, medium, backing, _damage, name);
+        _reader = new CacheReader(ring, medium, backing, _damage, _scrub, name);
         _writer = new CacheWriter(name, ring, _queue, _reader, _flusherBell, _health, options);
         _appender = new LogAppender(name, medium, _queue, ring, _barrier, _window, _health, options, logger, checkpoint.VolumeId, recovery);
         _store = store;
         _protected = new ProtectedPoints(kept);
-        var planner = new DestagePlanner(name, medium, _window, _history, _health, options, logger, directory, checkpoint, _protected, store);
+        var planner = new DestagePlanner(name, medium, _window, _history, _health, options, logger, directory, checkpoint, _protected, store, _scrub);
 
         // Actor names carry a number so a volume reopened at once never collides with its predecessor's actors.
         var incarnation = Interlocked.Increment(ref _incarnations);
@@ -81,6 +89,7 @@ public sealed class WriteBackCache : IBlockTarget
             () => _mode == CacheMode.WriteBack && _damage.Reason is null && !_flusherGone);
         // What the persisted index covers is saved; a tail replayed after it (or a whole log replayed) is not yet.
         _indexSaves.Start(recovery.SkippedBytes > 0 ? recovery.ReplayedFrom : -1);
+        _scrubRun = _scrub.Done ? Task.CompletedTask : Task.Run(() => _scrub.RunAsync(_scrubStop.Token));
     }
 
     /// <summary>
@@ -153,6 +162,9 @@ public sealed class WriteBackCache : IBlockTarget
     /// <summary>Persists the index now (it is also persisted periodically and at a clean close); false when there was nothing to save.</summary>
     public Task<bool> PersistIndexAsync(CancellationToken cancellationToken = default) => _indexSaves.SaveAsync(cancellationToken);
 
+    /// <summary>Completes when the background verification of the records the persisted index covered has ended (at once after a full replay).</summary>
+    public Task Scrubbed => _scrubRun;
+
     /// <summary>How many times the index was persisted since the volume opened.</summary>
     public long IndexSaves => _indexSaves.Saves;
 
@@ -168,7 +180,9 @@ public sealed class WriteBackCache : IBlockTarget
         BlocksDestaged = _health.BlocksDestaged,
         RingWaits = _health.RingWaits,
         RetentionShrinks = _health.RetentionShrinks,
-        CorruptRecords = Recovery.Corruption is null ? 0 : 1,
+        CorruptRecords = (Recovery.Corruption is null ? 0 : 1) + _scrub.CorruptRecords,
+        ScrubTotalBytes = _scrub.TotalBytes,
+        ScrubVerifiedBytes = _scrub.VerifiedBytes,
         TornTails = Recovery.TornTail is null ? 0 : 1,
         CachedBlocks = Index.CachedBlocks,
         LogBytes = _window.Used,
@@ -375,7 +389,7 @@ public sealed class WriteBackCache : IBlockTarget
         _destager.Tell(new DestagerActor.OpenView(point.Sequence, Index.Blocks, done));
         var index = await done.Task.ConfigureAwait(false) ?? throw NotRestorable(PointQuery.Known(point));
         ThrowUnlessStillWriteBack(point.Sequence, kept: false);
-        return new GenerationView(_name, point, index, _medium, _backing, _store, _window, () => _protected.Remove(point.Sequence, kept: false));
+        return new GenerationView(_name, point, index, _medium, _backing, _store, _window, () => _protected.Remove(point.Sequence, kept: false), _scrub, _damage);
     }
 
     /// <summary>The byte ranges that may differ between two points (<paramref name="toQuery"/> null: now), in offset order.</summary>
@@ -591,6 +605,8 @@ public sealed class WriteBackCache : IBlockTarget
                 problem = e.Message;
             }
         }
+        await _scrubStop.CancelAsync().ConfigureAwait(false);
+        await _scrubRun.ConfigureAwait(false); // before the log closes under it
         if (_flusherGone && _queue.PendingBlocks > 0) problem ??= "the volume's actors were stopped before its writes reached the log";
         // Everything acknowledged is durable now (unless a problem says otherwise): the next open replays nothing of it.
         await _indexSaves.StopAsync(final: problem is null).ConfigureAwait(false);
@@ -690,8 +706,13 @@ public sealed record CacheStatistics
     public long BlocksDestaged { get; init; }
     public long RingWaits { get; init; }
     public long RetentionShrinks { get; init; }
+    /// <summary>Damaged log records found: by recovery at open (at most 1), plus those the scrub found after it.</summary>
     public long CorruptRecords { get; init; }
     public long TornTails { get; init; }
+    /// <summary>Log bytes the persisted index covered at open, to be verified in the background (0 after a full replay).</summary>
+    public long ScrubTotalBytes { get; init; }
+    /// <summary>Of those, the bytes verified so far (every header and data checksum).</summary>
+    public long ScrubVerifiedBytes { get; init; }
     public string? BackingFailure { get; init; }
     public string? LogFailure { get; init; }
 }

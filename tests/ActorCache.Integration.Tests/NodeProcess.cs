@@ -17,7 +17,8 @@ public sealed partial class NodeProcess : IAsyncDisposable
 {
     private readonly Process _process;
     private readonly ConcurrentQueue<string> _output = new();
-    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _adminReady = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _volumesOpen = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private NodeProcess(Process process, string dataDir, int port)
     {
@@ -144,7 +145,7 @@ public sealed partial class NodeProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
-    /// <summary>Starts a node and waits until it serves NBD and its admin listener answers.</summary>
+    /// <summary>Starts a node and waits until its admin listener answers and every volume is open (or offline).</summary>
     public static async Task<NodeProcess> StartAsync(string dataDir, params string[] extraArgs)
     {
         var node = Launch(dataDir, extraArgs);
@@ -156,17 +157,34 @@ public sealed partial class NodeProcess : IAsyncDisposable
     {
         if (line is null) return;
         _output.Enqueue(line);
-        // The admin listener starts last, after the volumes are online and NBD is served.
-        if (line.Contains("admin listening on", StringComparison.Ordinal)) _ready.TrySetResult();
+        // The admin listener starts once NBD is served and every volume is started; the volumes may still be opening then.
+        if (line.Contains("admin listening on", StringComparison.Ordinal)) _adminReady.TrySetResult();
+        if (line.Contains("node serving ", StringComparison.Ordinal)) _volumesOpen.TrySetResult();
     }
 
+    /// <summary>Waits until the admin listener answers and every volume has opened (or failed to).</summary>
     public async Task WaitReadyAsync()
     {
-        var exited = _process.WaitForExitAsync();
-        var done = await Task.WhenAny(_ready.Task, exited, Task.Delay(TimeSpan.FromSeconds(60)));
-        if (done != _ready.Task)
-            throw new InvalidOperationException($"node did not start ({(done == exited ? $"exit {_process.ExitCode}" : "timeout")}):\n{Output}");
+        await WaitAdminAsync();
+        await WaitForAsync(_volumesOpen.Task, "open its volumes", TimeSpan.FromSeconds(120));
+    }
+
+    /// <summary>Waits until the admin listener answers (volumes may still be opening).</summary>
+    public async Task WaitAdminAsync()
+    {
+        await WaitForAsync(_adminReady.Task, "start", TimeSpan.FromSeconds(60));
         AdminUrl = (await File.ReadAllTextAsync(AdminUrlFile)).Trim();
+    }
+
+    /// <summary>Waits until every volume has opened (or failed to).</summary>
+    public Task WaitVolumesOpenAsync(TimeSpan timeout) => WaitForAsync(_volumesOpen.Task, "open its volumes", timeout);
+
+    private async Task WaitForAsync(Task what, string doing, TimeSpan timeout)
+    {
+        var exited = _process.WaitForExitAsync();
+        var done = await Task.WhenAny(what, exited, Task.Delay(timeout));
+        if (done != what)
+            throw new InvalidOperationException($"node did not {doing} ({(done == exited ? $"exit {_process.ExitCode}" : "timeout")}):\n{Output}");
     }
 
     /// <summary>Waits for the process to end by itself and returns its exit code.</summary>

@@ -24,7 +24,8 @@ internal sealed record DestagePlan(List<DestageBlock> Blocks, List<long> Preserv
 /// <see cref="LogWalker"/>; the backing therefore always holds the volume as of the horizon's generation.
 /// </summary>
 internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow window, LogHistory history, CacheHealth health,
-    CacheOptions options, ILogger logger, ILogDirectory directory, Checkpoint checkpoint, ProtectedPoints protectedPoints, SnapshotStore store)
+    CacheOptions options, ILogger logger, ILogDirectory directory, Checkpoint checkpoint, ProtectedPoints protectedPoints, SnapshotStore store,
+    LogScrub scrub)
 {
     private const int StepBlocks = 16384; // 64 MiB of history per step
 
@@ -128,6 +129,10 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
                 if (_walker.Sequence == _horizonSequence) (_notDueAddress, _notDueTime) = (horizon, header.TimeMicros);
                 break;
             }
+            // A record the open trusted (the persisted index covered it) is verified before it reaches the backing;
+            // a corrupt one never does, nor anything after it (the volume is read-only and the destager stops).
+            scrub.VerifyThrough((_walker.EndAddress >> LogFormat.BlockShift) - 1);
+            if (scrub.CorruptRecords > 0) break;
             if ((overLimit || (forced && _walker.Address < _roomTo)) && header.TimeMicros > cutoff) shrinking = true;
             foreach (var walked in _walker.Blocks())
             {

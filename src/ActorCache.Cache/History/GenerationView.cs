@@ -27,11 +27,15 @@ public sealed class GenerationView : IBlockTarget
     private readonly SnapshotStore _store;
     private readonly LogWindow _window;
     private readonly Action _release;
+    private readonly LogScrub _scrub;
+    private readonly LogDamage _damage;
     private int _released;
 
     internal GenerationView(string volume, SyncPoint point, BlockIndex index, ILogMedium medium, IBlockTarget backing, SnapshotStore store,
-        LogWindow window, Action release)
+        LogWindow window, Action release, LogScrub scrub, LogDamage damage)
     {
+        _scrub = scrub;
+        _damage = damage;
         _window = window;
         Volume = volume;
         Point = point;
@@ -95,6 +99,7 @@ public sealed class GenerationView : IBlockTarget
                     target.Clear();
                     break;
                 case BlockLocation.Log:
+                    if (_scrub.Pending(BlockIndex.ValueOf(entry)) || _damage.Any) return false; // verified or refused on the slow path
                     if (!_medium.TryReadWithoutWaiting((BlockIndex.ValueOf(entry) << BlockShift) + within, target) || !StillInLog(entry)) return false;
                     break;
                 default:
@@ -122,6 +127,9 @@ public sealed class GenerationView : IBlockTarget
                 target.Clear();
                 return true;
             case BlockLocation.Log:
+                _scrub.VerifyThrough(BlockIndex.ValueOf(entry));
+                if (_damage.InCorruptRecord(BlockIndex.ValueOf(entry)))
+                    BlockThrow.Error(BlockError.Io, $"volume {Volume}: block {block} at generation {Point.Generation} is in a corrupt log record and is not served: {_damage.Reason}");
                 // Gone (or destaged while the pread ran, its segment possibly reused): on the backing now.
                 return _medium.TryRead((BlockIndex.ValueOf(entry) << BlockShift) + within, target) && StillInLog(entry);
             default:

@@ -148,7 +148,8 @@ public static class LogRecovery
         };
     }
 
-    private static bool DataOk(LogWalker walker, byte[] data, int maxBatchBlocks) =>
+    /// <summary>True when the current batch's data can be read and matches every entry's checksum (recovery and the scrub).</summary>
+    internal static bool DataOk(LogWalker walker, byte[] data, int maxBatchBlocks) =>
         walker.Header.DataBlocks <= maxBatchBlocks && walker.TryReadData(data) && DataMatches(walker.Entries, data);
 
     private static bool DataMatches(ReadOnlySpan<LogEntry> entries, byte[] data)
@@ -164,8 +165,12 @@ public static class LogRecovery
         return true;
     }
 
-    /// <summary>Looks past a bad record for a valid one with a higher sequence whose durable-through covers the bad one.</summary>
-    private static bool FindLaterDurable(LogReader reader, ILogMedium medium, long address, long sequence, out long laterAddress, out BatchHeader later)
+    /// <summary>
+    /// Looks past a bad record for a valid one with a higher sequence whose durable-through covers the bad one
+    /// (with <paramref name="anyLater"/>, the first later one whatever it says: the scrub knows every record it covers was durable).
+    /// </summary>
+    internal static bool FindLaterDurable(LogReader reader, ILogMedium medium, long address, long sequence, out long laterAddress, out BatchHeader later,
+        bool anyLater = false)
     {
         var scan = new byte[1 << 20];
         var segments = medium.Segments;
@@ -180,7 +185,7 @@ public static class LogRecovery
             {
                 if (BitConverter.ToUInt64(scan, at) != LogFormat.Magic) continue;
                 if (!reader.TryReadAt(chunk + at, out var header)) continue;
-                if (header.Sequence <= sequence || header.DurableThrough < sequence) continue;
+                if (header.Sequence <= sequence || (header.DurableThrough < sequence && !anyLater)) continue;
                 // The first record after the damage is where replay continues.
                 if (best.Address < 0 || header.Sequence < best.Header.Sequence) best = (chunk + at, header);
             }

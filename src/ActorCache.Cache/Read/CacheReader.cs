@@ -7,9 +7,10 @@ namespace ActorCache.Cache;
 /// Reads a volume through an index: the live one, or one built for an older generation. Every block
 /// comes from where its entry says (a ring slot, the log, a logged zero, or the backing); a ring slot is
 /// pinned and the entry checked again before copying, and a log read that races with segment release
-/// looks the block up again. The one place that turns an index entry into bytes.
+/// looks the block up again. The one place that turns an index entry into bytes. A log block in a record
+/// the <see cref="LogScrub"/> has not verified yet is verified first, and one in a damaged record is refused.
 /// </summary>
-internal sealed class CacheReader(RingBuffer ring, ILogMedium medium, IBlockTarget backing, LogDamage damage, string volume)
+internal sealed class CacheReader(RingBuffer ring, ILogMedium medium, IBlockTarget backing, LogDamage damage, LogScrub scrub, string volume)
 {
     private const int BlockSize = LogFormat.BlockSize;
     private const int BlockShift = LogFormat.BlockShift;
@@ -39,7 +40,8 @@ internal sealed class CacheReader(RingBuffer ring, ILogMedium medium, IBlockTarg
                 while (run < maxRun && index.Get(block + run) == BlockIndex.Encode(BlockLocation.Log, logBlock + run)) run++;
                 if (run > 1)
                 {
-                    for (var b = 0; b < run; b++) damage.ThrowIfDamaged(block + b, entry, volume);
+                    scrub.VerifyThrough(logBlock + run - 1);
+                    for (var b = 0; b < run; b++) damage.ThrowIfDamaged(block + b, BlockIndex.Encode(BlockLocation.Log, logBlock + b), volume);
                     if (!medium.TryRead(logBlock << BlockShift, destination.Span.Slice((int)(position - offset), run << BlockShift))) continue;
                     if (!StillLogged(index, block, logBlock, run)) continue; // destaged and its segment reused meanwhile: look again
                     position += (long)run << BlockShift;
@@ -74,6 +76,7 @@ internal sealed class CacheReader(RingBuffer ring, ILogMedium medium, IBlockTarg
             }
             if (location == BlockLocation.Log)
             {
+                if (scrub.Pending(BlockIndex.ValueOf(entry))) return false; // verified first, on the slow path
                 if (!medium.TryReadWithoutWaiting((BlockIndex.ValueOf(entry) << BlockShift) + within, target) || index.Get(block) != entry) return false;
             }
             else if (!TryCopy(index, block, entry, within, target))
@@ -143,6 +146,7 @@ internal sealed class CacheReader(RingBuffer ring, ILogMedium medium, IBlockTarg
                 }
             }
             case BlockLocation.Log:
+                scrub.VerifyThrough(BlockIndex.ValueOf(entry));
                 damage.ThrowIfDamaged(block, entry, volume);
                 // Checked again after the read: a block destaged meanwhile may have had its segment released
                 // and reused for newer records while the pread ran (the index changes before the release).

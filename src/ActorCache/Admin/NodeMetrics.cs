@@ -19,6 +19,7 @@ public sealed class NodeMetrics
     private readonly Gauge _cachedBlocks, _indexBytes, _logBytes, _generation;
     private readonly Counter _batchesWritten, _syncs, _syncPointRecords, _corruptRecords, _tornTails;
     private readonly Gauge _logCapacity;
+    private readonly Gauge _recovering, _recoveryDone, _recoveryTotal, _scrubVerified, _scrubTotal;
     private readonly Counter _commits, _commitSeconds, _flushes, _flushSeconds;
     private readonly Gauge _snapshots, _preservedBytes, _preservedBlocks, _oldestRestorable;
     private readonly Counter _expired;
@@ -88,9 +89,17 @@ public sealed class NodeMetrics
         _logCapacity = VolumeGauge("actorcache_log_capacity_bytes",
             "Bytes the log may use now: cache.log-capacity, or less when its file system cannot hold that (sized at start, capped while it is full).");
         _corruptRecords = VolumeCounter("actorcache_log_corrupt_records_total",
-            "Damaged log records recovery reported when the volume was opened (at most 1: the first one makes the volume degraded and read-only).");
+            "Damaged log records found: by recovery when the volume was opened (at most 1), and by the scrub of the records a persisted index covered " +
+            "after it; the first makes the volume degraded and read-only.");
         _tornTails = VolumeCounter("actorcache_log_torn_tails_total",
             "Torn log tails (written after the last fdatasync, never promised) recovery cut off when the volume was opened (at most 1).");
+
+        _recovering = VolumeGauge("actorcache_volume_recovering", "1 while the volume is opening (replaying its log), else 0.");
+        _recoveryDone = VolumeGauge("actorcache_volume_recovery_done_bytes", "While the volume opens: log bytes replayed so far (no series once it is open).");
+        _recoveryTotal = VolumeGauge("actorcache_volume_recovery_total_bytes", "While the volume opens: log bytes to replay (0 before the replay has started).");
+        _scrubTotal = VolumeGauge("actorcache_scrub_total_bytes",
+            "Log bytes the persisted index covered when the volume opened, verified in the background since (0 after a full replay).");
+        _scrubVerified = VolumeGauge("actorcache_scrub_verified_bytes", "Of those, bytes whose records are verified (header and data checksums) so far.");
 
         _ringSlots = metrics.CreateGauge("actorcache_ring_slots", "4 KiB slots in the node's RAM ring, shared by every volume.");
         _ringFreeSlots = metrics.CreateGauge("actorcache_ring_free_slots", "Ring slots free right now.");
@@ -121,6 +130,7 @@ public sealed class NodeMetrics
         {
             // A volume that did not answer keeps the values of the last scrape; /health names it.
             if (report.Status is { } status) Update(report, status);
+            else if (report.Progress is { } progress) UpdateRecovering(report.Name, progress);
         }
         // A volume deleted since the last scrape leaves no series behind.
         var names = reports.Select(r => r.Name).ToHashSet();
@@ -151,7 +161,7 @@ public sealed class NodeMetrics
         foreach (var collector in new Collector<Gauge.Child>[]
                  {
                      _online, _degraded, _readOnly, _size, _cachedBlocks, _indexBytes, _logBytes, _generation, _logCapacity, _snapshots, _preservedBytes,
-                     _preservedBlocks, _oldestRestorable,
+                     _preservedBlocks, _oldestRestorable, _recovering, _recoveryDone, _recoveryTotal, _scrubTotal, _scrubVerified,
                  })
             collector.RemoveLabelled(name);
         foreach (var collector in new Collector<Counter.Child>[]
@@ -164,9 +174,21 @@ public sealed class NodeMetrics
         foreach (var stage in new[] { "wake", "write", "sync" }) _commitSeconds.RemoveLabelled(name, stage);
     }
 
+    /// <summary>A volume still opening: not online, and how far its replay is.</summary>
+    private void UpdateRecovering(string name, ActorCache.Volumes.RecoveryProgress progress)
+    {
+        _online.WithLabels(name).Set(0);
+        _recovering.WithLabels(name).Set(1);
+        _recoveryDone.WithLabels(name).Set(progress.DoneBytes);
+        _recoveryTotal.WithLabels(name).Set(progress.TotalBytes);
+    }
+
     private void Update(VolumeReport report, VolumeStatus status)
     {
         var name = report.Name;
+        _recovering.WithLabels(name).Set(0);
+        _recoveryDone.RemoveLabelled(name);
+        _recoveryTotal.RemoveLabelled(name);
         _online.WithLabels(name).Set(status.Online ? 1 : 0);
         _degraded.WithLabels(name).Set(VolumeHealth.IsDegraded(report) ? 1 : 0);
         _readOnly.WithLabels(name).Set(VolumeHealth.IsReadOnly(report) ? 1 : 0);
@@ -210,5 +232,7 @@ public sealed class NodeMetrics
         _retentionShrinks.WithLabels(name).IncTo(cache.RetentionShrinks);
         _corruptRecords.WithLabels(name).IncTo(cache.CorruptRecords);
         _tornTails.WithLabels(name).IncTo(cache.TornTails);
+        _scrubTotal.WithLabels(name).Set(cache.ScrubTotalBytes);
+        _scrubVerified.WithLabels(name).Set(cache.ScrubVerifiedBytes);
     }
 }

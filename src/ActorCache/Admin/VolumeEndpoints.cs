@@ -56,6 +56,7 @@ public static class VolumeEndpoints
             if (body.Size is not { } size) throw new BadApiRequestException("size is required, e.g. {\"size\": \"20G\"}");
             if (!VolumeSpec.TryCheckSize(name, size, size.ToString(System.Globalization.CultureInfo.InvariantCulture), out var error))
                 throw new BadApiRequestException(error);
+            running.ThrowIfRecovering(name);
             await running.ChangeAsync(async () =>
             {
                 var volume = running.Find(name) ?? throw new VolumeNotFoundException(name);

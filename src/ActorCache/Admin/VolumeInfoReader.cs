@@ -50,6 +50,8 @@ public sealed class VolumeInfoReader(NodeVolumes volumes, VolumeStatusReader sta
             SwitchingTo = status?.SwitchingTo is { } to ? VolumeSpec.FormatMode(to) : null,
             ReadOnly = VolumeHealth.IsReadOnly(report),
             Online = status?.Online ?? false,
+            State = report.Recovering is not null ? "recovering" : status is null ? "unknown" : status.Online ? "online" : "offline",
+            Recovery = report.Progress is { } p ? new RecoveryInfo(p.DoneBytes, p.TotalBytes, p.Percent, p.SecondsLeft) : null,
             OfflineReason = status is { Online: true } ? null : VolumeHealth.Reasons(report).First(),
             Degraded = VolumeHealth.DegradedReason(report),
             Backing = definition?.BackingPath ?? "",
@@ -82,6 +84,8 @@ public sealed class VolumeInfoReader(NodeVolumes volumes, VolumeStatusReader sta
         RetentionShrinks = cache.RetentionShrinks,
         CorruptRecords = cache.CorruptRecords,
         TornTails = cache.TornTails,
+        ScrubTotalBytes = cache.ScrubTotalBytes,
+        ScrubVerifiedBytes = cache.ScrubVerifiedBytes,
         BackingFailure = cache.BackingFailure,
         LogFailure = cache.LogFailure,
     };

@@ -16,6 +16,7 @@ public sealed class VolumeModeSwitch(NodeVolumes volumes, AdminOperations operat
     public async Task<AdminOperation> StartAsync(string name, VolumeMode mode, CancellationToken cancellationToken)
     {
         var volume = volumes.Find(name) ?? throw new VolumeNotFoundException(name);
+        volumes.ThrowIfRecovering(name);
         var before = (await VolumeStatusReader.AskAsync(volume, cancellationToken)).Status
                      ?? throw new VolumeConflictException($"volume {name} is busy (no status within {VolumeStatusReader.Timeout.TotalSeconds:0} s); try again");
         if (!before.Online) throw new VolumeConflictException($"volume {name} is offline: {before.Offline}");

@@ -5,7 +5,8 @@ namespace ActorCache.Admin;
 
 /// <summary>One volume's answer to a status request, or null when its actor did not answer in time.</summary>
 /// <param name="Recovering">How far the volume's open is, while it opens (its actor answers nothing then).</param>
-public sealed record VolumeReport(string Name, VolumeStatus? Status, string? Recovering = null);
+/// <param name="Progress">The same in numbers.</param>
+public sealed record VolumeReport(string Name, VolumeStatus? Status, string? Recovering = null, RecoveryProgress? Progress = null);
 
 /// <summary>
 /// Asks every volume actor for its status, all at once, with a short timeout. This runs per scrape or
@@ -22,7 +23,11 @@ public sealed class VolumeStatusReader(NodeVolumes volumes)
     /// <summary>One volume's report.</summary>
     public static async Task<VolumeReport> AskAsync(VolumeActorRef volume, CancellationToken cancellationToken)
     {
-        if (volume.Recovery is { Finished: false } recovery) return new VolumeReport(volume.Name, null, recovery.Describe());
+        if (volume.Recovery is { Finished: false } recovery)
+        {
+            var progress = recovery.Progress();
+            return new VolumeReport(volume.Name, null, progress.Describe(), progress);
+        }
         try
         {
             var status = await volume.Actor.Ask<VolumeStatus>(GetVolumeStatus.Instance, Timeout, cancellationToken);

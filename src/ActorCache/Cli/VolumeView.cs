@@ -55,6 +55,10 @@ public static class VolumeView
             Row("ring waits", $"{c.RingWaits}");
             Row("retention", $"{c.RetentionShrinks} shrinks");
             Row("recovery", $"{c.CorruptRecords} corrupt records, {c.TornTails} torn tails");
+            if (c.ScrubTotalBytes > 0)
+                Row("scrub", c.ScrubVerifiedBytes >= c.ScrubTotalBytes
+                    ? $"verified the {SizeText.Of(c.ScrubTotalBytes)} of log the persisted index covered"
+                    : $"verifying the log the persisted index covered: {c.ScrubVerifiedBytes * 100 / c.ScrubTotalBytes}% ({SizeText.Of(c.ScrubVerifiedBytes)} of {SizeText.Of(c.ScrubTotalBytes)})");
         }
         else
         {
@@ -66,9 +70,13 @@ public static class VolumeView
 
     private static string Mode(VolumeInfo v) => v.SwitchingTo is { } to ? $"{v.Mode} -> {to}" : v.Mode;
 
-    /// <summary>online, offline, degraded or read-only, in colour (markup).</summary>
+    /// <summary>online, recovering, offline, degraded or read-only, in colour (markup).</summary>
     public static string State(VolumeInfo v)
     {
+        if (v.State == "recovering")
+            return v.Recovery is { TotalBytes: > 0 } r
+                ? $"[yellow]recovering[/] {r.Percent}% ({SizeText.Of(r.DoneBytes)} of {SizeText.Of(r.TotalBytes)}){(r.SecondsLeft is { } left ? $", about {left} s left" : "")}"
+                : "[yellow]recovering[/] (opening)";
         if (!v.Online) return $"[red]offline[/]{(v.OfflineReason is { } why ? $": {Markup.Escape(why)}" : "")}";
         if (v.Degraded is { } degraded) return $"[yellow]degraded[/]: {Markup.Escape(degraded)}";
         if (v.SwitchingTo is { } to) return $"[yellow]switching to {Markup.Escape(to)}[/]";

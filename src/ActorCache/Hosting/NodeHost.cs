@@ -33,7 +33,8 @@ public static class NodeHost
     public static IHost Build(NodeSettings settings, NodeListeners listeners, DebugLogFile debugLog)
     {
         // The web application builder is the generic host plus Kestrel; it starts the web server after every
-        // other hosted service, so the admin listener answers once the volumes are online, and stops it first.
+        // other hosted service, so the admin listener answers once NBD is served and every volume is started (and
+        // maybe still opening: /health says how far), and stops it first.
         // No configuration file is read from the content root, and nothing watches it: the default
         // reloads appsettings.json through a recursive watcher on the working directory, and with the
         // data directory under it (./data by default) every log write became an inotify event to handle.

@@ -12,8 +12,10 @@ namespace ActorCache.Hosting;
 /// <summary>
 /// Brings the node's storage up once the actor system runs: reconciles the requested volumes with the
 /// registry, checks everything a new volume needs before creating any file, starts a volume actor per
-/// volume (<see cref="NodeVolumes"/>) and then the NBD front on the listeners bound at start. Stops in
-/// the reverse order and remembers whether every volume made its acknowledged writes durable.
+/// volume (<see cref="NodeVolumes"/>) and the NBD front on the listeners bound at start, and goes on to
+/// the admin listener while the volumes open in the background (a long log replay shows its progress in
+/// /health and volume status meanwhile). Stops in the reverse order and remembers whether every volume made
+/// its acknowledged writes durable.
 /// </summary>
 public sealed class NodeService(
     NodeSettings settings,
@@ -36,7 +38,7 @@ public sealed class NodeService(
     /// <summary>The NBD front, once the node serves (it counts and disconnects the clients of each export).</summary>
     public NbdServer? Server => _server;
 
-    /// <summary>True once the start went all the way (volumes opened, NBD served).</summary>
+    /// <summary>True once the start went all the way (NBD served, every volume started; they may still be opening).</summary>
     public bool Started { get; private set; }
 
     /// <summary>Volumes that could not make every acknowledged write durable when the node stopped.</summary>
@@ -82,35 +84,40 @@ public sealed class NodeService(
         _server = new NbdServer(catalog, settings.Nbd, loggerFactory.CreateLogger<NbdServer>());
         _server.Start(listeners.Nbd);
         Started = true;
+        // Every volume is one of the node's from now on (listed, in /health and /metrics as recovering until it
+        // is open), and the start goes on to the admin listener at once: opening a volume usually takes moments,
+        // but one that replays a long log can take minutes, and /health and `volume status` say how far it is.
         // A volume that cannot open (its backing is gone, say) stays offline with its reason; the others serve.
-        // Opening usually takes moments; one that replays a long log goes on while the node starts its admin
-        // listener, so /health reports its progress.
-        _opening = OpenAllAsync(OriginsFirst(volumes), logSpace);
-        if (await Task.WhenAny(_opening, Task.Delay(OpenWait, cancellationToken)) != _opening)
-            _logger.LogInformation("volumes are still recovering their logs; the node starts meanwhile (GET /health says how far they are)");
-    }
-
-    /// <summary>
-    /// How long the start waits for its volumes to open before it goes on without them: as long as it
-    /// used to wait before giving up, so a start whose volumes open within that is what it always was
-    /// (admin listener last, every volume served once it listens).
-    /// </summary>
-    private static readonly TimeSpan OpenWait = TimeSpan.FromSeconds(30);
-
-    private Task _opening = Task.CompletedTask;
-
-    private async Task OpenAllAsync(IReadOnlyList<VolumeDefinition> volumes, LogSpace logSpace)
-    {
-        await Task.Yield();
-        foreach (var definition in volumes)
+        var added = new List<VolumeActorRef>();
+        foreach (var definition in OriginsFirst(volumes))
         {
             try
             {
-                await volumeActors.StartAsync(definition, logSpace.CapacityOf(definition.Name), CancellationToken.None);
+                added.Add(await volumeActors.AddAsync(definition, logSpace.CapacityOf(definition.Name), cancellationToken));
             }
-            catch (Exception e) when (e is AskTimeoutException or InvalidActorNameException or OperationCanceledException)
+            catch (InvalidActorNameException e)
             {
                 _logger.LogError("volume {Name} did not open: {Error}", definition.Name, e.Message);
+            }
+        }
+        _opening = OpenAllAsync(added, volumes);
+    }
+
+    private Task _opening = Task.CompletedTask;
+
+    /// <summary>Opens the volumes one after the other (a clone after its origin), then says the node serves them all.</summary>
+    private async Task OpenAllAsync(IReadOnlyList<VolumeActorRef> added, IReadOnlyList<VolumeDefinition> volumes)
+    {
+        await Task.Yield();
+        foreach (var volume in added)
+        {
+            try
+            {
+                await volumeActors.OpenAsync(volume, CancellationToken.None);
+            }
+            catch (Exception e) when (e is AskTimeoutException or OperationCanceledException)
+            {
+                _logger.LogError("volume {Name} did not open: {Error}", volume.Name, e.Message);
             }
         }
         _logger.LogInformation("node serving {Count} volume(s): {Volumes}", volumes.Count,

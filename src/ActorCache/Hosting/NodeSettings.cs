@@ -65,6 +65,9 @@ public sealed record CacheSettings(
     long MaxBatch, TimeSpan DestageInterval, ActorCache.Cache.LogFullPolicy LogFullPolicy, TimeSpan RingWaitTimeout, TimeSpan BackingWriteDelay,
     TimeSpan ExtentIdleTimeout, TimeSpan CommitInterval, TimeSpan FlusherTick, long SnapshotSpace, ActorCache.Cache.SnapshotSpacePolicy SnapshotSpacePolicy)
 {
+    /// <summary>A test aid (cache.recovery-delay): the replay of an opening volume pauses this long at each progress report.</summary>
+    public TimeSpan RecoveryDelay { get; init; }
+
     /// <summary>When the index is persisted (cache.index-save-bytes, cache.index-save-interval) and below what history an open replays it all (cache.full-replay-below).</summary>
     public (long Bytes, TimeSpan Interval, long FullReplayBelow) IndexSaves { get; init; } = (256L << 20, TimeSpan.FromSeconds(60), 256L << 20);
 
@@ -380,6 +383,7 @@ public static class NodeSettingsLoader
         {
             IndexSaves = (read.Size("cache.index-save-bytes", 4096), read.Duration("cache.index-save-interval", TimeSpan.FromMilliseconds(1), "60s"),
                 read.Size("cache.full-replay-below", 1)),
+            RecoveryDelay = read.Duration("cache.recovery-delay", TimeSpan.Zero, "100ms"),
         };
     }
 

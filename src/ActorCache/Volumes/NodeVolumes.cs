@@ -33,27 +33,52 @@ public sealed class NodeVolumes(NodeSettings settings, ActorSystem system, Actor
     /// Answers <see cref="VolumeOpened"/>, or <see cref="VolumeOpenFailed"/>: the volume then stays
     /// offline with its reason and the node serves the others.
     /// </summary>
-    public async Task<object> StartAsync(VolumeDefinition definition, long logCapacity, CancellationToken cancellationToken)
+    public async Task<object> StartAsync(VolumeDefinition definition, long logCapacity, CancellationToken cancellationToken) =>
+        await OpenAsync(await AddAsync(definition, logCapacity, cancellationToken), cancellationToken);
+
+    /// <summary>
+    /// Starts a volume's actor without opening the volume: from now on it is one of the node's volumes
+    /// (listed, in /health and the metrics) as recovering, until <see cref="OpenAsync"/> has opened it.
+    /// </summary>
+    public async Task<VolumeActorRef> AddAsync(VolumeDefinition definition, long logCapacity, CancellationToken cancellationToken)
     {
         var volumeRegistry = await registry.GetAsync<VolumeRegistry>(cancellationToken);
         var cache = settings.Cache with { LogCapacity = logCapacity };
         clones.Track(definition); // a clone that cannot open still holds on to its snapshot
         // Status, /health and NBD clients read the recovery's progress meanwhile: the actor answers nothing while it opens.
-        var recovery = new VolumeRecovery();
+        var recovery = new VolumeRecovery(settings.Cache.RecoveryDelay);
         catalog.MarkRecovering(definition.Name, recovery);
         var actor = system.ActorOf(VolumeActor.Props(definition, catalog,
             (d, actors) => VolumeStack.OpenAsync(d, cache, ring, loggers, actors, snapshots.KeptSequences(d.Name),
                 sequence => snapshotService.MarkExpired(d.Name, sequence), clones.OpenOriginAsync, recovery), volumeRegistry, observer), $"volume-{definition.Name}");
-        lock (_gate) _running = [.. _running, new VolumeActorRef(definition.Name, actor, logCapacity, recovery)];
+        var added = new VolumeActorRef(definition.Name, actor, logCapacity, recovery);
+        lock (_gate) _running = [.. _running, added];
+        return added;
+    }
+
+    /// <summary>Opens a volume <see cref="AddAsync"/> started (replaying its log): <see cref="VolumeOpened"/> or <see cref="VolumeOpenFailed"/>.</summary>
+    public async Task<object> OpenAsync(VolumeActorRef volume, CancellationToken cancellationToken)
+    {
         try
         {
-            return await actor.Ask<object>(OpenVolume.Instance, OpenTimeout, cancellationToken);
+            return await volume.Actor.Ask<object>(OpenVolume.Instance, OpenTimeout, cancellationToken);
         }
         finally
         {
-            recovery.Finish();
-            catalog.EndRecovering(definition.Name, recovery);
+            volume.Recovery?.Finish();
+            if (volume.Recovery is { } recovery) catalog.EndRecovering(volume.Name, recovery);
         }
+    }
+
+    /// <summary>
+    /// Refuses a change to a volume that is still opening (its actor takes nothing else until then): the
+    /// admin API answers 409 with how far it is, instead of a request that waits for minutes.
+    /// </summary>
+    public void ThrowIfRecovering(string name)
+    {
+        if (Find(name)?.Recovery is { Finished: false } recovery)
+            throw new VolumeConflictException($"volume {name} is not open yet, it is {recovery.Describe()}; it takes changes once it is open " +
+                                              $"(actorcache volume status {name} shows how far it is)");
     }
 
     /// <summary>

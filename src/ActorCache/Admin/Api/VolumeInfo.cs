@@ -17,6 +17,13 @@ public sealed record VolumeInfo
     public required bool ReadOnly { get; init; }
     /// <summary>Open and served over NBD.</summary>
     public required bool Online { get; init; }
+    /// <summary>
+    /// <c>online</c> (open, served; maybe degraded or read-only, see those fields), <c>recovering</c> (opening:
+    /// replaying its log, see <see cref="Recovery"/>), <c>offline</c> (could not open) or <c>unknown</c> (its actor gave no status).
+    /// </summary>
+    public string State { get; init; } = "online";
+    /// <summary>How far the open is while the volume is recovering, else null.</summary>
+    public RecoveryInfo? Recovery { get; init; }
     public string? OfflineReason { get; init; }
     /// <summary>Why the volume is degraded (a damaged log record, a backing or log refusing writes), or null.</summary>
     public string? Degraded { get; init; }
@@ -40,6 +47,9 @@ public sealed record VolumeInfo
     public ReplicationInfo? Replication { get; init; }
 }
 
+/// <summary>A volume's open under way: log bytes replayed of those to replay (0 of 0 before the replay has started), the share, the seconds left (null until a rate is known).</summary>
+public sealed record RecoveryInfo(long DoneBytes, long TotalBytes, int Percent, long? SecondsLeft);
+
 /// <summary>A cache's statistics (<see cref="Cache.CacheStatistics"/>), counters since the node started.</summary>
 public sealed record CacheInfo
 {
@@ -56,6 +66,10 @@ public sealed record CacheInfo
     public required long RetentionShrinks { get; init; }
     public required long CorruptRecords { get; init; }
     public required long TornTails { get; init; }
+    /// <summary>Log bytes the persisted index covered at open, verified in the background since (0 after a full replay: all verified at open).</summary>
+    public long ScrubTotalBytes { get; init; }
+    /// <summary>Of those, bytes verified so far; equal to <see cref="ScrubTotalBytes"/> once the scrub is done.</summary>
+    public long ScrubVerifiedBytes { get; init; }
     public string? BackingFailure { get; init; }
     public string? LogFailure { get; init; }
 }
