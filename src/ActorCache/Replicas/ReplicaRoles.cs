@@ -155,7 +155,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             catalog.Refuse(name, "it is a replicated volume whose primary role is being confirmed with its peers; try again shortly");
             return;
         }
-        catalog.Serve(name);
+        attached.Volume.Quorum = QuorumOf(attached);
         var cache = CacheOf(attached.Volume) as WriteBackCache
                     ?? throw new InvalidOperationException($"volume {name} is replicated but not write-back; replication ships the write-back log");
         foreach (var peer in set.Secondaries())
@@ -175,6 +175,8 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             link.Start();
             attached.Links.Add(link);
         }
+        attached.Shipping = [.. attached.Links];
+        catalog.Serve(name);
         _logger.LogInformation("volume {Name}: primary, replicating to {Peers} (protocol {Protocol}, epoch {Epoch})", name,
             string.Join(", ", set.Secondaries()), set.Protocol, set.Epoch);
     }
@@ -183,8 +185,40 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         ? $"it is a secondary replica on this node and no node is its primary now; promote one (actorcache volume promote {volume} --node NODE)"
         : $"it is a secondary replica on this node; its primary is node {set.Primary}: connect to that node's NBD listener";
 
+    /// <summary>The quorum fence of a primary with three or more replicas (quorum = majority), else null.</summary>
+    private QuorumFence? QuorumOf(Attached attached)
+    {
+        if (!settings.Replication.Quorum || attached.Set.Nodes.Length < 3) return null;
+        var majority = attached.Set.Nodes.Length / 2 + 1;
+        string? last = null;
+        var lastAt = 0L;
+        return new QuorumFence(fresh =>
+        {
+            var now = Environment.TickCount64;
+            if (!fresh && now - Volatile.Read(ref lastAt) < 500) return Volatile.Read(ref last);
+            // This node, and every peer whose link is connected (a peer still resyncing counts: it proves this
+            // side of any cut holds the majority, and it gets every write).
+            var links = attached.Shipping;
+            var reached = 1;
+            for (var i = 0; i < links.Length; i++)
+                if (links[i].Status.Connection == PeerConnection.Connected) reached++;
+            var lost = reached >= majority ? null
+                : $"it reaches {reached} of its {attached.Set.Nodes.Length} replicas ({majority} needed); writes " +
+                  (settings.Replication.SuspendWithoutQuorum ? "wait" : "fail") + " until a majority is back";
+            Volatile.Write(ref last, lost);
+            Volatile.Write(ref lastAt, now);
+            return lost;
+        }, settings.Replication.SuspendWithoutQuorum);
+    }
+
+    /// <summary>Why a volume open here as primary has no quorum now, or null (it has, or needs none).</summary>
+    public string? QuorumLost(string volume) =>
+        _attached.TryGetValue(volume, out var attached) ? attached.Volume.Quorum?.Lost(fresh: true) : null;
+
     private static async Task LeaveAsync(Attached attached)
     {
+        attached.Volume.Quorum = null;
+        attached.Shipping = [];
         foreach (var link in attached.Links) await link.DisposeAsync();
         attached.Links.Clear();
         attached.Sink = null;
@@ -217,6 +251,8 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         public Volume Volume { get; } = volume;
         public ReplicaSet Set { get; set; } = set;
         public List<ReplicaLink> Links { get; } = [];
+        /// <summary>The links as an array replaced whole: read by I/O threads (the quorum fence) while roles change.</summary>
+        public volatile ReplicaLink[] Shipping = [];
         public ReplicaSink? Sink { get; set; }
         public bool Confirmed { get; set; }
     }

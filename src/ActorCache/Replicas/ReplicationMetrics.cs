@@ -62,6 +62,7 @@ public sealed class ReplicationMetrics
     {
         foreach (var volume in _roles.OpenVolumes())
         {
+            if (_roles.QuorumLost(volume) is { } quorum) yield return $"{volume}: no quorum: {quorum}";
             if (_roles.SetOf(volume) is not { Protocol: "C" } set || !set.IsPrimary(_roles.NodeName)) continue;
             var peers = _roles.LinksOf(volume);
             if (peers.Count > 0 && !peers.Any(p => p is { Connection: PeerConnection.Connected, Disk: PeerDisk.UpToDate }))

@@ -6,7 +6,9 @@ namespace ActorCache.Replicas;
 
 /// <summary>actorcache.replication: where the node takes its primaries' data connections, and the replicators' limits.</summary>
 /// <param name="ResyncRate">Bytes per second per peer; 0: no limit.</param>
-public sealed record ReplicationSettings(IPEndPoint Listen, long ResyncRate, TimeSpan AckTimeout, long MaxLag)
+/// <param name="Quorum">quorum = majority: a primary of three or more replicas writes only while it reaches a majority.</param>
+/// <param name="SuspendWithoutQuorum">on-no-quorum = suspend-io (wait) rather than io-error (fail with EIO).</param>
+public sealed record ReplicationSettings(IPEndPoint Listen, long ResyncRate, TimeSpan AckTimeout, long MaxLag, bool Quorum = true, bool SuspendWithoutQuorum = false)
 {
     public static readonly ReplicationSettings Default = new(new IPEndPoint(IPAddress.Loopback, 0), 0, TimeSpan.FromSeconds(5), 256L << 20);
 
@@ -27,7 +29,9 @@ public sealed record ReplicationSettings(IPEndPoint Listen, long ResyncRate, Tim
             listen = new IPEndPoint(Resolve(address!.Host, "actorcache.replication.listen"), address.Port);
         }
         return new ReplicationSettings(listen, ReadResyncRate(read), read.Duration("replication.ack-timeout", TimeSpan.FromMilliseconds(100), "5s"),
-            read.Size("replication.max-lag", 1 << 20));
+            read.Size("replication.max-lag", 1 << 20),
+            read.Choice("replication.quorum", ("majority", true), ("off", false)),
+            read.Choice("replication.on-no-quorum", ("io-error", false), ("suspend-io", true)));
     }
 
     /// <summary>A rate such as <c>100M</c> (bytes per second), or 0 for no limit.</summary>
