@@ -171,4 +171,40 @@ public sealed class ReplicationTests : IAsyncLifetime
         await Tool.CheckAsync("nbdcopy", a2.UnixUri("r"), onA);
         Assert.True(File.ReadAllBytes(onB).AsSpan().SequenceEqual(File.ReadAllBytes(onA)), "a after the switchover does not hold what b had");
     }
+
+    /// <summary>
+    /// Quorum: with both secondaries stopped (SIGSTOP: the processes hang as on a cut), the primary no longer
+    /// reaches a majority, so a FLUSH fails with EIO (on-no-quorum = io-error) and /health says why; once
+    /// they run again the same client's writes and FLUSH succeed.
+    /// </summary>
+    [Fact]
+    public async Task A_primary_that_loses_its_majority_fails_writes_until_the_majority_is_back()
+    {
+        var (a, b, c) = await StartThreeAsync();
+        await Cli.CheckAsync(a, "volume", "create", "q", "--size", "16M", "--replicas", "a,b,c");
+        await WaitAsync(async () => (await PeersAsync(a, "q")).All(p => p.GetProperty("connection").GetString() is "local" or "connected"), "peers connected");
+        const string Write = "h.pwrite(b'q' * 4096, 0)\nh.flush()\nprint('flushed')";
+        Assert.Contains("flushed", (await Tool.RunAsync("nbdsh", ["-u", a.UnixUri("q"), "-c", Write])).Output);
+
+        await Tool.CheckAsync("kill", "-STOP", b.Pid.ToString(), c.Pid.ToString());
+        try
+        {
+            // The cluster's failure detector finds the stopped peers unreachable within seconds; then the primary has no quorum.
+            using var http = new HttpClient();
+            await WaitAsync(async () => (await (await http.GetAsync(a.AdminUrl + "/health")).Content.ReadAsStringAsync()).Contains("no quorum"),
+                "the primary notices it has no quorum", 20);
+            var refused = await Tool.RunAsync("nbdsh", ["-u", a.UnixUri("q"), "-c",
+                "try:\n    h.pwrite(b'x' * 4096, 0)\n    h.flush()\n    print('flushed')\nexcept nbd.Error as e:\n    print('refused', e.errno)"]);
+            Assert.Contains("refused EIO", refused.Output);
+            var health = await http.GetAsync(a.AdminUrl + "/health");
+            Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, health.StatusCode);
+            Assert.Contains("q: no quorum: it reaches 1 of its 3 replicas (2 needed)", await health.Content.ReadAsStringAsync());
+        }
+        finally
+        {
+            await Tool.CheckAsync("kill", "-CONT", b.Pid.ToString(), c.Pid.ToString());
+        }
+        await WaitAsync(async () => (await PeersAsync(a, "q")).All(p => p.GetProperty("connection").GetString() is "local" or "connected"), "peers back", 60);
+        Assert.Contains("flushed", (await Tool.RunAsync("nbdsh", ["-u", a.UnixUri("q"), "-c", Write])).Output);
+    }
 }

@@ -30,6 +30,25 @@ public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> log
             .FirstOrDefault();
     }
 
+    private volatile HashSet<string> _reachable = [];
+    private long _reachableAt;
+
+    /// <summary>
+    /// Whether <paramref name="node"/> is an Up member this node's failure detector reaches: the cluster's
+    /// heartbeats tell a silent peer (hung, cut off) even when no data is on the way to it. Looked up at
+    /// most every 250 ms (FLUSH asks it on a primary with quorum).
+    /// </summary>
+    public bool IsReachable(string node)
+    {
+        var now = Environment.TickCount64;
+        if (now - Volatile.Read(ref _reachableAt) > 250)
+        {
+            _reachable = [.. UpNodes()];
+            Volatile.Write(ref _reachableAt, now);
+        }
+        return _reachable.Contains(node);
+    }
+
     /// <summary>Whether this node is an Up member of a cluster.</summary>
     public bool SelfUp() => Cluster.SelfMember.Status is MemberStatus.Up or MemberStatus.WeaklyUp;
 

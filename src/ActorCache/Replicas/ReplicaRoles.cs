@@ -196,12 +196,13 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         {
             var now = Environment.TickCount64;
             if (!fresh && now - Volatile.Read(ref lastAt) < 500) return Volatile.Read(ref last);
-            // This node, and every peer whose link is connected (a peer still resyncing counts: it proves this
-            // side of any cut holds the majority, and it gets every write).
+            // This node, and every peer whose link is connected and whose node the cluster's failure detector
+            // reaches (a peer still resyncing counts: it proves this side of any cut holds the majority, and
+            // it gets every write; the failure detector notices a silent peer when no data is on the way).
             var links = attached.Shipping;
             var reached = 1;
             for (var i = 0; i < links.Length; i++)
-                if (links[i].Status.Connection == PeerConnection.Connected) reached++;
+                if (links[i].Status is { Connection: PeerConnection.Connected } status && endpoints.IsReachable(status.Node)) reached++;
             var lost = reached >= majority ? null
                 : $"it reaches {reached} of its {attached.Set.Nodes.Length} replicas ({majority} needed); writes " +
                   (settings.Replication.SuspendWithoutQuorum ? "wait" : "fail") + " until a majority is back";
