@@ -110,6 +110,13 @@ public static class VolumeEndpoints
             return Results.Json(await reader.GetAsync(name, ct), ApiJson.Wire.VolumeInfo);
         }).AddEndpointFilter<RequireAdminToken>();
 
+        volumes.MapPost("/{name}/discard-my-data", async (string name, ActorCache.Replicas.ReplicatedVolumes replicated, VolumeInfoReader reader,
+            CancellationToken ct) =>
+        {
+            await replicated.DiscardMyDataAsync(name, ct);
+            return Results.Json(await reader.GetAsync(name, ct), ApiJson.Wire.VolumeInfo);
+        }).AddEndpointFilter<RequireAdminToken>();
+
         volumes.MapPost("/{name}/protocol", async (string name, HttpRequest request, ActorCache.Replicas.ReplicatedVolumes replicated, VolumeInfoReader reader,
             CancellationToken ct) =>
         {

@@ -101,6 +101,9 @@ public sealed class AdminClient : IDisposable
     public Task<VolumeInfo> DemoteAsync(string volume, string? node, CancellationToken ct) =>
         SendAsync(HttpMethod.Post, $"api/volumes/{Escape(volume)}/demote", Body(new DemoteRequest { Node = node }, ApiJson.Wire.DemoteRequest), ApiJson.Wire.VolumeInfo, ct);
 
+    public Task<VolumeInfo> DiscardMyDataAsync(string volume, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, $"api/volumes/{Escape(volume)}/discard-my-data", null, ApiJson.Wire.VolumeInfo, ct);
+
     public Task<VolumeInfo> SetProtocolAsync(string volume, string protocol, CancellationToken ct) =>
         SendAsync(HttpMethod.Post, $"api/volumes/{Escape(volume)}/protocol", Body(new ProtocolRequest { Protocol = protocol }, ApiJson.Wire.ProtocolRequest),
             ApiJson.Wire.VolumeInfo, ct);

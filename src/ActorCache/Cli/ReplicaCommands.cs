@@ -47,6 +47,20 @@ public static class ReplicaCommands
         return command.WithExamples("actorcache volume demote r --data-dir a", "actorcache volume promote r --node b --data-dir b");
     }
 
+    public static Command DiscardMyData(NodeOptions options)
+    {
+        var name = VolumeCommands.NameArgument("the replicated volume");
+        var command = new Command("discard-my-data",
+            "Resolve a split brain by giving up this node's side (drbdadm connect --discard-my-data): the volume as it is here is kept as snapshot " +
+            "NAME@split-brain-TIME on this node, its NBD clients are disconnected, and it becomes a secondary of the newer primary and is resynced from it.") { name };
+        options.SetAction(command, async run =>
+        {
+            var volume = await run.Client.DiscardMyDataAsync(run.Parsed.GetRequiredValue(name), run.Cancellation);
+            Report(run, volume, "discarded this node's data");
+        });
+        return command.WithExamples("actorcache volume discard-my-data r --data-dir a", "actorcache snapshot list --volume r --data-dir a");
+    }
+
     public static Command Protocol(NodeOptions options)
     {
         var name = VolumeCommands.NameArgument("the replicated volume");

@@ -32,6 +32,7 @@ public static class VolumeCommands
         volume.Subcommands.Add(ReplicaCommands.Promote(options));
         volume.Subcommands.Add(ReplicaCommands.Demote(options));
         volume.Subcommands.Add(ReplicaCommands.Protocol(options));
+        volume.Subcommands.Add(ReplicaCommands.DiscardMyData(options));
         return volume.WithExamples(
             "actorcache volume list                                  every volume of the node in ./data",
             "actorcache volume create vol1 --size 10G                a 10 GiB write-back volume, served at once",

@@ -22,7 +22,11 @@ public sealed record GetReplicaView(string Name);
 /// <param name="Role">"primary" or "secondary".</param>
 /// <param name="Disk">The node's own disk state of the volume (UpToDate, Inconsistent, Outdated, Unknown).</param>
 /// <param name="Online">Whether its volume is open on the node.</param>
-public sealed record ReplicaView(string Node, string Name, ReplicaSet? Replicas, string Role, string Disk, bool Online);
+public sealed record ReplicaView(string Node, string Name, ReplicaSet? Replicas, string Role, string Disk, bool Online)
+{
+    /// <summary>The node this replica is in split brain with (it refused to adopt that node's newer set), or null.</summary>
+    public string? SplitBrainWith { get; init; }
+}
 
 /// <summary>A newer replica set (a promotion, a demotion, a protocol switch): the node records and applies it; answered with <see cref="ReplicaView"/>.</summary>
 public sealed record AdoptReplicaSet(string Name, ReplicaSet Replicas);

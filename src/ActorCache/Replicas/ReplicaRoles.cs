@@ -155,7 +155,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             catalog.Refuse(name, "it is a replicated volume whose primary role is being confirmed with its peers; try again shortly");
             return;
         }
-        attached.Volume.Quorum = QuorumOf(attached);
+        attached.Volume.Guard = GuardOf(attached);
         var cache = CacheOf(attached.Volume) as WriteBackCache
                     ?? throw new InvalidOperationException($"volume {name} is replicated but not write-back; replication ships the write-back log");
         foreach (var peer in set.Secondaries())
@@ -185,15 +185,18 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         ? $"it is a secondary replica on this node and no node is its primary now; promote one (actorcache volume promote {volume} --node NODE)"
         : $"it is a secondary replica on this node; its primary is node {set.Primary}: connect to that node's NBD listener";
 
-    /// <summary>The quorum fence of a primary with three or more replicas (quorum = majority), else null.</summary>
-    private QuorumFence? QuorumOf(Attached attached)
+    /// <summary>The guard of a primary: quorum (three or more replicas, quorum = majority) and the unshared-writes mark.</summary>
+    private PrimaryGuard GuardOf(Attached attached)
     {
-        if (!settings.Replication.Quorum || attached.Set.Nodes.Length < 3) return null;
+        var name = attached.Volume.Definition.Name;
+        var quorum = settings.Replication.Quorum && attached.Set.Nodes.Length >= 3;
         var majority = attached.Set.Nodes.Length / 2 + 1;
         string? last = null;
         var lastAt = 0L;
-        return new QuorumFence(fresh =>
+        var marked = new HashSet<string>(attached.Set.Secondaries().Where(peer => File.Exists(UnsharedMark(name, peer))));
+        return new PrimaryGuard(fresh =>
         {
+            if (!quorum) return null;
             var now = Environment.TickCount64;
             if (!fresh && now - Volatile.Read(ref lastAt) < 500) return Volatile.Read(ref last);
             // This node, and every peer whose link is connected and whose node the cluster's failure detector
@@ -209,16 +212,92 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             Volatile.Write(ref last, lost);
             Volatile.Write(ref lastAt, now);
             return lost;
-        }, settings.Replication.SuspendWithoutQuorum);
+        }, settings.Replication.SuspendWithoutQuorum, () =>
+        {
+            var links = attached.Shipping;
+            for (var i = 0; i < links.Length; i++)
+            {
+                var status = links[i].Status;
+                if (status is { Connection: PeerConnection.Connected, Disk: PeerDisk.UpToDate, Resync: null }) continue;
+                lock (marked)
+                    if (!marked.Contains(status.Node)) return true;
+            }
+            return false;
+        }, () =>
+        {
+            foreach (var link in attached.Shipping)
+            {
+                if (link.Status is { Connection: PeerConnection.Connected, Disk: PeerDisk.UpToDate, Resync: null }) continue;
+                var peer = link.Status.Node;
+                lock (marked)
+                {
+                    if (marked.Contains(peer)) continue;
+                    WriteMark(UnsharedMark(name, peer));
+                    marked.Add(peer);
+                }
+                _logger.LogWarning("volume {Name}: a FLUSH completed while {Peer} lacked data; marked, so that {Peer} promoted meanwhile is found as split brain, not resynced over",
+                    name, peer, peer);
+            }
+        });
+    }
+
+    private readonly ConcurrentDictionary<string, string> _splitBrain = new(StringComparer.Ordinal);
+
+    /// <summary>Records that this node's replica of <paramref name="volume"/> is in split brain with <paramref name="peer"/>; false when known already.</summary>
+    public bool MarkSplitBrain(string volume, string peer) => _splitBrain.TryAdd(volume, peer);
+
+    public void ClearSplitBrain(string volume) => _splitBrain.TryRemove(volume, out _);
+
+    /// <summary>The node this node's replica of <paramref name="volume"/> is in split brain with, or null.</summary>
+    public string? SplitBrainWith(string volume) => _splitBrain.GetValueOrDefault(volume);
+
+    /// <summary>The file that says this node, as primary, acknowledged a FLUSH that <paramref name="peer"/> lacked (DATA_DIR/replicas/VOL/unshared-PEER).</summary>
+    public string UnsharedMark(string volume, string peer) => Path.Combine(StateDirectory(volume), "unshared-" + peer);
+
+    /// <summary>This node acknowledged FLUSHes that <paramref name="peer"/> may lack.</summary>
+    public bool HasUnsharedWrites(string volume, string peer) => File.Exists(UnsharedMark(volume, peer));
+
+    /// <summary>Forgets every mark of the volume (its data was discarded, or it became a secondary without any).</summary>
+    public void ClearUnshared(string volume)
+    {
+        if (!Directory.Exists(StateDirectory(volume))) return;
+        foreach (var mark in Directory.GetFiles(StateDirectory(volume), "unshared-*")) File.Delete(mark);
+    }
+
+    /// <summary>On the primary: the marks of peers that are connected, UpToDate and lack nothing go (they have every write again).</summary>
+    public void ClearMarksOfPeersInSync(string volume)
+    {
+        if (!_attached.TryGetValue(volume, out var attached) || !attached.Set.IsPrimary(settings.NodeName)) return;
+        var cleared = false;
+        foreach (var link in attached.Shipping)
+        {
+            if (link.Status is not { Connection: PeerConnection.Connected, Disk: PeerDisk.UpToDate, OutOfSyncBytes: 0, Resync: null } status) continue;
+            if (!File.Exists(UnsharedMark(volume, status.Node))) continue;
+            File.Delete(UnsharedMark(volume, status.Node));
+            cleared = true;
+        }
+        if (cleared && attached.Volume.Guard is not null) attached.Volume.Guard = GuardOf(attached);
+    }
+
+    /// <summary>Creates a small file durably (the file and its directory entry fsynced) before a FLUSH that needs it is acknowledged.</summary>
+    private static void WriteMark(string path)
+    {
+        using (var file = new FileStream(path, FileMode.Create, FileAccess.Write, FileShare.None, 1, FileOptions.WriteThrough))
+        {
+            file.Write(System.Text.Encoding.UTF8.GetBytes(DateTimeOffset.UtcNow.ToString("O") + "\n"));
+            file.Flush(flushToDisk: true);
+        }
+        if (Blocks.LibC.SyncDirectory(Path.GetDirectoryName(path)!) is var errno and not 0)
+            throw new Blocks.BlockTargetException(Blocks.BlockError.Io, $"cannot make {path} durable (errno {errno})");
     }
 
     /// <summary>Why a volume open here as primary has no quorum now, or null (it has, or needs none).</summary>
     public string? QuorumLost(string volume) =>
-        _attached.TryGetValue(volume, out var attached) ? attached.Volume.Quorum?.Lost(fresh: true) : null;
+        _attached.TryGetValue(volume, out var attached) ? attached.Volume.Guard?.QuorumLost(fresh: true) : null;
 
     private static async Task LeaveAsync(Attached attached)
     {
-        attached.Volume.Quorum = null;
+        attached.Volume.Guard = null;
         attached.Shipping = [];
         foreach (var link in attached.Links) await link.DisposeAsync();
         attached.Links.Clear();

@@ -16,7 +16,7 @@ namespace ActorCache.Replicas;
 /// the copy with the highest epoch wins.
 /// </summary>
 public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry registry, VolumeCreation creation, VolumeDeletion deletion,
-    ReplicaRoles roles, PeerEndpoints peers, NodeService node, ILogger<ReplicatedVolumes> logger)
+    ReplicaRoles roles, PeerEndpoints peers, NodeService node, ActorCache.Snapshots.SnapshotService snapshots, ILogger<ReplicatedVolumes> logger)
 {
     private static readonly TimeSpan CreateTimeout = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
@@ -116,18 +116,65 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     {
         var definition = await DefinitionAsync(name, ct);
         var set = roles.SetOf(name) ?? definition?.Replicas;
-        return new ReplicaView(Self, name, set, set?.IsPrimary(Self) == true ? "primary" : "secondary", roles.DiskOf(name), roles.IsOpen(name));
+        return new ReplicaView(Self, name, set, set?.IsPrimary(Self) == true ? "primary" : "secondary", roles.DiskOf(name), roles.IsOpen(name))
+        {
+            SplitBrainWith = SplitBrainWith(name),
+        };
     }
 
     /// <summary>Records and applies a newer replica set; an older or equal one changes nothing.</summary>
     public async Task<ReplicaView> AdoptAsync(string name, ReplicaSet set, CancellationToken ct)
     {
         var current = await SetAsync(name, ct);
-        if (set.Epoch > current.Epoch)
-        {
-            await RecordAsync(name, set, ct);
+        if (set.Epoch > current.Epoch && await AdoptNewerAsync(name, set, ct))
             logger.LogInformation("volume {Name}: adopted replica set {Set}", name, set);
+        return await ViewAsync(name, ct);
+    }
+
+    /// <summary>
+    /// Adopts a newer replica set, unless that would resync over writes this node acknowledged and the new
+    /// primary may lack: this node FLUSHed while that node lacked data (<see cref="ReplicaRoles.HasUnsharedWrites"/>),
+    /// and that node has been primary since. Both sides then hold acknowledged writes the other lacks: split
+    /// brain. It is reported (peer status, /health, metrics), never merged: this node keeps its data and
+    /// role until an operator resolves it (<c>volume discard-my-data</c> keeps this side's data as a snapshot).
+    /// </summary>
+    private async Task<bool> AdoptNewerAsync(string name, ReplicaSet newer, CancellationToken ct)
+    {
+        if (newer.Primary.Length > 0 && newer.Primary != Self && roles.HasUnsharedWrites(name, newer.Primary))
+        {
+            if (roles.MarkSplitBrain(name, newer.Primary))
+                logger.LogError("volume {Name}: SPLIT BRAIN with {Peer}: {Peer} became primary ({Set}) while this node acknowledged FLUSHes it lacks; " +
+                                "not connecting. Keep one side: on the side to give up, 'actorcache volume discard-my-data {Name}' keeps its data as snapshot " +
+                                "{Name}@split-brain-TIME and resyncs it from the other", name, newer.Primary, newer.Primary, newer, name, name);
+            return false;
         }
+        await RecordAsync(name, newer, ct);
+        // This node's data is the new primary's to overwrite now: nothing it acknowledged is lost (no mark for that primary).
+        if (!newer.IsPrimary(Self)) roles.ClearUnshared(name);
+        return true;
+    }
+
+    private string? SplitBrainWith(string volume) => roles.SplitBrainWith(volume);
+
+    /// <summary>
+    /// Split brain resolved on this side by giving up its data (DRBD's connect --discard-my-data): the
+    /// volume's state now is kept as snapshot <c>VOL@split-brain-TIME</c> on this node, then the newest
+    /// replica set is adopted and this node is resynced from its primary.
+    /// </summary>
+    public async Task<ReplicaView> DiscardMyDataAsync(string name, CancellationToken ct)
+    {
+        var set = await SetAsync(name, ct);
+        var others = await OthersAsync(name, set, ct);
+        var newest = others.Select(v => v.Replicas!).Where(s => s.Epoch > set.Epoch).MaxBy(s => s.Epoch)
+                     ?? throw new VolumeConflictException($"no replica of {name} that is up has a newer replica set than this node's ({set}); " +
+                                                          "discard-my-data gives this side up to a newer primary, and there is none to give it up to");
+        var snapshot = $"split-brain-{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}";
+        if (node.Server is { } server) await server.DisconnectAsync(name, "volume discarding its data after a split brain", settings.StopGrace);
+        await snapshots.CreateAsync([name], snapshot, null, ct);
+        logger.LogWarning("volume {Name}: split brain resolved by discarding this node's data; it is kept as snapshot {Name}@{Snapshot}", name, name, snapshot);
+        roles.ClearUnshared(name);
+        roles.ClearSplitBrain(name);
+        await RecordAsync(name, newest, ct);
         return await ViewAsync(name, ct);
     }
 
@@ -182,12 +229,19 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         // Not in a cluster yet: no peer can be asked, and serving now could write beside a newer primary.
         if (!peers.SelfUp()) return;
         var set = await SetAsync(name, ct);
-        var newest = (await OthersAsync(name, set, ct)).Select(v => v.Replicas!).Where(s => s.Epoch > set.Epoch).MaxBy(s => s.Epoch);
+        var others = await OthersAsync(name, set, ct);
+        var newest = others.Select(v => v.Replicas!).Where(s => s.Epoch > set.Epoch).MaxBy(s => s.Epoch);
         if (newest is not null)
         {
-            logger.LogWarning("volume {Name}: while this node was away the replica set changed to {Set}; adopting it", name, newest);
-            await RecordAsync(name, newest, ct);
+            // In split brain this node keeps its role but is not confirmed: after a restart it does not serve.
+            if (!await AdoptNewerAsync(name, newest, ct)) return;
+            logger.LogWarning("volume {Name}: the replica set changed to {Set} (a promotion, demotion or protocol switch made elsewhere); adopted", name, newest);
         }
+        // The other side of a split brain says so: this node shows it too.
+        foreach (var view in others.Where(v => v.SplitBrainWith == Self)) roles.MarkSplitBrain(name, view.Node);
+        if (SplitBrainWith(name) is { } with && others.FirstOrDefault(v => v.Node == with) is { SplitBrainWith: null })
+            roles.ClearSplitBrain(name); // resolved over there (discard-my-data)
+        roles.ClearMarksOfPeersInSync(name);
         await roles.ConfirmAsync(name);
     }
 
@@ -291,17 +345,20 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     }
 
     private static PeerRow Row(ReplicaView view, string connection) =>
-        new(view.Node, view.Role, connection, view.Disk, 0, null, false, 0, 0, 0, 0, view.Online ? null : "volume not open");
+        new(view.Node, view.Role, connection, view.Disk, 0, null, view.SplitBrainWith is not null, 0, 0, 0, 0,
+            view.SplitBrainWith is { } with ? $"split brain with {with}" : view.Online ? null : "volume not open");
 
     public async Task<PeerStatusList> LocalPeerStatusAsync(string name, CancellationToken ct)
     {
         var set = await SetAsync(name, ct);
         if (!set.IsPrimary(Self)) throw new VolumeConflictException($"node {Self} is not the primary of {name}");
-        var rows = new List<PeerRow> { new(Self, "primary", "local", roles.DiskOf(name), 0, null, false, 0, 0, 0, 0, roles.IsOpen(name) ? null : "volume not open") };
+        var splitWith = SplitBrainWith(name);
+        var rows = new List<PeerRow> { new(Self, "primary", "local", roles.DiskOf(name), 0, null, splitWith is not null, 0, 0, 0, 0, roles.IsOpen(name) ? null : "volume not open") };
         foreach (var link in roles.LinksOf(name))
             rows.Add(new PeerRow(link.Node, "secondary", link.Connection.ToString().ToLowerInvariant(), link.Disk.ToString(), link.OutOfSyncBytes,
-                link.Resync is { } r ? new PeerResync(r.Done, r.Total, r.BytesPerSecond) : null, false, link.LagBatches, link.LagBytes,
-                link.AckLatencyP50Micros, link.AckLatencyP99Micros, link.Problem));
+                link.Resync is { } r ? new PeerResync(r.Done, r.Total, r.BytesPerSecond) : null, link.Node == splitWith, link.LagBatches, link.LagBytes,
+                link.AckLatencyP50Micros, link.AckLatencyP99Micros,
+                link.Node == splitWith ? $"split brain: {link.Node} was promoted while this node acknowledged FLUSHes it lacks" : link.Problem));
         return new PeerStatusList(name, [.. rows.OrderBy(r => Array.IndexOf(set.Nodes, r.Node))]);
     }
 

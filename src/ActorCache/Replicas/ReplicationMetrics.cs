@@ -11,6 +11,7 @@ namespace ActorCache.Replicas;
 public sealed class ReplicationMetrics
 {
     private readonly ReplicaRoles _roles;
+    private readonly Gauge _splitBrain;
     private readonly Gauge _connected, _upToDate, _outOfSync, _resyncRate, _resyncLeft, _lagBatches, _lagBytes, _ackP50, _ackP99;
     private HashSet<(string Volume, string Peer)> _exported = [];
 
@@ -27,6 +28,7 @@ public sealed class ReplicationMetrics
         _lagBatches = PeerGauge("actorcache_replication_lag_batches", "Log batches shipped to the peer and not yet acknowledged.");
         _lagBytes = PeerGauge("actorcache_replication_lag_bytes", "Bytes shipped to the peer and not yet acknowledged.");
         _ackP50 = PeerGauge("actorcache_replication_ack_latency_p50_seconds", "Median time from shipping a batch to the peer's acknowledgement.");
+        _splitBrain = PeerGauge("actorcache_replication_split_brain", "1 while this node's replica is in split brain with the peer (both wrote since they last agreed).");
         _ackP99 = PeerGauge("actorcache_replication_ack_latency_p99_seconds", "99th percentile of the same.");
     }
 
@@ -47,9 +49,10 @@ public sealed class ReplicationMetrics
             _lagBytes.WithLabels(labels).Set(peer.LagBytes);
             _ackP50.WithLabels(labels).Set(peer.AckLatencyP50Micros / 1e6);
             _ackP99.WithLabels(labels).Set(peer.AckLatencyP99Micros / 1e6);
+            _splitBrain.WithLabels(labels).Set(_roles.SplitBrainWith(volume) == peer.Node ? 1 : 0);
         }
         foreach (var (volume, peer) in _exported.Where(k => !now.Contains(k)))
-            foreach (var gauge in new[] { _connected, _upToDate, _outOfSync, _resyncRate, _resyncLeft, _lagBatches, _lagBytes, _ackP50, _ackP99 })
+            foreach (var gauge in new[] { _splitBrain, _connected, _upToDate, _outOfSync, _resyncRate, _resyncLeft, _lagBatches, _lagBytes, _ackP50, _ackP99 })
                 gauge.RemoveLabelled(volume, peer);
         _exported = now;
     }
@@ -63,6 +66,9 @@ public sealed class ReplicationMetrics
         foreach (var volume in _roles.OpenVolumes())
         {
             if (_roles.QuorumLost(volume) is { } quorum) yield return $"{volume}: no quorum: {quorum}";
+            if (_roles.SplitBrainWith(volume) is { } peer)
+                yield return $"{volume}: split brain with {peer}: both acknowledged writes the other lacks; not connected. On the side to give up: " +
+                             $"actorcache volume discard-my-data {volume} (its data is kept as snapshot {volume}@split-brain-TIME)";
             if (_roles.SetOf(volume) is not { Protocol: "C" } set || !set.IsPrimary(_roles.NodeName)) continue;
             var peers = _roles.LinksOf(volume);
             if (peers.Count > 0 && !peers.Any(p => p is { Connection: PeerConnection.Connected, Disk: PeerDisk.UpToDate }))

@@ -89,21 +89,21 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : Fo
     }
 
     /// <summary>
-    /// Set on the primary of a replicated volume with quorum (DESIGN §4): while it says the volume has
-    /// no quorum, writes and FLUSH fail with EIO or wait for quorum (<see cref="QuorumFence.Suspends"/>),
-    /// so two sides of a cut can never both keep writing. Null for every other volume (no cost).
+    /// Set on the primary of a replicated volume (DESIGN §4): quorum around writes and FLUSH, and the mark
+    /// of FLUSHes acknowledged while a peer lacked data (see <see cref="PrimaryGuard"/>). Null for every
+    /// other volume (no cost).
     /// </summary>
-    public QuorumFence? Quorum { get; set; }
+    public PrimaryGuard? Guard { get; set; }
 
     public override ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken = default)
     {
         if (Definition.ReadOnly) ThrowReadOnly();
-        if (Quorum is { } quorum) return FencedWriteAsync(quorum, offset, data, fua, cancellationToken);
+        if (Guard is { } quorum) return FencedWriteAsync(quorum, offset, data, fua, cancellationToken);
         Io.CountWrite(data.Length);
         return Below.WriteAsync(offset, data, fua, cancellationToken);
     }
 
-    private async ValueTask FencedWriteAsync(QuorumFence quorum, long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
+    private async ValueTask FencedWriteAsync(PrimaryGuard quorum, long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken)
     {
         await quorum.PassAsync(Definition.Name, fresh: false, cancellationToken).ConfigureAwait(false);
         Io.CountWrite(data.Length);
@@ -114,11 +114,11 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : Fo
     public override ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
         if (IsReadOnly) return ValueTask.CompletedTask;
-        return Quorum is { } quorum ? FencedFlushAsync(quorum, cancellationToken) : Below.FlushAsync(cancellationToken);
+        return Guard is { } quorum ? FencedFlushAsync(quorum, cancellationToken) : Below.FlushAsync(cancellationToken);
     }
 
     /// <summary>A FLUSH that completed while the volume lost quorum is not reported done: it may be durable on this side of a cut alone.</summary>
-    private async ValueTask FencedFlushAsync(QuorumFence quorum, CancellationToken cancellationToken)
+    private async ValueTask FencedFlushAsync(PrimaryGuard quorum, CancellationToken cancellationToken)
     {
         await Below.FlushAsync(cancellationToken).ConfigureAwait(false);
         await quorum.PassAsync(Definition.Name, fresh: true, cancellationToken).ConfigureAwait(false);
@@ -127,11 +127,11 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : Fo
     public override ValueTask TrimAsync(long offset, long length, bool fua, CancellationToken cancellationToken = default)
     {
         if (Definition.ReadOnly) ThrowReadOnly();
-        if (Quorum is { } quorum) return FencedAsync(quorum, Below.TrimAsync, offset, length, fua, cancellationToken);
+        if (Guard is { } quorum) return FencedAsync(quorum, Below.TrimAsync, offset, length, fua, cancellationToken);
         return Below.TrimAsync(offset, length, fua, cancellationToken);
     }
 
-    private async ValueTask FencedAsync(QuorumFence quorum, Func<long, long, bool, CancellationToken, ValueTask> change, long offset, long length, bool fua,
+    private async ValueTask FencedAsync(PrimaryGuard quorum, Func<long, long, bool, CancellationToken, ValueTask> change, long offset, long length, bool fua,
         CancellationToken cancellationToken)
     {
         await quorum.PassAsync(Definition.Name, fresh: false, cancellationToken).ConfigureAwait(false);
@@ -143,7 +143,7 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : Fo
         CancellationToken cancellationToken = default)
     {
         if (Definition.ReadOnly) ThrowReadOnly();
-        if (Quorum is { } quorum)
+        if (Guard is { } quorum)
             return FencedAsync(quorum, (o, l, f, ct) => Below.WriteZeroesAsync(o, l, mayDeallocate, fastOnly, f, ct), offset, length, fua, cancellationToken);
         return Below.WriteZeroesAsync(offset, length, mayDeallocate, fastOnly, fua, cancellationToken);
     }
@@ -151,11 +151,11 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : Fo
     public override ValueTask<bool> TryStageWriteAsync(long offset, int length, StagedWrite staged, CancellationToken cancellationToken = default)
     {
         if (Definition.ReadOnly) ThrowReadOnly();
-        if (Quorum is { } quorum) return FencedStageAsync(quorum, offset, length, staged, cancellationToken);
+        if (Guard is { } quorum) return FencedStageAsync(quorum, offset, length, staged, cancellationToken);
         return Below.TryStageWriteAsync(offset, length, staged, cancellationToken);
     }
 
-    private async ValueTask<bool> FencedStageAsync(QuorumFence quorum, long offset, int length, StagedWrite staged, CancellationToken cancellationToken)
+    private async ValueTask<bool> FencedStageAsync(PrimaryGuard quorum, long offset, int length, StagedWrite staged, CancellationToken cancellationToken)
     {
         await quorum.PassAsync(Definition.Name, fresh: false, cancellationToken).ConfigureAwait(false);
         return await Below.TryStageWriteAsync(offset, length, staged, cancellationToken).ConfigureAwait(false);
@@ -165,11 +165,11 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : Fo
     public override ValueTask CommitStagedWriteAsync(StagedWrite staged, bool fua, CancellationToken cancellationToken = default)
     {
         Io.CountWrite(staged.Length);
-        if (fua && Quorum is { } quorum) return FencedCommitAsync(quorum, staged, cancellationToken);
+        if (fua && Guard is { } quorum) return FencedCommitAsync(quorum, staged, cancellationToken);
         return Below.CommitStagedWriteAsync(staged, fua, cancellationToken);
     }
 
-    private async ValueTask FencedCommitAsync(QuorumFence quorum, StagedWrite staged, CancellationToken cancellationToken)
+    private async ValueTask FencedCommitAsync(PrimaryGuard quorum, StagedWrite staged, CancellationToken cancellationToken)
     {
         await Below.CommitStagedWriteAsync(staged, fua: true, cancellationToken).ConfigureAwait(false);
         await quorum.PassAsync(Definition.Name, fresh: true, cancellationToken).ConfigureAwait(false);

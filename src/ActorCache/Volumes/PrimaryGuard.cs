@@ -1,0 +1,48 @@
+using ActorCache.Blocks;
+
+namespace ActorCache.Volumes;
+
+/// <summary>
+/// What the primary of a replicated volume checks around writes (DESIGN §4):
+/// <list type="bullet">
+/// <item>Quorum: with three or more replicas it must reach a majority of them, itself included.
+/// <see cref="QuorumLost"/> says why not (null: quorum held, or none needed); without it writes and FLUSH
+/// fail with EIO or wait (<see cref="Suspends"/>), so the two sides of a cut never both keep writing.</item>
+/// <item>Unshared writes: a FLUSH or FUA completed while some peer lacks data leaves a durable mark
+/// (<c>markUnshared</c>) before it is acknowledged. A node with that mark that meets a newer primary has
+/// acknowledged writes the other may lack: split brain, detected instead of resynced over.</item>
+/// </list>
+/// The checks asked with <c>fresh</c> (FLUSH, FUA: they promise durability) look at the links now; others
+/// may answer from a look a moment old.
+/// </summary>
+public sealed class PrimaryGuard(Func<bool, string?> quorumLost, bool suspends, Func<bool> peersLackData, Action markUnshared)
+{
+    private static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>How long io-error waits for quorum before it fails a request (links connecting after a promotion or restart).</summary>
+    public static readonly TimeSpan Grace = TimeSpan.FromSeconds(3);
+
+    /// <summary>Suspend I/O until quorum is back (on-no-quorum = suspend-io) instead of failing it with EIO (io-error).</summary>
+    public bool Suspends { get; } = suspends;
+
+    public string? QuorumLost(bool fresh) => quorumLost(fresh);
+
+    /// <summary>Returns at once while quorum holds; without it throws EIO, or waits for it under suspend-io. A fresh pass also marks unshared writes.</summary>
+    public ValueTask PassAsync(string volume, bool fresh, CancellationToken cancellationToken)
+    {
+        if (quorumLost(fresh) is not null) return WaitAsync(volume, fresh, cancellationToken);
+        if (fresh && peersLackData()) markUnshared();
+        return ValueTask.CompletedTask;
+    }
+
+    private async ValueTask WaitAsync(string volume, bool fresh, CancellationToken cancellationToken)
+    {
+        var until = Environment.TickCount64 + (long)Grace.TotalMilliseconds;
+        while (quorumLost(true) is { } reason)
+        {
+            if (!Suspends && Environment.TickCount64 >= until) throw new BlockTargetException(BlockError.Io, $"volume {volume} has no quorum: {reason}");
+            await Task.Delay(Poll, cancellationToken).ConfigureAwait(false);
+        }
+        if (fresh && peersLackData()) markUnshared();
+    }
+}
