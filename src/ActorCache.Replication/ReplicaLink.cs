@@ -658,15 +658,16 @@ public sealed class ReplicaLink : IAsyncDisposable
     private async Task ResyncAsync(long session, CancellationToken cancellationToken)
     {
         var cursor = 0L;
+        // Resync uses at most half the send buffer, so batches always find room.
+        var runBlocks = (int)Math.Clamp(_options.MaxLagBytes / 2 / BlockSize, 1, ResyncRunBlocks);
         while (true)
         {
-            // Resync uses at most half the send buffer, so batches always find room.
             while (true)
             {
                 lock (_gate)
                 {
                     if (session != _session || !_streaming) return;
-                    if (_frames.Bytes + ResyncRunBlocks * BlockSize <= _options.MaxLagBytes / 2) break;
+                    if (_frames.Bytes + runBlocks * BlockSize <= _options.MaxLagBytes / 2) break;
                 }
                 await Task.Delay(2, cancellationToken).ConfigureAwait(false);
             }
@@ -675,7 +676,7 @@ public sealed class ReplicaLink : IAsyncDisposable
             lock (_gate)
             {
                 if (session != _session || !_streaming) return;
-                if (!_bitmap.NextRun(cursor, ResyncRunBlocks, out start, out count) && !_bitmap.NextRun(0, ResyncRunBlocks, out start, out count))
+                if (!_bitmap.NextRun(cursor, runBlocks, out start, out count) && !_bitmap.NextRun(0, runBlocks, out start, out count))
                 {
                     // Everything resynced is queued: the peer flushes and is then UpToDate through the last batch before this frame.
                     _resyncDoneFrame = EnqueueControlLocked(FrameKind.ResyncDone, _lastSequence);

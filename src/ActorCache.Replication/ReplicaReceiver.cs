@@ -265,6 +265,7 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
         }
     }
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ApplyBatchAsync(FrameHeader frame, Memory<byte> payload, CancellationToken cancellationToken)
     {
         // Everything is checked before anything is applied.
