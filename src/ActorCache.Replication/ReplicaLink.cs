@@ -47,6 +47,7 @@ public sealed class ReplicaLink : IAsyncDisposable
     private readonly LogEntry[] _entries = new LogEntry[LogFormat.MaxEntries]; // under _gate
     private readonly CancellationTokenSource _stopping = new();
     private readonly Subscriber _subscriber;
+    private readonly RepeatedLog _connectFailures;
     private IDisposable? _subscription;
     private Task? _loop;
     private int _disposed;
@@ -90,6 +91,7 @@ public sealed class ReplicaLink : IAsyncDisposable
         _participantName = $"peer {options.PeerNode}";
         _bitmap = new OutOfSyncBitmap(cache.Size / BlockSize);
         _subscriber = new Subscriber(this);
+        _connectFailures = new RepeatedLog(logger, LogLevel.Warning);
         _lastSequence = -1; // unknown until Start reads the persisted bitmap
     }
 
@@ -332,7 +334,11 @@ public sealed class ReplicaLink : IAsyncDisposable
                 }
                 catch (Exception e) when (e is not OperationCanceledException || !stopping.IsCancellationRequested)
                 {
-                    lock (_gate) _problem = e is OperationCanceledException ? _problem : Describe(e);
+                    var problem = e is OperationCanceledException
+                        ? $"connecting to {_options.PeerNode} timed out after {_options.AckTimeout.TotalSeconds:F1}s"
+                        : Describe(e);
+                    lock (_gate) _problem = problem;
+                    _connectFailures.Log($"volume {_options.Volume}: replication to {_options.PeerNode}: {problem}; retrying every {_options.ReconnectInterval.TotalSeconds:F1}s");
                 }
             }
             try
@@ -373,7 +379,7 @@ public sealed class ReplicaLink : IAsyncDisposable
         if (status != Handshake.Status.Accepted)
         {
             lock (_gate) _problem = $"{_options.PeerNode} refused the connection: {text}";
-            _logger.LogWarning("volume {Volume}: {Peer} refused replication: {Text}", _options.Volume, _options.PeerNode, text);
+            _connectFailures.Log($"volume {_options.Volume}: {_options.PeerNode} refused replication: {text}");
             return;
         }
         if (!cancel.TryReset()) return;

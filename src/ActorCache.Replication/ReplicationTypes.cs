@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text.Json.Serialization;
 
 namespace ActorCache.Replication;
 
@@ -7,6 +8,7 @@ namespace ActorCache.Replication;
 /// locally accepted under every protocol: the write-back cache's promise is FLUSH/FUA (DESIGN §2), so a
 /// protocol only changes what a completed FLUSH/FUA guarantees.
 /// </summary>
+[JsonConverter(typeof(JsonStringEnumConverter<ReplicationProtocol>))]
 public enum ReplicationProtocol
 {
     /// <summary>FLUSH waits for local durability only; peers catch up asynchronously (bounded by <see cref="ReplicaLinkOptions.MaxLagBytes"/>).</summary>
@@ -18,16 +20,18 @@ public enum ReplicationProtocol
 }
 
 /// <summary>The link's connection state (DRBD's connection states, reduced). JSON: "standalone", "connecting", "connected".</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<PeerConnection>))]
 public enum PeerConnection
 {
     /// <summary>Disconnected by the operator; no reconnect until <see cref="ReplicaLink.Connect"/>.</summary>
-    StandAlone,
+    [JsonStringEnumMemberName("standalone")] StandAlone,
     /// <summary>Trying to reach the peer (it is down, unknown, or the last connection failed).</summary>
-    Connecting,
-    Connected,
+    [JsonStringEnumMemberName("connecting")] Connecting,
+    [JsonStringEnumMemberName("connected")] Connected,
 }
 
-/// <summary>DRBD's disk states, as the primary knows its peer's.</summary>
+/// <summary>DRBD's disk states, as the primary knows its peer's. JSON: "Unknown", "Inconsistent", "Outdated", "UpToDate".</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<PeerDisk>))]
 public enum PeerDisk
 {
     Unknown,
