@@ -58,6 +58,7 @@ public sealed class ReplicaLink : IAsyncDisposable
     // All guarded by _gate.
     private OutOfSyncBitmap.FileFlags _flags;
     private long _lastSequence;         // the newest batch whose blocks are accounted for: shipped, queued or marked
+    private long _firstSeenSequence = -1; // the first batch published to the link before Start had read what the saved bitmap covers
     private bool _streaming;            // batches go to the send buffer (else into the bitmap)
     private long _session;
     private CancellationTokenSource? _sessionCancel;
@@ -180,6 +181,8 @@ public sealed class ReplicaLink : IAsyncDisposable
             else if (durable == 0) accounted = 0; // a new volume: nothing written yet, the bitmap starts empty
             else reason = "the volume has data written before the link existed";
             if (accounted >= 0 && durable > accounted) reason = $"batches {accounted + 1}..{durable} were written while the link was not running";
+            else if (accounted >= 0 && _firstSeenSequence > Math.Max(accounted, durable) + 1)
+                reason = $"batches {Math.Max(accounted, durable) + 1}..{_firstSeenSequence - 1} were written before the link subscribed";
             if (reason is not null) MarkAllLocked(reason);
             // Batches already seen by OnBatch moved _lastSequence on (and checked their own gap).
             _lastSequence = Math.Max(_lastSequence, Math.Max(accounted, durable));
@@ -265,12 +268,16 @@ public sealed class ReplicaLink : IAsyncDisposable
             if (Volatile.Read(ref _streaming)) buffer = CopyFrame(batch, length);
             lock (_gate)
             {
-                if (_lastSequence >= 0 && header.Sequence > _lastSequence + 1)
+                if (_lastSequence < 0) _firstSeenSequence = header.Sequence; // Start checks it against what the saved bitmap covers
+                else if (header.Sequence > _lastSequence + 1)
+                {
                     MarkAllLocked($"batches {_lastSequence + 1}..{header.Sequence - 1} were not published to the link");
+                    cancel = FailSessionLocked("batches were missed; the peer is resynced"); // an in-sync peer must resync now
+                }
                 _lastSequence = Math.Max(_lastSequence, header.Sequence);
                 if (_readFrom >= 0 && Touches(batch.Entries, _readFrom, _readCount)) _readInvalid = true;
                 if (_streaming && _frames.Bytes + length > _options.MaxLagBytes)
-                    cancel = FailSessionLocked($"the peer fell more than {_options.MaxLagBytes} bytes behind; it is disconnected and resynced when it reconnects " +
+                    cancel ??= FailSessionLocked($"the peer fell more than {_options.MaxLagBytes} bytes behind; it is disconnected and resynced when it reconnects " +
                                                "(raise max-lag-bytes or check the peer's disk and network)");
                 if (_streaming)
                 {
