@@ -405,7 +405,6 @@ public sealed class ReplicaLink : IAsyncDisposable
             _sessionCancel = cancel;
             _streaming = true;
             _connection = PeerConnection.Connected;
-            _problem = null;
             _latency.Reset();
             _receivedFrame = _durableFrame = _nextFrameId - 1;
             resync = _bitmap.Count > 0 || peerState?.Disk != PeerDisk.UpToDate;
@@ -426,6 +425,7 @@ public sealed class ReplicaLink : IAsyncDisposable
                 _receivedSequence = _durableSequence = _lastSequence;
                 _peerDisk = PeerDisk.UpToDate;
                 _peerInSync = true;
+                _problem = null;
                 JoinBarrierLocked();
             }
         }
@@ -622,6 +622,7 @@ public sealed class ReplicaLink : IAsyncDisposable
                 _resyncing = false;
                 _peerDisk = PeerDisk.UpToDate;
                 _peerInSync = true;
+                _problem = null; // the last problem stays visible until the peer is in sync again
                 _logger.LogInformation("volume {Volume}: resync of {Peer} finished ({Bytes} bytes); it is UpToDate", _options.Volume, _options.PeerNode,
                     _resyncDone);
                 JoinBarrierLocked();

@@ -44,6 +44,13 @@ public enum PeerDisk
 
 public sealed record ResyncProgress(long Done, long Total, double BytesPerSecond);
 
+/// <summary>
+/// One link's view of its peer. <see cref="OutOfSyncBytes"/>: marked in the bitmap (4 KiB per block);
+/// <see cref="Resync"/>: null unless a resync runs; <see cref="LagBatches"/>/<see cref="LagBytes"/>: held
+/// in the send buffer, queued or shipped and not yet durable at the peer; ack latency: from shipping a
+/// batch to the acknowledgement the protocol waits for (Durable under C, Received under A and B);
+/// <see cref="Problem"/>: the last error, kept until the peer is in sync again.
+/// </summary>
 public sealed record PeerStatus(string Node, PeerConnection Connection, PeerDisk Disk, long OutOfSyncBytes, ResyncProgress? Resync,
     long LagBatches, long LagBytes, double AckLatencyP50Micros, double AckLatencyP99Micros, string? Problem);
 
