@@ -81,3 +81,27 @@ public sealed class FormatTests : IDisposable
         Assert.Equal("\"C\"", JsonSerializer.Serialize(ReplicationProtocol.C));
     }
 }
+
+public sealed class BitmapModelTests
+{
+    [Fact]
+    public void Setting_and_clearing_ranges_matches_a_bool_array()
+    {
+        var random = new Random(4);
+        var bitmap = new OutOfSyncBitmap(1000);
+        var model = new bool[1000];
+        for (var op = 0; op < 2000; op++)
+        {
+            var start = random.Next(0, 1000);
+            var count = random.Next(1, 200);
+            var set = random.Next(2) == 0;
+            if (set) bitmap.Set(start, count);
+            else bitmap.Clear(start, count);
+            for (var b = start; b < Math.Min(1000, start + count); b++) model[b] = set;
+            Assert.Equal(model.Count(x => x), bitmap.Count);
+        }
+        for (var b = 0; b < 1000; b++) Assert.Equal(model[b], bitmap.IsSet(b));
+        bitmap.SetAll();
+        Assert.Equal(1000, bitmap.Count);
+    }
+}
