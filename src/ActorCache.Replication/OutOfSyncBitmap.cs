@@ -22,29 +22,26 @@ internal sealed class OutOfSyncBitmap
     /// <summary>Blocks set.</summary>
     public long Count { get; private set; }
 
-    public void Set(long block, long count)
-    {
-        var end = Math.Min(block + count, Blocks);
-        for (var b = block; b < end; b++)
-        {
-            ref var word = ref _words[b >> 6];
-            var bit = 1UL << (int)(b & 63);
-            if ((word & bit) != 0) continue;
-            word |= bit;
-            Count++;
-        }
-    }
+    public void Set(long block, long count) => Change(block, count, set: true);
 
-    public void Clear(long block, long count)
+    public void Clear(long block, long count) => Change(block, count, set: false);
+
+    /// <summary>Word at a time, so marking a whole large volume (a full resync) stays cheap under the link's lock.</summary>
+    private void Change(long block, long count, bool set)
     {
         var end = Math.Min(block + count, Blocks);
-        for (var b = block; b < end; b++)
+        while (block < end)
         {
-            ref var word = ref _words[b >> 6];
-            var bit = 1UL << (int)(b & 63);
-            if ((word & bit) == 0) continue;
-            word &= ~bit;
-            Count--;
+            var word = (int)(block >> 6);
+            var from = (int)(block & 63);
+            var bits = (int)Math.Min(64 - from, end - block);
+            var mask = bits == 64 ? ulong.MaxValue : ((1UL << bits) - 1) << from;
+            ref var w = ref _words[word];
+            var changed = set ? mask & ~w : mask & w;
+            if (set) w |= mask;
+            else w &= ~mask;
+            Count += set ? BitOperations.PopCount(changed) : -BitOperations.PopCount(changed);
+            block += bits;
         }
     }
 

@@ -47,6 +47,7 @@ public sealed class ReplicaLink : IAsyncDisposable
     private readonly LogEntry[] _entries = new LogEntry[LogFormat.MaxEntries]; // under _gate
     private readonly CancellationTokenSource _stopping = new();
     private readonly Subscriber _subscriber;
+    private readonly RepeatedLog _connectFailures;
     private IDisposable? _subscription;
     private Task? _loop;
     private int _disposed;
@@ -57,6 +58,7 @@ public sealed class ReplicaLink : IAsyncDisposable
     // All guarded by _gate.
     private OutOfSyncBitmap.FileFlags _flags;
     private long _lastSequence;         // the newest batch whose blocks are accounted for: shipped, queued or marked
+    private long _firstSeenSequence = -1; // the first batch published to the link before Start had read what the saved bitmap covers
     private bool _streaming;            // batches go to the send buffer (else into the bitmap)
     private long _session;
     private CancellationTokenSource? _sessionCancel;
@@ -90,6 +92,7 @@ public sealed class ReplicaLink : IAsyncDisposable
         _participantName = $"peer {options.PeerNode}";
         _bitmap = new OutOfSyncBitmap(cache.Size / BlockSize);
         _subscriber = new Subscriber(this);
+        _connectFailures = new RepeatedLog(logger, LogLevel.Warning);
         _lastSequence = -1; // unknown until Start reads the persisted bitmap
     }
 
@@ -178,6 +181,8 @@ public sealed class ReplicaLink : IAsyncDisposable
             else if (durable == 0) accounted = 0; // a new volume: nothing written yet, the bitmap starts empty
             else reason = "the volume has data written before the link existed";
             if (accounted >= 0 && durable > accounted) reason = $"batches {accounted + 1}..{durable} were written while the link was not running";
+            else if (accounted >= 0 && _firstSeenSequence > Math.Max(accounted, durable) + 1)
+                reason = $"batches {Math.Max(accounted, durable) + 1}..{_firstSeenSequence - 1} were written before the link subscribed";
             if (reason is not null) MarkAllLocked(reason);
             // Batches already seen by OnBatch moved _lastSequence on (and checked their own gap).
             _lastSequence = Math.Max(_lastSequence, Math.Max(accounted, durable));
@@ -263,12 +268,16 @@ public sealed class ReplicaLink : IAsyncDisposable
             if (Volatile.Read(ref _streaming)) buffer = CopyFrame(batch, length);
             lock (_gate)
             {
-                if (_lastSequence >= 0 && header.Sequence > _lastSequence + 1)
+                if (_lastSequence < 0) _firstSeenSequence = header.Sequence; // Start checks it against what the saved bitmap covers
+                else if (header.Sequence > _lastSequence + 1)
+                {
                     MarkAllLocked($"batches {_lastSequence + 1}..{header.Sequence - 1} were not published to the link");
+                    cancel = FailSessionLocked("batches were missed; the peer is resynced"); // an in-sync peer must resync now
+                }
                 _lastSequence = Math.Max(_lastSequence, header.Sequence);
                 if (_readFrom >= 0 && Touches(batch.Entries, _readFrom, _readCount)) _readInvalid = true;
                 if (_streaming && _frames.Bytes + length > _options.MaxLagBytes)
-                    cancel = FailSessionLocked($"the peer fell more than {_options.MaxLagBytes} bytes behind; it is disconnected and resynced when it reconnects " +
+                    cancel ??= FailSessionLocked($"the peer fell more than {_options.MaxLagBytes} bytes behind; it is disconnected and resynced when it reconnects " +
                                                "(raise max-lag-bytes or check the peer's disk and network)");
                 if (_streaming)
                 {
@@ -332,7 +341,11 @@ public sealed class ReplicaLink : IAsyncDisposable
                 }
                 catch (Exception e) when (e is not OperationCanceledException || !stopping.IsCancellationRequested)
                 {
-                    lock (_gate) _problem = e is OperationCanceledException ? _problem : Describe(e);
+                    var problem = e is OperationCanceledException
+                        ? $"connecting to {_options.PeerNode} timed out after {_options.AckTimeout.TotalSeconds:F1}s"
+                        : Describe(e);
+                    lock (_gate) _problem = problem;
+                    _connectFailures.Log($"volume {_options.Volume}: replication to {_options.PeerNode}: {problem}; retrying every {_options.ReconnectInterval.TotalSeconds:F1}s");
                 }
             }
             try
@@ -373,7 +386,7 @@ public sealed class ReplicaLink : IAsyncDisposable
         if (status != Handshake.Status.Accepted)
         {
             lock (_gate) _problem = $"{_options.PeerNode} refused the connection: {text}";
-            _logger.LogWarning("volume {Volume}: {Peer} refused replication: {Text}", _options.Volume, _options.PeerNode, text);
+            _connectFailures.Log($"volume {_options.Volume}: {_options.PeerNode} refused replication: {text}");
             return;
         }
         if (!cancel.TryReset()) return;
@@ -392,7 +405,6 @@ public sealed class ReplicaLink : IAsyncDisposable
             _sessionCancel = cancel;
             _streaming = true;
             _connection = PeerConnection.Connected;
-            _problem = null;
             _latency.Reset();
             _receivedFrame = _durableFrame = _nextFrameId - 1;
             resync = _bitmap.Count > 0 || peerState?.Disk != PeerDisk.UpToDate;
@@ -413,6 +425,7 @@ public sealed class ReplicaLink : IAsyncDisposable
                 _receivedSequence = _durableSequence = _lastSequence;
                 _peerDisk = PeerDisk.UpToDate;
                 _peerInSync = true;
+                _problem = null;
                 JoinBarrierLocked();
             }
         }
@@ -609,6 +622,7 @@ public sealed class ReplicaLink : IAsyncDisposable
                 _resyncing = false;
                 _peerDisk = PeerDisk.UpToDate;
                 _peerInSync = true;
+                _problem = null; // the last problem stays visible until the peer is in sync again
                 _logger.LogInformation("volume {Volume}: resync of {Peer} finished ({Bytes} bytes); it is UpToDate", _options.Volume, _options.PeerNode,
                     _resyncDone);
                 JoinBarrierLocked();
@@ -658,15 +672,16 @@ public sealed class ReplicaLink : IAsyncDisposable
     private async Task ResyncAsync(long session, CancellationToken cancellationToken)
     {
         var cursor = 0L;
+        // Resync uses at most half the send buffer, so batches always find room.
+        var runBlocks = (int)Math.Clamp(_options.MaxLagBytes / 2 / BlockSize, 1, ResyncRunBlocks);
         while (true)
         {
-            // Resync uses at most half the send buffer, so batches always find room.
             while (true)
             {
                 lock (_gate)
                 {
                     if (session != _session || !_streaming) return;
-                    if (_frames.Bytes + ResyncRunBlocks * BlockSize <= _options.MaxLagBytes / 2) break;
+                    if (_frames.Bytes + runBlocks * BlockSize <= _options.MaxLagBytes / 2) break;
                 }
                 await Task.Delay(2, cancellationToken).ConfigureAwait(false);
             }
@@ -675,7 +690,7 @@ public sealed class ReplicaLink : IAsyncDisposable
             lock (_gate)
             {
                 if (session != _session || !_streaming) return;
-                if (!_bitmap.NextRun(cursor, ResyncRunBlocks, out start, out count) && !_bitmap.NextRun(0, ResyncRunBlocks, out start, out count))
+                if (!_bitmap.NextRun(cursor, runBlocks, out start, out count) && !_bitmap.NextRun(0, runBlocks, out start, out count))
                 {
                     // Everything resynced is queued: the peer flushes and is then UpToDate through the last batch before this frame.
                     _resyncDoneFrame = EnqueueControlLocked(FrameKind.ResyncDone, _lastSequence);

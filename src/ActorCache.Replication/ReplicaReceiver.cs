@@ -209,6 +209,9 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
     private long _unflushedBytes;
     private DateTime _stateWritten = DateTime.UtcNow;
     private bool _stateChanged;
+    private long _stateVersion;
+    private readonly Lock _stateWrite = new();
+    private long _writtenVersion; // under _stateWrite
 
     public async Task RunAsync(CancellationToken cancellationToken)
     {
@@ -244,12 +247,14 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
                     break;
                 case FrameKind.ResyncBegin:
                     SendAck(AckKind.Received, frame.FrameId);
+                    (ReplicaState, long) inconsistent;
                     lock (_gate)
                     {
                         _disk = PeerDisk.Inconsistent;
-                        // Written before any resync data is applied: a replica cut off mid-resync is never taken for a consistent one.
-                        WriteStateLocked();
+                        inconsistent = StateLocked();
                     }
+                    // Written before any resync data is applied: a replica cut off mid-resync is never taken for a consistent one.
+                    Write(inconsistent);
                     Applied(frame.FrameId, -1, 0, flush: false);
                     break;
                 case FrameKind.ResyncDone:
@@ -265,6 +270,7 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
         }
     }
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ApplyBatchAsync(FrameHeader frame, Memory<byte> payload, CancellationToken cancellationToken)
     {
         // Everything is checked before anything is applied.
@@ -352,6 +358,7 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
                     _unflushedBytes = 0;
                 }
                 if (frame > Volatile.Read(ref _durableFrame)) await sink.Target.FlushAsync(cancellationToken).ConfigureAwait(false);
+                (ReplicaState, long)? state = null;
                 lock (_gate)
                 {
                     if (frame > _durableFrame)
@@ -365,10 +372,12 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
                         _resyncDoneFrame = -1;
                         _disk = PeerDisk.UpToDate;
                         _durableSequence = Math.Max(_durableSequence, _resyncDoneSequence);
-                        WriteStateLocked();
+                        state = StateLocked();
                     }
-                    else if (_stateChanged && _disk == PeerDisk.UpToDate && DateTime.UtcNow - _stateWritten >= StateInterval) WriteStateLocked();
+                    else if (_stateChanged && _disk == PeerDisk.UpToDate && DateTime.UtcNow - _stateWritten >= StateInterval) state = StateLocked();
                 }
+                // UpToDate is on disk before the primary hears the resync is done (and counts this replica in FLUSH).
+                Write(state);
                 SendAck(AckKind.Durable, frame);
             }
         }
@@ -392,11 +401,24 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
         }
     }
 
-    private void WriteStateLocked()
+    /// <summary>The state to write now; the caller writes it with <see cref="Write"/> outside the lock.</summary>
+    private (ReplicaState State, long Version) StateLocked()
     {
-        new ReplicaState(_disk, _durableSequence, primaryVolumeId, DateTimeOffset.UtcNow).Write(sink.StateDirectory);
         _stateWritten = DateTime.UtcNow;
         _stateChanged = false;
+        return (new ReplicaState(_disk, _durableSequence, primaryVolumeId, DateTimeOffset.UtcNow), ++_stateVersion);
+    }
+
+    /// <summary>Writes a state unless a newer one was written already (the reader and the flusher both write; the newest wins).</summary>
+    private void Write((ReplicaState State, long Version)? state)
+    {
+        if (state is not { } s) return;
+        lock (_stateWrite)
+        {
+            if (s.Version <= _writtenVersion) return;
+            s.State.Write(sink.StateDirectory);
+            _writtenVersion = s.Version;
+        }
     }
 
     /// <summary>After the connection ended: the flusher stops, and the state file gets the last durable sequence.</summary>
@@ -405,7 +427,9 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
         _stopped = true;
         _flushSignal.Set();
         await _flusher.ConfigureAwait(false);
+        (ReplicaState, long)? state = null;
         lock (_gate)
-            if (_stateChanged && _disk == PeerDisk.UpToDate) WriteStateLocked();
+            if (_stateChanged && _disk == PeerDisk.UpToDate) state = StateLocked();
+        Write(state);
     }
 }

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Text.Json.Serialization;
 
 namespace ActorCache.Replication;
 
@@ -7,6 +8,7 @@ namespace ActorCache.Replication;
 /// locally accepted under every protocol: the write-back cache's promise is FLUSH/FUA (DESIGN §2), so a
 /// protocol only changes what a completed FLUSH/FUA guarantees.
 /// </summary>
+[JsonConverter(typeof(JsonStringEnumConverter<ReplicationProtocol>))]
 public enum ReplicationProtocol
 {
     /// <summary>FLUSH waits for local durability only; peers catch up asynchronously (bounded by <see cref="ReplicaLinkOptions.MaxLagBytes"/>).</summary>
@@ -18,16 +20,18 @@ public enum ReplicationProtocol
 }
 
 /// <summary>The link's connection state (DRBD's connection states, reduced). JSON: "standalone", "connecting", "connected".</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<PeerConnection>))]
 public enum PeerConnection
 {
     /// <summary>Disconnected by the operator; no reconnect until <see cref="ReplicaLink.Connect"/>.</summary>
-    StandAlone,
+    [JsonStringEnumMemberName("standalone")] StandAlone,
     /// <summary>Trying to reach the peer (it is down, unknown, or the last connection failed).</summary>
-    Connecting,
-    Connected,
+    [JsonStringEnumMemberName("connecting")] Connecting,
+    [JsonStringEnumMemberName("connected")] Connected,
 }
 
-/// <summary>DRBD's disk states, as the primary knows its peer's.</summary>
+/// <summary>DRBD's disk states, as the primary knows its peer's. JSON: "Unknown", "Inconsistent", "Outdated", "UpToDate".</summary>
+[JsonConverter(typeof(JsonStringEnumConverter<PeerDisk>))]
 public enum PeerDisk
 {
     Unknown,
@@ -40,6 +44,13 @@ public enum PeerDisk
 
 public sealed record ResyncProgress(long Done, long Total, double BytesPerSecond);
 
+/// <summary>
+/// One link's view of its peer. <see cref="OutOfSyncBytes"/>: marked in the bitmap (4 KiB per block);
+/// <see cref="Resync"/>: null unless a resync runs; <see cref="LagBatches"/>/<see cref="LagBytes"/>: held
+/// in the send buffer, queued or shipped and not yet durable at the peer; ack latency: from shipping a
+/// batch to the acknowledgement the protocol waits for (Durable under C, Received under A and B);
+/// <see cref="Problem"/>: the last error, kept until the peer is in sync again.
+/// </summary>
 public sealed record PeerStatus(string Node, PeerConnection Connection, PeerDisk Disk, long OutOfSyncBytes, ResyncProgress? Resync,
     long LagBatches, long LagBytes, double AckLatencyP50Micros, double AckLatencyP99Micros, string? Problem);
 

@@ -373,3 +373,111 @@ internal sealed class FlippingProxy : IAsyncDisposable
         await Task.WhenAll(pumps);
     }
 }
+
+/// <summary>Disconnects (operator, ack timeout, lag bound) and the persisted out-of-sync bitmap.</summary>
+public sealed class DisconnectTests
+{
+    private const int Blocks = (int)(ReplicaFixture.Size / 4096);
+
+    [Fact]
+    public async Task An_operator_disconnect_leaves_the_barrier_and_connect_resyncs_only_what_was_missed()
+    {
+        await using var f = new ReplicaFixture();
+        f.StartReceiver();
+        var link = f.StartLink(ReplicationProtocol.C);
+        await f.WaitInSyncAsync();
+        link.Disconnect();
+        await ReplicaFixture.WaitUntilAsync(() => link.Status.Connection == PeerConnection.StandAlone, TimeSpan.FromSeconds(10), () => $"{link.Status}");
+        for (var i = 0; i < 4; i++) await f.WriteAsync(100 + i * 8, 8, i);
+        await f.Primary.FlushAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(32 * 4096, link.Status.OutOfSyncBytes);
+        await Task.Delay(300);
+        Assert.Equal(PeerConnection.StandAlone, link.Status.Connection); // no reconnect until asked
+        link.Connect();
+        await f.WaitInSyncAsync();
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after connect");
+    }
+
+    [Fact]
+    public async Task A_peer_that_stops_acknowledging_is_disconnected_so_FLUSH_does_not_hang()
+    {
+        await using var f = new ReplicaFixture();
+        HeldFlushTarget? held = null;
+        f.WrapSink = target => held = new HeldFlushTarget(target);
+        f.StartReceiver();
+        var link = f.StartLink(ReplicationProtocol.C, ackTimeout: TimeSpan.FromMilliseconds(500));
+        await f.WaitInSyncAsync();
+        held!.Hold();
+        await f.WriteAsync(5, 4, 1);
+        await f.Primary.FlushAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.Contains("did not acknowledge", link.Status.Problem);
+        // The unacknowledged frames go into the bitmap once the session's tasks have stopped.
+        await ReplicaFixture.WaitUntilAsync(() => link.Status.OutOfSyncBytes > 0, TimeSpan.FromSeconds(10), () => $"{link.Status}");
+        held.Release();
+        await f.WaitInSyncAsync();
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the peer came back");
+    }
+
+    [Fact]
+    public async Task A_peer_lagging_beyond_the_bound_is_disconnected_and_resynced()
+    {
+        await using var f = new ReplicaFixture();
+        HeldFlushTarget? held = null;
+        f.WrapSink = target => held = new HeldFlushTarget(target);
+        f.StartReceiver();
+        var link = f.StartLink(ReplicationProtocol.A, ackTimeout: TimeSpan.FromSeconds(60), maxLag: 1 << 20);
+        await f.WaitInSyncAsync();
+        held!.Hold(); // nothing becomes durable on the peer: the send buffer only grows
+        for (var b = 0; b < 1024; b += 64) await f.WriteAsync(b, 64, 2);
+        await f.Primary.FlushAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(20)); // protocol A: local durability only
+        await ReplicaFixture.WaitUntilAsync(() => link.Status.Problem?.Contains("behind") == true, TimeSpan.FromSeconds(10), () => $"{link.Status}");
+        Assert.True(link.Status.LagBytes <= 1 << 20);
+        held.Release();
+        await f.WaitInSyncAsync();
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the lagging peer was resynced");
+    }
+
+    [Fact]
+    public async Task The_bitmap_survives_a_clean_restart_of_the_link_and_a_crash_means_a_full_resync()
+    {
+        await using var f = new ReplicaFixture();
+        f.StartReceiver();
+        f.PeerUp = false;
+        var link = f.StartLink(ReplicationProtocol.C);
+        await f.WriteAsync(40, 8, 1);
+        await f.Primary.FlushAsync();
+        Assert.Equal(8 * 4096, link.Status.OutOfSyncBytes);
+        // While running the file on disk is dirty: a copy stands for what a crash would leave.
+        var file = Path.Combine(f.LinkState, "out-of-sync.bitmap");
+        var crashed = File.ReadAllBytes(file);
+        await link.DisposeAsync();
+
+        // Clean restart: the same 8 blocks, nothing more.
+        link = f.StartLink(ReplicationProtocol.C);
+        Assert.Equal(8 * 4096, link.Status.OutOfSyncBytes);
+        f.PeerUp = true;
+        await f.WaitInSyncAsync();
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the restarted link resynced");
+        await link.DisposeAsync();
+
+        // A crash: the file the link left is the dirty one; the link cannot know what the peer lacks.
+        File.WriteAllBytes(file, crashed);
+        link = f.StartLink(ReplicationProtocol.C);
+        await ReplicaFixture.WaitUntilAsync(() => link.Status.Disk == PeerDisk.UpToDate, TimeSpan.FromSeconds(30), () => $"{link.Status}");
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the full resync");
+
+        // Batches written while no link ran are not lost either.
+        await link.DisposeAsync();
+        await f.WriteAsync(900, 4, 3);
+        await f.Primary.FlushAsync();
+        link = f.StartLink(ReplicationProtocol.C);
+        Assert.Equal(ReplicaFixture.Size, link.Status.OutOfSyncBytes);
+        await f.WaitInSyncAsync();
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after batches the link missed");
+    }
+}

@@ -1,0 +1,107 @@
+using System.Text.Json;
+
+namespace ActorCache.Replication.Tests;
+
+/// <summary>The persisted and wire formats on their own: replica state, out-of-sync bitmap, frames, JSON names.</summary>
+public sealed class FormatTests : IDisposable
+{
+    private readonly string _directory = Directory.CreateTempSubdirectory("actorcache-replication-format-").FullName;
+
+    public void Dispose() => Directory.Delete(_directory, recursive: true);
+
+    [Fact]
+    public void The_replica_state_round_trips_and_a_missing_one_reads_as_null()
+    {
+        Assert.Null(ReplicaState.Read(_directory));
+        var state = new ReplicaState(PeerDisk.UpToDate, 1234, Guid.NewGuid(), DateTimeOffset.FromUnixTimeSeconds(1_800_000_000));
+        state.Write(_directory);
+        Assert.Equal(state, ReplicaState.Read(_directory));
+        Assert.False(File.Exists(Path.Combine(_directory, ReplicaState.FileName + ".tmp")));
+        File.WriteAllText(Path.Combine(_directory, ReplicaState.FileName), "{\"disk\": ");
+        Assert.Throws<InvalidDataException>(() => ReplicaState.Read(_directory));
+    }
+
+    [Fact]
+    public void The_bitmap_finds_runs_and_rejects_a_damaged_file()
+    {
+        var bitmap = new OutOfSyncBitmap(1000);
+        bitmap.Set(10, 5);
+        bitmap.Set(63, 3);
+        bitmap.Set(998, 10);
+        Assert.Equal(5 + 3 + 2, bitmap.Count);
+        Assert.True(bitmap.NextRun(0, 100, out var start, out var count));
+        Assert.Equal((10L, 5), (start, count));
+        Assert.True(bitmap.NextRun(15, 2, out start, out count));
+        Assert.Equal((63L, 2), (start, count));
+        Assert.True(bitmap.NextRun(66, 100, out start, out count));
+        Assert.Equal((998L, 2), (start, count));
+        Assert.False(bitmap.NextRun(1000, 100, out _, out _));
+        var volume = Guid.NewGuid();
+        bitmap.Save(_directory, new OutOfSyncBitmap.Saved(OutOfSyncBitmap.FileFlags.PeerSeen, volume, 77));
+
+        var loaded = new OutOfSyncBitmap(1000);
+        Assert.Equal(new OutOfSyncBitmap.Saved(OutOfSyncBitmap.FileFlags.PeerSeen, volume, 77), loaded.Load(_directory));
+        Assert.Equal(bitmap.Count, loaded.Count);
+        Assert.True(loaded.IsSet(64) && !loaded.IsSet(66));
+
+        var path = Path.Combine(_directory, OutOfSyncBitmap.FileName);
+        var bytes = File.ReadAllBytes(path);
+        bytes[^1] ^= 1;
+        File.WriteAllBytes(path, bytes);
+        Assert.Null(new OutOfSyncBitmap(1000).Load(_directory));
+        Assert.Null(new OutOfSyncBitmap(2000).Load(_directory));
+    }
+
+    [Fact]
+    public void A_frame_header_or_ack_with_a_flipped_bit_does_not_verify()
+    {
+        var head = new byte[FrameHeader.Size];
+        new FrameHeader(FrameKind.ResyncData, 3, 42, 1000, 0xABCD).Write(head);
+        Assert.True(FrameHeader.TryRead(head, out var read));
+        Assert.Equal(new FrameHeader(FrameKind.ResyncData, 3, 42, 1000, 0xABCD), read);
+        for (var bit = 0; bit < FrameHeader.Size * 8; bit++)
+        {
+            head[bit / 8] ^= (byte)(1 << (bit % 8));
+            Assert.False(FrameHeader.TryRead(head, out _), $"bit {bit} flipped still verifies");
+            head[bit / 8] ^= (byte)(1 << (bit % 8));
+        }
+        var ack = new byte[Ack.Size];
+        Ack.Write(ack, AckKind.Durable, 99);
+        Assert.True(Ack.TryRead(ack, out var kind, out var id) && kind == AckKind.Durable && id == 99);
+        ack[9] ^= 4;
+        Assert.False(Ack.TryRead(ack, out _, out _));
+    }
+
+    [Fact]
+    public void Status_enums_serialise_with_the_documented_names()
+    {
+        Assert.Equal("\"standalone\"", JsonSerializer.Serialize(PeerConnection.StandAlone));
+        Assert.Equal("\"connected\"", JsonSerializer.Serialize(PeerConnection.Connected));
+        Assert.Equal("\"UpToDate\"", JsonSerializer.Serialize(PeerDisk.UpToDate));
+        Assert.Equal("\"C\"", JsonSerializer.Serialize(ReplicationProtocol.C));
+    }
+}
+
+public sealed class BitmapModelTests
+{
+    [Fact]
+    public void Setting_and_clearing_ranges_matches_a_bool_array()
+    {
+        var random = new Random(4);
+        var bitmap = new OutOfSyncBitmap(1000);
+        var model = new bool[1000];
+        for (var op = 0; op < 2000; op++)
+        {
+            var start = random.Next(0, 1000);
+            var count = random.Next(1, 200);
+            var set = random.Next(2) == 0;
+            if (set) bitmap.Set(start, count);
+            else bitmap.Clear(start, count);
+            for (var b = start; b < Math.Min(1000, start + count); b++) model[b] = set;
+            Assert.Equal(model.Count(x => x), bitmap.Count);
+        }
+        for (var b = 0; b < 1000; b++) Assert.Equal(model[b], bitmap.IsSet(b));
+        bitmap.SetAll();
+        Assert.Equal(1000, bitmap.Count);
+    }
+}
