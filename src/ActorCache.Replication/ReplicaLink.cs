@@ -82,6 +82,7 @@ public sealed class ReplicaLink : IAsyncDisposable
 
     public ReplicaLink(ReplicaLinkOptions options, WriteBackCache cache, ILogger logger)
     {
+        _epoch = options.Epoch;
         if (cache.Size % BlockSize != 0) throw new ArgumentException($"volume {options.Volume}: its size {cache.Size} is not a multiple of {BlockSize}");
         _options = options;
         _cache = cache;
@@ -94,6 +95,18 @@ public sealed class ReplicaLink : IAsyncDisposable
         _subscriber = new Subscriber(this);
         _connectFailures = new RepeatedLog(logger, LogLevel.Warning);
         _lastSequence = -1; // unknown until Start reads the persisted bitmap
+    }
+
+    private long _epoch;
+
+    /// <summary>
+    /// The epoch of the replica set this node is primary under (<see cref="ReplicaLinkOptions.Epoch"/>), sent with
+    /// every connection; a protocol switch raises it live. A peer refuses a link whose epoch and primary are not its own set's.
+    /// </summary>
+    public long Epoch
+    {
+        get => Volatile.Read(ref _epoch);
+        set => Volatile.Write(ref _epoch, value);
     }
 
     /// <summary>What FLUSH/FUA wait for (see the remarks); switchable live: the link leaves and rejoins the barrier as needed.</summary>
@@ -378,7 +391,7 @@ public sealed class ReplicaLink : IAsyncDisposable
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(stopping); // cancelled by FailSessionLocked's callers
         cancel.CancelAfter(_options.AckTimeout); // the handshake must be done by then
         await socket.ConnectAsync(endpoint, cancel.Token).ConfigureAwait(false);
-        await Handshake.SendAllAsync(socket, Handshake.Hello(_options.Volume, _volumeId), cancel.Token).ConfigureAwait(false);
+        await Handshake.SendAllAsync(socket, Handshake.Hello(_options.PrimaryNode.Length == 0 ? _options.Volume : $"{_options.Volume}@{_options.PrimaryNode}", _volumeId, Epoch), cancel.Token).ConfigureAwait(false);
         var reply = new byte[Handshake.ReplySize];
         if (!await Handshake.ReadExactlyAsync(socket, reply, cancel.Token).ConfigureAwait(false))
             throw new IOException($"{_options.PeerNode} closed the connection during the handshake");

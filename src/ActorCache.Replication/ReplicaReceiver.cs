@@ -14,7 +14,7 @@ namespace ActorCache.Replication;
 public sealed class ReplicaReceiver : IAsyncDisposable
 {
     private readonly Socket _listener;
-    private readonly Func<string, ReplicaSink?> _resolve;
+    private readonly Func<string, long, string, ReplicaSink?> _resolve;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _gate = new();
@@ -22,7 +22,7 @@ public sealed class ReplicaReceiver : IAsyncDisposable
     private readonly List<Task> _connections = [];
     private Task _accepting = Task.CompletedTask;
 
-    private ReplicaReceiver(Socket listener, Func<string, ReplicaSink?> resolve, ILogger logger)
+    private ReplicaReceiver(Socket listener, Func<string, long, string, ReplicaSink?> resolve, ILogger logger)
     {
         _listener = listener;
         _resolve = resolve;
@@ -31,7 +31,16 @@ public sealed class ReplicaReceiver : IAsyncDisposable
     }
 
     /// <summary>Listens on <paramref name="bind"/> (port 0 = any); <paramref name="resolve"/> maps a volume name to its sink, null when this node has no replica of it.</summary>
-    public static ReplicaReceiver Start(IPEndPoint bind, Func<string, ReplicaSink?> resolve, ILogger logger)
+    public static ReplicaReceiver Start(IPEndPoint bind, Func<string, ReplicaSink?> resolve, ILogger logger) =>
+        Start(bind, (volume, _, _) => resolve(volume), logger);
+
+    /// <summary>
+    /// As above, with the primary's claim: the epoch of the replica set under which it connects and its
+    /// node name (<see cref="ReplicaLinkOptions.Epoch"/>, <see cref="ReplicaLinkOptions.PrimaryNode"/>). A
+    /// node whose own set names another primary or epoch refuses it, so a former primary that has not yet
+    /// learnt of its demotion never writes to a replica that follows the new one.
+    /// </summary>
+    public static ReplicaReceiver Start(IPEndPoint bind, Func<string, long, string, ReplicaSink?> resolve, ILogger logger)
     {
         var listener = new Socket(bind.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
@@ -103,10 +112,14 @@ public sealed class ReplicaReceiver : IAsyncDisposable
             var name = new byte[BitConverter.ToUInt16(hello, 10)];
             if (!await Handshake.ReadExactlyAsync(socket, name, handshake.Token).ConfigureAwait(false)) return;
             volume = Encoding.UTF8.GetString(name);
-            var sink = _resolve(volume);
+            var epoch = BitConverter.ToUInt32(hello, 12);
+            var primary = "";
+            if (volume.IndexOf('@') is var at and >= 0) (volume, primary) = (volume[..at], volume[(at + 1)..]); // VOLUME@PRIMARY (names have no '@')
+            var sink = _resolve(volume, epoch, primary);
             if (sink is null)
             {
-                await RefuseAsync(socket, Handshake.Status.UnknownVolume, $"this node has no replica of volume {volume}", handshake.Token).ConfigureAwait(false);
+                await RefuseAsync(socket, Handshake.Status.UnknownVolume,
+                    $"this node has no replica of volume {volume} that follows {(primary.Length > 0 ? primary : "that primary")} under epoch {epoch}", handshake.Token).ConfigureAwait(false);
                 return;
             }
 

@@ -67,6 +67,12 @@ public sealed record ReplicaLinkOptions
 
     public ReplicationProtocol Protocol { get; init; } = ReplicationProtocol.C;
 
+    /// <summary>The epoch of the replica set under which this node is primary (see <see cref="ReplicaLink.Epoch"/>).</summary>
+    public long Epoch { get; init; }
+
+    /// <summary>This node's name, sent with the epoch: the peer takes data only from the primary its own replica set names.</summary>
+    public string PrimaryNode { get; init; } = "";
+
     /// <summary>Resync rate limit; 0 = no limit.</summary>
     public long ResyncBytesPerSecond { get; init; }
 

@@ -85,7 +85,7 @@ internal static class Ack
 }
 
 /// <summary>
-/// The handshake. Primary: magic "ACREPL01" (8), version (2), name length (2), reserved (4), primary volume id (16),
+/// The handshake. Primary: magic "ACREPL01" (8), version (2), name length (2), epoch of its replica set (4), primary volume id (16),
 /// then the volume name (UTF-8). Secondary: magic (8), status (2), disk (1), has state (1), reserved (4),
 /// applied sequence (8), primary volume id of its state (16), status text length (2), reserved (6), then the text.
 /// </summary>
@@ -103,7 +103,7 @@ internal static class Handshake
         VersionMismatch = 3,
     }
 
-    public static byte[] Hello(string volume, Guid primaryVolumeId)
+    public static byte[] Hello(string volume, Guid primaryVolumeId, long epoch = 0)
     {
         var name = Encoding.UTF8.GetBytes(volume);
         if (name.Length > ushort.MaxValue) throw new ArgumentException("volume name too long", nameof(volume));
@@ -111,6 +111,7 @@ internal static class Handshake
         BinaryPrimitives.WriteUInt64LittleEndian(hello, Magic);
         BinaryPrimitives.WriteUInt16LittleEndian(hello.AsSpan(8), Version);
         BinaryPrimitives.WriteUInt16LittleEndian(hello.AsSpan(10), (ushort)name.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(hello.AsSpan(12), (uint)epoch);
         primaryVolumeId.TryWriteBytes(hello.AsSpan(16, 16));
         name.CopyTo(hello, HelloSize);
         return hello;

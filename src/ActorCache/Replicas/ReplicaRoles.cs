@@ -61,7 +61,17 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
     public IReadOnlyList<PeerStatus> LinksOf(string volume) =>
         _attached.TryGetValue(volume, out var attached) ? [.. attached.Links.Select(l => l.Status)] : [];
 
-    private ReplicaSink? Resolve(string volume) => _attached.TryGetValue(volume, out var attached) ? attached.Sink : null;
+    /// <summary>The sink of a secondary replica here, for a primary connecting under this node's own replica set (its epoch), else null.</summary>
+    private ReplicaSink? Resolve(string volume, long epoch, string primary)
+    {
+        if (!_attached.TryGetValue(volume, out var attached) || attached.Sink is not { } sink) return null;
+        if (attached.Set.Epoch != epoch || attached.Set.Primary != primary)
+        {
+            _logger.LogWarning("volume {Name}: refused a data connection from {Primary} under epoch {Epoch}: this node follows {Set}", volume, primary, epoch, attached.Set);
+            return null;
+        }
+        return sink;
+    }
 
     public void Opened(Volume volume)
     {
@@ -71,7 +81,25 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         Enter(attached);
     }
 
+    /// <summary>A secondary stops taking its primary's data (its cache is about to close); a primary's links stay until it is closed.</summary>
     public async Task ClosingAsync(string volume)
+    {
+        await _changes.WaitAsync();
+        try
+        {
+            if (_attached.TryGetValue(volume, out var attached)) attached.Sink = null;
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    /// <summary>
+    /// The volume is closed: a primary's links go only now, after the close wrote the cache's last batches,
+    /// so they are shipped or recorded as missed and a clean restart resyncs only what a peer lacks.
+    /// </summary>
+    public async Task ClosedAsync(string volume)
     {
         await _changes.WaitAsync();
         try
@@ -107,7 +135,11 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         if (wasPrimary == isPrimary && attached.Set.Nodes.SequenceEqual(set.Nodes))
         {
             attached.Set = set;
-            foreach (var link in attached.Links) link.Protocol = ProtocolOf(set);
+            foreach (var link in attached.Links)
+            {
+                link.Protocol = ProtocolOf(set);
+                link.Epoch = set.Epoch;
+            }
             if (!isPrimary) catalog.Refuse(volume, SecondaryRefusal(volume, set));
             return;
         }
@@ -166,6 +198,8 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
                 PeerNode = peer,
                 ResolvePeer = ct => endpoints.ResolveAsync(peer, ct),
                 Protocol = ProtocolOf(set),
+                Epoch = set.Epoch,
+                PrimaryNode = settings.NodeName,
                 ResyncBytesPerSecond = settings.Replication.ResyncRate,
                 StateDirectory = Path.Combine(StateDirectory(name), "peer-" + peer),
                 MaxLagBytes = settings.Replication.MaxLag,

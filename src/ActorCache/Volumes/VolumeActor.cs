@@ -192,6 +192,7 @@ public sealed class VolumeActor : ReceiveActor, IWithUnboundedStash
         // The stack makes every acknowledged write durable on its way down, or counts what it could not.
         var report = await _volume.CloseAsync();
         _volume = null;
+        if (_observer is not null) await _observer.ClosedAsync(_definition.Name);
         var closed = new VolumeClosed(_definition.Name, report.NotDurableBytes, report.Problem);
         if (closed.IsDurable) _log.Info("volume {0} closed: flushed, cache actors stopped", _definition.Name);
         else _log.Error("volume {0} closed WITHOUT making every acknowledged write durable: {1}", _definition.Name, closed.Reason);
@@ -209,6 +210,7 @@ public sealed class VolumeActor : ReceiveActor, IWithUnboundedStash
         _log.Warning("volume {0} stopped without being closed; the log is replayed at the next start", _definition.Name);
         _volume.DisposeAsync().AsTask().GetAwaiter().GetResult();
         _volume = null;
+        _observer?.ClosedAsync(_definition.Name).GetAwaiter().GetResult();
     }
 }
 
