@@ -23,7 +23,7 @@ PROTOCOLS=${PROTOCOLS:-"A B"}
 OUTAGE=${OUTAGE:-10}                 # R2: seconds c is stopped
 RESYNC_TIMEOUT=${RESYNC_TIMEOUT:-300} # give up waiting for UpToDate after this many seconds
 work=$(mktemp -d /tmp/actorcache-replbench.XXXXXX)
-results=$work/results.tsv   # job  volume  protocol  rep  iops  MiB/s  p50  p99
+results=$work/results.tsv   # job  volume  protocol  rep  iops  MiB/s  p50  p99  peer-drops
 facts=$work/facts.tsv       # key  value  (ack latencies, resync and catch-up timings)
 : >"$results"; : >"$facts"; : >"$work/cpu.tsv"
 declare -A PID=() PORT=()
@@ -96,13 +96,17 @@ declare -A SPEC=( # compare.sh's job lines, unchanged
   [J2]="--rw=randwrite --bs=4k --iodepth=32 --fsync=1"
   [J3]="--rw=write --bs=1M --iodepth=8"
 )
+# A peer taken out of the stream (ack timeout, or more than max-lag unacknowledged) is logged by a as
+# "disconnected from PEER": a run during which that happened did not replicate all along.
+peer_drops() { grep -c "disconnected from" "$work/a/stdout" 2>/dev/null || true; }
 cpu_ticks() { # the CPU ticks (user + system) of nodes a b c so far, space separated
   local n
   for n in a b c; do awk '{sub(/.*\) /, ""); printf "%d ", $12 + $13}' "/proc/${PID[$n]}/stat" 2>/dev/null || printf '0 '; done
 }
 run_fio() { # job volume protocol rep: one time-based run, a row in results (compare.sh's parsing) and one in cpu.tsv
-  local out before after
+  local out before after drops
   before=$(cpu_ticks)
+  drops=$(peer_drops)
   out=$(fio --name="$1" --ioengine=nbd --uri="$(uri "$2")" ${SPEC[$1]} --size="$SIZE" --runtime="$RUNTIME" --time_based \
         --output-format=json 2>/dev/null || true)
   after=$(cpu_ticks)
@@ -111,19 +115,19 @@ run_fio() { # job volume protocol rep: one time-based run, a row in results (com
 print("\t".join(sys.argv[5:9] + [f"{(int(y) - int(x)) / hz / t:.2f}" for x, y in zip(b, a)]))' \
     "$(getconf CLK_TCK)" "$RUNTIME" "$before" "$after" "$@" >>"$work/cpu.tsv"
   printf '%s' "$out" >"$work/fio.json"
-  /usr/bin/python3 - "$@" "$work/fio.json" <<'PY' >>"$results"
+  /usr/bin/python3 - "$@" "$work/fio.json" "$(( $(peer_drops) - drops ))" <<'PY' >>"$results"
 import json, sys
-job, vol, proto, rep, path = sys.argv[1:6]
+job, vol, proto, rep, path, drops = sys.argv[1:7]
 text = open(path).read()
 try:
     d = json.loads(text[text.index("{"):])["jobs"][0]
     w = d["write"]; lat = w["clat_ns"].get("percentile", {})
-    print(f"{job}\t{vol}\t{proto}\t{rep}\t{w['iops']:.0f}\t{w['bw'] / 1024:.1f}\t{lat.get('50.000000', 0) / 1000:.0f}\t{lat.get('99.000000', 0) / 1000:.0f}")
+    print(f"{job}\t{vol}\t{proto}\t{rep}\t{w['iops']:.0f}\t{w['bw'] / 1024:.1f}\t{lat.get('50.000000', 0) / 1000:.0f}\t{lat.get('99.000000', 0) / 1000:.0f}\t{drops}")
 except Exception:
-    print(f"{job}\t{vol}\t{proto}\t{rep}\tnan\tnan\tnan\tnan")
+    print(f"{job}\t{vol}\t{proto}\t{rep}\tnan\tnan\tnan\tnan\t{drops}")
 PY
   paste <(tail -1 "$results") <(tail -1 "$work/cpu.tsv") |
-    awk -F'\t' '{printf "  %s %-5s protocol %s rep %s: %s IOPS, %s MiB/s; CPU (cores) a %s b %s c %s\n", $1, $2, $3, $4, $5, $6, $13, $14, $15}' >&2
+    awk -F'\t' '{printf "  %s %-5s protocol %s rep %s: %s IOPS, %s MiB/s; CPU (cores) a %s b %s c %s; peers dropped %s\n", $1, $2, $3, $4, $5, $6, $14, $15, $16, $9}' >&2
 }
 ack_latency() { # protocol: what peer status says after that protocol's runs
   local json
@@ -229,10 +233,11 @@ if kill -0 "${PID[c]}" 2>/dev/null; then echo "c did not stop within 60 s of clu
 wait "${PID[c]}" 2>/dev/null || true
 for _ in $(seq 100); do [ "$(peer_field c connection)" != connected ] && break; sleep 0.2; done
 fact r1_c_seen_as "$(peer_field c connection)/$(peer_field c disk)"
-t=$(now)
+t=$(now); drops=$(peer_drops)
 fio --name=r1 --ioengine=nbd --uri="$(uri rc)" --rw=write --bs=1M --iodepth=8 --size="$SIZE" --end_fsync=1 >/dev/null 2>&1
 fact r1_write_s "$(/usr/bin/python3 -c "import time; print(f'{time.time() - $t:.1f}')")"
 fact r1_oos_before_restart "$(peer_field c outOfSyncBytes)"
+fact r1_b_drops_during_write "$(( $(peer_drops) - drops ))"
 start_sampler
 t=$(now)
 start_node c
@@ -270,9 +275,11 @@ fact load_at_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 /usr/bin/python3 - "$results" "$facts" "$REPS" "$RUNTIME" "$OUTAGE" "$PROTOCOLS" "$work/cpu.tsv" "$(nproc) cores" <<'PY'
 import collections, statistics, sys
 rows = collections.defaultdict(dict)
+drops_in = {}
 for line in open(sys.argv[1]):
-    job, vol, proto, rep, iops, bw, p50, p99 = line.rstrip("\n").split("\t")
+    job, vol, proto, rep, iops, bw, p50, p99, drops = line.rstrip("\n").split("\t")
     rows[(job, proto)].setdefault(vol, []).append((int(rep), float(iops)))
+    if vol == "rc": drops_in[(job, proto)] = drops_in.get((job, proto), 0) + int(drops)
 facts = dict(l.rstrip("\n").split("\t", 1) for l in open(sys.argv[2]))
 reps, runtime, outage, protocols = sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6].split()
 target = {("J1", "C"): 0.6, ("J2", "C"): 0.6, ("J3", "C"): 0.5, ("J1", "A"): 0.9}
@@ -287,7 +294,10 @@ for (job, proto), by in sorted(rows.items(), key=lambda kv: ({"C": 0, "A": 1, "B
     spread = f", runs {pairs[0]:.2f}-{pairs[-1]:.2f}x" if len(pairs) > 1 else ""
     t = target.get((job, proto))
     met = "-" if t is None else ("yes" if ratio >= t else "no")
-    print(f"| {job} protocol {proto} vs unreplicated (IOPS {m_rc:.0f} / {m_plain:.0f}{spread}) | {ratio:.2f}x | {f'>= {t}x' if t else '-'} | {met} |")
+    d = drops_in.get((job, proto), 0)
+    dropped = f"; peers dropped {d} times during these rc runs" if d else ""
+    if d and met == "yes": met = "not as measured: peers dropped"
+    print(f"| {job} protocol {proto} vs unreplicated (IOPS {m_rc:.0f} / {m_plain:.0f}{spread}{dropped}) | {ratio:.2f}x | {f'>= {t}x' if t else '-'} | {met} |")
 for proto in ["C"] + protocols:
     b, c = facts.get(f"ack_{proto}_b"), facts.get(f"ack_{proto}_c")
     if b: print(f"| ack latency p50/p99 after protocol {proto}'s runs, peer b / c (us, cumulative since connect) | {b} / {c} | report | - |")
