@@ -100,6 +100,13 @@ public sealed class ReplicaLink : IAsyncDisposable
     private long _epoch;
 
     /// <summary>
+    /// Bytes the link holds for the peer now (queued, or shipped and not yet durable there), read without
+    /// the lock (a moment old at worst): the volume holds new writes back while it nears
+    /// <see cref="ReplicaLinkOptions.MaxLagBytes"/>, so a peer that is merely slower is not disconnected.
+    /// </summary>
+    public long HeldBytes => _frames.Bytes;
+
+    /// <summary>
     /// The epoch of the replica set this node is primary under (<see cref="ReplicaLinkOptions.Epoch"/>), sent with
     /// every connection; a protocol switch raises it live. A peer refuses a link whose epoch and primary are not its own set's.
     /// </summary>
@@ -511,9 +518,11 @@ public sealed class ReplicaLink : IAsyncDisposable
         if (!_streaming) return null;
         _streaming = false;
         if (problem is not null) _problem = problem;
-        LeaveBarrierLocked();
         _peerInSync = false;
         if (_peerDisk == PeerDisk.UpToDate) _peerDisk = PeerDisk.Outdated; // it misses every batch from now on
+        // Last: leaving the barrier may complete FLUSH waiters on this thread, and what they see of this
+        // link (the volume marks writes a peer lacks before a FLUSH is acknowledged) must be the peer lacking data.
+        LeaveBarrierLocked();
         var cancel = _sessionCancel;
         _sessionCancel = null;
         return cancel;

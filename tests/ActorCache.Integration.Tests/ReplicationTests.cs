@@ -207,4 +207,63 @@ public sealed class ReplicationTests : IAsyncLifetime
         await WaitAsync(async () => (await PeersAsync(a, "q")).All(p => p.GetProperty("connection").GetString() is "local" or "connected"), "peers back", 60);
         Assert.Contains("flushed", (await Tool.RunAsync("nbdsh", ["-u", a.UnixUri("q"), "-c", Write])).Output);
     }
+
+    /// <summary>
+    /// Split brain on a two-replica volume: a FLUSHes while b is stopped, then a is stopped and b is promoted
+    /// and FLUSHes too; when both run again, a refuses b's newer replica set (it acknowledged writes b lacks),
+    /// both report it, and nothing is merged. discard-my-data on a keeps a's data as a snapshot that reads back
+    /// what a had, and a is resynced from b.
+    /// </summary>
+    [Fact]
+    public async Task Split_brain_is_detected_reported_never_merged_and_the_discarded_side_is_kept_as_a_snapshot()
+    {
+        var (a, b, _) = await StartThreeAsync();
+        await Cli.CheckAsync(a, "volume", "create", "s", "--size", "16M", "--replicas", "a,b");
+        await WaitAsync(async () => (await PeersAsync(a, "s")).All(p => p.GetProperty("connection").GetString() is "local" or "connected"), "b connected");
+        static string Write(char c) => $"h.pwrite(b'{c}' * 4096, 0)\nh.flush()\nprint('flushed')";
+        Assert.Contains("flushed", (await Tool.RunAsync("nbdsh", ["-u", a.UnixUri("s"), "-c", Write('1')])).Output);
+
+        // a writes while b is stopped (its FLUSH completes once the link gives up on b), then a is stopped.
+        await Tool.CheckAsync("kill", "-STOP", b.Pid.ToString());
+        Assert.Contains("flushed", (await Tool.RunAsync("nbdsh", ["-u", a.UnixUri("s"), "-c", Write('A')], TimeSpan.FromSeconds(30))).Output);
+        await Tool.CheckAsync("kill", "-STOP", a.Pid.ToString());
+        await Tool.CheckAsync("kill", "-CONT", b.Pid.ToString());
+        try
+        {
+            // b, cut off from a, is promoted by force and writes too.
+            await WaitAsync(async () => (await Cli.RunAsync(b, "volume", "promote", "s", "--force")).ExitCode == 0, "b promoted", 30);
+            Assert.Contains("flushed", (await Tool.RunAsync("nbdsh", ["-u", b.UnixUri("s"), "-c", Write('B')], TimeSpan.FromSeconds(30))).Output);
+        }
+        finally
+        {
+            await Tool.CheckAsync("kill", "-CONT", a.Pid.ToString());
+        }
+
+        // Detected and reported on both sides; a keeps its data and role.
+        await WaitAsync(async () => (await PeersAsync(a, "s")).Any(p => p.GetProperty("splitBrain").GetBoolean()), "a reports split brain", 30);
+        await WaitAsync(async () => (await PeersAsync(b, "s")).Any(p => p.GetProperty("splitBrain").GetBoolean()), "b reports split brain", 30);
+        using var http = new HttpClient();
+        Assert.Contains("s: split brain with b", await (await http.GetAsync(a.AdminUrl + "/health")).Content.ReadAsStringAsync());
+        Assert.Equal("a", (await Cli.JsonAsync(a, "volume", "status", "s")).GetProperty("replication").GetProperty("primary").GetString());
+        var onA = Path.Combine(a.DataDir, "a-side.img");
+        await Tool.CheckAsync("nbdcopy", a.UnixUri("s"), onA);
+        Assert.Equal((byte)'A', File.ReadAllBytes(onA)[0]);
+
+        // a gives up its side: kept as a snapshot, then resynced from b.
+        await Cli.CheckAsync(a, "volume", "discard-my-data", "s");
+        var snapshot = (await Cli.JsonAsync(a, "snapshot", "list")).EnumerateArray()
+            .Single(x => x.GetProperty("name").GetString()!.StartsWith("split-brain-", StringComparison.Ordinal)).GetProperty("name").GetString();
+        var kept = Path.Combine(a.DataDir, "kept.img");
+        await Tool.CheckAsync("nbdcopy", a.UnixUri($"s@{snapshot}"), kept);
+        Assert.True(File.ReadAllBytes(onA).AsSpan().SequenceEqual(File.ReadAllBytes(kept)), "the split-brain snapshot does not read what a had");
+        await WaitAsync(async () => (await PeersAsync(b, "s")).All(p => p.GetProperty("disk").GetString() == "UpToDate" &&
+                                                                         p.GetProperty("connection").GetString() is "local" or "connected" &&
+                                                                         !p.GetProperty("splitBrain").GetBoolean()), "a resynced from b", 60);
+        // A switchover shows a now holds b's data.
+        await Cli.CheckAsync(b, "volume", "demote", "s");
+        await Cli.CheckAsync(a, "volume", "promote", "s");
+        var after = Path.Combine(a.DataDir, "after.img");
+        await Tool.CheckAsync("nbdcopy", a.UnixUri("s"), after);
+        Assert.Equal((byte)'B', File.ReadAllBytes(after)[0]);
+    }
 }

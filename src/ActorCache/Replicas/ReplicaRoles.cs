@@ -272,18 +272,36 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
                 _logger.LogWarning("volume {Name}: a FLUSH completed while {Peer} lacked data; marked, so that {Peer} promoted meanwhile is found as split brain, not resynced over",
                     name, peer, peer);
             }
-        });
+        }, () =>
+        {
+            // Back-pressure before a link must give up on a slower peer (it drops one that passes max-lag).
+            var links = attached.Shipping;
+            for (var i = 0; i < links.Length; i++)
+                if (links[i].HeldBytes > settings.Replication.MaxLag * 3 / 4) return true;
+            return false;
+        }, settings.Replication.AckTimeout);
     }
 
-    private readonly ConcurrentDictionary<string, string> _splitBrain = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, string> _splitBrain = new(StringComparer.Ordinal); // found here: this node refused the peer's newer set
+    private readonly ConcurrentDictionary<string, string> _splitBrainSeen = new(StringComparer.Ordinal); // reported by the peer that refused this node's
 
-    /// <summary>Records that this node's replica of <paramref name="volume"/> is in split brain with <paramref name="peer"/>; false when known already.</summary>
+    /// <summary>Records that this node refused <paramref name="peer"/>'s newer replica set of <paramref name="volume"/> (split brain); false when known already.</summary>
     public bool MarkSplitBrain(string volume, string peer) => _splitBrain.TryAdd(volume, peer);
 
     public void ClearSplitBrain(string volume) => _splitBrain.TryRemove(volume, out _);
 
-    /// <summary>The node this node's replica of <paramref name="volume"/> is in split brain with, or null.</summary>
-    public string? SplitBrainWith(string volume) => _splitBrain.GetValueOrDefault(volume);
+    /// <summary>The peer that reports split brain with this node now (it refused this node's set), or null: shown here too, decided there.</summary>
+    public void SeeSplitBrain(string volume, string? peer)
+    {
+        if (peer is null) _splitBrainSeen.TryRemove(volume, out _);
+        else _splitBrainSeen[volume] = peer;
+    }
+
+    /// <summary>The node this node refused as the newer primary of <paramref name="volume"/> (what it tells others), or null.</summary>
+    public string? OwnSplitBrainWith(string volume) => _splitBrain.GetValueOrDefault(volume);
+
+    /// <summary>The node this node's replica of <paramref name="volume"/> is in split brain with, found here or reported by it, or null.</summary>
+    public string? SplitBrainWith(string volume) => _splitBrain.GetValueOrDefault(volume) ?? _splitBrainSeen.GetValueOrDefault(volume);
 
     /// <summary>The file that says this node, as primary, acknowledged a FLUSH that <paramref name="peer"/> lacked (DATA_DIR/replicas/VOL/unshared-PEER).</summary>
     public string UnsharedMark(string volume, string peer) => Path.Combine(StateDirectory(volume), "unshared-" + peer);

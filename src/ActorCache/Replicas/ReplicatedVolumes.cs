@@ -118,7 +118,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         var set = roles.SetOf(name) ?? definition?.Replicas;
         return new ReplicaView(Self, name, set, set?.IsPrimary(Self) == true ? "primary" : "secondary", roles.DiskOf(name), roles.IsOpen(name))
         {
-            SplitBrainWith = SplitBrainWith(name),
+            SplitBrainWith = roles.OwnSplitBrainWith(name), // what this node decided; a peer's report is not echoed back
         };
     }
 
@@ -238,9 +238,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             logger.LogWarning("volume {Name}: the replica set changed to {Set} (a promotion, demotion or protocol switch made elsewhere); adopted", name, newest);
         }
         // The other side of a split brain says so: this node shows it too.
-        foreach (var view in others.Where(v => v.SplitBrainWith == Self)) roles.MarkSplitBrain(name, view.Node);
-        if (SplitBrainWith(name) is { } with && others.FirstOrDefault(v => v.Node == with) is { SplitBrainWith: null })
-            roles.ClearSplitBrain(name); // resolved over there (discard-my-data)
+        roles.SeeSplitBrain(name, others.FirstOrDefault(v => v.SplitBrainWith == Self)?.Node);
         roles.ClearMarksOfPeersInSync(name);
         await roles.ConfirmAsync(name);
     }

@@ -15,7 +15,8 @@ namespace ActorCache.Volumes;
 /// The checks asked with <c>fresh</c> (FLUSH, FUA: they promise durability) look at the links now; others
 /// may answer from a look a moment old.
 /// </summary>
-public sealed class PrimaryGuard(Func<bool, string?> quorumLost, bool suspends, Func<bool> peersLackData, Action markUnshared)
+public sealed class PrimaryGuard(Func<bool, string?> quorumLost, bool suspends, Func<bool> peersLackData, Action markUnshared, Func<bool>? lagging = null,
+    TimeSpan? lagWait = null)
 {
     private static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(100);
 
@@ -27,12 +28,23 @@ public sealed class PrimaryGuard(Func<bool, string?> quorumLost, bool suspends, 
 
     public string? QuorumLost(bool fresh) => quorumLost(fresh);
 
-    /// <summary>Returns at once while quorum holds; without it throws EIO, or waits for it under suspend-io. A fresh pass also marks unshared writes.</summary>
+    /// <summary>
+    /// Returns at once while quorum holds; without it throws EIO, or waits for it under suspend-io. A fresh
+    /// pass also marks unshared writes; one before a write waits while a peer lags far behind (back-pressure).
+    /// </summary>
     public ValueTask PassAsync(string volume, bool fresh, CancellationToken cancellationToken)
     {
         if (quorumLost(fresh) is not null) return WaitAsync(volume, fresh, cancellationToken);
         if (fresh && peersLackData()) markUnshared();
+        if (!fresh && lagging is not null && lagging()) return WaitForPeersAsync(cancellationToken);
         return ValueTask.CompletedTask;
+    }
+
+    /// <summary>Back-pressure: a write waits while a peer's link holds most of what it may (at most <c>lagWait</c>: a peer that stays stuck is the link's to drop).</summary>
+    private async ValueTask WaitForPeersAsync(CancellationToken cancellationToken)
+    {
+        var until = Environment.TickCount64 + (long)(lagWait ?? TimeSpan.FromSeconds(5)).TotalMilliseconds;
+        while (lagging!() && Environment.TickCount64 < until) await Task.Delay(1, cancellationToken).ConfigureAwait(false);
     }
 
     private async ValueTask WaitAsync(string volume, bool fresh, CancellationToken cancellationToken)
