@@ -249,6 +249,16 @@ public sealed class ReplicaLink : IAsyncDisposable
         CancelQuietly(cancel);
     }
 
+    /// <summary>
+    /// Online verify found <paramref name="count"/> blocks from <paramref name="block"/> differing on the peer:
+    /// they go into the out-of-sync bitmap and are resynced at the next reconnection (<c>peer resync</c>).
+    /// The peer stays connected meanwhile (its disk state does not change until then).
+    /// </summary>
+    public void MarkOutOfSync(long block, int count)
+    {
+        lock (_gate) _bitmap.Set(block, count);
+    }
+
     /// <summary>A session's cancellation may race with the session ending (and disposing it): that is fine.</summary>
     private static void CancelQuietly(CancellationTokenSource? cancel)
     {

@@ -102,7 +102,7 @@ public sealed class AdminApiTests : IDisposable
         Assert.StartsWith("the request body is not valid JSON", AssertError(HttpStatusCode.BadRequest, await SendAsync(node, post, "/api/volumes", "")));
         Assert.StartsWith("the request body is not valid JSON", AssertError(HttpStatusCode.BadRequest, await SendAsync(node, post, "/api/volumes", "[1, 2]")));
         Assert.Contains("not null", AssertError(HttpStatusCode.BadRequest, await SendAsync(node, post, "/api/volumes", "null")));
-        Assert.Equal("unknown field 'sise'; this endpoint takes name, size, mode, backing, readOnly",
+        Assert.Equal("unknown field 'sise'; this endpoint takes name, size, mode, backing, readOnly, replicas, protocol",
             AssertError(HttpStatusCode.BadRequest, await SendAsync(node, post, "/api/volumes", """{"name": "x", "sise": "1G"}""")));
         Assert.StartsWith("the request body is not valid JSON for this endpoint in field 'name': the value has the wrong type",
             AssertError(HttpStatusCode.BadRequest, await SendAsync(node, post, "/api/volumes", """{"name": 5, "size": "1G"}""")));

@@ -126,7 +126,8 @@ public sealed class InspectCommandTests : IDisposable
         using var top = System.Diagnostics.Process.Start(start)!;
         var stdout = top.StandardOutput.ReadToEndAsync();
         var stderr = top.StandardError.ReadToEndAsync();
-        await Task.Delay(4000);
+        // Long enough for two frames at 0.5 s even when the machine is loaded (a start of the CLI takes seconds then).
+        await Task.Delay(8000);
         Assert.False(top.HasExited, "top ended by itself: " + (top.HasExited ? await stderr : ""));
         await Tool.CheckAsync("kill", "-INT", top.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
         using (var limit = new CancellationTokenSource(TimeSpan.FromSeconds(20)))
@@ -143,7 +144,7 @@ public sealed class InspectCommandTests : IDisposable
         }
         var run = new ToolResult(top.ExitCode, await stdout, await stderr);
         Assert.True(run.ExitCode == 0, $"exit {run.ExitCode}:\n{run.Output}");
-        Assert.True(run.Stdout.Split("W IOPS").Length - 1 >= 2, "fewer than two frames in 4 s:\n" + run.Stdout);
+        Assert.True(run.Stdout.Split("W IOPS").Length - 1 >= 2, "fewer than two frames in 8 s:\n" + run.Stdout);
         Assert.Contains("vol0", run.Stdout);
         Assert.Equal("", run.Stderr);
     }

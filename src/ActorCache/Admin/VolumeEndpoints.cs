@@ -87,12 +87,27 @@ public static class VolumeEndpoints
     {
         var volumes = api.MapGroup("/volumes");
         volumes.MapGet("/{name}/peers", async (string name, ActorCache.Replicas.ReplicatedVolumes replicated, CancellationToken ct) =>
+            Peers(await replicated.PeerStatusAsync(name, ct)));
+
+        // Waits for the verify unless ?wait=false: then 202 and the operation to poll (the command line draws its progress).
+        volumes.MapPost("/{name}/verify", async (string name, string? wait, ActorCache.Replicas.ReplicatedVolumes replicated, AdminOperations operations,
+            CancellationToken ct) =>
         {
-            var list = await replicated.PeerStatusAsync(name, ct);
-            return Results.Json(list.Peers.Select(p => new PeerInfo(p.Node, p.Role, p.Connection, p.Disk, p.OutOfSyncBytes,
-                p.Resync is { } r ? new ResyncInfo(r.Done, r.Total, r.BytesPerSecond) : null, p.SplitBrain, p.LagBatches, p.LagBytes,
-                p.AckP50Micros, p.AckP99Micros, p.Problem)).ToList() as IReadOnlyList<PeerInfo>, ApiJson.Wire.IReadOnlyListPeerInfo);
-        });
+            // What differs is marked out of sync: peer status shows it afterwards (outOfSyncBytes), and the node's log per peer.
+            var operation = operations.Start("peer-verify", name, $"verify {name} against its peers", 0,
+                op => replicated.VerifyAsync(name, op.Report, CancellationToken.None));
+            if (wait is not null && !Flag("wait", wait))
+                return Results.Json(operation.Info(), ApiJson.Wire.OperationInfo, statusCode: StatusCodes.Status202Accepted);
+            await operation.Completion.WaitAsync(ct);
+            if (operation.Failure is { } failure) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
+            return Results.Json(operation.Info(), ApiJson.Wire.OperationInfo);
+        }).AddEndpointFilter<RequireAdminToken>();
+
+        volumes.MapPost("/{name}/resync", async (string name, ActorCache.Replicas.ReplicatedVolumes replicated, CancellationToken ct) =>
+        {
+            await replicated.ResyncAsync(name, ct);
+            return Peers(await replicated.PeerStatusAsync(name, ct));
+        }).AddEndpointFilter<RequireAdminToken>();
 
         volumes.MapPost("/{name}/promote", async (string name, HttpRequest request, ActorCache.Replicas.ReplicatedVolumes replicated, VolumeInfoReader reader,
             CancellationToken ct) =>
@@ -136,6 +151,11 @@ public static class VolumeEndpoints
             return Results.Json(await reader.GetAsync(name, ct), ApiJson.Wire.VolumeInfo);
         }).AddEndpointFilter<RequireAdminToken>();
     }
+
+    private static IResult Peers(ActorCache.Replicas.PeerStatusList list) =>
+        Results.Json(list.Peers.Select(p => new PeerInfo(p.Node, p.Role, p.Connection, p.Disk, p.OutOfSyncBytes,
+            p.Resync is { } r ? new ResyncInfo(r.Done, r.Total, r.BytesPerSecond) : null, p.SplitBrain, p.LagBatches, p.LagBytes,
+            p.AckP50Micros, p.AckP99Micros, p.Problem)).ToList() as IReadOnlyList<PeerInfo>, ApiJson.Wire.IReadOnlyListPeerInfo);
 
     /// <summary>A query flag: absent or <c>false</c> is false, <c>true</c> (or just <c>?force</c>) is true, anything else a 400.</summary>
     private static bool Flag(string name, string? value) => value?.ToLowerInvariant() switch

@@ -101,6 +101,12 @@ public sealed class AdminClient : IDisposable
     public Task<VolumeInfo> DemoteAsync(string volume, string? node, CancellationToken ct) =>
         SendAsync(HttpMethod.Post, $"api/volumes/{Escape(volume)}/demote", Body(new DemoteRequest { Node = node }, ApiJson.Wire.DemoteRequest), ApiJson.Wire.VolumeInfo, ct);
 
+    public Task<OperationInfo> StartVerifyAsync(string volume, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, $"api/volumes/{Escape(volume)}/verify?wait=false", null, ApiJson.Wire.OperationInfo, ct);
+
+    public Task<IReadOnlyList<PeerInfo>> ResyncAsync(string volume, CancellationToken ct) =>
+        SendAsync(HttpMethod.Post, $"api/volumes/{Escape(volume)}/resync", null, ApiJson.Wire.IReadOnlyListPeerInfo, ct);
+
     public Task<VolumeInfo> DiscardMyDataAsync(string volume, CancellationToken ct) =>
         SendAsync(HttpMethod.Post, $"api/volumes/{Escape(volume)}/discard-my-data", null, ApiJson.Wire.VolumeInfo, ct);
 

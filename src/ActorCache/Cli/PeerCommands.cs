@@ -21,6 +21,8 @@ public static class PeerCommands
             "Exit codes: 0 done, 1 refused or failed (the reason on stderr), 2 usage.");
         options.AddTo(peer);
         peer.Subcommands.Add(Status(options));
+        peer.Subcommands.Add(Verify(options));
+        peer.Subcommands.Add(Resync(options));
         peer.Subcommands.Add(ResyncRate(options));
         return peer.WithExamples("actorcache peer status r --data-dir a", "actorcache peer status r --json | jq '.[] | select(.disk != \"UpToDate\")'");
     }
@@ -38,6 +40,90 @@ public static class PeerCommands
             else run.Output.Write(Table(peers));
         });
         return command.WithExamples("actorcache peer status r", "actorcache peer status r --json");
+    }
+
+    private static Command Verify(NodeOptions options)
+    {
+        var name = VolumeCommands.NameArgument("the replicated volume");
+        var follow = new Option<bool>("--follow") { Description = "wait for the verify, with a progress bar on a terminal (without it the command returns once it started)" };
+        var command = new Command("verify",
+            "Online verify: the primary compares the checksum of every 4 KiB block with each connected peer's, at most at the resync rate when one " +
+            "is set; blocks that differ are marked out of sync (outOfSyncBytes in peer status) and resynced by 'peer resync'.") { name, follow };
+        options.SetAction(command, async run =>
+        {
+            var volume = run.Parsed.GetRequiredValue(name);
+            var operation = await run.Client.StartVerifyAsync(volume, run.Cancellation);
+            if (!run.Parsed.GetValue(follow))
+            {
+                if (run.Output.Json) run.Output.WriteJson(operation);
+                else run.Output.Say($"verify of {Markup.Escape(volume)} started (operation {operation.Id}); 'actorcache peer status {Markup.Escape(volume)}' shows what differs");
+                return;
+            }
+            await OperationProgress.WaitAsync(run.Client, operation, run.Output, run.Cancellation);
+            var peers = await run.Client.GetPeersAsync(volume, run.Cancellation);
+            if (run.Output.Json) run.Output.WriteJson(peers);
+            else run.Output.Write(Table(peers));
+        });
+        return command.WithExamples("actorcache peer verify r --follow", "actorcache peer verify r --follow --json | jq '.[].outOfSyncBytes'");
+    }
+
+    private static Command Resync(NodeOptions options)
+    {
+        var name = VolumeCommands.NameArgument("the replicated volume");
+        var follow = new Option<bool>("--follow") { Description = "wait until every peer is UpToDate, with a progress bar of the resync on a terminal" };
+        var command = new Command("resync",
+            "Resync what the peers lack now: the primary reconnects each peer, which resyncs the blocks its out-of-sync bitmap holds " +
+            "(and a peer that is away when it is back). With --follow, waits until every peer is connected and UpToDate.") { name, follow };
+        options.SetAction(command, async run =>
+        {
+            var volume = run.Parsed.GetRequiredValue(name);
+            var peers = await run.Client.ResyncAsync(volume, run.Cancellation);
+            if (run.Parsed.GetValue(follow)) peers = await FollowAsync(run, volume, peers);
+            if (run.Output.Json) run.Output.WriteJson(peers);
+            else run.Output.Write(Table(peers));
+        });
+        return command.WithExamples("actorcache peer resync r --follow", "actorcache peer resync r --json");
+    }
+
+    private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(250);
+
+    private static bool InSync(IReadOnlyList<PeerInfo> peers) =>
+        peers.All(p => p.Connection is "local" or "connected" && p.Disk == "UpToDate" && p.Resync is null && p.OutOfSyncBytes == 0);
+
+    /// <summary>Polls the peers until all are in sync: a progress bar of the bytes resynced on a terminal, nothing on a pipe.</summary>
+    private static async Task<IReadOnlyList<PeerInfo>> FollowAsync(CommandRun run, string volume, IReadOnlyList<PeerInfo> peers)
+    {
+        if (run.Output.Progress is not { } console)
+        {
+            while (!InSync(peers)) peers = await NextAsync(run, volume);
+            return peers;
+        }
+        await console.Progress().AutoClear(true)
+            .Columns(new SpinnerColumn(), new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new DownloadedColumn(),
+                new TransferSpeedColumn(), new RemainingTimeColumn())
+            .StartAsync(async context =>
+            {
+                var task = context.AddTask($"resync of {Markup.Escape(volume)}", maxValue: 1);
+                while (!InSync(peers))
+                {
+                    var total = peers.Sum(p => p.Resync?.Total ?? p.OutOfSyncBytes);
+                    task.IsIndeterminate = total == 0;
+                    if (total > 0)
+                    {
+                        task.MaxValue = total;
+                        task.Value = peers.Sum(p => p.Resync?.Done ?? 0);
+                    }
+                    peers = await NextAsync(run, volume);
+                }
+                task.Value = task.MaxValue;
+            });
+        return peers;
+    }
+
+    private static async Task<IReadOnlyList<PeerInfo>> NextAsync(CommandRun run, string volume)
+    {
+        await Task.Delay(PollInterval, run.Cancellation);
+        return await run.Client.GetPeersAsync(volume, run.Cancellation);
     }
 
     private static Command ResyncRate(NodeOptions options)

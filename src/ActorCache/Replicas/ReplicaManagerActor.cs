@@ -22,6 +22,7 @@ public sealed class ReplicaManagerActor : ReceiveActor
         Receive<GetPeerStatus>(m => Answer(m.Name, nodeName, ct => service().LocalPeerStatusAsync(m.Name, ct)));
         Receive<PromoteReplica>(m => Answer(m.Name, nodeName, ct => service().PromoteLocalAsync(m.Name, m.Force, ct)));
         Receive<DemoteReplica>(m => Answer(m.Name, nodeName, ct => service().DemoteLocalAsync(m.Name, ct)));
+        Receive<GetBlockChecksums>(m => Answer(m.Name, nodeName, ct => service().ChecksumsAsync(m.Name, m.FromBlock, m.Count, ct)));
         Receive<SwitchProtocol>(m => Answer(m.Name, nodeName, ct => service().SwitchProtocolLocalAsync(m.Name, m.Protocol, ct)));
     }
 

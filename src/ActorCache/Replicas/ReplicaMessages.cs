@@ -59,3 +59,8 @@ public sealed record DemoteReplica(string Name);
 
 /// <summary>Switch a volume's protocol (sent to its primary); answered with <see cref="ReplicaView"/> or <see cref="ReplicaRefused"/>.</summary>
 public sealed record SwitchProtocol(string Name, string Protocol);
+
+/// <summary>CRC32C of each 4 KiB block of a range of this node's replica (online verify); answered with <see cref="BlockChecksums"/> or <see cref="ReplicaRefused"/>.</summary>
+public sealed record GetBlockChecksums(string Name, long FromBlock, int Count);
+
+public sealed record BlockChecksums(string Node, uint[] Crcs);

@@ -365,6 +365,43 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         _ => ReplicationProtocol.C,
     };
 
+    /// <summary>CRC32C of each 4 KiB block from <paramref name="fromBlock"/> of the volume open here, read through its stack.</summary>
+    public async Task<uint[]> ChecksumsAsync(string volume, long fromBlock, int count, CancellationToken ct)
+    {
+        if (!_attached.TryGetValue(volume, out var attached)) throw new InvalidOperationException($"volume {volume} is not open on node {settings.NodeName}");
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(count * 4096);
+        try
+        {
+            var data = buffer.AsMemory(0, count * 4096);
+            await attached.Volume.Stack.ReadAsync(fromBlock * 4096, data, ct);
+            var crcs = new uint[count];
+            for (var i = 0; i < count; i++) crcs[i] = Blocks.Crc32C.Compute(data.Span.Slice(i * 4096, 4096));
+            return crcs;
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>The links of a primary volume here, by peer node.</summary>
+    public IReadOnlyDictionary<string, ReplicaLink> LinksByPeer(string volume) =>
+        _attached.TryGetValue(volume, out var attached) ? attached.Shipping.ToDictionary(l => l.Status.Node) : new Dictionary<string, ReplicaLink>();
+
+    /// <summary>The size of a volume open here.</summary>
+    public long SizeOf(string volume) => _attached.TryGetValue(volume, out var attached) ? attached.Volume.Size : 0;
+
+    /// <summary>Every link of a primary volume here disconnects and connects again: the reconnection resyncs what the peer lacks.</summary>
+    public void Reconnect(string volume)
+    {
+        if (!_attached.TryGetValue(volume, out var attached)) return;
+        foreach (var link in attached.Shipping)
+        {
+            link.Disconnect();
+            link.Connect();
+        }
+    }
+
     public void SetResyncRate(string volume, long bytesPerSecond)
     {
         if (!_attached.TryGetValue(volume, out var attached)) return;
