@@ -59,7 +59,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
 
     /// <summary>The links of a primary volume, with their peers' status (empty on a secondary).</summary>
     public IReadOnlyList<PeerStatus> LinksOf(string volume) =>
-        _attached.TryGetValue(volume, out var attached) ? [.. attached.Links.Select(l => l.Status)] : [];
+        _attached.TryGetValue(volume, out var attached) ? [.. attached.Shipping.Select(l => l.Status)] : [];
 
     /// <summary>The sink of a secondary replica here, for a primary connecting under this node's own replica set (its epoch), else null.</summary>
     private ReplicaSink? Resolve(string volume, long epoch, string primary)

@@ -63,6 +63,9 @@ public sealed class VolumeDeletion(NodeSettings settings, NodeVolumes volumes, N
                 logger.LogWarning("volume {Name} is being deleted; it closed without making every acknowledged write durable: {Reason}", name, closed.Reason);
         }
         var backingRemoved = VolumeFiles.Remove(definition, settings.Cache);
+        // A replica's state (replica state, peers' out-of-sync bitmaps, unshared marks) goes with it: a volume made later under the name starts clean.
+        var replicaState = Path.Combine(settings.DataDir, "replicas", name);
+        if (Directory.Exists(replicaState)) Directory.Delete(replicaState, recursive: true);
         var recorded = await volumeRegistry.Ask<object>(new DeleteVolume(name), AskTimeout, CancellationToken.None);
         if (recorded is VolumeRejected rejected) throw new InvalidOperationException($"volume {name}: {rejected.Reason}");
         clones.Forget(name);
