@@ -40,6 +40,10 @@ public sealed class CrashTests : IDisposable
             var journal = Path.Combine(_dataDir, $"journal-{run}.txt");
             var writer = Tool.RunAsync("/usr/bin/python3", [script, node.UnixUri("crash"), journal, run.ToString(), Blocks.ToString(), version.ToString()],
                 TimeSpan.FromMinutes(2));
+            // The kill lands at a random moment of the writing, not before the writer is connected: on a loaded
+            // machine python and its two connections can take longer than the shortest delay (the writer opens
+            // its journal once both are connected).
+            for (var waited = 0; !File.Exists(journal) && !writer.IsCompleted && waited < 300; waited++) await Task.Delay(100);
             await Task.Delay(random.Next(400, 2500));
             await node.KillAsync();
             var writerResult = await writer;
