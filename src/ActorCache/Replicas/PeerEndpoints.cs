@@ -88,9 +88,23 @@ public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> log
         try
         {
             var answer = await ManagerOf(member).Ask<DataEndpoint>(GetDataEndpoint.Instance, AskTimeout, ct);
-            if (answer.Address is null || !IPEndPoint.TryParse(answer.Address, out var endpoint)) return null;
+            if (answer.Address is null) return null;
+            if (!IPEndPoint.TryParse(answer.Address, out var endpoint))
+            {
+                // HOST:PORT with a host name (a pod's DNS name): resolved now, and again for the member's next incarnation.
+                var colon = answer.Address.LastIndexOf(':');
+                if (colon <= 0 || !int.TryParse(answer.Address[(colon + 1)..], out var port)) return null;
+                var addresses = await Dns.GetHostAddressesAsync(answer.Address[..colon], ct);
+                if (addresses.Length == 0) return null;
+                endpoint = new IPEndPoint(addresses[0], port);
+            }
             _known[node] = (member.UniqueAddress, endpoint);
             return endpoint;
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            logger.LogDebug("node {Node}'s data address does not resolve yet: {Reason}", node, e.Message);
+            return null;
         }
         catch (Exception e) when (e is AskTimeoutException or TaskCanceledException)
         {

@@ -25,8 +25,10 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
 
     public string NodeName => settings.NodeName;
 
-    /// <summary>Where this node takes data connections (HOST:PORT), once it listens.</summary>
-    public string? DataAddress => _receiver?.LocalEndpoint.ToString();
+    /// <summary>Where other nodes reach this node's data listener (HOST:PORT, HOST as configured), once it listens.</summary>
+    public string? DataAddress => _receiver is { } receiver
+        ? $"{(settings.Replication.ListenHost.Contains(':') && !settings.Replication.ListenHost.StartsWith('[') ? $"[{settings.Replication.ListenHost}]" : settings.Replication.ListenHost)}:{receiver.LocalEndpoint.Port}"
+        : null;
 
     /// <summary>Starts the data listener (idempotent); the node starts it before its volumes open.</summary>
     public void Start()
@@ -34,8 +36,8 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         lock (_receiverGate)
         {
             if (_receiver is not null) return;
-            _receiver = ReplicaReceiver.Start(settings.Replication.Listen, Resolve, _logger);
-            _logger.LogInformation("replication: taking data connections on {Endpoint}", _receiver.LocalEndpoint);
+            _receiver = ReplicaReceiver.Start(settings.Replication.Bind, Resolve, _logger);
+            _logger.LogInformation("replication: taking data connections on {Endpoint} (peers reach it at {Address})", _receiver.LocalEndpoint, DataAddress);
         }
     }
 

@@ -5,30 +5,29 @@ using ActorCache.Hosting;
 namespace ActorCache.Replicas;
 
 /// <summary>actorcache.replication: where the node takes its primaries' data connections, and the replicators' limits.</summary>
+/// <param name="ListenHost">The address to bind and to give peers: an IP binds that address; a host name (a pod's DNS name) binds every address and is given to peers as it is.</param>
 /// <param name="ResyncRate">Bytes per second per peer; 0: no limit.</param>
 /// <param name="Quorum">quorum = majority: a primary of three or more replicas writes only while it reaches a majority.</param>
 /// <param name="SuspendWithoutQuorum">on-no-quorum = suspend-io (wait) rather than io-error (fail with EIO).</param>
-public sealed record ReplicationSettings(IPEndPoint Listen, long ResyncRate, TimeSpan AckTimeout, long MaxLag, bool Quorum = true, bool SuspendWithoutQuorum = false)
+public sealed record ReplicationSettings(string ListenHost, int ListenPort, long ResyncRate, TimeSpan AckTimeout, long MaxLag, bool Quorum = true,
+    bool SuspendWithoutQuorum = false)
 {
-    public static readonly ReplicationSettings Default = new(new IPEndPoint(IPAddress.Loopback, 0), 0, TimeSpan.FromSeconds(5), 256L << 20);
+    public static readonly ReplicationSettings Default = new("127.0.0.1", 0, 0, TimeSpan.FromSeconds(5), 256L << 20);
+
+    /// <summary>Where the listener binds: the IP given, else every address (a host name is resolved by the peers, when they connect).</summary>
+    public IPEndPoint Bind => new(IPAddress.TryParse(ListenHost.Trim('[', ']'), out var ip) ? ip : IPAddress.Any, ListenPort);
 
     public static ReplicationSettings Read(SettingsReader read, string clusterHost)
     {
         var text = read.String("replication.listen");
-        IPEndPoint listen;
-        if (text.Length == 0)
+        var (host, port) = (clusterHost, 0);
+        if (text.Length > 0)
         {
-            listen = new IPEndPoint(Resolve(clusterHost, "actorcache.cluster.hostname"), 0);
+            if (!ActorCache.Cluster.ClusterAddress.TryParse(text, seed: false, out var address, out var error))
+                throw new SettingsException($"actorcache.replication.listen = {text}: {error}");
+            (host, port) = (address!.Host, address.Port);
         }
-        else if (!ActorCache.Cluster.ClusterAddress.TryParse(text, seed: false, out var address, out var error))
-        {
-            throw new SettingsException($"actorcache.replication.listen = {text}: {error}");
-        }
-        else
-        {
-            listen = new IPEndPoint(Resolve(address!.Host, "actorcache.replication.listen"), address.Port);
-        }
-        return new ReplicationSettings(listen, ReadResyncRate(read), read.Duration("replication.ack-timeout", TimeSpan.FromMilliseconds(100), "5s"),
+        return new ReplicationSettings(host, port, ReadResyncRate(read), read.Duration("replication.ack-timeout", TimeSpan.FromMilliseconds(100), "5s"),
             read.Size("replication.max-lag", 1 << 20),
             read.Choice("replication.quorum", ("majority", true), ("off", false)),
             read.Choice("replication.on-no-quorum", ("io-error", false), ("suspend-io", true)));
@@ -42,18 +41,5 @@ public sealed record ReplicationSettings(IPEndPoint Listen, long ResyncRate, Tim
         if (!Blocks.ByteSize.TryParse(text, out var rate, out var error))
             throw new SettingsException($"actorcache.replication.resync-rate = {text} is not allowed: {error}; give bytes per second (e.g. 100M) or 0 for no limit");
         return rate;
-    }
-
-    private static IPAddress Resolve(string host, string key)
-    {
-        if (IPAddress.TryParse(host.Trim('[', ']'), out var ip)) return ip;
-        try
-        {
-            return Dns.GetHostAddresses(host).FirstOrDefault() ?? throw new SettingsException($"{key}: {host} resolves to no address");
-        }
-        catch (System.Net.Sockets.SocketException e)
-        {
-            throw new SettingsException($"{key}: cannot resolve {host}: {e.Message}");
-        }
     }
 }
