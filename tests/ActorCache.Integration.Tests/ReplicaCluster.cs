@@ -9,7 +9,8 @@ namespace ActorCache.Integration.Tests;
 /// waiting, peer status, the NBD writer with FLUSH and FUA, and the check of what a node serves after a crash.
 /// Each node lists all three seeds with fixed ports, so a node restarted on its data directory rejoins.
 /// </summary>
-public sealed class ReplicaCluster : IAsyncDisposable
+/// <param name="extraArgs">More <c>serve</c> arguments for every node (started or restarted).</param>
+public sealed class ReplicaCluster(params string[] extraArgs) : IAsyncDisposable
 {
     private readonly List<string> _dirs = [];
     private readonly List<(string Name, NodeProcess Node)> _nodes = [];
@@ -38,7 +39,7 @@ public sealed class ReplicaCluster : IAsyncDisposable
             node = NodeProcess.Launch(dataDir,
             [
                 "--node-name", name, "--cluster", $"127.0.0.1:{_ports[name]}", .. _ports.Values.SelectMany(p => new[] { "--seed", $"127.0.0.1:{p}" }),
-                "--volume", $"local-{name}:16M", "--set", "actorcache.cache.ring-size=64M",
+                "--volume", $"local-{name}:16M", "--set", "actorcache.cache.ring-size=64M", .. extraArgs,
             ]);
             _nodes.Add((name, node));
         }
@@ -88,9 +89,10 @@ public sealed class ReplicaCluster : IAsyncDisposable
     /// Makes <paramref name="writes"/> writes: write i fills block <paramref name="start"/> + i % <paramref name="region"/> with
     /// <see cref="Pattern"/>(block, <paramref name="round"/>), FUA on every 5th, a FLUSH after every 8th, and after each FLUSH
     /// returns appends the count written to <paramref name="progress"/>: every count in that file is flushed. By default block i at
-    /// block i, once each.
+    /// block i, once each. With <paramref name="stop"/> it ends (after a FLUSH) once that file exists.
     /// </summary>
-    public static string WriterScript(string uri, string progress, int writes, int start = 0, int? region = null, int round = 0) => $$"""
+    public static string WriterScript(string uri, string progress, int writes, int start = 0, int? region = null, int round = 0, string? stop = null) => $$"""
+        import os
         h.connect_uri('{{uri}}')
         p = open('{{progress}}', 'a')
         for i in range({{writes}}):
@@ -100,6 +102,8 @@ public sealed class ReplicaCluster : IAsyncDisposable
                 h.flush()
                 p.write(str(i + 1) + '\n')
                 p.flush()
+                if {{(stop is null ? "False" : $"os.path.exists('{stop}')")}}:
+                    break
         """;
 
     /// <summary>Every block before <paramref name="flushed"/> holds its pattern; every later one its pattern or zeroes (nothing torn, nothing foreign).</summary>
