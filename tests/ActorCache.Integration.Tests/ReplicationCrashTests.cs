@@ -22,8 +22,7 @@ public sealed class ReplicationCrashTests(ITestOutputHelper log) : IAsyncLifetim
     private const int PrimaryKills = 10;
     private const int SecondaryRound = 3;  // this round kills a secondary instead of the primary
 
-    // A killed node's address is gated for 1 s, not 5: its next incarnation joins sooner (the rounds wait for it).
-    private readonly ReplicaCluster _cluster = new("--set", "akka.remote.retry-gate-closed-for=1s");
+    private readonly ReplicaCluster _cluster = new();
     private readonly string _work = NodeProcess.NewDataDir();
     private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(20) };
 
