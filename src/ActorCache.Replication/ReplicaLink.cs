@@ -457,6 +457,7 @@ public sealed class ReplicaLink : IAsyncDisposable
                 _peerInSync = true;
                 _problem = null;
                 JoinBarrierLocked();
+                NotifyInSyncLocked();
             }
         }
         _logger.LogInformation("volume {Volume}: connected to {Peer} at {Endpoint}{Resync}", _options.Volume, _options.PeerNode, endpoint,
@@ -658,10 +659,17 @@ public sealed class ReplicaLink : IAsyncDisposable
                 _logger.LogInformation("volume {Volume}: resync of {Peer} finished ({Bytes} bytes); it is UpToDate", _options.Volume, _options.PeerNode,
                     _resyncDone);
                 JoinBarrierLocked();
+                NotifyInSyncLocked();
             }
             if (_protocol == ReplicationProtocol.C) _participant?.Advance(_durableSequence);
             else if (_protocol == ReplicationProtocol.B) _participant?.Advance(_receivedSequence);
         }
+    }
+
+    /// <summary>Tells <see cref="ReplicaLinkOptions.PeerInSync"/>, outside the lock: the peer is UpToDate and in the barrier.</summary>
+    private void NotifyInSyncLocked()
+    {
+        if (_options.PeerInSync is { } inSync) ThreadPool.QueueUserWorkItem(static action => action(), inSync, preferLocal: false);
     }
 
     private void JoinBarrierLocked()

@@ -90,6 +90,12 @@ public sealed record ReplicaLinkOptions
 
     /// <summary>A connected peer that leaves a shipped frame unacknowledged this long is disconnected (so FLUSH never hangs on a dead peer).</summary>
     public TimeSpan AckTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Called (on the thread pool) each time the peer becomes UpToDate and joins the durability barrier: at a connect with
+    /// nothing to resync, or when a resync finishes. The primary forgets then that it acknowledged FLUSHes the peer lacked.
+    /// </summary>
+    public Action? PeerInSync { get; init; }
 }
 
 /// <summary>What a secondary volume exposes to the receiver: the target to apply to and a directory for its replica state file.</summary>

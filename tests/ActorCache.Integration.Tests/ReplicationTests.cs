@@ -1,5 +1,5 @@
-using System.Diagnostics;
 using System.Text.Json;
+using static ActorCache.Integration.Tests.ReplicaCluster;
 
 namespace ActorCache.Integration.Tests;
 
@@ -13,91 +13,15 @@ namespace ActorCache.Integration.Tests;
 public sealed class ReplicationTests : IAsyncLifetime
 {
     private const int VolumeMiB = 64;
-    private readonly List<string> _dirs = [];
-    private readonly List<NodeProcess> _nodes = [];
-    private readonly Dictionary<string, int> _ports = [];
+    private readonly ReplicaCluster _cluster = new();
 
     public Task InitializeAsync() => Task.CompletedTask;
 
-    public async Task DisposeAsync()
-    {
-        foreach (var node in _nodes) await node.DisposeAsync();
-        foreach (var dir in _dirs) Directory.Delete(dir, recursive: true);
-    }
+    public async Task DisposeAsync() => await _cluster.DisposeAsync();
 
-    private async Task<NodeProcess> StartAsync(string name, string? dataDir = null)
-    {
-        if (dataDir is null)
-        {
-            dataDir = NodeProcess.NewDataDir();
-            _dirs.Add(dataDir);
-        }
-        // Every node lists all three as seeds (as the README advises): a restarted node finds the others.
-        foreach (var n in new[] { "a", "b", "c" })
-            if (!_ports.ContainsKey(n)) _ports[n] = NodeProcess.FreePort();
-        var node = NodeProcess.Launch(dataDir,
-        [
-            "--node-name", name, "--cluster", $"127.0.0.1:{_ports[name]}", .. _ports.Values.SelectMany(p => new[] { "--seed", $"127.0.0.1:{p}" }),
-            "--volume", $"local-{name}:16M", "--set", "actorcache.cache.ring-size=64M",
-        ]);
-        _nodes.Add(node);
-        await node.WaitReadyAsync();
-        return node;
-    }
+    private Task<NodeProcess> StartAsync(string name, string? dataDir = null) => _cluster.StartAsync(name, dataDir);
 
-    private async Task<(NodeProcess A, NodeProcess B, NodeProcess C)> StartThreeAsync()
-    {
-        var all = await Task.WhenAll(StartAsync("a"), StartAsync("b"), StartAsync("c"));
-        var (a, others) = (all[0], all[1..]);
-        await WaitAsync(async () => (await Cli.JsonAsync(a, "cluster", "show")).EnumerateArray().Count(m => m.GetProperty("status").GetString() == "Up") == 3,
-            "three members Up");
-        return (a, others[0], others[1]);
-    }
-
-    private static async Task WaitAsync(Func<Task<bool>> done, string what, int seconds = 60)
-    {
-        var watch = Stopwatch.StartNew();
-        while (watch.Elapsed < TimeSpan.FromSeconds(seconds))
-        {
-            if (await done()) return;
-            await Task.Delay(300);
-        }
-        throw new Xunit.Sdk.XunitException($"{what}: not within {seconds} s");
-    }
-
-    private static async Task<List<JsonElement>> PeersAsync(NodeProcess node, string volume) =>
-        [.. (await Cli.JsonAsync(node, "peer", "status", volume)).EnumerateArray()];
-
-    /// <summary>
-    /// Writes block i (4 KiB of byte i % 251 + 1) at block i, FUA on every 5th, a FLUSH after every 8th, and after each
-    /// FLUSH returns appends the count written to <paramref name="progress"/>: every count in that file is flushed.
-    /// </summary>
-    private static string WriterScript(string uri, string progress, int blocks) => $$"""
-        h.connect_uri('{{uri}}')
-        p = open('{{progress}}', 'a')
-        for i in range({{blocks}}):
-            h.pwrite(bytes([i % 251 + 1]) * 4096, i * 4096, nbd.CMD_FLAG_FUA if i % 5 == 0 else 0)
-            if i % 8 == 7:
-                h.flush()
-                p.write(str(i + 1) + '\n')
-                p.flush()
-        """;
-
-    /// <summary>Every block before <paramref name="flushed"/> holds its pattern; every later one its pattern or zeroes (nothing torn, nothing foreign).</summary>
-    private static void AssertHolds(byte[] image, int flushed, int written, string where)
-    {
-        for (var i = 0; i < written; i++)
-        {
-            var block = image.AsSpan(i * 4096, 4096);
-            var want = (byte)(i % 251 + 1);
-            var whole = block.IndexOfAnyExcept(want) < 0;
-            if (i < flushed) Assert.True(whole, $"{where}: flushed block {i} does not hold its data");
-            else Assert.True(whole || block.IndexOfAnyExcept((byte)0) < 0, $"{where}: block {i} is torn or foreign");
-        }
-    }
-
-    private static int LastCount(string progress) =>
-        File.Exists(progress) ? File.ReadAllLines(progress).Where(l => l.Length > 0).Select(int.Parse).DefaultIfEmpty(0).Max() : 0;
+    private Task<(NodeProcess A, NodeProcess B, NodeProcess C)> StartThreeAsync() => _cluster.StartThreeAsync();
 
     [Fact]
     public async Task A_replicated_volume_lives_on_three_nodes_and_a_flushed_write_survives_the_primary_killed()

@@ -206,6 +206,9 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
                 StateDirectory = Path.Combine(StateDirectory(name), "peer-" + peer),
                 MaxLagBytes = settings.Replication.MaxLag,
                 AckTimeout = settings.Replication.AckTimeout,
+                // A peer in sync again has every write: its unshared-writes mark goes now, not at the reconciler's next round
+                // (seconds later): a primary killed meanwhile would find that peer's legitimate promotion a split brain.
+                PeerInSync = () => ClearMarksSafely(name),
             }, cache, loggers.CreateLogger($"ActorCache.Replication.{name}.{peer}"));
             if (fullResync) link.MarkAllOutOfSync();
             link.Start();
@@ -331,6 +334,18 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             cleared = true;
         }
         if (cleared && attached.Volume.Guard is not null) attached.Volume.Guard = GuardOf(attached);
+    }
+
+    private void ClearMarksSafely(string volume)
+    {
+        try
+        {
+            ClearMarksOfPeersInSync(volume);
+        }
+        catch (Exception e)
+        {
+            _logger.LogWarning("volume {Name}: removing the unshared-writes mark of a peer in sync failed (the reconciler tries again): {Reason}", volume, e.Message);
+        }
     }
 
     /// <summary>Creates a small file durably (the file and its directory entry fsynced) before a FLUSH that needs it is acknowledged.</summary>

@@ -1,0 +1,124 @@
+using System.Diagnostics;
+using System.Text.Json;
+
+namespace ActorCache.Integration.Tests;
+
+/// <summary>
+/// Three real <c>actorcache serve</c> processes named a, b and c (one Akka cluster, each node its own data
+/// directory, NBD socket and replication listener) for the replication tests, and what those tests share:
+/// waiting, peer status, the NBD writer with FLUSH and FUA, and the check of what a node serves after a crash.
+/// Each node lists all three seeds with fixed ports, so a node restarted on its data directory rejoins.
+/// </summary>
+/// <param name="extraArgs">More <c>serve</c> arguments for every node (started or restarted).</param>
+public sealed class ReplicaCluster(params string[] extraArgs) : IAsyncDisposable
+{
+    private readonly List<string> _dirs = [];
+    private readonly List<(string Name, NodeProcess Node)> _nodes = [];
+    private readonly Dictionary<string, int> _ports = [];
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var (_, node) in _nodes) await node.DisposeAsync();
+        foreach (var dir in _dirs) Directory.Delete(dir, recursive: true);
+    }
+
+    /// <summary>Starts node <paramref name="name"/> on a new data directory, or restarts it on <paramref name="dataDir"/>.</summary>
+    public async Task<NodeProcess> StartAsync(string name, string? dataDir = null)
+    {
+        if (dataDir is null)
+        {
+            dataDir = NodeProcess.NewDataDir();
+            lock (_dirs) _dirs.Add(dataDir);
+        }
+        NodeProcess node;
+        lock (_nodes)
+        {
+            // Every node lists all three as seeds (as the README advises): a restarted node finds the others.
+            foreach (var n in new[] { "a", "b", "c" })
+                if (!_ports.ContainsKey(n)) _ports[n] = NodeProcess.FreePort();
+            node = NodeProcess.Launch(dataDir,
+            [
+                "--node-name", name, "--cluster", $"127.0.0.1:{_ports[name]}", .. _ports.Values.SelectMany(p => new[] { "--seed", $"127.0.0.1:{p}" }),
+                "--volume", $"local-{name}:16M", "--set", "actorcache.cache.ring-size=64M", .. extraArgs,
+            ]);
+            _nodes.Add((name, node));
+        }
+        await node.WaitReadyAsync();
+        return node;
+    }
+
+    public async Task<(NodeProcess A, NodeProcess B, NodeProcess C)> StartThreeAsync()
+    {
+        var all = await Task.WhenAll(StartAsync("a"), StartAsync("b"), StartAsync("c"));
+        var (a, others) = (all[0], all[1..]);
+        await WaitAsync(async () => (await Cli.JsonAsync(a, "cluster", "show")).EnumerateArray().Count(m => m.GetProperty("status").GetString() == "Up") == 3,
+            "three members Up");
+        return (a, others[0], others[1]);
+    }
+
+    /// <summary>The last <paramref name="lines"/> lines of every process started (killed ones too), for a failure message.</summary>
+    public string Tails(int lines = 60)
+    {
+        lock (_nodes)
+            return string.Join("\n", _nodes.Select(n =>
+            {
+                var output = n.Node.Output.Split('\n');
+                return $"----- node {n.Name} (pid {n.Node.Pid}{(n.Node.HasExited ? ", exited" : "")}), last {Math.Min(lines, output.Length)} lines -----\n" +
+                       string.Join('\n', output.TakeLast(lines));
+            }));
+    }
+
+    public static async Task WaitAsync(Func<Task<bool>> done, string what, int seconds = 60, int pollMilliseconds = 300)
+    {
+        var watch = Stopwatch.StartNew();
+        while (watch.Elapsed < TimeSpan.FromSeconds(seconds))
+        {
+            if (await done()) return;
+            await Task.Delay(pollMilliseconds);
+        }
+        throw new Xunit.Sdk.XunitException($"{what}: not within {seconds} s");
+    }
+
+    public static async Task<List<JsonElement>> PeersAsync(NodeProcess node, string volume) =>
+        [.. (await Cli.JsonAsync(node, "peer", "status", volume)).EnumerateArray()];
+
+    /// <summary>The byte that fills block <paramref name="block"/> when written in round <paramref name="round"/> (never 0; 251 is prime, so rounds fewer than 251 apart differ).</summary>
+    public static byte Pattern(int block, int round) => (byte)((block + 37 * round) % 251 + 1);
+
+    /// <summary>
+    /// Makes <paramref name="writes"/> writes: write i fills block <paramref name="start"/> + i % <paramref name="region"/> with
+    /// <see cref="Pattern"/>(block, <paramref name="round"/>), FUA on every 5th, a FLUSH after every 8th, and after each FLUSH
+    /// returns appends the count written to <paramref name="progress"/>: every count in that file is flushed. By default block i at
+    /// block i, once each. With <paramref name="stop"/> it ends (after a FLUSH) once that file exists.
+    /// </summary>
+    public static string WriterScript(string uri, string progress, int writes, int start = 0, int? region = null, int round = 0, string? stop = null) => $$"""
+        import os
+        h.connect_uri('{{uri}}')
+        p = open('{{progress}}', 'a')
+        for i in range({{writes}}):
+            b = {{start}} + i % {{region ?? writes}}
+            h.pwrite(bytes([(b + 37 * {{round}}) % 251 + 1]) * 4096, b * 4096, nbd.CMD_FLAG_FUA if i % 5 == 0 else 0)
+            if i % 8 == 7:
+                h.flush()
+                p.write(str(i + 1) + '\n')
+                p.flush()
+                if {{(stop is null ? "False" : $"os.path.exists('{stop}')")}}:
+                    break
+        """;
+
+    /// <summary>Every block before <paramref name="flushed"/> holds its pattern; every later one its pattern or zeroes (nothing torn, nothing foreign).</summary>
+    public static void AssertHolds(byte[] image, int flushed, int written, string where)
+    {
+        for (var i = 0; i < written; i++)
+        {
+            var block = image.AsSpan(i * 4096, 4096);
+            var want = Pattern(i, 0);
+            var whole = block.IndexOfAnyExcept(want) < 0;
+            if (i < flushed) Assert.True(whole, $"{where}: flushed block {i} does not hold its data");
+            else Assert.True(whole || block.IndexOfAnyExcept((byte)0) < 0, $"{where}: block {i} is torn or foreign");
+        }
+    }
+
+    public static int LastCount(string progress) =>
+        File.Exists(progress) ? File.ReadAllLines(progress).Where(l => l.Length > 0).Select(int.Parse).DefaultIfEmpty(0).Max() : 0;
+}
