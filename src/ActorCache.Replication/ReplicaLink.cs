@@ -531,6 +531,9 @@ public sealed class ReplicaLink : IAsyncDisposable
         if (problem is not null) _problem = problem;
         _peerInSync = false;
         if (_peerDisk == PeerDisk.UpToDate) _peerDisk = PeerDisk.Outdated; // it misses every batch from now on
+        // No longer connected from here (not only once the session's tasks have ended): the quorum fence counts connected
+        // peers, and a FLUSH that this leave completes must not count this peer towards a majority it no longer gives.
+        _connection = _wantConnected ? PeerConnection.Connecting : PeerConnection.StandAlone;
         // Last: leaving the barrier may complete FLUSH waiters on this thread, and what they see of this
         // link (the volume marks writes a peer lacks before a FLUSH is acknowledged) must be the peer lacking data.
         LeaveBarrierLocked();

@@ -85,11 +85,18 @@ public sealed partial class NodeProcess : IAsyncDisposable
     /// Starts <c>serve</c> with the node's own data directory and listeners plus <paramref name="extraArgs"/>, without waiting.
     /// The admin listener takes any free port unless <paramref name="admin"/> says otherwise (null: the node's default).
     /// </summary>
+    /// <paramref name="netns"/>: run it inside that network namespace (<c>ip netns exec NETNS dotnet ...</c>; <c>ip</c> execs dotnet,
+    /// so <see cref="Pid"/> is the node's own); its loopback must be up for the admin and TCP listeners.
     public static NodeProcess Launch(string dataDir, IEnumerable<string> extraArgs, int? port = null, bool defaultListeners = true,
-        string? admin = "127.0.0.1:0")
+        string? admin = "127.0.0.1:0", string? netns = null)
     {
         var tcpPort = port ?? FreePort();
         var start = StartInfo(dataDir);
+        if (netns is not null)
+        {
+            start.FileName = IpCommand;
+            foreach (var arg in new[] { "netns", "exec", netns, "dotnet" }) start.ArgumentList.Add(arg);
+        }
         foreach (var arg in new[] { NodeDll, "serve", "--data-dir", dataDir }) start.ArgumentList.Add(arg);
         if (defaultListeners)
             foreach (var arg in new[] { "--listen", $"unix:{Path.Combine(dataDir, "nbd.sock")}", "--listen", $"tcp://127.0.0.1:{tcpPort}" })
@@ -102,6 +109,10 @@ public sealed partial class NodeProcess : IAsyncDisposable
         foreach (var arg in extra) start.ArgumentList.Add(arg);
         return Run(start, dataDir, tcpPort);
     }
+
+    /// <summary>iproute2's <c>ip</c>, by its full path: /usr/sbin may not be on the test runner's PATH.</summary>
+    public static string IpCommand =>
+        new[] { "/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip" }.FirstOrDefault(File.Exists) ?? "ip";
 
     private static ProcessStartInfo StartInfo(string dataDir)
     {
