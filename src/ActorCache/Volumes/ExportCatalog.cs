@@ -54,9 +54,6 @@ public sealed class ExportCatalog(string defaultExport, SnapshotCatalog? snapsho
 
     public void Serve(string name) => _refused.TryRemove(name, out _);
 
-    /// <summary>Why the volume is refused here, or null.</summary>
-    public string? RefusalOf(string name) => _refused.GetValueOrDefault(name);
-
     public bool TryGet(string name, out NbdExport export)
     {
         var resolved = Resolve(name);
