@@ -89,6 +89,7 @@ public sealed class ReplicaReceiver : IAsyncDisposable
         var remote = socket.RemoteEndPoint;
         string? volume = null;
         ReplicaConnection? connection = null;
+        ReplicaSink? sink = null;
         CancellationTokenSource? cancel = null;
         TaskCompletionSource? done = null;
         try
@@ -115,7 +116,7 @@ public sealed class ReplicaReceiver : IAsyncDisposable
             var epoch = BitConverter.ToUInt32(hello, 12);
             var primary = "";
             if (volume.IndexOf('@') is var at and >= 0) (volume, primary) = (volume[..at], volume[(at + 1)..]); // VOLUME@PRIMARY (names have no '@')
-            var sink = _resolve(volume, epoch, primary);
+            sink = _resolve(volume, epoch, primary);
             if (sink is null)
             {
                 await RefuseAsync(socket, Handshake.Status.UnknownVolume,
@@ -124,7 +125,7 @@ public sealed class ReplicaReceiver : IAsyncDisposable
             }
 
             // One connection per volume: a new one (the primary reconnected) replaces the old, which stops before this one applies anything.
-            cancel = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
+            cancel = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token, sink.Revoked);
             done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
             (CancellationTokenSource Cancel, Task Done) previous;
             lock (_gate)
@@ -156,7 +157,9 @@ public sealed class ReplicaReceiver : IAsyncDisposable
         }
         catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException or InvalidDataException)
         {
-            if (!_stopping.IsCancellationRequested && cancel?.IsCancellationRequested != true)
+            if (sink is not null && sink.IsRevoked)
+                _logger.LogInformation("volume {Volume}: the replication connection from {Remote} was dropped: this replica no longer follows that primary", volume ?? "?", remote);
+            else if (!_stopping.IsCancellationRequested && cancel?.IsCancellationRequested != true)
                 _logger.LogInformation("volume {Volume}: the replication connection from {Remote} ended: {Message}", volume ?? "?", remote, e.Message);
         }
         catch (Exception e)
@@ -245,41 +248,57 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
             var payload = _payload.AsMemory(0, length);
             if (!await Handshake.ReadExactlyAsync(socket, payload, cancellationToken).ConfigureAwait(false))
                 throw new IOException("the primary closed the connection in the middle of a frame");
-            switch (frame.Kind)
+            // A frame is applied whole under the sink, or not at all once the sink is revoked (this node no longer follows that primary).
+            if (!await sink.BeginApplyAsync(cancellationToken).ConfigureAwait(false))
+                throw new OperationCanceledException("this replica no longer follows the primary of this connection");
+            try
             {
-                case FrameKind.Batch:
-                    await ApplyBatchAsync(frame, payload, cancellationToken).ConfigureAwait(false);
-                    break;
-                case FrameKind.ResyncData:
-                    if (frame.PayloadBlocks == 0 || Crc32C.Compute(payload.Span) != frame.PayloadCrc)
-                        throw BadFrame($"resync data for block {frame.Block} does not match its checksum");
-                    if ((frame.Block + frame.PayloadBlocks) * LogFormat.BlockSize > sink.Target.Size) throw BadFrame($"resync data beyond the volume's end (block {frame.Block})");
-                    SendAck(AckKind.Received, frame.FrameId);
-                    await sink.Target.WriteAsync(frame.Block * LogFormat.BlockSize, payload, fua: false, cancellationToken).ConfigureAwait(false);
-                    Applied(frame.FrameId, -1, length, flush: false);
-                    break;
-                case FrameKind.ResyncBegin:
-                    SendAck(AckKind.Received, frame.FrameId);
-                    (ReplicaState, long) inconsistent;
-                    lock (_gate)
-                    {
-                        _disk = PeerDisk.Inconsistent;
-                        inconsistent = StateLocked();
-                    }
-                    // Written before any resync data is applied: a replica cut off mid-resync is never taken for a consistent one.
-                    Write(inconsistent);
-                    Applied(frame.FrameId, -1, 0, flush: false);
-                    break;
-                case FrameKind.ResyncDone:
-                    SendAck(AckKind.Received, frame.FrameId);
-                    lock (_gate)
-                    {
-                        _resyncDoneFrame = frame.FrameId;
-                        _resyncDoneSequence = frame.Block;
-                    }
-                    Applied(frame.FrameId, frame.Block, 0, flush: true);
-                    break;
+                await ApplyFrameAsync(frame, payload, length, cancellationToken).ConfigureAwait(false);
             }
+            finally
+            {
+                sink.EndApply();
+            }
+        }
+    }
+
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ApplyFrameAsync(FrameHeader frame, Memory<byte> payload, int length, CancellationToken cancellationToken)
+    {
+        switch (frame.Kind)
+        {
+            case FrameKind.Batch:
+                await ApplyBatchAsync(frame, payload, cancellationToken).ConfigureAwait(false);
+                break;
+            case FrameKind.ResyncData:
+                if (frame.PayloadBlocks == 0 || Crc32C.Compute(payload.Span) != frame.PayloadCrc)
+                    throw BadFrame($"resync data for block {frame.Block} does not match its checksum");
+                if ((frame.Block + frame.PayloadBlocks) * LogFormat.BlockSize > sink.Target.Size) throw BadFrame($"resync data beyond the volume's end (block {frame.Block})");
+                SendAck(AckKind.Received, frame.FrameId);
+                await sink.Target.WriteAsync(frame.Block * LogFormat.BlockSize, payload, fua: false, cancellationToken).ConfigureAwait(false);
+                Applied(frame.FrameId, -1, length, flush: false);
+                break;
+            case FrameKind.ResyncBegin:
+                SendAck(AckKind.Received, frame.FrameId);
+                (ReplicaState, long) inconsistent;
+                lock (_gate)
+                {
+                    _disk = PeerDisk.Inconsistent;
+                    inconsistent = StateLocked();
+                }
+                // Written before any resync data is applied: a replica cut off mid-resync is never taken for a consistent one.
+                Write(inconsistent);
+                Applied(frame.FrameId, -1, 0, flush: false);
+                break;
+            case FrameKind.ResyncDone:
+                SendAck(AckKind.Received, frame.FrameId);
+                lock (_gate)
+                {
+                    _resyncDoneFrame = frame.FrameId;
+                    _resyncDoneSequence = frame.Block;
+                }
+                Applied(frame.FrameId, frame.Block, 0, flush: true);
+                break;
         }
     }
 
@@ -425,7 +444,7 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
     /// <summary>Writes a state unless a newer one was written already (the reader and the flusher both write; the newest wins).</summary>
     private void Write((ReplicaState State, long Version)? state)
     {
-        if (state is not { } s) return;
+        if (state is not { } s || sink.IsRevoked) return; // a replica that no longer follows this primary keeps no state from it
         lock (_stateWrite)
         {
             if (s.Version <= _writtenVersion) return;

@@ -98,5 +98,45 @@ public sealed record ReplicaLinkOptions
     public Action? PeerInSync { get; init; }
 }
 
-/// <summary>What a secondary volume exposes to the receiver: the target to apply to and a directory for its replica state file.</summary>
-public sealed record ReplicaSink(ActorCache.Blocks.IBlockTarget Target, string StateDirectory);
+/// <summary>
+/// What a secondary volume exposes to the receiver: the target to apply to and a directory for its replica state file,
+/// for as long as it follows one primary. When its role changes (promoted, closed, or another node named primary) the
+/// sink is revoked: a connection made under it applies nothing more and is dropped. Without that, a connection from a
+/// deposed primary (its process gone, its kernel still delivering what it had queued once a cut heals) would write
+/// that primary's unacknowledged data into the new primary or into a secondary that follows it.
+/// </summary>
+public sealed class ReplicaSink(ActorCache.Blocks.IBlockTarget target, string stateDirectory)
+{
+    private readonly SemaphoreSlim _applying = new(1, 1);
+    private readonly CancellationTokenSource _revoked = new();
+    private volatile bool _isRevoked;
+
+    public ActorCache.Blocks.IBlockTarget Target { get; } = target;
+    public string StateDirectory { get; } = stateDirectory;
+
+    /// <summary>Cancelled once the sink is revoked: connections under it end.</summary>
+    public CancellationToken Revoked => _revoked.Token;
+
+    public bool IsRevoked => _isRevoked;
+
+    /// <summary>Enters the application of one frame; false once revoked. Pair a true with <see cref="EndApply"/>.</summary>
+    public async ValueTask<bool> BeginApplyAsync(CancellationToken cancellationToken)
+    {
+        await _applying.WaitAsync(cancellationToken).ConfigureAwait(false);
+        if (!_isRevoked) return true;
+        _applying.Release();
+        return false;
+    }
+
+    public void EndApply() => _applying.Release();
+
+    /// <summary>Nothing is applied under this sink from now on: waits for a frame being applied, then ends its connections.</summary>
+    public async Task RevokeAsync()
+    {
+        if (_isRevoked) return;
+        await _applying.WaitAsync().ConfigureAwait(false);
+        _isRevoked = true;
+        _applying.Release();
+        await _revoked.CancelAsync().ConfigureAwait(false);
+    }
+}

@@ -253,7 +253,13 @@ public sealed class NetworkCutTests : IAsyncLifetime
     {
         Assert.Equal(want.Length, got.Length);
         var at = want.AsSpan().CommonPrefixLength(got);
-        if (at < want.Length) Assert.Fail($"{what}: first difference in block {at / 4096} (byte {at}): want {want[at]}, got {got[at]}");
+        if (at < want.Length)
+        {
+            var differ = Enumerable.Range(0, want.Length / 4096)
+                .Where(k => !want.AsSpan(k * 4096, 4096).SequenceEqual(got.AsSpan(k * 4096, 4096)))
+                .Select(k => $"{k} (want {want[k * 4096]}, got {got[k * 4096]})").ToList();
+            Assert.Fail($"{what}: {differ.Count} blocks differ: {string.Join(", ", differ.Take(20))}");
+        }
     }
 
     private async Task<byte[]> CopyAsync(string name, string volume, string file)
@@ -326,7 +332,83 @@ public sealed class NetworkCutTests : IAsyncLifetime
         Log("c serves every block a served");
     });
 
-    // The minority side of a cut (a primary cut off from b and c, b promoted, a restarted and resynced, then a
-    // switchover back to a) is tested on branch issue-13-netns: it finds a replica serving a block it wrote before
-    // the cut after a full resync and a clean verify (issue 13's note); it joins this class once that is fixed.
+
+    /// <summary>
+    /// Quorum on the minority side of a cut: the primary a cut off from b and c (its link down) no longer reaches a
+    /// majority: a FLUSH on it fails with EIO and its /health says "no quorum". The majority promotes b once a is
+    /// gone (the split-brain resolver downs a, which stops itself), b holds every block a flushed before the cut and
+    /// takes new writes; a, healed and restarted from its data directory, comes back as a secondary, is resynced,
+    /// verify finds no difference, and after a switchover back to a it serves exactly what b served. (When the cut
+    /// heals, a's kernel delivers what a's replication connections still had queued, into b and c: they follow b
+    /// by then and must drop those connections unapplied.)
+    /// </summary>
+    [Fact]
+    public Task The_minority_side_of_a_cut_fails_writes_and_comes_back_as_a_resynced_secondary() => WithLogsAsync(async () =>
+    {
+        const int VolumeMiB = 16, Blocks = 2048; // the writer wraps around the first 8 MiB
+        await StartThreeAsync();
+        await CliCheckAsync("a", "volume", "create", "q", "--size", $"{VolumeMiB}M", "--replicas", "a,b,c");
+        await WaitAsync(async () => (await PeersAsync("a", "q")).All(InSync), "both peers connected and UpToDate");
+        var a = _nodes["a"];
+        var progress = Path.Combine(a.DataDir, "progress.txt");
+        var stop = Path.Combine(a.DataDir, "stop");
+        var writer = Tool.RunAsync("nbdsh", ["-c", WriterScript(a.UnixUri("q"), progress, stop, Blocks, int.MaxValue)], TimeSpan.FromMinutes(2));
+        var cut = new Stopwatch();
+        try
+        {
+            await WaitAsync(() => Task.FromResult(LastCount(progress) >= 400), "400 writes flushed before the cut");
+            // The writer keeps going through the cut until a's quorum fence fails a request.
+            await CutAsync("a");
+            cut.Start();
+            await WaitAsync(async () => (await HealthAsync("a")).Body.Contains("no quorum"), "a notices it has no quorum", 20);
+            Log($"a reports no quorum {cut.Elapsed.TotalSeconds:F1} s after the cut");
+            await Task.WhenAny(writer, Task.Delay(TimeSpan.FromSeconds(20)));
+        }
+        finally
+        {
+            await File.WriteAllTextAsync(stop, "");
+        }
+        var stopped = await writer;
+        Assert.Contains("refused EIO", stopped.Output);
+        var flushed = LastCount(progress);
+        Log($"the writer on a: {stopped.Stdout.Trim()}; {flushed} writes flushed; {cut.Elapsed.TotalSeconds:F1} s after the cut");
+        var refused = await Tool.RunAsync("nbdsh", ["-u", a.UnixUri("q"), "-c",
+            "try:\n    h.pwrite(b'x' * 4096, 0)\n    h.flush()\n    print('flushed')\nexcept nbd.Error as e:\n    print('refused', e.errno)"],
+            TimeSpan.FromSeconds(30));
+        Assert.Contains("refused EIO", refused.Output);
+        var health = await HealthAsync("a");
+        Assert.Equal(503, health.Status);
+        Assert.Contains("q: no quorum: it reaches 1 of its 3 replicas (2 needed)", health.Body);
+        Log($"a refuses FLUSH with EIO; {cut.Elapsed.TotalSeconds:F1} s after the cut");
+
+        // The majority: b is promoted once a is gone (downed by the split-brain resolver); a, downed, stops itself.
+        var promote = await CliAsync("b", "volume", "promote", "q", "--node", "b");
+        for (var tries = Stopwatch.StartNew(); promote.ExitCode != 0; promote = await CliAsync("b", "volume", "promote", "q", "--node", "b"))
+        {
+            if (tries.Elapsed > TimeSpan.FromSeconds(60)) throw new Xunit.Sdk.XunitException($"b not promoted on the majority side within 60 s:\n{promote.Output}");
+            await Task.Delay(1000);
+        }
+        Log($"b promoted {cut.Elapsed.TotalSeconds:F1} s after the cut");
+        AssertHoldsFlushed(await CopyAsync("b", "q", "on-b.img"), flushed, Blocks, "b after its promotion");
+        Assert.Contains("flushed", (await Tool.RunAsync("nbdsh", ["-u", _nodes["b"].UnixUri("q"), "-c",
+            "for i in range(64):\n    h.pwrite(b'B' * 4096, (2048 + i) * 4096)\nh.flush()\nprint('flushed')"])).Output);
+        var onB = await CopyAsync("b", "q", "on-b2.img");
+        Log("b wrote 64 blocks");
+
+        var exit = await a.WaitExitAsync(TimeSpan.FromSeconds(60));
+        Log($"a stopped by itself (exit {exit}) {cut.Elapsed.TotalSeconds:F1} s after the cut");
+        await HealAsync("a");
+        await StartAsync("a", a.DataDir);
+        await WaitAsync(async () => (await CliJsonAsync("a", "volume", "status", "q")).GetProperty("replication").GetProperty("role").GetString() == "secondary",
+            "a back as a secondary", 60);
+        await WaitAsync(async () => (await PeersAsync("b", "q")).All(InSync), "a resynced from b", 60);
+        Log("a back as a secondary and resynced");
+        var verified = (await CliJsonAsync("b", "peer", "verify", "q", "--follow")).EnumerateArray().ToList();
+        Assert.All(verified, p => Assert.True(p.GetProperty("outOfSyncBytes").GetInt64() == 0, $"verify found a difference: {p}"));
+
+        await CliCheckAsync("b", "volume", "demote", "q");
+        await CliCheckAsync("a", "volume", "promote", "q", "--node", "a");
+        AssertSameImage(onB, await CopyAsync("a", "q", "on-a.img"), "a after the switchover (against b)");
+        Log("a serves every block b served");
+    });
 }

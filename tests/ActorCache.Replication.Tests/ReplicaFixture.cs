@@ -36,6 +36,19 @@ public sealed class ReplicaFixture : IAsyncDisposable
     public Func<IBlockTarget, IBlockTarget> WrapSink { get; set; } = target => target;
     private IBlockTarget? _sinkTarget;
 
+    /// <summary>The secondary's sink while it follows the primary (the receiver takes connections only then).</summary>
+    public ReplicaSink? Sink { get; private set; }
+
+    public volatile bool Follows = true;
+
+    /// <summary>The secondary stops following the primary (promoted, or another node named primary): its sink is revoked.</summary>
+    public async Task StopFollowingAsync()
+    {
+        Follows = false;
+        if (Sink is { } sink) await sink.RevokeAsync();
+        Sink = null;
+    }
+
     public ReplicaFixture()
     {
         Primary = OpenCache("primary");
@@ -68,7 +81,7 @@ public sealed class ReplicaFixture : IAsyncDisposable
     {
         _sinkTarget ??= WrapSink(Secondary);
         Receiver = ReplicaReceiver.Start(new IPEndPoint(IPAddress.Loopback, 0),
-            name => name == "vol" ? new ReplicaSink(_sinkTarget, SecondaryState) : null, Logger);
+            name => name == "vol" && Follows ? Sink ??= new ReplicaSink(_sinkTarget, SecondaryState) : null, Logger);
         return Receiver;
     }
 
@@ -209,6 +222,33 @@ public sealed class HeldFlushTarget(IBlockTarget below) : ForwardingTarget(below
             await hold.Task.WaitAsync(cancellationToken);
         }
         await base.FlushAsync(cancellationToken);
+    }
+}
+
+/// <summary>A sink target whose writes wait while held (a frame being applied), telling when one arrives.</summary>
+public sealed class HeldWriteTarget(IBlockTarget below) : ForwardingTarget(below)
+{
+    private volatile TaskCompletionSource? _hold;
+    private volatile TaskCompletionSource _writeReached = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public void Hold()
+    {
+        _writeReached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+
+    public void Release() => _hold?.TrySetResult();
+
+    public Task WriteReached => _writeReached.Task;
+
+    public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, bool fua, CancellationToken cancellationToken = default)
+    {
+        if (_hold is { } hold && !hold.Task.IsCompleted)
+        {
+            _writeReached.TrySetResult();
+            await hold.Task;
+        }
+        await base.WriteAsync(offset, source, fua, cancellationToken);
     }
 }
 

@@ -195,6 +195,51 @@ public sealed class ReplicationTests
         await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the bad frame and the resync");
     }
 
+    /// <summary>
+    /// A secondary that stops following its primary (promoted, or another node named primary) applies nothing more
+    /// from it: the frame being applied finishes whole, the ones queued behind it on the connection are dropped with
+    /// it, and the primary cannot reconnect. (A deposed primary's kernel delivered its queued batches into the newly
+    /// promoted node when a network cut healed, before this.)
+    /// </summary>
+    [Fact]
+    public async Task A_revoked_secondary_applies_nothing_more_from_its_former_primary()
+    {
+        await using var f = new ReplicaFixture();
+        HeldWriteTarget? held = null;
+        f.WrapSink = target => held = new HeldWriteTarget(target);
+        f.StartReceiver();
+        var link = f.StartLink(ReplicationProtocol.A);
+        await f.WaitInSyncAsync();
+        await f.WriteAsync(0, 8, seed: 1);
+        await f.Primary.FlushAsync();
+        await ReplicaFixture.WaitUntilAsync(() => link.Status.LagBatches == 0, TimeSpan.FromSeconds(10), () => "the first batch was not applied");
+
+        held!.Hold();
+        await f.WriteAsync(100, 4, seed: 2);
+        await f.Primary.FlushAsync();
+        await held.WriteReached.WaitAsync(TimeSpan.FromSeconds(10)); // the secondary is applying that batch
+        await f.WriteAsync(200, 4, seed: 3);
+        await f.Primary.FlushAsync(); // shipped behind it, on the same connection
+        var revoke = f.StopFollowingAsync();
+        await Task.Delay(200);
+        Assert.False(revoke.IsCompleted, "the revocation waits for the frame being applied");
+        held.Release();
+        await revoke.WaitAsync(TimeSpan.FromSeconds(10));
+        await ReplicaFixture.WaitUntilAsync(() => link.Status.Connection != PeerConnection.Connected, TimeSpan.FromSeconds(10),
+            () => $"the link is still connected: {link.Status}");
+
+        await f.WriteAsync(300, 4, seed: 4);
+        await f.Primary.FlushAsync();
+        await Task.Delay(500); // the link tries to reconnect meanwhile, and is refused
+        var secondary = await ReplicaFixture.ReadAllAsync(f.Secondary);
+        var model = f.ModelCopy();
+        Assert.True(secondary.AsSpan(0, 8 * 4096).SequenceEqual(model.AsSpan(0, 8 * 4096)), "the batch applied before stays");
+        Assert.True(secondary.AsSpan(100 * 4096, 4 * 4096).SequenceEqual(model.AsSpan(100 * 4096, 4 * 4096)), "the frame being applied finished whole");
+        Assert.True(secondary.AsSpan(200 * 4096, 4 * 4096).IndexOfAnyExcept((byte)0) < 0, "a batch queued behind it was applied after the revocation");
+        Assert.True(secondary.AsSpan(300 * 4096, 4 * 4096).IndexOfAnyExcept((byte)0) < 0, "a later batch was applied after the revocation");
+        Assert.NotEqual(PeerConnection.Connected, link.Status.Connection);
+    }
+
     [Fact]
     public async Task The_protocol_switches_live_from_A_to_C_to_B_under_writes()
     {

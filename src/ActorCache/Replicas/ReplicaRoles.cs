@@ -89,7 +89,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         await _changes.WaitAsync();
         try
         {
-            if (_attached.TryGetValue(volume, out var attached)) attached.Sink = null;
+            if (_attached.TryGetValue(volume, out var attached)) await RevokeSinkAsync(attached);
         }
         finally
         {
@@ -136,7 +136,12 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         var isPrimary = set.IsPrimary(settings.NodeName);
         if (wasPrimary == isPrimary && attached.Set.Nodes.SequenceEqual(set.Nodes))
         {
+            // A secondary that follows another primary now takes nothing more from the one it followed: its
+            // connections end before the new set is in force (the new primary connects under the new epoch).
+            var primaryChanged = !isPrimary && attached.Set.Primary != set.Primary;
+            if (primaryChanged) await RevokeSinkAsync(attached);
             attached.Set = set;
+            if (primaryChanged) attached.Sink = new ReplicaSink(CacheOf(attached.Volume), StateDirectory(volume));
             foreach (var link in attached.Links)
             {
                 link.Protocol = ProtocolOf(set);
@@ -370,7 +375,15 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         attached.Shipping = [];
         foreach (var link in attached.Links) await link.DisposeAsync();
         attached.Links.Clear();
+        await RevokeSinkAsync(attached);
+    }
+
+    /// <summary>The secondary's connections end and apply nothing more (see <see cref="ReplicaSink"/>).</summary>
+    private static async Task RevokeSinkAsync(Attached attached)
+    {
+        if (attached.Sink is not { } sink) return;
         attached.Sink = null;
+        await sink.RevokeAsync();
     }
 
     private static Blocks.IBlockTarget CacheOf(Volume volume) => volume.Stack;
