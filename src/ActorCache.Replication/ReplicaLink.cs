@@ -58,6 +58,7 @@ public sealed class ReplicaLink : IAsyncDisposable
     // All guarded by _gate.
     private OutOfSyncBitmap.FileFlags _flags;
     private long _lastSequence;         // the newest batch whose blocks are accounted for: shipped, queued or marked
+    private bool _peerKnownIdentical;   // until the first connect (see ReplicaLinkOptions.PeerKnownIdentical)
     private long _firstSeenSequence = -1; // the first batch published to the link before Start had read what the saved bitmap covers
     private bool _streaming;            // batches go to the send buffer (else into the bitmap)
     private long _session;
@@ -90,6 +91,7 @@ public sealed class ReplicaLink : IAsyncDisposable
         _volumeId = cache.VolumeId;
         _protocol = options.Protocol;
         _rate = options.ResyncBytesPerSecond;
+        _peerKnownIdentical = options.PeerKnownIdentical;
         _participantName = $"peer {options.PeerNode}";
         _bitmap = new OutOfSyncBitmap(cache.Size / BlockSize);
         _subscriber = new Subscriber(this);
@@ -175,6 +177,26 @@ public sealed class ReplicaLink : IAsyncDisposable
         }
     }
 
+    /// <summary>The peer is connected and UpToDate and lacks nothing but the batches on their way to it.</summary>
+    public bool IsInSync
+    {
+        get
+        {
+            lock (_gate) return _connection == PeerConnection.Connected && _peerDisk == PeerDisk.UpToDate && _bitmap.Count == 0 && !_resyncing;
+        }
+    }
+
+    /// <summary>The peer is connected and UpToDate, has acknowledged every batch shipped as durable and lacks nothing: it holds exactly what this node does, as long as nothing is written.</summary>
+    public bool HoldsEverything
+    {
+        get
+        {
+            lock (_gate)
+                return _connection == PeerConnection.Connected && _peerDisk == PeerDisk.UpToDate && _bitmap.Count == 0 && !_resyncing && _frames.Count == 0 &&
+                       _durableSequence >= _lastSequence;
+        }
+    }
+
     /// <summary>Subscribes to the cache's batches and starts connecting in the background (retrying); resyncs what the peer misses, then streams.</summary>
     public void Start()
     {
@@ -190,7 +212,14 @@ public sealed class ReplicaLink : IAsyncDisposable
         {
             var accounted = -1L;
             string? reason = null;
-            if (saved is { } s)
+            if (_options.PeerKnownIdentical)
+            {
+                // Everything this node has, the peer has: whatever an older bitmap here says, nothing is out of sync.
+                _bitmap.Clear(0, _bitmap.Blocks);
+                _flags = (saved?.Flags ?? 0) & ~OutOfSyncBitmap.FileFlags.Dirty;
+                accounted = durable;
+            }
+            else if (saved is { } s)
             {
                 _flags = s.Flags & ~OutOfSyncBitmap.FileFlags.Dirty;
                 if ((s.Flags & OutOfSyncBitmap.FileFlags.Dirty) != 0) reason = "the link did not stop cleanly (its out-of-sync bitmap is unknown)";
@@ -426,7 +455,9 @@ public sealed class ReplicaLink : IAsyncDisposable
         lock (_gate)
         {
             if (!_wantConnected || stopping.IsCancellationRequested) return;
-            if (peerState is { } state && state.PrimaryVolumeId != _volumeId)
+            // A peer known identical at a clean switchover got its data from the primary before this one: that is expected, once.
+            if (_peerKnownIdentical) _peerKnownIdentical = false;
+            else if (peerState is { } state && state.PrimaryVolumeId != _volumeId)
                 MarkAllLocked($"the peer's data came from another primary volume ({state.PrimaryVolumeId})");
             else if (peerState is null && (_flags & OutOfSyncBitmap.FileFlags.PeerSeen) != 0)
                 MarkAllLocked("the peer has no replica state although it was replicated to before (a new disk?)");

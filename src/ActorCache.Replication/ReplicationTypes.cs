@@ -73,6 +73,13 @@ public sealed record ReplicaLinkOptions
     /// <summary>This node's name, sent with the epoch: the peer takes data only from the primary its own replica set names.</summary>
     public string PrimaryNode { get; init; } = "";
 
+    /// <summary>
+    /// The peer held exactly this node's data when the link was made (a clean switchover: both were in sync with the
+    /// primary that handed over, see ReplicaSet.InSync). The link then starts with nothing marked and takes the peer's
+    /// state at its first connect as it is, although it came from another primary: no full resync.
+    /// </summary>
+    public bool PeerKnownIdentical { get; init; }
+
     /// <summary>Resync rate limit; 0 = no limit.</summary>
     public long ResyncBytesPerSecond { get; init; }
 

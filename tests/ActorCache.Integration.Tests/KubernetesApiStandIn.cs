@@ -70,6 +70,12 @@ public sealed class KubernetesApiStandIn : IAsyncDisposable
         lock (_pods) _pods.Add(pod);
     }
 
+    /// <summary>A pod deleted and created again (a rolling update) comes back with new ports: the old entry goes.</summary>
+    public void RemovePod(string name)
+    {
+        lock (_pods) _pods.RemoveAll(p => p.Name == name);
+    }
+
     /// <summary>The service account files a pod has at /var/run/secrets/kubernetes.io/serviceaccount.</summary>
     public void WriteServiceAccount(string dir, string ns)
     {

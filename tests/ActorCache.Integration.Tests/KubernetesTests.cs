@@ -52,6 +52,9 @@ public sealed partial class KubernetesTests : IAsyncLifetime
     [GeneratedRegex(@":(\d+)$")]
     private static partial Regex TrailingPort();
 
+    /// <summary>Each pod's volumes (mountPath -> local directory): a pod started again gets the same claim and ConfigMap.</summary>
+    private readonly Dictionary<int, Dictionary<string, string>> _podMounts = [];
+
     /// <summary>Starts pod <paramref name="ordinal"/> of the rendered StatefulSet; registers it with the stand-in when <paramref name="listed"/>.</summary>
     private NodeProcess StartPod(List<JsonObject> manifests, int ordinal, bool listed, params string[] extraSets)
     {
@@ -73,7 +76,8 @@ public sealed partial class KubernetesTests : IAsyncLifetime
         }
         containers.Add(new JsonObject { ["name"] = container["name"].Text(), ["ports"] = mappedPorts });
 
-        // Mounts: the claim and the ConfigMap.
+        // Mounts: the claim and the ConfigMap (the same directories when the pod starts again).
+        var restarted = _podMounts.TryGetValue(ordinal, out var previous);
         var mounts = new Dictionary<string, string>();
         var volumes = template["spec"]!["volumes"]!.AsArray();
         var claims = statefulSet["spec"]!["volumeClaimTemplates"]!.AsArray().Select(c => c!["metadata"]!["name"].Text()).ToHashSet();
@@ -82,7 +86,7 @@ public sealed partial class KubernetesTests : IAsyncLifetime
         {
             var name = mount!["name"].Text();
             var path = mount["mountPath"].Text();
-            var local = NewDir();
+            var local = restarted ? previous![path] : NewDir();
             if (claims.Contains(name)) dataDir = local;
             var volume = volumes.SingleOrDefault(v => v!["name"].Text() == name);
             if (volume?["configMap"] is { } source)
@@ -93,6 +97,7 @@ public sealed partial class KubernetesTests : IAsyncLifetime
             mounts[path] = local;
         }
         Assert.NotEqual("", dataDir);
+        _podMounts[ordinal] = mounts;
 
         var env = new Dictionary<string, string>
         {
@@ -136,6 +141,7 @@ public sealed partial class KubernetesTests : IAsyncLifetime
         if (listed)
         {
             var labels = template["metadata"]!["labels"]!.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value.Text());
+            _api.RemovePod(podName);
             _api.AddPod(new KubernetesApiStandIn.Pod(Namespace, podName, labels, "127.0.0.1", containers));
         }
         var node = NodeProcess.LaunchExactly(dataDir, args, env, ports[10809]);

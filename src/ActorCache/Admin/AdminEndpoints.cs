@@ -18,12 +18,13 @@ public static class AdminEndpoints
             await metrics.Registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted);
         });
 
-        // Readiness: every volume online and not degraded, and the node in its cluster. 503 lists what is
-        // wrong, one line per volume and reason (and one for the cluster).
-        app.MapGet("/health", async (VolumeStatusReader volumes, ActorCache.Cluster.ClusterJoinWatch cluster, NodeMetrics metrics, CancellationToken cancellationToken) =>
+        // Readiness: every volume online and not degraded, the node in its cluster, and every secondary replica
+        // here in sync with its primary. 503 lists what is wrong, one line per volume and reason (and one for the cluster).
+        app.MapGet("/health", async (VolumeStatusReader volumes, ActorCache.Cluster.ClusterJoinWatch cluster, NodeMetrics metrics,
+            ActorCache.Replicas.ReplicatedVolumes replicated, CancellationToken cancellationToken) =>
         {
             var problems = (await volumes.ReadAsync(cancellationToken)).SelectMany(VolumeHealth.Problems).Concat(cluster.Problems())
-                .Concat(metrics.ReplicationProblems()).ToList();
+                .Concat(metrics.ReplicationProblems()).Concat(await replicated.SecondaryProblemsAsync(cancellationToken)).ToList();
             return problems.Count == 0
                 ? Results.Text("ok\n")
                 : Results.Text(string.Join('\n', problems) + "\n", statusCode: StatusCodes.Status503ServiceUnavailable);

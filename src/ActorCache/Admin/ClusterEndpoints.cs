@@ -3,6 +3,7 @@ using ActorCache.Cluster;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Routing;
+using ActorCache.Replicas;
 using Microsoft.Extensions.Hosting;
 
 namespace ActorCache.Admin;
@@ -22,18 +23,27 @@ public static class ClusterEndpoints
 
         // A member other than this node is asked to leave; it stops itself once it has (flushing its
         // volumes). This node leaves the way SIGTERM stops it, once the answer is sent.
-        cluster.MapPost("/leave", async (HttpContext context, ClusterMembers members, IHostApplicationLifetime lifetime) =>
+        // Its primaries are handed to in-sync peers first (ReplicatedVolumes.HandOffPrimariesAsync), so a rolling
+        // restart never leaves a replicated volume without a primary.
+        cluster.MapPost("/leave", async (HttpContext context, ClusterMembers members, IHostApplicationLifetime lifetime, ReplicatedVolumes replicated,
+            PeerEndpoints peers) =>
         {
             var body = await ApiBody.ReadAsync(context.Request, ApiJson.Wire.ClusterMemberRequest);
             var member = body.Node is null or "" ? null : members.Find(body.Node, members.IsReachable);
             if (member is not null && !member.UniqueAddress.Equals(members.SelfMember()?.UniqueAddress))
-                return Results.Json(members.Leave(member), ApiJson.Wire.MemberInfo, statusCode: StatusCodes.Status202Accepted);
+            {
+                var handOffs = await peers.AskAsync<HandOffs>(ClusterMembers.NameOf(member), HandOffPrimaries.Instance, context.RequestAborted, HandOffTimeout);
+                return Results.Json(members.Leave(member) with { HandOffs = Describe(handOffs?.Volumes ?? []) }, ApiJson.Wire.MemberInfo,
+                    statusCode: StatusCodes.Status202Accepted);
+            }
+            var own = await replicated.HandOffPrimariesAsync(context.RequestAborted);
             context.Response.OnCompleted(() =>
             {
                 lifetime.StopApplication();
                 return Task.CompletedTask;
             });
-            return Results.Json(members.DescribeSelf("Leaving"), ApiJson.Wire.MemberInfo, statusCode: StatusCodes.Status202Accepted);
+            return Results.Json(members.DescribeSelf("Leaving") with { HandOffs = Describe(own) }, ApiJson.Wire.MemberInfo,
+                statusCode: StatusCodes.Status202Accepted);
         }).AddEndpointFilter<RequireAdminToken>();
 
         cluster.MapPost("/down", async (HttpRequest request, ClusterMembers members) =>
@@ -44,4 +54,10 @@ public static class ClusterEndpoints
             return Results.Json(members.Down(member), ApiJson.Wire.MemberInfo);
         }).AddEndpointFilter<RequireAdminToken>();
     }
+
+    /// <summary>Each hand-off waits up to a minute for a peer to finish a resync, then a demotion and a promotion.</summary>
+    private static readonly TimeSpan HandOffTimeout = TimeSpan.FromSeconds(90);
+
+    private static IReadOnlyList<HandOffInfo> Describe(IEnumerable<HandOff> handOffs) =>
+        [.. handOffs.Select(h => new HandOffInfo { Volume = h.Volume, To = h.To, Problem = h.Problem })];
 }

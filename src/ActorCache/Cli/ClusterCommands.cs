@@ -55,12 +55,21 @@ public static class ClusterCommands
         };
         var command = new Command("leave",
             "A member leaves the cluster gracefully, then stops as on SIGTERM: NBD clients are answered and disconnected, every volume " +
-            "is flushed and closed. Without NODE, the node the command talks to leaves. The command returns once the leave is under way.") { node };
+            "is flushed and closed. First, each replicated volume it is primary of is handed to a peer that holds all its data (a clean " +
+            "demotion and a promotion: no resync); one with no such peer within a minute stays primary there, and the command says so. " +
+            "Without NODE, the node the command talks to leaves. The command returns once the leave is under way.") { node };
         options.SetAction(command, async run =>
         {
             var left = await run.Client.LeaveAsync(run.Parsed.GetValue(node), run.Cancellation);
             if (run.Output.Json) run.Output.WriteJson(left);
-            else run.Output.Say($"[bold]{Markup.Escape(left.Node)}[/] ({Markup.Escape(left.Address)}) is leaving the cluster; it stops once it has left");
+            else
+            {
+                foreach (var handOff in left.HandOffs ?? [])
+                    run.Output.Say(handOff.To is { } to
+                        ? $"volume [bold]{Markup.Escape(handOff.Volume)}[/]: primary handed over to [bold]{Markup.Escape(to)}[/]"
+                        : $"[yellow]volume {Markup.Escape(handOff.Volume)}: stays primary on {Markup.Escape(left.Node)}: {Markup.Escape(handOff.Problem ?? "")}[/]");
+                run.Output.Say($"[bold]{Markup.Escape(left.Node)}[/] ({Markup.Escape(left.Address)}) is leaving the cluster; it stops once it has left");
+            }
         });
         return command.WithExamples("actorcache cluster leave                       the node in ./data leaves and stops",
             "actorcache cluster leave c --data-dir a       ask c, through node a");

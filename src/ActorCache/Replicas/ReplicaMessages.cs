@@ -64,3 +64,15 @@ public sealed record SwitchProtocol(string Name, string Protocol);
 public sealed record GetBlockChecksums(string Name, long FromBlock, int Count);
 
 public sealed record BlockChecksums(string Node, uint[] Crcs);
+
+/// <summary>Asks a node to hand each volume it is primary of to an in-sync peer before it leaves; answered with <see cref="HandOffs"/>.</summary>
+public sealed record HandOffPrimaries
+{
+    public static HandOffPrimaries Instance { get; } = new();
+}
+
+public sealed record HandOffs(string Node, HandOff[] Volumes);
+
+/// <summary>One volume's hand-off: the node that is its primary now, or why it stayed here.</summary>
+public sealed record HandOff(string Volume, string? To, string? Problem);
+

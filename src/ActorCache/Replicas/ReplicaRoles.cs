@@ -151,11 +151,13 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             return;
         }
         await LeaveAsync(attached);
+        var identical = isPrimary && !wasPrimary && attached.Set.Epoch + 1 == set.Epoch ? attached.Set.IdenticalPeersOf(settings.NodeName) : [];
         attached.Set = set;
         attached.Confirmed = true; // a change made by the cluster is the cluster's current view
         // A new primary cannot know how its peers' logs differ from its own (each may hold batches the
-        // other lacks past the last one both acknowledged): it resyncs them in full.
-        Enter(attached, fullResync: isPrimary && !wasPrimary);
+        // other lacks past the last one both acknowledged): it resyncs them in full, except the peers a
+        // clean demotion just before found holding exactly its data.
+        Enter(attached, fullResync: isPrimary && !wasPrimary, identical);
     }
 
     /// <summary>The peers agree this node is still the volume's primary (or none could be asked): it ships to its peers and the front serves it.</summary>
@@ -174,7 +176,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         }
     }
 
-    private void Enter(Attached attached, bool fullResync = false)
+    private void Enter(Attached attached, bool fullResync = false, IReadOnlyList<string>? identical = null)
     {
         var name = attached.Volume.Definition.Name;
         var set = attached.Set;
@@ -214,8 +216,10 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
                 // A peer in sync again has every write: its unshared-writes mark goes now, not at the reconciler's next round
                 // (seconds later): a primary killed meanwhile would find that peer's legitimate promotion a split brain.
                 PeerInSync = () => ClearMarksSafely(name),
+                PeerKnownIdentical = identical?.Contains(peer) == true,
             }, cache, loggers.CreateLogger($"ActorCache.Replication.{name}.{peer}"));
-            if (fullResync) link.MarkAllOutOfSync();
+            if (fullResync && identical?.Contains(peer) != true) link.MarkAllOutOfSync();
+            else if (identical?.Contains(peer) == true) _logger.LogInformation("volume {Name}: {Peer} held exactly this node's data at the clean demotion before; no resync", name, peer);
             link.Start();
             attached.Links.Add(link);
         }
@@ -411,6 +415,33 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         finally
         {
             System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Before a clean demotion of the primary volume here (its NBD clients gone): flushes it and waits up to
+    /// <paramref name="timeout"/> until every peer holds every batch durably with nothing out of sync. Returns the
+    /// peers that do; none when the flush fails (no quorum, a failing log): the demotion is then not clean.
+    /// </summary>
+    public async Task<string[]> SettleAsync(string volume, TimeSpan timeout, CancellationToken ct)
+    {
+        if (!_attached.TryGetValue(volume, out var attached) || !attached.Set.IsPrimary(settings.NodeName)) return [];
+        try
+        {
+            await attached.Volume.FlushAsync(ct);
+        }
+        catch (Blocks.BlockTargetException e)
+        {
+            _logger.LogWarning("volume {Name}: the FLUSH before the demotion failed ({Reason}); the demotion is not clean (the next primary resyncs its peers in full)", volume, e.Message);
+            return [];
+        }
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (true)
+        {
+            var links = attached.Shipping;
+            var holding = links.Where(l => l.HoldsEverything).Select(l => l.Status.Node).ToArray();
+            if (holding.Length == links.Length || watch.Elapsed >= timeout) return holding;
+            await Task.Delay(10, ct);
         }
     }
 

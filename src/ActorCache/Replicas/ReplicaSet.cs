@@ -10,7 +10,13 @@ namespace ActorCache.Replicas;
 /// <param name="Protocol">"A", "B" or "C".</param>
 /// <param name="Primary">The node that serves the volume read-write.</param>
 /// <param name="Epoch">Raised by every promotion; the copy with the highest epoch is the current one.</param>
-public sealed record ReplicaSet(string[] Nodes, string Protocol, string Primary, long Epoch)
+/// <param name="InSync">
+/// Set by a clean demotion (<c>volume demote</c>, the hand-off of <c>cluster leave</c>): the nodes that held exactly
+/// the demoted primary's data (it among them), every batch durable and nothing out of sync. With no primary nothing
+/// changes them, so the next primary promoted from among them resyncs none of the others (DRBD's generation UUIDs
+/// say the same of two nodes whose current UUIDs match); everyone else is resynced in full. Null in every other set.
+/// </param>
+public sealed record ReplicaSet(string[] Nodes, string Protocol, string Primary, long Epoch, string[]? InSync = null)
 {
     public const string Protocols = "A, B or C";
 
@@ -38,6 +44,10 @@ public sealed record ReplicaSet(string[] Nodes, string Protocol, string Primary,
         else if (nodes.Distinct(StringComparer.Ordinal).Count() != nodes.Length) error = $"--replicas names a node twice: {string.Join(",", nodes)}";
         return error.Length == 0;
     }
+
+    /// <summary>The peers a node promoted right after this set holds identical data with (see <see cref="InSync"/>); empty when none.</summary>
+    public IReadOnlyList<string> IdenticalPeersOf(string node) =>
+        Primary.Length == 0 && InSync is { } inSync && inSync.Contains(node) ? [.. inSync.Where(n => n != node)] : [];
 
     public override string ToString() => $"{string.Join(",", Nodes)} (primary {Primary}, protocol {Protocol}, epoch {Epoch})";
 }

@@ -265,7 +265,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         if (disk != nameof(PeerDisk.UpToDate) && !force)
             throw new VolumeConflictException($"node {Self}'s data of {name} is {disk}, not UpToDate: it may lack acknowledged writes. Promote a node with " +
                                               $"UpToDate data ('actorcache peer status {name}' shows them), or force it (--force: this node's data wins and the others resync from it)");
-        var promoted = set with { Primary = Self, Epoch = newest.Epoch + 1 };
+        var promoted = set with { Primary = Self, Epoch = newest.Epoch + 1, InSync = null };
         await RecordAsync(name, promoted, ct);
         logger.LogWarning("volume {Name}: promoted to primary on {Node}{Force}; replica set {Set}", name, Self, force ? " by force" : "", promoted);
         await SpreadAsync(name, promoted, ct);
@@ -287,14 +287,65 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     {
         var set = await SetAsync(name, ct);
         if (!set.IsPrimary(Self)) throw new VolumeConflictException($"node {Self} is not the primary of {name} (its primary is {(set.Primary.Length > 0 ? set.Primary : "none")})");
-        var demoted = set with { Primary = "", Epoch = set.Epoch + 1 };
         // Clients go first, so nothing is written after the replicas were told who is primary.
         if (node.Server is { } server) await server.DisconnectAsync(name, "volume demoted", settings.StopGrace);
+        // A clean demotion: everything flushed and on every peer that can take it, so the next primary resyncs none of them.
+        var inSync = await roles.SettleAsync(name, settings.Replication.AckTimeout, ct);
+        var demoted = set with { Primary = "", Epoch = set.Epoch + 1, InSync = [Self, .. inSync] };
         await RecordAsync(name, demoted, ct);
-        logger.LogWarning("volume {Name}: demoted on {Node}; no node is its primary until one is promoted", name, Self);
+        logger.LogWarning("volume {Name}: demoted on {Node}; no node is its primary until one is promoted. In sync at the demotion: {InSync}",
+            name, Self, string.Join(", ", demoted.InSync));
         await SpreadAsync(name, demoted, ct);
         return await ViewAsync(name, ct);
     }
+
+    /// <summary>
+    /// Before this node leaves the cluster (<c>cluster leave</c>, a pod's preStop): each volume it is primary of goes to
+    /// a peer holding all its data, by a clean demotion here and a promotion there, so the volume stays served and no
+    /// peer is resynced. A volume with no such peer (none connected, or still resyncing after the timeout) stays
+    /// primary here and is named in the result: it is unavailable until this node is back or another is promoted.
+    /// </summary>
+    public async Task<IReadOnlyList<HandOff>> HandOffPrimariesAsync(CancellationToken ct)
+    {
+        var results = new List<HandOff>();
+        foreach (var name in roles.OpenVolumes())
+        {
+            if (roles.SetOf(name) is not { } set || !set.IsPrimary(Self)) continue;
+            try
+            {
+                results.Add(await HandOffAsync(name, ct));
+            }
+            catch (Exception e) when (e is VolumeConflictException or ReplicaRefusedException or VolumeNotFoundException)
+            {
+                logger.LogError("volume {Name}: handing the primary role over failed: {Reason}", name, e.Message);
+                results.Add(new HandOff(name, null, e.Message));
+            }
+        }
+        return results;
+    }
+
+    private async Task<HandOff> HandOffAsync(string name, CancellationToken ct)
+    {
+        // Wait for a peer to hold everything (a resync may be finishing), before any client is turned away.
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        string? target;
+        while ((target = roles.LinksByPeer(name).Where(l => l.Value.IsInSync).Select(l => l.Key).FirstOrDefault()) is null)
+        {
+            if (watch.Elapsed > HandOffWait)
+                return new HandOff(name, null, $"no peer holds all of {name}'s data ({string.Join(", ", roles.LinksOf(name).Select(p => $"{p.Node} {p.Connection.ToString().ToLowerInvariant()} {p.Disk}"))}) " +
+                                               $"after {HandOffWait.TotalSeconds:0} s; it stays primary on {Self} and is unavailable while {Self} is away");
+            await Task.Delay(100, ct);
+        }
+        var demoted = await DemoteLocalAsync(name, ct);
+        if (demoted.Replicas?.InSync?.Contains(target) != true)
+            target = demoted.Replicas?.InSync?.FirstOrDefault(n => n != Self) ?? target; // the one that was in sync at the demotion itself
+        await PromoteAsync(name, target, force: false, ct);
+        logger.LogWarning("volume {Name}: handed over to {Target} (this node is leaving)", name, target);
+        return new HandOff(name, target, null);
+    }
+
+    /// <summary>How long a hand-off waits for a peer to hold all the data (a resync finishing).</summary>
+    private static readonly TimeSpan HandOffWait = TimeSpan.FromSeconds(60);
 
     public async Task<ReplicaView> SwitchProtocolAsync(string name, string protocol, CancellationToken ct)
     {
@@ -345,6 +396,42 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     private static PeerRow Row(ReplicaView view, string connection) =>
         new(view.Node, view.Role, connection, view.Disk, 0, null, view.SplitBrainWith is not null, 0, 0, 0, 0,
             view.SplitBrainWith is { } with ? $"split brain with {with}" : view.Online ? null : "volume not open");
+
+    /// <summary>
+    /// For /health (the readiness probe): each secondary replica here that its primary does not report in sync
+    /// (connected, UpToDate, nothing out of sync, no resync running), one line each. The primary's view is the one
+    /// that counts: a secondary just restarted does not know yet what it lacks. So a pod restarted in a rolling
+    /// update turns ready only once it holds a current copy again, and the next pod is not taken down before.
+    /// A volume with no primary (demoted, none promoted yet) is left out: there is nothing to be in sync with.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> SecondaryProblemsAsync(CancellationToken ct)
+    {
+        var problems = new List<string>();
+        foreach (var name in roles.OpenVolumes())
+        {
+            if (roles.SetOf(name) is not { } set || set.IsPrimary(Self) || set.Primary.Length == 0) continue;
+            PeerStatusList? status = null;
+            string? refused = null;
+            try
+            {
+                status = await peers.AskAsync<PeerStatusList>(set.Primary, new GetPeerStatus(name), ct, HealthAskTimeout);
+            }
+            catch (ReplicaRefusedException e)
+            {
+                refused = e.Message;
+            }
+            var row = status?.Peers.FirstOrDefault(p => p.Node == Self);
+            if (row is { Connection: "connected", Disk: nameof(PeerDisk.UpToDate), OutOfSyncBytes: 0, Resync: null }) continue;
+            problems.Add(row is null
+                ? $"{name}: secondary of {set.Primary}, which does not answer for it{(refused is null ? "" : $" ({refused})")}"
+                : $"{name}: secondary of {set.Primary}, not in sync yet: {row.Connection}, {row.Disk}" +
+                  (row.Resync is { } r ? $", resync {r.Done * 100 / Math.Max(1, r.Total)}% done" : row.OutOfSyncBytes > 0 ? $", {row.OutOfSyncBytes} bytes out of sync" : ""));
+        }
+        return problems;
+    }
+
+    // A probe's own timeout is 1 s by default in Kubernetes: an unresponsive primary must not make the probe time out.
+    private static readonly TimeSpan HealthAskTimeout = TimeSpan.FromMilliseconds(500);
 
     public async Task<PeerStatusList> LocalPeerStatusAsync(string name, CancellationToken ct)
     {

@@ -28,6 +28,19 @@ public sealed record MemberInfo
     public required IReadOnlyList<string> Volumes { get; init; }
     /// <summary>Whether <see cref="Volumes"/> is its answer (false: unreachable, or no answer within 2 s).</summary>
     public required bool VolumesKnown { get; init; }
+    /// <summary>Only in the answer to a leave: what became of each volume the leaving member was primary of.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
+    public IReadOnlyList<HandOffInfo>? HandOffs { get; init; }
+}
+
+/// <summary>A volume the leaving member was primary of: handed to <see cref="To"/>, or kept there for <see cref="Problem"/>.</summary>
+public sealed record HandOffInfo
+{
+    public required string Volume { get; init; }
+    /// <summary>The node that is its primary now; null when the hand-off did not happen.</summary>
+    public string? To { get; init; }
+    /// <summary>Why it stayed on the leaving member (no peer held all its data in time), or null.</summary>
+    public string? Problem { get; init; }
 }
 
 /// <summary><c>POST /api/cluster/leave</c> (node: optional, this node when left out) and <c>POST /api/cluster/down</c>.</summary>
