@@ -56,6 +56,7 @@ internal sealed class CacheHealth
 
     // Where a commit's time goes (tests/bench/bounds.sh divides them by the counts): Stopwatch ticks.
     private long _commits, _commitWakeTicks, _commitWriteTicks, _commitSyncTicks, _flushes, _flushTicks;
+    private readonly LatencyHistogram _flushLatency = new();
 
     /// <summary>
     /// A group commit for FLUSH/FUA waiters: from the doorbell's ring to the flusher's start (0 when a tick
@@ -74,7 +75,11 @@ internal sealed class CacheHealth
     {
         Interlocked.Increment(ref _flushes);
         Interlocked.Add(ref _flushTicks, ticks);
+        _flushLatency.Count(ticks);
     }
+
+    /// <summary>FLUSHes by their time in the cache: cumulative counts per bucket of <see cref="LatencyHistogram"/>.</summary>
+    public long[] FlushLatencyBuckets() => _flushLatency.Cumulative();
 
     public CommitTimes CommitTimes => new(Interlocked.Read(ref _commits), Seconds(ref _commitWakeTicks), Seconds(ref _commitWriteTicks),
         Seconds(ref _commitSyncTicks), Interlocked.Read(ref _flushes), Seconds(ref _flushTicks));

@@ -177,6 +177,7 @@ public sealed class WriteBackCache : IBlockTarget
         Syncs = _health.Syncs,
         SyncPointRecords = _health.SyncPointRecords,
         CommitTimes = _health.CommitTimes,
+        FlushLatencyBuckets = _health.FlushLatencyBuckets(),
         BlocksDestaged = _health.BlocksDestaged,
         RingWaits = _health.RingWaits,
         RetentionShrinks = _health.RetentionShrinks,
@@ -703,6 +704,11 @@ public sealed record CacheStatistics
     public long Syncs { get; init; }
     public long SyncPointRecords { get; init; }
     public CommitTimes CommitTimes { get; init; }
+    /// <summary>
+    /// FLUSHes by their time in the cache (as <see cref="CommitTimes.FlushSeconds"/> sums it): how many took at most each
+    /// of <see cref="LatencyHistogram.UpperBoundsSeconds"/>, then all of them (+Inf).
+    /// </summary>
+    public IReadOnlyList<long> FlushLatencyBuckets { get; init; } = [];
     public long BlocksDestaged { get; init; }
     public long RingWaits { get; init; }
     public long RetentionShrinks { get; init; }

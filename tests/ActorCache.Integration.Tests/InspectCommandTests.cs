@@ -83,6 +83,10 @@ public sealed class InspectCommandTests : IDisposable
         Assert.True(vol0.GetProperty("readIops").GetDouble() > 0, vol0.ToString());
         Assert.True(vol0.GetProperty("flushesPerSecond").GetDouble() > 0, vol0.ToString());
         Assert.True(vol0.GetProperty("flushLatencyMs").GetDouble() > 0, vol0.ToString());
+        // From the latency buckets: within the bounds they have (0 to 2.5 s), the 99th percentile no lower than the median.
+        var p50 = vol0.GetProperty("flushLatencyP50Ms").GetDouble();
+        var p99 = vol0.GetProperty("flushLatencyP99Ms").GetDouble();
+        Assert.True(p50 > 0 && p50 <= p99 && p99 <= 2500, vol0.ToString());
         Assert.True(vol0.GetProperty("dirtyBytes").GetInt64() > 0, vol0.ToString());
         Assert.True(vol0.GetProperty("generation").GetInt64() > 1, vol0.ToString());
         Assert.Equal(JsonValueKind.Number, vol0.GetProperty("destageMiBps").ValueKind);
@@ -93,6 +97,7 @@ public sealed class InspectCommandTests : IDisposable
 
         var table = await Cli.CheckAsync(node, "top", "--once", "--interval", "0.5");
         Assert.Contains("W IOPS", table);
+        Assert.Contains("FLUSH p99 ms", table);
         Assert.Contains("vol0", table);
         Assert.Contains("write-back", table);
 
@@ -105,6 +110,7 @@ public sealed class InspectCommandTests : IDisposable
         Assert.Equal(job.GetProperty("read").GetProperty("total_ios").GetInt64(), after.GetProperty("reads").GetInt64());
         Assert.Equal(job.GetProperty("write").GetProperty("io_bytes").GetInt64(), after.GetProperty("writtenBytes").GetInt64());
         Assert.Equal(0, after.GetProperty("writeIops").GetDouble()); // nothing writes any more
+        Assert.Equal(JsonValueKind.Null, after.GetProperty("flushLatencyP99Ms").ValueKind); // nor FLUSHes
 
         Assert.Contains("--once", await Cli.RefusedAsync(2, Cli.RunAsync(node, "top", "--json")));
     }

@@ -15,7 +15,7 @@ public static class AdminEndpoints
         app.MapGet("/metrics", async (HttpContext context, NodeMetrics metrics) =>
         {
             context.Response.ContentType = PrometheusConstants.TextContentTypeWithVersionAndEncoding;
-            await metrics.Registry.CollectAndExportAsTextAsync(context.Response.Body, context.RequestAborted);
+            await metrics.ExportAsTextAsync(context.Response.Body, context.RequestAborted);
         });
 
         // Readiness: every volume online and not degraded, the node in its cluster, and every secondary replica

@@ -21,6 +21,7 @@ public sealed class NodeMetrics
     private readonly Gauge _logCapacity;
     private readonly Gauge _recovering, _recoveryDone, _recoveryTotal, _scrubVerified, _scrubTotal;
     private readonly Counter _commits, _commitSeconds, _flushes, _flushSeconds;
+    private readonly ExternalHistogram _flushLatency;
     private readonly Gauge _snapshots, _preservedBytes, _preservedBlocks, _oldestRestorable;
     private readonly Counter _expired;
     private readonly ActorCache.Snapshots.SnapshotCatalog _snapshotCatalog;
@@ -78,6 +79,9 @@ public sealed class NodeMetrics
         _flushes = VolumeCounter("actorcache_cache_flushes_total", "FLUSH requests the cache completed.");
         _flushSeconds = VolumeCounter("actorcache_cache_flush_seconds_total",
             "Time FLUSH requests spent in the cache, from the call to the caller running again (so it includes handing the completion back).");
+        _flushLatency = new ExternalHistogram("actorcache_cache_flush_latency_seconds",
+            "Time FLUSH requests spent in the cache (as actorcache_cache_flush_seconds_total counts it), in log-spaced buckets.",
+            LatencyHistogram.UpperBoundsSeconds);
         _snapshots = VolumeGauge("actorcache_snapshots", "Kept snapshots of the volume.");
         _preservedBytes = VolumeGauge("actorcache_snapshot_preserved_bytes",
             "Bytes held for kept snapshots and open views of the past: backing blocks copied aside before the destager overwrote them.");
@@ -114,7 +118,15 @@ public sealed class NodeMetrics
         Registry.AddBeforeCollectCallback(UpdateAsync);
     }
 
+    /// <summary>The registry's families; <see cref="ExportAsTextAsync"/> adds the ones it cannot hold.</summary>
     public CollectorRegistry Registry { get; }
+
+    /// <summary>Every metric in the Prometheus text format: the registry's (its callback updates them all), then the FLUSH latency histogram.</summary>
+    public async Task ExportAsTextAsync(Stream destination, CancellationToken cancellationToken)
+    {
+        await Registry.CollectAndExportAsTextAsync(destination, cancellationToken);
+        await destination.WriteAsync(System.Text.Encoding.UTF8.GetBytes(_flushLatency.Text()), cancellationToken);
+    }
 
     /// <summary>Replication's lines for /health (none on a node without replicated volumes).</summary>
     public IEnumerable<string> ReplicationProblems() => _replication?.Problems() ?? [];
@@ -172,6 +184,7 @@ public sealed class NodeMetrics
             collector.RemoveLabelled(name);
         foreach (var mode in Modes) _mode.RemoveLabelled(name, VolumeSpec.FormatMode(mode));
         foreach (var stage in new[] { "wake", "write", "sync" }) _commitSeconds.RemoveLabelled(name, stage);
+        _flushLatency.Remove(name);
     }
 
     /// <summary>A volume still opening: not online, and how far its replay is.</summary>
@@ -221,6 +234,7 @@ public sealed class NodeMetrics
         _commitSeconds.WithLabels(name, "sync").IncTo(times.SyncSeconds);
         _flushes.WithLabels(name).IncTo(times.Flushes);
         _flushSeconds.WithLabels(name).IncTo(times.FlushSeconds);
+        _flushLatency.Set(name, cache.FlushLatencyBuckets, times.FlushSeconds);
         _logCapacity.WithLabels(name).Set(cache.LogCapacity);
         _snapshots.WithLabels(name).Set(_snapshotCatalog.List(name).Count);
         _preservedBytes.WithLabels(name).Set(cache.PreservedBytes);

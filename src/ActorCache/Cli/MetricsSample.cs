@@ -69,6 +69,24 @@ public sealed class MetricsSample
         return sum;
     }
 
+    /// <summary>
+    /// A histogram's cumulative buckets for one volume (the series of <paramref name="name"/>, a <c>_bucket</c>, by their
+    /// <c>le</c>, summed over other labels), in ascending order; empty when the node exports none.
+    /// </summary>
+    public IReadOnlyList<HistogramBucket> Buckets(string name, string volume)
+    {
+        if (!_series.TryGetValue(name, out var list)) return [];
+        var counts = new SortedDictionary<double, double>();
+        foreach (var (labels, value) in list)
+        {
+            if (!labels.TryGetValue("volume", out var v) || v != volume || !labels.TryGetValue("le", out var le)) continue;
+            var bound = le == "+Inf" ? double.PositiveInfinity
+                : double.TryParse(le, NumberStyles.Float, CultureInfo.InvariantCulture, out var b) ? b : double.NaN;
+            if (!double.IsNaN(bound)) counts[bound] = counts.GetValueOrDefault(bound) + value;
+        }
+        return [.. counts.Select(c => new HistogramBucket(c.Key, c.Value))];
+    }
+
     /// <summary>The value of <paramref name="name"/> for one volume with one more label, or null.</summary>
     public string? LabelWhere(string name, string volume, string label, double value) =>
         _series.TryGetValue(name, out var list)

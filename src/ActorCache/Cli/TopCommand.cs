@@ -9,12 +9,13 @@ namespace ActorCache.Cli;
 
 /// <summary>
 /// <c>actorcache top</c>: a node's volumes live, in the manner of DRBD's <c>drbdmon</c>: IOPS and MiB/s, FLUSH
-/// latency, dirty log bytes, destage rate and how far back each volume can be restored, from two scrapes of the
-/// node's <c>/metrics</c> (what Prometheus and the Grafana dashboard read), refreshed until Ctrl-C.
+/// latency (p50, p99), dirty log bytes, destage rate and how far back each volume can be restored, from two scrapes
+/// of the node's <c>/metrics</c> (what Prometheus and the Grafana dashboard read), refreshed until Ctrl-C.
 /// </summary>
 public static class TopCommand
 {
     private const double MiB = 1 << 20;
+    private const string FlushLatencyBuckets = "actorcache_cache_flush_latency_seconds_bucket";
 
     public static Command Create()
     {
@@ -32,8 +33,8 @@ public static class TopCommand
         });
         var command = new Command("top",
             "A running node's volumes live, refreshed every --interval until Ctrl-C: read and write IOPS and MiB/s, FLUSHes per second " +
-            "and their mean latency, dirty bytes in the log, destage rate, generation and the oldest restorable point. Rates come from " +
-            "two scrapes of the node's /metrics. --once prints one frame; --once --json prints its numbers. The node is --node URL, " +
+            "and their latency (p50 and p99), dirty bytes in the log, destage rate, generation and the oldest restorable point. Rates " +
+            "come from two scrapes of the node's /metrics. --once prints one frame; --once --json prints its numbers. The node is --node URL, " +
             $"or the one whose data directory is --data-dir (default {NodeTarget.DefaultDataDir}). Exit codes: 0 done, 1 failed, 2 usage.")
         {
             once, interval,
@@ -60,7 +61,7 @@ public static class TopCommand
         return command.WithExamples(
             "actorcache top                                every volume of the node in ./data, once a second until Ctrl-C",
             "actorcache top --interval 5 --node http://10.0.0.5:9460",
-            "actorcache top --once --json | jq '.volumes[] | {volume, writeIops, flushLatencyMs}'");
+            "actorcache top --once --json | jq '.volumes[] | {volume, writeIops, flushLatencyP50Ms, flushLatencyP99Ms}'");
     }
 
     /// <summary>Redrawn in place every interval; Ctrl-C ends it with exit 0 (the terminal restored).</summary>
@@ -114,6 +115,7 @@ public static class TopCommand
             var flushes = Delta("actorcache_cache_flushes_total");
             var flushSeconds = Delta("actorcache_cache_flush_seconds_total");
             var totalFlushes = Now("actorcache_cache_flushes_total");
+            var flushBuckets = LatencyQuantiles.Between(before.Buckets(FlushLatencyBuckets, volume), after.Buckets(FlushLatencyBuckets, volume));
             var oldest = Now("actorcache_history_oldest_restorable_seconds");
             volumes.Add(new VolumeRates
             {
@@ -131,6 +133,8 @@ public static class TopCommand
                 FlushesPerSecond = Rate("actorcache_cache_flushes_total"),
                 FlushLatencyMs = flushes > 0 ? flushSeconds / flushes * 1000 : null,
                 FlushLatencyMsSinceStart = totalFlushes > 0 ? Now("actorcache_cache_flush_seconds_total") / totalFlushes * 1000 : null,
+                FlushLatencyP50Ms = LatencyQuantiles.Quantile(0.5, flushBuckets) * 1000,
+                FlushLatencyP99Ms = LatencyQuantiles.Quantile(0.99, flushBuckets) * 1000,
                 DirtyBytes = (long?)Now("actorcache_log_bytes"),
                 LogCapacityBytes = (long?)Now("actorcache_log_capacity_bytes"),
                 CachedBytes = (long?)(Now("actorcache_cache_cached_blocks") * 4096),
@@ -152,8 +156,8 @@ public static class TopCommand
     private static IRenderable View(TopFrame frame, Uri node, bool live)
     {
         var table = new Table().Border(TableBorder.Rounded)
-            .AddColumns("VOLUME", "MODE", "R IOPS", "W IOPS", "R MiB/s", "W MiB/s", "FLUSH/s", "FLUSH ms", "DIRTY LOG", "DESTAGE MiB/s", "GEN",
-                "RESTORABLE FROM");
+            .AddColumns("VOLUME", "MODE", "R IOPS", "W IOPS", "R MiB/s", "W MiB/s", "FLUSH/s", "FLUSH p50 ms", "FLUSH p99 ms", "DIRTY LOG",
+                "DESTAGE MiB/s", "GEN", "RESTORABLE FROM");
         foreach (var column in table.Columns.Skip(2)) column.RightAligned();
         foreach (var v in frame.Volumes)
         {
@@ -165,7 +169,8 @@ public static class TopCommand
                 new Text(v.ReadMiBps.ToString("0.0", CultureInfo.InvariantCulture)),
                 new Text(v.WriteMiBps.ToString("0.0", CultureInfo.InvariantCulture)),
                 new Text(v.FlushesPerSecond is { } f ? Number(f) : "-"),
-                new Text(v.FlushLatencyMs is { } ms ? ms.ToString("0.00", CultureInfo.InvariantCulture) : "-"),
+                new Text(Milliseconds(v.FlushLatencyP50Ms)),
+                new Text(Milliseconds(v.FlushLatencyP99Ms)),
                 new Markup(Dirty(v)),
                 new Text(v.DestageMiBps is { } d ? d.ToString("0.0", CultureInfo.InvariantCulture) : "-"),
                 new Text(v.Generation?.ToString(CultureInfo.InvariantCulture) ?? "-"),
@@ -176,6 +181,8 @@ public static class TopCommand
                                  (live ? ", Ctrl-C to quit" : "") + "[/]");
         return table;
     }
+
+    private static string Milliseconds(double? ms) => ms?.ToString("0.00", CultureInfo.InvariantCulture) ?? "-";
 
     private static string Number(double value) => value.ToString(value >= 100 ? "0" : "0.0", CultureInfo.InvariantCulture);
 

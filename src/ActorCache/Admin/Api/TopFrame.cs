@@ -41,6 +41,12 @@ public sealed record VolumeRates
     public required double? FlushLatencyMs { get; init; }
     /// <summary>Mean FLUSH time since the node started, milliseconds; null before the first.</summary>
     public required double? FlushLatencyMsSinceStart { get; init; }
+    /// <summary>
+    /// Median and 99th percentile of FLUSH time in the cache over the interval, milliseconds, estimated from the latency
+    /// buckets as Prometheus' histogram_quantile does; null when none completed in it.
+    /// </summary>
+    public required double? FlushLatencyP50Ms { get; init; }
+    public required double? FlushLatencyP99Ms { get; init; }
     /// <summary>Log bytes not yet destaged to the backing (the dirty data in the log).</summary>
     public required long? DirtyBytes { get; init; }
     /// <summary>Bytes the log may use.</summary>
