@@ -43,10 +43,16 @@ public sealed class ZeroAllocationTests
                     ? method.CreateDelegate<Action>(instance)
                     : Adapt(method, instance);
                 for (var i = 0; i < 200; i++) run(); // warm-up: JIT tiers, first-use buffers
+                // Up to three measured rounds: the runtime may allocate once on this thread while a method moves to its
+                // next JIT tier in the middle of one; an allocation per operation shows in every round.
                 const int operations = 2000;
-                var before = GC.GetAllocatedBytesForCurrentThread();
-                for (var i = 0; i < operations; i++) run();
-                var perOperation = (double)(GC.GetAllocatedBytesForCurrentThread() - before) / operations;
+                var perOperation = double.MaxValue;
+                for (var round = 0; round < 3 && perOperation >= 1; round++)
+                {
+                    var before = GC.GetAllocatedBytesForCurrentThread();
+                    for (var i = 0; i < operations; i++) run();
+                    perOperation = Math.Min(perOperation, (double)(GC.GetAllocatedBytesForCurrentThread() - before) / operations);
+                }
                 Assert.True(perOperation < 1, $"{benchmark}({value}) allocates {perOperation:F1} bytes per operation");
             }
             finally
