@@ -52,6 +52,9 @@ public sealed partial class KubernetesTests : IAsyncLifetime
     [GeneratedRegex(@":(\d+)$")]
     private static partial Regex TrailingPort();
 
+    /// <summary>Where pods find the Kubernetes API when not at the stand-in (a test of an API that cannot be reached).</summary>
+    private int? _apiPort;
+
     /// <summary>Each pod's volumes (mountPath -> local directory): a pod started again gets the same claim and ConfigMap.</summary>
     private readonly Dictionary<int, Dictionary<string, string>> _podMounts = [];
 
@@ -102,7 +105,7 @@ public sealed partial class KubernetesTests : IAsyncLifetime
         var env = new Dictionary<string, string>
         {
             ["KUBERNETES_SERVICE_HOST"] = "127.0.0.1",
-            ["KUBERNETES_SERVICE_PORT"] = _api.Port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["KUBERNETES_SERVICE_PORT"] = (_apiPort ?? _api.Port).ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
         foreach (var variable in container["env"]!.AsArray())
         {
@@ -208,5 +211,62 @@ public sealed partial class KubernetesTests : IAsyncLifetime
         Assert.False(pod.HasExited, pod.Output);
         var members = (await Cli.JsonAsync(pod, "cluster", "show")).EnumerateArray().ToList();
         Assert.Equal("NotJoined", Assert.Single(members).GetProperty("status").GetString());
+    }
+
+    /// <summary>Polls /health until its body says <paramref name="expected"/> (the join timeout is 3 s here); returns the last answer.</summary>
+    private static async Task<(System.Net.HttpStatusCode Status, string Body)> WaitHealthSaysAsync(NodeProcess pod, string expected)
+    {
+        using var http = new HttpClient();
+        var watch = Stopwatch.StartNew();
+        HttpResponseMessage health;
+        string body;
+        do
+        {
+            await Task.Delay(1000);
+            health = await http.GetAsync(pod.AdminUrl + "/health");
+            body = await health.Content.ReadAsStringAsync();
+        } while (!(expected == "ok\n" ? body == expected : body.Contains(expected, StringComparison.Ordinal)) && watch.Elapsed < TimeSpan.FromSeconds(60));
+        return (health.StatusCode, body);
+    }
+
+    [Fact]
+    public async Task A_kubernetes_api_that_cannot_be_reached_leaves_the_node_running_not_ready_and_retrying()
+    {
+        var manifests = KubernetesManifests.Parse(await KubernetesManifests.RenderAsync());
+        _apiPort = NodeProcess.FreePort(); // nothing listens there
+        var pod = StartPod(manifests, 0, listed: false, "actorcache.cluster.join-timeout=3s");
+        await pod.WaitReadyAsync();
+        var (status, body) = await WaitHealthSaysAsync(pod, "cannot be reached");
+        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, status);
+        Assert.Contains($"cluster: not joined after 3 s: the Kubernetes API at https://127.0.0.1:{_apiPort}", body);
+        Assert.Contains("still trying", body);
+        // It keeps asking (a retry per lookup, no crash loop): the log says so more than once, and the process runs on.
+        await Task.Delay(3000);
+        Assert.False(pod.HasExited, pod.Output);
+        Assert.True(pod.Output.Split('\n').Count(l => l.Contains("cannot be reached", StringComparison.Ordinal)) >= 2, pod.Output);
+        Assert.Equal("NotJoined", Assert.Single((await Cli.JsonAsync(pod, "cluster", "show")).EnumerateArray()).GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task Fewer_pods_than_the_required_contact_points_leave_the_node_running_not_ready_and_retrying()
+    {
+        var manifests = KubernetesManifests.Parse(await KubernetesManifests.RenderAsync());
+        // Only this pod is listed; the ConfigMap requires 2 contact points to form a cluster, so none ever forms.
+        var pod = StartPod(manifests, 0, listed: true, "actorcache.cluster.join-timeout=3s");
+        await pod.WaitReadyAsync();
+        var (status, body) = await WaitHealthSaysAsync(pod, "not enough nodes");
+        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, status);
+        Assert.Contains("bootstrap found no cluster to join and not enough nodes to form one", body);
+        Assert.Contains("2 needed", body);
+        Assert.Contains("1 of 1 pod(s) matching", body);
+        await Task.Delay(3000);
+        Assert.False(pod.HasExited, pod.Output);
+        Assert.Equal("NotJoined", Assert.Single((await Cli.JsonAsync(pod, "cluster", "show")).EnumerateArray()).GetProperty("status").GetString());
+        // The second pod appears: the two form the cluster, and the first turns ready.
+        var second = StartPod(manifests, 1, listed: true);
+        await second.WaitReadyAsync();
+        await WaitForMembersAsync(pod, m => m.Count == 2 && m.All(x => x.GetProperty("status").GetString() == "Up"));
+        (status, body) = await WaitHealthSaysAsync(pod, "ok\n");
+        Assert.True(status == System.Net.HttpStatusCode.OK && body == "ok\n", $"{(int)status}: {body}");
     }
 }
