@@ -177,6 +177,27 @@ public sealed class ReplicaLink : IAsyncDisposable
         }
     }
 
+    /// <summary>The secondary's node name.</summary>
+    public string PeerNode => _options.PeerNode;
+
+    /// <summary>The data connection is up (checked by the quorum fence without building a <see cref="Status"/>).</summary>
+    public bool IsConnected
+    {
+        get
+        {
+            lock (_gate) return _connection == PeerConnection.Connected;
+        }
+    }
+
+    /// <summary>Connected, UpToDate and not resyncing: every write reaches the peer (checked at every FLUSH/FUA, so it allocates nothing).</summary>
+    public bool IsStreamingUpToDate
+    {
+        get
+        {
+            lock (_gate) return _connection == PeerConnection.Connected && _peerDisk == PeerDisk.UpToDate && !_resyncing;
+        }
+    }
+
     /// <summary>The peer is connected and UpToDate and lacks nothing but the batches on their way to it.</summary>
     public bool IsInSync
     {

@@ -253,7 +253,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             var links = attached.Shipping;
             var reached = 1;
             for (var i = 0; i < links.Length; i++)
-                if (links[i].Status is { Connection: PeerConnection.Connected } status && endpoints.IsReachable(status.Node)) reached++;
+                if (links[i].IsConnected && endpoints.IsReachable(links[i].PeerNode)) reached++;
             var lost = reached >= majority ? null
                 : $"it reaches {reached} of its {attached.Set.Nodes.Length} replicas ({majority} needed); writes " +
                   (settings.Replication.SuspendWithoutQuorum ? "wait" : "fail") + " until a majority is back";
@@ -263,12 +263,12 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         }, settings.Replication.SuspendWithoutQuorum, () =>
         {
             var links = attached.Shipping;
+            // At every FLUSH/FUA: no status record built, nothing allocated.
             for (var i = 0; i < links.Length; i++)
             {
-                var status = links[i].Status;
-                if (status is { Connection: PeerConnection.Connected, Disk: PeerDisk.UpToDate, Resync: null }) continue;
+                if (links[i].IsStreamingUpToDate) continue;
                 lock (marked)
-                    if (!marked.Contains(status.Node)) return true;
+                    if (!marked.Contains(links[i].PeerNode)) return true;
             }
             return false;
         }, () =>
