@@ -410,6 +410,10 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
                 }
                 // UpToDate is on disk before the primary hears the resync is done (and counts this replica in FLUSH).
                 Write(state);
+                long durable;
+                bool upToDate;
+                lock (_gate) (durable, upToDate) = (_durableSequence, _disk == PeerDisk.UpToDate);
+                if (upToDate && !sink.IsRevoked) sink.Durable?.Invoke(primaryVolumeId, durable);
                 SendAck(AckKind.Durable, frame);
             }
         }

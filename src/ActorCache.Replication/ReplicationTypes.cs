@@ -121,6 +121,12 @@ public sealed class ReplicaSink(ActorCache.Blocks.IBlockTarget target, string st
     public ActorCache.Blocks.IBlockTarget Target { get; } = target;
     public string StateDirectory { get; } = stateDirectory;
 
+    /// <summary>
+    /// Told, while UpToDate, the primary's volume id and its last batch this replica holds durably, after every flush that
+    /// acknowledges one (before the primary hears of it): what a promotion compares between secondaries.
+    /// </summary>
+    public Action<Guid, long>? Durable { get; init; }
+
     /// <summary>Cancelled once the sink is revoked: connections under it end.</summary>
     public CancellationToken Revoked => _revoked.Token;
 

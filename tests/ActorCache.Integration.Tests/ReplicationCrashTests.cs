@@ -152,6 +152,13 @@ public sealed class ReplicationCrashTests(ITestOutputHelper log) : IAsyncLifetim
             {
                 var answer = await Cli.RunAsync(nodes[chosen], "volume", "promote", Volume, "--node", chosen);
                 if (answer.ExitCode == 0) break;
+                // The other secondary may hold a newer batch of the killed primary (its FLUSH acknowledged, this one's not yet): promote that one.
+                if (System.Text.RegularExpressions.Regex.Match(answer.Stderr, @"node (\w+) holds newer data of") is { Success: true } newer)
+                {
+                    log.WriteLine($"round {round,2}: {chosen} refused: {newer.Groups[1].Value} holds newer data; promoting it");
+                    chosen = newer.Groups[1].Value;
+                    continue;
+                }
                 // Only "the primary is still up" is worth waiting out (until the cluster sees it gone); any other refusal is a failure.
                 if (!answer.Stderr.Contains("is up; demote it first", StringComparison.Ordinal) || promoteWatch.Elapsed > TimeSpan.FromSeconds(60))
                     throw new Xunit.Sdk.XunitException($"round {round}: promoting {chosen} after {primary} was killed was refused " +

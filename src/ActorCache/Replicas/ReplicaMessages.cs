@@ -24,6 +24,11 @@ public sealed record GetReplicaView(string Name);
 /// <param name="Online">Whether its volume is open on the node.</param>
 public sealed record ReplicaView(string Node, string Name, ReplicaSet? Replicas, string Role, string Disk, bool Online)
 {
+    /// <summary>The primary volume this replica last followed while UpToDate, and its last batch held durably here (see <see cref="ReplicaRoles.FollowedOf"/>).</summary>
+    public Guid FollowedVolumeId { get; init; }
+
+    public long FollowedSequence { get; init; }
+
     /// <summary>The node this replica is in split brain with (it refused to adopt that node's newer set), or null.</summary>
     public string? SplitBrainWith { get; init; }
 }

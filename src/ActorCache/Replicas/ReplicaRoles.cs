@@ -56,6 +56,19 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
 
     public bool IsOpen(string volume) => _attached.ContainsKey(volume);
 
+    /// <summary>
+    /// What this replica last followed while UpToDate: its primary's volume id and the last batch of it held durably here
+    /// (the live value, else the replica state file's). Empty for a replica that never followed one.
+    /// </summary>
+    public (Guid VolumeId, long Sequence) FollowedOf(string volume)
+    {
+        if (_attached.TryGetValue(volume, out var attached) && attached.Followed is { } followed) return (followed.Item1, followed.Item2);
+        return ReplicaState.Read(StateDirectory(volume)) is { Disk: PeerDisk.UpToDate } state ? (state.PrimaryVolumeId, state.AppliedSequence) : default;
+    }
+
+    private ReplicaSink SinkOf(Attached attached) =>
+        new(CacheOf(attached.Volume), StateDirectory(attached.Volume.Definition.Name)) { Durable = (id, sequence) => attached.Followed = Tuple.Create(id, sequence) };
+
     /// <summary>The replicated volumes open on this node.</summary>
     public IReadOnlyList<string> OpenVolumes() => [.. _attached.Keys];
 
@@ -141,7 +154,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             var primaryChanged = !isPrimary && attached.Set.Primary != set.Primary;
             if (primaryChanged) await RevokeSinkAsync(attached);
             attached.Set = set;
-            if (primaryChanged) attached.Sink = new ReplicaSink(CacheOf(attached.Volume), StateDirectory(volume));
+            if (primaryChanged) attached.Sink = SinkOf(attached);
             foreach (var link in attached.Links)
             {
                 link.Protocol = ProtocolOf(set);
@@ -184,7 +197,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         if (!set.IsPrimary(settings.NodeName))
         {
             catalog.Refuse(name, SecondaryRefusal(name, set));
-            attached.Sink = new ReplicaSink(CacheOf(attached.Volume), StateDirectory(name));
+            attached.Sink = SinkOf(attached);
             _logger.LogInformation("volume {Name}: secondary of {Primary} (protocol {Protocol}, epoch {Epoch})", name, set.Primary, set.Protocol, set.Epoch);
             return;
         }
@@ -485,5 +498,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         public volatile ReplicaLink[] Shipping = [];
         public ReplicaSink? Sink { get; set; }
         public bool Confirmed { get; set; }
+        /// <summary>The primary volume this secondary followed while UpToDate and its last batch held durably here (replaced whole: read by other threads).</summary>
+        public volatile Tuple<Guid, long>? Followed;
     }
 }

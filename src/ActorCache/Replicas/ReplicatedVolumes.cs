@@ -116,9 +116,12 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     {
         var definition = await DefinitionAsync(name, ct);
         var set = roles.SetOf(name) ?? definition?.Replicas;
+        var (followed, sequence) = roles.FollowedOf(name);
         return new ReplicaView(Self, name, set, set?.IsPrimary(Self) == true ? "primary" : "secondary", roles.DiskOf(name), roles.IsOpen(name))
         {
             SplitBrainWith = roles.OwnSplitBrainWith(name), // what this node decided; a peer's report is not echoed back
+            FollowedVolumeId = followed,
+            FollowedSequence = sequence,
         };
     }
 
@@ -140,7 +143,10 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     /// </summary>
     private async Task<bool> AdoptNewerAsync(string name, ReplicaSet newer, CancellationToken ct)
     {
-        if (newer.Primary.Length > 0 && newer.Primary != Self && roles.HasUnsharedWrites(name, newer.Primary))
+        // Under quorum every FLUSH this node acknowledged reached a majority, and a quorum promotion found the new primary
+        // at least as new as every secondary of that majority it reached: the marks then mean no lost write.
+        var quorumHeld = settings.Replication.Quorum && newer.Nodes.Length >= 3;
+        if (newer.Primary.Length > 0 && newer.Primary != Self && roles.HasUnsharedWrites(name, newer.Primary) && !(quorumHeld && newer.QuorumPromotion))
         {
             if (roles.MarkSplitBrain(name, newer.Primary))
                 logger.LogError("volume {Name}: SPLIT BRAIN with {Peer}: {Peer} became primary ({Set}) while this node acknowledged FLUSHes it lacks; " +
@@ -265,7 +271,22 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         if (disk != nameof(PeerDisk.UpToDate) && !force)
             throw new VolumeConflictException($"node {Self}'s data of {name} is {disk}, not UpToDate: it may lack acknowledged writes. Promote a node with " +
                                               $"UpToDate data ('actorcache peer status {name}' shows them), or force it (--force: this node's data wins and the others resync from it)");
-        var promoted = set with { Primary = Self, Epoch = newest.Epoch + 1, InSync = null };
+        // Not by force, the new primary must hold every FLUSH the old one acknowledged: under quorum each reached a majority, so
+        // a majority must be reachable here, and no UpToDate secondary reached may hold a newer batch of the old primary.
+        var quorumPromotion = false;
+        if (!force)
+        {
+            var (followed, sequence) = roles.FollowedOf(name);
+            var newer = others.Where(v => v.Role == "secondary" && v.Disk == nameof(PeerDisk.UpToDate) && v.FollowedVolumeId != Guid.Empty &&
+                                          v.FollowedVolumeId == followed && v.FollowedSequence > sequence).MaxBy(v => v.FollowedSequence);
+            if (newer is not null)
+                throw new VolumeConflictException($"node {newer.Node} holds newer data of {name} than node {Self} (batch {newer.FollowedSequence} of the last primary " +
+                                                  $"against {sequence}): promote {newer.Node}, or force this node (--force: {newer.Node}'s newer writes are resynced over)");
+            var quorum = settings.Replication.Quorum && set.Nodes.Length >= 3;
+            var reached = 1 + others.Count(v => v.Online);
+            quorumPromotion = quorum && reached >= set.Nodes.Length / 2 + 1;
+        }
+        var promoted = set with { Primary = Self, Epoch = newest.Epoch + 1, InSync = null, QuorumPromotion = quorumPromotion };
         await RecordAsync(name, promoted, ct);
         logger.LogWarning("volume {Name}: promoted to primary on {Node}{Force}; replica set {Set}", name, Self, force ? " by force" : "", promoted);
         await SpreadAsync(name, promoted, ct);
