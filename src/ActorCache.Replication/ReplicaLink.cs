@@ -476,8 +476,14 @@ public sealed class ReplicaLink : IAsyncDisposable
         lock (_gate)
         {
             if (!_wantConnected || stopping.IsCancellationRequested) return;
-            // A peer known identical at a clean switchover got its data from the primary before this one: that is expected, once.
-            if (_peerKnownIdentical) _peerKnownIdentical = false;
+            // A peer known identical at a clean switchover got its data from the primary before this one: that is expected, once,
+            // if it still says UpToDate (a peer that lost its disk since has no such state).
+            if (_peerKnownIdentical && peerState is { Disk: PeerDisk.UpToDate }) _peerKnownIdentical = false;
+            else if (_peerKnownIdentical)
+            {
+                _peerKnownIdentical = false;
+                MarkAllLocked("the peer held this node's data at the clean demotion but has no UpToDate replica state now");
+            }
             else if (peerState is { } state && state.PrimaryVolumeId != _volumeId)
                 MarkAllLocked($"the peer's data came from another primary volume ({state.PrimaryVolumeId})");
             else if (peerState is null && (_flags & OutOfSyncBitmap.FileFlags.PeerSeen) != 0)

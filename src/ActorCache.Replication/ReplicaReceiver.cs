@@ -218,10 +218,11 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
 
     // Guarded by _gate.
     private PeerDisk _disk = initial?.Disk ?? PeerDisk.Unknown;
-    private long _appliedFrame, _appliedSequence = initial?.AppliedSequence ?? 0;
+    // Batch numbers are the primary's: those a state file kept from another primary's volume say nothing about this one's.
+    private long _appliedFrame, _appliedSequence = initial?.PrimaryVolumeId == primaryVolumeId ? initial.AppliedSequence : 0;
     private long _flushWanted;            // a frame the next flush must cover at once (sync point, resync end)
     private long _resyncDoneFrame = -1, _resyncDoneSequence;
-    private long _durableFrame, _durableSequence = initial?.AppliedSequence ?? 0;
+    private long _durableFrame, _durableSequence = initial?.PrimaryVolumeId == primaryVolumeId ? initial.AppliedSequence : 0;
     private long _unflushedBytes;
     private DateTime _stateWritten = DateTime.UtcNow;
     private bool _stateChanged;
@@ -446,9 +447,9 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
     }
 
     /// <summary>Writes a state unless a newer one was written already (the reader and the flusher both write; the newest wins).</summary>
-    private void Write((ReplicaState State, long Version)? state)
+    private void Write((ReplicaState State, long Version)? state, bool final = false)
     {
-        if (state is not { } s || sink.IsRevoked) return; // a replica that no longer follows this primary keeps no state from it
+        if (state is not { } s || (sink.IsRevoked && !final)) return; // a replica that no longer follows this primary takes no new state from it
         lock (_stateWrite)
         {
             if (s.Version <= _writtenVersion) return;
@@ -466,6 +467,7 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
         (ReplicaState, long)? state = null;
         lock (_gate)
             if (_stateChanged && _disk == PeerDisk.UpToDate) state = StateLocked();
-        Write(state);
+        // What was acknowledged Durable is on record, revoked or not (the next connection of this volume waits for this one's end).
+        Write(state, final: true);
     }
 }

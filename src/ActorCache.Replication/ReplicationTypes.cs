@@ -143,13 +143,17 @@ public sealed class ReplicaSink(ActorCache.Blocks.IBlockTarget target, string st
 
     public void EndApply() => _applying.Release();
 
-    /// <summary>Nothing is applied under this sink from now on: waits for a frame being applied, then ends its connections.</summary>
+    /// <summary>
+    /// Nothing is applied under this sink from now on: no frame starts, a frame being applied is waited for (a bounded
+    /// while: a write stuck in a closing cache must not stall every role change of the node), then its connections end.
+    /// </summary>
     public async Task RevokeAsync()
     {
         if (_isRevoked) return;
-        await _applying.WaitAsync().ConfigureAwait(false);
-        _isRevoked = true;
-        _applying.Release();
+        _isRevoked = true; // a frame not begun yet sees it once it holds the gate
+        if (await _applying.WaitAsync(RevokeWait).ConfigureAwait(false)) _applying.Release();
         await _revoked.CancelAsync().ConfigureAwait(false);
     }
+
+    private static readonly TimeSpan RevokeWait = TimeSpan.FromSeconds(10);
 }

@@ -13,7 +13,8 @@ namespace ActorCache.Integration.Tests;
 /// </summary>
 public sealed partial class KubernetesTests
 {
-    private const int WriterBlocks = 2048; // the writer cycles over the first 8 MiB of the volume
+    private const int VolumeMiB = 128;
+    private const int WriterBlocks = VolumeMiB * 256; // the writer never wraps (checked): every write it counted is checked at the end
 
     [Fact]
     public async Task A_rolling_update_hands_the_primary_over_and_loses_no_flushed_write()
@@ -25,6 +26,7 @@ public sealed partial class KubernetesTests
         var preStop = container["lifecycle"]!["preStop"]!["exec"]!["command"]!.AsArray().Select(a => a.Text()).ToList();
         var readiness = container["readinessProbe"]!;
         var readinessPath = readiness["httpGet"]!["path"].Text();
+        var probeTimeout = TimeSpan.FromSeconds(int.Parse(readiness["timeoutSeconds"]?.Text() ?? "1", CultureInfo.InvariantCulture));
         // Kubernetes marks a pod unready after failureThreshold failed probes, periodSeconds apart.
         var unreadyAfter = TimeSpan.FromSeconds(int.Parse(readiness["periodSeconds"].Text(), CultureInfo.InvariantCulture) *
                                                 int.Parse(readiness["failureThreshold"].Text(), CultureInfo.InvariantCulture));
@@ -32,7 +34,7 @@ public sealed partial class KubernetesTests
         var pods = Enumerable.Range(0, 3).Select(i => StartPod(manifests, i, listed: true)).ToList();
         foreach (var p in pods) await p.WaitReadyAsync();
         foreach (var p in pods) await WaitForMembersAsync(p, m => m.Count == 3 && m.All(x => x.GetProperty("status").GetString() == "Up"));
-        await Cli.CheckAsync(pods[0], "volume", "create", "r", "--size", "32M", "--replicas", "actorcache-0,actorcache-1,actorcache-2", "--protocol", "C");
+        await Cli.CheckAsync(pods[0], "volume", "create", "r", "--size", $"{VolumeMiB}M", "--replicas", "actorcache-0,actorcache-1,actorcache-2", "--protocol", "C");
         await WaitInSyncAsync(pods, "r", "every replica in sync after the create");
 
         var work = NewDir();
@@ -47,7 +49,7 @@ public sealed partial class KubernetesTests
         var prober = ProbeAsync(() =>
         {
             lock (pods) return [.. pods];
-        }, readinessPath, probes, watching.Token);
+        }, readinessPath, probeTimeout, probes, watching.Token);
         try
         {
             await WaitUntilAsync(() => LastFlushed(progress) >= 200, TimeSpan.FromSeconds(60), "200 writes flushed before the update");
@@ -87,6 +89,7 @@ public sealed partial class KubernetesTests
         await prober;
         Assert.True(written.ExitCode == 0 && written.Stdout.Contains("written "), $"the writer failed:\n{written.Output}");
         var total = int.Parse(written.Stdout.Split('\n').Single(l => l.StartsWith("written ", StringComparison.Ordinal)).Split(' ')[1], CultureInfo.InvariantCulture);
+        Assert.True(total < WriterBlocks, $"the writer wrapped ({total} writes on {WriterBlocks} blocks): the final check would not see every write; make the volume larger");
 
         // Kubernetes never saw a pod that was not being updated turn unready, and every answer was 200, or 503 naming why.
         probes.AssertNeverUnready(unreadyAfter);
@@ -94,14 +97,14 @@ public sealed partial class KubernetesTests
         var primary = await PrimaryOfAsync(pods, "r");
         Assert.NotEqual("actorcache-0", primary);
         var newPrimary = pods[int.Parse(primary[^1..], CultureInfo.InvariantCulture)];
-        Assert.DoesNotContain("a full resync was requested", newPrimary.Output);
+        Assert.DoesNotContain("every block is marked out of sync", newPrimary.Output);
 
         await WaitInSyncAsync(pods, "r", "every replica in sync after the update");
         var verified = (await Cli.JsonAsync(newPrimary, "peer", "verify", "r", "--follow")).EnumerateArray().ToList();
         Assert.All(verified, p => Assert.True(p.GetProperty("outOfSyncBytes").GetInt64() == 0, $"verify found a difference: {p}"));
         var image = Path.Combine(work, "r.img");
         await Tool.CheckAsync("nbdcopy", newPrimary.TcpUri("r"), image);
-        var expected = new byte[32 << 20];
+        var expected = new byte[VolumeMiB << 20];
         for (var j = Math.Max(0, total - WriterBlocks); j < total; j++) expected.AsSpan(j % WriterBlocks * 4096, 4096).Fill((byte)(j % 251 + 1));
         var got = await File.ReadAllBytesAsync(image);
         var at = expected.AsSpan().CommonPrefixLength(got);
@@ -220,9 +223,9 @@ public sealed partial class KubernetesTests
     }
 
     /// <summary>Every half second, every running pod's readiness probe, as the kubelet would ask it.</summary>
-    private static async Task ProbeAsync(Func<List<NodeProcess>> pods, string path, ReadinessLog log, CancellationToken ct)
+    private static async Task ProbeAsync(Func<List<NodeProcess>> pods, string path, TimeSpan timeout, ReadinessLog log, CancellationToken ct)
     {
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(1) };
+        using var http = new HttpClient { Timeout = timeout };
         while (!ct.IsCancellationRequested)
         {
             var round = pods().Select((pod, i) => (pod, name: $"actorcache-{i}")).ToList();

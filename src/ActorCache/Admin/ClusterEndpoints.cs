@@ -32,8 +32,17 @@ public static class ClusterEndpoints
             var member = body.Node is null or "" ? null : members.Find(body.Node, members.IsReachable);
             if (member is not null && !member.UniqueAddress.Equals(members.SelfMember()?.UniqueAddress))
             {
-                var handOffs = await peers.AskAsync<HandOffs>(ClusterMembers.NameOf(member), HandOffPrimaries.Instance, context.RequestAborted, HandOffTimeout);
-                return Results.Json(members.Leave(member) with { HandOffs = Describe(handOffs?.Volumes ?? []) }, ApiJson.Wire.MemberInfo,
+                HandOff[] handOffs;
+                try
+                {
+                    handOffs = (await peers.AskAsync<HandOffs>(ClusterMembers.NameOf(member), HandOffPrimaries.Instance, context.RequestAborted, HandOffTimeout))?.Volumes
+                               ?? [new HandOff("*", null, $"{ClusterMembers.NameOf(member)} did not answer within {HandOffTimeout.TotalSeconds:0} s; its primaries may stay on it")];
+                }
+                catch (ReplicaRefusedException e)
+                {
+                    handOffs = [new HandOff("*", null, e.Message)];
+                }
+                return Results.Json(members.Leave(member) with { HandOffs = Describe(handOffs) }, ApiJson.Wire.MemberInfo,
                     statusCode: StatusCodes.Status202Accepted);
             }
             var own = await replicated.HandOffPrimariesAsync(context.RequestAborted);
@@ -55,8 +64,8 @@ public static class ClusterEndpoints
         }).AddEndpointFilter<RequireAdminToken>();
     }
 
-    /// <summary>Each hand-off waits up to a minute for a peer to finish a resync, then a demotion and a promotion.</summary>
-    private static readonly TimeSpan HandOffTimeout = TimeSpan.FromSeconds(90);
+    /// <summary>A member's whole hand-off takes at most 45 s (ReplicatedVolumes.HandOffBudget), plus the answer's way back.</summary>
+    private static readonly TimeSpan HandOffTimeout = TimeSpan.FromSeconds(60);
 
     private static IReadOnlyList<HandOffInfo> Describe(IEnumerable<HandOff> handOffs) =>
         [.. handOffs.Select(h => new HandOffInfo { Volume = h.Volume, To = h.To, Problem = h.Problem })];

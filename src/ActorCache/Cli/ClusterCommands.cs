@@ -56,7 +56,7 @@ public static class ClusterCommands
         var command = new Command("leave",
             "A member leaves the cluster gracefully, then stops as on SIGTERM: NBD clients are answered and disconnected, every volume " +
             "is flushed and closed. First, each replicated volume it is primary of is handed to a peer that holds all its data (a clean " +
-            "demotion and a promotion: no resync); one with no such peer within a minute stays primary there, and the command says so. " +
+            "demotion and a promotion: no resync), all within 45 s; one with no such peer in time stays primary there, and the command says so. " +
             "Without NODE, the node the command talks to leaves. The command returns once the leave is under way.") { node };
         options.SetAction(command, async run =>
         {

@@ -439,23 +439,45 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
     public async Task<string[]> SettleAsync(string volume, TimeSpan timeout, CancellationToken ct)
     {
         if (!_attached.TryGetValue(volume, out var attached) || !attached.Set.IsPrimary(settings.NodeName)) return [];
+        var holding = await HoldingAsync(attached, timeout, ct);
+        // This node's own record: UpToDate through its last batch. As a secondary later it is known identical to the peers in
+        // sync now, and a promotion elsewhere compares with it: after a demotion that was not clean this node holds newer data.
+        if (CacheOf(attached.Volume) is WriteBackCache cache)
+            new ReplicaState(PeerDisk.UpToDate, cache.Barrier.Local.DurableSequence, cache.VolumeId, DateTimeOffset.UtcNow).Write(StateDirectory(volume));
+        return holding;
+    }
+
+    private async Task<string[]> HoldingAsync(Attached attached, TimeSpan timeout, CancellationToken ct)
+    {
+        var volume = attached.Volume.Definition.Name;
         try
         {
-            await attached.Volume.FlushAsync(ct);
+            // Bounded: without quorum under suspend-io a FLUSH waits for a majority that may not come.
+            await attached.Volume.FlushAsync(ct).AsTask().WaitAsync(timeout, ct);
         }
-        catch (Blocks.BlockTargetException e)
+        catch (Exception e) when (e is Blocks.BlockTargetException or TimeoutException)
         {
-            _logger.LogWarning("volume {Name}: the FLUSH before the demotion failed ({Reason}); the demotion is not clean (the next primary resyncs its peers in full)", volume, e.Message);
+            _logger.LogWarning("volume {Name}: the FLUSH before the demotion failed ({Reason}); the demotion is not clean (the next primary resyncs its peers in full)",
+                volume, e.Message);
             return [];
         }
         var watch = System.Diagnostics.Stopwatch.StartNew();
         while (true)
         {
             var links = attached.Shipping;
-            var holding = links.Where(l => l.HoldsEverything).Select(l => l.Status.Node).ToArray();
+            var holding = links.Where(l => l.HoldsEverything).Select(l => l.PeerNode).ToArray();
             if (holding.Length == links.Length || watch.Elapsed >= timeout) return holding;
             await Task.Delay(10, ct);
         }
+    }
+
+    /// <summary>A primary about to be demoted takes no new NBD client (those connected are disconnected next); undone by <see cref="ServeAgain"/> if the demotion fails.</summary>
+    public void RefuseWhileDemoting(string volume) =>
+        catalog.Refuse(volume, "it is a replicated volume being demoted on this node; connect to its next primary");
+
+    public void ServeAgain(string volume)
+    {
+        if (_attached.TryGetValue(volume, out var attached) && attached.Set.IsPrimary(settings.NodeName) && attached.Confirmed) catalog.Serve(volume);
     }
 
     /// <summary>The links of a primary volume here, by peer node.</summary>

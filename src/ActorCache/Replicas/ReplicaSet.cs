@@ -16,13 +16,7 @@ namespace ActorCache.Replicas;
 /// changes them, so the next primary promoted from among them resyncs none of the others (DRBD's generation UUIDs
 /// say the same of two nodes whose current UUIDs match); everyone else is resynced in full. Null in every other set.
 /// </param>
-/// <param name="QuorumPromotion">
-/// The primary was promoted, not by force, while it reached a majority of the replicas and no secondary it reached
-/// held a newer batch of the old primary than it did. Every FLUSH the old primary acknowledged under quorum reached
-/// a majority, which meets the promoting majority in at least one node, so the new primary holds it: the old
-/// primary's marks of FLUSHes a peer lacked then mean no split brain.
-/// </param>
-public sealed record ReplicaSet(string[] Nodes, string Protocol, string Primary, long Epoch, string[]? InSync = null, bool QuorumPromotion = false)
+public sealed record ReplicaSet(string[] Nodes, string Protocol, string Primary, long Epoch, string[]? InSync = null)
 {
     public const string Protocols = "A, B or C";
 

@@ -143,10 +143,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     /// </summary>
     private async Task<bool> AdoptNewerAsync(string name, ReplicaSet newer, CancellationToken ct)
     {
-        // Under quorum every FLUSH this node acknowledged reached a majority, and a quorum promotion found the new primary
-        // at least as new as every secondary of that majority it reached: the marks then mean no lost write.
-        var quorumHeld = settings.Replication.Quorum && newer.Nodes.Length >= 3;
-        if (newer.Primary.Length > 0 && newer.Primary != Self && roles.HasUnsharedWrites(name, newer.Primary) && !(quorumHeld && newer.QuorumPromotion))
+        if (newer.Primary.Length > 0 && newer.Primary != Self && roles.HasUnsharedWrites(name, newer.Primary))
         {
             if (roles.MarkSplitBrain(name, newer.Primary))
                 logger.LogError("volume {Name}: SPLIT BRAIN with {Peer}: {Peer} became primary ({Set}) while this node acknowledged FLUSHes it lacks; " +
@@ -271,9 +268,8 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         if (disk != nameof(PeerDisk.UpToDate) && !force)
             throw new VolumeConflictException($"node {Self}'s data of {name} is {disk}, not UpToDate: it may lack acknowledged writes. Promote a node with " +
                                               $"UpToDate data ('actorcache peer status {name}' shows them), or force it (--force: this node's data wins and the others resync from it)");
-        // Not by force, the new primary must hold every FLUSH the old one acknowledged: under quorum each reached a majority, so
-        // a majority must be reachable here, and no UpToDate secondary reached may hold a newer batch of the old primary.
-        var quorumPromotion = false;
+        // Not by force, no UpToDate secondary reached may hold a newer batch of the old primary than this node: a FLUSH may
+        // have been acknowledged with its durable copy alone, and promoting this node would resync it away.
         if (!force)
         {
             var (followed, sequence) = roles.FollowedOf(name);
@@ -282,11 +278,8 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             if (newer is not null)
                 throw new VolumeConflictException($"node {newer.Node} holds newer data of {name} than node {Self} (batch {newer.FollowedSequence} of the last primary " +
                                                   $"against {sequence}): promote {newer.Node}, or force this node (--force: {newer.Node}'s newer writes are resynced over)");
-            var quorum = settings.Replication.Quorum && set.Nodes.Length >= 3;
-            var reached = 1 + others.Count(v => v.Online);
-            quorumPromotion = quorum && reached >= set.Nodes.Length / 2 + 1;
         }
-        var promoted = set with { Primary = Self, Epoch = newest.Epoch + 1, InSync = null, QuorumPromotion = quorumPromotion };
+        var promoted = set with { Primary = Self, Epoch = newest.Epoch + 1, InSync = null };
         await RecordAsync(name, promoted, ct);
         logger.LogWarning("volume {Name}: promoted to primary on {Node}{Force}; replica set {Set}", name, Self, force ? " by force" : "", promoted);
         await SpreadAsync(name, promoted, ct);
@@ -308,12 +301,22 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     {
         var set = await SetAsync(name, ct);
         if (!set.IsPrimary(Self)) throw new VolumeConflictException($"node {Self} is not the primary of {name} (its primary is {(set.Primary.Length > 0 ? set.Primary : "none")})");
-        // Clients go first, so nothing is written after the replicas were told who is primary.
-        if (node.Server is { } server) await server.DisconnectAsync(name, "volume demoted", settings.StopGrace);
-        // A clean demotion: everything flushed and on every peer that can take it, so the next primary resyncs none of them.
-        var inSync = await roles.SettleAsync(name, settings.Replication.AckTimeout, ct);
-        var demoted = set with { Primary = "", Epoch = set.Epoch + 1, InSync = [Self, .. inSync] };
-        await RecordAsync(name, demoted, ct);
+        // Clients go first (no new one is let in), so nothing is written after the replicas were told who is primary.
+        roles.RefuseWhileDemoting(name);
+        ReplicaSet demoted;
+        try
+        {
+            if (node.Server is { } server) await server.DisconnectAsync(name, "volume demoted", settings.StopGrace);
+            // A clean demotion: everything flushed and on every peer that can take it, so the next primary resyncs none of them.
+            var inSync = await roles.SettleAsync(name, settings.Replication.AckTimeout, ct);
+            demoted = set with { Primary = "", Epoch = set.Epoch + 1, InSync = [Self, .. inSync] };
+            await RecordAsync(name, demoted, ct);
+        }
+        catch
+        {
+            roles.ServeAgain(name);
+            throw;
+        }
         logger.LogWarning("volume {Name}: demoted on {Node}; no node is its primary until one is promoted. In sync at the demotion: {InSync}",
             name, Self, string.Join(", ", demoted.InSync));
         await SpreadAsync(name, demoted, ct);
@@ -323,20 +326,22 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     /// <summary>
     /// Before this node leaves the cluster (<c>cluster leave</c>, a pod's preStop): each volume it is primary of goes to
     /// a peer holding all its data, by a clean demotion here and a promotion there, so the volume stays served and no
-    /// peer is resynced. A volume with no such peer (none connected, or still resyncing after the timeout) stays
-    /// primary here and is named in the result: it is unavailable until this node is back or another is promoted.
+    /// peer is resynced. All within <see cref="HandOffBudget"/> (the pod's grace period must still cover the stop). A
+    /// volume with no peer in sync in time stays primary here, and one whose promotion elsewhere fails becomes primary
+    /// here again; both are named in the result (unavailable while this node is away, unless another is promoted).
     /// </summary>
     public async Task<IReadOnlyList<HandOff>> HandOffPrimariesAsync(CancellationToken ct)
     {
+        var spent = System.Diagnostics.Stopwatch.StartNew();
         var results = new List<HandOff>();
         foreach (var name in roles.OpenVolumes())
         {
             if (roles.SetOf(name) is not { } set || !set.IsPrimary(Self)) continue;
             try
             {
-                results.Add(await HandOffAsync(name, ct));
+                results.Add(await HandOffAsync(name, HandOffBudget - spent.Elapsed, ct));
             }
-            catch (Exception e) when (e is VolumeConflictException or ReplicaRefusedException or VolumeNotFoundException)
+            catch (Exception e)
             {
                 logger.LogError("volume {Name}: handing the primary role over failed: {Reason}", name, e.Message);
                 results.Add(new HandOff(name, null, e.Message));
@@ -345,28 +350,47 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         return results;
     }
 
-    private async Task<HandOff> HandOffAsync(string name, CancellationToken ct)
+    private async Task<HandOff> HandOffAsync(string name, TimeSpan left, CancellationToken ct)
     {
-        // Wait for a peer to hold everything (a resync may be finishing), before any client is turned away.
+        // Wait for a peer in sync (a resync may be finishing) before any client is turned away, leaving time for the switch itself.
         var watch = System.Diagnostics.Stopwatch.StartNew();
         string? target;
         while ((target = roles.LinksByPeer(name).Where(l => l.Value.IsInSync).Select(l => l.Key).FirstOrDefault()) is null)
         {
-            if (watch.Elapsed > HandOffWait)
-                return new HandOff(name, null, $"no peer holds all of {name}'s data ({string.Join(", ", roles.LinksOf(name).Select(p => $"{p.Node} {p.Connection.ToString().ToLowerInvariant()} {p.Disk}"))}) " +
-                                               $"after {HandOffWait.TotalSeconds:0} s; it stays primary on {Self} and is unavailable while {Self} is away");
+            if (watch.Elapsed > left - HandOffSwitch)
+                return new HandOff(name, null, $"no peer was in sync with {name} in time ({string.Join(", ", roles.LinksOf(name).Select(p => $"{p.Node} {p.Connection.ToString().ToLowerInvariant()} {p.Disk}"))}); " +
+                                               $"it stays primary on {Self} and is unavailable while {Self} is away");
             await Task.Delay(100, ct);
         }
         var demoted = await DemoteLocalAsync(name, ct);
-        if (demoted.Replicas?.InSync?.Contains(target) != true)
-            target = demoted.Replicas?.InSync?.FirstOrDefault(n => n != Self) ?? target; // the one that was in sync at the demotion itself
-        await PromoteAsync(name, target, force: false, ct);
-        logger.LogWarning("volume {Name}: handed over to {Target} (this node is leaving)", name, target);
-        return new HandOff(name, target, null);
+        var inSync = demoted.Replicas?.InSync ?? [];
+        // Only a peer that held everything at the demotion takes over: anyone else would resync this node's last writes away.
+        if (!inSync.Contains(target)) target = inSync.FirstOrDefault(n => n != Self);
+        string problem;
+        if (target is null) problem = $"no peer held all of {name}'s data at the demotion";
+        else
+        {
+            try
+            {
+                await PromoteAsync(name, target, force: false, ct);
+                logger.LogWarning("volume {Name}: handed over to {Target} (this node is leaving)", name, target);
+                return new HandOff(name, target, null);
+            }
+            catch (Exception e) when (e is VolumeConflictException or ReplicaRefusedException or OperationCanceledException)
+            {
+                problem = $"promoting {target} failed: {e.Message}";
+            }
+        }
+        // Back to this node: it holds everything, the peers in sync are identical to it.
+        await PromoteLocalAsync(name, force: false, CancellationToken.None);
+        return new HandOff(name, null, $"{problem}; {Self} is its primary again and it is unavailable while {Self} is away");
     }
 
-    /// <summary>How long a hand-off waits for a peer to hold all the data (a resync finishing).</summary>
-    private static readonly TimeSpan HandOffWait = TimeSpan.FromSeconds(60);
+    /// <summary>The whole hand-off of a leaving node, well inside the StatefulSet's 90 s grace period (the node's stop comes after).</summary>
+    private static readonly TimeSpan HandOffBudget = TimeSpan.FromSeconds(45);
+
+    /// <summary>What a demotion and a promotion elsewhere may take: the wait for a peer in sync stops this much before the budget ends.</summary>
+    private static readonly TimeSpan HandOffSwitch = TimeSpan.FromSeconds(15);
 
     public async Task<ReplicaView> SwitchProtocolAsync(string name, string protocol, CancellationToken ct)
     {
@@ -427,10 +451,10 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     /// </summary>
     public async Task<IReadOnlyList<string>> SecondaryProblemsAsync(CancellationToken ct)
     {
-        var problems = new List<string>();
-        foreach (var name in roles.OpenVolumes())
+        // Every primary asked at once: the probe's own timeout (1 s by default) must not pass however many there are.
+        var asked = await Task.WhenAll(roles.OpenVolumes().Select(async name =>
         {
-            if (roles.SetOf(name) is not { } set || set.IsPrimary(Self) || set.Primary.Length == 0) continue;
+            if (roles.SetOf(name) is not { } set || set.IsPrimary(Self) || set.Primary.Length == 0) return null;
             PeerStatusList? status = null;
             string? refused = null;
             try
@@ -442,13 +466,13 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
                 refused = e.Message;
             }
             var row = status?.Peers.FirstOrDefault(p => p.Node == Self);
-            if (row is { Connection: "connected", Disk: nameof(PeerDisk.UpToDate), OutOfSyncBytes: 0, Resync: null }) continue;
-            problems.Add(row is null
+            if (row is { Connection: "connected", Disk: nameof(PeerDisk.UpToDate), OutOfSyncBytes: 0, Resync: null }) return null;
+            return row is null
                 ? $"{name}: secondary of {set.Primary}, which does not answer for it{(refused is null ? "" : $" ({refused})")}"
                 : $"{name}: secondary of {set.Primary}, not in sync yet: {row.Connection}, {row.Disk}" +
-                  (row.Resync is { } r ? $", resync {r.Done * 100 / Math.Max(1, r.Total)}% done" : row.OutOfSyncBytes > 0 ? $", {row.OutOfSyncBytes} bytes out of sync" : ""));
-        }
-        return problems;
+                  (row.Resync is { } r ? $", resync {r.Done * 100 / Math.Max(1, r.Total)}% done" : row.OutOfSyncBytes > 0 ? $", {row.OutOfSyncBytes} bytes out of sync" : "");
+        }));
+        return [.. asked.OfType<string>()];
     }
 
     // A probe's own timeout is 1 s by default in Kubernetes: an unresponsive primary must not make the probe time out.
