@@ -478,7 +478,10 @@ public sealed class ReplicaLink : IAsyncDisposable
             if (!_wantConnected || stopping.IsCancellationRequested) return;
             // A peer known identical at a clean switchover got its data from the primary before this one: that is expected, once,
             // if it still says UpToDate (a peer that lost its disk since has no such state).
-            if (_peerKnownIdentical && peerState is { Disk: PeerDisk.UpToDate }) _peerKnownIdentical = false;
+            // Such a peer still records the old primary's volume: an empty resync makes it record this one (resync done, UpToDate),
+            // so a reconnect after a restart finds it following this node.
+            var rebase = false;
+            if (_peerKnownIdentical && peerState is { Disk: PeerDisk.UpToDate }) (_peerKnownIdentical, rebase) = (false, true);
             else if (_peerKnownIdentical)
             {
                 _peerKnownIdentical = false;
@@ -495,7 +498,7 @@ public sealed class ReplicaLink : IAsyncDisposable
             _connection = PeerConnection.Connected;
             _latency.Reset();
             _receivedFrame = _durableFrame = _nextFrameId - 1;
-            resync = _bitmap.Count > 0 || peerState?.Disk != PeerDisk.UpToDate;
+            resync = _bitmap.Count > 0 || peerState?.Disk != PeerDisk.UpToDate || rebase;
             if (resync)
             {
                 _peerDisk = PeerDisk.Inconsistent;

@@ -13,8 +13,8 @@ namespace ActorCache.Integration.Tests;
 /// </summary>
 public sealed partial class KubernetesTests
 {
-    private const int VolumeMiB = 128;
-    private const int WriterBlocks = VolumeMiB * 256; // the writer never wraps (checked): every write it counted is checked at the end
+    private const int VolumeMiB = 64;
+    private const int WriterBlocks = VolumeMiB * 256; // write j goes to block j % WriterBlocks and holds j: every block says which write it has
 
     [Fact]
     public async Task A_rolling_update_hands_the_primary_over_and_loses_no_flushed_write()
@@ -63,7 +63,14 @@ public sealed partial class KubernetesTests
                 var hook = await Cli.RunAsync([.. preStop.Skip(1).Select(a => MapToPod(ordinal, a))]);
                 Assert.True(hook.ExitCode == 0, $"preStop of {name} failed:\n{hook.Output}");
                 if (primaryBefore == name)
+                {
                     Assert.Contains("primary handed over to", hook.Stdout);
+                    // The new primary holds every write flushed before the hand-off, or a later one, in every block (the writer goes on meanwhile).
+                    var now = await PrimaryOfAsync(pods, "r");
+                    var copy = Path.Combine(work, "after-hand-off.img");
+                    await Tool.CheckAsync("nbdcopy", pods[int.Parse(now[^1..], CultureInfo.InvariantCulture)].TcpUri("r"), copy);
+                    AssertHoldsWrites(await File.ReadAllBytesAsync(copy), flushedBefore, exactly: false, $"{now} right after {name} handed it over");
+                }
                 var (exit, took) = await pods[ordinal].StopAsync(grace);
                 Assert.True(exit == 0 && took < grace, $"{name} stopped with {exit} after {took.TotalSeconds:F1} s (grace {grace.TotalSeconds} s)");
 
@@ -89,7 +96,6 @@ public sealed partial class KubernetesTests
         await prober;
         Assert.True(written.ExitCode == 0 && written.Stdout.Contains("written "), $"the writer failed:\n{written.Output}");
         var total = int.Parse(written.Stdout.Split('\n').Single(l => l.StartsWith("written ", StringComparison.Ordinal)).Split(' ')[1], CultureInfo.InvariantCulture);
-        Assert.True(total < WriterBlocks, $"the writer wrapped ({total} writes on {WriterBlocks} blocks): the final check would not see every write; make the volume larger");
 
         // Kubernetes never saw a pod that was not being updated turn unready, and every answer was 200, or 503 naming why.
         probes.AssertNeverUnready(unreadyAfter);
@@ -104,12 +110,7 @@ public sealed partial class KubernetesTests
         Assert.All(verified, p => Assert.True(p.GetProperty("outOfSyncBytes").GetInt64() == 0, $"verify found a difference: {p}"));
         var image = Path.Combine(work, "r.img");
         await Tool.CheckAsync("nbdcopy", newPrimary.TcpUri("r"), image);
-        var expected = new byte[VolumeMiB << 20];
-        for (var j = Math.Max(0, total - WriterBlocks); j < total; j++) expected.AsSpan(j % WriterBlocks * 4096, 4096).Fill((byte)(j % 251 + 1));
-        var got = await File.ReadAllBytesAsync(image);
-        var at = expected.AsSpan().CommonPrefixLength(got);
-        Assert.Equal(expected.Length, got.Length);
-        if (at < expected.Length) Assert.Fail($"after {total} flushed writes block {at / 4096} holds {got[at]}, want {expected[at]}");
+        AssertHoldsWrites(await File.ReadAllBytesAsync(image), total, exactly: true, $"{primary} after the update");
     }
 
     /// <summary>
@@ -119,7 +120,7 @@ public sealed partial class KubernetesTests
     /// the stop file exists and prints the count and how often it reconnected.
     /// </summary>
     private static string RollingWriterScript(string uris, string progress, string stop, int blocks) => $$"""
-        import os, time
+        import os, struct, time
         def connect():
             deadline = time.time() + 120
             while time.time() < deadline:
@@ -138,7 +139,7 @@ public sealed partial class KubernetesTests
         while True:
             try:
                 for _ in range(8):
-                    c.pwrite(bytes([j % 251 + 1]) * 4096, (j % {{blocks}}) * 4096)
+                    c.pwrite(struct.pack('<Q', j) * 512, (j % {{blocks}}) * 4096)
                     j += 1
                 c.flush()
                 flushed = j
@@ -153,6 +154,24 @@ public sealed partial class KubernetesTests
                 c = connect()
         print('written', j, 'reconnects', reconnects)
         """;
+
+    /// <summary>
+    /// Each block holds the write its 8-byte pattern names. <paramref name="exactly"/>: the last of the first <paramref name="flushed"/>
+    /// writes to it (zeroes where none went). Otherwise that one or a later write to the same block (the writer still runs).
+    /// </summary>
+    private static void AssertHoldsWrites(byte[] image, int flushed, bool exactly, string where)
+    {
+        Assert.Equal(VolumeMiB << 20, image.Length);
+        for (var k = 0; k < WriterBlocks; k++)
+        {
+            var block = image.AsSpan(k * 4096, 4096);
+            var last = flushed > k ? flushed - 1 - (flushed - 1 - k) % WriterBlocks : -1L; // the last flushed write to block k
+            var held = BitConverter.ToInt64(block);
+            var whole = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, long>(block).IndexOfAnyExcept(held) < 0;
+            var ok = whole && (last < 0 && held == 0 || (held == last || !exactly && held > last && held % WriterBlocks == k));
+            if (!ok) Assert.Fail($"{where}: block {k} holds write {held} (whole block: {whole}); the last of the {flushed} flushed writes to it is {last}");
+        }
+    }
 
     private static int LastFlushed(string progress) =>
         File.Exists(progress) ? File.ReadAllLines(progress).Where(l => l.Length > 0).Select(int.Parse).DefaultIfEmpty(0).Max() : 0;

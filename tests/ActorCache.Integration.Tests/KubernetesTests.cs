@@ -195,17 +195,8 @@ public sealed partial class KubernetesTests : IAsyncLifetime
         // The pod is not listed: the API answers an empty list for the selector. The join timeout is shortened (test only).
         var pod = StartPod(manifests, 0, listed: false, "actorcache.cluster.join-timeout=3s");
         await pod.WaitReadyAsync();
-        using var http = new HttpClient();
-        var watch = Stopwatch.StartNew();
-        HttpResponseMessage health;
-        string body;
-        do
-        {
-            await Task.Delay(1000);
-            health = await http.GetAsync(pod.AdminUrl + "/health");
-            body = await health.Content.ReadAsStringAsync();
-        } while (!body.Contains("no pods match", StringComparison.Ordinal) && watch.Elapsed < TimeSpan.FromSeconds(60));
-        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, health.StatusCode);
+        var (status, body) = await WaitHealthSaysAsync(pod, "no pods match");
+        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, status);
         Assert.Contains($"no pods match 'app.kubernetes.io/name=actorcache' in namespace {Namespace}", body);
         await Task.Delay(3000);
         Assert.False(pod.HasExited, pod.Output);
