@@ -73,7 +73,7 @@ public sealed class NodeService(
 
         // Every check is done: from here on files are created.
         foreach (var volume in switched.Where(v => known.First(k => k.Name == v.Name).Mode != v.Mode))
-            SwitchMode(volumeRegistry, known.First(k => k.Name == volume.Name), volume.Mode);
+            await SwitchModeAsync(volumeRegistry, known.First(k => k.Name == volume.Name), volume.Mode, cancellationToken);
         var volumes = switched;
         volumes.AddRange(await creation.CreateAsync(volumeRegistry, fresh, cancellationToken));
 
@@ -139,10 +139,11 @@ public sealed class NodeService(
         return ordered;
     }
 
-    private void SwitchMode(IActorRef volumeRegistry, VolumeDefinition volume, VolumeMode mode)
+    /// <summary>Records the mode asked for at start before the volume opens in it: a stop right after cannot leave the old mode on record.</summary>
+    private async Task SwitchModeAsync(IActorRef volumeRegistry, VolumeDefinition volume, VolumeMode mode, CancellationToken cancellationToken)
     {
         _logger.LogInformation("volume {Name}: mode {From} -> {To}", volume.Name, VolumeSpec.FormatMode(volume.Mode), VolumeSpec.FormatMode(mode));
-        volumeRegistry.Tell(new ChangeVolumeMode(volume.Name, mode));
+        await volumeRegistry.Ask<VolumeModeChanged>(new ChangeVolumeMode(volume.Name, mode, Reply: true), AskTimeout, cancellationToken);
     }
 
     /// <summary>Asking for an existing volume with another size, backing or read-only flag is an error, not a silent change.</summary>

@@ -40,8 +40,18 @@ public sealed class VolumeRegistry : ReceivePersistentActor
         });
         Command<ChangeVolumeMode>(change =>
         {
-            if (!_volumes.TryGetValue(change.Name, out var existing) || existing.Mode == change.Mode) return;
-            Persist(new VolumeModeChanged(change.Name, change.Mode), Apply);
+            var replyTo = Sender;
+            var changed = new VolumeModeChanged(change.Name, change.Mode);
+            if (!_volumes.TryGetValue(change.Name, out var existing) || existing.Mode == change.Mode)
+            {
+                if (change.Reply) replyTo.Tell(changed);
+                return;
+            }
+            Persist(changed, e =>
+            {
+                Apply(e);
+                if (change.Reply) replyTo.Tell(e);
+            });
         });
         Command<ResizeVolume>(resize =>
         {
@@ -141,7 +151,8 @@ public sealed record VolumeAccepted(VolumeDefinition Definition);
 public sealed record VolumeRejected(string Name, string Reason);
 
 /// <summary>Record that a volume's mode was switched live, so a restart keeps it.</summary>
-public sealed record ChangeVolumeMode(string Name, VolumeMode Mode);
+/// <param name="Reply">Answer with <see cref="VolumeModeChanged"/> once it is recorded (a mode asked for at start is recorded before the volume serves).</param>
+public sealed record ChangeVolumeMode(string Name, VolumeMode Mode, bool Reply = false);
 
 /// <summary>Record that a volume grew online; answered with <see cref="VolumeResized"/> once it is in the journal, or <see cref="VolumeRejected"/>.</summary>
 public sealed record ResizeVolume(string Name, long Size);
