@@ -74,11 +74,22 @@ public sealed partial class NodeProcess : IAsyncDisposable
 
     public static string NewDataDir() => Directory.CreateTempSubdirectory("actorcache-it-").FullName;
 
+    private static readonly HashSet<int> HandedOut = [];
+
+    /// <summary>
+    /// A port free now and not handed out before in this test run: the kernel may give a port just released to the next
+    /// caller, so two nodes started together could get the same one (it happened: "address already in use").
+    /// </summary>
     public static int FreePort()
     {
-        using var listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
+        while (true)
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, 0);
+            listener.Start();
+            var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+            lock (HandedOut)
+                if (HandedOut.Add(port)) return port;
+        }
     }
 
     /// <summary>
