@@ -393,6 +393,32 @@ public sealed class WriteBackCache : IBlockTarget
         return new GenerationView(_name, point, index, _medium, _backing, _store, _window, () => _protected.Remove(point.Sequence, kept: false), _scrub, _damage);
     }
 
+    /// <summary>
+    /// The blocks written after batch <paramref name="sequence"/> (a superset, as <see cref="DiffPoints"/>), or null when
+    /// the log no longer covers every batch after it (or the cache keeps no history): what a replica changed since a
+    /// point in its history, which a resync after a failover narrows itself to.
+    /// </summary>
+    public async Task<SortedSet<long>?> ChangedSinceAsync(long sequence)
+    {
+        if (_mode != CacheMode.WriteBack) return null;
+        var protect = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+        _destager.Tell(new DestagerActor.Protect(sequence, false, protect));
+        if (!await protect.Task.ConfigureAwait(false)) return null;
+        try
+        {
+            var done = new TaskCompletionSource<SortedSet<long>>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _destager.Tell(new DestagerActor.Diff(sequence, null, Index.Blocks, done));
+            var changed = await done.Task.ConfigureAwait(false);
+            // A cache that left write-back meanwhile may have destaged past the point without preserving: unknown.
+            Interlocked.MemoryBarrier();
+            return _mode == CacheMode.WriteBack ? changed : null;
+        }
+        finally
+        {
+            _protected.Remove(sequence, kept: false);
+        }
+    }
+
     /// <summary>The byte ranges that may differ between two points (<paramref name="toQuery"/> null: now), in offset order.</summary>
     private async Task<IReadOnlyList<ChangedRange>> DiffAsync(PointQuery fromQuery, PointQuery? toQuery)
     {

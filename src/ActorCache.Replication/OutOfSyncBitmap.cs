@@ -47,6 +47,17 @@ internal sealed class OutOfSyncBitmap
 
     public void SetAll() => Set(0, Blocks);
 
+    /// <summary>Sets every block set in <paramref name="other"/> (of the same size).</summary>
+    public void Add(OutOfSyncBitmap other)
+    {
+        if (other.Blocks != Blocks) throw new ArgumentException("bitmaps of different sizes");
+        for (var i = 0; i < _words.Length; i++)
+        {
+            Count += BitOperations.PopCount(other._words[i] & ~_words[i]);
+            _words[i] |= other._words[i];
+        }
+    }
+
     public bool IsSet(long block) => (_words[block >> 6] & (1UL << (int)(block & 63))) != 0;
 
     /// <summary>The first run of set blocks at or after <paramref name="from"/>, at most <paramref name="maxBlocks"/> long; false when none.</summary>

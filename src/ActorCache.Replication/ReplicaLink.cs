@@ -59,6 +59,8 @@ public sealed class ReplicaLink : IAsyncDisposable
     private OutOfSyncBitmap.FileFlags _flags;
     private long _lastSequence;         // the newest batch whose blocks are accounted for: shipped, queued or marked
     private bool _peerKnownIdentical;   // until the first connect (see ReplicaLinkOptions.PeerKnownIdentical)
+    private HistoryBasis? _basis;       // after a failover, until the peer is in sync: what narrows the full resync (persisted)
+    private OutOfSyncBitmap? _markedMeanwhile; // blocks of batches published while the narrowing is worked out
     private long _firstSeenSequence = -1; // the first batch published to the link before Start had read what the saved bitmap covers
     private bool _streaming;            // batches go to the send buffer (else into the bitmap)
     private long _session;
@@ -226,6 +228,7 @@ public sealed class ReplicaLink : IAsyncDisposable
         OutOfSyncBitmap.Saved? saved;
         lock (_gate) saved = _bitmap.Load(_options.StateDirectory);
         var hadFile = File.Exists(Path.Combine(_options.StateDirectory, OutOfSyncBitmap.FileName));
+        var basis = ReadBasis(_options.StateDirectory);
         _subscription = _cache.SubscribeBatches(_subscriber);
         // Batches durable before the subscription that the saved bitmap does not account for were never seen.
         var durable = _cache.Barrier.Local.DurableSequence;
@@ -254,6 +257,7 @@ public sealed class ReplicaLink : IAsyncDisposable
             else if (accounted >= 0 && _firstSeenSequence > Math.Max(accounted, durable) + 1)
                 reason = $"batches {Math.Max(accounted, durable) + 1}..{_firstSeenSequence - 1} were written before the link subscribed";
             if (reason is not null) MarkAllLocked(reason);
+            _basis ??= _options.PeerKnownIdentical ? null : basis;
             // Batches already seen by OnBatch moved _lastSequence on (and checked their own gap).
             _lastSequence = Math.Max(_lastSequence, Math.Max(accounted, durable));
             _bitmap.Save(_options.StateDirectory, new OutOfSyncBitmap.Saved(_flags | OutOfSyncBitmap.FileFlags.Dirty, _volumeId, _lastSequence));
@@ -287,12 +291,21 @@ public sealed class ReplicaLink : IAsyncDisposable
     }
 
     /// <summary>Marks every block out of sync (a peer with no common history): a full resync follows, at once if connected.</summary>
-    public void MarkAllOutOfSync()
+    public void MarkAllOutOfSync() => MarkAllOutOfSync(null);
+
+    /// <summary>
+    /// Marks every block out of sync, as above, after a failover: with a <paramref name="basis"/> (the former primary's volume
+    /// and its last batch this node holds) the resync is narrowed at the next connect to the blocks either side changed
+    /// since then, where both logs still cover it (see <see cref="ReplicaHistory"/>); it stays full where they do not.
+    /// </summary>
+    public void MarkAllOutOfSync(HistoryBasis? basis)
     {
         CancellationTokenSource? cancel;
+        if (basis is not null) WriteBasis(_options.StateDirectory, basis);
         lock (_gate)
         {
-            MarkAllLocked("a full resync was requested");
+            _basis = basis;
+            MarkAllLocked(basis is null ? "a full resync was requested" : "this node became primary after a failover; the logs may narrow the resync when the peer connects");
             // The peer is no longer in sync: reconnecting starts the resync (and leaves the barrier meanwhile).
             cancel = _resyncing ? null : FailSessionLocked(null);
         }
@@ -372,6 +385,8 @@ public sealed class ReplicaLink : IAsyncDisposable
                 else
                 {
                     foreach (var entry in batch.Entries) _bitmap.Set(entry.Block, entry.BlockCount);
+                    if (_markedMeanwhile is { } meanwhile)
+                        foreach (var entry in batch.Entries) meanwhile.Set(entry.Block, entry.BlockCount);
                 }
             }
         }
@@ -458,17 +473,22 @@ public sealed class ReplicaLink : IAsyncDisposable
         using var cancel = CancellationTokenSource.CreateLinkedTokenSource(stopping); // cancelled by FailSessionLocked's callers
         cancel.CancelAfter(_options.AckTimeout); // the handshake must be done by then
         await socket.ConnectAsync(endpoint, cancel.Token).ConfigureAwait(false);
-        await Handshake.SendAllAsync(socket, Handshake.Hello(_options.PrimaryNode.Length == 0 ? _options.Volume : $"{_options.Volume}@{_options.PrimaryNode}", _volumeId, Epoch), cancel.Token).ConfigureAwait(false);
+        HistoryBasis? basis;
+        lock (_gate) basis = _options.History is null ? null : _basis;
+        await Handshake.SendAllAsync(socket, Handshake.Hello(_options.PrimaryNode.Length == 0 ? _options.Volume : $"{_options.Volume}@{_options.PrimaryNode}", _volumeId, Epoch, basis),
+            cancel.Token).ConfigureAwait(false);
+        if (basis is not null) cancel.CancelAfter(HistoryPatience); // the peer walks its log to answer
         var reply = new byte[Handshake.ReplySize];
         if (!await Handshake.ReadExactlyAsync(socket, reply, cancel.Token).ConfigureAwait(false))
             throw new IOException($"{_options.PeerNode} closed the connection during the handshake");
-        var (status, peerState, text) = await ReadReplyAsync(socket, reply, cancel.Token).ConfigureAwait(false);
+        var (status, peerState, text, answer) = await ReadReplyAsync(socket, reply, cancel.Token).ConfigureAwait(false);
         if (status != Handshake.Status.Accepted)
         {
             lock (_gate) _problem = $"{_options.PeerNode} refused the connection: {text}";
             _connectFailures.Log($"volume {_options.Volume}: {_options.PeerNode} refused replication: {text}");
             return;
         }
+        var narrowed = basis is not null && await NarrowAsync(basis, answer).ConfigureAwait(false);
         if (!cancel.TryReset()) return;
 
         long session;
@@ -487,6 +507,7 @@ public sealed class ReplicaLink : IAsyncDisposable
                 _peerKnownIdentical = false;
                 MarkAllLocked("the peer held this node's data at the clean demotion but has no UpToDate replica state now");
             }
+            else if (narrowed) rebase = true; // the peer records this node as its primary at the resync's end, even an empty one
             else if (peerState is { } state && state.PrimaryVolumeId != _volumeId)
                 MarkAllLocked($"the peer's data came from another primary volume ({state.PrimaryVolumeId})");
             else if (peerState is null && (_flags & OutOfSyncBitmap.FileFlags.PeerSeen) != 0)
@@ -550,7 +571,7 @@ public sealed class ReplicaLink : IAsyncDisposable
         EndSession(session);
     }
 
-    private async Task<(Handshake.Status, ReplicaState?, string)> ReadReplyAsync(Socket socket, byte[] reply, CancellationToken cancellationToken)
+    private async Task<(Handshake.Status, ReplicaState?, string, HistoryAnswer?)> ReadReplyAsync(Socket socket, byte[] reply, CancellationToken cancellationToken)
     {
         if (BitConverter.ToUInt64(reply, 0) != Handshake.Magic) throw new InvalidDataException($"{_options.PeerNode} did not answer as a replica receiver");
         var status = (Handshake.Status)BitConverter.ToUInt16(reply, 8);
@@ -560,7 +581,101 @@ public sealed class ReplicaLink : IAsyncDisposable
             throw new IOException($"{_options.PeerNode} closed the connection during the handshake");
         ReplicaState? state = reply[11] == 0 ? null
             : new ReplicaState((PeerDisk)reply[10], BitConverter.ToInt64(reply, 16), new Guid(reply.AsSpan(24, 16)), DateTimeOffset.UtcNow);
-        return (status, state, System.Text.Encoding.UTF8.GetString(text));
+        HistoryAnswer? answer = null;
+        if (reply[42] != 0)
+        {
+            var runs = BitConverter.ToInt32(reply, 56);
+            if (runs is < 0 or > Handshake.MaxRuns) throw new InvalidDataException($"{_options.PeerNode} answered with {runs} runs of changed blocks");
+            var encoded = new byte[runs * Handshake.RunSize];
+            if (!await Handshake.ReadExactlyAsync(socket, encoded, cancellationToken).ConfigureAwait(false))
+                throw new IOException($"{_options.PeerNode} closed the connection during the handshake");
+            var blocks = new SortedSet<long>();
+            for (var i = 0; i < runs; i++)
+            {
+                var start = BitConverter.ToInt64(encoded, i * Handshake.RunSize);
+                var count = BitConverter.ToInt32(encoded, i * Handshake.RunSize + 8);
+                if (start < 0 || count <= 0 || start + count > _bitmap.Blocks)
+                    throw new InvalidDataException($"{_options.PeerNode} answered with changed blocks {start}+{count}, beyond the volume");
+                for (var b = start; b < start + count; b++) blocks.Add(b);
+            }
+            answer = new HistoryAnswer(BitConverter.ToInt64(reply, 48), blocks);
+        }
+        return (status, state, System.Text.Encoding.UTF8.GetString(text), answer);
+    }
+
+    private static readonly TimeSpan HistoryPatience = TimeSpan.FromSeconds(90);
+    private const string BasisFile = "history-basis";
+
+    /// <summary>
+    /// After a failover (a <paramref name="basis"/> is set): replaces the full mark with what the two logs say may differ,
+    /// the peer's <paramref name="answer"/> and this node's own changes since the same batch, plus what was published
+    /// meanwhile. False when either side cannot tell: the resync stays full.
+    /// </summary>
+    private async Task<bool> NarrowAsync(HistoryBasis basis, HistoryAnswer? answer)
+    {
+        if (answer is null || _options.History is not { } history)
+        {
+            _logger.LogWarning("volume {Volume}: {Peer} holds no part of the former primary's history its log still covers: a full resync", _options.Volume,
+                _options.PeerNode);
+            return false;
+        }
+        lock (_gate) _markedMeanwhile = new OutOfSyncBitmap(_bitmap.Blocks);
+        SortedSet<long>? own;
+        try
+        {
+            own = await history.ChangedSinceAsync(basis.VolumeId, answer.Sequence).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            _logger.LogWarning("volume {Volume}: this node's log could not be read for the resync of {Peer} ({Message}): a full resync", _options.Volume,
+                _options.PeerNode, e.Message);
+            own = null;
+        }
+        long count;
+        lock (_gate)
+        {
+            var meanwhile = _markedMeanwhile;
+            _markedMeanwhile = null;
+            if (own is null || _basis != basis) // the basis changed meanwhile (another failover): the next connect asks again
+            {
+                if (own is null)
+                    _logger.LogWarning("volume {Volume}: this node's log no longer covers batch {Sequence} of the former primary: a full resync of {Peer}",
+                        _options.Volume, answer.Sequence, _options.PeerNode);
+                return false;
+            }
+            _bitmap.Clear(0, _bitmap.Blocks);
+            foreach (var block in own) _bitmap.Set(block, 1);
+            foreach (var block in answer.Blocks) _bitmap.Set(block, 1);
+            _bitmap.Add(meanwhile!);
+            count = _bitmap.Count;
+        }
+        _logger.LogInformation("volume {Volume}: the logs narrow the resync of {Peer} to {Blocks} blocks ({Own} changed here, {Theirs} there since batch {Sequence} " +
+                               "of the former primary) instead of a full resync", _options.Volume, _options.PeerNode, count, own.Count, answer.Blocks.Count, answer.Sequence);
+        return true;
+    }
+
+    private static HistoryBasis? ReadBasis(string directory)
+    {
+        try
+        {
+            var parts = File.ReadAllText(Path.Combine(directory, BasisFile)).Split(' ');
+            return new HistoryBasis(Guid.Parse(parts[0]), long.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture));
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return null;
+        }
+        catch (Exception e) when (e is FormatException or IndexOutOfRangeException or OverflowException)
+        {
+            return null; // damaged: no narrowing, the resync stays full
+        }
+    }
+
+    private static void WriteBasis(string directory, HistoryBasis basis)
+    {
+        Directory.CreateDirectory(directory);
+        AtomicFile.Replace(Path.Combine(directory, BasisFile),
+            System.Text.Encoding.ASCII.GetBytes(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{basis.VolumeId} {basis.Sequence}")));
     }
 
     /// <summary>A session task that fails ends the session with its error as the link's problem.</summary>
@@ -733,6 +848,18 @@ public sealed class ReplicaLink : IAsyncDisposable
     /// <summary>Tells <see cref="ReplicaLinkOptions.PeerInSync"/>, outside the lock: the peer is UpToDate and in the barrier.</summary>
     private void NotifyInSyncLocked()
     {
+        if (_basis is not null)
+        {
+            _basis = null; // the peer follows this node now: its resync needs no narrowing any more
+            try
+            {
+                File.Delete(Path.Combine(_options.StateDirectory, BasisFile));
+            }
+            catch (IOException e)
+            {
+                _logger.LogWarning("volume {Volume}: {Message}", _options.Volume, e.Message);
+            }
+        }
         if (_options.PeerInSync is { } inSync) ThreadPool.QueueUserWorkItem(static action => action(), inSync, preferLocal: false);
     }
 

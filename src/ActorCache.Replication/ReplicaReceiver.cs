@@ -149,9 +149,17 @@ public sealed class ReplicaReceiver : IAsyncDisposable
                 _logger.LogError("volume {Volume}: {Problem}", volume, e.Message);
                 state = new ReplicaState(PeerDisk.Inconsistent, 0, Guid.Empty, DateTimeOffset.UtcNow); // the primary resyncs everything
             }
-            await Handshake.SendAllAsync(socket, Handshake.Reply(Handshake.Status.Accepted, state, null), handshake.Token).ConfigureAwait(false);
-            _logger.LogInformation("volume {Volume}: replicating from {Remote}; local replica {State}", volume, remote,
-                state is null ? "is new" : $"is {state.Disk} through batch {state.AppliedSequence}");
+            // A new primary after a failover asks how this replica differs from the former primary's data (see ReplicaHistory).
+            HistoryAnswer? answer = null;
+            if (Handshake.BasisOf(hello) is { } basis && sink.History is { } history)
+            {
+                handshake.CancelAfter(TimeSpan.FromSeconds(90)); // the answer walks the log
+                answer = await history.AnswerAsync(basis).ConfigureAwait(false);
+            }
+            await Handshake.SendAllAsync(socket, Handshake.Reply(Handshake.Status.Accepted, state, null, answer), handshake.Token).ConfigureAwait(false);
+            _logger.LogInformation("volume {Volume}: replicating from {Remote}; local replica {State}{History}", volume, remote,
+                state is null ? "is new" : $"is {state.Disk} through batch {state.AppliedSequence}",
+                answer is null ? "" : $"; {answer.Blocks.Count} blocks changed here since batch {answer.Sequence} of the former primary");
             connection = new ReplicaConnection(volume, socket, sink, primaryVolumeId, state, _logger);
             await connection.RunAsync(cancel.Token).ConfigureAwait(false);
         }
@@ -224,6 +232,9 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
     private long _resyncDoneFrame = -1, _resyncDoneSequence;
     private long _durableFrame, _durableSequence = initial?.PrimaryVolumeId == primaryVolumeId ? initial.AppliedSequence : 0;
     private long _unflushedBytes;
+    // This replica's history of this primary (see HistoryCheckpoint): kept while UpToDate, dropped when a resync begins.
+    private IReadOnlyList<HistoryCheckpoint> _checkpoints = initial?.PrimaryVolumeId == primaryVolumeId ? initial.Checkpoints : [];
+    private HistoryCheckpoint? _checkpoint;
     private DateTime _stateWritten = DateTime.UtcNow;
     private bool _stateChanged;
     private long _stateVersion;
@@ -285,6 +296,8 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
                 lock (_gate)
                 {
                     _disk = PeerDisk.Inconsistent;
+                    _checkpoints = [];
+                    _checkpoint = null;
                     inconsistent = StateLocked();
                 }
                 // Written before any resync data is applied: a replica cut off mid-resync is never taken for a consistent one.
@@ -360,6 +373,8 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
         {
             _appliedFrame = frameId;
             if (sequence > 0) _appliedSequence = sequence;
+            // Between two frames: every later write lands in a local batch after the last one durable now.
+            if (sequence > 0 && _disk == PeerDisk.UpToDate && sink.History is { } history) _checkpoint = new HistoryCheckpoint(sequence, history.LocalDurable);
             _unflushedBytes += bytes;
             if (flush) _flushWanted = frameId;
             if (_unflushedBytes >= FlushEveryBytes) wake = true;
@@ -443,7 +458,8 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
     {
         _stateWritten = DateTime.UtcNow;
         _stateChanged = false;
-        return (new ReplicaState(_disk, _durableSequence, primaryVolumeId, DateTimeOffset.UtcNow), ++_stateVersion);
+        if (_disk == PeerDisk.UpToDate && _checkpoint is { } checkpoint) _checkpoints = HistoryCheckpoint.Append(_checkpoints, checkpoint);
+        return (new ReplicaState(_disk, _durableSequence, primaryVolumeId, DateTimeOffset.UtcNow) { Checkpoints = _checkpoints }, ++_stateVersion);
     }
 
     /// <summary>Writes a state unless a newer one was written already (the reader and the flusher both write; the newest wins).</summary>

@@ -7,11 +7,16 @@ namespace ActorCache.Replication;
 /// A secondary's own persisted replica state (<c>replica-state.json</c> in its state directory), read by
 /// the control plane to decide promotion. <see cref="AppliedSequence"/> is the highest primary batch
 /// sequence the secondary has durably (it is written on every disk-state change and at most once a second
-/// while batches stream, so it may trail the truth by a second; never lead it).
+/// while batches stream, so it may trail the truth by a second; never lead it). <see cref="Checkpoints"/> map the
+/// primary's batches to this replica's own log (see <see cref="HistoryCheckpoint"/>): what a resync after a failover
+/// narrows itself with.
 /// </summary>
 public sealed record ReplicaState(PeerDisk Disk, long AppliedSequence, Guid PrimaryVolumeId, DateTimeOffset Updated)
 {
     public const string FileName = "replica-state.json";
+
+    /// <summary>Oldest first; empty when the replica kept none for this primary (it was resynced since, or never UpToDate).</summary>
+    public IReadOnlyList<HistoryCheckpoint> Checkpoints { get; init; } = [];
 
     /// <summary>The state in <paramref name="directory"/>, or null when there is none (a replica that never received anything).</summary>
     public static ReplicaState? Read(string directory)
@@ -22,11 +27,14 @@ public sealed record ReplicaState(PeerDisk Disk, long AppliedSequence, Guid Prim
         {
             using var document = JsonDocument.Parse(File.ReadAllBytes(path));
             var root = document.RootElement;
+            var checkpoints = new List<HistoryCheckpoint>();
+            if (root.TryGetProperty("checkpoints", out var list))
+                foreach (var pair in list.EnumerateArray()) checkpoints.Add(new HistoryCheckpoint(pair[0].GetInt64(), pair[1].GetInt64()));
             return new ReplicaState(
                 Enum.Parse<PeerDisk>(root.GetProperty("disk").GetString()!, ignoreCase: true),
                 root.GetProperty("appliedSequence").GetInt64(),
                 root.GetProperty("primaryVolumeId").GetGuid(),
-                root.GetProperty("updated").GetDateTimeOffset());
+                root.GetProperty("updated").GetDateTimeOffset()) { Checkpoints = checkpoints };
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or ArgumentException or FormatException or InvalidOperationException)
         {
@@ -47,11 +55,45 @@ public sealed record ReplicaState(PeerDisk Disk, long AppliedSequence, Guid Prim
             json.WriteNumber("appliedSequence", AppliedSequence);
             json.WriteString("primaryVolumeId", PrimaryVolumeId);
             json.WriteString("updated", Updated);
+            json.WriteStartArray("checkpoints");
+            foreach (var checkpoint in Checkpoints)
+            {
+                json.WriteStartArray();
+                json.WriteNumberValue(checkpoint.PrimarySequence);
+                json.WriteNumberValue(checkpoint.LocalSequence);
+                json.WriteEndArray();
+            }
+            json.WriteEndArray();
             json.WriteEndObject();
         }
         AtomicFile.Replace(path, buffer.GetBuffer().AsSpan(0, (int)buffer.Length));
     }
 
+}
+
+/// <summary>
+/// One point of a secondary's history: after the primary's batch <see cref="PrimarySequence"/> was applied here, every
+/// later write landed in this replica's own log after its batch <see cref="LocalSequence"/> (the last one durable then).
+/// Taken only while the replica is UpToDate, so its data then was the primary's at that batch.
+/// </summary>
+public readonly record struct HistoryCheckpoint(long PrimarySequence, long LocalSequence)
+{
+    /// <summary>How many a state file keeps: the newest densely, older ones thinned out (so a long-lagging peer still finds one).</summary>
+    public const int Kept = 64;
+
+    /// <summary><paramref name="list"/> with <paramref name="added"/> at its end, thinned to <see cref="Kept"/>: every other one of the older half goes.</summary>
+    public static IReadOnlyList<HistoryCheckpoint> Append(IReadOnlyList<HistoryCheckpoint> list, HistoryCheckpoint added)
+    {
+        if (list.Count > 0 && list[^1].PrimarySequence >= added.PrimarySequence) return list;
+        var result = new List<HistoryCheckpoint>(list) { added };
+        if (result.Count <= Kept) return result;
+        var half = result.Count / 2;
+        var thinned = new List<HistoryCheckpoint>(Kept);
+        for (var i = 0; i < half; i++)
+            if (i % 2 == 0) thinned.Add(result[i]);
+        thinned.AddRange(result.Skip(half));
+        return thinned;
+    }
 }
 
 /// <summary>Replaces a small file atomically and durably: tmp + fsync + rename + directory fsync.</summary>

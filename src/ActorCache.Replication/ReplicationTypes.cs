@@ -80,6 +80,12 @@ public sealed record ReplicaLinkOptions
     /// </summary>
     public bool PeerKnownIdentical { get; init; }
 
+    /// <summary>
+    /// This node's history (its write-back log): after a failover the link narrows a full resync to what the logs say may
+    /// differ (see <see cref="ReplicaLink.MarkAllOutOfSync(HistoryBasis?)"/>). Null: such a resync stays full.
+    /// </summary>
+    public ReplicaHistory? History { get; init; }
+
     /// <summary>Resync rate limit; 0 = no limit.</summary>
     public long ResyncBytesPerSecond { get; init; }
 
@@ -126,6 +132,9 @@ public sealed class ReplicaSink(ActorCache.Blocks.IBlockTarget target, string st
     /// acknowledges one (before the primary hears of it): what a promotion compares between secondaries.
     /// </summary>
     public Action<Guid, long>? Durable { get; init; }
+
+    /// <summary>This replica's history (its write-back log), for checkpoints and for a new primary's narrowed resync; null: none kept, such a resync is full.</summary>
+    public ReplicaHistory? History { get; init; }
 
     /// <summary>Cancelled once the sink is revoked: connections under it end.</summary>
     public CancellationToken Revoked => _revoked.Token;

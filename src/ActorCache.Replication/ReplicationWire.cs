@@ -86,14 +86,19 @@ internal static class Ack
 
 /// <summary>
 /// The handshake. Primary: magic "ACREPL01" (8), version (2), name length (2), epoch of its replica set (4), primary volume id (16),
-/// then the volume name (UTF-8). Secondary: magic (8), status (2), disk (1), has state (1), reserved (4),
-/// applied sequence (8), primary volume id of its state (16), status text length (2), reserved (6), then the text.
+/// history basis volume id (16, empty: none), history basis sequence (8), then the volume name (UTF-8). Secondary: magic (8),
+/// status (2), disk (1), has state (1), reserved (4), applied sequence (8), primary volume id of its state (16), status text
+/// length (2), has history answer (1), reserved (5), answer sequence (8), answer run count (4), reserved (4), then the text,
+/// then the answer's runs of changed blocks (first block (8), blocks (4) each).
 /// </summary>
 internal static class Handshake
 {
     public const ulong Magic = 0x31304C5045524341; // "ACREPL01"
-    public const ushort Version = 1;
-    public const int HelloSize = 32, ReplySize = 48;
+    public const ushort Version = 2;
+    public const int HelloSize = 56, ReplySize = 64, RunSize = 12;
+
+    /// <summary>Beyond this many runs an answer is not sent (the resync is full): it would not be much smaller.</summary>
+    public const int MaxRuns = 1 << 20;
 
     public enum Status : ushort
     {
@@ -103,7 +108,7 @@ internal static class Handshake
         VersionMismatch = 3,
     }
 
-    public static byte[] Hello(string volume, Guid primaryVolumeId, long epoch = 0)
+    public static byte[] Hello(string volume, Guid primaryVolumeId, long epoch = 0, HistoryBasis? basis = null)
     {
         var name = Encoding.UTF8.GetBytes(volume);
         if (name.Length > ushort.MaxValue) throw new ArgumentException("volume name too long", nameof(volume));
@@ -113,23 +118,67 @@ internal static class Handshake
         BinaryPrimitives.WriteUInt16LittleEndian(hello.AsSpan(10), (ushort)name.Length);
         BinaryPrimitives.WriteUInt32LittleEndian(hello.AsSpan(12), (uint)epoch);
         primaryVolumeId.TryWriteBytes(hello.AsSpan(16, 16));
+        (basis?.VolumeId ?? Guid.Empty).TryWriteBytes(hello.AsSpan(32, 16));
+        BinaryPrimitives.WriteInt64LittleEndian(hello.AsSpan(48), basis?.Sequence ?? 0);
         name.CopyTo(hello, HelloSize);
         return hello;
     }
 
-    public static byte[] Reply(Status status, ReplicaState? state, string? text)
+    /// <summary>The history basis a hello carries, or null.</summary>
+    public static HistoryBasis? BasisOf(ReadOnlySpan<byte> hello)
+    {
+        var volume = new Guid(hello.Slice(32, 16));
+        return volume == Guid.Empty ? null : new HistoryBasis(volume, BinaryPrimitives.ReadInt64LittleEndian(hello[48..]));
+    }
+
+    public static byte[] Reply(Status status, ReplicaState? state, string? text, HistoryAnswer? answer = null)
     {
         var message = Encoding.UTF8.GetBytes(text ?? "");
-        var reply = new byte[ReplySize + Math.Min(message.Length, 4096)];
+        var runs = answer is null ? null : Runs(answer.Blocks);
+        if (runs is { Count: > MaxRuns }) runs = null;
+        var textLength = Math.Min(message.Length, 4096);
+        var reply = new byte[ReplySize + textLength + (runs?.Count ?? 0) * RunSize];
         BinaryPrimitives.WriteUInt64LittleEndian(reply, Magic);
         BinaryPrimitives.WriteUInt16LittleEndian(reply.AsSpan(8), (ushort)status);
         reply[10] = (byte)(state?.Disk ?? PeerDisk.Unknown);
         reply[11] = state is null ? (byte)0 : (byte)1;
         BinaryPrimitives.WriteInt64LittleEndian(reply.AsSpan(16), state?.AppliedSequence ?? 0);
         (state?.PrimaryVolumeId ?? Guid.Empty).TryWriteBytes(reply.AsSpan(24, 16));
-        BinaryPrimitives.WriteUInt16LittleEndian(reply.AsSpan(40), (ushort)(reply.Length - ReplySize));
-        message.AsSpan(0, reply.Length - ReplySize).CopyTo(reply.AsSpan(ReplySize));
+        BinaryPrimitives.WriteUInt16LittleEndian(reply.AsSpan(40), (ushort)textLength);
+        message.AsSpan(0, textLength).CopyTo(reply.AsSpan(ReplySize));
+        if (runs is not null)
+        {
+            reply[42] = 1;
+            BinaryPrimitives.WriteInt64LittleEndian(reply.AsSpan(48), answer!.Sequence);
+            BinaryPrimitives.WriteInt32LittleEndian(reply.AsSpan(56), runs.Count);
+            var at = ReplySize + textLength;
+            foreach (var (start, count) in runs)
+            {
+                BinaryPrimitives.WriteInt64LittleEndian(reply.AsSpan(at), start);
+                BinaryPrimitives.WriteInt32LittleEndian(reply.AsSpan(at + 8), count);
+                at += RunSize;
+            }
+        }
         return reply;
+    }
+
+    /// <summary>Sorted blocks as runs of consecutive ones.</summary>
+    public static List<(long Start, int Count)> Runs(SortedSet<long> blocks)
+    {
+        var runs = new List<(long, int)>();
+        long start = -1;
+        var count = 0;
+        foreach (var block in blocks)
+        {
+            if (count > 0 && block == start + count && count < int.MaxValue) count++;
+            else
+            {
+                if (count > 0) runs.Add((start, count));
+                (start, count) = (block, 1);
+            }
+        }
+        if (count > 0) runs.Add((start, count));
+        return runs;
     }
 
     /// <summary>Reads exactly <paramref name="buffer"/>.Length bytes; false when the peer closed the connection first.</summary>

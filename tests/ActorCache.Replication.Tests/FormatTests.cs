@@ -13,12 +13,38 @@ public sealed class FormatTests : IDisposable
     public void The_replica_state_round_trips_and_a_missing_one_reads_as_null()
     {
         Assert.Null(ReplicaState.Read(_directory));
-        var state = new ReplicaState(PeerDisk.UpToDate, 1234, Guid.NewGuid(), DateTimeOffset.FromUnixTimeSeconds(1_800_000_000));
+        var state = new ReplicaState(PeerDisk.UpToDate, 1234, Guid.NewGuid(), DateTimeOffset.FromUnixTimeSeconds(1_800_000_000))
+        {
+            Checkpoints = [new HistoryCheckpoint(1200, 77), new HistoryCheckpoint(1230, 90)],
+        };
         state.Write(_directory);
-        Assert.Equal(state, ReplicaState.Read(_directory));
+        var read = ReplicaState.Read(_directory)!;
+        Assert.Equal(state with { Checkpoints = read.Checkpoints }, read);
+        Assert.Equal(state.Checkpoints, read.Checkpoints);
         Assert.False(File.Exists(Path.Combine(_directory, ReplicaState.FileName + ".tmp")));
         File.WriteAllText(Path.Combine(_directory, ReplicaState.FileName), "{\"disk\": ");
         Assert.Throws<InvalidDataException>(() => ReplicaState.Read(_directory));
+    }
+
+    [Fact]
+    public void Checkpoints_keep_the_newest_densely_and_thin_out_the_older_ones()
+    {
+        IReadOnlyList<HistoryCheckpoint> list = [];
+        for (var i = 1; i <= 1000; i++) list = HistoryCheckpoint.Append(list, new HistoryCheckpoint(i, i * 10));
+        Assert.InRange(list.Count, HistoryCheckpoint.Kept / 2, HistoryCheckpoint.Kept);
+        Assert.Equal(1000, list[^1].PrimarySequence);
+        Assert.True(list[0].PrimarySequence < 100, $"the oldest kept is {list[0].PrimarySequence}: older history is lost too fast");
+        Assert.True(list.Zip(list.Skip(1)).All(p => p.First.PrimarySequence < p.Second.PrimarySequence), "not in order");
+        Assert.Same(list, HistoryCheckpoint.Append(list, new HistoryCheckpoint(1000, 1)));
+    }
+
+    [Fact]
+    public void A_history_answer_round_trips_as_runs()
+    {
+        Assert.Equal([(3L, 3), (10L, 1), (12L, 2)], Handshake.Runs(new SortedSet<long> { 3, 4, 5, 10, 12, 13 }));
+        var basis = new HistoryBasis(Guid.NewGuid(), 42);
+        Assert.Equal(basis, Handshake.BasisOf(Handshake.Hello("vol", Guid.NewGuid(), 3, basis)));
+        Assert.Null(Handshake.BasisOf(Handshake.Hello("vol", Guid.NewGuid(), 3)));
     }
 
     [Fact]

@@ -67,7 +67,15 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
     }
 
     private ReplicaSink SinkOf(Attached attached) =>
-        new(CacheOf(attached.Volume), StateDirectory(attached.Volume.Definition.Name)) { Durable = (id, sequence) => attached.Followed = Tuple.Create(id, sequence) };
+        new(CacheOf(attached.Volume), StateDirectory(attached.Volume.Definition.Name))
+        {
+            Durable = (id, sequence) => attached.Followed = Tuple.Create(id, sequence),
+            History = HistoryOf(attached),
+        };
+
+    /// <summary>The history of a volume open here (its write-back log and the checkpoints in its replica state), or null when it keeps none.</summary>
+    private ReplicaHistory? HistoryOf(Attached attached) =>
+        CacheOf(attached.Volume) is WriteBackCache cache ? new ReplicaHistory(cache, StateDirectory(attached.Volume.Definition.Name)) : null;
 
     /// <summary>The replicated volumes open on this node.</summary>
     public IReadOnlyList<string> OpenVolumes() => [.. _attached.Keys];
@@ -92,6 +100,8 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
     {
         if (volume.Definition.Replicas is not { } set) return;
         var attached = new Attached(volume, set);
+        // Batches after the last one recovered may have been renumbered by a crash: this node's own history is compared no later (ReplicaHistory).
+        if (CacheOf(volume) is WriteBackCache cache) ReplicaHistory.RecordOpen(StateDirectory(volume.Definition.Name), cache.Recovery.NextSequence - 1);
         _attached[volume.Definition.Name] = attached;
         Enter(attached);
     }
@@ -167,9 +177,10 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         var identical = isPrimary && !wasPrimary && attached.Set.Epoch + 1 == set.Epoch ? attached.Set.IdenticalPeersOf(settings.NodeName) : [];
         attached.Set = set;
         attached.Confirmed = true; // a change made by the cluster is the cluster's current view
-        // A new primary cannot know how its peers' logs differ from its own (each may hold batches the
-        // other lacks past the last one both acknowledged): it resyncs them in full, except the peers a
-        // clean demotion just before found holding exactly its data.
+        // A new primary does not know yet how its peers differ from it (each may hold batches of the former
+        // primary the other lacks): it marks them in full, and at each peer's connect both logs narrow that to
+        // the blocks either changed since the last former-primary batch both hold (ReplicaHistory); the peers a
+        // clean demotion just before found holding exactly its data need nothing.
         Enter(attached, fullResync: isPrimary && !wasPrimary, identical);
     }
 
@@ -210,6 +221,8 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             return;
         }
         attached.Volume.Guard = GuardOf(attached);
+        var (followed, followedSequence) = fullResync ? FollowedOf(name) : default;
+        var basis = followed == Guid.Empty ? null : new HistoryBasis(followed, followedSequence);
         var cache = CacheOf(attached.Volume) as WriteBackCache
                     ?? throw new InvalidOperationException($"volume {name} is replicated but not write-back; replication ships the write-back log");
         foreach (var peer in set.Secondaries())
@@ -230,8 +243,10 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
                 // (seconds later): a primary killed meanwhile would find that peer's legitimate promotion a split brain.
                 PeerInSync = () => ClearMarksSafely(name),
                 PeerKnownIdentical = identical?.Contains(peer) == true,
+                History = HistoryOf(attached),
             }, cache, loggers.CreateLogger($"ActorCache.Replication.{name}.{peer}"));
-            if (fullResync && identical?.Contains(peer) != true) link.MarkAllOutOfSync();
+            // What this node held of the former primary's data: both logs narrow the resync from there (ReplicaHistory).
+            if (fullResync && identical?.Contains(peer) != true) link.MarkAllOutOfSync(basis);
             else if (identical?.Contains(peer) == true) _logger.LogInformation("volume {Name}: {Peer} held exactly this node's data at the clean demotion before; no resync", name, peer);
             link.Start();
             attached.Links.Add(link);
@@ -363,6 +378,10 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         try
         {
             ClearMarksOfPeersInSync(volume);
+            // Every peer follows this node's numbering now: its own history needs no floor (ReplicaHistory).
+            if (_attached.TryGetValue(volume, out var attached) && attached.Set.IsPrimary(settings.NodeName) && attached.Shipping is { Length: > 0 } links &&
+                links.All(l => l.IsInSync))
+                ReplicaHistory.ForgetFloor(StateDirectory(volume));
         }
         catch (Exception e)
         {

@@ -1,0 +1,169 @@
+using System.Net;
+using ActorCache.Cache;
+
+namespace ActorCache.Replication.Tests;
+
+/// <summary>
+/// A failover with three real caches over loopback: primary A ships to B and C; C misses A's last batches, A keeps
+/// some B never got, A goes away and B is promoted. B's resync of C and of the former primary A is narrowed by the
+/// logs (ReplicaHistory) to the blocks either side changed since the last batch of A both hold, and afterwards all
+/// three hold exactly B's data.
+/// </summary>
+public sealed class FailoverResyncTests
+{
+    private const int Blocks = (int)(ReplicaFixture.Size / 4096);
+
+    private sealed class Replica(string name, WriteBackCache cache, string stateDirectory) : IAsyncDisposable
+    {
+        public string Name { get; } = name;
+        public WriteBackCache Cache { get; set; } = cache;
+        public string State { get; } = stateDirectory;
+        public ReplicaSink? Sink { get; set; }
+        public ReplicaReceiver? Receiver { get; set; }
+        public volatile Tuple<Guid, long>? Followed;
+
+        public ReplicaHistory History => new(Cache, State);
+
+        /// <summary>Takes connections for "vol" as a secondary (a new sink each time it starts following a primary).</summary>
+        public void Follow()
+        {
+            Sink = new ReplicaSink(Cache, State) { History = History, Durable = (id, sequence) => Followed = Tuple.Create(id, sequence) };
+            Receiver ??= ReplicaReceiver.Start(new IPEndPoint(IPAddress.Loopback, 0), volume => volume == "vol" ? Sink : null, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        }
+
+        public async Task StopFollowingAsync()
+        {
+            if (Sink is { } sink) await sink.RevokeAsync();
+            Sink = null;
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (Receiver is not null) await Receiver.DisposeAsync();
+            await Cache.DisposeAsync();
+        }
+    }
+
+    private static ReplicaLink LinkTo(ReplicaFixture f, Replica from, Replica to, Action<long>? resynced = null)
+    {
+        var link = new ReplicaLink(new ReplicaLinkOptions
+        {
+            Volume = "vol",
+            PeerNode = to.Name,
+            ResolvePeer = _ => ValueTask.FromResult<EndPoint?>(to.Receiver?.LocalEndpoint),
+            StateDirectory = Path.Combine(from.State, "peer-" + to.Name),
+            ReconnectInterval = TimeSpan.FromMilliseconds(100),
+            History = from.History,
+        }, from.Cache, f.Logger);
+        if (resynced is not null)
+            link.AfterResyncRead = (_, count) =>
+            {
+                resynced(count);
+                return ValueTask.CompletedTask;
+            };
+        return link;
+    }
+
+    private static async Task WriteAsync(WriteBackCache cache, Random random, HashSet<long> written, int count, int seed)
+    {
+        for (var i = 0; i < count; i++)
+        {
+            var block = random.Next(0, Blocks);
+            written.Add(block);
+            await cache.WriteAsync(block * 4096L, ReplicaFixture.SelfChecking(block, 1, seed + i), fua: false);
+        }
+        await cache.FlushAsync();
+    }
+
+    private static async Task WaitInSyncAsync(ReplicaLink link) =>
+        await ReplicaFixture.WaitUntilAsync(() => link.IsInSync, TimeSpan.FromSeconds(30), () => $"not in sync: {link.Status}");
+
+    [Fact]
+    public async Task After_a_failover_the_logs_narrow_the_resync_of_every_peer_to_what_differs()
+    {
+        await using var f = new ReplicaFixture(); // its Primary and Secondary caches are A and B
+        var a = new Replica("a", f.Primary, Path.Combine(f.Directory, "a-state"));
+        var b = new Replica("b", f.Secondary, Path.Combine(f.Directory, "b-state"));
+        await using var c = new Replica("c", f.OpenCache("c"), Path.Combine(f.Directory, "c-state"));
+        var random = new Random(7);
+        var early = new HashSet<long>();
+
+        // A ships to B and C; both are in sync and keep checkpoints of A's history.
+        b.Follow();
+        c.Follow();
+        var toB = LinkTo(f, a, b);
+        var toC = LinkTo(f, a, c);
+        toB.Start();
+        toC.Start();
+        await WaitInSyncAsync(toB);
+        await WaitInSyncAsync(toC);
+        for (var round = 0; round < 3; round++)
+        {
+            await WriteAsync(a.Cache, random, early, 300, seed: 1000 * round);
+            await Task.Delay(1100); // the replicas record a checkpoint at most once a second
+        }
+        await WriteAsync(a.Cache, random, early, 1, seed: 5000);
+        await ReplicaFixture.WaitUntilAsync(() => toB.HoldsEverything && toC.HoldsEverything, TimeSpan.FromSeconds(30), () => $"{toB.Status} / {toC.Status}");
+        await Task.Delay(1100);
+        await WriteAsync(a.Cache, random, early, 1, seed: 5001); // checkpoints at A's newest batch on both
+        await ReplicaFixture.WaitUntilAsync(() => toB.HoldsEverything && toC.HoldsEverything, TimeSpan.FromSeconds(30), () => $"{toB.Status} / {toC.Status}");
+        await ReplicaFixture.WaitUntilAsync(() => ReplicaState.Read(c.State)?.Checkpoints.Count > 0 && ReplicaState.Read(b.State)?.Checkpoints.Count > 0,
+            TimeSpan.FromSeconds(10), () => "no checkpoints recorded");
+
+        // C misses A's next batches; then B misses A's last ones too (A's unshipped tail).
+        toC.Disconnect();
+        var missedByC = new HashSet<long>();
+        await WriteAsync(a.Cache, random, missedByC, 40, seed: 6000);
+        await ReplicaFixture.WaitUntilAsync(() => toB.HoldsEverything, TimeSpan.FromSeconds(30), () => $"{toB.Status}");
+        toB.Disconnect();
+        var unshipped = new HashSet<long>();
+        await WriteAsync(a.Cache, random, unshipped, 20, seed: 7000);
+
+        // A goes away (its cache reopens as a crashed node's would, recording its floor); B is promoted.
+        await toB.DisposeAsync();
+        await toC.DisposeAsync();
+        await f.Primary.DisposeAsync();
+        a.Cache = f.OpenCache("primary");
+        ReplicaHistory.RecordOpen(a.State, a.Cache.Recovery.NextSequence - 1);
+        await b.StopFollowingAsync();
+        await c.StopFollowingAsync();
+        var followed = b.Followed ?? throw new InvalidOperationException("B never reported what it holds of A");
+        Assert.Equal(a.Cache.VolumeId, followed.Item1);
+        var written = new HashSet<long>();
+        await WriteAsync(b.Cache, random, written, 30, seed: 8000);
+
+        // B's links to C and A start fully marked with the basis, as a promotion does; the connect narrows them.
+        long resyncedC = 0, resyncedA = 0;
+        c.Follow();
+        a.Follow();
+        var bToC = LinkTo(f, b, c, n => Interlocked.Add(ref resyncedC, n));
+        var bToA = LinkTo(f, b, a, n => Interlocked.Add(ref resyncedA, n));
+        var basis = new HistoryBasis(followed.Item1, followed.Item2);
+        bToC.MarkAllOutOfSync(basis);
+        bToA.MarkAllOutOfSync(basis);
+        bToC.Start();
+        bToA.Start();
+        await WaitInSyncAsync(bToC);
+        await WaitInSyncAsync(bToA);
+
+        var expectedC = new HashSet<long>(missedByC);
+        expectedC.UnionWith(written);
+        var expectedA = new HashSet<long>(unshipped);
+        expectedA.UnionWith(written);
+        Assert.InRange(Interlocked.Read(ref resyncedC), expectedC.Count, expectedC.Count + 320); // at most one checkpoint interval more
+        Assert.InRange(Interlocked.Read(ref resyncedA), expectedA.Count, expectedA.Count + 320);
+
+        var content = await ReplicaFixture.ReadAllAsync(b.Cache);
+        var atC = await ReplicaFixture.ReadAllAsync(c.Cache);
+        var atA = await ReplicaFixture.ReadAllAsync(a.Cache);
+        Assert.True(content.AsSpan().SequenceEqual(atC), "C differs from the new primary after the narrowed resync");
+        Assert.True(content.AsSpan().SequenceEqual(atA), "A differs from the new primary after the narrowed resync");
+        Assert.False(File.Exists(Path.Combine(b.State, "peer-c", "history-basis")), "the basis stays after the peer is in sync");
+
+        await bToC.DisposeAsync();
+        await bToA.DisposeAsync();
+        if (a.Receiver is not null) await a.Receiver.DisposeAsync();
+        if (b.Receiver is not null) await b.Receiver.DisposeAsync();
+        if (!ReferenceEquals(a.Cache, f.Primary)) await a.Cache.DisposeAsync();
+    }
+}
