@@ -305,7 +305,13 @@ public sealed class ReplicaLink : IAsyncDisposable
         lock (_gate)
         {
             _basis = basis;
-            MarkAllLocked(basis is null ? "a full resync was requested" : "this node became primary after a failover; the logs may narrow the resync when the peer connects");
+            if (basis is null) MarkAllLocked("a full resync was requested");
+            else
+            {
+                _bitmap.SetAll();
+                _logger.LogInformation("volume {Volume}: every block is marked for {Peer} after the failover, until it connects and the logs narrow that", _options.Volume,
+                    _options.PeerNode);
+            }
             // The peer is no longer in sync: reconnecting starts the resync (and leaves the barrier meanwhile).
             cancel = _resyncing ? null : FailSessionLocked(null);
         }

@@ -83,6 +83,9 @@ public sealed class ReplicationTests : IAsyncLifetime
                                                                          p.GetProperty("connection").GetString() is "local" or "connected"), "a resynced", 90);
         var resynced = (await Cli.JsonAsync(b, "peer", "resync", "r", "--follow")).EnumerateArray().ToList();
         Assert.All(resynced, p => Assert.Equal("UpToDate", p.GetProperty("disk").GetString()));
+        // Neither peer was resynced in full: both logs narrowed it to what differs since the last batch of a both held.
+        Assert.Contains("the logs narrow the resync of c", b.Output);
+        Assert.Contains("the logs narrow the resync of a", b.Output);
                 var refusedA = await Tool.RunAsync("nbdinfo", [a2.UnixUri("r")]);
         Assert.NotEqual(0, refusedA.ExitCode);
 
