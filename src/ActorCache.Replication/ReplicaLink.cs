@@ -61,6 +61,7 @@ public sealed class ReplicaLink : IAsyncDisposable
     private bool _peerKnownIdentical;   // until the first connect (see ReplicaLinkOptions.PeerKnownIdentical)
     private HistoryBasis? _basis;       // after a failover, until the peer is in sync: what narrows the full resync (persisted)
     private OutOfSyncBitmap? _markedMeanwhile; // blocks of batches published while the narrowing is worked out
+    private OutOfSyncBitmap? _savedMarks;      // a dirty bitmap's bits after a crash of this node: kept through the narrowing
     private long _firstSeenSequence = -1; // the first batch published to the link before Start had read what the saved bitmap covers
     private bool _streaming;            // batches go to the send buffer (else into the bitmap)
     private long _session;
@@ -236,6 +237,7 @@ public sealed class ReplicaLink : IAsyncDisposable
         {
             var accounted = -1L;
             string? reason = null;
+            HistoryBasis? crashed = null;
             if (_options.PeerKnownIdentical)
             {
                 // Everything this node has, the peer has: whatever an older bitmap here says, nothing is out of sync.
@@ -246,7 +248,18 @@ public sealed class ReplicaLink : IAsyncDisposable
             else if (saved is { } s)
             {
                 _flags = s.Flags & ~OutOfSyncBitmap.FileFlags.Dirty;
-                if ((s.Flags & OutOfSyncBitmap.FileFlags.Dirty) != 0) reason = "the link did not stop cleanly (its out-of-sync bitmap is unknown)";
+                if ((s.Flags & OutOfSyncBitmap.FileFlags.Dirty) != 0)
+                {
+                    reason = "the link did not stop cleanly (its out-of-sync bitmap is unknown)";
+                    // This node crashed as primary: what the peer lacks is in this node's log since the peer's last batch, or
+                    // in the bits saved at the last start (marked before, e.g. by a verify); the peer adds what it holds beyond.
+                    if (s.VolumeId == _volumeId && _options.History?.PositionIn(_volumeId) is { } position)
+                    {
+                        crashed = new HistoryBasis(_volumeId, position);
+                        _savedMarks = new OutOfSyncBitmap(_bitmap.Blocks);
+                        _savedMarks.Add(_bitmap);
+                    }
+                }
                 else if (s.VolumeId != _volumeId) reason = "its out-of-sync bitmap belongs to another volume";
                 else accounted = s.LastSequence;
             }
@@ -256,8 +269,15 @@ public sealed class ReplicaLink : IAsyncDisposable
             if (accounted >= 0 && durable > accounted) reason = $"batches {accounted + 1}..{durable} were written while the link was not running";
             else if (accounted >= 0 && _firstSeenSequence > Math.Max(accounted, durable) + 1)
                 reason = $"batches {Math.Max(accounted, durable) + 1}..{_firstSeenSequence - 1} were written before the link subscribed";
-            if (reason is not null) MarkAllLocked(reason);
-            _basis ??= _options.PeerKnownIdentical ? null : basis;
+            _basis ??= _options.PeerKnownIdentical ? null : basis ?? crashed;
+            if (_basis != crashed) _savedMarks = null; // a failover's basis (its full mark saved): the saved bits say nothing
+            if (reason is not null && _basis is not null && crashed is not null)
+            {
+                _bitmap.SetAll();
+                _logger.LogInformation("volume {Volume}: every block is marked for {Peer} ({Reason}), until it connects and the logs narrow that", _options.Volume,
+                    _options.PeerNode, reason);
+            }
+            else if (reason is not null) MarkAllLocked(reason);
             // Batches already seen by OnBatch moved _lastSequence on (and checked their own gap).
             _lastSequence = Math.Max(_lastSequence, Math.Max(accounted, durable));
             _bitmap.Save(_options.StateDirectory, new OutOfSyncBitmap.Saved(_flags | OutOfSyncBitmap.FileFlags.Dirty, _volumeId, _lastSequence));
@@ -613,16 +633,17 @@ public sealed class ReplicaLink : IAsyncDisposable
     private const string BasisFile = "history-basis";
 
     /// <summary>
-    /// After a failover (a <paramref name="basis"/> is set): replaces the full mark with what the two logs say may differ,
-    /// the peer's <paramref name="answer"/> and this node's own changes since the same batch, plus what was published
-    /// meanwhile. False when either side cannot tell: the resync stays full.
+    /// After a failover or a crash of this node (a <paramref name="basis"/> is set): replaces the full mark with what the
+    /// two logs say may differ, the peer's <paramref name="answer"/> and this node's own changes since the same batch, plus
+    /// what was published meanwhile (and, after a crash, the bits saved at the last start). False when either side cannot
+    /// tell: the resync stays full.
     /// </summary>
     private async Task<bool> NarrowAsync(HistoryBasis basis, HistoryAnswer? answer)
     {
         if (answer is null || _options.History is not { } history)
         {
-            _logger.LogWarning("volume {Volume}: {Peer} holds no part of the former primary's history its log still covers: a full resync", _options.Volume,
-                _options.PeerNode);
+            _logger.LogWarning("volume {Volume}: {Peer} holds no part of {Whose} history its log still covers: a full resync", _options.Volume,
+                _options.PeerNode, Whose(basis));
             return false;
         }
         lock (_gate) _markedMeanwhile = new OutOfSyncBitmap(_bitmap.Blocks);
@@ -645,20 +666,25 @@ public sealed class ReplicaLink : IAsyncDisposable
             if (own is null || _basis != basis) // the basis changed meanwhile (another failover): the next connect asks again
             {
                 if (own is null)
-                    _logger.LogWarning("volume {Volume}: this node's log no longer covers batch {Sequence} of the former primary: a full resync of {Peer}",
-                        _options.Volume, answer.Sequence, _options.PeerNode);
+                    _logger.LogWarning("volume {Volume}: this node's log no longer covers batch {Sequence} of {Whose} history: a full resync of {Peer}",
+                        _options.Volume, answer.Sequence, Whose(basis), _options.PeerNode);
                 return false;
             }
             _bitmap.Clear(0, _bitmap.Blocks);
             foreach (var block in own) _bitmap.Set(block, 1);
             foreach (var block in answer.Blocks) _bitmap.Set(block, 1);
             _bitmap.Add(meanwhile!);
+            if (_savedMarks is { } saved) _bitmap.Add(saved);
+            _savedMarks = null;
             count = _bitmap.Count;
         }
         _logger.LogInformation("volume {Volume}: the logs narrow the resync of {Peer} to {Blocks} blocks ({Own} changed here, {Theirs} there since batch {Sequence} " +
-                               "of the former primary) instead of a full resync", _options.Volume, _options.PeerNode, count, own.Count, answer.Blocks.Count, answer.Sequence);
+                               "of {Whose} history) instead of a full resync", _options.Volume, _options.PeerNode, count, own.Count, answer.Blocks.Count, answer.Sequence,
+            Whose(basis));
         return true;
     }
+
+    private string Whose(HistoryBasis basis) => basis.VolumeId == _volumeId ? "this node's" : "the former primary's";
 
     private static HistoryBasis? ReadBasis(string directory)
     {
@@ -854,6 +880,7 @@ public sealed class ReplicaLink : IAsyncDisposable
     /// <summary>Tells <see cref="ReplicaLinkOptions.PeerInSync"/>, outside the lock: the peer is UpToDate and in the barrier.</summary>
     private void NotifyInSyncLocked()
     {
+        _savedMarks = null;
         if (_basis is not null)
         {
             _basis = null; // the peer follows this node now: its resync needs no narrowing any more

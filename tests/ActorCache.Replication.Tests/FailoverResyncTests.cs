@@ -166,4 +166,46 @@ public sealed class FailoverResyncTests
         if (b.Receiver is not null) await b.Receiver.DisposeAsync();
         if (!ReferenceEquals(a.Cache, f.Primary)) await a.Cache.DisposeAsync();
     }
+
+    [Fact]
+    public async Task A_primary_restarted_after_a_crash_narrows_its_peers_resync_by_the_logs()
+    {
+        await using var f = new ReplicaFixture();
+        var a = new Replica("a", f.Primary, Path.Combine(f.Directory, "a-state"));
+        var b = new Replica("b", f.Secondary, Path.Combine(f.Directory, "b-state"));
+        var random = new Random(11);
+        var early = new HashSet<long>();
+        b.Follow();
+        var toB = LinkTo(f, a, b);
+        toB.Start();
+        await WaitInSyncAsync(toB);
+        await WriteAsync(a.Cache, random, early, 300, seed: 1);
+        await Task.Delay(1100);
+        await WriteAsync(a.Cache, random, early, 1, seed: 2); // a checkpoint at A's newest batch
+        await ReplicaFixture.WaitUntilAsync(() => toB.HoldsEverything && ReplicaState.Read(b.State)?.Checkpoints.Count > 0, TimeSpan.FromSeconds(30),
+            () => $"{toB.Status}");
+
+        // B misses A's last batches; then A "crashes": its link's bitmap is left as a start leaves it (dirty), with a block
+        // marked before (as a verify would) that the logs know nothing of.
+        toB.Disconnect();
+        var unshipped = new HashSet<long>();
+        await WriteAsync(a.Cache, random, unshipped, 25, seed: 3);
+        await toB.DisposeAsync();
+        var linkState = Path.Combine(a.State, "peer-b");
+        var saved = new OutOfSyncBitmap(Blocks);
+        saved.Set(2000, 4);
+        saved.Save(linkState, new OutOfSyncBitmap.Saved(OutOfSyncBitmap.FileFlags.Dirty | OutOfSyncBitmap.FileFlags.PeerSeen, a.Cache.VolumeId, 1));
+
+        long resynced = 0;
+        var again = LinkTo(f, a, b, n => Interlocked.Add(ref resynced, n));
+        again.Start();
+        await WaitInSyncAsync(again);
+        var expected = new HashSet<long>(unshipped) { 2000, 2001, 2002, 2003 };
+        Assert.InRange(Interlocked.Read(ref resynced), expected.Count, expected.Count + 320);
+        var atA = await ReplicaFixture.ReadAllAsync(a.Cache);
+        var atB = await ReplicaFixture.ReadAllAsync(b.Cache);
+        Assert.True(atA.AsSpan().SequenceEqual(atB), "B differs from the restarted primary after the narrowed resync");
+        await again.DisposeAsync();
+        if (b.Receiver is not null) await b.Receiver.DisposeAsync();
+    }
 }
