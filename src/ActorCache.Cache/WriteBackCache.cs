@@ -147,6 +147,12 @@ public sealed class WriteBackCache : IBlockTarget
     public BlockIndex Index => _queue.Index;
     public Guid VolumeId { get; }
 
+    /// <summary>
+    /// Drawn at each open: batches are numbered afresh from the last one recovered, so after a crash a number may name
+    /// another batch than before; a replica tells which numbering it holds by this id.
+    /// </summary>
+    public Guid Incarnation { get; } = Guid.NewGuid();
+
     /// <summary>Why the volume refuses writes (corruption found by recovery), or null.</summary>
     public string? ReadOnlyReason => _damage.Reason;
 
@@ -400,15 +406,24 @@ public sealed class WriteBackCache : IBlockTarget
     /// </summary>
     public async Task<SortedSet<long>?> ChangedSinceAsync(long sequence)
     {
-        if (_mode != CacheMode.WriteBack) return null;
+        // A point after the last durable batch was never in this log (another log, since replaced, numbered it).
+        if (_mode != CacheMode.WriteBack || sequence < 0 || sequence > _barrier.Local.DurableSequence) return null;
         var protect = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         _destager.Tell(new DestagerActor.Protect(sequence, false, protect));
         if (!await protect.Task.ConfigureAwait(false)) return null;
         try
         {
             var done = new TaskCompletionSource<SortedSet<long>>(TaskCreationOptions.RunContinuationsAsynchronously);
-            _destager.Tell(new DestagerActor.Diff(sequence, null, Index.Blocks, done));
-            var changed = await done.Task.ConfigureAwait(false);
+            _destager.Tell(new DestagerActor.Diff(sequence, null, Index.Blocks, done, WholeLog: true));
+            SortedSet<long> changed;
+            try
+            {
+                changed = await done.Task.ConfigureAwait(false);
+            }
+            catch (InvalidDataException)
+            {
+                return null; // a record cannot be read back: the log cannot tell
+            }
             // A cache that left write-back meanwhile may have destaged past the point without preserving: unknown.
             Interlocked.MemoryBarrier();
             return _mode == CacheMode.WriteBack ? changed : null;

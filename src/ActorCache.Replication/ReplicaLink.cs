@@ -39,6 +39,7 @@ public sealed class ReplicaLink : IAsyncDisposable
     private readonly Guid _volumeId;
     private readonly string _participantName;
     private readonly Lock _gate = new();
+    private readonly Lock _saveGate = new(); // one writer of the bitmap file at a time (its temporary file is shared)
     private readonly OutOfSyncBitmap _bitmap;
     private readonly FrameQueue _frames = new();
     private readonly AsyncSignal _sendSignal = new();
@@ -62,6 +63,9 @@ public sealed class ReplicaLink : IAsyncDisposable
     private HistoryBasis? _basis;       // after a failover, until the peer is in sync: what narrows the full resync (persisted)
     private OutOfSyncBitmap? _markedMeanwhile; // blocks of batches published while the narrowing is worked out
     private OutOfSyncBitmap? _savedMarks;      // a dirty bitmap's bits after a crash of this node: kept through the narrowing
+    private long _fullMarks;                   // how often every block was marked (a narrowing that saw one meanwhile gives up)
+    private bool _markAllAtStart;              // MarkAllOutOfSync before Start: what Start loads does not undo it
+    private ushort _wireVersion = Handshake.Version; // version 1 once the peer said it speaks no other (a rolling update)
     private long _firstSeenSequence = -1; // the first batch published to the link before Start had read what the saved bitmap covers
     private bool _streaming;            // batches go to the send buffer (else into the bitmap)
     private long _session;
@@ -230,6 +234,7 @@ public sealed class ReplicaLink : IAsyncDisposable
         lock (_gate) saved = _bitmap.Load(_options.StateDirectory);
         var hadFile = File.Exists(Path.Combine(_options.StateDirectory, OutOfSyncBitmap.FileName));
         var basis = ReadBasis(_options.StateDirectory);
+        if (_options.PeerKnownIdentical) DeleteBasis();
         _subscription = _cache.SubscribeBatches(_subscriber);
         // Batches durable before the subscription that the saved bitmap does not account for were never seen.
         var durable = _cache.Barrier.Local.DurableSequence;
@@ -253,9 +258,9 @@ public sealed class ReplicaLink : IAsyncDisposable
                     reason = "the link did not stop cleanly (its out-of-sync bitmap is unknown)";
                     // This node crashed as primary: what the peer lacks is in this node's log since the peer's last batch, or
                     // in the bits saved at the last start (marked before, e.g. by a verify); the peer adds what it holds beyond.
-                    if (s.VolumeId == _volumeId && _options.History?.PositionIn(_volumeId) is { } position)
+                    if (s.VolumeId == _volumeId && _options.History?.PositionIn(_volumeId, Guid.Empty) is { } position)
                     {
-                        crashed = new HistoryBasis(_volumeId, position);
+                        crashed = new HistoryBasis(_volumeId, Guid.Empty, position); // own history: any incarnation, below the floor
                         _savedMarks = new OutOfSyncBitmap(_bitmap.Blocks);
                         _savedMarks.Add(_bitmap);
                     }
@@ -269,18 +274,24 @@ public sealed class ReplicaLink : IAsyncDisposable
             if (accounted >= 0 && durable > accounted) reason = $"batches {accounted + 1}..{durable} were written while the link was not running";
             else if (accounted >= 0 && _firstSeenSequence > Math.Max(accounted, durable) + 1)
                 reason = $"batches {Math.Max(accounted, durable) + 1}..{_firstSeenSequence - 1} were written before the link subscribed";
+            if (_markAllAtStart)
+            {
+                reason ??= "a full resync was requested";
+                _markAllAtStart = false;
+            }
             _basis ??= _options.PeerKnownIdentical ? null : basis ?? crashed;
             if (_basis != crashed) _savedMarks = null; // a failover's basis (its full mark saved): the saved bits say nothing
-            if (reason is not null && _basis is not null && crashed is not null)
+            if (reason is not null && _basis is not null)
             {
                 _bitmap.SetAll();
+                _fullMarks++;
                 _logger.LogInformation("volume {Volume}: every block is marked for {Peer} ({Reason}), until it connects and the logs narrow that", _options.Volume,
                     _options.PeerNode, reason);
             }
             else if (reason is not null) MarkAllLocked(reason);
             // Batches already seen by OnBatch moved _lastSequence on (and checked their own gap).
             _lastSequence = Math.Max(_lastSequence, Math.Max(accounted, durable));
-            _bitmap.Save(_options.StateDirectory, new OutOfSyncBitmap.Saved(_flags | OutOfSyncBitmap.FileFlags.Dirty, _volumeId, _lastSequence));
+            lock (_saveGate) _bitmap.Save(_options.StateDirectory, new OutOfSyncBitmap.Saved(_flags | OutOfSyncBitmap.FileFlags.Dirty, _volumeId, _lastSequence));
         }
         _loop = Task.Run(RunAsync);
     }
@@ -322,13 +333,16 @@ public sealed class ReplicaLink : IAsyncDisposable
     {
         CancellationTokenSource? cancel;
         if (basis is not null) WriteBasis(_options.StateDirectory, basis);
+        else DeleteBasis();
         lock (_gate)
         {
             _basis = basis;
+            if (_loop is null) _markAllAtStart = true; // Start loads the saved bitmap over the marks
             if (basis is null) MarkAllLocked("a full resync was requested");
             else
             {
                 _bitmap.SetAll();
+                _fullMarks++;
                 _logger.LogInformation("volume {Volume}: every block is marked for {Peer} after the failover, until it connects and the logs narrow that", _options.Volume,
                     _options.PeerNode);
             }
@@ -348,6 +362,32 @@ public sealed class ReplicaLink : IAsyncDisposable
         lock (_gate) _bitmap.Set(block, count);
     }
 
+    /// <summary>
+    /// Persists the bitmap now (still marked dirty): marks no log records (a verify's) must survive a crash of this node,
+    /// whose restart narrows the resync to what the logs say plus the bits saved here (<see cref="Start"/>).
+    /// </summary>
+    public void SaveMarks()
+    {
+        OutOfSyncBitmap copy;
+        OutOfSyncBitmap.Saved saved;
+        lock (_gate)
+        {
+            if (_loop is null || Volatile.Read(ref _disposed) != 0) return;
+            copy = new OutOfSyncBitmap(_bitmap.Blocks);
+            copy.Add(_bitmap);
+            saved = new OutOfSyncBitmap.Saved(_flags | OutOfSyncBitmap.FileFlags.Dirty, _volumeId, _lastSequence);
+        }
+        try
+        {
+            lock (_saveGate) copy.Save(_options.StateDirectory, saved);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _logger.LogWarning("volume {Volume}: the out-of-sync marks for {Peer} could not be saved ({Message}); they are lost if this node crashes before the resync",
+                _options.Volume, _options.PeerNode, e.Message);
+        }
+    }
+
     /// <summary>A session's cancellation may race with the session ending (and disposing it): that is fine.</summary>
     private static void CancelQuietly(CancellationTokenSource? cancel)
     {
@@ -362,6 +402,7 @@ public sealed class ReplicaLink : IAsyncDisposable
 
     private void MarkAllLocked(string reason)
     {
+        _fullMarks++;
         if (_bitmap.Count != _bitmap.Blocks)
             _logger.LogWarning("volume {Volume}: every block is marked out of sync for {Peer} ({Reason}): a full resync follows", _options.Volume,
                 _options.PeerNode, reason);
@@ -500,14 +541,30 @@ public sealed class ReplicaLink : IAsyncDisposable
         cancel.CancelAfter(_options.AckTimeout); // the handshake must be done by then
         await socket.ConnectAsync(endpoint, cancel.Token).ConfigureAwait(false);
         HistoryBasis? basis;
-        lock (_gate) basis = _options.History is null ? null : _basis;
-        await Handshake.SendAllAsync(socket, Handshake.Hello(_options.PrimaryNode.Length == 0 ? _options.Volume : $"{_options.Volume}@{_options.PrimaryNode}", _volumeId, Epoch, basis),
-            cancel.Token).ConfigureAwait(false);
+        ushort version;
+        lock (_gate) (basis, version) = (_options.History is null ? null : _basis, _wireVersion);
+        // Compared no later than this node holds that history now (its own: below its floor, which may have dropped since).
+        if (basis is not null && version == Handshake.Version && _options.History!.PositionIn(basis.VolumeId, basis.Incarnation) is { } position)
+            basis = basis with { Sequence = Math.Min(basis.Sequence, position) };
+        else basis = null;
+        await Handshake.SendAllAsync(socket, Handshake.Hello(_options.PrimaryNode.Length == 0 ? _options.Volume : $"{_options.Volume}@{_options.PrimaryNode}", _volumeId, Epoch,
+            _cache.Incarnation, basis, version), cancel.Token).ConfigureAwait(false);
         if (basis is not null) cancel.CancelAfter(HistoryPatience); // the peer walks its log to answer
         var reply = new byte[Handshake.ReplySize];
-        if (!await Handshake.ReadExactlyAsync(socket, reply, cancel.Token).ConfigureAwait(false))
+        if (!await Handshake.ReadExactlyAsync(socket, reply.AsMemory(0, Handshake.ReplySizeV1), cancel.Token).ConfigureAwait(false))
             throw new IOException($"{_options.PeerNode} closed the connection during the handshake");
-        var (status, peerState, text, answer) = await ReadReplyAsync(socket, reply, cancel.Token).ConfigureAwait(false);
+        if (version == Handshake.Version && BitConverter.ToUInt64(reply, 0) == Handshake.Magic &&
+            (Handshake.Status)BitConverter.ToUInt16(reply, 8) == Handshake.Status.VersionMismatch)
+        {
+            // An older node (a rolling update): it answered in version 1. Greet it in version 1 from the next attempt on.
+            lock (_gate) _wireVersion = Handshake.Version1;
+            _logger.LogInformation("volume {Volume}: {Peer} speaks replication wire version 1 only; using it (no resync narrowing with it)", _options.Volume, _options.PeerNode);
+            _connectSignal.Release();
+            return;
+        }
+        if (version == Handshake.Version && !await Handshake.ReadExactlyAsync(socket, reply.AsMemory(Handshake.ReplySizeV1), cancel.Token).ConfigureAwait(false))
+            throw new IOException($"{_options.PeerNode} closed the connection during the handshake");
+        var (status, peerState, text, answer) = await ReadReplyAsync(socket, reply, version, cancel.Token).ConfigureAwait(false);
         if (status != Handshake.Status.Accepted)
         {
             lock (_gate) _problem = $"{_options.PeerNode} refused the connection: {text}";
@@ -597,34 +654,39 @@ public sealed class ReplicaLink : IAsyncDisposable
         EndSession(session);
     }
 
-    private async Task<(Handshake.Status, ReplicaState?, string, HistoryAnswer?)> ReadReplyAsync(Socket socket, byte[] reply, CancellationToken cancellationToken)
+    /// <summary>A peer's history answer as the link holds it: the batch compared at and the blocks changed there since.</summary>
+    private sealed record PeerAnswer(long Sequence, OutOfSyncBitmap Blocks);
+
+    private async Task<(Handshake.Status, ReplicaState?, string, PeerAnswer?)> ReadReplyAsync(Socket socket, byte[] reply, ushort version,
+        CancellationToken cancellationToken)
     {
         if (BitConverter.ToUInt64(reply, 0) != Handshake.Magic) throw new InvalidDataException($"{_options.PeerNode} did not answer as a replica receiver");
         var status = (Handshake.Status)BitConverter.ToUInt16(reply, 8);
         var textLength = BitConverter.ToUInt16(reply, 40);
+        if (textLength > 4096) throw new InvalidDataException($"{_options.PeerNode} answered with a {textLength}-byte status text");
         var text = new byte[textLength];
         if (textLength > 0 && !await Handshake.ReadExactlyAsync(socket, text, cancellationToken).ConfigureAwait(false))
             throw new IOException($"{_options.PeerNode} closed the connection during the handshake");
         ReplicaState? state = reply[11] == 0 ? null
             : new ReplicaState((PeerDisk)reply[10], BitConverter.ToInt64(reply, 16), new Guid(reply.AsSpan(24, 16)), DateTimeOffset.UtcNow);
-        HistoryAnswer? answer = null;
-        if (reply[42] != 0)
+        PeerAnswer? answer = null;
+        if (version == Handshake.Version && reply[42] != 0)
         {
             var runs = BitConverter.ToInt32(reply, 56);
             if (runs is < 0 or > Handshake.MaxRuns) throw new InvalidDataException($"{_options.PeerNode} answered with {runs} runs of changed blocks");
             var encoded = new byte[runs * Handshake.RunSize];
             if (!await Handshake.ReadExactlyAsync(socket, encoded, cancellationToken).ConfigureAwait(false))
                 throw new IOException($"{_options.PeerNode} closed the connection during the handshake");
-            var blocks = new SortedSet<long>();
+            var blocks = new OutOfSyncBitmap(_bitmap.Blocks);
             for (var i = 0; i < runs; i++)
             {
                 var start = BitConverter.ToInt64(encoded, i * Handshake.RunSize);
                 var count = BitConverter.ToInt32(encoded, i * Handshake.RunSize + 8);
-                if (start < 0 || count <= 0 || start + count > _bitmap.Blocks)
+                if (start < 0 || count <= 0 || start > _bitmap.Blocks - count)
                     throw new InvalidDataException($"{_options.PeerNode} answered with changed blocks {start}+{count}, beyond the volume");
-                for (var b = start; b < start + count; b++) blocks.Add(b);
+                blocks.Set(start, count);
             }
-            answer = new HistoryAnswer(BitConverter.ToInt64(reply, 48), blocks);
+            answer = new PeerAnswer(BitConverter.ToInt64(reply, 48), blocks);
         }
         return (status, state, System.Text.Encoding.UTF8.GetString(text), answer);
     }
@@ -638,19 +700,30 @@ public sealed class ReplicaLink : IAsyncDisposable
     /// what was published meanwhile (and, after a crash, the bits saved at the last start). False when either side cannot
     /// tell: the resync stays full.
     /// </summary>
-    private async Task<bool> NarrowAsync(HistoryBasis basis, HistoryAnswer? answer)
+    private async Task<bool> NarrowAsync(HistoryBasis basis, PeerAnswer? answer)
     {
+        if (answer is not null && (answer.Sequence < 0 || answer.Sequence > basis.Sequence))
+        {
+            _logger.LogWarning("volume {Volume}: {Peer} compared at batch {Sequence}, past the {Basis} asked: its answer is not used (a full resync)", _options.Volume,
+                _options.PeerNode, answer.Sequence, basis.Sequence);
+            answer = null;
+        }
         if (answer is null || _options.History is not { } history)
         {
             _logger.LogWarning("volume {Volume}: {Peer} holds no part of {Whose} history its log still covers: a full resync", _options.Volume,
                 _options.PeerNode, Whose(basis));
             return false;
         }
-        lock (_gate) _markedMeanwhile = new OutOfSyncBitmap(_bitmap.Blocks);
+        long fullMarks;
+        lock (_gate)
+        {
+            _markedMeanwhile = new OutOfSyncBitmap(_bitmap.Blocks);
+            fullMarks = _fullMarks;
+        }
         SortedSet<long>? own;
         try
         {
-            own = await history.ChangedSinceAsync(basis.VolumeId, answer.Sequence).ConfigureAwait(false);
+            own = await history.ChangedSinceAsync(basis.VolumeId, basis.Incarnation, answer.Sequence).ConfigureAwait(false);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -663,7 +736,8 @@ public sealed class ReplicaLink : IAsyncDisposable
         {
             var meanwhile = _markedMeanwhile;
             _markedMeanwhile = null;
-            if (own is null || _basis != basis) // the basis changed meanwhile (another failover): the next connect asks again
+            // The basis changed meanwhile (another failover: the next connect asks again), or every block was marked for another reason.
+            if (own is null || _basis is null || _basis.VolumeId != basis.VolumeId || _fullMarks != fullMarks)
             {
                 if (own is null)
                     _logger.LogWarning("volume {Volume}: this node's log no longer covers batch {Sequence} of {Whose} history: a full resync of {Peer}",
@@ -672,7 +746,7 @@ public sealed class ReplicaLink : IAsyncDisposable
             }
             _bitmap.Clear(0, _bitmap.Blocks);
             foreach (var block in own) _bitmap.Set(block, 1);
-            foreach (var block in answer.Blocks) _bitmap.Set(block, 1);
+            _bitmap.Add(answer.Blocks);
             _bitmap.Add(meanwhile!);
             if (_savedMarks is { } saved) _bitmap.Add(saved);
             _savedMarks = null;
@@ -686,18 +760,30 @@ public sealed class ReplicaLink : IAsyncDisposable
 
     private string Whose(HistoryBasis basis) => basis.VolumeId == _volumeId ? "this node's" : "the former primary's";
 
+    private void DeleteBasis()
+    {
+        try
+        {
+            File.Delete(Path.Combine(_options.StateDirectory, BasisFile));
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _logger.LogWarning("volume {Volume}: {Message}", _options.Volume, e.Message);
+        }
+    }
+
     private static HistoryBasis? ReadBasis(string directory)
     {
         try
         {
             var parts = File.ReadAllText(Path.Combine(directory, BasisFile)).Split(' ');
-            return new HistoryBasis(Guid.Parse(parts[0]), long.Parse(parts[1], System.Globalization.CultureInfo.InvariantCulture));
+            return new HistoryBasis(Guid.Parse(parts[0]), Guid.Parse(parts[1]), long.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture));
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
             return null;
         }
-        catch (Exception e) when (e is FormatException or IndexOutOfRangeException or OverflowException)
+        catch (Exception e) when (e is FormatException or IndexOutOfRangeException or OverflowException or IOException or UnauthorizedAccessException)
         {
             return null; // damaged: no narrowing, the resync stays full
         }
@@ -707,7 +793,7 @@ public sealed class ReplicaLink : IAsyncDisposable
     {
         Directory.CreateDirectory(directory);
         AtomicFile.Replace(Path.Combine(directory, BasisFile),
-            System.Text.Encoding.ASCII.GetBytes(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{basis.VolumeId} {basis.Sequence}")));
+            System.Text.Encoding.ASCII.GetBytes(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{basis.VolumeId} {basis.Incarnation} {basis.Sequence}")));
     }
 
     /// <summary>A session task that fails ends the session with its error as the link's problem.</summary>
@@ -767,6 +853,7 @@ public sealed class ReplicaLink : IAsyncDisposable
             _resyncing = false;
             _resyncDoneFrame = -1;
             _connection = _wantConnected ? PeerConnection.Connecting : PeerConnection.StandAlone;
+            _wireVersion = Handshake.Version; // the peer may have been upgraded by the time it is back
         }
         _logger.LogInformation("volume {Volume}: disconnected from {Peer}; {Bytes} bytes out of sync", _options.Volume, _options.PeerNode,
             Status.OutOfSyncBytes);
@@ -884,14 +971,7 @@ public sealed class ReplicaLink : IAsyncDisposable
         if (_basis is not null)
         {
             _basis = null; // the peer follows this node now: its resync needs no narrowing any more
-            try
-            {
-                File.Delete(Path.Combine(_options.StateDirectory, BasisFile));
-            }
-            catch (IOException e)
-            {
-                _logger.LogWarning("volume {Volume}: {Message}", _options.Volume, e.Message);
-            }
+            DeleteBasis();
         }
         if (_options.PeerInSync is { } inSync) ThreadPool.QueueUserWorkItem(static action => action(), inSync, preferLocal: false);
     }
@@ -1043,7 +1123,8 @@ public sealed class ReplicaLink : IAsyncDisposable
         lock (_gate)
         {
             _connection = PeerConnection.StandAlone;
-            if (_loop is not null) _bitmap.Save(_options.StateDirectory, new OutOfSyncBitmap.Saved(_flags, _volumeId, _lastSequence));
+            if (_loop is not null)
+                lock (_saveGate) _bitmap.Save(_options.StateDirectory, new OutOfSyncBitmap.Saved(_flags, _volumeId, _lastSequence));
         }
         _stopping.Dispose();
     }

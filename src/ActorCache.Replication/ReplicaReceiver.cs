@@ -96,19 +96,26 @@ public sealed class ReplicaReceiver : IAsyncDisposable
         {
             using var handshake = CancellationTokenSource.CreateLinkedTokenSource(_stopping.Token);
             handshake.CancelAfter(TimeSpan.FromSeconds(10));
+            // The version 1 part first: a version 1 primary (a rolling update) sends no more, and is answered in version 1.
             var hello = new byte[Handshake.HelloSize];
-            if (!await Handshake.ReadExactlyAsync(socket, hello, handshake.Token).ConfigureAwait(false)) return;
+            if (!await Handshake.ReadExactlyAsync(socket, hello.AsMemory(0, Handshake.HelloSizeV1), handshake.Token).ConfigureAwait(false)) return;
             if (BitConverter.ToUInt64(hello, 0) != Handshake.Magic)
             {
-                await RefuseAsync(socket, Handshake.Status.BadHello, "not a replication handshake", handshake.Token).ConfigureAwait(false);
+                await RefuseAsync(socket, Handshake.Status.BadHello, "not a replication handshake", handshake.Token, Handshake.Version1).ConfigureAwait(false);
                 return;
             }
-            if (BitConverter.ToUInt16(hello, 8) != Handshake.Version)
+            var version = BitConverter.ToUInt16(hello, 8);
+            if (version is not (Handshake.Version or Handshake.Version1))
             {
                 await RefuseAsync(socket, Handshake.Status.VersionMismatch,
-                    $"replication wire version {BitConverter.ToUInt16(hello, 8)} is not supported (this node speaks {Handshake.Version})", handshake.Token).ConfigureAwait(false);
+                    $"replication wire version {version} is not supported (this node speaks {Handshake.Version1} and {Handshake.Version})", handshake.Token,
+                    Handshake.Version1).ConfigureAwait(false);
                 return;
             }
+            if (version == Handshake.Version &&
+                !await Handshake.ReadExactlyAsync(socket, hello.AsMemory(Handshake.HelloSizeV1), handshake.Token).ConfigureAwait(false)) return;
+            if (version == Handshake.Version1) hello = hello[..Handshake.HelloSizeV1];
+            var incarnation = Handshake.IncarnationOf(hello);
             var primaryVolumeId = new Guid(hello.AsSpan(16, 16));
             var name = new byte[BitConverter.ToUInt16(hello, 10)];
             if (!await Handshake.ReadExactlyAsync(socket, name, handshake.Token).ConfigureAwait(false)) return;
@@ -120,7 +127,8 @@ public sealed class ReplicaReceiver : IAsyncDisposable
             if (sink is null)
             {
                 await RefuseAsync(socket, Handshake.Status.UnknownVolume,
-                    $"this node has no replica of volume {volume} that follows {(primary.Length > 0 ? primary : "that primary")} under epoch {epoch}", handshake.Token).ConfigureAwait(false);
+                    $"this node has no replica of volume {volume} that follows {(primary.Length > 0 ? primary : "that primary")} under epoch {epoch}", handshake.Token,
+                    version).ConfigureAwait(false);
                 return;
             }
 
@@ -154,13 +162,13 @@ public sealed class ReplicaReceiver : IAsyncDisposable
             if (Handshake.BasisOf(hello) is { } basis && sink.History is { } history)
             {
                 handshake.CancelAfter(TimeSpan.FromSeconds(90)); // the answer walks the log
-                answer = await history.AnswerAsync(basis).ConfigureAwait(false);
+                answer = await history.AnswerAsync(basis, primaryVolumeId).ConfigureAwait(false);
             }
-            await Handshake.SendAllAsync(socket, Handshake.Reply(Handshake.Status.Accepted, state, null, answer), handshake.Token).ConfigureAwait(false);
+            await Handshake.SendAllAsync(socket, Handshake.Reply(Handshake.Status.Accepted, state, null, answer, version), handshake.Token).ConfigureAwait(false);
             _logger.LogInformation("volume {Volume}: replicating from {Remote}; local replica {State}{History}", volume, remote,
                 state is null ? "is new" : $"is {state.Disk} through batch {state.AppliedSequence}",
                 answer is null ? "" : $"; {answer.Blocks.Count} blocks changed here since batch {answer.Sequence} of the former primary");
-            connection = new ReplicaConnection(volume, socket, sink, primaryVolumeId, state, _logger);
+            connection = new ReplicaConnection(volume, socket, sink, primaryVolumeId, incarnation, state, _logger);
             await connection.RunAsync(cancel.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException or InvalidDataException)
@@ -187,8 +195,8 @@ public sealed class ReplicaReceiver : IAsyncDisposable
         }
     }
 
-    private static async Task RefuseAsync(Socket socket, Handshake.Status status, string text, CancellationToken cancellationToken) =>
-        await Handshake.SendAllAsync(socket, Handshake.Reply(status, null, text), cancellationToken).ConfigureAwait(false);
+    private static async Task RefuseAsync(Socket socket, Handshake.Status status, string text, CancellationToken cancellationToken, ushort version) =>
+        await Handshake.SendAllAsync(socket, Handshake.Reply(status, null, text, version: version), cancellationToken).ConfigureAwait(false);
 
     public async ValueTask DisposeAsync()
     {
@@ -208,7 +216,7 @@ public sealed class ReplicaReceiver : IAsyncDisposable
 /// and Durable after a flush (at every sync point and resync end, and within 100 ms otherwise), and
 /// keeps the replica state file.
 /// </summary>
-internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSink sink, Guid primaryVolumeId, ReplicaState? initial, ILogger logger)
+internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSink sink, Guid primaryVolumeId, Guid incarnation, ReplicaState? initial, ILogger logger)
 {
     private const int MaxPayloadBlocks = 16384; // 64 MiB: far above any batch or resync run
     private static readonly TimeSpan FlushInterval = TimeSpan.FromMilliseconds(100);
@@ -233,7 +241,10 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
     private long _durableFrame, _durableSequence = initial?.PrimaryVolumeId == primaryVolumeId ? initial.AppliedSequence : 0;
     private long _unflushedBytes;
     // This replica's history of this primary (see HistoryCheckpoint): kept while UpToDate, dropped when a resync begins.
-    private IReadOnlyList<HistoryCheckpoint> _checkpoints = initial?.PrimaryVolumeId == primaryVolumeId ? initial.Checkpoints : [];
+    // Kept across connections of the same primary volume: a clean restart of the primary keeps its numbering, and after an
+    // unclean one its first connection resyncs (which drops them). Checkpoints in another log than this replica's are useless.
+    private IReadOnlyList<HistoryCheckpoint> _checkpoints =
+        initial?.PrimaryVolumeId == primaryVolumeId && initial.LocalVolumeId == (sink.History?.VolumeId ?? Guid.Empty) ? initial.Checkpoints : [];
     private HistoryCheckpoint? _checkpoint;
     private DateTime _stateWritten = DateTime.UtcNow;
     private bool _stateChanged;
@@ -429,7 +440,7 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
                 long durable;
                 bool upToDate;
                 lock (_gate) (durable, upToDate) = (_durableSequence, _disk == PeerDisk.UpToDate);
-                if (upToDate && !sink.IsRevoked) sink.Durable?.Invoke(primaryVolumeId, durable);
+                if (upToDate && !sink.IsRevoked) sink.Durable?.Invoke(new HistoryBasis(primaryVolumeId, incarnation, durable));
                 SendAck(AckKind.Durable, frame);
             }
         }
@@ -459,7 +470,10 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
         _stateWritten = DateTime.UtcNow;
         _stateChanged = false;
         if (_disk == PeerDisk.UpToDate && _checkpoint is { } checkpoint) _checkpoints = HistoryCheckpoint.Append(_checkpoints, checkpoint);
-        return (new ReplicaState(_disk, _durableSequence, primaryVolumeId, DateTimeOffset.UtcNow) { Checkpoints = _checkpoints }, ++_stateVersion);
+        return (new ReplicaState(_disk, _durableSequence, primaryVolumeId, DateTimeOffset.UtcNow)
+        {
+            Checkpoints = _checkpoints, PrimaryIncarnation = incarnation, LocalVolumeId = sink.History?.VolumeId ?? Guid.Empty,
+        }, ++_stateVersion);
     }
 
     /// <summary>Writes a state unless a newer one was written already (the reader and the flusher both write; the newest wins).</summary>

@@ -18,6 +18,15 @@ public sealed record ReplicaState(PeerDisk Disk, long AppliedSequence, Guid Prim
     /// <summary>Oldest first; empty when the replica kept none for this primary (it was resynced since, or never UpToDate).</summary>
     public IReadOnlyList<HistoryCheckpoint> Checkpoints { get; init; } = [];
 
+    /// <summary>
+    /// The primary's incarnation (an id it draws each time its volume opens) whose batch numbers the checkpoints use: a
+    /// primary that crashed may number new batches as it numbered lost ones. Empty: unknown (an older primary).
+    /// </summary>
+    public Guid PrimaryIncarnation { get; init; }
+
+    /// <summary>This replica's own log (its cache's volume id) the checkpoints' local batches are in.</summary>
+    public Guid LocalVolumeId { get; init; }
+
     /// <summary>The state in <paramref name="directory"/>, or null when there is none (a replica that never received anything).</summary>
     public static ReplicaState? Read(string directory)
     {
@@ -34,7 +43,12 @@ public sealed record ReplicaState(PeerDisk Disk, long AppliedSequence, Guid Prim
                 Enum.Parse<PeerDisk>(root.GetProperty("disk").GetString()!, ignoreCase: true),
                 root.GetProperty("appliedSequence").GetInt64(),
                 root.GetProperty("primaryVolumeId").GetGuid(),
-                root.GetProperty("updated").GetDateTimeOffset()) { Checkpoints = checkpoints };
+                root.GetProperty("updated").GetDateTimeOffset())
+            {
+                Checkpoints = checkpoints,
+                PrimaryIncarnation = root.TryGetProperty("primaryIncarnation", out var incarnation) ? incarnation.GetGuid() : Guid.Empty,
+                LocalVolumeId = root.TryGetProperty("localVolumeId", out var local) ? local.GetGuid() : Guid.Empty,
+            };
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or ArgumentException or FormatException or InvalidOperationException)
         {
@@ -55,6 +69,8 @@ public sealed record ReplicaState(PeerDisk Disk, long AppliedSequence, Guid Prim
             json.WriteNumber("appliedSequence", AppliedSequence);
             json.WriteString("primaryVolumeId", PrimaryVolumeId);
             json.WriteString("updated", Updated);
+            json.WriteString("primaryIncarnation", PrimaryIncarnation);
+            json.WriteString("localVolumeId", LocalVolumeId);
             json.WriteStartArray("checkpoints");
             foreach (var checkpoint in Checkpoints)
             {

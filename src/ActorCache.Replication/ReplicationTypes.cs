@@ -128,10 +128,11 @@ public sealed class ReplicaSink(ActorCache.Blocks.IBlockTarget target, string st
     public string StateDirectory { get; } = stateDirectory;
 
     /// <summary>
-    /// Told, while UpToDate, the primary's volume id and its last batch this replica holds durably, after every flush that
-    /// acknowledges one (before the primary hears of it): what a promotion compares between secondaries.
+    /// Told, while UpToDate, the primary's volume id, its incarnation and its last batch this replica holds durably, after
+    /// every flush that acknowledges one (before the primary hears of it): what a promotion compares between secondaries,
+    /// and the basis of the resyncs after it.
     /// </summary>
-    public Action<Guid, long>? Durable { get; init; }
+    public Action<HistoryBasis>? Durable { get; init; }
 
     /// <summary>This replica's history (its write-back log), for checkpoints and for a new primary's narrowed resync; null: none kept, such a resync is full.</summary>
     public ReplicaHistory? History { get; init; }

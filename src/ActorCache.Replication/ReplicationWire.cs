@@ -86,16 +86,23 @@ internal static class Ack
 
 /// <summary>
 /// The handshake. Primary: magic "ACREPL01" (8), version (2), name length (2), epoch of its replica set (4), primary volume id (16),
-/// history basis volume id (16, empty: none), history basis sequence (8), then the volume name (UTF-8). Secondary: magic (8),
-/// status (2), disk (1), has state (1), reserved (4), applied sequence (8), primary volume id of its state (16), status text
-/// length (2), has history answer (1), reserved (5), answer sequence (8), answer run count (4), reserved (4), then the text,
-/// then the answer's runs of changed blocks (first block (8), blocks (4) each).
+/// and in version 2: the primary's incarnation (16), history basis volume id (16, empty: none), basis incarnation (16), basis
+/// sequence (8); then the volume name (UTF-8). Secondary: magic (8), status (2), disk (1), has state (1), reserved (4), applied
+/// sequence (8), primary volume id of its state (16), status text length (2), has history answer (1), reserved (5), and in
+/// version 2: answer sequence (8), answer run count (4), reserved (4); then the text, then the answer's runs of changed blocks
+/// (first block (8), blocks (4) each). A secondary answers in the version it was greeted in; a version 2 primary that is told
+/// the version is not supported greets in version 1 (no incarnation, no narrowing) from then on, so nodes of both versions
+/// replicate during a rolling update.
 /// </summary>
 internal static class Handshake
 {
     public const ulong Magic = 0x31304C5045524341; // "ACREPL01"
-    public const ushort Version = 2;
-    public const int HelloSize = 56, ReplySize = 64, RunSize = 12;
+    public const ushort Version = 2, Version1 = 1;
+    public const int HelloSizeV1 = 32, HelloSize = 88, ReplySizeV1 = 48, ReplySize = 64, RunSize = 12;
+
+    public static int HelloSizeOf(ushort version) => version == Version1 ? HelloSizeV1 : HelloSize;
+
+    public static int ReplySizeOf(ushort version) => version == Version1 ? ReplySizeV1 : ReplySize;
 
     /// <summary>Beyond this many runs an answer is not sent (the resync is full): it would not be much smaller.</summary>
     public const int MaxRuns = 1 << 20;
@@ -108,36 +115,47 @@ internal static class Handshake
         VersionMismatch = 3,
     }
 
-    public static byte[] Hello(string volume, Guid primaryVolumeId, long epoch = 0, HistoryBasis? basis = null)
+    public static byte[] Hello(string volume, Guid primaryVolumeId, long epoch = 0, Guid incarnation = default, HistoryBasis? basis = null, ushort version = Version)
     {
         var name = Encoding.UTF8.GetBytes(volume);
         if (name.Length > ushort.MaxValue) throw new ArgumentException("volume name too long", nameof(volume));
-        var hello = new byte[HelloSize + name.Length];
+        var size = HelloSizeOf(version);
+        var hello = new byte[size + name.Length];
         BinaryPrimitives.WriteUInt64LittleEndian(hello, Magic);
-        BinaryPrimitives.WriteUInt16LittleEndian(hello.AsSpan(8), Version);
+        BinaryPrimitives.WriteUInt16LittleEndian(hello.AsSpan(8), version);
         BinaryPrimitives.WriteUInt16LittleEndian(hello.AsSpan(10), (ushort)name.Length);
         BinaryPrimitives.WriteUInt32LittleEndian(hello.AsSpan(12), (uint)epoch);
         primaryVolumeId.TryWriteBytes(hello.AsSpan(16, 16));
-        (basis?.VolumeId ?? Guid.Empty).TryWriteBytes(hello.AsSpan(32, 16));
-        BinaryPrimitives.WriteInt64LittleEndian(hello.AsSpan(48), basis?.Sequence ?? 0);
-        name.CopyTo(hello, HelloSize);
+        if (version != Version1)
+        {
+            incarnation.TryWriteBytes(hello.AsSpan(32, 16));
+            (basis?.VolumeId ?? Guid.Empty).TryWriteBytes(hello.AsSpan(48, 16));
+            (basis?.Incarnation ?? Guid.Empty).TryWriteBytes(hello.AsSpan(64, 16));
+            BinaryPrimitives.WriteInt64LittleEndian(hello.AsSpan(80), basis?.Sequence ?? 0);
+        }
+        name.CopyTo(hello, size);
         return hello;
     }
 
-    /// <summary>The history basis a hello carries, or null.</summary>
+    /// <summary>The primary's incarnation a version 2 hello carries (empty in version 1).</summary>
+    public static Guid IncarnationOf(ReadOnlySpan<byte> hello) => hello.Length >= HelloSize ? new Guid(hello.Slice(32, 16)) : Guid.Empty;
+
+    /// <summary>The history basis a version 2 hello carries, or null.</summary>
     public static HistoryBasis? BasisOf(ReadOnlySpan<byte> hello)
     {
-        var volume = new Guid(hello.Slice(32, 16));
-        return volume == Guid.Empty ? null : new HistoryBasis(volume, BinaryPrimitives.ReadInt64LittleEndian(hello[48..]));
+        if (hello.Length < HelloSize) return null;
+        var volume = new Guid(hello.Slice(48, 16));
+        return volume == Guid.Empty ? null : new HistoryBasis(volume, new Guid(hello.Slice(64, 16)), BinaryPrimitives.ReadInt64LittleEndian(hello[80..]));
     }
 
-    public static byte[] Reply(Status status, ReplicaState? state, string? text, HistoryAnswer? answer = null)
+    public static byte[] Reply(Status status, ReplicaState? state, string? text, HistoryAnswer? answer = null, ushort version = Version)
     {
         var message = Encoding.UTF8.GetBytes(text ?? "");
-        var runs = answer is null ? null : Runs(answer.Blocks);
+        var runs = answer is null || version == Version1 ? null : Runs(answer.Blocks);
         if (runs is { Count: > MaxRuns }) runs = null;
         var textLength = Math.Min(message.Length, 4096);
-        var reply = new byte[ReplySize + textLength + (runs?.Count ?? 0) * RunSize];
+        var size = ReplySizeOf(version);
+        var reply = new byte[size + textLength + (runs?.Count ?? 0) * RunSize];
         BinaryPrimitives.WriteUInt64LittleEndian(reply, Magic);
         BinaryPrimitives.WriteUInt16LittleEndian(reply.AsSpan(8), (ushort)status);
         reply[10] = (byte)(state?.Disk ?? PeerDisk.Unknown);
@@ -145,13 +163,13 @@ internal static class Handshake
         BinaryPrimitives.WriteInt64LittleEndian(reply.AsSpan(16), state?.AppliedSequence ?? 0);
         (state?.PrimaryVolumeId ?? Guid.Empty).TryWriteBytes(reply.AsSpan(24, 16));
         BinaryPrimitives.WriteUInt16LittleEndian(reply.AsSpan(40), (ushort)textLength);
-        message.AsSpan(0, textLength).CopyTo(reply.AsSpan(ReplySize));
+        message.AsSpan(0, textLength).CopyTo(reply.AsSpan(size));
         if (runs is not null)
         {
             reply[42] = 1;
             BinaryPrimitives.WriteInt64LittleEndian(reply.AsSpan(48), answer!.Sequence);
             BinaryPrimitives.WriteInt32LittleEndian(reply.AsSpan(56), runs.Count);
-            var at = ReplySize + textLength;
+            var at = size + textLength;
             foreach (var (start, count) in runs)
             {
                 BinaryPrimitives.WriteInt64LittleEndian(reply.AsSpan(at), start);

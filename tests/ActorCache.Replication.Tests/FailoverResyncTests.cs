@@ -20,14 +20,14 @@ public sealed class FailoverResyncTests
         public string State { get; } = stateDirectory;
         public ReplicaSink? Sink { get; set; }
         public ReplicaReceiver? Receiver { get; set; }
-        public volatile Tuple<Guid, long>? Followed;
+        public volatile HistoryBasis? Followed;
 
         public ReplicaHistory History => new(Cache, State);
 
         /// <summary>Takes connections for "vol" as a secondary (a new sink each time it starts following a primary).</summary>
         public void Follow()
         {
-            Sink = new ReplicaSink(Cache, State) { History = History, Durable = (id, sequence) => Followed = Tuple.Create(id, sequence) };
+            Sink = new ReplicaSink(Cache, State) { History = History, Durable = basis => Followed = basis };
             Receiver ??= ReplicaReceiver.Start(new IPEndPoint(IPAddress.Loopback, 0), volume => volume == "vol" ? Sink : null, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
         }
 
@@ -122,13 +122,15 @@ public sealed class FailoverResyncTests
         // A goes away (its cache reopens as a crashed node's would, recording its floor); B is promoted.
         await toB.DisposeAsync();
         await toC.DisposeAsync();
+        var shipped = f.Primary.Incarnation;
         await f.Primary.DisposeAsync();
         a.Cache = f.OpenCache("primary");
         ReplicaHistory.RecordOpen(a.State, a.Cache.Recovery.NextSequence - 1);
         await b.StopFollowingAsync();
         await c.StopFollowingAsync();
         var followed = b.Followed ?? throw new InvalidOperationException("B never reported what it holds of A");
-        Assert.Equal(a.Cache.VolumeId, followed.Item1);
+        Assert.Equal(a.Cache.VolumeId, followed.VolumeId);
+        Assert.Equal(shipped, followed.Incarnation);
         var written = new HashSet<long>();
         await WriteAsync(b.Cache, random, written, 30, seed: 8000);
 
@@ -138,9 +140,8 @@ public sealed class FailoverResyncTests
         a.Follow();
         var bToC = LinkTo(f, b, c, n => Interlocked.Add(ref resyncedC, n));
         var bToA = LinkTo(f, b, a, n => Interlocked.Add(ref resyncedA, n));
-        var basis = new HistoryBasis(followed.Item1, followed.Item2);
-        bToC.MarkAllOutOfSync(basis);
-        bToA.MarkAllOutOfSync(basis);
+        bToC.MarkAllOutOfSync(followed);
+        bToA.MarkAllOutOfSync(followed);
         bToC.Start();
         bToA.Start();
         await WaitInSyncAsync(bToC);

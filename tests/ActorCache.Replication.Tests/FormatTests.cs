@@ -42,9 +42,16 @@ public sealed class FormatTests : IDisposable
     public void A_history_answer_round_trips_as_runs()
     {
         Assert.Equal([(3L, 3), (10L, 1), (12L, 2)], Handshake.Runs(new SortedSet<long> { 3, 4, 5, 10, 12, 13 }));
-        var basis = new HistoryBasis(Guid.NewGuid(), 42);
-        Assert.Equal(basis, Handshake.BasisOf(Handshake.Hello("vol", Guid.NewGuid(), 3, basis)));
-        Assert.Null(Handshake.BasisOf(Handshake.Hello("vol", Guid.NewGuid(), 3)));
+        var basis = new HistoryBasis(Guid.NewGuid(), Guid.NewGuid(), 42);
+        var incarnation = Guid.NewGuid();
+        var hello = Handshake.Hello("vol", Guid.NewGuid(), 3, incarnation, basis);
+        Assert.Equal(basis, Handshake.BasisOf(hello.AsSpan(0, Handshake.HelloSize)));
+        Assert.Equal(incarnation, Handshake.IncarnationOf(hello.AsSpan(0, Handshake.HelloSize)));
+        Assert.Null(Handshake.BasisOf(Handshake.Hello("vol", Guid.NewGuid(), 3, incarnation).AsSpan(0, Handshake.HelloSize)));
+        // Version 1 (an older node): the first 32 bytes, no incarnation, no basis.
+        var old = Handshake.Hello("vol", Guid.NewGuid(), 3, incarnation, basis, Handshake.Version1);
+        Assert.Equal(Handshake.HelloSizeV1 + 3, old.Length);
+        Assert.Equal(Handshake.Version1, BitConverter.ToUInt16(old, 8));
     }
 
     [Fact]

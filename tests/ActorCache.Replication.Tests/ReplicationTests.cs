@@ -202,6 +202,31 @@ public sealed class ReplicationTests
     /// promoted node when a network cut healed, before this.)
     /// </summary>
     [Fact]
+    public async Task A_version_1_primary_is_answered_in_version_1_and_a_newer_one_refused_in_it()
+    {
+        // A node of the previous release greets in version 1 (a rolling update): no incarnation, no history narrowing.
+        await using var f = new ReplicaFixture();
+        f.StartReceiver();
+        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(f.Receiver!.LocalEndpoint);
+        await socket.SendAsync(Handshake.Hello("vol", f.Primary.VolumeId, 0, version: Handshake.Version1));
+        var reply = new byte[Handshake.ReplySizeV1];
+        Assert.True(await Handshake.ReadExactlyAsync(socket, reply, CancellationToken.None));
+        Assert.Equal(Handshake.Magic, BitConverter.ToUInt64(reply, 0));
+        Assert.Equal(Handshake.Status.Accepted, (Handshake.Status)BitConverter.ToUInt16(reply, 8));
+        Assert.Equal(0, BitConverter.ToUInt16(reply, 40)); // no text: nothing follows the version 1 reply
+
+        // A version 3 greeting is refused in version 1's format, which every version reads.
+        using var newer = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await newer.ConnectAsync(f.Receiver!.LocalEndpoint);
+        var hello = Handshake.Hello("vol", f.Primary.VolumeId, 0);
+        BitConverter.TryWriteBytes(hello.AsSpan(8), (ushort)3);
+        await newer.SendAsync(hello);
+        Assert.True(await Handshake.ReadExactlyAsync(newer, reply, CancellationToken.None));
+        Assert.Equal(Handshake.Status.VersionMismatch, (Handshake.Status)BitConverter.ToUInt16(reply, 8));
+    }
+
+    [Fact]
     public async Task A_revoked_secondary_applies_nothing_more_from_its_former_primary()
     {
         await using var f = new ReplicaFixture();

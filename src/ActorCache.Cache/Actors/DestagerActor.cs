@@ -26,7 +26,7 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
     public sealed record Protect(long Sequence, bool Kept, TaskCompletionSource<bool> Done);
 
     /// <summary>The blocks that may differ between two points (<paramref name="To"/> null: the live volume); see <see cref="DestagePlanner.ChangedBetween"/>.</summary>
-    public sealed record Diff(long From, long? To, long Blocks, TaskCompletionSource<SortedSet<long>> Done);
+    public sealed record Diff(long From, long? To, long Blocks, TaskCompletionSource<SortedSet<long>> Done, bool WholeLog = false);
 
     /// <summary>Protect the sync point (as <see cref="Protect"/>) and build the index of the volume at it; answered with the index, or null when it is gone.</summary>
     public sealed record OpenView(long Sequence, long Blocks, TaskCompletionSource<BlockIndex?> Done);
@@ -88,7 +88,7 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
         {
             try
             {
-                m.Done.TrySetResult(_parts.Planner.ChangedBetween(m.From, m.To, m.Blocks));
+                m.Done.TrySetResult(_parts.Planner.ChangedBetween(m.From, m.To, m.Blocks, m.WholeLog));
             }
             catch (Exception e)
             {

@@ -182,7 +182,8 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     /// preserved for points at or before it. A superset: a block written back to its old content counts.
     /// Walked between steps, like a view's index.
     /// </summary>
-    public SortedSet<long> ChangedBetween(long from, long? to, long blocks)
+    /// <param name="wholeLog">Fail when a record before the log's end cannot be read (a caller that must not take a partial answer for a whole one).</param>
+    public SortedSet<long> ChangedBetween(long from, long? to, long blocks, bool wholeLog = false)
     {
         var changed = new SortedSet<long>();
         var until = to ?? long.MaxValue;
@@ -192,7 +193,12 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
         _walker.Seek(window.Horizon, _horizonSequence);
         while (_walker.Address < window.Tail && _walker.Sequence <= until)
         {
-            if (!_walker.TryRead()) break; // the end of what is written
+            if (!_walker.TryRead())
+            {
+                if (wholeLog && _walker.Address < window.DurableTail)
+                    throw new InvalidDataException($"log record {_walker.Sequence} at {_walker.Address} cannot be read back");
+                break; // the end of what is written
+            }
             if (_walker.Sequence > from)
                 foreach (var walked in _walker.Blocks())
                     if (walked.Block < blocks) changed.Add(walked.Block);

@@ -60,16 +60,21 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
     /// What this replica last followed while UpToDate: its primary's volume id and the last batch of it held durably here
     /// (the live value, else the replica state file's). Empty for a replica that never followed one.
     /// </summary>
-    public (Guid VolumeId, long Sequence) FollowedOf(string volume)
+    public (Guid VolumeId, long Sequence) FollowedOf(string volume) => FollowedBasisOf(volume) is { } basis ? (basis.VolumeId, basis.Sequence) : default;
+
+    /// <summary>As <see cref="FollowedOf"/>, with the incarnation of the primary that numbered that batch: the basis of the resyncs after a failover.</summary>
+    private HistoryBasis? FollowedBasisOf(string volume)
     {
-        if (_attached.TryGetValue(volume, out var attached) && attached.Followed is { } followed) return (followed.Item1, followed.Item2);
-        return ReplicaState.Read(StateDirectory(volume)) is { Disk: PeerDisk.UpToDate } state ? (state.PrimaryVolumeId, state.AppliedSequence) : default;
+        if (_attached.TryGetValue(volume, out var attached) && attached.Followed is { } followed) return followed;
+        return ReplicaState.Read(StateDirectory(volume)) is { Disk: PeerDisk.UpToDate } state
+            ? new HistoryBasis(state.PrimaryVolumeId, state.PrimaryIncarnation, state.AppliedSequence)
+            : null;
     }
 
     private ReplicaSink SinkOf(Attached attached) =>
         new(CacheOf(attached.Volume), StateDirectory(attached.Volume.Definition.Name))
         {
-            Durable = (id, sequence) => attached.Followed = Tuple.Create(id, sequence),
+            Durable = basis => attached.Followed = basis,
             History = HistoryOf(attached),
         };
 
@@ -221,8 +226,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             return;
         }
         attached.Volume.Guard = GuardOf(attached);
-        var (followed, followedSequence) = fullResync ? FollowedOf(name) : default;
-        var basis = followed == Guid.Empty ? null : new HistoryBasis(followed, followedSequence);
+        var basis = fullResync && FollowedBasisOf(name) is { VolumeId: var followed } held && followed != Guid.Empty ? held : null;
         var cache = CacheOf(attached.Volume) as WriteBackCache
                     ?? throw new InvalidOperationException($"volume {name} is replicated but not write-back; replication ships the write-back log");
         foreach (var peer in set.Secondaries())
@@ -539,7 +543,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         public volatile ReplicaLink[] Shipping = [];
         public ReplicaSink? Sink { get; set; }
         public bool Confirmed { get; set; }
-        /// <summary>The primary volume this secondary followed while UpToDate and its last batch held durably here (replaced whole: read by other threads).</summary>
-        public volatile Tuple<Guid, long>? Followed;
+        /// <summary>The primary volume this secondary followed while UpToDate, its incarnation and its last batch held durably here (replaced whole: read by other threads).</summary>
+        public volatile HistoryBasis? Followed;
     }
 }

@@ -515,33 +515,47 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         var blocks = roles.SizeOf(name) / 4096;
         var differing = links.Keys.ToDictionary(p => p, _ => 0L);
         var started = System.Diagnostics.Stopwatch.StartNew();
-        for (long from = 0; from < blocks; from += VerifyBlocks)
+        try
         {
-            var count = (int)Math.Min(VerifyBlocks, blocks - from);
-            var local = await roles.ChecksumsAsync(name, from, count, ct);
-            foreach (var (peer, link) in links)
-            {
-                var remote = await peers.AskAsync<BlockChecksums>(peer, new GetBlockChecksums(name, from, count), ct)
-                             ?? throw new VolumeConflictException($"verify of {name}: {peer} stopped answering at block {from}; run it again once {peer} is back");
-                for (var i = 0; i < count; i++)
-                {
-                    if (remote.Crcs[i] == local[i]) continue;
-                    link.MarkOutOfSync(from + i, 1);
-                    differing[peer]++;
-                }
-            }
-            progress((from + count) * 4096, blocks * 4096);
-            // At most the resync rate, when one is set, so foreground I/O keeps going.
-            if (settings.Replication.ResyncRate > 0)
-            {
-                var due = TimeSpan.FromSeconds((double)(from + count) * 4096 * links.Count / settings.Replication.ResyncRate);
-                if (due > started.Elapsed) await Task.Delay(due - started.Elapsed, ct);
-            }
+            await VerifyStepsAsync();
+        }
+        finally
+        {
+            // What verify marked is in no log: it must survive a crash of this node (ReplicaLink.SaveMarks).
+            foreach (var (peer, count) in differing)
+                if (count > 0) links[peer].SaveMarks();
         }
         foreach (var (peer, count) in differing)
             if (count > 0) logger.LogWarning("volume {Name}: verify found {Blocks} block(s) differing on {Peer}; marked out of sync ('actorcache peer resync {Name}' resyncs them)", name, count, peer, name);
             else logger.LogInformation("volume {Name}: verify found {Peer} equal", name, peer);
         return differing;
+
+        async Task VerifyStepsAsync()
+        {
+            for (long from = 0; from < blocks; from += VerifyBlocks)
+            {
+                var count = (int)Math.Min(VerifyBlocks, blocks - from);
+                var local = await roles.ChecksumsAsync(name, from, count, ct);
+                foreach (var (peer, link) in links)
+                {
+                    var remote = await peers.AskAsync<BlockChecksums>(peer, new GetBlockChecksums(name, from, count), ct)
+                                 ?? throw new VolumeConflictException($"verify of {name}: {peer} stopped answering at block {from}; run it again once {peer} is back");
+                    for (var i = 0; i < count; i++)
+                    {
+                        if (remote.Crcs[i] == local[i]) continue;
+                        link.MarkOutOfSync(from + i, 1);
+                        differing[peer]++;
+                    }
+                }
+                progress((from + count) * 4096, blocks * 4096);
+                // At most the resync rate, when one is set, so foreground I/O keeps going.
+                if (settings.Replication.ResyncRate > 0)
+                {
+                    var due = TimeSpan.FromSeconds((double)(from + count) * 4096 * links.Count / settings.Replication.ResyncRate);
+                    if (due > started.Elapsed) await Task.Delay(due - started.Elapsed, ct);
+                }
+            }
+        }
     }
 
     /// <summary>On the primary (this node): every link reconnects, which resyncs what its bitmap holds.</summary>

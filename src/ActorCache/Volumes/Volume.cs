@@ -48,6 +48,8 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : Fo
         mode == definition.Mode ? null
         : mode == VolumeMode.PassThrough || definition.Mode == VolumeMode.PassThrough ? PassThroughRefusal(definition.Name)
         : definition.ReadOnly ? $"volume {definition.Name} is read-only: it has no cache to switch"
+        // Replication ships the write-back log, and a resync after a failover reads its history: a gap in it would go unseen.
+        : definition.Replicas is not null ? $"volume {definition.Name} is replicated: it stays write-back (replication ships its log)"
         : null;
 
     private static string PassThroughRefusal(string name) =>
