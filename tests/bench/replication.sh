@@ -7,9 +7,11 @@
 #   R1 resync: c stops (`cluster leave c`), 1 GiB is written to rc, c restarts with its data dir; time
 #      from c's reconnection until it is UpToDate with nothing out of sync (no resync rate limit)
 #   R2 catch-up: J1 on rc, c SIGSTOPped for 10 s, SIGCONT; time until c is UpToDate again, J1 still running
+#   R3 failover: J1 on rc, a SIGKILLed, b promoted (or the node it names as holding newer data), a restarted;
+#      what the new primary resyncs to a and c (narrowed by the logs, not the whole volume) and how long it takes
 # Ratios are medians of REPS alternating runs; the machine is shared (2 cores here, the three nodes and fio
 # on them), so read ratios, not times. Not part of CI.
-# Usage: tests/bench/replication.sh        (REPS=3 RUNTIME=10 JOBS="J1 J2 J3" PROTOCOLS="A B" to change;
+# Usage: tests/bench/replication.sh        (REPS=3 RUNTIME=10 JOBS="J1 J2 J3" PROTOCOLS="A B" RESYNCS="R1 R2 R3" to change;
 #        KEEP=1 keeps the work directory with the node logs; AC_ARGS="--set k=v ..." goes to every node)
 # Needs: fio (nbd engine), curl, python3 (Debian's), dotnet.
 set -Eeuo pipefail
@@ -21,6 +23,7 @@ SIZE=${SIZE:-1G}
 JOBS=${JOBS:-"J1 J2 J3"}
 PROTOCOLS=${PROTOCOLS:-"A B"}
 OUTAGE=${OUTAGE:-10}                 # R2: seconds c is stopped
+RESYNCS=${RESYNCS:-"R1 R2 R3"}       # which of the resync measurements run
 RESYNC_TIMEOUT=${RESYNC_TIMEOUT:-300} # give up waiting for UpToDate after this many seconds
 work=$(mktemp -d /tmp/actorcache-replbench.XXXXXX)
 results=$work/results.tsv   # job  volume  protocol  rep  iops  MiB/s  p50  p99  peer-drops
@@ -67,6 +70,7 @@ start_node() { # name: started (or restarted with the same data dir) and waited 
   echo "node $n did not start; its log:" >&2; tail -30 "$work/$n/stdout" >&2; exit 1
 }
 cli() { dotnet "$dll" "$@" --data-dir "$work/a"; }
+cli_on() { local n=$1; shift; dotnet "$dll" "$@" --data-dir "$work/$n"; }
 admin() { cat "$work/a/admin.url"; }
 uri() { echo "nbd+unix:///$1?socket=$work/a/nbd.sock"; }
 now() { date +%s.%N; }
@@ -194,6 +198,7 @@ PY
 }
 
 fact load_at_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+fact size_mib "$(/usr/bin/python3 -c "import sys; s = sys.argv[1].upper(); m = {'K': 1 / 1024, 'M': 1, 'G': 1024, 'T': 1024 * 1024}; print(int(float(s[:-1]) * m[s[-1]]) if s[-1] in m else int(s) // 1048576)" "$SIZE")"
 
 # ---- three nodes, one cluster ----
 echo "starting nodes a, b, c (cluster ports ${PORT[a]} ${PORT[b]} ${PORT[c]})..." >&2
@@ -226,6 +231,7 @@ cli volume protocol rc C >/dev/null
 wait_up_to_date 120
 
 # ---- R1: resync of what c missed while it was stopped ----
+if [[ " $RESYNCS " == *" R1 "* ]]; then
 echo "R1: c leaves and stops, $SIZE written to rc, c restarts..." >&2
 cli cluster leave c >/dev/null
 for _ in $(seq 600); do kill -0 "${PID[c]}" 2>/dev/null || break; sleep 0.1; done
@@ -246,10 +252,12 @@ if wait_c_back "$t"; then fact r1_result done; else fact r1_result "not UpToDate
 stop_sampler
 timeline r1 "$t"
 cp "$work/samples.tsv" "$work/r1-samples.tsv"
+else fact r1_result "not run (RESYNCS)"; fi
 
 # ---- R2: catch-up after a 10 s outage under J1 ----
 r2_ok=1
-wait_up_to_date 60 || r2_ok=
+[[ " $RESYNCS " == *" R2 "* ]] || r2_ok=
+[ -z "$r2_ok" ] || wait_up_to_date 60 || r2_ok=
 if [ -n "$r2_ok" ]; then
   echo "R2: J1 on rc, c stopped for $OUTAGE s..." >&2
   fio --name=J1 --ioengine=nbd --uri="$(uri rc)" ${SPEC[J1]} --size="$SIZE" --runtime=$((OUTAGE + 65)) --time_based \
@@ -266,7 +274,45 @@ if [ -n "$r2_ok" ]; then
   timeline r2 "$t"
   cp "$work/samples.tsv" "$work/r2-samples.tsv"
 else
-  fact r2_result "not run: rc was not UpToDate everywhere after R1"
+  fact r2_result "not run (RESYNCS, or rc was not UpToDate everywhere after R1)"
+fi
+
+# ---- R3: failover under J1: a SIGKILLed, a secondary promoted, a restarted ----
+if [[ " $RESYNCS " == *" R3 "* ]] && wait_up_to_date 60; then
+  echo "R3: J1 on rc, a SIGKILLed after 8 s, a secondary promoted, a restarted..." >&2
+  fio --name=J1 --ioengine=nbd --uri="$(uri rc)" ${SPEC[J1]} --size="$SIZE" --runtime=60 --time_based >/dev/null 2>&1 &
+  load=$!
+  sleep 8
+  kill -KILL "${PID[a]}"; wait "${PID[a]}" 2>/dev/null || true
+  wait "$load" 2>/dev/null || true; load=
+  t=$(now); promoted=; chosen=b
+  for _ in $(seq 240); do
+    if out=$(cli_on "$chosen" volume promote rc --node "$chosen" 2>&1); then promoted=$chosen; break; fi
+    # the other secondary may hold a newer batch of a (the promotion rule names it)
+    newer=$(grep -o "node [a-z] holds newer data" <<<"$out" | awk '{print $2}' || true)
+    [ -n "$newer" ] && chosen=$newer
+    sleep 0.5
+  done
+  fact r3_promote_s "$(/usr/bin/python3 -c "import time; print(f'{time.time() - $t:.1f}')")"
+  if [ -n "$promoted" ]; then
+    fact r3_promoted "$promoted"
+    t=$(now)
+    start_node a
+    back=
+    for _ in $(seq "$RESYNC_TIMEOUT"); do
+      if cli_on "$promoted" peer status rc --json 2>/dev/null | /usr/bin/python3 -c '
+import json, sys
+ps = json.load(sys.stdin)
+sys.exit(0 if len(ps) == 3 and all(p["disk"] == "UpToDate" and p["outOfSyncBytes"] == 0 and p["connection"] in ("local", "connected") for p in ps) else 1)'; then back=1; break; fi
+      sleep 1
+    done
+    fact r3_back_s "$([ -n "$back" ] && /usr/bin/python3 -c "import time; print(f'{time.time() - $t:.1f}')" || echo "not UpToDate after $RESYNC_TIMEOUT s")"
+    # What the new primary said it resyncs: "the logs narrow the resync of a to N blocks", or a full resync.
+    fact r3_narrowed "$(grep -o "the logs narrow the resync of [a-z] to [0-9]* blocks" "$work/$promoted/stdout" | awk '{printf "%s=%s ", $7, $9}')"
+    fact r3_full "$(grep -c "a full resync" "$work/$promoted/stdout" || true)"
+  else
+    fact r3_result "no promotion within 120 s: $out"
+  fi
 fi
 
 fact load_at_end "$(cut -d' ' -f1-3 /proc/loadavg)"
@@ -313,6 +359,13 @@ if facts.get("r2_result") == "done" and up is not None:
     print(f"| R2 catch-up after a {outage} s SIGSTOP under J1: UpToDate after SIGCONT ({int(facts.get('r2_oos_bytes', facts.get('r2_max_oos_bytes', 0))) / 1048576:.0f} MiB out of sync; J1 still running: {facts.get('r2_j1_running')}) | {up:.1f} s | <= 10 s | {'yes' if up <= 10 else 'no'} |")
 else:
     print(f"| R2 catch-up after a {outage} s SIGSTOP under J1 | {facts.get('r2_result')}; states {facts.get('r2_states')} | <= 10 s | no |")
+if "r3_narrowed" in facts:
+    size_mib = facts.get("size_mib")
+    moved = " ".join(f"{kv.split('=')[0]}: {int(kv.split('=')[1]) * 4096 / 1048576:.1f} MiB" for kv in facts["r3_narrowed"].split())
+    ok = facts["r3_narrowed"].strip() != "" and facts.get("r3_full", "0") == "0"
+    print(f"| R3 failover under J1: a SIGKILLed, {facts.get('r3_promoted')} promoted ({facts.get('r3_promote_s')} s), a restarted: resynced by the new primary (narrowed by the logs, of {size_mib} MiB) | {moved}; every replica UpToDate {facts.get('r3_back_s')} s after a's restart | less than a full resync | {'yes' if ok else 'no'} |")
+elif "r3_result" in facts:
+    print(f"| R3 failover under J1 | {facts['r3_result']} | less than a full resync | no |")
 cpu = collections.defaultdict(list)
 for line in open(sys.argv[7]):
     job, vol, proto, rep, a, b, c = line.rstrip("\n").split("\t")
