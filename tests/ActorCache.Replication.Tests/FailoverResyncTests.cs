@@ -1,4 +1,3 @@
-using System.Net;
 using ActorCache.Cache;
 
 namespace ActorCache.Replication.Tests;
@@ -11,101 +10,34 @@ namespace ActorCache.Replication.Tests;
 /// </summary>
 public sealed class FailoverResyncTests
 {
-    private const int Blocks = (int)(ReplicaFixture.Size / 4096);
-
-    private sealed class Replica(string name, WriteBackCache cache, string stateDirectory) : IAsyncDisposable
-    {
-        public string Name { get; } = name;
-        public WriteBackCache Cache { get; set; } = cache;
-        public string State { get; } = stateDirectory;
-        public ReplicaSink? Sink { get; set; }
-        public ReplicaReceiver? Receiver { get; set; }
-        public volatile HistoryBasis? Followed;
-
-        public ReplicaHistory History => new(Cache, State);
-
-        /// <summary>Takes connections for "vol" as a secondary (a new sink each time it starts following a primary).</summary>
-        public void Follow()
-        {
-            Sink = new ReplicaSink(Cache, State) { History = History, Durable = basis => Followed = basis };
-            Receiver ??= ReplicaReceiver.Start(new IPEndPoint(IPAddress.Loopback, 0), volume => volume == "vol" ? Sink : null, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
-        }
-
-        public async Task StopFollowingAsync()
-        {
-            if (Sink is { } sink) await sink.RevokeAsync();
-            Sink = null;
-        }
-
-        public async ValueTask DisposeAsync()
-        {
-            if (Receiver is not null) await Receiver.DisposeAsync();
-            await Cache.DisposeAsync();
-        }
-    }
-
-    private static ReplicaLink LinkTo(ReplicaFixture f, Replica from, Replica to, Action<long>? resynced = null)
-    {
-        var link = new ReplicaLink(new ReplicaLinkOptions
-        {
-            Volume = "vol",
-            PeerNode = to.Name,
-            ResolvePeer = _ => ValueTask.FromResult<EndPoint?>(to.Receiver?.LocalEndpoint),
-            StateDirectory = Path.Combine(from.State, "peer-" + to.Name),
-            ReconnectInterval = TimeSpan.FromMilliseconds(100),
-            History = from.History,
-        }, from.Cache, f.Logger);
-        if (resynced is not null)
-            link.AfterResyncRead = (_, count) =>
-            {
-                resynced(count);
-                return ValueTask.CompletedTask;
-            };
-        return link;
-    }
-
-    private static async Task WriteAsync(WriteBackCache cache, Random random, HashSet<long> written, int count, int seed)
-    {
-        for (var i = 0; i < count; i++)
-        {
-            var block = random.Next(0, Blocks);
-            written.Add(block);
-            await cache.WriteAsync(block * 4096L, ReplicaFixture.SelfChecking(block, 1, seed + i), fua: false);
-        }
-        await cache.FlushAsync();
-    }
-
-    private static async Task WaitInSyncAsync(ReplicaLink link) =>
-        await ReplicaFixture.WaitUntilAsync(() => link.IsInSync, TimeSpan.FromSeconds(30), () => $"not in sync: {link.Status}");
-
     [Fact]
     public async Task After_a_failover_the_logs_narrow_the_resync_of_every_peer_to_what_differs()
     {
         await using var f = new ReplicaFixture(); // its Primary and Secondary caches are A and B
-        var a = new Replica("a", f.Primary, Path.Combine(f.Directory, "a-state"));
-        var b = new Replica("b", f.Secondary, Path.Combine(f.Directory, "b-state"));
-        await using var c = new Replica("c", f.OpenCache("c"), Path.Combine(f.Directory, "c-state"));
+        var a = new TestReplica("a", f.Primary, Path.Combine(f.Directory, "a-state"));
+        var b = new TestReplica("b", f.Secondary, Path.Combine(f.Directory, "b-state"));
+        await using var c = new TestReplica("c", f.OpenCache("c"), Path.Combine(f.Directory, "c-state"));
         var random = new Random(7);
         var early = new HashSet<long>();
 
         // A ships to B and C; both are in sync and keep checkpoints of A's history.
         b.Follow();
         c.Follow();
-        var toB = LinkTo(f, a, b);
-        var toC = LinkTo(f, a, c);
+        var toB = a.LinkTo(b);
+        var toC = a.LinkTo(c);
         toB.Start();
         toC.Start();
-        await WaitInSyncAsync(toB);
-        await WaitInSyncAsync(toC);
+        await TestReplica.WaitInSyncAsync(toB);
+        await TestReplica.WaitInSyncAsync(toC);
         for (var round = 0; round < 3; round++)
         {
-            await WriteAsync(a.Cache, random, early, 300, seed: 1000 * round);
+            await a.WriteAsync(random, early, 300, seed: 1000 * round);
             await Task.Delay(1100); // the replicas record a checkpoint at most once a second
         }
-        await WriteAsync(a.Cache, random, early, 1, seed: 5000);
+        await a.WriteAsync(random, early, 1, seed: 5000);
         await ReplicaFixture.WaitUntilAsync(() => toB.HoldsEverything && toC.HoldsEverything, TimeSpan.FromSeconds(30), () => $"{toB.Status} / {toC.Status}");
         await Task.Delay(1100);
-        await WriteAsync(a.Cache, random, early, 1, seed: 5001); // checkpoints at A's newest batch on both
+        await a.WriteAsync(random, early, 1, seed: 5001); // checkpoints at A's newest batch on both
         await ReplicaFixture.WaitUntilAsync(() => toB.HoldsEverything && toC.HoldsEverything, TimeSpan.FromSeconds(30), () => $"{toB.Status} / {toC.Status}");
         await ReplicaFixture.WaitUntilAsync(() => ReplicaState.Read(c.State)?.Checkpoints.Count > 0 && ReplicaState.Read(b.State)?.Checkpoints.Count > 0,
             TimeSpan.FromSeconds(10), () => "no checkpoints recorded");
@@ -113,11 +45,11 @@ public sealed class FailoverResyncTests
         // C misses A's next batches; then B misses A's last ones too (A's unshipped tail).
         toC.Disconnect();
         var missedByC = new HashSet<long>();
-        await WriteAsync(a.Cache, random, missedByC, 40, seed: 6000);
+        await a.WriteAsync(random, missedByC, 40, seed: 6000);
         await ReplicaFixture.WaitUntilAsync(() => toB.HoldsEverything, TimeSpan.FromSeconds(30), () => $"{toB.Status}");
         toB.Disconnect();
         var unshipped = new HashSet<long>();
-        await WriteAsync(a.Cache, random, unshipped, 20, seed: 7000);
+        await a.WriteAsync(random, unshipped, 20, seed: 7000);
 
         // A goes away (its cache reopens as a crashed node's would, recording its floor); B is promoted.
         await toB.DisposeAsync();
@@ -132,20 +64,20 @@ public sealed class FailoverResyncTests
         Assert.Equal(a.Cache.VolumeId, followed.VolumeId);
         Assert.Equal(shipped, followed.Incarnation);
         var written = new HashSet<long>();
-        await WriteAsync(b.Cache, random, written, 30, seed: 8000);
+        await b.WriteAsync(random, written, 30, seed: 8000);
 
         // B's links to C and A start fully marked with the basis, as a promotion does; the connect narrows them.
         long resyncedC = 0, resyncedA = 0;
         c.Follow();
         a.Follow();
-        var bToC = LinkTo(f, b, c, n => Interlocked.Add(ref resyncedC, n));
-        var bToA = LinkTo(f, b, a, n => Interlocked.Add(ref resyncedA, n));
+        var bToC = b.LinkTo(c, n => Interlocked.Add(ref resyncedC, n));
+        var bToA = b.LinkTo(a, n => Interlocked.Add(ref resyncedA, n));
         bToC.MarkAllOutOfSync(followed);
         bToA.MarkAllOutOfSync(followed);
         bToC.Start();
         bToA.Start();
-        await WaitInSyncAsync(bToC);
-        await WaitInSyncAsync(bToA);
+        await TestReplica.WaitInSyncAsync(bToC);
+        await TestReplica.WaitInSyncAsync(bToA);
 
         var expectedC = new HashSet<long>(missedByC);
         expectedC.UnionWith(written);
@@ -172,17 +104,17 @@ public sealed class FailoverResyncTests
     public async Task A_primary_restarted_after_a_crash_narrows_its_peers_resync_by_the_logs()
     {
         await using var f = new ReplicaFixture();
-        var a = new Replica("a", f.Primary, Path.Combine(f.Directory, "a-state"));
-        var b = new Replica("b", f.Secondary, Path.Combine(f.Directory, "b-state"));
+        var a = new TestReplica("a", f.Primary, Path.Combine(f.Directory, "a-state"));
+        var b = new TestReplica("b", f.Secondary, Path.Combine(f.Directory, "b-state"));
         var random = new Random(11);
         var early = new HashSet<long>();
         b.Follow();
-        var toB = LinkTo(f, a, b);
+        var toB = a.LinkTo(b);
         toB.Start();
-        await WaitInSyncAsync(toB);
-        await WriteAsync(a.Cache, random, early, 300, seed: 1);
+        await TestReplica.WaitInSyncAsync(toB);
+        await a.WriteAsync(random, early, 300, seed: 1);
         await Task.Delay(1100);
-        await WriteAsync(a.Cache, random, early, 1, seed: 2); // a checkpoint at A's newest batch
+        await a.WriteAsync(random, early, 1, seed: 2); // a checkpoint at A's newest batch
         await ReplicaFixture.WaitUntilAsync(() => toB.HoldsEverything && ReplicaState.Read(b.State)?.Checkpoints.Count > 0, TimeSpan.FromSeconds(30),
             () => $"{toB.Status}");
 
@@ -190,17 +122,17 @@ public sealed class FailoverResyncTests
         // marked before (as a verify would) that the logs know nothing of.
         toB.Disconnect();
         var unshipped = new HashSet<long>();
-        await WriteAsync(a.Cache, random, unshipped, 25, seed: 3);
+        await a.WriteAsync(random, unshipped, 25, seed: 3);
         await toB.DisposeAsync();
         var linkState = Path.Combine(a.State, "peer-b");
-        var saved = new OutOfSyncBitmap(Blocks);
+        var saved = new OutOfSyncBitmap(TestReplica.Blocks);
         saved.Set(2000, 4);
         saved.Save(linkState, new OutOfSyncBitmap.Saved(OutOfSyncBitmap.FileFlags.Dirty | OutOfSyncBitmap.FileFlags.PeerSeen, a.Cache.VolumeId, 1));
 
         long resynced = 0;
-        var again = LinkTo(f, a, b, n => Interlocked.Add(ref resynced, n));
+        var again = a.LinkTo(b, n => Interlocked.Add(ref resynced, n));
         again.Start();
-        await WaitInSyncAsync(again);
+        await TestReplica.WaitInSyncAsync(again);
         var expected = new HashSet<long>(unshipped) { 2000, 2001, 2002, 2003 };
         Assert.InRange(Interlocked.Read(ref resynced), expected.Count, expected.Count + 320);
         var atA = await ReplicaFixture.ReadAllAsync(a.Cache);

@@ -309,7 +309,7 @@ sys.exit(0 if len(ps) == 3 and all(p["disk"] == "UpToDate" and p["outOfSyncBytes
     fact r3_back_s "$([ -n "$back" ] && /usr/bin/python3 -c "import time; print(f'{time.time() - $t:.1f}')" || echo "not UpToDate after $RESYNC_TIMEOUT s")"
     # What the new primary said it resyncs: "the logs narrow the resync of a to N blocks", or a full resync.
     fact r3_narrowed "$(grep -o "the logs narrow the resync of [a-z] to [0-9]* blocks" "$work/$promoted/stdout" | awk '{printf "%s=%s ", $7, $9}')"
-    fact r3_full "$(grep -c "a full resync" "$work/$promoted/stdout" || true)"
+    fact r3_full "$(grep "a full resync" "$work/$promoted/stdout" | grep -vc "instead of a full resync" || true)"
   else
     fact r3_result "no promotion within 120 s: $out"
   fi
