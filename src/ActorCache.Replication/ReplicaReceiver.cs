@@ -246,6 +246,10 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
     private IReadOnlyList<HistoryCheckpoint> _checkpoints =
         initial?.PrimaryVolumeId == primaryVolumeId && initial.LocalVolumeId == (sink.History?.VolumeId ?? Guid.Empty) ? initial.Checkpoints : [];
     private HistoryCheckpoint? _checkpoint;
+    // The last frames' checkpoints, one per batch: the state written when the connection ends (a failover follows one) keeps
+    // them all, so a new primary finds a checkpoint right at the last batch both secondaries hold, not a second before it.
+    private readonly HistoryCheckpoint[] _recent = new HistoryCheckpoint[HistoryCheckpoint.Kept / 2];
+    private int _recentCount, _recentNext;
     private DateTime _stateWritten = DateTime.UtcNow;
     private bool _stateChanged;
     private long _stateVersion;
@@ -309,6 +313,7 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
                     _disk = PeerDisk.Inconsistent;
                     _checkpoints = [];
                     _checkpoint = null;
+                    _recentCount = 0;
                     inconsistent = StateLocked();
                 }
                 // Written before any resync data is applied: a replica cut off mid-resync is never taken for a consistent one.
@@ -385,7 +390,14 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
             _appliedFrame = frameId;
             if (sequence > 0) _appliedSequence = sequence;
             // Between two frames: every later write lands in a local batch after the last one durable now.
-            if (sequence > 0 && _disk == PeerDisk.UpToDate && sink.History is { } history) _checkpoint = new HistoryCheckpoint(sequence, history.LocalDurable);
+            if (sequence > 0 && _disk == PeerDisk.UpToDate && sink.History is { } history)
+            {
+                var checkpoint = new HistoryCheckpoint(sequence, history.LocalDurable);
+                _checkpoint = checkpoint;
+                _recent[_recentNext] = checkpoint;
+                _recentNext = (_recentNext + 1) % _recent.Length;
+                _recentCount = Math.Min(_recentCount + 1, _recent.Length);
+            }
             _unflushedBytes += bytes;
             if (flush) _flushWanted = frameId;
             if (_unflushedBytes >= FlushEveryBytes) wake = true;
@@ -496,7 +508,15 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
         await _flusher.ConfigureAwait(false);
         (ReplicaState, long)? state = null;
         lock (_gate)
+        {
+            if (_disk == PeerDisk.UpToDate && _recentCount > 0)
+            {
+                _checkpoints = HistoryCheckpoint.Merge(_checkpoints,
+                    Enumerable.Range(0, _recentCount).Select(i => _recent[(_recentNext - _recentCount + i + _recent.Length) % _recent.Length]));
+                _stateChanged = true;
+            }
             if (_stateChanged && _disk == PeerDisk.UpToDate) state = StateLocked();
+        }
         // What was acknowledged Durable is on record, revoked or not (the next connection of this volume waits for this one's end).
         Write(state, final: true);
     }

@@ -101,14 +101,28 @@ public readonly record struct HistoryCheckpoint(long PrimarySequence, long Local
     public static IReadOnlyList<HistoryCheckpoint> Append(IReadOnlyList<HistoryCheckpoint> list, HistoryCheckpoint added)
     {
         if (list.Count > 0 && list[^1].PrimarySequence >= added.PrimarySequence) return list;
-        var result = new List<HistoryCheckpoint>(list) { added };
-        if (result.Count <= Kept) return result;
-        var half = result.Count / 2;
-        var thinned = new List<HistoryCheckpoint>(Kept);
-        for (var i = 0; i < half; i++)
-            if (i % 2 == 0) thinned.Add(result[i]);
-        thinned.AddRange(result.Skip(half));
-        return thinned;
+        return Thin(new List<HistoryCheckpoint>(list) { added });
+    }
+
+    /// <summary>
+    /// <paramref name="list"/> and <paramref name="more"/> in one list in order of the primary's batches, thinned as above. Of two for
+    /// the same batch the later local batch stays: both are right, it is the tighter.
+    /// </summary>
+    public static IReadOnlyList<HistoryCheckpoint> Merge(IReadOnlyList<HistoryCheckpoint> list, IEnumerable<HistoryCheckpoint> more) =>
+        Thin([.. list.Concat(more).GroupBy(c => c.PrimarySequence).Select(g => g.MaxBy(c => c.LocalSequence)).OrderBy(c => c.PrimarySequence)]);
+
+    private static List<HistoryCheckpoint> Thin(List<HistoryCheckpoint> list)
+    {
+        while (list.Count > Kept)
+        {
+            var half = list.Count / 2;
+            var thinned = new List<HistoryCheckpoint>(Kept);
+            for (var i = 0; i < half; i++)
+                if (i % 2 == 0) thinned.Add(list[i]);
+            thinned.AddRange(list.Skip(half));
+            list = thinned;
+        }
+        return list;
     }
 }
 

@@ -36,6 +36,13 @@ public sealed class FormatTests : IDisposable
         Assert.True(list[0].PrimarySequence < 100, $"the oldest kept is {list[0].PrimarySequence}: older history is lost too fast");
         Assert.True(list.Zip(list.Skip(1)).All(p => p.First.PrimarySequence < p.Second.PrimarySequence), "not in order");
         Assert.Same(list, HistoryCheckpoint.Append(list, new HistoryCheckpoint(1000, 1)));
+        // The last frames' checkpoints merged in at the connection's end: every one of them kept, in order, the tighter of two.
+        var merged = HistoryCheckpoint.Merge(list, [new(990, 9901), new(995, 9950), new(1000, 10001)]);
+        Assert.Contains(new HistoryCheckpoint(990, 9901), merged);
+        Assert.Contains(new HistoryCheckpoint(995, 9950), merged);
+        Assert.Equal(new HistoryCheckpoint(1000, 10001), merged[^1]);
+        Assert.InRange(merged.Count, HistoryCheckpoint.Kept / 2, HistoryCheckpoint.Kept);
+        Assert.True(merged.Zip(merged.Skip(1)).All(p => p.First.PrimarySequence < p.Second.PrimarySequence), "not in order");
     }
 
     [Fact]
