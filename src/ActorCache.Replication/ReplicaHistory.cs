@@ -92,6 +92,15 @@ public sealed class ReplicaHistory(WriteBackCache cache, string stateDirectory)
         if (asked.VolumeId == asker) asked = asked with { Incarnation = Guid.Empty };
         else if (asked.Incarnation == Guid.Empty) return null;
         if (PositionIn(asked.VolumeId, asked.Incarnation) is not { } position) return null;
+        try
+        {
+            // What this replica applied is all in its log before the log is read (its flusher may be behind).
+            await cache.FlushAsync().AsTask().WaitAsync(Patience).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OutOfMemoryException)
+        {
+            return null;
+        }
         var sequence = Math.Min(asked.Sequence, position);
         return await ChangedSinceAsync(asked.VolumeId, asked.Incarnation, sequence).ConfigureAwait(false) is { } blocks ? new HistoryAnswer(sequence, blocks) : null;
     }
@@ -104,7 +113,7 @@ public sealed class ReplicaHistory(WriteBackCache cache, string stateDirectory)
         {
             state = ReplicaState.Read(stateDirectory);
         }
-        catch (InvalidDataException)
+        catch (Exception e) when (e is InvalidDataException or IOException or UnauthorizedAccessException)
         {
             return null;
         }

@@ -64,6 +64,7 @@ public sealed class ReplicaLink : IAsyncDisposable
     private OutOfSyncBitmap? _markedMeanwhile; // blocks of batches published while the narrowing is worked out
     private OutOfSyncBitmap? _savedMarks;      // a dirty bitmap's bits after a crash of this node: kept through the narrowing
     private long _fullMarks;                   // how often every block was marked (a narrowing that saw one meanwhile gives up)
+    private long _narrowedAt = -1;             // _fullMarks when the bitmap was last narrowed: later narrowings add, never clear
     private bool _markAllAtStart;              // MarkAllOutOfSync before Start: what Start loads does not undo it
     private ushort _wireVersion = Handshake.Version; // version 1 once the peer said it speaks no other (a rolling update)
     private long _firstSeenSequence = -1; // the first batch published to the link before Start had read what the saved bitmap covers
@@ -272,6 +273,9 @@ public sealed class ReplicaLink : IAsyncDisposable
             else if (durable == 0) accounted = 0; // a new volume: nothing written yet, the bitmap starts empty
             else reason = "the volume has data written before the link existed";
             if (accounted >= 0 && durable > accounted) reason = $"batches {accounted + 1}..{durable} were written while the link was not running";
+            // Fewer batches than the link shipped: the cache lost some it had published (a power loss after a clean stop of the
+            // link), and numbers new ones alike; the peer may hold what is gone here.
+            else if (accounted >= 0 && durable < accounted) reason = $"the log ends at batch {durable}, before batch {accounted} the link had shipped";
             else if (accounted >= 0 && _firstSeenSequence > Math.Max(accounted, durable) + 1)
                 reason = $"batches {Math.Max(accounted, durable) + 1}..{_firstSeenSequence - 1} were written before the link subscribed";
             if (_markAllAtStart)
@@ -379,7 +383,8 @@ public sealed class ReplicaLink : IAsyncDisposable
         }
         try
         {
-            lock (_saveGate) copy.Save(_options.StateDirectory, saved);
+            lock (_saveGate)
+                if (Volatile.Read(ref _disposed) == 0) copy.Save(_options.StateDirectory, saved); // never over the clean save of a dispose
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
@@ -677,16 +682,22 @@ public sealed class ReplicaLink : IAsyncDisposable
             var encoded = new byte[runs * Handshake.RunSize];
             if (!await Handshake.ReadExactlyAsync(socket, encoded, cancellationToken).ConfigureAwait(false))
                 throw new IOException($"{_options.PeerNode} closed the connection during the handshake");
-            var blocks = new OutOfSyncBitmap(_bitmap.Blocks);
+            OutOfSyncBitmap? blocks = new OutOfSyncBitmap(_bitmap.Blocks);
             for (var i = 0; i < runs; i++)
             {
                 var start = BitConverter.ToInt64(encoded, i * Handshake.RunSize);
                 var count = BitConverter.ToInt32(encoded, i * Handshake.RunSize + 8);
                 if (start < 0 || count <= 0 || start > _bitmap.Blocks - count)
-                    throw new InvalidDataException($"{_options.PeerNode} answered with changed blocks {start}+{count}, beyond the volume");
+                {
+                    // Another size there (a resize on one node?): its answer is not used, the resync stays full.
+                    _logger.LogWarning("volume {Volume}: {Peer} answered with changed blocks {Start}+{Count}, beyond the volume; a full resync", _options.Volume,
+                        _options.PeerNode, start, count);
+                    blocks = null;
+                    break;
+                }
                 blocks.Set(start, count);
             }
-            answer = new PeerAnswer(BitConverter.ToInt64(reply, 48), blocks);
+            if (blocks is not null) answer = new PeerAnswer(BitConverter.ToInt64(reply, 48), blocks);
         }
         return (status, state, System.Text.Encoding.UTF8.GetString(text), answer);
     }
@@ -744,7 +755,10 @@ public sealed class ReplicaLink : IAsyncDisposable
                         _options.Volume, answer.Sequence, Whose(basis), _options.PeerNode);
                 return false;
             }
-            _bitmap.Clear(0, _bitmap.Blocks);
+            // The first narrowing after a full mark replaces it; a later one (the connection ended before the peer took the
+            // resync's begin) adds to what the bitmap holds now: marks no log records (a verify's) stay.
+            if (_narrowedAt != _fullMarks) _bitmap.Clear(0, _bitmap.Blocks);
+            _narrowedAt = _fullMarks;
             foreach (var block in own) _bitmap.Set(block, 1);
             _bitmap.Add(answer.Blocks);
             _bitmap.Add(meanwhile!);
@@ -1016,6 +1030,7 @@ public sealed class ReplicaLink : IAsyncDisposable
     private async Task ResyncAsync(long session, CancellationToken cancellationToken)
     {
         var cursor = 0L;
+        var logged = false; // every write the resync has read is in the log (see the end)
         // Resync uses at most half the send buffer, so batches always find room.
         var runBlocks = (int)Math.Clamp(_options.MaxLagBytes / 2 / BlockSize, 1, ResyncRunBlocks);
         while (true)
@@ -1031,18 +1046,34 @@ public sealed class ReplicaLink : IAsyncDisposable
             }
             long start;
             int count;
+            bool done;
             lock (_gate)
             {
                 if (session != _session || !_streaming) return;
-                if (!_bitmap.NextRun(cursor, runBlocks, out start, out count) && !_bitmap.NextRun(0, runBlocks, out start, out count))
+                done = !_bitmap.NextRun(cursor, runBlocks, out start, out count) && !_bitmap.NextRun(0, runBlocks, out start, out count);
+                if (done && logged)
                 {
-                    // Everything resynced is queued: the peer flushes and is then UpToDate through the last batch before this frame.
+                    // Everything resynced is queued, and in the log: the peer flushes and is then UpToDate through the last batch before this frame.
                     _resyncDoneFrame = EnqueueControlLocked(FrameKind.ResyncDone, _lastSequence);
                     break;
                 }
-                _readFrom = start;
-                _readCount = count;
-                _readInvalid = false;
+                if (!done)
+                {
+                    logged = false;
+                    _readFrom = start;
+                    _readCount = count;
+                    _readInvalid = false;
+                }
+            }
+            if (done)
+            {
+                // A resync read may have returned writes not in the log yet (still in the ring). They must be in a batch at or
+                // before the one the peer is told it is UpToDate through, or its next history checkpoint would name data no
+                // log holds (lost if this node dies before writing them). So what was accepted before the last read is
+                // written out first (a FLUSH of the cache), and the bitmap looked at again.
+                await _cache.FlushAsync(cancellationToken).ConfigureAwait(false);
+                logged = true;
+                continue;
             }
             var length = FrameHeader.Size + count * BlockSize;
             var buffer = ArrayPool<byte>.Shared.Rent(length);

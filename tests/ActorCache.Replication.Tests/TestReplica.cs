@@ -32,13 +32,13 @@ internal sealed class TestReplica(string name, WriteBackCache cache, string stat
     }
 
     /// <summary>A link from this replica (as primary) to <paramref name="to"/>; <paramref name="resynced"/> counts the blocks it resyncs.</summary>
-    public ReplicaLink LinkTo(TestReplica to, Action<long>? resynced = null)
+    public ReplicaLink LinkTo(TestReplica to, Action<long>? resynced = null, Func<EndPoint?>? via = null)
     {
         var link = new ReplicaLink(new ReplicaLinkOptions
         {
             Volume = "vol",
             PeerNode = to.Name,
-            ResolvePeer = _ => ValueTask.FromResult<EndPoint?>(to.Receiver?.LocalEndpoint),
+            ResolvePeer = _ => ValueTask.FromResult(via?.Invoke() ?? to.Receiver?.LocalEndpoint),
             StateDirectory = Path.Combine(State, "peer-" + to.Name),
             ReconnectInterval = TimeSpan.FromMilliseconds(100),
             History = History,

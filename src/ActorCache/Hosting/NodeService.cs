@@ -153,6 +153,9 @@ public sealed class NodeService(
         {
             var existing = known.FirstOrDefault(v => v.Name == spec.Name);
             if (existing is null) continue;
+            if (existing.Replicas is not null && existing.Mode != spec.Mode)
+                throw new SettingsException($"volume {spec.Name} is replicated: it stays {VolumeSpec.FormatMode(existing.Mode)} (replication ships its log); " +
+                                            $"leave its mode out of --volume or give {VolumeSpec.FormatMode(existing.Mode)}");
             if (existing.Size != spec.Size || existing.ReadOnly != spec.ReadOnly ||
                 (spec.BackingPath is not null && Path.GetFullPath(spec.BackingPath) != existing.BackingPath))
                 throw new SettingsException(

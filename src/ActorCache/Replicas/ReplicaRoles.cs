@@ -227,6 +227,8 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         }
         attached.Volume.Guard = GuardOf(attached);
         var basis = fullResync && FollowedBasisOf(name) is { VolumeId: var followed } held && followed != Guid.Empty ? held : null;
+        // A primary follows nobody: what it followed as a secondary before says nothing about it from now on.
+        attached.Followed = null;
         var cache = CacheOf(attached.Volume) as WriteBackCache
                     ?? throw new InvalidOperationException($"volume {name} is replicated but not write-back; replication ships the write-back log");
         foreach (var peer in set.Secondaries())
