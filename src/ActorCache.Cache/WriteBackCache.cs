@@ -404,18 +404,18 @@ public sealed class WriteBackCache : IBlockTarget
     /// the log no longer covers every batch after it (or the cache keeps no history): what a replica changed since a
     /// point in its history, which a resync after a failover narrows itself to.
     /// </summary>
-    public async Task<SortedSet<long>?> ChangedSinceAsync(long sequence)
+    public async Task<System.Collections.BitArray?> ChangedSinceAsync(long sequence)
     {
         // A point after the last durable batch was never in this log (another log, since replaced, numbered it).
-        if (_mode != CacheMode.WriteBack || sequence < 0 || sequence > _barrier.Local.DurableSequence) return null;
+        if (_mode != CacheMode.WriteBack || sequence < 0 || sequence > _barrier.Local.DurableSequence || Index.Blocks > int.MaxValue) return null;
         var protect = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
         _destager.Tell(new DestagerActor.Protect(sequence, false, protect));
         if (!await protect.Task.ConfigureAwait(false)) return null;
         try
         {
-            var done = new TaskCompletionSource<SortedSet<long>>(TaskCreationOptions.RunContinuationsAsynchronously);
-            _destager.Tell(new DestagerActor.Diff(sequence, null, Index.Blocks, done, WholeLog: true));
-            SortedSet<long> changed;
+            var done = new TaskCompletionSource<System.Collections.BitArray>(TaskCreationOptions.RunContinuationsAsynchronously);
+            _destager.Tell(new DestagerActor.ChangedSince(sequence, (int)Index.Blocks, done));
+            System.Collections.BitArray changed;
             try
             {
                 changed = await done.Task.ConfigureAwait(false);

@@ -11,7 +11,7 @@ namespace ActorCache.Replication;
 public sealed record HistoryBasis(Guid VolumeId, Guid Incarnation, long Sequence);
 
 /// <summary>A replica's answer to a <see cref="HistoryBasis"/>: the batch it compared at and the blocks it changed since.</summary>
-public sealed record HistoryAnswer(long Sequence, SortedSet<long> Blocks);
+public sealed record HistoryAnswer(long Sequence, System.Collections.BitArray Blocks);
 
 /// <summary>
 /// What one replica's log says about how its data may differ from a primary volume's data at one of its batches
@@ -57,7 +57,7 @@ public sealed class ReplicaHistory(WriteBackCache cache, string stateDirectory)
     }
 
     /// <summary>The blocks that may differ here from <paramref name="volume"/>'s data at its batch <paramref name="sequence"/>, or null when the log cannot tell.</summary>
-    public async Task<SortedSet<long>?> ChangedSinceAsync(Guid volume, Guid incarnation, long sequence)
+    public async Task<System.Collections.BitArray?> ChangedSinceAsync(Guid volume, Guid incarnation, long sequence)
     {
         try
         {

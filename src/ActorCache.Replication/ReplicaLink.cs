@@ -731,10 +731,12 @@ public sealed class ReplicaLink : IAsyncDisposable
             _markedMeanwhile = new OutOfSyncBitmap(_bitmap.Blocks);
             fullMarks = _fullMarks;
         }
-        SortedSet<long>? own;
+        List<(long Start, int Count)>? own;
         try
         {
-            own = await history.ChangedSinceAsync(basis.VolumeId, basis.Incarnation, answer.Sequence).ConfigureAwait(false);
+            own = await history.ChangedSinceAsync(basis.VolumeId, basis.Incarnation, answer.Sequence).ConfigureAwait(false) is { } changed
+                ? Handshake.Runs(changed)
+                : null;
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
@@ -759,7 +761,7 @@ public sealed class ReplicaLink : IAsyncDisposable
             // resync's begin) adds to what the bitmap holds now: marks no log records (a verify's) stay.
             if (_narrowedAt != _fullMarks) _bitmap.Clear(0, _bitmap.Blocks);
             _narrowedAt = _fullMarks;
-            foreach (var block in own) _bitmap.Set(block, 1);
+            foreach (var (start, blocks) in own) _bitmap.Set(start, blocks);
             _bitmap.Add(answer.Blocks);
             _bitmap.Add(meanwhile!);
             if (_savedMarks is { } saved) _bitmap.Add(saved);
@@ -767,7 +769,7 @@ public sealed class ReplicaLink : IAsyncDisposable
             count = _bitmap.Count;
         }
         _logger.LogInformation("volume {Volume}: the logs narrow the resync of {Peer} to {Blocks} blocks ({Own} changed here, {Theirs} there since batch {Sequence} " +
-                               "of {Whose} history) instead of a full resync", _options.Volume, _options.PeerNode, count, own.Count, answer.Blocks.Count, answer.Sequence,
+                               "of {Whose} history) instead of a full resync", _options.Volume, _options.PeerNode, count, own.Sum(r => (long)r.Count), answer.Blocks.Count, answer.Sequence,
             Whose(basis));
         return true;
     }

@@ -167,7 +167,7 @@ public sealed class ReplicaReceiver : IAsyncDisposable
             await Handshake.SendAllAsync(socket, Handshake.Reply(Handshake.Status.Accepted, state, null, answer, version), handshake.Token).ConfigureAwait(false);
             _logger.LogInformation("volume {Volume}: replicating from {Remote}; local replica {State}{History}", volume, remote,
                 state is null ? "is new" : $"is {state.Disk} through batch {state.AppliedSequence}",
-                answer is null ? "" : $"; {answer.Blocks.Count} blocks changed here since batch {answer.Sequence} of the former primary");
+                answer is null ? "" : $"; {Handshake.Count(answer.Blocks)} blocks changed here since batch {answer.Sequence} of that history");
             connection = new ReplicaConnection(volume, socket, sink, primaryVolumeId, incarnation, state, _logger);
             await connection.RunAsync(cancel.Token).ConfigureAwait(false);
         }

@@ -180,23 +180,45 @@ internal static class Handshake
         return reply;
     }
 
-    /// <summary>Sorted blocks as runs of consecutive ones.</summary>
-    public static List<(long Start, int Count)> Runs(SortedSet<long> blocks)
+    /// <summary>The set blocks (one bit each) as runs of consecutive ones, a word at a time.</summary>
+    public static List<(long Start, int Count)> Runs(System.Collections.BitArray blocks)
     {
+        var words = new int[(blocks.Length + 31) / 32];
+        blocks.CopyTo(words, 0);
         var runs = new List<(long, int)>();
         long start = -1;
         var count = 0;
-        foreach (var block in blocks)
+        for (var w = 0; w < words.Length; w++)
         {
-            if (count > 0 && block == start + count && count < int.MaxValue) count++;
-            else
+            var word = (uint)words[w];
+            var first = (long)w * 32;
+            if (word == uint.MaxValue && count > 0 && start + count == first)
             {
-                if (count > 0) runs.Add((start, count));
-                (start, count) = (block, 1);
+                count += 32; // a whole word continuing the run
+                continue;
+            }
+            for (var bit = 0; word != 0 && bit < 32; bit++)
+            {
+                if ((word & (1u << bit)) == 0) continue;
+                var block = first + bit;
+                if (count > 0 && start + count == block) count++;
+                else
+                {
+                    if (count > 0) runs.Add((start, count));
+                    (start, count) = (block, 1);
+                }
             }
         }
         if (count > 0) runs.Add((start, count));
         return runs;
+    }
+
+    /// <summary>How many blocks are set.</summary>
+    public static long Count(System.Collections.BitArray blocks)
+    {
+        var words = new int[(blocks.Length + 31) / 32];
+        blocks.CopyTo(words, 0);
+        return words.Sum(w => (long)System.Numerics.BitOperations.PopCount((uint)w));
     }
 
     /// <summary>Reads exactly <paramref name="buffer"/>.Length bytes; false when the peer closed the connection first.</summary>

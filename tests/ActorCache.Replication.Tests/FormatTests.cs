@@ -48,7 +48,11 @@ public sealed class FormatTests : IDisposable
     [Fact]
     public void A_history_answer_round_trips_as_runs()
     {
-        Assert.Equal([(3L, 3), (10L, 1), (12L, 2)], Handshake.Runs(new SortedSet<long> { 3, 4, 5, 10, 12, 13 }));
+        var bits = new System.Collections.BitArray(200);
+        foreach (var block in new[] { 3, 4, 5, 10, 12, 13, 31, 32, 33 }) bits[block] = true;
+        for (var block = 64; block < 160; block++) bits[block] = true; // whole words, and a run across them
+        Assert.Equal([(3L, 3), (10L, 1), (12L, 2), (31L, 3), (64L, 96)], Handshake.Runs(bits));
+        Assert.Equal(9 + 96, Handshake.Count(bits));
         var basis = new HistoryBasis(Guid.NewGuid(), Guid.NewGuid(), 42);
         var incarnation = Guid.NewGuid();
         var hello = Handshake.Hello("vol", Guid.NewGuid(), 3, incarnation, basis);

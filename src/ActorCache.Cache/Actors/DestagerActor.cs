@@ -26,7 +26,10 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
     public sealed record Protect(long Sequence, bool Kept, TaskCompletionSource<bool> Done);
 
     /// <summary>The blocks that may differ between two points (<paramref name="To"/> null: the live volume); see <see cref="DestagePlanner.ChangedBetween"/>.</summary>
-    public sealed record Diff(long From, long? To, long Blocks, TaskCompletionSource<SortedSet<long>> Done, bool WholeLog = false);
+    public sealed record Diff(long From, long? To, long Blocks, TaskCompletionSource<SortedSet<long>> Done);
+
+    /// <summary>The blocks written after batch <paramref name="From"/>, one bit each; see <see cref="DestagePlanner.ChangedSince"/>.</summary>
+    public sealed record ChangedSince(long From, int Blocks, TaskCompletionSource<System.Collections.BitArray> Done);
 
     /// <summary>Protect the sync point (as <see cref="Protect"/>) and build the index of the volume at it; answered with the index, or null when it is gone.</summary>
     public sealed record OpenView(long Sequence, long Blocks, TaskCompletionSource<BlockIndex?> Done);
@@ -88,7 +91,18 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
         {
             try
             {
-                m.Done.TrySetResult(_parts.Planner.ChangedBetween(m.From, m.To, m.Blocks, m.WholeLog));
+                m.Done.TrySetResult(_parts.Planner.ChangedBetween(m.From, m.To, m.Blocks));
+            }
+            catch (Exception e)
+            {
+                m.Done.TrySetException(e);
+            }
+        });
+        Receive<ChangedSince>(m =>
+        {
+            try
+            {
+                m.Done.TrySetResult(_parts.Planner.ChangedSince(m.From, m.Blocks));
             }
             catch (Exception e)
             {

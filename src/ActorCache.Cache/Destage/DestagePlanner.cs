@@ -182,14 +182,29 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     /// preserved for points at or before it. A superset: a block written back to its old content counts.
     /// Walked between steps, like a view's index.
     /// </summary>
-    /// <param name="wholeLog">Fail when a record before the log's end cannot be read (a caller that must not take a partial answer for a whole one).</param>
-    public SortedSet<long> ChangedBetween(long from, long? to, long blocks, bool wholeLog = false)
+    public SortedSet<long> ChangedBetween(long from, long? to, long blocks)
     {
         var changed = new SortedSet<long>();
-        var until = to ?? long.MaxValue;
+        Walk(from, to ?? long.MaxValue, blocks, wholeLog: false, block => changed.Add(block));
+        return changed;
+    }
+
+    /// <summary>
+    /// As <see cref="ChangedBetween"/> up to the live volume, one bit per block (a volume's worth of history stays small); fails
+    /// when a record before the log's end cannot be read: a caller that narrows a resync must not take part of it for all.
+    /// </summary>
+    public System.Collections.BitArray ChangedSince(long from, int blocks)
+    {
+        var changed = new System.Collections.BitArray(blocks);
+        Walk(from, long.MaxValue, blocks, wholeLog: true, block => changed[(int)block] = true);
+        return changed;
+    }
+
+    private void Walk(long from, long until, long blocks, bool wholeLog, Action<long> changed)
+    {
         // Destaged after `from`: every overwrite of the backing since made a copy for it (it was protected then).
         foreach (var (block, until2) in store.CopiesAfter(from))
-            if (until2 <= until && block < blocks) changed.Add(block);
+            if (until2 <= until && block < blocks) changed(block);
         _walker.Seek(window.Horizon, _horizonSequence);
         while (_walker.Address < window.Tail && _walker.Sequence <= until)
         {
@@ -201,10 +216,9 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
             }
             if (_walker.Sequence > from)
                 foreach (var walked in _walker.Blocks())
-                    if (walked.Block < blocks) changed.Add(walked.Block);
+                    if (walked.Block < blocks) changed(walked.Block);
             _walker.Advance();
         }
-        return changed;
     }
 
     /// <summary>Records a new snapshot store length (after compaction) in the checkpoint, at the same horizon.</summary>
