@@ -14,21 +14,11 @@ public sealed class FailoverResyncTests
     public async Task After_a_failover_the_logs_narrow_the_resync_of_every_peer_to_what_differs()
     {
         await using var f = new ReplicaFixture(); // its Primary and Secondary caches are A and B
-        var a = new TestReplica("a", f.Primary, Path.Combine(f.Directory, "a-state"));
-        var b = new TestReplica("b", f.Secondary, Path.Combine(f.Directory, "b-state"));
-        await using var c = new TestReplica("c", f.OpenCache("c"), Path.Combine(f.Directory, "c-state"));
+        // A ships to B and C; both are in sync and keep checkpoints of A's history.
+        var (a, b, c, toB, toC) = await TestReplica.StartThreeAsync(f);
+        await using var _ = c;
         var random = new Random(7);
         var early = new HashSet<long>();
-
-        // A ships to B and C; both are in sync and keep checkpoints of A's history.
-        b.Follow();
-        c.Follow();
-        var toB = a.LinkTo(b);
-        var toC = a.LinkTo(c);
-        toB.Start();
-        toC.Start();
-        await TestReplica.WaitInSyncAsync(toB);
-        await TestReplica.WaitInSyncAsync(toC);
         for (var round = 0; round < 3; round++)
         {
             await a.WriteAsync(random, early, 300, seed: 1000 * round);

@@ -16,20 +16,9 @@ public sealed class RenumberedHistoryTests(ITestOutputHelper output)
     /// </summary>
     private async Task<(TestReplica A, TestReplica B, TestReplica C)> RenumberAsync(ReplicaFixture f)
     {
-        var a = new TestReplica("a", f.Primary, Path.Combine(f.Directory, "a-state"));
-        var b = new TestReplica("b", f.Secondary, Path.Combine(f.Directory, "b-state"));
-        var c = new TestReplica("c", f.OpenCache("c"), Path.Combine(f.Directory, "c-state"));
+        var (a, b, c, toB, toC) = await TestReplica.StartThreeAsync(f);
         var random = new Random(3);
         var early = new HashSet<long>();
-
-        b.Follow();
-        c.Follow();
-        var toB = a.LinkTo(b);
-        var toC = a.LinkTo(c);
-        toB.Start();
-        toC.Start();
-        await TestReplica.WaitInSyncAsync(toB);
-        await TestReplica.WaitInSyncAsync(toC);
         await a.WriteAsync(random, early, 50, seed: 1);
         await ReplicaFixture.WaitUntilAsync(() => toB.HoldsEverything && toC.HoldsEverything, TimeSpan.FromSeconds(30), () => "");
 

@@ -63,7 +63,13 @@ public sealed class ReplicaFixture : IAsyncDisposable
         var dir = Path.Combine(Directory, name);
         System.IO.Directory.CreateDirectory(dir);
         var backing = Path.Combine(dir, "backing.img");
-        var options = new CacheOptions
+        return WriteBackCache.Open(name, FileBacking.Open(backing, Size, create: !File.Exists(backing)), Ring, OptionsFor(dir), CacheMode.WriteBack,
+            NullLogger.Instance, Actors);
+    }
+
+    /// <summary>The cache options of every test cache here: small segments, quick destage, its log in <paramref name="dir"/>/log.</summary>
+    public static CacheOptions OptionsFor(string dir) =>
+        new()
         {
             LogDirectory = Path.Combine(dir, "log"),
             SegmentSize = 1 << 20,
@@ -73,9 +79,6 @@ public sealed class ReplicaFixture : IAsyncDisposable
             DestageInterval = TimeSpan.FromMilliseconds(20),
             RingWaitTimeout = TimeSpan.FromSeconds(20),
         };
-        return WriteBackCache.Open(name, FileBacking.Open(backing, Size, create: !File.Exists(backing)), Ring, options, CacheMode.WriteBack,
-            NullLogger.Instance, Actors);
-    }
 
     public ReplicaReceiver StartReceiver()
     {

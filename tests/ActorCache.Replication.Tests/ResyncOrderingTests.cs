@@ -156,16 +156,7 @@ public sealed class ResyncOrderingTests(ITestOutputHelper output)
     {
         Directory.CreateDirectory(directory);
         var backing = Path.Combine(directory, "backing.img");
-        var options = new CacheOptions
-        {
-            LogDirectory = Path.Combine(directory, "log"),
-            SegmentSize = 1 << 20,
-            LogCapacity = 256L << 20,
-            RetentionTime = TimeSpan.FromMinutes(5),
-            MaxBatchBlocks = 64,
-            DestageInterval = TimeSpan.FromMilliseconds(20),
-            RingWaitTimeout = TimeSpan.FromSeconds(20),
-        };
+        var options = ReplicaFixture.OptionsFor(directory);
         Directory.CreateDirectory(options.LogDirectory);
         var medium = new GatedMedium(new SegmentFiles(options.LogDirectory, options.SegmentSize, maxFiles: options.LogCapacity / options.SegmentSize));
         return (WriteBackCache.Open("gp", FileBacking.Open(backing, ReplicaFixture.Size, create: !File.Exists(backing)), Ring, options, CacheMode.WriteBack,

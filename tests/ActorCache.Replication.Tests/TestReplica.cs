@@ -65,6 +65,23 @@ internal sealed class TestReplica(string name, WriteBackCache cache, string stat
         await Cache.FlushAsync();
     }
 
+    /// <summary>A (the fixture's primary cache) shipping to B (its secondary) and C (a third cache), both in sync.</summary>
+    public static async Task<(TestReplica A, TestReplica B, TestReplica C, ReplicaLink ToB, ReplicaLink ToC)> StartThreeAsync(ReplicaFixture f)
+    {
+        var a = new TestReplica("a", f.Primary, Path.Combine(f.Directory, "a-state"));
+        var b = new TestReplica("b", f.Secondary, Path.Combine(f.Directory, "b-state"));
+        var c = new TestReplica("c", f.OpenCache("c"), Path.Combine(f.Directory, "c-state"));
+        b.Follow();
+        c.Follow();
+        var toB = a.LinkTo(b);
+        var toC = a.LinkTo(c);
+        toB.Start();
+        toC.Start();
+        await WaitInSyncAsync(toB);
+        await WaitInSyncAsync(toC);
+        return (a, b, c, toB, toC);
+    }
+
     public static async Task WaitInSyncAsync(ReplicaLink link) =>
         await ReplicaFixture.WaitUntilAsync(() => link.IsInSync, TimeSpan.FromSeconds(30), () => $"not in sync: {link.Status}");
 
