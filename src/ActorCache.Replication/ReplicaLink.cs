@@ -293,6 +293,9 @@ public sealed class ReplicaLink : IAsyncDisposable
                     _options.PeerNode, reason);
             }
             else if (reason is not null) MarkAllLocked(reason);
+            // A basis kept over a clean stop with a bitmap that is not all marked: it was narrowed before the stop (the peer had
+            // not taken the resync's begin yet), and may hold marks no log records since (a verify's): the next narrowing adds.
+            else if (_basis is not null && _bitmap.Count < _bitmap.Blocks) _narrowedAt = _fullMarks;
             // Batches already seen by OnBatch moved _lastSequence on (and checked their own gap).
             _lastSequence = Math.Max(_lastSequence, Math.Max(accounted, durable));
             lock (_saveGate) _bitmap.Save(_options.StateDirectory, new OutOfSyncBitmap.Saved(_flags | OutOfSyncBitmap.FileFlags.Dirty, _volumeId, _lastSequence));
@@ -1073,7 +1076,8 @@ public sealed class ReplicaLink : IAsyncDisposable
                 // before the one the peer is told it is UpToDate through, or its next history checkpoint would name data no
                 // log holds (lost if this node dies before writing them). So what was accepted before the last read is
                 // written out first (a FLUSH of the cache), and the bitmap looked at again.
-                await _cache.FlushAsync(cancellationToken).ConfigureAwait(false);
+                // (Not left to the cache's own wait, which a write-back FLUSH does not cancel: the session must be able to end.)
+                await _cache.FlushAsync(cancellationToken).AsTask().WaitAsync(cancellationToken).ConfigureAwait(false);
                 logged = true;
                 continue;
             }
