@@ -135,14 +135,14 @@ public sealed class NodeLifecycleTests : IDisposable
         }
         await using (var node = await NodeProcess.StartAsync(_dataDir, "--volume", "v:64M:pass-through"))
         {
-            Assert.Contains("draining", node.Output);
+            Assert.True(await node.ShowsAsync("draining"), $"no drain logged:\n{node.Output}");
             await Tool.CheckAsync("qemu-io", "-f", "raw", "-c", "read -P 0x3c 0 1048576", node.TcpUri("v"));
         }
         // The backing file itself holds the data now, and the mode change was recorded.
         var backing = await File.ReadAllBytesAsync(Path.Combine(_dataDir, "volumes", "v.img"));
         Assert.All(backing.AsSpan(0, 1 << 20).ToArray(), b => Assert.Equal(0x3c, b));
         await using (var node = await NodeProcess.StartAsync(_dataDir))
-            Assert.Contains("64M pass-through", node.Output);
+            Assert.True(await node.ShowsAsync("64M pass-through"), $"the volume did not come back in pass-through:\n{node.Output}");
     }
 
     [Fact]

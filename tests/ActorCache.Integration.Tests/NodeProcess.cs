@@ -201,6 +201,17 @@ public sealed partial class NodeProcess : IAsyncDisposable
     /// <summary>Waits until every volume has opened (or failed to).</summary>
     public Task WaitVolumesOpenAsync(TimeSpan timeout) => WaitForAsync(_volumesOpen.Task, "open its volumes", timeout);
 
+    /// <summary>
+    /// Whether the node's output shows <paramref name="text"/> within <paramref name="timeout"/>. What the actors log goes
+    /// through Akka's logging, so it may come after the node's own "serving" line, which the start waits for.
+    /// </summary>
+    public async Task<bool> ShowsAsync(string text, TimeSpan? timeout = null)
+    {
+        for (var waited = System.Diagnostics.Stopwatch.StartNew(); !Output.Contains(text, StringComparison.Ordinal); await Task.Delay(100))
+            if (waited.Elapsed > (timeout ?? TimeSpan.FromSeconds(10))) return false;
+        return true;
+    }
+
     private async Task WaitForAsync(Task what, string doing, TimeSpan timeout)
     {
         var exited = _process.WaitForExitAsync();

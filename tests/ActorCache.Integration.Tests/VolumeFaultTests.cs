@@ -43,9 +43,7 @@ public sealed class VolumeFaultTests : IDisposable
         await using (var node = await NodeProcess.StartAsync(_dataDir))
         {
             // The volume's actor logs it; the node's "serving" line, which the start waits for, may come first.
-            for (var logged = System.Diagnostics.Stopwatch.StartNew(); !node.Output.Contains($"volume b is OFFLINE: {reason}", StringComparison.Ordinal)
-                                                                       && logged.Elapsed < TimeSpan.FromSeconds(10);)
-                await Task.Delay(100);
+            await node.ShowsAsync($"volume b is OFFLINE: {reason}");
             Assert.Contains($"volume b is OFFLINE: {reason}", node.Output);
             var (status, body) = await GetAsync(node, "/health");
             Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
