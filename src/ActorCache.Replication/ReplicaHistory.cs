@@ -105,6 +105,17 @@ public sealed class ReplicaHistory(WriteBackCache cache, string stateDirectory)
         return await ChangedSinceAsync(asked.VolumeId, asked.Incarnation, sequence).ConfigureAwait(false) is { } blocks ? new HistoryAnswer(sequence, blocks) : null;
     }
 
+    /// <summary>How many blocks a changed-blocks answer names.</summary>
+    public static long CountOf(System.Collections.BitArray blocks)
+    {
+        var words = new int[(blocks.Length + 31) / 32];
+        blocks.CopyTo(words, 0);
+        if (blocks.Length % 32 != 0) words[^1] &= (1 << (blocks.Length % 32)) - 1; // bits past the end count for nothing
+        long count = 0;
+        foreach (var word in words) count += System.Numerics.BitOperations.PopCount((uint)word);
+        return count;
+    }
+
     /// <summary>The state of this replica as a follower of that incarnation of that volume, kept in this log; else null.</summary>
     private ReplicaState? Followed(Guid volume, Guid incarnation)
     {

@@ -24,6 +24,7 @@ public sealed class ReplicaManagerActor : ReceiveActor
         Receive<DemoteReplica>(m => Answer(m.Name, nodeName, ct => service().DemoteLocalAsync(m.Name, ct)));
         Receive<GetBlockChecksums>(m => Answer(m.Name, nodeName, ct => service().ChecksumsAsync(m.Name, m.FromBlock, m.Count, ct)));
         Receive<SwitchProtocol>(m => Answer(m.Name, nodeName, ct => service().SwitchProtocolLocalAsync(m.Name, m.Protocol, ct)));
+        Receive<CountChangesSince>(m => Answer(m.Name, nodeName, ct => service().CountChangesSinceAsync(m, ct)));
         Receive<HandOffPrimaries>(_ => Answer("", nodeName, async ct => new HandOffs(nodeName, [.. await service().HandOffPrimariesAsync(ct)])));
     }
 

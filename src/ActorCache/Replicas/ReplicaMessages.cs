@@ -81,3 +81,14 @@ public sealed record HandOffs(string Node, HandOff[] Volumes);
 /// <summary>One volume's hand-off: the node that is its primary now, or why it stayed here.</summary>
 public sealed record HandOff(string Volume, string? To, string? Problem);
 
+
+/// <summary>
+/// Split brain, discard-least-changes: how many blocks has this node's replica changed since it held <paramref name="Basis"/> (a
+/// point of the asking former primary's history, whose volume id is <paramref name="Asker"/>)? Answered with
+/// <see cref="SplitBrainChanges"/>, or <see cref="ReplicaRefused"/> when its log cannot tell.
+/// </summary>
+public sealed record CountChangesSince(string Name, ActorCache.Replication.HistoryBasis Basis, Guid Asker);
+
+/// <param name="Sequence">The batch of the asker's history the count starts from (no later than the one asked).</param>
+/// <param name="Blocks">The blocks changed here since.</param>
+public sealed record SplitBrainChanges(string Node, long Sequence, long Blocks);

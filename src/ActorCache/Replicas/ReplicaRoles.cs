@@ -82,6 +82,46 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
     private ReplicaHistory? HistoryOf(Attached attached) =>
         CacheOf(attached.Volume) is WriteBackCache cache ? new ReplicaHistory(cache, StateDirectory(attached.Volume.Definition.Name)) : null;
 
+    /// <summary>Whether this node serves the volume as its primary now (its set names it and its peers confirmed that).</summary>
+    public bool IsServingPrimary(string volume) =>
+        _attached.TryGetValue(volume, out var attached) && attached.Set.IsPrimary(settings.NodeName) && attached.Confirmed;
+
+    /// <summary>The newest point of this node's own history that is comparable (see <see cref="ReplicaHistory"/>), or null.</summary>
+    public HistoryBasis? OwnHistoryBasis(string volume) =>
+        _attached.TryGetValue(volume, out var attached) && HistoryOf(attached) is { } history && history.PositionIn(history.VolumeId, Guid.Empty) is { } position
+            ? new HistoryBasis(history.VolumeId, Guid.Empty, position)
+            : null;
+
+    /// <summary>How many blocks this node's own log says changed since batch <paramref name="sequence"/> of its own history; null when it cannot tell.</summary>
+    public async Task<long?> OwnChangesSinceAsync(string volume, long sequence) =>
+        _attached.TryGetValue(volume, out var attached) && HistoryOf(attached) is { } history &&
+        await history.ChangedSinceAsync(history.VolumeId, Guid.Empty, sequence) is { } changed
+            ? ReplicaHistory.CountOf(changed)
+            : null;
+
+    /// <summary>This replica's answer to a former primary comparing against a point of its history (<see cref="ReplicaHistory.AnswerAsync"/>); null when it cannot tell.</summary>
+    public async Task<HistoryAnswer?> AnswerHistoryAsync(string volume, HistoryBasis basis, Guid asker) =>
+        _attached.TryGetValue(volume, out var attached) && HistoryOf(attached) is { } history ? await history.AnswerAsync(basis, asker) : null;
+
+    /// <summary>
+    /// A split-brain policy kept this node's data over its peers': every peer may hold writes of the other side, so every
+    /// block is marked for each, narrowed at its connect to what either changed since this node's <paramref name="basis"/>
+    /// (null: a full resync). Done before the new replica set is recorded, so no peer connects under it unmarked.
+    /// </summary>
+    public async Task MarkAllOutOfSyncAsync(string volume, HistoryBasis? basis)
+    {
+        await _changes.WaitAsync();
+        try
+        {
+            if (!_attached.TryGetValue(volume, out var attached)) throw new InvalidOperationException($"volume {volume} is not open on this node");
+            foreach (var link in attached.Links) link.MarkAllOutOfSync(basis);
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
     /// <summary>The replicated volumes open on this node.</summary>
     public IReadOnlyList<string> OpenVolumes() => [.. _attached.Keys];
 
@@ -499,6 +539,10 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
     /// <summary>A primary about to be demoted takes no new NBD client (those connected are disconnected next); undone by <see cref="ServeAgain"/> if the demotion fails.</summary>
     public void RefuseWhileDemoting(string volume) =>
         catalog.Refuse(volume, "it is a replicated volume being demoted on this node; connect to its next primary");
+
+    /// <summary>A replica about to give up its data after a split brain takes no new NBD client; undone by <see cref="ServeAgain"/> if that fails.</summary>
+    public void RefuseWhileDiscarding(string volume) =>
+        catalog.Refuse(volume, "it is a replicated volume giving up its data after a split brain on this node; connect to its primary");
 
     public void ServeAgain(string volume)
     {

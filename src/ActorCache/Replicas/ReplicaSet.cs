@@ -16,7 +16,8 @@ namespace ActorCache.Replicas;
 /// changes them, so the next primary promoted from among them resyncs none of the others (DRBD's generation UUIDs
 /// say the same of two nodes whose current UUIDs match); everyone else is resynced in full. Null in every other set.
 /// </param>
-public sealed record ReplicaSet(string[] Nodes, string Protocol, string Primary, long Epoch, string[]? InSync = null)
+/// <param name="Resolution">Set by a split-brain policy that kept the former primary's data: the node that gives up its own (see <see cref="SplitBrainResolution"/>).</param>
+public sealed record ReplicaSet(string[] Nodes, string Protocol, string Primary, long Epoch, string[]? InSync = null, SplitBrainResolution? Resolution = null)
 {
     public const string Protocols = "A, B or C";
 

@@ -128,21 +128,41 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     /// <summary>Records and applies a newer replica set; an older or equal one changes nothing.</summary>
     public async Task<ReplicaView> AdoptAsync(string name, ReplicaSet set, CancellationToken ct)
     {
-        var current = await SetAsync(name, ct);
-        if (set.Epoch > current.Epoch && await AdoptNewerAsync(name, set, ct))
-            logger.LogInformation("volume {Name}: adopted replica set {Set}", name, set);
+        var gate = AdoptionOf(name);
+        await gate.WaitAsync(ct);
+        try
+        {
+            var current = await SetAsync(name, ct);
+            if (set.Epoch > current.Epoch && await AdoptNewerAsync(name, current, set, ct))
+                logger.LogInformation("volume {Name}: adopted replica set {Set}", name, set);
+        }
+        finally
+        {
+            gate.Release();
+        }
         return await ViewAsync(name, ct);
     }
+
+    // One adoption at a time per volume: the reconciler and a peer's spread may bring the same newer set at once.
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, SemaphoreSlim> _adoptions = new(StringComparer.Ordinal);
+
+    private SemaphoreSlim AdoptionOf(string name) => _adoptions.GetOrAdd(name, _ => new SemaphoreSlim(1, 1));
 
     /// <summary>
     /// Adopts a newer replica set, unless that would resync over writes this node acknowledged and the new
     /// primary may lack: this node FLUSHed while that node lacked data (<see cref="ReplicaRoles.HasUnsharedWrites"/>),
     /// and that node has been primary since. Both sides then hold acknowledged writes the other lacks: split
     /// brain. It is reported (peer status, /health, metrics), never merged: this node keeps its data and
-    /// role until an operator resolves it (<c>volume discard-my-data</c> keeps this side's data as a snapshot).
+    /// role until an operator or its split-brain policy resolves it (<see cref="ResolveSplitBrainAsync"/>). A set made by
+    /// the other side's policy that names this node as the one to give up its data is adopted that way (kept as a snapshot).
     /// </summary>
-    private async Task<bool> AdoptNewerAsync(string name, ReplicaSet newer, CancellationToken ct)
+    private async Task<bool> AdoptNewerAsync(string name, ReplicaSet current, ReplicaSet newer, CancellationToken ct)
     {
+        if (newer.Resolution is { } resolution && resolution.Loser == Self && current.Epoch < resolution.Epoch)
+        {
+            await DiscardLocalAsync(name, newer, $"{resolution.Winner} kept its own data by after-split-brain = {resolution.Policy}", ct);
+            return true;
+        }
         if (newer.Primary.Length > 0 && newer.Primary != Self && roles.HasUnsharedWrites(name, newer.Primary))
         {
             if (roles.MarkSplitBrain(name, newer.Primary))
@@ -166,19 +186,115 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     /// </summary>
     public async Task<ReplicaView> DiscardMyDataAsync(string name, CancellationToken ct)
     {
-        var set = await SetAsync(name, ct);
-        var others = await OthersAsync(name, set, ct);
-        var newest = others.Select(v => v.Replicas!).Where(s => s.Epoch > set.Epoch).MaxBy(s => s.Epoch)
-                     ?? throw new VolumeConflictException($"no replica of {name} that is up has a newer replica set than this node's ({set}); " +
-                                                          "discard-my-data gives this side up to a newer primary, and there is none to give it up to");
-        var snapshot = $"split-brain-{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}";
-        if (node.Server is { } server) await server.DisconnectAsync(name, "volume discarding its data after a split brain", settings.StopGrace);
-        await snapshots.CreateAsync([name], snapshot, null, ct);
-        logger.LogWarning("volume {Name}: split brain resolved by discarding this node's data; it is kept as snapshot {Name}@{Snapshot}", name, name, snapshot);
-        roles.ClearUnshared(name);
-        roles.ClearSplitBrain(name);
-        await RecordAsync(name, newest, ct);
+        var gate = AdoptionOf(name);
+        await gate.WaitAsync(ct);
+        try
+        {
+            var set = await SetAsync(name, ct);
+            var others = await OthersAsync(name, set, ct);
+            var newest = others.Select(v => v.Replicas!).Where(s => s.Epoch > set.Epoch).MaxBy(s => s.Epoch)
+                         ?? throw new VolumeConflictException($"no replica of {name} that is up has a newer replica set than this node's ({set}); " +
+                                                              "discard-my-data gives this side up to a newer primary, and there is none to give it up to");
+            await DiscardLocalAsync(name, newest, "volume discard-my-data", ct);
+        }
+        finally
+        {
+            gate.Release();
+        }
         return await ViewAsync(name, ct);
+    }
+
+    /// <summary>This side of a split brain gives up its data to <paramref name="newest"/>'s primary: kept as a snapshot here first, then resynced.</summary>
+    private async Task DiscardLocalAsync(string name, ReplicaSet newest, string why, CancellationToken ct)
+    {
+        var snapshot = $"split-brain-{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}";
+        // No client may write between the snapshot and the new role: that write would be in neither.
+        roles.RefuseWhileDiscarding(name);
+        try
+        {
+            if (node.Server is { } server) await server.DisconnectAsync(name, "volume discarding its data after a split brain", settings.StopGrace);
+            await snapshots.CreateAsync([name], snapshot, null, ct);
+            logger.LogWarning("volume {Name}: split brain resolved by discarding this node's data ({Why}); it is kept as snapshot {Name}@{Snapshot}, " +
+                              "and this node follows {Primary} now", name, why, name, snapshot, newest.Primary);
+            roles.ClearUnshared(name);
+            roles.ClearSplitBrain(name);
+            await RecordAsync(name, newest, ct);
+        }
+        catch
+        {
+            roles.ServeAgain(name);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A split brain this node found (<see cref="AdoptNewerAsync"/>) under <c>after-split-brain</c> other than disconnect:
+    /// the policy picks the side that gives up its data. This side: kept as a snapshot, then it follows the younger
+    /// primary. That primary: this node becomes primary under a newer set naming it (<see cref="SplitBrainResolution"/>),
+    /// which it adopts by keeping its data as a snapshot and following this node. Only this node decides, so the two
+    /// sides never act on opposite decisions. An undecided split brain is looked at again after <see cref="UndecidedPause"/>.
+    /// </summary>
+    private async Task ResolveSplitBrainAsync(string name, ReplicaSet newer, IReadOnlyList<ReplicaView> others, CancellationToken ct)
+    {
+        var policy = settings.Replication.AfterSplitBrain;
+        if (policy == SplitBrainPolicy.Disconnect) return;
+        if (_undecided.TryGetValue(name, out var until) && Environment.TickCount64 < until) return;
+        var peer = newer.Primary;
+        var (own, theirs) = policy == SplitBrainPolicy.DiscardLeastChanges ? await CountChangesAsync(name, peer, ct) : (null, null);
+        var verdict = SplitBrainVerdict.Decide(policy, peer, roles.IsServingPrimary(name), others.Any(v => v.Node == peer && v is { Role: "primary", Online: true }), own, theirs);
+        var policyName = SplitBrainVerdict.Name(policy);
+        if (verdict.Loser is not { } loser)
+        {
+            _undecided[name] = Environment.TickCount64 + (long)UndecidedPause.TotalMilliseconds;
+            logger.LogError("volume {Name}: split brain with {Peer} stays unresolved under after-split-brain = {Policy}: {Why}", name, peer, policyName, verdict.Why);
+            return;
+        }
+        _undecided.TryRemove(name, out _);
+        logger.LogWarning("volume {Name}: split brain with {Peer}: after-split-brain = {Policy} discards the data of {Loser} ({Why})", name, peer, policyName,
+            loser == SplitBrainLoser.FormerPrimary ? "this node" : peer, verdict.Why);
+        if (loser == SplitBrainLoser.FormerPrimary)
+        {
+            await DiscardLocalAsync(name, newer, $"after-split-brain = {policyName}: {verdict.Why}", ct);
+            return;
+        }
+        // This node keeps its data. A former primary restarted since serves again; every peer may hold the other side's writes.
+        await roles.ConfirmAsync(name);
+        await roles.MarkAllOutOfSyncAsync(name, roles.OwnHistoryBasis(name));
+        var epoch = newer.Epoch + 1;
+        var kept = newer with { Primary = Self, Epoch = epoch, InSync = null, Resolution = new SplitBrainResolution(Self, peer, epoch, policyName) };
+        await RecordAsync(name, kept, ct);
+        roles.ClearSplitBrain(name);
+        logger.LogWarning("volume {Name}: primary again over {Peer}'s split-brain data by after-split-brain = {Policy}; replica set {Set}. {Peer} keeps its data as a snapshot " +
+                          "and is resynced from this node", name, peer, policyName, kept, peer);
+        await SpreadAsync(name, kept, ct);
+    }
+
+    private static readonly TimeSpan UndecidedPause = TimeSpan.FromSeconds(30);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, long> _undecided = new(StringComparer.Ordinal);
+
+    /// <summary>The blocks this node and <paramref name="peer"/> each changed since they last agreed (a point of this node's history both logs cover); null where a log cannot tell.</summary>
+    private async Task<(long? Own, long? Theirs)> CountChangesAsync(string name, string peer, CancellationToken ct)
+    {
+        if (roles.OwnHistoryBasis(name) is not { } basis) return (null, null);
+        SplitBrainChanges? theirs = null;
+        try
+        {
+            theirs = await peers.AskAsync<SplitBrainChanges>(peer, new CountChangesSince(name, basis, basis.VolumeId), ct, AskTimeout);
+        }
+        catch (ReplicaRefusedException e)
+        {
+            logger.LogInformation("volume {Name}: {Peer} cannot count its changes since batch {Sequence} of this node's history: {Reason}", name, peer, basis.Sequence, e.Message);
+        }
+        var own = await roles.OwnChangesSinceAsync(name, theirs?.Sequence ?? basis.Sequence);
+        return (own, theirs?.Blocks);
+    }
+
+    /// <summary>This node's side of <see cref="CountChangesAsync"/>, asked by the former primary.</summary>
+    public async Task<SplitBrainChanges> CountChangesSinceAsync(CountChangesSince request, CancellationToken ct)
+    {
+        var answer = await roles.AnswerHistoryAsync(request.Name, request.Basis, request.Asker).WaitAsync(ct)
+                     ?? throw new VolumeConflictException($"node {Self}'s log of {request.Name} no longer covers batch {request.Basis.Sequence} of the asking node's history");
+        return new SplitBrainChanges(Self, answer.Sequence, ReplicaHistory.CountOf(answer.Blocks));
     }
 
     private async Task RecordAsync(string name, ReplicaSet set, CancellationToken ct)
@@ -236,8 +352,23 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         var newest = others.Select(v => v.Replicas!).Where(s => s.Epoch > set.Epoch).MaxBy(s => s.Epoch);
         if (newest is not null)
         {
-            // In split brain this node keeps its role but is not confirmed: after a restart it does not serve.
-            if (!await AdoptNewerAsync(name, newest, ct)) return;
+            var gate = AdoptionOf(name);
+            await gate.WaitAsync(ct);
+            try
+            {
+                var current = await SetAsync(name, ct);
+                if (newest.Epoch <= current.Epoch) return; // adopted meanwhile (a peer's spread): the next round looks again
+                // In split brain this node keeps its role but is not confirmed: after a restart it does not serve, unless its policy resolves it.
+                if (!await AdoptNewerAsync(name, current, newest, ct))
+                {
+                    await ResolveSplitBrainAsync(name, newest, others, ct);
+                    return;
+                }
+            }
+            finally
+            {
+                gate.Release();
+            }
             logger.LogWarning("volume {Name}: the replica set changed to {Set} (a promotion, demotion or protocol switch made elsewhere); adopted", name, newest);
         }
         // The other side of a split brain says so: this node shows it too.
@@ -279,7 +410,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
                 throw new VolumeConflictException($"node {newer.Node} holds newer data of {name} than node {Self} (batch {newer.FollowedSequence} of the last primary " +
                                                   $"against {sequence}): promote {newer.Node}, or force this node (--force: {newer.Node}'s newer writes are resynced over)");
         }
-        var promoted = set with { Primary = Self, Epoch = newest.Epoch + 1, InSync = null };
+        var promoted = set with { Primary = Self, Epoch = newest.Epoch + 1, InSync = null, Resolution = null };
         await RecordAsync(name, promoted, ct);
         logger.LogWarning("volume {Name}: promoted to primary on {Node}{Force}; replica set {Set}", name, Self, force ? " by force" : "", promoted);
         await SpreadAsync(name, promoted, ct);
@@ -309,7 +440,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             if (node.Server is { } server) await server.DisconnectAsync(name, "volume demoted", settings.StopGrace);
             // A clean demotion: everything flushed and on every peer that can take it, so the next primary resyncs none of them.
             var inSync = await roles.SettleAsync(name, settings.Replication.AckTimeout, ct);
-            demoted = set with { Primary = "", Epoch = set.Epoch + 1, InSync = [Self, .. inSync] };
+            demoted = set with { Primary = "", Epoch = set.Epoch + 1, InSync = [Self, .. inSync], Resolution = null };
             await RecordAsync(name, demoted, ct);
         }
         catch

@@ -9,8 +9,9 @@ namespace ActorCache.Replicas;
 /// <param name="ResyncRate">Bytes per second per peer; 0: no limit.</param>
 /// <param name="Quorum">quorum = majority: a primary of three or more replicas writes only while it reaches a majority.</param>
 /// <param name="SuspendWithoutQuorum">on-no-quorum = suspend-io (wait) rather than io-error (fail with EIO).</param>
+/// <param name="AfterSplitBrain">after-split-brain: what this node does when it finds a split brain.</param>
 public sealed record ReplicationSettings(string ListenHost, int ListenPort, long ResyncRate, TimeSpan AckTimeout, long MaxLag, bool Quorum = true,
-    bool SuspendWithoutQuorum = false)
+    bool SuspendWithoutQuorum = false, SplitBrainPolicy AfterSplitBrain = SplitBrainPolicy.Disconnect)
 {
     public static readonly ReplicationSettings Default = new("127.0.0.1", 0, 0, TimeSpan.FromSeconds(5), 256L << 20);
 
@@ -30,7 +31,9 @@ public sealed record ReplicationSettings(string ListenHost, int ListenPort, long
         return new ReplicationSettings(host, port, ReadResyncRate(read), read.Duration("replication.ack-timeout", TimeSpan.FromMilliseconds(100), "5s"),
             read.Size("replication.max-lag", 1 << 20),
             read.Choice("replication.quorum", ("majority", true), ("off", false)),
-            read.Choice("replication.on-no-quorum", ("io-error", false), ("suspend-io", true)));
+            read.Choice("replication.on-no-quorum", ("io-error", false), ("suspend-io", true)),
+            read.Choice("replication.after-split-brain", ("disconnect", SplitBrainPolicy.Disconnect), ("discard-secondary", SplitBrainPolicy.DiscardSecondary),
+                ("discard-younger-primary", SplitBrainPolicy.DiscardYoungerPrimary), ("discard-least-changes", SplitBrainPolicy.DiscardLeastChanges)));
     }
 
     /// <summary>A rate such as <c>100M</c> (bytes per second), or 0 for no limit.</summary>
