@@ -4,11 +4,12 @@ namespace ActorCache.Integration.Tests;
 
 /// <summary>
 /// A split-brain policy resolving it without an operator, on real node processes: <c>after-split-brain =
-/// discard-least-changes</c>, twice on one two-replica volume. Each round: b is stopped while a FLUSHes, a is
-/// stopped, b is promoted by force and FLUSHes, a comes back. First a changed more blocks, so b (the younger
-/// primary, serving) gives up its data: kept as a snapshot on b, a primary again, b resynced from a. Then b
-/// changed more, so a gives up its data the same way. Each time the snapshot reads back what the losing side
-/// had, the resync is narrowed by the logs, verify finds no difference, and the winner's data is what is served.
+/// discard-least-changes</c>, twice on one three-replica volume. Each round: b is stopped while a FLUSHes (c
+/// follows), a is stopped, b is promoted by force and FLUSHes (c follows b now), a comes back. First a changed
+/// more blocks, so b (the younger primary, serving, without quorum once c takes a's new set) gives up its data:
+/// kept as a snapshot on b, a primary again, b and c resynced from a. Then b changed more, so a gives up its
+/// data the same way. Each time the snapshot reads back what the losing side had, the loser's resync is
+/// narrowed by the logs, verify finds no difference on either peer, and the winner's data is what is served.
 /// </summary>
 public sealed class SplitBrainPolicyTests : IAsyncLifetime
 {
@@ -21,8 +22,14 @@ public sealed class SplitBrainPolicyTests : IAsyncLifetime
     private static string Write(char c, int block, int blocks) =>
         $"h.pwrite(b'{c}' * {4096 * blocks}, {4096L * block})\nh.flush()\nprint('flushed')";
 
-    private static async Task WriteAsync(NodeProcess node, char c, int block, int blocks = 1) =>
-        Assert.Contains("flushed", (await Tool.RunAsync("nbdsh", ["-u", node.UnixUri("s"), "-c", Write(c, block, blocks)], TimeSpan.FromSeconds(30))).Output);
+    private static async Task WriteAsync(NodeProcess node, char c, int block, int blocks = 1)
+    {
+        var output = await TryWriteAsync(node, c, block, blocks);
+        Assert.True(output.Contains("flushed", StringComparison.Ordinal), output);
+    }
+
+    private static async Task<string> TryWriteAsync(NodeProcess node, char c, int block, int blocks) =>
+        (await Tool.RunAsync("nbdsh", ["-u", node.UnixUri("s"), "-c", Write(c, block, blocks)], TimeSpan.FromSeconds(30))).Output;
 
     /// <summary>
     /// The split brain of one round: <paramref name="older"/> is primary and FLUSHes <paramref name="olderBlocks"/> blocks at
@@ -48,7 +55,9 @@ public sealed class SplitBrainPolicyTests : IAsyncLifetime
         try
         {
             await WaitAsync(async () => (await Cli.RunAsync(younger, "volume", "promote", "s", "--force")).ExitCode == 0, "the younger side promoted", 30);
-            await WriteAsync(younger, youngerByte, youngerAt, youngerBlocks);
+            // Its writes fail (EIO, nothing written) until its link to c is up: the promotion made it primary of three replicas.
+            await WaitAsync(async () => (await TryWriteAsync(younger, youngerByte, youngerAt, youngerBlocks)).Contains("flushed", StringComparison.Ordinal),
+                "the younger side writes", 30, 500);
         }
         finally
         {
@@ -84,8 +93,8 @@ public sealed class SplitBrainPolicyTests : IAsyncLifetime
     public async Task Discard_least_changes_keeps_the_side_that_changed_more_and_the_other_as_a_snapshot_in_either_direction()
     {
         var (a, b, _) = await _cluster.StartThreeAsync();
-        await Cli.CheckAsync(a, "volume", "create", "s", "--size", "16M", "--replicas", "a,b");
-        await WaitAsync(async () => (await PeersAsync(a, "s")).All(p => p.GetProperty("connection").GetString() is "local" or "connected"), "b connected");
+        await Cli.CheckAsync(a, "volume", "create", "s", "--size", "16M", "--replicas", "a,b,c");
+        await WaitAsync(async () => (await PeersAsync(a, "s")).All(p => p.GetProperty("connection").GetString() is "local" or "connected"), "b and c connected");
         await WriteAsync(a, '1', 0);
 
         // Round 1: a (the former primary) changes 8 blocks, b (promoted by force) 1 (and perhaps a's first): b gives up its data.
@@ -94,7 +103,7 @@ public sealed class SplitBrainPolicyTests : IAsyncLifetime
         Assert.True(await a.ShowsAsync("after-split-brain = discard-least-changes discards the data of b (b changed "),
             _cluster.Tails());
         Assert.Equal("a", (await Cli.JsonAsync(a, "volume", "status", "s")).GetProperty("replication").GetProperty("primary").GetString());
-        await InSyncAsync(a, "b resynced from a");
+        await InSyncAsync(a, "b and c resynced from a");
         Assert.True(await a.ShowsAsync("the logs narrow the resync of b"), _cluster.Tails());
         var keptOnB = await ReadAsync(b, $"s@{await SplitBrainSnapshotAsync(b)}", "kept-1.img");
         Assert.Contains(At(keptOnB, 0), "1A"u8.ToArray()); // a's first write in flight to b when b was stopped, or not
@@ -110,7 +119,7 @@ public sealed class SplitBrainPolicyTests : IAsyncLifetime
         Assert.True(await a.ShowsAsync("split brain resolved by discarding this node's data", TimeSpan.FromSeconds(60)), _cluster.Tails());
         Assert.True(await a.ShowsAsync("after-split-brain = discard-least-changes discards the data of this node (this node changed "), _cluster.Tails());
         Assert.Equal("b", (await Cli.JsonAsync(b, "volume", "status", "s")).GetProperty("replication").GetProperty("primary").GetString());
-        await InSyncAsync(b, "a resynced from b");
+        await InSyncAsync(b, "a and c resynced from b");
         var keptOnA = await ReadAsync(a, $"s@{await SplitBrainSnapshotAsync(a)}", "kept-2.img");
         Assert.Equal(new byte[] { (byte)'C', 0, (byte)'E' }, new[] { At(keptOnA, 12), At(keptOnA, 16), At(keptOnA, 24) });
         var onB = await ReadAsync(b, "s", "b-2.img");

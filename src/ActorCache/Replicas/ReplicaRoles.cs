@@ -82,6 +82,25 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
     private ReplicaHistory? HistoryOf(Attached attached) =>
         CacheOf(attached.Volume) is WriteBackCache cache ? new ReplicaHistory(cache, StateDirectory(attached.Volume.Definition.Name)) : null;
 
+    /// <summary>
+    /// A replica giving up its data after a split brain: its snapshot's FLUSH must not wait for quorum, which it lost when the
+    /// other replicas took the winner's set (under suspend-io it would wait forever). Its clients are gone and no new one is let
+    /// in by then. Returns the guard, for <see cref="RestoreGuard"/> should the discard fail.
+    /// </summary>
+    public PrimaryGuard? TakeGuard(string volume)
+    {
+        if (!_attached.TryGetValue(volume, out var attached)) return null;
+        var guard = attached.Volume.Guard;
+        attached.Volume.Guard = null;
+        return guard;
+    }
+
+    public void RestoreGuard(string volume, PrimaryGuard? guard)
+    {
+        if (guard is not null && _attached.TryGetValue(volume, out var attached) && attached.Set.IsPrimary(settings.NodeName) && attached.Volume.Guard is null)
+            attached.Volume.Guard = guard;
+    }
+
     /// <summary>Whether this node serves the volume as its primary now (its set names it and its peers confirmed that).</summary>
     public bool IsServingPrimary(string volume) =>
         _attached.TryGetValue(volume, out var attached) && attached.Set.IsPrimary(settings.NodeName) && attached.Confirmed;
@@ -229,15 +248,19 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         Enter(attached, fullResync: isPrimary && !wasPrimary, identical);
     }
 
-    /// <summary>The peers agree this node is still the volume's primary (or none could be asked): it ships to its peers and the front serves it.</summary>
-    public async Task ConfirmAsync(string volume)
+    /// <summary>
+    /// The peers agree this node is still the volume's primary (or none could be asked): it ships to its peers and the front serves it.
+    /// With <paramref name="markAll"/> (a split-brain policy kept this node's data over its peers') every peer's link starts with every
+    /// block marked, narrowed at connect from that point of this node's history (null in it: a full resync); see <see cref="MarkAllOutOfSyncAsync"/>.
+    /// </summary>
+    public async Task ConfirmAsync(string volume, FullMark? markAll = null)
     {
         await _changes.WaitAsync();
         try
         {
             if (!_attached.TryGetValue(volume, out var attached) || attached.Confirmed) return;
             attached.Confirmed = true;
-            if (attached.Set.IsPrimary(settings.NodeName)) Enter(attached);
+            if (attached.Set.IsPrimary(settings.NodeName)) Enter(attached, markAll: markAll);
         }
         finally
         {
@@ -245,7 +268,10 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         }
     }
 
-    private void Enter(Attached attached, bool fullResync = false, IReadOnlyList<string>? identical = null)
+    /// <summary>Every block marked for every peer, narrowed at connect from <paramref name="Basis"/> (null: a full resync).</summary>
+    public sealed record FullMark(HistoryBasis? Basis);
+
+    private void Enter(Attached attached, bool fullResync = false, IReadOnlyList<string>? identical = null, FullMark? markAll = null)
     {
         var name = attached.Volume.Definition.Name;
         var set = attached.Set;
@@ -266,7 +292,9 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             return;
         }
         attached.Volume.Guard = GuardOf(attached);
-        var basis = fullResync && FollowedBasisOf(name) is { VolumeId: var followed } held && followed != Guid.Empty ? held : null;
+        var basis = markAll is not null ? markAll.Basis
+            : fullResync && FollowedBasisOf(name) is { VolumeId: var followed } held && followed != Guid.Empty ? held : null;
+        if (markAll is not null) (fullResync, identical) = (true, null);
         // A primary follows nobody: what it followed as a secondary before says nothing about it from now on.
         attached.Followed = null;
         var cache = CacheOf(attached.Volume) as WriteBackCache

@@ -210,10 +210,17 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         var snapshot = $"split-brain-{DateTime.UtcNow:yyyyMMdd'T'HHmmss'Z'}";
         // No client may write between the snapshot and the new role: that write would be in neither.
         roles.RefuseWhileDiscarding(name);
+        PrimaryGuard? guard = null;
         try
         {
             if (node.Server is { } server) await server.DisconnectAsync(name, "volume discarding its data after a split brain", settings.StopGrace);
-            await snapshots.CreateAsync([name], snapshot, null, ct);
+            // The snapshot's FLUSH is this node's alone: a primary giving up its data has lost quorum to the winner's set.
+            guard = roles.TakeGuard(name);
+            using (var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct))
+            {
+                bounded.CancelAfter(DiscardTimeout); // the adoption lock is held: never wait for ever
+                await snapshots.CreateAsync([name], snapshot, null, bounded.Token);
+            }
             logger.LogWarning("volume {Name}: split brain resolved by discarding this node's data ({Why}); it is kept as snapshot {Name}@{Snapshot}, " +
                               "and this node follows {Primary} now", name, why, name, snapshot, newest.Primary);
             roles.ClearUnshared(name);
@@ -222,10 +229,13 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         }
         catch
         {
+            roles.RestoreGuard(name, guard);
             roles.ServeAgain(name);
             throw;
         }
     }
+
+    private static readonly TimeSpan DiscardTimeout = TimeSpan.FromSeconds(60);
 
     /// <summary>
     /// A split brain this node found (<see cref="AdoptNewerAsync"/>) under <c>after-split-brain</c> other than disconnect:
@@ -240,9 +250,14 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         if (policy == SplitBrainPolicy.Disconnect) return;
         if (_undecided.TryGetValue(name, out var until) && Environment.TickCount64 < until) return;
         var peer = newer.Primary;
-        var (own, theirs) = policy == SplitBrainPolicy.DiscardLeastChanges ? await CountChangesAsync(name, peer, ct) : (null, null);
-        var verdict = SplitBrainVerdict.Decide(policy, peer, roles.IsServingPrimary(name), others.Any(v => v.Node == peer && v is { Role: "primary", Online: true }), own, theirs);
         var policyName = SplitBrainVerdict.Name(policy);
+        // As DRBD decides at connect: both sides present. A younger primary that is away cannot be asked, nor told, and a
+        // peer resynced from this node meanwhile would lose the only other copy of its writes.
+        var peerView = others.FirstOrDefault(v => v.Node == peer && v.Online && v.Replicas?.Epoch == newer.Epoch);
+        var (own, theirs) = peerView is not null && policy == SplitBrainPolicy.DiscardLeastChanges ? await CountChangesAsync(name, peer, ct) : (null, null);
+        var verdict = peerView is null
+            ? new SplitBrainVerdict(null, $"{peer}'s replica is not up (a policy decides only with both sides there)")
+            : SplitBrainVerdict.Decide(policy, peer, roles.IsServingPrimary(name), peerView.Role == "primary", own, theirs);
         if (verdict.Loser is not { } loser)
         {
             _undecided[name] = Environment.TickCount64 + (long)UndecidedPause.TotalMilliseconds;
@@ -257,12 +272,28 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             await DiscardLocalAsync(name, newer, $"after-split-brain = {policyName}: {verdict.Why}", ct);
             return;
         }
-        // This node keeps its data. A former primary restarted since serves again; every peer may hold the other side's writes.
-        await roles.ConfirmAsync(name);
-        await roles.MarkAllOutOfSyncAsync(name, roles.OwnHistoryBasis(name));
+        // This node keeps its data, under a set newer than any a replica has now (the count may have taken a while).
+        var newest = (await OthersAsync(name, newer, ct)).Select(v => v.Replicas!).Append(newer).MaxBy(s => s.Epoch)!;
+        if (newest.Epoch != newer.Epoch)
+        {
+            logger.LogInformation("volume {Name}: the replica set changed while the split brain was decided ({Set}); deciding again", name, newest);
+            return;
+        }
         var epoch = newer.Epoch + 1;
         var kept = newer with { Primary = Self, Epoch = epoch, InSync = null, Resolution = new SplitBrainResolution(Self, peer, epoch, policyName) };
-        await RecordAsync(name, kept, ct);
+        // Every peer may hold the other side's writes: all marked before any can connect under the new set, narrowed by the logs.
+        var basis = roles.OwnHistoryBasis(name);
+        if (roles.IsServingPrimary(name))
+        {
+            await roles.MarkAllOutOfSyncAsync(name, basis);
+            await RecordAsync(name, kept, ct);
+        }
+        else
+        {
+            // A former primary restarted since: it serves again only once the set that says so is recorded.
+            await RecordAsync(name, kept, ct);
+            await roles.ConfirmAsync(name, new ReplicaRoles.FullMark(basis));
+        }
         roles.ClearSplitBrain(name);
         logger.LogWarning("volume {Name}: primary again over {Peer}'s split-brain data by after-split-brain = {Policy}; replica set {Set}. {Peer} keeps its data as a snapshot " +
                           "and is resynced from this node", name, peer, policyName, kept, peer);
@@ -391,7 +422,25 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         if (!roles.IsOpen(name)) throw new VolumeConflictException($"volume {name} is not open on node {Self}, so it cannot become primary here");
         var others = await OthersAsync(name, set, ct);
         var newest = others.Select(v => v.Replicas!).Append(set).MaxBy(s => s.Epoch)!;
-        if (newest.Epoch > set.Epoch) await RecordAsync(name, set = newest, ct);
+        if (newest.Epoch > set.Epoch)
+        {
+            // Adopted as the reconciler would: a split brain is refused, a set that names this node a split brain's loser is taken
+            // by keeping its data as a snapshot first.
+            var gate = AdoptionOf(name);
+            await gate.WaitAsync(ct);
+            try
+            {
+                var current = await SetAsync(name, ct);
+                if (newest.Epoch > current.Epoch && !await AdoptNewerAsync(name, current, newest, ct))
+                    throw new VolumeConflictException($"volume {name} is in split brain with {newest.Primary} (both wrote since they last agreed); resolve it first: " +
+                                                      $"'actorcache volume discard-my-data {name}' on the side to give up");
+            }
+            finally
+            {
+                gate.Release();
+            }
+            set = await SetAsync(name, ct);
+        }
         if (set.IsPrimary(Self)) return await ViewAsync(name, ct);
         if (set.Primary.Length > 0 && others.FirstOrDefault(v => v.Node == set.Primary) is { Online: true, Role: "primary" })
             throw new VolumeConflictException($"node {set.Primary} is the primary of {name} and is up; demote it first (actorcache volume demote {name} --node {set.Primary})");
@@ -410,7 +459,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
                 throw new VolumeConflictException($"node {newer.Node} holds newer data of {name} than node {Self} (batch {newer.FollowedSequence} of the last primary " +
                                                   $"against {sequence}): promote {newer.Node}, or force this node (--force: {newer.Node}'s newer writes are resynced over)");
         }
-        var promoted = set with { Primary = Self, Epoch = newest.Epoch + 1, InSync = null, Resolution = null };
+        var promoted = set with { Primary = Self, Epoch = newest.Epoch + 1, InSync = null };
         await RecordAsync(name, promoted, ct);
         logger.LogWarning("volume {Name}: promoted to primary on {Node}{Force}; replica set {Set}", name, Self, force ? " by force" : "", promoted);
         await SpreadAsync(name, promoted, ct);
@@ -440,7 +489,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             if (node.Server is { } server) await server.DisconnectAsync(name, "volume demoted", settings.StopGrace);
             // A clean demotion: everything flushed and on every peer that can take it, so the next primary resyncs none of them.
             var inSync = await roles.SettleAsync(name, settings.Replication.AckTimeout, ct);
-            demoted = set with { Primary = "", Epoch = set.Epoch + 1, InSync = [Self, .. inSync], Resolution = null };
+            demoted = set with { Primary = "", Epoch = set.Epoch + 1, InSync = [Self, .. inSync] };
             await RecordAsync(name, demoted, ct);
         }
         catch
