@@ -13,6 +13,9 @@ namespace ActorCache.Integration.Tests;
 /// secondary instead: the writers keep going and their FLUSHes complete, and the secondary, resynced when back, is the
 /// one promoted at the next kill, so what it serves shows it caught up.
 /// </summary>
+// Never beside the other heavy three-node test: two such clusters under load on two cores starved Akka's heartbeats until
+// the split-brain resolver downed a primary mid-test.
+[Collection(HeavyClusters.Name)]
 public sealed class ReplicationCrashTests(ITestOutputHelper log) : IAsyncLifetime
 {
     private const string Volume = "r";

@@ -13,6 +13,9 @@ namespace ActorCache.Integration.Tests;
 /// Last, the former primary is SIGKILLed after its writes and restarted: not confirmed as primary (not serving)
 /// when it finds the split brain, it keeps its data and serves once its new set is recorded.
 /// </summary>
+// Never beside the other heavy three-node test: two such clusters under load on two cores starved Akka's heartbeats until
+// the split-brain resolver downed a primary mid-test.
+[Collection(HeavyClusters.Name)]
 public sealed class SplitBrainPolicyTests : IAsyncLifetime
 {
     // The splits are made with SIGSTOP, one node after the other. A node stopped long enough to be marked unreachable stays so
