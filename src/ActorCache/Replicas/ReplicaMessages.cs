@@ -81,7 +81,6 @@ public sealed record HandOffs(string Node, HandOff[] Volumes);
 /// <summary>One volume's hand-off: the node that is its primary now, or why it stayed here.</summary>
 public sealed record HandOff(string Volume, string? To, string? Problem);
 
-
 /// <summary>
 /// Split brain, discard-least-changes: how many blocks has this node's replica changed since it held <paramref name="Basis"/> (a
 /// point of the asking former primary's history, whose volume id is <paramref name="Asker"/>)? Answered with

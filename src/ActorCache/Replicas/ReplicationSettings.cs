@@ -32,8 +32,7 @@ public sealed record ReplicationSettings(string ListenHost, int ListenPort, long
             read.Size("replication.max-lag", 1 << 20),
             read.Choice("replication.quorum", ("majority", true), ("off", false)),
             read.Choice("replication.on-no-quorum", ("io-error", false), ("suspend-io", true)),
-            read.Choice("replication.after-split-brain", ("disconnect", SplitBrainPolicy.Disconnect), ("discard-secondary", SplitBrainPolicy.DiscardSecondary),
-                ("discard-younger-primary", SplitBrainPolicy.DiscardYoungerPrimary), ("discard-least-changes", SplitBrainPolicy.DiscardLeastChanges)));
+            read.Choice("replication.after-split-brain", [.. Enum.GetValues<SplitBrainPolicy>().Select(p => (SplitBrainVerdict.Name(p), p))]));
     }
 
     /// <summary>A rate such as <c>100M</c> (bytes per second), or 0 for no limit.</summary>
