@@ -10,8 +10,6 @@ namespace ActorCache.Integration.Tests;
 /// kept as a snapshot on b, a primary again, b and c resynced from a. Then b changed more, so a gives up its
 /// data the same way. Each time the snapshot reads back what the losing side had, the loser's resync is
 /// narrowed by the logs, verify finds no difference on either peer, and the winner's data is what is served.
-/// Last, the former primary is SIGKILLed after its writes and restarted: not confirmed as primary (not serving)
-/// when it finds the split brain, it keeps its data and serves once its new set is recorded.
 /// </summary>
 // Never beside the other heavy three-node test: two such clusters under load on two cores starved Akka's heartbeats until
 // the split-brain resolver downed a primary mid-test.
@@ -143,33 +141,5 @@ public sealed class SplitBrainPolicyTests : IAsyncLifetime
         var onB = await ReadAsync(b, "s", "b-2.img");
         Assert.Equal(new byte[] { (byte)'A', 0, (byte)'D', (byte)'D', (byte)'E' }, new[] { At(onB, 0), At(onB, 8), At(onB, 16), At(onB, 19), At(onB, 24) });
         Assert.Contains(At(onB, 12), new byte[] { 0, (byte)'C' }); // a's write in flight to b when b was stopped, or not
-
-        // Round 3: b (primary now) changes 8 blocks while a is stopped and is then SIGKILLed; a, promoted by force, changes 1.
-        // b restarted is not confirmed as primary (it does not serve) when it finds the split brain, and keeps its data.
-        await WriteAsync(b, 'F', 28);
-        await Tool.CheckAsync("kill", "-STOP", a.Pid.ToString());
-        try
-        {
-            await WriteAsync(b, 'G', 32);
-            await WriteAsync(b, 'G', 33, 7);
-            await b.KillAsync();
-        }
-        finally
-        {
-            await Tool.CheckAsync("kill", "-CONT", a.Pid.ToString());
-        }
-        await WaitAsync(async () => (await Cli.RunAsync(a, "volume", "promote", "s", "--force")).ExitCode == 0, "a promoted", 30);
-        await WaitAsync(async () => (await TryWriteAsync(a, 'H', 40, 1)).Contains("flushed", StringComparison.Ordinal), "a writes", 30, 500);
-        var b3 = await _cluster.StartAsync("b", b.DataDir);
-        // (b rejoins the cluster first: its reconciler asks its peers only once it is Up.)
-        Assert.True(await b3.ShowsAsync("after-split-brain = discard-least-changes discards the data of a (a changed ", TimeSpan.FromSeconds(90)), _cluster.Tails());
-        await WaitAsync(() => Task.FromResult(a.Output.Split("split brain resolved by discarding this node's data").Length - 1 == 2), "a gave up its data again", 30);
-        await InSyncAsync(b3, "a and c resynced from b after its restart");
-        var lastKept = (await Cli.JsonAsync(a, "snapshot", "list")).EnumerateArray().Select(x => x.GetProperty("name").GetString()!)
-            .Where(n => n.StartsWith("split-brain-", StringComparison.Ordinal)).Max();
-        var keptOnA3 = await ReadAsync(a, $"s@{lastKept}", "kept-3.img");
-        Assert.Equal(new byte[] { (byte)'F', (byte)'H' }, new[] { At(keptOnA3, 28), At(keptOnA3, 40) });
-        var onB3 = await ReadAsync(b3, "s", "b-3.img");
-        Assert.Equal(new byte[] { (byte)'F', (byte)'G', (byte)'G', 0 }, new[] { At(onB3, 28), At(onB3, 33), At(onB3, 39), At(onB3, 40) });
     }
 }
