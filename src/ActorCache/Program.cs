@@ -50,6 +50,7 @@ public static class Program
         root.Subcommands.Add(ClusterCommands.Create());
         root.Subcommands.Add(PeerCommands.Create());
         root.Subcommands.Add(ActorCommands.Create());
+        root.Subcommands.Add(ShardingCommands.Create());
         root.Subcommands.Add(TopCommand.Create());
         CliHelp.Install(root);
         return root;

@@ -58,6 +58,9 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Equal(JsonValueKind.Number, peers[1].GetProperty("outOfSyncBytes").ValueKind);
         Assert.False(peers[1].GetProperty("splitBrain").GetBoolean());
 
+        // Each replica's sharded entity runs on its own node, and only there.
+        await WaitAsync(async () => await EntitiesByNodeAsync(c) is var e && e.GetValueOrDefault("a") == "a/r" && e.GetValueOrDefault("b") == "b/r" && e.GetValueOrDefault("c") == "c/r", "replica entities on their nodes");
+
         // Write through a with FLUSH and FUA; SIGKILL a in the middle, once 200 writes are flushed.
         const int Blocks = 2000;
         var progress = Path.Combine(a.DataDir, "progress.txt");
@@ -79,6 +82,8 @@ public sealed class ReplicationTests : IAsyncLifetime
         var a2 = await StartAsync("a", a.DataDir);
         await WaitAsync(async () => (await Cli.JsonAsync(a2, "volume", "status", "r")).GetProperty("replication").GetProperty("role").GetString() == "secondary",
             "a back as a secondary");
+        // a's entity is back on a (its new run), with b's region asked: the shard coordinator that lived on a moved.
+        await WaitAsync(async () => (await EntitiesByNodeAsync(b)).GetValueOrDefault("a") == "a/r", "a's replica entity back on a");
         await WaitAsync(async () => (await PeersAsync(b, "r")).All(p => p.GetProperty("disk").GetString() == "UpToDate" &&
                                                                          p.GetProperty("connection").GetString() is "local" or "connected"), "a resynced", 90);
         var resynced = (await Cli.JsonAsync(b, "peer", "resync", "r", "--follow")).EnumerateArray().ToList();
@@ -86,7 +91,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         // Neither peer was resynced in full: both logs narrowed it to what differs since the last batch of a both held.
         Assert.Contains("the logs narrow the resync of c", b.Output);
         Assert.Contains("the logs narrow the resync of a", b.Output);
-                var refusedA = await Tool.RunAsync("nbdinfo", [a2.UnixUri("r")]);
+        var refusedA = await Tool.RunAsync("nbdinfo", [a2.UnixUri("r")]);
         Assert.NotEqual(0, refusedA.ExitCode);
 
         // Promotion of c while b is up as primary is refused.
@@ -100,6 +105,12 @@ public sealed class ReplicationTests : IAsyncLifetime
         await Tool.CheckAsync("nbdcopy", a2.UnixUri("r"), onA);
         Assert.True(File.ReadAllBytes(onB).AsSpan().SequenceEqual(File.ReadAllBytes(onA)), "a after the switchover does not hold what b had");
     }
+
+    /// <summary>Each member's replica entities as <c>sharding show --json</c> lists them, comma-separated, by node.</summary>
+    private static async Task<Dictionary<string, string>> EntitiesByNodeAsync(NodeProcess asked) =>
+        (await Cli.JsonAsync(asked, "sharding", "show")).EnumerateArray().GroupBy(r => r.GetProperty("node").GetString()!).ToDictionary(g => g.Key,
+            g => string.Join(",", g.SelectMany(r => r.GetProperty("shards").EnumerateArray()).SelectMany(s => s.GetProperty("entities").EnumerateArray())
+                .Select(e => e.GetString())));
 
     /// <summary>
     /// A primary SIGKILLed and restarted with nobody promoted meanwhile stays primary; its links' bitmaps are unknown

@@ -41,6 +41,7 @@ public static class AdminEndpoints
         OperationEndpoints.Map(api);
         ClusterEndpoints.Map(api);
         ActorEndpoints.Map(api);
+        ShardingEndpoints.Map(api);
         api.MapFallback("{**path}", (HttpRequest request) =>
             ApiErrors.Error(StatusCodes.Status404NotFound, $"no such endpoint: {request.Method} {request.Path}; the README lists the admin API"));
     }

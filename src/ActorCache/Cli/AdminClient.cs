@@ -121,6 +121,9 @@ public sealed class AdminClient : IDisposable
     // ---- actors -------------------------------------------------------------------------------
 
     /// <summary>The actor hierarchy from /user (and /system), <paramref name="depth"/> levels below them (null: all).</summary>
+    public Task<IReadOnlyList<ShardRegionInfo>> GetShardingAsync(CancellationToken ct) =>
+        SendAsync(HttpMethod.Get, "api/sharding", null, ApiJson.Wire.IReadOnlyListShardRegionInfo, ct);
+
     public Task<IReadOnlyList<ActorInfo>> GetActorsAsync(int? depth, bool system, CancellationToken ct) =>
         SendAsync(HttpMethod.Get, $"api/actors?system={(system ? "true" : "false")}{(depth is { } d ? $"&depth={d}" : "")}", null,
             ApiJson.Wire.IReadOnlyListActorInfo, ct);

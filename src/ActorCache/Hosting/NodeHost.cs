@@ -113,6 +113,8 @@ public static class NodeHost
                         system.ActorOf(Props.Create(() => new ActorCache.Snapshots.SnapshotRegistry()), ActorCache.Snapshots.SnapshotRegistry.Id));
                     system.ActorOf(ActorCache.Replicas.ReplicaManagerActor.Props(() => services.GetRequiredService<ActorCache.Replicas.ReplicatedVolumes>(),
                         settings.NodeName), ActorCache.Replicas.ReplicaManagerActor.Name);
+                    // One entity per (volume, node), each on its node: the replicas' control endpoints (ReplicaShards).
+                    ActorCache.Replicas.ReplicaShards.Start(system, () => services.GetRequiredService<ActorCache.Replicas.ReplicatedVolumes>(), settings.NodeName);
                     system.ActorOf(ActorCache.Cluster.ClusterNodeActor.Props(settings.NodeName,
                         () => services.GetRequiredService<NodeVolumes>().Running.Select(v => v.Name)), ActorCache.Cluster.ClusterNodeActor.Name);
                 })
@@ -132,6 +134,7 @@ public static class NodeHost
         // Stopped right after the storage service (hosted services stop in reverse order); see ClusterStopBridge.
         builder.Services.AddHostedService<ActorCache.Cluster.ClusterStopBridge>();
         builder.Services.AddSingleton<ActorCache.Cluster.ClusterMembers>();
+        builder.Services.AddSingleton<ActorCache.Cluster.ShardingView>();
         builder.Services.AddSingleton<ActorCache.Snapshots.SnapshotService>();
         builder.Services.AddSingleton<ActorCache.Snapshots.VolumeRevert>();
         builder.Services.AddSingleton<ActorCache.Snapshots.SnapshotClones>();

@@ -8,8 +8,8 @@ using Microsoft.Extensions.Logging;
 namespace ActorCache.Replicas;
 
 /// <summary>
-/// Finds other nodes by name through the cluster: their replica managers (<see cref="ReplicaManagerActor"/>
-/// at <c>/user/replicas</c>) and their replication data endpoints. A node that is not an Up, reachable
+/// Finds other nodes by name through the cluster: their replicas' sharded entities (<see cref="ReplicaEntity"/>), their
+/// replica managers (<see cref="ReplicaManagerActor"/> at <c>/user/replicas</c>) and their replication data endpoints. A node that is not an Up, reachable
 /// member has no endpoint: its links wait and the primary tracks what it misses.
 /// </summary>
 public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> logger)
@@ -63,13 +63,21 @@ public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> log
 
     public ActorSelection ManagerOf(Member member) => system.ActorSelection(new RootActorPath(member.Address) / "user" / ReplicaManagerActor.Name);
 
-    /// <summary>Asks <paramref name="node"/>'s replica manager; null when the node is not up and reachable or does not answer in time.</summary>
+    private IActorRef Replicas => _replicas ??= Akka.Cluster.Sharding.ClusterSharding.Get(system).ShardRegion(ReplicaShards.TypeName);
+    private IActorRef? _replicas;
+
+    /// <summary>
+    /// Asks <paramref name="node"/>: its replica's entity for an <see cref="IReplicaCommand"/> (through this node's shard region),
+    /// else its replica manager. Null when the node is not up and reachable or does not answer in time.
+    /// </summary>
     public async Task<T?> AskAsync<T>(string node, object message, CancellationToken ct, TimeSpan? timeout = null) where T : class
     {
         if (MemberOf(node) is not { } member) return null;
         try
         {
-            var reply = await ManagerOf(member).Ask<object>(message, timeout ?? AskTimeout, ct);
+            var reply = message is IReplicaCommand command
+                ? await Replicas.Ask<object>(new ReplicaCommand(node, member.UniqueAddress.Uid, command), timeout ?? AskTimeout, ct)
+                : await ManagerOf(member).Ask<object>(message, timeout ?? AskTimeout, ct);
             if (reply is T answer) return answer;
             if (reply is ReplicaRefused refused) throw new ReplicaRefusedException(refused.Reason);
             return null;

@@ -1,22 +1,23 @@
 namespace ActorCache.Replicas;
 
-// Messages between the nodes' replica managers (/user/replicas), over Akka remoting. They carry
+// Control messages between the nodes, over Akka remoting: those about one volume's replica (IReplicaCommand) go to its
+// sharded entity (ReplicaEntity), the node-wide ones to the node's replica manager (/user/replicas). They carry
 // definitions and states, never volume data: data goes over the replicators' own connections.
 
 /// <summary>Create this node's replica of a new replicated volume; answered with <see cref="ReplicaCreated"/> or <see cref="ReplicaRefused"/>.</summary>
-public sealed record CreateReplica(string Name, long Size, string Mode, ReplicaSet Replicas);
+public sealed record CreateReplica(string Name, long Size, string Mode, ReplicaSet Replicas) : IReplicaCommand;
 
 public sealed record ReplicaCreated(string Node, string Name);
 
 public sealed record ReplicaRefused(string Node, string Name, string Reason);
 
 /// <summary>Remove this node's replica again (a creation that failed elsewhere); answered with <see cref="ReplicaRemoved"/> or <see cref="ReplicaRefused"/>.</summary>
-public sealed record RemoveReplica(string Name);
+public sealed record RemoveReplica(string Name) : IReplicaCommand;
 
 public sealed record ReplicaRemoved(string Node, string Name);
 
 /// <summary>What this node has of a replicated volume; answered with <see cref="ReplicaView"/>.</summary>
-public sealed record GetReplicaView(string Name);
+public sealed record GetReplicaView(string Name) : IReplicaCommand;
 
 /// <param name="Replicas">The replica set as this node has it recorded (null: this node has no such replicated volume).</param>
 /// <param name="Role">"primary" or "secondary".</param>
@@ -34,7 +35,7 @@ public sealed record ReplicaView(string Node, string Name, ReplicaSet? Replicas,
 }
 
 /// <summary>A newer replica set (a promotion, a demotion, a protocol switch): the node records and applies it; answered with <see cref="ReplicaView"/>.</summary>
-public sealed record AdoptReplicaSet(string Name, ReplicaSet Replicas);
+public sealed record AdoptReplicaSet(string Name, ReplicaSet Replicas) : IReplicaCommand;
 
 /// <summary>The replication data endpoint of a node (HOST:PORT); answered with <see cref="DataEndpoint"/>.</summary>
 public sealed record GetDataEndpoint
@@ -45,7 +46,7 @@ public sealed record GetDataEndpoint
 public sealed record DataEndpoint(string Node, string? Address);
 
 /// <summary>The primary's view of every replica of a volume; answered with <see cref="PeerStatusList"/> or <see cref="ReplicaRefused"/>.</summary>
-public sealed record GetPeerStatus(string Name);
+public sealed record GetPeerStatus(string Name) : IReplicaCommand;
 
 // An array, not IReadOnlyList: Akka's JSON serializer cannot make the list type a collection expression creates.
 public sealed record PeerStatusList(string Name, PeerRow[] Peers);
@@ -57,16 +58,16 @@ public sealed record PeerRow(string Node, string Role, string Connection, string
 public sealed record PeerResync(long Done, long Total, double BytesPerSecond);
 
 /// <summary>Promote this node's replica to primary (sent to the node that is to become primary); answered with <see cref="ReplicaView"/> or <see cref="ReplicaRefused"/>.</summary>
-public sealed record PromoteReplica(string Name, bool Force);
+public sealed record PromoteReplica(string Name, bool Force) : IReplicaCommand;
 
 /// <summary>Demote this node's primary replica to secondary; answered with <see cref="ReplicaView"/> or <see cref="ReplicaRefused"/>.</summary>
-public sealed record DemoteReplica(string Name);
+public sealed record DemoteReplica(string Name) : IReplicaCommand;
 
 /// <summary>Switch a volume's protocol (sent to its primary); answered with <see cref="ReplicaView"/> or <see cref="ReplicaRefused"/>.</summary>
-public sealed record SwitchProtocol(string Name, string Protocol);
+public sealed record SwitchProtocol(string Name, string Protocol) : IReplicaCommand;
 
 /// <summary>CRC32C of each 4 KiB block of a range of this node's replica (online verify); answered with <see cref="BlockChecksums"/> or <see cref="ReplicaRefused"/>.</summary>
-public sealed record GetBlockChecksums(string Name, long FromBlock, int Count);
+public sealed record GetBlockChecksums(string Name, long FromBlock, int Count) : IReplicaCommand;
 
 public sealed record BlockChecksums(string Node, uint[] Crcs);
 
@@ -86,7 +87,7 @@ public sealed record HandOff(string Volume, string? To, string? Problem);
 /// point of the asking former primary's history, whose volume id is <paramref name="Asker"/>)? Answered with
 /// <see cref="SplitBrainChanges"/>, or <see cref="ReplicaRefused"/> when its log cannot tell.
 /// </summary>
-public sealed record CountChangesSince(string Name, ActorCache.Replication.HistoryBasis Basis, Guid Asker);
+public sealed record CountChangesSince(string Name, ActorCache.Replication.HistoryBasis Basis, Guid Asker) : IReplicaCommand;
 
 /// <param name="Sequence">The batch of the asker's history the count starts from (no later than the one asked).</param>
 /// <param name="Blocks">The blocks changed here since.</param>

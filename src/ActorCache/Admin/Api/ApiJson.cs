@@ -29,6 +29,7 @@ namespace ActorCache.Admin.Api;
 [JsonSerializable(typeof(IReadOnlyList<MemberInfo>))]
 [JsonSerializable(typeof(ClusterMemberRequest))]
 [JsonSerializable(typeof(IReadOnlyList<ActorInfo>))]
+[JsonSerializable(typeof(IReadOnlyList<ShardRegionInfo>))]
 [JsonSerializable(typeof(TopFrame))]
 [JsonSerializable(typeof(PromoteRequest))]
 [JsonSerializable(typeof(DemoteRequest))]

@@ -1,0 +1,20 @@
+namespace ActorCache.Replicas;
+
+/// <summary>A control message about one volume's replica on one node (create, view, adopt, promote...): it goes to that replica's sharded entity.</summary>
+public interface IReplicaCommand
+{
+    /// <summary>The volume.</summary>
+    string Name { get; }
+}
+
+/// <summary>
+/// What travels through the <see cref="ReplicaShards.TypeName"/> shard regions: <paramref name="Message"/> for the replica of its
+/// volume on <paramref name="Node"/>, meant for that node's run whose cluster incarnation (its member's UID) is
+/// <paramref name="Incarnation"/>. A region holds messages for a shard whose home is not known yet (its node away, the shard
+/// coordinator moving); one that reaches a later run of the node, after the asker gave up, is refused, never acted on.
+/// </summary>
+public sealed record ReplicaCommand(string Node, long Incarnation, IReplicaCommand Message)
+{
+    /// <summary>The entity (and shard) id: <c>NODE/VOLUME</c> (node names have no slash).</summary>
+    public string EntityId => ReplicaShards.EntityIdOf(Node, Message.Name);
+}
