@@ -108,6 +108,14 @@ public sealed partial class KubernetesTests
         await WaitInSyncAsync(pods, "r", "every replica in sync after the update");
         var verified = (await Cli.JsonAsync(newPrimary, "peer", "verify", "r", "--follow")).EnumerateArray().ToList();
         Assert.All(verified, p => Assert.True(p.GetProperty("outOfSyncBytes").GetInt64() == 0, $"verify found a difference: {p}"));
+        // After every pod was restarted, each pod's replica entity is on that pod again (sharding show, as from kubectl exec).
+        var regions = (await Cli.JsonAsync(pods[0], "sharding", "show")).EnumerateArray().ToList();
+        foreach (var name in new[] { "actorcache-0", "actorcache-1", "actorcache-2" })
+        {
+            var region = Assert.Single(regions, r => r.GetProperty("node").GetString() == name);
+            Assert.Equal([$"{name}/r"], region.GetProperty("shards").EnumerateArray().SelectMany(s => s.GetProperty("entities").EnumerateArray())
+                .Select(e => e.GetString()!).ToArray());
+        }
         var image = Path.Combine(work, "r.img");
         await Tool.CheckAsync("nbdcopy", newPrimary.TcpUri("r"), image);
         AssertHoldsWrites(await File.ReadAllBytesAsync(image), total, exactly: true, $"{primary} after the update");
