@@ -91,4 +91,37 @@ public sealed class ReplicaShardingTests() : TestKit("""
         ExpectMsg<ReplicaRefused>();
         Assert.False(touched);
     }
+
+    [Fact]
+    public void A_command_expires_only_once_its_asker_gave_up_longer_ago_than_clocks_may_disagree()
+    {
+        var now = DateTimeOffset.UtcNow;
+        var command = new ReplicaCommand("a", 1, new GetReplicaView("r")) { DeadlineUnixMs = now.ToUnixTimeMilliseconds() };
+        Assert.False(command.Expired(now));
+        Assert.False(command.Expired(now + ReplicaCommand.ClockAllowance));
+        Assert.True(command.Expired(now + ReplicaCommand.ClockAllowance + TimeSpan.FromMilliseconds(1)));
+        Assert.False((command with { DeadlineUnixMs = 0 }).Expired(now + TimeSpan.FromDays(1)));
+    }
+
+    [Fact]
+    public void An_entity_refuses_a_command_its_asker_stopped_waiting_for_on_the_same_run()
+    {
+        var touched = false;
+        var entity = Sys.ActorOf(ReplicaEntity.Props(() =>
+        {
+            touched = true;
+            throw new InvalidOperationException("the replica must not be touched");
+        }, "a", "a/r"));
+        var self = Akka.Cluster.Cluster.Get(Sys).SelfUniqueAddress.Uid;
+        // A promotion held by a shard region for a minute: its asker gave up (and may have promoted another node).
+        var late = DateTimeOffset.UtcNow - TimeSpan.FromMinutes(1);
+        entity.Tell(new ReplicaCommand("a", self, new PromoteReplica("r", Force: false)) { DeadlineUnixMs = late.ToUnixTimeMilliseconds() }, TestActor);
+        Assert.Contains("after its asker stopped waiting", ExpectMsg<ReplicaRefused>().Reason);
+        Assert.False(touched);
+
+        // In time, it reaches the replica (here the service throws, and the asker hears why).
+        entity.Tell(new ReplicaCommand("a", self, new GetReplicaView("r")) { DeadlineUnixMs = DateTimeOffset.UtcNow.AddSeconds(5).ToUnixTimeMilliseconds() }, TestActor);
+        Assert.Contains("must not be touched", ExpectMsg<ReplicaRefused>().Reason);
+        Assert.True(touched);
+    }
 }

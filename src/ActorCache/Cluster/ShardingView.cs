@@ -18,7 +18,8 @@ public sealed class ShardingView(ActorSystem system, ILogger<ShardingView> logge
     {
         var cluster = Akka.Cluster.Cluster.Get(system);
         var state = cluster.State;
-        var members = state.Members.Where(m => m.Status is not (MemberStatus.Removed or MemberStatus.Joining)).ToList();
+        // A downed member is gone for sharding (its run may share its address with the node's next run: not asked twice).
+        var members = state.Members.Where(m => m.Status is not (MemberStatus.Removed or MemberStatus.Joining or MemberStatus.Down)).ToList();
         var oldest = members.Where(m => m.Status is MemberStatus.Up or MemberStatus.Leaving or MemberStatus.Exiting)
             .Aggregate((Member?)null, (a, b) => a is null || b.IsOlderThan(a) ? b : a);
         var regions = await Task.WhenAll(members.Select(async m =>
@@ -32,7 +33,8 @@ public sealed class ShardingView(ActorSystem system, ILogger<ShardingView> logge
                 Address = m.Address.ToString(),
                 TypeName = ReplicaShards.TypeName,
                 Reachable = reachable,
-                Coordinator = m.Equals(oldest),
+                // The singleton runs on the oldest member; an unreachable one runs nothing anyone can use until it is downed.
+                Coordinator = m.Equals(oldest) && reachable,
                 Self = self,
                 Shards = shards,
                 Problem = problem,

@@ -68,22 +68,30 @@ public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> log
 
     /// <summary>
     /// Asks <paramref name="node"/>: its replica's entity for an <see cref="IReplicaCommand"/> (through this node's shard region),
-    /// else its replica manager. Null when the node is not up and reachable or does not answer in time.
+    /// else its replica manager. Null when the node is not an Up, reachable member, or does not answer in time; with
+    /// <paramref name="silenceThrows"/>, a member that is up but does not answer in time throws <see cref="PeerSilentException"/>
+    /// instead (what it holds is unknown, not absent: a decision that needs it must wait).
     /// </summary>
-    public async Task<T?> AskAsync<T>(string node, object message, CancellationToken ct, TimeSpan? timeout = null) where T : class
+    public async Task<T?> AskAsync<T>(string node, object message, CancellationToken ct, TimeSpan? timeout = null, bool silenceThrows = false) where T : class
     {
         if (MemberOf(node) is not { } member) return null;
+        var wait = timeout ?? AskTimeout;
         try
         {
             var reply = message is IReplicaCommand command
-                ? await Replicas.Ask<object>(new ReplicaCommand(node, member.UniqueAddress.Uid, command), timeout ?? AskTimeout, ct)
-                : await ManagerOf(member).Ask<object>(message, timeout ?? AskTimeout, ct);
+                ? await Replicas.Ask<object>(new ReplicaCommand(node, member.UniqueAddress.Uid, command)
+                {
+                    DeadlineUnixMs = DateTimeOffset.UtcNow.Add(wait).ToUnixTimeMilliseconds(),
+                }, wait, ct)
+                : await ManagerOf(member).Ask<object>(message, wait, ct);
             if (reply is T answer) return answer;
             if (reply is ReplicaRefused refused) throw new ReplicaRefusedException(refused.Reason);
             return null;
         }
         catch (AskTimeoutException)
         {
+            if (silenceThrows && MemberOf(node) is not null)
+                throw new PeerSilentException($"node {node} is up but did not answer within {wait.TotalSeconds:0} s");
             return null;
         }
     }
@@ -124,3 +132,9 @@ public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> log
 
 /// <summary>Another node refused what was asked of it; the message says why.</summary>
 public sealed class ReplicaRefusedException(string message) : Exception(message);
+
+/// <summary>
+/// An Up, reachable member did not answer in time (its shard region or entity not reachable yet, or the node overloaded): what it
+/// holds is unknown. Decisions that must not overlook a replica (confirming a restarted primary, promoting) wait for it.
+/// </summary>
+public sealed class PeerSilentException(string message) : Exception(message);

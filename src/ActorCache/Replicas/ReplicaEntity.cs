@@ -31,7 +31,14 @@ public sealed class ReplicaEntity : ReceiveActor, IWithTimers
         Receive<ReplicaCommand>(Handle);
         Receive<IdleTick>(_ =>
         {
-            if (!_service().Roles.IsOpen(_volume)) Context.Parent.Tell(new Passivate(PoisonPill.Instance));
+            try
+            {
+                if (!_service().Roles.IsOpen(_volume)) Context.Parent.Tell(new Passivate(PoisonPill.Instance));
+            }
+            catch (ObjectDisposedException)
+            {
+                // The node is stopping (its services are gone): the entity stops with it.
+            }
         });
     }
 
@@ -46,35 +53,40 @@ public sealed class ReplicaEntity : ReceiveActor, IWithTimers
                 : $"this message was meant for an earlier run of node {_node} (it waited for the node while that run went away)"));
             return;
         }
-        var service = _service();
-        switch (command.Message)
+        if (command.Expired(DateTimeOffset.UtcNow))
         {
-            case CreateReplica m: Answer(ct => service.CreateLocalAsync(m, ct)); break;
-            case RemoveReplica m: Answer(ct => service.RemoveLocalAsync(m.Name, ct)); break;
-            case GetReplicaView m: Answer(ct => service.ViewAsync(m.Name, ct)); break;
-            case AdoptReplicaSet m: Answer(ct => service.AdoptAsync(m.Name, m.Replicas, ct)); break;
-            case GetPeerStatus m: Answer(ct => service.LocalPeerStatusAsync(m.Name, ct)); break;
-            case PromoteReplica m: Answer(ct => service.PromoteLocalAsync(m.Name, m.Force, ct)); break;
-            case DemoteReplica m: Answer(ct => service.DemoteLocalAsync(m.Name, ct)); break;
-            case GetBlockChecksums m: Answer(ct => service.ChecksumsAsync(m.Name, m.FromBlock, m.Count, ct)); break;
-            case SwitchProtocol m: Answer(ct => service.SwitchProtocolLocalAsync(m.Name, m.Protocol, ct)); break;
-            case CountChangesSince m: Answer(ct => service.CountChangesSinceAsync(m, ct)); break;
-            default:
-                Sender.Tell(new ReplicaRefused(_node, _volume, $"node {_node} does not know the request {command.Message.GetType().Name}"));
-                break;
+            // Held by a shard region (the shard had no home for a while): its asker has given up and may have acted otherwise.
+            Sender.Tell(new ReplicaRefused(_node, _volume, $"{command.Message.GetType().Name} arrived after its asker stopped waiting; it was not carried out"));
+            return;
         }
-    }
-
-    private void Answer<T>(Func<CancellationToken, Task<T>> work)
-    {
+        Func<ReplicatedVolumes, CancellationToken, Task<object>>? work = command.Message switch
+        {
+            CreateReplica m => async (s, ct) => await s.CreateLocalAsync(m, ct),
+            RemoveReplica m => async (s, ct) => await s.RemoveLocalAsync(m.Name, ct),
+            GetReplicaView m => async (s, ct) => await s.ViewAsync(m.Name, ct),
+            AdoptReplicaSet m => async (s, ct) => await s.AdoptAsync(m.Name, m.Replicas, ct),
+            GetPeerStatus m => async (s, ct) => await s.LocalPeerStatusAsync(m.Name, ct),
+            PromoteReplica m => async (s, ct) => await s.PromoteLocalAsync(m.Name, m.Force, ct),
+            DemoteReplica m => async (s, ct) => await s.DemoteLocalAsync(m.Name, ct),
+            GetBlockChecksums m => async (s, ct) => await s.ChecksumsAsync(m.Name, m.FromBlock, m.Count, ct),
+            SwitchProtocol m => async (s, ct) => await s.SwitchProtocolLocalAsync(m.Name, m.Protocol, ct),
+            CountChangesSince m => async (s, ct) => await s.CountChangesSinceAsync(m, ct),
+            _ => null,
+        };
+        if (work is null)
+        {
+            Sender.Tell(new ReplicaRefused(_node, _volume, $"node {_node} does not know the request {command.Message.GetType().Name}"));
+            return;
+        }
         var replyTo = Sender;
+        var service = _service;
         var node = _node;
         var volume = _volume;
         Task.Run(async () =>
         {
             try
             {
-                return (object)(await work(CancellationToken.None))!;
+                return await work(service(), CancellationToken.None);
             }
             catch (Exception e)
             {

@@ -273,7 +273,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             return;
         }
         // This node keeps its data, under a set newer than any a replica has now (the count may have taken a while).
-        var newest = (await OthersAsync(name, newer, ct)).Select(v => v.Replicas!).Append(newer).MaxBy(s => s.Epoch)!;
+        var newest = (await OthersAsync(name, newer, ct, everyUpPeer: true)).Select(v => v.Replicas!).Append(newer).MaxBy(s => s.Epoch)!;
         if (newest.Epoch != newer.Epoch)
         {
             logger.LogInformation("volume {Name}: the replica set changed while the split brain was decided ({Set}); deciding again", name, newest);
@@ -353,14 +353,18 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         }));
     }
 
-    /// <summary>What every other replica that answers has of the volume.</summary>
-    private async Task<List<ReplicaView>> OthersAsync(string name, ReplicaSet set, CancellationToken ct)
+    /// <summary>
+    /// What every other replica that answers has of the volume. With <paramref name="everyUpPeer"/>, a replica on an Up, reachable
+    /// member that does not answer in time throws <see cref="PeerSilentException"/>: the decision waits for it rather than overlook
+    /// it (a restarted node's shard region is not registered until it is Up; a restarted peer's shard may still point at its old run).
+    /// </summary>
+    private async Task<List<ReplicaView>> OthersAsync(string name, ReplicaSet set, CancellationToken ct, bool everyUpPeer = false)
     {
         var views = await Task.WhenAll(set.Nodes.Where(n => n != Self).Select(async n =>
         {
             try
             {
-                return await peers.AskAsync<ReplicaView>(n, new GetReplicaView(name), ct);
+                return await peers.AskAsync<ReplicaView>(n, new GetReplicaView(name), ct, silenceThrows: everyUpPeer);
             }
             catch (ReplicaRefusedException)
             {
@@ -379,7 +383,8 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         // Not in a cluster yet: no peer can be asked, and serving now could write beside a newer primary.
         if (!peers.SelfUp()) return;
         var set = await SetAsync(name, ct);
-        var others = await OthersAsync(name, set, ct);
+        // Every replica that is up must have answered before this node confirms itself: one that is up and silent may hold a newer set.
+        var others = await OthersAsync(name, set, ct, everyUpPeer: true);
         var newest = others.Select(v => v.Replicas!).Where(s => s.Epoch > set.Epoch).MaxBy(s => s.Epoch);
         if (newest is not null)
         {
@@ -420,7 +425,17 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     {
         var set = await SetAsync(name, ct);
         if (!roles.IsOpen(name)) throw new VolumeConflictException($"volume {name} is not open on node {Self}, so it cannot become primary here");
-        var others = await OthersAsync(name, set, ct);
+        List<ReplicaView> others;
+        try
+        {
+            // Without --force every replica that is up must say what it holds: a silent one may be primary, or hold newer data.
+            others = await OthersAsync(name, set, ct, everyUpPeer: !force);
+        }
+        catch (PeerSilentException e)
+        {
+            throw new VolumeConflictException($"{e.Message}, so what it holds of {name} is unknown and {name} is not promoted; try again in a few seconds, " +
+                                              "or force it (--force: this node's data wins)");
+        }
         var newest = others.Select(v => v.Replicas!).Append(set).MaxBy(s => s.Epoch)!;
         if (newest.Epoch > set.Epoch)
         {

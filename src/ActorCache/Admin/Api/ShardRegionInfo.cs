@@ -14,7 +14,7 @@ public sealed record ShardRegionInfo
     public required string TypeName { get; init; }
     /// <summary>Whether the node asked reaches it.</summary>
     public required bool Reachable { get; init; }
-    /// <summary>Whether the shard coordinator (a cluster singleton, on the oldest member) runs there.</summary>
+    /// <summary>Whether the shard coordinator (a cluster singleton, on the oldest member) runs there; false for an unreachable member.</summary>
     public required bool Coordinator { get; init; }
     /// <summary>The node that answered the request.</summary>
     public required bool Self { get; init; }
