@@ -74,12 +74,7 @@ public sealed class ReplicaShardingTests() : TestKit("""
     [Fact]
     public void An_entity_refuses_a_message_meant_for_an_earlier_run_of_its_node_and_never_touches_the_replica()
     {
-        var touched = false;
-        var entity = Sys.ActorOf(ReplicaEntity.Props(() =>
-        {
-            touched = true;
-            throw new InvalidOperationException("the replica must not be touched");
-        }, "a", "a/r"));
+        var (entity, touched) = EntityOfA();
         var self = Akka.Cluster.Cluster.Get(Sys).SelfUniqueAddress.Uid;
 
         entity.Tell(new ReplicaCommand("a", self + 1, new PromoteReplica("r", Force: false)), TestActor);
@@ -89,7 +84,7 @@ public sealed class ReplicaShardingTests() : TestKit("""
 
         entity.Tell(new ReplicaCommand("b", self, new GetReplicaView("r")), TestActor);
         ExpectMsg<ReplicaRefused>();
-        Assert.False(touched);
+        Assert.False(touched());
     }
 
     [Fact]
@@ -106,22 +101,29 @@ public sealed class ReplicaShardingTests() : TestKit("""
     [Fact]
     public void An_entity_refuses_a_command_its_asker_stopped_waiting_for_on_the_same_run()
     {
+        var (entity, touched) = EntityOfA();
+        var self = Akka.Cluster.Cluster.Get(Sys).SelfUniqueAddress.Uid;
+        // A promotion held by a shard region for a minute: its asker gave up (and may have promoted another node).
+        var late = DateTimeOffset.UtcNow - TimeSpan.FromMinutes(1);
+        entity.Tell(new ReplicaCommand("a", self, new PromoteReplica("r", Force: false)) { DeadlineUnixMs = late.ToUnixTimeMilliseconds() }, TestActor);
+        Assert.Contains("after its asker stopped waiting", ExpectMsg<ReplicaRefused>().Reason);
+        Assert.False(touched());
+
+        // In time, it reaches the replica (here the service throws, and the asker hears why).
+        entity.Tell(new ReplicaCommand("a", self, new GetReplicaView("r")) { DeadlineUnixMs = DateTimeOffset.UtcNow.AddSeconds(5).ToUnixTimeMilliseconds() }, TestActor);
+        Assert.Contains("must not be touched", ExpectMsg<ReplicaRefused>().Reason);
+        Assert.True(touched());
+    }
+
+    /// <summary>Node a's entity of volume r over a service that throws when reached, and whether it was.</summary>
+    private (IActorRef Entity, Func<bool> Touched) EntityOfA()
+    {
         var touched = false;
         var entity = Sys.ActorOf(ReplicaEntity.Props(() =>
         {
             touched = true;
             throw new InvalidOperationException("the replica must not be touched");
         }, "a", "a/r"));
-        var self = Akka.Cluster.Cluster.Get(Sys).SelfUniqueAddress.Uid;
-        // A promotion held by a shard region for a minute: its asker gave up (and may have promoted another node).
-        var late = DateTimeOffset.UtcNow - TimeSpan.FromMinutes(1);
-        entity.Tell(new ReplicaCommand("a", self, new PromoteReplica("r", Force: false)) { DeadlineUnixMs = late.ToUnixTimeMilliseconds() }, TestActor);
-        Assert.Contains("after its asker stopped waiting", ExpectMsg<ReplicaRefused>().Reason);
-        Assert.False(touched);
-
-        // In time, it reaches the replica (here the service throws, and the asker hears why).
-        entity.Tell(new ReplicaCommand("a", self, new GetReplicaView("r")) { DeadlineUnixMs = DateTimeOffset.UtcNow.AddSeconds(5).ToUnixTimeMilliseconds() }, TestActor);
-        Assert.Contains("must not be touched", ExpectMsg<ReplicaRefused>().Reason);
-        Assert.True(touched);
+        return (entity, () => Volatile.Read(ref touched));
     }
 }
