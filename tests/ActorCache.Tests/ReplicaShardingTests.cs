@@ -20,7 +20,7 @@ public sealed class ReplicaShardingTests() : TestKit("""
     public void A_replica_command_is_routed_to_the_entity_and_shard_of_its_volume_on_its_node()
     {
         var extractor = new ReplicaShards();
-        var command = new ReplicaCommand("b", 7, new GetReplicaView("vol-1"));
+        var command = new ReplicaCommand("b", 7, new GetPeerStatus("vol-1"));
         Assert.Equal("b/vol-1", extractor.EntityId(command));
         Assert.Equal("b/vol-1", extractor.ShardId(command));
         Assert.Equal("b/vol-1", extractor.ShardId("b/vol-1"));
@@ -82,7 +82,7 @@ public sealed class ReplicaShardingTests() : TestKit("""
         Assert.Equal("r", refused.Name);
         Assert.Contains("earlier run of node a", refused.Reason);
 
-        entity.Tell(new ReplicaCommand("b", self, new GetReplicaView("r")), TestActor);
+        entity.Tell(new ReplicaCommand("b", self, new GetPeerStatus("r")), TestActor);
         ExpectMsg<ReplicaRefused>();
         Assert.False(touched());
     }
@@ -91,7 +91,7 @@ public sealed class ReplicaShardingTests() : TestKit("""
     public void A_command_expires_only_once_its_asker_gave_up_longer_ago_than_clocks_may_disagree()
     {
         var now = DateTimeOffset.UtcNow;
-        var command = new ReplicaCommand("a", 1, new GetReplicaView("r")) { DeadlineUnixMs = now.ToUnixTimeMilliseconds() };
+        var command = new ReplicaCommand("a", 1, new GetPeerStatus("r")) { DeadlineUnixMs = now.ToUnixTimeMilliseconds() };
         Assert.False(command.Expired(now));
         Assert.False(command.Expired(now + ReplicaCommand.ClockAllowance));
         Assert.True(command.Expired(now + ReplicaCommand.ClockAllowance + TimeSpan.FromMilliseconds(1)));
@@ -110,7 +110,7 @@ public sealed class ReplicaShardingTests() : TestKit("""
         Assert.False(touched());
 
         // In time, it reaches the replica (here the service throws, and the asker hears why).
-        entity.Tell(new ReplicaCommand("a", self, new GetReplicaView("r")) { DeadlineUnixMs = DateTimeOffset.UtcNow.AddSeconds(5).ToUnixTimeMilliseconds() }, TestActor);
+        entity.Tell(new ReplicaCommand("a", self, new GetPeerStatus("r")) { DeadlineUnixMs = DateTimeOffset.UtcNow.AddSeconds(5).ToUnixTimeMilliseconds() }, TestActor);
         Assert.Contains("must not be touched", ExpectMsg<ReplicaRefused>().Reason);
         Assert.True(touched());
     }

@@ -4,7 +4,8 @@ namespace ActorCache.Replicas;
 
 /// <summary>
 /// Every node's replica manager, at the well-known path <c>/user/replicas</c>: the node-wide requests of replication, where
-/// a node takes data connections and the hand-off of its primaries before it leaves. What is about one volume's replica goes
+/// a node takes data connections and the hand-off of its primaries before it leaves, and a replica's view (read when a node
+/// has just died or come back, so it must not wait for a shard home). What is about one volume's replica goes
 /// to that replica's sharded entity (<see cref="ReplicaEntity"/>). Answers off its mailbox, with what
 /// <see cref="ReplicatedVolumes"/> gives or a <see cref="ReplicaRefused"/> naming why.
 /// </summary>
@@ -15,6 +16,7 @@ public sealed class ReplicaManagerActor : ReceiveActor
     public ReplicaManagerActor(Func<ReplicatedVolumes> service, string nodeName)
     {
         Receive<GetDataEndpoint>(_ => Sender.Tell(new DataEndpoint(nodeName, service().Roles.DataAddress)));
+        Receive<GetReplicaView>(m => Answer(m.Name, nodeName, ct => service().ViewAsync(m.Name, ct)));
         Receive<HandOffPrimaries>(_ => Answer("", nodeName, async ct => new HandOffs(nodeName, [.. await service().HandOffPrimariesAsync(ct)])));
     }
 

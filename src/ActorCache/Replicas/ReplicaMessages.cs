@@ -16,8 +16,12 @@ public sealed record RemoveReplica(string Name) : IReplicaCommand;
 
 public sealed record ReplicaRemoved(string Node, string Name);
 
-/// <summary>What this node has of a replicated volume; answered with <see cref="ReplicaView"/>.</summary>
-public sealed record GetReplicaView(string Name) : IReplicaCommand;
+/// <summary>
+/// What this node has of a replicated volume; answered with <see cref="ReplicaView"/>. Asked of the node's replica manager, not
+/// through sharding: the decisions that read it (a restarted primary's confirmation, a promotion, a split-brain policy) are
+/// taken when a node has just died or come back, exactly when a shard home may be unknown and the coordinator moving.
+/// </summary>
+public sealed record GetReplicaView(string Name);
 
 /// <param name="Replicas">The replica set as this node has it recorded (null: this node has no such replicated volume).</param>
 /// <param name="Role">"primary" or "secondary".</param>
