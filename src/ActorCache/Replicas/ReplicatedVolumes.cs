@@ -356,7 +356,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     /// <summary>
     /// What every other replica that answers has of the volume. With <paramref name="everyUpPeer"/>, a replica on an Up, reachable
     /// member that does not answer in time throws <see cref="PeerSilentException"/>: the decision waits for it rather than overlook
-    /// it (a restarted node's shard region is not registered until it is Up; a restarted peer's shard may still point at its old run).
+    /// it (a node killed a moment ago and not yet seen gone, or one too loaded to answer: either may hold a newer set or newer data).
     /// </summary>
     private async Task<List<ReplicaView>> OthersAsync(string name, ReplicaSet set, CancellationToken ct, bool everyUpPeer = false)
     {
