@@ -77,21 +77,8 @@ public sealed class ReplicaEntity : ReceiveActor, IWithTimers
             Sender.Tell(new ReplicaRefused(_node, _volume, $"node {_node} does not know the request {command.Message.GetType().Name}"));
             return;
         }
-        var replyTo = Sender;
         var service = _service;
-        var node = _node;
-        var volume = _volume;
-        Task.Run(async () =>
-        {
-            try
-            {
-                return await work(service(), CancellationToken.None);
-            }
-            catch (Exception e)
-            {
-                return new ReplicaRefused(node, volume, e.Message);
-            }
-        }).PipeTo(replyTo);
+        ReplicaManagerActor.AnswerOffMailbox(Sender, _node, _volume, ct => work(service(), ct));
     }
 
     private sealed class IdleTick

@@ -20,9 +20,13 @@ public sealed class ReplicaManagerActor : ReceiveActor
         Receive<HandOffPrimaries>(_ => Answer("", nodeName, async ct => new HandOffs(nodeName, [.. await service().HandOffPrimariesAsync(ct)])));
     }
 
-    private void Answer<T>(string volume, string nodeName, Func<CancellationToken, Task<T>> work)
-    {
-        var replyTo = Sender;
+    private void Answer<T>(string volume, string nodeName, Func<CancellationToken, Task<T>> work) => AnswerOffMailbox(Sender, nodeName, volume, work);
+
+    /// <summary>
+    /// Runs a replica request off the actor's mailbox (a promotion's resync must not hold up a view) and pipes what it gives, or a
+    /// <see cref="ReplicaRefused"/> naming why it failed, to <paramref name="replyTo"/>. Shared with <see cref="ReplicaEntity"/>.
+    /// </summary>
+    internal static void AnswerOffMailbox<T>(IActorRef replyTo, string nodeName, string volume, Func<CancellationToken, Task<T>> work) =>
         Task.Run(async () =>
         {
             try
@@ -34,7 +38,6 @@ public sealed class ReplicaManagerActor : ReceiveActor
                 return new ReplicaRefused(nodeName, volume, e.Message);
             }
         }).PipeTo(replyTo);
-    }
 
     public static Props Props(Func<ReplicatedVolumes> service, string nodeName) => Akka.Actor.Props.Create(() => new ReplicaManagerActor(service, nodeName));
 }
