@@ -177,6 +177,12 @@ public sealed class WriteBackCache : IBlockTarget
     /// <summary>Receive every batch the log writes from now on, with its data pinned in the ring until released.</summary>
     public IDisposable SubscribeBatches(ILogSubscriber subscriber) => _appender.Subscribe(subscriber);
 
+    /// <summary>
+    /// Reads published batches back from the log, from batch <paramref name="sequence"/> (whose header a subscriber saw at
+    /// <see cref="LoggedBatch.Address"/> <paramref name="address"/>, or an earlier batch's), while the log still holds them.
+    /// </summary>
+    public LogTailReader OpenLogTail(long address, long sequence) => new(_medium, VolumeId, address, sequence);
+
     public CacheStatistics Statistics => new()
     {
         BatchesWritten = _health.BatchesWritten,

@@ -14,6 +14,8 @@ internal struct Frame
     /// <summary>Resync data: its first block and count; batch: unused (its entries are in the header block).</summary>
     public long Block;
     public int Blocks;
+    /// <summary>Batch: where its record is in this node's log (a catch-up after the session reads from there).</summary>
+    public long LogAddress;
     public long ShippedAt;
 }
 

@@ -68,7 +68,7 @@ public sealed class ReplicaLink : IAsyncDisposable
     private bool _markAllAtStart;              // MarkAllOutOfSync before Start: what Start loads does not undo it
     private ushort _wireVersion = Handshake.Version; // version 1 once the peer said it speaks no other (a rolling update)
     private long _firstSeenSequence = -1; // the first batch published to the link before Start had read what the saved bitmap covers
-    private bool _streaming;            // batches go to the send buffer (else into the bitmap)
+    private bool _streaming;            // a session runs: batches go to the send buffer (else, or while catching up, into the bitmap)
     private long _session;
     private CancellationTokenSource? _sessionCancel;
     private long _nextFrameId = 1;
@@ -88,6 +88,20 @@ public sealed class ReplicaLink : IAsyncDisposable
     private bool _resyncing;
     private long _resyncDone, _resyncTotal, _resyncStarted;
     private long _rateStarted, _rateBytes;
+
+    // Catch-up from the log: a peer that comes back after an ordered session (every batch shipped in order, nothing else
+    // marked) is sent the batches it missed from this node's log, so it keeps the same history and stays consistent
+    // throughout; the bitmap is the fallback where the log no longer holds them.
+    private long _orderedThrough = -1;        // the peer holds every batch through this one; the bitmap only blocks of later ones (-1: unknown)
+    private long _tailAddress = -1, _tailSequence; // a batch at or before _orderedThrough + 1 in the log (-1: the first batch marked since)
+    private long _markStartAddress = -1, _markStartSequence; // the first batch marked since the link last streamed live
+    private long _foreignMarks, _marksSeen;   // marks not made by batches (verify, full marks): counted, so a catch-up never clears them
+    private bool _sessionOrdered;             // this session ships batches in order and nothing else (in sync, or catching up)
+    private bool _catchingUp;                 // batches go into the bitmap while the log tail is read and shipped
+    private bool _catchUpSession;             // this session's resync is a catch-up from the log (for what is logged)
+    private long _catchUpStart, _catchUpNextAddress, _catchUpNextSequence; // log addresses: where it began, where the next batch is
+    private long _lastBatchEnd;               // log address past the last published batch
+    private long _queuedThrough, _orderedQueued; // the newest batch queued for the peer this session; at the last ordered session's end
 
     public ReplicaLink(ReplicaLinkOptions options, WriteBackCache cache, ILogger logger)
     {
@@ -176,8 +190,9 @@ public sealed class ReplicaLink : IAsyncDisposable
                 if (_resyncing)
                 {
                     var seconds = Stopwatch.GetElapsedTime(_resyncStarted).TotalSeconds;
-                    resync = new ResyncProgress(_resyncDone, Math.Max(_resyncTotal, _resyncDone + _bitmap.Count * BlockSize),
-                        seconds > 0 ? _resyncDone / seconds : 0);
+                    // A catch-up counts the log it has to ship (the bitmap holds its blocks until it is done).
+                    var total = _catchingUp ? Math.Max(_resyncDone, _lastBatchEnd - _catchUpStart) : Math.Max(_resyncTotal, _resyncDone + _bitmap.Count * BlockSize);
+                    resync = new ResyncProgress(_resyncDone, total, seconds > 0 ? _resyncDone / seconds : 0);
                 }
                 return new PeerStatus(_options.PeerNode, _connection, _peerDisk, _bitmap.Count * BlockSize, resync, _frames.Batches, _frames.Bytes,
                     _latency.Percentile(0.5), _latency.Percentile(0.99), _problem);
@@ -350,6 +365,7 @@ public sealed class ReplicaLink : IAsyncDisposable
             {
                 _bitmap.SetAll();
                 _fullMarks++;
+                _foreignMarks++;
                 _logger.LogInformation("volume {Volume}: every block is marked for {Peer} after the failover, until it connects and the logs narrow that", _options.Volume,
                     _options.PeerNode);
             }
@@ -366,7 +382,11 @@ public sealed class ReplicaLink : IAsyncDisposable
     /// </summary>
     public void MarkOutOfSync(long block, int count)
     {
-        lock (_gate) _bitmap.Set(block, count);
+        lock (_gate)
+        {
+            _bitmap.Set(block, count);
+            _foreignMarks++;
+        }
     }
 
     /// <summary>
@@ -411,6 +431,7 @@ public sealed class ReplicaLink : IAsyncDisposable
     private void MarkAllLocked(string reason)
     {
         _fullMarks++;
+        _foreignMarks++;
         if (_bitmap.Count != _bitmap.Blocks)
             _logger.LogWarning("volume {Volume}: every block is marked out of sync for {Peer} ({Reason}): a full resync follows", _options.Volume,
                 _options.PeerNode, reason);
@@ -433,9 +454,11 @@ public sealed class ReplicaLink : IAsyncDisposable
         {
             var header = batch.Header;
             var length = FrameHeader.Size + (int)header.SizeBytes;
-            if (Volatile.Read(ref _streaming)) buffer = CopyFrame(batch, length);
+            if (Volatile.Read(ref _streaming) && !Volatile.Read(ref _catchingUp)) buffer = CopyFrame(batch, length);
             lock (_gate)
             {
+                var live = _streaming && !_catchingUp;
+                _lastBatchEnd = batch.Address + header.SizeBytes;
                 if (_lastSequence < 0) _firstSeenSequence = header.Sequence; // Start checks it against what the saved bitmap covers
                 else if (header.Sequence > _lastSequence + 1)
                 {
@@ -444,21 +467,26 @@ public sealed class ReplicaLink : IAsyncDisposable
                 }
                 _lastSequence = Math.Max(_lastSequence, header.Sequence);
                 if (_readFrom >= 0 && Touches(batch.Entries, _readFrom, _readCount)) _readInvalid = true;
-                if (_streaming && _frames.Bytes + length > _options.MaxLagBytes)
+                if (live && _frames.Bytes + length > _options.MaxLagBytes)
+                {
                     cancel ??= FailSessionLocked($"the peer fell more than {_options.MaxLagBytes} bytes behind; it is disconnected and resynced when it reconnects " +
                                                "(raise max-lag-bytes or check the peer's disk and network)");
-                if (_streaming)
+                    live = false;
+                }
+                if (live)
                 {
                     buffer ??= CopyFrame(batch, length);
                     new FrameHeader(FrameKind.Batch, 1 + header.DataBlocks, _nextFrameId, 0, 0).Write(buffer);
                     _frames.Enqueue(new Frame
                     {
-                        Buffer = buffer, Length = length, Id = _nextFrameId++, Kind = FrameKind.Batch, SequenceThrough = header.Sequence,
+                        Buffer = buffer, Length = length, Id = _nextFrameId++, Kind = FrameKind.Batch, SequenceThrough = header.Sequence, LogAddress = batch.Address,
                     });
+                    _queuedThrough = header.Sequence;
                     buffer = null;
                 }
                 else
                 {
+                    if (_markStartAddress < 0) (_markStartAddress, _markStartSequence) = (batch.Address, header.Sequence);
                     foreach (var entry in batch.Entries) _bitmap.Set(entry.Block, entry.BlockCount);
                     if (_markedMeanwhile is { } meanwhile)
                         foreach (var entry in batch.Entries) meanwhile.Set(entry.Block, entry.BlockCount);
@@ -584,6 +612,7 @@ public sealed class ReplicaLink : IAsyncDisposable
 
         long session;
         bool resync;
+        CatchUpFrom? catchUp;
         lock (_gate)
         {
             if (!_wantConnected || stopping.IsCancellationRequested) return;
@@ -611,20 +640,40 @@ public sealed class ReplicaLink : IAsyncDisposable
             _latency.Reset();
             _receivedFrame = _durableFrame = _nextFrameId - 1;
             resync = _bitmap.Count > 0 || peerState?.Disk != PeerDisk.UpToDate || rebase;
+            catchUp = resync && !rebase ? CatchUpStartLocked(peerState) : null;
+            _orderedThrough = _tailAddress = -1; // taken: the session's end says again what the peer holds
+            _catchUpSession = catchUp is not null;
+            _queuedThrough = -1;
             if (resync)
             {
-                _peerDisk = PeerDisk.Inconsistent;
                 _resyncing = true;
                 _resyncDone = 0;
                 _resyncTotal = _bitmap.Count * BlockSize;
                 _resyncStarted = _rateStarted = Stopwatch.GetTimestamp();
                 _rateBytes = 0;
                 _resyncDoneFrame = -1;
+            }
+            if (catchUp is { } c)
+            {
+                // The peer stays consistent (it receives whole batches in order), only behind: Outdated until it has them all.
+                _peerDisk = PeerDisk.Outdated;
+                _catchingUp = _sessionOrdered = true;
+                _receivedSequence = _durableSequence = c.Start - 1;
+                (_catchUpStart, _catchUpNextAddress, _catchUpNextSequence) = (c.Address, c.Address, c.Sequence);
+            }
+            else if (resync)
+            {
+                _peerDisk = PeerDisk.Inconsistent;
+                _sessionOrdered = false;
+                StreamLiveLocked();
                 EnqueueControlLocked(FrameKind.ResyncBegin, 0);
             }
             else
             {
                 // Nothing marked: the peer has every batch through the last one durably.
+                StreamLiveLocked();
+                _sessionOrdered = true;
+                _marksSeen = _foreignMarks;
                 _receivedSequence = _durableSequence = _lastSequence;
                 _peerDisk = PeerDisk.UpToDate;
                 _peerInSync = true;
@@ -634,14 +683,16 @@ public sealed class ReplicaLink : IAsyncDisposable
             }
         }
         _logger.LogInformation("volume {Volume}: connected to {Peer} at {Endpoint}{Resync}", _options.Volume, _options.PeerNode, endpoint,
-            resync ? $", resyncing {Status.OutOfSyncBytes} bytes" : "");
+            catchUp is { } from ? $", catching up from this node's log from batch {from.Start} ({Status.OutOfSyncBytes} bytes out of sync)"
+            : resync ? $", resyncing {Status.OutOfSyncBytes} bytes" : "");
         _sendSignal.Set();
 
         var token = cancel.Token;
         var sender = Guard(session, SendLoopAsync(socket, session, token));
         var acks = Guard(session, AckLoopAsync(socket, session, token));
         var watchdog = Guard(session, WatchdogAsync(session, token));
-        var resyncing = resync ? Guard(session, ResyncAsync(session, token)) : Task.CompletedTask;
+        var resyncing = catchUp is { } start ? Guard(session, CatchUpAsync(session, start, token))
+            : resync ? Guard(session, ResyncAsync(session, token)) : Task.CompletedTask;
         try
         {
             await Task.Delay(Timeout.Infinite, token).ConfigureAwait(false);
@@ -862,6 +913,7 @@ public sealed class ReplicaLink : IAsyncDisposable
         {
             if (session != _session) return;
             FailSessionLocked(null);
+            KeepCatchUpPointLocked();
             while (_frames.Count > 0)
             {
                 ref var frame = ref _frames[0];
@@ -969,18 +1021,25 @@ public sealed class ReplicaLink : IAsyncDisposable
             if (_resyncDoneFrame >= 0 && frameId >= _resyncDoneFrame)
             {
                 _resyncDoneFrame = -1;
-                _resyncing = false;
-                _peerDisk = PeerDisk.UpToDate;
-                _peerInSync = true;
-                _problem = null; // the last problem stays visible until the peer is in sync again
-                _logger.LogInformation("volume {Volume}: resync of {Peer} finished ({Bytes} bytes); it is UpToDate", _options.Volume, _options.PeerNode,
-                    _resyncDone);
-                JoinBarrierLocked();
-                NotifyInSyncLocked();
+                InSyncLocked();
             }
             if (_protocol == ReplicationProtocol.C) _participant?.Advance(_durableSequence);
             else if (_protocol == ReplicationProtocol.B) _participant?.Advance(_receivedSequence);
         }
+    }
+
+    /// <summary>The resync or catch-up is done and durable at the peer: it is UpToDate, and what FLUSH waits for again.</summary>
+    private void InSyncLocked()
+    {
+        _resyncing = false;
+        _peerDisk = PeerDisk.UpToDate;
+        _peerInSync = true;
+        _sessionOrdered = true; // from here every batch is shipped in order, and nothing else
+        _problem = null; // the last problem stays visible until the peer is in sync again
+        _logger.LogInformation("volume {Volume}: {What} of {Peer} finished ({Bytes} bytes{Log}); it is UpToDate", _options.Volume,
+            _catchUpSession ? "catch-up" : "resync", _options.PeerNode, _resyncDone, _catchUpSession ? " of log" : "");
+        JoinBarrierLocked();
+        NotifyInSyncLocked();
     }
 
     /// <summary>Tells <see cref="ReplicaLinkOptions.PeerInSync"/>, outside the lock: the peer is UpToDate and in the barrier.</summary>
@@ -1025,6 +1084,177 @@ public sealed class ReplicaLink : IAsyncDisposable
         }
     }
 
+    // ---- catch-up from the log ------------------------------------------------------------------
+
+    /// <summary>Where a catch-up reads from: the first batch the peer lacks, and a batch at or before it the log was seen to hold.</summary>
+    private sealed record CatchUpFrom(long Start, long Address, long Sequence);
+
+    /// <summary>
+    /// The batch a catch-up from the log starts at, or null when the peer needs a resync: the last session shipped batches
+    /// in order and nothing else (so the bitmap holds only blocks of batches the peer lacks), nothing was marked since but
+    /// batches, and the peer says it is UpToDate with this volume's batches, no further than that session took it.
+    /// </summary>
+    private CatchUpFrom? CatchUpStartLocked(ReplicaState? peer)
+    {
+        if (!_options.CatchUpFromLog || _orderedThrough < 0 || _foreignMarks != _marksSeen || _bitmap.Count == 0) return null;
+        if (peer is not { Disk: PeerDisk.UpToDate } || peer.PrimaryVolumeId != _volumeId) return null;
+        // The peer's state file may trail what it acknowledged durable (written at most once a second), never lead it; a
+        // batch beyond what the last session queued for it is not this run's numbering (a crash renumbers): it is resynced.
+        if (peer.AppliedSequence > _orderedQueued) return null;
+        var start = Math.Max(peer.AppliedSequence, _orderedThrough) + 1;
+        var (address, sequence) = _tailAddress >= 0 ? (_tailAddress, _tailSequence) : (_markStartAddress, _markStartSequence);
+        return address >= 0 && sequence <= start ? new CatchUpFrom(start, address, sequence) : null;
+    }
+
+    /// <summary>Batches go to the peer as they are published from here on: what is marked later starts a new run.</summary>
+    private void StreamLiveLocked() => _markStartAddress = -1;
+
+    /// <summary>
+    /// At a session's end (before its unacknowledged frames are marked): what the peer holds for certain, and where in the
+    /// log its first missing batch is, for a catch-up at the next connect.
+    /// </summary>
+    private void KeepCatchUpPointLocked()
+    {
+        _orderedThrough = _tailAddress = -1;
+        if (_sessionOrdered && _foreignMarks == _marksSeen)
+        {
+            _orderedThrough = _durableSequence;
+            _orderedQueued = Math.Max(_queuedThrough, _durableSequence);
+            for (var i = 0; i < _frames.Count; i++)
+            {
+                ref var frame = ref _frames[i];
+                if (frame.Kind != FrameKind.Batch) continue;
+                (_tailAddress, _tailSequence) = (frame.LogAddress, frame.SequenceThrough);
+                break;
+            }
+            if (_tailAddress < 0 && _catchingUp) (_tailAddress, _tailSequence) = (_catchUpNextAddress, _catchUpNextSequence);
+            // Else every shipped batch is durable there: the first batch marked since is the first it lacks.
+        }
+        _sessionOrdered = _catchingUp = false;
+    }
+
+    /// <summary>
+    /// Ships the batches the peer missed from this node's log, raw and in order (as they were published), while new batches
+    /// go into the bitmap; once it has read up to the newest batch it switches to live streaming under the lock that orders
+    /// the send buffer, and the bitmap (only those batches' blocks) is cleared. Where the log no longer holds a batch (destaged
+    /// and its segment reused) or something else was marked meanwhile, it falls back to resyncing the bitmap.
+    /// </summary>
+    private async Task CatchUpAsync(long session, CatchUpFrom from, CancellationToken cancellationToken)
+    {
+        var reader = _cache.OpenLogTail(from.Address, from.Sequence);
+        string? fallback = Read(() => reader.SkipTo(from.Start)) ? null : $"batch {reader.Sequence} is no longer in the log";
+        if (fallback is null)
+            lock (_gate)
+                if (session == _session) (_catchUpStart, _catchUpNextAddress, _catchUpNextSequence) = (reader.Address, reader.Address, reader.Sequence);
+        while (fallback is null)
+        {
+            while (true)
+            {
+                lock (_gate)
+                {
+                    if (session != _session || !_streaming) return;
+                    if (_frames.Bytes <= _options.MaxLagBytes / 2) break;
+                }
+                await Task.Delay(2, cancellationToken).ConfigureAwait(false);
+            }
+            lock (_gate)
+            {
+                if (session != _session || !_streaming) return;
+                if (reader.Sequence > _lastSequence)
+                {
+                    if (_foreignMarks == _marksSeen)
+                    {
+                        CaughtUpLocked();
+                        return;
+                    }
+                    fallback = "blocks were marked out of sync meanwhile";
+                    break;
+                }
+            }
+            var sequence = reader.Sequence;
+            var size = -1;
+            if (!Read(() => (size = reader.NextSize()) >= 0))
+            {
+                fallback = $"batch {sequence} is no longer in the log";
+                break;
+            }
+            var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + size);
+            var queued = false;
+            try
+            {
+                if (!Read(() => reader.TryReadNext(buffer.AsSpan(FrameHeader.Size, size))))
+                {
+                    fallback = $"batch {sequence} could not be read back from the log (its segment was reused)";
+                    break;
+                }
+                lock (_gate)
+                {
+                    if (session != _session || !_streaming) return;
+                    var id = _nextFrameId++;
+                    new FrameHeader(FrameKind.Batch, size / BlockSize, id, 0, 0).Write(buffer);
+                    _frames.Enqueue(new Frame
+                    {
+                        Buffer = buffer, Length = FrameHeader.Size + size, Id = id, Kind = FrameKind.Batch, SequenceThrough = sequence,
+                        LogAddress = reader.Address - size,
+                    });
+                    queued = true;
+                    _queuedThrough = sequence;
+                    (_catchUpNextAddress, _catchUpNextSequence) = (reader.Address, reader.Sequence);
+                    _resyncDone = _catchUpNextAddress - _catchUpStart;
+                    _rateBytes += size;
+                }
+            }
+            finally
+            {
+                if (!queued) ArrayPool<byte>.Shared.Return(buffer);
+            }
+            _sendSignal.Set();
+            await ThrottleAsync(cancellationToken).ConfigureAwait(false);
+        }
+        lock (_gate)
+        {
+            if (session != _session || !_streaming) return;
+            // The bitmap still holds every block of the batches the peer lacked: resyncing it is complete, if not as short.
+            _catchingUp = _sessionOrdered = _catchUpSession = false;
+            _peerDisk = PeerDisk.Inconsistent;
+            _resyncDone = 0;
+            _resyncTotal = _bitmap.Count * BlockSize;
+            _resyncStarted = Stopwatch.GetTimestamp();
+            StreamLiveLocked();
+            EnqueueControlLocked(FrameKind.ResyncBegin, 0);
+        }
+        _logger.LogInformation("volume {Volume}: the catch-up of {Peer} from the log stops ({Reason}); the {Bytes} bytes it misses are resynced instead",
+            _options.Volume, _options.PeerNode, fallback, Status.OutOfSyncBytes);
+        _sendSignal.Set();
+        await ResyncAsync(session, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>A read of the log for a catch-up; an I/O error counts as a batch it cannot give back (a resync follows, not another catch-up).</summary>
+    private bool Read(Func<bool> read)
+    {
+        try
+        {
+            return read();
+        }
+        catch (Exception e) when (e is IOException or BlockTargetException)
+        {
+            _logger.LogWarning("volume {Volume}: reading the log for the catch-up of {Peer} failed: {Message}", _options.Volume, _options.PeerNode, e.Message);
+            return false;
+        }
+    }
+
+    /// <summary>Every batch the peer lacked is queued: batches stream live from here, and the bitmap (their blocks only) is cleared.</summary>
+    private void CaughtUpLocked()
+    {
+        _catchingUp = false;
+        StreamLiveLocked();
+        _bitmap.Clear(0, _bitmap.Blocks);
+        _resyncTotal = _resyncDone;
+        _receivedSequence = Math.Max(_receivedSequence, _durableSequence);
+        if (_durableFrame >= _nextFrameId - 1) InSyncLocked(); // nothing queued, or all of it durable there already
+        else _resyncDoneFrame = _nextFrameId - 1;
+    }
+
     // ---- resync --------------------------------------------------------------------------------
 
     /// <summary>
@@ -1060,6 +1290,7 @@ public sealed class ReplicaLink : IAsyncDisposable
                 {
                     // Everything resynced is queued, and in the log: the peer flushes and is then UpToDate through the last batch before this frame.
                     _resyncDoneFrame = EnqueueControlLocked(FrameKind.ResyncDone, _lastSequence);
+                    _marksSeen = _foreignMarks; // the bitmap is empty: what is marked from here on is new
                     break;
                 }
                 if (!done)

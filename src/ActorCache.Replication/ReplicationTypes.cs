@@ -56,6 +56,12 @@ public sealed record PeerStatus(string Node, PeerConnection Connection, PeerDisk
 
 public sealed record ReplicaLinkOptions
 {
+    /// <summary>
+    /// A peer back after a disconnect is sent the batches it missed from this node's log (it keeps the same history and
+    /// stays consistent), where the log still holds them; false: its blocks are always resynced from the bitmap.
+    /// </summary>
+    public bool CatchUpFromLog { get; init; } = true;
+
     /// <summary>The volume's name (the same on every replica).</summary>
     public required string Volume { get; init; }
 

@@ -177,7 +177,8 @@ public sealed class ResyncOrderingTests(ITestOutputHelper output)
         var a = new TestReplica("a", cache, Path.Combine(f.Directory, "a-state"));
         var b = new TestReplica("b", f.Secondary, Path.Combine(f.Directory, "b-state"));
         b.Follow();
-        var link = a.LinkTo(b);
+        // A resync (not a catch-up from the log, which ships only what is logged) is what reads W from the ring.
+        var link = a.LinkTo(b, catchUpFromLog: false);
         link.Start();
         await TestReplica.WaitInSyncAsync(link);
         for (var i = 0; i < 10; i++) await a.Cache.WriteAsync(i * 4096L, ReplicaFixture.SelfChecking(i, 1, 1), fua: false);

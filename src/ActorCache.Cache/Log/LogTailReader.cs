@@ -1,0 +1,73 @@
+using ActorCache.Blocks;
+
+namespace ActorCache.Cache;
+
+/// <summary>
+/// Reads logged batches back by sequence, raw (header block and data, exactly as written and as the
+/// flusher published them): replication catch-up ships a returning peer the batches it missed from the
+/// log instead of resyncing their blocks, so the peer gets the same history, in order.
+/// </summary>
+/// <remarks>
+/// Reads race the destager: a segment may be released and reused under the reader. Every record read is
+/// verified (header checksum, sequence, and every data entry's checksum), so a reused segment shows as a
+/// record that cannot be read, never as wrong data; the caller then falls back to a resync. One thread.
+/// </remarks>
+public sealed class LogTailReader
+{
+    private readonly ILogMedium _medium;
+    private readonly LogWalker _walker;
+    private readonly Guid _volumeId;
+    private readonly LogEntry[] _entries = new LogEntry[LogFormat.MaxEntries];
+
+    internal LogTailReader(ILogMedium medium, Guid volumeId, long address, long sequence)
+    {
+        _medium = medium;
+        _volumeId = volumeId;
+        _walker = new LogWalker(medium, volumeId);
+        _walker.Seek(address, sequence);
+    }
+
+    /// <summary>The sequence of the batch read next.</summary>
+    public long Sequence => _walker.Sequence;
+
+    /// <summary>Where the batch read next is looked for.</summary>
+    public long Address => _walker.Address;
+
+    /// <summary>Moves on to batch <paramref name="sequence"/>, reading headers only; false when a batch on the way is not in the log any more.</summary>
+    public bool SkipTo(long sequence)
+    {
+        while (_walker.Sequence < sequence)
+        {
+            if (!_walker.TryRead()) return false;
+            _walker.Advance();
+        }
+        return _walker.Sequence == sequence;
+    }
+
+    /// <summary>The size in bytes (header block and data) of the batch read next, or -1 when it is not in the log (any more).</summary>
+    public int NextSize() => _walker.TryRead() ? (int)_walker.Header.SizeBytes : -1;
+
+    /// <summary>
+    /// Reads the batch <see cref="NextSize"/> found into <paramref name="destination"/> (exactly that size), verifies
+    /// it and moves past it; false when it was overwritten or damaged meanwhile (nothing is moved then).
+    /// </summary>
+    public bool TryReadNext(Span<byte> destination)
+    {
+        var expected = _walker.Header;
+        // Header and data in one read, checked together: the walker's header was read first, and the segment may have been reused since.
+        if (destination.Length != expected.SizeBytes || !_medium.TryRead(_walker.Address, destination)) return false;
+        if (!LogFormat.TryReadHeader(destination[..LogFormat.BlockSize], _volumeId, out var header, _entries) ||
+            header.Sequence != expected.Sequence || header.SizeBytes != expected.SizeBytes) return false;
+        var at = LogFormat.BlockSize;
+        for (var i = 0; i < header.EntryCount; i++)
+        {
+            var entry = _entries[i];
+            if (entry.Type != LogEntryType.Data) continue;
+            var bytes = entry.BlockCount * LogFormat.BlockSize;
+            if (Crc32C.Compute(destination.Slice(at, bytes)) != entry.Crc) return false;
+            at += bytes;
+        }
+        _walker.Advance();
+        return true;
+    }
+}

@@ -1,0 +1,171 @@
+using ActorCache.Blocks;
+using ActorCache.Cache;
+
+namespace ActorCache.Replication.Tests;
+
+/// <summary>
+/// A peer back after a disconnect is caught up from the primary's log (the batches it missed, in order, as they were
+/// written), and resynced from the bitmap where the log cannot give them back.
+/// </summary>
+public sealed class CatchUpTests
+{
+    private const int Region = 64; // blocks written while the peer is away, 8 at a time
+
+    [Fact]
+    public async Task A_peer_back_after_a_disconnect_gets_every_batch_it_missed_from_the_log_in_order()
+    {
+        await using var f = new ReplicaFixture();
+        RecordingTarget? recording = null;
+        f.WrapSink = target => recording = new RecordingTarget(target);
+        f.StartReceiver();
+        var link = f.StartLink(ReplicationProtocol.C);
+        await f.WaitInSyncAsync();
+        await WriteRegionAsync(f, seed: 1, expected: null);
+        await DisconnectAsync(link);
+
+        // Each block is overwritten six times while the peer is away: a resync would send each once, a catch-up every version.
+        var expected = new List<Write>();
+        for (var round = 2; round < 8; round++) await WriteRegionAsync(f, round, expected);
+        Assert.Equal(Region * 4096, link.Status.OutOfSyncBytes);
+
+        recording!.Start();
+        link.Connect();
+        await f.WaitInSyncAsync();
+        var received = recording.Stop();
+        Assert.Equal(expected, received);
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the catch-up");
+        Assert.Equal(PeerDisk.UpToDate, ReplicaState.Read(f.SecondaryState)!.Disk);
+
+        // Live again: the next write goes out as a batch, and a second outage catches up the same way.
+        await DisconnectAsync(link);
+        expected.Clear();
+        await WriteRegionAsync(f, 9, expected);
+        recording.Start();
+        link.Connect();
+        await f.WaitInSyncAsync();
+        Assert.Equal(expected, recording.Stop());
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the second catch-up");
+    }
+
+    [Fact]
+    public async Task A_batch_the_log_cannot_give_back_makes_the_catch_up_a_resync_of_every_block_missed()
+    {
+        await using var f = new ReplicaFixture();
+        RecordingTarget? recording = null;
+        f.WrapSink = target => recording = new RecordingTarget(target);
+        f.StartReceiver();
+        var link = f.StartLink(ReplicationProtocol.C);
+        await f.WaitInSyncAsync();
+        await WriteRegionAsync(f, seed: 1, expected: null);
+        await DisconnectAsync(link);
+        var shipped = new List<Write>();
+        await WriteRegionAsync(f, 2, shipped);
+        await WriteRegionAsync(f, 3, expected: null);
+
+        // The outage's first version of blocks 56-63 (its 8th batch) is damaged in the primary's log (as a reused segment would
+        // read); the primary never reads it again (version 3 replaced it), but the catch-up must ship it after 7 others, and cannot.
+        var versions = BatchesWriting(f, 56);
+        Assert.Equal(3, versions.Count); // before the outage, and two during it
+        var (file, address) = versions[1];
+        await using (var stream = new FileStream(file, FileMode.Open, FileAccess.ReadWrite))
+        {
+            stream.Position = address + 4096 + 100; // in the batch's first data block
+            var b = stream.ReadByte();
+            stream.Position--;
+            stream.WriteByte((byte)(b ^ 0x40));
+        }
+
+        recording!.Start();
+        link.Connect();
+        await f.WaitInSyncAsync();
+        var received = recording.Stop();
+        Assert.Equal(shipped[..7], received[..7]); // the batches before the damaged one went out from the log
+        Assert.Contains(received, w => w.Length > 8 * 4096); // then a resync run: the blocks were sent from the bitmap
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the resync that replaced the catch-up");
+    }
+
+    [Fact]
+    public async Task Blocks_marked_by_a_verify_while_the_peer_is_away_are_resynced_not_skipped_by_a_catch_up()
+    {
+        await using var f = new ReplicaFixture();
+        f.StartReceiver();
+        var link = f.StartLink(ReplicationProtocol.C);
+        await f.WaitInSyncAsync();
+        await WriteRegionAsync(f, seed: 1, expected: null);
+        await DisconnectAsync(link);
+        await WriteRegionAsync(f, 2, expected: null);
+        // Block 500, which no batch wrote while the peer was away, differs on the peer (as a verify would find it), and is marked.
+        await f.Secondary.WriteAsync(500 * 4096, ReplicaFixture.SelfChecking(500, 1, 6), fua: true);
+        link.MarkOutOfSync(500, 1);
+        Assert.Equal((Region + 1) * 4096, link.Status.OutOfSyncBytes);
+
+        link.Connect();
+        await f.WaitInSyncAsync();
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the reconnect");
+    }
+
+    private static async Task DisconnectAsync(ReplicaLink link)
+    {
+        link.Disconnect();
+        await ReplicaFixture.WaitUntilAsync(() => link.Status.Connection == PeerConnection.StandAlone, TimeSpan.FromSeconds(10), () => $"{link.Status}");
+    }
+
+    /// <summary>Writes the region 8 blocks at a time, each write followed by a FLUSH (one batch each).</summary>
+    private static async Task WriteRegionAsync(ReplicaFixture f, int seed, List<Write>? expected)
+    {
+        for (var block = 0; block < Region; block += 8)
+        {
+            await f.WriteAsync(block, 8, seed);
+            expected?.Add(new Write(block * 4096, 8 * 4096, Crc32C.Compute(ReplicaFixture.SelfChecking(block, 8, seed).AsSpan(..^4))));
+            await f.Primary.FlushAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        }
+    }
+
+    /// <summary>Every batch in the primary's log files that writes <paramref name="block"/> first, oldest first: (segment file, header offset).</summary>
+    private static List<(string File, long Offset)> BatchesWriting(ReplicaFixture f, long block)
+    {
+        var found = new List<(long Sequence, string File, long Offset)>();
+        var entries = new LogEntry[LogFormat.MaxEntries];
+        foreach (var file in Directory.EnumerateFiles(Path.Combine(f.Directory, "primary", "log"), "segment-*.log"))
+        {
+            var bytes = File.ReadAllBytes(file);
+            for (var at = 0; at + 4096 <= bytes.Length; at += 4096)
+                if (LogFormat.TryReadHeader(bytes.AsSpan(at, 4096), f.Primary.VolumeId, out var header, entries) &&
+                    entries.AsSpan(0, header.EntryCount).ToArray().Any(e => e.Block == block && e.Type == LogEntryType.Data))
+                    found.Add((header.Sequence, file, at));
+        }
+        return [.. found.OrderBy(b => b.Sequence).Select(b => (b.File, b.Offset))];
+    }
+}
+
+public sealed record Write(long Offset, int Length, uint Crc);
+
+/// <summary>A sink target that records the writes it applies while recording: offset, length and checksum, in order.</summary>
+public sealed class RecordingTarget(IBlockTarget below) : ForwardingTarget(below)
+{
+    private readonly List<Write> _writes = [];
+    private volatile bool _recording;
+
+    public void Start()
+    {
+        lock (_writes) _writes.Clear();
+        _recording = true;
+    }
+
+    public List<Write> Stop()
+    {
+        _recording = false;
+        lock (_writes) return [.. _writes];
+    }
+
+    public override ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, bool fua, CancellationToken cancellationToken = default)
+    {
+        if (_recording)
+            lock (_writes) _writes.Add(new Write(offset, source.Length, Crc32C.Compute(source.Span[..^4])));
+        return base.WriteAsync(offset, source, fua, cancellationToken);
+    }
+}
