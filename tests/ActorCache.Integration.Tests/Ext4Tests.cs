@@ -39,7 +39,25 @@ public sealed class Ext4Tests : IAsyncLifetime
     private async Task UnfuseAsync()
     {
         if (_fuse is null) return;
-        await Tool.RunAsync("fusermount3", ["-u", FuseDir]);
+        // umount lets go of the loop device asynchronously: until the device lets go of the file, fusermount3 -u fails (busy)
+        // and nbdfuse keeps serving. Retried for a while, then unmounted lazily, and nbdfuse is killed if it still does not end
+        // (once it waited out the test's 10 minutes in CI).
+        var unmounted = await Tool.RunAsync("fusermount3", ["-u", FuseDir]);
+        for (var attempt = 0; unmounted.ExitCode != 0 && attempt < 50; attempt++)
+        {
+            await Task.Delay(200);
+            unmounted = await Tool.RunAsync("fusermount3", ["-u", FuseDir]);
+        }
+        if (unmounted.ExitCode != 0)
+        {
+            Console.Error.WriteLine($"fusermount3 -u {FuseDir} kept failing ({unmounted.Output.Trim()}); unmounting lazily");
+            await Tool.RunAsync("fusermount3", ["-u", "-z", FuseDir]);
+        }
+        if (await Task.WhenAny(_fuse, Task.Delay(TimeSpan.FromSeconds(30))) != _fuse)
+        {
+            Console.Error.WriteLine($"nbdfuse on {FuseDir} did not end 30 s after its unmount; killed");
+            await Tool.RunAsync("pkill", ["-KILL", "-f", $"nbdfuse {FuseDir}"]);
+        }
         await _fuse;
         _fuse = null;
     }
