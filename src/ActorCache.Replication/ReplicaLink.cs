@@ -102,6 +102,7 @@ public sealed class ReplicaLink : IAsyncDisposable
     private long _catchUpStart, _catchUpNextAddress, _catchUpNextSequence; // log addresses: where it began, where the next batch is
     private long _lastBatchEnd;               // log address past the last published batch
     private long _queuedThrough, _orderedQueued; // the newest batch queued for the peer this session; at the last ordered session's end
+    private string? _catchUpDeclined;         // why this session resyncs although it could catch up (for the connect's log line)
 
     public ReplicaLink(ReplicaLinkOptions options, WriteBackCache cache, ILogger logger)
     {
@@ -640,6 +641,7 @@ public sealed class ReplicaLink : IAsyncDisposable
             _latency.Reset();
             _receivedFrame = _durableFrame = _nextFrameId - 1;
             resync = _bitmap.Count > 0 || peerState?.Disk != PeerDisk.UpToDate || rebase;
+            _catchUpDeclined = null;
             catchUp = resync && !rebase ? CatchUpStartLocked(peerState) : null;
             _orderedThrough = _tailAddress = -1; // taken: the session's end says again what the peer holds
             _catchUpSession = catchUp is not null;
@@ -684,7 +686,7 @@ public sealed class ReplicaLink : IAsyncDisposable
         }
         _logger.LogInformation("volume {Volume}: connected to {Peer} at {Endpoint}{Resync}", _options.Volume, _options.PeerNode, endpoint,
             catchUp is { } from ? $", catching up from this node's log from batch {from.Start} ({Status.OutOfSyncBytes} bytes out of sync)"
-            : resync ? $", resyncing {Status.OutOfSyncBytes} bytes" : "");
+            : resync ? $", resyncing {Status.OutOfSyncBytes} bytes{_catchUpDeclined}" : "");
         _sendSignal.Set();
 
         var token = cancel.Token;
@@ -1096,14 +1098,22 @@ public sealed class ReplicaLink : IAsyncDisposable
     /// </summary>
     private CatchUpFrom? CatchUpStartLocked(ReplicaState? peer)
     {
-        if (!_options.CatchUpFromLog || _orderedThrough < 0 || _foreignMarks != _marksSeen || _bitmap.Count == 0) return null;
+        if (_options.CatchUpMaxLogRatio <= 0 || _orderedThrough < 0 || _foreignMarks != _marksSeen || _bitmap.Count == 0) return null;
         if (peer is not { Disk: PeerDisk.UpToDate } || peer.PrimaryVolumeId != _volumeId) return null;
         // The peer's state file may trail what it acknowledged durable (written at most once a second), never lead it; a
         // batch beyond what the last session queued for it is not this run's numbering (a crash renumbers): it is resynced.
         if (peer.AppliedSequence > _orderedQueued) return null;
         var start = Math.Max(peer.AppliedSequence, _orderedThrough) + 1;
         var (address, sequence) = _tailAddress >= 0 ? (_tailAddress, _tailSequence) : (_markStartAddress, _markStartSequence);
-        return address >= 0 && sequence <= start ? new CatchUpFrom(start, address, sequence) : null;
+        if (address < 0 || sequence > start) return null;
+        // Overwrites, small batches (a header each) and writes while it runs make the log longer than the blocks it changed.
+        var log = _lastBatchEnd - address;
+        if (log > _options.CatchUpMaxLogRatio * _bitmap.Count * BlockSize)
+        {
+            _catchUpDeclined = $"; the {log} bytes of log since it left are more than {_options.CatchUpMaxLogRatio:0.##}x that, so the blocks are resynced";
+            return null;
+        }
+        return new CatchUpFrom(start, address, sequence);
     }
 
     /// <summary>Batches go to the peer as they are published from here on: what is marked later starts a new run.</summary>
@@ -1146,6 +1156,9 @@ public sealed class ReplicaLink : IAsyncDisposable
         if (fallback is null)
             lock (_gate)
                 if (session == _session) (_catchUpStart, _catchUpNextAddress, _catchUpNextSequence) = (reader.Address, reader.Address, reader.Sequence);
+        // New writes add to what is left to ship (unlike a resync, which they do not touch): a peer that does not gain on
+        // them within a while is resynced instead, which ends.
+        var (gainCheckedAt, leftThen) = (Stopwatch.GetTimestamp(), long.MaxValue);
         while (fallback is null)
         {
             while (true)
@@ -1169,6 +1182,16 @@ public sealed class ReplicaLink : IAsyncDisposable
                     }
                     fallback = "blocks were marked out of sync meanwhile";
                     break;
+                }
+                if (Stopwatch.GetElapsedTime(gainCheckedAt) >= _options.CatchUpGainPeriod)
+                {
+                    var left = _lastBatchEnd - reader.Address;
+                    if (left >= leftThen)
+                    {
+                        fallback = $"it did not gain on the writes in {_options.CatchUpGainPeriod.TotalSeconds:0.#} s ({left} bytes of log left)";
+                        break;
+                    }
+                    (gainCheckedAt, leftThen) = (Stopwatch.GetTimestamp(), left);
                 }
             }
             var sequence = reader.Sequence;

@@ -58,9 +58,16 @@ public sealed record ReplicaLinkOptions
 {
     /// <summary>
     /// A peer back after a disconnect is sent the batches it missed from this node's log (it keeps the same history and
-    /// stays consistent), where the log still holds them; false: its blocks are always resynced from the bitmap.
+    /// stays consistent) where the log still holds them and they are at most this many times the bytes out of sync
+    /// (log bytes, headers included); else, or with 0, its blocks are resynced from the bitmap (fewer bytes, and the peer
+    /// writes them in runs of up to 1 MiB instead of one by one).
     /// </summary>
-    public bool CatchUpFromLog { get; init; } = true;
+    public double CatchUpMaxLogRatio { get; init; } = DefaultCatchUpMaxLogRatio;
+
+    public const double DefaultCatchUpMaxLogRatio = 1.25;
+
+    /// <summary>A catch-up must have less log left to ship after each such period, or it gives way to a resync (new writes add to a catch-up, not to a resync).</summary>
+    public TimeSpan CatchUpGainPeriod { get; init; } = TimeSpan.FromSeconds(10);
 
     /// <summary>The volume's name (the same on every replica).</summary>
     public required string Volume { get; init; }

@@ -18,7 +18,7 @@ public sealed class CatchUpTests
         RecordingTarget? recording = null;
         f.WrapSink = target => recording = new RecordingTarget(target);
         f.StartReceiver();
-        var link = f.StartLink(ReplicationProtocol.C);
+        var link = f.StartLink(ReplicationProtocol.C, catchUpRatio: 100);
         await f.WaitInSyncAsync();
         await WriteRegionAsync(f, seed: 1, expected: null);
         await DisconnectAsync(link);
@@ -50,13 +50,34 @@ public sealed class CatchUpTests
     }
 
     [Fact]
+    public async Task A_log_far_longer_than_the_blocks_it_changed_is_not_shipped_the_blocks_are_resynced()
+    {
+        await using var f = new ReplicaFixture();
+        RecordingTarget? recording = null;
+        f.WrapSink = target => recording = new RecordingTarget(target);
+        f.StartReceiver();
+        var link = f.StartLink(ReplicationProtocol.C); // the default ratio: at most 1.25x the bytes out of sync
+        await f.WaitInSyncAsync();
+        await WriteRegionAsync(f, seed: 1, expected: null);
+        await DisconnectAsync(link);
+        for (var round = 2; round < 8; round++) await WriteRegionAsync(f, round, expected: null); // 6 versions: 13.5x the blocks, headers included
+
+        recording!.Start();
+        link.Connect();
+        await f.WaitInSyncAsync();
+        Assert.Equal([new Write(0, Region * 4096, Crc32C.Compute(f.ModelCopy().AsSpan(0, Region * 4096 - 4)))], recording.Stop());
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the resync");
+    }
+
+    [Fact]
     public async Task A_batch_the_log_cannot_give_back_makes_the_catch_up_a_resync_of_every_block_missed()
     {
         await using var f = new ReplicaFixture();
         RecordingTarget? recording = null;
         f.WrapSink = target => recording = new RecordingTarget(target);
         f.StartReceiver();
-        var link = f.StartLink(ReplicationProtocol.C);
+        var link = f.StartLink(ReplicationProtocol.C, catchUpRatio: 100);
         await f.WaitInSyncAsync();
         await WriteRegionAsync(f, seed: 1, expected: null);
         await DisconnectAsync(link);
@@ -92,7 +113,7 @@ public sealed class CatchUpTests
     {
         await using var f = new ReplicaFixture();
         f.StartReceiver();
-        var link = f.StartLink(ReplicationProtocol.C);
+        var link = f.StartLink(ReplicationProtocol.C, catchUpRatio: 100);
         await f.WaitInSyncAsync();
         await WriteRegionAsync(f, seed: 1, expected: null);
         await DisconnectAsync(link);
@@ -106,6 +127,40 @@ public sealed class CatchUpTests
         await f.WaitInSyncAsync();
         await f.Primary.FlushAsync();
         await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the reconnect");
+    }
+
+    [Fact]
+    public async Task A_catch_up_that_does_not_gain_on_the_writes_gives_way_to_a_resync()
+    {
+        await using var f = new ReplicaFixture();
+        RecordingTarget? recording = null;
+        f.WrapSink = target => recording = new RecordingTarget(target);
+        f.StartReceiver();
+        // 256 KiB/s of catch-up (the resync rate limit applies to it too) against a writer far faster.
+        var link = f.StartLink(ReplicationProtocol.C, rate: 256 << 10, catchUpGain: TimeSpan.FromSeconds(1), catchUpRatio: 100);
+        await f.WaitInSyncAsync();
+        await WriteRegionAsync(f, seed: 1, expected: null);
+        await DisconnectAsync(link);
+        await WriteRegionAsync(f, 2, expected: null);
+
+        using var stop = new CancellationTokenSource();
+        var writer = Task.Run(async () =>
+        {
+            for (var i = 0; !stop.IsCancellationRequested; i++)
+            {
+                await f.WriteAsync(1000 + i % 8 * 8, 8, 100 + i);
+                await f.Primary.FlushAsync();
+            }
+        });
+        recording!.Start();
+        link.Connect();
+        await ReplicaFixture.WaitUntilAsync(() => recording.Seen().Any(w => w.Length > 8 * 4096), TimeSpan.FromSeconds(30),
+            () => $"no resync run reached the peer: {link.Status}");
+        stop.Cancel();
+        await writer;
+        await f.WaitInSyncAsync();
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the resync that replaced the catch-up");
     }
 
     private static async Task DisconnectAsync(ReplicaLink link)
@@ -159,6 +214,12 @@ public sealed class RecordingTarget(IBlockTarget below) : ForwardingTarget(below
     public List<Write> Stop()
     {
         _recording = false;
+        return Seen();
+    }
+
+    /// <summary>The writes recorded so far (recording goes on).</summary>
+    public List<Write> Seen()
+    {
         lock (_writes) return [.. _writes];
     }
 

@@ -94,7 +94,8 @@ public sealed class ReplicaFixture : IAsyncDisposable
         Receiver = null;
     }
 
-    public ReplicaLink StartLink(ReplicationProtocol protocol = ReplicationProtocol.C, long rate = 0, TimeSpan? ackTimeout = null, long maxLag = 256L << 20)
+    public ReplicaLink StartLink(ReplicationProtocol protocol = ReplicationProtocol.C, long rate = 0, TimeSpan? ackTimeout = null, long maxLag = 256L << 20,
+        TimeSpan? catchUpGain = null, double catchUpRatio = ReplicaLinkOptions.DefaultCatchUpMaxLogRatio)
     {
         Link = new ReplicaLink(new ReplicaLinkOptions
         {
@@ -107,6 +108,8 @@ public sealed class ReplicaFixture : IAsyncDisposable
             ReconnectInterval = TimeSpan.FromMilliseconds(100),
             AckTimeout = ackTimeout ?? TimeSpan.FromSeconds(5),
             MaxLagBytes = maxLag,
+            CatchUpGainPeriod = catchUpGain ?? TimeSpan.FromSeconds(10),
+            CatchUpMaxLogRatio = catchUpRatio,
         }, Primary, Logger);
         Link.Start();
         return Link;

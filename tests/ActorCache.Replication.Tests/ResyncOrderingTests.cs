@@ -178,7 +178,7 @@ public sealed class ResyncOrderingTests(ITestOutputHelper output)
         var b = new TestReplica("b", f.Secondary, Path.Combine(f.Directory, "b-state"));
         b.Follow();
         // A resync (not a catch-up from the log, which ships only what is logged) is what reads W from the ring.
-        var link = a.LinkTo(b, catchUpFromLog: false);
+        var link = a.LinkTo(b, catchUpRatio: 0);
         link.Start();
         await TestReplica.WaitInSyncAsync(link);
         for (var i = 0; i < 10; i++) await a.Cache.WriteAsync(i * 4096L, ReplicaFixture.SelfChecking(i, 1, 1), fua: false);

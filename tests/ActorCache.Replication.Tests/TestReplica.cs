@@ -32,7 +32,7 @@ internal sealed class TestReplica(string name, WriteBackCache cache, string stat
     }
 
     /// <summary>A link from this replica (as primary) to <paramref name="to"/>; <paramref name="resynced"/> counts the blocks it resyncs.</summary>
-    public ReplicaLink LinkTo(TestReplica to, Action<long>? resynced = null, Func<EndPoint?>? via = null, bool catchUpFromLog = true)
+    public ReplicaLink LinkTo(TestReplica to, Action<long>? resynced = null, Func<EndPoint?>? via = null, double catchUpRatio = ReplicaLinkOptions.DefaultCatchUpMaxLogRatio)
     {
         var link = new ReplicaLink(new ReplicaLinkOptions
         {
@@ -42,7 +42,7 @@ internal sealed class TestReplica(string name, WriteBackCache cache, string stat
             StateDirectory = Path.Combine(State, "peer-" + to.Name),
             ReconnectInterval = TimeSpan.FromMilliseconds(100),
             History = History,
-            CatchUpFromLog = catchUpFromLog,
+            CatchUpMaxLogRatio = catchUpRatio,
         }, Cache, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
         if (resynced is not null)
             link.AfterResyncRead = (_, count) =>

@@ -313,6 +313,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
                 StateDirectory = Path.Combine(StateDirectory(name), "peer-" + peer),
                 MaxLagBytes = settings.Replication.MaxLag,
                 AckTimeout = settings.Replication.AckTimeout,
+                CatchUpMaxLogRatio = settings.Replication.CatchUpRatio,
                 // A peer in sync again has every write: its unshared-writes mark goes now, not at the reconciler's next round
                 // (seconds later): a primary killed meanwhile would find that peer's legitimate promotion a split brain.
                 PeerInSync = () => ClearMarksSafely(name),

@@ -10,8 +10,10 @@ namespace ActorCache.Replicas;
 /// <param name="Quorum">quorum = majority: a primary of three or more replicas writes only while it reaches a majority.</param>
 /// <param name="SuspendWithoutQuorum">on-no-quorum = suspend-io (wait) rather than io-error (fail with EIO).</param>
 /// <param name="AfterSplitBrain">after-split-brain: what this node does when it finds a split brain.</param>
+/// <param name="CatchUpRatio">catch-up-ratio: a returning peer is caught up from the log while that is at most this many times its out-of-sync bytes; 0: never.</param>
 public sealed record ReplicationSettings(string ListenHost, int ListenPort, long ResyncRate, TimeSpan AckTimeout, long MaxLag, bool Quorum = true,
-    bool SuspendWithoutQuorum = false, SplitBrainPolicy AfterSplitBrain = SplitBrainPolicy.Disconnect)
+    bool SuspendWithoutQuorum = false, SplitBrainPolicy AfterSplitBrain = SplitBrainPolicy.Disconnect,
+    double CatchUpRatio = ActorCache.Replication.ReplicaLinkOptions.DefaultCatchUpMaxLogRatio)
 {
     public static readonly ReplicationSettings Default = new("127.0.0.1", 0, 0, TimeSpan.FromSeconds(5), 256L << 20);
 
@@ -32,7 +34,17 @@ public sealed record ReplicationSettings(string ListenHost, int ListenPort, long
             read.Size("replication.max-lag", 1 << 20),
             read.Choice("replication.quorum", ("majority", true), ("off", false)),
             read.Choice("replication.on-no-quorum", ("io-error", false), ("suspend-io", true)),
-            read.Choice("replication.after-split-brain", [.. Enum.GetValues<SplitBrainPolicy>().Select(p => (SplitBrainVerdict.Name(p), p))]));
+            read.Choice("replication.after-split-brain", [.. Enum.GetValues<SplitBrainPolicy>().Select(p => (SplitBrainVerdict.Name(p), p))]),
+            ReadCatchUpRatio(read));
+    }
+
+    /// <summary>A number from 0 (never catch up from the log) to 100.</summary>
+    private static double ReadCatchUpRatio(SettingsReader read)
+    {
+        var text = read.String("replication.catch-up-ratio");
+        if (!double.TryParse(text, System.Globalization.NumberStyles.AllowDecimalPoint, System.Globalization.CultureInfo.InvariantCulture, out var ratio) || ratio > 100)
+            throw new SettingsException($"actorcache.replication.catch-up-ratio = {text} is not allowed; use a number from 0 (always resync) to 100, e.g. 1.25");
+        return ratio;
     }
 
     /// <summary>A rate such as <c>100M</c> (bytes per second), or 0 for no limit.</summary>
