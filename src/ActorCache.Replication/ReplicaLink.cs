@@ -948,12 +948,13 @@ public sealed class ReplicaLink : IAsyncDisposable
         }
     }
 
-    private long EnqueueControlLocked(FrameKind kind, long block)
+    /// <summary>Queues a control frame; <paramref name="sequenceThrough"/>: what the peer holds once it is durable there (default: the last batch).</summary>
+    private long EnqueueControlLocked(FrameKind kind, long block, long? sequenceThrough = null)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size);
         var id = _nextFrameId++;
         new FrameHeader(kind, 0, id, block, 0).Write(buffer);
-        _frames.Enqueue(new Frame { Buffer = buffer, Length = FrameHeader.Size, Id = id, Kind = kind, SequenceThrough = _lastSequence });
+        _frames.Enqueue(new Frame { Buffer = buffer, Length = FrameHeader.Size, Id = id, Kind = kind, SequenceThrough = sequenceThrough ?? _lastSequence });
         return id;
     }
 
@@ -1088,8 +1089,12 @@ public sealed class ReplicaLink : IAsyncDisposable
 
     // ---- catch-up from the log ------------------------------------------------------------------
 
-    /// <summary>Where a catch-up reads from: the first batch the peer lacks, and a batch at or before it the log was seen to hold.</summary>
-    private sealed record CatchUpFrom(long Start, long Address, long Sequence);
+    /// <summary>
+    /// Where a catch-up reads from: the first batch the peer lacks, and a batch at or before it the log was seen to hold.
+    /// <paramref name="OverlapThrough"/>: the last batch the previous session queued; the peer may have applied batches up to
+    /// it without making them durable, so resending them from <paramref name="Start"/> rewinds blocks until it is passed.
+    /// </summary>
+    private sealed record CatchUpFrom(long Start, long Address, long Sequence, long OverlapThrough);
 
     /// <summary>
     /// The batch a catch-up from the log starts at, or null when the peer needs a resync: the last session shipped batches
@@ -1113,7 +1118,7 @@ public sealed class ReplicaLink : IAsyncDisposable
             _catchUpDeclined = $"; the {log} bytes of log since it left are more than {_options.CatchUpMaxLogRatio:0.##}x that, so the blocks are resynced";
             return null;
         }
-        return new CatchUpFrom(start, address, sequence);
+        return new CatchUpFrom(start, address, sequence, _orderedQueued);
     }
 
     /// <summary>Batches go to the peer as they are published from here on: what is marked later starts a new run.</summary>
@@ -1153,9 +1158,22 @@ public sealed class ReplicaLink : IAsyncDisposable
     {
         var reader = _cache.OpenLogTail(from.Address, from.Sequence);
         string? fallback = Read(() => reader.SkipTo(from.Start)) ? null : $"batch {reader.Sequence} is no longer in the log";
+        var overlap = false;
         if (fallback is null)
             lock (_gate)
-                if (session == _session) (_catchUpStart, _catchUpNextAddress, _catchUpNextSequence) = (reader.Address, reader.Address, reader.Sequence);
+            {
+                if (session != _session || !_streaming) return;
+                (_catchUpStart, _catchUpNextAddress, _catchUpNextSequence) = (reader.Address, reader.Address, reader.Sequence);
+                if (from.Start <= from.OverlapThrough && from.OverlapThrough <= _lastSequence)
+                {
+                    // The peer may hold (applied, not durable) batches up to OverlapThrough: resending from Start rewinds blocks that
+                    // a later one of those wrote, until that one comes again. Meanwhile it must not count itself consistent (nor
+                    // keep history checkpoints): it is told a resync begins, and that it ends with OverlapThrough.
+                    EnqueueControlLocked(FrameKind.ResyncBegin, 0, from.Start - 1);
+                    _peerDisk = PeerDisk.Inconsistent;
+                    overlap = true;
+                }
+            }
         // New writes add to what is left to ship (unlike a resync, which they do not touch): a peer that does not gain on
         // them within a while is resynced instead, which ends.
         var (gainCheckedAt, leftThen) = (Stopwatch.GetTimestamp(), long.MaxValue);
@@ -1222,6 +1240,12 @@ public sealed class ReplicaLink : IAsyncDisposable
                     });
                     queued = true;
                     _queuedThrough = sequence;
+                    if (overlap && sequence == from.OverlapThrough)
+                    {
+                        EnqueueControlLocked(FrameKind.ResyncDone, sequence, sequence); // consistent again: the peer holds exactly batch N
+                        _peerDisk = PeerDisk.Outdated;
+                        overlap = false;
+                    }
                     (_catchUpNextAddress, _catchUpNextSequence) = (reader.Address, reader.Sequence);
                     _resyncDone = _catchUpNextAddress - _catchUpStart;
                     _rateBytes += size;
@@ -1252,14 +1276,14 @@ public sealed class ReplicaLink : IAsyncDisposable
         await ResyncAsync(session, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>A read of the log for a catch-up; an I/O error counts as a batch it cannot give back (a resync follows, not another catch-up).</summary>
+    /// <summary>A read of the log for a catch-up; any failure counts as a batch it cannot give back (a resync follows, not another catch-up).</summary>
     private bool Read(Func<bool> read)
     {
         try
         {
             return read();
         }
-        catch (Exception e) when (e is IOException or BlockTargetException)
+        catch (Exception e) when (e is not OperationCanceledException)
         {
             _logger.LogWarning("volume {Volume}: reading the log for the catch-up of {Peer} failed: {Message}", _options.Volume, _options.PeerNode, e.Message);
             return false;

@@ -109,24 +109,73 @@ public sealed class CatchUpTests
     }
 
     [Fact]
-    public async Task Blocks_marked_by_a_verify_while_the_peer_is_away_are_resynced_not_skipped_by_a_catch_up()
+    public async Task Blocks_marked_by_a_verify_during_a_catch_up_are_resynced_not_cleared_with_the_batches()
     {
         await using var f = new ReplicaFixture();
         f.StartReceiver();
-        var link = f.StartLink(ReplicationProtocol.C, catchUpRatio: 100);
+        // 64 KiB/s: the catch-up of the 8 batches below (288 KiB of log) takes seconds, so the mark lands in the middle of it.
+        var link = f.StartLink(ReplicationProtocol.C, rate: 64 << 10, catchUpRatio: 100);
         await f.WaitInSyncAsync();
         await WriteRegionAsync(f, seed: 1, expected: null);
         await DisconnectAsync(link);
         await WriteRegionAsync(f, 2, expected: null);
-        // Block 500, which no batch wrote while the peer was away, differs on the peer (as a verify would find it), and is marked.
-        await f.Secondary.WriteAsync(500 * 4096, ReplicaFixture.SelfChecking(500, 1, 6), fua: true);
-        link.MarkOutOfSync(500, 1);
-        Assert.Equal((Region + 1) * 4096, link.Status.OutOfSyncBytes);
 
         link.Connect();
+        await ReplicaFixture.WaitUntilAsync(() => link.Status is { Connection: PeerConnection.Connected, Disk: PeerDisk.Outdated, Resync.Done: > 0 },
+            TimeSpan.FromSeconds(10), () => $"no catch-up seen: {link.Status}");
+        // Block 500, which no batch writes, differs on the peer (as a verify would find it), and is marked meanwhile.
+        await f.Secondary.WriteAsync(500 * 4096, ReplicaFixture.SelfChecking(500, 1, 6), fua: true);
+        link.MarkOutOfSync(500, 1);
         await f.WaitInSyncAsync();
         await f.Primary.FlushAsync();
-        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the reconnect");
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the catch-up and the resync of the marked block");
+    }
+
+    /// <summary>
+    /// Batches the peer applied but had not made durable when the connection ended are sent again from the first one it
+    /// lacks durably: until the last of them is applied again, blocks they wrote are rewound. The peer must not count itself
+    /// consistent meanwhile (it is told a resync runs until that batch), or a failover to it then would serve a mix.
+    /// </summary>
+    [Fact]
+    public async Task A_peer_resent_batches_it_had_applied_but_not_made_durable_is_not_consistent_until_it_has_them_again()
+    {
+        await using var f = new ReplicaFixture();
+        HeldFlushTarget? flushes = null;
+        HeldWriteTarget? writes = null;
+        f.WrapSink = target => writes = new HeldWriteTarget(flushes = new HeldFlushTarget(target));
+        f.StartReceiver();
+        var link = f.StartLink(ReplicationProtocol.A, ackTimeout: TimeSpan.FromSeconds(60), catchUpRatio: 100);
+        await f.WaitInSyncAsync();
+        await WriteRegionAsync(f, seed: 1, expected: null);
+        await ReplicaFixture.WaitUntilAsync(() => link.HoldsEverything, TimeSpan.FromSeconds(10), () => $"{link.Status}");
+
+        // The peer applies the next 8 batches but makes (at most the first of) them durable: its flushes are held.
+        flushes!.Hold();
+        await WriteRegionAsync(f, 2, expected: null); // protocol A: the FLUSHes wait for the local log only
+        var applied = ReplicaFixture.SelfChecking(56, 8, 2);
+        await ReplicaFixture.WaitUntilAsync(() => ReplicaFixture.ReadAllAsync(f.Secondary).Result.AsSpan(56 * 4096, 8 * 4096).SequenceEqual(applied),
+            TimeSpan.FromSeconds(10), () => "the peer did not apply the batches");
+        await DisconnectAsync(link);
+        flushes.Release();
+
+        writes!.Hold();
+        link.Connect();
+        PeerDisk disk;
+        try
+        {
+            await writes.WriteReached.WaitAsync(TimeSpan.FromSeconds(10)); // the first batch sent again, held before it is applied
+            disk = ReplicaState.Read(f.SecondaryState)!.Disk;
+        }
+        finally
+        {
+            writes.Release(); // else the receiver's connection never ends, nor the test
+        }
+        Assert.NotEqual(PeerDisk.UpToDate, disk);
+        await f.WaitInSyncAsync();
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the catch-up");
+        await ReplicaFixture.WaitUntilAsync(() => ReplicaState.Read(f.SecondaryState)!.Disk == PeerDisk.UpToDate, TimeSpan.FromSeconds(10),
+            () => "the peer did not record UpToDate again");
     }
 
     [Fact]

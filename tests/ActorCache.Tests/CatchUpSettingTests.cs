@@ -19,6 +19,7 @@ public sealed class CatchUpSettingTests
     [InlineData("-1")]
     [InlineData("lots")]
     [InlineData("1000")]
+    [InlineData("NaN")]
     public void A_ratio_that_is_no_number_from_0_to_100_is_refused(string value)
     {
         var e = Assert.Throws<SettingsException>(() => Load($"actorcache.replication.catch-up-ratio = {value}"));

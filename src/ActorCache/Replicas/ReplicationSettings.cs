@@ -42,7 +42,7 @@ public sealed record ReplicationSettings(string ListenHost, int ListenPort, long
     private static double ReadCatchUpRatio(SettingsReader read)
     {
         var text = read.String("replication.catch-up-ratio");
-        if (!double.TryParse(text, System.Globalization.NumberStyles.AllowDecimalPoint, System.Globalization.CultureInfo.InvariantCulture, out var ratio) || ratio > 100)
+        if (!double.TryParse(text, System.Globalization.NumberStyles.AllowDecimalPoint, System.Globalization.CultureInfo.InvariantCulture, out var ratio) || !double.IsFinite(ratio) || ratio < 0 || ratio > 100)
             throw new SettingsException($"actorcache.replication.catch-up-ratio = {text} is not allowed; use a number from 0 (always resync) to 100, e.g. 1.25");
         return ratio;
     }
