@@ -1134,7 +1134,9 @@ public sealed class ReplicaLink : IAsyncDisposable
         if (_sessionOrdered && _foreignMarks == _marksSeen)
         {
             _orderedThrough = _durableSequence;
-            _orderedQueued = Math.Max(_queuedThrough, _durableSequence);
+            // Never lowered: a catch-up that ended before the peer took its overlap's begin leaves the peer holding batches up to
+            // the older bound (extra brackets later cost a resent batch or two inside a begin and end, never a torn peer).
+            _orderedQueued = Math.Max(_orderedQueued, Math.Max(_queuedThrough, _durableSequence));
             for (var i = 0; i < _frames.Count; i++)
             {
                 ref var frame = ref _frames[i];
@@ -1285,7 +1287,8 @@ public sealed class ReplicaLink : IAsyncDisposable
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {
-            _logger.LogWarning("volume {Volume}: reading the log for the catch-up of {Peer} failed: {Message}", _options.Volume, _options.PeerNode, e.Message);
+            _logger.LogWarning("volume {Volume}: reading the log for the catch-up of {Peer} failed ({Type}: {Message}); it is resynced instead", _options.Volume,
+                _options.PeerNode, e.GetType().Name, e.Message);
             return false;
         }
     }

@@ -311,6 +311,8 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
                 lock (_gate)
                 {
                     _disk = PeerDisk.Inconsistent;
+                    // A resync's end not yet durable (a catch-up's overlap just before) no longer makes this replica UpToDate.
+                    _resyncDoneFrame = -1;
                     _checkpoints = [];
                     _checkpoint = null;
                     _recentCount = 0;
