@@ -14,21 +14,15 @@ public sealed class CatchUpTests
     [Fact]
     public async Task A_peer_back_after_a_disconnect_gets_every_batch_it_missed_from_the_log_in_order()
     {
-        await using var f = new ReplicaFixture();
-        RecordingTarget? recording = null;
-        f.WrapSink = target => recording = new RecordingTarget(target);
-        f.StartReceiver();
-        var link = f.StartLink(ReplicationProtocol.C, catchUpRatio: 100);
-        await f.WaitInSyncAsync();
-        await WriteRegionAsync(f, seed: 1, expected: null);
-        await DisconnectAsync(link);
+        var (f, link, recording) = await AwayAsync(x => x.StartLink(ReplicationProtocol.C, catchUpRatio: 100));
+        await using var _ = f;
 
         // Each block is overwritten six times while the peer is away: a resync would send each once, a catch-up every version.
         var expected = new List<Write>();
         for (var round = 2; round < 8; round++) await WriteRegionAsync(f, round, expected);
         Assert.Equal(Region * 4096, link.Status.OutOfSyncBytes);
 
-        recording!.Start();
+        recording.Start();
         link.Connect();
         await f.WaitInSyncAsync();
         var received = recording.Stop();
@@ -52,17 +46,11 @@ public sealed class CatchUpTests
     [Fact]
     public async Task A_log_far_longer_than_the_blocks_it_changed_is_not_shipped_the_blocks_are_resynced()
     {
-        await using var f = new ReplicaFixture();
-        RecordingTarget? recording = null;
-        f.WrapSink = target => recording = new RecordingTarget(target);
-        f.StartReceiver();
-        var link = f.StartLink(ReplicationProtocol.C); // the default ratio: at most 1.25x the bytes out of sync
-        await f.WaitInSyncAsync();
-        await WriteRegionAsync(f, seed: 1, expected: null);
-        await DisconnectAsync(link);
+        var (f, link, recording) = await AwayAsync(x => x.StartLink(ReplicationProtocol.C)); // the default ratio: at most 1.25x the bytes out of sync
+        await using var _ = f;
         for (var round = 2; round < 8; round++) await WriteRegionAsync(f, round, expected: null); // 6 versions: 13.5x the blocks, headers included
 
-        recording!.Start();
+        recording.Start();
         link.Connect();
         await f.WaitInSyncAsync();
         Assert.Equal([new Write(0, Region * 4096, Crc32C.Compute(f.ModelCopy().AsSpan(0, Region * 4096 - 4)))], recording.Stop());
@@ -73,14 +61,8 @@ public sealed class CatchUpTests
     [Fact]
     public async Task A_batch_the_log_cannot_give_back_makes_the_catch_up_a_resync_of_every_block_missed()
     {
-        await using var f = new ReplicaFixture();
-        RecordingTarget? recording = null;
-        f.WrapSink = target => recording = new RecordingTarget(target);
-        f.StartReceiver();
-        var link = f.StartLink(ReplicationProtocol.C, catchUpRatio: 100);
-        await f.WaitInSyncAsync();
-        await WriteRegionAsync(f, seed: 1, expected: null);
-        await DisconnectAsync(link);
+        var (f, link, recording) = await AwayAsync(x => x.StartLink(ReplicationProtocol.C, catchUpRatio: 100));
+        await using var _ = f;
         var shipped = new List<Write>();
         await WriteRegionAsync(f, 2, shipped);
         await WriteRegionAsync(f, 3, expected: null);
@@ -98,7 +80,7 @@ public sealed class CatchUpTests
             stream.WriteByte((byte)(b ^ 0x40));
         }
 
-        recording!.Start();
+        recording.Start();
         link.Connect();
         await f.WaitInSyncAsync();
         var received = recording.Stop();
@@ -111,13 +93,9 @@ public sealed class CatchUpTests
     [Fact]
     public async Task Blocks_marked_by_a_verify_during_a_catch_up_are_resynced_not_cleared_with_the_batches()
     {
-        await using var f = new ReplicaFixture();
-        f.StartReceiver();
         // 64 KiB/s: the catch-up of the 8 batches below (288 KiB of log) takes seconds, so the mark lands in the middle of it.
-        var link = f.StartLink(ReplicationProtocol.C, rate: 64 << 10, catchUpRatio: 100);
-        await f.WaitInSyncAsync();
-        await WriteRegionAsync(f, seed: 1, expected: null);
-        await DisconnectAsync(link);
+        var (f, link, recording) = await AwayAsync(x => x.StartLink(ReplicationProtocol.C, rate: 64 << 10, catchUpRatio: 100));
+        await using var _ = f;
         await WriteRegionAsync(f, 2, expected: null);
 
         link.Connect();
@@ -181,15 +159,9 @@ public sealed class CatchUpTests
     [Fact]
     public async Task A_catch_up_that_does_not_gain_on_the_writes_gives_way_to_a_resync()
     {
-        await using var f = new ReplicaFixture();
-        RecordingTarget? recording = null;
-        f.WrapSink = target => recording = new RecordingTarget(target);
-        f.StartReceiver();
         // 256 KiB/s of catch-up (the resync rate limit applies to it too) against a writer far faster.
-        var link = f.StartLink(ReplicationProtocol.C, rate: 256 << 10, catchUpGain: TimeSpan.FromSeconds(1), catchUpRatio: 100);
-        await f.WaitInSyncAsync();
-        await WriteRegionAsync(f, seed: 1, expected: null);
-        await DisconnectAsync(link);
+        var (f, link, recording) = await AwayAsync(x => x.StartLink(ReplicationProtocol.C, rate: 256 << 10, catchUpGain: TimeSpan.FromSeconds(1), catchUpRatio: 100));
+        await using var _ = f;
         await WriteRegionAsync(f, 2, expected: null);
 
         using var stop = new CancellationTokenSource();
@@ -201,7 +173,7 @@ public sealed class CatchUpTests
                 await f.Primary.FlushAsync();
             }
         });
-        recording!.Start();
+        recording.Start();
         link.Connect();
         await ReplicaFixture.WaitUntilAsync(() => recording.Seen().Any(w => w.Length > 8 * 4096), TimeSpan.FromSeconds(30),
             () => $"no resync run reached the peer: {link.Status}");
@@ -210,6 +182,28 @@ public sealed class CatchUpTests
         await f.WaitInSyncAsync();
         await f.Primary.FlushAsync();
         await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the resync that replaced the catch-up");
+    }
+
+    /// <summary>A primary and a secondary that records what it applies, in sync; the region written (seed 1), then the peer disconnected.</summary>
+    private static async Task<(ReplicaFixture F, ReplicaLink Link, RecordingTarget Recording)> AwayAsync(Func<ReplicaFixture, ReplicaLink> startLink)
+    {
+        var f = new ReplicaFixture();
+        try
+        {
+            RecordingTarget? recording = null;
+            f.WrapSink = target => recording = new RecordingTarget(target);
+            f.StartReceiver();
+            var link = startLink(f);
+            await f.WaitInSyncAsync();
+            await WriteRegionAsync(f, seed: 1, expected: null);
+            await DisconnectAsync(link);
+            return (f, link, recording!);
+        }
+        catch
+        {
+            await f.DisposeAsync();
+            throw;
+        }
     }
 
     private static async Task DisconnectAsync(ReplicaLink link)
