@@ -1,0 +1,229 @@
+using System.Buffers;
+using System.Diagnostics;
+using ActorCache.Cache;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Replication;
+
+/// <summary>
+/// Catch-up from the log: a peer back after an ordered session is sent the batches it missed, read back from this node's
+/// log as they were written, in order; the bitmap resync is the fallback (see the README, "Catch-up from the log").
+/// </summary>
+public sealed partial class ReplicaLink
+{
+    /// <summary>
+    /// Where a catch-up reads from: the first batch the peer lacks, and a batch at or before it the log was seen to hold.
+    /// <paramref name="OverlapThrough"/>: the last batch the previous session queued; the peer may have applied batches up to
+    /// it without making them durable, so resending them from <paramref name="Start"/> rewinds blocks until it is passed.
+    /// </summary>
+    private sealed record CatchUpFrom(long Start, long Address, long Sequence, long OverlapThrough);
+
+    /// <summary>
+    /// The batch a catch-up from the log starts at, or null when the peer needs a resync: the last session shipped batches
+    /// in order and nothing else (so the bitmap holds only blocks of batches the peer lacks), nothing was marked since but
+    /// batches, and the peer says it is UpToDate with this volume's batches, no further than that session took it.
+    /// </summary>
+    private CatchUpFrom? CatchUpStartLocked(ReplicaState? peer)
+    {
+        if (_options.CatchUpMaxLogRatio <= 0 || _orderedThrough < 0 || _foreignMarks != _marksSeen || _bitmap.Count == 0) return null;
+        if (peer is not { Disk: PeerDisk.UpToDate } || peer.PrimaryVolumeId != _volumeId) return null;
+        // The peer's state file may trail what it acknowledged durable (written at most once a second), never lead it; a
+        // batch beyond what the last session queued for it is not this run's numbering (a crash renumbers): it is resynced.
+        if (peer.AppliedSequence > _orderedQueued) return null;
+        var start = Math.Max(peer.AppliedSequence, _orderedThrough) + 1;
+        var (address, sequence) = _tailAddress >= 0 ? (_tailAddress, _tailSequence) : (_markStartAddress, _markStartSequence);
+        if (address < 0 || sequence > start) return null;
+        // Overwrites, small batches (a header each) and writes while it runs make the log longer than the blocks it changed.
+        var log = _lastBatchEnd - address;
+        if (log > _options.CatchUpMaxLogRatio * _bitmap.Count * BlockSize)
+        {
+            _catchUpDeclined = $"; the {log} bytes of log since it left are more than {_options.CatchUpMaxLogRatio:0.##}x that, so the blocks are resynced";
+            return null;
+        }
+        return new CatchUpFrom(start, address, sequence, _orderedQueued);
+    }
+
+    /// <summary>Batches go to the peer as they are published from here on: what is marked later starts a new run.</summary>
+    private void StreamLiveLocked() => _markStartAddress = -1;
+
+    /// <summary>
+    /// At a session's end (before its unacknowledged frames are marked): what the peer holds for certain, and where in the
+    /// log its first missing batch is, for a catch-up at the next connect.
+    /// </summary>
+    private void KeepCatchUpPointLocked()
+    {
+        _orderedThrough = _tailAddress = -1;
+        if (_sessionOrdered && _foreignMarks == _marksSeen)
+        {
+            _orderedThrough = _durableSequence;
+            // Never lowered: a catch-up that ended before the peer took its overlap's begin leaves the peer holding batches up to
+            // the older bound (extra brackets later cost a resent batch or two inside a begin and end, never a torn peer).
+            _orderedQueued = Math.Max(_orderedQueued, Math.Max(_queuedThrough, _durableSequence));
+            for (var i = 0; i < _frames.Count; i++)
+            {
+                ref var frame = ref _frames[i];
+                if (frame.Kind != FrameKind.Batch) continue;
+                (_tailAddress, _tailSequence) = (frame.LogAddress, frame.SequenceThrough);
+                break;
+            }
+            if (_tailAddress < 0 && _catchingUp) (_tailAddress, _tailSequence) = (_catchUpNextAddress, _catchUpNextSequence);
+            // Else every shipped batch is durable there: the first batch marked since is the first it lacks.
+        }
+        _sessionOrdered = _catchingUp = false;
+    }
+
+    /// <summary>
+    /// Ships the batches the peer missed from this node's log, raw and in order (as they were published), while new batches
+    /// go into the bitmap; once it has read up to the newest batch it switches to live streaming under the lock that orders
+    /// the send buffer, and the bitmap (only those batches' blocks) is cleared. Where the log no longer holds a batch (destaged
+    /// and its segment reused) or something else was marked meanwhile, it falls back to resyncing the bitmap.
+    /// </summary>
+    private async Task CatchUpAsync(long session, CatchUpFrom from, CancellationToken cancellationToken)
+    {
+        var reader = _cache.OpenLogTail(from.Address, from.Sequence);
+        string? fallback = Read(() => reader.SkipTo(from.Start)) ? null : $"batch {reader.Sequence} is no longer in the log";
+        var overlap = false;
+        if (fallback is null)
+            lock (_gate)
+            {
+                if (session != _session || !_streaming) return;
+                (_catchUpStart, _catchUpNextAddress, _catchUpNextSequence) = (reader.Address, reader.Address, reader.Sequence);
+                if (from.Start <= from.OverlapThrough && from.OverlapThrough <= _lastSequence)
+                {
+                    // The peer may hold (applied, not durable) batches up to OverlapThrough: resending from Start rewinds blocks that
+                    // a later one of those wrote, until that one comes again. Meanwhile it must not count itself consistent (nor
+                    // keep history checkpoints): it is told a resync begins, and that it ends with OverlapThrough.
+                    EnqueueControlLocked(FrameKind.ResyncBegin, 0, from.Start - 1);
+                    _peerDisk = PeerDisk.Inconsistent;
+                    overlap = true;
+                }
+            }
+        // New writes add to what is left to ship (unlike a resync, which they do not touch): a peer that does not gain on
+        // them within a while is resynced instead, which ends.
+        var (gainCheckedAt, leftThen) = (Stopwatch.GetTimestamp(), long.MaxValue);
+        while (fallback is null)
+        {
+            while (true)
+            {
+                lock (_gate)
+                {
+                    if (session != _session || !_streaming) return;
+                    if (_frames.Bytes <= _options.MaxLagBytes / 2) break;
+                }
+                await Task.Delay(2, cancellationToken).ConfigureAwait(false);
+            }
+            lock (_gate)
+            {
+                if (session != _session || !_streaming) return;
+                if (reader.Sequence > _lastSequence)
+                {
+                    if (_foreignMarks == _marksSeen)
+                    {
+                        CaughtUpLocked();
+                        return;
+                    }
+                    fallback = "blocks were marked out of sync meanwhile";
+                    break;
+                }
+                if (Stopwatch.GetElapsedTime(gainCheckedAt) >= _options.CatchUpGainPeriod)
+                {
+                    var left = _lastBatchEnd - reader.Address;
+                    if (left >= leftThen)
+                    {
+                        fallback = $"it did not gain on the writes in {_options.CatchUpGainPeriod.TotalSeconds:0.#} s ({left} bytes of log left)";
+                        break;
+                    }
+                    (gainCheckedAt, leftThen) = (Stopwatch.GetTimestamp(), left);
+                }
+            }
+            var sequence = reader.Sequence;
+            var size = -1;
+            if (!Read(() => (size = reader.NextSize()) >= 0))
+            {
+                fallback = $"batch {sequence} is no longer in the log";
+                break;
+            }
+            var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + size);
+            var queued = false;
+            try
+            {
+                if (!Read(() => reader.TryReadNext(buffer.AsSpan(FrameHeader.Size, size))))
+                {
+                    fallback = $"batch {sequence} could not be read back from the log (its segment was reused)";
+                    break;
+                }
+                lock (_gate)
+                {
+                    if (session != _session || !_streaming) return;
+                    var id = _nextFrameId++;
+                    new FrameHeader(FrameKind.Batch, size / BlockSize, id, 0, 0).Write(buffer);
+                    _frames.Enqueue(new Frame
+                    {
+                        Buffer = buffer, Length = FrameHeader.Size + size, Id = id, Kind = FrameKind.Batch, SequenceThrough = sequence,
+                        LogAddress = reader.Address - size,
+                    });
+                    queued = true;
+                    _queuedThrough = sequence;
+                    if (overlap && sequence == from.OverlapThrough)
+                    {
+                        EnqueueControlLocked(FrameKind.ResyncDone, sequence, sequence); // consistent again: the peer holds exactly batch N
+                        _peerDisk = PeerDisk.Outdated;
+                        overlap = false;
+                    }
+                    (_catchUpNextAddress, _catchUpNextSequence) = (reader.Address, reader.Sequence);
+                    _resyncDone = _catchUpNextAddress - _catchUpStart;
+                    _rateBytes += size;
+                }
+            }
+            finally
+            {
+                if (!queued) ArrayPool<byte>.Shared.Return(buffer);
+            }
+            _sendSignal.Set();
+            await ThrottleAsync(cancellationToken).ConfigureAwait(false);
+        }
+        lock (_gate)
+        {
+            if (session != _session || !_streaming) return;
+            // The bitmap still holds every block of the batches the peer lacked: resyncing it is complete, if not as short.
+            _catchingUp = _sessionOrdered = _catchUpSession = false;
+            _peerDisk = PeerDisk.Inconsistent;
+            _resyncDone = 0;
+            _resyncTotal = _bitmap.Count * BlockSize;
+            _resyncStarted = Stopwatch.GetTimestamp();
+            StreamLiveLocked();
+            EnqueueControlLocked(FrameKind.ResyncBegin, 0);
+        }
+        _logger.LogInformation("volume {Volume}: the catch-up of {Peer} from the log stops ({Reason}); the {Bytes} bytes it misses are resynced instead",
+            _options.Volume, _options.PeerNode, fallback, Status.OutOfSyncBytes);
+        _sendSignal.Set();
+        await ResyncAsync(session, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>A read of the log for a catch-up; any failure counts as a batch it cannot give back (a resync follows, not another catch-up).</summary>
+    private bool Read(Func<bool> read)
+    {
+        try
+        {
+            return read();
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            _logger.LogWarning("volume {Volume}: reading the log for the catch-up of {Peer} failed ({Type}: {Message}); it is resynced instead", _options.Volume,
+                _options.PeerNode, e.GetType().Name, e.Message);
+            return false;
+        }
+    }
+
+    /// <summary>Every batch the peer lacked is queued: batches stream live from here, and the bitmap (their blocks only) is cleared.</summary>
+    private void CaughtUpLocked()
+    {
+        _catchingUp = false;
+        StreamLiveLocked();
+        _bitmap.Clear(0, _bitmap.Blocks);
+        _resyncTotal = _resyncDone;
+        _receivedSequence = Math.Max(_receivedSequence, _durableSequence);
+        if (_durableFrame >= _nextFrameId - 1) InSyncLocked(); // nothing queued, or all of it durable there already
+        else _resyncDoneFrame = _nextFrameId - 1;
+    }
+}
