@@ -184,6 +184,57 @@ public sealed class CatchUpTests
         await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the resync that replaced the catch-up");
     }
 
+    /// <summary>
+    /// A resync's begin that reaches the replica while a resync's end waits for its flush (a catch-up's overlap that ended
+    /// just before the catch-up fell back to a resync) cancels that end: the replica does not become UpToDate mid-resync.
+    /// </summary>
+    [Fact]
+    public async Task A_resync_begin_after_a_resync_end_not_yet_durable_keeps_the_replica_inconsistent()
+    {
+        await using var f = new ReplicaFixture();
+        HeldFlushTarget? flushes = null;
+        f.WrapSink = target => flushes = new HeldFlushTarget(target);
+        f.StartReceiver();
+        using var socket = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.InterNetwork, System.Net.Sockets.SocketType.Stream,
+            System.Net.Sockets.ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(f.Receiver!.LocalEndpoint);
+        await socket.SendAsync(Handshake.Hello("vol", f.Primary.VolumeId, 0, Guid.NewGuid()));
+        var reply = new byte[Handshake.ReplySize];
+        Assert.True(await Handshake.ReadExactlyAsync(socket, reply, CancellationToken.None));
+        Assert.Equal(Handshake.Status.Accepted, (Handshake.Status)BitConverter.ToUInt16(reply, 8));
+
+        await SendControlAsync(socket, FrameKind.ResyncBegin, 1, 0);
+        await ReadAcksUntilAsync(socket, AckKind.Durable, 1);
+        flushes!.Hold();
+        await SendControlAsync(socket, FrameKind.ResyncDone, 2, 5);
+        await flushes.FlushReached.WaitAsync(TimeSpan.FromSeconds(10)); // the flush that would make it UpToDate, held
+        await SendControlAsync(socket, FrameKind.ResyncBegin, 3, 0);
+        await ReadAcksUntilAsync(socket, AckKind.Received, 3);
+        await Task.Delay(200); // the receiver acknowledges receipt first, then applies
+        flushes.Release();
+        await ReadAcksUntilAsync(socket, AckKind.Durable, 2);
+        Assert.Equal(PeerDisk.Inconsistent, ReplicaState.Read(f.SecondaryState)!.Disk);
+    }
+
+    private static async Task SendControlAsync(System.Net.Sockets.Socket socket, FrameKind kind, long frameId, long block)
+    {
+        var frame = new byte[FrameHeader.Size];
+        new FrameHeader(kind, 0, frameId, block, 0).Write(frame);
+        await Handshake.SendAllAsync(socket, frame, CancellationToken.None);
+    }
+
+    private static async Task ReadAcksUntilAsync(System.Net.Sockets.Socket socket, AckKind kind, long frameId)
+    {
+        var ack = new byte[Ack.Size];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        while (true)
+        {
+            Assert.True(await Handshake.ReadExactlyAsync(socket, ack, timeout.Token), "the receiver closed the connection");
+            Assert.True(Ack.TryRead(ack, out var got, out var id));
+            if (got == kind && id >= frameId) return;
+        }
+    }
+
     /// <summary>A primary and a secondary that records what it applies, in sync; the region written (seed 1), then the peer disconnected.</summary>
     private static async Task<(ReplicaFixture F, ReplicaLink Link, RecordingTarget Recording)> AwayAsync(Func<ReplicaFixture, ReplicaLink> startLink)
     {
