@@ -81,7 +81,7 @@ public sealed partial class ReplicaLink
     private async Task CatchUpAsync(long session, CatchUpFrom from, CancellationToken cancellationToken)
     {
         var reader = _cache.OpenLogTail(from.Address, from.Sequence);
-        string? fallback = Read(() => reader.SkipTo(from.Start)) ? null : $"batch {reader.Sequence} is no longer in the log";
+        string? fallback = reader.SkipTo(from.Start) ? null : $"batch {reader.Sequence} is no longer in the log";
         var overlap = false;
         if (fallback is null)
             lock (_gate)
@@ -137,8 +137,8 @@ public sealed partial class ReplicaLink
                 }
             }
             var sequence = reader.Sequence;
-            var size = -1;
-            if (!Read(() => (size = reader.NextSize()) >= 0))
+            var size = reader.NextSize();
+            if (size < 0)
             {
                 fallback = $"batch {sequence} is no longer in the log";
                 break;
@@ -147,7 +147,7 @@ public sealed partial class ReplicaLink
             var queued = false;
             try
             {
-                if (!Read(() => reader.TryReadNext(buffer.AsSpan(FrameHeader.Size, size))))
+                if (!reader.TryReadNext(buffer.AsSpan(FrameHeader.Size, size)))
                 {
                     fallback = $"batch {sequence} could not be read back from the log (its segment was reused)";
                     break;
@@ -194,25 +194,12 @@ public sealed partial class ReplicaLink
             StreamLiveLocked();
             EnqueueControlLocked(FrameKind.ResyncBegin, 0);
         }
+        // Any failure to read counts as a batch the log cannot give back: a resync follows, not another catch-up.
+        if (reader.Failure is { } failure) fallback += $"; reading the log failed: {failure}";
         _logger.LogInformation("volume {Volume}: the catch-up of {Peer} from the log stops ({Reason}); the {Bytes} bytes it misses are resynced instead",
             _options.Volume, _options.PeerNode, fallback, Status.OutOfSyncBytes);
         _sendSignal.Set();
         await ResyncAsync(session, cancellationToken).ConfigureAwait(false);
-    }
-
-    /// <summary>A read of the log for a catch-up; any failure counts as a batch it cannot give back (a resync follows, not another catch-up).</summary>
-    private bool Read(Func<bool> read)
-    {
-        try
-        {
-            return read();
-        }
-        catch (Exception e) when (e is not OperationCanceledException)
-        {
-            _logger.LogWarning("volume {Volume}: reading the log for the catch-up of {Peer} failed ({Type}: {Message}); it is resynced instead", _options.Volume,
-                _options.PeerNode, e.GetType().Name, e.Message);
-            return false;
-        }
     }
 
     /// <summary>Every batch the peer lacked is queued: batches stream live from here, and the bitmap (their blocks only) is cleared.</summary>

@@ -73,6 +73,20 @@ public static class LogFormat
         BinaryPrimitives.WriteUInt32LittleEndian(block[60..], Crc32C.Compute(block[..BlockSize]));
     }
 
+    /// <summary>True when <paramref name="data"/> (a batch's data blocks, in entry order) matches every data entry's checksum.</summary>
+    public static bool DataMatches(ReadOnlySpan<LogEntry> entries, ReadOnlySpan<byte> data)
+    {
+        var at = 0;
+        foreach (var entry in entries)
+        {
+            if (entry.Type != LogEntryType.Data) continue;
+            var length = entry.BlockCount * BlockSize;
+            if (at + length > data.Length || Crc32C.Compute(data.Slice(at, length)) != entry.Crc) return false;
+            at += length;
+        }
+        return true;
+    }
+
     /// <summary>
     /// Decodes and checks a header block; false when it is not a valid header of this volume
     /// (wrong magic, version, volume, entry count or checksum). Entries go into <paramref name="entries"/>.

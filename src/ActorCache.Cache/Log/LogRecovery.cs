@@ -150,20 +150,7 @@ public static class LogRecovery
 
     /// <summary>True when the current batch's data can be read and matches every entry's checksum (recovery and the scrub).</summary>
     internal static bool DataOk(LogWalker walker, byte[] data, int maxBatchBlocks) =>
-        walker.Header.DataBlocks <= maxBatchBlocks && walker.TryReadData(data) && DataMatches(walker.Entries, data);
-
-    private static bool DataMatches(ReadOnlySpan<LogEntry> entries, byte[] data)
-    {
-        var at = 0;
-        foreach (var entry in entries)
-        {
-            if (entry.Type != LogEntryType.Data) continue;
-            var length = entry.BlockCount * LogFormat.BlockSize;
-            if (Crc32C.Compute(data.AsSpan(at, length)) != entry.Crc) return false;
-            at += length;
-        }
-        return true;
-    }
+        walker.Header.DataBlocks <= maxBatchBlocks && walker.TryReadData(data) && LogFormat.DataMatches(walker.Entries, data);
 
     /// <summary>
     /// Looks past a bad record for a valid one with a higher sequence whose durable-through covers the bad one

@@ -1,5 +1,3 @@
-using ActorCache.Blocks;
-
 namespace ActorCache.Cache;
 
 /// <summary>
@@ -10,7 +8,8 @@ namespace ActorCache.Cache;
 /// <remarks>
 /// Reads race the destager: a segment may be released and reused under the reader. Every record read is
 /// verified (header checksum, sequence, and every data entry's checksum), so a reused segment shows as a
-/// record that cannot be read, never as wrong data; the caller then falls back to a resync. One thread.
+/// record that cannot be read, never as wrong data; the caller then falls back to a resync. A read that
+/// fails (an I/O error, the log closed) answers the same, with <see cref="Failure"/> saying why. One thread.
 /// </remarks>
 public sealed class LogTailReader
 {
@@ -33,19 +32,40 @@ public sealed class LogTailReader
     /// <summary>Where the batch read next is looked for.</summary>
     public long Address => _walker.Address;
 
+    /// <summary>The last read that failed with an error rather than finding no such record (null: none).</summary>
+    public string? Failure { get; private set; }
+
     /// <summary>Moves on to batch <paramref name="sequence"/>, reading headers only; false when a batch on the way is not in the log any more.</summary>
     public bool SkipTo(long sequence)
     {
-        while (_walker.Sequence < sequence)
+        try
         {
-            if (!_walker.TryRead()) return false;
-            _walker.Advance();
+            while (_walker.Sequence < sequence)
+            {
+                if (!_walker.TryRead()) return false;
+                _walker.Advance();
+            }
+            return _walker.Sequence == sequence;
         }
-        return _walker.Sequence == sequence;
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            return Failed(e);
+        }
     }
 
     /// <summary>The size in bytes (header block and data) of the batch read next, or -1 when it is not in the log (any more).</summary>
-    public int NextSize() => _walker.TryRead() ? (int)_walker.Header.SizeBytes : -1;
+    public int NextSize()
+    {
+        try
+        {
+            return _walker.TryRead() ? (int)_walker.Header.SizeBytes : -1;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            Failed(e);
+            return -1;
+        }
+    }
 
     /// <summary>
     /// Reads the batch <see cref="NextSize"/> found into <paramref name="destination"/> (exactly that size), verifies
@@ -54,20 +74,25 @@ public sealed class LogTailReader
     public bool TryReadNext(Span<byte> destination)
     {
         var expected = _walker.Header;
-        // Header and data in one read, checked together: the walker's header was read first, and the segment may have been reused since.
-        if (destination.Length != expected.SizeBytes || !_medium.TryRead(_walker.Address, destination)) return false;
-        if (!LogFormat.TryReadHeader(destination[..LogFormat.BlockSize], _volumeId, out var header, _entries) ||
-            header.Sequence != expected.Sequence || header.SizeBytes != expected.SizeBytes) return false;
-        var at = LogFormat.BlockSize;
-        for (var i = 0; i < header.EntryCount; i++)
+        try
         {
-            var entry = _entries[i];
-            if (entry.Type != LogEntryType.Data) continue;
-            var bytes = entry.BlockCount * LogFormat.BlockSize;
-            if (Crc32C.Compute(destination.Slice(at, bytes)) != entry.Crc) return false;
-            at += bytes;
+            // Header and data in one read, checked together: the walker's header was read first, and the segment may have been reused since.
+            if (destination.Length != expected.SizeBytes || !_medium.TryRead(_walker.Address, destination)) return false;
         }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            return Failed(e);
+        }
+        if (!LogFormat.TryReadHeader(destination[..LogFormat.BlockSize], _volumeId, out var header, _entries) ||
+            header.Sequence != expected.Sequence || header.SizeBytes != expected.SizeBytes ||
+            !LogFormat.DataMatches(_entries.AsSpan(0, header.EntryCount), destination[LogFormat.BlockSize..])) return false;
         _walker.Advance();
         return true;
+    }
+
+    private bool Failed(Exception e)
+    {
+        Failure = $"{e.GetType().Name}: {e.Message}";
+        return false;
     }
 }

@@ -56,10 +56,23 @@ public sealed class SettingsReader(Config config)
     public double Fraction(string key, double above, double max)
     {
         var text = String(key);
-        if (!double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out var number) || number <= above || number > max)
+        if (!TryParseNumber(text, out var number) || number <= above || number > max)
             throw new SettingsException($"{Root}.{key} = {text} is not allowed; use a number greater than {above} and at most {max}, e.g. 0.5");
         return number;
     }
+
+    /// <summary>A number in [<paramref name="min"/>, <paramref name="max"/>]; <paramref name="meaning"/> says what the ends mean in the message.</summary>
+    public double Number(string key, double min, double max, string meaning)
+    {
+        var text = String(key);
+        if (!TryParseNumber(text, out var number) || number < min || number > max)
+            throw new SettingsException($"{Root}.{key} = {text} is not allowed; use a number from {meaning}");
+        return number;
+    }
+
+    /// <summary>A plain decimal number (not NaN or infinity, which parse whatever the number style says).</summary>
+    private static bool TryParseNumber(string text, out double number) =>
+        double.TryParse(text, NumberStyles.AllowDecimalPoint, CultureInfo.InvariantCulture, out number) && double.IsFinite(number);
 
     /// <summary>A duration such as <c>500ms</c>, <c>5s</c>, <c>2m</c> or <c>1h</c> (a bare number is milliseconds, as in Akka).</summary>
     public TimeSpan Duration(string key, TimeSpan min, string example)

@@ -35,16 +35,7 @@ public sealed record ReplicationSettings(string ListenHost, int ListenPort, long
             read.Choice("replication.quorum", ("majority", true), ("off", false)),
             read.Choice("replication.on-no-quorum", ("io-error", false), ("suspend-io", true)),
             read.Choice("replication.after-split-brain", [.. Enum.GetValues<SplitBrainPolicy>().Select(p => (SplitBrainVerdict.Name(p), p))]),
-            ReadCatchUpRatio(read));
-    }
-
-    /// <summary>A number from 0 (never catch up from the log) to 100.</summary>
-    private static double ReadCatchUpRatio(SettingsReader read)
-    {
-        var text = read.String("replication.catch-up-ratio");
-        if (!double.TryParse(text, System.Globalization.NumberStyles.AllowDecimalPoint, System.Globalization.CultureInfo.InvariantCulture, out var ratio) || !double.IsFinite(ratio) || ratio < 0 || ratio > 100)
-            throw new SettingsException($"actorcache.replication.catch-up-ratio = {text} is not allowed; use a number from 0 (always resync) to 100, e.g. 1.25");
-        return ratio;
+            read.Number("replication.catch-up-ratio", 0, 100, "0 (always resync) to 100, e.g. 1.25"));
     }
 
     /// <summary>A rate such as <c>100M</c> (bytes per second), or 0 for no limit.</summary>
