@@ -255,6 +255,31 @@ public sealed class WriteBackCache : IBlockTarget
         else await _backing.WriteZeroesAsync(offset, length, mayDeallocate: false, fastOnly, durable, ct).ConfigureAwait(false);
     }
 
+    /// <summary>
+    /// A replicated batch applied as one request (DESIGN §4: a secondary appends its primary's batches to its own log):
+    /// <paramref name="data"/> holds the data entries' blocks in entry order, as a log record does. It costs one claim of
+    /// ring slots and one hold of the log order lock instead of one of each per entry, and it lands in one batch of this
+    /// log whenever it fits. False, with nothing applied, when the cache is not in write-back or the batch is too large for
+    /// a share of the ring: the caller then applies its entries one by one.
+    /// </summary>
+    public async ValueTask<bool> TryApplyBatchAsync(ReadOnlyMemory<LogEntry> entries, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
+    {
+        ThrowIfReadOnly();
+        var blocks = Size >> LogFormat.BlockShift;
+        long dataBlocks = 0;
+        foreach (var entry in entries.Span)
+        {
+            if (entry.BlockCount < 1 || entry.Block < 0 || entry.Block + entry.BlockCount > blocks)
+                throw new ArgumentOutOfRangeException(nameof(entries), $"volume {_name}: an entry of {entry.BlockCount} blocks at block {entry.Block}, outside the volume");
+            if (entry.Type == LogEntryType.Data) dataBlocks += entry.BlockCount;
+        }
+        if (dataBlocks << LogFormat.BlockShift != data.Length)
+            throw new ArgumentException($"volume {_name}: {data.Length} bytes of data for {dataBlocks} blocks of data entries", nameof(data));
+        if (_mode != CacheMode.WriteBack || dataBlocks > _ring.SlotCount / 4) return false;
+        if (entries.Length == 0) return true;
+        return await _writer.WriteBatchAsync(entries, data, cancellationToken).ConfigureAwait(false) != AppendQueue.NotWriteBack;
+    }
+
     /// <summary>Staged writes (DESIGN §3): a whole-block write's payload is received straight into the ring slots it will be logged from.</summary>
     public async ValueTask<bool> TryStageWriteAsync(long offset, int length, StagedWrite staged, CancellationToken cancellationToken = default)
     {

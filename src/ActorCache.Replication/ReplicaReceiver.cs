@@ -353,8 +353,15 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
             at += bytes;
         }
         SendAck(AckKind.Received, frame.FrameId);
-        at = LogFormat.BlockSize;
         var target = sink.Target;
+        // A write-back cache takes the batch as one request (one batch of its log, as the primary logged it); anything else entry by entry.
+        if (target is WriteBackCache cache &&
+            await cache.TryApplyBatchAsync(_entries.AsMemory(0, header.EntryCount), payload[LogFormat.BlockSize..], cancellationToken).ConfigureAwait(false))
+        {
+            Applied(frame.FrameId, header.Sequence, payload.Length, flush: header.IsSyncPoint);
+            return;
+        }
+        at = LogFormat.BlockSize;
         for (var i = 0; i < header.EntryCount; i++)
         {
             var entry = _entries[i];

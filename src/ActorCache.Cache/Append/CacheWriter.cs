@@ -93,6 +93,46 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
         }
     }
 
+    /// <summary>
+    /// Queues a batch of whole-block entries as one request: a secondary applying its primary's batch
+    /// (DESIGN §4). One claim of ring slots for all its data, copied in before the lock is taken (whole
+    /// blocks merge with nothing), then every entry queued under one hold of the lock, the later ones
+    /// continuing the first: the batch lands in one batch of this log whenever it fits, so a crash of
+    /// this node never keeps half of it. Returns the last ticket, or <see cref="AppendQueue.NotWriteBack"/>.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<long> WriteBatchAsync(ReadOnlyMemory<LogEntry> entries, ReadOnlyMemory<byte> data, CancellationToken ct)
+    {
+        var count = data.Length >> BlockShift;
+        var slots = ArrayPool<int>.Shared.Rent(Math.Max(1, count));
+        try
+        {
+            if (count > 0) await ClaimAsync(slots.AsMemory(0, count), ct).ConfigureAwait(false);
+            try
+            {
+                for (var i = 0; i < count; i++) data.Span.Slice(i << BlockShift, BlockSize).CopyTo(ring.Slot(slots[i]));
+                while (true)
+                {
+                    var state = new BatchWrite(entries.Span, slots.AsSpan(0, count));
+                    var ticket = queue.Append(ref state, static (q, ref s) => QueueBatchLocked(q, ref s));
+                    if (ticket == AppendQueue.NotWriteBack) Release(slots.AsSpan(0, count)); // the caller applies it entry by entry
+                    if (ticket != AppendQueue.Paused) return ticket;
+                    await queue.Resumed.ConfigureAwait(false);
+                }
+            }
+            catch
+            {
+                Release(slots.AsSpan(0, count)); // nothing was queued (the volume is closing)
+                throw;
+            }
+        }
+        finally
+        {
+            ArrayPool<int>.Shared.Return(slots);
+            RingIfBatchDue();
+        }
+    }
+
     /// <summary>Claims the slots a whole-block write needs and hands their memory to the front, which receives the payload into them.</summary>
     public async ValueTask StageAsync(long offset, int length, StagedWrite staged, IBlockTarget stagedBy, CancellationToken ct)
     {
@@ -261,6 +301,31 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
         return ticket;
     }
 
+    /// <summary>A batch's entries, their data already in their slots (in entry order). Under the queue's lock.</summary>
+    private static long QueueBatchLocked(AppendQueue q, ref BatchWrite w)
+    {
+        long ticket = 0;
+        var used = 0;
+        for (var i = 0; i < w.Entries.Length; i++)
+        {
+            var entry = w.Entries[i];
+            if (entry.Type == LogEntryType.Data)
+            {
+                var run = w.Slots.Slice(used, entry.BlockCount);
+                used += entry.BlockCount;
+                ticket = q.QueueLocked(entry.Block, run.Length, LogEntryType.Data, run, continues: i > 0);
+                for (var b = 0; b < run.Length; b++) q.PointLocked(entry.Block + b, BlockIndex.Encode(BlockLocation.Ring, run[b]));
+            }
+            else
+            {
+                ticket = q.QueueLocked(entry.Block, entry.BlockCount, entry.Type, [], continues: i > 0);
+                var unlogged = BlockIndex.UnloggedZero(ticket);
+                for (var b = 0; b < entry.BlockCount; b++) q.PointLocked(entry.Block + b, unlogged);
+            }
+        }
+        return ticket;
+    }
+
     /// <summary>The block's current content with the zeroed range cleared, in its slot.</summary>
     private void MergeZeroBytes(AppendQueue q, ref ZeroWrite w, long block, int slot)
     {
@@ -285,6 +350,12 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
         public readonly long Offset = offset, End = end, First = first, Count = count;
         public readonly LogEntryType Type = type;
         public readonly bool HeadPartial = headPartial, TailPartial = tailPartial;
+        public readonly Span<int> Slots = slots;
+    }
+
+    private ref struct BatchWrite(ReadOnlySpan<LogEntry> entries, Span<int> slots)
+    {
+        public readonly ReadOnlySpan<LogEntry> Entries = entries;
         public readonly Span<int> Slots = slots;
     }
 
