@@ -174,7 +174,9 @@ public sealed class NodeLifecycleTests : IDisposable
     {
         var node = await NodeProcess.StartAsync(_dataDir);
         // Two clients that never leave on their own: one idle, one mid-way through a stream of writes.
-        var idle = Tool.RunAsync("nbdsh", ["-u", node.UnixUri(), "-c", "import time; time.sleep(60)"], TimeSpan.FromMinutes(2));
+        // The idle one waits on its socket (not in a sleep), so it notices the server closing the connection at once.
+        const string waitForClose = "try:\n    while not (h.aio_is_dead() or h.aio_is_closed()): h.poll(1000)\nexcept nbd.Error:\n    pass\n";
+        var idle = Tool.RunAsync("nbdsh", ["-u", node.UnixUri(), "-c", waitForClose], TimeSpan.FromMinutes(2));
         var busy = Tool.RunAsync("fio", ["--name=busy", "--ioengine=nbd", $"--uri={node.UnixUri()}", "--rw=randwrite", "--bs=4k",
             "--iodepth=8", "--size=64m", "--time_based", "--runtime=60"], TimeSpan.FromMinutes(2));
         await Task.Delay(1500);
@@ -187,7 +189,7 @@ public sealed class NodeLifecycleTests : IDisposable
         Assert.DoesNotContain("stopped without being closed", node.Output);
         Assert.True(node.Output.IndexOf("volume vol0 closed", StringComparison.Ordinal) <
                     node.Output.IndexOf("CoordinatedShutdown invoked", StringComparison.Ordinal), "volumes close before the actor system stops:\n" + node.Output);
-        await Task.WhenAll(idle, busy); // both clients see the connection end
+        await Task.WhenAll(idle, busy).WaitAsync(TimeSpan.FromSeconds(30)); // both clients see the connection end, long before their minute is up
         await node.DisposeAsync();
         Assert.False(File.Exists(Path.Combine(_dataDir, "nbd.sock")), "the Unix socket is removed on stop");
 

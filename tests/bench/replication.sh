@@ -12,7 +12,8 @@
 # Ratios are medians of REPS alternating runs; the machine is shared (2 cores here, the three nodes and fio
 # on them), so read ratios, not times. Not part of CI.
 # Usage: tests/bench/replication.sh        (REPS=3 RUNTIME=10 JOBS="J1 J2 J3" PROTOCOLS="A B" RESYNCS="R1 R2 R3" to change;
-#        KEEP=1 keeps the work directory with the node logs; AC_ARGS="--set k=v ..." goes to every node)
+#        KEEP=1 keeps the work directory with the node logs; AC_ARGS="--set k=v ..." goes to every node;
+#        DLL=path/ActorCache.dll runs that build instead of building this tree)
 # Needs: fio (nbd engine), curl, python3 (Debian's), dotnet.
 set -Eeuo pipefail
 trap 'echo "replication.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
@@ -43,9 +44,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "building ActorCache (Release)..." >&2
-dotnet build src/ActorCache -c Release -v quiet -nologo >/dev/null
-dll=src/ActorCache/bin/Release/net10.0/ActorCache.dll
+if [ -n "${DLL:-}" ]; then
+  dll=$DLL # another build (an A/B: run the script once per build)
+else
+  echo "building ActorCache (Release)..." >&2
+  dotnet build src/ActorCache -c Release -v quiet -nologo >/dev/null
+  dll=src/ActorCache/bin/Release/net10.0/ActorCache.dll
+fi
 
 # Three free ports for the cluster (seeds must be known before the nodes start, so no port 0 here).
 read -r PORT[a] PORT[b] PORT[c] < <(/usr/bin/python3 -c '
