@@ -92,4 +92,32 @@ public sealed class DurabilityBarrierTests : IDisposable
         Assert.Equal(1, continuedOn.Take(3).Count(t => t == syncThread)); // one in place (no thread hop before the reply), the others on the pool
         Assert.NotEqual(syncThread, continuedOn[3]); // a caller that did not allow it never continues on the flusher's thread
     }
+    /// <summary>
+    /// A replicator advances its participant (or leaves) under its own lock. A FLUSH allowed inline whose continuation
+    /// takes that lock, or another replicator's, would deadlock if it ran there: two links acknowledging at once each held
+    /// their own lock and ran a FLUSH that wanted the other's (a primary of three replicas stopped under J2).
+    /// </summary>
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_waiter_allowed_inline_never_runs_on_a_peer_participant_advancing_or_leaving(bool leaves)
+    {
+        var barrier = new DurabilityBarrier(new LogHistory([]), lastClosedGeneration: 0, durableSequence: 0);
+        var peer = barrier.Join("peer", 0);
+        var replicatorLock = new object();
+        Task wait;
+        using (InlineReply.Allow()) wait = barrier.WaitAsync(10);
+        var ranUnderTheLock = true;
+        var continued = wait.ContinueWith(_ => ranUnderTheLock = Monitor.IsEntered(replicatorLock), TaskContinuationOptions.ExecuteSynchronously);
+        barrier.SyncPointWritten(10, new SyncPoint(1, 0, Sequence: 1, EndAddress: 8192));
+        barrier.Local.Advance(1); // durable here; the waiter still waits for the peer
+        Assert.False(wait.IsCompleted);
+        lock (replicatorLock)
+        {
+            if (leaves) barrier.Leave(peer);
+            else peer.Advance(1);
+        }
+        await continued.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.False(ranUnderTheLock, "the FLUSH's continuation ran on the replicator's thread, inside its lock");
+    }
 }

@@ -19,7 +19,10 @@ namespace ActorCache.Cache;
 /// FLUSH or FUA, whose continuation only sends the reply) may run its continuation right there: the last
 /// such one does, the others are handed to the pool so they go on in parallel. At queue depth 1 a
 /// commit then costs no thread hop between the fdatasync and the reply. Every other waiter continues
-/// on the pool (RunContinuationsAsynchronously), so no caller's code runs on the flusher unasked.
+/// on the pool (RunContinuationsAsynchronously), so no caller's code runs on the flusher unasked. Only
+/// the local log's progress (the flusher's thread) runs one inline: a peer's acknowledgement or a
+/// participant leaving may come from code holding its own lock (a replicator's), and a FLUSH's
+/// continuation that takes that lock, or another replicator's, would deadlock there.
 /// </remarks>
 public sealed class DurabilityBarrier
 {
@@ -73,7 +76,7 @@ public sealed class DurabilityBarrier
     {
         if (participant == Local) throw new InvalidOperationException("the local log cannot leave the durability barrier");
         lock (_gate) _participants.Remove(participant);
-        CloseWhatIsDurable();
+        CloseWhatIsDurable(mayRunInline: false);
     }
 
     /// <summary>Completes once a sync point covering <paramref name="ticket"/> is durable for every participant.</summary>
@@ -116,7 +119,7 @@ public sealed class DurabilityBarrier
     internal void SyncPointWritten(long ticket, SyncPoint point)
     {
         lock (_gate) _written.Enqueue((ticket, point));
-        CloseWhatIsDurable();
+        CloseWhatIsDurable(mayRunInline: true);
     }
 
     /// <summary>
@@ -149,12 +152,13 @@ public sealed class DurabilityBarrier
             if (sequence <= participant.DurableSequence) return;
             participant.DurableSequence = sequence;
         }
-        CloseWhatIsDurable();
+        CloseWhatIsDurable(mayRunInline: participant == Local);
     }
 
     [ThreadStatic] private static List<(TaskCompletionSource Done, bool Inline)>? t_completing;
 
-    private void CloseWhatIsDurable()
+    /// <param name="mayRunInline">The caller is the flusher, holding no lock of anyone's: the last waiter allowed inline may run here.</param>
+    private void CloseWhatIsDurable(bool mayRunInline)
     {
         var completing = t_completing ??= [];
         lock (_gate)
@@ -192,6 +196,11 @@ public sealed class DurabilityBarrier
         }
         completing.Clear();
         if (last is null) return;
+        if (!mayRunInline)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem(static done => done.TrySetResult(), last, false);
+            return;
+        }
         using (InlineReply.Run()) last.TrySetResult();
     }
 
