@@ -265,7 +265,9 @@ public sealed class WriteBackCache : IBlockTarget
     public async ValueTask<bool> TryApplyBatchAsync(ReadOnlyMemory<LogEntry> entries, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
         ThrowIfReadOnly();
-        var blocks = Size >> LogFormat.BlockShift;
+        // The index's size, not the backing's: an online grow enlarges the backing first, and an entry past the index
+        // would fail inside the lock with earlier entries of the batch queued already.
+        var blocks = Index.Blocks;
         long dataBlocks = 0;
         foreach (var entry in entries.Span)
         {

@@ -377,7 +377,7 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
                     await target.TrimAsync(offset, bytes, fua: false, cancellationToken).ConfigureAwait(false);
                     break;
                 case LogEntryType.Zero:
-                    await target.WriteZeroesAsync(offset, bytes, mayDeallocate: true, fastOnly: false, fua: false, cancellationToken).ConfigureAwait(false);
+                    await target.WriteZeroesAsync(offset, bytes, mayDeallocate: false, fastOnly: false, fua: false, cancellationToken).ConfigureAwait(false);
                     break;
             }
         }
