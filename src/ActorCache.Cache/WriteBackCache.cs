@@ -262,6 +262,7 @@ public sealed class WriteBackCache : IBlockTarget
     /// log whenever it fits. False, with nothing applied, when the cache is not in write-back or the batch is too large for
     /// a share of the ring: the caller then applies its entries one by one.
     /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<bool> TryApplyBatchAsync(ReadOnlyMemory<LogEntry> entries, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
         ThrowIfReadOnly();
@@ -281,6 +282,12 @@ public sealed class WriteBackCache : IBlockTarget
         if (entries.Length == 0) return true;
         return await _writer.WriteBatchAsync(entries, data, cancellationToken).ConfigureAwait(false) != AppendQueue.NotWriteBack;
     }
+
+    /// <summary>
+    /// Bytes of writes accepted and not yet in the log, read without a lock: what replication has not been handed yet. A
+    /// primary adds them to what its links hold when it decides whether a write waits for a slow peer.
+    /// </summary>
+    public long UnloggedBytes => _queue.PendingDataBlocksNow << LogFormat.BlockShift;
 
     /// <summary>Staged writes (DESIGN §3): a whole-block write's payload is received straight into the ring slots it will be logged from.</summary>
     public async ValueTask<bool> TryStageWriteAsync(long offset, int length, StagedWrite staged, CancellationToken cancellationToken = default)

@@ -77,6 +77,9 @@ internal sealed class AppendQueue
         // Read without the lock (every writer asks after each write): a stale answer only rings a little early or late.
         Volatile.Read(ref _pendingDataBlocks) >= blocks || _pending.Count >= blocks;
 
+    /// <summary>Data blocks queued and not yet in the log, read without the lock (a moment old at worst): for back-pressure checks on every write.</summary>
+    public long PendingDataBlocksNow => Volatile.Read(ref _pendingDataBlocks);
+
     /// <summary>Blocks queued and not yet in the log, trims and zeroes included (what a stop that cannot reach the log would lose).</summary>
     public long PendingBlocks
     {

@@ -345,6 +345,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         string? last = null;
         var lastAt = 0L;
         var marked = new HashSet<string>(attached.Set.Secondaries().Where(peer => File.Exists(UnsharedMark(name, peer))));
+        var unloggedOf = CacheOf(attached.Volume) as WriteBackCache;
         return new PrimaryGuard(fresh =>
         {
             if (!quorum) return null;
@@ -391,10 +392,13 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             }
         }, () =>
         {
-            // Back-pressure before a link must give up on a slower peer (it drops one that passes max-lag).
+            // Back-pressure before a link must give up on a slower peer (it drops one that passes max-lag). Writes accepted
+            // and not yet logged count too: every one of them reaches each link as a frame once the flusher logs it, and the
+            // ring holds up to its size of them (without them, sustained 1 MiB writes passed the check and dropped the peers).
             var links = attached.Shipping;
+            var unlogged = unloggedOf?.UnloggedBytes ?? 0;
             for (var i = 0; i < links.Length; i++)
-                if (links[i].HeldBytes > settings.Replication.MaxLag * 3 / 4) return true;
+                if (links[i].HeldBytes + unlogged > settings.Replication.MaxLag * 3 / 4) return true;
             return false;
         }, settings.Replication.AckTimeout);
     }
