@@ -14,24 +14,6 @@ public sealed class GenerationTests : IDisposable
 
     public void Dispose() => _fixture.Dispose();
 
-    /// <summary>Holds every log write at a gate the test opens, so a FLUSH can arrive while its writes are being batched.</summary>
-    private sealed class GatedMedium(ILogMedium inner) : WrappedMedium(inner)
-    {
-        public readonly SemaphoreSlim Entered = new(0);
-        public readonly SemaphoreSlim Open = new(0);
-        public volatile bool Gated;
-
-        public override void Write(long address, IReadOnlyList<ReadOnlyMemory<byte>> buffers)
-        {
-            if (Gated)
-            {
-                Entered.Release();
-                Open.Wait();
-            }
-            base.Write(address, buffers);
-        }
-    }
-
     /// <summary>Opens the log as a crash right now would leave it: a copy of the log directory and the backing, recovered.</summary>
     private WriteBackCache RecoverCopy(CacheOptions options, string name)
     {
