@@ -538,7 +538,11 @@ public sealed partial class ReplicaLink : IAsyncDisposable
                 {
                     await RunSessionAsync(stopping).ConfigureAwait(false);
                 }
-                catch (Exception e) when (e is not OperationCanceledException || !stopping.IsCancellationRequested)
+                catch (OperationCanceledException) when (stopping.IsCancellationRequested)
+                {
+                    return; // stopped mid-connect (a handshake the peer had not answered): a stop, not a failure to report
+                }
+                catch (Exception e)
                 {
                     var problem = e is OperationCanceledException
                         ? $"connecting to {_options.PeerNode} timed out after {_options.AckTimeout.TotalSeconds:F1}s"

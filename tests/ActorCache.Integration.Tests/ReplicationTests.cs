@@ -242,7 +242,8 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Equal((byte)'A', File.ReadAllBytes(onA)[0]);
 
         // a gives up its side: kept as a snapshot, then resynced from b.
-        await Cli.CheckAsync(a, "volume", "discard-my-data", "s");
+        var discarded = await Cli.RunAsync(a, "volume", "discard-my-data", "s");
+        Assert.True(discarded.ExitCode == 0, $"discard-my-data on a exited {discarded.ExitCode}:\n{discarded.Output}\n{_cluster.Tails()}");
         var snapshot = (await Cli.JsonAsync(a, "snapshot", "list")).EnumerateArray()
             .Single(x => x.GetProperty("name").GetString()!.StartsWith("split-brain-", StringComparison.Ordinal)).GetProperty("name").GetString();
         var kept = Path.Combine(a.DataDir, "kept.img");
