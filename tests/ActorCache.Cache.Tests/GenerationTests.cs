@@ -29,7 +29,7 @@ public sealed class GenerationTests : IDisposable
     public async Task A_flush_that_arrives_after_its_writes_were_batched_closes_a_generation_that_recovery_finds()
     {
         var options = _fixture.Options();
-        var medium = new GatedMedium(new SegmentFiles(options.LogDirectory, options.SegmentSize));
+        var medium = GatedMedium.Over(options);
         await using var cache = _fixture.Open(Size, options, medium: medium);
         Assert.Equal(1, cache.Generation);
 
@@ -37,10 +37,7 @@ public sealed class GenerationTests : IDisposable
         await cache.WriteAsync(0, CacheFixture.Pattern(8192, 1), fua: false);
         Assert.True(await medium.Entered.WaitAsync(TimeSpan.FromSeconds(10)), "the flusher never wrote the batch");
         // The batch is being written without any FLUSH waiting: it is not a sync point. Now the FLUSH comes.
-        var flush = cache.FlushAsync().AsTask();
-        medium.Gated = false;
-        medium.Open.Release();
-        await flush.WaitAsync(TimeSpan.FromSeconds(10));
+        await medium.FlushThenOpenAsync(cache);
 
         Assert.Equal(2, cache.Generation);
         Assert.Equal(1, cache.Statistics.SyncPointRecords);

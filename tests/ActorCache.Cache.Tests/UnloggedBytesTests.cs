@@ -15,7 +15,7 @@ public sealed class UnloggedBytesTests : IDisposable
     public async Task Writes_count_until_their_batch_is_in_the_log()
     {
         var options = _fixture.Options();
-        var medium = new GatedMedium(new SegmentFiles(options.LogDirectory, options.SegmentSize));
+        var medium = GatedMedium.Over(options);
         await using var cache = _fixture.Open(Size, options, medium: medium);
         Assert.Equal(0, cache.UnloggedBytes);
 
@@ -25,10 +25,7 @@ public sealed class UnloggedBytesTests : IDisposable
         Assert.True(await medium.Entered.WaitAsync(TimeSpan.FromSeconds(10)), "the flusher never wrote a batch");
         Assert.Equal((64 << 10) + (1 << 20), cache.UnloggedBytes); // the batch being written is not in the log yet
 
-        var flush = cache.FlushAsync().AsTask();
-        medium.Gated = false;
-        medium.Open.Release();
-        await flush.WaitAsync(TimeSpan.FromSeconds(10));
+        await medium.FlushThenOpenAsync(cache);
         Assert.Equal(0, cache.UnloggedBytes);
     }
 }
