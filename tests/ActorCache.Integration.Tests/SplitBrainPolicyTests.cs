@@ -142,4 +142,54 @@ public sealed class SplitBrainPolicyTests : IAsyncLifetime
         Assert.Equal(new byte[] { (byte)'A', 0, (byte)'D', (byte)'D', (byte)'E' }, new[] { At(onB, 0), At(onB, 8), At(onB, 16), At(onB, 19), At(onB, 24) });
         Assert.Contains(At(onB, 12), new byte[] { 0, (byte)'C' }); // a's write in flight to b when b was stopped, or not
     }
+
+    /// <summary>
+    /// The former primary wins after a restart: a FLUSHes 8 blocks while b is stopped and is then SIGKILLed; b, promoted by
+    /// force, FLUSHes 1. a restarted is not confirmed as primary (it does not serve) when it finds the split brain; it changed
+    /// more, so it keeps its data and serves once its new set is recorded, b gives up its data as a snapshot, and b and c are
+    /// resynced from a.
+    /// </summary>
+    [Fact]
+    public async Task A_restarted_former_primary_that_changed_more_keeps_its_data_and_serves_again()
+    {
+        var (a, b, _) = await _cluster.StartThreeAsync();
+        await Cli.CheckAsync(a, "volume", "create", "s", "--size", "16M", "--replicas", "a,b,c");
+        await WaitAsync(async () => (await PeersAsync(a, "s")).All(p => p.GetProperty("connection").GetString() is "local" or "connected"), "b and c connected");
+        await WriteAsync(a, '1', 0);
+
+        await Tool.CheckAsync("kill", "-STOP", b.Pid.ToString());
+        try
+        {
+            await WriteAsync(a, 'A', 4);
+            await WriteAsync(a, 'A', 5, 7);
+            await a.KillAsync();
+        }
+        finally
+        {
+            await Tool.CheckAsync("kill", "-CONT", b.Pid.ToString());
+        }
+        await WaitAsync(async () => (await Cli.RunAsync(b, "volume", "promote", "s", "--force")).ExitCode == 0, "b promoted", 30);
+        await WaitAsync(async () => (await TryWriteAsync(b, 'B', 12, 1)).Contains("flushed", StringComparison.Ordinal), "b writes", 30, 500);
+
+        var a2 = await _cluster.StartAsync("a", a.DataDir);
+        // (a rejoins the cluster first: its reconciler asks its peers only once it is Up.)
+        Assert.True(await a2.ShowsAsync("after-split-brain = discard-least-changes discards the data of b (b changed ", TimeSpan.FromSeconds(90)),
+            _cluster.Tails());
+        Assert.True(await b.ShowsAsync("split brain resolved by discarding this node's data", TimeSpan.FromSeconds(60)), _cluster.Tails());
+        try
+        {
+            await InSyncAsync(a2, "b and c resynced from a after its restart");
+        }
+        catch (Xunit.Sdk.XunitException e)
+        {
+            throw new Xunit.Sdk.XunitException($"{e.Message}\n{_cluster.Tails(200)}");
+        }
+        Assert.Equal("a", (await Cli.JsonAsync(a2, "volume", "status", "s")).GetProperty("replication").GetProperty("primary").GetString());
+        var keptOnB = await ReadAsync(b, $"s@{await SplitBrainSnapshotAsync(b)}", "kept.img");
+        Assert.Equal(new byte[] { (byte)'1', (byte)'B' }, new[] { At(keptOnB, 0), At(keptOnB, 12) });
+        Assert.Contains(At(keptOnB, 4), "\0A"u8.ToArray()); // a's first write in flight to b when b was stopped, or not
+        Assert.Equal(0, At(keptOnB, 11));
+        var onA = await ReadAsync(a2, "s", "a.img");
+        Assert.Equal(new byte[] { (byte)'1', (byte)'A', (byte)'A', 0 }, new[] { At(onA, 0), At(onA, 4), At(onA, 11), At(onA, 12) });
+    }
 }
