@@ -76,6 +76,55 @@ public sealed class ZeroAheadTests : IDisposable
     }
 
     [Fact]
+    public void The_segment_a_restarted_node_goes_on_appending_to_gets_zeroes_ahead_of_its_tail()
+    {
+        const long segmentSize = 16 << 20;
+        using (var before = new SegmentFiles(_directory, segmentSize))
+        {
+            before.Write(0, [new byte[2 * BlockSize]]);
+            before.Sync();
+        }
+        var file = Path.Combine(_directory, "segment-0000000000.log");
+        using var medium = new SegmentFiles(_directory, segmentSize);
+        medium.Write(2 * BlockSize, [new byte[BlockSize]]);
+        medium.Sync();
+        Assert.True(UnwrittenBytes(file, 3 * BlockSize, 1 << 20) > 0, "the segment's file is only reserved past its tail");
+
+        medium.PrepareAhead(3 * BlockSize);
+        WaitWritten(file, 3 * BlockSize, SegmentFiles.ZeroAheadBytes);
+    }
+
+    [Fact]
+    public void A_recycled_segment_gets_zeroes_ahead_past_where_its_earlier_life_ended()
+    {
+        // Its earlier life ended after 1 MiB (the next batch did not fit and went to the next segment): the rest is only reserved.
+        const long segmentSize = 16 << 20;
+        using var medium = new SegmentFiles(_directory, segmentSize);
+        medium.Write(0, [new byte[1 << 20]]);
+        medium.Write(segmentSize, [new byte[BlockSize]]);
+        medium.Sync();
+        medium.Release(0);
+        Assert.Equal(1, medium.SpareCount);
+
+        var address = 2 * segmentSize; // the spare, renamed into place
+        medium.Write(address, [new byte[256 << 10]]);
+        medium.Sync();
+        Assert.Equal(0, medium.SpareCount);
+        var file = Path.Combine(_directory, "segment-0000000002.log");
+        Assert.True(UnwrittenBytes(file, 1 << 20, 1 << 20) > 0, "past its earlier life the recycled file is only reserved");
+
+        medium.PrepareAhead(address + (256 << 10));
+        WaitWritten(file, 256 << 10, SegmentFiles.ZeroAheadBytes);
+    }
+
+    private static void WaitWritten(string file, long from, long length)
+    {
+        var deadline = Stopwatch.StartNew();
+        while (UnwrittenBytes(file, from, length) > 0 && deadline.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(20);
+        Assert.Equal(0, UnwrittenBytes(file, from, length));
+    }
+
+    [Fact]
     public void An_fdatasync_error_seen_while_zeroing_ahead_fails_the_logs_next_sync()
     {
         // Linux reports a write-back error once per open file: if the zero-ahead's fdatasync gets it, the

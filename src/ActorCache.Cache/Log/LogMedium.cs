@@ -70,7 +70,7 @@ public interface ILogMedium : IDisposable
 /// are kept as spares (up to <see cref="MaxSpares"/>, and only while the files stay within the log's capacity) and renamed into place as later segments, the way
 /// databases recycle WAL files: a new file's blocks are only reserved (unwritten extents), so every
 /// fdatasync after writing into it must also commit the file system's journal; a recycled file's blocks
-/// are written already, and an fdatasync flushes data only. Stale records in a recycled file carry
+/// are written already (as far as its earlier life wrote), and an fdatasync flushes data only. Stale records in a recycled file carry
 /// older sequence numbers, which recovery never takes for the next record.
 /// </summary>
 public sealed class SegmentFiles : ILogMedium
@@ -149,7 +149,11 @@ public sealed class SegmentFiles : ILogMedium
                     BlockThrow.FromErrno(errno, "reserving log segment", path);
                 }
                 _directoryDirty = true;
-                if (!existed) _fresh.Add(segment);
+                if (!existed)
+                {
+                    _fresh.Add(segment);
+                    _writtenTo[segment] = 0;
+                }
             }
             _open[segment] = handle;
             return handle;
@@ -202,12 +206,14 @@ public sealed class SegmentFiles : ILogMedium
     // A new segment file is only reserved (fallocate: unwritten extents), so the fdatasync of a commit
     // into it must also commit the file system's journal, which turns the extents it wrote into written
     // ones: 232-241 us against 144-148 us for the same 8 KiB append + fdatasync into a written file
-    // (tests/bench/bounds.sh). Recycled segments are written already; only fresh ones pay. So once a
-    // commit is made, a thread of the medium's own writes zeroes ahead of the tail of a fresh segment and
-    // fdatasyncs them (one journal commit for a whole chunk), the way PostgreSQL fills WAL segments
-    // before use. Only commits ask for it: a stream of writes without FLUSH never commits per write and
-    // is not charged the extra bandwidth. It never writes where the flusher has written: both write
-    // under the write lock, and the zeroes start past the furthest write.
+    // (tests/bench/bounds.sh). So once a commit is made, a thread of the medium's own writes zeroes ahead
+    // of the tail where the segment's file is not written yet and fdatasyncs them (one journal commit for
+    // a whole chunk), the way PostgreSQL fills WAL segments before use. That is all of a new file, and
+    // the end of a recycled one that its earlier life left reserved (a batch that did not fit there went
+    // to the next segment: up to max-batch per segment), and the rest of the segment a restarted node
+    // goes on appending to (see WrittenTo). Only commits ask for it: a stream of writes without FLUSH
+    // never commits per write and is not charged the extra bandwidth. It never writes where the flusher
+    // has written: both write under the write lock, and the zeroes start past the furthest write.
 
     /// <summary>How far past the tail zeroes are kept written, and how much is zeroed under the write lock at once.</summary>
     internal const long ZeroAheadBytes = 2 << 20, ZeroChunkBytes = 256 << 10;
@@ -216,19 +222,29 @@ public sealed class SegmentFiles : ILogMedium
     private readonly SignalledWorker _zeroAhead;
     private long _writeSegment = -1, _writeEnd; // the furthest write, data or zeroes (under _writeGate)
     private long _zeroAheadTail = -1;           // the newest commit's tail that asked for zeroes ahead
+    private readonly ConcurrentDictionary<long, long> _writtenTo = new(); // per segment appended to: see WrittenTo
 
     public void PrepareAhead(long tail)
     {
         var segment = tail / SegmentSize;
-        lock (_gate)
-        {
-            if (!_fresh.Contains(segment)) return;
-        }
-        // Enough is zeroed already: no signal (the common case, one per ZeroChunkBytes of log at most).
-        if (Volatile.Read(ref _writeSegment) == segment && Volatile.Read(ref _writeEnd) >= Math.Min(SegmentSize, tail % SegmentSize + ZeroAheadBytes / 2)) return;
+        if (!_open.TryGetValue(segment, out var handle)) return;
+        var ready = Math.Min(SegmentSize, tail % SegmentSize + ZeroAheadBytes / 2);
+        // Written already, by an earlier life of the file or by zeroes: no signal (the common case; otherwise one per
+        // ZeroChunkBytes of log at most).
+        if (WrittenTo(segment, handle) >= ready) return;
+        if (Volatile.Read(ref _writeSegment) == segment && Volatile.Read(ref _writeEnd) >= ready) return;
         Volatile.Write(ref _zeroAheadTail, tail);
         _zeroAhead.Signal();
     }
+
+    /// <summary>
+    /// How far from its start a segment's file is written already (or held in the page cache), looked up once per segment:
+    /// where its first hole or unwritten extent begins (SEEK_HOLE). 0 for a new file; for a recycled one, about where its
+    /// earlier life's last batch ended; for the segment a restarted node appends to, about its tail. Past it, zeroes ahead
+    /// pay off. Where the file system cannot say, the file counts as written (as a recycled one did before this was looked up).
+    /// </summary>
+    private long WrittenTo(long segment, SafeFileHandle handle) =>
+        _writtenTo.GetOrAdd(segment, static (_, h) => LibC.Seek(h, 0, LibC.SEEK_HOLE) is var hole and >= 0 ? hole : long.MaxValue, handle);
 
     /// <summary>The zero-ahead's own fdatasync (a test replaces it to fail like a disk).</summary>
     internal Func<SafeFileHandle, int> ZeroAheadSync = LibC.DataSync;
@@ -250,7 +266,8 @@ public sealed class SegmentFiles : ILogMedium
             {
                 lock (_writeGate)
                 {
-                    var from = _writeSegment == segment ? _writeEnd : tail % SegmentSize;
+                    // Past the furthest write, and past what the file holds written already (a recycled segment's earlier life).
+                    var from = Math.Max(_writeSegment == segment ? _writeEnd : tail % SegmentSize, _writtenTo.GetValueOrDefault(segment));
                     if (_writeSegment > segment || from >= target) break; // the flusher moved on, or it is done
                     var length = (int)Math.Min(ZeroChunkBytes, target - from);
                     RandomAccess.Write(handle, ZeroChunk.Span[..length], from);
@@ -397,6 +414,7 @@ public sealed class SegmentFiles : ILogMedium
             if (_open.TryRemove(segment, out var handle)) handle.Dispose();
             _unsynced.Remove(segment);
             _fresh.Remove(segment);
+            _writtenTo.TryRemove(segment, out _);
             var path = PathOf(segment);
             if (_spares.Count < MaxSpares && _open.Count + _spares.Count < _maxFiles && File.Exists(path) && new FileInfo(path).Length == SegmentSize)
             {
