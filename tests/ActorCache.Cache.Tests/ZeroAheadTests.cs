@@ -4,8 +4,9 @@ using ActorCache.Blocks;
 namespace ActorCache.Cache.Tests;
 
 /// <summary>
-/// After a commit into a fresh (fallocated) segment, the medium writes zeroes ahead of the tail on a
-/// thread of its own, so later commits there fdatasync data only. Those zeroes race with the flusher's
+/// After a commit into a segment whose file is only reserved ahead of the tail (a fresh, fallocated file; a
+/// recycled one past where its earlier life ended; the one a restarted node appends to), the medium writes
+/// zeroes ahead of the tail on a thread of its own, so later commits there fdatasync data only. Those zeroes race with the flusher's
 /// appends: they must never land where a record was written, and they must really turn the reserved
 /// space ahead into written extents.
 /// </summary>

@@ -226,22 +226,23 @@ public sealed class SegmentFiles : ILogMedium
 
     public void PrepareAhead(long tail)
     {
+        if (_zeroAheadOff) return;
         var segment = tail / SegmentSize;
-        if (!_open.TryGetValue(segment, out var handle)) return;
         var ready = Math.Min(SegmentSize, tail % SegmentSize + ZeroAheadBytes / 2);
         // Written already, by an earlier life of the file or by zeroes: no signal (the common case; otherwise one per
-        // ZeroChunkBytes of log at most).
-        if (WrittenTo(segment, handle) >= ready) return;
+        // ZeroChunkBytes of log at most). A segment not looked at yet is looked at on the zero-ahead's thread.
+        if (_writtenTo.TryGetValue(segment, out var writtenTo) && writtenTo >= ready) return;
         if (Volatile.Read(ref _writeSegment) == segment && Volatile.Read(ref _writeEnd) >= ready) return;
         Volatile.Write(ref _zeroAheadTail, tail);
         _zeroAhead.Signal();
     }
 
     /// <summary>
-    /// How far from its start a segment's file is written already (or held in the page cache), looked up once per segment:
-    /// where its first hole or unwritten extent begins (SEEK_HOLE). 0 for a new file; for a recycled one, about where its
-    /// earlier life's last batch ended; for the segment a restarted node appends to, about its tail. Past it, zeroes ahead
-    /// pay off. Where the file system cannot say, the file counts as written (as a recycled one did before this was looked up).
+    /// How far from its start a segment's file is written already, looked up once per segment: where its first hole or
+    /// unwritten extent begins (SEEK_HOLE). 0 for a new file; for a recycled one, about where its earlier life's last batch
+    /// ended; for the segment a restarted node appends to, about its tail. Past it, zeroes ahead pay off. Pages in the page
+    /// cache count as written (a read past the tail may move it a little further): that costs a few commits a journal
+    /// commit, never a record. Where the file system cannot say, the file counts as written (no zeroes ahead).
     /// </summary>
     private long WrittenTo(long segment, SafeFileHandle handle) =>
         _writtenTo.GetOrAdd(segment, static (_, h) => LibC.Seek(h, 0, LibC.SEEK_HOLE) is var hole and >= 0 ? hole : long.MaxValue, handle);
@@ -261,13 +262,15 @@ public sealed class SegmentFiles : ILogMedium
         var target = Math.Min(SegmentSize, tail % SegmentSize + ZeroAheadBytes);
         try
         {
+            var writtenTo = WrittenTo(segment, handle);
+            if (writtenTo >= target) return;
             var wrote = false;
             while (true)
             {
                 lock (_writeGate)
                 {
                     // Past the furthest write, and past what the file holds written already (a recycled segment's earlier life).
-                    var from = Math.Max(_writeSegment == segment ? _writeEnd : tail % SegmentSize, _writtenTo.GetValueOrDefault(segment));
+                    var from = Math.Max(_writeSegment == segment ? _writeEnd : tail % SegmentSize, writtenTo);
                     if (_writeSegment > segment || from >= target) break; // the flusher moved on, or it is done
                     var length = (int)Math.Min(ZeroChunkBytes, target - from);
                     RandomAccess.Write(handle, ZeroChunk.Span[..length], from);
@@ -288,10 +291,14 @@ public sealed class SegmentFiles : ILogMedium
                 _zeroAheadOff = true;
             }
         }
+        catch (ObjectDisposedException)
+        {
+            // The segment was released meanwhile (the destager): nothing ahead of it to get ready.
+        }
         catch (Exception)
         {
-            // Only an optimisation (a released segment, a refused write): the log goes on without it, and a
-            // failing disk is reported by the flusher's own writes and syncs.
+            // Only an optimisation (a refused write): the log goes on without it, and a failing disk is
+            // reported by the flusher's own writes and syncs.
             _zeroAheadOff = true;
         }
     }
