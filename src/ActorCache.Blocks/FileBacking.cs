@@ -132,6 +132,8 @@ public sealed class FileBacking : IBlockTarget, IFileRangeCopy
     /// </summary>
     private bool CopiesBytes => _copiesBytes ??= !_isBlockDevice && LibC.FileSystemType(_handle) is LibC.EXT4_SUPER_MAGIC or LibC.TMPFS_MAGIC;
 
+    public bool SerializesWrites => !_isBlockDevice;
+
     public bool TryCopyFrom(SafeFileHandle source, long sourceOffset, long offset, long length)
     {
         if (_copyUnsupported || !CopiesBytes) return false;

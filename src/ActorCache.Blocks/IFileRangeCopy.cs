@@ -14,4 +14,10 @@ public interface IFileRangeCopy
     /// between the two files, or the copy failed part way): then the caller reads and writes the range.
     /// </summary>
     bool TryCopyFrom(SafeFileHandle source, long sourceOffset, long offset, long length);
+
+    /// <summary>
+    /// True when the kernel takes its writes one at a time anyway (a regular file: every buffered write holds the
+    /// inode's lock), so writers in parallel only contend for that lock.
+    /// </summary>
+    bool SerializesWrites { get; }
 }

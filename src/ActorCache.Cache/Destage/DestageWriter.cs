@@ -9,6 +9,8 @@ namespace ActorCache.Cache;
 /// the thread pool, so a slow backing (a remote or delayed disk) serves many writes at once. A file
 /// backing takes each run straight from the log segment inside the kernel (copy_file_range): no read
 /// into a buffer and write back out of it, which past the retention cap every cached write pays for.
+/// A regular file takes its extents one after another instead: the kernel holds the file's lock for each
+/// write, so parallel writers only spun and slept on it (6% of a resyncing secondary's CPU, `perf`).
 /// </summary>
 internal sealed class DestageWriter(ILogMedium medium, IBlockTarget backing)
 {
@@ -19,16 +21,26 @@ internal sealed class DestageWriter(ILogMedium medium, IBlockTarget backing)
     /// <summary>Writes every block of the step; the first failure fails the step (after the other extents finish).</summary>
     public Task WriteAsync(List<DestageBlock> blocks)
     {
+        if (_copier is { SerializesWrites: true })
+            return Task.Run(async () =>
+            {
+                foreach (var (from, count) in Extents(blocks)) await WriteExtentAsync(blocks, from, count).ConfigureAwait(false);
+            });
         var extents = new List<Task>();
+        foreach (var (from, count) in Extents(blocks)) extents.Add(Task.Run(() => WriteExtentAsync(blocks, from, count)));
+        return Task.WhenAll(extents);
+    }
+
+    /// <summary>The step's blocks cut at 4 MiB extent boundaries: (first index, count).</summary>
+    private static IEnumerable<(int From, int Count)> Extents(List<DestageBlock> blocks)
+    {
         var start = 0;
         for (var i = 1; i <= blocks.Count; i++)
         {
             if (i < blocks.Count && blocks[i].Block >> BlockIndex.ExtentBlocksShift == blocks[start].Block >> BlockIndex.ExtentBlocksShift) continue;
-            var (from, count) = (start, i - start);
-            extents.Add(Task.Run(() => WriteExtentAsync(blocks, from, count)));
+            yield return (start, i - start);
             start = i;
         }
-        return Task.WhenAll(extents);
     }
 
     private readonly IFileRangeCopy? _copier = backing as IFileRangeCopy;
