@@ -293,6 +293,8 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             // A former primary restarted since: it serves again only once the set that says so is recorded.
             await RecordAsync(name, kept, ct);
             await roles.ConfirmAsync(name, new ReplicaRoles.FullMark(basis));
+            logger.LogInformation("volume {Name}: this node was restarted since it was primary, and serves again now that replica set {Set} is recorded",
+                name, kept);
         }
         roles.ClearSplitBrain(name);
         logger.LogWarning("volume {Name}: primary again over {Peer}'s split-brain data by after-split-brain = {Policy}; replica set {Set}. {Peer} keeps its data as a snapshot " +
