@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # J9 (one client, 4k random writes at queue depth 1, a FLUSH after each) on a log in service rather than a fresh
 # one: compare.sh's J9 runs on a new log's first pass, this runs where a volume spends its life.
-#  - the log (512 MiB) is wrapped once by 1 MiB writes, so its spare segments are recycled files whose earlier
-#    life did not write their ends (a batch that did not fit went to the next segment);
+#  - the log (512 MiB) is wrapped by 1 GiB of 1 MiB writes, everything destaged as it goes, so its spare segments
+#    are recycled files whose earlier life did not write their ends (a batch that did not fit went to the next one);
 #  - STATE=pastcap (default): then filled past its retention cap, so every commit's blocks are also destaged
-#    beside the runs; STATE=belowcap: left below it (no destage during the runs);
+#    beside the runs; STATE=belowcap: drained again before every run, so the runs stay below the cap (no destage);
 #  - every run starts the node again (so it also appends to a segment a restarted node reopened), then J9 for
 #    RUNTIME seconds, with the node's own breakdown of a commit (waking the flusher, log write, fdatasync) and
 #    the blocks it destaged meanwhile; nbdkit-file alternates with it on a written file of the same size.
@@ -48,12 +48,19 @@ stop() { kill -TERM "$pid"; wait "$pid" 2>/dev/null || true; pid=; }
 uri() { echo "nbd+unix:///bench?socket=$work/$1.sock"; }
 segments() { find "$work/$1/log/bench" -name 'segment-*' | wc -l; }
 
-for b in $builds; do
-  # Wrap the log once (retention 0: everything is destaged as it goes, released segments become spares).
-  start "$b" --set actorcache.cache.retention-time=0s
-  fio --name=wrap --ioengine=nbd --uri="$(uri "$b")" --rw=write --bs=1M --iodepth=8 --size=1500M --end_fsync=1 >/dev/null
-  for _ in $(seq 240); do [ "$(segments "$b")" -le 1 ] && break; sleep 0.5; done
+drain() { # build: everything destaged, the log down to its tail segment and its spares
+  start "$1" --set actorcache.cache.retention-time=0s
+  for _ in $(seq 240); do [ "$(segments "$1")" -le 1 ] && break; sleep 0.5; done
+  [ "$(segments "$1")" -le 1 ] || echo "$1: the log still has $(segments "$1") segments after 120 s of destaging" >&2
   stop
+}
+
+for b in $builds; do
+  # Wrap the log (retention 0: everything is destaged as it goes, released segments become spares).
+  start "$b" --set actorcache.cache.retention-time=0s
+  fio --name=wrap --ioengine=nbd --uri="$(uri "$b")" --rw=write --bs=1M --iodepth=8 --size=1G --end_fsync=1 >/dev/null
+  stop
+  drain "$b"
   if [ "$STATE" = pastcap ]; then
     start "$b"
     fio --name=pastcap --ioengine=nbd --uri="$(uri "$b")" --rw=write --bs=1M --iodepth=8 --size=600M --end_fsync=1 >/dev/null
@@ -90,6 +97,7 @@ PY
 results=$work/results.tsv
 for rep in $(seq "$REPS"); do
   for b in $builds; do
+    [ "$STATE" = belowcap ] && drain "$b"
     start "$b"
     before=$(counters "$b")
     row=$(j9 "$b" "$(uri "$b")")
@@ -113,7 +121,9 @@ for line in open(sys.argv[1]):
         if commits > 0:
             breakdown = (wake / commits * 1e6, write / commits * 1e6, sync / commits * 1e6, destaged)
     rows[f[0]].append((iops, p50, p99, breakdown))
-med = lambda v: statistics.median(v) if v else float("nan")
+def med(v):
+    v = [x for x in v if x == x]  # a failed run is NaN
+    return statistics.median(v) if v else float("nan")
 file_iops = med([r[0] for r in rows["nbdkit-file"] if r[0] == r[0]])
 base_iops = med([r[0] for r in rows.get("actorcache-base", []) if r[0] == r[0]])
 print(f"J9 with the log {'past' if sys.argv[2] == 'pastcap' else 'below'} its retention cap, medians of {len(rows['nbdkit-file'])} runs:")
