@@ -105,13 +105,20 @@ public sealed class SplitBrainPolicyTests : IAsyncLifetime
         (await Cli.JsonAsync(node, "snapshot", "list")).EnumerateArray().Select(x => x.GetProperty("name").GetString()!)
         .Single(n => n.StartsWith("split-brain-", StringComparison.Ordinal));
 
-    [Fact]
-    public async Task Discard_least_changes_keeps_the_side_that_changed_more_and_the_other_as_a_snapshot_in_either_direction()
+    /// <summary>Three nodes, volume s on a (primary), b and c, all connected; block 0 written and flushed.</summary>
+    private async Task<(NodeProcess A, NodeProcess B)> StartWithVolumeAsync()
     {
         var (a, b, _) = await _cluster.StartThreeAsync();
         await Cli.CheckAsync(a, "volume", "create", "s", "--size", "16M", "--replicas", "a,b,c");
         await WaitAsync(async () => (await PeersAsync(a, "s")).All(p => p.GetProperty("connection").GetString() is "local" or "connected"), "b and c connected");
         await WriteAsync(a, '1', 0);
+        return (a, b);
+    }
+
+    [Fact]
+    public async Task Discard_least_changes_keeps_the_side_that_changed_more_and_the_other_as_a_snapshot_in_either_direction()
+    {
+        var (a, b) = await StartWithVolumeAsync();
 
         // Round 1: a (the former primary) changes 8 blocks, b (promoted by force) 1 (and perhaps a's first): b gives up its data.
         await SplitAsync(a, b, 'A', 0, 8, 'B', 8, 1);
@@ -152,10 +159,7 @@ public sealed class SplitBrainPolicyTests : IAsyncLifetime
     [Fact]
     public async Task A_restarted_former_primary_that_changed_more_keeps_its_data_and_serves_again()
     {
-        var (a, b, _) = await _cluster.StartThreeAsync();
-        await Cli.CheckAsync(a, "volume", "create", "s", "--size", "16M", "--replicas", "a,b,c");
-        await WaitAsync(async () => (await PeersAsync(a, "s")).All(p => p.GetProperty("connection").GetString() is "local" or "connected"), "b and c connected");
-        await WriteAsync(a, '1', 0);
+        var (a, b) = await StartWithVolumeAsync();
 
         await Tool.CheckAsync("kill", "-STOP", b.Pid.ToString());
         try
