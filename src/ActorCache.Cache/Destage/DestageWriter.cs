@@ -10,7 +10,7 @@ namespace ActorCache.Cache;
 /// backing takes each run straight from the log segment inside the kernel (copy_file_range): no read
 /// into a buffer and write back out of it, which past the retention cap every cached write pays for.
 /// A regular file takes its extents one after another instead: the kernel holds the file's lock for each
-/// write, so parallel writers only spun and slept on it (6% of a resyncing secondary's CPU, `perf`).
+/// write, so parallel writers only spun and slept on it (about a tenth of a resyncing secondary's CPU, `perf`).
 /// </summary>
 internal sealed class DestageWriter(ILogMedium medium, IBlockTarget backing)
 {
