@@ -73,6 +73,53 @@ public sealed partial class ReplicaLink
     }
 
     /// <summary>
+    /// At a clean stop: where the peer stands in the log, for a catch-up after this node restarts (the bitmap's clean save
+    /// follows). Only an ordered point is kept; without one the peer is resynced from the bitmap, as after a crash.
+    /// </summary>
+    private void SaveCatchUpPointLocked()
+    {
+        if (_orderedThrough < 0 || _foreignMarks != _marksSeen || _bitmap.Count == 0)
+        {
+            DeleteCatchUpPoint();
+            return;
+        }
+        try
+        {
+            new CatchUpPoint(_volumeId, _lastSequence, _orderedThrough, _orderedQueued, _tailAddress, _tailSequence, _markStartAddress, _markStartSequence,
+                _lastBatchEnd).Save(_options.StateDirectory);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _logger.LogWarning("volume {Volume}: where {Peer} stands in the log could not be saved ({Message}); after the restart it is resynced, not caught up",
+                _options.Volume, _options.PeerNode, e.Message);
+            DeleteCatchUpPoint();
+        }
+    }
+
+    /// <summary>At a start after a clean stop (the bitmap clean and of the same last batch): where the peer stood, as that run kept it.</summary>
+    private void RestoreCatchUpPointLocked(CatchUpPoint point)
+    {
+        _orderedThrough = point.OrderedThrough;
+        _orderedQueued = Math.Max(_orderedQueued, point.OrderedQueued);
+        (_tailAddress, _tailSequence) = (point.TailAddress, point.TailSequence);
+        // Batches published before Start read the files were marked after the saved first one.
+        if (point.MarkStartAddress >= 0) (_markStartAddress, _markStartSequence) = (point.MarkStartAddress, point.MarkStartSequence);
+        _lastBatchEnd = Math.Max(_lastBatchEnd, point.LastBatchEnd);
+    }
+
+    private void DeleteCatchUpPoint()
+    {
+        try
+        {
+            CatchUpPoint.Delete(_options.StateDirectory);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            _logger.LogWarning("volume {Volume}: {Message}", _options.Volume, e.Message);
+        }
+    }
+
+    /// <summary>
     /// Ships the batches the peer missed from this node's log, raw and in order (as they were published), while new batches
     /// go into the bitmap; once it has read up to the newest batch it switches to live streaming under the lock that orders
     /// the send buffer, and the bitmap (only those batches' blocks) is cleared. Where the log no longer holds a batch (destaged

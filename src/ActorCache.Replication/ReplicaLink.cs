@@ -252,6 +252,7 @@ public sealed partial class ReplicaLink : IAsyncDisposable
         var hadFile = File.Exists(Path.Combine(_options.StateDirectory, OutOfSyncBitmap.FileName));
         var basis = ReadBasis(_options.StateDirectory);
         if (_options.PeerKnownIdentical) DeleteBasis();
+        var point = CatchUpPoint.Load(_options.StateDirectory);
         _subscription = _cache.SubscribeBatches(_subscriber);
         // Batches durable before the subscription that the saved bitmap does not account for were never seen.
         var durable = _cache.Barrier.Local.DurableSequence;
@@ -312,10 +313,15 @@ public sealed partial class ReplicaLink : IAsyncDisposable
             // A basis kept over a clean stop with a bitmap that is not all marked: it was narrowed before the stop (the peer had
             // not taken the resync's begin yet), and may hold marks no log records since (a verify's): the next narrowing adds.
             else if (_basis is not null && _bitmap.Count < _bitmap.Blocks) _narrowedAt = _fullMarks;
+            // A clean stop kept where the peer stood in the log: it can still be caught up from there.
+            else if (point is not null && _basis is null && !_options.PeerKnownIdentical && point.VolumeId == _volumeId && point.LastSequence == accounted)
+                RestoreCatchUpPointLocked(point);
             // Batches already seen by OnBatch moved _lastSequence on (and checked their own gap).
             _lastSequence = Math.Max(_lastSequence, Math.Max(accounted, durable));
             lock (_saveGate) _bitmap.Save(_options.StateDirectory, new OutOfSyncBitmap.Saved(_flags | OutOfSyncBitmap.FileFlags.Dirty, _volumeId, _lastSequence));
         }
+        // Taken (or not to be trusted): a crash from here leaves the bitmap dirty, and a clean stop writes the point again.
+        if (point is not null) DeleteCatchUpPoint();
         _loop = Task.Run(RunAsync);
     }
 
@@ -1228,7 +1234,12 @@ public sealed partial class ReplicaLink : IAsyncDisposable
         {
             _connection = PeerConnection.StandAlone;
             if (_loop is not null)
-                lock (_saveGate) _bitmap.Save(_options.StateDirectory, new OutOfSyncBitmap.Saved(_flags, _volumeId, _lastSequence));
+                lock (_saveGate)
+                {
+                    // The point first: a crash before the bitmap's clean save leaves the bitmap dirty, and the point unused.
+                    SaveCatchUpPointLocked();
+                    _bitmap.Save(_options.StateDirectory, new OutOfSyncBitmap.Saved(_flags, _volumeId, _lastSequence));
+                }
         }
         _stopping.Dispose();
     }

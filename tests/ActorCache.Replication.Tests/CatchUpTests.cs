@@ -44,6 +44,32 @@ public sealed class CatchUpTests
     }
 
     [Fact]
+    public async Task A_peer_away_across_a_clean_restart_of_the_primary_is_still_caught_up_from_the_log()
+    {
+        var (f, link, recording) = await AwayAsync(x => x.StartLink(ReplicationProtocol.C, catchUpRatio: 100));
+        await using var _ = f;
+        var expected = new List<Write>();
+        await WriteRegionAsync(f, 2, expected);
+
+        // The primary stops cleanly and starts again while the peer is still away (unreachable now, not disconnected by hand),
+        // and is written to again before the peer is back.
+        f.PeerUp = false;
+        await f.ReopenPrimaryAsync();
+        link = f.StartLink(ReplicationProtocol.C, catchUpRatio: 100);
+        Assert.Equal(Region * 4096, link.Status.OutOfSyncBytes);
+        Assert.False(File.Exists(Path.Combine(f.LinkState, CatchUpPoint.FileName)), "a start takes the saved point: a crash from here must not find it");
+        await WriteRegionAsync(f, 3, expected);
+
+        recording.Start();
+        f.PeerUp = true;
+        await f.WaitInSyncAsync();
+        Assert.Equal(expected, recording.Stop()); // every batch from both runs of the primary, in order: not a resync of the blocks
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the catch-up across the restart");
+        Assert.Equal(PeerDisk.UpToDate, ReplicaState.Read(f.SecondaryState)!.Disk);
+    }
+
+    [Fact]
     public async Task A_log_far_longer_than_the_blocks_it_changed_is_not_shipped_the_blocks_are_resynced()
     {
         var (f, link, recording) = await AwayAsync(x => x.StartLink(ReplicationProtocol.C)); // the default ratio: at most 1.25x the bytes out of sync

@@ -20,7 +20,7 @@ public sealed class ReplicaFixture : IAsyncDisposable
 
     public string Directory { get; } = System.IO.Directory.CreateTempSubdirectory("actorcache-replication-").FullName;
     public ILogger Logger { get; } = NullLogger.Instance;
-    public WriteBackCache Primary { get; }
+    public WriteBackCache Primary { get; private set; }
     public WriteBackCache Secondary { get; private set; }
     public readonly byte[] Model = new byte[Size];
     public ReplicaReceiver? Receiver { get; private set; }
@@ -182,6 +182,15 @@ public sealed class ReplicaFixture : IAsyncDisposable
         var first = 0;
         while (expected[first] == actual[first]) first++;
         Assert.Fail($"{when}: the secondary differs from the primary first at block {first / 4096} (byte {first})");
+    }
+
+    /// <summary>A clean restart of the primary: its link stops (saving its bitmap clean), its cache closes and opens again.</summary>
+    public async Task ReopenPrimaryAsync()
+    {
+        if (Link is not null) await Link.DisposeAsync();
+        Link = null;
+        await Primary.DisposeAsync();
+        Primary = OpenCache("primary");
     }
 
     /// <summary>Closes and reopens the secondary cache: what it acknowledged durable must still be there.</summary>
