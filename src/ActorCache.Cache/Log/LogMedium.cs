@@ -67,16 +67,14 @@ public interface ILogMedium : IDisposable
 
 /// <summary>
 /// The real medium: one preallocated file per segment in the volume's log directory. Released segments
-/// are kept as spares (up to <see cref="MaxSpares"/>, and only while the files stay within the log's capacity) and renamed into place as later segments, the way
-/// databases recycle WAL files: a new file's blocks are only reserved (unwritten extents), so every
+/// are kept as spares (as long as the files stay within the log's capacity, which is the log's own space either way) and renamed
+/// into place as later segments, the way databases recycle WAL files: a new file's blocks are only reserved (unwritten extents), so every
 /// fdatasync after writing into it must also commit the file system's journal; a recycled file's blocks
 /// are written already (as far as its earlier life wrote), and an fdatasync flushes data only. Stale records in a recycled file carry
 /// older sequence numbers, which recovery never takes for the next record.
 /// </summary>
 public sealed class SegmentFiles : ILogMedium
 {
-    public const int MaxSpares = 4;
-
     private readonly string _directory;
     private readonly Stack<string> _spares = new();
     private readonly HashSet<long> _fresh = []; // created empty by this process: nothing stale in them
@@ -423,7 +421,7 @@ public sealed class SegmentFiles : ILogMedium
             _fresh.Remove(segment);
             _writtenTo.TryRemove(segment, out _);
             var path = PathOf(segment);
-            if (_spares.Count < MaxSpares && _open.Count + _spares.Count < _maxFiles && File.Exists(path) && new FileInfo(path).Length == SegmentSize)
+            if (_open.Count + _spares.Count < _maxFiles && File.Exists(path) && new FileInfo(path).Length == SegmentSize)
             {
                 var spare = Path.Combine(_directory, $"spare-{Guid.NewGuid():N}.log");
                 File.Move(path, spare);
