@@ -70,6 +70,41 @@ public sealed class SegmentRecyclingTests : IDisposable
     }
 
     [Fact]
+    public async Task A_clean_restart_leaves_the_rest_of_the_tail_segment_written()
+    {
+        // After a commit the zeroes ahead turn the rest of the (1 MiB) segment into written extents. A restart after a clean stop
+        // has nothing numbered past its tail to wipe, and must not punch that space back into holes: every commit there would
+        // pay for it again (the zeroes ahead written again, or a journal commit per fdatasync).
+        var options = _fixture.Options();
+        var file = Path.Combine(options.LogDirectory, "segment-0000000000.log");
+        var first = CacheFixture.Pattern(16 << 10, 1);
+        await using (var cache = _fixture.Open(Size, options))
+        {
+            await cache.WriteAsync(0, first, fua: true);
+            for (var i = 0; i < 500 && FirstHole(file) < options.SegmentSize; i++) await Task.Delay(20);
+            Assert.Equal(options.SegmentSize, FirstHole(file));
+        }
+
+        await using var reopened = _fixture.Open(Size, options);
+        Assert.Null(reopened.Recovery.TornTail);
+        Assert.Equal(options.SegmentSize, FirstHole(file));
+        var more = CacheFixture.Pattern(16 << 10, 2);
+        await reopened.WriteAsync(1 << 20, more, fua: true);
+        var read = new byte[first.Length];
+        await reopened.ReadAsync(0, read);
+        Assert.Equal(first, read);
+        await reopened.ReadAsync(1 << 20, read);
+        Assert.Equal(more, read);
+    }
+
+    /// <summary>Where the file's first hole begins (ext4 counts a reserved, never written extent as one): its size if it has none.</summary>
+    private static long FirstHole(string file)
+    {
+        using var handle = File.OpenHandle(file);
+        return ActorCache.Blocks.LibC.Seek(handle, 0, ActorCache.Blocks.LibC.SEEK_HOLE);
+    }
+
+    [Fact]
     public async Task Segments_past_a_cut_torn_tail_are_wiped_before_they_become_spares()
     {
         // Records past a torn tail were never durable, and their sequence numbers are used again: a

@@ -93,7 +93,7 @@ public static class LogRecovery
                     // The log ends where the last good batch did, not at the next segment start where a torn batch
                     // was found: the destager reads every batch up to the tail and finds none in between.
                     walker.Seek(expected, sequence);
-                    CutTail(medium, expected);
+                    CutTail(walker.Reader, medium, expected, sequence);
                     break;
                 }
                 corruption = $"log record {sequence} at address {address} (segment {address / medium.SegmentSize}) is corrupt " +
@@ -148,6 +148,21 @@ public static class LogRecovery
         };
     }
 
+    /// <summary>True when a valid header numbered <paramref name="sequence"/> or later is in [<paramref name="address"/>, <paramref name="end"/>).</summary>
+    private static bool HoldsRecordFrom(LogReader reader, ILogMedium medium, long address, long end, long sequence)
+    {
+        var scan = new byte[1 << 20];
+        for (var chunk = address; chunk < end; chunk += scan.Length)
+        {
+            var length = (int)Math.Min(scan.Length, end - chunk);
+            if (!medium.TryRead(chunk, scan.AsSpan(0, length))) return true; // unreadable: wiped, as before
+            for (var at = 0; at + LogFormat.BlockSize <= length; at += LogFormat.BlockSize)
+                if (BitConverter.ToUInt64(scan, at) == LogFormat.Magic && reader.TryReadAt(chunk + at, out var header) && header.Sequence >= sequence)
+                    return true;
+        }
+        return false;
+    }
+
     /// <summary>True when the current batch's data can be read and matches every entry's checksum (recovery and the scrub).</summary>
     internal static bool DataOk(LogWalker walker, byte[] data, int maxBatchBlocks) =>
         walker.Header.DataBlocks <= maxBatchBlocks && walker.TryReadData(data) && LogFormat.DataMatches(walker.Entries, data);
@@ -182,11 +197,19 @@ public static class LogRecovery
         return best.Address >= 0;
     }
 
-    /// <summary>Wipes everything from <paramref name="address"/> to the end of its segment and drops later segments.</summary>
-    private static void CutTail(ILogMedium medium, long address)
+    /// <summary>
+    /// Wipes every record numbered <paramref name="sequence"/> or later from <paramref name="address"/> to the end of its segment,
+    /// and drops later segments.
+    /// </summary>
+    private static void CutTail(LogReader reader, ILogMedium medium, long address, long sequence)
     {
         var segment = address / medium.SegmentSize;
-        medium.Discard(address, (segment + 1) * medium.SegmentSize - address);
+        var end = (segment + 1) * medium.SegmentSize;
+        // Only records numbered as the log will number its next batches must go. Older ones are harmless, as in every recycled
+        // file: the walker wants the next sequence, and a record older than a bad one cannot vouch for it. So after a clean stop
+        // nothing is wiped: punching the rest of the segment would turn its written extents into holes, which every commit into
+        // them then pays for (a journal commit, or the zeroes written ahead again), after every restart.
+        if (HoldsRecordFrom(reader, medium, address, end, sequence)) medium.Discard(address, end - address);
         // Later segments can hold complete records that were never durable, with sequence numbers the
         // log will use again: wiped before they are released, so a recycled file never carries them.
         foreach (var later in medium.Segments.Where(s => s > segment))
