@@ -22,6 +22,9 @@ internal sealed class OutOfSyncBitmap
     /// <summary>Blocks set.</summary>
     public long Count { get; private set; }
 
+    /// <summary>CRC32C of the bits (ties a file saved beside the bitmap to this very content).</summary>
+    public uint Checksum() => Crc32C.Compute(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_words.AsSpan()));
+
     public void Set(long block, long count) => Change(block, count, set: true);
 
     public void Clear(long block, long count) => Change(block, count, set: false);

@@ -85,7 +85,7 @@ public sealed partial class ReplicaLink
         }
         try
         {
-            new CatchUpPoint(_volumeId, _lastSequence, _orderedThrough, _orderedQueued, _tailAddress, _tailSequence, _markStartAddress, _markStartSequence,
+            new CatchUpPoint(_volumeId, _bitmap.Checksum(), _lastSequence, _orderedThrough, _orderedQueued, _tailAddress, _tailSequence, _markStartAddress, _markStartSequence,
                 _lastBatchEnd).Save(_options.StateDirectory);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

@@ -248,7 +248,12 @@ public sealed partial class ReplicaLink : IAsyncDisposable
         if (_loop is not null) throw new InvalidOperationException("the link is started already");
         Directory.CreateDirectory(_options.StateDirectory);
         OutOfSyncBitmap.Saved? saved;
-        lock (_gate) saved = _bitmap.Load(_options.StateDirectory);
+        uint loaded;
+        lock (_gate)
+        {
+            saved = _bitmap.Load(_options.StateDirectory);
+            loaded = _bitmap.Checksum(); // before batches published from the subscription on add their marks
+        }
         var hadFile = File.Exists(Path.Combine(_options.StateDirectory, OutOfSyncBitmap.FileName));
         var basis = ReadBasis(_options.StateDirectory);
         if (_options.PeerKnownIdentical) DeleteBasis();
@@ -314,7 +319,8 @@ public sealed partial class ReplicaLink : IAsyncDisposable
             // not taken the resync's begin yet), and may hold marks no log records since (a verify's): the next narrowing adds.
             else if (_basis is not null && _bitmap.Count < _bitmap.Blocks) _narrowedAt = _fullMarks;
             // A clean stop kept where the peer stood in the log: it can still be caught up from there.
-            else if (point is not null && _basis is null && !_options.PeerKnownIdentical && point.VolumeId == _volumeId && point.LastSequence == accounted)
+            else if (point is not null && _basis is null && !_options.PeerKnownIdentical && point.VolumeId == _volumeId && point.LastSequence == accounted &&
+                     point.BitmapChecksum == loaded)
                 RestoreCatchUpPointLocked(point);
             // Batches already seen by OnBatch moved _lastSequence on (and checked their own gap).
             _lastSequence = Math.Max(_lastSequence, Math.Max(accounted, durable));

@@ -100,7 +100,12 @@ public sealed class SegmentFiles : ILogMedium
         SegmentSize = segmentSize;
         Directory.CreateDirectory(directory);
         foreach (var segment in Segments) Handle(segment, create: false);
-        foreach (var spare in Directory.EnumerateFiles(directory, "spare-*.log")) _spares.Push(spare);
+        foreach (var spare in Directory.EnumerateFiles(directory, "spare-*.log"))
+        {
+            // A capacity lowered since (the setting, or the file system's share): the spares past it go, or other logs lack the space.
+            if (_open.Count + _spares.Count < _maxFiles) _spares.Push(spare);
+            else File.Delete(spare);
+        }
     }
 
     public long SegmentSize { get; }
@@ -208,8 +213,8 @@ public sealed class SegmentFiles : ILogMedium
     // of the tail where the segment's file is not written yet and fdatasyncs them (one journal commit for
     // a whole chunk), the way PostgreSQL fills WAL segments before use. That is all of a new file, and
     // the end of a recycled one that its earlier life left reserved (a batch that did not fit there went
-    // to the next segment: up to max-batch per segment), and the rest of the segment a restarted node
-    // goes on appending to (see WrittenTo). Only commits ask for it: a stream of writes without FLUSH
+    // to the next segment: up to max-batch per segment), and the rest of the segment a node goes on appending
+    // to after recovery cut a torn tail there (see WrittenTo). Only commits ask for it: a stream of writes without FLUSH
     // never commits per write and is not charged the extra bandwidth. It never writes where the flusher
     // has written: both write under the write lock, and the zeroes start past the furthest write.
 
@@ -238,7 +243,8 @@ public sealed class SegmentFiles : ILogMedium
     /// <summary>
     /// How far from its start a segment's file is written already, looked up once per segment: where its first hole or
     /// unwritten extent begins (SEEK_HOLE). 0 for a new file; for a recycled one, about where its earlier life's last batch
-    /// ended; for the segment a restarted node appends to, about its tail. Past it, zeroes ahead pay off. Pages in the page
+    /// ended; for the segment a node appends to after recovery cut a torn tail there, about that tail (a clean stop leaves
+    /// the zeroes written ahead of it). Past it, zeroes ahead pay off. Pages in the page
     /// cache count as written (a read past the tail may move it a little further): that costs a few commits a journal
     /// commit, never a record. Where the file system cannot say, the file counts as written (no zeroes ahead).
     /// </summary>

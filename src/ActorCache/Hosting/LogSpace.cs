@@ -26,7 +26,10 @@ public sealed record LogSpace(string Directory, long FreeBytes, long HeldBytes, 
             throw new SettingsException($"cannot read the free space of {existing} (for cache.log-dir {cache.LogDir}): {NodeLibC.Describe((int)-free)}");
         var held = volumes.ToDictionary(v => v, v => BytesIn(Path.Combine(cache.LogDir, v)));
         var total = free + held.Values.Sum();
-        var capacities = Share(volumes, held, total, cache.LogCapacity, cache.SegmentSize);
+        // A log keeps no more than the segments it uses: its spares are space it can give back (its medium deletes what
+        // is past its capacity when it opens).
+        var capacities = Share(volumes, volumes.ToDictionary(v => v, v => BytesIn(Path.Combine(cache.LogDir, v), spares: false)), total,
+            cache.LogCapacity, cache.SegmentSize);
         // The smallest log that works is one segment: once it is full and destaged it is reused in place.
         var minimum = cache.SegmentSize;
         var plan = new LogSpace(cache.LogDir, free, held.Values.Sum(), cache.LogCapacity, capacities);
@@ -91,11 +94,11 @@ public sealed record LogSpace(string Directory, long FreeBytes, long HeldBytes, 
         return capacities;
     }
 
-    /// <summary>Bytes the files of one volume's log take (segments are preallocated, so their length is what they hold).</summary>
-    private static long BytesIn(string directory)
+    /// <summary>Bytes the files of one volume's log take (segments are preallocated, so their length is what they hold); spare segment files too unless not asked.</summary>
+    private static long BytesIn(string directory, bool spares = true)
     {
         if (!System.IO.Directory.Exists(directory)) return 0;
-        return new DirectoryInfo(directory).EnumerateFiles().Sum(f => f.Length);
+        return new DirectoryInfo(directory).EnumerateFiles().Where(f => spares || !f.Name.StartsWith("spare-", StringComparison.Ordinal)).Sum(f => f.Length);
     }
 
     /// <summary>The log directory may not exist yet (it is created when the first volume opens): ask the directory it will be made in.</summary>
