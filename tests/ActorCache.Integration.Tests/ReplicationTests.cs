@@ -115,12 +115,13 @@ public sealed class ReplicationTests : IAsyncLifetime
     /// <summary>
     /// A primary SIGKILLed and restarted with nobody promoted meanwhile stays primary; its links' bitmaps are unknown
     /// after the crash, and the logs narrow what its peers resync to the blocks written since the last batch each holds
-    /// (not the whole volume); verify then finds nothing.
+    /// (not the whole volume); verify then finds nothing. A clean restart of the primary with a peer away then keeps where
+    /// that peer stood in the log: it is caught up from there, not resynced.
     /// </summary>
     [Fact]
     public async Task A_primary_killed_and_restarted_resyncs_its_peers_only_where_the_logs_say_they_differ()
     {
-        var (a, _, _) = await StartThreeAsync();
+        var (a, _, c) = await StartThreeAsync();
         await Cli.CheckAsync(a, "volume", "create", "k", "--size", "64M", "--replicas", "a,b,c", "--protocol", "C");
         await WaitAsync(async () => (await PeersAsync(a, "k")).All(p => p.GetProperty("disk").GetString() == "UpToDate" &&
                                                                          p.GetProperty("connection").GetString() is "local" or "connected"), "peers in sync", 60);
@@ -146,6 +147,23 @@ public sealed class ReplicationTests : IAsyncLifetime
         var bytes = File.ReadAllBytes(image);
         Assert.True(bytes.AsSpan(0, 200 * 4096).IndexOfAnyExcept((byte)'k') < 0 && bytes.AsSpan(200 * 4096, 8 * 4096).IndexOfAnyExcept((byte)'l') < 0,
             "a flushed block is missing after the restart");
+
+        // Then a clean restart (SIGTERM) of the primary while c is away: a keeps where c stood in its log, so c, once back,
+        // is caught up with the batches it missed (before and after the restart), not resynced.
+        Assert.Equal(0, (await c.StopAsync()).ExitCode);
+        Assert.Contains("flushed", (await Tool.RunAsync("nbdsh", ["-u", a2.UnixUri("k"), "-c", Write(400, 16, 'n')])).Output);
+        Assert.Equal(0, (await a2.StopAsync()).ExitCode);
+        var a3 = await StartAsync("a", a.DataDir);
+        await WaitAsync(async () => (await Tool.RunAsync("nbdsh", ["-u", a3.UnixUri("k"), "-c", Write(500, 16, 'o')])).Output.Contains("flushed"),
+            "a serves again after its clean restart", 60);
+        await StartAsync("c", c.DataDir);
+        await WaitAsync(async () => (await PeersAsync(a3, "k")).All(p => p.GetProperty("disk").GetString() == "UpToDate" &&
+                                                                          p.GetProperty("outOfSyncBytes").GetInt64() == 0 &&
+                                                                          p.GetProperty("connection").GetString() is "local" or "connected"), "c back in sync", 90);
+        Assert.Contains("catching up from this node's log", a3.Output);
+        Assert.DoesNotContain("resyncing", a3.Output);
+        verified = (await Cli.JsonAsync(a3, "peer", "verify", "k", "--follow")).EnumerateArray().ToList();
+        Assert.All(verified, p => Assert.True(p.GetProperty("outOfSyncBytes").GetInt64() == 0, $"verify found a difference after the catch-up: {p}"));
     }
 
     /// <summary>
