@@ -97,6 +97,24 @@ public sealed class SegmentRecyclingTests : IDisposable
         Assert.Equal(more, read);
     }
 
+    [Fact]
+    public void Spares_past_a_lowered_capacity_are_deleted_when_the_log_opens()
+    {
+        var directory = _fixture.Options().LogDirectory;
+        const long segmentSize = 1 << 20;
+        using (var medium = new SegmentFiles(directory, segmentSize))
+        {
+            for (var segment = 0; segment < 4; segment++) medium.Write(segment * segmentSize, [new byte[4096]]);
+            medium.Sync();
+            for (var segment = 0; segment < 3; segment++) medium.Release(segment);
+            Assert.Equal(3, medium.SpareCount); // every released segment is kept while within capacity
+        }
+        // Opened again with room for two files (a smaller share of the file system, say): the segment in use and one spare.
+        using (var medium = new SegmentFiles(directory, segmentSize, maxFiles: 2))
+            Assert.Equal(1, medium.SpareCount);
+        Assert.Single(Directory.EnumerateFiles(directory, "spare-*.log"));
+    }
+
     /// <summary>Where the file's first hole begins (ext4 counts a reserved, never written extent as one): its size if it has none.</summary>
     private static long FirstHole(string file)
     {

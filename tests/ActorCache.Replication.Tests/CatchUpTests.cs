@@ -211,7 +211,7 @@ public sealed class CatchUpTests
 
     /// <summary>
     /// As above, but the first catch-up dies at once (its first frame, the overlap's begin, is damaged in transit) after queueing
-    /// only its first batch. The next one must still bracket every batch the peer may hold from the first session, not only
+    /// at most its first batch. The next one must still bracket every batch the peer may hold from the first session, not only
     /// those the short one queued: the bound is never lowered, or the peer would count itself consistent while the resent
     /// batches rewind blocks.
     /// </summary>
@@ -236,7 +236,7 @@ public sealed class CatchUpTests
         flushes.Release();
 
         // The next connection goes through a proxy that damages its first frame (after the 91-byte hello for "vol"), while
-        // the catch-up is held to 16 KiB/s: it queues one batch before the peer drops the connection.
+        // the catch-up is held to 16 KiB/s: it queues at most one batch before the peer drops the connection.
         await using var proxy = FlippingProxy.Start(receiver.LocalEndpoint, flipAt: Handshake.HelloSize + 3 + 10);
         f.Via = proxy.LocalEndpoint;
         link.ResyncBytesPerSecond = 16 << 10;

@@ -104,7 +104,15 @@ public sealed class SegmentFiles : ILogMedium
         {
             // A capacity lowered since (the setting, or the file system's share): the spares past it go, or other logs lack the space.
             if (_open.Count + _spares.Count < _maxFiles) _spares.Push(spare);
-            else File.Delete(spare);
+            else
+                try
+                {
+                    File.Delete(spare);
+                }
+                catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+                {
+                    // Left in place: the space it holds is missed until it can go (the file system full is then a full log), not the volume.
+                }
         }
     }
 

@@ -5,7 +5,8 @@ namespace ActorCache.Hosting;
 /// <summary>
 /// Sizes the volumes' logs from the space their file system really has. Each volume may fill a log of
 /// <c>cache.log-capacity</c>; when the log directory's file system cannot hold that for every volume
-/// (counting what their logs occupy already as theirs), each log gets a share of what can be held, and
+/// (counting the segments their logs use already as theirs; spare segment files count as space a log gives back,
+/// which its medium deletes at open when they are past its share), each log gets a share of what can be held, and
 /// retention (a fraction of the capacity, less in a log too small to keep any) shrinks with it. Below
 /// the smallest log that works (one segment) the start is refused. A file system that fills up later
 /// anyway is handled by the cache as a full log.
@@ -68,8 +69,8 @@ public sealed record LogSpace(string Directory, long FreeBytes, long HeldBytes, 
     }
 
     /// <summary>
-    /// Water-filling: each volume gets an equal share of what can be held, except that a log already
-    /// larger than its share keeps what it has (it cannot give back history it has not destaged yet);
+    /// Water-filling: each volume gets an equal share of what can be held, except that a log whose segments in use
+    /// already take more than its share keeps them (it cannot give back history it has not destaged yet);
     /// shares are whole segments, at most <paramref name="asked"/>.
     /// </summary>
     internal static Dictionary<string, long> Share(IReadOnlyList<string> volumes, Dictionary<string, long> held, long total, long asked, long segment)
