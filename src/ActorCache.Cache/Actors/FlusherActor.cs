@@ -144,8 +144,9 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
     {
         if (_health.LogFailure is null || _health.LogUntrusted is not null) return;
         _logger.LogInformation("volume {Name}: the log is writable again", _name);
-        _health.LogFailure = null;
+        // The barrier first: whoever sees the failure cleared (a FLUSH after a health check) must not be refused with it.
         _barrier.Accept();
+        _health.LogFailure = null;
     }
 
     private void OnLogFailure(BlockTargetException e)
