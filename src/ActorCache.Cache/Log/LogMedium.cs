@@ -103,7 +103,7 @@ public sealed class SegmentFiles : ILogMedium
         foreach (var spare in Directory.EnumerateFiles(directory, "spare-*.log"))
         {
             // A capacity lowered since (the setting, or the file system's share): the spares past it go, or other logs lack the space.
-            if (_open.Count + _spares.Count < _maxFiles) _spares.Push(spare);
+            if (RoomForSpare) _spares.Push(spare);
             else
                 try
                 {
@@ -117,6 +117,9 @@ public sealed class SegmentFiles : ILogMedium
     }
 
     public long SegmentSize { get; }
+
+    /// <summary>One more spare keeps the log's files (segments open and spares) within its capacity.</summary>
+    private bool RoomForSpare => _open.Count + _spares.Count < _maxFiles;
 
     public IReadOnlyList<long> Segments =>
         [.. Directory.EnumerateFiles(_directory, "segment-*.log")
@@ -435,7 +438,7 @@ public sealed class SegmentFiles : ILogMedium
             _fresh.Remove(segment);
             _writtenTo.TryRemove(segment, out _);
             var path = PathOf(segment);
-            if (_open.Count + _spares.Count < _maxFiles && File.Exists(path) && new FileInfo(path).Length == SegmentSize)
+            if (RoomForSpare && File.Exists(path) && new FileInfo(path).Length == SegmentSize)
             {
                 var spare = Path.Combine(_directory, $"spare-{Guid.NewGuid():N}.log");
                 File.Move(path, spare);
