@@ -209,58 +209,6 @@ public sealed class CatchUpTests
             () => "the peer did not record UpToDate again");
     }
 
-    /// <summary>
-    /// As above, but the first catch-up dies at once (its first frame, the overlap's begin, is damaged in transit) after queueing
-    /// at most its first batch. The next one must still bracket every batch the peer may hold from the first session, not only
-    /// those the short one queued: the bound is never lowered, or the peer would count itself consistent while the resent
-    /// batches rewind blocks.
-    /// </summary>
-    [Fact]
-    public async Task A_catch_up_cut_short_does_not_narrow_what_the_next_one_brackets()
-    {
-        await using var f = new ReplicaFixture();
-        HeldFlushTarget? flushes = null;
-        HeldWriteTarget? writes = null;
-        f.WrapSink = target => writes = new HeldWriteTarget(flushes = new HeldFlushTarget(target));
-        var receiver = f.StartReceiver();
-        var link = f.StartLink(ReplicationProtocol.A, ackTimeout: TimeSpan.FromSeconds(60), catchUpRatio: 100);
-        await f.WaitInSyncAsync();
-        await WriteRegionAsync(f, seed: 1, expected: null);
-        await ReplicaFixture.WaitUntilAsync(() => link.HoldsEverything, TimeSpan.FromSeconds(10), () => $"{link.Status}");
-        flushes!.Hold();
-        await WriteRegionAsync(f, 2, expected: null); // applied by the peer, at most the first made durable
-        var applied = ReplicaFixture.SelfChecking(56, 8, 2);
-        await ReplicaFixture.WaitUntilAsync(() => ReplicaFixture.ReadAllAsync(f.Secondary).Result.AsSpan(56 * 4096, 8 * 4096).SequenceEqual(applied),
-            TimeSpan.FromSeconds(10), () => "the peer did not apply the batches");
-        await DisconnectAsync(link);
-        flushes.Release();
-
-        // The next connection goes through a proxy that damages its first frame (after the 91-byte hello for "vol"), while
-        // the catch-up is held to 16 KiB/s: it queues at most one batch before the peer drops the connection.
-        await using var proxy = FlippingProxy.Start(receiver.LocalEndpoint, flipAt: Handshake.HelloSize + 3 + 10);
-        f.Via = proxy.LocalEndpoint;
-        link.ResyncBytesPerSecond = 16 << 10;
-        writes!.Hold(56 * 4096); // the last batch of the region, the only one the catch-ups resend there
-        link.Connect();
-        await ReplicaFixture.WaitUntilAsync(() => proxy.Flipped && proxy.Connections >= 2, TimeSpan.FromSeconds(15),
-            () => $"the link did not reconnect after the damaged frame: {link.Status}");
-        link.ResyncBytesPerSecond = 0;
-        PeerDisk disk;
-        try
-        {
-            await writes.WriteReached.WaitAsync(TimeSpan.FromSeconds(30));
-            disk = ReplicaState.Read(f.SecondaryState)!.Disk;
-        }
-        finally
-        {
-            writes.Release();
-        }
-        Assert.NotEqual(PeerDisk.UpToDate, disk);
-        await f.WaitInSyncAsync();
-        await f.Primary.FlushAsync();
-        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the second catch-up");
-    }
-
     [Fact]
     public async Task A_catch_up_that_does_not_gain_on_the_writes_gives_way_to_a_resync()
     {

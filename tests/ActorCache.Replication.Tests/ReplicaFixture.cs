@@ -245,13 +245,10 @@ public sealed class HeldWriteTarget(IBlockTarget below) : ForwardingTarget(below
 {
     private volatile TaskCompletionSource? _hold;
     private volatile TaskCompletionSource _writeReached = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private long _heldOffset = -1;
 
-    /// <summary>Holds the next write, or with <paramref name="offset"/> the next write there.</summary>
-    public void Hold(long offset = -1)
+    public void Hold()
     {
         _writeReached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        Volatile.Write(ref _heldOffset, offset);
         _hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
@@ -261,7 +258,7 @@ public sealed class HeldWriteTarget(IBlockTarget below) : ForwardingTarget(below
 
     public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, bool fua, CancellationToken cancellationToken = default)
     {
-        if (_hold is { } hold && !hold.Task.IsCompleted && Volatile.Read(ref _heldOffset) is var held && (held < 0 || held == offset))
+        if (_hold is { } hold && !hold.Task.IsCompleted)
         {
             _writeReached.TrySetResult();
             await hold.Task;
