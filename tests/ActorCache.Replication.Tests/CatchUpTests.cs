@@ -180,17 +180,21 @@ public sealed class CatchUpTests
         await WriteRegionAsync(f, seed: 1, expected: null);
         await ReplicaFixture.WaitUntilAsync(() => link.HoldsEverything, TimeSpan.FromSeconds(10), () => $"{link.Status}");
 
-        // The peer applies the next 8 batches but makes (at most the first of) them durable: its flushes are held.
+        // The peer applies the next 8 batches but makes none of them durable: its flush stays held until the next connection
+        // cancels it. Released while the peer has not yet seen the connection end (under load), it would make every applied
+        // batch durable, and the catch-up would resend none.
         flushes!.Hold();
         await WriteRegionAsync(f, 2, expected: null); // protocol A: the FLUSHes wait for the local log only
+        await flushes.FlushReached.WaitAsync(TimeSpan.FromSeconds(10));
         var applied = ReplicaFixture.SelfChecking(56, 8, 2);
         await ReplicaFixture.WaitUntilAsync(() => ReplicaFixture.ReadAllAsync(f.Secondary).Result.AsSpan(56 * 4096, 8 * 4096).SequenceEqual(applied),
             TimeSpan.FromSeconds(10), () => "the peer did not apply the batches");
         await DisconnectAsync(link);
-        flushes.Release();
 
         writes!.Hold();
         link.Connect();
+        await flushes.FlushCancelled.WaitAsync(TimeSpan.FromSeconds(10));
+        flushes.Release();
         PeerDisk disk;
         try
         {
@@ -207,6 +211,62 @@ public sealed class CatchUpTests
         await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the catch-up");
         await ReplicaFixture.WaitUntilAsync(() => ReplicaState.Read(f.SecondaryState)!.Disk == PeerDisk.UpToDate, TimeSpan.FromSeconds(10),
             () => "the peer did not record UpToDate again");
+    }
+
+    /// <summary>
+    /// As above, but the first catch-up dies at once (its first frame, the overlap's begin, is damaged in transit) after queueing
+    /// at most its first batch. The next one must still bracket every batch the peer may hold from the first session, not only
+    /// those the short one queued: the bound is never lowered, or the peer would count itself consistent while the resent
+    /// batches rewind blocks.
+    /// </summary>
+    [Fact]
+    public async Task A_catch_up_cut_short_does_not_narrow_what_the_next_one_brackets()
+    {
+        await using var f = new ReplicaFixture();
+        HeldFlushTarget? flushes = null;
+        HeldWriteTarget? writes = null;
+        f.WrapSink = target => writes = new HeldWriteTarget(flushes = new HeldFlushTarget(target));
+        var receiver = f.StartReceiver();
+        var link = f.StartLink(ReplicationProtocol.A, ackTimeout: TimeSpan.FromSeconds(60), catchUpRatio: 100);
+        await f.WaitInSyncAsync();
+        await WriteRegionAsync(f, seed: 1, expected: null);
+        await ReplicaFixture.WaitUntilAsync(() => link.HoldsEverything, TimeSpan.FromSeconds(10), () => $"{link.Status}");
+        // The peer's flush stays held until the next connection cancels it: released while the peer has not yet seen the
+        // connection end (under load), it would make every applied batch durable, and no catch-up would resend any.
+        flushes!.Hold();
+        await WriteRegionAsync(f, 2, expected: null); // applied by the peer, none made durable
+        await flushes.FlushReached.WaitAsync(TimeSpan.FromSeconds(10));
+        var applied = ReplicaFixture.SelfChecking(56, 8, 2);
+        await ReplicaFixture.WaitUntilAsync(() => ReplicaFixture.ReadAllAsync(f.Secondary).Result.AsSpan(56 * 4096, 8 * 4096).SequenceEqual(applied),
+            TimeSpan.FromSeconds(10), () => "the peer did not apply the batches");
+        await DisconnectAsync(link);
+
+        // The next connection goes through a proxy that damages its first frame (after the 91-byte hello for "vol"), while
+        // the catch-up is held to 16 KiB/s: it queues at most one batch before the peer drops the connection.
+        await using var proxy = FlippingProxy.Start(receiver.LocalEndpoint, flipAt: Handshake.HelloSize + 3 + 10);
+        f.Via = proxy.LocalEndpoint;
+        link.ResyncBytesPerSecond = 16 << 10;
+        writes!.Hold(56 * 4096); // the last batch of the region, the only one the catch-ups resend there
+        link.Connect();
+        await flushes.FlushCancelled.WaitAsync(TimeSpan.FromSeconds(15));
+        flushes.Release();
+        await ReplicaFixture.WaitUntilAsync(() => proxy.Flipped && proxy.Connections >= 2, TimeSpan.FromSeconds(15),
+            () => $"the link did not reconnect after the damaged frame: {link.Status}");
+        link.ResyncBytesPerSecond = 0;
+        PeerDisk disk;
+        try
+        {
+            await writes.WriteReached.WaitAsync(TimeSpan.FromSeconds(30));
+            disk = ReplicaState.Read(f.SecondaryState)!.Disk;
+        }
+        finally
+        {
+            writes.Release();
+        }
+        Assert.NotEqual(PeerDisk.UpToDate, disk);
+        await f.WaitInSyncAsync();
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the second catch-up");
     }
 
     [Fact]

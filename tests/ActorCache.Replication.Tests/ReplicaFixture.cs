@@ -229,12 +229,25 @@ public sealed class HeldFlushTarget(IBlockTarget below) : ForwardingTarget(below
     /// <summary>Completes when a FLUSH arrives while held.</summary>
     public Task FlushReached => _flushReached.Task;
 
+    /// <summary>Completes when a held FLUSH is cancelled (its caller gave up on it) instead of released.</summary>
+    public Task FlushCancelled => _flushCancelled.Task;
+
+    private readonly TaskCompletionSource _flushCancelled = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     public override async ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
         if (_hold is { } hold && !hold.Task.IsCompleted)
         {
             _flushReached.TrySetResult();
-            await hold.Task.WaitAsync(cancellationToken);
+            try
+            {
+                await hold.Task.WaitAsync(cancellationToken);
+            }
+            catch (OperationCanceledException)
+            {
+                _flushCancelled.TrySetResult();
+                throw;
+            }
         }
         await base.FlushAsync(cancellationToken);
     }
@@ -245,10 +258,13 @@ public sealed class HeldWriteTarget(IBlockTarget below) : ForwardingTarget(below
 {
     private volatile TaskCompletionSource? _hold;
     private volatile TaskCompletionSource _writeReached = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private long _heldOffset = -1;
 
-    public void Hold()
+    /// <summary>Holds the next write, or with <paramref name="offset"/> the next write there.</summary>
+    public void Hold(long offset = -1)
     {
         _writeReached = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        Volatile.Write(ref _heldOffset, offset);
         _hold = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
     }
 
@@ -258,7 +274,7 @@ public sealed class HeldWriteTarget(IBlockTarget below) : ForwardingTarget(below
 
     public override async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> source, bool fua, CancellationToken cancellationToken = default)
     {
-        if (_hold is { } hold && !hold.Task.IsCompleted)
+        if (_hold is { } hold && !hold.Task.IsCompleted && Volatile.Read(ref _heldOffset) is var held && (held < 0 || held == offset))
         {
             _writeReached.TrySetResult();
             await hold.Task;
