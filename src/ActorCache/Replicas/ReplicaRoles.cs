@@ -392,14 +392,10 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             }
         }, () =>
         {
-            // Back-pressure before a link must give up on a slower peer (it drops one that passes max-lag). Writes accepted
-            // and not yet logged count too: every one of them reaches each link as a frame once the flusher logs it, and the
-            // ring holds up to its size of them (without them, sustained 1 MiB writes passed the check and dropped the peers).
-            // Only for a link that holds frames: one whose peer is away holds none and ships nothing, and must not slow writes.
             var links = attached.Shipping;
             var unlogged = unloggedOf?.UnloggedBytes ?? 0;
             for (var i = 0; i < links.Length; i++)
-                if (links[i].HeldBytes is > 0 and var held && held + unlogged > settings.Replication.MaxLag * 3 / 4) return true;
+                if (PrimaryGuard.PeerLags(links[i].HeldBytes, unlogged, settings.Replication.MaxLag)) return true;
             return false;
         }, settings.Replication.AckTimeout);
     }

@@ -40,6 +40,15 @@ public sealed class PrimaryGuard(Func<bool, string?> quorumLost, bool suspends, 
         return ValueTask.CompletedTask;
     }
 
+    /// <summary>
+    /// Whether writes wait for a peer: back-pressure before its link must give up on it (a link drops a peer that passes
+    /// <paramref name="maxLag"/>). Writes accepted and not yet logged (<paramref name="unloggedBytes"/>) count too: every one
+    /// of them reaches each link as a frame once the flusher logs it, and the ring holds up to its size of them (without
+    /// them, sustained 1 MiB writes passed the check and dropped the peers). Only for a link that holds frames: one whose
+    /// peer is away holds none and ships nothing, and must not slow writes.
+    /// </summary>
+    public static bool PeerLags(long heldBytes, long unloggedBytes, long maxLag) => heldBytes > 0 && heldBytes + unloggedBytes > maxLag * 3 / 4;
+
     /// <summary>Back-pressure: a write waits while a peer's link holds most of what it may (at most <c>lagWait</c>: a peer that stays stuck is the link's to drop).</summary>
     private async ValueTask WaitForPeersAsync(CancellationToken cancellationToken)
     {
