@@ -207,11 +207,7 @@ public sealed class CatchUpTests
             flushes.Release();
         }
         Assert.NotEqual(PeerDisk.UpToDate, disk);
-        await f.WaitInSyncAsync();
-        await f.Primary.FlushAsync();
-        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the catch-up");
-        await ReplicaFixture.WaitUntilAsync(() => ReplicaState.Read(f.SecondaryState)!.Disk == PeerDisk.UpToDate, TimeSpan.FromSeconds(10),
-            () => "the peer did not record UpToDate again");
+        await AssertCaughtUpAsync(f, "after the catch-up");
     }
 
     /// <summary>
@@ -270,11 +266,7 @@ public sealed class CatchUpTests
             flushes.Release();
         }
         Assert.NotEqual(PeerDisk.UpToDate, disk);
-        await f.WaitInSyncAsync();
-        await f.Primary.FlushAsync();
-        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the second catch-up");
-        await ReplicaFixture.WaitUntilAsync(() => ReplicaState.Read(f.SecondaryState)!.Disk == PeerDisk.UpToDate, TimeSpan.FromSeconds(10),
-            () => "the peer did not record UpToDate again");
+        await AssertCaughtUpAsync(f, "after the second catch-up");
     }
 
     [Fact]
@@ -376,6 +368,16 @@ public sealed class CatchUpTests
             await f.DisposeAsync();
             throw;
         }
+    }
+
+    /// <summary>The peer ends equal to the primary and records UpToDate again.</summary>
+    private static async Task AssertCaughtUpAsync(ReplicaFixture f, string what)
+    {
+        await f.WaitInSyncAsync();
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), what);
+        await ReplicaFixture.WaitUntilAsync(() => ReplicaState.Read(f.SecondaryState)!.Disk == PeerDisk.UpToDate, TimeSpan.FromSeconds(10),
+            () => "the peer did not record UpToDate again");
     }
 
     private static async Task DisconnectAsync(ReplicaLink link)
