@@ -131,7 +131,8 @@ public sealed class PersistedIndexTests : IDisposable
             var writers = Enumerable.Range(0, 2).Select(w => Task.Run(async () =>
             {
                 var mine = new Random(seed * 10 + w);
-                for (var op = 0; op < 250; op++)
+                // 250 operations each, and on until a few index saves ran among them (a fast run once had only 3).
+                for (var op = 0; op < 250 || (cache.IndexSaves <= 3 && op < 1000); op++)
                 {
                     var blocks = mine.Next(1, 9);
                     var block = mine.Next(0, (int)(Size / 4096) - blocks);
