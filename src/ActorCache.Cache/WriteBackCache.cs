@@ -64,7 +64,7 @@ public sealed class WriteBackCache : IBlockTarget
                 options.MaxBatchBlocks, _damage, logger)
             : LogScrub.None;
         _history = new LogHistory(recovery.SyncPoints);
-        _barrier = new DurabilityBarrier(_history, recovery.Generation - 1, recovery.NextSequence - 1);
+        _barrier = new DurabilityBarrier(_history, recovery.Generation - 1, recovery.NextSequence - 1, _health.CountFlush);
         _window = new LogWindow(checkpoint.Horizon, recovery.Tail, options.LogCapacity);
         _queue = new AppendQueue(index, ring.SlotCount, recovery.LastBatch) { WriteBack = mode == CacheMode.WriteBack };
         _reader = new CacheReader(ring, medium, backing, _damage, _scrub, name);
@@ -298,15 +298,29 @@ public sealed class WriteBackCache : IBlockTarget
         return true;
     }
 
-    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))] // waits only for a FUA
-    public async ValueTask CommitStagedWriteAsync(StagedWrite staged, bool fua, CancellationToken cancellationToken = default)
+    /// <remarks>
+    /// The common case is not an async method: a FUA write's caller awaits the barrier's pooled waiter itself (see
+    /// <see cref="FlushAsync"/>: a box rented here and given back on the flusher's thread would miss the pool).
+    /// </remarks>
+    public ValueTask CommitStagedWriteAsync(StagedWrite staged, bool fua, CancellationToken cancellationToken = default)
     {
-        if (_mode != CacheMode.WriteBack)
+        if (_mode != CacheMode.WriteBack) return CommitStagedSlowlyAsync(staged, fua, AppendQueue.NotWriteBack, cancellationToken);
+        long ticket;
+        try
         {
-            await WriteStagedThroughAsync(staged, fua, cancellationToken).ConfigureAwait(false);
-            return;
+            ticket = _writer.CommitStaged(staged);
         }
-        var ticket = _writer.CommitStaged(staged);
+        catch (Exception e)
+        {
+            return ValueTask.FromException(e); // the volume is closing: failed like the async method it stands for, not thrown at the caller
+        }
+        if (ticket is AppendQueue.Paused or AppendQueue.NotWriteBack) return CommitStagedSlowlyAsync(staged, fua, ticket, cancellationToken);
+        return fua ? WaitDurableAsync(ticket) : ValueTask.CompletedTask;
+    }
+
+    /// <summary>A staged write the log did not take at once: held by a pause, or the volume left write-back under it.</summary>
+    private async ValueTask CommitStagedSlowlyAsync(StagedWrite staged, bool fua, long ticket, CancellationToken cancellationToken)
+    {
         while (ticket == AppendQueue.Paused)
         {
             await _queue.Resumed.ConfigureAwait(false); // a barrier across volumes (or a mode switch) holds writes for a moment
@@ -344,23 +358,21 @@ public sealed class WriteBackCache : IBlockTarget
     /// <summary>In write-back mode a FLUSH only joins the group commit; other modes fdatasync the backing on the caller's thread.</summary>
     public bool FlushesWithoutBlocking => _mode == CacheMode.WriteBack;
 
-    public async ValueTask FlushAsync(CancellationToken cancellationToken = default)
-    {
-        if (_mode != CacheMode.WriteBack)
-        {
-            await _backing.FlushAsync(cancellationToken).ConfigureAwait(false);
-            return;
-        }
-        var arrived = System.Diagnostics.Stopwatch.GetTimestamp();
-        await WaitDurableAsync(_queue.AppendedTicket).ConfigureAwait(false);
-        _health.CountFlush(System.Diagnostics.Stopwatch.GetTimestamp() - arrived);
-    }
+    /// <remarks>
+    /// Not an async method: the caller awaits the barrier's pooled waiter itself (which also times the FLUSH). An async
+    /// method's box, even a pooled one, is rented on the thread that calls and given back on the one that completes
+    /// (the flusher), so at queue depth 1 it would be allocated about every other FLUSH.
+    /// </remarks>
+    public ValueTask FlushAsync(CancellationToken cancellationToken = default) =>
+        _mode != CacheMode.WriteBack
+            ? _backing.FlushAsync(cancellationToken)
+            : WaitDurableAsync(_queue.AppendedTicket, System.Diagnostics.Stopwatch.GetTimestamp());
 
-    /// <summary>Waits until a sync point covering <paramref name="ticket"/> is durable (group commit with every other waiter).</summary>
-    private Task WaitDurableAsync(long ticket)
+    /// <summary>Waits until a sync point covering <paramref name="ticket"/> is durable (group commit with every other waiter); a FLUSH passes its arrival.</summary>
+    private ValueTask WaitDurableAsync(long ticket, long flushArrived = 0)
     {
-        if (_flusherGone) return Task.FromException(Closed());
-        var wait = _barrier.WaitAsync(ticket);
+        if (_flusherGone) return ValueTask.FromException(Closed());
+        var wait = _barrier.WaitAsync(ticket, flushArrived);
         if (!wait.IsCompleted) _flusherBell.Ring();
         return wait;
     }

@@ -68,7 +68,7 @@ public sealed class DurabilityBarrierTests : IDisposable
             var n = i;
             // Three callers allow an inline completion (as the NBD front's FLUSH does), the fourth does not.
             Task wait;
-            using (i < 3 ? InlineReply.Allow() : default) wait = barrier.WaitAsync(10 + i);
+            using (i < 3 ? InlineReply.Allow() : default) wait = barrier.WaitAsync(10 + i).AsTask();
             // ExecuteSynchronously: the continuation runs wherever the waiter is completed, as an awaiting FLUSH's does.
             waits[i] = wait.ContinueWith(_ =>
             {
@@ -93,6 +93,51 @@ public sealed class DurabilityBarrierTests : IDisposable
         Assert.NotEqual(syncThread, continuedOn[3]); // a caller that did not allow it never continues on the flusher's thread
     }
     /// <summary>
+    /// Waiters are pooled (a commit allocates nothing): each reuse gets its own outcome, a refusal reaches only the waits
+    /// it refused, a FLUSH's time is reported once per timed wait, and a stale ValueTask read again fails loudly instead of
+    /// taking the result of the wait now using its waiter.
+    /// </summary>
+    [Fact]
+    public async Task A_reused_waiter_gives_each_wait_its_own_outcome()
+    {
+        var timed = 0;
+        var barrier = new DurabilityBarrier(new LogHistory([]), lastClosedGeneration: 0, durableSequence: 0, flushTimed: _ => timed++);
+        var sequence = 0L;
+        void Close(long ticket)
+        {
+            sequence++;
+            barrier.SyncPointWritten(ticket, new SyncPoint(sequence, 0, sequence, EndAddress: 4096 * sequence));
+            barrier.Local.Advance(sequence);
+        }
+
+        for (var ticket = 1; ticket <= 1000; ticket++)
+        {
+            var wait = barrier.WaitAsync(ticket, arrived: ticket % 2 == 0 ? System.Diagnostics.Stopwatch.GetTimestamp() : 0);
+            Assert.False(wait.IsCompleted);
+            Close(ticket);
+            await wait;
+        }
+        Assert.Equal(500, timed);
+
+        var first = barrier.WaitAsync(1001);
+        Close(1001);
+        await first;
+        var second = barrier.WaitAsync(1002); // the same waiter again
+        Assert.Throws<InvalidOperationException>(() => first.GetAwaiter().GetResult());
+        Assert.False(second.IsCompleted, "reading the stale wait completed or recycled the current one");
+
+        barrier.Refuse(new BlockTargetException(BlockError.Io, "the log failed"));
+        var refused = await Assert.ThrowsAsync<BlockTargetException>(async () => await second);
+        Assert.Equal("the log failed", refused.Message);
+        await Assert.ThrowsAsync<BlockTargetException>(async () => await barrier.WaitAsync(1003));
+        barrier.Accept();
+        var after = barrier.WaitAsync(1003);
+        Close(1003);
+        await after.AsTask().WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.False(barrier.HasWaiters);
+    }
+
+    /// <summary>
     /// A replicator advances its participant (or leaves) under its own lock. A FLUSH allowed inline whose continuation
     /// takes that lock, or another replicator's, would deadlock if it ran there: two links acknowledging at once each held
     /// their own lock and ran a FLUSH that wanted the other's (a primary of three replicas stopped under J2).
@@ -106,7 +151,7 @@ public sealed class DurabilityBarrierTests : IDisposable
         var peer = barrier.Join("peer", 0);
         var replicatorLock = new object();
         Task wait;
-        using (InlineReply.Allow()) wait = barrier.WaitAsync(10);
+        using (InlineReply.Allow()) wait = barrier.WaitAsync(10).AsTask();
         var ranUnderTheLock = true;
         var continued = wait.ContinueWith(_ => ranUnderTheLock = Monitor.IsEntered(replicatorLock), TaskContinuationOptions.ExecuteSynchronously);
         barrier.SyncPointWritten(10, new SyncPoint(1, 0, Sequence: 1, EndAddress: 8192));

@@ -1,3 +1,4 @@
+using System.Threading.Tasks.Sources;
 using ActorCache.Blocks;
 
 namespace ActorCache.Cache;
@@ -23,21 +24,28 @@ namespace ActorCache.Cache;
 /// the local log's progress (the flusher's thread) runs one inline: a peer's acknowledgement or a
 /// participant leaving may come from code holding its own lock (a replicator's), and a FLUSH's
 /// continuation that takes that lock, or another replicator's, would deadlock there.
+/// A waiter is a pooled <see cref="Waiter"/> (a ValueTask source), so a commit allocates nothing: at
+/// queue depth 1 (a database's write + FLUSH) every second request is one.
 /// </remarks>
 public sealed class DurabilityBarrier
 {
     private readonly Lock _gate = new();
-    private readonly List<(long Ticket, TaskCompletionSource Done, bool Inline)> _waiters = [];
+    private readonly List<Waiter> _waiters = [];
+    private readonly Lock _spareGate = new();
+    private readonly Stack<Waiter> _spares = new(); // waiters whose FLUSH has seen its result, for the next ones
     private readonly Queue<(long Ticket, SyncPoint Point)> _written = new(); // sync points written, with the tickets they cover
     private readonly List<Participant> _participants = [];
     private readonly LogHistory _history;
+    private readonly Action<long>? _flushTimed;
     private long _closedTicket;
     private long _closedGeneration;
     private BlockTargetException? _refusal;
 
-    public DurabilityBarrier(LogHistory history, long lastClosedGeneration, long durableSequence)
+    /// <param name="flushTimed">Told each timed wait's ticks (<see cref="WaitAsync"/>), from its arrival until its caller runs again.</param>
+    public DurabilityBarrier(LogHistory history, long lastClosedGeneration, long durableSequence, Action<long>? flushTimed = null)
     {
         _history = history;
+        _flushTimed = flushTimed;
         _closedGeneration = lastClosedGeneration;
         Local = Join("local log", durableSequence);
     }
@@ -80,18 +88,31 @@ public sealed class DurabilityBarrier
     }
 
     /// <summary>Completes once a sync point covering <paramref name="ticket"/> is durable for every participant.</summary>
-    public Task WaitAsync(long ticket)
+    /// <param name="arrived">
+    /// A FLUSH's arrival (a <see cref="System.Diagnostics.Stopwatch"/> timestamp), or 0: a timed wait reports its time once
+    /// its caller reads the result, so the time includes handing the completion back, as the caller sees it.
+    /// </param>
+    /// <remarks>The result must be awaited (or read) exactly once: that hands its waiter back for reuse.</remarks>
+    public ValueTask WaitAsync(long ticket, long arrived = 0)
     {
+        // Taken before the barrier's lock, so the two locks are never held together.
+        var waiter = Rent();
+        BlockTargetException? refusal;
         lock (_gate)
         {
-            if (ticket <= _closedTicket) return Task.CompletedTask;
-            if (_refusal is { } refusal) return Task.FromException(refusal);
-            // Completed outside the lock either way (see the remarks).
-            var inline = InlineReply.Allowed;
-            var done = new TaskCompletionSource(inline ? TaskCreationOptions.None : TaskCreationOptions.RunContinuationsAsynchronously);
-            _waiters.Add((ticket, done, inline));
-            return done.Task;
+            refusal = _refusal;
+            if (ticket > _closedTicket && refusal is null)
+            {
+                // Completed outside the lock either way (see the remarks).
+                var wait = waiter.Start(ticket, InlineReply.Allowed, arrived);
+                _waiters.Add(waiter);
+                return wait;
+            }
         }
+        Return(waiter);
+        if (refusal is not null) return ValueTask.FromException(refusal);
+        if (arrived != 0) _flushTimed?.Invoke(System.Diagnostics.Stopwatch.GetTimestamp() - arrived);
+        return ValueTask.CompletedTask;
     }
 
     /// <summary>True when a waiter's ticket lies in (<paramref name="after"/>, <paramref name="upTo"/>]: a batch completing those tickets must be a sync point.</summary>
@@ -100,8 +121,8 @@ public sealed class DurabilityBarrier
         if (upTo <= after) return false;
         lock (_gate)
         {
-            foreach (var (ticket, _, _) in _waiters)
-                if (ticket > after && ticket <= upTo) return true;
+            foreach (var waiter in _waiters)
+                if (waiter.Ticket > after && waiter.Ticket <= upTo) return true;
             return false;
         }
     }
@@ -128,7 +149,7 @@ public sealed class DurabilityBarrier
     /// </summary>
     internal void Refuse(BlockTargetException refusal)
     {
-        List<(long Ticket, TaskCompletionSource Done, bool Inline)> refused;
+        List<Waiter> refused;
         lock (_gate)
         {
             _refusal = refusal;
@@ -136,7 +157,7 @@ public sealed class DurabilityBarrier
             _waiters.Clear();
         }
         // Outside the lock and on the pool: a continuation must never run under the lock, nor on the thread refusing.
-        foreach (var (_, done, _) in refused) ThreadPool.UnsafeQueueUserWorkItem(static s => s.Done.TrySetException(s.Refusal), (Done: done, Refusal: refusal), false);
+        foreach (var waiter in refused) ThreadPool.UnsafeQueueUserWorkItem(static s => s.Waiter.Fail(s.Refusal), (Waiter: waiter, Refusal: refusal), false);
     }
 
     /// <summary>Waiters are accepted again (the log works again).</summary>
@@ -155,7 +176,7 @@ public sealed class DurabilityBarrier
         CloseWhatIsDurable(mayRunInline: participant == Local);
     }
 
-    [ThreadStatic] private static List<(TaskCompletionSource Done, bool Inline)>? t_completing;
+    [ThreadStatic] private static List<(Waiter Waiter, bool Inline)>? t_completing;
 
     /// <param name="mayRunInline">The caller is the flusher, holding no lock of anyone's: the last waiter allowed inline may run here.</param>
     private void CloseWhatIsDurable(bool mayRunInline)
@@ -178,30 +199,100 @@ public sealed class DurabilityBarrier
             for (var i = _waiters.Count - 1; i >= 0; i--)
             {
                 if (_waiters[i].Ticket > _closedTicket) continue;
-                completing.Add((_waiters[i].Done, _waiters[i].Inline));
+                completing.Add((_waiters[i], _waiters[i].Inline));
                 _waiters.RemoveAt(i);
             }
         }
         // Waiters that continue on the pool anyway are completed here; of those allowed inline, the last runs
-        // here and the others go to the pool (see the remarks).
-        TaskCompletionSource? last = null;
-        foreach (var (done, inline) in completing)
+        // here and the others go to the pool (see the remarks). A waiter's own fields are not read once it is
+        // completed: its FLUSH may already have handed it back for reuse.
+        Waiter? last = null;
+        foreach (var (waiter, inline) in completing)
         {
-            if (!inline) done.TrySetResult();
+            if (!inline) waiter.Succeed();
             else
             {
-                if (last is not null) ThreadPool.UnsafeQueueUserWorkItem(static done => done.TrySetResult(), last, false);
-                last = done;
+                if (last is not null) ThreadPool.UnsafeQueueUserWorkItem(last, preferLocal: false);
+                last = waiter;
             }
         }
         completing.Clear();
         if (last is null) return;
         if (!mayRunInline)
         {
-            ThreadPool.UnsafeQueueUserWorkItem(static done => done.TrySetResult(), last, false);
+            ThreadPool.UnsafeQueueUserWorkItem(last, preferLocal: false);
             return;
         }
-        using (InlineReply.Run()) last.TrySetResult();
+        using (InlineReply.Run()) last.Succeed();
+    }
+
+    private Waiter Rent()
+    {
+        lock (_spareGate) return _spares.TryPop(out var waiter) ? waiter : new Waiter(this);
+    }
+
+    private void Return(Waiter waiter)
+    {
+        lock (_spareGate)
+            if (_spares.Count < MaxSpares) _spares.Push(waiter);
+    }
+
+    private const int MaxSpares = 256; // more waiters than this at once are rare (a deep queue's FLUSHes): they are dropped after use
+
+    /// <summary>
+    /// One FLUSH or FUA waiting for its ticket to close: the source of the ValueTask it awaits. Reused: it goes
+    /// back to the barrier's spares once its result has been read (<see cref="GetResult"/>), and the version of its
+    /// core tells a stale ValueTask from the current one.
+    /// </summary>
+    private sealed class Waiter(DurabilityBarrier barrier) : IValueTaskSource, IThreadPoolWorkItem
+    {
+        private ManualResetValueTaskSourceCore<bool> _core;
+
+        public long Ticket { get; private set; }
+
+        /// <summary>Its continuation may run on the thread that completes it (<see cref="InlineReply"/>).</summary>
+        public bool Inline { get; private set; }
+
+        private long _arrived;
+
+        public ValueTask Start(long ticket, bool inline, long arrived)
+        {
+            Ticket = ticket;
+            Inline = inline;
+            _arrived = arrived;
+            _core.RunContinuationsAsynchronously = !inline;
+            return new ValueTask(this, _core.Version);
+        }
+
+        public void Succeed() => _core.SetResult(true);
+
+        public void Fail(Exception refusal) => _core.SetException(refusal);
+
+        /// <summary>A waiter allowed inline, completed on the pool instead (not the last of a group commit, or not on the flusher).</summary>
+        void IThreadPoolWorkItem.Execute() => Succeed();
+
+        public ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags) =>
+            _core.OnCompleted(continuation, state, token, flags);
+
+        public void GetResult(short token)
+        {
+            // A stale token or a result read before it is there is a caller's bug; it must not recycle a waiter that is
+            // someone else's now, or still waits.
+            if (token != _core.Version) throw new InvalidOperationException("a durability wait was awaited twice");
+            if (_core.GetStatus(token) == ValueTaskSourceStatus.Pending) throw new InvalidOperationException("a durability wait was read before it completed");
+            try
+            {
+                _core.GetResult(token);
+                if (_arrived != 0) barrier._flushTimed?.Invoke(System.Diagnostics.Stopwatch.GetTimestamp() - _arrived);
+            }
+            finally
+            {
+                _core.Reset();
+                barrier.Return(this);
+            }
+        }
     }
 
     /// <summary>One party whose durability every FLUSH waits for; it says how far it has everything durably.</summary>
