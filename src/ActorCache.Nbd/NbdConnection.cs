@@ -242,9 +242,10 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
 
     /// <summary>
     /// Runs a request right here on the receive loop when the target can do it without waiting: a READ
-    /// of data in memory or the page cache, a staged WRITE without FUA (it only publishes ring slots).
+    /// of data in memory or the page cache, a staged WRITE (it only publishes ring slots), and the wait of
+    /// a staged FUA write or a FLUSH for the log, which is handed over rather than waited for here.
     /// Saves the hand-off to a pool thread, which on a busy machine costs more than the work itself.
-    /// Anything that might wait (disk, FLUSH, FUA, a full ring) goes to the pool as before.
+    /// Anything else that might wait (disk, a full ring) goes to the pool.
     /// </summary>
     private bool TryExecuteWithoutWaiting(NbdRequest request)
     {
@@ -274,36 +275,72 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
                 // on, and then 13% more writes (and less CPU per write) than with held-back acks. When
                 // nothing more is buffered the loop would only wait for the socket: the ack goes out
                 // right here, without the pool's wake-up (queue depth 1: write, ack, FLUSH).
-                if (commit.IsCompletedSuccessfully) Complete(request, sendHere: _reader.Buffered == 0);
-                else _ = CompleteWhenDoneAsync(request, commit); // rare: the volume left write-back under the write
+                if (commit.IsCompletedSuccessfully)
+                {
+                    commit.GetAwaiter().GetResult(); // hands a pooled source back
+                    Complete(request, sendHere: _reader.Buffered == 0);
+                }
+                else request.ReplyWhenDone(commit); // rare: the volume left write-back under the write
                 return true;
-            // A FLUSH the target only queues (the write-back cache's group commit) is handed over from here:
-            // a hop to the pool first would only add a thread wake-up to every commit's latency.
-            // (A mode switch between the check and the call could make this one FLUSH fdatasync the backing
-            // here; that is rare and only slow.)
+            // A FUA write or a FLUSH the target only queues (the write-back cache's group commit) is handed
+            // over from here: a hop to the pool first would only add a thread wake-up to every commit's
+            // latency. Its completion only sends the reply, so the target may run it where the commit
+            // becomes durable. (A mode switch between the check and the call could make this one FUA write
+            // or FLUSH write or fdatasync the backing here; that is rare and only slow.)
+            case NbdCommand.Write when request.Staged.StagedBy is not null:
+                ValueTask fuaCommit;
+                try
+                {
+                    using (InlineReply.Allow()) fuaCommit = _target.CommitStagedWriteAsync(request.Staged, fua: true);
+                }
+                catch (Exception e)
+                {
+                    fuaCommit = ValueTask.FromException(e);
+                }
+                ReplyWhenDurable(request, fuaCommit);
+                return true;
             case NbdCommand.Flush when _target.FlushesWithoutBlocking:
                 ValueTask flush;
                 try
                 {
-                    using (InlineReply.Allow()) flush = _target.FlushAsync(); // its completion only sends the reply
+                    using (InlineReply.Allow()) flush = _target.FlushAsync();
                 }
                 catch (Exception e)
                 {
                     flush = ValueTask.FromException(e); // answered like any failed FLUSH: every request gets its reply
                 }
-                if (flush.IsCompletedSuccessfully) Complete(request, heldBack: true);
-                else _ = CompleteWhenDoneAsync(request, flush);
+                ReplyWhenDurable(request, flush);
                 return true;
             default:
                 return false;
         }
     }
 
-    private async Task CompleteWhenDoneAsync(NbdRequest request, ValueTask commit)
+    private void ReplyWhenDurable(NbdRequest request, ValueTask commit)
+    {
+        if (!commit.IsCompleted)
+        {
+            request.ReplyWhenDone(commit);
+            return;
+        }
+        if (ResultOf(request, commit)) Complete(request, heldBack: true);
+        else Complete(request, sendHere: true); // a failure is logged and answered at once, as from the pool
+    }
+
+    /// <summary>A commit's outcome is done: it becomes the request's reply (<see cref="NbdRequest.ReplyWhenDone"/>).</summary>
+    internal void CompleteCommitted(NbdRequest request, ValueTask commit)
+    {
+        ResultOf(request, commit);
+        Complete(request, sendHere: true);
+    }
+
+    /// <summary>Reads a completed commit's result (which hands a pooled source back) into the request: false when it failed.</summary>
+    private bool ResultOf(NbdRequest request, ValueTask commit)
     {
         try
         {
-            await commit;
+            commit.GetAwaiter().GetResult();
+            return true;
         }
         catch (BlockTargetException e)
         {
@@ -314,7 +351,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
             request.Error = NbdError.Io;
             _logger.LogError(e, "NBD {Command} at {Offset}+{Length} failed unexpectedly", request.Header.Command, request.Header.Offset, request.Header.Length);
         }
-        Complete(request, sendHere: true);
+        return false;
     }
 
     /// <summary>Runs one request against the target on a pool thread, then queues its reply.</summary>

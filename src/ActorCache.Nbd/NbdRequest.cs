@@ -28,7 +28,32 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
     private byte[]? _rented;
     private byte[]? _current;
 
-    public NbdRequest(NbdConnection connection) => _connection = connection;
+    public NbdRequest(NbdConnection connection)
+    {
+        _connection = connection;
+        _commitDone = OnCommitDone;
+    }
+
+    private ValueTask _commit;
+    private readonly Action _commitDone; // made once: registering it allocates nothing
+
+    /// <summary>
+    /// Replies once <paramref name="commit"/> completes (a FUA write's or a FLUSH's wait for the log), on whatever
+    /// thread completes it. Not an async method: its box would be allocated per request, since it is rented on the
+    /// receive loop and given back on the flusher's thread.
+    /// </summary>
+    public void ReplyWhenDone(ValueTask commit)
+    {
+        _commit = commit;
+        commit.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(_commitDone);
+    }
+
+    private void OnCommitDone()
+    {
+        var commit = _commit;
+        _commit = default;
+        _connection.CompleteCommitted(this, commit);
+    }
 
     public NbdRequestHeader Header;
     public NbdError Error;
