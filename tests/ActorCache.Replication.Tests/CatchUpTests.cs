@@ -170,31 +170,12 @@ public sealed class CatchUpTests
     [Fact]
     public async Task A_peer_resent_batches_it_had_applied_but_not_made_durable_is_not_consistent_until_it_has_them_again()
     {
-        await using var f = new ReplicaFixture();
-        HeldFlushTarget? flushes = null;
-        HeldWriteTarget? writes = null;
-        f.WrapSink = target => writes = new HeldWriteTarget(flushes = new HeldFlushTarget(target));
-        f.StartReceiver();
-        var link = f.StartLink(ReplicationProtocol.A, ackTimeout: TimeSpan.FromSeconds(60), catchUpRatio: 100);
-        await f.WaitInSyncAsync();
-        await WriteRegionAsync(f, seed: 1, expected: null);
-        await ReplicaFixture.WaitUntilAsync(() => link.HoldsEverything, TimeSpan.FromSeconds(10), () => $"{link.Status}");
-
-        // The peer applies the next 8 batches but makes none of them durable: its flush stays held until the next connection
-        // cancels it. Released while the peer has not yet seen the connection end (under load), it would make every applied
-        // batch durable, and the catch-up would resend none.
-        flushes!.Hold();
-        await WriteRegionAsync(f, 2, expected: null); // protocol A: the FLUSHes wait for the local log only
-        await flushes.FlushReached.WaitAsync(TimeSpan.FromSeconds(10));
-        var applied = ReplicaFixture.SelfChecking(56, 8, 2);
-        await ReplicaFixture.WaitUntilAsync(() => ReplicaFixture.ReadAllAsync(f.Secondary).Result.AsSpan(56 * 4096, 8 * 4096).SequenceEqual(applied),
-            TimeSpan.FromSeconds(10), () => "the peer did not apply the batches");
-        await DisconnectAsync(link);
-
+        var (f, link, _, flushes, writes) = await AppliedNotDurableAsync();
+        await using var _f = f;
         PeerDisk disk;
         try
         {
-            writes!.Hold();
+            writes.Hold();
             link.Connect();
             await flushes.FlushCancelled.WaitAsync(TimeSpan.FromSeconds(10));
             flushes.Release();
@@ -203,7 +184,7 @@ public sealed class CatchUpTests
         }
         finally
         {
-            writes!.Release(); // else the receiver's connection never ends, nor the test
+            writes.Release(); // else the receiver's connection never ends, nor the test
             flushes.Release();
         }
         Assert.NotEqual(PeerDisk.UpToDate, disk);
@@ -219,25 +200,8 @@ public sealed class CatchUpTests
     [Fact]
     public async Task A_catch_up_cut_short_does_not_narrow_what_the_next_one_brackets()
     {
-        await using var f = new ReplicaFixture();
-        HeldFlushTarget? flushes = null;
-        HeldWriteTarget? writes = null;
-        f.WrapSink = target => writes = new HeldWriteTarget(flushes = new HeldFlushTarget(target));
-        var receiver = f.StartReceiver();
-        var link = f.StartLink(ReplicationProtocol.A, ackTimeout: TimeSpan.FromSeconds(60), catchUpRatio: 100);
-        await f.WaitInSyncAsync();
-        await WriteRegionAsync(f, seed: 1, expected: null);
-        await ReplicaFixture.WaitUntilAsync(() => link.HoldsEverything, TimeSpan.FromSeconds(10), () => $"{link.Status}");
-        // The peer's flush stays held until the next connection cancels it: released while the peer has not yet seen the
-        // connection end (under load), it would make every applied batch durable, and no catch-up would resend any.
-        flushes!.Hold();
-        await WriteRegionAsync(f, 2, expected: null); // applied by the peer, none made durable
-        await flushes.FlushReached.WaitAsync(TimeSpan.FromSeconds(10));
-        var applied = ReplicaFixture.SelfChecking(56, 8, 2);
-        await ReplicaFixture.WaitUntilAsync(() => ReplicaFixture.ReadAllAsync(f.Secondary).Result.AsSpan(56 * 4096, 8 * 4096).SequenceEqual(applied),
-            TimeSpan.FromSeconds(10), () => "the peer did not apply the batches");
-        await DisconnectAsync(link);
-
+        var (f, link, receiver, flushes, writes) = await AppliedNotDurableAsync();
+        await using var _f = f;
         // The next connection goes through a proxy that damages its first frame (after the 91-byte hello for "vol"), while
         // the catch-up is held to 16 KiB/s: it queues at most one batch before the peer drops the connection.
         await using var proxy = FlippingProxy.Start(receiver.LocalEndpoint, flipAt: Handshake.HelloSize + 3 + 10);
@@ -246,7 +210,7 @@ public sealed class CatchUpTests
         var disk = PeerDisk.UpToDate;
         try
         {
-            writes!.Hold(56 * 4096); // the last batch of the region, the only one the catch-ups resend there
+            writes.Hold(56 * 4096); // the last batch of the region, the only one the catch-ups resend there
             link.Connect();
             await flushes.FlushCancelled.WaitAsync(TimeSpan.FromSeconds(15));
             flushes.Release();
@@ -262,7 +226,7 @@ public sealed class CatchUpTests
         }
         finally
         {
-            writes!.Release();
+            writes.Release();
             flushes.Release();
         }
         Assert.NotEqual(PeerDisk.UpToDate, disk);
@@ -362,6 +326,42 @@ public sealed class CatchUpTests
             await WriteRegionAsync(f, seed: 1, expected: null);
             await DisconnectAsync(link);
             return (f, link, recording!);
+        }
+        catch
+        {
+            await f.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A primary under protocol A and a peer that holds the region (seed 1) durably, then applied its rewrite (seed 2, 8
+    /// batches) without making any of it durable, then lost the connection. The peer's flush stays held until the next
+    /// connection cancels it (<see cref="HeldFlushTarget.FlushCancelled"/>): released while the peer has not yet seen the
+    /// connection end (under load), it would make every applied batch durable, and no catch-up would resend any.
+    /// </summary>
+    private static async Task<(ReplicaFixture F, ReplicaLink Link, ReplicaReceiver Receiver, HeldFlushTarget Flushes, HeldWriteTarget Writes)>
+        AppliedNotDurableAsync()
+    {
+        var f = new ReplicaFixture();
+        try
+        {
+            HeldFlushTarget? flushes = null;
+            HeldWriteTarget? writes = null;
+            f.WrapSink = target => writes = new HeldWriteTarget(flushes = new HeldFlushTarget(target));
+            var receiver = f.StartReceiver();
+            var link = f.StartLink(ReplicationProtocol.A, ackTimeout: TimeSpan.FromSeconds(60), catchUpRatio: 100);
+            await f.WaitInSyncAsync();
+            await WriteRegionAsync(f, seed: 1, expected: null);
+            await ReplicaFixture.WaitUntilAsync(() => link.HoldsEverything, TimeSpan.FromSeconds(10), () => $"{link.Status}");
+            flushes!.Hold();
+            await WriteRegionAsync(f, 2, expected: null); // protocol A: the FLUSHes wait for the local log only
+            await flushes.FlushReached.WaitAsync(TimeSpan.FromSeconds(10));
+            var applied = ReplicaFixture.SelfChecking(56, 8, 2);
+            await ReplicaFixture.WaitUntilAsync(() => ReplicaFixture.ReadAllAsync(f.Secondary).Result.AsSpan(56 * 4096, 8 * 4096).SequenceEqual(applied),
+                TimeSpan.FromSeconds(10), () => "the peer did not apply the batches");
+            await DisconnectAsync(link);
+            return (f, link, receiver, flushes, writes!);
         }
         catch
         {
