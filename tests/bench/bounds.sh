@@ -13,7 +13,11 @@
 #    block on the backing against nbdkit-file, twice each, alternating.
 #  - commit (J9): one client writing 4k at queue depth 1 with a FLUSH after each, against ActorCache and
 #    nbdkit-file: where a FLUSH's time goes, from the client's view and the server's (waking the flusher,
-#    the log write, the fdatasync, the rest of the cache, and NBD/socket/reply outside it).
+#    the log write, the fdatasync, the rest of the cache, and NBD/socket/reply outside it), each server's CPU
+#    per commit, and the FLUSH p99; then what busy CPUs do to a plain fdatasync: 8 KiB appends + fdatasync
+#    on a written file (the log's pattern, fio alone), by itself and beside two threads spinning in
+#    sched_yield (what idle worker threads do) or one busy loop. On a virtual machine the disk is
+#    emulated by the host, so guest CPUs that never idle slow its flushes.
 # Usage: tests/bench/bounds.sh   (RUNTIME=10 SIZE=1G; PARTS="disk cpu commit j5" to run only some). Needs fio, nbdkit, dotnet.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -95,12 +99,17 @@ stage() { curl -s "$(cat "$work/acdata/admin.url")/metrics" | awk -v s="$1" '/^a
 commit_breakdown() {
   local uri="nbd+unix:///bench?socket=$work/ac.sock" before after
   before="$(metric actorcache_log_commits_total) $(stage wake) $(stage write) $(stage sync) $(metric actorcache_cache_flushes_total) $(metric actorcache_cache_flush_seconds_total)"
+  local ac0 ac1 k0 k1
+  ac0=$(cpu_ticks "$ac")
   fio --name=j9 --ioengine=nbd --uri="$uri" --rw=randwrite --bs=4k --iodepth=1 --fsync=1 --size="$SIZE" --runtime="$RUNTIME" --time_based \
     --output-format=json --output="$work/j9.json" >/dev/null 2>&1
+  ac1=$(cpu_ticks "$ac")
   after="$(metric actorcache_log_commits_total) $(stage wake) $(stage write) $(stage sync) $(metric actorcache_cache_flushes_total) $(metric actorcache_cache_flush_seconds_total)"
+  k0=$(cpu_ticks "$kfile")
   fio --name=j9 --ioengine=nbd --uri="nbd+unix:///?socket=$work/kfile.sock" --rw=randwrite --bs=4k --iodepth=1 --fsync=1 --size="$SIZE" \
     --runtime="$RUNTIME" --time_based --output-format=json --output="$work/j9k.json" >/dev/null 2>&1
-  /usr/bin/python3 - "$work/j9.json" "$work/j9k.json" "$before" "$after" <<'PY'
+  k1=$(cpu_ticks "$kfile")
+  /usr/bin/python3 - "$work/j9.json" "$work/j9k.json" "$before" "$after" "$((ac1 - ac0))" "$((k1 - k0))" "$hz" <<'PY'
 import json, sys
 def client(path):
     d = json.load(open(path))["jobs"][0]
@@ -112,14 +121,44 @@ kiops, kflush, kwrite = client(sys.argv[2])
 us = lambda s, n: s / n * 1e6 if n else float("nan")
 print(f"J9 actorcache: {iops:.0f} IOPS (nbdkit-file {kiops:.0f}, {iops / kiops:.2f}x); WRITE {write_client:.0f} us (nbdkit-file {kwrite:.0f}),"
       f" FLUSH {flush_client:.0f} us (nbdkit-file {kflush:.0f}) as the client sees them")
+def tail(path):
+    d = json.load(open(path))["jobs"][0]
+    return d["sync"]["lat_ns"]["percentile"]["99.000000"] / 1000, d["write"]["total_ios"], d["write"]["runtime"] / 1000
+hz = int(sys.argv[7])
+(p99, ios, secs), (kp99, kios, ksecs) = tail(sys.argv[1]), tail(sys.argv[2])
+print(f"J9 FLUSH p99: actorcache {p99:.0f} us, nbdkit-file {kp99:.0f} us; server CPU per write and FLUSH: actorcache"
+      f" {int(sys.argv[5]) / hz / ios * 1e6:.0f} us ({int(sys.argv[5]) / hz / secs * 100:.0f}% of a core),"
+      f" nbdkit-file {int(sys.argv[6]) / hz / kios * 1e6:.0f} us ({int(sys.argv[6]) / hz / ksecs * 100:.0f}% of a core)")
 print(f"J9 actorcache FLUSH: {commits / flushes if flushes else 0:.2f} commits per FLUSH; per commit: flusher wake-up {us(wake, commits):.0f} us,"
       f" log write {us(write, commits):.0f} us, fdatasync {us(sync, commits):.0f} us; in the cache in all {us(flush, flushes):.0f} us per FLUSH"
       f" (so {us(flush, flushes) - us(wake + write + sync, commits):.0f} us handing it over and back);"
       f" outside the cache (NBD, socket, reply) {flush_client - us(flush, flushes):.0f} us")
 PY
 }
+# The log's own pattern with fio alone: 8 KiB appends + fdatasync on a written file, beside what else keeps the CPUs busy.
+flush_beside_busy_cpus() {
+  fio --name=fill --filename="$work/busy.img" --rw=write --bs=1M --size=256M --ioengine=psync --end_fsync=1 >/dev/null
+  local label busy=()
+  for label in alone "beside 2 sched_yield spinners" "beside 1 busy loop" alone "beside 2 sched_yield spinners" "beside 1 busy loop"; do
+    busy=()
+    case $label in
+      *spinners) for _ in 1 2; do /usr/bin/python3 -c 'import os
+while True: os.sched_yield()' & busy+=($!); done ;;
+      *"busy loop") sh -c 'while :; do :; done' & busy+=($!) ;;
+    esac
+    fio --name=append --filename="$work/busy.img" --rw=write --bs=8k --size=256M --fdatasync=1 --ioengine=psync --runtime=5 --time_based \
+      --output-format=json --output="$work/busy.json" >/dev/null
+    [ ${#busy[@]} -eq 0 ] || { kill "${busy[@]}"; wait "${busy[@]}" 2>/dev/null || true; }
+    echo "disk: 8k append + fdatasync on a written file, $label: $(fio_value "$work/busy.json" "round(d['write']['iops'])") per second," \
+         "fdatasync p50 $(fio_value "$work/busy.json" "round(d['sync']['lat_ns']['percentile']['50.000000']/1000)") us," \
+         "p99 $(fio_value "$work/busy.json" "round(d['sync']['lat_ns']['percentile']['99.000000']/1000)") us," \
+         "p99.9 $(fio_value "$work/busy.json" "round(d['sync']['lat_ns']['percentile']['99.900000']/1000)") us"
+  done
+  rm -f "$work/busy.img"
+}
 if want commit; then
   commit_breakdown
+  flush_beside_busy_cpus
 fi
 
 declare -A RW=([J1]="--rw=randwrite" [J4]="--rw=randread" [J7]="--rw=randrw --rwmixread=70 --fsync=32")
