@@ -365,8 +365,11 @@ public sealed class WriteBackCache : IBlockTarget
     /// </remarks>
     public ValueTask FlushAsync(CancellationToken cancellationToken = default) =>
         _mode != CacheMode.WriteBack
-            ? _backing.FlushAsync(cancellationToken)
+            ? FlushBackingAsync(cancellationToken)
             : WaitDurableAsync(_queue.AppendedTicket, System.Diagnostics.Stopwatch.GetTimestamp());
+
+    /// <summary>Not in write-back: the backing's own FLUSH, whose failure (a synchronous fdatasync's) comes back as a faulted task, not thrown.</summary>
+    private async ValueTask FlushBackingAsync(CancellationToken cancellationToken) => await _backing.FlushAsync(cancellationToken).ConfigureAwait(false);
 
     /// <summary>Waits until a sync point covering <paramref name="ticket"/> is durable (group commit with every other waiter); a FLUSH passes its arrival.</summary>
     private ValueTask WaitDurableAsync(long ticket, long flushArrived = 0)

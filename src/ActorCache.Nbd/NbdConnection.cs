@@ -269,7 +269,15 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
                 Complete(request, heldBack: true);
                 return true;
             case NbdCommand.Write when request.Staged.StagedBy is not null && (header.Flags & CommandFlags.Fua) == 0:
-                var commit = _target.CommitStagedWriteAsync(request.Staged, fua: false);
+                ValueTask commit;
+                try
+                {
+                    commit = _target.CommitStagedWriteAsync(request.Staged, fua: false);
+                }
+                catch (Exception e)
+                {
+                    commit = ValueTask.FromException(e); // answered like any failed write: every request gets its reply
+                }
                 // Write acks go out from the pool rather than at the end of the recv: a client that
                 // flushes after each write (fio --fsync=1) gets its ack while the receive loop goes
                 // on, and then 13% more writes (and less CPU per write) than with held-back acks. When
@@ -287,7 +295,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
             // latency. Its completion only sends the reply, so the target may run it where the commit
             // becomes durable. (A mode switch between the check and the call could make this one FUA write
             // or FLUSH write or fdatasync the backing here; that is rare and only slow.)
-            case NbdCommand.Write when request.Staged.StagedBy is not null:
+            case NbdCommand.Write when request.Staged.StagedBy is not null && _target.FlushesWithoutBlocking:
                 ValueTask fuaCommit;
                 try
                 {

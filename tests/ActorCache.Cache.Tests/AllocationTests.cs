@@ -2,7 +2,7 @@ using ActorCache.Testing;
 
 namespace ActorCache.Cache.Tests;
 
-/// <summary>Writes and reads through the cache allocate nothing per request (the flusher's batches included; one FLUSH in 256 requests costs its waiter).</summary>
+/// <summary>Writes, reads and commits through the cache allocate nothing per request (the flusher's batches and a FLUSH's or FUA's waiter included).</summary>
 [Collection(AllocationCollection.Name)]
 public sealed class AllocationTests : IDisposable
 {

@@ -344,10 +344,10 @@ public sealed class CatchUpTests
         AppliedNotDurableAsync()
     {
         var f = new ReplicaFixture();
+        HeldFlushTarget? flushes = null;
+        HeldWriteTarget? writes = null;
         try
         {
-            HeldFlushTarget? flushes = null;
-            HeldWriteTarget? writes = null;
             f.WrapSink = target => writes = new HeldWriteTarget(flushes = new HeldFlushTarget(target));
             var receiver = f.StartReceiver();
             var link = f.StartLink(ReplicationProtocol.A, ackTimeout: TimeSpan.FromSeconds(60), catchUpRatio: 100);
@@ -365,6 +365,7 @@ public sealed class CatchUpTests
         }
         catch
         {
+            flushes?.Release(); // else the receiver's connection never ends, nor its disposal
             await f.DisposeAsync();
             throw;
         }

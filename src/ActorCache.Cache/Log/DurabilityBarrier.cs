@@ -97,16 +97,20 @@ public sealed class DurabilityBarrier
     {
         // Taken before the barrier's lock, so the two locks are never held together.
         var waiter = Rent();
-        BlockTargetException? refusal;
+        BlockTargetException? refusal = null;
         lock (_gate)
         {
-            refusal = _refusal;
-            if (ticket > _closedTicket && refusal is null)
+            // A ticket closed already is durable, whatever the log refuses now.
+            if (ticket > _closedTicket)
             {
-                // Completed outside the lock either way (see the remarks).
-                var wait = waiter.Start(ticket, InlineReply.Allowed, arrived);
-                _waiters.Add(waiter);
-                return wait;
+                refusal = _refusal;
+                if (refusal is null)
+                {
+                    // Completed outside the lock either way (see the remarks).
+                    var wait = waiter.Start(ticket, InlineReply.Allowed, arrived);
+                    _waiters.Add(waiter);
+                    return wait;
+                }
             }
         }
         Return(waiter);
