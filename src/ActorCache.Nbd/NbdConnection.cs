@@ -350,16 +350,24 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
             commit.GetAwaiter().GetResult();
             return true;
         }
-        catch (BlockTargetException e)
-        {
-            request.Error = ErrorOf(e, request.Header);
-        }
         catch (Exception e)
         {
-            request.Error = NbdError.Io;
-            _logger.LogError(e, "NBD {Command} at {Offset}+{Length} failed unexpectedly", request.Header.Command, request.Header.Offset, request.Header.Length);
+            Fail(request, e);
+            return false;
         }
-        return false;
+    }
+
+    /// <summary>A target's failure becomes the request's NBD error; anything but a <see cref="BlockTargetException"/> is unexpected and logged.</summary>
+    private void Fail(NbdRequest request, Exception failure)
+    {
+        var header = request.Header;
+        if (failure is BlockTargetException e)
+        {
+            request.Error = ErrorOf(e, header);
+            return;
+        }
+        request.Error = NbdError.Io;
+        _logger.LogError(failure, "NBD {Command} at {Offset}+{Length} failed unexpectedly", header.Command, header.Offset, header.Length);
     }
 
     /// <summary>Runs one request against the target on a pool thread, then queues its reply.</summary>
@@ -408,14 +416,9 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
                     break;
             }
         }
-        catch (BlockTargetException e)
-        {
-            request.Error = ErrorOf(e, header);
-        }
         catch (Exception e)
         {
-            request.Error = NbdError.Io;
-            _logger.LogError(e, "NBD {Command} at {Offset}+{Length} failed unexpectedly", header.Command, header.Offset, header.Length);
+            Fail(request, e);
         }
         Complete(request, sendHere: true);
     }
