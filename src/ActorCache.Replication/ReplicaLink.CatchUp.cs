@@ -70,6 +70,7 @@ public sealed partial class ReplicaLink
             // Else every shipped batch is durable there: the first batch marked since is the first it lacks.
         }
         _sessionOrdered = _catchingUp = false;
+        _catchUpMarks = null;
     }
 
     /// <summary>
@@ -130,11 +131,15 @@ public sealed partial class ReplicaLink
         var reader = _cache.OpenLogTail(from.Address, from.Sequence);
         string? fallback = reader.SkipTo(from.Start) ? null : $"batch {reader.Sequence} is no longer in the log";
         var overlap = false;
+        long through = -1, foreignMarks = 0, fullMarks = 0;
         if (fallback is null)
             lock (_gate)
             {
                 if (session != _session || !_streaming) return;
                 (_catchUpStart, _catchUpNextAddress, _catchUpNextSequence) = (reader.Address, reader.Address, reader.Sequence);
+                // What the batches up to the newest wrote is read next; what later ones write is gathered here meanwhile.
+                (through, foreignMarks, fullMarks) = (_lastSequence, _foreignMarks, _fullMarks);
+                _catchUpMarks = new OutOfSyncBitmap(_bitmap.Blocks);
                 if (from.Start <= from.OverlapThrough && from.OverlapThrough <= _lastSequence)
                 {
                     // The peer may hold (applied, not durable) batches up to OverlapThrough: resending from Start rewinds blocks that
@@ -145,6 +150,8 @@ public sealed partial class ReplicaLink
                     overlap = true;
                 }
             }
+        CatchUpIndex? index = null;
+        if (fallback is null) (index, fallback) = IndexCatchUp(from, through);
         // New writes add to what is left to ship (unlike a resync, which they do not touch): a peer that does not gain on
         // them within a while is resynced instead, which ends.
         var (gainCheckedAt, leftThen) = (Stopwatch.GetTimestamp(), long.MaxValue);
@@ -229,10 +236,21 @@ public sealed partial class ReplicaLink
             _sendSignal.Set();
             await ThrottleAsync(cancellationToken).ConfigureAwait(false);
         }
+        long marked;
         lock (_gate)
         {
             if (session != _session || !_streaming) return;
-            // The bitmap still holds every block of the batches the peer lacked: resyncing it is complete, if not as short.
+            marked = _bitmap.Count;
+            // The bitmap still holds every block of the batches the peer lacked: resyncing it is complete, if not as short. With
+            // the index, and nothing marked meanwhile but batches, only the blocks of the batches not sent are: the peer takes
+            // those sent (in order, ahead of the resync's begin), and a session that ends first marks them again.
+            if (index is not null && _catchUpMarks is { } since && _foreignMarks == foreignMarks && _fullMarks == fullMarks)
+            {
+                _bitmap.Clear(0, _bitmap.Blocks);
+                index.MarkFrom(reader.Sequence, _bitmap);
+                _bitmap.Add(since);
+            }
+            _catchUpMarks = null;
             _catchingUp = _sessionOrdered = _catchUpSession = false;
             _peerDisk = PeerDisk.Inconsistent;
             _resyncDone = 0;
@@ -243,16 +261,37 @@ public sealed partial class ReplicaLink
         }
         // Any failure to read counts as a batch the log cannot give back: a resync follows, not another catch-up.
         if (reader.Failure is { } failure) fallback += $"; reading the log failed: {failure}";
-        _logger.LogInformation("volume {Volume}: the catch-up of {Peer} from the log stops ({Reason}); the {Bytes} bytes it misses are resynced instead",
-            _options.Volume, _options.PeerNode, fallback, Status.OutOfSyncBytes);
+        _logger.LogInformation("volume {Volume}: the catch-up of {Peer} from the log stops ({Reason}); the {Bytes} bytes it misses are resynced instead " +
+                               "({Marked} bytes were marked)", _options.Volume, _options.PeerNode, fallback, Status.OutOfSyncBytes, marked * BlockSize);
         _sendSignal.Set();
         await ResyncAsync(session, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Reads what the batches from the catch-up's start through <paramref name="through"/> wrote, from their headers, before
+    /// the log may recycle any of them (see <see cref="CatchUpIndex"/>). Null when the log is too long to index; with the
+    /// reason when a batch is gone already (the catch-up cannot ship it either).
+    /// </summary>
+    private (CatchUpIndex? Index, string? Gone) IndexCatchUp(CatchUpFrom from, long through)
+    {
+        var scan = _cache.OpenLogTail(from.Address, from.Sequence);
+        var index = new CatchUpIndex();
+        if (scan.SkipTo(from.Start))
+            while (scan.Sequence <= through)
+            {
+                var sequence = scan.Sequence;
+                if (!scan.TrySkipNext(out var entries)) break;
+                if (!index.Add(sequence, entries)) return (null, null);
+            }
+        if (scan.Sequence > through) return (index, null);
+        return (null, $"batch {scan.Sequence} is no longer in the log" + (scan.Failure is { } failure ? $"; reading the log failed: {failure}" : ""));
     }
 
     /// <summary>Every batch the peer lacked is queued: batches stream live from here, and the bitmap (their blocks only) is cleared.</summary>
     private void CaughtUpLocked()
     {
         _catchingUp = false;
+        _catchUpMarks = null;
         StreamLiveLocked();
         _bitmap.Clear(0, _bitmap.Blocks);
         _resyncTotal = _resyncDone;

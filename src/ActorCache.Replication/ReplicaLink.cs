@@ -103,6 +103,7 @@ public sealed partial class ReplicaLink : IAsyncDisposable
     private long _lastBatchEnd;               // log address past the last published batch
     private long _queuedThrough, _orderedQueued; // the newest batch queued for the peer this session; by any ordered session (never lowered)
     private string? _catchUpDeclined;         // why this session resyncs although it could catch up (for the connect's log line)
+    private OutOfSyncBitmap? _catchUpMarks;   // blocks of batches published since a catch-up indexed the log it ships (while it runs)
 
     public ReplicaLink(ReplicaLinkOptions options, WriteBackCache cache, ILogger logger)
     {
@@ -503,6 +504,8 @@ public sealed partial class ReplicaLink : IAsyncDisposable
                     foreach (var entry in batch.Entries) _bitmap.Set(entry.Block, entry.BlockCount);
                     if (_markedMeanwhile is { } meanwhile)
                         foreach (var entry in batch.Entries) meanwhile.Set(entry.Block, entry.BlockCount);
+                    if (_catchUpMarks is { } since)
+                        foreach (var entry in batch.Entries) since.Set(entry.Block, entry.BlockCount);
                 }
             }
         }

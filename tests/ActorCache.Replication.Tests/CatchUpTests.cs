@@ -124,14 +124,7 @@ public sealed class CatchUpTests
         // read); the primary never reads it again (version 3 replaced it), but the catch-up must ship it after 7 others, and cannot.
         var versions = BatchesWriting(f, 56);
         Assert.Equal(3, versions.Count); // before the outage, and two during it
-        var (file, address) = versions[1];
-        await using (var stream = new FileStream(file, FileMode.Open, FileAccess.ReadWrite))
-        {
-            stream.Position = address + 4096 + 100; // in the batch's first data block
-            var b = stream.ReadByte();
-            stream.Position--;
-            stream.WriteByte((byte)(b ^ 0x40));
-        }
+        await DamageDataAsync(versions[1]);
 
         recording.Start();
         link.Connect();
@@ -141,6 +134,40 @@ public sealed class CatchUpTests
         Assert.Contains(received, w => w.Length > 8 * 4096); // then a resync run: the blocks were sent from the bitmap
         await f.Primary.FlushAsync();
         await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the resync that replaced the catch-up");
+    }
+
+    [Fact]
+    public async Task A_catch_up_that_falls_back_midway_resyncs_only_the_blocks_of_the_batches_not_sent()
+    {
+        var (f, link, recording) = await AwayAsync(x => x.StartLink(ReplicationProtocol.C, catchUpRatio: 100));
+        await using var _ = f;
+        var shipped = new List<Write>();
+        await WriteRegionAsync(f, 2, shipped);
+        // Blocks 0-7 and 32-39 again, after the batch the catch-up cannot read: 0-7 are sent early from the log and still
+        // missing after it, and the primary reads no block from that batch (it serves its log's blocks unchecked).
+        foreach (var block in (int[])[0, 32])
+        {
+            await f.WriteAsync(block, 8, 3);
+            await f.Primary.FlushAsync();
+        }
+
+        // The outage's version of blocks 32-39 (its 5th batch) is damaged in the primary's log (as a reused segment would read).
+        var versions = BatchesWriting(f, 32);
+        Assert.Equal(3, versions.Count); // before the outage, and two during it
+        await DamageDataAsync(versions[1]);
+
+        recording.Start();
+        link.Connect();
+        await f.WaitInSyncAsync();
+        var received = recording.Stop();
+        Assert.Equal(shipped[..4], received[..4]); // blocks 0-31 went out from the log
+        // Then a resync of what the 5th batch and later ones wrote: blocks 32-63 and 0-7, each once, not all 64 marked.
+        var resynced = received[4..];
+        Assert.Equal(40 * 4096, resynced.Sum(w => (long)w.Length));
+        Assert.DoesNotContain(resynced, w => w.Offset < 32 * 4096 && w.Offset + w.Length > 8 * 4096);
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the narrowed resync that replaced the catch-up");
+        Assert.Equal(PeerDisk.UpToDate, ReplicaState.Read(f.SecondaryState)!.Disk);
     }
 
     [Fact]
@@ -396,6 +423,16 @@ public sealed class CatchUpTests
             expected?.Add(new Write(block * 4096, 8 * 4096, Crc32C.Compute(ReplicaFixture.SelfChecking(block, 8, seed).AsSpan(..^4))));
             await f.Primary.FlushAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
         }
+    }
+
+    /// <summary>Flips a bit in a logged batch's first data block: its header still reads, its data no longer matches it.</summary>
+    private static async Task DamageDataAsync((string File, long Offset) batch)
+    {
+        await using var stream = new FileStream(batch.File, FileMode.Open, FileAccess.ReadWrite);
+        stream.Position = batch.Offset + 4096 + 100;
+        var b = stream.ReadByte();
+        stream.Position--;
+        stream.WriteByte((byte)(b ^ 0x40));
     }
 
     /// <summary>Every batch in the primary's log files that writes <paramref name="block"/> first, oldest first: (segment file, header offset).</summary>

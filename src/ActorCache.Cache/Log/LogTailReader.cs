@@ -68,6 +68,26 @@ public sealed class LogTailReader
     }
 
     /// <summary>
+    /// The entries of the batch read next, from its header alone (valid until the next call), and moves past it without
+    /// reading its data; false when it is not in the log (any more). What a batch wrote, before it may be gone.
+    /// </summary>
+    public bool TrySkipNext(out ReadOnlySpan<LogEntry> entries)
+    {
+        entries = default;
+        try
+        {
+            if (!_walker.TryRead()) return false;
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            return Failed(e);
+        }
+        entries = _walker.Entries;
+        _walker.Advance();
+        return true;
+    }
+
+    /// <summary>
     /// Reads the batch <see cref="NextSize"/> found into <paramref name="destination"/> (exactly that size), verifies
     /// it and moves past it; false when it was overwritten or damaged meanwhile (nothing is moved then).
     /// </summary>
