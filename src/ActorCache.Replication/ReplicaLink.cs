@@ -82,6 +82,7 @@ public sealed partial class ReplicaLink : IAsyncDisposable
     private PeerConnection _connection = PeerConnection.Connecting;
     private PeerDisk _peerDisk = PeerDisk.Unknown;
     private string? _problem;
+    private string? _sessionEnd;        // why this session ended, where the link ended it (for the disconnect's log line)
     private bool _wantConnected = true;
     private ReplicationProtocol _protocol;
     private long _rate;
@@ -656,6 +657,7 @@ public sealed partial class ReplicaLink : IAsyncDisposable
             session = ++_session;
             _sessionCancel = cancel;
             _streaming = true;
+            _sessionEnd = null;
             _connection = PeerConnection.Connected;
             _latency.Reset();
             _receivedFrame = _durableFrame = _nextFrameId - 1;
@@ -914,6 +916,7 @@ public sealed partial class ReplicaLink : IAsyncDisposable
         if (!_streaming) return null;
         _streaming = false;
         if (problem is not null) _problem = problem;
+        _sessionEnd = problem;
         _peerInSync = false;
         if (_peerDisk == PeerDisk.UpToDate) _peerDisk = PeerDisk.Outdated; // it misses every batch from now on
         // No longer connected from here (not only once the session's tasks have ended): the quorum fence counts connected
@@ -930,10 +933,12 @@ public sealed partial class ReplicaLink : IAsyncDisposable
     /// <summary>After every session task has stopped: what the peer did not acknowledge durable goes into the bitmap.</summary>
     private void EndSession(long session)
     {
+        string why;
         lock (_gate)
         {
             if (session != _session) return;
             FailSessionLocked(null);
+            why = _sessionEnd is { } reason ? $" ({reason})" : "";
             KeepCatchUpPointLocked();
             while (_frames.Count > 0)
             {
@@ -947,7 +952,7 @@ public sealed partial class ReplicaLink : IAsyncDisposable
             _connection = _wantConnected ? PeerConnection.Connecting : PeerConnection.StandAlone;
             _wireVersion = Handshake.Version; // the peer may have been upgraded by the time it is back
         }
-        _logger.LogInformation("volume {Volume}: disconnected from {Peer}; {Bytes} bytes out of sync", _options.Volume, _options.PeerNode,
+        _logger.LogInformation("volume {Volume}: disconnected from {Peer}{Reason}; {Bytes} bytes out of sync", _options.Volume, _options.PeerNode, why,
             Status.OutOfSyncBytes);
     }
 
