@@ -1,8 +1,6 @@
-using System.Buffers;
-
 namespace ActorCache.Replication;
 
-/// <summary>One frame the link holds for its peer: queued, or shipped and not yet durable there. The buffer is pooled.</summary>
+/// <summary>One frame the link holds for its peer: queued, or shipped and not yet durable there. The buffer is from <see cref="FrameBuffers"/>.</summary>
 internal struct Frame
 {
     public byte[] Buffer;
@@ -79,7 +77,7 @@ internal sealed class FrameQueue
         return index >= 0 && index < Count ? (int)index : -1;
     }
 
-    /// <summary>Removes the oldest frame and gives its buffer back to the pool.</summary>
+    /// <summary>Removes the oldest frame and gives its buffer back (<see cref="FrameBuffers"/>).</summary>
     public Frame Dequeue()
     {
         var frame = this[0];
@@ -89,7 +87,7 @@ internal sealed class FrameQueue
         if (Shipped > 0) Shipped--;
         Bytes -= frame.Length;
         if (frame.Kind == FrameKind.Batch) Batches--;
-        ArrayPool<byte>.Shared.Return(frame.Buffer);
+        FrameBuffers.Return(frame.Buffer);
         return frame;
     }
 }

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Diagnostics;
 using ActorCache.Cache;
 using Microsoft.Extensions.Logging;
@@ -197,7 +196,7 @@ public sealed partial class ReplicaLink
                 fallback = $"batch {sequence} is no longer in the log";
                 break;
             }
-            var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size + size);
+            var buffer = FrameBuffers.Rent(FrameHeader.Size + size);
             var queued = false;
             try
             {
@@ -231,7 +230,7 @@ public sealed partial class ReplicaLink
             }
             finally
             {
-                if (!queued) ArrayPool<byte>.Shared.Return(buffer);
+                if (!queued) FrameBuffers.Return(buffer);
             }
             _sendSignal.Set();
             await ThrottleAsync(cancellationToken).ConfigureAwait(false);

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
@@ -513,7 +512,7 @@ public sealed partial class ReplicaLink : IAsyncDisposable
         finally
         {
             batch.Release();
-            if (buffer is not null) ArrayPool<byte>.Shared.Return(buffer);
+            if (buffer is not null) FrameBuffers.Return(buffer);
         }
         CancelQuietly(cancel);
         _sendSignal.Set();
@@ -521,7 +520,7 @@ public sealed partial class ReplicaLink : IAsyncDisposable
 
     private static byte[] CopyFrame(LoggedBatch batch, int length)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(length);
+        var buffer = FrameBuffers.Rent(length);
         batch.HeaderBlock.CopyTo(buffer.AsSpan(FrameHeader.Size));
         var at = FrameHeader.Size + BlockSize;
         for (var i = 0; i < batch.Header.DataBlocks; i++, at += BlockSize) batch.DataBlock(i).CopyTo(buffer.AsSpan(at, BlockSize));
@@ -975,7 +974,7 @@ public sealed partial class ReplicaLink : IAsyncDisposable
     /// <summary>Queues a control frame; <paramref name="sequenceThrough"/>: what the peer holds once it is durable there (default: the last batch).</summary>
     private long EnqueueControlLocked(FrameKind kind, long block, long? sequenceThrough = null)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(FrameHeader.Size);
+        var buffer = FrameBuffers.Rent(FrameHeader.Size);
         var id = _nextFrameId++;
         new FrameHeader(kind, 0, id, block, 0).Write(buffer);
         _frames.Enqueue(new Frame { Buffer = buffer, Length = FrameHeader.Size, Id = id, Kind = kind, SequenceThrough = sequenceThrough ?? _lastSequence });
@@ -1169,7 +1168,7 @@ public sealed partial class ReplicaLink : IAsyncDisposable
                 continue;
             }
             var length = FrameHeader.Size + count * BlockSize;
-            var buffer = ArrayPool<byte>.Shared.Rent(length);
+            var buffer = FrameBuffers.Rent(length);
             var queued = false;
             try
             {
@@ -1196,7 +1195,7 @@ public sealed partial class ReplicaLink : IAsyncDisposable
             }
             finally
             {
-                if (!queued) ArrayPool<byte>.Shared.Return(buffer);
+                if (!queued) FrameBuffers.Return(buffer);
             }
             _sendSignal.Set();
             await ThrottleAsync(cancellationToken).ConfigureAwait(false);

@@ -251,9 +251,13 @@ fact r1_oos_before_restart "$(peer_field c outOfSyncBytes)"
 fact r1_b_drops_during_write "$(( $(peer_drops) - drops ))"
 start_sampler
 t=$(now)
+before=$(cpu_ticks)
 start_node c
 fact r1_node_start_s "$(/usr/bin/python3 -c "import time; print(f'{time.time() - $t:.1f}')")"
 if wait_c_back "$t"; then fact r1_result done; else fact r1_result "not UpToDate after $RESYNC_TIMEOUT s"; cli peer status rc >&2 || true; logs 30; fi
+# CPU seconds each node spent from c's start until it was UpToDate (c's from its start, its start included)
+fact r1_cpu_s_abc "$(/usr/bin/python3 -c 'import sys; hz = int(sys.argv[1]); b, a = sys.argv[2].split(), sys.argv[3].split()
+print("/".join(f"{(int(y) - (int(x) if i < 2 else 0)) / hz:.1f}" for i, (x, y) in enumerate(zip(b, a))))' "$(getconf CLK_TCK)" "$before" "$(cpu_ticks)")"
 stop_sampler
 timeline r1 "$t"
 cp "$work/samples.tsv" "$work/r1-samples.tsv"
