@@ -5,15 +5,17 @@ namespace ActorCache.Replication;
 
 /// <summary>
 /// Buffers for the frames links hold: batches, catch-up batches and resync runs of up to 1 MiB, each held until the peer has
-/// it durable, so hundreds can be out at once. <see cref="ArrayPool{T}.Shared"/> keeps only a few arrays per size and core;
-/// past those, every frame was a new large-object array, and the resync's read into it faulted in freshly zeroed pages (a
-/// tenth of the primary's CPU in a resync). Here buffers from 64 KiB to 4 MiB (powers of two) are kept while idle, up to
-/// <see cref="IdleBudget"/> bytes for the whole process: enough for what a peer's acknowledgement frees at once, which the
-/// next frames take again. Smaller frames use the shared pool; larger ones are allocated and left to the GC.
+/// it durable, so hundreds can be out at once. Past the few arrays <see cref="ArrayPool{T}.Shared"/> kept, every frame was a
+/// new large-object array, and the resync's read into it faulted in freshly zeroed pages (a tenth of the primary's CPU in a
+/// resync). Here idle buffers are kept, up to <see cref="IdleBudget"/> bytes for the whole process (never trimmed below it):
+/// enough for what a peer's acknowledgement frees at once, which the next frames take again. A frame is its 32-byte header
+/// and whole 4 KiB blocks, so the sizes kept are 2^k + 4 KiB (64 KiB to 4 MiB of blocks): a 1 MiB resync run fits one of
+/// 1 MiB + 4 KiB, not 2 MiB. Smaller frames use the shared pool; larger ones are allocated and left to the GC.
 /// </summary>
 internal static class FrameBuffers
 {
-    private const int MinShift = 16, MaxShift = 22; // 64 KiB .. 4 MiB
+    private const int MinShift = 16, MaxShift = 22; // 64 KiB .. 4 MiB, plus Slack
+    private const int Slack = 4096;                  // room for the frame header beyond whole blocks
     private static readonly Stack<byte[]>[] Idle = [.. Enumerable.Range(0, MaxShift - MinShift + 1).Select(_ => new Stack<byte[]>())];
     private static readonly Lock Gate = new();
     private static long _idleBytes; // under Gate
@@ -43,8 +45,8 @@ internal static class FrameBuffers
     /// <summary>A buffer of at least <paramref name="length"/> bytes, contents undefined.</summary>
     public static byte[] Rent(int length)
     {
-        if (length < 1 << MinShift) return ArrayPool<byte>.Shared.Rent(length);
-        var shift = BitOperations.Log2(BitOperations.RoundUpToPowerOf2((uint)length));
+        if (length <= 1 << MinShift) return ArrayPool<byte>.Shared.Rent(length);
+        var shift = Math.Max(MinShift, BitOperations.Log2(BitOperations.RoundUpToPowerOf2((uint)(length - Slack))));
         if (shift > MaxShift) return GC.AllocateUninitializedArray<byte>(length);
         lock (Gate)
         {
@@ -54,22 +56,23 @@ internal static class FrameBuffers
                 return buffer;
             }
         }
-        return GC.AllocateUninitializedArray<byte>(1 << shift);
+        return GC.AllocateUninitializedArray<byte>((1 << shift) + Slack);
     }
 
     /// <summary>Gives back a buffer from <see cref="Rent"/>.</summary>
     public static void Return(byte[] buffer)
     {
-        if (buffer.Length < 1 << MinShift)
+        if (buffer.Length <= 1 << MinShift)
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            ArrayPool<byte>.Shared.Return(buffer); // the shared pool's (a power of two)
             return;
         }
-        if (!BitOperations.IsPow2(buffer.Length) || buffer.Length > 1 << MaxShift) return; // allocated for one frame: the GC's
+        var blocks = buffer.Length - Slack;
+        if (blocks <= 0 || !BitOperations.IsPow2(blocks) || blocks < 1 << MinShift || blocks > 1 << MaxShift) return; // one frame's own: the GC's
         lock (Gate)
         {
             if (_idleBytes + buffer.Length > IdleBudget) return;
-            Idle[BitOperations.Log2((uint)buffer.Length) - MinShift].Push(buffer);
+            Idle[BitOperations.Log2((uint)blocks) - MinShift].Push(buffer);
             _idleBytes += buffer.Length;
         }
     }

@@ -127,17 +127,18 @@ public sealed partial class ReplicaLink
     /// </summary>
     private async Task CatchUpAsync(long session, CatchUpFrom from, CancellationToken cancellationToken)
     {
+        if (BeforeCatchUp is { } hook) await hook().ConfigureAwait(false);
         var reader = _cache.OpenLogTail(from.Address, from.Sequence);
         string? fallback = reader.SkipTo(from.Start) ? null : $"batch {reader.Sequence} is no longer in the log";
         var overlap = false;
-        long through = -1, foreignMarks = 0, fullMarks = 0;
+        long through = -1;
         if (fallback is null)
             lock (_gate)
             {
                 if (session != _session || !_streaming) return;
                 (_catchUpStart, _catchUpNextAddress, _catchUpNextSequence) = (reader.Address, reader.Address, reader.Sequence);
                 // What the batches up to the newest wrote is read next; what later ones write is gathered here meanwhile.
-                (through, foreignMarks, fullMarks) = (_lastSequence, _foreignMarks, _fullMarks);
+                through = _lastSequence;
                 _catchUpMarks = new OutOfSyncBitmap(_bitmap.Blocks);
                 if (from.Start <= from.OverlapThrough && from.OverlapThrough <= _lastSequence)
                 {
@@ -150,7 +151,7 @@ public sealed partial class ReplicaLink
                 }
             }
         CatchUpIndex? index = null;
-        if (fallback is null) (index, fallback) = IndexCatchUp(from, through);
+        if (fallback is null) (index, fallback) = IndexCatchUp(session, reader.Address, reader.Sequence, through, cancellationToken);
         // New writes add to what is left to ship (unlike a resync, which they do not touch): a peer that does not gain on
         // them within a while is resynced instead, which ends.
         var (gainCheckedAt, leftThen) = (Stopwatch.GetTimestamp(), long.MaxValue);
@@ -241,9 +242,10 @@ public sealed partial class ReplicaLink
             if (session != _session || !_streaming) return;
             marked = _bitmap.Count;
             // The bitmap still holds every block of the batches the peer lacked: resyncing it is complete, if not as short. With
-            // the index, and nothing marked meanwhile but batches, only the blocks of the batches not sent are: the peer takes
-            // those sent (in order, ahead of the resync's begin), and a session that ends first marks them again.
-            if (index is not null && _catchUpMarks is { } since && _foreignMarks == foreignMarks && _fullMarks == fullMarks)
+            // the index, and nothing marked since the connect but batches (a verify's or a full mark is in no index), only the
+            // blocks of the batches not sent are: the peer takes those sent (in order, ahead of the resync's begin), and a
+            // session that ends first marks them again.
+            if (index is not null && _catchUpMarks is { } since && _foreignMarks == _marksSeen)
             {
                 _bitmap.Clear(0, _bitmap.Blocks);
                 index.MarkFrom(reader.Sequence, _bitmap);
@@ -267,21 +269,26 @@ public sealed partial class ReplicaLink
     }
 
     /// <summary>
-    /// Reads what the batches from the catch-up's start through <paramref name="through"/> wrote, from their headers, before
-    /// the log may recycle any of them (see <see cref="CatchUpIndex"/>). Null when the log is too long to index; with the
-    /// reason when a batch is gone already (the catch-up cannot ship it either).
+    /// Reads what the batches from the catch-up's start (at <paramref name="address"/>) through <paramref name="through"/>
+    /// wrote, from their headers, before the log may recycle any of them (see <see cref="CatchUpIndex"/>). Null when the log
+    /// is too long to index or the session ended; with the reason when a batch is gone already (the catch-up cannot ship it either).
     /// </summary>
-    private (CatchUpIndex? Index, string? Gone) IndexCatchUp(CatchUpFrom from, long through)
+    private (CatchUpIndex? Index, string? Gone) IndexCatchUp(long session, long address, long sequence, long through, CancellationToken cancellationToken)
     {
-        var scan = _cache.OpenLogTail(from.Address, from.Sequence);
+        var scan = _cache.OpenLogTail(address, sequence);
         var index = new CatchUpIndex();
-        if (scan.SkipTo(from.Start))
-            while (scan.Sequence <= through)
+        while (scan.Sequence <= through)
+        {
+            var next = scan.Sequence;
+            if (!scan.TrySkipNext(out var entries)) break;
+            if (!index.Add(next, entries)) return (null, null);
+            if ((next & 1023) == 0)
             {
-                var sequence = scan.Sequence;
-                if (!scan.TrySkipNext(out var entries)) break;
-                if (!index.Add(sequence, entries)) return (null, null);
+                if (cancellationToken.IsCancellationRequested) return (null, null);
+                lock (_gate)
+                    if (session != _session || !_streaming) return (null, null);
             }
+        }
         if (scan.Sequence > through) return (index, null);
         return (null, $"batch {scan.Sequence} is no longer in the log" + (scan.Failure is { } failure ? $"; reading the log failed: {failure}" : ""));
     }

@@ -55,6 +55,9 @@ public sealed partial class ReplicaLink : IAsyncDisposable
     /// <summary>Tests: runs between a resync run's read and its queueing (to widen the window a newer batch can fall into).</summary>
     internal Func<long, int, ValueTask>? AfterResyncRead;
 
+    /// <summary>Tests: runs when a catch-up from the log begins, before it reads the log (a window a verify's mark can fall into).</summary>
+    internal Func<ValueTask>? BeforeCatchUp;
+
     // All guarded by _gate.
     private OutOfSyncBitmap.FileFlags _flags;
     private long _lastSequence;         // the newest batch whose blocks are accounted for: shipped, queued or marked
@@ -1022,6 +1025,8 @@ public sealed partial class ReplicaLink : IAsyncDisposable
             if (session != _session || !_streaming) return;
             if (frameId >= _nextFrameId) throw new InvalidDataException($"{_options.PeerNode} acknowledged frame {frameId}, which was never sent");
             var index = _frames.IndexOf(frameId);
+            // A frame still waiting to be sent cannot have arrived: its buffer must not go back to the pool under the sender.
+            if (index >= _frames.Shipped) throw new InvalidDataException($"{_options.PeerNode} acknowledged frame {frameId}, which was not sent yet");
             if (kind == AckKind.Received)
             {
                 if (frameId <= _receivedFrame) return;

@@ -189,6 +189,25 @@ public sealed class CatchUpTests
         await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the catch-up and the resync of the marked block");
     }
 
+    [Fact]
+    public async Task A_block_marked_by_a_verify_as_a_catch_up_begins_is_resynced_not_narrowed_away()
+    {
+        var (f, link, _) = await AwayAsync(x => x.StartLink(ReplicationProtocol.C, catchUpRatio: 100));
+        await using var _ = f;
+        await WriteRegionAsync(f, 2, expected: null);
+        // Block 500, which no batch writes, differs on the peer and is marked after the connect chose a catch-up, before the
+        // catch-up reads the log: no index of batches names it, so the resync that follows must not be narrowed to one.
+        link.BeforeCatchUp = async () =>
+        {
+            await f.Secondary.WriteAsync(500 * 4096, ReplicaFixture.SelfChecking(500, 1, 6), fua: true);
+            link.MarkOutOfSync(500, 1);
+        };
+        link.Connect();
+        await f.WaitInSyncAsync();
+        await f.Primary.FlushAsync();
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the catch-up and the resync of the marked block");
+    }
+
     /// <summary>
     /// Batches the peer applied but had not made durable when the connection ended are sent again from the first one it
     /// lacks durably: until the last of them is applied again, blocks they wrote are rewound. The peer must not count itself

@@ -8,7 +8,7 @@ namespace ActorCache.Replication.Tests;
 public sealed class FrameBuffersTests
 {
     public const string Name = "frame buffers";
-    private const int Large = 3 << 20; // a frame of 3 MiB: a 4 MiB buffer
+    private const int Large = 3 << 20; // a frame of 3 MiB: a buffer of 4 MiB + 4 KiB
 
     [Fact]
     public void Buffers_given_back_together_are_all_given_out_again_without_allocating()
@@ -31,11 +31,23 @@ public sealed class FrameBuffersTests
     public void Idle_buffers_are_kept_only_up_to_the_budget()
     {
         FrameBuffers.DropIdle();
-        var count = (int)(FrameBuffers.IdleBudget / (4 << 20)) + 4;
+        const int size = (4 << 20) + 4096;
+        var count = (int)(FrameBuffers.IdleBudget / size) + 4;
         var buffers = Enumerable.Range(0, count).Select(_ => FrameBuffers.Rent(Large)).ToList();
         Assert.Equal(count, buffers.Distinct().Count());
         foreach (var buffer in buffers) FrameBuffers.Return(buffer);
-        Assert.Equal(FrameBuffers.IdleBudget, FrameBuffers.IdleBytes);
+        Assert.Equal(FrameBuffers.IdleBudget / size * size, FrameBuffers.IdleBytes);
+    }
+
+    [Fact]
+    public void A_resync_run_of_1_MiB_and_its_header_takes_a_buffer_of_1_MiB_and_one_block()
+    {
+        FrameBuffers.DropIdle();
+        var run = FrameBuffers.Rent(FrameHeader.Size + (1 << 20));
+        Assert.Equal((1 << 20) + 4096, run.Length);
+        FrameBuffers.Return(run);
+        Assert.Equal(run.Length, FrameBuffers.IdleBytes);
+        Assert.Same(run, FrameBuffers.Rent((1 << 20) - 4096 + FrameHeader.Size)); // a frame of one block less takes it too
     }
 }
 
