@@ -127,6 +127,7 @@ public sealed partial class ReplicaLink
     /// </summary>
     private async Task CatchUpAsync(long session, CatchUpFrom from, CancellationToken cancellationToken)
     {
+        await Task.Yield(); // the log reads below (the header scan can take a while) run on the pool, not on the session's runner
         if (BeforeCatchUp is { } hook) await hook().ConfigureAwait(false);
         var reader = _cache.OpenLogTail(from.Address, from.Sequence);
         string? fallback = reader.SkipTo(from.Start) ? null : $"batch {reader.Sequence} is no longer in the log";

@@ -122,14 +122,7 @@ public sealed class CatchUpTests
 
         // The outage's first version of blocks 56-63 (its 8th batch) is damaged in the primary's log (as a reused segment would
         // read); the primary never reads it again (version 3 replaced it), but the catch-up must ship it after 7 others, and cannot.
-        var versions = BatchesWriting(f, 56);
-        Assert.Equal(3, versions.Count); // before the outage, and two during it
-        await DamageDataAsync(versions[1]);
-
-        recording.Start();
-        link.Connect();
-        await f.WaitInSyncAsync();
-        var received = recording.Stop();
+        var received = await DamageAndReconnectAsync(f, link, recording, 56);
         Assert.Equal(shipped[..7], received[..7]); // the batches before the damaged one went out from the log
         Assert.Contains(received, w => w.Length > 8 * 4096); // then a resync run: the blocks were sent from the bitmap
         await f.Primary.FlushAsync();
@@ -152,14 +145,7 @@ public sealed class CatchUpTests
         }
 
         // The outage's version of blocks 32-39 (its 5th batch) is damaged in the primary's log (as a reused segment would read).
-        var versions = BatchesWriting(f, 32);
-        Assert.Equal(3, versions.Count); // before the outage, and two during it
-        await DamageDataAsync(versions[1]);
-
-        recording.Start();
-        link.Connect();
-        await f.WaitInSyncAsync();
-        var received = recording.Stop();
+        var received = await DamageAndReconnectAsync(f, link, recording, 32);
         Assert.Equal(shipped[..4], received[..4]); // blocks 0-31 went out from the log
         // Then a resync of what the 5th batch and later ones wrote: blocks 32-63 and 0-7, each once, not all 64 marked.
         var resynced = received[4..];
@@ -442,6 +428,21 @@ public sealed class CatchUpTests
             expected?.Add(new Write(block * 4096, 8 * 4096, Crc32C.Compute(ReplicaFixture.SelfChecking(block, 8, seed).AsSpan(..^4))));
             await f.Primary.FlushAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
         }
+    }
+
+    /// <summary>
+    /// Damages the outage's first batch writing <paramref name="block"/> (of three: before the outage, and two during it), then
+    /// reconnects the peer and waits until it is in sync: the writes it applied meanwhile, in order.
+    /// </summary>
+    private static async Task<List<Write>> DamageAndReconnectAsync(ReplicaFixture f, ReplicaLink link, RecordingTarget recording, long block)
+    {
+        var versions = BatchesWriting(f, block);
+        Assert.Equal(3, versions.Count);
+        await DamageDataAsync(versions[1]);
+        recording.Start();
+        link.Connect();
+        await f.WaitInSyncAsync();
+        return recording.Stop();
     }
 
     /// <summary>Flips a bit in a logged batch's first data block: its header still reads, its data no longer matches it.</summary>
