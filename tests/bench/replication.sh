@@ -12,7 +12,7 @@
 # Ratios are medians of REPS alternating runs; the machine is shared (2 cores here, the three nodes and fio
 # on them), so read ratios, not times. Not part of CI.
 # Usage: tests/bench/replication.sh        (REPS=3 RUNTIME=10 JOBS="J1 J2 J3" PROTOCOLS="A B" RESYNCS="R1 R2 R3" to change;
-#        KEEP=1 keeps the work directory with the node logs (and volumes and logs: about 9.4 GB a run; remove it); AC_ARGS="--set k=v ..." goes to every node;
+#        KEEP=1 keeps the work directory with the node logs (the volumes and cache logs too: about 9.4 GB a run; remove it); AC_ARGS="--set k=v ..." goes to every node;
 #        DLL=path/ActorCache.dll runs that build instead of building this tree)
 # Needs: fio (nbd engine), curl, python3 (Debian's), dotnet.
 set -Eeuo pipefail
