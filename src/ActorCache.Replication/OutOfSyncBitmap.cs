@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Numerics;
 using ActorCache.Blocks;
+using ActorCache.Cache;
 
 namespace ActorCache.Replication;
 
@@ -26,6 +27,12 @@ internal sealed class OutOfSyncBitmap
     public uint Checksum() => Crc32C.Compute(System.Runtime.InteropServices.MemoryMarshal.AsBytes(_words.AsSpan()));
 
     public void Set(long block, long count) => Change(block, count, set: true);
+
+    /// <summary>Marks every block a batch's entries wrote.</summary>
+    public void Set(ReadOnlySpan<LogEntry> entries)
+    {
+        foreach (var entry in entries) Set(entry.Block, entry.BlockCount);
+    }
 
     public void Clear(long block, long count) => Change(block, count, set: false);
 

@@ -504,11 +504,9 @@ public sealed partial class ReplicaLink : IAsyncDisposable
                 else
                 {
                     if (_markStartAddress < 0) (_markStartAddress, _markStartSequence) = (batch.Address, header.Sequence);
-                    foreach (var entry in batch.Entries) _bitmap.Set(entry.Block, entry.BlockCount);
-                    if (_markedMeanwhile is { } meanwhile)
-                        foreach (var entry in batch.Entries) meanwhile.Set(entry.Block, entry.BlockCount);
-                    if (_catchUpMarks is { } since)
-                        foreach (var entry in batch.Entries) since.Set(entry.Block, entry.BlockCount);
+                    _bitmap.Set(batch.Entries);
+                    _markedMeanwhile?.Set(batch.Entries);
+                    _catchUpMarks?.Set(batch.Entries);
                 }
             }
         }
@@ -966,7 +964,7 @@ public sealed partial class ReplicaLink : IAsyncDisposable
                 if (!LogFormat.TryReadHeader(frame.Buffer.AsSpan(FrameHeader.Size, BlockSize), _volumeId, out _, _entries))
                     throw new InvalidOperationException("a batch frame in the send buffer has a bad header (memory corruption?)");
                 var count = BitConverter.ToInt32(frame.Buffer, FrameHeader.Size + 12);
-                for (var i = 0; i < count; i++) _bitmap.Set(_entries[i].Block, _entries[i].BlockCount);
+                _bitmap.Set(_entries.AsSpan(0, count));
                 break;
             case FrameKind.ResyncData:
                 _bitmap.Set(frame.Block, frame.Blocks);
