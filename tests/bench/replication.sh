@@ -13,8 +13,12 @@
 # on them), so read ratios, not times. Not part of CI.
 # Usage: tests/bench/replication.sh        (REPS=3 RUNTIME=10 JOBS="J1 J2 J3" PROTOCOLS="A B" RESYNCS="R1 R2 R3" to change;
 #        KEEP=1 keeps the work directory with the node logs (the volumes and cache logs too: about 9.4 GB a run; remove it); AC_ARGS="--set k=v ..." goes to every node;
-#        DLL=path/ActorCache.dll runs that build instead of building this tree)
-# Needs: fio (nbd engine), curl, python3 (Debian's), dotnet.
+#        DLL=path/ActorCache.dll runs that build instead of building this tree;
+#        WARMUP=SECONDS (10) of J1 and J2 on each volume before the measured runs, 0 for none;
+#        PERF=SECONDS profiles the whole machine (perf record -a -g) for that long in the first rc run of each job
+#        under C (starting 3 s in; keep PERF <= RUNTIME - 3) and in R1 from c's restart, with the JIT's frames named,
+#        and prints where each node's CPU went)
+# Needs: fio (nbd engine), curl, python3 (Debian's), dotnet; perf (Debian's linux-perf) for PERF=.
 set -Eeuo pipefail
 trap 'echo "replication.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 cd "$(dirname "$0")/../.."
@@ -31,9 +35,15 @@ results=$work/results.tsv   # job  volume  protocol  rep  iops  MiB/s  p50  p99 
 facts=$work/facts.tsv       # key  value  (ack latencies, resync and catch-up timings)
 : >"$results"; : >"$facts"; : >"$work/cpu.tsv"
 declare -A PID=() PORT=()
-sampler=; load=
+sampler=; load=; profiler=
+if [ -n "${PERF:-}" ]; then
+  command -v perf >/dev/null || { echo "PERF= needs perf (apt-get install linux-perf)" >&2; exit 2; }
+  # The nodes write /tmp/perf-PID.map for perf to name JIT-compiled frames; with W^X on, the code runs from a
+  # double-mapped file perf cannot match to those maps.
+  export DOTNET_PerfMapEnabled=1 DOTNET_EnableWriteXorExecute=0
+fi
 cleanup() {
-  for p in $sampler $load; do kill "$p" 2>/dev/null || true; done
+  for p in $sampler $load $profiler; do kill "$p" 2>/dev/null || true; done
   for n in "${!PID[@]}"; do kill -CONT "${PID[$n]}" 2>/dev/null || true; kill -TERM "${PID[$n]}" 2>/dev/null || true; done
   for n in "${!PID[@]}"; do
     for _ in $(seq 150); do kill -0 "${PID[$n]}" 2>/dev/null || break; sleep 0.2; done
@@ -112,13 +122,62 @@ cpu_ticks() { # the CPU ticks (user + system) of nodes a b c so far, space separ
   local n
   for n in a b c; do awk '{sub(/.*\) /, ""); printf "%d ", $12 + $13}' "/proc/${PID[$n]}/stat" 2>/dev/null || printf '0 '; done
 }
+start_profile() { # name [delay]: a system-wide profile of PERF seconds into $work/perf-NAME.data, in the background
+  local name=$1 delay=${2:-0}
+  (sleep "$delay"; perf record -a -g -F 499 -o "$work/perf-$name.data" -- sleep "$PERF" >/dev/null 2>&1) &
+  profiler=$!
+}
+end_profile() { # name: waits for the profile, then prints each node's share of its own samples by what it was doing
+  wait "$profiler" 2>/dev/null || true; profiler=
+  echo "  profile $1 (perf, $PERF s; per node: its samples, then the share of them in each part):" >&2
+  perf script -i "$work/perf-$1.data" -F comm,pid,ip,sym,dso 2>/dev/null | /usr/bin/python3 -c '
+import collections, sys
+nodes = dict(zip(sys.argv[1::2], sys.argv[2::2]))  # pid -> node name
+parts = [  # (part, any of these in the call chain), the first that matches
+    ("zeroes ahead of the log tail", ["SegmentFiles::ZeroAhead"]),
+    ("log append (pwritev)", ["LogAppender::Append"]),
+    ("destage (copy_file_range)", ["copy_file_range"]),
+    ("CRC32C", ["Crc32C::"]),
+    ("fdatasync", ["fdatasync", "LibC::DataSync"]),
+    ("index save", ["IndexCapture::", "PersistedIndex::"]),
+    ("apply into ring and index", ["CacheWriter", "AppendQueue::"]),
+    ("log and backing reads", ["SegmentFiles::TryRead", "FileBacking::ReadAsync"]),
+    ("socket receive", ["__libc_recv", "sock_recvmsg"]),
+    ("socket send", ["__send", "sock_sendmsg"]),
+    ("fresh pages (faults)", ["clear_page_erms"]),
+    ("idle threads (spin, wait)", ["sched_yield", "UnfairSemaphore", "LowLevelLifoSemaphore", "futex"]),
+]
+count, total = collections.defaultdict(collections.Counter), collections.Counter()
+def flush(pid, comm, chain):
+    if pid not in nodes: return
+    text = " ".join(chain)
+    part = "JIT" if comm.startswith(".NET Tiered") or "libclrjit" in text else next((p for p, keys in parts if any(k in text for k in keys)), "other")
+    count[pid][part] += 1; total[pid] += 1
+pid = comm = None; chain = []
+for line in sys.stdin:
+    if not line.strip():
+        if pid: flush(pid, comm, chain)
+        pid = None; chain = []
+    elif line.startswith("\t"):  # a frame of the call chain
+        chain.append(line.strip())
+    else:  # a sample: its thread name (may hold spaces), then the process id
+        head = line.split()
+        pid, comm = head[-1], " ".join(head[:-1])
+if pid: flush(pid, comm, chain)
+for p, node in sorted(nodes.items(), key=lambda x: x[1]):
+    if total[p]:
+        print(f"    {node}: {total[p]} samples; " + ", ".join(f"{k} {100 * v / total[p]:.0f}%" for k, v in count[p].most_common()))
+' $(for n in a b c; do printf '%s %s ' "${PID[$n]}" "$n"; done) >&2
+}
 run_fio() { # job volume protocol rep: one time-based run, a row in results (compare.sh's parsing) and one in cpu.tsv
-  local out before after drops
+  local out before after drops profile=
   before=$(cpu_ticks)
   drops=$(peer_drops)
+  if [ -n "${PERF:-}" ] && [ "$2" = rc ] && [ "$3" = C ] && [ "$4" = 1 ]; then profile=$1-rc; start_profile "$profile" 3; fi
   out=$(fio --name="$1" --ioengine=nbd --uri="$(uri "$2")" ${SPEC[$1]} --size="$SIZE" --runtime="$RUNTIME" --time_based \
         --output-format=json 2>/dev/null || true)
   after=$(cpu_ticks)
+  [ -z "$profile" ] || end_profile "$profile"
   # CPU of each node over the run, in cores (2.0 = two cores busy): where the machine's cycles went
   /usr/bin/python3 -c 'import sys; hz, t = int(sys.argv[1]), float(sys.argv[2]); b, a = sys.argv[3].split(), sys.argv[4].split()
 print("\t".join(sys.argv[5:9] + [f"{(int(y) - int(x)) / hz / t:.2f}" for x, y in zip(b, a)]))' \
@@ -221,6 +280,15 @@ for v in plain rc; do fio --name=fill --ioengine=nbd --uri="$(uri "$v")" --rw=wr
 wait_up_to_date 120
 
 # ---- throughput under protocol C, then J1 under each other protocol ----
+# Warm-up, not counted: a node compiles its hot paths again and again for a minute or more (tier 0, then
+# instrumented, then optimized), and on these two shared cores that JIT work took 5% of the primary's samples
+# and 22-24% of each secondary's in the first measured rc run (PERF=) without it.
+if [ "${WARMUP:-10}" != 0 ] && [ -n "$JOBS$PROTOCOLS" ]; then
+  echo "warm-up: J1 and J2 on plain and rc for ${WARMUP:-10} s each, not counted..." >&2
+  for job in J1 J2; do for v in plain rc; do
+    fio --name=warm --ioengine=nbd --uri="$(uri "$v")" ${SPEC[$job]} --size="$SIZE" --runtime="${WARMUP:-10}" --time_based >/dev/null 2>&1 || true
+  done; done
+fi
 for job in $JOBS; do
   echo "$job, protocol C:" >&2
   for rep in $(seq "$REPS"); do run_fio "$job" plain C "$rep"; run_fio "$job" rc C "$rep"; done
@@ -253,12 +321,14 @@ start_sampler
 t=$(now)
 before=$(cpu_ticks)
 start_node c
+[ -z "${PERF:-}" ] || start_profile r1
 fact r1_node_start_s "$(/usr/bin/python3 -c "import time; print(f'{time.time() - $t:.1f}')")"
 if wait_c_back "$t"; then fact r1_result done; else fact r1_result "not UpToDate after $RESYNC_TIMEOUT s"; cli peer status rc >&2 || true; logs 30; fi
 # CPU seconds each node spent from c's start until it was UpToDate (c's from its start, its start included)
 fact r1_cpu_s_abc "$(/usr/bin/python3 -c 'import sys; hz = int(sys.argv[1]); b, a = sys.argv[2].split(), sys.argv[3].split()
 print("/".join(f"{(int(y) - (int(x) if i < 2 else 0)) / hz:.1f}" for i, (x, y) in enumerate(zip(b, a))))' "$(getconf CLK_TCK)" "$before" "$(cpu_ticks)")"
 stop_sampler
+[ -z "${PERF:-}" ] || end_profile r1
 timeline r1 "$t"
 cp "$work/samples.tsv" "$work/r1-samples.tsv"
 else fact r1_result "not run (RESYNCS)"; fi
