@@ -283,7 +283,7 @@ wait_up_to_date 120
 # Warm-up, not counted: a node compiles its hot paths again and again for a minute or more (tier 0, then
 # instrumented, then optimized), and on these two shared cores that JIT work took 5% of the primary's samples
 # and 22-24% of each secondary's in the first measured rc run (PERF=) without it.
-if [ "${WARMUP:-10}" != 0 ] && [ -n "$JOBS$PROTOCOLS" ]; then
+if [ "${WARMUP:-10}" != 0 ] && [ -n "${JOBS// }${PROTOCOLS// }" ]; then
   echo "warm-up: J1 and J2 on plain and rc for ${WARMUP:-10} s each, not counted..." >&2
   for job in J1 J2; do for v in plain rc; do
     fio --name=warm --ioengine=nbd --uri="$(uri "$v")" ${SPEC[$job]} --size="$SIZE" --runtime="${WARMUP:-10}" --time_based >/dev/null 2>&1 || true
