@@ -17,7 +17,7 @@
 #        WARMUP=SECONDS (10) of J1 and J2 on each volume before the measured runs, 0 for none;
 #        PERF=SECONDS profiles the whole machine (perf record -a -g) for that long in the first rc run of each job
 #        under C (starting 3 s in; keep PERF <= RUNTIME - 3) and in R1 from c's restart, with the JIT's frames named,
-#        and prints where each node's CPU went)
+#        and prints where each node's CPU went; those runs are measured with the profiler on)
 # Needs: fio (nbd engine), curl, python3 (Debian's), dotnet; perf (Debian's linux-perf) for PERF=.
 set -Eeuo pipefail
 trap 'echo "replication.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
