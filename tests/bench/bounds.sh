@@ -18,7 +18,13 @@
 #    on a written file (the log's pattern, fio alone), by itself and beside two threads spinning in
 #    sched_yield (what idle worker threads do) or one busy loop. On a virtual machine the disk is
 #    emulated by the host, so guest CPUs that never idle slow its flushes.
-# Usage: tests/bench/bounds.sh   (RUNTIME=10 SIZE=1G; PARTS="disk cpu commit j5" to run only some). Needs fio, nbdkit, dotnet.
+#  - replicas (not in the default PARTS): the one disk that replication.sh's three nodes share. Each replica logs
+#    every batch and, under protocol C, fdatasyncs for every FLUSH, each into its own log. With fio, one writer
+#    alone against three at once (each on its own written file, as each node has its own log), rounds
+#    alternating: 8 KiB appends + fdatasync (J2: a FLUSH after every write), and 1 MiB appends with an
+#    fdatasync every 8 MiB (J3: a stream without FLUSH). What one writer gets beside two others is the most a
+#    replicated volume can get of what an unreplicated one gets on this disk, whatever the CPUs do.
+# Usage: tests/bench/bounds.sh   (RUNTIME=10 SIZE=1G; PARTS="disk cpu commit j5 replicas" to run only some). Needs fio, nbdkit, dotnet.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNTIME=${RUNTIME:-10}
@@ -56,6 +62,42 @@ for kind in fresh disk; do
 done
 rm -f "$work/fresh.img"
 fi
+
+if want replicas; then
+  for w in 1 2 3; do fio --name=fill --filename="$work/replica$w.img" --rw=write --bs=1M --size=512M --ioengine=psync --end_fsync=1 >/dev/null; done
+  declare -A PATTERN=(
+    [commits]="--rw=write --bs=8k --fdatasync=1"
+    [stream]="--rw=write --bs=1M --fdatasync=8"
+  )
+  for pattern in commits stream; do
+    : >"$work/replicas.tsv"
+    for round in 1 2 3; do
+      for writers in 1 3; do
+        jobs=()
+        for w in $(seq "$writers"); do jobs+=(--name="replica$w" --filename="$work/replica$w.img"); done
+        # shellcheck disable=SC2086 # the pattern is several options
+        fio ${PATTERN[$pattern]} --size=512M --ioengine=psync --runtime=5 --time_based "${jobs[@]}" \
+          --output-format=json --output="$work/replicas.json" >/dev/null
+        /usr/bin/python3 -c 'import json, sys
+jobs = json.load(open(sys.argv[1]))["jobs"]
+print(sys.argv[2], sum(j["write"]["iops"] for j in jobs) / len(jobs), sum(j["write"]["bw"] for j in jobs) / len(jobs) / 1024, sep="\t")' \
+          "$work/replicas.json" "$writers" >>"$work/replicas.tsv"
+      done
+    done
+    /usr/bin/python3 - "$work/replicas.tsv" "$pattern" <<'PY'
+import statistics, sys
+rows = [l.split("\t") for l in open(sys.argv[1]).read().splitlines()]
+alone = [float(r[1]) for r in rows if r[0] == "1"]; three = [float(r[1]) for r in rows if r[0] == "3"]
+ratios = sorted(t / a for a, t in zip(alone, three))
+what, unit = {"commits": ("8k append + fdatasync", "commits/s"), "stream": ("1M appends, fdatasync every 8M", "MiB/s")}[sys.argv[2]]
+print(f"replicas: {what}, each writer its own file: alone {statistics.median(alone):.0f} {unit}, each of three at once "
+      f"{statistics.median(three):.0f} {unit} (the three {3 * statistics.median(three):.0f}): {statistics.median(ratios):.2f}x of alone"
+      f" (rounds {ratios[0]:.2f}-{ratios[-1]:.2f}x)")
+PY
+  done
+  rm -f "$work"/replica?.img
+fi
+[[ " $PARTS " == *" cpu "* || " $PARTS " == *" commit "* || " $PARTS " == *" j5 "* ]] || exit 0
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 destaged() { curl -s "$(cat "$work/acdata/admin.url" 2>/dev/null)/metrics" 2>/dev/null | awk '/^actorcache_cache_blocks_destaged_total/ {print $2; f=1} END {if (!f) print 0}' | cut -d. -f1; }

@@ -9,6 +9,7 @@
 #   R2 catch-up: J1 on rc, c SIGSTOPped for 10 s, SIGCONT; time until c is UpToDate again, J1 still running
 #   R3 failover: J1 on rc, a SIGKILLed, b promoted (or the node it names as holding newer data), a restarted;
 #      what the new primary resyncs to a and c (narrowed by the logs, not the whole volume) and how long it takes
+#   beside each run: every node's CPU and the shared disk's flushes and MiB written per second (/proc/diskstats)
 # Ratios are medians of REPS alternating runs; the machine is shared (2 cores here, the three nodes and fio
 # on them), so read ratios, not times. Not part of CI.
 # Usage: tests/bench/replication.sh        (REPS=3 RUNTIME=10 JOBS="J1 J2 J3" PROTOCOLS="A B" RESYNCS="R1 R2 R3" to change;
@@ -122,6 +123,11 @@ cpu_ticks() { # the CPU ticks (user + system) of nodes a b c so far, space separ
   local n
   for n in a b c; do awk '{sub(/.*\) /, ""); printf "%d ", $12 + $13}' "/proc/${PID[$n]}/stat" 2>/dev/null || printf '0 '; done
 }
+# The disk the three nodes share (the one holding $work): flushes completed and sectors written so far, from
+# /proc/diskstats (fields 19 and 10). Every node's log fdatasync is a flush of that one disk.
+disk=$(lsblk -no PKNAME "$(df --output=source "$work" | tail -1)" 2>/dev/null | head -1)
+[ -n "$disk" ] || disk=$(basename "$(df --output=source "$work" | tail -1)")
+disk_counts() { awk -v d="$disk" '$3 == d {print $19 + 0, $10; f = 1} END {if (!f) print "0 0"}' /proc/diskstats; }
 start_profile() { # name [delay]: a system-wide profile of PERF seconds into $work/perf-NAME.data, in the background
   local name=$1 delay=${2:-0}
   (sleep "$delay"; perf record -a -g -F 499 -o "$work/perf-$name.data" -- sleep "$PERF" >/dev/null 2>&1) &
@@ -171,17 +177,20 @@ for p, node in sorted(nodes.items(), key=lambda x: x[1]):
 }
 run_fio() { # job volume protocol rep: one time-based run, a row in results (compare.sh's parsing) and one in cpu.tsv
   local out before after drops profile=
-  before=$(cpu_ticks)
+  before=$(cpu_ticks); disk_before=$(disk_counts)
   drops=$(peer_drops)
   if [ -n "${PERF:-}" ] && [ "$2" = rc ] && [ "$3" = C ] && [ "$4" = 1 ]; then profile=$1-rc; start_profile "$profile" 3; fi
   out=$(fio --name="$1" --ioengine=nbd --uri="$(uri "$2")" ${SPEC[$1]} --size="$SIZE" --runtime="$RUNTIME" --time_based \
         --output-format=json 2>/dev/null || true)
-  after=$(cpu_ticks)
+  after=$(cpu_ticks); disk_after=$(disk_counts)
   [ -z "$profile" ] || end_profile "$profile"
-  # CPU of each node over the run, in cores (2.0 = two cores busy): where the machine's cycles went
+  # CPU of each node over the run, in cores (2.0 = two cores busy): where the machine's cycles went; then the
+  # shared disk's flushes per second and MiB written per second
   /usr/bin/python3 -c 'import sys; hz, t = int(sys.argv[1]), float(sys.argv[2]); b, a = sys.argv[3].split(), sys.argv[4].split()
-print("\t".join(sys.argv[5:9] + [f"{(int(y) - int(x)) / hz / t:.2f}" for x, y in zip(b, a)]))' \
-    "$(getconf CLK_TCK)" "$RUNTIME" "$before" "$after" "$@" >>"$work/cpu.tsv"
+db, da = [int(x) for x in sys.argv[5].split()], [int(x) for x in sys.argv[6].split()]
+print("\t".join(sys.argv[7:11] + [f"{(int(y) - int(x)) / hz / t:.2f}" for x, y in zip(b, a)]
+                + [f"{(da[0] - db[0]) / t:.0f}", f"{(da[1] - db[1]) * 512 / 2**20 / t:.0f}"]))' \
+    "$(getconf CLK_TCK)" "$RUNTIME" "$before" "$after" "$disk_before" "$disk_after" "$@" >>"$work/cpu.tsv"
   printf '%s' "$out" >"$work/fio.json"
   /usr/bin/python3 - "$@" "$work/fio.json" "$(( $(peer_drops) - drops ))" <<'PY' >>"$results"
 import json, sys
@@ -195,7 +204,7 @@ except Exception:
     print(f"{job}\t{vol}\t{proto}\t{rep}\tnan\tnan\tnan\tnan\t{drops}")
 PY
   paste <(tail -1 "$results") <(tail -1 "$work/cpu.tsv") |
-    awk -F'\t' '{printf "  %s %-5s protocol %s rep %s: %s IOPS, %s MiB/s; CPU (cores) a %s b %s c %s; peers dropped %s\n", $1, $2, $3, $4, $5, $6, $14, $15, $16, $9}' >&2
+    awk -F'\t' '{printf "  %s %-5s protocol %s rep %s: %s IOPS, %s MiB/s; CPU (cores) a %s b %s c %s; disk %s flushes/s, %s MiB/s written; peers dropped %s\n", $1, $2, $3, $4, $5, $6, $14, $15, $16, $17, $18, $9}' >&2
 }
 ack_latency() { # protocol: what peer status says after that protocol's runs
   local json
@@ -447,13 +456,14 @@ elif "r3_result" in facts:
     print(f"| R3 failover under J1 | {facts['r3_result']} | less than a full resync | no |")
 cpu = collections.defaultdict(list)
 for line in open(sys.argv[7]):
-    job, vol, proto, rep, a, b, c = line.rstrip("\n").split("\t")
-    cpu[(job, vol, proto)].append((float(a), float(b), float(c)))
-print("\nCPU of each node during the runs (cores, median; the machine has " + sys.argv[8] + "):\n")
-print("| job | volume | protocol | a | b | c |")
-print("|---|---|---|---:|---:|---:|")
+    job, vol, proto, rep, a, b, c, flushes, written = line.rstrip("\n").split("\t")
+    cpu[(job, vol, proto)].append((float(a), float(b), float(c), float(flushes), float(written)))
+print("\nCPU of each node during the runs (cores, median; the machine has " + sys.argv[8] + "), and the disk the three share:\n")
+print("| job | volume | protocol | a | b | c | disk flushes/s | disk MiB/s written |")
+print("|---|---|---|---:|---:|---:|---:|---:|")
 for (job, vol, proto), v in sorted(cpu.items(), key=lambda kv: ({"C": 0, "A": 1, "B": 2}.get(kv[0][2], 3), kv[0][0], kv[0][1])):
-    print(f"| {job} | {vol} | {proto} | " + " | ".join(f"{statistics.median(x[i] for x in v):.2f}" for i in range(3)) + " |")
+    print(f"| {job} | {vol} | {proto} | " + " | ".join(f"{statistics.median(x[i] for x in v):.2f}" for i in range(3)) + " | "
+          + " | ".join(f"{statistics.median(x[i] for x in v):.0f}" for i in (3, 4)) + " |")
 print(f"\nREPS={reps} RUNTIME={runtime}; ratios are rc (3 replicas) over plain (node a alone), medians of alternating runs.")
 print("facts:", "; ".join(f"{k}={v}" for k, v in facts.items()))
 PY
