@@ -9,12 +9,12 @@ namespace ActorCache.Replication;
 /// new large-object array, and the resync's read into it faulted in freshly zeroed pages (a tenth of the primary's CPU in a
 /// resync). Here idle buffers are kept, up to <see cref="IdleBudget"/> bytes for the whole process (never trimmed below it):
 /// enough for what a peer's acknowledgement frees at once, which the next frames take again. A frame is its 32-byte header
-/// and whole 4 KiB blocks, so the sizes kept are 2^k + 4 KiB (64 KiB to 4 MiB of blocks): a 1 MiB resync run fits one of
+/// and whole 4 KiB blocks, so the sizes kept are 2^k + 4 KiB (64 KiB to 8 MiB of blocks, a batch of the default max-batch): a 1 MiB resync run fits one of
 /// 1 MiB + 4 KiB, not 2 MiB. Smaller frames use the shared pool; larger ones are allocated and left to the GC.
 /// </summary>
 internal static class FrameBuffers
 {
-    private const int MinShift = 16, MaxShift = 22; // 64 KiB .. 4 MiB, plus Slack
+    private const int MinShift = 16, MaxShift = 23; // 64 KiB .. 8 MiB, plus Slack
     private const int Slack = 4096;                  // room for the frame header beyond whole blocks
     private static readonly Stack<byte[]>[] Idle = [.. Enumerable.Range(0, MaxShift - MinShift + 1).Select(_ => new Stack<byte[]>())];
     private static readonly Lock Gate = new();

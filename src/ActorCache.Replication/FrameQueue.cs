@@ -3,8 +3,11 @@ namespace ActorCache.Replication;
 /// <summary>One frame the link holds for its peer: queued, or shipped and not yet durable there. The buffer is from <see cref="FrameBuffers"/>.</summary>
 internal struct Frame
 {
+    /// <summary>Sent first: the frame header, and all of the frame but a shared <see cref="Payload"/>.</summary>
     public byte[] Buffer;
     public int Length;
+    /// <summary>A large batch: its bytes, shared with the other links, sent after <see cref="Buffer"/> (null otherwise).</summary>
+    public BatchCopy? Payload;
     public long Id;
     public FrameKind Kind;
     /// <summary>The newest primary batch sequence at or before this frame in the stream.</summary>
@@ -51,7 +54,7 @@ internal sealed class FrameQueue
         }
         _items[(_head + Count) % _items.Length] = frame;
         Count++;
-        Bytes += frame.Length;
+        Bytes += frame.Length + (frame.Payload?.Length ?? 0);
         if (frame.Kind == FrameKind.Batch) Batches++;
     }
 
@@ -85,9 +88,10 @@ internal sealed class FrameQueue
         _head = (_head + 1) % _items.Length;
         Count--;
         if (Shipped > 0) Shipped--;
-        Bytes -= frame.Length;
+        Bytes -= frame.Length + (frame.Payload?.Length ?? 0);
         if (frame.Kind == FrameKind.Batch) Batches--;
         FrameBuffers.Return(frame.Buffer);
+        frame.Payload?.Release();
         return frame;
     }
 }

@@ -465,13 +465,14 @@ public sealed partial class ReplicaLink : IAsyncDisposable
     /// <summary>On the flusher's thread: copy the batch into a frame (or mark its blocks), release it, never wait.</summary>
     private void OnBatch(LoggedBatch batch)
     {
-        byte[]? buffer = null;
+        byte[]? buffer = null;   // the frame header, and the whole frame when the batch is small
+        BatchCopy? shared = null; // a large batch's bytes, shared with the other links
         CancellationTokenSource? cancel = null;
         try
         {
             var header = batch.Header;
             var length = FrameHeader.Size + (int)header.SizeBytes;
-            if (Volatile.Read(ref _streaming) && !Volatile.Read(ref _catchingUp)) buffer = CopyFrame(batch, length);
+            if (Volatile.Read(ref _streaming) && !Volatile.Read(ref _catchingUp)) (buffer, shared) = FrameOf(batch, length);
             lock (_gate)
             {
                 var live = _streaming && !_catchingUp;
@@ -492,14 +493,16 @@ public sealed partial class ReplicaLink : IAsyncDisposable
                 }
                 if (live)
                 {
-                    buffer ??= CopyFrame(batch, length);
+                    if (buffer is null) (buffer, shared) = FrameOf(batch, length);
                     new FrameHeader(FrameKind.Batch, 1 + header.DataBlocks, _nextFrameId, 0, 0).Write(buffer);
                     _frames.Enqueue(new Frame
                     {
-                        Buffer = buffer, Length = length, Id = _nextFrameId++, Kind = FrameKind.Batch, SequenceThrough = header.Sequence, LogAddress = batch.Address,
+                        Buffer = buffer, Length = shared is null ? length : FrameHeader.Size, Payload = shared, Id = _nextFrameId++, Kind = FrameKind.Batch,
+                        SequenceThrough = header.Sequence, LogAddress = batch.Address,
                     });
                     _queuedThrough = header.Sequence;
                     buffer = null;
+                    shared = null;
                 }
                 else
                 {
@@ -514,10 +517,21 @@ public sealed partial class ReplicaLink : IAsyncDisposable
         {
             batch.Release();
             if (buffer is not null) FrameBuffers.Return(buffer);
+            shared?.Release();
         }
         CancelQuietly(cancel);
         _sendSignal.Set();
     }
+
+    /// <summary>Batches up to this size (frame included) are copied whole into each link's frame; larger ones are copied once and shared.</summary>
+    internal const int SharedCopyAbove = 64 << 10;
+
+    /// <summary>
+    /// A batch's frame for this link: a small batch copied behind the frame header (one send, and the shared pool's small
+    /// arrays), a large one as a frame header of its own and the batch's bytes shared with every other link (<see cref="BatchCopy"/>).
+    /// </summary>
+    private static (byte[] Buffer, BatchCopy? Shared) FrameOf(LoggedBatch batch, int length) =>
+        length <= SharedCopyAbove ? (CopyFrame(batch, length), null) : (FrameBuffers.Rent(FrameHeader.Size), BatchCopy.Share(batch));
 
     private static byte[] CopyFrame(LoggedBatch batch, int length)
     {
@@ -961,9 +975,10 @@ public sealed partial class ReplicaLink : IAsyncDisposable
         switch (frame.Kind)
         {
             case FrameKind.Batch:
-                if (!LogFormat.TryReadHeader(frame.Buffer.AsSpan(FrameHeader.Size, BlockSize), _volumeId, out _, _entries))
+                var headerBlock = frame.Payload is { } shared ? shared.Bytes.Span[..BlockSize] : frame.Buffer.AsSpan(FrameHeader.Size, BlockSize);
+                if (!LogFormat.TryReadHeader(headerBlock, _volumeId, out _, _entries))
                     throw new InvalidOperationException("a batch frame in the send buffer has a bad header (memory corruption?)");
-                var count = BitConverter.ToInt32(frame.Buffer, FrameHeader.Size + 12);
+                var count = BitConverter.ToInt32(headerBlock[12..]);
                 _bitmap.Set(_entries.AsSpan(0, count));
                 break;
             case FrameKind.ResyncData:
@@ -1000,6 +1015,7 @@ public sealed partial class ReplicaLink : IAsyncDisposable
             }
             // The buffer stays in the queue until the peer acknowledges it durable, or the session ends after this loop.
             await Handshake.SendAllAsync(socket, frame.Buffer.AsMemory(0, frame.Length), cancellationToken).ConfigureAwait(false);
+            if (frame.Payload is { } payload) await Handshake.SendAllAsync(socket, payload.Bytes, cancellationToken).ConfigureAwait(false);
         }
     }
 

@@ -43,6 +43,14 @@ public sealed class LoggedBatch
 
     internal int[] Slots => _slots;
 
+    /// <summary>
+    /// A copy of the batch that one subscriber made and the others may share (a replica link's frame payload: with two
+    /// peers a batch is then copied once, not once per peer). Subscribers are called one after another on the flusher's
+    /// thread, so the first one sets it and the next ones find it. The batch holds one reference on it and drops it with
+    /// its own last reference, so a copy found here is alive until that subscriber's own <see cref="Release"/>.
+    /// </summary>
+    public IBatchCopy? SharedCopy { get; set; }
+
     internal void Begin(RingBuffer ring, long address, in BatchHeader header, ReadOnlySpan<byte> headerBlock, ReadOnlySpan<LogEntry> entries,
         long completedTicket, int subscribers, Action<LoggedBatch> returnToPool)
     {
@@ -64,6 +72,16 @@ public sealed class LoggedBatch
         if (left > 0) return;
         if (left < 0) throw new InvalidOperationException($"logged batch {Header.Sequence} released more often than it was handed out");
         for (var i = Header.DataBlocks - 1; i >= 0; i--) _ring.Release(_slots[i]);
+        var copy = SharedCopy;
+        SharedCopy = null;
+        copy?.Release();
         _returnToPool(this);
     }
+}
+
+/// <summary>A reference-counted copy of a batch's bytes that a <see cref="LoggedBatch"/> carries for its subscribers (<see cref="LoggedBatch.SharedCopy"/>).</summary>
+public interface IBatchCopy
+{
+    /// <summary>Drops one reference; the last one frees the copy.</summary>
+    void Release();
 }
