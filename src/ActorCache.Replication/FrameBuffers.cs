@@ -8,7 +8,8 @@ namespace ActorCache.Replication;
 /// it durable, so hundreds can be out at once. Past the few arrays <see cref="ArrayPool{T}.Shared"/> kept, every frame was a
 /// new large-object array, and the resync's read into it faulted in freshly zeroed pages (a tenth of the primary's CPU in a
 /// resync). Here idle buffers are kept, up to <see cref="IdleBudget"/> bytes for the whole process (never trimmed below it):
-/// enough for what a peer's acknowledgement frees at once, which the next frames take again. A frame is its 32-byte header
+/// enough for what a peer's acknowledgement frees at once, which the next frames take again. When the budget is full, a
+/// buffer given back pushes out idle ones of other sizes: the pool follows what is in use. A frame is its 32-byte header
 /// and whole 4 KiB blocks, so the sizes kept are 2^k + 4 KiB (64 KiB to 8 MiB of blocks, a batch of the default max-batch): a 1 MiB resync run fits one of
 /// 1 MiB + 4 KiB, not 2 MiB. Smaller frames use the shared pool; larger ones are allocated and left to the GC.
 /// </summary>
@@ -69,11 +70,29 @@ internal static class FrameBuffers
         }
         var blocks = buffer.Length - Slack;
         if (blocks <= 0 || !BitOperations.IsPow2(blocks) || blocks < 1 << MinShift || blocks > 1 << MaxShift) return; // one frame's own: the GC's
+        var size = BitOperations.Log2((uint)blocks) - MinShift;
         lock (Gate)
         {
+            // The size just given back is the one in use: idle buffers of other sizes make room for it (a resync's 1 MiB runs
+            // kept after it ended would otherwise hold the whole budget while the batches' chunks miss and fault in fresh pages).
+            while (_idleBytes + buffer.Length > IdleBudget && DropIdleOtherThan(size))
+            {
+            }
             if (_idleBytes + buffer.Length > IdleBudget) return;
-            Idle[BitOperations.Log2((uint)blocks) - MinShift].Push(buffer);
+            Idle[size].Push(buffer);
             _idleBytes += buffer.Length;
         }
+    }
+
+    /// <summary>Drops one idle buffer of another size than <paramref name="size"/>, the largest first; false when there is none.</summary>
+    private static bool DropIdleOtherThan(int size)
+    {
+        for (var other = Idle.Length - 1; other >= 0; other--)
+        {
+            if (other == size || !Idle[other].TryPop(out var dropped)) continue;
+            _idleBytes -= dropped.Length;
+            return true;
+        }
+        return false;
     }
 }

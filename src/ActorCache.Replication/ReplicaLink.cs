@@ -459,7 +459,32 @@ public sealed partial class ReplicaLink : IAsyncDisposable
 
     private sealed class Subscriber(ReplicaLink link) : ILogSubscriber
     {
-        public void OnBatch(LoggedBatch batch) => link.OnBatch(batch);
+        // The link releases the batch itself, also when it fails: a failure must not reach the log's Publish, which takes a
+        // throwing subscriber for one that kept the batch and releases it again (the ring's slots, and the shared copy the
+        // next link is about to send, would be given back early).
+        public void OnBatch(LoggedBatch batch)
+        {
+            try
+            {
+                link.OnBatch(batch);
+            }
+            catch (Exception e)
+            {
+                link.BatchFailed(e);
+            }
+        }
+    }
+
+    /// <summary>A batch could not be queued for the peer: the peer may miss it, so it is resynced in full.</summary>
+    private void BatchFailed(Exception e)
+    {
+        CancellationTokenSource? cancel;
+        lock (_gate)
+        {
+            MarkAllLocked($"a batch could not be queued for it: {e.Message}");
+            cancel = FailSessionLocked("a batch could not be queued; the peer is resynced");
+        }
+        CancelQuietly(cancel);
     }
 
     /// <summary>On the flusher's thread: copy the batch into a frame (or mark its blocks), release it, never wait.</summary>
@@ -975,7 +1000,7 @@ public sealed partial class ReplicaLink : IAsyncDisposable
         switch (frame.Kind)
         {
             case FrameKind.Batch:
-                var headerBlock = frame.Payload is { } shared ? shared.Bytes.Span[..BlockSize] : frame.Buffer.AsSpan(FrameHeader.Size, BlockSize);
+                var headerBlock = frame.Payload is { } shared ? shared.HeaderBlock : frame.Buffer.AsSpan(FrameHeader.Size, BlockSize);
                 if (!LogFormat.TryReadHeader(headerBlock, _volumeId, out _, _entries))
                     throw new InvalidOperationException("a batch frame in the send buffer has a bad header (memory corruption?)");
                 var count = BitConverter.ToInt32(headerBlock[12..]);
@@ -1015,7 +1040,8 @@ public sealed partial class ReplicaLink : IAsyncDisposable
             }
             // The buffer stays in the queue until the peer acknowledges it durable, or the session ends after this loop.
             await Handshake.SendAllAsync(socket, frame.Buffer.AsMemory(0, frame.Length), cancellationToken).ConfigureAwait(false);
-            if (frame.Payload is { } payload) await Handshake.SendAllAsync(socket, payload.Bytes, cancellationToken).ConfigureAwait(false);
+            if (frame.Payload is { } payload)
+                for (var c = 0; c < payload.ChunkCount; c++) await Handshake.SendAllAsync(socket, payload.Chunk(c), cancellationToken).ConfigureAwait(false);
         }
     }
 

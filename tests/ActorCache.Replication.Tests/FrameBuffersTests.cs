@@ -40,6 +40,23 @@ public sealed class FrameBuffersTests
     }
 
     [Fact]
+    public void When_the_budget_is_full_of_another_size_the_size_given_back_takes_its_place()
+    {
+        FrameBuffers.DropIdle();
+        // A resync's runs fill the budget and stay idle after it; then batches' chunks (another size) come and go.
+        var runs = Enumerable.Range(0, (int)(FrameBuffers.IdleBudget / ((1 << 20) + 4096))).Select(_ => FrameBuffers.Rent((1 << 20) + FrameHeader.Size)).ToList();
+        foreach (var run in runs) FrameBuffers.Return(run);
+        Assert.True(FrameBuffers.IdleBytes > FrameBuffers.IdleBudget - (1 << 20) - 4096);
+        var chunks = Enumerable.Range(0, 64).Select(_ => FrameBuffers.Rent(BatchCopy.ChunkBytes)).ToList();
+        foreach (var chunk in chunks) FrameBuffers.Return(chunk);
+        Assert.True(FrameBuffers.IdleBytes <= FrameBuffers.IdleBudget);
+        // Every chunk was kept: renting them again takes the same buffers, none new.
+        var again = Enumerable.Range(0, 64).Select(_ => FrameBuffers.Rent(BatchCopy.ChunkBytes)).ToList();
+        Assert.Equal(chunks.ToHashSet(ReferenceEqualityComparer.Instance), again.ToHashSet(ReferenceEqualityComparer.Instance));
+        foreach (var chunk in again) FrameBuffers.Return(chunk);
+    }
+
+    [Fact]
     public void A_resync_run_of_1_MiB_and_its_header_takes_a_buffer_of_1_MiB_and_one_block()
     {
         FrameBuffers.DropIdle();

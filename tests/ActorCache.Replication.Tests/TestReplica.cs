@@ -17,10 +17,10 @@ internal sealed class TestReplica(string name, WriteBackCache cache, string stat
 
     public ReplicaHistory History => new(Cache, State);
 
-    /// <summary>Takes connections for "vol" as a secondary (a new sink each time it starts following a primary).</summary>
-    public void Follow()
+    /// <summary>Takes connections for "vol" as a secondary (a new sink each time it starts following a primary), applying through <paramref name="through"/> when given.</summary>
+    public void Follow(ActorCache.Blocks.IBlockTarget? through = null)
     {
-        Sink = new ReplicaSink(Cache, State) { History = History, Durable = basis => Followed = basis };
+        Sink = new ReplicaSink(through ?? Cache, State) { History = History, Durable = basis => Followed = basis };
         Receiver ??= ReplicaReceiver.Start(new IPEndPoint(IPAddress.Loopback, 0), volume => volume == "vol" ? Sink : null,
             Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
     }

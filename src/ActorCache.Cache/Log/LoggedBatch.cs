@@ -63,6 +63,7 @@ public sealed class LoggedBatch
         if (_slots.Length < header.DataBlocks) _slots = new int[Math.Max(header.DataBlocks, _slots.Length * 2)];
         _references = subscribers;
         _returnToPool = returnToPool;
+        SharedCopy = null; // never another batch's bytes (its last release cleared it; this is for a release that went wrong)
     }
 
     /// <summary>The subscriber is done with the batch's data; the last one lets the ring reuse the slots.</summary>
