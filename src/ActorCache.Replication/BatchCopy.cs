@@ -28,7 +28,6 @@ internal sealed class BatchCopy : IBatchCopy
     private byte[][] _chunks = new byte[4][];
     private int _chunkCount;
     private int _references;
-    private long _sequence; // the batch it copies: a copy found on a batch is used only for that batch
 
     public int Length { get; private set; }
 
@@ -46,7 +45,7 @@ internal sealed class BatchCopy : IBatchCopy
     /// <summary>The copy <paramref name="batch"/> carries for its subscribers, made now if no link has made it yet; one reference is the caller's.</summary>
     public static BatchCopy Share(LoggedBatch batch)
     {
-        if (batch.SharedCopy is BatchCopy shared && shared._sequence == batch.Header.Sequence)
+        if (batch.SharedCopy is BatchCopy shared)
         {
             Interlocked.Increment(ref shared._references);
             return shared;
@@ -57,11 +56,6 @@ internal sealed class BatchCopy : IBatchCopy
         Interlocked.Increment(ref Made);
         Interlocked.Increment(ref Live);
         copy.CopyOf(batch);
-        if (batch.SharedCopy is not null)
-        {
-            copy._references = 1; // the caller's alone: the batch carries something else, left as it is
-            return copy;
-        }
         copy._references = 2; // the batch's and the caller's
         batch.SharedCopy = copy;
         return copy;
@@ -69,7 +63,6 @@ internal sealed class BatchCopy : IBatchCopy
 
     private void CopyOf(LoggedBatch batch)
     {
-        _sequence = batch.Header.Sequence;
         Length = (int)batch.Header.SizeBytes;
         _chunkCount = (Length + ChunkBytes - 1) / ChunkBytes;
         if (_chunks.Length < _chunkCount) _chunks = new byte[Math.Max(_chunkCount, _chunks.Length * 2)][];

@@ -8,6 +8,8 @@ internal struct Frame
     public int Length;
     /// <summary>A large batch: its bytes, shared with the other links, sent after <see cref="Buffer"/> (null otherwise).</summary>
     public BatchCopy? Payload;
+    /// <summary>What the frame puts on the wire: its own bytes and the shared ones.</summary>
+    public readonly int WireBytes => Length + (Payload?.Length ?? 0);
     public long Id;
     public FrameKind Kind;
     /// <summary>The newest primary batch sequence at or before this frame in the stream.</summary>
@@ -54,7 +56,7 @@ internal sealed class FrameQueue
         }
         _items[(_head + Count) % _items.Length] = frame;
         Count++;
-        Bytes += frame.Length + (frame.Payload?.Length ?? 0);
+        Bytes += frame.WireBytes;
         if (frame.Kind == FrameKind.Batch) Batches++;
     }
 
@@ -88,7 +90,7 @@ internal sealed class FrameQueue
         _head = (_head + 1) % _items.Length;
         Count--;
         if (Shipped > 0) Shipped--;
-        Bytes -= frame.Length + (frame.Payload?.Length ?? 0);
+        Bytes -= frame.WireBytes;
         if (frame.Kind == FrameKind.Batch) Batches--;
         FrameBuffers.Return(frame.Buffer);
         frame.Payload?.Release();

@@ -30,6 +30,7 @@ JOBS=${JOBS:-"J1 J2 J3"}
 PROTOCOLS=${PROTOCOLS:-"A B"}
 OUTAGE=${OUTAGE:-10}                 # R2: seconds c is stopped
 RESYNCS=${RESYNCS:-"R1 R2 R3"}       # which of the resync measurements run
+WARMUP=${WARMUP:-10}                 # seconds of J1 and J2 on each volume before the measured runs
 RESYNC_TIMEOUT=${RESYNC_TIMEOUT:-300} # give up waiting for UpToDate after this many seconds
 work=$(mktemp -d /tmp/actorcache-replbench.XXXXXX)
 results=$work/results.tsv   # job  volume  protocol  rep  iops  MiB/s  p50  p99  peer-drops
@@ -176,7 +177,7 @@ for p, node in sorted(nodes.items(), key=lambda x: x[1]):
 ' $(for n in a b c; do printf '%s %s ' "${PID[$n]}" "$n"; done) >&2
 }
 run_fio() { # job volume protocol rep: one time-based run, a row in results (compare.sh's parsing) and one in cpu.tsv
-  local out before after drops profile=
+  local out before after disk_before disk_after drops profile=
   before=$(cpu_ticks); disk_before=$(disk_counts)
   drops=$(peer_drops)
   if [ -n "${PERF:-}" ] && [ "$2" = rc ] && [ "$3" = C ] && [ "$4" = 1 ]; then profile=$1-rc; start_profile "$profile" 3; fi
@@ -292,10 +293,10 @@ wait_up_to_date 120
 # Warm-up, not counted: a node compiles its hot paths again and again for a minute or more (tier 0, then
 # instrumented, then optimized), and on these two shared cores that JIT work took 5% of the primary's samples
 # and 22-24% of each secondary's in the first measured rc run (PERF=) without it.
-if [ "${WARMUP:-10}" != 0 ] && [ -n "${JOBS// }${PROTOCOLS// }" ]; then
-  echo "warm-up: J1 and J2 on plain and rc for ${WARMUP:-10} s each, not counted..." >&2
+if [ "$WARMUP" != 0 ] && [ -n "${JOBS// }${PROTOCOLS// }" ]; then
+  echo "warm-up: J1 and J2 on plain and rc for $WARMUP s each, not counted..." >&2
   for job in J1 J2; do for v in plain rc; do
-    fio --name=warm --ioengine=nbd --uri="$(uri "$v")" ${SPEC[$job]} --size="$SIZE" --runtime="${WARMUP:-10}" --time_based >/dev/null 2>&1 || true
+    fio --name=warm --ioengine=nbd --uri="$(uri "$v")" ${SPEC[$job]} --size="$SIZE" --runtime="$WARMUP" --time_based >/dev/null 2>&1 || true
   done; done
 fi
 for job in $JOBS; do
