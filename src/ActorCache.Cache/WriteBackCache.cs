@@ -266,21 +266,60 @@ public sealed class WriteBackCache : IBlockTarget
     public async ValueTask<bool> TryApplyBatchAsync(ReadOnlyMemory<LogEntry> entries, ReadOnlyMemory<byte> data, CancellationToken cancellationToken = default)
     {
         ThrowIfReadOnly();
+        CheckBatch(entries.Span, data.Length);
+        if (_mode != CacheMode.WriteBack || data.Length >> LogFormat.BlockShift > _ring.SlotCount / 4) return false;
+        if (entries.Length == 0) return true;
+        return await _writer.WriteBatchAsync(entries, data, cancellationToken).ConfigureAwait(false) != AppendQueue.NotWriteBack;
+    }
+
+    /// <summary>
+    /// The same as <see cref="TryApplyBatchAsync"/> with the data received straight into ring slots (DESIGN §3's staged
+    /// writes, for a secondary): claims slots for <paramref name="dataBlocks"/> blocks and hands their memory to
+    /// <paramref name="staged"/>, in order. False, with nothing claimed, when the cache is not in write-back or the batch is
+    /// too large for a share of the ring. Then <see cref="CommitStagedBatchAsync"/> or <see cref="AbandonStagedWrite"/>.
+    /// </summary>
+    public async ValueTask<bool> TryStageBatchAsync(int dataBlocks, StagedWrite staged, CancellationToken cancellationToken = default)
+    {
+        ThrowIfReadOnly();
+        if (_mode != CacheMode.WriteBack || dataBlocks < 1 || dataBlocks > _ring.SlotCount / 4) return false;
+        await _writer.StageAsync(0, dataBlocks << LogFormat.BlockShift, staged, this, cancellationToken).ConfigureAwait(false);
+        return true;
+    }
+
+    /// <summary>
+    /// Queues a batch staged with <see cref="TryStageBatchAsync"/>, its data now in the slots in entry order. False when the
+    /// cache left write-back meanwhile: the slots are still staged, for the caller to copy the data out, abandon them and
+    /// apply the entries one by one. Entries are checked as <see cref="TryApplyBatchAsync"/> checks them.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<bool> CommitStagedBatchAsync(ReadOnlyMemory<LogEntry> entries, StagedWrite staged, CancellationToken cancellationToken = default)
+    {
+        try
+        {
+            CheckBatch(entries.Span, staged.Length);
+        }
+        catch
+        {
+            AbandonStagedWrite(staged);
+            throw;
+        }
+        return await _writer.CommitStagedBatchAsync(entries, staged, cancellationToken).ConfigureAwait(false) != AppendQueue.NotWriteBack;
+    }
+
+    private void CheckBatch(ReadOnlySpan<LogEntry> entries, long dataBytes)
+    {
         // The index's size, not the backing's: an online grow enlarges the backing first, and an entry past the index
         // would fail inside the lock with earlier entries of the batch queued already.
         var blocks = Index.Blocks;
         long dataBlocks = 0;
-        foreach (var entry in entries.Span)
+        foreach (var entry in entries)
         {
             if (entry.BlockCount < 1 || entry.Block < 0 || entry.Block + entry.BlockCount > blocks)
                 throw new ArgumentOutOfRangeException(nameof(entries), $"volume {_name}: an entry of {entry.BlockCount} blocks at block {entry.Block}, outside the volume");
             if (entry.Type == LogEntryType.Data) dataBlocks += entry.BlockCount;
         }
-        if (dataBlocks << LogFormat.BlockShift != data.Length)
-            throw new ArgumentException($"volume {_name}: {data.Length} bytes of data for {dataBlocks} blocks of data entries", nameof(data));
-        if (_mode != CacheMode.WriteBack || dataBlocks > _ring.SlotCount / 4) return false;
-        if (entries.Length == 0) return true;
-        return await _writer.WriteBatchAsync(entries, data, cancellationToken).ConfigureAwait(false) != AppendQueue.NotWriteBack;
+        if (dataBlocks << LogFormat.BlockShift != dataBytes)
+            throw new ArgumentException($"volume {_name}: {dataBytes} bytes of data for {dataBlocks} blocks of data entries", nameof(dataBytes));
     }
 
     /// <summary>

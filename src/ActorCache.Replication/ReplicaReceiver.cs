@@ -229,6 +229,7 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
     private readonly AsyncSignal _flushSignal = new();
     private readonly LogEntry[] _entries = new LogEntry[LogFormat.MaxEntries];
     private byte[] _payload = GC.AllocateUninitializedArray<byte>((1 + 256) * LogFormat.BlockSize, pinned: true);
+    private readonly StagedWrite _staged = new(); // a frame's data received into the cache's ring slots; cleared once applied
     private Task _flusher = Task.CompletedTask;
     private volatile bool _stopped;
 
@@ -273,36 +274,149 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
             var length = frame.PayloadBlocks * LogFormat.BlockSize;
             if (_payload.Length < length) _payload = GC.AllocateUninitializedArray<byte>(length, pinned: true);
             var payload = _payload.AsMemory(0, length);
-            if (!await Handshake.ReadExactlyAsync(socket, payload, cancellationToken).ConfigureAwait(false))
-                throw new IOException("the primary closed the connection in the middle of a frame");
-            // A frame is applied whole under the sink, or not at all once the sink is revoked (this node no longer follows that primary).
-            if (!await sink.BeginApplyAsync(cancellationToken).ConfigureAwait(false))
-                throw new OperationCanceledException("this replica no longer follows the primary of this connection");
             try
             {
-                await ApplyFrameAsync(frame, payload, length, cancellationToken).ConfigureAwait(false);
+                var header = await ReceiveFrameAsync(frame, payload, cancellationToken).ConfigureAwait(false);
+                // Everything is checked before anything is applied.
+                VerifyPayload(frame, header, payload);
+                // A frame is applied whole under the sink, or not at all once the sink is revoked (this node no longer follows that primary).
+                if (!await sink.BeginApplyAsync(cancellationToken).ConfigureAwait(false))
+                    throw new OperationCanceledException("this replica no longer follows the primary of this connection");
+                try
+                {
+                    await ApplyFrameAsync(frame, header, payload, length, cancellationToken).ConfigureAwait(false);
+                }
+                finally
+                {
+                    sink.EndApply();
+                }
             }
             finally
             {
-                sink.EndApply();
+                // Slots staged for a frame that was not applied (a bad frame, a closed connection) go back to the ring.
+                if (_staged.StagedBy is not null) sink.Target.AbandonStagedWrite(_staged);
             }
         }
     }
 
-    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask ApplyFrameAsync(FrameHeader frame, Memory<byte> payload, int length, CancellationToken cancellationToken)
+    /// <summary>
+    /// Reads a frame's payload. A batch's data and a resync run go straight into ring slots of this replica's write-back
+    /// cache when it takes them (<see cref="_staged"/>, as the NBD front receives a WRITE): the one copy of the data on this
+    /// node, from the socket. A batch's own header block is read first, as it says how many data blocks follow.
+    /// </summary>
+    private async ValueTask<BatchHeader> ReceiveFrameAsync(FrameHeader frame, Memory<byte> payload, CancellationToken cancellationToken)
     {
         switch (frame.Kind)
         {
             case FrameKind.Batch:
-                await ApplyBatchAsync(frame, payload, cancellationToken).ConfigureAwait(false);
+            {
+                if (frame.PayloadBlocks < 1) throw BadFrame("a batch without its header");
+                await ReadPayloadAsync(payload[..LogFormat.BlockSize], cancellationToken).ConfigureAwait(false);
+                var header = ReadBatchHeader(frame, payload.Span[..LogFormat.BlockSize]);
+                if (header.DataBlocks > 0 && sink.Target is WriteBackCache cache &&
+                    await cache.TryStageBatchAsync((int)header.DataBlocks, _staged, cancellationToken).ConfigureAwait(false))
+                    await ReadStagedAsync(cancellationToken).ConfigureAwait(false);
+                else await ReadPayloadAsync(payload[LogFormat.BlockSize..], cancellationToken).ConfigureAwait(false);
+                return header;
+            }
+            case FrameKind.ResyncData:
+                if (frame.PayloadBlocks == 0) throw BadFrame($"resync data of no blocks at block {frame.Block}");
+                if ((frame.Block + frame.PayloadBlocks) * LogFormat.BlockSize > sink.Target.Size) throw BadFrame($"resync data beyond the volume's end (block {frame.Block})");
+                if (await sink.Target.TryStageWriteAsync(frame.Block * LogFormat.BlockSize, payload.Length, _staged, cancellationToken).ConfigureAwait(false))
+                    await ReadStagedAsync(cancellationToken).ConfigureAwait(false);
+                else await ReadPayloadAsync(payload, cancellationToken).ConfigureAwait(false);
+                return default;
+            default:
+                await ReadPayloadAsync(payload, cancellationToken).ConfigureAwait(false);
+                return default;
+        }
+    }
+
+    private async ValueTask ReadPayloadAsync(Memory<byte> buffer, CancellationToken cancellationToken)
+    {
+        if (!await Handshake.ReadExactlyAsync(socket, buffer, cancellationToken).ConfigureAwait(false))
+            throw new IOException("the primary closed the connection in the middle of a frame");
+    }
+
+    private async ValueTask ReadStagedAsync(CancellationToken cancellationToken)
+    {
+        for (var i = 0; i < _staged.SegmentCount; i++) await ReadPayloadAsync(_staged.Segment(i), cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>A batch's header block: its checksum, this primary's volume id, and entries that fit the volume and the frame.</summary>
+    private BatchHeader ReadBatchHeader(FrameHeader frame, ReadOnlySpan<byte> block)
+    {
+        if (!LogFormat.TryReadHeader(block, primaryVolumeId, out var header, _entries))
+            throw BadFrame("a batch whose header does not verify (checksum, format or volume id)");
+        if (frame.PayloadBlocks != 1 + header.DataBlocks) throw BadFrame($"batch {header.Sequence}: {frame.PayloadBlocks - 1} data blocks sent, its header says {header.DataBlocks}");
+        var blocks = sink.Target.Size / LogFormat.BlockSize;
+        for (var i = 0; i < header.EntryCount; i++)
+            if (_entries[i].Block + _entries[i].BlockCount > blocks) throw BadFrame($"batch {header.Sequence}: an entry beyond the volume's end (block {_entries[i].Block})");
+        return header;
+    }
+
+    /// <summary>Every data checksum of the frame, wherever its data was received (the payload buffer or staged ring slots).</summary>
+    private void VerifyPayload(FrameHeader frame, BatchHeader header, Memory<byte> payload)
+    {
+        var staged = _staged.StagedBy is null ? null : _staged;
+        var data = new PayloadReader(staged is not null ? default : frame.Kind == FrameKind.Batch ? payload.Span[LogFormat.BlockSize..] : payload.Span, staged);
+        switch (frame.Kind)
+        {
+            case FrameKind.Batch:
+                for (var i = 0; i < header.EntryCount; i++)
+                {
+                    var entry = _entries[i];
+                    if (entry.Type == LogEntryType.Data && data.Crc(entry.BlockCount * LogFormat.BlockSize) != entry.Crc)
+                        throw BadFrame($"batch {header.Sequence}: the data of block {entry.Block} does not match its checksum");
+                }
                 break;
             case FrameKind.ResyncData:
-                if (frame.PayloadBlocks == 0 || Crc32C.Compute(payload.Span) != frame.PayloadCrc)
-                    throw BadFrame($"resync data for block {frame.Block} does not match its checksum");
-                if ((frame.Block + frame.PayloadBlocks) * LogFormat.BlockSize > sink.Target.Size) throw BadFrame($"resync data beyond the volume's end (block {frame.Block})");
+                if (data.Crc(payload.Length) != frame.PayloadCrc) throw BadFrame($"resync data for block {frame.Block} does not match its checksum");
+                break;
+        }
+    }
+
+    /// <summary>A frame's data read in order for its checksums, from one buffer or from the ring slots it was staged into.</summary>
+    private ref struct PayloadReader(ReadOnlySpan<byte> buffer, StagedWrite? staged)
+    {
+        private ReadOnlySpan<byte> _buffer = buffer;
+        private readonly StagedWrite? _segments = staged;
+        private int _segment, _within;
+
+        public uint Crc(int bytes)
+        {
+            var crc = 0xFFFFFFFFu;
+            if (_segments is null)
+            {
+                crc = Crc32C.Append(crc, _buffer[..bytes]);
+                _buffer = _buffer[bytes..];
+                return ~crc;
+            }
+            while (bytes > 0)
+            {
+                var segment = _segments.Segment(_segment).Span;
+                var n = Math.Min(bytes, segment.Length - _within);
+                crc = Crc32C.Append(crc, segment.Slice(_within, n));
+                bytes -= n;
+                _within += n;
+                if (_within == segment.Length) (_segment, _within) = (_segment + 1, 0);
+            }
+            return ~crc;
+        }
+    }
+
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
+    private async ValueTask ApplyFrameAsync(FrameHeader frame, BatchHeader header, Memory<byte> payload, int length, CancellationToken cancellationToken)
+    {
+        switch (frame.Kind)
+        {
+            case FrameKind.Batch:
+                await ApplyBatchAsync(frame, header, payload, cancellationToken).ConfigureAwait(false);
+                break;
+            case FrameKind.ResyncData:
                 SendAck(AckKind.Received, frame.FrameId);
-                await sink.Target.WriteAsync(frame.Block * LogFormat.BlockSize, payload, fua: false, cancellationToken).ConfigureAwait(false);
+                if (_staged.StagedBy is not null) await sink.Target.CommitStagedWriteAsync(_staged, fua: false, cancellationToken).ConfigureAwait(false);
+                else await sink.Target.WriteAsync(frame.Block * LogFormat.BlockSize, payload, fua: false, cancellationToken).ConfigureAwait(false);
                 Applied(frame.FrameId, -1, length, flush: false);
                 break;
             case FrameKind.ResyncBegin:
@@ -335,33 +449,34 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
     }
 
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask ApplyBatchAsync(FrameHeader frame, Memory<byte> payload, CancellationToken cancellationToken)
+    private async ValueTask ApplyBatchAsync(FrameHeader frame, BatchHeader header, Memory<byte> payload, CancellationToken cancellationToken)
     {
-        // Everything is checked before anything is applied.
-        if (frame.PayloadBlocks < 1 || !LogFormat.TryReadHeader(payload.Span[..LogFormat.BlockSize], primaryVolumeId, out var header, _entries))
-            throw BadFrame("a batch whose header does not verify (checksum, format or volume id)");
-        if (frame.PayloadBlocks != 1 + header.DataBlocks) throw BadFrame($"batch {header.Sequence}: {frame.PayloadBlocks - 1} data blocks sent, its header says {header.DataBlocks}");
-        var blocks = sink.Target.Size / LogFormat.BlockSize;
-        var at = LogFormat.BlockSize;
-        for (var i = 0; i < header.EntryCount; i++)
-        {
-            var entry = _entries[i];
-            if (entry.Block + entry.BlockCount > blocks) throw BadFrame($"batch {header.Sequence}: an entry beyond the volume's end (block {entry.Block})");
-            if (entry.Type != LogEntryType.Data) continue;
-            var bytes = entry.BlockCount * LogFormat.BlockSize;
-            if (Crc32C.Compute(payload.Span.Slice(at, bytes)) != entry.Crc) throw BadFrame($"batch {header.Sequence}: the data of block {entry.Block} does not match its checksum");
-            at += bytes;
-        }
         SendAck(AckKind.Received, frame.FrameId);
         var target = sink.Target;
+        var entries = _entries.AsMemory(0, header.EntryCount);
         // A write-back cache takes the batch as one request (one batch of its log, as the primary logged it); anything else entry by entry.
-        if (target is WriteBackCache cache &&
-            await cache.TryApplyBatchAsync(_entries.AsMemory(0, header.EntryCount), payload[LogFormat.BlockSize..], cancellationToken).ConfigureAwait(false))
+        if (target is WriteBackCache cache)
         {
-            Applied(frame.FrameId, header.Sequence, payload.Length, flush: header.IsSyncPoint);
-            return;
+            var applied = _staged.StagedBy is null
+                ? await cache.TryApplyBatchAsync(entries, payload[LogFormat.BlockSize..], cancellationToken).ConfigureAwait(false)
+                : await cache.CommitStagedBatchAsync(entries, _staged, cancellationToken).ConfigureAwait(false);
+            if (applied)
+            {
+                Applied(frame.FrameId, header.Sequence, payload.Length, flush: header.IsSyncPoint);
+                return;
+            }
+            if (_staged.StagedBy is not null) // the cache left write-back while the data arrived: entry by entry, from a copy
+            {
+                var at = LogFormat.BlockSize;
+                for (var i = 0; i < _staged.SegmentCount; i++)
+                {
+                    _staged.Segment(i).CopyTo(payload[at..]);
+                    at += _staged.Segment(i).Length;
+                }
+                cache.AbandonStagedWrite(_staged);
+            }
         }
-        at = LogFormat.BlockSize;
+        var offsetInPayload = LogFormat.BlockSize;
         for (var i = 0; i < header.EntryCount; i++)
         {
             var entry = _entries[i];
@@ -370,8 +485,8 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
             switch (entry.Type)
             {
                 case LogEntryType.Data:
-                    await target.WriteAsync(offset, payload.Slice(at, (int)bytes), fua: false, cancellationToken).ConfigureAwait(false);
-                    at += (int)bytes;
+                    await target.WriteAsync(offset, payload.Slice(offsetInPayload, (int)bytes), fua: false, cancellationToken).ConfigureAwait(false);
+                    offsetInPayload += (int)bytes;
                     break;
                 case LogEntryType.Trim:
                     await target.TrimAsync(offset, bytes, fua: false, cancellationToken).ConfigureAwait(false);

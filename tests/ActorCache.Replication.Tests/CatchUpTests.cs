@@ -504,4 +504,11 @@ public sealed class RecordingTarget(IBlockTarget below) : ForwardingTarget(below
             lock (_writes) _writes.Add(new Write(offset, source.Length, Crc32C.Compute(source.Span[..^4])));
         return base.WriteAsync(offset, source, fua, cancellationToken);
     }
+
+    public override ValueTask CommitStagedWriteAsync(StagedWrite staged, bool fua, CancellationToken cancellationToken = default)
+    {
+        if (_recording)
+            lock (_writes) _writes.Add(new Write(staged.Offset, staged.Length, Crc32C.Compute(ReplicaFixture.Gather(staged).AsSpan(..^4))));
+        return base.CommitStagedWriteAsync(staged, fua, cancellationToken);
+    }
 }

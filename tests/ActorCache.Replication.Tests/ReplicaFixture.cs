@@ -58,12 +58,13 @@ public sealed class ReplicaFixture : IAsyncDisposable
     public string SecondaryState => Path.Combine(Directory, "secondary", "replica");
     public string LinkState => Path.Combine(Directory, "primary", "link-secondary");
 
-    public WriteBackCache OpenCache(string name)
+    /// <summary>A write-back cache named <paramref name="name"/> in this fixture's directory, on the tests' shared ring unless given one of its own.</summary>
+    public WriteBackCache OpenCache(string name, RingBuffer? ring = null)
     {
         var dir = Path.Combine(Directory, name);
         System.IO.Directory.CreateDirectory(dir);
         var backing = Path.Combine(dir, "backing.img");
-        return WriteBackCache.Open(name, FileBacking.Open(backing, Size, create: !File.Exists(backing)), Ring, OptionsFor(dir), CacheMode.WriteBack,
+        return WriteBackCache.Open(name, FileBacking.Open(backing, Size, create: !File.Exists(backing)), ring ?? Ring, OptionsFor(dir), CacheMode.WriteBack,
             NullLogger.Instance, Actors);
     }
 
@@ -162,6 +163,19 @@ public sealed class ReplicaFixture : IAsyncDisposable
 
     public static bool IsSelfChecking(ReadOnlySpan<byte> block) =>
         !block.ContainsAnyExcept((byte)0) ? true : BitConverter.ToUInt32(block[4092..]) == Crc32C.Compute(block[..4092]);
+
+    /// <summary>A staged write's payload in one array (what a test target checks or records of a write received into ring slots).</summary>
+    public static byte[] Gather(StagedWrite staged)
+    {
+        var data = new byte[staged.Length];
+        var at = 0;
+        foreach (var segment in staged.Segments)
+        {
+            segment.CopyTo(data.AsMemory(at));
+            at += segment.Length;
+        }
+        return data;
+    }
 
     public static async Task<byte[]> ReadAllAsync(IBlockTarget target)
     {
@@ -281,6 +295,16 @@ public sealed class HeldWriteTarget(IBlockTarget below) : ForwardingTarget(below
         }
         await base.WriteAsync(offset, source, fua, cancellationToken);
     }
+
+    public override async ValueTask CommitStagedWriteAsync(StagedWrite staged, bool fua, CancellationToken cancellationToken = default)
+    {
+        if (_hold is { } hold && !hold.Task.IsCompleted && Volatile.Read(ref _heldOffset) is var held && (held < 0 || held == staged.Offset))
+        {
+            _writeReached.TrySetResult();
+            await hold.Task;
+        }
+        await base.CommitStagedWriteAsync(staged, fua, cancellationToken);
+    }
 }
 
 /// <summary>A sink target that checks every block the receiver writes is one the primary wrote (self-checking or zero).</summary>
@@ -293,5 +317,13 @@ public sealed class CheckingTarget(IBlockTarget below) : ForwardingTarget(below)
         for (var at = 0; at + 4096 <= data.Length; at += 4096)
             if (!ReplicaFixture.IsSelfChecking(data.Span.Slice(at, 4096))) Interlocked.Increment(ref DamagedBlocksApplied);
         return base.WriteAsync(offset, data, fua, cancellationToken);
+    }
+
+    public override ValueTask CommitStagedWriteAsync(StagedWrite staged, bool fua, CancellationToken cancellationToken = default)
+    {
+        var data = ReplicaFixture.Gather(staged);
+        for (var at = 0; at + 4096 <= data.Length; at += 4096)
+            if (!ReplicaFixture.IsSelfChecking(data.AsSpan(at, 4096))) Interlocked.Increment(ref DamagedBlocksApplied);
+        return base.CommitStagedWriteAsync(staged, fua, cancellationToken);
     }
 }

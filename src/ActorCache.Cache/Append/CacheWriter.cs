@@ -133,6 +133,41 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
         }
     }
 
+    /// <summary>
+    /// Queues a batch whose data a secondary received straight into staged slots (<see cref="StageAsync"/> with the
+    /// batch's data blocks), in entry order: the same queueing as <see cref="WriteBatchAsync"/> without its copy.
+    /// Returns the last ticket; on <see cref="AppendQueue.NotWriteBack"/> the slots stay staged for the caller, who
+    /// copies the data out, abandons them and applies the entries one by one.
+    /// </summary>
+    [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
+    public async ValueTask<long> CommitStagedBatchAsync(ReadOnlyMemory<LogEntry> entries, StagedWrite staged, CancellationToken ct)
+    {
+        try
+        {
+            while (true)
+            {
+                var state = new BatchWrite(entries.Span, staged.Tokens);
+                var ticket = queue.Append(ref state, static (q, ref s) => QueueBatchLocked(q, ref s));
+                if (ticket == AppendQueue.NotWriteBack) return ticket;
+                if (ticket != AppendQueue.Paused)
+                {
+                    staged.Clear();
+                    return ticket;
+                }
+                await queue.Resumed.ConfigureAwait(false);
+            }
+        }
+        catch
+        {
+            Abandon(staged); // nothing was queued (the volume is closing)
+            throw;
+        }
+        finally
+        {
+            RingIfBatchDue();
+        }
+    }
+
     /// <summary>Claims the slots a whole-block write needs and hands their memory to the front, which receives the payload into them.</summary>
     public async ValueTask StageAsync(long offset, int length, StagedWrite staged, IBlockTarget stagedBy, CancellationToken ct)
     {

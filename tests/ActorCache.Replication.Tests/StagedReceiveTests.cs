@@ -1,0 +1,153 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using ActorCache.Blocks;
+using ActorCache.Cache;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace ActorCache.Replication.Tests;
+
+/// <summary>
+/// A secondary receives a batch's data and a resync run straight into its cache's ring slots (one copy, from the socket).
+/// Spoken to by hand, frame by frame, as a primary would: the entries land where their headers say, a frame whose data
+/// does not match its checksum is applied in no part and its slots go back to the ring, and the connection is dropped.
+/// The cache has a ring of its own, so the free slots counted here are only this test's.
+/// </summary>
+public sealed class StagedReceiveTests
+{
+    private readonly Guid _primaryVolumeId = Guid.NewGuid();
+
+    [Fact]
+    public async Task Batches_and_resync_runs_land_whole_and_a_damaged_one_leaves_nothing_behind()
+    {
+        await using var f = new ReplicaFixture();
+        var ring = new RingBuffer(64L << 20);
+        await using var secondary = f.OpenCache("staged", ring);
+        await using var receiver = ReplicaReceiver.Start(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0),
+            name => name == "vol" ? new ReplicaSink(secondary, Path.Combine(f.Directory, "staged", "replica")) : null, NullLogger.Instance);
+
+        // A batch of data, zeroes and data again, then a resync run: every block where its entry says.
+        using (var primary = await ConnectAsync(receiver))
+        {
+            var first = ReplicaFixture.SelfChecking(10, 3, seed: 1);
+            var second = ReplicaFixture.SelfChecking(100, 1, seed: 2);
+            await SendBatchAsync(primary, frameId: 0, sequence: 1,
+                [new(10, 3, LogEntryType.Data, Crc32C.Compute(first)), new(50, 2, LogEntryType.Zero, 0), new(100, 1, LogEntryType.Data, Crc32C.Compute(second))],
+                [.. first, .. second]);
+            var run = ReplicaFixture.SelfChecking(200, 300, seed: 3); // blocks 200-499, in slots that may come in more than one run
+            await SendResyncAsync(primary, frameId: 1, block: 200, run, Crc32C.Compute(run));
+            await ExpectReceivedAsync(primary, 1);
+            // Received is acknowledged before the frame is applied: wait for the apply.
+            var until = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+            while (!(await ReadAsync(secondary, 200, 300)).AsSpan().SequenceEqual(run))
+            {
+                Assert.True(DateTime.UtcNow < until, "the resync run was not applied");
+                await Task.Delay(20);
+            }
+            Assert.Equal(first, await ReadAsync(secondary, 10, 3));
+            Assert.Equal(second, await ReadAsync(secondary, 100, 1));
+        }
+        await secondary.FlushAsync();
+        await WaitRingFreeAsync(ring);
+
+        // A batch whose second entry's data was damaged on the way: neither entry is applied, the connection is dropped.
+        using (var primary = await ConnectAsync(receiver))
+        {
+            var good = ReplicaFixture.SelfChecking(1000, 4, seed: 4);
+            var damaged = ReplicaFixture.SelfChecking(1100, 2, seed: 5);
+            var crc = Crc32C.Compute(damaged);
+            damaged[5000] ^= 0x20;
+            await SendBatchAsync(primary, frameId: 0, sequence: 2,
+                [new(1000, 4, LogEntryType.Data, Crc32C.Compute(good)), new(1100, 2, LogEntryType.Data, crc)], [.. good, .. damaged]);
+            await ExpectDroppedAsync(primary);
+        }
+        Assert.False((await ReadAsync(secondary, 1000, 4)).AsSpan().ContainsAnyExcept((byte)0), "an entry of the damaged batch was applied");
+        Assert.False((await ReadAsync(secondary, 1100, 2)).AsSpan().ContainsAnyExcept((byte)0), "the damaged entry was applied");
+        await WaitRingFreeAsync(ring);
+
+        // The same for a resync run.
+        using (var primary = await ConnectAsync(receiver))
+        {
+            var run = ReplicaFixture.SelfChecking(1500, 64, seed: 6);
+            var crc = Crc32C.Compute(run);
+            run[64 * 4096 - 1] ^= 1;
+            await SendResyncAsync(primary, frameId: 0, block: 1500, run, crc);
+            await ExpectDroppedAsync(primary);
+        }
+        Assert.False((await ReadAsync(secondary, 1500, 64)).AsSpan().ContainsAnyExcept((byte)0), "the damaged resync run was applied");
+        await WaitRingFreeAsync(ring);
+        Assert.Equal(ReplicaFixture.SelfChecking(10, 3, seed: 1), await ReadAsync(secondary, 10, 3)); // what was applied before stays
+    }
+
+    private async Task<Socket> ConnectAsync(ReplicaReceiver receiver)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        await socket.ConnectAsync(receiver.LocalEndpoint);
+        await socket.SendAsync(Handshake.Hello("vol", _primaryVolumeId, 0, Guid.NewGuid()));
+        var reply = new byte[Handshake.ReplySize];
+        Assert.True(await Handshake.ReadExactlyAsync(socket, reply, CancellationToken.None));
+        Assert.Equal(Handshake.Status.Accepted, (Handshake.Status)BinaryPrimitives.ReadUInt16LittleEndian(reply.AsSpan(8)));
+        var rest = BinaryPrimitives.ReadUInt16LittleEndian(reply.AsSpan(40)) +
+                   (reply[42] == 1 ? BinaryPrimitives.ReadInt32LittleEndian(reply.AsSpan(56)) * Handshake.RunSize : 0);
+        if (rest > 0) Assert.True(await Handshake.ReadExactlyAsync(socket, new byte[rest], CancellationToken.None));
+        return socket;
+    }
+
+    private async Task SendBatchAsync(Socket socket, long frameId, long sequence, LogEntry[] entries, byte[] data)
+    {
+        var frame = new byte[FrameHeader.Size + LogFormat.BlockSize + data.Length];
+        new FrameHeader(FrameKind.Batch, 1 + data.Length / LogFormat.BlockSize, frameId, 0, 0).Write(frame);
+        var header = new BatchHeader(sequence, sequence, 0, LogFormat.SyncPointFlag, _primaryVolumeId, data.Length / LogFormat.BlockSize, 0, entries.Length);
+        LogFormat.WriteHeader(frame.AsSpan(FrameHeader.Size), header, entries);
+        data.CopyTo(frame, FrameHeader.Size + LogFormat.BlockSize);
+        await socket.SendAsync(frame);
+    }
+
+    private static async Task SendResyncAsync(Socket socket, long frameId, long block, byte[] data, uint crc)
+    {
+        var frame = new byte[FrameHeader.Size + data.Length];
+        new FrameHeader(FrameKind.ResyncData, data.Length / LogFormat.BlockSize, frameId, block, crc).Write(frame);
+        data.CopyTo(frame, FrameHeader.Size);
+        await socket.SendAsync(frame);
+    }
+
+    /// <summary>Reads acknowledgements until one says Received for <paramref name="frameId"/>.</summary>
+    private static async Task ExpectReceivedAsync(Socket socket, long frameId)
+    {
+        var ack = new byte[Ack.Size];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        while (true)
+        {
+            Assert.True(await Handshake.ReadExactlyAsync(socket, ack, timeout.Token), "the secondary closed the connection");
+            Assert.True(Ack.TryRead(ack, out var kind, out var id));
+            if (kind == AckKind.Received && id >= frameId) return;
+        }
+    }
+
+    /// <summary>The secondary ends the connection: whatever it acknowledged before, then the end of the stream.</summary>
+    private static async Task ExpectDroppedAsync(Socket socket)
+    {
+        var buffer = new byte[4096];
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+        try
+        {
+            while (await socket.ReceiveAsync(buffer, SocketFlags.None, timeout.Token) > 0)
+            {
+            }
+        }
+        catch (SocketException)
+        {
+            // reset: dropped as well
+        }
+    }
+
+    private static async Task<byte[]> ReadAsync(IBlockTarget target, long block, int blocks)
+    {
+        var data = new byte[blocks * LogFormat.BlockSize];
+        await target.ReadAsync(block * LogFormat.BlockSize, data);
+        return data;
+    }
+
+    private static Task WaitRingFreeAsync(RingBuffer ring) =>
+        ReplicaFixture.WaitUntilAsync(() => ring.FreeSlots == ring.SlotCount, TimeSpan.FromSeconds(10),
+            () => $"{ring.SlotCount - ring.FreeSlots} ring slots were not given back");
+}
