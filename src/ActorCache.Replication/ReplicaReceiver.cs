@@ -304,6 +304,7 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
     /// cache when it takes them (<see cref="_staged"/>, as the NBD front receives a WRITE): the one copy of the data on this
     /// node, from the socket. A batch's own header block is read first, as it says how many data blocks follow.
     /// </summary>
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder<>))] // waits on every frame: no box per call
     private async ValueTask<BatchHeader> ReceiveFrameAsync(FrameHeader frame, Memory<byte> payload, CancellationToken cancellationToken)
     {
         switch (frame.Kind)
@@ -321,7 +322,8 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
             }
             case FrameKind.ResyncData:
                 if (frame.PayloadBlocks == 0) throw BadFrame($"resync data of no blocks at block {frame.Block}");
-                if ((frame.Block + frame.PayloadBlocks) * LogFormat.BlockSize > sink.Target.Size) throw BadFrame($"resync data beyond the volume's end (block {frame.Block})");
+                if (frame.Block < 0 || frame.Block > sink.Target.Size / LogFormat.BlockSize - frame.PayloadBlocks)
+                    throw BadFrame($"resync data outside the volume (block {frame.Block})");
                 if (await sink.Target.TryStageWriteAsync(frame.Block * LogFormat.BlockSize, payload.Length, _staged, cancellationToken).ConfigureAwait(false))
                     await ReadStagedAsync(cancellationToken).ConfigureAwait(false);
                 else await ReadPayloadAsync(payload, cancellationToken).ConfigureAwait(false);
@@ -332,12 +334,14 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
         }
     }
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadPayloadAsync(Memory<byte> buffer, CancellationToken cancellationToken)
     {
         if (!await Handshake.ReadExactlyAsync(socket, buffer, cancellationToken).ConfigureAwait(false))
             throw new IOException("the primary closed the connection in the middle of a frame");
     }
 
+    [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadStagedAsync(CancellationToken cancellationToken)
     {
         for (var i = 0; i < _staged.SegmentCount; i++) await ReadPayloadAsync(_staged.Segment(i), cancellationToken).ConfigureAwait(false);

@@ -25,15 +25,27 @@ public sealed class StagedReceiveTests
         await using var receiver = ReplicaReceiver.Start(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0),
             name => name == "vol" ? new ReplicaSink(secondary, Path.Combine(f.Directory, "staged", "replica")) : null, NullLogger.Instance);
 
+        // Every other one of the ring's first 16 slots given back: the next claims come out of order (1, 3, 5, ... 15, then 16
+        // on), so the frames below are received into several pieces of memory, their entries across the joins.
+        var held = new int[16];
+        Assert.True(ring.TryClaim(held));
+        for (var i = held.Length - 1; i >= 1; i -= 2) ring.Release(held[i]);
+
         // A batch of data, zeroes and data again, then a resync run: every block where its entry says.
         using (var primary = await ConnectAsync(receiver))
         {
             var first = ReplicaFixture.SelfChecking(10, 3, seed: 1);
             var second = ReplicaFixture.SelfChecking(100, 1, seed: 2);
-            await SendBatchAsync(primary, frameId: 0, sequence: 1,
+            var frame = BatchFrame(frameId: 0, sequence: 1,
                 [new(10, 3, LogEntryType.Data, Crc32C.Compute(first)), new(50, 2, LogEntryType.Zero, 0), new(100, 1, LogEntryType.Data, Crc32C.Compute(second))],
                 [.. first, .. second]);
-            var run = ReplicaFixture.SelfChecking(200, 300, seed: 3); // blocks 200-499, in slots that may come in more than one run
+            // Up to the middle of its data first: the slots for all of it are taken before it arrives (received into them).
+            var free = ring.FreeSlots;
+            await primary.SendAsync(frame.AsMemory(0, frame.Length - 2 * 4096));
+            await ReplicaFixture.WaitUntilAsync(() => ring.FreeSlots == free - 4, TimeSpan.FromSeconds(10),
+                () => $"{free - ring.FreeSlots} ring slots staged for a batch of 4 data blocks");
+            await primary.SendAsync(frame.AsMemory(frame.Length - 2 * 4096));
+            var run = ReplicaFixture.SelfChecking(200, 300, seed: 3); // blocks 200-499: slots 9, 11, 13, 15, then 16 on
             await SendResyncAsync(primary, frameId: 1, block: 200, run, Crc32C.Compute(run));
             await ExpectReceivedAsync(primary, 1);
             // Received is acknowledged before the frame is applied: wait for the apply.
@@ -47,6 +59,7 @@ public sealed class StagedReceiveTests
             Assert.Equal(second, await ReadAsync(secondary, 100, 1));
         }
         await secondary.FlushAsync();
+        for (var i = 0; i < held.Length; i += 2) ring.Release(held[i]);
         await WaitRingFreeAsync(ring);
 
         // A batch whose second entry's data was damaged on the way: neither entry is applied, the connection is dropped.
@@ -92,14 +105,17 @@ public sealed class StagedReceiveTests
         return socket;
     }
 
-    private async Task SendBatchAsync(Socket socket, long frameId, long sequence, LogEntry[] entries, byte[] data)
+    private Task SendBatchAsync(Socket socket, long frameId, long sequence, LogEntry[] entries, byte[] data) =>
+        socket.SendAsync(BatchFrame(frameId, sequence, entries, data));
+
+    private byte[] BatchFrame(long frameId, long sequence, LogEntry[] entries, byte[] data)
     {
         var frame = new byte[FrameHeader.Size + LogFormat.BlockSize + data.Length];
         new FrameHeader(FrameKind.Batch, 1 + data.Length / LogFormat.BlockSize, frameId, 0, 0).Write(frame);
         var header = new BatchHeader(sequence, sequence, 0, LogFormat.SyncPointFlag, _primaryVolumeId, data.Length / LogFormat.BlockSize, 0, entries.Length);
         LogFormat.WriteHeader(frame.AsSpan(FrameHeader.Size), header, entries);
         data.CopyTo(frame, FrameHeader.Size + LogFormat.BlockSize);
-        await socket.SendAsync(frame);
+        return frame;
     }
 
     private static async Task SendResyncAsync(Socket socket, long frameId, long block, byte[] data, uint crc)
