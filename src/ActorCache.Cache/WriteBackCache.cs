@@ -292,7 +292,7 @@ public sealed class WriteBackCache : IBlockTarget
     /// apply the entries one by one. Entries are checked as <see cref="TryApplyBatchAsync"/> checks them.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<bool> CommitStagedBatchAsync(ReadOnlyMemory<LogEntry> entries, StagedWrite staged, CancellationToken cancellationToken = default)
+    public async ValueTask<bool> CommitStagedBatchAsync(ReadOnlyMemory<LogEntry> entries, StagedWrite staged)
     {
         try
         {
@@ -303,7 +303,7 @@ public sealed class WriteBackCache : IBlockTarget
             AbandonStagedWrite(staged);
             throw;
         }
-        return await _writer.CommitStagedBatchAsync(entries, staged, cancellationToken).ConfigureAwait(false) != AppendQueue.NotWriteBack;
+        return await _writer.CommitStagedBatchAsync(entries, staged).ConfigureAwait(false) != AppendQueue.NotWriteBack;
     }
 
     private void CheckBatch(ReadOnlySpan<LogEntry> entries, long dataBytes)

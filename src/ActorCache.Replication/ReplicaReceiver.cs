@@ -463,7 +463,7 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
         {
             var applied = _staged.StagedBy is null
                 ? await cache.TryApplyBatchAsync(entries, payload[LogFormat.BlockSize..], cancellationToken).ConfigureAwait(false)
-                : await cache.CommitStagedBatchAsync(entries, _staged, cancellationToken).ConfigureAwait(false);
+                : await cache.CommitStagedBatchAsync(entries, _staged).ConfigureAwait(false);
             if (applied)
             {
                 Applied(frame.FrameId, header.Sequence, payload.Length, flush: header.IsSyncPoint);

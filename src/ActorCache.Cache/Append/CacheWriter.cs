@@ -140,7 +140,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
     /// copies the data out, abandons them and applies the entries one by one.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
-    public async ValueTask<long> CommitStagedBatchAsync(ReadOnlyMemory<LogEntry> entries, StagedWrite staged, CancellationToken ct)
+    public async ValueTask<long> CommitStagedBatchAsync(ReadOnlyMemory<LogEntry> entries, StagedWrite staged)
     {
         try
         {
