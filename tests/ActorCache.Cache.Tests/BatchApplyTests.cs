@@ -4,9 +4,11 @@ using ActorCache.Blocks;
 namespace ActorCache.Cache.Tests;
 
 /// <summary>
-/// A secondary applies its primary's batches as one request each (<see cref="WriteBackCache.TryApplyBatchAsync"/>):
-/// the blocks read back, trims and zeroes included; the batch lands in one batch of this log even where the
-/// writes queued before it fill most of one; it survives a reopen; bad entries change nothing.
+/// A secondary applies its primary's batches as one request each (<see cref="WriteBackCache.TryApplyBatchAsync"/>, or
+/// with the data received into staged ring slots, <see cref="WriteBackCache.TryStageBatchAsync"/> and
+/// <see cref="WriteBackCache.CommitStagedBatchAsync"/>): the blocks read back, trims and zeroes included; the batch lands
+/// in one batch of this log even where the writes queued before it fill most of one; it survives a reopen; bad entries
+/// change nothing, and staged slots always go back to the ring.
 /// </summary>
 public sealed class BatchApplyTests : IDisposable
 {
@@ -40,13 +42,37 @@ public sealed class BatchApplyTests : IDisposable
         Assert.True(model.AsSpan().SequenceEqual(content), "the volume differs from what was written and applied");
     }
 
-    [Fact]
-    public async Task An_applied_batch_reads_back_lands_in_one_log_batch_and_survives_a_reopen()
+    private readonly RingBuffer _ring = new(64L << 20); // private, so free-slot counts are exact
+
+    /// <summary>Applies the batch as a secondary does: staged (its data copied into the slots, as the receiver's socket fills them) or from a buffer.</summary>
+    private static async Task<bool> ApplyAsync(WriteBackCache cache, LogEntry[] entries, byte[] data, bool staged)
+    {
+        if (!staged) return await cache.TryApplyBatchAsync(entries, data);
+        var write = new StagedWrite();
+        Assert.True(await cache.TryStageBatchAsync(data.Length / Block, write));
+        Fill(write, data);
+        return await cache.CommitStagedBatchAsync(entries, write);
+    }
+
+    private static void Fill(StagedWrite write, byte[] data)
+    {
+        var at = 0;
+        foreach (var segment in write.Segments)
+        {
+            data.AsMemory(at, segment.Length).CopyTo(segment);
+            at += segment.Length;
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task An_applied_batch_reads_back_lands_in_one_log_batch_and_survives_a_reopen(bool staged)
     {
         var model = CacheFixture.Pattern((int)Size, 1);
         var data = CacheFixture.Pattern(5 * Block, 2);
         var published = new ConcurrentQueue<LogEntry[]>();
-        await using (var cache = _fixture.Open(Size))
+        await using (var cache = _fixture.Open(Size, ring: _ring))
         {
             await cache.WriteAsync(0, model, fua: true);
             using (cache.SubscribeBatches(new Recorder(published)))
@@ -56,7 +82,7 @@ public sealed class BatchApplyTests : IDisposable
                 var before = CacheFixture.Pattern(60 * Block, 3);
                 await cache.WriteAsync(200 * Block, before, fua: false);
                 before.CopyTo(model, 200 * Block);
-                Assert.True(await cache.TryApplyBatchAsync(Entries, data));
+                Assert.True(await ApplyAsync(cache, Entries, data, staged));
                 ApplyToModel(model, data);
                 await AssertContentAsync(cache, model);
                 await cache.FlushAsync();
@@ -82,6 +108,57 @@ public sealed class BatchApplyTests : IDisposable
         LogEntry[] empty = [new(10, 0, LogEntryType.Zero, 0)];
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await cache.TryApplyBatchAsync(empty, Array.Empty<byte>()));
         await AssertContentAsync(cache, model);
+    }
+
+    [Fact]
+    public async Task Staged_entries_that_do_not_match_their_data_or_the_volume_are_refused_change_nothing_and_give_their_slots_back()
+    {
+        var model = CacheFixture.Pattern((int)Size, 7);
+        await using var cache = _fixture.Open(Size, ring: _ring);
+        await cache.WriteAsync(0, model, fua: false);
+        await cache.FlushAsync();
+        await WaitRingFreeAsync();
+        var write = new StagedWrite();
+        Assert.True(await cache.TryStageBatchAsync(4, write)); // the entries carry 5 data blocks
+        Fill(write, CacheFixture.Pattern(4 * Block, 8));
+        Assert.Equal(_ring.SlotCount - 4, _ring.FreeSlots);
+        await Assert.ThrowsAsync<ArgumentException>(async () => await cache.CommitStagedBatchAsync(Entries, write));
+        Assert.Null(write.StagedBy);
+        Assert.True(await cache.TryStageBatchAsync(1, write));
+        LogEntry[] beyond = [new(10, 1, LogEntryType.Data, 0), new(Size / Block - 1, 2, LogEntryType.Trim, 0)];
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await cache.CommitStagedBatchAsync(beyond, write));
+        Assert.Null(write.StagedBy);
+        Assert.Equal(_ring.SlotCount, _ring.FreeSlots);
+        await AssertContentAsync(cache, model);
+    }
+
+    [Fact]
+    public async Task A_cache_that_leaves_write_back_while_a_batch_is_staged_declines_it_and_the_slots_stay_for_the_caller()
+    {
+        var model = CacheFixture.Pattern((int)Size, 9);
+        await using var cache = _fixture.Open(Size, ring: _ring);
+        await cache.WriteAsync(0, model, fua: false);
+        var write = new StagedWrite();
+        Assert.True(await cache.TryStageBatchAsync(5, write));
+        Fill(write, CacheFixture.Pattern(5 * Block, 10));
+        await cache.SetModeAsync(CacheMode.WriteThrough);
+        Assert.False(await cache.CommitStagedBatchAsync(Entries, write));
+        Assert.Same(cache, write.StagedBy); // the caller copies the data out, then gives the slots back
+        cache.AbandonStagedWrite(write);
+        await WaitRingFreeAsync();
+        await AssertContentAsync(cache, model);
+        Assert.False(await cache.TryStageBatchAsync(5, write)); // and nothing more is staged
+    }
+
+    /// <summary>Slots of logged writes go back once the flusher is done with them: wait for every one.</summary>
+    private async Task WaitRingFreeAsync()
+    {
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (_ring.FreeSlots != _ring.SlotCount)
+        {
+            Assert.True(DateTime.UtcNow < until, $"{_ring.SlotCount - _ring.FreeSlots} ring slots were not given back");
+            await Task.Delay(10);
+        }
     }
 
     [Fact]
