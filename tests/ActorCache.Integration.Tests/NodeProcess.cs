@@ -78,17 +78,43 @@ public sealed partial class NodeProcess : IAsyncDisposable
 
     /// <summary>
     /// A port free now and not handed out before in this test run: the kernel may give a port just released to the next
-    /// caller, so two nodes started together could get the same one (it happened: "address already in use").
+    /// caller, so two nodes started together could get the same one (it happened: "address already in use"). It is taken
+    /// below the kernel's ephemeral range, where no bind to port 0 and no outgoing connection of another node can take it
+    /// between this check and the node's own bind (that happened too, to a seed's cluster port in the ephemeral range).
     /// </summary>
     public static int FreePort()
     {
-        while (true)
+        var (low, count) = PortsBelowEphemeral();
+        for (var attempt = 0; attempt < 1000; attempt++)
         {
-            using var listener = new TcpListener(IPAddress.Loopback, 0);
-            listener.Start();
-            var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+            var port = count > 0 ? low + Random.Shared.Next(count) : 0;
+            try
+            {
+                using var listener = new TcpListener(IPAddress.Loopback, port);
+                listener.Start();
+                port = ((IPEndPoint)listener.LocalEndpoint).Port;
+            }
+            catch (SocketException)
+            {
+                continue; // in use: another one
+            }
             lock (HandedOut)
                 if (HandedOut.Add(port)) return port;
+        }
+        throw new InvalidOperationException("no free TCP port found on loopback");
+    }
+
+    /// <summary>Ports from 10000 up to the start of <c>ip_local_port_range</c>; none (0 ports) when that range starts too low.</summary>
+    private static (int Low, int Count) PortsBelowEphemeral()
+    {
+        try
+        {
+            var ephemeralStart = int.Parse(File.ReadAllText("/proc/sys/net/ipv4/ip_local_port_range").Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries)[0]);
+            return ephemeralStart > 11000 ? (10000, ephemeralStart - 10000) : (0, 0);
+        }
+        catch (Exception e) when (e is IOException or FormatException or UnauthorizedAccessException)
+        {
+            return (0, 0);
         }
     }
 
