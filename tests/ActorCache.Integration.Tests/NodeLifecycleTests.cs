@@ -213,6 +213,27 @@ public sealed class NodeLifecycleTests : IDisposable
     }
 
     [Fact]
+    public async Task Sigterms_after_the_first_do_not_cut_the_stop_short()
+    {
+        // As in Kubernetes, where the preStop hook's `cluster leave` stops the node and the kubelet's SIGTERM follows: every
+        // signal after the first must leave the stop to end on its own, also while the host and the runtime close.
+        var node = await NodeProcess.StartAsync(_dataDir);
+        var signals = await Task.Run(() =>
+        {
+            var sent = 0;
+            while (node.Signal(15))
+            {
+                sent++;
+                Thread.Sleep(1);
+            }
+            return sent;
+        });
+        var exit = await node.WaitExitAsync(TimeSpan.FromSeconds(30));
+        Assert.True(exit == 0, $"exit {exit} after {signals} SIGTERMs:\n{node.Output}");
+        Assert.Contains("stopped cleanly", node.Output);
+    }
+
+    [Fact]
     public async Task A_killed_test_node_leaves_no_diagnostics_files_in_tmp()
     {
         var node = await NodeProcess.StartAsync(_dataDir);

@@ -277,6 +277,9 @@ public sealed partial class NodeProcess : IAsyncDisposable
         return (code, watch.Elapsed);
     }
 
+    /// <summary>Sends <paramref name="signal"/> to the node, as kill(1) would; false once the process is gone.</summary>
+    public bool Signal(int signal) => !_process.HasExited && kill(_process.Id, signal) == 0;
+
     /// <summary>SIGKILL: no chance to flush or close anything.</summary>
     public async Task KillAsync()
     {

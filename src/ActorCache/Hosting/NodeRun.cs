@@ -77,6 +77,8 @@ public static class NodeRun
             {
                 // Returns when SIGINT/SIGTERM arrives and the graceful stop has run.
                 await host.WaitForShutdownAsync();
+                // The stop has run; a signal while the host and the runtime close must not turn exit 0 into 143.
+                ExitSignals.IgnoreFromNowOn();
                 // Acknowledged writes that could not be made durable are an error exit, not a clean stop.
                 return host.Services.GetRequiredService<NodeService>().Losses.Count == 0 ? 0 : 1;
             }
