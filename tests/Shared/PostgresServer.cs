@@ -35,11 +35,22 @@ public sealed class PostgresServer : IAsyncDisposable
         var dir = Path.Combine(Path.GetTempPath(), "actorcache-pg-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(dir);
         await RunAsync("chown", "postgres:postgres", dir);
-        var port = FreePort();
         await RunAsync("runuser", "-u", "postgres", "--", Path.Combine(bin, "initdb"), "-D", Path.Combine(dir, "data"), "-A", "trust", "-U", "postgres", "--no-sync");
-        await RunAsync("runuser", "-u", "postgres", "--", Path.Combine(bin, "pg_ctl"), "-D", Path.Combine(dir, "data"), "-l", Path.Combine(dir, "log"),
-            "-o", $"-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off", "-w", "start");
-        return new PostgresServer(dir, bin, port);
+        for (var attempt = 1; ; attempt++)
+        {
+            var port = FreePort();
+            try
+            {
+                await RunAsync("runuser", "-u", "postgres", "--", Path.Combine(bin, "pg_ctl"), "-D", Path.Combine(dir, "data"), "-l", Path.Combine(dir, "log"),
+                    "-o", $"-p {port} -k {dir} -c listen_addresses=127.0.0.1 -c fsync=off", "-w", "start");
+                return new PostgresServer(dir, bin, port);
+            }
+            catch (InvalidOperationException) when (attempt < 5)
+            {
+                // The port was free when picked, but something else (a node's bind to port 0, an outgoing connection)
+                // may take it before the server binds it: the server then refuses to start. Another port.
+            }
+        }
     }
 
     /// <summary>Creates an empty database and returns its connection string.</summary>
