@@ -150,6 +150,30 @@ public sealed class BatchApplyTests : IDisposable
         Assert.False(await cache.TryStageBatchAsync(5, write)); // and nothing more is staged
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task A_batch_applied_while_writes_are_paused_waits_and_lands_whole_after_resume(bool staged)
+    {
+        // A snapshot's barrier across volumes pauses a secondary's cache too: a batch received meanwhile waits, its slots held.
+        var model = CacheFixture.Pattern((int)Size, 11);
+        await using var cache = _fixture.Open(Size, ring: _ring);
+        await cache.WriteAsync(0, model, fua: false);
+        Assert.True(await cache.TrySendAsync(new PauseWrites()));
+        var data = CacheFixture.Pattern(5 * Block, 12);
+        var applying = ApplyAsync(cache, Entries, data, staged);
+        await Task.Delay(300);
+        Assert.False(applying.IsCompleted, "a batch was applied while writes were paused");
+        await AssertContentAsync(cache, model);
+
+        Assert.True(await cache.TrySendAsync(new ResumeWrites()));
+        Assert.True(await applying.WaitAsync(TimeSpan.FromSeconds(10)));
+        ApplyToModel(model, data);
+        await AssertContentAsync(cache, model);
+        await cache.FlushAsync();
+        await WaitRingFreeAsync();
+    }
+
     /// <summary>Slots of logged writes go back once the flusher is done with them: wait for every one.</summary>
     private async Task WaitRingFreeAsync()
     {
