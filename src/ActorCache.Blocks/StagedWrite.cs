@@ -51,6 +51,17 @@ public sealed class StagedWrite
     /// <summary>Called by the staging target: appends the next piece of payload memory (neighbouring pieces are joined by the target).</summary>
     public void AddSegment(Memory<byte> segment) => _segments[SegmentCount++] = segment;
 
+    /// <summary>Copies the payload, segment after segment, to the start of <paramref name="destination"/> (a fallback that cannot commit in place).</summary>
+    public void CopyTo(Span<byte> destination)
+    {
+        var at = 0;
+        foreach (var segment in Segments)
+        {
+            segment.Span.CopyTo(destination[at..]);
+            at += segment.Length;
+        }
+    }
+
     /// <summary>Forgets the staged write (after commit or abandon).</summary>
     public void Clear()
     {

@@ -377,12 +377,7 @@ public sealed class WriteBackCache : IBlockTarget
         var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(staged.Length);
         try
         {
-            var filled = 0;
-            for (var i = 0; i < staged.SegmentCount; i++)
-            {
-                staged.Segment(i).Span.CopyTo(buffer.AsSpan(filled));
-                filled += staged.Segment(i).Length;
-            }
+            staged.CopyTo(buffer);
             await _backing.WriteAsync(staged.Offset, buffer.AsMemory(0, staged.Length), fua || _mode == CacheMode.WriteThrough, ct).ConfigureAwait(false);
         }
         finally

@@ -471,12 +471,7 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
             }
             if (_staged.StagedBy is not null) // the cache left write-back while the data arrived: entry by entry, from a copy
             {
-                var at = LogFormat.BlockSize;
-                for (var i = 0; i < _staged.SegmentCount; i++)
-                {
-                    _staged.Segment(i).CopyTo(payload[at..]);
-                    at += _staged.Segment(i).Length;
-                }
+                _staged.CopyTo(payload.Span[LogFormat.BlockSize..]);
                 cache.AbandonStagedWrite(_staged);
             }
         }

@@ -168,12 +168,7 @@ public sealed class ReplicaFixture : IAsyncDisposable
     public static byte[] Gather(StagedWrite staged)
     {
         var data = new byte[staged.Length];
-        var at = 0;
-        foreach (var segment in staged.Segments)
-        {
-            segment.CopyTo(data.AsMemory(at));
-            at += segment.Length;
-        }
+        staged.CopyTo(data);
         return data;
     }
 
