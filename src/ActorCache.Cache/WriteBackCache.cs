@@ -136,7 +136,12 @@ public sealed class WriteBackCache : IBlockTarget
         return new WriteBackCache(name, backing, ring, medium, options, logger, actors, directory, checkpoint, index, recovery, mode, store, kept ?? []);
     }
 
-    public long Size => _backing.Size;
+    /// <summary>
+    /// What both the backing and the index cover. An online grow enlarges the backing first and the index right after
+    /// (<see cref="TrySendAsync"/>); a write checked against the backing's new size in between would fail inside the
+    /// queue's lock with its record queued already.
+    /// </summary>
+    public long Size => Math.Min(_backing.Size, Index.Blocks << LogFormat.BlockShift);
 
     public TargetCapabilities Capabilities =>
         _backing.Capabilities | TargetCapabilities.Trim | TargetCapabilities.FastZero | (_damage.Any ? TargetCapabilities.ReadOnly : 0);
@@ -314,7 +319,7 @@ public sealed class WriteBackCache : IBlockTarget
         long dataBlocks = 0;
         foreach (var entry in entries)
         {
-            if (entry.BlockCount < 1 || entry.Block < 0 || entry.Block + entry.BlockCount > blocks)
+            if (entry.BlockCount < 1 || entry.Block < 0 || entry.Block > blocks - entry.BlockCount) // (a sum could overflow)
                 throw new ArgumentOutOfRangeException(nameof(entries), $"volume {_name}: an entry of {entry.BlockCount} blocks at block {entry.Block}, outside the volume");
             if (entry.Type == LogEntryType.Data) dataBlocks += entry.BlockCount;
         }

@@ -355,7 +355,7 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
         if (frame.PayloadBlocks != 1 + header.DataBlocks) throw BadFrame($"batch {header.Sequence}: {frame.PayloadBlocks - 1} data blocks sent, its header says {header.DataBlocks}");
         var blocks = sink.Target.Size / LogFormat.BlockSize;
         for (var i = 0; i < header.EntryCount; i++)
-            if (_entries[i].Block + _entries[i].BlockCount > blocks) throw BadFrame($"batch {header.Sequence}: an entry beyond the volume's end (block {_entries[i].Block})");
+            if (_entries[i].Block > blocks - _entries[i].BlockCount) throw BadFrame($"batch {header.Sequence}: an entry beyond the volume's end (block {_entries[i].Block})");
         return header;
     }
 

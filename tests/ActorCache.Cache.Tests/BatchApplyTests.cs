@@ -105,6 +105,8 @@ public sealed class BatchApplyTests : IDisposable
         await Assert.ThrowsAsync<ArgumentException>(async () => await cache.TryApplyBatchAsync(Entries, new byte[4 * Block]));
         LogEntry[] beyond = [new(10, 1, LogEntryType.Data, 0), new(Size / Block - 1, 2, LogEntryType.Trim, 0)];
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await cache.TryApplyBatchAsync(beyond, new byte[Block]));
+        LogEntry[] overflowing = [new(10, 1, LogEntryType.Data, 0), new(long.MaxValue - 1, 2, LogEntryType.Trim, 0)]; // block + count wraps
+        await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await cache.TryApplyBatchAsync(overflowing, new byte[Block]));
         LogEntry[] empty = [new(10, 0, LogEntryType.Zero, 0)];
         await Assert.ThrowsAsync<ArgumentOutOfRangeException>(async () => await cache.TryApplyBatchAsync(empty, Array.Empty<byte>()));
         await AssertContentAsync(cache, model);

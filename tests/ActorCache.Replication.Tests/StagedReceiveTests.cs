@@ -88,6 +88,18 @@ public sealed class StagedReceiveTests
         }
         Assert.False((await ReadAsync(secondary, 1500, 64)).AsSpan().ContainsAnyExcept((byte)0), "the damaged resync run was applied");
         await WaitRingFreeAsync(ring);
+
+        // A batch whose header verifies but whose last entry lies past the volume's end, its block and count summing past
+        // long.MaxValue: refused whole before anything is queued.
+        using (var primary = await ConnectAsync(receiver))
+        {
+            var good = ReplicaFixture.SelfChecking(2000, 2, seed: 7);
+            await SendBatchAsync(primary, frameId: 0, sequence: 2,
+                [new(2000, 2, LogEntryType.Data, Crc32C.Compute(good)), new(long.MaxValue - 1, 2, LogEntryType.Trim, 0)], good);
+            await ExpectDroppedAsync(primary);
+        }
+        Assert.False((await ReadAsync(secondary, 2000, 2)).AsSpan().ContainsAnyExcept((byte)0), "an entry of a batch reaching past the volume was applied");
+        await WaitRingFreeAsync(ring);
         Assert.Equal(ReplicaFixture.SelfChecking(10, 3, seed: 1), await ReadAsync(secondary, 10, 3)); // what was applied before stays
     }
 
