@@ -16,17 +16,19 @@ public sealed class ReplicaReceiver : IAsyncDisposable
     private readonly Socket _listener;
     private readonly Func<string, long, string, ReplicaSink?> _resolve;
     private readonly ILogger _logger;
+    private readonly TimeSpan _stallTimeout;
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _gate = new();
     private readonly Dictionary<string, (CancellationTokenSource Cancel, Task Done)> _volumes = new(StringComparer.Ordinal);
     private readonly List<Task> _connections = [];
     private Task _accepting = Task.CompletedTask;
 
-    private ReplicaReceiver(Socket listener, Func<string, long, string, ReplicaSink?> resolve, ILogger logger)
+    private ReplicaReceiver(Socket listener, Func<string, long, string, ReplicaSink?> resolve, ILogger logger, TimeSpan stallTimeout)
     {
         _listener = listener;
         _resolve = resolve;
         _logger = logger;
+        _stallTimeout = stallTimeout;
         LocalEndpoint = (IPEndPoint)listener.LocalEndPoint!;
     }
 
@@ -38,9 +40,11 @@ public sealed class ReplicaReceiver : IAsyncDisposable
     /// As above, with the primary's claim: the epoch of the replica set under which it connects and its
     /// node name (<see cref="ReplicaLinkOptions.Epoch"/>, <see cref="ReplicaLinkOptions.PrimaryNode"/>). A
     /// node whose own set names another primary or epoch refuses it, so a former primary that has not yet
-    /// learnt of its demotion never writes to a replica that follows the new one.
+    /// learnt of its demotion never writes to a replica that follows the new one. A connection whose primary sends
+    /// nothing for <paramref name="stallTimeout"/> (default 10 s) in the middle of a frame that is being received into
+    /// this node's ring is dropped, and the slots go back: the ring is every volume's on this node.
     /// </summary>
-    public static ReplicaReceiver Start(IPEndPoint bind, Func<string, long, string, ReplicaSink?> resolve, ILogger logger)
+    public static ReplicaReceiver Start(IPEndPoint bind, Func<string, long, string, ReplicaSink?> resolve, ILogger logger, TimeSpan? stallTimeout = null)
     {
         var listener = new Socket(bind.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
@@ -54,7 +58,7 @@ public sealed class ReplicaReceiver : IAsyncDisposable
             listener.Dispose();
             throw;
         }
-        var receiver = new ReplicaReceiver(listener, resolve, logger);
+        var receiver = new ReplicaReceiver(listener, resolve, logger, stallTimeout ?? TimeSpan.FromSeconds(10));
         receiver._accepting = Task.Run(receiver.AcceptAsync);
         return receiver;
     }
@@ -168,7 +172,7 @@ public sealed class ReplicaReceiver : IAsyncDisposable
             _logger.LogInformation("volume {Volume}: replicating from {Remote}; local replica {State}{History}", volume, remote,
                 state is null ? "is new" : $"is {state.Disk} through batch {state.AppliedSequence}",
                 answer is null ? "" : $"; {Handshake.Count(answer.Blocks)} blocks changed here since batch {answer.Sequence} of that history");
-            connection = new ReplicaConnection(volume, socket, sink, primaryVolumeId, incarnation, state, _logger);
+            connection = new ReplicaConnection(volume, socket, sink, primaryVolumeId, incarnation, state, _logger, _stallTimeout);
             await connection.RunAsync(cancel.Token).ConfigureAwait(false);
         }
         catch (Exception e) when (e is OperationCanceledException or SocketException or IOException or ObjectDisposedException or InvalidDataException)
@@ -216,7 +220,8 @@ public sealed class ReplicaReceiver : IAsyncDisposable
 /// and Durable after a flush (at every sync point and resync end, and within 100 ms otherwise), and
 /// keeps the replica state file.
 /// </summary>
-internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSink sink, Guid primaryVolumeId, Guid incarnation, ReplicaState? initial, ILogger logger)
+internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSink sink, Guid primaryVolumeId, Guid incarnation, ReplicaState? initial, ILogger logger,
+    TimeSpan stallTimeout)
 {
     private const int MaxPayloadBlocks = 16384; // 64 MiB: far above any batch or resync run
     private static readonly TimeSpan FlushInterval = TimeSpan.FromMilliseconds(100);
@@ -230,6 +235,8 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
     private readonly LogEntry[] _entries = new LogEntry[LogFormat.MaxEntries];
     private byte[] _payload = GC.AllocateUninitializedArray<byte>((1 + 256) * LogFormat.BlockSize, pinned: true);
     private readonly StagedWrite _staged = new(); // a frame's data received into the cache's ring slots; cleared once applied
+    private long _stagedProgressAt; // Environment.TickCount64 of the last bytes received into _staged; 0 when none is being received
+    private volatile bool _stalled; // the primary stalled mid-frame: the tick shut the socket down
     private Task _flusher = Task.CompletedTask;
     private volatile bool _stopped;
 
@@ -341,10 +348,32 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
             throw new IOException("the primary closed the connection in the middle of a frame");
     }
 
+    /// <summary>Receives into the staged slots, noting every piece that arrives: the tick drops a primary that stalls meanwhile (<see cref="OnTick"/>).</summary>
     [System.Runtime.CompilerServices.AsyncMethodBuilder(typeof(System.Runtime.CompilerServices.PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask ReadStagedAsync(CancellationToken cancellationToken)
     {
-        for (var i = 0; i < _staged.SegmentCount; i++) await ReadPayloadAsync(_staged.Segment(i), cancellationToken).ConfigureAwait(false);
+        Volatile.Write(ref _stagedProgressAt, Environment.TickCount64);
+        try
+        {
+            for (var i = 0; i < _staged.SegmentCount; i++)
+            {
+                var segment = _staged.Segment(i);
+                for (var read = 0; read < segment.Length;)
+                {
+                    var n = await socket.ReceiveAsync(segment[read..], SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                    if (n == 0)
+                        throw new IOException(_stalled
+                            ? $"the primary sent nothing for {stallTimeout.TotalSeconds:0.#} s in the middle of a frame, holding {ByteSize.Format(_staged.Length)} of this node's ring: dropped"
+                            : "the primary closed the connection in the middle of a frame");
+                    read += n;
+                    Volatile.Write(ref _stagedProgressAt, Environment.TickCount64);
+                }
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _stagedProgressAt, 0);
+        }
     }
 
     /// <summary>A batch's header block: its checksum, this primary's volume id, and entries that fit the volume and the frame.</summary>
@@ -530,6 +559,21 @@ internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSin
 
     private void OnTick()
     {
+        var progressAt = Volatile.Read(ref _stagedProgressAt);
+        if (progressAt != 0 && !_stalled && Environment.TickCount64 - progressAt > (long)stallTimeout.TotalMilliseconds)
+        {
+            // A hung or cut-off primary must not hold slots of the ring that every volume of this node writes through: the
+            // receive sees the end of the stream and the frame's slots go back (RunAsync's finally).
+            _stalled = true;
+            try
+            {
+                socket.Shutdown(SocketShutdown.Both);
+            }
+            catch (Exception e) when (e is SocketException or ObjectDisposedException)
+            {
+                // gone already: its receive ends anyway
+            }
+        }
         bool behind;
         lock (_gate) behind = _appliedFrame > _durableFrame || _stateChanged;
         if (behind) _flushSignal.Set();

@@ -103,6 +103,48 @@ public sealed class StagedReceiveTests
         Assert.Equal(ReplicaFixture.SelfChecking(10, 3, seed: 1), await ReadAsync(secondary, 10, 3)); // what was applied before stays
     }
 
+    [Fact]
+    public async Task A_primary_that_stalls_in_the_middle_of_a_frame_is_dropped_and_its_slots_go_back_but_a_slow_one_is_not()
+    {
+        await using var f = new ReplicaFixture();
+        var ring = new RingBuffer(64L << 20);
+        await using var secondary = f.OpenCache("stall", ring);
+        await using var receiver = ReplicaReceiver.Start(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0),
+            (name, _, _) => name == "vol" ? new ReplicaSink(secondary, Path.Combine(f.Directory, "stall", "replica")) : null, NullLogger.Instance,
+            stallTimeout: TimeSpan.FromSeconds(3));
+        using var primary = await ConnectAsync(receiver);
+
+        // Slow but going: the last block of the batch in ten pieces 400 ms apart, 4 s in all (gaps far below the 3 s even on a busy machine).
+        var slow = ReplicaFixture.SelfChecking(10, 8, seed: 1);
+        var frame = BatchFrame(frameId: 1, sequence: 1, [new(10, 8, LogEntryType.Data, Crc32C.Compute(slow))], slow);
+        await primary.SendAsync(frame.AsMemory(0, frame.Length - 4096));
+        for (var piece = 0; piece < 10; piece++)
+        {
+            await Task.Delay(400);
+            var from = frame.Length - 4096 + piece * 4096 / 10;
+            await primary.SendAsync(frame.AsMemory(from, frame.Length - 4096 + (piece + 1) * 4096 / 10 - from));
+        }
+        await ExpectReceivedAsync(primary, 1);
+        var until = DateTime.UtcNow + TimeSpan.FromSeconds(10);
+        while (!(await ReadAsync(secondary, 10, 8)).AsSpan().SequenceEqual(slow))
+        {
+            Assert.True(DateTime.UtcNow < until, "the slowly sent batch was not applied");
+            await Task.Delay(20);
+        }
+        await secondary.FlushAsync();
+        await WaitRingFreeAsync(ring);
+
+        // Stalled: all of a batch but its last block, then nothing. Its 8 slots are staged, then given back when it is dropped.
+        var stalled = ReplicaFixture.SelfChecking(100, 8, seed: 2);
+        frame = BatchFrame(frameId: 2, sequence: 2, [new(100, 8, LogEntryType.Data, Crc32C.Compute(stalled))], stalled);
+        await primary.SendAsync(frame.AsMemory(0, frame.Length - 4096));
+        await ReplicaFixture.WaitUntilAsync(() => ring.FreeSlots == ring.SlotCount - 8, TimeSpan.FromSeconds(10),
+            () => $"{ring.SlotCount - ring.FreeSlots} ring slots staged for a batch of 8 data blocks");
+        await ExpectDroppedAsync(primary);
+        await WaitRingFreeAsync(ring);
+        Assert.False((await ReadAsync(secondary, 100, 8)).AsSpan().ContainsAnyExcept((byte)0), "the stalled batch was applied");
+    }
+
     private async Task<Socket> ConnectAsync(ReplicaReceiver receiver)
     {
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);

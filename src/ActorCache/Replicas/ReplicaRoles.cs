@@ -36,7 +36,8 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         lock (_receiverGate)
         {
             if (_receiver is not null) return;
-            _receiver = ReplicaReceiver.Start(settings.Replication.Bind, Resolve, _logger);
+            // A primary silent for twice the time it gives its peers to answer, in the middle of a frame, is dropped.
+            _receiver = ReplicaReceiver.Start(settings.Replication.Bind, Resolve, _logger, 2 * settings.Replication.AckTimeout);
             _logger.LogInformation("replication: taking data connections on {Endpoint} (peers reach it at {Address})", _receiver.LocalEndpoint, DataAddress);
         }
     }
