@@ -154,6 +154,32 @@ public sealed class ZeroAheadTests : IDisposable
         Assert.Contains("zeroing ahead", failure.Message);
     }
 
+    [Fact]
+    public async Task A_sync_that_ends_while_the_zero_aheads_fdatasync_runs_waits_for_what_it_saw()
+    {
+        // The zero-ahead's fdatasync took the file's write-back error; the flusher's own, just after, returned 0. The flusher's
+        // Sync must not report success before the zero-ahead has stored the error.
+        using var entered = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        using var medium = new SegmentFiles(_directory, 16 << 20);
+        medium.ZeroAheadSync = _ =>
+        {
+            entered.Set();
+            release.Wait(TimeSpan.FromSeconds(30));
+            return LibC.EIO;
+        };
+        medium.Write(0, [new byte[2 * BlockSize]]);
+        medium.Sync();
+        medium.PrepareAhead(2 * BlockSize);
+        Assert.True(entered.Wait(TimeSpan.FromSeconds(10)), "the zero-ahead did not sync");
+        medium.Write(2 * BlockSize, [new byte[BlockSize]]);
+        var sync = Task.Run(medium.Sync);
+        Assert.NotSame(sync, await Task.WhenAny(sync, Task.Delay(300))); // "Sync returned while the zero-ahead's fdatasync was still running"
+        release.Set();
+        var failure = await Assert.ThrowsAsync<BlockTargetException>(() => sync.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Contains("zeroing ahead", failure.Message);
+    }
+
     /// <summary>Bytes of [from, from + length) in unwritten (reserved, never written) extents, from filefrag's FIEMAP listing.</summary>
     private static long UnwrittenBytes(string file, long from, long length)
     {

@@ -287,8 +287,11 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
             medium.Sync();
             LastSyncTicks = System.Diagnostics.Stopwatch.GetTimestamp() - started;
         }
-        catch (BlockTargetException e) when (e.Error != BlockError.NoSpace)
+        catch (BlockTargetException e)
         {
+            // Whatever the error, ENOSPC included (thin provisioning, NFS): a failed fdatasync means write-back failed, the pages
+            // are clean again and their data may never reach the disk, and Linux reports it once, so a retry would return 0
+            // and acknowledge a FLUSH whose data is gone. Not a full log to wait out: the log is not trusted any more.
             health.LogUntrusted ??= $"an fdatasync of the log failed ({e.Message}); writes since the last good one may be lost, " +
                                     "so the volume takes no more writes until it is opened again (restart the node)";
             throw;

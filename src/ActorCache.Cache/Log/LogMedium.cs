@@ -264,6 +264,7 @@ public sealed class SegmentFiles : ILogMedium
 
     /// <summary>The zero-ahead's own fdatasync (a test replaces it to fail like a disk).</summary>
     internal Func<SafeFileHandle, int> ZeroAheadSync = LibC.DataSync;
+    private readonly Lock _zeroSyncGate = new(); // held across the zero-ahead's fdatasync and the store of its error
 
     private volatile bool _zeroAheadOff;   // it failed once: the log goes on without it
     private int _zeroAheadSyncError;        // an fdatasync error it saw, for the next Sync to report
@@ -299,11 +300,16 @@ public sealed class SegmentFiles : ILogMedium
             // It writes back the flusher's dirty pages of this file too, and Linux reports a write-back error
             // once per open file: an error here may be the only report of a lost log write, so the next Sync
             // fails with it (and the log is then untrusted) rather than a FLUSH being acknowledged.
-            var errno = ZeroAheadSync(handle);
-            if (errno != 0)
+            // Under _zeroSyncGate until its error is stored: a flusher's Sync that ends meanwhile waits for it, since its own
+            // fdatasync returns 0 when this one took the file's error first.
+            lock (_zeroSyncGate)
             {
-                Interlocked.CompareExchange(ref _zeroAheadSyncError, errno, 0);
-                _zeroAheadOff = true;
+                var errno = ZeroAheadSync(handle);
+                if (errno != 0)
+                {
+                    Interlocked.CompareExchange(ref _zeroAheadSyncError, errno, 0);
+                    _zeroAheadOff = true;
+                }
             }
         }
         catch (ObjectDisposedException)
@@ -330,17 +336,26 @@ public sealed class SegmentFiles : ILogMedium
             directory = _directoryDirty;
             _directoryDirty = false;
         }
-        foreach (var segment in segments)
+        for (var i = 0; i < segments.Count; i++)
         {
-            if (!_open.TryGetValue(segment, out var handle)) continue;
+            if (!_open.TryGetValue(segments[i], out var handle)) continue;
             var errno = LibC.DataSync(handle);
             if (errno != 0)
             {
-                lock (_gate) _unsynced.Add(segment);
-                BlockThrow.FromErrno(errno, "fdatasync", PathOf(segment));
+                // Whatever this Sync did not get to stays to be synced (the caller no longer trusts the log either way).
+                lock (_gate)
+                {
+                    for (var j = i; j < segments.Count; j++) _unsynced.Add(segments[j]);
+                    _directoryDirty |= directory;
+                }
+                BlockThrow.FromErrno(errno, "fdatasync", PathOf(segments[i]));
             }
         }
         if (directory) SyncDirectory();
+        lock (_zeroSyncGate)
+        {
+            // A zero-ahead fdatasync still running finishes (and stores what it saw) before the error is read.
+        }
         if (Volatile.Read(ref _zeroAheadSyncError) is var zeroAheadError and not 0)
             BlockThrow.FromErrno(zeroAheadError, "fdatasync (while zeroing ahead of the log's tail)", _directory);
     }

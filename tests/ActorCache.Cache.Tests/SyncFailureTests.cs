@@ -1,0 +1,59 @@
+using ActorCache.Blocks;
+
+namespace ActorCache.Cache.Tests;
+
+/// <summary>
+/// A failed fdatasync of the log is never retried into an acknowledgement: Linux reports a write-back error once per open
+/// file and leaves the pages clean, so the next fdatasync returns 0 although the data never reached the disk. That holds
+/// for ENOSPC too (thin provisioning, NFS), which a full file system's writes also report but which, from a sync, is lost data.
+/// </summary>
+public sealed class SyncFailureTests : IDisposable
+{
+    private const long Size = 4 << 20;
+    private readonly CacheFixture _fixture = new();
+
+    public void Dispose() => _fixture.Dispose();
+
+    /// <summary>fdatasync fails once with <see cref="Error"/>, then succeeds again, as Linux's does after a write-back error.</summary>
+    private sealed class FailingOnceMedium(ILogMedium inner, BlockError error) : WrappedMedium(inner)
+    {
+        public volatile bool Armed;
+        public volatile bool Failed;
+        public BlockError Error => error;
+
+        public override void Sync()
+        {
+            if (Armed)
+            {
+                Armed = false;
+                Failed = true;
+                throw new BlockTargetException(error, $"fdatasync failed: injected {error}");
+            }
+            base.Sync();
+        }
+    }
+
+    [Theory]
+    [InlineData(BlockError.NoSpace)]
+    [InlineData(BlockError.Io)]
+    public async Task A_flush_whose_fdatasync_failed_fails_and_the_volume_takes_no_more_writes(BlockError error)
+    {
+        var options = _fixture.Options();
+        var medium = new FailingOnceMedium(new SegmentFiles(options.LogDirectory, options.SegmentSize), error);
+        await using var cache = _fixture.Open(Size, options, medium: medium);
+        await cache.WriteAsync(0, CacheFixture.Pattern(4096, 1), fua: true);
+        medium.Armed = true;
+        await cache.WriteAsync(4096, CacheFixture.Pattern(4096, 2), fua: false);
+        var flush = cache.FlushAsync().AsTask();
+        var ended = await Task.WhenAny(flush, Task.Delay(TimeSpan.FromSeconds(10))) == flush;
+        Assert.True(medium.Failed, "the injected fdatasync failure was not reached");
+        Assert.True(ended, "the FLUSH neither failed nor completed");
+        await Assert.ThrowsAsync<BlockTargetException>(() => flush);
+        // Nor does a later FLUSH succeed on the same log: its fdatasync would return 0 for pages that were lost.
+        await Assert.ThrowsAnyAsync<Exception>(async () =>
+        {
+            await cache.WriteAsync(8192, CacheFixture.Pattern(4096, 3), fua: false);
+            await cache.FlushAsync();
+        });
+    }
+}
