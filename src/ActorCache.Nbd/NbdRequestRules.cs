@@ -20,8 +20,9 @@ public static class NbdRequestRules
             NbdCommand.Write => CommandFlags.Fua,
             NbdCommand.Trim => CommandFlags.Fua,
             NbdCommand.WriteZeroes => CommandFlags.Fua | CommandFlags.NoHole | CommandFlags.FastZero,
-            NbdCommand.BlockStatus => CommandFlags.ReqOne,
-            NbdCommand.Flush or NbdCommand.Disconnect or NbdCommand.Cache => CommandFlags.None,
+            // FUA is valid on every command (proto.md: a server MUST accept it, even by ignoring it; older qemu sets it on FLUSH).
+            NbdCommand.BlockStatus => CommandFlags.Fua | CommandFlags.ReqOne,
+            NbdCommand.Flush or NbdCommand.Disconnect or NbdCommand.Cache => CommandFlags.Fua,
             _ => (CommandFlags)0xFFFF, // unknown command: rejected below
         };
         if (allowed == (CommandFlags)0xFFFF || (request.Flags & ~allowed) != 0) return NbdError.Inval;

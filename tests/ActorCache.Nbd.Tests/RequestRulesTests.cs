@@ -53,15 +53,23 @@ public class RequestRulesTests
     [Theory]
     [InlineData(NbdCommand.Read, CommandFlags.ReqOne)]
     [InlineData(NbdCommand.Write, CommandFlags.NoHole)]
-    [InlineData(NbdCommand.Flush, CommandFlags.Fua)]
-    [InlineData(NbdCommand.BlockStatus, CommandFlags.Fua)]
+    [InlineData(NbdCommand.Flush, CommandFlags.ReqOne)]
+    [InlineData(NbdCommand.BlockStatus, CommandFlags.NoHole)]
     [InlineData(NbdCommand.Write, (CommandFlags)0x8000)]
-    public void Unknown_or_misplaced_flags_are_einval(NbdCommand command, CommandFlags flags)
-    {
-        var offset = command == NbdCommand.Flush ? 0ul : 0ul;
-        var length = command == NbdCommand.Flush ? 0u : 512u;
-        Assert.Equal(NbdError.Inval, Check(command, offset, length, flags));
-    }
+    public void Unknown_or_misplaced_flags_are_einval(NbdCommand command, CommandFlags flags) =>
+        Assert.Equal(NbdError.Inval, Check(command, 0, command == NbdCommand.Flush ? 0u : 512u, flags));
+
+    [Theory]
+    [InlineData(NbdCommand.Read)]
+    [InlineData(NbdCommand.Write)]
+    [InlineData(NbdCommand.Flush)]
+    [InlineData(NbdCommand.Trim)]
+    [InlineData(NbdCommand.Cache)]
+    [InlineData(NbdCommand.WriteZeroes)]
+    [InlineData(NbdCommand.BlockStatus)]
+    public void Fua_is_accepted_on_every_command(NbdCommand command) =>
+        // proto.md: valid for all commands, the server MUST accept it (even by ignoring it); older qemu sets it on FLUSH.
+        Assert.Equal(NbdError.None, Check(command, 0, command == NbdCommand.Flush ? 0u : 4096u, CommandFlags.Fua));
 
     [Fact]
     public void Df_needs_structured_replies()

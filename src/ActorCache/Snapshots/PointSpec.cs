@@ -30,15 +30,18 @@ public static partial class PointSpec
         }
         if (Relative().Match(text) is { Success: true } relative)
         {
-            var amount = long.Parse(relative.Groups[1].Value, CultureInfo.InvariantCulture);
-            var span = relative.Groups[2].Value switch
+            var unit = relative.Groups[2].Value switch
             {
-                "s" => TimeSpan.FromSeconds(amount),
-                "m" => TimeSpan.FromMinutes(amount),
-                "h" => TimeSpan.FromHours(amount),
-                _ => TimeSpan.FromDays(amount),
+                "s" => 1L,
+                "m" => 60L,
+                "h" => 3600L,
+                _ => 86400L,
             };
-            query = PointQuery.AtTime(now - span);
+            // Further back than the calendar goes (the text comes from any NBD client too) is the earliest time, before every point.
+            var maxAmount = (long)((now - DateTimeOffset.MinValue).TotalSeconds / unit);
+            query = long.TryParse(relative.Groups[1].ValueSpan, NumberStyles.None, CultureInfo.InvariantCulture, out var amount) && amount <= maxAmount
+                ? PointQuery.AtTime(now - TimeSpan.FromSeconds(amount * unit))
+                : PointQuery.AtTime(DateTimeOffset.MinValue);
             return true;
         }
         // An absolute time must carry its zone (Z or an offset): a local time would name the wrong moment.
