@@ -39,7 +39,7 @@ internal sealed class MetaContextSelection(INbdExportCatalog catalog, ILogger lo
         if (all || queries.Any(q => q is "base:" or MetaContexts.BaseAllocation)) names.Add(MetaContexts.BaseAllocation);
         if (all || queries.Any(q => q is "qemu:" or MetaContexts.DirtyBitmapPrefix))
             names.AddRange(catalog.DirtyBitmaps(export).Select(b => MetaContexts.DirtyBitmapPrefix + b));
-        foreach (var query in queries)
+        foreach (var query in queries.Distinct(StringComparer.Ordinal))
         {
             if (BitmapOf(query) is { } bitmap)
             {

@@ -245,9 +245,11 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
             span = span[(4 + (int)queryLength)..];
         }
         if (!span.IsEmpty) { await ErrorAsync(option, OptionReply.ErrInvalid, "trailing bytes after the query list", ct); return; }
-        if (option == NbdOption.SetMetaContext && MetaContextSelection.AsksTooMany(queries))
+        // LIST as SET: each bitmap named is computed (a diff of the log) to know whether it can be served, so no more at once
+        // than a connection may select.
+        if (MetaContextSelection.AsksTooMany(queries))
         {
-            await ErrorAsync(option, OptionReply.ErrTooBig, $"select at most {MetaContexts.MaxDirtyBitmaps} dirty bitmaps at once", ct);
+            await ErrorAsync(option, OptionReply.ErrTooBig, $"name at most {MetaContexts.MaxDirtyBitmaps} dirty bitmaps at once", ct);
             return;
         }
 

@@ -190,6 +190,22 @@ public sealed class DirtyBitmapContextTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_list_computes_each_bitmap_once_and_at_most_as_many_as_a_set_selects()
+    {
+        // Each bitmap named is diffed from the log to know whether it can be served: a query repeated 2,000 times is one diff,
+        // and more distinct bitmaps than a SET may select are refused before any.
+        await using var client = await ConnectStructuredAsync();
+        var asked = _catalog.Asked;
+        Assert.Equal([(0u, "qemu:dirty-bitmap:A")],
+            await client.MetaContextsAsync(NbdOption.ListMetaContext, "vol0", [.. Enumerable.Repeat("qemu:dirty-bitmap:A", 2000)]));
+        Assert.Equal(asked + 1, _catalog.Asked);
+        var many = Enumerable.Range(0, MetaContexts.MaxDirtyBitmaps + 1).Select(i => $"qemu:dirty-bitmap:b{i}").ToArray();
+        await client.SendOptionAsync(NbdOption.ListMetaContext, RawNbdClient.MetaQuery("vol0", many));
+        Assert.Equal(OptionReply.ErrTooBig, (await client.ReadOptionReplyAsync()).Type);
+        Assert.Equal(asked + 1, _catalog.Asked);
+    }
+
+    [Fact]
     public async Task Contexts_selected_for_one_export_are_not_served_on_another()
     {
         await using var client = await ConnectStructuredAsync();
