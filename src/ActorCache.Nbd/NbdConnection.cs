@@ -177,13 +177,13 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
                 }
                 else if (request.Error != NbdError.None || !await TryReceiveStagedAsync(request, ct))
                 {
-                    request.Reserve((int)header.Length);
+                    await ReserveAsync(request, (int)header.Length, ct);
                     await _reader.ReadExactAsync(request.Payload, ct);
                 }
             }
             else if (request.Error == NbdError.None && header.Command == NbdCommand.Read)
             {
-                request.Reserve((int)header.Length);
+                await ReserveAsync(request, (int)header.Length, ct);
             }
 
             Interlocked.Increment(ref _pending);
@@ -223,6 +223,54 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
             throw;
         }
         return true;
+    }
+
+    private readonly Lock _largeGate = new();
+    private long _largeBytes;                   // under _largeGate: pool arrays held by this connection's requests
+    private TaskCompletionSource? _largeFreed;  // under _largeGate: the receive loop waits for room (made only then)
+
+    /// <summary>Gives <paramref name="request"/> its payload buffer; one over 1 MiB waits while the connection holds its budget of them.</summary>
+    private ValueTask ReserveAsync(NbdRequest request, int payload, CancellationToken ct)
+    {
+        if (payload <= NbdRequest.KeptPayload)
+        {
+            request.Reserve(payload);
+            return ValueTask.CompletedTask;
+        }
+        return ReserveLargeAsync(request, payload, ct);
+    }
+
+    private async ValueTask ReserveLargeAsync(NbdRequest request, int payload, CancellationToken ct)
+    {
+        while (true)
+        {
+            Task freed;
+            lock (_largeGate)
+            {
+                if (_largeBytes == 0 || _largeBytes + NbdRequest.HeaderRoom + payload <= _options.MaxLargeBufferBytesPerConnection)
+                {
+                    request.Reserve(payload);
+                    _largeBytes += request.RentedBytes;
+                    return;
+                }
+                _largeFreed ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                freed = _largeFreed.Task;
+            }
+            SendReplies(); // replies held back would otherwise never give their buffers back
+            await freed.WaitAsync(ct).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>A request gave its pool array back (its reply went out).</summary>
+    internal void LargeBufferReturned(int bytes)
+    {
+        TaskCompletionSource? freed;
+        lock (_largeGate)
+        {
+            _largeBytes -= bytes;
+            (freed, _largeFreed) = (_largeFreed, null);
+        }
+        freed?.TrySetResult();
     }
 
     private ValueTask<NbdRequest> RentAsync(CancellationToken ct)

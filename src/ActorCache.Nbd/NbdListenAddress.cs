@@ -67,6 +67,12 @@ public sealed record NbdServerOptions
     public required IReadOnlyList<NbdListenAddress> Listen { get; init; }
     /// <summary>Requests one connection may have in flight before the server stops reading from it.</summary>
     public int MaxInFlightPerConnection { get; init; } = 64;
+    /// <summary>
+    /// Bytes of buffers borrowed for requests over 1 MiB that one connection may hold before the server stops reading
+    /// from it (a request is always admitted when the connection holds none). Without it, 64 READs of 32 MiB (1.8 KB
+    /// of headers, their replies never read) held 4 GiB: the pool rounds each to a 64 MiB array.
+    /// </summary>
+    public long MaxLargeBufferBytesPerConnection { get; init; } = 128L << 20;
     /// <summary>A client that has not finished option haggling by then is dropped.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(30);
 }

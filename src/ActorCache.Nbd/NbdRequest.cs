@@ -87,12 +87,17 @@ internal sealed class NbdRequest : IThreadPoolWorkItem
         _current = _rented = ArrayPool<byte>.Shared.Rent(HeaderRoom + payload);
     }
 
+    /// <summary>The length of the shared pool's array this request holds, 0 for none (the connection's budget counts it).</summary>
+    public int RentedBytes => _rented?.Length ?? 0;
+
     public void Reset()
     {
         if (_rented is not null)
         {
+            var length = _rented.Length;
             ArrayPool<byte>.Shared.Return(_rented);
             _rented = null;
+            _connection.LargeBufferReturned(length);
         }
         _current = null;
         Error = NbdError.None;

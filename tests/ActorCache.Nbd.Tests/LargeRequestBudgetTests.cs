@@ -1,0 +1,81 @@
+using ActorCache.Blocks;
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace ActorCache.Nbd.Tests;
+
+/// <summary>
+/// A client that sends large READs and never reads the replies holds at most the connection's budget of buffers
+/// (<see cref="NbdServerOptions.MaxLargeBufferBytesPerConnection"/>), not 64 requests' worth: the server stops reading
+/// from it instead. Once it reads, every request is answered.
+/// </summary>
+public sealed class LargeRequestBudgetTests : IAsyncLifetime
+{
+    private const long Size = 64 << 20;
+    private const uint Large = 32 << 20;
+    private readonly string _dir = Directory.CreateTempSubdirectory("actorcache-nbd-budget-").FullName;
+    private FileBacking _backing = null!;
+    private CountingTarget _counting = null!;
+    private NbdServer _server = null!;
+    private string Socket => Path.Combine(_dir, "nbd.sock");
+
+    /// <summary>Counts the large reads the server has started on the volume.</summary>
+    private sealed class CountingTarget(IBlockTarget below) : ForwardingTarget(below)
+    {
+        public int LargeReads;
+
+        public override ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken = default)
+        {
+            if (destination.Length >= Large) Interlocked.Increment(ref LargeReads);
+            return base.ReadAsync(offset, destination, cancellationToken);
+        }
+    }
+
+    private sealed class Catalog(NbdExport export) : INbdExportCatalog
+    {
+        public bool TryGet(string name, out NbdExport found)
+        {
+            found = export;
+            return name is "" or "vol0";
+        }
+
+        public IReadOnlyList<NbdExport> List() => [export];
+    }
+
+    public Task InitializeAsync()
+    {
+        _backing = FileBacking.Open(Path.Combine(_dir, "vol0.img"), Size, create: true);
+        _counting = new CountingTarget(_backing);
+        NbdListenAddress.TryParse($"unix:{Socket}", out var address, out _);
+        _server = new NbdServer(new Catalog(new NbdExport("vol0", "the volume", _counting, false)),
+            new NbdServerOptions { Listen = [address!], HandshakeTimeout = TimeSpan.FromSeconds(5) }, NullLogger<NbdServer>.Instance);
+        _server.Start();
+        return Task.CompletedTask;
+    }
+
+    public async Task DisposeAsync()
+    {
+        await _server.DisposeAsync();
+        await _backing.DisposeAsync();
+        Directory.Delete(_dir, recursive: true);
+    }
+
+    [Fact]
+    public async Task Unread_large_reads_hold_at_most_the_budget_and_all_are_answered_once_read()
+    {
+        await using var client = await RawNbdClient.ConnectAsync(Socket);
+        await client.GoAsync("vol0");
+        for (var cookie = 1ul; cookie <= 8; cookie++) await client.SendRequestAsync(NbdCommand.Read, 0, Large, cookie);
+        await Task.Delay(1000);
+        // The pool lends a 64 MiB array for 32 MiB and its reply header: two fit in the default 128 MiB.
+        Assert.InRange(Volatile.Read(ref _counting.LargeReads), 1, 2);
+
+        var answered = new HashSet<ulong>();
+        while (answered.Count < 8)
+        {
+            var (flags, type, cookie, payload) = await client.ReadChunkAsync();
+            Assert.NotEqual(ReplyType.Error, type);
+            if ((flags & ReplyFlags.Done) != 0) answered.Add(cookie);
+        }
+        Assert.Equal(8, _counting.LargeReads);
+    }
+}
