@@ -453,6 +453,8 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
                 case NbdCommand.BlockStatus when _baseAllocation: // dirty bitmaps are answered as the reply is encoded
                     request.ExtentCount = await _target.GetAllocationAsync((long)header.Offset, header.Length,
                         request.Extents.AsMemory(0, MaxExtentsOf(header)));
+                    // A chunk MUST describe at least one extent: a target that found none says nothing, so all of it is data.
+                    if (request.ExtentCount == 0) request.Extents[request.ExtentCount++] = new AllocationExtent(header.Length, AllocationState.Data);
                     break;
             }
         }

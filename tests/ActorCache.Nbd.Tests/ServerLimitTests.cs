@@ -4,11 +4,11 @@ using Microsoft.Extensions.Logging.Abstractions;
 namespace ActorCache.Nbd.Tests;
 
 /// <summary>
-/// A client that sends large READs and never reads the replies holds at most the connection's budget of buffers
-/// (<see cref="NbdServerOptions.MaxLargeBufferBytesPerConnection"/>), not 64 requests' worth: the server stops reading
-/// from it instead. Once it reads, every request is answered.
+/// Where the front meets the limits of a client or a target: a client that sends large READs and never reads the replies
+/// holds at most the connection's budget of buffers (<see cref="NbdServerOptions.MaxLargeBufferBytesPerConnection"/>), not
+/// 64 requests' worth, and is answered once it reads; a target that finds no extent still gets a BLOCK_STATUS reply with one.
 /// </summary>
-public sealed class LargeRequestBudgetTests : IAsyncLifetime
+public sealed class ServerLimitTests : IAsyncLifetime
 {
     private const long Size = 64 << 20;
     private const uint Large = 32 << 20;
@@ -18,10 +18,14 @@ public sealed class LargeRequestBudgetTests : IAsyncLifetime
     private NbdServer _server = null!;
     private string Socket => Path.Combine(_dir, "nbd.sock");
 
-    /// <summary>Counts the large reads the server has started on the volume.</summary>
+    /// <summary>Counts the large reads the server has started on the volume; finds no extent when told to.</summary>
     private sealed class CountingTarget(IBlockTarget below) : ForwardingTarget(below)
     {
         public int LargeReads;
+        public volatile bool NoExtents;
+
+        public override ValueTask<int> GetAllocationAsync(long offset, long length, Memory<AllocationExtent> extents, CancellationToken cancellationToken = default) =>
+            NoExtents ? ValueTask.FromResult(0) : base.GetAllocationAsync(offset, length, extents, cancellationToken);
 
         public override ValueTask ReadAsync(long offset, Memory<byte> destination, CancellationToken cancellationToken = default)
         {
@@ -77,5 +81,16 @@ public sealed class LargeRequestBudgetTests : IAsyncLifetime
             if ((flags & ReplyFlags.Done) != 0) answered.Add(cookie);
         }
         Assert.Equal(8, _counting.LargeReads);
+    }
+
+    [Fact]
+    public async Task A_target_that_finds_no_extent_is_answered_with_one_extent_of_data()
+    {
+        _counting.NoExtents = true;
+        await using var client = await RawNbdClient.ConnectAsync(Socket);
+        await client.GoAsync("vol0");
+        await client.SendRequestAsync(NbdCommand.BlockStatus, 0, 65536, cookie: 9);
+        var (_, extents) = Assert.Single(await client.ReadBlockStatusAsync(9));
+        Assert.Equal([(65536u, 0u)], extents); // proto.md: at least one descriptor; flags 0 (allocated data) claims nothing
     }
 }
