@@ -149,6 +149,20 @@ public static partial class LibC
     private const int O_RDONLY = 0, O_DIRECTORY = 0x10000;
 
     /// <summary>fsync of a directory, so a created, renamed or deleted entry in it is durable; returns 0 or the errno.</summary>
+    /// <summary>
+    /// Creates <paramref name="path"/> and any missing parents, fsyncing the parent of each one it creates: a directory
+    /// made durable files are about to be written in must itself survive a power cut (POSIX does not promise it without).
+    /// </summary>
+    public static void CreateDirectoryDurably(string path)
+    {
+        path = Path.GetFullPath(path);
+        if (Directory.Exists(path)) return;
+        var parent = Path.GetDirectoryName(path);
+        if (parent is not null) CreateDirectoryDurably(parent);
+        Directory.CreateDirectory(path);
+        if (parent is not null && SyncDirectory(parent) is var errno and not 0) BlockThrow.FromErrno(errno, "fsync", parent);
+    }
+
     public static int SyncDirectory(string path)
     {
         var fd = open(path, O_RDONLY | O_DIRECTORY);

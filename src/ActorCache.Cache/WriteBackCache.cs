@@ -107,7 +107,7 @@ public sealed class WriteBackCache : IBlockTarget
             throw new ArgumentException("the ring must hold at least two batches and two maximum-size requests (64 MiB)");
         if ((options.MaxBatchBlocks + 1L) * LogFormat.BlockSize > options.SegmentSize)
             throw new ArgumentException($"a batch of {options.MaxBatchBlocks} blocks plus its header does not fit in a {options.SegmentSize}-byte log segment");
-        Directory.CreateDirectory(options.LogDirectory);
+        LibC.CreateDirectoryDurably(options.LogDirectory);
         directory ??= new LogDirectory(options.LogDirectory);
         var checkpoint = Checkpoint.Load(directory);
         if (checkpoint is null)

@@ -98,7 +98,7 @@ public sealed class SegmentFiles : ILogMedium
             throw new ArgumentException($"segment size {segmentSize} must be a multiple of 4 KiB and at least 8 KiB");
         _directory = directory;
         SegmentSize = segmentSize;
-        Directory.CreateDirectory(directory);
+        LibC.CreateDirectoryDurably(directory);
         foreach (var segment in Segments) Handle(segment, create: false);
         foreach (var spare in Directory.EnumerateFiles(directory, "spare-*.log"))
         {
