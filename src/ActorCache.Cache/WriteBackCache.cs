@@ -64,6 +64,8 @@ public sealed class WriteBackCache : IBlockTarget
                 options.MaxBatchBlocks, _damage, logger)
             : LogScrub.None;
         _history = new LogHistory(recovery.SyncPoints);
+        // A destage step the last run began and did not complete may have overwritten blocks the points before it read.
+        _history.TrimBefore(checkpoint.FirstRestorable - 1);
         _barrier = new DurabilityBarrier(_history, recovery.Generation - 1, recovery.NextSequence - 1, _health.CountFlush);
         _window = new LogWindow(checkpoint.Horizon, recovery.Tail, options.LogCapacity);
         _queue = new AppendQueue(index, ring.SlotCount, recovery.LastBatch) { WriteBack = mode == CacheMode.WriteBack };

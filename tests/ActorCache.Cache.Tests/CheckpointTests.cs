@@ -10,7 +10,7 @@ public sealed class CheckpointTests : IDisposable
     [Fact]
     public void Saves_alternate_slots_and_a_torn_slot_falls_back_to_the_previous_checkpoint()
     {
-        var first = Checkpoint.New() with { Horizon = 4096, Sequence = 2, Generation = 3, StoreLength = 8192 };
+        var first = Checkpoint.New() with { Horizon = 4096, Sequence = 2, Generation = 3, StoreLength = 8192, RestorableFrom = 5 };
         first.Save(_directory);
         Assert.Equal(first, Checkpoint.Load(_directory));
         var second = first with { Horizon = 65536, Sequence = 9 };
@@ -47,5 +47,37 @@ public sealed class CheckpointTests : IDisposable
         loaded!.Save(_directory);
         Assert.Equal(8192, new FileInfo(Path.Combine(_directory, Checkpoint.FileName)).Length);
         Assert.Equal(loaded, Checkpoint.Load(_directory));
+    }
+
+    [Fact]
+    public void A_version_3_file_is_read_and_a_save_into_its_older_slot_wins_over_the_other()
+    {
+        // Version 3 slots: the same fields up to the save counter, the CRC at 64, no restorable-from (it is the horizon's).
+        var id = Guid.NewGuid();
+        var file = new byte[8192];
+        void Slot(int at, long sequence, long counter)
+        {
+            var slot = file.AsSpan(at, 68);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(slot, 0x333054504B434341);
+            id.TryWriteBytes(slot[8..24]);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(slot[24..], sequence * 4096);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(slot[32..], sequence);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(slot[40..], 2);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(slot[48..], 0);
+            System.Buffers.Binary.BinaryPrimitives.WriteInt64LittleEndian(slot[56..], counter);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt32LittleEndian(slot[64..], ActorCache.Blocks.Crc32C.Compute(slot[..64]));
+        }
+        Slot(0, sequence: 4, counter: 2);
+        Slot(4096, sequence: 3, counter: 1);
+        File.WriteAllBytes(Path.Combine(_directory, Checkpoint.FileName), file);
+        var loaded = Checkpoint.Load(_directory)!;
+        Assert.Equal(new Checkpoint(id, 4 * 4096, 4, 2), loaded);
+        Assert.Equal(4, loaded.FirstRestorable);
+
+        // The next save goes into slot 1 (the older) as version 4, beside slot 0's version 3: the newer one is read.
+        var next = loaded with { RestorableFrom = 9 };
+        next.Save(_directory);
+        Assert.Equal(next, Checkpoint.Load(_directory));
+        Assert.Equal(9, Checkpoint.Load(_directory)!.FirstRestorable);
     }
 }

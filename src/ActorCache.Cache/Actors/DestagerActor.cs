@@ -146,6 +146,7 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
                 // overwritten, within the space kept snapshots may take.
                 if (plan.Preserve.Count > 0) plan = _parts.Space.MakeRoomFor(plan);
                 if (plan.Preserve.Count > 0) await _parts.Preserver.PreserveAsync(plan.Preserve, plan.LastSequence);
+                planner.BeginWrite(plan);
                 await _parts.Writer.WriteAsync(plan.Blocks);
                 await _parts.Backing.FlushAsync(); // durable on the backing before any index entry or log segment lets go of it
                 _parts.Queue.PublishDestaged(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(plan.Blocks));

@@ -31,6 +31,8 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
 
     private readonly LogWalker _walker = new(medium, checkpoint.VolumeId);
     private long _horizonSequence = checkpoint.Sequence, _horizonGeneration = checkpoint.Generation;
+    // The first batch whose preceding sync point still reads true: past the horizon once a step has begun writing the backing.
+    private long _restorableFrom = checkpoint.FirstRestorable;
     private long _drainTo, _roomTo;
     private bool _shrinkReported;
     private DateTime _nextPacedStep;
@@ -58,8 +60,9 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     /// </summary>
     public bool TryProtect(long sequence, bool kept)
     {
-        // A point protected already (a kept snapshot) stays restorable however far the horizon is.
-        if (sequence + 1 < _horizonSequence && !protectedPoints.Contains(sequence)) return false;
+        // A point protected already (a kept snapshot) stays restorable however far the horizon is; any other must be at or
+        // after the last batch whose blocks the backing may hold (a step that failed half-way wrote some of its own).
+        if (sequence + 1 < _restorableFrom && !protectedPoints.Contains(sequence)) return false;
         protectedPoints.Add(sequence, kept);
         return true;
     }
@@ -223,12 +226,26 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
 
     /// <summary>Records a new snapshot store length (after compaction) in the checkpoint, at the same horizon.</summary>
     public void SaveStoreLength(long length) =>
-        new Checkpoint(checkpoint.VolumeId, window.Horizon, _horizonSequence, _horizonGeneration, length).Save(directory);
+        new Checkpoint(checkpoint.VolumeId, window.Horizon, _horizonSequence, _horizonGeneration, length, _restorableFrom).Save(directory);
+
+    /// <summary>
+    /// Called before a step writes the backing (its preserved copies are durable): from then on the sync points before its
+    /// last batch no longer read true from the backing, whether the step completes, fails half-way or is cut off by a crash.
+    /// Recorded in the checkpoint first, so a restart does not offer them either.
+    /// </summary>
+    public void BeginWrite(DestagePlan plan)
+    {
+        if (plan.Sequence <= _restorableFrom) return; // a retry of a step that began already
+        new Checkpoint(checkpoint.VolumeId, window.Horizon, _horizonSequence, _horizonGeneration, store.Length, plan.Sequence).Save(directory);
+        _restorableFrom = plan.Sequence;
+        history.TrimBefore(plan.Sequence - 1);
+    }
 
     /// <summary>Advances the horizon past the step (checkpoint first, so a crash never replays less than it must) and frees whole segments.</summary>
     public void Complete(DestagePlan plan)
     {
-        new Checkpoint(checkpoint.VolumeId, plan.Address, plan.Sequence, plan.Generation, store.Length).Save(directory);
+        _restorableFrom = Math.Max(_restorableFrom, plan.Sequence);
+        new Checkpoint(checkpoint.VolumeId, plan.Address, plan.Sequence, plan.Generation, store.Length, _restorableFrom).Save(directory);
         window.SetHorizon(plan.Address);
         _horizonSequence = plan.Sequence;
         _horizonGeneration = plan.Generation;
@@ -249,7 +266,7 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
         if (horizon != window.Tail || horizon != window.DurableTail || sealedTo <= horizon) return false;
         // Nothing lies between the horizon and the seal: the horizon moves there (recovery looks for the
         // next batch at that segment start), so the unused rest of the segment no longer counts as used.
-        new Checkpoint(checkpoint.VolumeId, sealedTo, _horizonSequence, _horizonGeneration, store.Length).Save(directory);
+        new Checkpoint(checkpoint.VolumeId, sealedTo, _horizonSequence, _horizonGeneration, store.Length, _restorableFrom).Save(directory);
         window.SetHorizon(sealedTo);
         Release(sealedTo);
         return true;

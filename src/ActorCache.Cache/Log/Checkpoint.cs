@@ -5,36 +5,45 @@ namespace ActorCache.Cache;
 
 /// <summary>
 /// Where recovery starts: everything before <see cref="Horizon"/> is on the backing (destaged and
-/// fdatasync'ed), so replay reads only the log from there on; and how long the snapshot store was when
+/// fdatasync'ed), so replay reads only the log from there on; how long the snapshot store was when
 /// the step was complete (records past that were written after it and are checked in full when the
-/// volume opens: a torn one is cut off, it was never needed yet).
+/// volume opens: a torn one is cut off, it was never needed yet); and <see cref="RestorableFrom"/>, where
+/// a destage step may already have overwritten the backing although the horizon has not moved past it
+/// (a step that failed or was cut off by a crash): the sync points before that batch no longer read true.
 /// </summary>
 /// <remarks>
-/// The file (version 3, 8 KiB) holds two 4 KiB slots written in turn, each with a save counter and a
+/// The file (version 4, 8 KiB) holds two 4 KiB slots written in turn, each with a save counter and a
 /// CRC; the valid slot with the higher counter is the checkpoint. A save overwrites the older slot in
 /// place and fdatasyncs it, so it needs no free space (a log whose file system is full still moves its
 /// horizon) and a torn save leaves the previous checkpoint readable. Slot layout, little-endian:
 /// <code>
 /// offset size field
-///   0     8  magic "ACCKPT03"
+///   0     8  magic "ACCKPT04"
 ///   8    16  volume id
 ///  24     8  horizon: log address of the first batch still needed
 ///  32     8  sequence number of that batch
 ///  40     8  generation at the horizon
 ///  48     8  snapshot store length
 ///  56     8  save counter
-///  64     4  CRC32C of the bytes before it
+///  64     8  restorable from: the first batch whose sync point (one batch before it) a view may still read
+///  72     4  CRC32C of the bytes before it
 /// </code>
-/// Older files are still read: version 1 ("ACCKPT01", 52 bytes: no store length) and version 2
-/// ("ACCKPT02", 60 bytes); the first save turns them into version 3.
+/// Older files are still read: version 1 ("ACCKPT01", 52 bytes: no store length), version 2
+/// ("ACCKPT02", 60 bytes) and version 3 slots ("ACCKPT03", the CRC at 64: restorable from the horizon);
+/// the first save turns them into version 4.
 /// </remarks>
-public sealed record Checkpoint(Guid VolumeId, long Horizon, long Sequence, long Generation, long StoreLength = 0)
+public sealed record Checkpoint(Guid VolumeId, long Horizon, long Sequence, long Generation, long StoreLength = 0, long RestorableFrom = 0)
 {
     private const ulong MagicV1 = 0x313054504B434341; // "ACCKPT01"
     private const ulong MagicV2 = 0x323054504B434341; // "ACCKPT02"
-    private const ulong Magic = 0x333054504B434341; // "ACCKPT03"
+    private const ulong MagicV3 = 0x333054504B434341; // "ACCKPT03"
+    private const ulong Magic = 0x343054504B434341; // "ACCKPT04"
     private const int SlotSize = 4096;
-    private const int RecordSize = 68;
+    private const int RecordSizeV3 = 68;
+    private const int RecordSize = 76;
+
+    /// <summary>The first batch whose preceding sync point still reads true: the horizon's, or later while a step's writes may be on the backing.</summary>
+    public long FirstRestorable => Math.Max(Sequence, RestorableFrom);
     public const string FileName = "checkpoint";
 
     public static Checkpoint New() => new(Guid.NewGuid(), 0, 1, 1);
@@ -80,15 +89,19 @@ public sealed record Checkpoint(Guid VolumeId, long Horizon, long Sequence, long
             return Decode(bytes, bytes.Length == 60 ? BinaryPrimitives.ReadInt64LittleEndian(bytes.AsSpan(48)) : 0);
         }
         Checkpoint? best = null;
-        for (var slot = 0; slot + RecordSize <= bytes.Length && slot < 2 * SlotSize; slot += SlotSize)
+        for (var slot = 0; slot + RecordSizeV3 <= bytes.Length && slot < 2 * SlotSize; slot += SlotSize)
         {
-            var record = bytes.AsSpan(slot, RecordSize);
-            if (BinaryPrimitives.ReadUInt64LittleEndian(record) != Magic ||
-                BinaryPrimitives.ReadUInt32LittleEndian(record[64..]) != Crc32C.Compute(record[..64]))
-                continue;
+            // A file saved by version 3 keeps that slot until it is overwritten: both kinds are read.
+            var magic = BinaryPrimitives.ReadUInt64LittleEndian(bytes.AsSpan(slot));
+            var crcAt = (magic == Magic ? RecordSize : RecordSizeV3) - 4;
+            if (magic is not (Magic or MagicV3) || slot + crcAt + 4 > bytes.Length) continue;
+            var record = bytes.AsSpan(slot, crcAt + 4);
+            if (BinaryPrimitives.ReadUInt32LittleEndian(record[crcAt..]) != Crc32C.Compute(record[..crcAt])) continue;
             var saved = BinaryPrimitives.ReadInt64LittleEndian(record[56..]);
             if (best is not null && saved <= counter) continue;
-            (best, counter) = (Decode(record, BinaryPrimitives.ReadInt64LittleEndian(record[48..])), saved);
+            var decoded = Decode(record, BinaryPrimitives.ReadInt64LittleEndian(record[48..]));
+            if (magic == Magic) decoded = decoded with { RestorableFrom = BinaryPrimitives.ReadInt64LittleEndian(record[64..]) };
+            (best, counter) = (decoded, saved);
         }
         return best;
     }
@@ -151,6 +164,7 @@ public sealed record Checkpoint(Guid VolumeId, long Horizon, long Sequence, long
         BinaryPrimitives.WriteInt64LittleEndian(slot[40..], Generation);
         BinaryPrimitives.WriteInt64LittleEndian(slot[48..], StoreLength);
         BinaryPrimitives.WriteInt64LittleEndian(slot[56..], counter);
-        BinaryPrimitives.WriteUInt32LittleEndian(slot[64..], Crc32C.Compute(slot[..64]));
+        BinaryPrimitives.WriteInt64LittleEndian(slot[64..], RestorableFrom);
+        BinaryPrimitives.WriteUInt32LittleEndian(slot[72..], Crc32C.Compute(slot[..72]));
     }
 }
