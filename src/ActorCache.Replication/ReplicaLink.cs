@@ -158,9 +158,12 @@ public sealed partial class ReplicaLink : IAsyncDisposable
             {
                 if (_protocol == value) return;
                 _protocol = value;
-                // Rejoined at what the peer has by the new protocol's measure (a participant never moves back).
-                LeaveBarrierLocked();
+                // Rejoined at what the peer has by the new protocol's measure (a participant never moves back), before the old
+                // participant leaves: leaving first let the barrier close a FLUSH waiting for this peer on the local log alone.
+                var old = _participant;
+                _participant = null;
                 JoinBarrierLocked();
+                if (old is not null) _cache.Barrier.Leave(old);
             }
             _logger.LogInformation("volume {Volume}: replication to {Peer} now uses protocol {Protocol}", _options.Volume, _options.PeerNode, value);
         }

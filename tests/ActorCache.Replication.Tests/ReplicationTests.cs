@@ -320,6 +320,32 @@ public sealed class ReplicationTests
         Assert.Equal(PeerConnection.Connected, link.Status.Connection);
     }
 
+    [Theory]
+    [InlineData(ReplicationProtocol.C, ReplicationProtocol.B)]
+    [InlineData(ReplicationProtocol.B, ReplicationProtocol.C)]
+    public async Task A_switch_while_a_flush_waits_does_not_complete_it_before_the_peer_has_its_batch(ReplicationProtocol from, ReplicationProtocol to)
+    {
+        await using var f = new ReplicaFixture();
+        HeldWriteTarget? held = null;
+        f.WrapSink = target => held = new HeldWriteTarget(target);
+        f.StartReceiver();
+        var link = f.StartLink(from, ackTimeout: TimeSpan.FromSeconds(60));
+        await f.WaitInSyncAsync();
+        held!.Hold();
+        await f.WriteAsync(100, 4, seed: 2);
+        await held.WriteReached.WaitAsync(TimeSpan.FromSeconds(10)); // the receiver is stuck applying that batch: it reads nothing further
+        await f.WriteAsync(200, 4, seed: 3);
+        var flush = f.Primary.FlushAsync().AsTask(); // its sync point's frame is behind the stuck one: not received
+        await Task.Delay(500);
+        Assert.False(flush.IsCompleted, $"under {from} a FLUSH completed although the peer did not receive its batch");
+        link.Protocol = to;
+        await Task.Delay(500);
+        var early = flush.IsCompleted;
+        held.Release();
+        await flush.WaitAsync(TimeSpan.FromSeconds(20));
+        Assert.False(early, $"switching {from} to {to} completed a FLUSH the peer had neither received nor made durable");
+    }
+
     [Fact]
     public async Task The_resync_rate_limit_is_honoured()
     {
