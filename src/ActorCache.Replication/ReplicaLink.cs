@@ -389,8 +389,10 @@ public sealed partial class ReplicaLink : IAsyncDisposable
                 _logger.LogInformation("volume {Volume}: every block is marked for {Peer} after the failover, until it connects and the logs narrow that", _options.Volume,
                     _options.PeerNode);
             }
-            // The peer is no longer in sync: reconnecting starts the resync (and leaves the barrier meanwhile).
-            cancel = _resyncing ? null : FailSessionLocked(null);
+            // The peer is no longer in sync: reconnecting starts the resync (and leaves the barrier meanwhile). A resync that is
+            // still reading takes the marks along; one whose end is queued already (or a catch-up's) would put the peer in sync
+            // with all of them set, so that session ends too.
+            cancel = _resyncing && _resyncDoneFrame < 0 ? null : FailSessionLocked(null);
         }
         CancelQuietly(cancel);
     }

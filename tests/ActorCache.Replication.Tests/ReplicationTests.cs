@@ -347,6 +347,32 @@ public sealed class ReplicationTests
     }
 
     [Fact]
+    public async Task A_full_mark_while_a_resyncs_end_waits_for_its_ack_is_resynced_too()
+    {
+        await using var f = new ReplicaFixture();
+        HeldFlushTarget? held = null;
+        f.WrapSink = target => held = new HeldFlushTarget(target);
+        f.StartReceiver();
+        f.PeerUp = false;
+        var link = f.StartLink(ReplicationProtocol.C, ackTimeout: TimeSpan.FromSeconds(60), catchUpRatio: 0);
+        for (var i = 0; i < 10; i++) await f.WriteAsync(i * 16, 8, i);
+        await f.Primary.FlushAsync();
+        held!.Hold();
+        f.PeerUp = true;
+        await ReplicaFixture.WaitUntilAsync(() => link.Status is { Connection: PeerConnection.Connected, OutOfSyncBytes: 0, Resync: not null },
+            TimeSpan.FromSeconds(20), () => $"{link.Status}");
+        await Task.Delay(500); // the resync's end is queued, its durable ack held by the peer's flush
+        link.MarkAllOutOfSync();
+        held.Release();
+        // The peer goes UpToDate only after every block marked was resynced: nothing is left marked once it is.
+        await ReplicaFixture.WaitUntilAsync(() => link.Status is { Disk: PeerDisk.UpToDate, OutOfSyncBytes: 0, Resync: null }, TimeSpan.FromSeconds(30),
+            () => $"{link.Status}");
+        await Task.Delay(1000);
+        Assert.True(link.Status is { Disk: PeerDisk.UpToDate, OutOfSyncBytes: 0 }, $"{link.Status}");
+        await f.AssertSecondaryEqualsAsync(f.ModelCopy(), "after the second resync");
+    }
+
+    [Fact]
     public async Task The_resync_rate_limit_is_honoured()
     {
         await using var f = new ReplicaFixture();
