@@ -65,6 +65,18 @@ public sealed class LogHistory
         }
     }
 
+    /// <summary>True when a sync point still held was closed by a batch from <paramref name="from"/> to <paramref name="to"/>.</summary>
+    internal bool AnyBetween(long from, long to)
+    {
+        lock (_gate)
+        {
+            // Points are in batch order: the first one past the trim at or after from decides.
+            for (var i = _first; i < _points.Count; i++)
+                if (_points[i].Sequence >= from) return _points[i].Sequence <= to;
+            return false;
+        }
+    }
+
     /// <summary>The sync point that closed <paramref name="generation"/>, if the log still covers it.</summary>
     public SyncPoint? Find(long generation)
     {
