@@ -53,10 +53,7 @@ public sealed class DirtyBitmapContextTests : IAsyncLifetime
         _catalog.Bitmaps["A"] = [(16 << 10, 8 << 10), (1 << 20, 64 << 10)];
         _catalog.Bitmaps["B"] = [];
         _catalog.Bitmaps["gen:7"] = [(0, 4096)];
-        NbdListenAddress.TryParse($"unix:{Socket}", out var address, out _);
-        _server = new NbdServer(_catalog, new NbdServerOptions { Listen = [address!], HandshakeTimeout = TimeSpan.FromSeconds(5) },
-            NullLogger<NbdServer>.Instance);
-        _server.Start();
+        _server = TestServer.Start(_catalog, Socket);
         return Task.CompletedTask;
     }
 

@@ -31,10 +31,7 @@ public sealed class NbdServerTests : IAsyncLifetime
         await File.WriteAllBytesAsync(Path.Combine(_dir, "ro.img"), new byte[Size]);
         _ro = FileBacking.Open(Path.Combine(_dir, "ro.img"), Size, create: false, readOnly: true);
         var catalog = new Catalog(new NbdExport("vol0", "the volume", _rw, false), new NbdExport("ro", "read only", _ro, true));
-        NbdListenAddress.TryParse($"unix:{Socket}", out var address, out _);
-        _server = new NbdServer(catalog, new NbdServerOptions { Listen = [address!], HandshakeTimeout = TimeSpan.FromSeconds(5) },
-            NullLogger<NbdServer>.Instance);
-        _server.Start();
+        _server = TestServer.Start(catalog, Socket);
     }
 
     public async Task DisposeAsync()

@@ -49,10 +49,7 @@ public sealed class ServerLimitTests : IAsyncLifetime
     {
         _backing = FileBacking.Open(Path.Combine(_dir, "vol0.img"), Size, create: true);
         _counting = new CountingTarget(_backing);
-        NbdListenAddress.TryParse($"unix:{Socket}", out var address, out _);
-        _server = new NbdServer(new Catalog(new NbdExport("vol0", "the volume", _counting, false)),
-            new NbdServerOptions { Listen = [address!], HandshakeTimeout = TimeSpan.FromSeconds(5) }, NullLogger<NbdServer>.Instance);
-        _server.Start();
+        _server = TestServer.Start(new Catalog(new NbdExport("vol0", "the volume", _counting, false)), Socket);
         return Task.CompletedTask;
     }
 

@@ -1,0 +1,16 @@
+using Microsoft.Extensions.Logging.Abstractions;
+
+namespace ActorCache.Nbd.Tests;
+
+internal static class TestServer
+{
+    /// <summary>A server started on the Unix socket <paramref name="socket"/>, dropping clients that take over 5 s to negotiate.</summary>
+    public static NbdServer Start(INbdExportCatalog catalog, string socket)
+    {
+        NbdListenAddress.TryParse($"unix:{socket}", out var address, out _);
+        var server = new NbdServer(catalog, new NbdServerOptions { Listen = [address!], HandshakeTimeout = TimeSpan.FromSeconds(5) },
+            NullLogger<NbdServer>.Instance);
+        server.Start();
+        return server;
+    }
+}
