@@ -22,8 +22,7 @@ public sealed class StagedReceiveTests
         await using var f = new ReplicaFixture();
         var ring = new RingBuffer(64L << 20);
         await using var secondary = f.OpenCache("staged", ring);
-        await using var receiver = ReplicaReceiver.Start(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0),
-            name => name == "vol" ? new ReplicaSink(secondary, Path.Combine(f.Directory, "staged", "replica")) : null, NullLogger.Instance);
+        await using var receiver = StartReceiver(f, secondary, "staged");
 
         // Every other one of the ring's first 16 slots given back: the next claims come out of order (1, 3, 5, ... 15, then 16
         // on), so the frames below are received into several pieces of memory, their entries across the joins.
@@ -109,9 +108,7 @@ public sealed class StagedReceiveTests
         await using var f = new ReplicaFixture();
         var ring = new RingBuffer(64L << 20);
         await using var secondary = f.OpenCache("stall", ring);
-        await using var receiver = ReplicaReceiver.Start(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0),
-            (name, _, _) => name == "vol" ? new ReplicaSink(secondary, Path.Combine(f.Directory, "stall", "replica")) : null, NullLogger.Instance,
-            stallTimeout: TimeSpan.FromSeconds(3));
+        await using var receiver = StartReceiver(f, secondary, "stall", stallTimeout: TimeSpan.FromSeconds(3));
         using var primary = await ConnectAsync(receiver);
 
         // Slow but going: the last block of the batch in ten pieces 400 ms apart, 4 s in all (gaps far below the 3 s even on a busy machine).
@@ -144,6 +141,11 @@ public sealed class StagedReceiveTests
         await WaitRingFreeAsync(ring);
         Assert.False((await ReadAsync(secondary, 100, 8)).AsSpan().ContainsAnyExcept((byte)0), "the stalled batch was applied");
     }
+
+    /// <summary>A receiver on loopback whose volume "vol" is <paramref name="secondary"/> (its replica state under <paramref name="name"/>).</summary>
+    private static ReplicaReceiver StartReceiver(ReplicaFixture f, WriteBackCache secondary, string name, TimeSpan? stallTimeout = null) =>
+        ReplicaReceiver.Start(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0),
+            (volume, _, _) => volume == "vol" ? new ReplicaSink(secondary, Path.Combine(f.Directory, name, "replica")) : null, NullLogger.Instance, stallTimeout);
 
     private async Task<Socket> ConnectAsync(ReplicaReceiver receiver)
     {
