@@ -667,7 +667,7 @@ public sealed class WriteBackCache : IBlockTarget
         if (_mode != CacheMode.WriteBack)
         {
             // Points from before are stale: writes since went to the backing past the log.
-            if (mode == CacheMode.WriteBack) _history.TrimBefore(long.MaxValue);
+            if (mode == CacheMode.WriteBack) _history.ForgetAll();
             _mode = mode;
             _queue.WriteBack = mode == CacheMode.WriteBack;
         }
@@ -693,7 +693,7 @@ public sealed class WriteBackCache : IBlockTarget
                     ThrowIfHistoryProtected(mode);
                 }
                 _queue.WriteBack = false;
-                _history.TrimBefore(long.MaxValue); // no point from before stays restorable once writes bypass the log
+                _history.ForgetAll(); // no point from before stays restorable once writes bypass the log
             }
             finally
             {

@@ -242,12 +242,14 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
 
     private async ValueTask ReserveLargeAsync(NbdRequest request, int payload, CancellationToken ct)
     {
+        // What the shared pool will lend: the request and its reply header rounded up to a power of two.
+        var lent = (long)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)(NbdRequest.HeaderRoom + payload));
         while (true)
         {
             Task freed;
             lock (_largeGate)
             {
-                if (_largeBytes == 0 || _largeBytes + NbdRequest.HeaderRoom + payload <= _options.MaxLargeBufferBytesPerConnection)
+                if (_largeBytes == 0 || _largeBytes + lent <= _options.MaxLargeBufferBytesPerConnection)
                 {
                     request.Reserve(payload);
                     _largeBytes += request.RentedBytes;

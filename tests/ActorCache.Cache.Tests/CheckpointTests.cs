@@ -50,7 +50,7 @@ public sealed class CheckpointTests : IDisposable
     }
 
     [Fact]
-    public void A_version_3_file_is_read_and_a_save_into_its_older_slot_wins_over_the_other()
+    public void A_version_3_file_is_read_and_the_next_save_rewrites_it_whole_as_version_4()
     {
         // Version 3 slots: the same fields up to the save counter, the CRC at 64, no restorable-from (it is the horizon's).
         var id = Guid.NewGuid();
@@ -74,10 +74,13 @@ public sealed class CheckpointTests : IDisposable
         Assert.Equal(new Checkpoint(id, 4 * 4096, 4, 2), loaded);
         Assert.Equal(4, loaded.FirstRestorable);
 
-        // The next save goes into slot 1 (the older) as version 4, beside slot 0's version 3: the newer one is read.
+        // The next save rewrites the file: no version 3 slot is left for a version 3 node to take for the checkpoint.
         var next = loaded with { RestorableFrom = 9 };
         next.Save(_directory);
         Assert.Equal(next, Checkpoint.Load(_directory));
         Assert.Equal(9, Checkpoint.Load(_directory)!.FirstRestorable);
+        var saved = File.ReadAllBytes(Path.Combine(_directory, Checkpoint.FileName));
+        Assert.Equal(8192, saved.Length);
+        Assert.DoesNotContain(0x333054504B434341ul, new[] { 0, 4096 }.Select(at => System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(saved.AsSpan(at))));
     }
 }

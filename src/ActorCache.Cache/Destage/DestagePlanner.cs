@@ -10,8 +10,10 @@ internal readonly record struct DestageBlock(long Block, ulong Entry, bool Deall
 /// One destage step: the blocks to write (block order), the blocks whose backing content a protected
 /// point still reads and that must be preserved first (block order), and where the horizon goes once all
 /// of them are on the backing. <see cref="Sequence"/> is the next batch's: the step's last batch is one less.
+/// <see cref="PassedSyncPoint"/>: the newest batch of the step before its last that closes a generation (its point no longer
+/// reads true once the step writes the backing), 0 for none.
 /// </summary>
-internal sealed record DestagePlan(List<DestageBlock> Blocks, List<long> Preserve, long Address, long Sequence, long Generation)
+internal sealed record DestagePlan(List<DestageBlock> Blocks, List<long> Preserve, long Address, long Sequence, long Generation, long PassedSyncPoint = 0)
 {
     public long LastSequence => Sequence - 1;
 }
@@ -113,6 +115,7 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
 
         var newest = new SortedDictionary<long, DestageBlock>();
         var blocks = 0;
+        long lastSyncPoint = 0, syncPointBefore = 0; // the newest batches closing a generation, and the one before it
         var shrinking = false;
         // A step never passes a protected point: the backing must hold exactly that point's blocks before
         // a later step overwrites (and preserves) them.
@@ -143,6 +146,7 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
                 blocks++;
             }
             generation = _walker.GenerationAfter;
+            if (header.IsSyncPoint) (syncPointBefore, lastSyncPoint) = (lastSyncPoint, _walker.Sequence);
             _walker.Advance();
             sequence = _walker.Sequence;
             address = _walker.Address;
@@ -150,7 +154,8 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
         if (address == horizon) return null;
         if (shrinking) ReportShrink(paced);
         else _shrinkReported = false;
-        return new DestagePlan([.. newest.Values], Preserved(newest.Keys), address, sequence, generation);
+        return new DestagePlan([.. newest.Values], Preserved(newest.Keys), address, sequence, generation,
+            lastSyncPoint == sequence - 1 ? syncPointBefore : lastSyncPoint);
     }
 
     /// <summary>
@@ -236,9 +241,10 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     public void BeginWrite(DestagePlan plan)
     {
         if (plan.Sequence <= _restorableFrom) return; // a retry of a step that began already
-        // A restart offers the points its replay finds from the horizon's batch on: only when the step passes one of those does
-        // the checkpoint need to say so first (a stream of writes without FLUSH closes none: no extra sync per step).
-        if (history.AnyBetween(_horizonSequence, plan.Sequence - 2))
+        // A restart offers the points its replay finds from the horizon's batch on (closed or not: one a peer had not confirmed
+        // yet is in the log too): only when the step passes one of those does the checkpoint need to say so first (a stream of
+        // writes without FLUSH closes none: no extra sync per step). The step's own last batch stays restorable.
+        if (plan.PassedSyncPoint > 0)
             new Checkpoint(checkpoint.VolumeId, window.Horizon, _horizonSequence, _horizonGeneration, store.Length, plan.Sequence).Save(directory);
         _restorableFrom = plan.Sequence;
         history.TrimBefore(plan.Sequence - 1);

@@ -29,8 +29,8 @@ namespace ActorCache.Cache;
 ///  72     4  CRC32C of the bytes before it
 /// </code>
 /// Older files are still read: version 1 ("ACCKPT01", 52 bytes: no store length), version 2
-/// ("ACCKPT02", 60 bytes) and version 3 slots ("ACCKPT03", the CRC at 64: restorable from the horizon);
-/// the first save turns them into version 4.
+/// ("ACCKPT02", 60 bytes) and version 3 files ("ACCKPT03" slots, the CRC at 64: restorable from the horizon);
+/// the first save rewrites them whole as version 4 (so a version 3 node never finds an older slot of its own beside it).
 /// </remarks>
 public sealed record Checkpoint(Guid VolumeId, long Horizon, long Sequence, long Generation, long StoreLength = 0, long RestorableFrom = 0)
 {
@@ -118,7 +118,9 @@ public sealed record Checkpoint(Guid VolumeId, long Horizon, long Sequence, long
     {
         var existing = ReadAll(directory);
         long counter = 0;
-        var current = existing is { Length: 2 * SlotSize } ? Read(existing, out counter) : null;
+        // A file with a version 3 slot is written whole, as the older versions are: a save into one slot would leave a valid
+        // version 3 slot beside it, which a version 3 node (after a rollback) would read as the checkpoint, an older horizon.
+        var current = existing is { Length: 2 * SlotSize } && !HoldsVersion3Slot(existing) ? Read(existing, out counter) : null;
         var slot = new byte[SlotSize];
         var next = current is null ? 1 : counter + 1;
         Encode(slot, next);
@@ -142,6 +144,9 @@ public sealed record Checkpoint(Guid VolumeId, long Horizon, long Sequence, long
             file.Sync();
         }
     }
+
+    private static bool HoldsVersion3Slot(byte[] file) =>
+        BinaryPrimitives.ReadUInt64LittleEndian(file) == MagicV3 || BinaryPrimitives.ReadUInt64LittleEndian(file.AsSpan(SlotSize)) == MagicV3;
 
     private static void Write(IDurableFile file, byte[] bytes, long offset)
     {

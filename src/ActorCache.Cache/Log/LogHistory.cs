@@ -22,6 +22,8 @@ public sealed class LogHistory
     private readonly List<SyncPoint> _points;
     private int _first; // points before this index are trimmed (compacted now and then)
 
+    private long _trimmedBefore; // under _gate: points of batches before it are gone for good
+
     public LogHistory(IEnumerable<SyncPoint> recovered) => _points = [.. recovered];
 
     /// <summary>The newest closed sync point, or null when the log holds none.</summary>
@@ -45,35 +47,35 @@ public sealed class LogHistory
     {
         lock (_gate)
         {
+            // Closed only now (a peer confirmed it late) but already past what the backing holds: never restorable.
+            if (point.Sequence < _trimmedBefore) return;
             if (_points.Count > _first && point.Generation != _points[^1].Generation + 1)
                 throw new InvalidOperationException($"generation {point.Generation} closed after {_points[^1].Generation}: generations must be consecutive");
             _points.Add(point);
         }
     }
 
-    /// <summary>Forgets sync points whose batch is before <paramref name="sequence"/> (destaged: the log no longer covers them).</summary>
+    /// <summary>Forgets every sync point closed so far (a mode switch: writes bypassed or will bypass the log); later ones are kept.</summary>
+    internal void ForgetAll()
+    {
+        lock (_gate) _first = _points.Count;
+    }
+
+    /// <summary>
+    /// Forgets sync points whose batch is before <paramref name="sequence"/> (destaged: the log no longer covers them), and any
+    /// closed later with such a batch (one a peer confirms late).
+    /// </summary>
     internal void TrimBefore(long sequence)
     {
         lock (_gate)
         {
+            _trimmedBefore = Math.Max(_trimmedBefore, sequence);
             while (_first < _points.Count && _points[_first].Sequence < sequence) _first++;
             if (_first > 4096 && _first > _points.Count / 2)
             {
                 _points.RemoveRange(0, _first);
                 _first = 0;
             }
-        }
-    }
-
-    /// <summary>True when a sync point still held was closed by a batch from <paramref name="from"/> to <paramref name="to"/>.</summary>
-    internal bool AnyBetween(long from, long to)
-    {
-        lock (_gate)
-        {
-            // Points are in batch order: the first one past the trim at or after from decides.
-            for (var i = _first; i < _points.Count; i++)
-                if (_points[i].Sequence >= from) return _points[i].Sequence <= to;
-            return false;
         }
     }
 
