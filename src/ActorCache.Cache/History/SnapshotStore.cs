@@ -140,9 +140,19 @@ internal sealed class SnapshotStore : IDisposable
         return true;
     }
 
+    /// <summary>
+    /// Adds a copy to its block's list, which stays in ascending <c>until</c> order: <see cref="TryFind"/> takes the first
+    /// copy past a point and <see cref="NewestUntil"/> the last. Appends come in that order; a file compacted by a build
+    /// that wrote its batches in another order is put right when it is loaded.
+    /// </summary>
     private static void Add(StoreFile file, long block, Copy copy)
     {
-        file.Copies.AddOrUpdate(block, [copy], (_, existing) => [.. existing, copy]);
+        file.Copies.AddOrUpdate(block, [copy], (_, existing) =>
+        {
+            var at = existing.Length;
+            while (at > 0 && existing[at - 1].Until > copy.Until) at--;
+            return [.. existing.AsSpan(0, at), copy, .. existing.AsSpan(at)];
+        });
         Interlocked.Increment(ref file.Blocks);
     }
 
@@ -274,6 +284,8 @@ internal sealed class SnapshotStore : IDisposable
         foreach (var group in old.Copies
                      .SelectMany(pair => pair.Value.Select((copy, i) => (Block: pair.Key, Copy: copy, Live: IsLive(pair.Value, i, points))))
                      .Where(c => c.Live)
+                     // Batches in ascending until, so each block's copies stay in that order in the new file (see Add).
+                     .OrderBy(c => c.Copy.Until)
                      .GroupBy(c => c.Copy.Until))
         {
             foreach (var chunk in group.Chunk(MaxEntries))
