@@ -98,7 +98,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
 
     public void RestoreGuard(string volume, PrimaryGuard? guard)
     {
-        if (guard is not null && _attached.TryGetValue(volume, out var attached) && attached.Set.IsPrimary(settings.NodeName) && attached.Volume.Guard is null)
+        if (guard is not null && _attached.TryGetValue(volume, out var attached) && attached.Set.IsPrimary(settings.NodeName) && attached.Volume.Guard?.GuardsPrimary != true)
             attached.Volume.Guard = guard;
     }
 
@@ -235,7 +235,11 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
                 link.Protocol = ProtocolOf(set);
                 link.Epoch = set.Epoch;
             }
-            if (!isPrimary) catalog.Refuse(volume, SecondaryRefusal(volume, set));
+            if (!isPrimary)
+            {
+                catalog.Refuse(volume, SecondaryRefusal(volume, set));
+                attached.Volume.Guard = PrimaryGuard.NotPrimary(SecondaryRefusal(volume, set));
+            }
             return;
         }
         await LeaveAsync(attached);
@@ -280,6 +284,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         if (!set.IsPrimary(settings.NodeName))
         {
             catalog.Refuse(name, SecondaryRefusal(name, set));
+            attached.Volume.Guard = PrimaryGuard.NotPrimary(SecondaryRefusal(name, set));
             attached.Sink = SinkOf(attached);
             _logger.LogInformation("volume {Name}: secondary of {Primary} (protocol {Protocol}, epoch {Epoch})", name, set.Primary, set.Protocol, set.Epoch);
             return;
@@ -289,7 +294,9 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         // demoted while away, and its stale data must not reach a replica of the new primary.
         if (!attached.Confirmed)
         {
-            catalog.Refuse(name, "it is a replicated volume whose primary role is being confirmed with its peers; try again shortly");
+            const string unconfirmed = "it is a replicated volume whose primary role is being confirmed with its peers; try again shortly";
+            catalog.Refuse(name, unconfirmed);
+            attached.Volume.Guard = PrimaryGuard.NotPrimary(unconfirmed);
             return;
         }
         attached.Volume.Guard = GuardOf(attached);
@@ -447,7 +454,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             File.Delete(UnsharedMark(volume, status.Node));
             cleared = true;
         }
-        if (cleared && attached.Volume.Guard is not null) attached.Volume.Guard = GuardOf(attached);
+        if (cleared && attached.Volume.Guard?.GuardsPrimary == true) attached.Volume.Guard = GuardOf(attached);
     }
 
     private void ClearMarksSafely(string volume)
@@ -484,7 +491,8 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
 
     private static async Task LeaveAsync(Attached attached)
     {
-        attached.Volume.Guard = null;
+        // Fenced, not unguarded: a client still attached must not write into a cache its next role's resync writes into.
+        attached.Volume.Guard = PrimaryGuard.NotPrimary("it is a replicated volume that is changing its role on this node");
         attached.Shipping = [];
         foreach (var link in attached.Links) await link.DisposeAsync();
         attached.Links.Clear();

@@ -332,9 +332,32 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
 
     private async Task RecordAsync(string name, ReplicaSet set, CancellationToken ct)
     {
-        var volumeRegistry = await registry.GetAsync<VolumeRegistry>(ct);
-        var reply = await volumeRegistry.Ask<object>(new ChangeReplicas(name, set), AskTimeout, ct);
-        if (reply is VolumeRejected rejected) throw new VolumeConflictException(rejected.Reason);
+        if (roles.IsServingPrimary(name) && !set.IsPrimary(Self))
+        {
+            // A primary that takes a set naming another node (adopted from a newer primary; a demotion has done this already) lets
+            // no client write on: new ones are refused and connected ones go once what they sent is answered. What they wrote is
+            // this node's to give up now, and the guard fails any write that still comes (ReplicaRoles.LeaveAsync).
+            roles.RefuseWhileDemoting(name);
+            if (node.Server is { } server && await server.DisconnectAsync(name, "volume no longer primary on this node", settings.StopGrace) is > 0 and var clients)
+                logger.LogWarning("volume {Name}: {Clients} NBD clients disconnected: replica set {Set} makes {Primary} the primary", name, clients, set,
+                    set.Primary.Length > 0 ? set.Primary : "no node");
+        }
+        object reply;
+        try
+        {
+            var volumeRegistry = await registry.GetAsync<VolumeRegistry>(ct);
+            reply = await volumeRegistry.Ask<object>(new ChangeReplicas(name, set), AskTimeout, ct);
+        }
+        catch
+        {
+            roles.ServeAgain(name); // still primary: clients may come back
+            throw;
+        }
+        if (reply is VolumeRejected rejected)
+        {
+            roles.ServeAgain(name);
+            throw new VolumeConflictException(rejected.Reason);
+        }
         await roles.ApplyAsync(name, set);
     }
 

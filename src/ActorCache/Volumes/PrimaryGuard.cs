@@ -20,6 +20,23 @@ public sealed class PrimaryGuard(Func<bool, string?> quorumLost, bool suspends, 
 {
     private static readonly TimeSpan Poll = TimeSpan.FromMilliseconds(100);
 
+    // Set on the guard of a replica that is not (or not yet) its volume's serving primary: see NotPrimary.
+    private readonly string? _notPrimary;
+
+    private PrimaryGuard(string notPrimary) : this(_ => null, suspends: false, () => false, () => { }) => _notPrimary = notPrimary;
+
+    /// <summary>
+    /// The guard of a replica that is not its volume's serving primary (a secondary, a primary its peers have not confirmed yet, a
+    /// primary that adopted a newer set naming another node): every write fails with EIO and <paramref name="reason"/>. Its NBD
+    /// clients are disconnected when it loses the role; this holds should one still hold the volume, since a write here would be
+    /// acknowledged and then resynced away by the real primary. A FLUSH passes: it promises nothing new, and snapshots of a
+    /// secondary flush through it.
+    /// </summary>
+    public static PrimaryGuard NotPrimary(string reason) => new(reason);
+
+    /// <summary>False for the guard of a replica that is not its volume's primary (<see cref="NotPrimary"/>).</summary>
+    public bool GuardsPrimary => _notPrimary is null;
+
     /// <summary>How long io-error waits for quorum before it fails a request (links connecting after a promotion or restart).</summary>
     public static readonly TimeSpan Grace = TimeSpan.FromSeconds(3);
 
@@ -34,6 +51,12 @@ public sealed class PrimaryGuard(Func<bool, string?> quorumLost, bool suspends, 
     /// </summary>
     public ValueTask PassAsync(string volume, bool fresh, CancellationToken cancellationToken)
     {
+        if (_notPrimary is not null)
+        {
+            // Writes check before they are taken (fresh: false); the check after a FUA write or a FLUSH has nothing to refuse.
+            if (fresh) return ValueTask.CompletedTask;
+            throw new BlockTargetException(BlockError.Io, $"volume {volume} takes no writes on this node: {_notPrimary}");
+        }
         if (quorumLost(fresh) is not null) return WaitAsync(volume, fresh, cancellationToken);
         if (fresh && peersLackData()) markUnshared();
         if (!fresh && lagging is not null && lagging()) return WaitForPeersAsync(cancellationToken);
