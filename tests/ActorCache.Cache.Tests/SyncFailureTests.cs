@@ -21,6 +21,8 @@ public sealed class SyncFailureTests : IDisposable
         public volatile bool Failed;
         public BlockError Error => error;
 
+        public int SyncsAfterFailure;
+
         public override void Sync()
         {
             if (Armed)
@@ -29,6 +31,7 @@ public sealed class SyncFailureTests : IDisposable
                 Failed = true;
                 throw new BlockTargetException(error, $"fdatasync failed: injected {error}");
             }
+            if (Failed) Interlocked.Increment(ref SyncsAfterFailure);
             base.Sync();
         }
     }
@@ -55,5 +58,68 @@ public sealed class SyncFailureTests : IDisposable
             await cache.WriteAsync(8192, CacheFixture.Pattern(4096, 3), fua: false);
             await cache.FlushAsync();
         });
+    }
+
+    [Fact]
+    public async Task A_flush_after_a_failed_fdatasync_fails_however_long_it_waits_for_the_periodic_commit()
+    {
+        // The periodic commit (CommitInterval) ran an fdatasync of its own on the failed log, which returned 0 and closed the
+        // sync point of the failed FLUSH: a second FLUSH with no new write then found its ticket closed and succeeded.
+        var options = _fixture.Options() with { CommitInterval = TimeSpan.FromMilliseconds(100) };
+        var medium = new FailingOnceMedium(new SegmentFiles(options.LogDirectory, options.SegmentSize), BlockError.Io);
+        await using var cache = _fixture.Open(Size, options, medium: medium);
+        await cache.WriteAsync(0, CacheFixture.Pattern(4096, 1), fua: true);
+        medium.Armed = true;
+        await cache.WriteAsync(4096, CacheFixture.Pattern(4096, 2), fua: false);
+        await Assert.ThrowsAsync<BlockTargetException>(() => cache.FlushAsync().AsTask());
+        await Task.Delay(1500); // the flusher's retries and several commit intervals
+        await Assert.ThrowsAsync<BlockTargetException>(() => cache.FlushAsync().AsTask());
+        Assert.Equal(0, medium.SyncsAfterFailure);
+    }
+
+    /// <summary>One log write fails, then the fdatasync that ends wiping what it left fails too.</summary>
+    private sealed class FailingWipeMedium(ILogMedium inner) : WrappedMedium(inner)
+    {
+        public volatile bool Armed;
+        public volatile bool WipeFailed;
+        private volatile bool _writeFailed;
+
+        public override void Write(long address, IReadOnlyList<ReadOnlyMemory<byte>> buffers)
+        {
+            if (Armed)
+            {
+                Armed = false;
+                _writeFailed = true;
+                throw new BlockTargetException(BlockError.Io, "write failed: injected");
+            }
+            base.Write(address, buffers);
+        }
+
+        public override void Discard(long address, long length)
+        {
+            if (_writeFailed && !WipeFailed)
+            {
+                WipeFailed = true;
+                throw new BlockTargetException(BlockError.Io, "fdatasync failed: injected while wiping");
+            }
+            base.Discard(address, length);
+        }
+    }
+
+    [Fact]
+    public async Task A_failed_fdatasync_while_wiping_a_failed_write_makes_the_log_untrusted_too()
+    {
+        var options = _fixture.Options() with { CommitInterval = TimeSpan.FromMilliseconds(100) };
+        var medium = new FailingWipeMedium(new SegmentFiles(options.LogDirectory, options.SegmentSize));
+        await using var cache = _fixture.Open(Size, options, medium: medium);
+        await cache.WriteAsync(0, CacheFixture.Pattern(4096, 1), fua: true);
+        await cache.WriteAsync(4096, CacheFixture.Pattern(4096, 2), fua: false); // written, not synced: in the same segment
+        await Task.Delay(50);
+        medium.Armed = true;
+        await cache.WriteAsync(8192, CacheFixture.Pattern(4096, 3), fua: false);
+        await Assert.ThrowsAsync<BlockTargetException>(() => cache.FlushAsync().AsTask());
+        await Task.Delay(1500); // the flusher's retries: the wipe fails once, then works, and so do the writes
+        Assert.True(medium.WipeFailed, "the injected wipe failure was not reached");
+        await Assert.ThrowsAsync<BlockTargetException>(() => cache.FlushAsync().AsTask());
     }
 }

@@ -10,7 +10,7 @@ internal abstract class WrappedMedium(ILogMedium inner) : ILogMedium
     public virtual void Sync() => inner.Sync();
     public void PrepareAhead(long tail) => inner.PrepareAhead(tail);
     public bool TryRead(long address, Span<byte> destination) => inner.TryRead(address, destination);
-    public void Discard(long address, long length) => inner.Discard(address, length);
+    public virtual void Discard(long address, long length) => inner.Discard(address, length);
     public void Release(long segment) => inner.Release(segment);
     public void Dispose() => inner.Dispose();
 }

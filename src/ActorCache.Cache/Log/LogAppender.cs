@@ -216,7 +216,18 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
     private void WipeFailedHeader()
     {
         if (_failedWriteAt < 0) return;
-        medium.Discard(_failedWriteAt, BlockSize); // throws while the medium still fails: the flusher retries later
+        try
+        {
+            medium.Discard(_failedWriteAt, BlockSize); // throws while the medium still fails: the flusher retries later
+        }
+        catch (BlockTargetException e)
+        {
+            // The wipe ends with an fdatasync of the segment. Should that be what failed, it took the one report of a write-back
+            // error that may cover batches written before the failed one: the log is not trusted any more, as after Sync's.
+            health.LogUntrusted ??= $"wiping a failed log write failed ({e.Message}); writes since the last good fdatasync may be lost, " +
+                                    "so the volume takes no more writes until it is opened again (restart the node)";
+            throw;
+        }
         _failedWriteAt = -1;
     }
 
@@ -280,6 +291,10 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
     /// <summary>fdatasyncs everything written so far; the local log is then durable through the written ticket.</summary>
     public void Sync()
     {
+        // Once an fdatasync failed, none is trusted again (see below): a later one returns 0 for the pages whose write-back
+        // failed, and closing the sync points it covers would acknowledge a FLUSH whose data is gone. The periodic commit and
+        // a full log's sync come here too, not only a FLUSH's.
+        if (health.LogUntrusted is { } untrusted) BlockThrow.Error(BlockError.Io, $"the log is not synced any more: {untrusted}");
         var tail = window.Tail;
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         try
