@@ -50,4 +50,60 @@ public sealed class CommitBatchingTests : IDisposable
         for (var i = 0; i < 200 && cache.Statistics.BatchesWritten == before; i++) await Task.Delay(25);
         Assert.True(cache.Statistics.BatchesWritten > before, "256 KiB of writes stayed in the ring");
     }
+
+    /// <summary>Each log write takes 2 ms (a slow disk); records which writes carried a sync point and when the fdatasyncs came.</summary>
+    private sealed class SlowMedium(ILogMedium inner) : WrappedMedium(inner)
+    {
+        private readonly List<bool> _events = []; // true: an fdatasync; false: a batch write (SyncPoints holds which ones carried a sync point)
+        private readonly HashSet<int> _syncPoints = [];
+
+        public override void Write(long address, IReadOnlyList<ReadOnlyMemory<byte>> buffers)
+        {
+            Thread.Sleep(2);
+            base.Write(address, buffers);
+            var flags = System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(buffers[0].Span[10..]);
+            lock (_events)
+            {
+                if ((flags & LogFormat.SyncPointFlag) != 0) _syncPoints.Add(_events.Count);
+                _events.Add(false);
+            }
+        }
+
+        public override void Sync()
+        {
+            base.Sync();
+            lock (_events) _events.Add(true);
+        }
+
+        /// <summary>For each sync point written, how many batches were written after it before the next fdatasync.</summary>
+        public List<int> BatchesBeforeTheirSync()
+        {
+            lock (_events)
+                return [.. _syncPoints.Order().Select(at => _events.Skip(at + 1).TakeWhile(sync => !sync).Count())];
+        }
+    }
+
+    [Fact]
+    public async Task A_flush_under_a_stream_of_writes_is_synced_without_waiting_for_the_queue_to_run_dry()
+    {
+        // Four writers keep the queue from ever running dry. The flusher wrote batch after batch and synced only when the
+        // queue was empty or the log full: a FLUSH waited seconds (a 1 GiB log: up to 9 s), and no periodic commit ran.
+        var options = _fixture.Options(capacity: 1L << 30);
+        var medium = new SlowMedium(new SegmentFiles(options.LogDirectory, options.SegmentSize));
+        await using var cache = _fixture.Open(Size, options, medium: medium);
+        using var stop = new CancellationTokenSource();
+        var data = CacheFixture.Pattern(4096, 7);
+        var writers = Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
+        {
+            for (var i = w; !stop.IsCancellationRequested; i += 4) await cache.WriteAsync(i % 1000 * 4096L, data, fua: false);
+        })).ToArray();
+        await Task.Delay(300);
+        for (var k = 0; k < 5; k++) await cache.FlushAsync();
+        await stop.CancelAsync();
+        await Task.WhenAll(writers);
+        var gaps = medium.BatchesBeforeTheirSync();
+        Assert.NotEmpty(gaps);
+        // Synced within the flusher's 2 ms write run: a few 2 ms batch writes later at most (hundreds before).
+        Assert.True(gaps.Max() <= 16, $"batches written between a sync point and its fdatasync: {string.Join(", ", gaps)}");
+    }
 }

@@ -74,6 +74,9 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
     {
     }
 
+    /// <summary>How long the flusher writes batches before it syncs for the FLUSHes waiting (when any are), should the queue not run dry first.</summary>
+    private static readonly long MaxWriteRunTicks = Stopwatch.Frequency / 500; // 2 ms
+
     private void Work()
     {
         var rungAt = _doorbell.Answer();
@@ -84,7 +87,18 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
         {
             _appender.RestoreCapacityIfDue();
             var outcome = AppendOutcome.Nothing;
-            do outcome = _appender.WriteBatch();
+            var syncDueAt = started + MaxWriteRunTicks;
+            do
+            {
+                outcome = _appender.WriteBatch();
+                if (outcome != AppendOutcome.Written || Stopwatch.GetTimestamp() < syncDueAt) continue;
+                // Writes keep coming and the queue never runs dry: a FLUSH whose sync point is written is synced now, not
+                // once the log is full, and the commit interval still bounds what a crash can take.
+                var now = Stopwatch.GetTimestamp();
+                if (_appender.SyncForWaiters()) _health.CountCommit(rungAt == 0 ? 0 : started - rungAt, now - started, _appender.LastSyncTicks);
+                _appender.CommitIfDue();
+                syncDueAt = Stopwatch.GetTimestamp() + MaxWriteRunTicks;
+            }
             while (outcome == AppendOutcome.Written);
             if (outcome == AppendOutcome.Nothing && _appender.SyncPointRecordWanted) outcome = _appender.WriteSyncPointRecord();
             if (outcome is AppendOutcome.LogFull or AppendOutcome.FileSystemFull)
