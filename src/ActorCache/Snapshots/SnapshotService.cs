@@ -21,6 +21,12 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
 {
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
 
+    // Expiries as they come (MarkExpired): a snapshot being made checks none took its point meanwhile. Points are few and expire
+    // once, so the map stays small.
+    private readonly Lock _expiryGate = new();
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<(string Volume, long Sequence), long> _expiredAt = new();
+    private long _expiries;
+
     [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
     private static partial Regex NamePattern();
 
@@ -48,6 +54,7 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
             if (catalog.Find(volume, name) is not null) throw new SnapshotRefusedException($"volume {volume} already has a snapshot named {name}");
 
         var points = new List<SyncPoint>();
+        var expiriesBefore = Interlocked.Read(ref _expiries);
         try
         {
             if (at is null && targets.Count > 1)
@@ -100,12 +107,25 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
                     await snapshotRegistry.Ask<object>(new DeleteSnapshot(done.Volume, done.Name), AskTimeout, CancellationToken.None);
                 throw;
             }
-            foreach (var record in records)
+            // The cache may have expired a point while it was being kept here (MarkExpired): it dropped every kept snapshot's hold on
+            // it, this one's too, and marked only the records it found listed. Either the expiry is seen here, or it comes after the
+            // records are listed and marks them: never a snapshot listed as valid whose point nobody protects.
+            SnapshotRecord? lost;
+            lock (_expiryGate)
             {
-                catalog.Add(record);
+                lost = records.FirstOrDefault(r => _expiredAt.TryGetValue((r.Volume, r.Sequence), out var expiry) && expiry > expiriesBefore);
+                if (lost is null) foreach (var record in records) catalog.Add(record);
+            }
+            if (lost is not null)
+            {
+                foreach (var record in records)
+                    await snapshotRegistry.Ask<object>(new DeleteSnapshot(record.Volume, record.Name), AskTimeout, CancellationToken.None);
+                throw new SnapshotRefusedException($"the point of {lost.Export} expired while the snapshot was being made: older snapshots' preserved " +
+                                                   "copies fill cache.snapshot-space (delete some, or raise it); nothing was kept");
+            }
+            foreach (var record in records)
                 logger.LogInformation("snapshot {Export} kept: generation {Generation} of {Time:yyyy-MM-ddTHH:mm:ss.fffZ}", record.Export, record.Generation,
                     record.Point.Time);
-            }
             return records;
         }
         catch
@@ -161,10 +181,14 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
     /// </summary>
     public void MarkExpired(string volume, long sequence)
     {
-        foreach (var snapshot in catalog.List(volume).Where(s => s.Sequence == sequence && s.Expired is null))
+        lock (_expiryGate)
         {
-            catalog.Add(snapshot with { Expired = DateTimeOffset.UtcNow });
-            logger.LogWarning("snapshot {Export} EXPIRED: kept snapshots needed more than cache.snapshot-space; it no longer reads", snapshot.Export);
+            _expiredAt[(volume, sequence)] = Interlocked.Increment(ref _expiries);
+            foreach (var snapshot in catalog.List(volume).Where(s => s.Sequence == sequence && s.Expired is null))
+            {
+                catalog.Add(snapshot with { Expired = DateTimeOffset.UtcNow });
+                logger.LogWarning("snapshot {Export} EXPIRED: kept snapshots needed more than cache.snapshot-space; it no longer reads", snapshot.Export);
+            }
         }
         _ = registry.GetAsync<SnapshotRegistry>().ContinueWith(r => r.Result.Tell(new ExpireSnapshots(volume, sequence)), TaskContinuationOptions.OnlyOnRanToCompletion);
     }
