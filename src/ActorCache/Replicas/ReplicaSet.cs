@@ -50,5 +50,15 @@ public sealed record ReplicaSet(string[] Nodes, string Protocol, string Primary,
     public IReadOnlyList<string> IdenticalPeersOf(string node) =>
         Primary.Length == 0 && InSync is { } inSync && inSync.Contains(node) ? [.. inSync.Where(n => n != node)] : [];
 
+    /// <summary>
+    /// Sets are totally ordered, so every replica that sees two of them takes the same one: the higher epoch wins, and of two sets
+    /// of one epoch (two promotions made at once from the same set, each on its own node) the one whose primary's name sorts last.
+    /// Without the tie-break each of two such primaries ignored the other's set for ever, and both served.
+    /// </summary>
+    public bool IsNewerThan(ReplicaSet other) => Epoch != other.Epoch ? Epoch > other.Epoch : string.CompareOrdinal(Primary, other.Primary) > 0;
+
+    /// <summary>The newest of <paramref name="sets"/> by <see cref="IsNewerThan"/>, or null when there are none.</summary>
+    public static ReplicaSet? Newest(IEnumerable<ReplicaSet> sets) => sets.Aggregate((ReplicaSet?)null, (newest, s) => newest is null || s.IsNewerThan(newest) ? s : newest);
+
     public override string ToString() => $"{string.Join(",", Nodes)} (primary {Primary}, protocol {Protocol}, epoch {Epoch})";
 }
