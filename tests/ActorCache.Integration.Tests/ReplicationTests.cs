@@ -58,6 +58,15 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Equal(JsonValueKind.Number, peers[1].GetProperty("outOfSyncBytes").ValueKind);
         Assert.False(peers[1].GetProperty("splitBrain").GetBoolean());
 
+        // Created again (a retried provisioning script): refused, and no replica's state is touched (its marks of unshared writes,
+        // bitmaps and history floor went with a failed create's cleanup).
+        var stateFiles = new[] { a, b, c }.ToDictionary(n => n, n => Directory.GetFiles(Path.Combine(n.DataDir, "replicas", "r"), "*", SearchOption.AllDirectories));
+        Assert.NotEmpty(stateFiles[a]);
+        var again = await Cli.RefusedAsync(1, Cli.RunAsync(b, "volume", "create", "r", "--size", $"{VolumeMiB}M", "--replicas", "a,b,c"));
+        Assert.Contains("already exists", again);
+        foreach (var node in new[] { a, b, c })
+            Assert.Equal(stateFiles[node], Directory.GetFiles(Path.Combine(node.DataDir, "replicas", "r"), "*", SearchOption.AllDirectories));
+
         // Each replica's sharded entity runs on its own node, and only there.
         await WaitAsync(async () => await EntitiesByNodeAsync(c) is var e && e.GetValueOrDefault("a") == "a/r" && e.GetValueOrDefault("b") == "b/r" && e.GetValueOrDefault("c") == "c/r", "replica entities on their nodes");
 

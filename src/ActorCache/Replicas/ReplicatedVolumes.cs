@@ -76,16 +76,22 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     {
         if (!VolumeSpec.TryParseMode(request.Mode, out var mode, out var error)) throw new VolumeConflictException(error);
         var spec = new VolumeSpec(request.Name, request.Size, mode, null, false);
+        // A volume of that name here keeps its replica state (its marks of unshared writes, bitmaps, history floor): a create
+        // that is refused must not touch it, nor remove it on the way out.
+        if (await DefinitionAsync(request.Name, ct) is not null)
+            throw new VolumeConflictException($"a volume named {request.Name} already exists on node {Self}");
         // A new volume reads as zeroes on every node: a secondary starts without a replica state, which its
         // primary's first connection takes as "nothing to resync" (an empty resync makes it UpToDate).
-        Directory.CreateDirectory(roles.StateDirectory(request.Name));
+        var state = roles.StateDirectory(request.Name);
+        var made = !Directory.Exists(state);
+        Directory.CreateDirectory(state);
         try
         {
             await creation.CreateAsync(spec, ct, replicas: request.Replicas);
         }
         catch
         {
-            Directory.Delete(roles.StateDirectory(request.Name), recursive: true);
+            if (made) Directory.Delete(state, recursive: true);
             throw;
         }
         await roles.ConfirmAsync(request.Name);
@@ -133,7 +139,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         try
         {
             var current = await SetAsync(name, ct);
-            if (set.Epoch > current.Epoch && await AdoptNewerAsync(name, current, set, ct))
+            if (set.IsNewerThan(current) && await AdoptNewerAsync(name, current, set, ct))
                 logger.LogInformation("volume {Name}: adopted replica set {Set}", name, set);
         }
         finally
@@ -192,7 +198,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         {
             var set = await SetAsync(name, ct);
             var others = await OthersAsync(name, set, ct);
-            var newest = others.Select(v => v.Replicas!).Where(s => s.Epoch > set.Epoch).MaxBy(s => s.Epoch)
+            var newest = ReplicaSet.Newest(others.Select(v => v.Replicas!).Where(s => s.IsNewerThan(set)))
                          ?? throw new VolumeConflictException($"no replica of {name} that is up has a newer replica set than this node's ({set}); " +
                                                               "discard-my-data gives this side up to a newer primary, and there is none to give it up to");
             await DiscardLocalAsync(name, newest, "volume discard-my-data", ct);
@@ -410,7 +416,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         var set = await SetAsync(name, ct);
         // Every replica that is up must have answered before this node confirms itself: one that is up and silent may hold a newer set.
         var others = await OthersAsync(name, set, ct, everyUpPeer: true);
-        var newest = others.Select(v => v.Replicas!).Where(s => s.Epoch > set.Epoch).MaxBy(s => s.Epoch);
+        var newest = ReplicaSet.Newest(others.Select(v => v.Replicas!).Where(s => s.IsNewerThan(set)));
         if (newest is not null)
         {
             var gate = AdoptionOf(name);
@@ -418,7 +424,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             try
             {
                 var current = await SetAsync(name, ct);
-                if (newest.Epoch <= current.Epoch) return; // adopted meanwhile (a peer's spread): the next round looks again
+                if (!newest.IsNewerThan(current)) return; // adopted meanwhile (a peer's spread): the next round looks again
                 // In split brain this node keeps its role but is not confirmed: after a restart it does not serve, unless its policy resolves it.
                 if (!await AdoptNewerAsync(name, current, newest, ct))
                 {
@@ -461,8 +467,8 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             throw new VolumeConflictException($"{e.Message}, so what it holds of {name} is unknown and {name} is not promoted; try again in a few seconds, " +
                                               "or force it (--force: this node's data wins)");
         }
-        var newest = others.Select(v => v.Replicas!).Append(set).MaxBy(s => s.Epoch)!;
-        if (newest.Epoch > set.Epoch)
+        var newest = ReplicaSet.Newest(others.Select(v => v.Replicas!).Append(set))!;
+        if (newest.IsNewerThan(set))
         {
             // Adopted as the reconciler would: a split brain is refused, a set that names this node a split brain's loser is taken
             // by keeping its data as a snapshot first.
@@ -471,7 +477,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             try
             {
                 var current = await SetAsync(name, ct);
-                if (newest.Epoch > current.Epoch && !await AdoptNewerAsync(name, current, newest, ct))
+                if (newest.IsNewerThan(current) && !await AdoptNewerAsync(name, current, newest, ct))
                     throw new VolumeConflictException($"volume {name} is in split brain with {newest.Primary} (both wrote since they last agreed); resolve it first: " +
                                                       $"'actorcache volume discard-my-data {name}' on the side to give up");
             }
@@ -500,7 +506,20 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
                                                   $"against {sequence}): promote {newer.Node}, or force this node (--force: {newer.Node}'s newer writes are resynced over)");
         }
         var promoted = set with { Primary = Self, Epoch = newest.Epoch + 1, InSync = null };
-        await RecordAsync(name, promoted, ct);
+        // Recorded under the adoption lock, and only over the set the checks above saw: a set adopted meanwhile (a peer's spread,
+        // the reconciler) is not overwritten with an older one.
+        var recording = AdoptionOf(name);
+        await recording.WaitAsync(ct);
+        try
+        {
+            if (await SetAsync(name, ct) is var now && (now.Epoch != set.Epoch || now.Primary != set.Primary))
+                throw new VolumeConflictException($"the replica set of {name} changed while {Self} was being promoted; try again");
+            await RecordAsync(name, promoted, ct);
+        }
+        finally
+        {
+            recording.Release();
+        }
         logger.LogWarning("volume {Name}: promoted to primary on {Node}{Force}; replica set {Set}", name, Self, force ? " by force" : "", promoted);
         await SpreadAsync(name, promoted, ct);
         return await ViewAsync(name, ct);
@@ -726,12 +745,23 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     /// block differ for a moment: that costs a resync of the block, never a wrong answer the other way.
     /// </summary>
     /// <returns>The blocks found differing, per peer.</returns>
-    public async Task<IReadOnlyDictionary<string, long>> VerifyAsync(string name, Action<long, long> progress, CancellationToken ct)
+    /// <summary>
+    /// Why <paramref name="name"/> cannot be verified from this node now (not replicated, not its primary, no peer connected), as
+    /// the exception verify would fail with; else its connected peers' links. Checked before a verify starts, so a refusal is an
+    /// answer (409), not an operation that fails at once.
+    /// </summary>
+    public async Task<Dictionary<string, ReplicaLink>> VerifiedLinksAsync(string name, CancellationToken ct)
     {
         var set = await SetAsync(name, ct);
         if (!set.IsPrimary(Self)) throw new VolumeConflictException($"node {Self} is not the primary of {name}; verify runs on its primary, {(set.Primary.Length > 0 ? set.Primary : "none")}");
         var links = roles.LinksByPeer(name).Where(l => l.Value.Status.Connection == PeerConnection.Connected).ToDictionary();
         if (links.Count == 0) throw new VolumeConflictException($"no peer of {name} is connected; verify compares the primary with its connected peers");
+        return links;
+    }
+
+    public async Task<IReadOnlyDictionary<string, long>> VerifyAsync(string name, Action<long, long> progress, CancellationToken ct)
+    {
+        var links = await VerifiedLinksAsync(name, ct);
         var blocks = roles.SizeOf(name) / 4096;
         var differing = links.Keys.ToDictionary(p => p, _ => 0L);
         var started = System.Diagnostics.Stopwatch.StartNew();
