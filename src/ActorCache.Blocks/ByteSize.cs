@@ -5,7 +5,8 @@ namespace ActorCache.Blocks;
 /// <summary>Sizes as users write them: <c>4096</c>, <c>512K</c>, <c>512M</c>, <c>10G</c>, <c>1T</c> (binary units; a trailing B or iB is allowed).</summary>
 public static class ByteSize
 {
-    public static bool TryParse(string? text, out long bytes, out string error)
+    /// <summary>Parses a size; zero only with <paramref name="allowZero"/> (a rate, where 0 means no limit).</summary>
+    public static bool TryParse(string? text, out long bytes, out string error, bool allowZero = false)
     {
         bytes = 0;
         error = "";
@@ -34,7 +35,7 @@ public static class ByteSize
             error = $"'{text}' is not a size; write a whole number with an optional unit, e.g. 512M or 10G";
             return false;
         }
-        if (count == 0) { error = "size must be greater than zero"; return false; }
+        if (count == 0 && !allowZero) { error = "size must be greater than zero"; return false; }
         if (count > long.MaxValue / unit) { error = $"'{text}' is too large"; return false; }
         bytes = count * unit;
         return true;

@@ -143,6 +143,20 @@ public sealed class AdminApiTests : IDisposable
             await SendAsync(node, post, "/api/volumes/vol0/mode", """{"mode": "pass-through"}""")));
         Assert.Equal(["plain", "vol0"], await VolumeNamesAsync(node));
 
+        // A bad ?wait is refused before anything starts: the switch did not happen.
+        Assert.Equal("?wait=maybe: use true or false", AssertError(HttpStatusCode.BadRequest,
+            await SendAsync(node, post, "/api/volumes/vol0/mode?wait=maybe", """{"mode": "write-through"}""")));
+        Assert.Equal("?wait=False2: use true or false", AssertError(HttpStatusCode.BadRequest,
+            await SendAsync(node, post, "/api/volumes/vol0/revert?wait=False2", """{"generation": 1}""")));
+        var (_, vol0, _) = await SendAsync(node, HttpMethod.Get, "/api/volumes/vol0");
+        Assert.Equal("write-back", System.Text.Json.JsonDocument.Parse(vol0).RootElement.GetProperty("mode").GetString());
+        // A verify that cannot run is refused as an answer (409/404), even with ?wait=false, not started as an operation that fails.
+        Assert.Contains("not replicated", AssertError(HttpStatusCode.Conflict, await SendAsync(node, post, "/api/volumes/vol0/verify?wait=false")));
+        Assert.Equal(unknown, AssertError(HttpStatusCode.NotFound, await SendAsync(node, post, "/api/volumes/nope/verify?wait=false")));
+        Assert.Contains("not replicated", await Cli.RefusedAsync(1, Cli.RunAsync(node, "peer", "verify", "vol0")));
+        Assert.StartsWith("volumes names volumes: no null or empty entries", AssertError(HttpStatusCode.BadRequest,
+            await SendAsync(node, post, "/api/snapshots", """{"volumes": ["vol0", null], "name": "a"}""")));
+
         // The command line: exit 1 and the node's reason, for every verb that names a volume.
         foreach (var verb in new[] { new[] { "status", "nope" }, ["delete", "nope"], ["resize", "nope", "--size", "1G"], ["mode", "nope", "write-back"] })
             Assert.Equal($"actorcache: {unknown}", await Cli.RefusedAsync(1, Cli.RunAsync(node, ["volume", .. verb])));
@@ -171,6 +185,12 @@ public sealed class AdminApiTests : IDisposable
         var during = JsonDocument.Parse((await SendAsync(node, HttpMethod.Get, "/api/volumes/vol0", token: null)).Body).RootElement;
         Assert.Equal("write-through", during.GetProperty("switchingTo").GetString()); // answered while the drain runs
         Assert.Equal("write-back", during.GetProperty("mode").GetString());
+        // Changes its actor would hold until the switch ends are refused meanwhile (a deletion went on after a timeout and
+        // removed the files of the volume still open; a resize timed out with 500 and then happened anyway).
+        Assert.StartsWith("volume vol0 is switching to write-through", AssertError(HttpStatusCode.Conflict,
+            await SendAsync(node, HttpMethod.Delete, "/api/volumes/vol0?force=true")));
+        Assert.StartsWith("volume vol0 is switching to write-through", AssertError(HttpStatusCode.Conflict,
+            await SendAsync(node, HttpMethod.Post, "/api/volumes/vol0/resize", """{"size": "128M"}""")));
 
         JsonElement operation;
         var states = new List<string>();

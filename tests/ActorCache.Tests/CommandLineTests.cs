@@ -30,6 +30,8 @@ public sealed class CommandLineTests : IDisposable
     [InlineData("cluster leave")]
     [InlineData("cluster leave c --token abc")]
     [InlineData("cluster down 127.0.0.1:4055 --node http://127.0.0.1:9461")]
+    [InlineData("peer resync-rate r 100M")]
+    [InlineData("peer resync-rate r 0")] // no limit, as its help says
     public void Well_formed_commands_parse(string line) => Assert.Empty(Errors(line));
 
     [Theory]
@@ -47,6 +49,8 @@ public sealed class CommandLineTests : IDisposable
     [InlineData("cluster down", "Required argument missing for command: 'down'.")]
     [InlineData("cluster leave a b", "Unrecognized command or argument 'b'.")]
     [InlineData("cluster", "Required command was not provided.")]
+    [InlineData("top --interval NaN", "--interval must be between 0.1 and 3600 seconds")]
+    [InlineData("peer resync-rate r fast", "'fast' is not a size; write a whole number with an optional unit, e.g. 512M or 10G")]
     public void Usage_mistakes_are_parse_errors_with_the_message_serve_would_give(string line, string message) =>
         Assert.Contains(message, Errors(line));
 
@@ -148,6 +152,43 @@ public sealed class CommandLineTests : IDisposable
         var offline = Render(VolumeView.Details(Info("b", v => v.Online = false)));
         Assert.Matches(@"cache\s+none \(pass-through, read-only or offline\)", offline);
         Assert.Matches(@"health\s+offline: its backing /x\.img is missing", offline);
+    }
+
+    [Fact]
+    public async Task Resync_follow_gives_up_on_a_peer_in_split_brain_at_once_and_on_one_away_past_the_limit()
+    {
+        static PeerInfo Peer(string node, string connection, bool splitBrain = false) =>
+            new(node, "secondary", connection, "Outdated", 4096, null, splitBrain, 0, 0, 0, 0, connection == "connected" ? null : "data endpoint of b is unknown");
+        var away = new PeerCommands.AwayPeers(TimeSpan.FromMilliseconds(200));
+        away.ThrowIfStuck([Peer("b", "connecting")]); // away, not for long yet
+        away.ThrowIfStuck([Peer("b", "connected")]);  // back: the clock starts again
+        away.ThrowIfStuck([Peer("b", "connecting")]);
+        await Task.Delay(300);
+        Assert.Contains("peer b has not been connected", Assert.Throws<CliFailure>(() => away.ThrowIfStuck([Peer("b", "connecting")])).Message);
+        var splitBrain = new PeerCommands.AwayPeers(TimeSpan.FromMinutes(1));
+        Assert.Contains("split brain", Assert.Throws<CliFailure>(() => splitBrain.ThrowIfStuck([Peer("c", "standalone", splitBrain: true)])).Message);
+    }
+
+    [Fact]
+    public void An_empty_data_directory_is_a_usage_mistake()
+    {
+        var errors = Program.CommandLine().Parse(["volume", "list", "--data-dir", ""]).Errors.Select(e => e.Message);
+        Assert.Contains("--data-dir is empty; give the node's data directory", errors);
+    }
+
+    [Fact]
+    public void The_default_data_directorys_token_goes_only_to_the_node_whose_url_it_holds()
+    {
+        File.WriteAllText(Path.Combine(_dir, "admin.url"), "http://127.0.0.1:41234\n");
+        File.WriteAllText(Path.Combine(_dir, "admin.token"), "abc123\n");
+        // --node naming another host, no --data-dir: the local node's token is not sent there.
+        var elsewhere = NodeTarget.Resolve(new Uri("http://10.0.0.9:9460"), null, null, defaultDataDir: _dir);
+        Assert.Null(elsewhere.Token);
+        Assert.Contains("is not the node of", elsewhere.TokenNote);
+        // --node naming the local node's own listener: its token.
+        Assert.Equal("abc123", NodeTarget.Resolve(new Uri("http://127.0.0.1:41234"), null, null, defaultDataDir: _dir).Token);
+        // --data-dir given explicitly: the user named where the token is.
+        Assert.Equal("abc123", NodeTarget.Resolve(new Uri("http://10.0.0.9:9460"), _dir, null).Token);
     }
 
     [Fact]

@@ -215,6 +215,10 @@ public sealed class NodeSettingsTests
         Assert.Contains("writers can stall", Assert.Throws<SettingsException>(() => Load(sets: ["actorcache.cache.retention-max-fraction=1"])).Message);
         Assert.Contains("writers can stall", Assert.Throws<SettingsException>(
             () => Load(sets: ["actorcache.cache.log-capacity=256M", "actorcache.cache.segment-size=64M", "actorcache.cache.retention-max-fraction=0.8"])).Message);
+        // Values near long.MaxValue overflowed the sums that check them and passed (then a volume's open failed and the node hung).
+        Assert.Contains("must be smaller than cache.segment-size", Assert.Throws<SettingsException>(
+            () => Load(sets: ["actorcache.cache.max-batch=9223372036854771712"])).Message);
+        Assert.Contains("segment-size", Assert.Throws<SettingsException>(() => Load(sets: ["actorcache.cache.segment-size=9223372036854771712"])).Message);
     }
 }
 

@@ -28,6 +28,7 @@ public static class SnapshotEndpoints
         api.MapPost("/volumes/{name}/revert", async (string name, string? wait, HttpRequest request, SnapshotService snapshots, VolumeRevert revert,
             AdminOperations operations, CancellationToken ct) =>
         {
+            var waits = wait is null || VolumeEndpoints.Flag("wait", wait); // a bad flag is refused before anything starts
             var body = await ApiBody.ReadAsync(request, ApiJson.Wire.RevertRequest);
             var given = (body.To is null ? 0 : 1) + (body.Generation is null ? 0 : 1) + (body.At is null ? 0 : 1);
             if (given != 1) throw new BadApiRequestException("give exactly one of to (a snapshot), generation or at (a time), e.g. {\"to\": \"before-upgrade\"}");
@@ -39,7 +40,7 @@ public static class SnapshotEndpoints
             var operation = operations.Start("volume-revert", name,
                 $"revert {name} to generation {plan.To.Generation} ({plan.To.Time:yyyy-MM-ddTHH:mm:ssZ}); undo: --to {plan.Undo}", plan.Bytes,
                 op => revert.RunAsync(plan, done => op.Report(done, plan.Bytes), CancellationToken.None));
-            if (wait is "false" or "0")
+            if (!waits)
                 return Results.Json(operation.Info(), ApiJson.Wire.OperationInfo, statusCode: StatusCodes.Status202Accepted);
             await operation.Completion.WaitAsync(ct);
             if (operation.Failure is { } failure) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
@@ -58,6 +59,7 @@ public static class SnapshotEndpoints
         {
             var body = await ApiBody.ReadAsync(request, ApiJson.Wire.CreateSnapshotRequest);
             if (body.Volumes is not { Count: > 0 } volumes) throw new BadApiRequestException("volumes is required, e.g. {\"volumes\": [\"vol0\"], \"name\": \"before-upgrade\"}");
+            if (volumes.Any(string.IsNullOrEmpty)) throw new BadApiRequestException("volumes names volumes: no null or empty entries, e.g. {\"volumes\": [\"vol0\"]}");
             if (string.IsNullOrEmpty(body.Name)) throw new BadApiRequestException("name is required, e.g. {\"volumes\": [\"vol0\"], \"name\": \"before-upgrade\"}");
             if (body.At is not null && body.Generation is not null) throw new BadApiRequestException("give at or generation, not both");
             PointQuery? at = null;
@@ -80,6 +82,7 @@ public static class SnapshotEndpoints
         group.MapPost("/{volume}/{name}/clone", async (string volume, string name, string? wait, HttpRequest request, CloneCreation clones,
             AdminOperations operations, VolumeInfoReader reader, CancellationToken ct) =>
         {
+            var waits = wait is null || VolumeEndpoints.Flag("wait", wait);
             var body = await ApiBody.ReadAsync(request, ApiJson.Wire.CloneRequest);
             if (string.IsNullOrEmpty(body.Name)) throw new BadApiRequestException("name is required: the new volume's, e.g. {\"name\": \"vol1\"}");
             if (!VolumeSpec.IsValidName(body.Name)) throw new BadApiRequestException(VolumeSpec.NameError(body.Name));
@@ -89,7 +92,7 @@ public static class SnapshotEndpoints
                 ? operations.Start("snapshot-clone", clone.Name, $"copy {volume}@{name} into clone {clone.Name}", clone.Size >> 12,
                     op => clones.MakeIndependentAsync(clone.Name, op.Report, CancellationToken.None))
                 : operations.Start("snapshot-clone", clone.Name, $"clone {volume}@{name} as {clone.Name}", 0, _ => Task.CompletedTask);
-            if (wait is "false" or "0") return Results.Json(operation.Info(), ApiJson.Wire.OperationInfo, statusCode: StatusCodes.Status202Accepted);
+            if (!waits) return Results.Json(operation.Info(), ApiJson.Wire.OperationInfo, statusCode: StatusCodes.Status202Accepted);
             await operation.Completion.WaitAsync(ct);
             if (operation.Failure is { } failure) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
             return Results.Json(await reader.GetAsync(clone.Name, ct), ApiJson.Wire.VolumeInfo, statusCode: StatusCodes.Status201Created);

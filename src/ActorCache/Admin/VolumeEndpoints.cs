@@ -60,6 +60,7 @@ public static class VolumeEndpoints
             await running.ChangeAsync(async () =>
             {
                 var volume = running.Find(name) ?? throw new VolumeNotFoundException(name);
+                await VolumeStatusReader.ThrowIfSwitchingAsync(running, name, ct);
                 var reply = await volume.Actor.Ask<object>(new GrowVolume(size), GrowTimeout, ct);
                 return reply is VolumeGrowRejected rejected ? throw new VolumeConflictException(rejected.Reason) : reply;
             }, ct);
@@ -73,8 +74,9 @@ public static class VolumeEndpoints
             var body = await ApiBody.ReadAsync(request, ApiJson.Wire.SetModeRequest);
             if (body.Mode is null) throw new BadApiRequestException("mode is required, e.g. {\"mode\": \"write-through\"}");
             if (!VolumeSpec.TryParseMode(body.Mode, out var mode, out var error)) throw new BadApiRequestException(error);
+            var waits = wait is null || Flag("wait", wait); // a bad flag is refused before anything starts
             var operation = await modes.StartAsync(name, mode, ct);
-            if (wait is not null && !Flag("wait", wait))
+            if (!waits)
                 return Results.Json(operation.Info(), ApiJson.Wire.OperationInfo, statusCode: StatusCodes.Status202Accepted);
             await operation.Completion.WaitAsync(ct);
             if (operation.Failure is { } failure) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
@@ -94,9 +96,11 @@ public static class VolumeEndpoints
             CancellationToken ct) =>
         {
             // What differs is marked out of sync: peer status shows it afterwards (outOfSyncBytes), and the node's log per peer.
+            var waits = wait is null || Flag("wait", wait);
+            await replicated.VerifiedLinksAsync(name, ct); // a refusal (not its primary, no peer connected) is an answer, not a failed operation
             var operation = operations.Start("peer-verify", name, $"verify {name} against its peers", 0,
                 op => replicated.VerifyAsync(name, op.Report, CancellationToken.None));
-            if (wait is not null && !Flag("wait", wait))
+            if (!waits)
                 return Results.Json(operation.Info(), ApiJson.Wire.OperationInfo, statusCode: StatusCodes.Status202Accepted);
             await operation.Completion.WaitAsync(ct);
             if (operation.Failure is { } failure) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(failure);
@@ -158,7 +162,7 @@ public static class VolumeEndpoints
             p.AckP50Micros, p.AckP99Micros, p.Problem)).ToList() as IReadOnlyList<PeerInfo>, ApiJson.Wire.IReadOnlyListPeerInfo);
 
     /// <summary>A query flag: absent or <c>false</c> is false, <c>true</c> (or just <c>?force</c>) is true, anything else a 400.</summary>
-    private static bool Flag(string name, string? value) => value?.ToLowerInvariant() switch
+    internal static bool Flag(string name, string? value) => value?.ToLowerInvariant() switch
     {
         null or "false" or "0" => false,
         "" or "true" or "1" => true,

@@ -20,6 +20,19 @@ public sealed class VolumeStatusReader(NodeVolumes volumes)
     public async Task<IReadOnlyList<VolumeReport>> ReadAsync(CancellationToken cancellationToken) =>
         await Task.WhenAll(volumes.Running.Select(v => AskAsync(v, cancellationToken)));
 
+    /// <summary>
+    /// Refuses a change (delete, resize) while the volume switches its mode: its actor holds every other message until the
+    /// switch ends, which may take minutes of draining, so the change would time out and then run anyway, or a deletion remove
+    /// files under a volume still open.
+    /// </summary>
+    public static async Task ThrowIfSwitchingAsync(NodeVolumes volumes, string name, CancellationToken cancellationToken)
+    {
+        if (volumes.Find(name) is not { } running) return;
+        if ((await AskAsync(running, cancellationToken)).Status?.SwitchingTo is { } to)
+            throw new VolumeConflictException($"volume {name} is switching to {VolumeSpec.FormatMode(to)}; wait for the switch to finish " +
+                                              $"('actorcache volume status {name}' shows it)");
+    }
+
     /// <summary>One volume's report.</summary>
     public static async Task<VolumeReport> AskAsync(VolumeActorRef volume, CancellationToken cancellationToken)
     {

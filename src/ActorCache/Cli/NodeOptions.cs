@@ -39,12 +39,22 @@ public sealed class NodeOptions
     public string? NamedNode(ParseResult parsed) =>
         parsed.GetValue(Node) is { Scheme: ClusterNodeScheme } named ? named.AbsolutePath : null;
 
-    public Option<string?> DataDir { get; } = new("--data-dir")
+    public Option<string?> DataDir { get; } = DataDirOption();
+
+    private static Option<string?> DataDirOption()
     {
-        Description = $"the node's data directory: its admin.url and admin.token are read there (default {NodeTarget.DefaultDataDir})",
-        HelpName = "DIR",
-        Recursive = true,
-    };
+        var option = new Option<string?>("--data-dir")
+        {
+            Description = $"the node's data directory: its admin.url and admin.token are read there (default {NodeTarget.DefaultDataDir})",
+            HelpName = "DIR",
+            Recursive = true,
+        };
+        option.Validators.Add(result =>
+        {
+            if (result.GetValue(option) is { } dir && string.IsNullOrWhiteSpace(dir)) result.AddError("--data-dir is empty; give the node's data directory");
+        });
+        return option;
+    }
 
     public Option<string?> Token { get; } = new("--token")
     {

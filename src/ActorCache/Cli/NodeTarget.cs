@@ -12,12 +12,16 @@ public sealed record NodeTarget(Uri Url, string? Token, string TokenNote)
 {
     public const string DefaultDataDir = "./data";
 
-    public static NodeTarget Resolve(Uri? node, string? dataDir, string? token)
+    public static NodeTarget Resolve(Uri? node, string? dataDir, string? token, string defaultDataDir = DefaultDataDir)
     {
-        var directory = Path.GetFullPath(dataDir ?? DefaultDataDir);
+        var directory = Path.GetFullPath(dataDir ?? defaultDataDir);
         var url = node ?? ReadUrl(directory, dataDir is null);
         if (token is not null) return new NodeTarget(url, token, "the token given with --token");
         var tokenFile = Path.Combine(directory, AdminToken.FileName);
+        // --node alone: the default data directory's token is that node's only if its admin.url names the same listener; it is
+        // never handed to another URL (a mistyped or foreign host would get a working token for the local node).
+        if (node is not null && dataDir is null && !NamesListener(directory, node))
+            return new NodeTarget(url, null, $"no token: --node {node} is not the node of {directory}; give --token, or --data-dir with the node's data directory");
         try
         {
             return new NodeTarget(url, File.ReadAllText(tokenFile).Trim(), $"the token read from {tokenFile}");
@@ -29,6 +33,20 @@ public sealed record NodeTarget(Uri Url, string? Token, string TokenNote)
         catch (UnauthorizedAccessException)
         {
             return new NodeTarget(url, null, $"no token: {tokenFile} is readable by the node's user only; run as that user or give --token");
+        }
+    }
+
+    /// <summary>Whether <c>admin.url</c> in <paramref name="directory"/> names the listener at <paramref name="node"/>.</summary>
+    private static bool NamesListener(string directory, Uri node)
+    {
+        try
+        {
+            return TryParseUrl(File.ReadAllText(Path.Combine(directory, AdminUrlFile.FileName)).Trim(), out var url, out _) &&
+                   Uri.Compare(url, node, UriComponents.SchemeAndServer, UriFormat.Unescaped, StringComparison.OrdinalIgnoreCase) == 0;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
         }
     }
 

@@ -90,12 +90,47 @@ public static class PeerCommands
     private static bool InSync(IReadOnlyList<PeerInfo> peers) =>
         peers.All(p => p.Connection is "local" or "connected" && p.Disk == "UpToDate" && p.Resync is null && p.OutOfSyncBytes == 0);
 
+    /// <summary>How long --follow waits for a peer that is not connected before it gives up (a peer that is down, cut off or refused).</summary>
+    internal static readonly TimeSpan AwayLimit = TimeSpan.FromSeconds(60);
+
+    /// <summary>
+    /// Ends a follow that cannot finish: a peer in split brain is never resynced until someone resolves it, and one not connected
+    /// for <paramref name="limit"/> is down or refused. Without this, --follow waited for ever (exit 1 and the reason instead).
+    /// </summary>
+    internal sealed class AwayPeers(TimeSpan limit)
+    {
+        private readonly Dictionary<string, DateTime> _since = new(StringComparer.Ordinal);
+
+        public void ThrowIfStuck(IReadOnlyList<PeerInfo> peers)
+        {
+            foreach (var peer in peers)
+            {
+                if (peer.SplitBrain)
+                    throw new CliFailure($"peer {peer.Node} is in split brain with the primary; it is not resynced until that is resolved ('actorcache peer status' shows it)");
+                if (peer.Connection is "local" or "connected")
+                {
+                    _since.Remove(peer.Node);
+                    continue;
+                }
+                var since = _since.TryGetValue(peer.Node, out var at) ? at : _since[peer.Node] = DateTime.UtcNow;
+                if (DateTime.UtcNow - since > limit)
+                    throw new CliFailure($"peer {peer.Node} has not been connected for {limit.TotalSeconds:0} s ({peer.Connection}" +
+                                         $"{(peer.Problem is { } problem ? $": {problem}" : "")}); it is resynced once it is back");
+            }
+        }
+    }
+
     /// <summary>Polls the peers until all are in sync: a progress bar of the bytes resynced on a terminal, nothing on a pipe.</summary>
     private static async Task<IReadOnlyList<PeerInfo>> FollowAsync(CommandRun run, string volume, IReadOnlyList<PeerInfo> peers)
     {
+        var away = new AwayPeers(AwayLimit);
         if (run.Output.Progress is not { } console)
         {
-            while (!InSync(peers)) peers = await NextAsync(run, volume);
+            while (!InSync(peers))
+            {
+                away.ThrowIfStuck(peers);
+                peers = await NextAsync(run, volume);
+            }
             return peers;
         }
         await console.Progress().AutoClear(true)
@@ -106,6 +141,7 @@ public static class PeerCommands
                 var task = context.AddTask($"resync of {Markup.Escape(volume)}", maxValue: 1);
                 while (!InSync(peers))
                 {
+                    away.ThrowIfStuck(peers);
                     var total = peers.Sum(p => p.Resync?.Total ?? p.OutOfSyncBytes);
                     task.IsIndeterminate = total == 0;
                     if (total > 0)
@@ -132,12 +168,12 @@ public static class PeerCommands
         var rate = new Argument<string>("RATE") { Description = "bytes per second per peer, with an optional unit (100M); 0: no limit" };
         rate.Validators.Add(result =>
         {
-            if (result.GetValue(rate) is { } text && !ActorCache.Blocks.ByteSize.TryParse(text, out _, out var error)) result.AddError(error);
+            if (result.GetValue(rate) is { } text && !ActorCache.Blocks.ByteSize.TryParse(text, out _, out var error, allowZero: true)) result.AddError(error);
         });
         var command = new Command("resync-rate", "Limit (or free) the resync rate of the volume's peers, live; asked of the primary.") { name, rate };
         options.SetAction(command, async run =>
         {
-            ActorCache.Blocks.ByteSize.TryParse(run.Parsed.GetRequiredValue(rate), out var bytes, out _);
+            ActorCache.Blocks.ByteSize.TryParse(run.Parsed.GetRequiredValue(rate), out var bytes, out _, allowZero: true);
             var volume = await run.Client.SetResyncRateAsync(run.Parsed.GetRequiredValue(name), bytes, run.Cancellation);
             if (run.Output.Json) run.Output.WriteJson(volume);
             else run.Output.Say($"resync rate of {Markup.Escape(volume.Name)}: {(bytes == 0 ? "no limit" : SizeText.Of(bytes) + "/s")}");

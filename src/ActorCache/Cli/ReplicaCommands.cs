@@ -58,7 +58,7 @@ public static class ReplicaCommands
             var volume = await run.Client.DiscardMyDataAsync(run.Parsed.GetRequiredValue(name), run.Cancellation);
             Report(run, volume, "discarded this node's data");
         });
-        return command.WithExamples("actorcache volume discard-my-data r --data-dir a", "actorcache snapshot list --volume r --data-dir a");
+        return command.WithExamples("actorcache volume discard-my-data r --data-dir a", "actorcache snapshot list r --data-dir a");
     }
 
     public static Command Protocol(NodeOptions options)

@@ -29,7 +29,7 @@ public static class TopCommand
         };
         interval.Validators.Add(result =>
         {
-            if (result.GetValue(interval) is < 0.1 or > 3600) result.AddError("--interval must be between 0.1 and 3600 seconds");
+            if (result.GetValue(interval) is not (>= 0.1 and <= 3600)) result.AddError("--interval must be between 0.1 and 3600 seconds");
         });
         var command = new Command("top",
             "A running node's volumes live, refreshed every --interval until Ctrl-C: read and write IOPS and MiB/s, FLUSHes per second " +

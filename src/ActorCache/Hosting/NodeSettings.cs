@@ -347,22 +347,26 @@ public static class NodeSettingsLoader
         return seeds;
     }
 
+    private const long MaxSegmentSize = 1L << 40;
+
     private static CacheSettings CacheFromConfig(SettingsReader read, string dataDir)
     {
         var ring = read.Size("cache.ring-size", 64L << 20);
         if (ring > ActorCache.Cache.RingBuffer.MaxBytes)
             throw new SettingsException($"actorcache.cache.ring-size = {ByteSize.Format(ring)} is above the largest ring, {ByteSize.Format(ActorCache.Cache.RingBuffer.MaxBytes)}");
         var segment = read.Size("cache.segment-size", 1L << 20);
+        // Checked so that no sum or product below can overflow (a setting near long.MaxValue passed these checks once).
+        if (segment > MaxSegmentSize) throw new SettingsException($"actorcache.cache.segment-size = {ByteSize.Format(segment)} is above {ByteSize.Format(MaxSegmentSize)}");
         var capacity = read.Size("cache.log-capacity", 4 * segment);
         var maxBatch = read.Size("cache.max-batch", 64 << 10);
-        if (maxBatch + 4096 > segment) throw new SettingsException($"actorcache.cache.max-batch must be smaller than cache.segment-size");
-        if (2 * maxBatch > ring) throw new SettingsException($"actorcache.cache.ring-size must hold at least two batches (2 x cache.max-batch)");
+        if (maxBatch > segment - 4096) throw new SettingsException($"actorcache.cache.max-batch must be smaller than cache.segment-size");
+        if (maxBatch > ring / 2) throw new SettingsException($"actorcache.cache.ring-size must hold at least two batches (2 x cache.max-batch)");
         var fraction = read.Fraction("cache.retention-max-fraction", 0, 1);
         // Retention shrinks only once the log passes its cap; a full log must be able to pass it (one more
         // batch, plus the end of a segment a batch did not fit in), or writers wait for the oldest history
         // to reach retention-time.
         var aboveCap = capacity - (long)(capacity * fraction);
-        if (aboveCap < segment + maxBatch)
+        if (aboveCap - segment < maxBatch)
         {
             throw new SettingsException($"actorcache.cache.retention-max-fraction {fraction} leaves {aboveCap} bytes of the {capacity}-byte log above " +
                                         $"the retention cap; it needs at least cache.segment-size + cache.max-batch ({segment + maxBatch}) or writers can stall");

@@ -27,6 +27,7 @@ public sealed class VolumeDeletion(NodeSettings settings, NodeVolumes volumes, N
     public Task<VolumeDeletionResult> DeleteAsync(string name, bool force, CancellationToken ct) => volumes.ChangeAsync(async () =>
     {
         volumes.ThrowIfRecovering(name); // its actor would take the close only once the volume is open
+        await Admin.VolumeStatusReader.ThrowIfSwitchingAsync(volumes, name, ct);
         var volumeRegistry = await registry.GetAsync<VolumeRegistry>(ct);
         var known = (await volumeRegistry.Ask<VolumeList>(GetVolumes.Instance, AskTimeout, ct)).Volumes;
         var definition = known.FirstOrDefault(v => v.Name == name) ?? throw new VolumeNotFoundException(name);

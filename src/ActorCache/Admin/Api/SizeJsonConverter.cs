@@ -11,7 +11,8 @@ public sealed class SizeJsonConverter : JsonConverter<long>
     {
         if (reader.TokenType == JsonTokenType.Number && reader.TryGetInt64(out var bytes)) return bytes;
         if (reader.TokenType == JsonTokenType.String)
-            return ByteSize.TryParse(reader.GetString(), out bytes, out var error) ? bytes : throw new JsonException(error);
+            // "0" as 0 (a rate's "no limit"), as the number 0 is: what a size must be is checked where it is used.
+            return ByteSize.TryParse(reader.GetString(), out bytes, out var error, allowZero: true) ? bytes : throw new JsonException(error);
         throw new JsonException("size must be a whole number of bytes or a string such as \"10G\"");
     }
 
