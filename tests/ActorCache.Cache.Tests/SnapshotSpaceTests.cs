@@ -117,4 +117,41 @@ public sealed class SnapshotSpaceTests : IDisposable
         Assert.Equal(0, cache.Statistics.ExpiredSnapshots);
         Assert.Equal(CacheFixture.Pattern(24 * 4096, 2), await ReadViewAsync(cache, second, 24 * 4096));
     }
+
+    /// <summary>Counts how often the snapshot store is replaced by a compacted one.</summary>
+    private sealed class CountingDirectory(ILogDirectory inner) : ILogDirectory
+    {
+        public int StoreReplaces;
+        public string Path => inner.Path;
+        public bool Exists(string name) => inner.Exists(name);
+        public IDurableFile Open(string name, FileMode mode) => inner.Open(name, mode);
+        public void Delete(string name) => inner.Delete(name);
+
+        public void Replace(string source, string destination)
+        {
+            if (destination == SnapshotStore.FileName) Interlocked.Increment(ref StoreReplaces);
+            inner.Replace(source, destination);
+        }
+    }
+
+    [Fact]
+    public async Task Under_protect_a_store_whose_copies_are_all_read_is_not_rewritten_at_every_retry()
+    {
+        // The store's length counts batch headers, which the live bytes did not: every retry of the refused step compacted (rewrote
+        // and synced) a store with nothing to give back.
+        var options = Options(space: 64 << 10, SnapshotSpacePolicy.Protect);
+        Directory.CreateDirectory(options.LogDirectory);
+        var directory = new CountingDirectory(new LogDirectory(options.LogDirectory));
+        await using var cache = _fixture.Open(Size, options, directory: directory);
+        for (var round = 1; round <= 2; round++)
+        {
+            await WriteAndKeepAsync(cache, 12, round);
+            await WaitAsync(() => cache.Statistics.CachedBlocks == 0 || cache.Statistics.BackingFailure is not null, $"round {round} is destaged or refused");
+        }
+        await cache.WriteAsync(0, CacheFixture.Pattern(12 * 4096, 3), fua: true);
+        await WaitAsync(() => cache.Statistics.BackingFailure is not null, "the step past the limit is refused");
+        var before = directory.StoreReplaces;
+        await Task.Delay(3000); // the destager retries the step meanwhile
+        Assert.True(directory.StoreReplaces - before <= 1, $"the store, all of it read, was rewritten {directory.StoreReplaces - before} times in 3 s");
+    }
 }

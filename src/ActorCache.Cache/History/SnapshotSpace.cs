@@ -30,7 +30,9 @@ internal sealed class SnapshotSpace(string name, SnapshotStore store, ProtectedP
     {
         while (plan.Preserve.Count > 0 && store.Length + Needed(plan) > options.SnapshotSpace)
         {
-            if (store.LiveBytes(points) < store.Length)
+            // Only when some copy is dead: the store's length counts batch headers too, so comparing the live bytes with it rewrote a
+            // store whose copies are all read (up to the whole snapshot-space, synced) at every retry of a step under protect.
+            if (store.DeadBytes(points) > 0)
             {
                 var freed = store.Compact(points, length => planner.SaveStoreLength(length));
                 health.CountCompaction(freed);

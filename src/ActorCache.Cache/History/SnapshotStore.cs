@@ -253,6 +253,13 @@ internal sealed class SnapshotStore : IDisposable
     }
 
     /// <summary>
+    /// Bytes of copies no protected point reads: what a compaction gives back, besides headers. A store of live copies only has
+    /// none, and is not rewritten in vain.
+    /// </summary>
+    public long DeadBytes(ProtectedPoints points) =>
+        Interlocked.Read(ref _file.Blocks) * BlockSize - LiveBytes(points);
+
+    /// <summary>
     /// For each protected point, the bytes of copies no other protected point reads: what giving the
     /// point up would free at the next compaction. Reads the copies as they are now, from any thread.
     /// </summary>
