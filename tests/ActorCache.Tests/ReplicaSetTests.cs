@@ -28,4 +28,28 @@ public sealed class ReplicaSetTests
         var later = b with { Epoch = 6 };
         Assert.Same(later, ReplicaSet.Newest([c, later, b]));
     }
+
+    [Fact]
+    public void A_node_with_unshared_writes_finds_split_brain_with_a_primary_that_came_and_went_while_it_was_away()
+    {
+        // a is primary at epoch 1 and is cut off from b; a FLUSHes (a mark for b). b is promoted (2), writes, and is demoted cleanly (3,
+        // no primary). a then meets set 3: its newest primary is nobody, but b was primary since a's set, and a's writes b lacks would
+        // be resynced away without a word.
+        var created = new ReplicaSet(["a", "b"], "C", "", 0).WithPrimary("a", 1);
+        var promoted = created.WithPrimary("b", 2);
+        var demoted = promoted with { Primary = "", Epoch = 3, InSync = ["b"] };
+        Assert.Equal(["b"], demoted.PrimariesSince(1));
+        Assert.Equal("b", demoted.SplitBrainPeer(created, "a", peer => peer == "b"));
+        Assert.Null(demoted.SplitBrainPeer(created, "a", _ => false)); // no mark: nothing of a's to lose
+        Assert.Null(demoted.SplitBrainPeer(promoted, "a", peer => peer == "c")); // b was primary before a's own set: a knew it
+
+        // A history that does not reach back to this node's set (too long, or a set recorded before terms were kept): any mark counts.
+        var old = new ReplicaSet(["a", "b", "c"], "C", "", 7);
+        Assert.Null(old.PrimariesSince(1));
+        Assert.Equal("c", old.SplitBrainPeer(created, "a", peer => peer == "c"));
+        var many = Enumerable.Range(2, 40).Aggregate(created, (set, epoch) => set.WithPrimary(epoch % 2 == 0 ? "b" : "c", epoch));
+        Assert.Equal(ReplicaSet.MaxTerms, many.Terms!.Length);
+        Assert.Null(many.PrimariesSince(1));
+        Assert.Equal(["b", "c"], many.PrimariesSince(35)!.Order());
+    }
 }

@@ -446,15 +446,21 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
     public void ClearMarksOfPeersInSync(string volume)
     {
         if (!_attached.TryGetValue(volume, out var attached) || !attached.Set.IsPrimary(settings.NodeName)) return;
-        var cleared = false;
+        var cleared = new List<string>();
         foreach (var link in attached.Shipping)
         {
-            if (link.Status is not { Connection: PeerConnection.Connected, Disk: PeerDisk.UpToDate, OutOfSyncBytes: 0, Resync: null } status) continue;
-            if (!File.Exists(UnsharedMark(volume, status.Node))) continue;
-            File.Delete(UnsharedMark(volume, status.Node));
-            cleared = true;
+            if (!InSync(link) || !File.Exists(UnsharedMark(volume, link.PeerNode))) continue;
+            File.Delete(UnsharedMark(volume, link.PeerNode));
+            cleared.Add(link.PeerNode);
         }
-        if (cleared && attached.Volume.Guard?.GuardsPrimary == true) attached.Volume.Guard = GuardOf(attached);
+        if (cleared.Count == 0) return;
+        if (attached.Volume.Guard?.GuardsPrimary == true) attached.Volume.Guard = GuardOf(attached);
+        // A FLUSH that completed on the old guard between the check above and the new guard skipped the mark (the old guard counted
+        // the peer marked already): a peer that is not in sync any more gets its mark back.
+        foreach (var link in attached.Shipping)
+            if (cleared.Contains(link.PeerNode) && !InSync(link)) WriteMark(UnsharedMark(volume, link.PeerNode));
+
+        static bool InSync(ReplicaLink link) => link.Status is { Connection: PeerConnection.Connected, Disk: PeerDisk.UpToDate, OutOfSyncBytes: 0, Resync: null };
     }
 
     private void ClearMarksSafely(string volume)

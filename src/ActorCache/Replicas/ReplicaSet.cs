@@ -17,8 +17,42 @@ namespace ActorCache.Replicas;
 /// say the same of two nodes whose current UUIDs match); everyone else is resynced in full. Null in every other set.
 /// </param>
 /// <param name="Resolution">Set by a split-brain policy that kept the former primary's data: the node that gives up its own (see <see cref="SplitBrainResolution"/>).</param>
-public sealed record ReplicaSet(string[] Nodes, string Protocol, string Primary, long Epoch, string[]? InSync = null, SplitBrainResolution? Resolution = null)
+/// <param name="Terms">
+/// Who was primary from which epoch, oldest first (the last <see cref="MaxTerms"/>): what DRBD's history UUIDs tell. A node that meets a
+/// newer set checks its marks of unshared writes against every node primary since its own set, not only the newest primary: a node
+/// promoted and demoted again while this one was away wrote too. Null in sets recorded before it was kept.
+/// </param>
+public sealed record ReplicaSet(string[] Nodes, string Protocol, string Primary, long Epoch, string[]? InSync = null, SplitBrainResolution? Resolution = null,
+    PrimaryTerm[]? Terms = null)
 {
+    public const int MaxTerms = 32;
+
+    /// <summary>A new set with <paramref name="node"/> primary from <paramref name="epoch"/> (a creation, a promotion, a split brain kept), its term recorded.</summary>
+    public ReplicaSet WithPrimary(string node, long epoch) => this with
+    {
+        Primary = node,
+        Epoch = epoch,
+        Terms = [.. (Terms ?? []).TakeLast(MaxTerms - 1), new PrimaryTerm(epoch, node)],
+    };
+
+    /// <summary>
+    /// The nodes that were primary in a term that began after epoch <paramref name="epoch"/>, or null when this set's history does not
+    /// reach back that far (too old, or recorded without one): then who wrote since is unknown.
+    /// </summary>
+    public IReadOnlyList<string>? PrimariesSince(long epoch) =>
+        Terms is { Length: > 0 } terms && terms[0].Epoch <= epoch + 1 ? [.. terms.Where(t => t.Epoch > epoch).Select(t => t.Node).Distinct()] : null;
+
+    /// <summary>
+    /// Whether this node, holding <paramref name="current"/>, would lose acknowledged writes by adopting this newer set: it has a mark of
+    /// unshared writes (<paramref name="hasUnshared"/>) for a node that was primary since <paramref name="current"/>, or, where the
+    /// history does not say who was, for any node. Returns that node, or null when adopting loses nothing.
+    /// </summary>
+    public string? SplitBrainPeer(ReplicaSet current, string self, Func<string, bool> hasUnshared)
+    {
+        var since = PrimariesSince(current.Epoch) ?? Nodes;
+        return since.Append(Primary).Where(n => n.Length > 0 && n != self).Distinct().FirstOrDefault(hasUnshared);
+    }
+
     public const string Protocols = "A, B or C";
 
     public bool IsPrimary(string node) => Primary == node;
@@ -62,3 +96,6 @@ public sealed record ReplicaSet(string[] Nodes, string Protocol, string Primary,
 
     public override string ToString() => $"{string.Join(",", Nodes)} (primary {Primary}, protocol {Protocol}, epoch {Epoch})";
 }
+
+/// <summary>One term of a primary: <paramref name="Node"/> became primary at <paramref name="Epoch"/>.</summary>
+public sealed record PrimaryTerm(long Epoch, string Node);

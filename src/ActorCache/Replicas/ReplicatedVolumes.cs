@@ -37,7 +37,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         if (missing.Count > 0)
             throw new VolumeConflictException($"volume {spec.Name}: {string.Join(", ", missing)} {(missing.Count == 1 ? "is not an Up, reachable member" : "are not Up, reachable members")} " +
                                               $"of the cluster (Up: {string.Join(", ", up)}); 'actorcache cluster show' lists the members");
-        var set = new ReplicaSet(nodes, protocol, nodes[0], 1);
+        var set = new ReplicaSet(nodes, protocol, "", 0).WithPrimary(nodes[0], 1);
         var request = new CreateReplica(spec.Name, spec.Size, VolumeSpec.FormatMode(spec.Mode), set);
         var answers = await Task.WhenAll(nodes.Select(async n =>
         {
@@ -169,12 +169,14 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             await DiscardLocalAsync(name, newer, $"{resolution.Winner} kept its own data by after-split-brain = {resolution.Policy}", ct);
             return true;
         }
-        if (newer.Primary.Length > 0 && newer.Primary != Self && roles.HasUnsharedWrites(name, newer.Primary))
+        // Every node primary since this node's set, not only the newest primary: one promoted and demoted again while this node was
+        // away wrote too, and its marks would otherwise be cleared below with the writes they stand for.
+        if (newer.SplitBrainPeer(current, Self, peer => roles.HasUnsharedWrites(name, peer)) is { } diverged)
         {
-            if (roles.MarkSplitBrain(name, newer.Primary))
-                logger.LogError("volume {Name}: SPLIT BRAIN with {Peer}: {Peer} became primary ({Set}) while this node acknowledged FLUSHes it lacks; " +
-                                "not connecting. Keep one side: on the side to give up, 'actorcache volume discard-my-data {Name}' keeps its data as snapshot " +
-                                "{Name}@split-brain-TIME and resyncs it from the other", name, newer.Primary, newer.Primary, newer, name, name);
+            if (roles.MarkSplitBrain(name, diverged))
+                logger.LogError("volume {Name}: SPLIT BRAIN with {Peer}: {Peer} was primary since this node's replica set ({Set}) while this node acknowledged " +
+                                "FLUSHes it lacks; not connecting. Keep one side: on the side to give up, 'actorcache volume discard-my-data {Name}' keeps its " +
+                                "data as snapshot {Name}@split-brain-TIME and resyncs it from the other", name, diverged, diverged, newer, name, name);
             return false;
         }
         await RecordAsync(name, newer, ct);
@@ -286,7 +288,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             return;
         }
         var epoch = newer.Epoch + 1;
-        var kept = newer with { Primary = Self, Epoch = epoch, InSync = null, Resolution = new SplitBrainResolution(Self, peer, epoch, policyName) };
+        var kept = newer.WithPrimary(Self, epoch) with { InSync = null, Resolution = new SplitBrainResolution(Self, peer, epoch, policyName) };
         // Every peer may hold the other side's writes: all marked before any can connect under the new set, narrowed by the logs.
         var basis = roles.OwnHistoryBasis(name);
         if (roles.IsServingPrimary(name))
@@ -397,6 +399,11 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             {
                 return await peers.AskAsync<ReplicaView>(n, new GetReplicaView(name), ct, silenceThrows: everyUpPeer);
             }
+            catch (ReplicaRefusedException e) when (everyUpPeer)
+            {
+                // A replica that is up and refuses to say what it holds (a damaged replica state, say) is as unknown as a silent one.
+                throw new PeerSilentException($"node {n} is up but refused to say what it holds of {name}: {e.Message}");
+            }
             catch (ReplicaRefusedException)
             {
                 return null;
@@ -505,7 +512,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
                 throw new VolumeConflictException($"node {newer.Node} holds newer data of {name} than node {Self} (batch {newer.FollowedSequence} of the last primary " +
                                                   $"against {sequence}): promote {newer.Node}, or force this node (--force: {newer.Node}'s newer writes are resynced over)");
         }
-        var promoted = set with { Primary = Self, Epoch = newest.Epoch + 1, InSync = null };
+        var promoted = set.WithPrimary(Self, newest.Epoch + 1) with { InSync = null };
         // Recorded under the adoption lock, and only over the set the checks above saw: a set adopted meanwhile (a peer's spread,
         // the reconciler) is not overwritten with an older one.
         var recording = AdoptionOf(name);
@@ -731,9 +738,9 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         return new PeerStatusList(name, [.. rows.OrderBy(r => Array.IndexOf(set.Nodes, r.Node))]);
     }
 
-    public Task<BlockChecksums> ChecksumsAsync(string name, long fromBlock, int count, CancellationToken ct) =>
-        roles.ChecksumsAsync(name, fromBlock, count, ct).ContinueWith(t => new BlockChecksums(Self, t.Result), ct, TaskContinuationOptions.OnlyOnRanToCompletion,
-            TaskScheduler.Default);
+    // Awaited, not ContinueWith(OnlyOnRanToCompletion): a failure here reaches the asking primary as what it is, not "a task was canceled".
+    public async Task<BlockChecksums> ChecksumsAsync(string name, long fromBlock, int count, CancellationToken ct) =>
+        new(Self, await roles.ChecksumsAsync(name, fromBlock, count, ct));
 
     /// <summary>Blocks per verify step: 1 MiB read on each side, 1 KiB of checksums over remoting.</summary>
     private const int VerifyBlocks = 256;
