@@ -100,7 +100,7 @@ public sealed class SyncFailureTests : IDisposable
             if (_writeFailed && !WipeFailed)
             {
                 WipeFailed = true;
-                throw new BlockTargetException(BlockError.Io, "fdatasync failed: injected while wiping");
+                throw new BlockTargetException(BlockError.Io, "fdatasync failed: injected while wiping", new LogSyncFailure("injected"));
             }
             base.Discard(address, length);
         }
@@ -121,5 +121,50 @@ public sealed class SyncFailureTests : IDisposable
         await Task.Delay(1500); // the flusher's retries: the wipe fails once, then works, and so do the writes
         Assert.True(medium.WipeFailed, "the injected wipe failure was not reached");
         await Assert.ThrowsAsync<BlockTargetException>(() => cache.FlushAsync().AsTask());
+    }
+
+    /// <summary>Log writes and wipes fail (as a disk that is away does, before any fdatasync) until <see cref="AwayUntil"/>.</summary>
+    private sealed class AwayMedium(ILogMedium inner) : WrappedMedium(inner)
+    {
+        public long AwayUntil; // Environment.TickCount64
+        public volatile bool Failed;
+
+        private void ThrowIfAway(string what)
+        {
+            if (Environment.TickCount64 >= Interlocked.Read(ref AwayUntil)) return;
+            Failed = true;
+            throw new BlockTargetException(BlockError.Io, $"{what} failed: injected, the disk is away");
+        }
+
+        public override void Write(long address, IReadOnlyList<ReadOnlyMemory<byte>> buffers)
+        {
+            ThrowIfAway("write");
+            base.Write(address, buffers);
+        }
+
+        public override void Discard(long address, long length)
+        {
+            ThrowIfAway("wipe");
+            base.Discard(address, length);
+        }
+    }
+
+    [Fact]
+    public async Task A_wipe_that_fails_before_its_fdatasync_is_retried_and_the_log_works_again_when_the_disk_is_back()
+    {
+        var options = _fixture.Options();
+        var medium = new AwayMedium(new SegmentFiles(options.LogDirectory, options.SegmentSize));
+        await using var cache = _fixture.Open(Size, options, medium: medium);
+        await cache.WriteAsync(0, CacheFixture.Pattern(4096, 1), fua: true);
+        Interlocked.Exchange(ref medium.AwayUntil, Environment.TickCount64 + 1000); // away for a second: several retries meet it
+        await cache.WriteAsync(4096, CacheFixture.Pattern(4096, 2), fua: false);
+        await Assert.ThrowsAsync<BlockTargetException>(() => cache.FlushAsync().AsTask());
+        Assert.True(medium.Failed, "the injected failure was not reached");
+        await Task.Delay(2500); // back; the flusher's backoff retries within it
+        await cache.WriteAsync(8192, CacheFixture.Pattern(4096, 3), fua: false);
+        await cache.FlushAsync();
+        var read = new byte[3 * 4096];
+        await cache.ReadAsync(0, read);
+        Assert.Equal([.. CacheFixture.Pattern(4096, 1), .. CacheFixture.Pattern(4096, 2), .. CacheFixture.Pattern(4096, 3)], read);
     }
 }

@@ -220,10 +220,11 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
         {
             medium.Discard(_failedWriteAt, BlockSize); // throws while the medium still fails: the flusher retries later
         }
-        catch (BlockTargetException e)
+        catch (BlockTargetException e) when (e.InnerException is LogSyncFailure)
         {
-            // The wipe ends with an fdatasync of the segment. Should that be what failed, it took the one report of a write-back
-            // error that may cover batches written before the failed one: the log is not trusted any more, as after Sync's.
+            // The wipe ends with an fdatasync of the segment. That failing took the one report of a write-back error that may
+            // cover batches written before the failed one: the log is not trusted any more, as after Sync's. (A wipe that fails
+            // before, in its hole punch or zeroes, is retried like the write: the disk may come back.)
             health.LogUntrusted ??= $"wiping a failed log write failed ({e.Message}); writes since the last good fdatasync may be lost, " +
                                     "so the volume takes no more writes until it is opened again (restart the node)";
             throw;

@@ -441,7 +441,7 @@ public sealed class SegmentFiles : ILogMedium
             }
         }
         errno = LibC.DataSync(handle);
-        if (errno != 0) BlockThrow.FromErrno(errno, "fdatasync", PathOf(address / SegmentSize));
+        if (errno != 0) throw LogSyncFailure.Of(errno, PathOf(address / SegmentSize));
     }
 
     public void Release(long segment)
@@ -483,5 +483,25 @@ public sealed class SegmentFiles : ILogMedium
         _zeroAhead.Dispose();
         foreach (var handle in _open.Values) handle.Dispose();
         _open.Clear();
+    }
+}
+
+/// <summary>
+/// The inner exception of a <see cref="BlockTargetException"/> from an fdatasync of the log: what it covered may be lost (Linux
+/// reports a write-back error once and leaves the pages clean), so the log is not trusted after it, unlike after a failed write.
+/// </summary>
+public sealed class LogSyncFailure(string message) : Exception(message)
+{
+    public static BlockTargetException Of(int errno, string path)
+    {
+        try
+        {
+            BlockThrow.FromErrno(errno, "fdatasync", path);
+            return new BlockTargetException(BlockError.Io, $"fdatasync {path} failed");
+        }
+        catch (BlockTargetException e)
+        {
+            return new BlockTargetException(e.Error, e.Message, new LogSyncFailure(e.Message));
+        }
     }
 }
