@@ -50,6 +50,16 @@ public sealed class ReplicaRolesTests : IAsyncLifetime
         await volume.WriteAsync(0, new byte[4096], fua: false);
         await volume.FlushAsync();
 
+        // Before it looks at its marks of unshared writes, a primary about to adopt a set naming another node stops writes: none
+        // may be acknowledged (and marked) after the look. Should the adoption not happen, its guard comes back.
+        var guard = roles.TakeGuard("r", "handing over");
+        Assert.NotNull(guard);
+        Assert.Null(roles.TakeGuard("r", "again")); // fenced already: nothing to give back twice
+        Assert.Contains("handing over", (await Assert.ThrowsAsync<BlockTargetException>(() => volume.WriteAsync(0, new byte[4096], fua: false).AsTask())).Message);
+        await volume.FlushAsync();
+        roles.RestoreGuard("r", guard);
+        await volume.WriteAsync(0, new byte[4096], fua: false);
+
         // b was promoted while this node was cut off, and this node adopts its set (ReplicatedVolumes.AdoptNewerAsync -> RecordAsync).
         await roles.ApplyAsync("r", set with { Primary = "b", Epoch = 2 });
 
@@ -60,5 +70,9 @@ public sealed class ReplicaRolesTests : IAsyncLifetime
         await Assert.ThrowsAsync<BlockTargetException>(() => volume.WriteZeroesAsync(0, 4096, false, false, fua: true).AsTask());
         await Assert.ThrowsAsync<BlockTargetException>(() => volume.TrimAsync(0, 4096, fua: false).AsTask());
         await volume.FlushAsync(); // promises nothing new; a snapshot of a secondary flushes through it
+        // A failed discard on a secondary puts the secondary's fence back, not nothing.
+        roles.TakeGuard("r", "discarding");
+        roles.RestoreGuard("r", null);
+        Assert.Contains("its primary is node b", (await Assert.ThrowsAsync<BlockTargetException>(() => volume.WriteAsync(0, new byte[4096], fua: false).AsTask())).Message);
     }
 }

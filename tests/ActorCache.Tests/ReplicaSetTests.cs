@@ -38,18 +38,32 @@ public sealed class ReplicaSetTests
         var created = new ReplicaSet(["a", "b"], "C", "", 0).WithPrimary("a", 1);
         var promoted = created.WithPrimary("b", 2);
         var demoted = promoted with { Primary = "", Epoch = 3, InSync = ["b"] };
-        Assert.Equal(["b"], demoted.PrimariesSince(1));
+        Assert.Equal(["b"], demoted.PrimariesSince(created));
         Assert.Equal("b", demoted.SplitBrainPeer(created, "a", peer => peer == "b"));
         Assert.Null(demoted.SplitBrainPeer(created, "a", _ => false)); // no mark: nothing of a's to lose
         Assert.Null(demoted.SplitBrainPeer(promoted, "a", peer => peer == "c")); // b was primary before a's own set: a knew it
 
         // A history that does not reach back to this node's set (too long, or a set recorded before terms were kept): any mark counts.
         var old = new ReplicaSet(["a", "b", "c"], "C", "", 7);
-        Assert.Null(old.PrimariesSince(1));
+        Assert.Null(old.PrimariesSince(created));
         Assert.Equal("c", old.SplitBrainPeer(created, "a", peer => peer == "c"));
         var many = Enumerable.Range(2, 40).Aggregate(created, (set, epoch) => set.WithPrimary(epoch % 2 == 0 ? "b" : "c", epoch));
         Assert.Equal(ReplicaSet.MaxTerms, many.Terms!.Length);
-        Assert.Null(many.PrimariesSince(1));
-        Assert.Equal(["b", "c"], many.PrimariesSince(35)!.Order());
+        Assert.Null(many.PrimariesSince(created));
+        Assert.Equal(["b", "c"], many.PrimariesSince(created with { Epoch = 35, Primary = "c" })!.Order());
+    }
+
+    [Fact]
+    public void Split_brain_is_found_after_two_promotions_at_one_epoch_when_the_winner_is_demoted_before_they_meet()
+    {
+        // From set (p, 1) a and b are promoted at once: (a, 2) and (b, 2). b's wins the tie; b is demoted cleanly: ("", 3). a, with a
+        // mark for b, meets set 3: b's term began at a's own epoch, and must count.
+        var start = new ReplicaSet(["a", "b", "p"], "C", "", 0).WithPrimary("p", 1);
+        var a = start.WithPrimary("a", 2);
+        var b = start.WithPrimary("b", 2);
+        var demoted = b with { Primary = "", Epoch = 3 };
+        Assert.True(b.IsNewerThan(a));
+        Assert.Equal("b", demoted.SplitBrainPeer(a, "a", n => n == "b"));
+        Assert.Equal(["b"], demoted.PrimariesSince(a));
     }
 }

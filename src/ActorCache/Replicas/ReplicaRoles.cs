@@ -84,21 +84,27 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         CacheOf(attached.Volume) is WriteBackCache cache ? new ReplicaHistory(cache, StateDirectory(attached.Volume.Definition.Name)) : null;
 
     /// <summary>
-    /// A replica giving up its data after a split brain: its snapshot's FLUSH must not wait for quorum, which it lost when the
-    /// other replicas took the winner's set (under suspend-io it would wait forever). Its clients are gone and no new one is let
-    /// in by then. Returns the guard, for <see cref="RestoreGuard"/> should the discard fail.
+    /// A replica giving up its data after a split brain, or a serving primary about to take a set naming another node: no write
+    /// passes from now on (<see cref="PrimaryGuard.NotPrimary"/>), and a FLUSH does not wait for quorum (a primary giving up its data
+    /// has lost quorum to the winner's set; under suspend-io it would wait for ever). Its clients are gone and no new one is let in by
+    /// then. Returns the guard it had, for <see cref="RestoreGuard"/> should the change fail; null when it was fenced already.
     /// </summary>
-    public PrimaryGuard? TakeGuard(string volume)
+    public PrimaryGuard? TakeGuard(string volume, string reason)
     {
         if (!_attached.TryGetValue(volume, out var attached)) return null;
         var guard = attached.Volume.Guard;
-        attached.Volume.Guard = null;
+        if (guard is { GuardsPrimary: false }) return null;
+        attached.Volume.Guard = PrimaryGuard.NotPrimary(reason);
         return guard;
     }
 
+    /// <summary>Undoes <see cref="TakeGuard"/> after a failed change: the guard back on a primary, a secondary's fence on a secondary.</summary>
     public void RestoreGuard(string volume, PrimaryGuard? guard)
     {
-        if (guard is not null && _attached.TryGetValue(volume, out var attached) && attached.Set.IsPrimary(settings.NodeName) && attached.Volume.Guard?.GuardsPrimary != true)
+        if (!_attached.TryGetValue(volume, out var attached)) return;
+        if (!attached.Set.IsPrimary(settings.NodeName))
+            attached.Volume.Guard = PrimaryGuard.NotPrimary(SecondaryRefusal(volume, attached.Set));
+        else if (guard is not null && attached.Volume.Guard?.GuardsPrimary != true)
             attached.Volume.Guard = guard;
     }
 

@@ -36,11 +36,15 @@ public sealed record ReplicaSet(string[] Nodes, string Protocol, string Primary,
     };
 
     /// <summary>
-    /// The nodes that were primary in a term that began after epoch <paramref name="epoch"/>, or null when this set's history does not
-    /// reach back that far (too old, or recorded without one): then who wrote since is unknown.
+    /// The nodes that were primary in a term newer than <paramref name="current"/> (one that began after its epoch, or at its epoch
+    /// with another primary: a promotion made at once with it, see <see cref="IsNewerThan"/>), or null when this set's history does not
+    /// reach back that far (too old, or recorded without one): then who wrote since is unknown. A history holds one term per epoch
+    /// at most, so one that starts at or before the current epoch holds every term after it.
     /// </summary>
-    public IReadOnlyList<string>? PrimariesSince(long epoch) =>
-        Terms is { Length: > 0 } terms && terms[0].Epoch <= epoch + 1 ? [.. terms.Where(t => t.Epoch > epoch).Select(t => t.Node).Distinct()] : null;
+    public IReadOnlyList<string>? PrimariesSince(ReplicaSet current) =>
+        Terms is { Length: > 0 } terms && terms[0].Epoch <= current.Epoch
+            ? [.. terms.Where(t => t.Epoch > current.Epoch || t.Epoch == current.Epoch && t.Node != current.Primary).Select(t => t.Node).Distinct()]
+            : null;
 
     /// <summary>
     /// Whether this node, holding <paramref name="current"/>, would lose acknowledged writes by adopting this newer set: it has a mark of
@@ -49,7 +53,7 @@ public sealed record ReplicaSet(string[] Nodes, string Protocol, string Primary,
     /// </summary>
     public string? SplitBrainPeer(ReplicaSet current, string self, Func<string, bool> hasUnshared)
     {
-        var since = PrimariesSince(current.Epoch) ?? Nodes;
+        var since = PrimariesSince(current) ?? Nodes;
         return since.Append(Primary).Where(n => n.Length > 0 && n != self).Distinct().FirstOrDefault(hasUnshared);
     }
 

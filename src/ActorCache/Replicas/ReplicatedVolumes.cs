@@ -169,17 +169,29 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             await DiscardLocalAsync(name, newer, $"{resolution.Winner} kept its own data by after-split-brain = {resolution.Policy}", ct);
             return true;
         }
+        // A serving primary stops its clients' writes before it looks at its marks: a FLUSH acknowledged after the look would leave a
+        // mark that the adoption then clears with the writes it stands for. What was sent before is answered first (and marked).
+        var fenced = await StopClientsAsync(name, newer);
         // Every node primary since this node's set, not only the newest primary: one promoted and demoted again while this node was
         // away wrote too, and its marks would otherwise be cleared below with the writes they stand for.
         if (newer.SplitBrainPeer(current, Self, peer => roles.HasUnsharedWrites(name, peer)) is { } diverged)
         {
+            if (fenced is not null) ServeAgain(name, fenced); // it keeps its role: split brain is reported, never resolved by itself
             if (roles.MarkSplitBrain(name, diverged))
                 logger.LogError("volume {Name}: SPLIT BRAIN with {Peer}: {Peer} was primary since this node's replica set ({Set}) while this node acknowledged " +
                                 "FLUSHes it lacks; not connecting. Keep one side: on the side to give up, 'actorcache volume discard-my-data {Name}' keeps its " +
                                 "data as snapshot {Name}@split-brain-TIME and resyncs it from the other", name, diverged, diverged, newer, name, name);
             return false;
         }
-        await RecordAsync(name, newer, ct);
+        try
+        {
+            await RecordAsync(name, newer, ct);
+        }
+        catch
+        {
+            if (fenced is not null) ServeAgain(name, fenced);
+            throw;
+        }
         // This node's data is the new primary's to overwrite now: nothing it acknowledged is lost (no mark for that primary).
         if (!newer.IsPrimary(Self)) roles.ClearUnshared(name);
         return true;
@@ -223,7 +235,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         {
             if (node.Server is { } server) await server.DisconnectAsync(name, "volume discarding its data after a split brain", settings.StopGrace);
             // The snapshot's FLUSH is this node's alone: a primary giving up its data has lost quorum to the winner's set.
-            guard = roles.TakeGuard(name);
+            guard = roles.TakeGuard(name, "it is a replicated volume giving up its data after a split brain on this node; connect to its primary");
             using (var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct))
             {
                 bounded.CancelAfter(DiscardTimeout); // the adoption lock is held: never wait for ever
@@ -281,8 +293,8 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             return;
         }
         // This node keeps its data, under a set newer than any a replica has now (the count may have taken a while).
-        var newest = (await OthersAsync(name, newer, ct, everyUpPeer: true)).Select(v => v.Replicas!).Append(newer).MaxBy(s => s.Epoch)!;
-        if (newest.Epoch != newer.Epoch)
+        var newest = ReplicaSet.Newest((await OthersAsync(name, newer, ct, everyUpPeer: true)).Select(v => v.Replicas!).Append(newer))!;
+        if (newest.IsNewerThan(newer))
         {
             logger.LogInformation("volume {Name}: the replica set changed while the split brain was decided ({Set}); deciding again", name, newest);
             return;
@@ -338,18 +350,33 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         return new SplitBrainChanges(Self, answer.Sequence, ReplicaHistory.CountOf(answer.Blocks));
     }
 
+    /// <summary>
+    /// A serving primary about to take <paramref name="set"/>, which names another node: no client writes on. New ones are refused,
+    /// connected ones go once what they sent is answered, and the guard fails any write that still comes. What they wrote is this
+    /// node's to give up now. Returns the guard to put back should the change not happen (<see cref="ServeAgain"/>), or null when
+    /// there was nothing to stop (not a serving primary, or stopped already).
+    /// </summary>
+    private async Task<PrimaryGuard?> StopClientsAsync(string name, ReplicaSet set)
+    {
+        if (!roles.IsServingPrimary(name) || set.IsPrimary(Self)) return null;
+        roles.RefuseWhileDemoting(name);
+        if (node.Server is { } server && await server.DisconnectAsync(name, "volume no longer primary on this node", settings.StopGrace) is > 0 and var clients)
+            logger.LogWarning("volume {Name}: {Clients} NBD clients disconnected: replica set {Set} makes {Primary} the primary", name, clients, set,
+                set.Primary.Length > 0 ? set.Primary : "no node");
+        return roles.TakeGuard(name, "it is a replicated volume whose primary role is going to another node; connect to its next primary");
+    }
+
+    /// <summary>Undoes <see cref="StopClientsAsync"/>: still primary, its guard back and clients let in again.</summary>
+    private void ServeAgain(string name, PrimaryGuard? guard)
+    {
+        roles.RestoreGuard(name, guard);
+        roles.ServeAgain(name);
+    }
+
     private async Task RecordAsync(string name, ReplicaSet set, CancellationToken ct)
     {
-        if (roles.IsServingPrimary(name) && !set.IsPrimary(Self))
-        {
-            // A primary that takes a set naming another node (adopted from a newer primary; a demotion has done this already) lets
-            // no client write on: new ones are refused and connected ones go once what they sent is answered. What they wrote is
-            // this node's to give up now, and the guard fails any write that still comes (ReplicaRoles.LeaveAsync).
-            roles.RefuseWhileDemoting(name);
-            if (node.Server is { } server && await server.DisconnectAsync(name, "volume no longer primary on this node", settings.StopGrace) is > 0 and var clients)
-                logger.LogWarning("volume {Name}: {Clients} NBD clients disconnected: replica set {Set} makes {Primary} the primary", name, clients, set,
-                    set.Primary.Length > 0 ? set.Primary : "no node");
-        }
+        // A demotion or an adoption has stopped them already (then this finds nothing to stop).
+        var stopped = await StopClientsAsync(name, set);
         object reply;
         try
         {
@@ -358,12 +385,12 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         }
         catch
         {
-            roles.ServeAgain(name); // still primary: clients may come back
+            ServeAgain(name, stopped); // still primary: clients may come back
             throw;
         }
         if (reply is VolumeRejected rejected)
         {
-            roles.ServeAgain(name);
+            ServeAgain(name, stopped);
             throw new VolumeConflictException(rejected.Reason);
         }
         await roles.ApplyAsync(name, set);
