@@ -113,7 +113,7 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
             SnapshotRecord? lost;
             lock (_expiryGate)
             {
-                lost = records.FirstOrDefault(r => _expiredAt.TryGetValue((r.Volume, r.Sequence), out var expiry) && expiry > expiriesBefore);
+                lost = records.FirstOrDefault(r => ExpiredSince(r.Volume, r.Sequence, expiriesBefore));
                 if (lost is null) foreach (var record in records) catalog.Add(record);
             }
             if (lost is not null)
@@ -130,10 +130,17 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
         }
         catch
         {
-            for (var i = 0; i < points.Count; i++) await targets[i].TrySendAsync(new ReleasePoint(points[i].Sequence), CancellationToken.None);
+            // Not a point that expired meanwhile: the expiry dropped this request's hold already, and one kept again since is another's.
+            for (var i = 0; i < points.Count; i++)
+                if (!ExpiredSince(volumes[i], points[i].Sequence, expiriesBefore))
+                    await targets[i].TrySendAsync(new ReleasePoint(points[i].Sequence), CancellationToken.None);
             throw;
         }
     }
+
+    /// <summary>Whether the volume's point at <paramref name="sequence"/> expired after the expiry count <paramref name="since"/>.</summary>
+    private bool ExpiredSince(string volume, long sequence, long since) =>
+        _expiredAt.TryGetValue((volume, sequence), out var expiry) && expiry > since;
 
     /// <summary>Longest a barrier across volumes holds their writes back.</summary>
     private static readonly TimeSpan BarrierTimeout = TimeSpan.FromSeconds(30);
