@@ -74,7 +74,7 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
     {
     }
 
-    /// <summary>How long the flusher writes batches before it syncs for the FLUSHes waiting (when any are), should the queue not run dry first.</summary>
+    /// <summary>How long the flusher writes batches before it syncs for the FLUSHes waiting (when any are), should the queue not run dry first (the least; see Work).</summary>
     private static readonly long MaxWriteRunTicks = Stopwatch.Frequency / 500; // 2 ms
 
     private void Work()
@@ -97,7 +97,9 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
                 var now = Stopwatch.GetTimestamp();
                 if (_appender.SyncForWaiters()) _health.CountCommit(rungAt == 0 ? 0 : started - rungAt, now - started, _appender.LastSyncTicks);
                 _appender.CommitIfDue();
-                syncDueAt = Stopwatch.GetTimestamp() + MaxWriteRunTicks;
+                // Twice as long as the fdatasync took, within 2-20 ms: a slow disk's syncs take at most a third of the time, and a
+                // FLUSH still waits no more than a few tens of milliseconds behind a stream of writes.
+                syncDueAt = Stopwatch.GetTimestamp() + Math.Clamp(2 * _appender.LastSyncTicks, MaxWriteRunTicks, 10 * MaxWriteRunTicks);
             }
             while (outcome == AppendOutcome.Written);
             if (outcome == AppendOutcome.Nothing && _appender.SyncPointRecordWanted) outcome = _appender.WriteSyncPointRecord();
