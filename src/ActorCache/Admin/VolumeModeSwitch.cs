@@ -13,7 +13,12 @@ public sealed class VolumeModeSwitch(NodeVolumes volumes, AdminOperations operat
     private static readonly TimeSpan PollInterval = TimeSpan.FromMilliseconds(250);
 
     /// <summary>Starts the switch; refusals the volume's definition already shows come back at once as <see cref="VolumeConflictException"/>.</summary>
-    public async Task<AdminOperation> StartAsync(string name, VolumeMode mode, CancellationToken cancellationToken)
+    public Task<AdminOperation> StartAsync(string name, VolumeMode mode, CancellationToken cancellationToken) =>
+        // One change at a time with creates, deletes and resizes: the switch is asked of the volume's actor before the lock goes,
+        // so a delete or resize after it finds the volume switching (VolumeStatusReader.ThrowIfSwitchingAsync), never in between.
+        volumes.ChangeAsync(() => StartLockedAsync(name, mode, cancellationToken), cancellationToken);
+
+    private async Task<AdminOperation> StartLockedAsync(string name, VolumeMode mode, CancellationToken cancellationToken)
     {
         var volume = volumes.Find(name) ?? throw new VolumeNotFoundException(name);
         volumes.ThrowIfRecovering(name);
@@ -24,10 +29,10 @@ public sealed class VolumeModeSwitch(NodeVolumes volumes, AdminOperations operat
         if (Volume.LiveSwitchRefusal(before.Definition, mode) is { } refusal) throw new VolumeConflictException(refusal);
 
         var total = before.Definition.Mode == VolumeMode.WriteBack && mode != VolumeMode.WriteBack ? (before.Cache?.CachedBlocks ?? 0) * 4096 : 0;
+        // No timeout: a drain takes as long as the backing needs, and the actor always answers in the end.
+        var switching = volume.Actor.Ask<object>(new SetVolumeMode(mode), CancellationToken.None);
         return operations.Start("volume-mode", name, $"switch {name} to {VolumeSpec.FormatMode(mode)}", total, async operation =>
         {
-            // No timeout: a drain takes as long as the backing needs, and the actor always answers in the end.
-            var switching = volume.Actor.Ask<object>(new SetVolumeMode(mode), CancellationToken.None);
             while (await Task.WhenAny(switching, Task.Delay(PollInterval)) != switching)
             {
                 if (total == 0) continue;
