@@ -169,12 +169,12 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             await DiscardLocalAsync(name, newer, $"{resolution.Winner} kept its own data by after-split-brain = {resolution.Policy}", ct);
             return true;
         }
-        // A serving primary stops its clients' writes before it looks at its marks: a FLUSH acknowledged after the look would leave a
-        // mark that the adoption then clears with the writes it stands for. What was sent before is answered first (and marked).
-        var fenced = await StopClientsAsync(name, newer);
         // Every node primary since this node's set, not only the newest primary: one promoted and demoted again while this node was
-        // away wrote too, and its marks would otherwise be cleared below with the writes they stand for.
-        if (newer.SplitBrainPeer(current, Self, peer => roles.HasUnsharedWrites(name, peer)) is { } diverged)
+        // away wrote too, and its marks would otherwise be cleared below with the writes they stand for. Looked at twice by a serving
+        // primary: once as it is (a split brain found every round keeps its clients), and again once its clients' writes are
+        // stopped, since a FLUSH acknowledged between the first look and the stop left a mark the adoption would clear.
+        var fenced = SplitBrainPeer() is null ? await StopClientsAsync(name, newer) : null;
+        if (SplitBrainPeer() is { } diverged)
         {
             if (fenced is not null) ServeAgain(name, fenced); // it keeps its role: split brain is reported, never resolved by itself
             if (roles.MarkSplitBrain(name, diverged))
@@ -195,6 +195,8 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         // This node's data is the new primary's to overwrite now: nothing it acknowledged is lost (no mark for that primary).
         if (!newer.IsPrimary(Self)) roles.ClearUnshared(name);
         return true;
+
+        string? SplitBrainPeer() => newer.SplitBrainPeer(current, Self, peer => roles.HasUnsharedWrites(name, peer));
     }
 
     private string? SplitBrainWith(string volume) => roles.SplitBrainWith(volume);
@@ -773,13 +775,6 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     private const int VerifyBlocks = 256;
 
     /// <summary>
-    /// Online verify (DESIGN §4) on the primary (this node): the CRC32C of every 4 KiB block here against each
-    /// connected peer's, 1 MiB at a time, at most at the resync rate when one is set; a block that differs is
-    /// marked out of sync for that peer (resynced at the next <c>peer resync</c>). Writes in flight can make a
-    /// block differ for a moment: that costs a resync of the block, never a wrong answer the other way.
-    /// </summary>
-    /// <returns>The blocks found differing, per peer.</returns>
-    /// <summary>
     /// Why <paramref name="name"/> cannot be verified from this node now (not replicated, not its primary, no peer connected), as
     /// the exception verify would fail with; else its connected peers' links. Checked before a verify starts, so a refusal is an
     /// answer (409), not an operation that fails at once.
@@ -793,6 +788,13 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         return links;
     }
 
+    /// <summary>
+    /// Online verify (DESIGN §4) on the primary (this node): the CRC32C of every 4 KiB block here against each
+    /// connected peer's, 1 MiB at a time, at most at the resync rate when one is set; a block that differs is
+    /// marked out of sync for that peer (resynced at the next <c>peer resync</c>). Writes in flight can make a
+    /// block differ for a moment: that costs a resync of the block, never a wrong answer the other way.
+    /// </summary>
+    /// <returns>The blocks found differing, per peer.</returns>
     public async Task<IReadOnlyDictionary<string, long>> VerifyAsync(string name, Action<long, long> progress, CancellationToken ct)
     {
         var links = await VerifiedLinksAsync(name, ct);
