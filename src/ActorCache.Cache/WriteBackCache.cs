@@ -46,7 +46,7 @@ public sealed class WriteBackCache : IBlockTarget
 
     private WriteBackCache(string name, IBlockTarget backing, RingBuffer ring, ILogMedium medium, CacheOptions options, ILogger logger,
         IActorRefFactory actors, ILogDirectory directory, Checkpoint checkpoint, BlockIndex index, RecoveryResult recovery, CacheMode mode,
-        SnapshotStore store, IEnumerable<long> kept)
+        SnapshotStore store, IEnumerable<long> kept, Func<long, bool>? pinned)
     {
         _name = name;
         _backing = backing;
@@ -79,7 +79,7 @@ public sealed class WriteBackCache : IBlockTarget
         // Actor names carry a number so a volume reopened at once never collides with its predecessor's actors.
         var incarnation = Interlocked.Increment(ref _incarnations);
         var escaped = Uri.EscapeDataString(name);
-        var space = new SnapshotSpace(name, store, _protected, planner, _health, options, logger, sequence => PointExpired?.Invoke(sequence));
+        var space = new SnapshotSpace(name, store, _protected, planner, _health, options, logger, sequence => PointExpired?.Invoke(sequence), pinned);
         _destager = actors.ActorOf(DestagerActor.Props(new DestagerParts(name, planner, new DestageWriter(medium, backing),
             new BlockPreserver(backing, store, _health), space, _queue, backing, _health, options, logger, _destagerBell, () => _damage.Reason is null,
             () => _destagerGone = true)), $"destager-{escaped}-{incarnation}");
@@ -101,9 +101,13 @@ public sealed class WriteBackCache : IBlockTarget
     /// <param name="kept">The batch sequence numbers of the sync points kept snapshots name: they stay protected from the start.</param>
     /// <param name="medium">Where the log segments are; by default files in the log directory.</param>
     /// <param name="directory">Where the checkpoint and the snapshot store are; by default the log directory's files.</param>
+    /// <param name="pinned">
+    /// Whether something the host knows of still needs a kept point although nobody reads it now (a thin clone of its snapshot that is
+    /// not open: offline, or opening after this volume): such a point is never the one to expire for snapshot-space.
+    /// </param>
     public static WriteBackCache Open(string name, IBlockTarget backing, RingBuffer ring, CacheOptions options, CacheMode mode,
         ILogger logger, IActorRefFactory actors, IProgress<(long Done, long Total)>? progress = null, ILogMedium? medium = null,
-        IEnumerable<long>? kept = null, ILogDirectory? directory = null)
+        IEnumerable<long>? kept = null, ILogDirectory? directory = null, Func<long, bool>? pinned = null)
     {
         if (ring.SlotCount < 2 * options.MaxBatchBlocks || ring.Bytes < 2L * (32 << 20))
             throw new ArgumentException("the ring must hold at least two batches and two maximum-size requests (64 MiB)");
@@ -135,7 +139,7 @@ public sealed class WriteBackCache : IBlockTarget
                 name, recovery.Corruption);
         var store = SnapshotStore.Open(directory, checkpoint.VolumeId, checkpoint.StoreLength);
         if (store.Damage is not null) logger.LogError("volume {Name}: {Damage}", name, store.Damage);
-        return new WriteBackCache(name, backing, ring, medium, options, logger, actors, directory, checkpoint, index, recovery, mode, store, kept ?? []);
+        return new WriteBackCache(name, backing, ring, medium, options, logger, actors, directory, checkpoint, index, recovery, mode, store, kept ?? [], pinned);
     }
 
     /// <summary>

@@ -29,9 +29,9 @@ public sealed class CacheFixture : IDisposable
     };
 
     public WriteBackCache Open(long size, CacheOptions? options = null, CacheMode mode = CacheMode.WriteBack, ILogMedium? medium = null,
-        IBlockTarget? backing = null, RingBuffer? ring = null, IEnumerable<long>? kept = null, ILogDirectory? directory = null) =>
+        IBlockTarget? backing = null, RingBuffer? ring = null, IEnumerable<long>? kept = null, ILogDirectory? directory = null, Func<long, bool>? pinned = null) =>
         WriteBackCache.Open("test", backing ?? FileBacking.Open(BackingPath, size, create: !File.Exists(BackingPath)), ring ?? SharedRing,
-            options ?? Options(), mode, NullLogger.Instance, Actors, medium: medium, kept: kept, directory: directory);
+            options ?? Options(), mode, NullLogger.Instance, Actors, medium: medium, kept: kept, directory: directory, pinned: pinned);
 
     public static byte[] Pattern(int length, int seed)
     {

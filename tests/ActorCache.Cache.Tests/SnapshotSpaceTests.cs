@@ -64,6 +64,28 @@ public sealed class SnapshotSpaceTests : IDisposable
     }
 
     [Fact]
+    public async Task A_kept_snapshot_a_clone_needs_while_it_is_not_open_does_not_expire_the_next_oldest_does()
+    {
+        // A thin clone that is offline, or opens after its origin at node start, reads nothing yet: the host pins its point, or the
+        // clone would find its snapshot expired for good and lose every block it has not written.
+        long? needed = null;
+        await using var cache = _fixture.Open(Size, Options(space: 64 << 10, SnapshotSpacePolicy.ExpireOldest), pinned: s => s == needed);
+        var expired = new List<long>();
+        cache.PointExpired += sequence => { lock (expired) expired.Add(sequence); };
+        var cloned = await WriteAndKeepAsync(cache, 8, 1);
+        needed = cloned.Sequence;
+        var old = await WriteAndKeepAsync(cache, 8, 2);
+        await WaitAsync(() => cache.Statistics.CachedBlocks == 0, "both writes are destaged");
+        for (var round = 3; round < 6; round++)
+        {
+            await cache.WriteAsync(0, CacheFixture.Pattern(8 * 4096, round), fua: true);
+            await WaitAsync(() => cache.Statistics.CachedBlocks == 0, "the overwrite is destaged");
+        }
+        Assert.Equal([old.Sequence], expired);
+        Assert.Equal(CacheFixture.Pattern(8 * 4096, 1), await ReadViewAsync(cache, cloned, 8 * 4096)); // the clone, when it opens, reads its snapshot
+    }
+
+    [Fact]
     public async Task Past_the_limit_the_oldest_kept_snapshot_expires_and_writes_go_on()
     {
         await using var cache = _fixture.Open(Size, Options(space: 64 << 10, SnapshotSpacePolicy.ExpireOldest));

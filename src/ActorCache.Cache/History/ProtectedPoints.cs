@@ -47,15 +47,15 @@ internal sealed class ProtectedPoints
     /// <summary>
     /// The oldest point a kept snapshot protects and no open view reads (a client of its export, a thin
     /// clone reading through to it), or null: the one to expire when preserved copies need more room
-    /// than allowed. A snapshot someone is reading is not taken from under them.
+    /// than allowed. A snapshot someone is reading is not taken from under them, nor one <paramref name="pinned"/> says is needed.
     /// </summary>
-    public long? OldestKept()
+    public long? OldestKept(Func<long, bool>? pinned = null)
     {
         lock (_gate)
         {
             long? oldest = null;
             foreach (var (sequence, kept) in _kept)
-                if (_counts.GetValueOrDefault(sequence) == kept && (oldest is null || sequence < oldest)) oldest = sequence;
+                if (_counts.GetValueOrDefault(sequence) == kept && (oldest is null || sequence < oldest) && pinned?.Invoke(sequence) != true) oldest = sequence;
             return oldest;
         }
     }

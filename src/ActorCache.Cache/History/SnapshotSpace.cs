@@ -19,7 +19,7 @@ public enum SnapshotSpacePolicy
 /// the step. Open views of the past are never expired: they are short-lived and their reader relies on them.
 /// </summary>
 internal sealed class SnapshotSpace(string name, SnapshotStore store, ProtectedPoints points, DestagePlanner planner, CacheHealth health,
-    CacheOptions options, ILogger logger, Action<long> expired)
+    CacheOptions options, ILogger logger, Action<long> expired, Func<long, bool>? pinned = null)
 {
     private const int BlockSize = LogFormat.BlockSize;
 
@@ -43,9 +43,10 @@ internal sealed class SnapshotSpace(string name, SnapshotStore store, ProtectedP
                 throw new BlockTargetException(BlockError.NoSpace,
                     $"kept snapshots need more than cache.snapshot-space ({options.SnapshotSpace} bytes) and the policy is protect: " +
                     "destaging waits; delete snapshots or raise cache.snapshot-space");
-            if (points.OldestKept() is not { } oldest)
+            if (points.OldestKept(pinned) is not { } oldest)
             {
-                // Only points someone reads remain (open views, thin clones): they go over the limit rather than serve wrong data.
+                // Only points someone reads (open views, thin clones) or needs (a thin clone not open now) remain: they go over the limit
+                // rather than serve wrong data.
                 break;
             }
             points.Expire(oldest);

@@ -31,6 +31,14 @@ public sealed class SnapshotClones(SnapshotCatalog snapshots, ExportCatalog expo
         _dependent[definition.Name] = origin;
     }
 
+    /// <summary>
+    /// Whether a clone still reading through to a snapshot of <paramref name="volume"/> at batch <paramref name="sequence"/> exists,
+    /// open or not: the cache never expires that point for snapshot-space (an open clone's view protects it anyway; one that is
+    /// offline, or opens after its origin at node start, would find its snapshot gone for good and lose every block it has not written).
+    /// </summary>
+    public bool Needs(string volume, long sequence) =>
+        _dependent.Values.Any(origin => origin.Volume == volume && snapshots.Find(origin.Volume, origin.Snapshot)?.Sequence == sequence);
+
     /// <summary>The clone went away or no longer needs its snapshot.</summary>
     public void Forget(string clone) => _dependent.TryRemove(clone, out _);
 

@@ -50,7 +50,8 @@ public sealed class NodeVolumes(NodeSettings settings, ActorSystem system, Actor
         catalog.MarkRecovering(definition.Name, recovery);
         var actor = system.ActorOf(VolumeActor.Props(definition, catalog,
             (d, actors) => VolumeStack.OpenAsync(d, cache, ring, loggers, actors, snapshots.KeptSequences(d.Name),
-                sequence => snapshotService.MarkExpired(d.Name, sequence), clones.OpenOriginAsync, recovery), volumeRegistry, observer), $"volume-{definition.Name}");
+                sequence => snapshotService.MarkExpired(d.Name, sequence), clones.OpenOriginAsync, recovery, sequence => clones.Needs(d.Name, sequence)),
+            volumeRegistry, observer), $"volume-{definition.Name}");
         var added = new VolumeActorRef(definition.Name, actor, logCapacity, recovery);
         lock (_gate) _running = [.. _running, added];
         return added;

@@ -22,9 +22,10 @@ public static class VolumeStack
 
     /// <param name="kept">The batch sequences of the volume's kept snapshots: protected from the start.</param>
     /// <param name="expired">Told the batch sequence of a kept point the cache gave up to stay within snapshot-space.</param>
+    /// <param name="pinned">Whether a kept point is needed by a clone that is not open now (never expired for snapshot-space).</param>
     public static async Task<Volume> OpenAsync(VolumeDefinition definition, CacheSettings settings, RingBuffer ring, ILoggerFactory loggers,
         IActorRefFactory actors, IReadOnlyList<long>? kept = null, Action<long>? expired = null,
-        Func<CloneOrigin, Task<IBlockTarget>>? openOrigin = null, IProgress<(long Done, long Total)>? recovery = null)
+        Func<CloneOrigin, Task<IBlockTarget>>? openOrigin = null, IProgress<(long Done, long Total)>? recovery = null, Func<long, bool>? pinned = null)
     {
         var logger = loggers.CreateLogger("ActorCache.Volume." + definition.Name);
         IBlockTarget backing = definition.Origin is { } origin ? await OpenCloneAsync(definition, origin, openOrigin) : OpenBacking(definition);
@@ -54,7 +55,7 @@ public static class VolumeStack
         WriteBackCache cache;
         try
         {
-            cache = WriteBackCache.Open(definition.Name, backing, ring, options, CacheModeOf(definition.Mode), logger, actors, progress, kept: kept);
+            cache = WriteBackCache.Open(definition.Name, backing, ring, options, CacheModeOf(definition.Mode), logger, actors, progress, kept: kept, pinned: pinned);
             if (expired is not null) cache.PointExpired += expired;
         }
         catch
