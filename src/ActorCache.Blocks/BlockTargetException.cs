@@ -26,7 +26,10 @@ public static class BlockThrow
         throw new BlockTargetException(error, message, inner);
 
     [System.Diagnostics.CodeAnalysis.DoesNotReturn]
-    public static void FromErrno(int errno, string operation, string path)
+    public static void FromErrno(int errno, string operation, string path) => throw ErrnoException(errno, operation, path);
+
+    /// <summary>The exception <see cref="FromErrno"/> throws, for callers that wrap it (<paramref name="inner"/>) or throw it themselves.</summary>
+    public static BlockTargetException ErrnoException(int errno, string operation, string path, Exception? inner = null)
     {
         var error = errno switch
         {
@@ -36,6 +39,6 @@ public static class BlockThrow
             LibC.EINVAL => BlockError.InvalidRequest,
             _ => BlockError.Io,
         };
-        throw new BlockTargetException(error, $"{operation} on {path} failed: {LibC.Describe(errno)} (errno {errno})");
+        return new BlockTargetException(error, $"{operation} on {path} failed: {LibC.Describe(errno)} (errno {errno})", inner);
     }
 }

@@ -102,15 +102,7 @@ public sealed class FailedDestageStepTests : IDisposable
             await cache.WriteAsync(0, b, fua: false);
             await cache.FlushAsync();
             await WaitUntilAsync(() => cache.Statistics.BackingFailure is not null, "the step did not fail");
-            // Closed while the backing still fails: as a crash in the middle of the step, its horizon never moved.
-            try
-            {
-                await cache.DisposeAsync();
-            }
-            catch (Exception)
-            {
-                // the close's drain fails on the backing too
-            }
+            await CloseWhileTheBackingFailsAsync(cache);
         }
 
         await using var reopened = _fixture.Open(Size, _fixture.Options(retention: TimeSpan.FromHours(1)));
@@ -146,19 +138,25 @@ public sealed class FailedDestageStepTests : IDisposable
             // A first step may take the first batch alone (its point is then the backing's own); the one that wrote B passed it.
             await WaitUntilAsync(() => backing.WroteBlock0WhileFailing, "no step wrote the second batch");
             Assert.Null(cache.History.Find(unconfirmed));
-            try
-            {
-                await cache.DisposeAsync();
-            }
-            catch (Exception)
-            {
-                // the close's drain fails on the backing too
-            }
+            await CloseWhileTheBackingFailsAsync(cache);
         }
 
         await using var reopened = _fixture.Open(Size, _fixture.Options(retention: TimeSpan.FromHours(1)));
         Assert.Null(reopened.History.Find(unconfirmed)); // it read block 0 as the first write, which the backing no longer holds
         Assert.Equal(b, await ReadAsync(reopened, 0));
         Assert.Equal(c, await ReadAsync(reopened, 2));
+    }
+
+    /// <summary>Closes the cache while its backing still fails: as a crash in the middle of a step, its horizon never moved.</summary>
+    private static async Task CloseWhileTheBackingFailsAsync(WriteBackCache cache)
+    {
+        try
+        {
+            await cache.DisposeAsync();
+        }
+        catch (Exception)
+        {
+            // the close's drain fails on the backing too
+        }
     }
 }

@@ -94,9 +94,7 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
                 if (outcome != AppendOutcome.Written || Stopwatch.GetTimestamp() < syncDueAt) continue;
                 // Writes keep coming and the queue never runs dry: a FLUSH whose sync point is written is synced now, not
                 // once the log is full, and the commit interval still bounds what a crash can take.
-                var now = Stopwatch.GetTimestamp();
-                if (_appender.SyncForWaiters()) _health.CountCommit(rungAt == 0 ? 0 : started - rungAt, now - started, _appender.LastSyncTicks);
-                _appender.CommitIfDue();
+                Commit(rungAt, started);
                 // Twice as long as the fdatasync took, within 2-20 ms: a slow disk's syncs take at most a third of the time, and a
                 // FLUSH still waits no more than a few tens of milliseconds behind a stream of writes.
                 syncDueAt = Stopwatch.GetTimestamp() + Math.Clamp(2 * _appender.LastSyncTicks, MaxWriteRunTicks, 10 * MaxWriteRunTicks);
@@ -116,9 +114,7 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
                 _full = false;
                 LogWorks();
             }
-            var written = Stopwatch.GetTimestamp();
-            if (_appender.SyncForWaiters()) _health.CountCommit(rungAt == 0 ? 0 : started - rungAt, written - started, _appender.LastSyncTicks);
-            _appender.CommitIfDue();
+            Commit(rungAt, started);
             if (_health.Syncs != syncs) WakeDestagerIfUrgent();
             _backoff.Reset();
         }
@@ -128,6 +124,14 @@ internal sealed class FlusherActor : ReceiveActor, IWithTimers
             _retryScheduled = true;
             Timers.StartSingleTimer("retry", Signals.Retry.Instance, _backoff.Next());
         }
+    }
+
+    /// <summary>Group commit for the FLUSH/FUA waiters whose sync points are written (counted with the time since the ring and since work began), then the periodic commit.</summary>
+    private void Commit(long rungAt, long started)
+    {
+        var written = Stopwatch.GetTimestamp();
+        if (_appender.SyncForWaiters()) _health.CountCommit(rungAt == 0 ? 0 : started - rungAt, written - started, _appender.LastSyncTicks);
+        _appender.CommitIfDue();
     }
 
     /// <summary>

@@ -492,16 +492,6 @@ public sealed class SegmentFiles : ILogMedium
 /// </summary>
 public sealed class LogSyncFailure(string message) : Exception(message)
 {
-    public static BlockTargetException Of(int errno, string path)
-    {
-        try
-        {
-            BlockThrow.FromErrno(errno, "fdatasync", path);
-            return new BlockTargetException(BlockError.Io, $"fdatasync {path} failed");
-        }
-        catch (BlockTargetException e)
-        {
-            return new BlockTargetException(e.Error, e.Message, new LogSyncFailure(e.Message));
-        }
-    }
+    public static BlockTargetException Of(int errno, string path) =>
+        BlockThrow.ErrnoException(errno, "fdatasync", path, new LogSyncFailure($"fdatasync of {path} failed (errno {errno})"));
 }

@@ -28,7 +28,7 @@ public static class SnapshotEndpoints
         api.MapPost("/volumes/{name}/revert", async (string name, string? wait, HttpRequest request, SnapshotService snapshots, VolumeRevert revert,
             AdminOperations operations, CancellationToken ct) =>
         {
-            var waits = wait is null || VolumeEndpoints.Flag("wait", wait); // a bad flag is refused before anything starts
+            var waits = VolumeEndpoints.Waits(wait); // a bad flag is refused before anything starts
             var body = await ApiBody.ReadAsync(request, ApiJson.Wire.RevertRequest);
             var given = (body.To is null ? 0 : 1) + (body.Generation is null ? 0 : 1) + (body.At is null ? 0 : 1);
             if (given != 1) throw new BadApiRequestException("give exactly one of to (a snapshot), generation or at (a time), e.g. {\"to\": \"before-upgrade\"}");
@@ -82,7 +82,7 @@ public static class SnapshotEndpoints
         group.MapPost("/{volume}/{name}/clone", async (string volume, string name, string? wait, HttpRequest request, CloneCreation clones,
             AdminOperations operations, VolumeInfoReader reader, CancellationToken ct) =>
         {
-            var waits = wait is null || VolumeEndpoints.Flag("wait", wait);
+            var waits = VolumeEndpoints.Waits(wait);
             var body = await ApiBody.ReadAsync(request, ApiJson.Wire.CloneRequest);
             if (string.IsNullOrEmpty(body.Name)) throw new BadApiRequestException("name is required: the new volume's, e.g. {\"name\": \"vol1\"}");
             if (!VolumeSpec.IsValidName(body.Name)) throw new BadApiRequestException(VolumeSpec.NameError(body.Name));

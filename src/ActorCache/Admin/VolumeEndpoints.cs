@@ -74,7 +74,7 @@ public static class VolumeEndpoints
             var body = await ApiBody.ReadAsync(request, ApiJson.Wire.SetModeRequest);
             if (body.Mode is null) throw new BadApiRequestException("mode is required, e.g. {\"mode\": \"write-through\"}");
             if (!VolumeSpec.TryParseMode(body.Mode, out var mode, out var error)) throw new BadApiRequestException(error);
-            var waits = wait is null || Flag("wait", wait); // a bad flag is refused before anything starts
+            var waits = Waits(wait); // a bad flag is refused before anything starts
             var operation = await modes.StartAsync(name, mode, ct);
             if (!waits)
                 return Results.Json(operation.Info(), ApiJson.Wire.OperationInfo, statusCode: StatusCodes.Status202Accepted);
@@ -96,7 +96,7 @@ public static class VolumeEndpoints
             CancellationToken ct) =>
         {
             // What differs is marked out of sync: peer status shows it afterwards (outOfSyncBytes), and the node's log per peer.
-            var waits = wait is null || Flag("wait", wait);
+            var waits = Waits(wait);
             await replicated.VerifiedLinksAsync(name, ct); // a refusal (not its primary, no peer connected) is an answer, not a failed operation
             var operation = operations.Start("peer-verify", name, $"verify {name} against its peers", 0,
                 op => replicated.VerifyAsync(name, op.Report, CancellationToken.None));
@@ -161,8 +161,11 @@ public static class VolumeEndpoints
             p.Resync is { } r ? new ResyncInfo(r.Done, r.Total, r.BytesPerSecond) : null, p.SplitBrain, p.LagBatches, p.LagBytes,
             p.AckP50Micros, p.AckP99Micros, p.Problem)).ToList() as IReadOnlyList<PeerInfo>, ApiJson.Wire.IReadOnlyListPeerInfo);
 
+    /// <summary>Whether a long operation's request waits for it: yes unless <c>?wait=false</c> (then 202 and the operation to poll).</summary>
+    internal static bool Waits(string? wait) => wait is null || Flag("wait", wait);
+
     /// <summary>A query flag: absent or <c>false</c> is false, <c>true</c> (or just <c>?force</c>) is true, anything else a 400.</summary>
-    internal static bool Flag(string name, string? value) => value?.ToLowerInvariant() switch
+    private static bool Flag(string name, string? value) => value?.ToLowerInvariant() switch
     {
         null or "false" or "0" => false,
         "" or "true" or "1" => true,
