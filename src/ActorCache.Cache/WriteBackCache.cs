@@ -46,7 +46,7 @@ public sealed class WriteBackCache : IBlockTarget
 
     private WriteBackCache(string name, IBlockTarget backing, RingBuffer ring, ILogMedium medium, CacheOptions options, ILogger logger,
         IActorRefFactory actors, ILogDirectory directory, Checkpoint checkpoint, BlockIndex index, RecoveryResult recovery, CacheMode mode,
-        SnapshotStore store, IEnumerable<long> kept, Func<long, bool>? pinned)
+        SnapshotStore store, IEnumerable<long> kept, ExpiredPoints expiries, IReadOnlyList<long> expiredAtOpen, Func<long, bool>? pinned)
     {
         _name = name;
         _backing = backing;
@@ -56,6 +56,7 @@ public sealed class WriteBackCache : IBlockTarget
         _logger = logger;
         _mode = mode;
         Recovery = recovery;
+        ExpiredAtOpen = expiredAtOpen;
         VolumeId = checkpoint.VolumeId;
         _damage = LogDamage.From(recovery);
         // What the persisted index covers was not read at open: verified in the background, and by any read or destage that gets there first.
@@ -79,7 +80,7 @@ public sealed class WriteBackCache : IBlockTarget
         // Actor names carry a number so a volume reopened at once never collides with its predecessor's actors.
         var incarnation = Interlocked.Increment(ref _incarnations);
         var escaped = Uri.EscapeDataString(name);
-        var space = new SnapshotSpace(name, store, _protected, planner, _health, options, logger, sequence => PointExpired?.Invoke(sequence), pinned);
+        var space = new SnapshotSpace(name, store, _protected, planner, _health, options, logger, expiries, sequence => PointExpired?.Invoke(sequence), pinned);
         _destager = actors.ActorOf(DestagerActor.Props(new DestagerParts(name, planner, new DestageWriter(medium, backing),
             new BlockPreserver(backing, store, _health), space, _queue, backing, _health, options, logger, _destagerBell, () => _damage.Reason is null,
             () => _destagerGone = true)), $"destager-{escaped}-{incarnation}");
@@ -139,7 +140,12 @@ public sealed class WriteBackCache : IBlockTarget
                 name, recovery.Corruption);
         var store = SnapshotStore.Open(directory, checkpoint.VolumeId, checkpoint.StoreLength);
         if (store.Damage is not null) logger.LogError("volume {Name}: {Damage}", name, store.Damage);
-        return new WriteBackCache(name, backing, ring, medium, options, logger, actors, directory, checkpoint, index, recovery, mode, store, kept ?? [], pinned);
+        var expiries = ExpiredPoints.Load(directory);
+        var stillKept = expiries.Sift(kept ?? [], out var expiredAtOpen);
+        foreach (var sequence in expiredAtOpen)
+            logger.LogWarning("volume {Name}: the kept point at batch {Sequence} expired before a restart; its snapshots are reported expired again", name, sequence);
+        return new WriteBackCache(name, backing, ring, medium, options, logger, actors, directory, checkpoint, index, recovery, mode, store, stillKept,
+            expiries, expiredAtOpen, pinned);
     }
 
     /// <summary>
@@ -485,6 +491,12 @@ public sealed class WriteBackCache : IBlockTarget
     /// raised on the destager's thread with the point's batch sequence; the host marks its snapshots expired.
     /// </summary>
     public event Action<long>? PointExpired;
+
+    /// <summary>
+    /// Points named kept at open that expired before the host recorded it (a crash came between): not protected, and the
+    /// host marks their snapshots expired as it would on <see cref="PointExpired"/>.
+    /// </summary>
+    public IReadOnlyList<long> ExpiredAtOpen { get; }
 
     /// <summary>
     /// The volume as it was at <paramref name="point"/>, read-only, for as long as the view stays open

@@ -106,6 +106,33 @@ public sealed class SnapshotSpaceTests : IDisposable
     }
 
     [Fact]
+    public async Task A_point_that_expired_is_not_kept_again_by_a_restart_before_the_host_recorded_the_expiry()
+    {
+        // The host records an expiry after the cache has made it (and destaged past it): a crash in between reopens the volume with
+        // the snapshot still listed as kept. Its preserved copies are gone, so honouring it would serve the overwrite as its content.
+        var options = Options(space: 64 << 10, SnapshotSpacePolicy.ExpireOldest);
+        SyncPoint old;
+        await using (var cache = _fixture.Open(Size, options))
+        {
+            old = await WriteAndKeepAsync(cache, 32, 1);
+            await WaitAsync(() => cache.Statistics.CachedBlocks == 0, "the first write is destaged");
+            await cache.WriteAsync(0, CacheFixture.Pattern(32 * 4096, 2), fua: true);
+            await WaitAsync(() => cache.Statistics.CachedBlocks == 0, "the overwrite is destaged");
+            Assert.Equal(1, cache.Statistics.ExpiredSnapshots);
+        }
+        await using (var reopened = _fixture.Open(Size, options, kept: [old.Sequence]))
+        {
+            Assert.Equal([old.Sequence], reopened.ExpiredAtOpen);
+            await Assert.ThrowsAsync<BlockTargetException>(() => reopened.OpenViewAsync(old));
+        }
+        // Once the host has recorded it (the point is no longer passed as kept), it is forgotten: a later open names nothing.
+        await using (var again = _fixture.Open(Size, options))
+            Assert.Empty(again.ExpiredAtOpen);
+        await using (var last = _fixture.Open(Size, options, kept: [old.Sequence]))
+            Assert.Empty(last.ExpiredAtOpen);
+    }
+
+    [Fact]
     public async Task With_protect_the_snapshot_stays_and_destaging_waits_until_it_is_deleted()
     {
         await using var cache = _fixture.Open(Size, Options(space: 64 << 10, SnapshotSpacePolicy.Protect));

@@ -19,7 +19,7 @@ public enum SnapshotSpacePolicy
 /// the step. Open views of the past are never expired: they are short-lived and their reader relies on them.
 /// </summary>
 internal sealed class SnapshotSpace(string name, SnapshotStore store, ProtectedPoints points, DestagePlanner planner, CacheHealth health,
-    CacheOptions options, ILogger logger, Action<long> expired, Func<long, bool>? pinned = null)
+    CacheOptions options, ILogger logger, ExpiredPoints expiries, Action<long> expired, Func<long, bool>? pinned = null)
 {
     private const int BlockSize = LogFormat.BlockSize;
 
@@ -49,6 +49,9 @@ internal sealed class SnapshotSpace(string name, SnapshotStore store, ProtectedP
                 // rather than serve wrong data.
                 break;
             }
+            // Durable before the step that relies on it writes the backing: the host records it later, and a restart in between must
+            // not keep the point again (ExpiredPoints).
+            expiries.Record(oldest);
             points.Expire(oldest);
             health.CountExpiry();
             logger.LogWarning("volume {Name}: kept snapshots need more than cache.snapshot-space ({Space} bytes); the oldest, at batch {Sequence}, expired",

@@ -56,7 +56,11 @@ public static class VolumeStack
         try
         {
             cache = WriteBackCache.Open(definition.Name, backing, ring, options, CacheModeOf(definition.Mode), logger, actors, progress, kept: kept, pinned: pinned);
-            if (expired is not null) cache.PointExpired += expired;
+            if (expired is not null)
+            {
+                cache.PointExpired += expired;
+                foreach (var sequence in cache.ExpiredAtOpen) expired(sequence);
+            }
         }
         catch
         {
