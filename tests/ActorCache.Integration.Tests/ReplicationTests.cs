@@ -58,6 +58,13 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Equal(JsonValueKind.Number, peers[1].GetProperty("outOfSyncBytes").ValueKind);
         Assert.False(peers[1].GetProperty("splitBrain").GetBoolean());
 
+        // A revert asked of a secondary is refused before it does anything (it used to keep its undo snapshot, then fail with EIO).
+        await Tool.CheckAsync("nbdsh", "-c", $"h.connect_uri('{a.UnixUri("r")}')\nh.pwrite(b'x' * 4096, 0)\nh.flush()\nh.shutdown()");
+        await Cli.CheckAsync(b, "snapshot", "create", "r", "on-b");
+        var revertOnB = await Cli.RefusedAsync(1, Cli.RunAsync(b, "volume", "revert", "r", "--to", "on-b"));
+        Assert.Contains("cannot be reverted here", revertOnB);
+        Assert.DoesNotContain("pre-revert", (await Cli.JsonAsync(b, "snapshot", "list", "r")).ToString());
+
         // Created again (a retried provisioning script): refused, and no replica's state is touched (its marks of unshared writes,
         // bitmaps and history floor went with a failed create's cleanup).
         var stateFiles = new[] { a, b, c }.ToDictionary(n => n, n => Directory.GetFiles(Path.Combine(n.DataDir, "replicas", "r"), "*", SearchOption.AllDirectories));

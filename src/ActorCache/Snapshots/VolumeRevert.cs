@@ -45,6 +45,9 @@ public sealed class VolumeRevert(SnapshotService snapshots, ExportCatalog export
         if (!exports.TryGetVolume(volume, out var export))
             throw exports.WhyUnavailable(volume) is { } offline ? new SnapshotRefusedException(offline) : new VolumeNotFoundException(volume);
         if (export.ReadOnly) throw new SnapshotRefusedException($"volume {volume} is read-only; a revert writes to it");
+        // A replica that is not the primary takes no writes: refused before the undo snapshot is kept, not with EIO at the first write.
+        if (export.Target is Volume { Guard.NotPrimaryReason: { } notPrimary })
+            throw new SnapshotRefusedException($"volume {volume} takes no writes on this node, so it cannot be reverted here: {notPrimary}");
         var target = export.Target;
         var open = new OpenPastView(to);
         try

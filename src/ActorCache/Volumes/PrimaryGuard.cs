@@ -37,6 +37,9 @@ public sealed class PrimaryGuard(Func<bool, string?> quorumLost, bool suspends, 
     /// <summary>False for the guard of a replica that is not its volume's primary (<see cref="NotPrimary"/>).</summary>
     public bool GuardsPrimary => _notPrimary is null;
 
+    /// <summary>Why this replica takes no writes (<see cref="NotPrimary"/>), or null on a primary.</summary>
+    public string? NotPrimaryReason => _notPrimary;
+
     /// <summary>How long io-error waits for quorum before it fails a request (links connecting after a promotion or restart).</summary>
     public static readonly TimeSpan Grace = TimeSpan.FromSeconds(3);
 
