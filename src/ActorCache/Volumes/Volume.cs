@@ -115,7 +115,9 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : Fo
 
     public override ValueTask FlushAsync(CancellationToken cancellationToken = default)
     {
-        if (IsReadOnly) return ValueTask.CompletedTask;
+        // Only a volume defined read-only has no writes to make durable: one that turned read-only while serving (the scrub found a
+        // damaged record) may still hold acknowledged writes on their way to the log, and a FLUSH must wait for them.
+        if (Definition.ReadOnly) return ValueTask.CompletedTask;
         return Guard is { } quorum ? FencedFlushAsync(quorum, cancellationToken) : Below.FlushAsync(cancellationToken);
     }
 
