@@ -77,13 +77,16 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
         Receive<Protect>(m => m.Done.TrySetResult(_parts.Planner.TryProtect(m.Sequence, m.Kept)));
         Receive<OpenView>(m =>
         {
+            var protectedHere = false;
             try
             {
-                m.Done.TrySetResult(_parts.Planner.TryProtect(m.Sequence, kept: false) ? _parts.Planner.IndexAt(m.Sequence, m.Blocks) : null);
+                _parts.Planner.ThrowIfCopiesLost(m.Sequence);
+                protectedHere = _parts.Planner.TryProtect(m.Sequence, kept: false);
+                m.Done.TrySetResult(protectedHere ? _parts.Planner.IndexAt(m.Sequence, m.Blocks) : null);
             }
             catch (Exception e)
             {
-                _parts.Space.Points.Remove(m.Sequence, kept: false);
+                if (protectedHere) _parts.Space.Points.Remove(m.Sequence, kept: false);
                 m.Done.TrySetException(e);
             }
         });

@@ -70,6 +70,16 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     }
 
     /// <summary>
+    /// Refuses a view of a point the destager has gone past while the snapshot store is damaged: the copies it lost are unknown,
+    /// and a block whose copy is among them would be read from the backing, which holds later data.
+    /// </summary>
+    public void ThrowIfCopiesLost(long sequence)
+    {
+        if (store.Damage is { } damage && sequence + 1 < _restorableFrom)
+            BlockThrow.Error(BlockError.Io, $"volume {name}: the point at batch {sequence} cannot be read: {damage}");
+    }
+
+    /// <summary>
     /// The index of the volume at the sync point whose batch is <paramref name="sequence"/>: the log's
     /// entries from the horizon up to and including that batch (what is not in it is on the backing or,
     /// once overwritten there, preserved). Walked between steps, so no segment goes away meanwhile.

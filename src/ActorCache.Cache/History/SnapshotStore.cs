@@ -50,6 +50,8 @@ internal sealed class SnapshotStore : IDisposable
         public ConcurrentDictionary<long, Copy[]> Copies { get; } = new();
         public long Length;
         public long Blocks;
+        // Bytes made durable by the last fdatasync that succeeded (or found at open): what a failed one takes the copies back to.
+        public long Synced;
     }
 
     private SnapshotStore(ILogDirectory directory, Guid volumeId, StoreFile file)
@@ -110,8 +112,9 @@ internal sealed class SnapshotStore : IDisposable
         if (offset < durableLength)
         {
             Damage = $"the snapshot store {file.Path} is damaged at byte {offset} (it was made durable up to {durableLength}); " +
-                     "copies after that are lost, and the snapshots that needed them read EIO there";
+                     "copies after that are lost, so no view of a point the destager has gone past opens (it could read later data as the point's)";
             file.Length = fileLength; // appends go after the damage, which stays for inspection
+            file.Synced = fileLength;
             return;
         }
         if (offset < fileLength)
@@ -119,7 +122,10 @@ internal sealed class SnapshotStore : IDisposable
             file.Handle.SetLength(offset); // a torn tail that was never made durable
             file.Handle.Sync();
         }
+        else if (offset > durableLength)
+            file.Handle.Sync(); // copies a killed process appended and never synced: durable before they count as such
         file.Length = offset;
+        file.Synced = offset;
     }
 
     private bool TryReadHeader(out int count, out long until, Span<(long Block, uint Crc)> entries)
@@ -307,6 +313,7 @@ internal sealed class SnapshotStore : IDisposable
             }
         }
         fresh.Handle.Sync();
+        fresh.Synced = fresh.Length;
         saveLength(fresh.Length);
         _directory.Replace(NewFileName, FileName);
         // Readers that looked in the old file keep reading it (its handle stays open until the store closes).
@@ -315,8 +322,49 @@ internal sealed class SnapshotStore : IDisposable
         return old.Length - fresh.Length;
     }
 
-    /// <summary>Makes every appended copy durable: the destager calls it before it overwrites the backing.</summary>
-    public void Sync() => _file.Handle.Sync();
+    /// <summary>
+    /// Makes every appended copy durable: the destager calls it before it overwrites the backing. When the fdatasync fails, the
+    /// copies appended since the last one that succeeded are taken back (and the file cut to that length): Linux reports a
+    /// write-back error once, so a later fdatasync would succeed without them on disk, and a retried step that found them
+    /// preserved would overwrite the backing with nothing durable to read instead. The retry preserves them again.
+    /// </summary>
+    public void Sync()
+    {
+        var file = _file;
+        var length = Interlocked.Read(ref file.Length);
+        try
+        {
+            file.Handle.Sync();
+            file.Synced = length;
+        }
+        catch (Exception e) when (e is IOException or BlockTargetException)
+        {
+            TakeBackUnsynced(file);
+            throw;
+        }
+    }
+
+    private static void TakeBackUnsynced(StoreFile file)
+    {
+        var synced = file.Synced;
+        foreach (var (block, copies) in file.Copies)
+        {
+            var kept = Array.FindAll(copies, c => c.Offset < synced);
+            if (kept.Length == copies.Length) continue;
+            if (kept.Length == 0) file.Copies.TryRemove(block, out _);
+            else file.Copies[block] = kept;
+            Interlocked.Add(ref file.Blocks, kept.Length - copies.Length);
+        }
+        Interlocked.Exchange(ref file.Length, synced);
+        try
+        {
+            file.Handle.SetLength(synced);
+        }
+        catch (IOException)
+        {
+            // The next appends overwrite what is left past the synced length; a restart checks that part in full anyway.
+        }
+    }
 
     public void Dispose()
     {
