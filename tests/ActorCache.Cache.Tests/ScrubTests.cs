@@ -159,6 +159,23 @@ public sealed class ScrubTests : IDisposable
     }
 
     [Fact]
+    public async Task A_drain_that_meets_a_corrupt_record_fails_with_the_reason_instead_of_waiting_for_the_close()
+    {
+        var (_, entries) = await WriteAndCloseAsync(seed: 5);
+        var (_, logBlock) = LateLoggedBlock(entries);
+        Flip(logBlock, offset: 4000);
+        // Retention of an hour: only the drain (what a switch out of write-back asks for) moves history; it finds the record first.
+        await using var cache = _fixture.Open(Size, Options());
+        Assert.Null(cache.ReadOnlyReason);
+        var drain = cache.DrainAsync();
+        var finished = await Task.WhenAny(drain, Task.Delay(TimeSpan.FromSeconds(20)));
+        Assert.Same(drain, finished);
+        var refused = await Assert.ThrowsAsync<BlockTargetException>(() => drain);
+        Assert.Contains("cannot be drained", refused.Message);
+        Assert.NotNull(cache.ReadOnlyReason);
+    }
+
+    [Fact]
     public async Task An_intact_log_scrubs_clean_and_the_statistics_show_it()
     {
         var (model, _) = await WriteAndCloseAsync(seed: 4);

@@ -63,13 +63,8 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
         });
         ReceiveAsync<Drain>(m =>
         {
-            if (!_parts.Allowed())
-            {
-                m.Done.TrySetException(new BlockTargetException(BlockError.ReadOnly,
-                    $"volume {_parts.Name}: destaging is off (its log is damaged); it cannot be drained: copy the data off"));
-                return Task.CompletedTask;
-            }
             _drains.Add(m);
+            if (RefuseDrainsIfOff()) return Task.CompletedTask;
             _parts.Planner.RequestDrain(m.Target);
             return DestageAsync();
         });
@@ -136,10 +131,24 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
     {
     }
 
+    /// <summary>
+    /// Once destaging is off (the log is damaged: found at open, or by the scrub since, even mid-drain) no drain can finish: each
+    /// waiting one fails with the reason, instead of waiting until the volume closes. True when destaging is off.
+    /// </summary>
+    private bool RefuseDrainsIfOff()
+    {
+        if (_parts.Allowed()) return false;
+        foreach (var drain in _drains)
+            drain.Done.TrySetException(new BlockTargetException(BlockError.ReadOnly,
+                $"volume {_parts.Name}: destaging is off (its log is damaged); it cannot be drained: copy the data off"));
+        _drains.Clear();
+        return true;
+    }
+
     private async Task DestageAsync()
     {
         _parts.Bell.Answer();
-        if (_retryScheduled || !_parts.Allowed()) return;
+        if (_retryScheduled || RefuseDrainsIfOff()) return;
         var planner = _parts.Planner;
         try
         {
@@ -156,8 +165,9 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
                 _parts.Health.CountDestaged(plan.Blocks.Count);
                 planner.Complete(plan);
                 AnswerWaiters(spaceFreed: true);
-                if (!_parts.Allowed()) break;
+                if (RefuseDrainsIfOff()) break;
             }
+            RefuseDrainsIfOff(); // the plan stopped at a damaged record
             // Everything durable is destaged; a full log may still free the segment the flusher sealed.
             AnswerWaiters(spaceFreed: planner.RoomWanted && planner.ReleaseSealedSegments());
             BackingWorks();
