@@ -149,6 +149,67 @@ public sealed class FailedDestageStepTests : IDisposable
         Assert.Equal(c, await ReadAsync(reopened, 2));
     }
 
+    /// <summary>Counts the backing's flushes: a destage step's last act before its checkpoint.</summary>
+    private sealed class CountingFlush(IBlockTarget below) : ForwardingTarget(below)
+    {
+        public int Flushes;
+
+        public override ValueTask FlushAsync(CancellationToken cancellationToken = default)
+        {
+            Interlocked.Increment(ref Flushes);
+            return Below.FlushAsync(cancellationToken);
+        }
+    }
+
+    /// <summary>Over a log directory: once armed, the first checkpoint save after the backing's next flush fails (EIO on the log's disk).</summary>
+    private sealed class FailingCheckpointAfterFlush(ILogDirectory inner, CountingFlush backing) : ILogDirectory
+    {
+        private int _armedAt = -1;
+        public volatile bool Failed;
+        public void Arm() => _armedAt = Volatile.Read(ref backing.Flushes);
+        public string Path => inner.Path;
+        public bool Exists(string name) => inner.Exists(name);
+        public void Delete(string name) => inner.Delete(name);
+        public void Replace(string source, string destination) => inner.Replace(source, destination);
+
+        public IDurableFile Open(string name, FileMode mode)
+        {
+            if (name == Checkpoint.FileName && _armedAt >= 0 && Volatile.Read(ref backing.Flushes) > _armedAt)
+            {
+                _armedAt = -1;
+                Failed = true;
+                throw new IOException("injected: the checkpoint cannot be written");
+            }
+            return inner.Open(name, mode);
+        }
+    }
+
+    [Fact]
+    public async Task A_step_whose_checkpoint_failed_is_not_followed_by_a_shorter_one_that_writes_an_older_version_back()
+    {
+        // A drain's step wrote block 0's newest version (v2) and told the index the backing has it; then its checkpoint failed, so
+        // the drain was given up. A retry that planned only what was due by age (v1's batch) would write v1 over v2 on the
+        // backing, and the index would serve v1: an acknowledged, flushed write gone back a version.
+        var backing = new CountingFlush(FileBacking.Open(_fixture.BackingPath, Size, create: true));
+        var options = _fixture.Options(retention: TimeSpan.FromSeconds(1));
+        var directory = new FailingCheckpointAfterFlush(new LogDirectory(options.LogDirectory), backing);
+        await using var cache = _fixture.Open(Size, options, backing: backing, directory: directory);
+        var v1 = CacheFixture.Pattern(Block, 11);
+        var v2 = CacheFixture.Pattern(Block, 12);
+        await cache.WriteAsync(0, v1, fua: true);
+        await Task.Delay(500); // v1's batch is due half a second before v2's
+        await cache.WriteAsync(0, v2, fua: true);
+        directory.Arm();
+        await Assert.ThrowsAnyAsync<BlockTargetException>(() => cache.DrainAsync());
+        Assert.True(directory.Failed);
+        for (var until = DateTime.UtcNow.AddSeconds(2); DateTime.UtcNow < until; await Task.Delay(5))
+            Assert.Equal(v2, await ReadAsync(cache, 0));
+        await WaitUntilAsync(() => cache.Index.CachedBlocks == 0, "everything is destaged");
+        Assert.Equal(v2, await ReadAsync(cache, 0));
+        await using var view = await cache.OpenViewAsync(cache.History.Latest!.Value);
+        Assert.Equal(v2, await ReadAsync(view, 0));
+    }
+
     /// <summary>Closes the cache while its backing still fails: as a crash in the middle of a step, its horizon never moved.</summary>
     private static async Task CloseWhileTheBackingFailsAsync(WriteBackCache cache)
     {

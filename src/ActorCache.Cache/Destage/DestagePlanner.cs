@@ -36,6 +36,10 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     // The first batch whose preceding sync point still reads true: past the horizon once a step has begun writing the backing.
     private long _restorableFrom = checkpoint.FirstRestorable;
     private long _drainTo, _roomTo;
+    // The end of the furthest step that began writing the backing and has not completed (it failed after its writes, or its
+    // checkpoint did): the next step goes at least that far, whatever is due. It may have written a block's newest version and
+    // told the index so; a shorter step would write an older version of it back over the backing.
+    private long _begunTo;
     private bool _shrinkReported;
     private DateTime _nextPacedStep;
     private long _notDueAddress = -1, _notDueTime; // the batch at the horizon, last read and not due yet
@@ -117,7 +121,7 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
         var paced = window.Tail - address < highWatermark;
         if (paced && DateTime.UtcNow < _nextPacedStep) retentionLimit = long.MaxValue;
         var cutoff = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000 - (long)options.RetentionTime.TotalMicroseconds;
-        var forcedTo = Math.Max(_drainTo, _roomTo);
+        var forcedTo = Math.Max(Math.Max(_drainTo, _roomTo), _begunTo);
         // The destager runs on every tick (and on urgent wake-ups); while the oldest batch is inside the
         // retention window it stays there, so its header is not read again until its time comes, the
         // log passes the cap or someone needs its room.
@@ -250,6 +254,7 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     /// </summary>
     public void BeginWrite(DestagePlan plan)
     {
+        _begunTo = Math.Max(_begunTo, plan.Address);
         if (plan.Sequence <= _restorableFrom) return; // a retry of a step that began already
         // A restart offers the points its replay finds from the horizon's batch on (closed or not: one a peer had not confirmed
         // yet is in the log too): only when the step passes one of those does the checkpoint need to say so first (a stream of
