@@ -162,6 +162,7 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
                 await _parts.Writer.WriteAsync(plan.Blocks);
                 await _parts.Backing.FlushAsync(); // durable on the backing before any index entry or log segment lets go of it
                 _parts.Queue.PublishDestaged(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(plan.Blocks));
+                planner.Published(plan);
                 _parts.Health.CountDestaged(plan.Blocks.Count);
                 planner.Complete(plan);
                 AnswerWaiters(spaceFreed: true);

@@ -36,10 +36,11 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     // The first batch whose preceding sync point still reads true: past the horizon once a step has begun writing the backing.
     private long _restorableFrom = checkpoint.FirstRestorable;
     private long _drainTo, _roomTo;
-    // The end of the furthest step that began writing the backing and has not completed (it failed after its writes, or its
-    // checkpoint did): the next step goes at least that far, whatever is due. It may have written a block's newest version and
-    // told the index so; a shorter step would write an older version of it back over the backing.
-    private long _begunTo;
+    // The end of the furthest step whose blocks the index was told are on the backing, though the step did not complete (its
+    // checkpoint failed): the next step goes at least that far, whatever is due, or it could write an older version of such a
+    // block back over the backing while the index serves the backing. (A step that fails before that point may be cut short:
+    // the index still serves its blocks from the log.)
+    private long _publishedTo;
     private bool _shrinkReported;
     private DateTime _nextPacedStep;
     private long _notDueAddress = -1, _notDueTime; // the batch at the horizon, last read and not due yet
@@ -121,7 +122,7 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
         var paced = window.Tail - address < highWatermark;
         if (paced && DateTime.UtcNow < _nextPacedStep) retentionLimit = long.MaxValue;
         var cutoff = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() * 1000 - (long)options.RetentionTime.TotalMicroseconds;
-        var forcedTo = Math.Max(Math.Max(_drainTo, _roomTo), _begunTo);
+        var forcedTo = Math.Max(Math.Max(_drainTo, _roomTo), _publishedTo);
         // The destager runs on every tick (and on urgent wake-ups); while the oldest batch is inside the
         // retention window it stays there, so its header is not read again until its time comes, the
         // log passes the cap or someone needs its room.
@@ -166,7 +167,11 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
             address = _walker.Address;
         }
         if (address == horizon) return null;
-        if (shrinking) ReportShrink(paced);
+        // The interval starts after a whole step, or one that brought the log back to the cap: one cut short by the durable tail
+        // (a FLUSH or the periodic commit in the middle of a stream of writes) leaves the log over the cap, and the rest of it
+        // must not wait a whole interval for its turn.
+        var cap = options.RetentionCapBytesFor(window.Capacity);
+        if (shrinking) ReportShrink(paced && (blocks >= StepBlocks || window.Tail - address <= cap));
         else _shrinkReported = false;
         return new DestagePlan([.. newest.Values], Preserved(newest.Keys), address, sequence, generation,
             lastSyncPoint == sequence - 1 ? syncPointBefore : lastSyncPoint);
@@ -187,9 +192,9 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
         return preserve;
     }
 
-    private void ReportShrink(bool paced)
+    private void ReportShrink(bool startsInterval)
     {
-        if (paced) _nextPacedStep = DateTime.UtcNow + options.DestageInterval;
+        if (startsInterval) _nextPacedStep = DateTime.UtcNow + options.DestageInterval;
         health.CountRetentionShrink();
         if (!_shrinkReported)
             logger.LogWarning("volume {Name}: the log needs room ({Used} of {Capacity} bytes in use); retention shrinks below {Retention} so writers do not stall",
@@ -254,7 +259,6 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     /// </summary>
     public void BeginWrite(DestagePlan plan)
     {
-        _begunTo = Math.Max(_begunTo, plan.Address);
         if (plan.Sequence <= _restorableFrom) return; // a retry of a step that began already
         // A restart offers the points its replay finds from the horizon's batch on (closed or not: one a peer had not confirmed
         // yet is in the log too): only when the step passes one of those does the checkpoint need to say so first (a stream of
@@ -264,6 +268,9 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
         _restorableFrom = plan.Sequence;
         history.TrimBefore(plan.Sequence - 1);
     }
+
+    /// <summary>The index was told the step's blocks are on the backing (before <see cref="Complete"/>, which may fail).</summary>
+    public void Published(DestagePlan plan) => _publishedTo = Math.Max(_publishedTo, plan.Address);
 
     /// <summary>Advances the horizon past the step (checkpoint first, so a crash never replays less than it must) and frees whole segments.</summary>
     public void Complete(DestagePlan plan)
