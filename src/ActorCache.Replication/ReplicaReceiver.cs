@@ -13,6 +13,12 @@ namespace ActorCache.Replication;
 /// </summary>
 public sealed class ReplicaReceiver : IAsyncDisposable
 {
+    /// <summary>The most 4 KiB blocks a frame's payload holds (64 MiB): far above any batch or resync run of the default settings.</summary>
+    public const int MaxFrameBlocks = 16384;
+
+    /// <summary>The largest log batch a frame carries (its header block and data): <c>cache.max-batch</c> may not be above it.</summary>
+    public const long MaxBatchBytes = (MaxFrameBlocks - 1) * 4096L;
+
     private readonly Socket _listener;
     private readonly Func<string, long, string, ReplicaSink?> _resolve;
     private readonly ILogger _logger;
@@ -147,7 +153,14 @@ public sealed class ReplicaReceiver : IAsyncDisposable
             }
             if (previous.Cancel is not null)
             {
-                previous.Cancel.Cancel();
+                try
+                {
+                    previous.Cancel.Cancel();
+                }
+                catch (ObjectDisposedException)
+                {
+                    // It ended meanwhile (and let go of its token).
+                }
                 await previous.Done.ConfigureAwait(false);
             }
 
@@ -196,6 +209,8 @@ public sealed class ReplicaReceiver : IAsyncDisposable
                     if (_volumes.TryGetValue(volume, out var current) && current.Done == done.Task) _volumes.Remove(volume);
                 done.TrySetResult();
             }
+            // Linked to tokens that live as long as the node: undisposed, every connection would stay registered on them.
+            cancel?.Dispose();
         }
     }
 
@@ -223,7 +238,7 @@ public sealed class ReplicaReceiver : IAsyncDisposable
 internal sealed class ReplicaConnection(string volume, Socket socket, ReplicaSink sink, Guid primaryVolumeId, Guid incarnation, ReplicaState? initial, ILogger logger,
     TimeSpan stallTimeout)
 {
-    private const int MaxPayloadBlocks = 16384; // 64 MiB: far above any batch or resync run
+    private const int MaxPayloadBlocks = ReplicaReceiver.MaxFrameBlocks;
     private static readonly TimeSpan FlushInterval = TimeSpan.FromMilliseconds(100);
     private static readonly TimeSpan StateInterval = TimeSpan.FromSeconds(1);
     private const long FlushEveryBytes = 16L << 20;

@@ -64,6 +64,10 @@ public sealed class ReplicationTests : IAsyncLifetime
         var revertOnB = await Cli.RefusedAsync(1, Cli.RunAsync(b, "volume", "revert", "r", "--to", "on-b"));
         Assert.Contains("cannot be reverted here", revertOnB);
         Assert.DoesNotContain("pre-revert", (await Cli.JsonAsync(b, "snapshot", "list", "r")).ToString());
+        // Nor is a replicated volume grown: a primary grown alone would resync a peer that was away as UpToDate without its writes
+        // past the old end.
+        var grow = await Cli.RefusedAsync(1, Cli.RunAsync(a, "volume", "resize", "r", "--size", $"{2 * VolumeMiB}M"));
+        Assert.Contains("replicated volume cannot grow", grow);
 
         // Created again (a retried provisioning script): refused, and no replica's state is touched (its marks of unshared writes,
         // bitmaps and history floor went with a failed create's cleanup).

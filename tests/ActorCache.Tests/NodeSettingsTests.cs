@@ -219,6 +219,9 @@ public sealed class NodeSettingsTests
         Assert.Contains("must be smaller than cache.segment-size", Assert.Throws<SettingsException>(
             () => Load(sets: ["actorcache.cache.max-batch=9223372036854771712"])).Message);
         Assert.Contains("segment-size", Assert.Throws<SettingsException>(() => Load(sets: ["actorcache.cache.segment-size=9223372036854771712"])).Message);
+        // A batch larger than a replication frame carries: every large write would drop the peers.
+        Assert.Contains("replication frame", Assert.Throws<SettingsException>(() => Load(sets:
+            ["actorcache.cache.max-batch=80M", "actorcache.cache.segment-size=128M", "actorcache.cache.ring-size=256M", "actorcache.cache.log-capacity=4G"])).Message);
     }
 }
 

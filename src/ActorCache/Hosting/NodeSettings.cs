@@ -361,6 +361,10 @@ public static class NodeSettingsLoader
         var maxBatch = read.Size("cache.max-batch", 64 << 10);
         if (maxBatch > segment - 4096) throw new SettingsException($"actorcache.cache.max-batch must be smaller than cache.segment-size");
         if (maxBatch > ring / 2) throw new SettingsException($"actorcache.cache.ring-size must hold at least two batches (2 x cache.max-batch)");
+        // A replica refuses a frame above this (and a peer dropped for every large write would be resynced over and over).
+        if (maxBatch > ActorCache.Replication.ReplicaReceiver.MaxBatchBytes)
+            throw new SettingsException($"actorcache.cache.max-batch = {ByteSize.Format(maxBatch)} is above {ByteSize.Format(ActorCache.Replication.ReplicaReceiver.MaxBatchBytes)}, " +
+                                        "the largest batch a replication frame carries");
         var fraction = read.Fraction("cache.retention-max-fraction", 0, 1);
         // Retention shrinks only once the log passes its cap; a full log must be able to pass it (one more
         // batch, plus the end of a segment a batch did not fit in), or writers wait for the oldest history

@@ -70,6 +70,11 @@ public sealed class Volume(VolumeDefinition definition, IBlockTarget below) : Fo
             throw new InvalidOperationException($"volume {Definition.Name} is {ByteSize.Format(Definition.Size)}; shrinking is refused (it would cut off data)");
         if (size == Definition.Size) return;
         if (Definition.ReadOnly) throw new InvalidOperationException($"volume {Definition.Name} is read-only; a read-only volume cannot grow");
+        // Every replica, and each link's out-of-sync bitmap (sized when the link starts), would have to grow together: a primary
+        // grown alone marks nothing past the old end for a peer that is away, and resyncs it as UpToDate without those writes.
+        if (Definition.Replicas is not null)
+            throw new InvalidOperationException($"volume {Definition.Name} is replicated; a replicated volume cannot grow (its replicas and their " +
+                                                "out-of-sync bitmaps do not grow together): create a larger one and copy the data over");
         if (!await Below.TrySendAsync(new GrowTarget(size)).ConfigureAwait(false))
             throw new InvalidOperationException($"volume {Definition.Name}: its stack cannot grow");
         await record().ConfigureAwait(false);
