@@ -24,8 +24,14 @@ public sealed class NbdListeners : IDisposable
         {
             foreach (var address in addresses)
             {
-                // A stale socket file from an earlier run: the data directory lock says no one else owns it.
-                if (address.EndPoint is UnixDomainSocketEndPoint unix && File.Exists(unix.ToString())) File.Delete(unix.ToString());
+                // A socket file left by an earlier run (killed) is removed; one a live process listens on is not: the path may lie
+                // outside this node's data directory, and taking it over would send that node's clients to volumes of this one.
+                if (address.EndPoint is UnixDomainSocketEndPoint unix && File.Exists(unix.ToString()))
+                {
+                    if (SomeoneListens(unix))
+                        throw new InvalidOperationException($"cannot listen on {address.Text}: address already in use (another node or program listens there)");
+                    File.Delete(unix.ToString());
+                }
                 sockets.Add(ListenSocket.Open(address.EndPoint, address.Text));
             }
         }
@@ -35,6 +41,21 @@ public sealed class NbdListeners : IDisposable
             throw;
         }
         return new NbdListeners(sockets);
+    }
+
+    /// <summary>Whether a process accepts connections on the Unix socket file (a stale file refuses them).</summary>
+    private static bool SomeoneListens(UnixDomainSocketEndPoint endPoint)
+    {
+        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            probe.Connect(endPoint);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false; // refused (nobody listens), or not a socket at all
+        }
     }
 
     public void Dispose()

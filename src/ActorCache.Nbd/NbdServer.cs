@@ -31,6 +31,7 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
 
     private async Task AcceptLoopAsync(Socket listener)
     {
+        var backoff = 0;
         while (!_stopping.IsCancellationRequested)
         {
             Socket client;
@@ -42,9 +43,20 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
             catch (ObjectDisposedException) { return; }
             catch (SocketException e)
             {
-                logger.LogWarning("accept on {Address} failed: {Message}", NbdListeners.Describe(listener.LocalEndPoint), e.Message);
+                // Out of file descriptors (EMFILE, ENFILE) the client stays in the backlog and every accept fails at once: retried
+                // after a pause that doubles up to a second (logged then), not in a loop that spins a core and floods the log.
+                backoff = Math.Clamp(backoff * 2, 10, 1000);
+                if (backoff is 10 or 1000)
+                    logger.LogWarning("accept on {Address} failed: {Message}; retrying in {Backoff} ms", NbdListeners.Describe(listener.LocalEndPoint), e.Message,
+                        backoff);
+                try
+                {
+                    await Task.Delay(backoff, _stopping.Token);
+                }
+                catch (OperationCanceledException) { return; }
                 continue;
             }
+            backoff = 0;
             if (client.AddressFamily != AddressFamily.Unix) client.NoDelay = true;
             var connection = new NbdConnection(client, catalog, options, logger)
             {
