@@ -95,7 +95,18 @@ public sealed class KubernetesManifestTests
         var rule = role["rules"]!.AsArray().Single()!;
         Assert.Equal(["pods"], rule["resources"]!.AsArray().Select(r => r.Text()));
         Assert.Equal(["get", "list", "watch"], rule["verbs"]!.AsArray().Select(r => r.Text()).Order());
-        Assert.Equal("1", KubernetesManifests.Single(manifests, "PodDisruptionBudget")["spec"]!["maxUnavailable"].Text());
+        var budget = KubernetesManifests.Single(manifests, "PodDisruptionBudget")["spec"]!;
+        Assert.Equal("1", budget["maxUnavailable"].Text());
+        // A budget without a selector selects no pod: its labels must be on the pods.
+        var selected = budget["selector"]!["matchLabels"]!.AsObject();
+        Assert.NotEmpty(selected);
+        foreach (var (label, value) in selected)
+            Assert.Equal(value.Text(), spec["template"]!["metadata"]!["labels"]![label].Text());
+        // Each pod's default volume has a name of its own (the NBD Service balances across pods), and that Service reaches
+        // primaries whose peers are still resyncing (not ready yet).
+        Assert.Contains("actorcache.default-volume=\"$(POD_NAME)-vol0:1G\"", container["args"]!.AsArray().Select(a => a.Text()));
+        var nbd = manifests.Single(d => d["kind"].Text() == "Service" && d["metadata"]!["name"].Text() == "actorcache-nbd");
+        Assert.Equal("true", nbd["spec"]!["publishNotReadyAddresses"].Text());
         var headless = manifests.Single(d => d["kind"].Text() == "Service" && d["spec"]!["clusterIP"].Text() == "None");
         Assert.Equal(spec["serviceName"].Text(), headless["metadata"]!["name"].Text());
     }
