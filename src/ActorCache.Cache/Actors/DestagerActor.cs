@@ -126,9 +126,15 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
         foreach (var drain in _drains) drain.Done.TrySetException(new BlockTargetException(BlockError.ShuttingDown, $"volume {_parts.Name} is closed"));
     }
 
-    /// <summary>A restart (after an unexpected exception) is not a stop: the planner and its horizon carry on.</summary>
+    /// <summary>
+    /// A restart (after an unexpected exception) is not a stop: the planner and its horizon carry on. The drains waiting here
+    /// would be lost with this instance, so they fail with the reason (the flusher's wish for room is asked again at its tick).
+    /// </summary>
     protected override void PreRestart(Exception reason, object message)
     {
+        foreach (var drain in _drains)
+            drain.Done.TrySetException(new BlockTargetException(BlockError.Io, $"volume {_parts.Name}: the destager failed and restarted: {reason.Message}"));
+        _drains.Clear();
     }
 
     /// <summary>
