@@ -15,13 +15,31 @@ public sealed class CloneCreation(SnapshotCatalog snapshots, ExportCatalog expor
     /// <summary>Creates clone <paramref name="name"/> of <paramref name="volume"/>@<paramref name="snapshot"/>, with the checks of <c>volume create</c>.</summary>
     public async Task<VolumeDefinition> CreateAsync(string volume, string snapshot, string name, string? mode, CancellationToken ct)
     {
-        var record = snapshots.Find(volume, snapshot) ?? throw new SnapshotNotFoundException($"volume {volume} has no snapshot named {snapshot}");
-        if (record.Expired is not null) throw new SnapshotRefusedException($"snapshot {record.Export} expired; it no longer reads, so it cannot be cloned");
-        if (!exports.TryGetVolume(volume, out var origin))
-            throw new SnapshotRefusedException(exports.WhyUnavailable(volume) ?? $"volume {volume} is not online");
-        if (!VolumeSpec.TryCreate(name, origin.Target.Size, mode, backing: null, readOnly: false, out var spec, out var error))
-            throw new SnapshotRefusedException(error);
-        var definition = await creation.CreateAsync(spec!, ct, new CloneOrigin(volume, snapshot));
+        SnapshotRecord record;
+        VolumeSpec spec;
+        var cloneOrigin = new CloneOrigin(volume, snapshot);
+        using (await clones.HoldAsync(ct))
+        {
+            record = snapshots.Find(volume, snapshot) ?? throw new SnapshotNotFoundException($"volume {volume} has no snapshot named {snapshot}");
+            if (record.Expired is not null) throw new SnapshotRefusedException($"snapshot {record.Export} expired; it no longer reads, so it cannot be cloned");
+            if (!exports.TryGetVolume(volume, out var origin))
+                throw new SnapshotRefusedException(exports.WhyUnavailable(volume) ?? $"volume {volume} is not online");
+            if (!VolumeSpec.TryCreate(name, origin.Target.Size, mode, backing: null, readOnly: false, out var parsed, out var error))
+                throw new SnapshotRefusedException(error);
+            spec = parsed!;
+            // From here a delete of the snapshot or its volume sees the clone, and the snapshot's point is pinned, while it is made.
+            if (!clones.Reserve(name, cloneOrigin)) throw new VolumeConflictException($"volume {name} already exists");
+        }
+        VolumeDefinition definition;
+        try
+        {
+            definition = await creation.CreateAsync(spec, ct, cloneOrigin);
+        }
+        catch
+        {
+            clones.Forget(name);
+            throw;
+        }
         logger.LogInformation("volume {Name} is a clone of {Export}, generation {Generation}", name, record.Export, record.Generation);
         return definition;
     }

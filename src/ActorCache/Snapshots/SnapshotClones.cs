@@ -14,6 +14,30 @@ namespace ActorCache.Snapshots;
 public sealed class SnapshotClones(SnapshotCatalog snapshots, ExportCatalog exports, ILogger<SnapshotClones> logger)
 {
     private readonly ConcurrentDictionary<string, CloneOrigin> _dependent = new(StringComparer.Ordinal);
+    private readonly SemaphoreSlim _changes = new(1, 1);
+
+    /// <summary>
+    /// Held while a clone's snapshot is checked and the clone reserved, and while a snapshot or volume is deleted: a delete never
+    /// misses a clone being made of what it deletes, and a clone never starts from a snapshot being deleted.
+    /// </summary>
+    public async Task<IDisposable> HoldAsync(CancellationToken cancellationToken)
+    {
+        await _changes.WaitAsync(cancellationToken).ConfigureAwait(false);
+        return new Release(_changes);
+    }
+
+    private sealed class Release(SemaphoreSlim changes) : IDisposable
+    {
+        private int _released;
+
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _released, 1) == 0) changes.Release();
+        }
+    }
+
+    /// <summary>A clone being made counts as one from now on (under <see cref="HoldAsync"/>); false when a clone of that name is known already.</summary>
+    public bool Reserve(string clone, CloneOrigin origin) => _dependent.TryAdd(clone, origin);
 
     /// <summary>Notes a volume that is a clone still reading through to its snapshot.</summary>
     public void Track(VolumeDefinition definition)

@@ -162,6 +162,7 @@ public sealed partial class SnapshotService(ActorRegistry registry, ExportCatalo
     /// <summary>Deletes a snapshot: refused while a client reads its export.</summary>
     public async Task<SnapshotRecord> DeleteAsync(string volume, string name, CancellationToken ct)
     {
+        using var hold = await clones.HoldAsync(ct); // no clone of it starts meanwhile
         var snapshot = catalog.Find(volume, name) ?? throw new SnapshotNotFoundException($"volume {volume} has no snapshot named {name}");
         if (clones.ClonesOf(volume, name) is { Count: > 0 } dependent)
             throw new SnapshotRefusedException($"snapshot {snapshot.Export} is the origin of clone(s) {string.Join(", ", dependent)}; delete them or make them independent first");

@@ -26,6 +26,7 @@ public sealed class VolumeDeletion(NodeSettings settings, NodeVolumes volumes, N
 
     public Task<VolumeDeletionResult> DeleteAsync(string name, bool force, CancellationToken ct) => volumes.ChangeAsync(async () =>
     {
+        using var hold = await clones.HoldAsync(ct); // no clone of its snapshots starts meanwhile
         volumes.ThrowIfRecovering(name); // its actor would take the close only once the volume is open
         await Admin.VolumeStatusReader.ThrowIfSwitchingAsync(volumes, name, ct);
         var volumeRegistry = await registry.GetAsync<VolumeRegistry>(ct);
