@@ -50,9 +50,10 @@ internal sealed class IndexCheckpointer(
             {
                 return;
             }
-            catch (Exception e) when (e is IOException or UnauthorizedAccessException or ActorCache.Blocks.BlockTargetException)
+            catch (Exception e)
             {
-                // Not saving costs open time only: the log still has everything.
+                // Not saving costs open time only: the log still has everything. Whatever the reason (a capture cancelled because
+                // the flusher stopped, an index too large to save), the loop goes on: a faulted loop would fail the volume's close.
                 logger.LogWarning("volume {Name}: could not persist the index ({Error}); the next open replays more of the log", name, e.Message);
                 _savedAt = DateTime.UtcNow;
             }

@@ -16,18 +16,24 @@ public static class IndexRecovery
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var persisted = PersistedIndex.TryLoad(directory, checkpoint.VolumeId, out var problem);
+        // The index is saved only once the log is durable through the batch it was taken at: that batch and every one before it
+        // were complete, so a bad one among them is corruption, never a torn tail (the last records before a clean close have no
+        // later record to vouch for them). Known even when the index itself is not used.
+        var durableThrough = 0L;
         if (persisted is not null)
         {
+            var holdsItsBatch = persisted.NextAddress > checkpoint.Horizon && PersistedIndex.HeaderBlockCrc(medium, persisted.BatchAddress) == persisted.BatchHeaderCrc;
+            if (holdsItsBatch) durableThrough = persisted.BatchSequence;
             if (persisted.NextAddress <= checkpoint.Horizon || persisted.NextAddress - checkpoint.Horizon < options.FullReplayBelow)
                 persisted = null; // the horizon reached it (the checkpoint says it all), or it covers little: replaying it all also verifies it all
-            else if (PersistedIndex.HeaderBlockCrc(medium, persisted.BatchAddress) != persisted.BatchHeaderCrc)
+            else if (!holdsItsBatch)
             {
                 problem = $"the persisted index is stale: the log no longer holds batch {persisted.BatchSequence} at address {persisted.BatchAddress} that it was taken at";
                 persisted = null;
             }
         }
         if (problem is not null) logger.LogWarning("volume {Name}: {Problem}; replaying the whole log from the checkpoint instead", name, problem);
-        if (persisted is null) return LogRecovery.Replay(medium, checkpoint, index, options.MaxBatchBlocks, progress);
+        if (persisted is null) return LogRecovery.Replay(medium, checkpoint, index, options.MaxBatchBlocks, progress, durableThrough: durableThrough);
 
         // Entries below the horizon were destaged after the index was saved: the backing has them.
         bool Wanted((long Block, ulong Entry) e) => e.Block < index.Blocks && BlockIndex.LogAddressOf(e.Entry) >= checkpoint.Horizon;
@@ -46,7 +52,7 @@ public static class IndexRecovery
         var resume = checkpoint with { Horizon = persisted.NextAddress, Sequence = persisted.BatchSequence + 1, Generation = persisted.GenerationAfter };
         var start = new ReplayStart([.. persisted.SyncPoints.Where(p => p.Sequence >= checkpoint.Sequence)], persisted.TimeMicros,
             persisted.BatchAddress, persisted.NextAddress);
-        var result = LogRecovery.Replay(medium, resume, index, options.MaxBatchBlocks, progress, start);
+        var result = LogRecovery.Replay(medium, resume, index, options.MaxBatchBlocks, progress, start, durableThrough);
         logger.LogInformation("volume {Name}: read the persisted index in {Loaded:F2}s ({Entries} entries covering {Bytes} bytes of log); replayed the {Tail} bytes after it in {Replayed:F2}s",
             name, loadedIn, loaded, persisted.NextAddress - checkpoint.Horizon, result.BytesReplayed, clock.Elapsed.TotalSeconds - loadedIn);
         return result with { PersistedEntries = loaded, SkippedBytes = persisted.NextAddress - checkpoint.Horizon };

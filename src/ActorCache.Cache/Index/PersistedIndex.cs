@@ -82,8 +82,9 @@ public sealed record PersistedIndex(
         problem = null;
         if (!directory.Exists(FileName)) return null;
         byte[] bytes;
-        using (var file = directory.Open(FileName, FileMode.Open))
+        try
         {
+            using var file = directory.Open(FileName, FileMode.Open);
             if (file.Length is < HeaderSize or > int.MaxValue) return Fail(out problem, $"it is {file.Length} bytes long");
             bytes = new byte[file.Length];
             var read = 0;
@@ -94,6 +95,11 @@ public sealed record PersistedIndex(
                 read += n;
             }
             if (read < bytes.Length) return Fail(out problem, "it ends early");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or BlockTargetException)
+        {
+            // Only a shortcut: the log and the checkpoint are what the volume is made of, and a full replay reads them.
+            return Fail(out problem, $"it cannot be read: {e.Message}");
         }
         var header = bytes.AsSpan(0, HeaderSize);
         if (BinaryPrimitives.ReadUInt64LittleEndian(header) != Magic || BinaryPrimitives.ReadUInt16LittleEndian(header[8..]) != 1 ||

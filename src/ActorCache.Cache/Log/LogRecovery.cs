@@ -47,8 +47,12 @@ public static class LogRecovery
 {
     /// <param name="checkpoint">Where replay starts (address, sequence, generation there) and the volume id.</param>
     /// <param name="start">What a persisted index covered before that point, when replay resumes after one.</param>
+    /// <param name="durableThrough">
+    /// A batch the log is known to have made durable (the one a persisted index was taken at: it is saved only after that): a bad
+    /// record up to it is corruption even when no later record vouches for it (the last records before a clean close), never a torn tail.
+    /// </param>
     public static RecoveryResult Replay(ILogMedium medium, Checkpoint checkpoint, BlockIndex index, int maxBatchBlocks,
-        IProgress<(long Done, long Total)>? progress = null, ReplayStart? start = null)
+        IProgress<(long Done, long Total)>? progress = null, ReplayStart? start = null, long durableThrough = 0)
     {
         var walker = new LogWalker(medium, checkpoint.VolumeId);
         walker.Seek(checkpoint.Horizon, checkpoint.Sequence);
@@ -64,6 +68,18 @@ public static class LogRecovery
         HashSet<long>? damaged = null;
         var allDamaged = false;
         var damageAddress = 0L;
+
+        void MarkDamaged(LogEntry[]? entries)
+        {
+            if (entries is null)
+            {
+                allDamaged = true; // its header is unreadable: which blocks it held is unknown
+                return;
+            }
+            damaged ??= [];
+            foreach (var entry in entries)
+                for (var b = 0; b < entry.BlockCount; b++) damaged.Add(entry.Block + b);
+        }
 
         while (true)
         {
@@ -85,7 +101,20 @@ public static class LogRecovery
                 // fdatasync'ed proves this one was complete once: then it is corruption.
                 var address = walker.Address;
                 var sequence = walker.Sequence;
-                var later = FindLaterDurable(walker.Reader, medium, address, sequence, out var laterAddress, out var laterHeader);
+                var knownDurable = sequence <= durableThrough;
+                var later = FindLaterDurable(walker.Reader, medium, address, sequence, out var laterAddress, out var laterHeader, anyLater: knownDurable);
+                if (!later && knownDurable)
+                {
+                    // The last records the log holds, known durable: corruption, kept as it is for inspection (the volume turns
+                    // read-only, so nothing is appended after it).
+                    corruption = $"log record {sequence} at address {address} (segment {address / medium.SegmentSize}) is corrupt " +
+                                 $"although the persisted index says the log was made durable through record {durableThrough}";
+                    MarkDamaged(named);
+                    if (sequence < durableThrough) allDamaged = true; // the durable records after it cannot be found
+                    damageAddress = address;
+                    walker.Seek(expected, sequence);
+                    break;
+                }
                 if (!later)
                 {
                     if (found || walker.Reader.AnythingAt(address, sequence))
@@ -97,14 +126,9 @@ public static class LogRecovery
                     break;
                 }
                 corruption = $"log record {sequence} at address {address} (segment {address / medium.SegmentSize}) is corrupt " +
-                             $"although record {laterHeader.Sequence} after it says it was made durable";
-                if (named is not null)
-                {
-                    damaged ??= [];
-                    foreach (var entry in named)
-                        for (var b = 0; b < entry.BlockCount; b++) damaged.Add(entry.Block + b);
-                }
-                else allDamaged = true;
+                             (knownDurable ? $"although the persisted index says the log was made durable through record {durableThrough}"
+                                 : $"although record {laterHeader.Sequence} after it says it was made durable");
+                MarkDamaged(named);
                 if (laterHeader.Sequence != sequence + 1) allDamaged = true; // records in between are unreadable too
                 damageAddress = laterAddress;
                 // Carry on with the records after the damage: they hold newer data that is intact.
