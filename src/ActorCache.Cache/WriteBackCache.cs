@@ -614,10 +614,10 @@ public sealed class WriteBackCache : IBlockTarget
                 exclusive.Result = _store.ExclusiveBytes(_protected);
                 return true;
             case PauseWrites:
-                _queue.Pause();
+                _queue.Pause(PauseHolder.Barrier);
                 return true;
             case ResumeWrites:
-                _queue.Resume();
+                _queue.Resume(PauseHolder.Barrier);
                 return true;
             default:
                 if (!await _backing.TrySendAsync(message, cancellationToken).ConfigureAwait(false)) return false;
@@ -695,7 +695,7 @@ public sealed class WriteBackCache : IBlockTarget
             // The bulk first, while writes go on; then the rest with new writes held back, so nothing
             // enters the cache after it is empty: from then on writes go to the backing.
             await DrainAsync().ConfigureAwait(false);
-            _queue.Pause();
+            _queue.Pause(PauseHolder.ModeSwitch);
             try
             {
                 await DrainAsync().ConfigureAwait(false);
@@ -713,7 +713,7 @@ public sealed class WriteBackCache : IBlockTarget
             }
             finally
             {
-                _queue.Resume();
+                _queue.Resume(PauseHolder.ModeSwitch);
             }
         }
         _logger.LogInformation("volume {Name} is now {Mode}", _name, mode);
@@ -747,6 +747,7 @@ public sealed class WriteBackCache : IBlockTarget
 
     private async Task<CloseReport> CloseOnceAsync()
     {
+        _queue.Refuse(new BlockTargetException(BlockError.ShuttingDown, $"volume {_name} is closing"));
         string? problem = null;
         if (_damage.Reason is null && !_flusherGone)
         {

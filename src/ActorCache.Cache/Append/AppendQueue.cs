@@ -24,7 +24,7 @@ internal sealed class AppendQueue
     private int _headRecordDone; // blocks of the head record already in the log (a write larger than a batch)
     private long _appended, _written;
     private long _pendingDataBlocks;
-    private BlockTargetException? _closed;
+    private BlockTargetException? _closed, _refused;
     private IndexCapture? _capture; // a capture waiting for the batch that logs its last queued write
     private long _lastHeaderBlock = -1, _lastEndBlock; // the newest batch whose blocks the index points at
 
@@ -103,7 +103,7 @@ internal sealed class AppendQueue
     {
         lock (_gate)
         {
-            if (_closed is { } closed) throw closed;
+            if ((_closed ?? _refused) is { } closed) throw closed;
             if (_paused is not null) return Paused;
             if (!_writeBack) return NotWriteBack;
             return queue(this, ref state);
@@ -135,6 +135,7 @@ internal sealed class AppendQueue
     }
 
     private TaskCompletionSource? _paused;
+    private PauseHolder _pausedBy;
 
     /// <summary>Completes when writes are accepted again (at once when they are not paused).</summary>
     public Task Resumed
@@ -146,18 +147,28 @@ internal sealed class AppendQueue
     }
 
     /// <summary>
-    /// Holds new writes back (they wait, claimed slots and all) until <see cref="Resume"/>: a barrier
-    /// across volumes, so a snapshot of several holds every write acknowledged before it and none after.
+    /// Holds new writes back (they wait, claimed slots and all) until every holder has called <see cref="Resume"/>: a barrier
+    /// across volumes, so a snapshot of several holds every write acknowledged before it and none after, and a mode switch while
+    /// it drains. Each holds its own pause: one that ends never ends the other's (a snapshot failing during a switch's drain let
+    /// writes into the cache it was leaving).
     /// </summary>
-    public void Pause()
+    public void Pause(PauseHolder holder)
     {
-        lock (_gate) _paused ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        lock (_gate)
+        {
+            _pausedBy |= holder;
+            _paused ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        }
     }
 
-    public void Resume()
+    public void Resume(PauseHolder holder)
     {
-        TaskCompletionSource? paused;
-        lock (_gate) (paused, _paused) = (_paused, null);
+        TaskCompletionSource? paused = null;
+        lock (_gate)
+        {
+            _pausedBy &= ~holder;
+            if (_pausedBy == 0) (paused, _paused) = (_paused, null);
+        }
         paused?.TrySetResult();
     }
 
@@ -174,6 +185,16 @@ internal sealed class AppendQueue
 
     /// <summary>Points a block at its new version (a ring slot, an unlogged trim/zero). Only inside <see cref="Append{TState}"/>.</summary>
     public void PointLocked(long block, ulong entry) => _index.Set(block, entry);
+
+    /// <summary>
+    /// New writes fail from now on with <paramref name="reason"/> (the volume is closing); those queued already still reach the
+    /// log, and the index can still be captured. Before, a write accepted after the close's last FLUSH was acknowledged and never
+    /// logged, its ring slots never given back.
+    /// </summary>
+    public void Refuse(BlockTargetException reason)
+    {
+        lock (_gate) _refused ??= reason;
+    }
 
     /// <summary>Writes fail from now on with <paramref name="reason"/> (the volume closed, its flusher is gone).</summary>
     public void Close(BlockTargetException reason)
@@ -351,3 +372,13 @@ internal readonly record struct PendingRecord(long Block, int Count, LogEntryTyp
 
 /// <summary>The part of a record that goes into one batch: blocks [From, From + Count) of it; <see cref="Completes"/> when it is the record's last part.</summary>
 internal readonly record struct BatchPart(PendingRecord Record, int From, int Count, bool Completes);
+
+/// <summary>Who holds an <see cref="AppendQueue"/>'s writes back.</summary>
+[Flags]
+internal enum PauseHolder
+{
+    /// <summary>A snapshot's barrier across volumes.</summary>
+    Barrier = 1,
+    /// <summary>A switch out of (or into) write-back while it drains.</summary>
+    ModeSwitch = 2,
+}
