@@ -236,18 +236,25 @@ public sealed class WriteBackCache : IBlockTarget
 
     // ---- writes -------------------------------------------------------------------------------
 
+    /// <summary>
+    /// Whether a write that goes to the backing must be durable there when it completes: a FUA, or any write outside pass-through.
+    /// Read when the write is sent, not when it was routed: a switch into write-back may have completed meanwhile (a write that
+    /// found the cache not taking writes yet), and write-back's FLUSH syncs only the log, so such a write must not wait for one.
+    /// </summary>
+    private bool DurableOnBacking(bool fua) => fua || _mode != CacheMode.PassThrough;
+
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     public async ValueTask WriteAsync(long offset, ReadOnlyMemory<byte> data, bool fua, CancellationToken cancellationToken = default)
     {
         ThrowIfReadOnly();
         if (_mode != CacheMode.WriteBack)
         {
-            await _backing.WriteAsync(offset, data, fua || _mode == CacheMode.WriteThrough, cancellationToken).ConfigureAwait(false);
+            await _backing.WriteAsync(offset, data, DurableOnBacking(fua), cancellationToken).ConfigureAwait(false);
             return;
         }
         var ticket = await _writer.WriteAsync(offset, data, cancellationToken).ConfigureAwait(false);
         if (ticket == AppendQueue.NotWriteBack)
-            await _backing.WriteAsync(offset, data, fua || _mode == CacheMode.WriteThrough, cancellationToken).ConfigureAwait(false);
+            await _backing.WriteAsync(offset, data, DurableOnBacking(fua), cancellationToken).ConfigureAwait(false);
         else if (fua) await WaitDurableAsync(ticket).ConfigureAwait(false);
     }
 
@@ -267,7 +274,7 @@ public sealed class WriteBackCache : IBlockTarget
             if (fua) await WaitDurableAsync(ticket).ConfigureAwait(false);
             return;
         }
-        var durable = fua || _mode == CacheMode.WriteThrough;
+        var durable = DurableOnBacking(fua);
         if (type == LogEntryType.Trim) await _backing.TrimAsync(offset, length, durable, ct).ConfigureAwait(false);
         else await _backing.WriteZeroesAsync(offset, length, mayDeallocate: false, fastOnly, durable, ct).ConfigureAwait(false);
     }
@@ -395,7 +402,7 @@ public sealed class WriteBackCache : IBlockTarget
         try
         {
             staged.CopyTo(buffer);
-            await _backing.WriteAsync(staged.Offset, buffer.AsMemory(0, staged.Length), fua || _mode == CacheMode.WriteThrough, ct).ConfigureAwait(false);
+            await _backing.WriteAsync(staged.Offset, buffer.AsMemory(0, staged.Length), DurableOnBacking(fua), ct).ConfigureAwait(false);
         }
         finally
         {
@@ -478,10 +485,16 @@ public sealed class WriteBackCache : IBlockTarget
     private void ThrowUnlessStillWriteBack(long sequence, bool kept)
     {
         Interlocked.MemoryBarrier();
-        if (_mode == CacheMode.WriteBack) return;
+        if (_mode == CacheMode.WriteBack && !_leavingWriteBack) return;
         _protected.Remove(sequence, kept);
         ThrowIfNoHistory();
+        throw new BlockTargetException(BlockError.InvalidRequest, $"volume {_name} is leaving write-back: it keeps no history from now on");
     }
+
+    // Set while a switch out of write-back checks for protected points (the two halves of that handshake): the mode itself is
+    // published only once the check has passed, since a write that reads a mode other than write-back goes to the backing at once,
+    // past the copy-on-write a protected point relies on.
+    private volatile bool _leavingWriteBack;
 
     /// <summary>Lets the destager move past a point a kept snapshot protected (the snapshot was deleted).</summary>
     public void Unprotect(long sequence) => _protected.Remove(sequence, kept: true);
@@ -699,16 +712,19 @@ public sealed class WriteBackCache : IBlockTarget
             try
             {
                 await DrainAsync().ConfigureAwait(false);
-                // The mode first, then the check (a full fence between): a view or snapshot protecting a point
-                // meanwhile either is seen here or sees the new mode itself and gives the point back (see Protected).
-                _mode = mode;
+                // Leaving first, then the check (a full fence between): a view or snapshot protecting a point meanwhile
+                // either is seen here or sees the flag itself and gives the point back (ThrowUnlessStillWriteBack).
+                _leavingWriteBack = true;
                 Interlocked.MemoryBarrier();
                 if (!_protected.IsEmpty)
                 {
-                    _mode = CacheMode.WriteBack;
+                    _leavingWriteBack = false;
                     ThrowIfHistoryProtected(mode);
                 }
+                // Writes are held meanwhile: once resumed they find the cache closed to them and go to the backing.
                 _queue.WriteBack = false;
+                _mode = mode;
+                _leavingWriteBack = false;
                 _history.ForgetAll(); // no point from before stays restorable once writes bypass the log
             }
             finally
