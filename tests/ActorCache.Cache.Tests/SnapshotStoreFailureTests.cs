@@ -122,6 +122,10 @@ public sealed class SnapshotStoreFailureTests : IDisposable
         await using var reopened = _fixture.Open(Size, options, kept: [kept.Sequence]);
         var refused = await Assert.ThrowsAsync<BlockTargetException>(() => reopened.OpenViewAsync(kept));
         Assert.Contains("snapshot store", refused.Message);
+        // Nor does it say what changed since the point: the copies that told which blocks were destaged past it may be lost. A
+        // diff is refused, and a resync that would narrow itself to the blocks changed since gets no answer (it resyncs in full).
+        await Assert.ThrowsAsync<BlockTargetException>(() => reopened.TrySendAsync(new DiffPoints(PointQuery.Known(kept), null)).AsTask());
+        Assert.Null(await reopened.ChangedSinceAsync(kept.Sequence));
         // The live volume reads on.
         var live = new byte[Block];
         await reopened.ReadAsync(0, live);

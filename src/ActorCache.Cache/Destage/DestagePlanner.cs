@@ -211,6 +211,7 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     /// </summary>
     public SortedSet<long> ChangedBetween(long from, long? to, long blocks)
     {
+        ThrowIfCopiesLost(from); // what was destaged past it is known from the store's copies only
         var changed = new SortedSet<long>();
         Walk(from, to ?? long.MaxValue, blocks, wholeLog: false, block => changed.Add(block));
         return changed;
@@ -222,6 +223,9 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     /// </summary>
     public System.Collections.BitArray ChangedSince(long from, int blocks)
     {
+        // A damaged store may have lost the copies that say which blocks were destaged past it: the caller resyncs in full.
+        if (store.Damage is not null && from + 1 < _restorableFrom)
+            throw new InvalidDataException($"volume {name}: the snapshot store is damaged; what changed since batch {from} is unknown");
         var changed = new System.Collections.BitArray(blocks);
         Walk(from, long.MaxValue, blocks, wholeLog: true, block => changed[(int)block] = true);
         return changed;

@@ -64,7 +64,20 @@ internal sealed class ExpiredPoints
         foreach (var sequence in kept)
             (_points.Contains(sequence) ? expired : stillKept).Add(sequence);
         var named = expired.ToHashSet();
-        if (_points.RemoveAll(p => !named.Contains(p)) > 0) Save();
+        var pruned = _points.Where(named.Contains).ToList();
+        if (pruned.Count < _points.Count)
+        {
+            try
+            {
+                Save(pruned);
+                _points.Clear();
+                _points.AddRange(pruned);
+            }
+            catch (BlockTargetException)
+            {
+                // Forgetting is only tidying: the file keeps them until a later save succeeds.
+            }
+        }
         return stillKept;
     }
 
@@ -72,17 +85,19 @@ internal sealed class ExpiredPoints
     public void Record(long sequence)
     {
         if (_points.Contains(sequence)) return;
-        _points.Add(sequence);
-        if (_points.Count > MaxPoints) _points.RemoveAt(0);
-        Save();
+        // Saved first, then kept in memory: a save that fails leaves the point out, so the step's retry records it again.
+        List<long> points = [.. _points.Skip(_points.Count >= MaxPoints ? 1 : 0), sequence];
+        Save(points);
+        _points.Clear();
+        _points.AddRange(points);
     }
 
-    private void Save()
+    private void Save(List<long> points)
     {
-        var bytes = new byte[16 + 8 * _points.Count];
+        var bytes = new byte[16 + 8 * points.Count];
         BinaryPrimitives.WriteUInt64LittleEndian(bytes, Magic);
-        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(8), _points.Count);
-        for (var i = 0; i < _points.Count; i++) BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(12 + 8 * i), _points[i]);
+        BinaryPrimitives.WriteInt32LittleEndian(bytes.AsSpan(8), points.Count);
+        for (var i = 0; i < points.Count; i++) BinaryPrimitives.WriteInt64LittleEndian(bytes.AsSpan(12 + 8 * i), points[i]);
         BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(^4), Crc32C.Compute(bytes.AsSpan(..^4)));
         const string temporary = FileName + ".tmp";
         try
