@@ -167,11 +167,11 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
             address = _walker.Address;
         }
         if (address == horizon) return null;
-        // The interval starts after a whole step, or one that brought the log back to the cap: one cut short by the durable tail
-        // (a FLUSH or the periodic commit in the middle of a stream of writes) leaves the log over the cap, and the rest of it
-        // must not wait a whole interval for its turn.
-        var cap = options.RetentionCapBytesFor(window.Capacity);
-        if (shrinking) ReportShrink(paced && (blocks >= StepBlocks || window.Tail - address <= cap));
+        // A step that ran into the durable tail with every batch on its way still past the cap (a FLUSH or the periodic commit
+        // in the middle of a stream of writes made only part of them durable) leaves the log over the cap: it does not start
+        // the interval, or the rest would wait a whole one for its turn. Any other step does (one that stopped at a batch back
+        // within the cap, the steady state under load, is paced as before).
+        if (shrinking) ReportShrink(paced && address < durableTail);
         else _shrinkReported = false;
         return new DestagePlan([.. newest.Values], Preserved(newest.Keys), address, sequence, generation,
             lastSyncPoint == sequence - 1 ? syncPointBefore : lastSyncPoint);
