@@ -167,11 +167,7 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
             address = _walker.Address;
         }
         if (address == horizon) return null;
-        // A step that ran into the durable tail with every batch on its way still past the cap (a FLUSH or the periodic commit
-        // in the middle of a stream of writes made only part of them durable) leaves the log over the cap: it does not start
-        // the interval, or the rest would wait a whole one for its turn. Any other step does (one that stopped at a batch back
-        // within the cap, the steady state under load, is paced as before).
-        if (shrinking) ReportShrink(paced && address < durableTail);
+        if (shrinking) ReportShrink(paced);
         else _shrinkReported = false;
         return new DestagePlan([.. newest.Values], Preserved(newest.Keys), address, sequence, generation,
             lastSyncPoint == sequence - 1 ? syncPointBefore : lastSyncPoint);
@@ -192,9 +188,9 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
         return preserve;
     }
 
-    private void ReportShrink(bool startsInterval)
+    private void ReportShrink(bool paced)
     {
-        if (startsInterval) _nextPacedStep = DateTime.UtcNow + options.DestageInterval;
+        if (paced) _nextPacedStep = DateTime.UtcNow + options.DestageInterval;
         health.CountRetentionShrink();
         if (!_shrinkReported)
             logger.LogWarning("volume {Name}: the log needs room ({Used} of {Capacity} bytes in use); retention shrinks below {Retention} so writers do not stall",
