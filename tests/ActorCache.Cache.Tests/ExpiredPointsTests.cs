@@ -10,22 +10,18 @@ public sealed class ExpiredPointsTests : IDisposable
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
     /// <summary>The first save of the file fails once (ENOSPC on the log's file system).</summary>
-    private sealed class FailOnce(ILogDirectory inner) : ILogDirectory
+    private sealed class FailOnce(ILogDirectory inner) : WrappedDirectory(inner)
     {
         public bool Armed = true;
-        public string Path => inner.Path;
-        public bool Exists(string name) => inner.Exists(name);
-        public void Delete(string name) => inner.Delete(name);
-        public void Replace(string source, string destination) => inner.Replace(source, destination);
 
-        public IDurableFile Open(string name, FileMode mode)
+        public override IDurableFile Open(string name, FileMode mode)
         {
             if (Armed && name == ExpiredPoints.FileName + ".tmp")
             {
                 Armed = false;
                 throw new IOException("injected: no space left on device");
             }
-            return inner.Open(name, mode);
+            return base.Open(name, mode);
         }
     }
 

@@ -162,17 +162,13 @@ public sealed class FailedDestageStepTests : IDisposable
     }
 
     /// <summary>Over a log directory: once armed, the first checkpoint save after the backing's next flush fails (EIO on the log's disk).</summary>
-    private sealed class FailingCheckpointAfterFlush(ILogDirectory inner, CountingFlush backing) : ILogDirectory
+    private sealed class FailingCheckpointAfterFlush(ILogDirectory inner, CountingFlush backing) : WrappedDirectory(inner)
     {
         private int _armedAt = -1;
         public volatile bool Failed;
         public void Arm() => _armedAt = Volatile.Read(ref backing.Flushes);
-        public string Path => inner.Path;
-        public bool Exists(string name) => inner.Exists(name);
-        public void Delete(string name) => inner.Delete(name);
-        public void Replace(string source, string destination) => inner.Replace(source, destination);
 
-        public IDurableFile Open(string name, FileMode mode)
+        public override IDurableFile Open(string name, FileMode mode)
         {
             if (name == Checkpoint.FileName && _armedAt >= 0 && Volatile.Read(ref backing.Flushes) > _armedAt)
             {
@@ -180,7 +176,7 @@ public sealed class FailedDestageStepTests : IDisposable
                 Failed = true;
                 throw new IOException("injected: the checkpoint cannot be written");
             }
-            return inner.Open(name, mode);
+            return base.Open(name, mode);
         }
     }
 

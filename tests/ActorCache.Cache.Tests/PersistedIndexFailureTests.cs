@@ -121,16 +121,10 @@ public sealed class PersistedIndexFailureTests : IDisposable
         Assert.NotNull(report.Problem);
     }
 
-    private sealed class FailingIndexDirectory(ILogDirectory inner) : ILogDirectory
+    private sealed class FailingIndexDirectory(ILogDirectory inner) : WrappedDirectory(inner)
     {
-        public string Path => inner.Path;
-        public bool Exists(string name) => inner.Exists(name);
-
-        public IDurableFile Open(string name, FileMode mode) =>
-            name == PersistedIndex.FileName && mode == FileMode.Open ? new Failing(inner.Open(name, mode)) : inner.Open(name, mode);
-
-        public void Delete(string name) => inner.Delete(name);
-        public void Replace(string source, string destination) => inner.Replace(source, destination);
+        public override IDurableFile Open(string name, FileMode mode) =>
+            name == PersistedIndex.FileName && mode == FileMode.Open ? new Failing(base.Open(name, mode)) : base.Open(name, mode);
 
         private sealed class Failing(IDurableFile file) : IDurableFile
         {

@@ -168,18 +168,14 @@ public sealed class SnapshotSpaceTests : IDisposable
     }
 
     /// <summary>Counts how often the snapshot store is replaced by a compacted one.</summary>
-    private sealed class CountingDirectory(ILogDirectory inner) : ILogDirectory
+    private sealed class CountingDirectory(ILogDirectory inner) : WrappedDirectory(inner)
     {
         public int StoreReplaces;
-        public string Path => inner.Path;
-        public bool Exists(string name) => inner.Exists(name);
-        public IDurableFile Open(string name, FileMode mode) => inner.Open(name, mode);
-        public void Delete(string name) => inner.Delete(name);
 
-        public void Replace(string source, string destination)
+        public override void Replace(string source, string destination)
         {
             if (destination == SnapshotStore.FileName) Interlocked.Increment(ref StoreReplaces);
-            inner.Replace(source, destination);
+            base.Replace(source, destination);
         }
     }
 

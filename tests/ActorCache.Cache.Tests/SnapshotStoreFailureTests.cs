@@ -16,18 +16,14 @@ public sealed class SnapshotStoreFailureTests : IDisposable
     public void Dispose() => _fixture.Dispose();
 
     /// <summary>Over a log directory: the snapshot store's next fdatasync fails once armed (as a write-back error would), without syncing.</summary>
-    private sealed class FailingStoreSync(ILogDirectory inner) : ILogDirectory
+    private sealed class FailingStoreSync(ILogDirectory inner) : WrappedDirectory(inner)
     {
         public volatile bool Armed;
         public int Failed;
-        public string Path => inner.Path;
-        public bool Exists(string name) => inner.Exists(name);
-        public void Delete(string name) => inner.Delete(name);
-        public void Replace(string source, string destination) => inner.Replace(source, destination);
 
-        public IDurableFile Open(string name, FileMode mode)
+        public override IDurableFile Open(string name, FileMode mode)
         {
-            var file = inner.Open(name, mode);
+            var file = base.Open(name, mode);
             return name == SnapshotStore.FileName ? new File(file, this) : file;
         }
 

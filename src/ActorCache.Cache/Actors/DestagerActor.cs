@@ -123,7 +123,14 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
     protected override void PostStop()
     {
         _parts.OnStopped();
-        foreach (var drain in _drains) drain.Done.TrySetException(new BlockTargetException(BlockError.ShuttingDown, $"volume {_parts.Name} is closed"));
+        FailDrains(new BlockTargetException(BlockError.ShuttingDown, $"volume {_parts.Name} is closed"));
+    }
+
+    /// <summary>Answers every drain waiting here with <paramref name="reason"/>: it cannot finish.</summary>
+    private void FailDrains(BlockTargetException reason)
+    {
+        foreach (var drain in _drains) drain.Done.TrySetException(reason);
+        _drains.Clear();
     }
 
     /// <summary>
@@ -132,9 +139,7 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
     /// </summary>
     protected override void PreRestart(Exception reason, object message)
     {
-        foreach (var drain in _drains)
-            drain.Done.TrySetException(new BlockTargetException(BlockError.Io, $"volume {_parts.Name}: the destager failed and restarted: {reason.Message}"));
-        _drains.Clear();
+        FailDrains(new BlockTargetException(BlockError.Io, $"volume {_parts.Name}: the destager failed and restarted: {reason.Message}"));
     }
 
     /// <summary>
@@ -144,10 +149,8 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
     private bool RefuseDrainsIfOff()
     {
         if (_parts.Allowed()) return false;
-        foreach (var drain in _drains)
-            drain.Done.TrySetException(new BlockTargetException(BlockError.ReadOnly,
-                $"volume {_parts.Name}: destaging is off (its log is damaged); it cannot be drained: copy the data off"));
-        _drains.Clear();
+        FailDrains(new BlockTargetException(BlockError.ReadOnly,
+            $"volume {_parts.Name}: destaging is off (its log is damaged); it cannot be drained: copy the data off"));
         return true;
     }
 
@@ -219,9 +222,7 @@ internal sealed class DestagerActor : ReceiveActor, IWithTimers
         _parts.Health.BackingFailure = e.Message;
         // A drain cannot finish without the backing: it is given up, and retention applies again once the backing is back.
         _parts.Planner.CancelDrain();
-        foreach (var drain in _drains)
-            drain.Done.TrySetException(new BlockTargetException(BlockError.Io, $"volume {_parts.Name}: cannot drain to the backing: {e.Message}"));
-        _drains.Clear();
+        FailDrains(new BlockTargetException(BlockError.Io, $"volume {_parts.Name}: cannot drain to the backing: {e.Message}"));
     }
 
     private void BackingWorks()

@@ -80,9 +80,11 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     /// </summary>
     public void ThrowIfCopiesLost(long sequence)
     {
-        if (store.Damage is { } damage && sequence + 1 < _restorableFrom)
-            BlockThrow.Error(BlockError.Io, $"volume {name}: the point at batch {sequence} cannot be read: {damage}");
+        if (CopiesMayBeLost(sequence)) BlockThrow.Error(BlockError.Io, $"volume {name}: the point at batch {sequence} cannot be read: {store.Damage}");
     }
+
+    /// <summary>The store is damaged and the destager has gone past the point: some of the copies that served it may be lost.</summary>
+    private bool CopiesMayBeLost(long sequence) => store.Damage is not null && sequence + 1 < _restorableFrom;
 
     /// <summary>
     /// The index of the volume at the sync point whose batch is <paramref name="sequence"/>: the log's
@@ -220,7 +222,7 @@ internal sealed class DestagePlanner(string name, ILogMedium medium, LogWindow w
     public System.Collections.BitArray ChangedSince(long from, int blocks)
     {
         // A damaged store may have lost the copies that say which blocks were destaged past it: the caller resyncs in full.
-        if (store.Damage is not null && from + 1 < _restorableFrom)
+        if (CopiesMayBeLost(from))
             throw new InvalidDataException($"volume {name}: the snapshot store is damaged; what changed since batch {from} is unknown");
         var changed = new System.Collections.BitArray(blocks);
         Walk(from, long.MaxValue, blocks, wholeLog: true, block => changed[(int)block] = true);

@@ -103,19 +103,7 @@ public static class LogRecovery
                 var sequence = walker.Sequence;
                 var knownDurable = sequence <= durableThrough;
                 var later = FindLaterDurable(walker.Reader, medium, address, sequence, out var laterAddress, out var laterHeader, anyLater: knownDurable);
-                if (!later && knownDurable)
-                {
-                    // The last records the log holds, known durable: corruption, kept as it is for inspection (the volume turns
-                    // read-only, so nothing is appended after it).
-                    corruption = $"log record {sequence} at address {address} (segment {address / medium.SegmentSize}) is corrupt " +
-                                 $"although the persisted index says the log was made durable through record {durableThrough}";
-                    MarkDamaged(named);
-                    if (sequence < durableThrough) allDamaged = true; // the durable records after it cannot be found
-                    damageAddress = address;
-                    walker.Seek(expected, sequence);
-                    break;
-                }
-                if (!later)
+                if (!later && !knownDurable)
                 {
                     if (found || walker.Reader.AnythingAt(address, sequence))
                         torn = $"log ends with an incomplete record (sequence {sequence}) at address {address}; it was never acknowledged as durable and was cut off";
@@ -129,6 +117,15 @@ public static class LogRecovery
                              (knownDurable ? $"although the persisted index says the log was made durable through record {durableThrough}"
                                  : $"although record {laterHeader.Sequence} after it says it was made durable");
                 MarkDamaged(named);
+                if (!later)
+                {
+                    // The last records the log holds, known durable: kept as they are for inspection (the volume turns read-only,
+                    // so nothing is appended after them).
+                    if (sequence < durableThrough) allDamaged = true; // the durable records after it cannot be found
+                    damageAddress = address;
+                    walker.Seek(expected, sequence);
+                    break;
+                }
                 if (laterHeader.Sequence != sequence + 1) allDamaged = true; // records in between are unreadable too
                 damageAddress = laterAddress;
                 // Carry on with the records after the damage: they hold newer data that is intact.
