@@ -189,6 +189,39 @@ public sealed class BackpressureTests : IDisposable
             Assert.True(read.AsSpan().IndexOfAnyExcept((byte)i) < 0, $"chunk {i} is not what was written");
         }
     }
+    [Fact]
+    public async Task A_large_write_is_not_starved_by_small_writers_on_a_full_ring()
+    {
+        var options = _fixture.Options(segmentSize: 4 << 20, capacity: 1L << 30) with { RingWaitTimeout = TimeSpan.FromSeconds(15) };
+        var ring = new RingBuffer(64L << 20);
+        await using var cache = _fixture.Open(256L << 20, options, medium: new SlowMedium(new SegmentFiles(options.LogDirectory, options.SegmentSize)), ring: ring);
+        using var stop = new CancellationTokenSource();
+        var smallWrites = 0L;
+        // 32 4 KiB writers (a QD32 client) keep the ring full: each batch the slow log frees is taken again at once.
+        var writers = Enumerable.Range(0, 32).Select(w => Task.Run(async () =>
+        {
+            var block = new byte[4096];
+            for (var i = 0; !stop.IsCancellationRequested; i++)
+            {
+                await cache.WriteAsync(((w * 1024L) + i % 1024) << 12, block, fua: false);
+                Interlocked.Increment(ref smallWrites);
+            }
+        })).ToArray();
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (ring.FreeSlots > ring.SlotCount / 8 && DateTime.UtcNow < deadline) await Task.Delay(10);
+        Assert.True(ring.FreeSlots <= ring.SlotCount / 8, "the small writers never filled the ring: the test exercises nothing");
+
+        var large = CacheFixture.Pattern(32 << 20, 5); // the largest NBD write: 8,192 slots, half this ring
+        await cache.WriteAsync(192L << 20, large, fua: false); // starved (ENOSPC after 15 s) without the ring's head of the line
+        var afterLarge = Interlocked.Read(ref smallWrites);
+        await Task.Delay(200);
+        Assert.True(Interlocked.Read(ref smallWrites) > afterLarge, "the small writers go on after the large write");
+        stop.Cancel();
+        await Task.WhenAll(writers).WaitAsync(TimeSpan.FromSeconds(30));
+        var read = new byte[large.Length];
+        await cache.ReadAsync(192L << 20, read);
+        Assert.True(read.AsSpan().SequenceEqual(large));
+    }
 }
 
 /// <summary>

@@ -35,4 +35,48 @@ public sealed class RingBufferTests
         var e = Assert.Throws<ArgumentException>(() => new RingBuffer(RingBuffer.MaxBytes + 4096));
         Assert.Contains("largest supported ring", e.Message);
     }
+
+    [Fact]
+    public void A_waiting_large_claim_holds_the_head_of_the_line_against_small_ones()
+    {
+        var ring = new RingBuffer(64 * 4096);
+        var all = new int[64];
+        Assert.True(ring.TryClaim(all));
+
+        var large = ring.NewClaimer();
+        var big = new int[32];
+        Assert.False(ring.TryClaim(big, large)); // nothing free: it waits, and holds the line
+        var small = new int[1];
+        var smallWaiter = ring.NewClaimer();
+        for (var i = 0; i < 32; i++)
+        {
+            ring.Release(all[i]);
+            // Without the reservation each freed slot would go to the small claims, and the large one would never see 32 free.
+            Assert.False(ring.TryClaim(small), $"a small claim took slot {i + 1} of the 32 the large one waits for");
+            Assert.False(ring.TryClaim(small, smallWaiter), "a smaller waiting claim took the line from a larger one");
+        }
+        Assert.True(ring.TryClaim(big, large));
+        ring.Release(all[32]);
+        Assert.True(ring.TryClaim(small), "the line is free again once the large claim has its slots");
+    }
+
+    [Fact]
+    public async Task A_claim_that_gives_up_lets_go_of_the_line_and_wakes_the_claims_it_held_back()
+    {
+        var ring = new RingBuffer(64 * 4096);
+        var all = new int[64];
+        Assert.True(ring.TryClaim(all));
+        for (var i = 0; i < 8; i++) ring.Release(all[i]);
+
+        var large = ring.NewClaimer();
+        Assert.False(ring.TryClaim(new int[32], large));
+        var small = new int[1];
+        var held = ring.SpaceFreed;
+        var smallWaiter = ring.NewClaimer();
+        Assert.False(ring.TryClaim(small, smallWaiter), "8 slots are free but held for the large claim");
+
+        ring.Withdraw(large); // its write timed out or was cancelled: no release may ever come for the small one
+        await held.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.True(ring.TryClaim(small, smallWaiter));
+    }
 }

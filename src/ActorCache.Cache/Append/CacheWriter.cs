@@ -250,29 +250,55 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
     /// log), for at most the ring wait timeout; then the write fails with ENOSPC. Completes synchronously
     /// when slots are free.
     /// </summary>
+    private ValueTask ClaimAsync(Memory<int> slots, CancellationToken ct)
+    {
+        ThrowIfLogRefusesWrites();
+        if (ring.TryClaim(slots.Span)) return ValueTask.CompletedTask;
+        flusher.Ring();
+        return WaitAndClaimAsync(slots, ct);
+    }
+
+    /// <summary>
+    /// The ring was full: wait for the flusher to free slots. The wait is one claim (<see cref="RingBuffer.NewClaimer"/>),
+    /// so the largest waiting write holds the head of the line and is not starved by small ones.
+    /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
-    private async ValueTask ClaimAsync(Memory<int> slots, CancellationToken ct)
+    private async ValueTask WaitAndClaimAsync(Memory<int> slots, CancellationToken ct)
     {
         var deadline = DateTime.UtcNow + options.RingWaitTimeout;
-        var attempt = 0;
-        while (true)
+        var claimer = ring.NewClaimer();
+        var counted = false;
+        try
         {
-            ThrowIfLogRefusesWrites();
-            // Only a writer that found the ring full asks for a wake-up (and then tries once more, so none is missed).
-            var space = attempt++ == 0 ? null : ring.SpaceFreed;
-            if (ring.TryClaim(slots.Span)) return;
-            flusher.Ring();
-            if (space is null) continue;
-            health.CountRingWait();
-            var left = deadline - DateTime.UtcNow;
-            if (left <= TimeSpan.Zero || await Task.WhenAny(space, Task.Delay(left, ct)).ConfigureAwait(false) != space)
+            while (true)
             {
-                ct.ThrowIfCancellationRequested();
-                throw new BlockTargetException(BlockError.NoSpace,
-                    $"volume {name}: no ring space for {options.RingWaitTimeout.TotalSeconds:F0}s; the log cannot keep up ({health.LogFailure?.Message ?? "slow log disk"})");
+                // Fetch the wake-up before trying once more, so a release in between is not missed.
+                var space = ring.SpaceFreed;
+                if (ring.TryClaim(slots.Span, claimer)) return;
+                flusher.Ring();
+                var left = deadline - DateTime.UtcNow;
+                if (left <= TimeSpan.Zero) throw NoRingSpace();
+                if (!counted) health.CountRingWait();
+                counted = true;
+                try
+                {
+                    await space.WaitAsync(left, ct).ConfigureAwait(false);
+                }
+                catch (TimeoutException)
+                {
+                    throw NoRingSpace();
+                }
+                ThrowIfLogRefusesWrites();
             }
         }
+        finally
+        {
+            ring.Withdraw(claimer); // a no-op once claimed: the claim let go of the head of the line itself
+        }
     }
+
+    private BlockTargetException NoRingSpace() => new(BlockError.NoSpace,
+        $"volume {name}: no ring space for {options.RingWaitTimeout.TotalSeconds:F0}s; the log cannot keep up ({health.LogFailure?.Message ?? "slow log disk"})");
 
     /// <summary>With a full log file system and the fail policy, writers get ENOSPC at once instead of waiting.</summary>
     private void ThrowIfLogRefusesWrites()

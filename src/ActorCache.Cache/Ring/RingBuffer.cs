@@ -32,6 +32,9 @@ public sealed unsafe class RingBuffer
     private int _freeCount;
     private readonly Lock _gate = new();
     private TaskCompletionSource? _space; // created only while a writer waits, so a release costs nothing otherwise
+    private long _reservedBy; // the waiting claim that holds the head of the line (0: none)
+    private int _reserved; // the slots it waits for
+    private long _lastClaimer;
 
     public RingBuffer(long bytes)
     {
@@ -75,20 +78,78 @@ public sealed unsafe class RingBuffer
         return _chunks[firstSlot >> ChunkSlotsShift].Memory.Slice((firstSlot & ((1 << ChunkSlotsShift) - 1)) * SlotSize, count * SlotSize);
     }
 
-    /// <summary>Takes <paramref name="count"/> free slots (each with one reference) or none; false when too few are free.</summary>
-    public bool TryClaim(Span<int> slots)
+    /// <summary>Takes <paramref name="slots"/>.Length free slots (each with one reference) or none; false when too few are free.</summary>
+    public bool TryClaim(Span<int> slots) => TryClaim(slots, 0);
+
+    /// <summary>A number that names one waiting claim for <see cref="TryClaim(Span{int}, long)"/> and <see cref="Withdraw"/>.</summary>
+    public long NewClaimer() => Interlocked.Increment(ref _lastClaimer);
+
+    /// <summary>
+    /// Takes <paramref name="slots"/>.Length free slots or none. A claim that finds too few free, made by a
+    /// waiting <paramref name="claimer"/> (not 0), holds the head of the line if it is the largest waiting:
+    /// the slots it waits for are then out of reach of every other claim until it has them (or
+    /// <see cref="Withdraw"/>s). Without that a large write (32 MiB: 8,192 slots) waits forever behind
+    /// 4 KiB writers, which take each handful of slots the flusher frees, and fails with ENOSPC while
+    /// they go on.
+    /// </summary>
+    public bool TryClaim(Span<int> slots, long claimer)
     {
+        var wake = false;
+        try
+        {
+            lock (_gate)
+            {
+                var held = _reservedBy != 0 && _reservedBy != claimer ? _reserved : 0;
+                if (_freeCount - held < slots.Length)
+                {
+                    if (claimer != 0 && (_reservedBy == 0 || (_reservedBy != claimer && slots.Length > _reserved)))
+                    {
+                        _reservedBy = claimer;
+                        _reserved = slots.Length;
+                    }
+                    return false;
+                }
+                for (var i = 0; i < slots.Length; i++)
+                {
+                    var slot = _free[--_freeCount];
+                    _references[slot] = 1;
+                    slots[i] = slot;
+                }
+                if (_reservedBy == claimer && claimer != 0) wake = ClearReservationLocked();
+                return true;
+            }
+        }
+        finally
+        {
+            if (wake) WakeWaiters();
+        }
+    }
+
+    /// <summary>A waiting claim gives up (timed out, cancelled, refused): it lets go of the head of the line if it held it.</summary>
+    public void Withdraw(long claimer)
+    {
+        bool wake;
+        lock (_gate) wake = _reservedBy == claimer && ClearReservationLocked();
+        if (wake) WakeWaiters();
+    }
+
+    /// <summary>The claims held back by a reservation wait for the slots it no longer holds: wake them (no release may come).</summary>
+    private bool ClearReservationLocked()
+    {
+        _reservedBy = 0;
+        _reserved = 0;
+        return _space is not null;
+    }
+
+    private void WakeWaiters()
+    {
+        TaskCompletionSource? wake;
         lock (_gate)
         {
-            if (_freeCount < slots.Length) return false;
-            for (var i = 0; i < slots.Length; i++)
-            {
-                var slot = _free[--_freeCount];
-                _references[slot] = 1;
-                slots[i] = slot;
-            }
-            return true;
+            wake = _space;
+            _space = null;
         }
+        wake?.SetResult();
     }
 
     /// <summary>Completes when slots may have been freed since it was fetched. Fetch it, try to claim once more, then wait.</summary>
