@@ -82,6 +82,7 @@ public sealed class AdminTests : IDisposable
 
         // Once open: healthy, online, served.
         await recovering.WaitVolumesOpenAsync(TimeSpan.FromSeconds(120));
+        await recovering.WaitJoinedAsync();
         Assert.Equal((HttpStatusCode.OK, "ok\n"), await GetAsync(recovering, "/health"));
         info = await Cli.JsonAsync(recovering, "volume", "status", "vol0");
         Assert.Equal("online", info.GetProperty("state").GetString());
@@ -127,6 +128,7 @@ public sealed class AdminTests : IDisposable
         Assert.Equal(0, after["actorcache_cache_blocks_destaged_total" + vol0]);
         Assert.Equal(after["actorcache_ring_slots"], after["actorcache_ring_free_slots"]); // every slot is released once logged
 
+        await node.WaitJoinedAsync();
         Assert.Equal((HttpStatusCode.OK, "ok\n"), await GetAsync(node, "/health"));
         Assert.Equal((HttpStatusCode.OK, "ok\n"), await GetAsync(node, "/health/live"));
         Assert.True(File.Exists(node.AdminUrlFile));
@@ -163,6 +165,7 @@ public sealed class AdminTests : IDisposable
 
         await using (var node = await NodeProcess.StartAsync(_dataDir, volume))
         {
+            await node.WaitJoinedAsync(); // the only line is then the volume's
             var (status, body) = await GetAsync(node, "/health");
             Assert.Equal(HttpStatusCode.ServiceUnavailable, status);
             Assert.StartsWith("v: degraded, read-only due to log corruption: ", body);

@@ -275,15 +275,18 @@ public sealed class ClusterStartFailureTests : IDisposable
             "--set", "actorcache.cluster.join-timeout=3s");
         using var http = new HttpClient();
         var watch = Stopwatch.StartNew();
-        HttpResponseMessage health;
-        while (true)
+        // Not ready from the start: a node still joining takes no traffic that readiness decides.
+        var health = await http.GetAsync(node.AdminUrl + "/health");
+        var body = await health.Content.ReadAsStringAsync();
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
+        Assert.StartsWith("cluster: joining, not Up yet (", body);
+        while (body.StartsWith("cluster: joining", StringComparison.Ordinal) && watch.Elapsed < TimeSpan.FromSeconds(20))
         {
-            health = await http.GetAsync(node.AdminUrl + "/health");
-            if (health.StatusCode != HttpStatusCode.OK || watch.Elapsed > TimeSpan.FromSeconds(20)) break;
             await Task.Delay(250);
+            health = await http.GetAsync(node.AdminUrl + "/health");
+            body = await health.Content.ReadAsStringAsync();
         }
         Assert.Equal(HttpStatusCode.ServiceUnavailable, health.StatusCode);
-        var body = await health.Content.ReadAsStringAsync();
         Assert.Equal($"cluster: not joined after 3 s: no seed node let this node in (seeds 127.0.0.1:{port}); check --seed, that a node of the cluster " +
                      "runs there and that its --cluster address is reachable from here; still trying\n", body);
         // The log says so too: the watch's timer logs it, /health may answer a moment before (both count from the start).

@@ -224,6 +224,13 @@ public sealed partial class NodeProcess : IAsyncDisposable
         AdminUrl = (await File.ReadAllTextAsync(AdminUrlFile)).Trim();
     }
 
+    /// <summary>Waits until the node is Up in its cluster: until then /health answers 503 `cluster: joining`.</summary>
+    public async Task WaitJoinedAsync()
+    {
+        if (!await ShowsAsync(" is Up in the cluster at ", TimeSpan.FromSeconds(30)))
+            throw new InvalidOperationException($"node did not join its cluster within 30 s:\n{Output}");
+    }
+
     /// <summary>Waits until every volume has opened (or failed to).</summary>
     public Task WaitVolumesOpenAsync(TimeSpan timeout) => WaitForAsync(_volumesOpen.Task, "open its volumes", timeout);
 

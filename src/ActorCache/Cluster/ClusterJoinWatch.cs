@@ -47,11 +47,19 @@ public sealed class ClusterJoinWatch(NodeSettings settings, ClusterMembers membe
 
     private bool Joined => _joined || members.IsJoined;
 
-    /// <summary>What /health says about the cluster: nothing while the node is in it (or still within the join timeout).</summary>
+    /// <summary>
+    /// What /health says about the cluster: nothing once the node is Up in it. Before, it is not ready either: a
+    /// replicated volume's peers, its coordinator and promotion all need the cluster (a node still joining, or never
+    /// let in, must not take traffic that a load balancer or a rollout reads readiness for). Within the join timeout
+    /// it is "joining"; past it, what keeps it out.
+    /// </summary>
     public IEnumerable<string> Problems()
     {
-        if (Joined || DateTime.UtcNow - _startedAt < settings.JoinTimeout) yield break;
-        yield return NotJoinedProblem();
+        if (Joined) yield break;
+        var waited = DateTime.UtcNow - _startedAt;
+        yield return waited < settings.JoinTimeout
+            ? $"cluster: joining, not Up yet ({Math.Max(0, waited.TotalSeconds):0} s of the {settings.JoinTimeout.TotalSeconds:0} s join timeout)"
+            : NotJoinedProblem();
     }
 
     private string NotJoinedProblem()
