@@ -39,6 +39,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     private DirtyBitmap[] _dirtyBitmaps = [];
     private long _requests; // counted by the receive loop only
     private string? _export;
+    private string? _attaching;
     private volatile string _stopReason = "stopping";
     private readonly RepeatedLog _requestFailures;
 
@@ -64,6 +65,19 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     public string? Export => Volatile.Read(ref _export);
 
     /// <summary>
+    /// The export the handshake last asked to open (the name is set before the open), until it is attached. A
+    /// <see cref="NbdServer.DisconnectAsync"/> that withdrew the export first ends these too: a client that opened it just
+    /// before the withdrawal would otherwise attach just after the scan.
+    /// </summary>
+    public string? Attaching => Volatile.Read(ref _attaching);
+
+    private void OnAttaching(string name)
+    {
+        var export = name.Length == 0 && _catalog.TryGet("", out var fallback) ? fallback.Name : name; // the empty name is the default export's
+        Interlocked.Exchange(ref _attaching, export); // a full fence: the open's read of the catalog comes after it
+    }
+
+    /// <summary>
     /// Stops taking new requests; those already received still complete and are answered.
     /// <paramref name="reason"/> goes into the line that logs the client's departure.
     /// </summary>
@@ -87,7 +101,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         {
             using var handshakeTimeout = CancellationTokenSource.CreateLinkedTokenSource(_stopReading.Token);
             handshakeTimeout.CancelAfter(_options.HandshakeTimeout);
-            negotiated = await new NbdHandshake(_socket, _reader, _catalog, _logger).RunAsync(handshakeTimeout.Token);
+            negotiated = await new NbdHandshake(_socket, _reader, _catalog, _logger, OnAttaching).RunAsync(handshakeTimeout.Token);
         }
         catch (Exception e) when (IsDisconnect(e))
         {
@@ -97,7 +111,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         if (negotiated is null) return;
 
         var export = negotiated.Export;
-        Volatile.Write(ref _export, export.Name);
+        Volatile.Write(ref _export, export.Name); // what the export calls itself (a view's name as opened)
         try
         {
             await TransmitAsync(export, negotiated);

@@ -12,7 +12,8 @@ internal sealed record NegotiatedExport(NbdExport Export, bool StructuredReplies
 /// Fixed-newstyle handshake and option haggling. Not a hot path, so it favours clarity over
 /// allocation-free code. Returns null when the client ends the session before transmission.
 /// </summary>
-internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExportCatalog catalog, ILogger logger)
+/// <param name="attaching">Told the name of an export the client is about to attach to (EXPORT_NAME, GO), before it is opened.</param>
+internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExportCatalog catalog, ILogger logger, Action<string> attaching)
 {
     private bool _structured;
     private readonly MetaContextSelection _metaContexts = new(catalog, logger);
@@ -51,6 +52,7 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
                 {
                     var name = Encoding.UTF8.GetString(data);
                     // The spec gives EXPORT_NAME no way to fail politely: an unknown name ends the session.
+                    attaching(name);
                     var export = await catalog.OpenAsync(name, ct)
                                  ?? throw new NbdProtocolException(catalog.WhyUnavailable(name) is { } why
                                      ? $"client asked for export '{name}', which is unavailable: {why}"
@@ -151,6 +153,7 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
         NbdExport? export;
         try
         {
+            if (option == NbdOption.Go) attaching(name);
             export = await catalog.OpenAsync(name, ct);
         }
         catch (NbdProtocolException e)

@@ -98,7 +98,8 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
     /// </summary>
     public async Task<int> DisconnectAsync(string name, string reason, TimeSpan grace)
     {
-        var attached = _connections.Where(c => IsOf(c.Key.Export, name)).ToList();
+        // Also those still in the handshake that asked for it: one may have opened the export before its withdrawal.
+        var attached = _connections.Where(c => IsOf(c.Key.Export ?? c.Key.Attaching, name)).ToList();
         foreach (var (connection, _) in attached) connection.StopReading(reason);
         var all = Task.WhenAll(attached.Select(c => c.Value));
         if (await Task.WhenAny(all, Task.Delay(grace)) != all)

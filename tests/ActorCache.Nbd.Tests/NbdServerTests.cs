@@ -448,6 +448,50 @@ public sealed class NbdServerTests : IAsyncLifetime
         Assert.Equal(5ul, (await other.ReadChunkAsync()).Cookie);
     }
 
+    /// <summary>A catalog whose opens wait at a gate: the client is in the handshake with the export in hand (or about to be).</summary>
+    private sealed class GatedCatalog(NbdExport export) : INbdExportCatalog
+    {
+        public readonly SemaphoreSlim Entered = new(0);
+        public readonly TaskCompletionSource Open = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+        public bool TryGet(string name, out NbdExport found)
+        {
+            found = export;
+            return name.Length == 0 || name == export.Name;
+        }
+
+        public async ValueTask<NbdExport?> OpenAsync(string name, CancellationToken cancellationToken)
+        {
+            var found = TryGet(name, out var e) ? e : null; // looked up before the withdrawal
+            Entered.Release();
+            await Open.Task.WaitAsync(cancellationToken);
+            return found;
+        }
+
+        public IReadOnlyList<NbdExport> List() => [export];
+    }
+
+    [Theory]
+    [InlineData("vol0")]
+    [InlineData("")] // the default export's
+    public async Task A_client_opening_the_export_in_its_handshake_is_disconnected_too(string asked)
+    {
+        var catalog = new GatedCatalog(new NbdExport("vol0", "the volume", _rw, false));
+        var socket = Path.Combine(_dir, "gated.sock");
+        await using var server = TestServer.Start(catalog, socket);
+        await using var client = await RawNbdClient.ConnectAsync(socket);
+        await client.StartAsync();
+        await client.SendOptionAsync(NbdOption.Go, RawNbdClient.NameAndInfos(asked));
+        Assert.True(await catalog.Entered.WaitAsync(TimeSpan.FromSeconds(5)));
+
+        // The export is withdrawn (the volume demoted or deleted) while the client holds it, not yet attached.
+        Assert.Equal(0, server.ConnectionsTo("vol0"));
+        Assert.Equal(1, await server.DisconnectAsync("vol0", "volume demoted", TimeSpan.FromSeconds(5)));
+        catalog.Open.TrySetResult();
+        Assert.True(await client.IsClosedByServerAsync(), "the client attached to an export withdrawn while it negotiated");
+        Assert.Equal(0, server.ConnectionsTo("vol0"));
+    }
+
     [Fact]
     public async Task Stop_closes_idle_clients_promptly()
     {
