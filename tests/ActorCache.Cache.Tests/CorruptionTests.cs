@@ -92,6 +92,85 @@ public sealed class CorruptionTests : IDisposable
         }
     }
 
+    /// <summary>
+    /// One corrupt record among records written while its sync was in flight: the next records do not vouch for it (their
+    /// durable-through is older), a later one does. Replay resumes at the very next intact record, so only the corrupt
+    /// record's blocks are refused; it used to resume at the vouching record, skip the intact ones between and refuse every block.
+    /// </summary>
+    [Fact]
+    public async Task A_corrupt_record_costs_its_own_blocks_only_when_the_records_after_it_are_intact()
+    {
+        var options = _fixture.Options(segmentSize: 1 << 20) with { MaxBatchBlocks = 4 };
+        var blocks = (int)(Size / 4096);
+        var model = new byte[Size];
+        await using (var cache = _fixture.Open(Size, options))
+        {
+            // Batches without a FLUSH between them (each durable-through 0), then a FLUSH, then batches that vouch for them all.
+            for (var i = 0; i < 96; i++)
+            {
+                var data = CacheFixture.Pattern(4096, 1000 + i);
+                await cache.WriteAsync(i * 4096L, data, fua: false);
+                data.CopyTo(model, i * 4096L);
+            }
+            await cache.FlushAsync();
+            for (var i = 96; i < 112; i++)
+            {
+                var data = CacheFixture.Pattern(4096, 1000 + i);
+                await cache.WriteAsync(i * 4096L, data, fua: false);
+                data.CopyTo(model, i * 4096L);
+            }
+            await cache.FlushAsync();
+        }
+        File.Delete(Path.Combine(options.LogDirectory, "index")); // as after a crash: nothing says how far the log was durable
+
+        // A data record in the middle of the unflushed run, whose next record does not vouch for it.
+        (long Address, BatchHeader Header) target = default;
+        using (var medium = new SegmentFiles(options.LogDirectory, options.SegmentSize))
+        {
+            var reader = new LogReader(medium, Checkpoint.Load(options.LogDirectory)!.VolumeId);
+            var headers = new List<(long Address, BatchHeader Header)>();
+            long address = 0, sequence = 1;
+            while (reader.TryFind(ref address, sequence++, out var header))
+            {
+                headers.Add((address, header));
+                address += header.SizeBytes;
+            }
+            for (var i = 2; i + 1 < headers.Count && target.Address == 0; i++)
+                if (headers[i].Header.DataBlocks > 0 && headers[i + 1].Header.DurableThrough < headers[i].Header.Sequence) target = headers[i];
+        }
+        Assert.True(target.Address > 0, "no record is followed by one that does not vouch for it: the test exercises nothing");
+        var at = target.Address + 4096 + 100; // in its first data block
+        using (var file = File.Open(Path.Combine(options.LogDirectory, $"segment-{at / options.SegmentSize:D10}.log"), FileMode.Open))
+        {
+            file.Position = at % options.SegmentSize;
+            var b = file.ReadByte();
+            file.Position = at % options.SegmentSize;
+            file.WriteByte((byte)(b ^ 0x10));
+        }
+
+        await using var reopened = _fixture.Open(Size, options);
+        Assert.NotNull(reopened.Recovery.Corruption);
+        Assert.False(reopened.Recovery.AllDamaged, $"every block refused for one corrupt record: {reopened.Recovery.Corruption}");
+        Assert.NotNull(reopened.Recovery.DamagedBlocks);
+        var refused = 0;
+        for (var block = 0; block < blocks; block++)
+        {
+            var read = new byte[4096];
+            try
+            {
+                await reopened.ReadAsync(block * 4096L, read);
+            }
+            catch (BlockTargetException e) when (e.Error == BlockError.Io)
+            {
+                Assert.Contains((long)block, reopened.Recovery.DamagedBlocks!);
+                refused++;
+                continue;
+            }
+            Assert.True(model.AsSpan(block * 4096, 4096).SequenceEqual(read), $"block {block} is not its newest version");
+        }
+        Assert.InRange(refused, 1, options.MaxBatchBlocks);
+    }
+
     private static void CopyDirectory(string from, string to)
     {
         Directory.CreateDirectory(to);

@@ -126,6 +126,10 @@ public static class LogRecovery
                     walker.Seek(expected, sequence);
                     break;
                 }
+                // Proven complete once, the bad record is damage, not the end: replay resumes at the first intact record after it,
+                // vouching or not (the ones written while its sync was in flight do not, and hold newer data all the same).
+                if (!knownDurable && FindLaterDurable(walker.Reader, medium, address, sequence, out var nextAddress, out var next, anyLater: true))
+                    (laterAddress, laterHeader) = (nextAddress, next);
                 if (laterHeader.Sequence != sequence + 1) allDamaged = true; // records in between are unreadable too
                 damageAddress = laterAddress;
                 // Carry on with the records after the damage: they hold newer data that is intact.
