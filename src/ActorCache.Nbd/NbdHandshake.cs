@@ -18,6 +18,9 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
     private bool _structured;
     private readonly MetaContextSelection _metaContexts = new(catalog, logger);
 
+    /// <summary>proto.md: a string (an export name among them) MUST be no longer than 4096 bytes.</summary>
+    private static readonly string NameTooLong = $"export name longer than {NbdProtocol.MaxNameLength} bytes";
+
     public async Task<NegotiatedExport?> RunAsync(CancellationToken ct)
     {
         var greeting = new byte[18];
@@ -50,8 +53,9 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
             {
                 case NbdOption.ExportName:
                 {
-                    var name = Encoding.UTF8.GetString(data);
                     // The spec gives EXPORT_NAME no way to fail politely: an unknown name ends the session.
+                    if (data.Length > NbdProtocol.MaxNameLength) throw new NbdProtocolException($"client asked for an export: {NameTooLong}");
+                    var name = Encoding.UTF8.GetString(data);
                     attaching(name);
                     var export = await catalog.OpenAsync(name, ct)
                                  ?? throw new NbdProtocolException(catalog.WhyUnavailable(name) is { } why
@@ -139,6 +143,7 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
         if (data.Length < 6) { await ErrorAsync(option, OptionReply.ErrInvalid, "option data too short", ct); return null; }
         var nameLength = BinaryPrimitives.ReadUInt32BigEndian(data);
         if (nameLength > data.Length - 6) { await ErrorAsync(option, OptionReply.ErrInvalid, "export name length exceeds the option", ct); return null; }
+        if (nameLength > NbdProtocol.MaxNameLength) { await ErrorAsync(option, OptionReply.ErrInvalid, NameTooLong, ct); return null; }
         var name = Encoding.UTF8.GetString(data, 4, (int)nameLength);
         var requestCount = BinaryPrimitives.ReadUInt16BigEndian(data.AsSpan(4 + (int)nameLength));
         if (data.Length != 6 + nameLength + 2 * requestCount)
@@ -234,6 +239,7 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
         if (span.Length < 8) { await ErrorAsync(option, OptionReply.ErrInvalid, "option data too short", ct); return; }
         var nameLength = BinaryPrimitives.ReadUInt32BigEndian(span);
         if (nameLength > span.Length - 8) { await ErrorAsync(option, OptionReply.ErrInvalid, "export name length exceeds the option", ct); return; }
+        if (nameLength > NbdProtocol.MaxNameLength) { await ErrorAsync(option, OptionReply.ErrInvalid, NameTooLong, ct); return; }
         var name = Encoding.UTF8.GetString(span.Slice(4, (int)nameLength));
         span = span[(4 + (int)nameLength)..];
         var queryCount = BinaryPrimitives.ReadUInt32BigEndian(span);

@@ -154,6 +154,19 @@ public sealed class NbdServerTests : IAsyncLifetime
         Assert.Equal(OptionReply.ErrInvalid, (await client.ReadOptionReplyAsync()).Type);
         await client.SendOptionAsync(NbdOption.SetMetaContext, RawNbdClient.MetaQuery("vol0", MetaContexts.BaseAllocation));
         Assert.Equal(OptionReply.ErrInvalid, (await client.ReadOptionReplyAsync()).Type); // before STRUCTURED_REPLY
+
+        // A name past the spec's 4096 bytes is invalid, not merely unknown; the client may go on.
+        var tooLong = new string('v', NbdProtocol.MaxNameLength + 1);
+        await client.SendOptionAsync(NbdOption.Go, RawNbdClient.NameAndInfos(tooLong));
+        var refused = await client.ReadOptionReplyAsync();
+        Assert.Equal(OptionReply.ErrInvalid, refused.Type);
+        Assert.Contains("export name longer than 4096 bytes", Encoding.UTF8.GetString(refused.Data));
+        await client.SendOptionAsync(NbdOption.StructuredReply, []);
+        Assert.Equal(OptionReply.Ack, (await client.ReadOptionReplyAsync()).Type);
+        await client.SendOptionAsync(NbdOption.ListMetaContext, RawNbdClient.MetaQuery(tooLong));
+        Assert.Equal(OptionReply.ErrInvalid, (await client.ReadOptionReplyAsync()).Type);
+        await client.SendOptionAsync(NbdOption.Go, RawNbdClient.NameAndInfos("vol0"));
+        while ((await client.ReadOptionReplyAsync()).Type != OptionReply.Ack) { }
     }
 
     [Fact]
