@@ -159,6 +159,29 @@ public sealed class ClusterTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_second_live_node_under_a_members_name_leaves_stops_and_exits_1()
+    {
+        var seedPort = NodeProcess.FreePort();
+        var a = await StartAsync(NewDir(), "a", seedPort, seedPort, true, []);
+        var b = await StartAsync(NewDir(), "b", seedPort, 0, true, []);
+        await WaitForAsync(a, m => AllUp(m, "a", "b"), "two members Up");
+
+        // Another data directory, the same name (a copied directory, a repeated --node-name): it joins, sees b answer, leaves.
+        var impostor = NodeProcess.Launch(NewDir(), ["--cluster", "127.0.0.1:0", "--seed", $"127.0.0.1:{seedPort}", "--volume", "vx:64M",
+            "--set", "actorcache.cache.ring-size=64M", "--node-name", "b"]);
+        _nodes.Add(impostor);
+        Assert.Equal(1, await impostor.WaitExitAsync(TimeSpan.FromSeconds(90)));
+        Assert.Contains("actorcache: another live member of the cluster is named 'b' (at akka.tcp://actorcache@127.0.0.1:", impostor.Output);
+        Assert.Contains("stopping it as on SIGTERM", impostor.Output); // its volume was flushed and closed on the way out
+        Assert.Contains("volume vx closed: flushed", impostor.Output);
+
+        // The first b is untouched and the cluster is as it was.
+        await WaitForAsync(a, m => AllUp(m, "a", "b"), "the impostor gone, a and b Up");
+        Assert.Contains("b", Names(await ShowAsync(b)));
+        Assert.False(b.Output.Contains("leaving the cluster", StringComparison.Ordinal), b.Output);
+    }
+
+    [Fact]
     public async Task A_killed_member_shows_unreachable_without_hanging_the_command_and_cluster_down_removes_it()
     {
         // The split-brain resolver would down it by itself after stable-after: keep it out of the way here.

@@ -154,6 +154,8 @@ public static class NodeHost
         builder.Services.AddSingleton<ActorCache.Cluster.DiscoveryReport>();
         builder.Services.AddSingleton<ActorCache.Cluster.ClusterJoinWatch>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ActorCache.Cluster.ClusterJoinWatch>());
+        builder.Services.AddSingleton<ActorCache.Cluster.DuplicateNameGuard>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ActorCache.Cluster.DuplicateNameGuard>());
         if (settings.Discovery != ClusterDiscovery.Seeds) builder.Services.AddHostedService<ActorCache.Cluster.ClusterBootstrapStart>();
         builder.Services.AddSingleton<VolumeStatusReader>();
         builder.Services.AddSingleton<NodeMetrics>();

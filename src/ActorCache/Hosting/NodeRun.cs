@@ -79,6 +79,12 @@ public static class NodeRun
                 await host.WaitForShutdownAsync();
                 // The stop has run; a signal while the host and the runtime close must not turn exit 0 into 143.
                 ExitSignals.IgnoreFromNowOn();
+                // A node that left its cluster because another live node has its name is refused, whatever its volumes did.
+                if (host.Services.GetRequiredService<ActorCache.Cluster.DuplicateNameGuard>().Conflict is { } conflict)
+                {
+                    await Console.Error.WriteLineAsync($"actorcache: {conflict}");
+                    return 1;
+                }
                 // Acknowledged writes that could not be made durable are an error exit, not a clean stop.
                 return host.Services.GetRequiredService<NodeService>().Losses.Count == 0 ? 0 : 1;
             }

@@ -1,0 +1,64 @@
+using ActorCache.Hosting;
+using Akka.Actor;
+using Akka.Cluster;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace ActorCache.Cluster;
+
+/// <summary>
+/// Refuses a second live node under one name. Replicas, their peers' links and a promotion find a node by its name, so a
+/// copied data directory (the name is kept there) or a repeated <c>--node-name</c> would have two nodes take each other's
+/// replica data. Once Up, a node asks each older member with its name who it is; if one answers, this node (the younger)
+/// leaves the cluster, stops as on SIGTERM (volumes flushed and closed) and exits 1 saying why. An older member that does
+/// not answer is a former incarnation (crashed, restarted on another port) and is no conflict.
+/// </summary>
+public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system, ILogger<DuplicateNameGuard> logger) : IHostedService
+{
+    /// <summary>Why this node left its cluster, or null: the node's exit says it (exit 1).</summary>
+    public string? Conflict { get; private set; }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => _ = CheckAsync());
+        return Task.CompletedTask;
+    }
+
+    private async Task CheckAsync()
+    {
+        var cluster = Akka.Cluster.Cluster.Get(system);
+        var state = cluster.State;
+        var self = state.Members.FirstOrDefault(m => m.UniqueAddress.Equals(cluster.SelfUniqueAddress));
+        if (self is null) return;
+        foreach (var other in state.Members)
+        {
+            if (other.UniqueAddress.Equals(self.UniqueAddress) || ClusterMembers.NameOf(other) != settings.NodeName) continue;
+            if (other.Status is not (MemberStatus.Up or MemberStatus.WeaklyUp) || !other.IsOlderThan(self)) continue;
+            if (!await AnswersAsync(other.Address)) continue;
+            Conflict = $"another live member of the cluster is named '{settings.NodeName}' (at {other.Address}, Up before this node at " +
+                       $"{cluster.SelfAddress}); two nodes with one name would take each other's replicas, so this node left the cluster and stopped. " +
+                       $"Give each node its own --node-name and its own data directory (the name is kept in {Path.Combine(settings.DataDir, NodeIdentity.FileName)})";
+            logger.LogError("{Conflict}", Conflict);
+            cluster.Leave(cluster.SelfAddress); // stops the node as on SIGTERM (ClusterStopBridge)
+            return;
+        }
+    }
+
+    /// <summary>Whether a node answers at <paramref name="address"/> (under the name checked: its node actor says it).</summary>
+    private async Task<bool> AnswersAsync(Address address)
+    {
+        try
+        {
+            var selection = system.ActorSelection(new RootActorPath(address) / "user" / ClusterNodeActor.Name);
+            var info = await selection.Ask<NodeInfo>(GetNodeInfo.Instance, ClusterMembers.AskTimeout);
+            return info.Name == settings.NodeName;
+        }
+        catch (Exception e)
+        {
+            logger.LogDebug(e, "the member at {Address} did not say who it is", address);
+            return false; // gone (a former incarnation), or this node is stopping
+        }
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
