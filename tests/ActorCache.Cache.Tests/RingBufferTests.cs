@@ -79,4 +79,30 @@ public sealed class RingBufferTests
         await held.WaitAsync(TimeSpan.FromSeconds(5));
         Assert.True(ring.TryClaim(small, smallWaiter));
     }
+
+    [Fact]
+    public void The_oldest_waiting_claim_holds_the_line_and_other_lines_are_not_held_back()
+    {
+        var ring = new RingBuffer(64 * 4096);
+        var all = new int[64];
+        Assert.True(ring.TryClaim(all));
+        object volume = new(), other = new();
+
+        var older = ring.NewClaimer();
+        var younger = ring.NewClaimer();
+        Assert.False(ring.TryClaim(new int[32], younger, volume)); // first to wait: it holds the line
+        Assert.False(ring.TryClaim(new int[2], older, volume)); // an older waiting claim takes the line over
+        ring.Release(all[0]);
+        ring.Release(all[1]);
+        Assert.False(ring.TryClaim(new int[1], 0, volume), "the older claim's two slots were taken from it");
+        // Another volume's claims are not held back: a volume whose log stalls keeps its slots, and must not stop the others.
+        var elsewhere = new int[1];
+        Assert.True(ring.TryClaim(elsewhere, 0, other));
+        ring.Release(elsewhere[0]);
+        Assert.True(ring.TryClaim(new int[2], older, volume));
+        // Done: the younger claim takes the line on its next try.
+        Assert.False(ring.TryClaim(new int[32], younger, volume));
+        ring.Release(all[2]);
+        Assert.False(ring.TryClaim(new int[1], 0, volume));
+    }
 }

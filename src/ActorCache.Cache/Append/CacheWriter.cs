@@ -253,14 +253,14 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
     private ValueTask ClaimAsync(Memory<int> slots, CancellationToken ct)
     {
         ThrowIfLogRefusesWrites();
-        if (ring.TryClaim(slots.Span)) return ValueTask.CompletedTask;
+        if (ring.TryClaim(slots.Span, 0, this)) return ValueTask.CompletedTask;
         flusher.Ring();
         return WaitAndClaimAsync(slots, ct);
     }
 
     /// <summary>
     /// The ring was full: wait for the flusher to free slots. The wait is one claim (<see cref="RingBuffer.NewClaimer"/>),
-    /// so the largest waiting write holds the head of the line and is not starved by small ones.
+    /// so the oldest waiting write holds the head of this volume's line and a large one is not starved by small ones.
     /// </summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WaitAndClaimAsync(Memory<int> slots, CancellationToken ct)
@@ -274,7 +274,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
             {
                 // Fetch the wake-up before trying once more, so a release in between is not missed.
                 var space = ring.SpaceFreed;
-                if (ring.TryClaim(slots.Span, claimer)) return;
+                if (ring.TryClaim(slots.Span, claimer, this)) return;
                 flusher.Ring();
                 var left = deadline - DateTime.UtcNow;
                 if (left <= TimeSpan.Zero) throw NoRingSpace();

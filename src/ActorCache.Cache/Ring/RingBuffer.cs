@@ -34,6 +34,7 @@ public sealed unsafe class RingBuffer
     private TaskCompletionSource? _space; // created only while a writer waits, so a release costs nothing otherwise
     private long _reservedBy; // the waiting claim that holds the head of the line (0: none)
     private int _reserved; // the slots it waits for
+    private object? _reservedFor; // the line it holds back
     private long _lastClaimer;
 
     public RingBuffer(long bytes)
@@ -81,31 +82,33 @@ public sealed unsafe class RingBuffer
     /// <summary>Takes <paramref name="slots"/>.Length free slots (each with one reference) or none; false when too few are free.</summary>
     public bool TryClaim(Span<int> slots) => TryClaim(slots, 0);
 
-    /// <summary>A number that names one waiting claim for <see cref="TryClaim(Span{int}, long)"/> and <see cref="Withdraw"/>.</summary>
+    /// <summary>A number that names one waiting claim for <see cref="TryClaim(Span{int}, long, object?)"/> and <see cref="Withdraw"/>; later ones are larger.</summary>
     public long NewClaimer() => Interlocked.Increment(ref _lastClaimer);
 
     /// <summary>
-    /// Takes <paramref name="slots"/>.Length free slots or none. A claim that finds too few free, made by a
-    /// waiting <paramref name="claimer"/> (not 0), holds the head of the line if it is the largest waiting:
-    /// the slots it waits for are then out of reach of every other claim until it has them (or
-    /// <see cref="Withdraw"/>s). Without that a large write (32 MiB: 8,192 slots) waits forever behind
-    /// 4 KiB writers, which take each handful of slots the flusher frees, and fails with ENOSPC while
-    /// they go on.
+    /// Takes <paramref name="slots"/>.Length free slots or none. A claim that finds too few free, made by a waiting
+    /// <paramref name="claimer"/> (not 0), holds the head of its <paramref name="line"/> (a volume's writes) if it is the
+    /// oldest waiting: the slots it waits for are then out of reach of the line's other claims until it has them (or
+    /// <see cref="Withdraw"/>s). Without that a large write (32 MiB: 8,192 slots) waits forever behind 4 KiB writers, which
+    /// take each handful of slots the flusher frees, and fails with ENOSPC while they go on. Only its own line is held back:
+    /// a volume whose log stalls must not stop the others (its queued writes keep their slots, so its large write may
+    /// never have them).
     /// </summary>
-    public bool TryClaim(Span<int> slots, long claimer)
+    public bool TryClaim(Span<int> slots, long claimer, object? line = null)
     {
         var wake = false;
         try
         {
             lock (_gate)
             {
-                var held = _reservedBy != 0 && _reservedBy != claimer ? _reserved : 0;
+                var held = _reservedBy != 0 && _reservedBy != claimer && ReferenceEquals(_reservedFor, line) ? _reserved : 0;
                 if (_freeCount - held < slots.Length)
                 {
-                    if (claimer != 0 && (_reservedBy == 0 || (_reservedBy != claimer && slots.Length > _reserved)))
+                    if (claimer != 0 && (_reservedBy == 0 || claimer < _reservedBy))
                     {
                         _reservedBy = claimer;
                         _reserved = slots.Length;
+                        _reservedFor = line;
                     }
                     return false;
                 }
@@ -138,6 +141,7 @@ public sealed unsafe class RingBuffer
     {
         _reservedBy = 0;
         _reserved = 0;
+        _reservedFor = null;
         return _space is not null;
     }
 
@@ -181,7 +185,9 @@ public sealed unsafe class RingBuffer
         lock (_gate)
         {
             _free[_freeCount++] = slot;
-            if (_space is not null && _freeCount >= Math.Min(64, SlotCount / 4))
+            // While a reservation holds its line back, a wake per freed slot would only wake claims that cannot succeed yet:
+            // wake when it can, and every 64 slots for the other lines and the reservation's own progress.
+            if (_space is not null && _freeCount >= Math.Min(64, SlotCount / 4) && (_reservedBy == 0 || _freeCount >= _reserved || (_freeCount & 63) == 0))
             {
                 wake = _space;
                 _space = null;
