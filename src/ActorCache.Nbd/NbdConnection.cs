@@ -61,6 +61,9 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
 
     public string Peer { get; init; } = "?";
 
+    /// <summary>Set when the node will not serve this client (too many connections): every option it sends is refused with it.</summary>
+    public string? Refusal { get; init; }
+
     /// <summary>The export this client is attached to, once the handshake has chosen one.</summary>
     public string? Export => Volatile.Read(ref _export);
 
@@ -101,7 +104,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         {
             using var handshakeTimeout = CancellationTokenSource.CreateLinkedTokenSource(_stopReading.Token);
             handshakeTimeout.CancelAfter(_options.HandshakeTimeout);
-            negotiated = await new NbdHandshake(_socket, _reader, _catalog, _logger, OnAttaching).RunAsync(handshakeTimeout.Token);
+            negotiated = await new NbdHandshake(_socket, _reader, _catalog, _logger, OnAttaching, Refusal).RunAsync(handshakeTimeout.Token);
         }
         catch (Exception e) when (IsDisconnect(e))
         {

@@ -13,7 +13,9 @@ internal sealed record NegotiatedExport(NbdExport Export, bool StructuredReplies
 /// allocation-free code. Returns null when the client ends the session before transmission.
 /// </summary>
 /// <param name="attaching">Told the name of an export the client is about to attach to (EXPORT_NAME, GO), before it is opened.</param>
-internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExportCatalog catalog, ILogger logger, Action<string> attaching)
+/// <param name="refusal">Set when the node will not serve this client: every option but ABORT is refused with it (NBD_REP_ERR_POLICY).</param>
+internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExportCatalog catalog, ILogger logger, Action<string> attaching,
+    string? refusal = null)
 {
     private bool _structured;
     private readonly MetaContextSelection _metaContexts = new(catalog, logger);
@@ -48,6 +50,14 @@ internal sealed class NbdHandshake(Socket socket, SocketReader reader, INbdExpor
                 throw new NbdProtocolException($"option {option} carries {length} bytes, more than {NbdProtocol.MaxOptionLength}");
             var data = new byte[length];
             await reader.ReadExactAsync(data, ct);
+
+            if (refusal is not null && option != NbdOption.Abort)
+            {
+                // The spec's way to turn a client away: error its options until it gives up (EXPORT_NAME cannot be errored).
+                if (option == NbdOption.ExportName) throw new NbdProtocolException(refusal);
+                await ErrorAsync(option, OptionReply.ErrPolicy, refusal, ct);
+                continue;
+            }
 
             switch (option)
             {

@@ -75,4 +75,10 @@ public sealed record NbdServerOptions
     public long MaxLargeBufferBytesPerConnection { get; init; } = 128L << 20;
     /// <summary>A client that has not finished option haggling by then is dropped.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>
+    /// Clients served at once, all exports together. Each may pin up to <see cref="MaxInFlightPerConnection"/> request
+    /// buffers and <see cref="MaxLargeBufferBytesPerConnection"/>, so this bounds the memory clients can hold. A client
+    /// past it is told why in the handshake (NBD_REP_ERR_POLICY) and goes.
+    /// </summary>
+    public int MaxConnections { get; init; } = 256;
 }

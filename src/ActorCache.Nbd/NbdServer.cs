@@ -1,3 +1,4 @@
+using ActorCache.Blocks;
 using System.Collections.Concurrent;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
@@ -14,6 +15,10 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
     private readonly ConcurrentDictionary<NbdConnection, Task> _connections = new();
     private readonly CancellationTokenSource _stopping = new();
     private NbdListeners? _listeners;
+    private readonly RepeatedLog _refusals = new(logger, LogLevel.Warning);
+
+    /// <summary>Clients past the limit told why at once (each until its handshake ends); more are dropped unanswered.</summary>
+    private const int RefusedAtOnce = 16;
 
     /// <summary>Binds every configured address (all or none) and starts accepting.</summary>
     public void Start() => Start(NbdListeners.Bind(options.Listen));
@@ -58,10 +63,21 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
             }
             backoff = 0;
             if (client.AddressFamily != AddressFamily.Unix) client.NoDelay = true;
-            var connection = new NbdConnection(client, catalog, options, logger)
+            var peer = client.AddressFamily == AddressFamily.Unix ? "unix" : client.RemoteEndPoint?.ToString() ?? "?";
+            string? refusal = null;
+            var count = _connections.Count;
+            if (count >= options.MaxConnections)
             {
-                Peer = client.AddressFamily == AddressFamily.Unix ? "unix" : client.RemoteEndPoint?.ToString() ?? "?",
-            };
+                refusal = $"the node serves its limit of {options.MaxConnections} NBD connections (actorcache.nbd.max-connections); try again later";
+                _refusals.Log($"refusing NBD client {peer}: {refusal}");
+                if (count >= options.MaxConnections + RefusedAtOnce)
+                {
+                    // Beyond the few being told why, a flood is dropped without a word: each told one lives until its handshake ends.
+                    client.Dispose();
+                    continue;
+                }
+            }
+            var connection = new NbdConnection(client, catalog, options, logger) { Peer = peer, Refusal = refusal };
             _connections[connection] = RunConnectionAsync(connection);
         }
     }
@@ -99,6 +115,8 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
     public async Task<int> DisconnectAsync(string name, string reason, TimeSpan grace)
     {
         // Also those still in the handshake that asked for it: one may have opened the export before its withdrawal.
+        // The fence pairs with the one a handshake makes between naming the export and opening it (NbdConnection.OnAttaching).
+        Interlocked.MemoryBarrier();
         var attached = _connections.Where(c => IsOf(c.Key.Export ?? c.Key.Attaching, name)).ToList();
         foreach (var (connection, _) in attached) connection.StopReading(reason);
         var all = Task.WhenAll(attached.Select(c => c.Value));

@@ -506,6 +506,42 @@ public sealed class NbdServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_client_past_the_connection_limit_is_told_why_and_the_others_are_served()
+    {
+        var socket = Path.Combine(_dir, "limited.sock");
+        NbdListenAddress.TryParse($"unix:{socket}", out var address, out _);
+        await using var server = new NbdServer(new Catalog(new NbdExport("vol0", "the volume", _rw, false)),
+            new NbdServerOptions { Listen = [address!], HandshakeTimeout = TimeSpan.FromSeconds(5), MaxConnections = 2 }, NullLogger<NbdServer>.Instance);
+        server.Start();
+        await using var first = await RawNbdClient.ConnectAsync(socket);
+        await first.GoAsync("vol0");
+        var second = await RawNbdClient.ConnectAsync(socket);
+        await second.GoAsync("vol0");
+
+        await using (var third = await RawNbdClient.ConnectAsync(socket))
+        {
+            await third.StartAsync();
+            await third.SendOptionAsync(NbdOption.Go, RawNbdClient.NameAndInfos("vol0"));
+            var refused = await third.ReadOptionReplyAsync();
+            Assert.Equal(OptionReply.ErrPolicy, refused.Type);
+            Assert.Contains("the node serves its limit of 2 NBD connections (actorcache.nbd.max-connections)", Encoding.UTF8.GetString(refused.Data));
+            await third.SendOptionAsync(NbdOption.List, []); // every option is refused, not only GO
+            Assert.Equal(OptionReply.ErrPolicy, (await third.ReadOptionReplyAsync()).Type);
+            await third.SendOptionAsync(NbdOption.Abort, []);
+            Assert.Equal(OptionReply.Ack, (await third.ReadOptionReplyAsync()).Type);
+        }
+
+        // The clients served go on; once one leaves, a new one is served.
+        await first.SendRequestAsync(NbdCommand.Read, 0, 512, cookie: 3);
+        Assert.Equal(3ul, (await first.ReadChunkAsync()).Cookie);
+        await second.DisposeAsync();
+        Assert.True(SpinWait.SpinUntil(() => server.ConnectionsTo("vol0") == 1, TimeSpan.FromSeconds(5)));
+        await Task.Delay(100); // the refused one's handshake ends too
+        await using var fourth = await RawNbdClient.ConnectAsync(socket);
+        await fourth.GoAsync("vol0");
+    }
+
+    [Fact]
     public async Task Stop_closes_idle_clients_promptly()
     {
         await using var client = await Connect();

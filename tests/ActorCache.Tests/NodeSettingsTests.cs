@@ -21,6 +21,8 @@ public sealed class NodeSettingsTests
         Assert.Equal("Data Source=/tmp/ac-settings/metadata.db", s.MetadataConnectionString);
         Assert.Empty(s.SeedNodes);
         Assert.Equal(new IPEndPoint(IPAddress.Loopback, 9460), s.Admin.EndPoint);
+        Assert.Equal(256, s.Nbd.MaxConnections);
+        Assert.Equal(3, Load(sets: ["actorcache.nbd.max-connections = 3"]).Nbd.MaxConnections);
     }
 
     [Fact]
@@ -323,6 +325,7 @@ public sealed class ConfigValidationTests : IDisposable
     [InlineData("actorcache.nbd.handshake-timeout=infinite", "actorcache.nbd.handshake-timeout = infinite is not a duration")]
     [InlineData("actorcache.nbd.max-in-flight-per-connection=lots", "actorcache.nbd.max-in-flight-per-connection = lots is not allowed; use a whole number from 1 to 4096")]
     [InlineData("actorcache.nbd.max-in-flight-per-connection=0", "from 1 to 4096")]
+    [InlineData("actorcache.nbd.max-connections=0", "actorcache.nbd.max-connections = 0 is not allowed; use a whole number from 1 to 65536")]
     [InlineData("actorcache.cluster.port=http", "actorcache.cluster.port = http is not allowed; use a whole number from 0 to 65535")]
     [InlineData("actorcache.cache.ring-size=lots", "actorcache.cache.ring-size = lots is not allowed: 'lots' is not a size")]
     [InlineData("actorcache.cache.segment-size=1000", "actorcache.cache.segment-size = 1000 is not allowed; use a multiple of 4K of at least 1M")]

@@ -222,6 +222,7 @@ public static class NodeSettingsLoader
                 Listen = listen,
                 MaxInFlightPerConnection = read.Int("nbd.max-in-flight-per-connection", 1, 4096),
                 HandshakeTimeout = read.Duration("nbd.handshake-timeout", TimeSpan.FromMilliseconds(1), "30s"),
+                MaxConnections = read.Int("nbd.max-connections", 1, 65536),
             },
             DefaultExport = defaultExport,
             StopGrace = read.Duration("nbd.stop-grace", TimeSpan.Zero, "5s"),
