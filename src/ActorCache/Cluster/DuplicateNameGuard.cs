@@ -20,8 +20,20 @@ public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => _ = CheckAsync());
+        Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => _ = CheckOrLogAsync());
         return Task.CompletedTask;
+    }
+
+    private async Task CheckOrLogAsync()
+    {
+        try
+        {
+            await CheckAsync();
+        }
+        catch (Exception e)
+        {
+            logger.LogWarning(e, "checking that no other live member is named '{Name}' failed", settings.NodeName);
+        }
     }
 
     private async Task CheckAsync()
@@ -34,7 +46,7 @@ public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system
         {
             if (other.UniqueAddress.Equals(self.UniqueAddress) || ClusterMembers.NameOf(other) != settings.NodeName) continue;
             if (other.Status is not (MemberStatus.Up or MemberStatus.WeaklyUp) || !other.IsOlderThan(self)) continue;
-            if (!await AnswersAsync(other.Address)) continue;
+            if (!await AnswersAsync(other)) continue;
             Conflict = $"another live member of the cluster is named '{settings.NodeName}' (at {other.Address}, Up before this node at " +
                        $"{cluster.SelfAddress}); two nodes with one name would take each other's replicas, so this node left the cluster and stopped. " +
                        $"Give each node its own --node-name and its own data directory (the name is kept in {Path.Combine(settings.DataDir, NodeIdentity.FileName)})";
@@ -44,20 +56,29 @@ public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system
         }
     }
 
-    /// <summary>Whether a node answers at <paramref name="address"/> (under the name checked: its node actor says it).</summary>
-    private async Task<bool> AnswersAsync(Address address)
+    /// <summary>
+    /// Whether a node answers at <paramref name="address"/> under the name checked (its node actor says it). Asked three times
+    /// while the member is reachable: one busy or slow to associate is not taken for a former incarnation.
+    /// </summary>
+    private async Task<bool> AnswersAsync(Member member)
     {
-        try
+        var cluster = Akka.Cluster.Cluster.Get(system);
+        for (var attempt = 0; attempt < 3; attempt++)
         {
-            var selection = system.ActorSelection(new RootActorPath(address) / "user" / ClusterNodeActor.Name);
-            var info = await selection.Ask<NodeInfo>(GetNodeInfo.Instance, ClusterMembers.AskTimeout);
-            return info.Name == settings.NodeName;
+            if (cluster.State.Unreachable.Any(u => u.UniqueAddress.Equals(member.UniqueAddress))) return false;
+            try
+            {
+                var selection = system.ActorSelection(new RootActorPath(member.Address) / "user" / ClusterNodeActor.Name);
+                var info = await selection.Ask<NodeInfo>(GetNodeInfo.Instance, ClusterMembers.AskTimeout);
+                return info.Name == settings.NodeName;
+            }
+            catch (Exception e)
+            {
+                logger.LogDebug(e, "the member at {Address} did not say who it is", member.Address);
+                if (cluster.IsTerminated) return false; // this node is stopping
+            }
         }
-        catch (Exception e)
-        {
-            logger.LogDebug(e, "the member at {Address} did not say who it is", address);
-            return false; // gone (a former incarnation), or this node is stopping
-        }
+        return false; // gone: a former incarnation
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;

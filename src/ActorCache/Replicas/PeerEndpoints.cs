@@ -19,14 +19,17 @@ public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> log
 
     private Akka.Cluster.Cluster Cluster => Akka.Cluster.Cluster.Get(system);
 
-    /// <summary>The Up, reachable member named <paramref name="node"/>, or null.</summary>
+    /// <summary>
+    /// The Up, reachable member named <paramref name="node"/>, or null. Of two (a second node started under a name in use,
+    /// until <see cref="DuplicateNameGuard"/> makes it leave), the oldest: the one the name belonged to first.
+    /// </summary>
     public Member? MemberOf(string node)
     {
         var state = Cluster.State;
         return state.Members
             .Where(m => m.Status is MemberStatus.Up or MemberStatus.WeaklyUp && ClusterMembers.NameOf(m) == node)
             .Where(m => !state.Unreachable.Any(u => u.UniqueAddress.Equals(m.UniqueAddress)))
-            .OrderByDescending(m => m.UniqueAddress.Uid)
+            .OrderBy(m => m, Member.AgeOrdering)
             .FirstOrDefault();
     }
 
