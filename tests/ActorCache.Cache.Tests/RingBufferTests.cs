@@ -40,44 +40,46 @@ public sealed class RingBufferTests
     public void A_waiting_large_claim_holds_the_head_of_the_line_against_small_ones()
     {
         var ring = new RingBuffer(64 * 4096);
+        var line = new RingLine();
         var all = new int[64];
         Assert.True(ring.TryClaim(all));
 
         var large = ring.NewClaimer();
         var big = new int[32];
-        Assert.False(ring.TryClaim(big, large)); // nothing free: it waits, and holds the line
+        Assert.False(ring.TryClaim(big, large, line)); // nothing free: it waits, and holds the line
         var small = new int[1];
         var smallWaiter = ring.NewClaimer();
         for (var i = 0; i < 32; i++)
         {
             ring.Release(all[i]);
             // Without the reservation each freed slot would go to the small claims, and the large one would never see 32 free.
-            Assert.False(ring.TryClaim(small), $"a small claim took slot {i + 1} of the 32 the large one waits for");
-            Assert.False(ring.TryClaim(small, smallWaiter), "a smaller waiting claim took the line from a larger one");
+            Assert.False(ring.TryClaim(small, 0, line), $"a small claim took slot {i + 1} of the 32 the large one waits for");
+            Assert.False(ring.TryClaim(small, smallWaiter, line), "a smaller waiting claim took the line from a larger one");
         }
-        Assert.True(ring.TryClaim(big, large));
+        Assert.True(ring.TryClaim(big, large, line));
         ring.Release(all[32]);
-        Assert.True(ring.TryClaim(small), "the line is free again once the large claim has its slots");
+        Assert.True(ring.TryClaim(small, 0, line), "the line is free again once the large claim has its slots");
     }
 
     [Fact]
     public async Task A_claim_that_gives_up_lets_go_of_the_line_and_wakes_the_claims_it_held_back()
     {
         var ring = new RingBuffer(64 * 4096);
+        var line = new RingLine();
         var all = new int[64];
         Assert.True(ring.TryClaim(all));
         for (var i = 0; i < 8; i++) ring.Release(all[i]);
 
         var large = ring.NewClaimer();
-        Assert.False(ring.TryClaim(new int[32], large));
+        Assert.False(ring.TryClaim(new int[32], large, line));
         var small = new int[1];
         var held = ring.SpaceFreed;
         var smallWaiter = ring.NewClaimer();
-        Assert.False(ring.TryClaim(small, smallWaiter), "8 slots are free but held for the large claim");
+        Assert.False(ring.TryClaim(small, smallWaiter, line), "8 slots are free but held for the large claim");
 
-        ring.Withdraw(large); // its write timed out or was cancelled: no release may ever come for the small one
+        ring.Withdraw(large, line); // its write timed out or was cancelled: no release may ever come for the small one
         await held.WaitAsync(TimeSpan.FromSeconds(5));
-        Assert.True(ring.TryClaim(small, smallWaiter));
+        Assert.True(ring.TryClaim(small, smallWaiter, line));
     }
 
     [Fact]
@@ -86,7 +88,7 @@ public sealed class RingBufferTests
         var ring = new RingBuffer(64 * 4096);
         var all = new int[64];
         Assert.True(ring.TryClaim(all));
-        object volume = new(), other = new();
+        RingLine volume = new(), other = new();
 
         var older = ring.NewClaimer();
         var younger = ring.NewClaimer();
@@ -104,5 +106,38 @@ public sealed class RingBufferTests
         Assert.False(ring.TryClaim(new int[32], younger, volume));
         ring.Release(all[2]);
         Assert.False(ring.TryClaim(new int[1], 0, volume));
+    }
+
+    [Fact]
+    public async Task A_reservation_taken_over_wakes_the_claims_it_no_longer_holds_back()
+    {
+        var ring = new RingBuffer(64 * 4096);
+        var line = new RingLine();
+        var all = new int[64];
+        Assert.True(ring.TryClaim(all));
+        for (var i = 0; i < 8; i++) ring.Release(all[i]);
+        var older = ring.NewClaimer();
+        var younger = ring.NewClaimer();
+        Assert.False(ring.TryClaim(new int[32], younger, line)); // holds all 8 free slots back
+        var woken = ring.SpaceFreed;
+        Assert.False(ring.TryClaim(new int[1], 0, line));
+        Assert.False(ring.TryClaim(new int[16], older, line)); // takes the line over: 16 held, so 8 free are still held
+        // The wake-up lets the small claim try again (no release may come): still held back, but not left asleep.
+        await woken.WaitAsync(TimeSpan.FromSeconds(5));
+    }
+
+    [Fact]
+    public async Task A_batch_released_at_once_wakes_the_waiting_once_it_leaves_room()
+    {
+        var ring = new RingBuffer(256 * 4096);
+        var all = new int[256];
+        Assert.True(ring.TryClaim(all));
+        var space = ring.SpaceFreed;
+        ring.ReleaseAll(all.AsSpan(0, 100));
+        await space.WaitAsync(TimeSpan.FromSeconds(5));
+        var again = new int[100];
+        Assert.True(ring.TryClaim(again));
+        Assert.Equal(all[..100].Order(), again.Order()); // handed out again, in ascending order
+        Assert.Equal(again.Order(), again);
     }
 }

@@ -18,6 +18,9 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
     private const int BlockSize = LogFormat.BlockSize;
     private const int BlockShift = LogFormat.BlockShift;
 
+    /// <summary>This volume's line on the node's ring: its oldest waiting write holds the head of it.</summary>
+    private readonly RingLine _line = new();
+
     /// <summary>Queues a data write; returns its ticket (its place in log order), or <see cref="AppendQueue.NotWriteBack"/> when the volume left write-back.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
     public async ValueTask<long> WriteAsync(long offset, ReadOnlyMemory<byte> data, CancellationToken ct)
@@ -242,7 +245,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
 
     private void Release(ReadOnlySpan<int> slots)
     {
-        foreach (var slot in slots) ring.Release(slot);
+        ring.ReleaseAll(slots);
     }
 
     /// <summary>
@@ -253,7 +256,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
     private ValueTask ClaimAsync(Memory<int> slots, CancellationToken ct)
     {
         ThrowIfLogRefusesWrites();
-        if (ring.TryClaim(slots.Span, 0, this)) return ValueTask.CompletedTask;
+        if (ring.TryClaim(slots.Span, 0, _line)) return ValueTask.CompletedTask;
         flusher.Ring();
         return WaitAndClaimAsync(slots, ct);
     }
@@ -274,7 +277,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
             {
                 // Fetch the wake-up before trying once more, so a release in between is not missed.
                 var space = ring.SpaceFreed;
-                if (ring.TryClaim(slots.Span, claimer, this)) return;
+                if (ring.TryClaim(slots.Span, claimer, _line)) return;
                 flusher.Ring();
                 var left = deadline - DateTime.UtcNow;
                 if (left <= TimeSpan.Zero) throw NoRingSpace();
@@ -293,7 +296,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
         }
         finally
         {
-            ring.Withdraw(claimer); // a no-op once claimed: the claim let go of the head of the line itself
+            ring.Withdraw(claimer, _line); // a no-op once claimed: the claim let go of the head of the line itself
         }
     }
 

@@ -240,7 +240,7 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
         {
             // Released last block first, the slots go back on the free stack so the next claim takes them
             // in ascending order: a staged write then receives into long runs of neighbouring slots.
-            for (var i = _slots.Count - 1; i >= 0; i--) ring.Release(_slots[i]);
+            ring.ReleaseAll(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_slots));
             return;
         }
         LoggedBatch? batch;

@@ -72,7 +72,7 @@ public sealed class LoggedBatch
         var left = Interlocked.Decrement(ref _references);
         if (left > 0) return;
         if (left < 0) throw new InvalidOperationException($"logged batch {Header.Sequence} released more often than it was handed out");
-        for (var i = Header.DataBlocks - 1; i >= 0; i--) _ring.Release(_slots[i]);
+        _ring.ReleaseAll(_slots.AsSpan(0, Header.DataBlocks));
         var copy = SharedCopy;
         SharedCopy = null;
         copy?.Release();

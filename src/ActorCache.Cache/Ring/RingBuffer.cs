@@ -32,9 +32,6 @@ public sealed unsafe class RingBuffer
     private int _freeCount;
     private readonly Lock _gate = new();
     private TaskCompletionSource? _space; // created only while a writer waits, so a release costs nothing otherwise
-    private long _reservedBy; // the waiting claim that holds the head of the line (0: none)
-    private int _reserved; // the slots it waits for
-    private object? _reservedFor; // the line it holds back
     private long _lastClaimer;
 
     public RingBuffer(long bytes)
@@ -82,33 +79,34 @@ public sealed unsafe class RingBuffer
     /// <summary>Takes <paramref name="slots"/>.Length free slots (each with one reference) or none; false when too few are free.</summary>
     public bool TryClaim(Span<int> slots) => TryClaim(slots, 0);
 
-    /// <summary>A number that names one waiting claim for <see cref="TryClaim(Span{int}, long, object?)"/> and <see cref="Withdraw"/>; later ones are larger.</summary>
+    /// <summary>A number that names one waiting claim for <see cref="TryClaim(Span{int}, long, RingLine?)"/> and <see cref="Withdraw"/>; later ones are larger.</summary>
     public long NewClaimer() => Interlocked.Increment(ref _lastClaimer);
 
     /// <summary>
     /// Takes <paramref name="slots"/>.Length free slots or none. A claim that finds too few free, made by a waiting
     /// <paramref name="claimer"/> (not 0), holds the head of its <paramref name="line"/> (a volume's writes) if it is the
-    /// oldest waiting: the slots it waits for are then out of reach of the line's other claims until it has them (or
-    /// <see cref="Withdraw"/>s). Without that a large write (32 MiB: 8,192 slots) waits forever behind 4 KiB writers, which
-    /// take each handful of slots the flusher frees, and fails with ENOSPC while they go on. Only its own line is held back:
-    /// a volume whose log stalls must not stop the others (its queued writes keep their slots, so its large write may
-    /// never have them).
+    /// line's oldest waiting claim: the slots it waits for are then out of reach of the line's other claims until it has
+    /// them (or <see cref="Withdraw"/>s). Without that a large write (32 MiB: 8,192 slots) waits forever behind 4 KiB
+    /// writers, which take each handful of slots the flusher frees, and fails with ENOSPC while they go on. Each line has
+    /// its own head and holds back only itself: a volume whose log stalls keeps its slots (so its large write may never have
+    /// them) and must not stop the others.
     /// </summary>
-    public bool TryClaim(Span<int> slots, long claimer, object? line = null)
+    public bool TryClaim(Span<int> slots, long claimer, RingLine? line = null)
     {
         var wake = false;
         try
         {
             lock (_gate)
             {
-                var held = _reservedBy != 0 && _reservedBy != claimer && ReferenceEquals(_reservedFor, line) ? _reserved : 0;
+                var held = line is { ReservedBy: not 0 } && line.ReservedBy != claimer ? line.Reserved : 0;
                 if (_freeCount - held < slots.Length)
                 {
-                    if (claimer != 0 && (_reservedBy == 0 || claimer < _reservedBy))
+                    if (claimer != 0 && line is not null && (line.ReservedBy == 0 || claimer < line.ReservedBy))
                     {
-                        _reservedBy = claimer;
-                        _reserved = slots.Length;
-                        _reservedFor = line;
+                        // A reservation taken over may have held back claims that the new one does not: they try again.
+                        wake = line.ReservedBy != 0 && _space is not null;
+                        line.ReservedBy = claimer;
+                        line.Reserved = slots.Length;
                     }
                     return false;
                 }
@@ -118,7 +116,7 @@ public sealed unsafe class RingBuffer
                     _references[slot] = 1;
                     slots[i] = slot;
                 }
-                if (_reservedBy == claimer && claimer != 0) wake = ClearReservationLocked();
+                if (claimer != 0 && line is not null && line.ReservedBy == claimer) wake = ClearLocked(line);
                 return true;
             }
         }
@@ -128,20 +126,19 @@ public sealed unsafe class RingBuffer
         }
     }
 
-    /// <summary>A waiting claim gives up (timed out, cancelled, refused): it lets go of the head of the line if it held it.</summary>
-    public void Withdraw(long claimer)
+    /// <summary>A waiting claim gives up (timed out, cancelled, refused): it lets go of the head of its line if it held it.</summary>
+    public void Withdraw(long claimer, RingLine line)
     {
         bool wake;
-        lock (_gate) wake = _reservedBy == claimer && ClearReservationLocked();
+        lock (_gate) wake = line.ReservedBy == claimer && ClearLocked(line);
         if (wake) WakeWaiters();
     }
 
-    /// <summary>The claims held back by a reservation wait for the slots it no longer holds: wake them (no release may come).</summary>
-    private bool ClearReservationLocked()
+    /// <summary>The claims a reservation held back wait for slots it no longer holds: they are woken (no release may come).</summary>
+    private bool ClearLocked(RingLine line)
     {
-        _reservedBy = 0;
-        _reserved = 0;
-        _reservedFor = null;
+        line.ReservedBy = 0;
+        line.Reserved = 0;
         return _space is not null;
     }
 
@@ -185,9 +182,43 @@ public sealed unsafe class RingBuffer
         lock (_gate)
         {
             _free[_freeCount++] = slot;
-            // While a reservation holds its line back, a wake per freed slot would only wake claims that cannot succeed yet:
-            // wake when it can, and every 64 slots for the other lines and the reservation's own progress.
-            if (_space is not null && _freeCount >= Math.Min(64, SlotCount / 4) && (_reservedBy == 0 || _freeCount >= _reserved || (_freeCount & 63) == 0))
+            if (_space is not null && _freeCount >= Math.Min(64, SlotCount / 4))
+            {
+                wake = _space;
+                _space = null;
+            }
+        }
+        wake?.SetResult();
+    }
+
+    /// <summary>
+    /// Releases a batch's slots, last first (so the free stack hands them out again in ascending order: a staged write then
+    /// receives into long runs of neighbouring slots), and wakes the waiting writers once for the batch, not once per slot
+    /// (writers a reservation holds back would only fail and wait again).
+    /// </summary>
+    public void ReleaseAll(ReadOnlySpan<int> slots)
+    {
+        var freed = false;
+        for (var i = slots.Length - 1; i >= 0; i--) freed |= Free(slots[i]);
+        if (freed) WakeIfRoom();
+    }
+
+    /// <summary>Drops one reference; true when it was the last and the slot is free again.</summary>
+    private bool Free(int slot)
+    {
+        var left = Interlocked.Decrement(ref _references[slot]);
+        if (left > 0) return false;
+        if (left < 0) throw new InvalidOperationException($"ring slot {slot} released more often than claimed");
+        lock (_gate) _free[_freeCount++] = slot;
+        return true;
+    }
+
+    private void WakeIfRoom()
+    {
+        TaskCompletionSource? wake = null;
+        lock (_gate)
+        {
+            if (_space is not null && _freeCount >= Math.Min(64, SlotCount / 4))
             {
                 wake = _space;
                 _space = null;
@@ -211,4 +242,14 @@ public sealed unsafe class RingBuffer
         {
         }
     }
+}
+
+/// <summary>
+/// One volume's claims on the node's ring: where its oldest waiting write holds the head of the line (see
+/// <see cref="RingBuffer.TryClaim(Span{int}, long, RingLine?)"/>). Its fields are the ring's, under the ring's lock.
+/// </summary>
+public sealed class RingLine
+{
+    internal long ReservedBy; // the waiting claim that holds the head of the line (0: none)
+    internal int Reserved; // the slots it waits for
 }
