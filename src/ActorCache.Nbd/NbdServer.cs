@@ -19,6 +19,8 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
 
     /// <summary>Clients past the limit told why at once (each until its handshake ends); more are dropped unanswered.</summary>
     private const int RefusedAtOnce = 16;
+    private int _served; // connections served (or being served), against the limit
+    private int _refusing; // connections being told they are past it
 
     /// <summary>Binds every configured address (all or none) and starts accepting.</summary>
     public void Start() => Start(NbdListeners.Bind(options.Listen));
@@ -65,18 +67,20 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
             if (client.AddressFamily != AddressFamily.Unix) client.NoDelay = true;
             var peer = client.AddressFamily == AddressFamily.Unix ? "unix" : client.RemoteEndPoint?.ToString() ?? "?";
             string? refusal = null;
-            var count = _connections.Count;
-            if (count >= options.MaxConnections)
+            // Counted apart: a client being refused must not take the place of one served (one that leaves and comes back).
+            if (Volatile.Read(ref _served) >= options.MaxConnections)
             {
                 refusal = $"the node serves its limit of {options.MaxConnections} NBD connections (actorcache.nbd.max-connections); try again later";
                 _refusals.Log($"refusing NBD client {peer}: {refusal}");
-                if (count >= options.MaxConnections + RefusedAtOnce)
+                if (Volatile.Read(ref _refusing) >= RefusedAtOnce)
                 {
                     // Beyond the few being told why, a flood is dropped without a word: each told one lives until its handshake ends.
                     client.Dispose();
                     continue;
                 }
+                Interlocked.Increment(ref _refusing);
             }
+            else Interlocked.Increment(ref _served);
             var connection = new NbdConnection(client, catalog, options, logger) { Peer = peer, Refusal = refusal };
             _connections[connection] = RunConnectionAsync(connection);
         }
@@ -97,6 +101,7 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
         {
             await connection.DisposeAsync();
             _connections.TryRemove(connection, out _);
+            Interlocked.Decrement(ref connection.Refusal is null ? ref _served : ref _refusing);
         }
     }
 
