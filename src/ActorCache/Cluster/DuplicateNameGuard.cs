@@ -9,39 +9,56 @@ namespace ActorCache.Cluster;
 /// <summary>
 /// Refuses a second live node under one name. Replicas, their peers' links and a promotion find a node by its name, so a
 /// copied data directory (the name is kept there) or a repeated <c>--node-name</c> would have two nodes take each other's
-/// replica data. Once Up, a node asks each older member with its name who it is; if one answers, this node (the younger)
-/// leaves the cluster, stops as on SIGTERM (volumes flushed and closed) and exits 1 saying why. An older member that does
-/// not answer is a former incarnation (crashed, restarted on another port) and is no conflict.
+/// replica data. Once Up, and every 10 s after, a node asks each older member with its name who it is; if one answers,
+/// this node (the younger) leaves the cluster, stops as on SIGTERM (volumes flushed and closed) and exits 1 saying why. An
+/// older member that does not answer is a former incarnation (crashed, restarted on another port) and no conflict; one
+/// unreachable for now is asked again at the next round.
 /// </summary>
-public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system, ILogger<DuplicateNameGuard> logger) : IHostedService
+public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system, ILogger<DuplicateNameGuard> logger) : IHostedService, IDisposable
 {
+    private static readonly TimeSpan RecheckInterval = TimeSpan.FromSeconds(10);
+    private readonly CancellationTokenSource _stopping = new();
+
     /// <summary>Why this node left its cluster, or null: the node's exit says it (exit 1).</summary>
     public string? Conflict { get; private set; }
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => _ = CheckOrLogAsync());
+        Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => _ = WatchAsync());
         return Task.CompletedTask;
     }
 
-    private async Task CheckOrLogAsync()
+    /// <summary>Checks now and every <see cref="RecheckInterval"/> until a conflict is found or the node stops; never faults.</summary>
+    private async Task WatchAsync()
     {
-        try
+        while (!_stopping.IsCancellationRequested)
         {
-            await CheckAsync();
-        }
-        catch (Exception e)
-        {
-            logger.LogWarning(e, "checking that no other live member is named '{Name}' failed", settings.NodeName);
+            try
+            {
+                if (await CheckAsync()) return;
+            }
+            catch (Exception e)
+            {
+                logger.LogWarning(e, "checking that no other live member is named '{Name}' failed", settings.NodeName);
+            }
+            try
+            {
+                await Task.Delay(RecheckInterval, _stopping.Token);
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
         }
     }
 
-    private async Task CheckAsync()
+    /// <summary>True when an older live member has this node's name: this node is leaving.</summary>
+    private async Task<bool> CheckAsync()
     {
         var cluster = Akka.Cluster.Cluster.Get(system);
         var state = cluster.State;
         var self = state.Members.FirstOrDefault(m => m.UniqueAddress.Equals(cluster.SelfUniqueAddress));
-        if (self is null) return;
+        if (self is null) return false;
         foreach (var other in state.Members)
         {
             if (other.UniqueAddress.Equals(self.UniqueAddress) || ClusterMembers.NameOf(other) != settings.NodeName) continue;
@@ -52,8 +69,9 @@ public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system
                        $"Give each node its own --node-name and its own data directory (the name is kept in {Path.Combine(settings.DataDir, NodeIdentity.FileName)})";
             logger.LogError("{Conflict}", Conflict);
             cluster.Leave(cluster.SelfAddress); // stops the node as on SIGTERM (ClusterStopBridge)
-            return;
+            return true;
         }
+        return false;
     }
 
     /// <summary>
@@ -81,5 +99,11 @@ public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system
         return false; // gone: a former incarnation
     }
 
-    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        _stopping.Cancel();
+        return Task.CompletedTask;
+    }
+
+    public void Dispose() => _stopping.Dispose();
 }
