@@ -33,6 +33,16 @@ public sealed class CacheFixture : IDisposable
         WriteBackCache.Open("test", backing ?? FileBacking.Open(BackingPath, size, create: !File.Exists(BackingPath)), ring ?? SharedRing,
             options ?? Options(), mode, NullLogger.Instance, Actors, medium: medium, kept: kept, directory: directory, pinned: pinned);
 
+    /// <summary>Damages the log as a medium would: flips the bits of <paramref name="mask"/> in the byte at log address <paramref name="address"/>.</summary>
+    public static void FlipLogByte(CacheOptions options, long address, int mask)
+    {
+        using var file = File.Open(Path.Combine(options.LogDirectory, $"segment-{address / options.SegmentSize:D10}.log"), FileMode.Open);
+        file.Position = address % options.SegmentSize;
+        var b = file.ReadByte();
+        file.Position = address % options.SegmentSize;
+        file.WriteByte((byte)(b ^ mask));
+    }
+
     public static byte[] Pattern(int length, int seed)
     {
         var data = new byte[length];

@@ -139,14 +139,7 @@ public sealed class CorruptionTests : IDisposable
                 if (headers[i].Header.DataBlocks > 0 && headers[i + 1].Header.DurableThrough < headers[i].Header.Sequence) target = headers[i];
         }
         Assert.True(target.Address > 0, "no record is followed by one that does not vouch for it: the test exercises nothing");
-        var at = target.Address + 4096 + 100; // in its first data block
-        using (var file = File.Open(Path.Combine(options.LogDirectory, $"segment-{at / options.SegmentSize:D10}.log"), FileMode.Open))
-        {
-            file.Position = at % options.SegmentSize;
-            var b = file.ReadByte();
-            file.Position = at % options.SegmentSize;
-            file.WriteByte((byte)(b ^ 0x10));
-        }
+        CacheFixture.FlipLogByte(options, target.Address + 4096 + 100, 0x10); // in its first data block
 
         await using var reopened = _fixture.Open(Size, options);
         Assert.NotNull(reopened.Recovery.Corruption);

@@ -68,14 +68,7 @@ public sealed class PersistedIndexFailureTests : IDisposable
             }
         }
         Assert.True(lastData >= 0);
-        var at = lastData + 4096 + 100;
-        using (var file = File.Open(Path.Combine(options.LogDirectory, $"segment-{at / options.SegmentSize:D10}.log"), FileMode.Open))
-        {
-            file.Position = at % options.SegmentSize;
-            var b = file.ReadByte();
-            file.Position = at % options.SegmentSize;
-            file.WriteByte((byte)(b ^ 0x01));
-        }
+        CacheFixture.FlipLogByte(options, lastData + 4096 + 100, 0x01);
 
         await using var reopened = _fixture.Open(Size, options);
         var read = new byte[4096];

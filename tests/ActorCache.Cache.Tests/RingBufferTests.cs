@@ -64,11 +64,8 @@ public sealed class RingBufferTests
     [Fact]
     public async Task A_claim_that_gives_up_lets_go_of_the_line_and_wakes_the_claims_it_held_back()
     {
-        var ring = new RingBuffer(64 * 4096);
+        var ring = FullRing(free: 8);
         var line = new RingLine();
-        var all = new int[64];
-        Assert.True(ring.TryClaim(all));
-        for (var i = 0; i < 8; i++) ring.Release(all[i]);
 
         var large = ring.NewClaimer();
         Assert.False(ring.TryClaim(new int[32], large, line));
@@ -111,11 +108,8 @@ public sealed class RingBufferTests
     [Fact]
     public async Task A_reservation_taken_over_wakes_the_claims_it_no_longer_holds_back()
     {
-        var ring = new RingBuffer(64 * 4096);
+        var ring = FullRing(free: 8);
         var line = new RingLine();
-        var all = new int[64];
-        Assert.True(ring.TryClaim(all));
-        for (var i = 0; i < 8; i++) ring.Release(all[i]);
         var older = ring.NewClaimer();
         var younger = ring.NewClaimer();
         Assert.False(ring.TryClaim(new int[32], younger, line)); // holds all 8 free slots back
@@ -139,5 +133,15 @@ public sealed class RingBufferTests
         Assert.True(ring.TryClaim(again));
         Assert.Equal(all[..100].Order(), again.Order()); // handed out again, in ascending order
         Assert.Equal(again.Order(), again);
+    }
+
+    /// <summary>A ring of 64 slots with all but <paramref name="free"/> claimed.</summary>
+    private static RingBuffer FullRing(int free)
+    {
+        var ring = new RingBuffer(64 * 4096);
+        var all = new int[64];
+        Assert.True(ring.TryClaim(all));
+        for (var i = 0; i < free; i++) ring.Release(all[i]);
+        return ring;
     }
 }

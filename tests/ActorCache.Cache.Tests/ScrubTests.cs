@@ -43,16 +43,7 @@ public sealed class ScrubTests : IDisposable
     }
 
     /// <summary>Flips a bit of log block <paramref name="logBlock"/> in its segment file.</summary>
-    private void Flip(long logBlock, int offset)
-    {
-        var options = Options();
-        var address = (logBlock << LogFormat.BlockShift) + offset;
-        using var file = File.Open(Path.Combine(options.LogDirectory, $"segment-{address / options.SegmentSize:D10}.log"), FileMode.Open);
-        file.Position = address % options.SegmentSize;
-        var b = file.ReadByte();
-        file.Position = address % options.SegmentSize;
-        file.WriteByte((byte)(b ^ 0x20));
-    }
+    private void Flip(long logBlock, int offset) => CacheFixture.FlipLogByte(Options(), (logBlock << LogFormat.BlockShift) + offset, 0x20);
 
     /// <summary>
     /// A block whose newest version is in the log, late in it (the background walk reaches it late) but not in
