@@ -1,6 +1,6 @@
-using ActorCache.Blocks;
 using System.Collections.Concurrent;
 using System.Net.Sockets;
+using ActorCache.Blocks;
 using Microsoft.Extensions.Logging;
 
 namespace ActorCache.Nbd;

@@ -75,8 +75,8 @@ public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system
     }
 
     /// <summary>
-    /// Whether a node answers at <paramref name="address"/> under the name checked (its node actor says it). Asked three times
-    /// while the member is reachable: one busy or slow to associate is not taken for a former incarnation.
+    /// Whether <paramref name="member"/> answers under the name checked (its node actor says it). Asked three times while it is
+    /// reachable: one busy or slow to associate is not taken for a former incarnation (and the next round asks again).
     /// </summary>
     private async Task<bool> AnswersAsync(Member member)
     {
@@ -96,7 +96,7 @@ public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system
                 if (cluster.IsTerminated) return false; // this node is stopping
             }
         }
-        return false; // gone: a former incarnation
+        return false; // silent: a former incarnation, or asked again at the next round
     }
 
     public Task StopAsync(CancellationToken cancellationToken)
