@@ -102,8 +102,8 @@ public static class LogRecovery
                 var address = walker.Address;
                 var sequence = walker.Sequence;
                 var knownDurable = sequence <= durableThrough;
-                var later = FindLaterDurable(walker.Reader, medium, address, sequence, out var laterAddress, out var laterHeader, anyLater: knownDurable);
-                if (!later && !knownDurable)
+                FindLater(walker.Reader, medium, address, sequence, out var next, out var vouching);
+                if (!vouching.Found && !knownDurable)
                 {
                     if (found || walker.Reader.AnythingAt(address, sequence))
                         torn = $"log ends with an incomplete record (sequence {sequence}) at address {address}; it was never acknowledged as durable and was cut off";
@@ -115,9 +115,9 @@ public static class LogRecovery
                 }
                 corruption = $"log record {sequence} at address {address} (segment {address / medium.SegmentSize}) is corrupt " +
                              (knownDurable ? $"although the persisted index says the log was made durable through record {durableThrough}"
-                                 : $"although record {laterHeader.Sequence} after it says it was made durable");
+                                 : $"although record {vouching.Header.Sequence} after it says it was made durable");
                 MarkDamaged(named);
-                if (!later)
+                if (!next.Found)
                 {
                     // The last records the log holds, known durable: kept as they are for inspection (the volume turns read-only,
                     // so nothing is appended after them).
@@ -128,12 +128,10 @@ public static class LogRecovery
                 }
                 // Proven complete once, the bad record is damage, not the end: replay resumes at the first intact record after it,
                 // vouching or not (the ones written while its sync was in flight do not, and hold newer data all the same).
-                if (!knownDurable && FindLaterDurable(walker.Reader, medium, address, sequence, out var nextAddress, out var next, anyLater: true))
-                    (laterAddress, laterHeader) = (nextAddress, next);
-                if (laterHeader.Sequence != sequence + 1) allDamaged = true; // records in between are unreadable too
-                damageAddress = laterAddress;
+                if (next.Header.Sequence != sequence + 1) allDamaged = true; // records in between are unreadable too
+                damageAddress = next.Address;
                 // Carry on with the records after the damage: they hold newer data that is intact.
-                walker.Seek(laterAddress, laterHeader.Sequence);
+                walker.Seek(next.Address, next.Header.Sequence);
                 continue;
             }
 
@@ -192,18 +190,25 @@ public static class LogRecovery
     internal static bool DataOk(LogWalker walker, byte[] data, int maxBatchBlocks) =>
         walker.Header.DataBlocks <= maxBatchBlocks && walker.TryReadData(data) && LogFormat.DataMatches(walker.Entries, data);
 
-    /// <summary>
-    /// Looks past a bad record for a valid one with a higher sequence whose durable-through covers the bad one
-    /// (with <paramref name="anyLater"/>, the first later one whatever it says: the scrub knows every record it covers was durable).
-    /// </summary>
-    internal static bool FindLaterDurable(LogReader reader, ILogMedium medium, long address, long sequence, out long laterAddress, out BatchHeader later,
-        bool anyLater = false)
+    /// <summary>A valid record found past a bad one: where it is and its header; <see cref="Address"/> is -1 when there is none.</summary>
+    internal readonly record struct LaterRecord(long Address, BatchHeader Header)
     {
-        var scan = new byte[1 << 20];
+        public static readonly LaterRecord None = new(-1, default);
+        public bool Found => Address >= 0;
+    }
+
+    /// <summary>
+    /// Looks past a bad record, in one scan of the rest of the log, for the first valid record with a higher sequence
+    /// (<paramref name="next"/>: where replay, or the scrub, continues) and the first whose durable-through covers the bad
+    /// one (<paramref name="vouching"/>: it proves the bad record was complete once).
+    /// </summary>
+    internal static void FindLater(LogReader reader, ILogMedium medium, long address, long sequence, out LaterRecord next, out LaterRecord vouching)
+    {
+        next = vouching = LaterRecord.None;
         var segments = medium.Segments;
-        if (segments.Count == 0) { laterAddress = 0; later = default; return false; }
+        if (segments.Count == 0) return;
+        var scan = new byte[1 << 20];
         var end = (segments[^1] + 1) * medium.SegmentSize;
-        var best = (Address: -1L, Header: default(BatchHeader));
         for (var chunk = address + LogFormat.BlockSize; chunk < end; chunk += scan.Length)
         {
             var length = (int)Math.Min(scan.Length, end - chunk);
@@ -211,15 +216,12 @@ public static class LogRecovery
             for (var at = 0; at + LogFormat.BlockSize <= length; at += LogFormat.BlockSize)
             {
                 if (BitConverter.ToUInt64(scan, at) != LogFormat.Magic) continue;
-                if (!reader.TryReadAt(chunk + at, out var header)) continue;
-                if (header.Sequence <= sequence || (header.DurableThrough < sequence && !anyLater)) continue;
-                // The first record after the damage is where replay continues.
-                if (best.Address < 0 || header.Sequence < best.Header.Sequence) best = (chunk + at, header);
+                if (!reader.TryReadAt(chunk + at, out var header) || header.Sequence <= sequence) continue;
+                if (!next.Found || header.Sequence < next.Header.Sequence) next = new LaterRecord(chunk + at, header);
+                if (header.DurableThrough >= sequence && (!vouching.Found || header.Sequence < vouching.Header.Sequence))
+                    vouching = new LaterRecord(chunk + at, header);
             }
         }
-        laterAddress = best.Address;
-        later = best.Header;
-        return best.Address >= 0;
     }
 
     /// <summary>

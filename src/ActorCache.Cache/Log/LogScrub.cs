@@ -165,9 +165,10 @@ internal sealed class LogScrub
         }
         else
         {
-            var later = LogRecovery.FindLaterDurable(walker.Reader, _medium!, address, sequence, out var laterAddress, out var laterHeader, anyLater: true);
-            end = later ? Math.Min(laterAddress, To) : To;
-            if (end < To) walker.Seek(laterAddress, laterHeader.Sequence);
+            // Every record the scrub covers was durable: it continues at the first later one, whatever that says.
+            LogRecovery.FindLater(walker.Reader, _medium!, address, sequence, out var next, out _);
+            end = next.Found ? Math.Min(next.Address, To) : To;
+            if (end < To) walker.Seek(next.Address, next.Header.Sequence);
         }
         var reason = $"log record {sequence} at address {address} (segment {address / _medium!.SegmentSize}) is corrupt; " +
                      "found verifying the records the persisted index covers";

@@ -77,8 +77,7 @@ public sealed class ClusterMembers(ActorSystem system, NodeSettings settings, IL
     {
         try
         {
-            var selection = system.ActorSelection(new RootActorPath(address) / "user" / ClusterNodeActor.Name);
-            return (await selection.Ask<NodeInfo>(GetNodeInfo.Instance, AskTimeout, cancellationToken)).Volumes;
+            return (await ClusterNodeActor.AskAsync(system, address, AskTimeout, cancellationToken)).Volumes;
         }
         catch (AskTimeoutException)
         {

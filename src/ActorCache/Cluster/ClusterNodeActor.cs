@@ -27,4 +27,8 @@ public sealed class ClusterNodeActor : ReceiveActor
 
     public static Props Props(string nodeName, Func<IEnumerable<string>> volumes) =>
         Akka.Actor.Props.Create(() => new ClusterNodeActor(nodeName, volumes));
+
+    /// <summary>Asks the node at <paramref name="address"/> who it is and what it serves; throws when it does not answer within <paramref name="timeout"/>.</summary>
+    public static Task<NodeInfo> AskAsync(ActorSystem system, Address address, TimeSpan timeout, CancellationToken cancellationToken = default) =>
+        system.ActorSelection(new RootActorPath(address) / "user" / Name).Ask<NodeInfo>(GetNodeInfo.Instance, timeout, cancellationToken);
 }

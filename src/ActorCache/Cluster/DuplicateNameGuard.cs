@@ -86,9 +86,7 @@ public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system
             if (cluster.State.Unreachable.Any(u => u.UniqueAddress.Equals(member.UniqueAddress))) return false;
             try
             {
-                var selection = system.ActorSelection(new RootActorPath(member.Address) / "user" / ClusterNodeActor.Name);
-                var info = await selection.Ask<NodeInfo>(GetNodeInfo.Instance, ClusterMembers.AskTimeout);
-                return info.Name == settings.NodeName;
+                return (await ClusterNodeActor.AskAsync(system, member.Address, ClusterMembers.AskTimeout)).Name == settings.NodeName;
             }
             catch (Exception e)
             {
