@@ -47,6 +47,21 @@ public sealed class ReplicaCluster(params string[] extraArgs) : IAsyncDisposable
         return node;
     }
 
+    /// <summary>
+    /// Restarts node <paramref name="name"/>, just SIGKILLed, on <paramref name="dataDir"/> once every one of <paramref name="survivors"/>
+    /// sees its killed run unreachable (or gone), as a supervisor's restart comes: a promotion no longer waits for that, and a run
+    /// back on the same address sooner than that can lose the race with Akka.Remote's cleanup of the old one's association (a known
+    /// hazard of classic remoting: the new run and one member never reassociate, and the split-brain resolver downs them both).
+    /// </summary>
+    public async Task<NodeProcess> RestartOnceSeenGoneAsync(string name, string dataDir, IEnumerable<NodeProcess> survivors)
+    {
+        foreach (var survivor in survivors)
+            await WaitAsync(async () => (await Cli.JsonAsync(survivor, "cluster", "show")).EnumerateArray()
+                    .All(m => m.GetProperty("node").GetString() != name || !m.GetProperty("reachable").GetBoolean()),
+                $"node {name} seen unreachable", 60, 200);
+        return await StartAsync(name, dataDir);
+    }
+
     public async Task<(NodeProcess A, NodeProcess B, NodeProcess C)> StartThreeAsync()
     {
         var all = await Task.WhenAll(StartAsync("a"), StartAsync("b"), StartAsync("c"));

@@ -102,10 +102,12 @@ public sealed class ReplicationCrashTests(ITestOutputHelper log) : IAsyncLifetim
                     $"round {round}: node {back.Name} back as a secondary", 30, 100);
                 restarting = null;
             }
+            var backAfter = watch.Elapsed;
             await WaitAsync(() => Task.FromResult(writers.All(w => w.Flushed >= w.Target) || writers.Any(w => w.Run.IsCompleted)),
                 $"round {round}: writers flushing", 90, 50);
             await AssertWritersRunningAsync(writers, round);
             await WaitInSyncAsync(p, primary, $"round {round}: every replica connected and UpToDate");
+            var inSyncAfter = watch.Elapsed;
             // One more FLUSH of each writer once every replica is UpToDate: everything written before it is durable on all three.
             var before = writers.Select(w => w.Flushed).ToList();
             await WaitAsync(() => Task.FromResult(writers.Select((w, i) => w.Flushed > before[i]).All(x => x) || writers.Any(w => w.Run.IsCompleted)),
@@ -120,7 +122,7 @@ public sealed class ReplicationCrashTests(ITestOutputHelper log) : IAsyncLifetim
                 await dead.KillAsync();
                 secondaryKills++;
                 var atKill = writers.Select(w => w.Flushed).ToList();
-                restarting = (victim, _cluster.StartAsync(victim, dead.DataDir));
+                restarting = (victim, _cluster.RestartOnceSeenGoneAsync(victim, dead.DataDir, nodes.Where(n => n.Key != victim).Select(n => n.Value).ToList()));
                 // The writers keep going on the primary and their FLUSHes complete: a region's worth more of each, then they stop.
                 await WaitAsync(() => Task.FromResult(writers.Select((w, i) => w.Flushed >= atKill[i] + Region).All(x => x) || writers.Any(w => w.Run.IsCompleted)),
                     $"round {round}: writers flushing with secondary {victim} killed", 60, 50);
@@ -175,12 +177,12 @@ public sealed class ReplicationCrashTests(ITestOutputHelper log) : IAsyncLifetim
             var promotedAfter = promoteWatch.Elapsed;
             var killed = primary;
             primary = chosen;
-            restarting = (killed, _cluster.StartAsync(killed, nodes[killed].DataDir));
+            restarting = (killed, _cluster.RestartOnceSeenGoneAsync(killed, nodes[killed].DataDir, nodes.Where(n => n.Key != killed).Select(n => n.Value).ToList()));
 
             var onNew = await CopyAsync(nodes[primary], $"on-{primary}-{round}.img");
             Check(onNew, known, round, writers.Select((w, i) => (w.Start, Math.Min(flushed[i], Region))).ToList(),
                 $"round {round}, {primary} promoted after {killed} was killed");
-            log.WriteLine($"round {round,2}: killed primary {killed} at {killedAfter.TotalSeconds:F1} s, flushed {string.Join('/', flushed)} " +
+            log.WriteLine($"round {round,2}: back at {backAfter.TotalSeconds:F1} s, in sync at {inSyncAfter.TotalSeconds:F1} s, killed primary {killed} at {killedAfter.TotalSeconds:F1} s, flushed {string.Join('/', flushed)} " +
                           $"(targets {string.Join('/', writers.Select(w => w.Target))}); {primary} promoted in {promotedAfter.TotalSeconds:F1} s; " +
                           $"every flushed block there; {watch.Elapsed.TotalSeconds:F1} s");
         }

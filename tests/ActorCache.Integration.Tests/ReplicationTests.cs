@@ -92,6 +92,13 @@ public sealed class ReplicationTests : IAsyncLifetime
 
         // b is promoted (a is gone) and serves every flushed block.
         await WaitAsync(async () => (await Cli.RunAsync(b, "volume", "promote", "r", "--node", "b")).ExitCode == 0, "promote b", 60);
+        // b did not wait the failure detector's seconds for an answer from a: a's refused port told it a's process is gone, and
+        // b was promoted before its cluster saw a unreachable.
+        var bLog = b.Output;
+        var promotedAt = bLog.IndexOf("promoted to primary on b", StringComparison.Ordinal);
+        var unreachableAt = bLog.IndexOf("Marking node(s) as UNREACHABLE", StringComparison.Ordinal);
+        Assert.True(bLog.Contains("node a at ", StringComparison.Ordinal) && bLog.Contains("refuses connections: its process is gone", StringComparison.Ordinal) &&
+                    promotedAt >= 0 && (unreachableAt < 0 || promotedAt < unreachableAt), $"b's promotion waited for the failure detector:\n{bLog}");
         var onB = Path.Combine(b.DataDir, "on-b.img");
         await Tool.CheckAsync("nbdcopy", b.UnixUri("r"), onB);
         AssertHolds(File.ReadAllBytes(onB), flushed, Blocks, "b after the promotion");
@@ -99,7 +106,7 @@ public sealed class ReplicationTests : IAsyncLifetime
         Assert.Equal("b", infoB.GetProperty("replication").GetProperty("primary").GetString());
 
         // a comes back: it learns b is primary, refuses NBD, and is resynced from b.
-        var a2 = await StartAsync("a", a.DataDir);
+        var a2 = await _cluster.RestartOnceSeenGoneAsync("a", a.DataDir, [b, c]);
         await WaitAsync(async () => (await Cli.JsonAsync(a2, "volume", "status", "r")).GetProperty("replication").GetProperty("role").GetString() == "secondary",
             "a back as a secondary");
         // a's entity is back on a (its new run), with b's region asked: the shard coordinator that lived on a moved.

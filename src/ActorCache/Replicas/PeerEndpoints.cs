@@ -15,6 +15,10 @@ namespace ActorCache.Replicas;
 public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> logger)
 {
     public static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(5);
+    // An answer from a live member takes milliseconds; past this, whether its process is still there is worth a look.
+    private static readonly TimeSpan FirstProbeAfter = TimeSpan.FromMilliseconds(250);
+    private static readonly TimeSpan ProbeEvery = TimeSpan.FromMilliseconds(500);
+    private readonly MemberGoneProbe _probe = new();
     private readonly ConcurrentDictionary<string, (UniqueAddress Member, IPEndPoint Endpoint)> _known = new(StringComparer.Ordinal);
 
     private Akka.Cluster.Cluster Cluster => Akka.Cluster.Cluster.Get(system);
@@ -73,20 +77,22 @@ public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> log
     /// Asks <paramref name="node"/>: its replica's entity for an <see cref="IReplicaCommand"/> (through this node's shard region),
     /// else its replica manager. Null when the node is not an Up, reachable member, or does not answer in time; with
     /// <paramref name="silenceThrows"/>, a member that is up but does not answer in time throws <see cref="PeerSilentException"/>
-    /// instead (what it holds is unknown, not absent: a decision that needs it must wait).
+    /// instead (what it holds is unknown, not absent: a decision that needs it must wait). A member whose process is found gone
+    /// while the answer is awaited (<see cref="MemberGoneProbe"/>) counts as not up, before the failure detector says so.
     /// </summary>
     public async Task<T?> AskAsync<T>(string node, object message, CancellationToken ct, TimeSpan? timeout = null, bool silenceThrows = false) where T : class
     {
-        if (MemberOf(node) is not { } member) return null;
+        if (MemberOf(node) is not { } member || _probe.KnownGone(member.UniqueAddress)) return null;
         var wait = timeout ?? AskTimeout;
         try
         {
-            var reply = message is IReplicaCommand command
-                ? await Replicas.Ask<object>(new ReplicaCommand(node, member.UniqueAddress.Uid, command)
+            var asking = message is IReplicaCommand command
+                ? Replicas.Ask<object>(new ReplicaCommand(node, member.UniqueAddress.Uid, command)
                 {
                     DeadlineUnixMs = DateTimeOffset.UtcNow.Add(wait).ToUnixTimeMilliseconds(),
                 }, wait, ct)
-                : await ManagerOf(member).Ask<object>(message, wait, ct);
+                : ManagerOf(member).Ask<object>(message, wait, ct);
+            var reply = await AnswerUnlessGoneAsync(asking, member, ct);
             if (reply is T answer) return answer;
             if (reply is ReplicaRefused refused) throw new ReplicaRefusedException(refused.Reason);
             return null;
@@ -95,6 +101,26 @@ public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> log
         {
             if (silenceThrows && MemberOf(node) is not null)
                 throw new PeerSilentException($"node {node} is up but did not answer within {wait.TotalSeconds:0} s");
+            return null;
+        }
+    }
+
+    /// <summary>
+    /// The answer to <paramref name="asking"/>, or null as soon as <paramref name="member"/>'s process is found gone: a node killed
+    /// a moment ago stays Up to the cluster for seconds, and a promotion or a restarted primary's confirmation waited all of that
+    /// for an answer that could not come.
+    /// </summary>
+    private async Task<object?> AnswerUnlessGoneAsync(Task<object> asking, Member member, CancellationToken ct)
+    {
+        for (var wait = FirstProbeAfter; ; wait = ProbeEvery)
+        {
+            if (await Task.WhenAny(asking, Task.Delay(wait, ct)) == asking) return await asking;
+            ct.ThrowIfCancellationRequested();
+            if (!await _probe.IsGoneAsync(member.UniqueAddress, ct)) continue;
+            _ = asking.ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted); // its timeout, observed
+            _probe.Prune(Cluster.State.Members.Select(m => m.UniqueAddress));
+            logger.LogInformation("node {Node} at {Address} refuses connections: its process is gone (the cluster has not seen it yet); not waiting for its answer",
+                ClusterMembers.NameOf(member), member.Address);
             return null;
         }
     }

@@ -5,7 +5,7 @@ namespace ActorCache.Replicas;
 
 /// <summary>
 /// The sharded entity of one volume's replica on this node (<c>NODE/VOLUME</c>, placed here by <see cref="ReplicaPlacement"/>):
-/// how the other nodes (and this one) reach the replica for control: create, adopt a replica set, promote, demote,
+/// how the other nodes (and this one) reach the replica for control: create, promote, demote,
 /// switch protocol, peer status, verify checksums, split-brain counts. It translates each <see cref="ReplicaCommand"/> to
 /// <see cref="ReplicatedVolumes"/> off its mailbox (a promotion's resync must not hold up a view) and answers with what that
 /// gives or a <see cref="ReplicaRefused"/> naming why. It holds no state: the replica's state is on disk and in
@@ -63,7 +63,6 @@ public sealed class ReplicaEntity : ReceiveActor, IWithTimers
         {
             CreateReplica m => async (s, ct) => await s.CreateLocalAsync(m, ct),
             RemoveReplica m => async (s, ct) => await s.RemoveLocalAsync(m.Name, ct),
-            AdoptReplicaSet m => async (s, ct) => await s.AdoptAsync(m.Name, m.Replicas, ct),
             GetPeerStatus m => async (s, ct) => await s.LocalPeerStatusAsync(m.Name, ct),
             PromoteReplica m => async (s, ct) => await s.PromoteLocalAsync(m.Name, m.Force, ct),
             DemoteReplica m => async (s, ct) => await s.DemoteLocalAsync(m.Name, ct),

@@ -4,9 +4,9 @@ namespace ActorCache.Replicas;
 
 /// <summary>
 /// Every node's replica manager, at the well-known path <c>/user/replicas</c>: the node-wide requests of replication, where
-/// a node takes data connections and the hand-off of its primaries before it leaves, and a replica's view (read when a node
-/// has just died or come back, so it must not wait for a shard home). What is about one volume's replica goes
-/// to that replica's sharded entity (<see cref="ReplicaEntity"/>). Answers off its mailbox, with what
+/// a node takes data connections and the hand-off of its primaries before it leaves, a replica's view and a newer replica set
+/// to adopt (read and spread when a node has just died or come back, so they must not wait for a shard home). The rest of
+/// what is about one volume's replica goes to that replica's sharded entity (<see cref="ReplicaEntity"/>). Answers off its mailbox, with what
 /// <see cref="ReplicatedVolumes"/> gives or a <see cref="ReplicaRefused"/> naming why.
 /// </summary>
 public sealed class ReplicaManagerActor : ReceiveActor
@@ -17,6 +17,7 @@ public sealed class ReplicaManagerActor : ReceiveActor
     {
         Receive<GetDataEndpoint>(_ => Sender.Tell(new DataEndpoint(nodeName, service().Roles.DataAddress)));
         Receive<GetReplicaView>(m => Answer(m.Name, nodeName, ct => service().ViewAsync(m.Name, ct)));
+        Receive<AdoptReplicaSet>(m => Answer(m.Name, nodeName, ct => service().AdoptAsync(m.Name, m.Replicas, ct)));
         Receive<HandOffPrimaries>(_ => Answer("", nodeName, async ct => new HandOffs(nodeName, [.. await service().HandOffPrimariesAsync(ct)])));
     }
 

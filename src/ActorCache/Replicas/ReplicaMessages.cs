@@ -38,8 +38,13 @@ public sealed record ReplicaView(string Node, string Name, ReplicaSet? Replicas,
     public string? SplitBrainWith { get; init; }
 }
 
-/// <summary>A newer replica set (a promotion, a demotion, a protocol switch): the node records and applies it; answered with <see cref="ReplicaView"/>.</summary>
-public sealed record AdoptReplicaSet(string Name, ReplicaSet Replicas) : IReplicaCommand;
+/// <summary>
+/// A newer replica set (a promotion, a demotion, a protocol switch): the node records and applies it; answered with
+/// <see cref="ReplicaView"/>. Sent to the node's replica manager, not through sharding: a promotion spreads it right after
+/// the old primary died, and a region that has no shard home for the peer (restarted since) would hold it until the shard
+/// coordinator, perhaps on the dead node, has moved; meanwhile the peer refuses the new primary's link and writes lack quorum.
+/// </summary>
+public sealed record AdoptReplicaSet(string Name, ReplicaSet Replicas);
 
 /// <summary>The replication data endpoint of a node (HOST:PORT); answered with <see cref="DataEndpoint"/>.</summary>
 public sealed record GetDataEndpoint

@@ -1,0 +1,56 @@
+using System.Collections.Concurrent;
+using System.Net.Sockets;
+using Akka.Cluster;
+
+namespace ActorCache.Cluster;
+
+/// <summary>
+/// Tells that a member's process is gone before the cluster's failure detector does. When a node is killed its kernel refuses
+/// connections to its remoting port at once, while the heartbeats take seconds (the acceptable heartbeat pause, more on a
+/// loaded machine) to call it unreachable; a promotion after a primary's crash waited all of that for an answer that could not
+/// come. Only a refusal counts as gone: a port that accepts (a live process, even a stopped one, or a new incarnation on the
+/// same port) or does not answer (a cut link, a host that is gone) is left to the failure detector. An actor system closes
+/// its remoting port only when it terminates, after it has left the cluster.
+/// </summary>
+public sealed class MemberGoneProbe
+{
+    private static readonly TimeSpan ConnectTimeout = TimeSpan.FromMilliseconds(500);
+    // Incarnations found gone; a few per crash, and pruned to the members the cluster still lists.
+    private readonly ConcurrentDictionary<UniqueAddress, byte> _gone = new();
+
+    /// <summary>Whether this incarnation of the member was found gone.</summary>
+    public bool KnownGone(UniqueAddress member) => _gone.ContainsKey(member);
+
+    /// <summary>Whether the member's remoting port refuses connections now (and so its process is gone).</summary>
+    public async Task<bool> IsGoneAsync(UniqueAddress member, CancellationToken ct)
+    {
+        if (_gone.ContainsKey(member)) return true;
+        if (member.Address.Host is not { Length: > 0 } host || member.Address.Port is not { } port) return false;
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
+        bounded.CancelAfter(ConnectTimeout);
+        try
+        {
+            await socket.ConnectAsync(host, port, bounded.Token);
+            return false;
+        }
+        catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused)
+        {
+            _gone.TryAdd(member, 0);
+            return true;
+        }
+        catch (Exception e) when (e is SocketException or OperationCanceledException)
+        {
+            return false; // no answer, or no route: not known either way
+        }
+    }
+
+    /// <summary>Forgets incarnations the cluster no longer lists.</summary>
+    public void Prune(IEnumerable<UniqueAddress> members)
+    {
+        if (_gone.IsEmpty) return;
+        var listed = members.ToHashSet();
+        foreach (var member in _gone.Keys)
+            if (!listed.Contains(member)) _gone.TryRemove(member, out _);
+    }
+}
