@@ -43,8 +43,11 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     private volatile string _stopReason = "stopping";
     private readonly RepeatedLog _requestFailures;
 
-    public NbdConnection(Socket socket, INbdExportCatalog catalog, NbdServerOptions options, ILogger logger)
+    private readonly LargeBufferBudget _nodeLargeBuffers;
+
+    internal NbdConnection(Socket socket, INbdExportCatalog catalog, NbdServerOptions options, LargeBufferBudget nodeLargeBuffers, ILogger logger)
     {
+        _nodeLargeBuffers = nodeLargeBuffers;
         _socket = socket;
         _reader = new SocketReader(socket, beforeWaiting: SendReplies);
         _catalog = catalog;
@@ -246,7 +249,10 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     private long _largeBytes;                   // under _largeGate: pool arrays held by this connection's requests
     private TaskCompletionSource? _largeFreed;  // under _largeGate: the receive loop waits for room (made only then)
 
-    /// <summary>Gives <paramref name="request"/> its payload buffer; one over 1 MiB waits while the connection holds its budget of them.</summary>
+    /// <summary>
+    /// Gives <paramref name="request"/> its payload buffer; one over 1 MiB waits while the connection holds its budget of them,
+    /// or the node its budget of them for all connections.
+    /// </summary>
     private ValueTask ReserveAsync(NbdRequest request, int payload, CancellationToken ct)
     {
         if (payload <= NbdRequest.KeptPayload)
@@ -263,17 +269,24 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         var lent = (long)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)(NbdRequest.HeaderRoom + payload));
         while (true)
         {
-            Task freed;
+            Task freed = Task.CompletedTask; // set below: the connection's or the node's wake-up
+            bool fits;
             lock (_largeGate)
             {
-                if (_largeBytes == 0 || _largeBytes + lent <= _options.MaxLargeBufferBytesPerConnection)
+                // Only this receive loop adds to the connection's count, so room seen here stays until it is taken below.
+                fits = _largeBytes == 0 || _largeBytes + lent <= _options.MaxLargeBufferBytesPerConnection;
+                if (!fits)
                 {
-                    request.Reserve(payload);
-                    _largeBytes += request.RentedBytes;
-                    return;
+                    _largeFreed ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+                    freed = _largeFreed.Task;
                 }
-                _largeFreed ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                freed = _largeFreed.Task;
+            }
+            if (fits && _nodeLargeBuffers.TryTake(lent, out freed))
+            {
+                request.Reserve(payload);
+                if (request.RentedBytes != lent) _nodeLargeBuffers.Return(lent - request.RentedBytes);
+                lock (_largeGate) _largeBytes += request.RentedBytes;
+                return;
             }
             SendReplies(); // replies held back would otherwise never give their buffers back
             await freed.WaitAsync(ct).ConfigureAwait(false);
@@ -289,6 +302,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
             _largeBytes -= bytes;
             (freed, _largeFreed) = (_largeFreed, null);
         }
+        _nodeLargeBuffers.Return(bytes);
         freed?.TrySetResult();
     }
 

@@ -16,6 +16,10 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
     private readonly CancellationTokenSource _stopping = new();
     private NbdListeners? _listeners;
     private readonly RepeatedLog _refusals = new(logger, LogLevel.Warning);
+    private readonly LargeBufferBudget _largeBuffers = new(options.MaxLargeBufferBytes);
+
+    /// <summary>Bytes of large request buffers every connection's requests hold now (at most <see cref="NbdServerOptions.MaxLargeBufferBytes"/>).</summary>
+    public long LargeBuffersHeld => _largeBuffers.Held;
 
     /// <summary>Clients past the limit told why at once (each until its handshake ends); more are dropped unanswered.</summary>
     private const int RefusedAtOnce = 16;
@@ -81,7 +85,7 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
                 Interlocked.Increment(ref _refusing);
             }
             else Interlocked.Increment(ref _served);
-            var connection = new NbdConnection(client, catalog, options, logger) { Peer = peer, Refusal = refusal };
+            var connection = new NbdConnection(client, catalog, options, _largeBuffers, logger) { Peer = peer, Refusal = refusal };
             _connections[connection] = RunConnectionAsync(connection);
         }
     }

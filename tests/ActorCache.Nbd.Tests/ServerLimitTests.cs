@@ -6,7 +6,8 @@ namespace ActorCache.Nbd.Tests;
 /// <summary>
 /// Where the front meets the limits of a client or a target: a client that sends large READs and never reads the replies
 /// holds at most the connection's budget of buffers (<see cref="NbdServerOptions.MaxLargeBufferBytesPerConnection"/>), not
-/// 64 requests' worth, and is answered once it reads; a target that finds no extent still gets a BLOCK_STATUS reply with one.
+/// 64 requests' worth, and is answered once it reads; clients together hold at most the node's budget
+/// (<see cref="NbdServerOptions.MaxLargeBufferBytes"/>); a target that finds no extent still gets a BLOCK_STATUS reply with one.
 /// </summary>
 public sealed class ServerLimitTests : IAsyncLifetime
 {
@@ -78,6 +79,47 @@ public sealed class ServerLimitTests : IAsyncLifetime
             if ((flags & ReplyFlags.Done) != 0) answered.Add(cookie);
         }
         Assert.Equal(8, _counting.LargeReads);
+    }
+
+    [Fact]
+    public async Task Clients_together_hold_at_most_the_nodes_budget_of_large_buffers_and_all_are_answered_once_read()
+    {
+        // A node budget of 128 MiB: two 64 MiB arrays, whichever clients hold them (each alone could hold two).
+        var socket = Path.Combine(_dir, "budget.sock");
+        await using var server = TestServer.Start(new Catalog(new NbdExport("vol0", "the volume", _counting, false)), socket, maxLargeBufferBytes: 128L << 20);
+        var clients = new List<RawNbdClient>();
+        try
+        {
+            for (var c = 0; c < 3; c++)
+            {
+                var client = await RawNbdClient.ConnectAsync(socket);
+                clients.Add(client);
+                await client.GoAsync("vol0");
+                for (var cookie = 1ul; cookie <= 2; cookie++) await client.SendRequestAsync(NbdCommand.Read, 0, Large, cookie);
+            }
+            await Task.Delay(1000);
+            Assert.InRange(Volatile.Read(ref _counting.LargeReads), 1, 2);
+            Assert.InRange(server.LargeBuffersHeld, 64L << 20, 128L << 20);
+
+            // Each client reads its own replies (a reply another client holds goes out only as that client reads).
+            await Task.WhenAll(clients.Select(async client =>
+            {
+                var answered = new HashSet<ulong>();
+                while (answered.Count < 2)
+                {
+                    var (flags, type, cookie, _) = await client.ReadChunkAsync();
+                    Assert.NotEqual(ReplyType.Error, type);
+                    if ((flags & ReplyFlags.Done) != 0) answered.Add(cookie);
+                }
+            })).WaitAsync(TimeSpan.FromSeconds(60));
+            Assert.Equal(6, _counting.LargeReads);
+            for (var waited = 0; server.LargeBuffersHeld != 0 && waited < 50; waited++) await Task.Delay(100);
+            Assert.Equal(0, server.LargeBuffersHeld);
+        }
+        finally
+        {
+            foreach (var client in clients) await client.DisposeAsync();
+        }
     }
 
     [Fact]

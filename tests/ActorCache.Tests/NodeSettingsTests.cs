@@ -23,6 +23,9 @@ public sealed class NodeSettingsTests
         Assert.Equal(new IPEndPoint(IPAddress.Loopback, 9460), s.Admin.EndPoint);
         Assert.Equal(256, s.Nbd.MaxConnections);
         Assert.Equal(3, Load(sets: ["actorcache.nbd.max-connections = 3"]).Nbd.MaxConnections);
+        // Large request buffers of all clients together: an eighth of the memory the node may use, at least 128M; or a size.
+        Assert.Equal(Math.Max(128L << 20, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 8), s.Nbd.MaxLargeBufferBytes);
+        Assert.Equal(256L << 20, Load(sets: ["actorcache.nbd.max-large-buffers = 256M"]).Nbd.MaxLargeBufferBytes);
     }
 
     [Fact]
@@ -326,6 +329,8 @@ public sealed class ConfigValidationTests : IDisposable
     [InlineData("actorcache.nbd.max-in-flight-per-connection=lots", "actorcache.nbd.max-in-flight-per-connection = lots is not allowed; use a whole number from 1 to 4096")]
     [InlineData("actorcache.nbd.max-in-flight-per-connection=0", "from 1 to 4096")]
     [InlineData("actorcache.nbd.max-connections=0", "actorcache.nbd.max-connections = 0 is not allowed; use a whole number from 1 to 65536")]
+    [InlineData("actorcache.nbd.max-large-buffers=lots", "actorcache.nbd.max-large-buffers = lots is not allowed: 'lots' is not a size")]
+    [InlineData("actorcache.nbd.max-large-buffers=1M", "actorcache.nbd.max-large-buffers = 1M is not allowed; use a multiple of 4K of at least 64M")]
     [InlineData("actorcache.cluster.port=http", "actorcache.cluster.port = http is not allowed; use a whole number from 0 to 65535")]
     [InlineData("actorcache.cache.ring-size=lots", "actorcache.cache.ring-size = lots is not allowed: 'lots' is not a size")]
     [InlineData("actorcache.cache.segment-size=1000", "actorcache.cache.segment-size = 1000 is not allowed; use a multiple of 4K of at least 1M")]

@@ -223,6 +223,9 @@ public static class NodeSettingsLoader
                 MaxInFlightPerConnection = read.Int("nbd.max-in-flight-per-connection", 1, 4096),
                 HandshakeTimeout = read.Duration("nbd.handshake-timeout", TimeSpan.FromMilliseconds(1), "30s"),
                 MaxConnections = read.Int("nbd.max-connections", 1, 65536),
+                MaxLargeBufferBytes = read.String("nbd.max-large-buffers") == "auto"
+                    ? NbdServerOptions.AutoMaxLargeBufferBytes()
+                    : read.Size("nbd.max-large-buffers", 64L << 20),
             },
             DefaultExport = defaultExport,
             StopGrace = read.Duration("nbd.stop-grace", TimeSpan.Zero, "5s"),
