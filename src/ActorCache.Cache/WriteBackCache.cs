@@ -71,8 +71,9 @@ public sealed class WriteBackCache : IBlockTarget
         _window = new LogWindow(checkpoint.Horizon, recovery.Tail, options.LogCapacity);
         _queue = new AppendQueue(index, ring.SlotCount, recovery.LastBatch) { WriteBack = mode == CacheMode.WriteBack };
         _reader = new CacheReader(ring, medium, backing, _damage, _scrub, name);
-        _writer = new CacheWriter(name, ring, _queue, _reader, _flusherBell, _health, options);
-        _appender = new LogAppender(name, medium, _queue, ring, _barrier, _window, _health, options, logger, checkpoint.VolumeId, recovery);
+        var line = new RingLine(); // this volume's claims on the node's ring, from the writer's claim to the log's release
+        _writer = new CacheWriter(name, ring, line, _queue, _reader, _flusherBell, _health, options);
+        _appender = new LogAppender(name, medium, _queue, ring, line, _barrier, _window, _health, options, logger, checkpoint.VolumeId, recovery);
         _store = store;
         _protected = new ProtectedPoints(kept);
         var planner = new DestagePlanner(name, medium, _window, _history, _health, options, logger, directory, checkpoint, _protected, store, _scrub);

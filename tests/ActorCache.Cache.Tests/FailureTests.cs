@@ -197,7 +197,7 @@ public sealed class BackpressureTests : IDisposable
         await using var cache = _fixture.Open(256L << 20, options, medium: new SlowMedium(new SegmentFiles(options.LogDirectory, options.SegmentSize)), ring: ring);
         using var stop = new CancellationTokenSource();
         var smallWrites = 0L;
-        // 32 4 KiB writers (a QD32 client) keep the ring full: each batch the slow log frees is taken again at once.
+        // 32 4 KiB writers (a QD32 client) keep the volume's share of the ring full: each batch the slow log frees is taken again at once.
         var writers = Enumerable.Range(0, 32).Select(w => Task.Run(async () =>
         {
             var block = new byte[4096];
@@ -208,8 +208,10 @@ public sealed class BackpressureTests : IDisposable
             }
         })).ToArray();
         var deadline = DateTime.UtcNow.AddSeconds(30);
-        while (ring.FreeSlots > ring.SlotCount / 8 && DateTime.UtcNow < deadline) await Task.Delay(10);
-        Assert.True(ring.FreeSlots <= ring.SlotCount / 8, "the small writers never filled the ring: the test exercises nothing");
+        // Filled up to the volume's share of it (three quarters: RingBuffer.MaxSlotsPerLine).
+        var full = ring.SlotCount - ring.MaxSlotsPerLine + ring.SlotCount / 8;
+        while (ring.FreeSlots > full && DateTime.UtcNow < deadline) await Task.Delay(10);
+        Assert.True(ring.FreeSlots <= full, "the small writers never filled the volume's share of the ring: the test exercises nothing");
 
         var large = CacheFixture.Pattern(32 << 20, 5); // the largest NBD write: 8,192 slots, half this ring
         await cache.WriteAsync(192L << 20, large, fua: false); // starved (ENOSPC after 15 s) without the ring's head of the line
@@ -221,6 +223,68 @@ public sealed class BackpressureTests : IDisposable
         var read = new byte[large.Length];
         await cache.ReadAsync(192L << 20, read);
         Assert.True(read.AsSpan().SequenceEqual(large));
+    }
+}
+
+/// <summary>
+/// Two volumes on one ring, one of whose logs stalls: its acknowledged writes stay in the ring, but at most its share of
+/// it, so the other volume's writes go on.
+/// </summary>
+public sealed class RingShareTests : IDisposable
+{
+    private readonly CacheFixture _stalledFixture = new();
+    private readonly CacheFixture _otherFixture = new();
+
+    public void Dispose()
+    {
+        _stalledFixture.Dispose();
+        _otherFixture.Dispose();
+    }
+
+    [Fact]
+    public async Task A_volume_whose_log_stalls_leaves_a_quarter_of_the_ring_to_the_others()
+    {
+        var ring = new RingBuffer(64L << 20);
+        var stalledOptions = _stalledFixture.Options(segmentSize: 4 << 20, capacity: 1L << 30);
+        var gate = GatedMedium.Over(stalledOptions);
+        await using var stalled = _stalledFixture.Open(128L << 20, stalledOptions, medium: gate, ring: ring);
+        await using var other = _otherFixture.Open(64L << 20, _otherFixture.Options(segmentSize: 4 << 20, capacity: 1L << 30), ring: ring);
+
+        gate.Gated = true; // the stalled volume's first log write waits at the gate, and every write after it in the ring
+        var chunk = CacheFixture.Pattern(1 << 20, 3);
+        var written = 0;
+        var writer = Task.Run(async () =>
+        {
+            for (var i = 0; i < 120; i++) // 120 MiB: more than the whole ring
+            {
+                await stalled.WriteAsync((long)i << 20, chunk, fua: false);
+                Interlocked.Increment(ref written);
+            }
+        });
+        await gate.Entered.WaitAsync(TimeSpan.FromSeconds(10));
+        for (var settled = 0; settled < 10; settled++)
+        {
+            var before = Volatile.Read(ref written);
+            await Task.Delay(100);
+            if (Volatile.Read(ref written) != before) settled = 0;
+        }
+        Assert.False(writer.IsCompleted, "the stalled volume's writes never waited for ring space: the test exercises nothing");
+        Assert.InRange(ring.FreeSlots, ring.SlotCount / 4 - 256, ring.SlotCount / 4 + 256);
+
+        // The other volume takes 8 MiB with FUA at once; without the share it waited for the ring and failed with ENOSPC.
+        var data = CacheFixture.Pattern(8 << 20, 9);
+        await other.WriteAsync(0, data, fua: true).AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        var read = new byte[data.Length];
+        await other.ReadAsync(0, read);
+        Assert.True(read.AsSpan().SequenceEqual(data));
+
+        // The log comes back: the stalled volume's writes go on, and all of them read back.
+        gate.Gated = false;
+        gate.Open.Release();
+        await writer.WaitAsync(TimeSpan.FromSeconds(30));
+        var back = new byte[chunk.Length];
+        await stalled.ReadAsync(119L << 20, back);
+        Assert.True(back.AsSpan().SequenceEqual(chunk));
     }
 }
 

@@ -106,6 +106,38 @@ public sealed class RingBufferTests
     }
 
     [Fact]
+    public void One_volume_holds_at_most_three_quarters_of_the_ring_and_the_rest_stays_for_the_others()
+    {
+        var ring = new RingBuffer(256 * 4096);
+        var stalled = new RingLine();
+        var other = new RingLine();
+        Assert.Equal(192, ring.MaxSlotsPerLine);
+        var held = new int[192];
+        Assert.True(ring.TryClaim(held, 0, stalled));
+        Assert.Equal(192, stalled.HeldSlots);
+        Assert.False(ring.TryClaim(new int[1], 0, stalled), "past its share although 64 slots are free");
+        var others = new int[64];
+        Assert.True(ring.TryClaim(others, 0, other));
+
+        // Its writes logged: the line holds that many fewer, even while a reader still holds one of the slots.
+        Assert.True(ring.TryAddReference(held[0]));
+        ring.ReleaseAll(held.AsSpan(0, 10), stalled);
+        Assert.Equal(182, stalled.HeldSlots);
+        Assert.Equal(9, ring.FreeSlots);
+        Assert.True(ring.TryClaim(new int[9], 0, stalled));
+        ring.Release(held[0]);
+        ring.ReleaseAll(others, other);
+        ring.ReleaseAll(held.AsSpan(10), stalled);
+        Assert.Equal(9, stalled.HeldSlots);
+        Assert.Equal(0, other.HeldSlots);
+
+        // A line that holds nothing may take a claim larger than its share (a 32 MiB write on a small ring), and then no more.
+        var large = new RingLine();
+        Assert.True(ring.TryClaim(new int[200], 0, large));
+        Assert.False(ring.TryClaim(new int[1], 0, large));
+    }
+
+    [Fact]
     public async Task A_reservation_taken_over_wakes_the_claims_it_no_longer_holds_back()
     {
         var ring = FullRing(free: 8);

@@ -12,14 +12,14 @@ namespace ActorCache.Cache;
 /// through the <see cref="AppendQueue"/>, which also points the index at the slots. The write is then
 /// visible to every reader and acknowledged; the flusher takes it from there.
 /// </summary>
-internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queue, CacheReader reader, Doorbell flusher, CacheHealth health,
-    CacheOptions options)
+internal sealed class CacheWriter(string name, RingBuffer ring, RingLine line, AppendQueue queue, CacheReader reader, Doorbell flusher,
+    CacheHealth health, CacheOptions options)
 {
     private const int BlockSize = LogFormat.BlockSize;
     private const int BlockShift = LogFormat.BlockShift;
 
-    /// <summary>This volume's line on the node's ring: its oldest waiting write holds the head of it.</summary>
-    private readonly RingLine _line = new();
+    /// <summary>This volume's line on the node's ring: its oldest waiting write holds the head of it, and it holds at most its share.</summary>
+    private readonly RingLine _line = line;
 
     /// <summary>Queues a data write; returns its ticket (its place in log order), or <see cref="AppendQueue.NotWriteBack"/> when the volume left write-back.</summary>
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder<>))]
@@ -245,7 +245,7 @@ internal sealed class CacheWriter(string name, RingBuffer ring, AppendQueue queu
 
     private void Release(ReadOnlySpan<int> slots)
     {
-        ring.ReleaseAll(slots);
+        ring.ReleaseAll(slots, _line);
     }
 
     /// <summary>

@@ -27,7 +27,7 @@ internal enum AppendOutcome
 /// gets a sync-point record (a header without entries) before the fdatasync, so every completed FLUSH
 /// closes a generation that the log records and recovery finds again.
 /// </remarks>
-internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue queue, RingBuffer ring, DurabilityBarrier barrier,
+internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue queue, RingBuffer ring, RingLine line, DurabilityBarrier barrier,
     LogWindow window, CacheHealth health, CacheOptions options, ILogger logger, Guid volumeId, RecoveryResult recovery)
 {
     private const int BlockSize = LogFormat.BlockSize;
@@ -240,13 +240,13 @@ internal sealed class LogAppender(string name, ILogMedium medium, AppendQueue qu
         {
             // Released last block first, the slots go back on the free stack so the next claim takes them
             // in ascending order: a staged write then receives into long runs of neighbouring slots.
-            ring.ReleaseAll(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_slots));
+            ring.ReleaseAll(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_slots), line);
             return;
         }
         LoggedBatch? batch;
         lock (_batchPool) _batchPool.TryPop(out batch);
         batch ??= new LoggedBatch();
-        batch.Begin(ring, address, header, _headerBlock, _entries.AsSpan(0, header.EntryCount), completedTicket, subscribers.Length, _returnBatch ??= ReturnBatch);
+        batch.Begin(ring, line, address, header, _headerBlock, _entries.AsSpan(0, header.EntryCount), completedTicket, subscribers.Length, _returnBatch ??= ReturnBatch);
         for (var i = 0; i < _slots.Count; i++) batch.Slots[i] = _slots[i];
         foreach (var subscriber in subscribers)
         {

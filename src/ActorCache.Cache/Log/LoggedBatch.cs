@@ -22,6 +22,7 @@ public sealed class LoggedBatch
     private readonly LogEntry[] _entries = new LogEntry[LogFormat.MaxEntries];
     private int[] _slots = new int[256];
     private RingBuffer _ring = null!;
+    private RingLine _line = null!; // the volume's line its slots were claimed on
     private Action<LoggedBatch> _returnToPool = null!;
     private int _references;
 
@@ -51,10 +52,11 @@ public sealed class LoggedBatch
     /// </summary>
     public IBatchCopy? SharedCopy { get; set; }
 
-    internal void Begin(RingBuffer ring, long address, in BatchHeader header, ReadOnlySpan<byte> headerBlock, ReadOnlySpan<LogEntry> entries,
+    internal void Begin(RingBuffer ring, RingLine line, long address, in BatchHeader header, ReadOnlySpan<byte> headerBlock, ReadOnlySpan<LogEntry> entries,
         long completedTicket, int subscribers, Action<LoggedBatch> returnToPool)
     {
         _ring = ring;
+        _line = line;
         Address = address;
         Header = header;
         CompletedTicket = completedTicket;
@@ -72,7 +74,7 @@ public sealed class LoggedBatch
         var left = Interlocked.Decrement(ref _references);
         if (left > 0) return;
         if (left < 0) throw new InvalidOperationException($"logged batch {Header.Sequence} released more often than it was handed out");
-        _ring.ReleaseAll(_slots.AsSpan(0, Header.DataBlocks));
+        _ring.ReleaseAll(_slots.AsSpan(0, Header.DataBlocks), _line);
         var copy = SharedCopy;
         SharedCopy = null;
         copy?.Release();

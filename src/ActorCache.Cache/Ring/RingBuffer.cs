@@ -61,6 +61,13 @@ public sealed unsafe class RingBuffer
 
     public int FreeSlots => Volatile.Read(ref _freeCount);
 
+    /// <summary>
+    /// The most slots one volume's line may hold (a claim is still let through when the line holds none): three quarters of
+    /// the ring. A volume whose log stalls (a full log waiting for a failing backing, say) keeps acknowledged writes in the
+    /// ring; without a cap it took all of it, and every other volume's writes failed with ENOSPC after the ring wait.
+    /// </summary>
+    public int MaxSlotsPerLine => SlotCount - SlotCount / 4;
+
     public Span<byte> Slot(int slot) => new(_memory + (long)slot * SlotSize, SlotSize);
 
     public ReadOnlyMemory<byte> SlotMemory(int slot) => SlotRun(slot, 1);
@@ -89,7 +96,7 @@ public sealed unsafe class RingBuffer
     /// them (or <see cref="Withdraw"/>s). Without that a large write (32 MiB: 8,192 slots) waits forever behind 4 KiB
     /// writers, which take each handful of slots the flusher frees, and fails with ENOSPC while they go on. Each line has
     /// its own head and holds back only itself: a volume whose log stalls keeps its slots (so its large write may never have
-    /// them) and must not stop the others.
+    /// them) and must not stop the others, so a line also holds at most <see cref="MaxSlotsPerLine"/> of the ring.
     /// </summary>
     public bool TryClaim(Span<int> slots, long claimer, RingLine? line = null)
     {
@@ -98,8 +105,10 @@ public sealed unsafe class RingBuffer
         {
             lock (_gate)
             {
-                var held = line is { ReservedBy: not 0 } && line.ReservedBy != claimer ? line.Reserved : 0;
-                if (_freeCount - held < slots.Length)
+                var reserved = line is { ReservedBy: not 0 } && line.ReservedBy != claimer ? line.Reserved : 0;
+                var room = _freeCount - reserved;
+                if (line is { Held: > 0 }) room = Math.Min(room, MaxSlotsPerLine - line.Held - reserved);
+                if (room < slots.Length)
                 {
                     if (claimer != 0 && line is not null && (line.ReservedBy == 0 || claimer < line.ReservedBy))
                     {
@@ -116,6 +125,7 @@ public sealed unsafe class RingBuffer
                     _references[slot] = 1;
                     slots[i] = slot;
                 }
+                if (line is not null) line.Held += slots.Length;
                 if (claimer != 0 && line is not null && line.ReservedBy == claimer) wake = ClearLocked(line);
                 return true;
             }
@@ -194,12 +204,18 @@ public sealed unsafe class RingBuffer
     /// <summary>
     /// Releases a batch's slots, last first (so the free stack hands them out again in ascending order: a staged write then
     /// receives into long runs of neighbouring slots), and wakes the waiting writers once for the batch, not once per slot
-    /// (writers a reservation holds back would only fail and wait again).
+    /// (writers a reservation holds back would only fail and wait again). The slots were claimed on <paramref name="line"/>,
+    /// which holds that many fewer from now on, even where a reader still holds one of them.
     /// </summary>
-    public void ReleaseAll(ReadOnlySpan<int> slots)
+    public void ReleaseAll(ReadOnlySpan<int> slots, RingLine? line = null)
     {
         var freed = false;
         for (var i = slots.Length - 1; i >= 0; i--) freed |= Free(slots[i]);
+        if (line is not null && slots.Length > 0)
+        {
+            lock (_gate) line.Held -= slots.Length;
+            freed = true; // the line's writers waiting at its cap have room now
+        }
         if (freed) WakeIfRoom();
     }
 
@@ -245,11 +261,15 @@ public sealed unsafe class RingBuffer
 }
 
 /// <summary>
-/// One volume's claims on the node's ring: where its oldest waiting write holds the head of the line (see
-/// <see cref="RingBuffer.TryClaim(Span{int}, long, RingLine?)"/>). Its fields are the ring's, under the ring's lock.
+/// One volume's claims on the node's ring: where its oldest waiting write holds the head of the line, and how many slots
+/// it holds (see <see cref="RingBuffer.TryClaim(Span{int}, long, RingLine?)"/>). Its fields are the ring's, under the ring's lock.
 /// </summary>
 public sealed class RingLine
 {
     internal long ReservedBy; // the waiting claim that holds the head of the line (0: none)
     internal int Reserved; // the slots it waits for
+    internal int Held; // slots claimed on the line and not yet released by their writes (at most RingBuffer.MaxSlotsPerLine)
+
+    /// <summary>Slots this volume's writes hold now (claimed, not yet released after logging).</summary>
+    public int HeldSlots => Volatile.Read(ref Held);
 }
