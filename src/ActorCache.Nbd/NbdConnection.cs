@@ -44,10 +44,14 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     private readonly RepeatedLog _requestFailures;
 
     private readonly LargeBufferBudget _nodeLargeBuffers;
+    // A connection's own budget, at most a quarter of the node's: one client that stops reading its replies holds that much,
+    // and it takes several such clients to hold all of the node's.
+    private readonly long _maxLargeBytes;
 
     internal NbdConnection(Socket socket, INbdExportCatalog catalog, NbdServerOptions options, LargeBufferBudget nodeLargeBuffers, ILogger logger)
     {
         _nodeLargeBuffers = nodeLargeBuffers;
+        _maxLargeBytes = Math.Min(options.MaxLargeBufferBytesPerConnection, nodeLargeBuffers.Limit / 4);
         _socket = socket;
         _reader = new SocketReader(socket, beforeWaiting: SendReplies);
         _catalog = catalog;
@@ -198,7 +202,17 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
                 else if (request.Error != NbdError.None || !await TryReceiveStagedAsync(request, ct))
                 {
                     await ReserveAsync(request, (int)header.Length, ct);
-                    await _reader.ReadExactAsync(request.Payload, ct);
+                    try
+                    {
+                        await _reader.ReadExactAsync(request.Payload, ct);
+                    }
+                    catch
+                    {
+                        // Never queued, so never reset otherwise: its large buffer goes back to the pool and to the node's
+                        // budget now (a client gone mid-payload would keep that budget from every other client for good).
+                        request.Reset();
+                        throw;
+                    }
                 }
             }
             else if (request.Error == NbdError.None && header.Command == NbdCommand.Read)
@@ -274,7 +288,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
             lock (_largeGate)
             {
                 // Only this receive loop adds to the connection's count, so room seen here stays until it is taken below.
-                fits = _largeBytes == 0 || _largeBytes + lent <= _options.MaxLargeBufferBytesPerConnection;
+                fits = _largeBytes == 0 || _largeBytes + lent <= _maxLargeBytes;
                 if (!fits)
                 {
                     _largeFreed ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);

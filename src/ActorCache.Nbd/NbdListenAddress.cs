@@ -75,13 +75,14 @@ public sealed record NbdServerOptions
     public long MaxLargeBufferBytesPerConnection { get; init; } = 128L << 20;
     /// <summary>
     /// Bytes of those buffers all connections together may hold before the node stops reading large requests (a request is
-    /// always admitted when none are held). The connection limit alone let 256 clients pin 32 GiB.
+    /// always admitted when none are held). The connection limit alone let 256 clients pin 32 GiB. A connection holds at
+    /// most a quarter of it (and at most <see cref="MaxLargeBufferBytesPerConnection"/>).
     /// </summary>
     public long MaxLargeBufferBytes { get; init; } = AutoMaxLargeBufferBytes();
 
     /// <summary>
-    /// The default node budget of large buffers: an eighth of the memory the process may use (a container's limit where
-    /// there is one), at least 128 MiB (two 32 MiB requests, which the pool lends as 64 MiB arrays).
+    /// The default node budget of large buffers: an eighth of the memory the GC may use (the machine's, or 75% of a
+    /// container's limit where there is one), at least 128 MiB (two 32 MiB requests, which the pool lends as 64 MiB arrays).
     /// </summary>
     public static long AutoMaxLargeBufferBytes() => Math.Max(128L << 20, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 8);
     /// <summary>A client that has not finished option haggling by then is dropped.</summary>

@@ -84,22 +84,31 @@ public sealed class ServerLimitTests : IAsyncLifetime
     [Fact]
     public async Task Clients_together_hold_at_most_the_nodes_budget_of_large_buffers_and_all_are_answered_once_read()
     {
-        // A node budget of 128 MiB: two 64 MiB arrays, whichever clients hold them (each alone could hold two).
+        // A node budget of 256 MiB: four 64 MiB arrays, and a quarter of it (one array) per connection.
         var socket = Path.Combine(_dir, "budget.sock");
-        await using var server = TestServer.Start(new Catalog(new NbdExport("vol0", "the volume", _counting, false)), socket, maxLargeBufferBytes: 128L << 20);
+        await using var server = TestServer.Start(new Catalog(new NbdExport("vol0", "the volume", _counting, false)), socket, maxLargeBufferBytes: 256L << 20);
         var clients = new List<RawNbdClient>();
         try
         {
-            for (var c = 0; c < 3; c++)
+            async Task ConnectAndReadTwiceUnreadAsync(int count)
             {
-                var client = await RawNbdClient.ConnectAsync(socket);
-                clients.Add(client);
-                await client.GoAsync("vol0");
-                for (var cookie = 1ul; cookie <= 2; cookie++) await client.SendRequestAsync(NbdCommand.Read, 0, Large, cookie);
+                for (var c = 0; c < count; c++)
+                {
+                    var client = await RawNbdClient.ConnectAsync(socket);
+                    clients.Add(client);
+                    await client.GoAsync("vol0");
+                    for (var cookie = 1ul; cookie <= 2; cookie++) await client.SendRequestAsync(NbdCommand.Read, 0, Large, cookie);
+                }
+                await Task.Delay(1000);
             }
-            await Task.Delay(1000);
-            Assert.InRange(Volatile.Read(ref _counting.LargeReads), 1, 2);
-            Assert.InRange(server.LargeBuffersHeld, 64L << 20, 128L << 20);
+
+            // Three clients: one read each (each alone could hold two, 128 MiB, without the quarter).
+            await ConnectAndReadTwiceUnreadAsync(3);
+            Assert.Equal(3, Volatile.Read(ref _counting.LargeReads));
+            // Two more: the fourth array fills the node's budget, and the fifth client waits.
+            await ConnectAndReadTwiceUnreadAsync(2);
+            Assert.Equal(4, Volatile.Read(ref _counting.LargeReads));
+            Assert.Equal(256L << 20, server.LargeBuffersHeld);
 
             // Each client reads its own replies (a reply another client holds goes out only as that client reads).
             await Task.WhenAll(clients.Select(async client =>
@@ -112,7 +121,7 @@ public sealed class ServerLimitTests : IAsyncLifetime
                     if ((flags & ReplyFlags.Done) != 0) answered.Add(cookie);
                 }
             })).WaitAsync(TimeSpan.FromSeconds(60));
-            Assert.Equal(6, _counting.LargeReads);
+            Assert.Equal(10, _counting.LargeReads);
             for (var waited = 0; server.LargeBuffersHeld != 0 && waited < 50; waited++) await Task.Delay(100);
             Assert.Equal(0, server.LargeBuffersHeld);
         }
@@ -120,6 +129,23 @@ public sealed class ServerLimitTests : IAsyncLifetime
         {
             foreach (var client in clients) await client.DisposeAsync();
         }
+    }
+
+    [Fact]
+    public async Task A_client_gone_in_the_middle_of_a_large_write_gives_its_buffer_back_to_the_node()
+    {
+        var socket = Path.Combine(_dir, "gone.sock");
+        await using var server = TestServer.Start(new Catalog(new NbdExport("vol0", "the volume", _counting, false)), socket, maxLargeBufferBytes: 256L << 20);
+        await using (var client = await RawNbdClient.ConnectAsync(socket))
+        {
+            await client.GoAsync("vol0");
+            // A 32 MiB WRITE's header and 1 MiB of its payload, then the client is gone.
+            await client.SendRequestAsync(NbdCommand.Write, 0, Large, cookie: 1, payload: new byte[1 << 20]);
+            for (var waited = 0; server.LargeBuffersHeld == 0 && waited < 50; waited++) await Task.Delay(100);
+            Assert.Equal(64L << 20, server.LargeBuffersHeld);
+        }
+        for (var waited = 0; server.LargeBuffersHeld != 0 && waited < 50; waited++) await Task.Delay(100);
+        Assert.Equal(0, server.LargeBuffersHeld);
     }
 
     [Fact]

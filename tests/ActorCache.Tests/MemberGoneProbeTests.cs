@@ -8,7 +8,7 @@ namespace ActorCache.Tests;
 
 /// <summary>
 /// The probe that tells a killed member before the failure detector does: a port that refuses connections means gone, and
-/// anything else (a port that accepts, a host that does not resolve) is left to the failure detector.
+/// anything else (a port that accepts, a host that does not resolve) is left to the failure detector; a verdict is never kept.
 /// </summary>
 public sealed class MemberGoneProbeTests
 {
@@ -20,31 +20,28 @@ public sealed class MemberGoneProbeTests
         var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        var probe = new MemberGoneProbe();
         var member = At("127.0.0.1", port);
-
-        Assert.False(await probe.IsGoneAsync(member, CancellationToken.None));
-        Assert.False(probe.KnownGone(member));
+        Assert.False(await MemberGoneProbe.IsGoneAsync(member, CancellationToken.None));
 
         listener.Stop();
-        Assert.True(await probe.IsGoneAsync(member, CancellationToken.None));
-        Assert.True(probe.KnownGone(member));
-        // Another incarnation at that address is not known gone by it.
-        Assert.False(probe.KnownGone(At("127.0.0.1", port, uid: 2)));
+        Assert.True(await MemberGoneProbe.IsGoneAsync(member, CancellationToken.None));
 
-        // Forgotten once the cluster no longer lists it; kept while it does.
-        probe.Prune([member]);
-        Assert.True(probe.KnownGone(member));
-        probe.Prune([]);
-        Assert.False(probe.KnownGone(member));
+        // A verdict holds for the one look: the port taken again (the member's next run, or it was never gone) is not gone.
+        var again = new TcpListener(IPAddress.Loopback, port);
+        again.Start();
+        try
+        {
+            Assert.False(await MemberGoneProbe.IsGoneAsync(member, CancellationToken.None));
+        }
+        finally
+        {
+            again.Stop();
+        }
     }
 
     [Fact]
     public async Task A_host_that_does_not_resolve_is_not_called_gone()
     {
-        var probe = new MemberGoneProbe();
-        var member = At("no-such-node.invalid", 4053);
-        Assert.False(await probe.IsGoneAsync(member, CancellationToken.None));
-        Assert.False(probe.KnownGone(member));
+        Assert.False(await MemberGoneProbe.IsGoneAsync(At("no-such-node.invalid", 4053), CancellationToken.None));
     }
 }

@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Net.Sockets;
 using Akka.Cluster;
 
@@ -10,21 +9,16 @@ namespace ActorCache.Cluster;
 /// loaded machine) to call it unreachable; a promotion after a primary's crash waited all of that for an answer that could not
 /// come. Only a refusal counts as gone: a port that accepts (a live process, even a stopped one, or a new incarnation on the
 /// same port) or does not answer (a cut link, a host that is gone) is left to the failure detector. An actor system closes
-/// its remoting port only when it terminates, after it has left the cluster.
+/// its remoting port only when it terminates. A verdict holds for the one ask that looked, never longer: a member that
+/// refused once (a firewall's reject, say) and answers later is not taken for gone.
 /// </summary>
-public sealed class MemberGoneProbe
+public static class MemberGoneProbe
 {
     private static readonly TimeSpan ConnectTimeout = TimeSpan.FromMilliseconds(500);
-    // Incarnations found gone; a few per crash, and pruned to the members the cluster still lists.
-    private readonly ConcurrentDictionary<UniqueAddress, byte> _gone = new();
 
-    /// <summary>Whether this incarnation of the member was found gone.</summary>
-    public bool KnownGone(UniqueAddress member) => _gone.ContainsKey(member);
-
-    /// <summary>Whether the member's remoting port refuses connections now (and so its process is gone).</summary>
-    public async Task<bool> IsGoneAsync(UniqueAddress member, CancellationToken ct)
+    /// <summary>Whether the member's remoting port refuses connections now (and so that run of it is gone).</summary>
+    public static async Task<bool> IsGoneAsync(UniqueAddress member, CancellationToken ct)
     {
-        if (_gone.ContainsKey(member)) return true;
         if (member.Address.Host is not { Length: > 0 } host || member.Address.Port is not { } port) return false;
         using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
         using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
@@ -36,21 +30,11 @@ public sealed class MemberGoneProbe
         }
         catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused)
         {
-            _gone.TryAdd(member, 0);
             return true;
         }
         catch (Exception e) when (e is SocketException or OperationCanceledException)
         {
             return false; // no answer, or no route: not known either way
         }
-    }
-
-    /// <summary>Forgets incarnations the cluster no longer lists.</summary>
-    public void Prune(IEnumerable<UniqueAddress> members)
-    {
-        if (_gone.IsEmpty) return;
-        var listed = members.ToHashSet();
-        foreach (var member in _gone.Keys)
-            if (!listed.Contains(member)) _gone.TryRemove(member, out _);
     }
 }

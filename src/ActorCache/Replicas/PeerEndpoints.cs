@@ -18,7 +18,6 @@ public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> log
     // An answer from a live member takes milliseconds; past this, whether its process is still there is worth a look.
     private static readonly TimeSpan FirstProbeAfter = TimeSpan.FromMilliseconds(250);
     private static readonly TimeSpan ProbeEvery = TimeSpan.FromMilliseconds(500);
-    private readonly MemberGoneProbe _probe = new();
     private readonly ConcurrentDictionary<string, (UniqueAddress Member, IPEndPoint Endpoint)> _known = new(StringComparer.Ordinal);
 
     private Akka.Cluster.Cluster Cluster => Akka.Cluster.Cluster.Get(system);
@@ -82,7 +81,7 @@ public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> log
     /// </summary>
     public async Task<T?> AskAsync<T>(string node, object message, CancellationToken ct, TimeSpan? timeout = null, bool silenceThrows = false) where T : class
     {
-        if (MemberOf(node) is not { } member || _probe.KnownGone(member.UniqueAddress)) return null;
+        if (MemberOf(node) is not { } member) return null;
         var wait = timeout ?? AskTimeout;
         try
         {
@@ -116,9 +115,9 @@ public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> log
         {
             if (await Task.WhenAny(asking, Task.Delay(wait, ct)) == asking) return await asking;
             ct.ThrowIfCancellationRequested();
-            if (!await _probe.IsGoneAsync(member.UniqueAddress, ct)) continue;
+            if (!await MemberGoneProbe.IsGoneAsync(member.UniqueAddress, ct)) continue;
+            if (asking.IsCompletedSuccessfully) return asking.Result; // it answered while the probe looked: it is there
             _ = asking.ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted); // its timeout, observed
-            _probe.Prune(Cluster.State.Members.Select(m => m.UniqueAddress));
             logger.LogInformation("node {Node} at {Address} refuses connections: its process is gone (the cluster has not seen it yet); not waiting for its answer",
                 ClusterMembers.NameOf(member), member.Address);
             return null;
