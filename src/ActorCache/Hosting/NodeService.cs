@@ -200,16 +200,14 @@ public sealed class NodeService(
             await _server.StopAsync(settings.StopGrace);
         }
         await _opening; // a volume opening cannot be stopped half-way; it closes once open
-        // Newest first: a clone closes before the volume whose snapshot it reads through to.
-        foreach (var volume in volumeActors.Running.Reverse())
+        // All at once, a clone before the volume whose snapshot it reads through to. Each actor withdraws its volume from the
+        // front, flushes and closes it, answers, and stops.
+        foreach (var closed in await volumeActors.CloseAllAsync(CloseTimeout))
         {
-            // The actor withdraws the volume from the front, flushes and closes it, answers, and stops.
-            var closed = await volumeActors.CloseAsync(volume, CloseTimeout);
             if (closed.IsDurable) continue;
-            var name = volume.Name;
             _losses.Add(closed);
             _logger.LogError("volume {Name}: {Bytes} of acknowledged writes could not be made durable: {Reason}",
-                name, closed.NotDurableBytes == VolumeClosed.UnknownBytes ? "an unknown amount" : $"{closed.NotDurableBytes} bytes", closed.Reason);
+                closed.Name, closed.NotDurableBytes == VolumeClosed.UnknownBytes ? "an unknown amount" : $"{closed.NotDurableBytes} bytes", closed.Reason);
         }
         if (!Started) return; // a failed start is reported by the caller, not as a clean stop
         if (_losses.Count == 0) _logger.LogInformation("stopped cleanly");

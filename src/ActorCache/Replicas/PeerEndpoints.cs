@@ -115,8 +115,10 @@ public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> log
         {
             if (await Task.WhenAny(asking, Task.Delay(wait, ct)) == asking) return await asking;
             ct.ThrowIfCancellationRequested();
-            if (!await MemberGoneProbe.IsGoneAsync(member.UniqueAddress, ct)) continue;
-            if (asking.IsCompletedSuccessfully) return asking.Result; // it answered while the probe looked: it is there
+            // The ask's own timeout still rules (a health probe's is 500 ms): an answer, or the timeout, while the probe looks wins.
+            var probe = MemberGoneProbe.IsGoneAsync(member.UniqueAddress, ct);
+            if (await Task.WhenAny(asking, probe) == asking) return await asking;
+            if (!await probe) continue;
             _ = asking.ContinueWith(static t => _ = t.Exception, TaskContinuationOptions.OnlyOnFaulted); // its timeout, observed
             logger.LogInformation("node {Node} at {Address} refuses connections: its process is gone (the cluster has not seen it yet); not waiting for its answer",
                 ClusterMembers.NameOf(member), member.Address);
