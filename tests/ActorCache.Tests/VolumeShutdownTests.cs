@@ -16,7 +16,7 @@ public sealed class VolumeShutdownTests
         var clonesOf = new Dictionary<string, string[]> { ["a"] = ["c"], ["c"] = ["d"] };
         var started = new List<string>();
         var ends = running.ToDictionary(v => v.Name, _ => new TaskCompletionSource<VolumeClosed>(TaskCreationOptions.RunContinuationsAsynchronously));
-        var all = VolumeShutdown.CloseAllAsync(running, name => clonesOf.GetValueOrDefault(name, []), v =>
+        var all = VolumeShutdown.CloseAllAsync(running, name => clonesOf.GetValueOrDefault(name, []), _ => false, v =>
         {
             lock (started) started.Add(v.Name);
             return ends[v.Name].Task;
@@ -33,7 +33,7 @@ public sealed class VolumeShutdownTests
         Assert.False(all.IsCompleted, "b has not closed yet");
         ends["b"].SetResult(new VolumeClosed("b", 0, null));
 
-        var closed = await all.WaitAsync(TimeSpan.FromSeconds(5));
+        var closed = await all.WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(["d", "b", "c", "a"], closed.Select(c => c.Name));
         Assert.False(Assert.Single(closed, c => c.Name == "c").IsDurable);
         return;
@@ -45,23 +45,47 @@ public sealed class VolumeShutdownTests
     }
 
     [Fact]
-    public async Task An_origin_closes_even_when_a_clones_close_failed()
+    public async Task A_close_that_fails_is_reported_as_a_possible_loss_and_the_others_still_close()
     {
-        var running = new[] { Volume("a"), Volume("c") };
-        var originClosed = false;
-        var all = VolumeShutdown.CloseAllAsync(running, name => name == "a" ? ["c"] : [], v =>
+        var running = new[] { Volume("a"), Volume("c"), Volume("b") };
+        var closed = await VolumeShutdown.CloseAllAsync(running, name => name == "a" ? ["c"] : [], _ => false, v =>
+            v.Name == "c" ? Task.FromException<VolumeClosed>(new InvalidOperationException("broken")) : Task.FromResult(new VolumeClosed(v.Name, 0, null)));
+        Assert.Equal(["b", "c", "a"], closed.Select(c => c.Name));
+        var failed = Assert.Single(closed, c => !c.IsDurable);
+        Assert.Equal("c", failed.Name);
+        Assert.Equal(VolumeClosed.UnknownBytes, failed.NotDurableBytes);
+        Assert.Contains("broken", failed.Reason);
+    }
+
+    [Fact]
+    public async Task Replicas_close_one_after_another_and_the_rest_beside_them()
+    {
+        // r1 and r2 are replicas (their links leave under one lock), x is not.
+        var running = new[] { Volume("r1"), Volume("x"), Volume("r2") };
+        var started = new List<string>();
+        var ends = running.ToDictionary(v => v.Name, _ => new TaskCompletionSource<VolumeClosed>(TaskCreationOptions.RunContinuationsAsynchronously));
+        var all = VolumeShutdown.CloseAllAsync(running, _ => [], name => name.StartsWith('r'), v =>
         {
-            if (v.Name == "c") return Task.FromException<VolumeClosed>(new InvalidOperationException("broken"));
-            originClosed = true;
-            return Task.FromResult(new VolumeClosed(v.Name, 0, null));
+            lock (started) started.Add(v.Name);
+            return ends[v.Name].Task;
         });
-        await Assert.ThrowsAsync<InvalidOperationException>(() => all); // the clone's own failure is reported
-        Assert.True(originClosed);
+        Assert.Equal(["r2", "x"], Started());
+        ends["r2"].SetResult(new VolumeClosed("r2", 0, null));
+        await WaitForAsync(() => Started().Contains("r1"));
+        ends["r1"].SetResult(new VolumeClosed("r1", 0, null));
+        ends["x"].SetResult(new VolumeClosed("x", 0, null));
+        Assert.All(await all.WaitAsync(TimeSpan.FromSeconds(10)), c => Assert.True(c.IsDurable));
+        return;
+
+        List<string> Started()
+        {
+            lock (started) return [.. started];
+        }
     }
 
     private static async Task WaitForAsync(Func<bool> condition)
     {
-        for (var waited = 0; !condition() && waited < 100; waited++) await Task.Delay(20);
+        for (var waited = 0; !condition() && waited < 500; waited++) await Task.Delay(20);
         Assert.True(condition());
     }
 }

@@ -69,11 +69,11 @@ public sealed class SnapshotClones(SnapshotCatalog snapshots, ExportCatalog expo
     public IReadOnlyList<string> ClonesOf(string volume, string snapshot) =>
         [.. _dependent.Where(c => c.Value.Volume == volume && c.Value.Snapshot == snapshot).Select(c => c.Key).Order(StringComparer.Ordinal)];
 
-    /// <summary>Every dependent clone of any snapshot of <paramref name="volume"/>, as "clone NAME of VOL@SNAP".</summary>
     /// <summary>The names of the clones that read through to a snapshot of <paramref name="volume"/>.</summary>
     public IReadOnlyList<string> CloneNamesOfVolume(string volume) =>
         [.. _dependent.Where(c => c.Value.Volume == volume).Select(c => c.Key)];
 
+    /// <summary>Every dependent clone of any snapshot of <paramref name="volume"/>, as "clone NAME of VOL@SNAP".</summary>
     public IReadOnlyList<string> ClonesOfVolume(string volume) =>
         [.. _dependent.Where(c => c.Value.Volume == volume).Select(c => $"clone {c.Key} of {c.Value}").Order(StringComparer.Ordinal)];
 

@@ -83,14 +83,17 @@ public sealed class NodeVolumes(NodeSettings settings, ActorSystem system, Actor
     }
 
     /// <summary>
+    /// Closes every volume (at the node's stop), each within <paramref name="timeout"/>, those <paramref name="oneAtATime"/> names
+    /// one after another: see <see cref="VolumeShutdown"/>.
+    /// </summary>
+    public Task<IReadOnlyList<VolumeClosed>> CloseAllAsync(TimeSpan timeout, Func<string, bool> oneAtATime) =>
+        VolumeShutdown.CloseAllAsync(_running, clones.CloneNamesOfVolume, oneAtATime, volume => CloseAsync(volume, timeout));
+
+    /// <summary>
     /// Closes a volume (withdrawn from the front, flushed, closed), waits until its actor has stopped
     /// (so its name is free for a volume created next) and forgets it. A volume that does not finish
     /// within <paramref name="timeout"/> is reported as not durable.
     /// </summary>
-    /// <summary>Closes every volume (at the node's stop), each within <paramref name="timeout"/>: see <see cref="VolumeShutdown"/>.</summary>
-    public Task<IReadOnlyList<VolumeClosed>> CloseAllAsync(TimeSpan timeout) =>
-        VolumeShutdown.CloseAllAsync(_running, clones.CloneNamesOfVolume, volume => CloseAsync(volume, timeout));
-
     public async Task<VolumeClosed> CloseAsync(VolumeActorRef volume, TimeSpan timeout)
     {
         VolumeClosed closed;

@@ -2,40 +2,52 @@ namespace ActorCache.Volumes;
 
 /// <summary>
 /// Closes a node's volumes when it stops: all at once, except that a volume first waits for the clones that read through to
-/// one of its snapshots. One after another, a stop took the sum of the closes (each flushes, up to 30 s when a log is slow),
-/// past a pod's 90 s grace once a few were slow, and Kubernetes then SIGKILLs the node in the middle of its flushes.
+/// one of its snapshots, and the volumes that must close one at a time (replicas: their links leave under one lock, up to the
+/// ack timeout each, which would otherwise eat into the others' close timeouts) do. One after another, a stop took the sum
+/// of the closes (each flushes, up to 30 s when a log is slow), past a pod's 90 s grace once a few were slow, and Kubernetes
+/// then SIGKILLs the node in the middle of its flushes.
 /// </summary>
 public static class VolumeShutdown
 {
     /// <summary>
     /// Closes every volume of <paramref name="running"/> (in start order) with <paramref name="close"/>; a volume's close starts once
-    /// the closes of <paramref name="clonesOf"/> it have ended. The results come newest volume first.
+    /// the closes of <paramref name="clonesOf"/> it have ended, and of the volumes <paramref name="oneAtATime"/> names, after the one
+    /// before it. A close that throws is reported as a volume that may have lost writes. The results come newest volume first.
     /// </summary>
     public static async Task<IReadOnlyList<VolumeClosed>> CloseAllAsync(IReadOnlyList<VolumeActorRef> running,
-        Func<string, IReadOnlyList<string>> clonesOf, Func<VolumeActorRef, Task<VolumeClosed>> close)
+        Func<string, IReadOnlyList<string>> clonesOf, Func<string, bool> oneAtATime, Func<VolumeActorRef, Task<VolumeClosed>> close)
     {
-        var closing = new List<(string Name, Task<VolumeClosed> Closed)>();
-        // Newest first: a clone starts after its origin, so its close is already under way when the origin looks for it.
+        var ended = running.ToDictionary(v => v.Name, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), StringComparer.Ordinal);
+        var closing = new List<Task<VolumeClosed>>();
+        var previous = Task.CompletedTask; // the last of the one-at-a-time volumes
+        // Newest first, the order of the closes one after another before.
         for (var i = running.Count - 1; i >= 0; i--)
         {
             var volume = running[i];
-            var clones = clonesOf(volume.Name);
-            var first = closing.Where(c => clones.Contains(c.Name)).Select(c => (Task)c.Closed).ToArray();
-            closing.Add((volume.Name, CloseAfterAsync(first, volume, close)));
+            var first = clonesOf(volume.Name).Where(ended.ContainsKey).Select(c => ended[c].Task).ToList();
+            if (oneAtATime(volume.Name)) first.Add(previous);
+            var closed = CloseAfterAsync(first, volume, close, ended[volume.Name]);
+            if (oneAtATime(volume.Name)) previous = closed;
+            closing.Add(closed);
         }
-        return await Task.WhenAll(closing.Select(c => c.Closed));
+        return await Task.WhenAll(closing);
     }
 
-    private static async Task<VolumeClosed> CloseAfterAsync(Task[] first, VolumeActorRef volume, Func<VolumeActorRef, Task<VolumeClosed>> close)
+    private static async Task<VolumeClosed> CloseAfterAsync(List<Task> first, VolumeActorRef volume, Func<VolumeActorRef, Task<VolumeClosed>> close,
+        TaskCompletionSource ended)
     {
         try
         {
             await Task.WhenAll(first);
+            return await close(volume);
         }
-        catch
+        catch (Exception e)
         {
-            // A clone whose close failed says so in its own result; its origin closes all the same.
+            return new VolumeClosed(volume.Name, VolumeClosed.UnknownBytes, $"closing it failed: {e.Message}");
         }
-        return await close(volume);
+        finally
+        {
+            ended.TrySetResult();
+        }
     }
 }
