@@ -1,10 +1,10 @@
 namespace ActorCache.Nbd;
 
 /// <summary>
-/// The node's budget of large request buffers (requests over 1 MiB borrow theirs from the shared pool), all connections
-/// together. A connection's own budget bounds what one client pins; this bounds what all of them pin at once, so many
-/// clients sending 32 MiB requests cannot take a node (a pod with a 1 GiB memory limit, say) out of memory. A request is
-/// always admitted when nothing is held, so one larger than the budget still goes through on its own.
+/// A budget of large request buffers (requests over 1 MiB borrow theirs from the shared pool). Each connection has one, which
+/// bounds what one client pins; the node has one for all connections together, so many clients sending 32 MiB requests cannot
+/// take a node (a pod with a 1 GiB memory limit, say) out of memory. A request is always admitted when nothing is held, so
+/// one larger than the budget still goes through on its own.
 /// </summary>
 internal sealed class LargeBufferBudget(long limit)
 {

@@ -44,14 +44,14 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     private readonly RepeatedLog _requestFailures;
 
     private readonly LargeBufferBudget _nodeLargeBuffers;
-    // A connection's own budget, at most a quarter of the node's: one client that stops reading its replies holds that much,
-    // and it takes several such clients to hold all of the node's.
-    private readonly long _maxLargeBytes;
+    // The connection's own budget of large buffers, at most a quarter of the node's: one client that stops reading its replies
+    // holds that much, and it takes several such clients to hold all of the node's.
+    private readonly LargeBufferBudget _largeBuffers;
 
     internal NbdConnection(Socket socket, INbdExportCatalog catalog, NbdServerOptions options, LargeBufferBudget nodeLargeBuffers, ILogger logger)
     {
         _nodeLargeBuffers = nodeLargeBuffers;
-        _maxLargeBytes = Math.Min(options.MaxLargeBufferBytesPerConnection, nodeLargeBuffers.Limit / 4);
+        _largeBuffers = new LargeBufferBudget(Math.Min(options.MaxLargeBufferBytesPerConnection, nodeLargeBuffers.Limit / 4));
         _socket = socket;
         _reader = new SocketReader(socket, beforeWaiting: SendReplies);
         _catalog = catalog;
@@ -259,10 +259,6 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         return true;
     }
 
-    private readonly Lock _largeGate = new();
-    private long _largeBytes;                   // under _largeGate: pool arrays held by this connection's requests
-    private TaskCompletionSource? _largeFreed;  // under _largeGate: the receive loop waits for room (made only then)
-
     /// <summary>
     /// Gives <paramref name="request"/> its payload buffer; one over 1 MiB waits while the connection holds its budget of them,
     /// or the node its budget of them for all connections.
@@ -283,24 +279,20 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         var lent = (long)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)(NbdRequest.HeaderRoom + payload));
         while (true)
         {
-            Task freed = Task.CompletedTask; // set below: the connection's or the node's wake-up
-            bool fits;
-            lock (_largeGate)
+            if (_largeBuffers.TryTake(lent, out var freed))
             {
-                // Only this receive loop adds to the connection's count, so room seen here stays until it is taken below.
-                fits = _largeBytes == 0 || _largeBytes + lent <= _maxLargeBytes;
-                if (!fits)
+                if (_nodeLargeBuffers.TryTake(lent, out freed))
                 {
-                    _largeFreed ??= new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                    freed = _largeFreed.Task;
+                    request.Reserve(payload);
+                    var over = request.RentedBytes - lent; // the pool lends powers of two: none, unless that ever changes
+                    if (over != 0)
+                    {
+                        _largeBuffers.Return(-over);
+                        _nodeLargeBuffers.Return(-over);
+                    }
+                    return;
                 }
-            }
-            if (fits && _nodeLargeBuffers.TryTake(lent, out freed))
-            {
-                request.Reserve(payload);
-                if (request.RentedBytes != lent) _nodeLargeBuffers.Return(lent - request.RentedBytes);
-                lock (_largeGate) _largeBytes += request.RentedBytes;
-                return;
+                _largeBuffers.Return(lent); // only this receive loop takes from the connection's budget: nobody waits on it
             }
             SendReplies(); // replies held back would otherwise never give their buffers back
             await freed.WaitAsync(ct).ConfigureAwait(false);
@@ -310,14 +302,8 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     /// <summary>A request gave its pool array back (its reply went out).</summary>
     internal void LargeBufferReturned(int bytes)
     {
-        TaskCompletionSource? freed;
-        lock (_largeGate)
-        {
-            _largeBytes -= bytes;
-            (freed, _largeFreed) = (_largeFreed, null);
-        }
+        _largeBuffers.Return(bytes);
         _nodeLargeBuffers.Return(bytes);
-        freed?.TrySetResult();
     }
 
     private ValueTask<NbdRequest> RentAsync(CancellationToken ct)

@@ -75,6 +75,8 @@ public sealed class ReplicationCrashTests(ITestOutputHelper log) : IAsyncLifetim
         string? promoteNext = null;
         var (primaryKills, secondaryKills) = (0, 0);
 
+        List<NodeProcess> Survivors(string killed) => [.. nodes.Where(n => n.Key != killed).Select(n => n.Value)];
+
         for (var round = 0; primaryKills < PrimaryKills || secondaryKills == 0; round++)
         {
             var watch = Stopwatch.StartNew();
@@ -122,7 +124,7 @@ public sealed class ReplicationCrashTests(ITestOutputHelper log) : IAsyncLifetim
                 await dead.KillAsync();
                 secondaryKills++;
                 var atKill = writers.Select(w => w.Flushed).ToList();
-                restarting = (victim, _cluster.RestartOnceSeenGoneAsync(victim, dead.DataDir, nodes.Where(n => n.Key != victim).Select(n => n.Value).ToList()));
+                restarting = (victim, _cluster.RestartOnceSeenGoneAsync(victim, dead.DataDir, Survivors(victim)));
                 // The writers keep going on the primary and their FLUSHes complete: a region's worth more of each, then they stop.
                 await WaitAsync(() => Task.FromResult(writers.Select((w, i) => w.Flushed >= atKill[i] + Region).All(x => x) || writers.Any(w => w.Run.IsCompleted)),
                     $"round {round}: writers flushing with secondary {victim} killed", 60, 50);
@@ -177,7 +179,7 @@ public sealed class ReplicationCrashTests(ITestOutputHelper log) : IAsyncLifetim
             var promotedAfter = promoteWatch.Elapsed;
             var killed = primary;
             primary = chosen;
-            restarting = (killed, _cluster.RestartOnceSeenGoneAsync(killed, nodes[killed].DataDir, nodes.Where(n => n.Key != killed).Select(n => n.Value).ToList()));
+            restarting = (killed, _cluster.RestartOnceSeenGoneAsync(killed, nodes[killed].DataDir, Survivors(killed)));
 
             var onNew = await CopyAsync(nodes[primary], $"on-{primary}-{round}.img");
             Check(onNew, known, round, writers.Select((w, i) => (w.Start, Math.Min(flushed[i], Region))).ToList(),

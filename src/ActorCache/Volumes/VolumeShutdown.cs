@@ -25,9 +25,10 @@ public static class VolumeShutdown
         {
             var volume = running[i];
             var first = clonesOf(volume.Name).Where(ended.ContainsKey).Select(c => ended[c].Task).ToList();
-            if (oneAtATime(volume.Name)) first.Add(previous);
+            var inTurn = oneAtATime(volume.Name);
+            if (inTurn) first.Add(previous);
             var closed = CloseAfterAsync(first, volume, close, ended[volume.Name]);
-            if (oneAtATime(volume.Name)) previous = closed;
+            if (inTurn) previous = closed;
             closing.Add(closed);
         }
         return await Task.WhenAll(closing);
