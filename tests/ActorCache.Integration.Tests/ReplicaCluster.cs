@@ -22,8 +22,11 @@ public sealed class ReplicaCluster(params string[] extraArgs) : IAsyncDisposable
         foreach (var dir in _dirs) Directory.Delete(dir, recursive: true);
     }
 
-    /// <summary>Starts node <paramref name="name"/> on a new data directory, or restarts it on <paramref name="dataDir"/>.</summary>
-    public async Task<NodeProcess> StartAsync(string name, string? dataDir = null)
+    /// <summary>
+    /// Starts node <paramref name="name"/> on a new data directory, or restarts it on <paramref name="dataDir"/>; it lists every
+    /// node as a seed, or only those of <paramref name="seeds"/>.
+    /// </summary>
+    public async Task<NodeProcess> StartAsync(string name, string? dataDir = null, string[]? seeds = null)
     {
         if (dataDir is null)
         {
@@ -38,7 +41,7 @@ public sealed class ReplicaCluster(params string[] extraArgs) : IAsyncDisposable
                 if (!_ports.ContainsKey(n)) _ports[n] = NodeProcess.FreePort();
             node = NodeProcess.Launch(dataDir,
             [
-                "--node-name", name, "--cluster", $"127.0.0.1:{_ports[name]}", .. _ports.Values.SelectMany(p => new[] { "--seed", $"127.0.0.1:{p}" }),
+                "--node-name", name, "--cluster", $"127.0.0.1:{_ports[name]}", .. (seeds ?? ["a", "b", "c"]).SelectMany(n => new[] { "--seed", $"127.0.0.1:{_ports[n]}" }),
                 "--volume", $"local-{name}:16M", "--set", "actorcache.cache.ring-size=64M", .. extraArgs,
             ]);
             _nodes.Add((name, node));

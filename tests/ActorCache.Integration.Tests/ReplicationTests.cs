@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Xunit.Abstractions;
 using static ActorCache.Integration.Tests.ReplicaCluster;
 
 namespace ActorCache.Integration.Tests;
@@ -10,14 +11,19 @@ namespace ActorCache.Integration.Tests;
 /// flushed write through a SIGKILL of the primary, promotion, the old primary coming back as a secondary
 /// and resyncing, and the refusals (unknown nodes, promotion while the primary is up).
 /// </summary>
-public sealed class ReplicationTests : IAsyncLifetime
+public sealed class ReplicationTests(ITestOutputHelper log) : IAsyncLifetime
 {
     private const int VolumeMiB = 64;
     private readonly ReplicaCluster _cluster = new();
 
     public Task InitializeAsync() => Task.CompletedTask;
 
-    public async Task DisposeAsync() => await _cluster.DisposeAsync();
+    public async Task DisposeAsync()
+    {
+        // The nodes' last words, shown with a failure (a wait that timed out says only what it waited for).
+        log.WriteLine(_cluster.Tails(120));
+        await _cluster.DisposeAsync();
+    }
 
     private Task<NodeProcess> StartAsync(string name, string? dataDir = null) => _cluster.StartAsync(name, dataDir);
 
@@ -135,6 +141,49 @@ public sealed class ReplicationTests : IAsyncLifetime
         (await Cli.JsonAsync(asked, "sharding", "show")).EnumerateArray().GroupBy(r => r.GetProperty("node").GetString()!).ToDictionary(g => g.Key,
             g => string.Join(",", g.SelectMany(r => r.GetProperty("shards").EnumerateArray()).SelectMany(s => s.GetProperty("entities").EnumerateArray())
                 .Select(e => e.GetString())));
+
+    /// <summary>
+    /// A primary restarted into a cluster of its own (its seeds did not let it in; here it lists only itself, so it joins itself at
+    /// once) cannot tell whether its peer, running in the other cluster, was promoted meanwhile: it does not serve. Its NBD clients
+    /// are refused and /health says why, a promotion without --force is refused, and with --force (its peers gone for good, say)
+    /// it serves its data, every flushed write there.
+    /// </summary>
+    [Fact]
+    public async Task A_primary_restarted_into_a_cluster_of_its_own_serves_only_by_force()
+    {
+        var a = await StartAsync("a");
+        var b = await StartAsync("b");
+        await WaitAsync(async () => (await Cli.JsonAsync(a, "cluster", "show")).EnumerateArray().Count(m => m.GetProperty("status").GetString() == "Up") == 2,
+            "two members Up");
+        await Cli.CheckAsync(a, "volume", "create", "o", "--size", "64M", "--replicas", "a,b", "--protocol", "C");
+        await WaitAsync(async () => (await PeersAsync(a, "o")).All(p => p.GetProperty("disk").GetString() == "UpToDate" &&
+                                                                         p.GetProperty("connection").GetString() is "local" or "connected"), "b in sync");
+        await Tool.CheckAsync("nbdsh", "-c", $"h.connect_uri('{a.UnixUri("o")}')\nh.pwrite(b'o' * 4096, 0)\nh.flush()\nh.shutdown()");
+        await a.KillAsync();
+
+        var a2 = await _cluster.StartAsync("a", a.DataDir, seeds: ["a"]);
+        await WaitAsync(async () => (await HealthAsync(a2)).Contains("o: primary role not confirmed: node a formed a cluster of its own", StringComparison.Ordinal),
+            "a says in /health why it does not serve o", 30);
+        var members = (await Cli.JsonAsync(a2, "cluster", "show")).EnumerateArray().ToList();
+        Assert.Equal(["a"], members.Select(m => m.GetProperty("node").GetString()));
+        var refused = await Tool.RunAsync("sh", ["-c", $"LIBNBD_DEBUG=1 nbdinfo '{a2.UnixUri("o")}'"]);
+        Assert.NotEqual(0, refused.ExitCode);
+        Assert.Contains("primary role is not confirmed: node a formed a cluster of its own", refused.Output);
+        var unforced = await Cli.RefusedAsync(1, Cli.RunAsync(a2, "volume", "promote", "o"));
+        Assert.Contains("none of o's other replicas (b) is in it", unforced);
+        // b, in the other cluster, still takes a for its primary: nothing there changed.
+        Assert.Equal("secondary", (await Cli.JsonAsync(b, "volume", "status", "o")).GetProperty("replication").GetProperty("role").GetString());
+
+        await Cli.CheckAsync(a2, "volume", "promote", "o", "--force");
+        var read = await Tool.RunAsync("nbdsh", ["-c", $"h.connect_uri('{a2.UnixUri("o")}')\nh.pwrite(b'p' * 4096, 4096)\nh.flush()\n" +
+                                                       "print(h.pread(4096, 0) == b'o' * 4096, h.pread(4096, 4096) == b'p' * 4096)"]);
+        Assert.Contains("True True", read.Output);
+        Assert.DoesNotContain("primary role not confirmed", await HealthAsync(a2));
+    }
+
+    /// <summary>GET /health of <paramref name="node"/>: its body (the problems, one per line).</summary>
+    private static async Task<string> HealthAsync(NodeProcess node) =>
+        (await Tool.RunAsync("curl", ["-s", "-m", "10", node.AdminUrl + "/health"])).Stdout;
 
     /// <summary>
     /// A primary SIGKILLed and restarted with nobody promoted meanwhile stays primary; its links' bitmaps are unknown

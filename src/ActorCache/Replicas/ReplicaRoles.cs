@@ -279,6 +279,29 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         }
     }
 
+    /// <summary>
+    /// A primary that opened here stays unconfirmed (no NBD client, nothing shipped) for <paramref name="why"/>, which its NBD
+    /// refusals and /health give (<see cref="UnconfirmedReason"/>); null: the reason is gone (its peers are being asked again).
+    /// </summary>
+    public async Task HoldUnconfirmedAsync(string volume, string? why)
+    {
+        await _changes.WaitAsync();
+        try
+        {
+            if (!_attached.TryGetValue(volume, out var attached) || attached.Confirmed || attached.Unconfirmed == why) return;
+            attached.Unconfirmed = why;
+            if (attached.Set.IsPrimary(settings.NodeName)) Enter(attached);
+        }
+        finally
+        {
+            _changes.Release();
+        }
+    }
+
+    /// <summary>Why the primary of <paramref name="volume"/> here is not confirmed, beyond the wait for its peers' answers; null if it is, or is not primary.</summary>
+    public string? UnconfirmedReason(string volume) =>
+        _attached.TryGetValue(volume, out var attached) && !attached.Confirmed && attached.Set.IsPrimary(settings.NodeName) ? attached.Unconfirmed : null;
+
     /// <summary>Every block marked for every peer, narrowed at connect from <paramref name="Basis"/> (null: a full resync).</summary>
     public sealed record FullMark(HistoryBasis? Basis);
 
@@ -300,7 +323,9 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         // demoted while away, and its stale data must not reach a replica of the new primary.
         if (!attached.Confirmed)
         {
-            const string unconfirmed = "it is a replicated volume whose primary role is being confirmed with its peers; try again shortly";
+            var unconfirmed = attached.Unconfirmed is { } why
+                ? $"it is a replicated volume whose primary role is not confirmed: {why}"
+                : "it is a replicated volume whose primary role is being confirmed with its peers; try again shortly";
             catalog.Refuse(name, unconfirmed);
             attached.Volume.Guard = PrimaryGuard.NotPrimary(unconfirmed);
             return;
@@ -640,6 +665,8 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         public volatile ReplicaLink[] Shipping = [];
         public ReplicaSink? Sink { get; set; }
         public bool Confirmed { get; set; }
+        /// <summary>Why the primary is held unconfirmed (<see cref="HoldUnconfirmedAsync"/>), or null.</summary>
+        public string? Unconfirmed { get; set; }
         /// <summary>The primary volume this secondary followed while UpToDate, its incarnation and its last batch held durably here (replaced whole: read by other threads).</summary>
         public volatile HistoryBasis? Followed;
     }

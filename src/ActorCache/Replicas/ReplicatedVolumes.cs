@@ -451,7 +451,16 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         if (!peers.SelfUp()) return;
         var set = await SetAsync(name, ct);
         // Every replica that is up must have answered before this node confirms itself: one that is up and silent may hold a newer set.
-        var others = await OthersAsync(name, set, ct, everyUpPeer: true);
+        List<ReplicaView> others;
+        try
+        {
+            others = await OthersAsync(name, set, ct, everyUpPeer: true);
+        }
+        catch (PeerSilentException e) when (set.IsPrimary(Self) && !roles.IsServingPrimary(name))
+        {
+            await roles.HoldUnconfirmedAsync(name, $"{e.Message}; it confirms once that node answers, or by force ('actorcache volume promote {name} --force' on {Self})");
+            throw;
+        }
         var newest = ReplicaSet.Newest(others.Select(v => v.Replicas!).Where(s => s.IsNewerThan(set)));
         if (newest is not null)
         {
@@ -477,7 +486,31 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         // The other side of a split brain says so: this node shows it too.
         roles.SeeSplitBrain(name, others.FirstOrDefault(v => v.SplitBrainWith == Self)?.Node);
         roles.ClearMarksOfPeersInSync(name);
+        if (!roles.IsServingPrimary(name) && ApartFromPeers(name, set, others) is { } apart)
+        {
+            // No replica is there to say who is primary now, and this node's cluster cannot say either: hold until one is, or --force.
+            if (roles.UnconfirmedReason(name) is null)
+                logger.LogWarning("volume {Name}: not serving as primary: {Reason}", name, apart);
+            await roles.HoldUnconfirmedAsync(name, apart);
+            return;
+        }
         await roles.ConfirmAsync(name);
+    }
+
+    /// <summary>
+    /// Why this node, primary of <paramref name="name"/> in <paramref name="set"/> by its own record, cannot take the silence of
+    /// the others for their absence: none of them answered (<paramref name="others"/>) and this node formed the cluster it is in
+    /// (<see cref="PeerEndpoints.FoundedItsCluster"/>), so they may run in another cluster, where one of them may have been
+    /// promoted since. In a cluster this node joined, a replica that is not a member is not serving: the split-brain resolver
+    /// stops a side it downs. Null when that does not hold (or the set has no other replica).
+    /// </summary>
+    private string? ApartFromPeers(string name, ReplicaSet set, List<ReplicaView> others)
+    {
+        if (!set.IsPrimary(Self) || others.Count > 0 || set.Nodes.All(n => n == Self) || !peers.FoundedItsCluster()) return null;
+        var rest = string.Join(", ", set.Nodes.Where(n => n != Self));
+        return $"node {Self} formed a cluster of its own (no other seed let it in) and none of {name}'s other replicas ({rest}) is in it; " +
+               $"if they run, in their cluster, one of them may have been promoted since. Restarted once they see this node unreachable, it " +
+               $"rejoins them and confirms; if they are gone for good, 'actorcache volume promote {name} --force' on {Self} serves its data";
     }
 
     /// <summary>Promotes the replica on <paramref name="target"/> (this node when null).</summary>
@@ -523,7 +556,25 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             }
             set = await SetAsync(name, ct);
         }
-        if (set.IsPrimary(Self)) return await ViewAsync(name, ct);
+        if (set.IsPrimary(Self))
+        {
+            // Its own record names it primary, but it may not be confirmed: apart from its peers, or with a peer that is up and
+            // refuses to say what it holds, it never will be by itself. --force confirms it (a newer set a peer holds was adopted above).
+            if (!roles.IsServingPrimary(name))
+            {
+                if (!force && ApartFromPeers(name, set, others) is { } apart) throw new VolumeConflictException($"volume {name} is not promoted: {apart}");
+                if (force)
+                {
+                    logger.LogWarning("volume {Name}: confirmed as primary on {Node} by force, without its peers' confirmation", name, Self);
+                    await roles.ConfirmAsync(name);
+                }
+            }
+            return await ViewAsync(name, ct);
+        }
+        if (others.Count == 0 && !force && set.Nodes.Any(n => n != Self) && peers.FoundedItsCluster())
+            throw new VolumeConflictException($"volume {name} is not promoted: node {Self} formed a cluster of its own (no other seed let it in) and none of " +
+                                              $"{name}'s other replicas ({string.Join(", ", set.Nodes.Where(n => n != Self))}) is in it, so what they hold is " +
+                                              "unknown; restart this node once they see it unreachable, or force it (--force: this node's data wins)");
         if (set.Primary.Length > 0 && others.FirstOrDefault(v => v.Node == set.Primary) is { Online: true, Role: "primary" })
             throw new VolumeConflictException($"node {set.Primary} is the primary of {name} and is up; demote it first (actorcache volume demote {name} --node {set.Primary})");
         var disk = roles.DiskOf(name);

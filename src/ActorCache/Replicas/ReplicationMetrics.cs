@@ -58,13 +58,14 @@ public sealed class ReplicationMetrics
     }
 
     /// <summary>
-    /// For /health: a primary under protocol C with no connected UpToDate peer (a FLUSH is then durable on
-    /// this node alone), one line per such volume.
+    /// For /health: a primary held unconfirmed apart from its peers, a primary without quorum, a split brain, and a primary
+    /// under protocol C with no connected UpToDate peer (a FLUSH is then durable on this node alone), one line each.
     /// </summary>
     public IEnumerable<string> Problems()
     {
         foreach (var volume in _roles.OpenVolumes())
         {
+            if (_roles.UnconfirmedReason(volume) is { } unconfirmed) yield return $"{volume}: primary role not confirmed: {unconfirmed}";
             if (_roles.QuorumLost(volume) is { } quorum) yield return $"{volume}: no quorum: {quorum}";
             if (_roles.SplitBrainWith(volume) is { } peer)
                 yield return $"{volume}: split brain with {peer}: both acknowledged writes the other lacks; not connected. On the side to give up: " +
