@@ -9,7 +9,8 @@ namespace ActorCache.Cluster;
 /// <summary>
 /// Refuses a second live node under one name. Replicas, their peers' links and a promotion find a node by its name, so a
 /// copied data directory (the name is kept there) or a repeated <c>--node-name</c> would have two nodes take each other's
-/// replica data. Once Up, and every 10 s after, a node asks each older member with its name who it is; if one answers,
+/// replica data. Once Up (or WeaklyUp: let in while a member is unreachable, and already serving), and every 10 s after, a
+/// node asks each older member with its name who it is; if one answers,
 /// this node (the younger) leaves the cluster, stops as on SIGTERM (volumes flushed and closed) and exits 1 saying why. An
 /// older member that does not answer is a former incarnation (crashed, restarted on another port) and no conflict; one
 /// unreachable for now is asked again at the next round.
@@ -17,6 +18,7 @@ namespace ActorCache.Cluster;
 public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system, ILogger<DuplicateNameGuard> logger) : IHostedService, IDisposable
 {
     private static readonly TimeSpan RecheckInterval = TimeSpan.FromSeconds(10);
+    private static readonly TimeSpan JoinPoll = TimeSpan.FromMilliseconds(500);
     private readonly CancellationTokenSource _stopping = new();
 
     /// <summary>Why this node left its cluster, or null: the node's exit says it (exit 1).</summary>
@@ -24,18 +26,24 @@ public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        Akka.Cluster.Cluster.Get(system).RegisterOnMemberUp(() => _ = WatchAsync());
+        // Not RegisterOnMemberUp: a node let in while a member is unreachable is WeaklyUp, serving and taking links, until the
+        // cluster converges again, which may take as long as that member stays unreachable.
+        _ = WatchAsync();
         return Task.CompletedTask;
     }
 
-    /// <summary>Checks now and every <see cref="RecheckInterval"/> until a conflict is found or the node stops; never faults.</summary>
+    /// <summary>
+    /// Checks as soon as this node is Up or WeaklyUp and every <see cref="RecheckInterval"/> after, until a conflict is found or
+    /// the node stops; never faults.
+    /// </summary>
     private async Task WatchAsync()
     {
         while (!_stopping.IsCancellationRequested)
         {
+            var joined = Akka.Cluster.Cluster.Get(system).SelfMember.Status is MemberStatus.Up or MemberStatus.WeaklyUp;
             try
             {
-                if (await CheckAsync()) return;
+                if (joined && await CheckAsync()) return;
             }
             catch (Exception e)
             {
@@ -43,7 +51,7 @@ public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system
             }
             try
             {
-                await Task.Delay(RecheckInterval, _stopping.Token);
+                await Task.Delay(joined ? RecheckInterval : JoinPoll, _stopping.Token);
             }
             catch (OperationCanceledException)
             {
