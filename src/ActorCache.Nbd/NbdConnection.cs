@@ -67,6 +67,8 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     }
 
     public string Peer { get; init; } = "?";
+    /// <summary>Set once the server dropped the client for taking no replies (<see cref="NbdServerOptions.SendTimeout"/>).</summary>
+    internal bool Dropped { get; set; }
 
     /// <summary>Set when the node will not serve this client (too many connections): every option it sends is refused with it.</summary>
     public string? Refusal { get; init; }
@@ -673,12 +675,27 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendAsync(ReadOnlyMemory<byte> bytes)
     {
-        while (!bytes.IsEmpty)
+        try
         {
-            var n = await _socket.SendAsync(bytes, SocketFlags.None).ConfigureAwait(false);
-            bytes = bytes[n..];
+            while (!bytes.IsEmpty)
+            {
+                Volatile.Write(ref _sendProgressAt, Environment.TickCount64);
+                var n = await _socket.SendAsync(bytes, SocketFlags.None).ConfigureAwait(false);
+                bytes = bytes[n..];
+            }
+        }
+        finally
+        {
+            Volatile.Write(ref _sendProgressAt, 0);
         }
     }
+
+    // When the socket last took bytes of a send under way (Environment.TickCount64); 0 while none is.
+    private long _sendProgressAt;
+
+    /// <summary>How long a send has been under way without the socket taking a byte (the client reads no replies); zero when none is.</summary>
+    internal TimeSpan SendStalledFor(long now) =>
+        Volatile.Read(ref _sendProgressAt) is var since and > 0 ? TimeSpan.FromMilliseconds(Math.Max(0, now - since)) : TimeSpan.Zero;
 
     private void Break(Exception e)
     {

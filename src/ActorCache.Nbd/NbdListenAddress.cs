@@ -88,6 +88,12 @@ public sealed record NbdServerOptions
     /// <summary>A client that has not finished option haggling by then is dropped.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>
+    /// A client that takes no byte of its replies for this long is dropped: its requests are not read meanwhile, but the
+    /// buffers of those it sent hold memory and their share of <see cref="MaxLargeBufferBytes"/>, which four such clients
+    /// would hold all of, and every other client's large requests would wait for good.
+    /// </summary>
+    public TimeSpan SendTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>
     /// Clients served at once, all exports together. Each may pin up to <see cref="MaxInFlightPerConnection"/> request
     /// buffers and <see cref="MaxLargeBufferBytesPerConnection"/>, so this bounds the memory clients can hold. A client
     /// past it is told why in the handshake (NBD_REP_ERR_POLICY) and goes.

@@ -38,6 +38,35 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
             logger.LogInformation("NBD listening on {Address}", NbdListeners.Describe(listener.LocalEndPoint));
             _acceptLoops.Add(AcceptLoopAsync(listener));
         }
+        _acceptLoops.Add(DropStalledClientsAsync());
+    }
+
+    /// <summary>
+    /// Drops a client whose socket has taken no byte of its replies for <see cref="NbdServerOptions.SendTimeout"/>: the requests
+    /// it sent before it stopped reading hold their buffers (and their share of the node's large-buffer budget) until their
+    /// replies go out, which would be never. Its connection ends as if it had gone away.
+    /// </summary>
+    private async Task DropStalledClientsAsync()
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(Math.Clamp(options.SendTimeout.TotalMilliseconds / 4, 10, 1000)));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stopping.Token))
+            {
+                var now = Environment.TickCount64;
+                foreach (var connection in _connections.Keys)
+                {
+                    if (connection.SendStalledFor(now) < options.SendTimeout || connection.Dropped) continue;
+                    connection.Dropped = true;
+                    logger.LogWarning("NBD client {Peer} has taken none of its replies for {Timeout} s (actorcache.nbd.send-timeout); dropping it",
+                        connection.Peer, options.SendTimeout.TotalSeconds);
+                    await connection.DisposeAsync();
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 
     private async Task AcceptLoopAsync(Socket listener)

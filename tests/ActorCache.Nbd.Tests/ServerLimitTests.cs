@@ -132,6 +132,54 @@ public sealed class ServerLimitTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_client_that_takes_none_of_its_replies_is_dropped_and_its_buffers_go_back_to_the_node()
+    {
+        // Four clients that send two large READs each and never read: the node's whole budget (four 64 MiB arrays) held.
+        var socket = Path.Combine(_dir, "stalled.sock");
+        await using var server = TestServer.Start(new Catalog(new NbdExport("vol0", "the volume", _counting, false)), socket,
+            maxLargeBufferBytes: 256L << 20, sendTimeout: TimeSpan.FromSeconds(2));
+        var stalled = new List<RawNbdClient>();
+        try
+        {
+            for (var c = 0; c < 4; c++)
+            {
+                var client = await RawNbdClient.ConnectAsync(socket);
+                stalled.Add(client);
+                await client.GoAsync("vol0");
+                for (var cookie = 1ul; cookie <= 2; cookie++) await client.SendRequestAsync(NbdCommand.Read, 0, Large, cookie);
+            }
+            for (var waited = 0; server.LargeBuffersHeld < 256L << 20 && waited < 50; waited++) await Task.Delay(100);
+            Assert.Equal(256L << 20, server.LargeBuffersHeld);
+
+            // Their sends stall; past the send timeout each is dropped, and its buffers go back.
+            for (var waited = 0; server.LargeBuffersHeld != 0 && waited < 100; waited++) await Task.Delay(100);
+            Assert.Equal(0, server.LargeBuffersHeld);
+            foreach (var client in stalled)
+            {
+                // What the socket held before the drop may still be there to read; then the connection ends (a read of a
+                // connection still open would time out instead).
+                var ended = await Record.ExceptionAsync(async () =>
+                {
+                    while (true) await client.ReadChunkAsync();
+                });
+                Assert.True(ended is EndOfStreamException or IOException, $"a dropped client's connection did not end: {ended}");
+            }
+
+            // A client that reads is served a large READ at once.
+            await using var reader = await RawNbdClient.ConnectAsync(socket);
+            await reader.GoAsync("vol0");
+            await reader.SendRequestAsync(NbdCommand.Read, 0, Large, cookie: 9);
+            var (_, type, answered, _) = await reader.ReadChunkAsync();
+            Assert.Equal(9ul, answered);
+            Assert.NotEqual(ReplyType.Error, type);
+        }
+        finally
+        {
+            foreach (var client in stalled) await client.DisposeAsync();
+        }
+    }
+
+    [Fact]
     public async Task A_client_gone_in_the_middle_of_a_large_write_gives_its_buffer_back_to_the_node()
     {
         var socket = Path.Combine(_dir, "gone.sock");

@@ -26,6 +26,9 @@ public sealed class NodeSettingsTests
         // Large request buffers of all clients together: an eighth of the memory the node may use, at least 128M; or a size.
         Assert.Equal(Math.Max(128L << 20, GC.GetGCMemoryInfo().TotalAvailableMemoryBytes / 8), s.Nbd.MaxLargeBufferBytes);
         Assert.Equal(256L << 20, Load(sets: ["actorcache.nbd.max-large-buffers = 256M"]).Nbd.MaxLargeBufferBytes);
+        // A client that takes none of its replies is dropped after a minute.
+        Assert.Equal(TimeSpan.FromSeconds(60), s.Nbd.SendTimeout);
+        Assert.Equal(TimeSpan.FromSeconds(5), Load(sets: ["actorcache.nbd.send-timeout = 5s"]).Nbd.SendTimeout);
     }
 
     [Fact]
@@ -326,6 +329,7 @@ public sealed class ConfigValidationTests : IDisposable
     [InlineData("actorcache.nbd.stop-grace=-5s", "actorcache.nbd.stop-grace = -5s is not a duration")]
     [InlineData("actorcache.nbd.stop-grace=0s", "")]
     [InlineData("actorcache.nbd.handshake-timeout=infinite", "actorcache.nbd.handshake-timeout = infinite is not a duration")]
+    [InlineData("actorcache.nbd.send-timeout=never", "actorcache.nbd.send-timeout = never is not a duration")]
     [InlineData("actorcache.nbd.max-in-flight-per-connection=lots", "actorcache.nbd.max-in-flight-per-connection = lots is not allowed; use a whole number from 1 to 4096")]
     [InlineData("actorcache.nbd.max-in-flight-per-connection=0", "from 1 to 4096")]
     [InlineData("actorcache.nbd.max-connections=0", "actorcache.nbd.max-connections = 0 is not allowed; use a whole number from 1 to 65536")]

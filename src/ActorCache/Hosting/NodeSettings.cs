@@ -222,6 +222,7 @@ public static class NodeSettingsLoader
                 Listen = listen,
                 MaxInFlightPerConnection = read.Int("nbd.max-in-flight-per-connection", 1, 4096),
                 HandshakeTimeout = read.Duration("nbd.handshake-timeout", TimeSpan.FromMilliseconds(1), "30s"),
+                SendTimeout = read.Duration("nbd.send-timeout", TimeSpan.FromMilliseconds(1), "60s"),
                 MaxConnections = read.Int("nbd.max-connections", 1, 65536),
                 MaxLargeBufferBytes = read.String("nbd.max-large-buffers") == "auto"
                     ? NbdServerOptions.AutoMaxLargeBufferBytes()
