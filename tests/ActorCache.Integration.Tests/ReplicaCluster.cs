@@ -24,9 +24,9 @@ public sealed class ReplicaCluster(params string[] extraArgs) : IAsyncDisposable
 
     /// <summary>
     /// Starts node <paramref name="name"/> on a new data directory, or restarts it on <paramref name="dataDir"/>; it lists every
-    /// node as a seed, or only those of <paramref name="seeds"/>.
+    /// node as a seed, or only those of <paramref name="seeds"/>; <paramref name="more"/> are further <c>serve</c> arguments for this start.
     /// </summary>
-    public async Task<NodeProcess> StartAsync(string name, string? dataDir = null, string[]? seeds = null)
+    public async Task<NodeProcess> StartAsync(string name, string? dataDir = null, string[]? seeds = null, string[]? more = null)
     {
         if (dataDir is null)
         {
@@ -42,7 +42,7 @@ public sealed class ReplicaCluster(params string[] extraArgs) : IAsyncDisposable
             node = NodeProcess.Launch(dataDir,
             [
                 "--node-name", name, "--cluster", $"127.0.0.1:{_ports[name]}", .. (seeds ?? ["a", "b", "c"]).SelectMany(n => new[] { "--seed", $"127.0.0.1:{_ports[n]}" }),
-                "--volume", $"local-{name}:16M", "--set", "actorcache.cache.ring-size=64M", .. extraArgs,
+                "--volume", $"local-{name}:16M", "--set", "actorcache.cache.ring-size=64M", .. extraArgs, .. more ?? [],
             ]);
             _nodes.Add((name, node));
         }

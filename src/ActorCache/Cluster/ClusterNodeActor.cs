@@ -8,8 +8,12 @@ public sealed record GetNodeInfo
     public static readonly GetNodeInfo Instance = new();
 }
 
-/// <summary>A node's answer: its name and the volumes it serves, by name.</summary>
-public sealed record NodeInfo(string Name, string[] Volumes);
+/// <summary>
+/// A node's answer: its name, the volumes it serves, by name, and the members of its cluster that are in it or on their way
+/// in or out (<see cref="ClusterMembers.Describe(Akka.Cluster.UniqueAddress)"/>: address and incarnation; null from a node
+/// before they were sent).
+/// </summary>
+public sealed record NodeInfo(string Name, string[] Volumes, string[]? Members = null);
 
 /// <summary>
 /// The actor at a well-known path on every node (<c>/user/cluster-node</c>) that tells other members who
@@ -22,7 +26,12 @@ public sealed class ClusterNodeActor : ReceiveActor
 
     public ClusterNodeActor(string nodeName, Func<IEnumerable<string>> volumes)
     {
-        Receive<GetNodeInfo>(_ => Sender.Tell(new NodeInfo(nodeName, [.. volumes().Order(StringComparer.Ordinal)])));
+        Receive<GetNodeInfo>(_ =>
+        {
+            var state = Akka.Cluster.Cluster.Get(Context.System).State;
+            Sender.Tell(new NodeInfo(nodeName, [.. volumes().Order(StringComparer.Ordinal)],
+                [.. state.Members.Where(ClusterMembers.IsIn).Select(m => ClusterMembers.Describe(m.UniqueAddress))]));
+        });
     }
 
     public static Props Props(string nodeName, Func<IEnumerable<string>> volumes) =>

@@ -79,8 +79,10 @@ public static class NodeRun
                 await host.WaitForShutdownAsync();
                 // The stop has run; a signal while the host and the runtime close must not turn exit 0 into 143.
                 ExitSignals.IgnoreFromNowOn();
-                // A node that left its cluster because another live node has its name is refused, whatever its volumes did.
-                if (host.Services.GetRequiredService<ActorCache.Cluster.DuplicateNameGuard>().Conflict is { } conflict)
+                // A node that left its cluster because another live node has its name, or to join its seeds' cluster, exits 1
+                // whatever its volumes did.
+                if ((host.Services.GetRequiredService<ActorCache.Cluster.DuplicateNameGuard>().Conflict ??
+                     host.Services.GetRequiredService<ActorCache.Cluster.SeparateClusterGuard>().Conflict) is { } conflict)
                 {
                     await Console.Error.WriteLineAsync($"actorcache: {conflict}");
                     return 1;

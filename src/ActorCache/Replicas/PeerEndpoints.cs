@@ -58,20 +58,8 @@ public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> log
     /// <summary>Whether this node is an Up member of a cluster.</summary>
     public bool SelfUp() => Cluster.SelfMember.Status is MemberStatus.Up or MemberStatus.WeaklyUp;
 
-    /// <summary>
-    /// Whether this node formed the cluster it is in: it is Up and older than every other member (Akka ranks members by when
-    /// they were made Up; a node let into a cluster is younger than the members Up then, so it is the oldest only once all of
-    /// those are gone). Such a cluster says nothing about nodes that are not in it: a node restarted while its seeds did not
-    /// let it in (a race lost in Akka.Remote, a seed list naming only itself) joins itself after its seed timeout and forms a
-    /// cluster of its own, while its peers may still run, in theirs.
-    /// </summary>
-    public bool FoundedItsCluster()
-    {
-        var state = Cluster.State;
-        var self = Cluster.SelfMember;
-        return self.Status is MemberStatus.Up or MemberStatus.WeaklyUp &&
-               state.Members.Where(m => !m.UniqueAddress.Equals(self.UniqueAddress) && m.Status != MemberStatus.Joining).All(self.IsOlderThan);
-    }
+    /// <summary>Whether this node formed the cluster it is in (<see cref="ClusterMembers.Founded"/>).</summary>
+    public bool FoundedItsCluster() => ClusterMembers.Founded(Cluster.SelfMember, Cluster.State);
 
     /// <summary>Every member's node name that is Up and reachable now.</summary>
     public IReadOnlyList<string> UpNodes()
