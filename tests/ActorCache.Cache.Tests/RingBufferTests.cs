@@ -57,7 +57,7 @@ public sealed class RingBufferTests
             Assert.False(ring.TryClaim(small, smallWaiter, line), "a smaller waiting claim took the line from a larger one");
         }
         Assert.True(ring.TryClaim(big, large, line));
-        ring.Release(all[32]);
+        foreach (var slot in all[32..]) ring.Release(slot); // the line's share is of what it can reach: the free slots and its own
         Assert.True(ring.TryClaim(small, 0, line), "the line is free again once the large claim has its slots");
     }
 
@@ -120,13 +120,13 @@ public sealed class RingBufferTests
         Assert.True(ring.TryClaim(others, 0, other));
 
         // Its writes logged: the line holds that many fewer, even while a reader still holds one of the slots.
+        ring.ReleaseAll(others, other);
         Assert.True(ring.TryAddReference(held[0]));
         ring.ReleaseAll(held.AsSpan(0, 10), stalled);
         Assert.Equal(182, stalled.HeldSlots);
-        Assert.Equal(9, ring.FreeSlots);
+        Assert.Equal(73, ring.FreeSlots);
         Assert.True(ring.TryClaim(new int[9], 0, stalled));
         ring.Release(held[0]);
-        ring.ReleaseAll(others, other);
         ring.ReleaseAll(held.AsSpan(10), stalled);
         Assert.Equal(9, stalled.HeldSlots);
         Assert.Equal(0, other.HeldSlots);
@@ -135,6 +135,28 @@ public sealed class RingBufferTests
         var large = new RingLine();
         Assert.True(ring.TryClaim(new int[200], 0, large));
         Assert.False(ring.TryClaim(new int[1], 0, large));
+    }
+
+    [Fact]
+    public void Stalled_volumes_each_leave_a_quarter_of_what_they_found_free_so_several_of_them_leave_room_for_the_others()
+    {
+        var ring = new RingBuffer(256 * 4096);
+        // Volumes whose logs stall take slots one write at a time and never give them back.
+        static int Fill(RingBuffer ring, RingLine line)
+        {
+            while (ring.TryClaim(new int[1], 0, line)) { }
+            return line.HeldSlots;
+        }
+        Assert.Equal(192, Fill(ring, new RingLine())); // three quarters of the ring
+        Assert.Equal(48, Fill(ring, new RingLine())); // three quarters of the 64 left (a fixed share of the ring took them all)
+        Assert.Equal(12, Fill(ring, new RingLine()));
+        Assert.Equal(4, ring.FreeSlots);
+        // A volume whose log keeps up still writes.
+        var healthy = new RingLine();
+        var slots = new int[1];
+        Assert.True(ring.TryClaim(slots, 0, healthy));
+        ring.ReleaseAll(slots, healthy);
+        Assert.Equal(4, ring.FreeSlots);
     }
 
     [Fact]

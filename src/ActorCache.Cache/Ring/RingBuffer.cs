@@ -62,11 +62,24 @@ public sealed unsafe class RingBuffer
     public int FreeSlots => Volatile.Read(ref _freeCount);
 
     /// <summary>
-    /// The most slots one volume's line may hold (a claim is still let through when the line holds none): three quarters of
-    /// the ring. A volume whose log stalls (a full log waiting for a failing backing, say) keeps acknowledged writes in the
-    /// ring; without a cap it took all of it, and every other volume's writes failed with ENOSPC after the ring wait.
+    /// The most slots one volume's line may hold while no other line holds any: three quarters of the ring (see
+    /// <see cref="ShareLocked"/>).
     /// </summary>
     public int MaxSlotsPerLine => SlotCount - SlotCount / 4;
+
+    /// <summary>
+    /// The most slots <paramref name="line"/> may hold now: three quarters of what it could reach, the free slots and its own (a
+    /// claim is still let through when the line holds none). A volume whose log stalls (a full log waiting for a failing backing,
+    /// say) keeps acknowledged writes in the ring; without a cap it took all of it, and every other volume's writes failed with
+    /// ENOSPC after the ring wait. A fixed three quarters of the ring each still let two stalled volumes take all of it; this
+    /// way each leaves a quarter of what it found free, so n of them leave a 4^n-th of the ring (a slot of a 256 MiB ring with
+    /// eight; a volume whose log keeps up needs only a few to go on).
+    /// </summary>
+    private int ShareLocked(RingLine line)
+    {
+        var reach = _freeCount + line.Held;
+        return reach - reach / 4;
+    }
 
     public Span<byte> Slot(int slot) => new(_memory + (long)slot * SlotSize, SlotSize);
 
@@ -96,7 +109,7 @@ public sealed unsafe class RingBuffer
     /// them (or <see cref="Withdraw"/>s). Without that a large write (32 MiB: 8,192 slots) waits forever behind 4 KiB
     /// writers, which take each handful of slots the flusher frees, and fails with ENOSPC while they go on. Each line has
     /// its own head and holds back only itself: a volume whose log stalls keeps its slots (so its large write may never have
-    /// them) and must not stop the others, so a line also holds at most <see cref="MaxSlotsPerLine"/> of the ring.
+    /// them) and must not stop the others, so a line also holds at most its share of the ring (<see cref="ShareLocked"/>).
     /// </summary>
     public bool TryClaim(Span<int> slots, long claimer, RingLine? line = null)
     {
@@ -107,7 +120,7 @@ public sealed unsafe class RingBuffer
             {
                 var reserved = line is { ReservedBy: not 0 } && line.ReservedBy != claimer ? line.Reserved : 0;
                 var room = _freeCount - reserved;
-                if (line is { Held: > 0 }) room = Math.Min(room, MaxSlotsPerLine - line.Held - reserved);
+                if (line is { Held: > 0 }) room = Math.Min(room, ShareLocked(line) - line.Held - reserved);
                 if (room < slots.Length)
                 {
                     if (claimer != 0 && line is not null && (line.ReservedBy == 0 || claimer < line.ReservedBy))
@@ -268,7 +281,7 @@ public sealed class RingLine
 {
     internal long ReservedBy; // the waiting claim that holds the head of the line (0: none)
     internal int Reserved; // the slots it waits for
-    internal int Held; // slots claimed on the line and not yet released by their writes (at most RingBuffer.MaxSlotsPerLine)
+    internal int Held; // slots claimed on the line and not yet released by their writes (at most its share: RingBuffer.ShareLocked)
 
     /// <summary>Slots this volume's writes hold now (claimed, not yet released after logging).</summary>
     public int HeldSlots => Volatile.Read(ref Held);
