@@ -33,17 +33,6 @@ public sealed class ClusterMembers(ActorSystem system, NodeSettings settings, IL
     /// <summary>A member's address with its incarnation: a node restarted on its address is another member.</summary>
     public static string Describe(UniqueAddress member) => $"{member.Address}#{member.Uid}";
 
-    /// <summary>
-    /// Whether <paramref name="self"/> formed the cluster of <paramref name="state"/>: it is Up and older than every other member
-    /// in it (Akka ranks members by when they were made Up; a node let into a cluster is younger than the members Up then, so it
-    /// is the oldest only once all of those are gone). Such a cluster says nothing about nodes that are not in it: a node whose
-    /// seeds did not let it in (a race lost in Akka.Remote, a seed list naming only itself) joins itself after its seed timeout,
-    /// while the others may run on in their cluster.
-    /// </summary>
-    public static bool Founded(Member self, ClusterEvent.CurrentClusterState state) =>
-        self.Status is MemberStatus.Up or MemberStatus.WeaklyUp &&
-        state.Members.Where(m => !m.UniqueAddress.Equals(self.UniqueAddress) && m.Status != MemberStatus.Joining).All(self.IsOlderThan);
-
     /// <summary>Whether this node is a member of a cluster in a state that counts as joined.</summary>
     public bool IsJoined => SelfMember() is { Status: MemberStatus.Up or MemberStatus.WeaklyUp or MemberStatus.Leaving or MemberStatus.Exiting };
 

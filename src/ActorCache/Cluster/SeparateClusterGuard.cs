@@ -11,11 +11,13 @@ namespace ActorCache.Cluster;
 /// itself when no other seed answers within <c>akka.cluster.seed-node-timeout</c>; a node restarted at once on its old address
 /// can miss the others' answers that way (a race with Akka.Remote's cleanup of its old run), and Akka never merges two
 /// clusters. Its replicated volumes then neither serve (their primaries are not confirmed apart from their peers) nor follow.
-/// So while this node is the oldest member of its cluster (it formed it), it asks each other seed every 5 s which members its
-/// cluster has; a seed in a cluster without this node, larger than this one (or as large, with the lower oldest address), makes
-/// it leave and stop as on SIGTERM and exit 1 saying why, so that its supervisor's restart joins the seeds' cluster.
+/// So while this run of the node formed its cluster (<see cref="ClusterOrigin"/>), it asks each other seed every 5 s which
+/// members its cluster has; a seed in a larger cluster without this node makes it leave and stop as on SIGTERM and exit 1
+/// saying why, so that its supervisor's restart joins the seeds' cluster. Two clusters as large stay as they are: neither can
+/// tell which is the one its volumes' peers were in.
 /// </summary>
-public sealed class SeparateClusterGuard(NodeSettings settings, ActorSystem system, ILogger<SeparateClusterGuard> logger) : IHostedService, IDisposable
+public sealed class SeparateClusterGuard(NodeSettings settings, ActorSystem system, ClusterOrigin origin, ILogger<SeparateClusterGuard> logger)
+    : IHostedService, IDisposable
 {
     private static readonly TimeSpan Interval = TimeSpan.FromSeconds(5);
     private readonly CancellationTokenSource _stopping = new();
@@ -54,8 +56,7 @@ public sealed class SeparateClusterGuard(NodeSettings settings, ActorSystem syst
     {
         var cluster = Akka.Cluster.Cluster.Get(system);
         var state = cluster.State;
-        var self = cluster.SelfMember;
-        if (!ClusterMembers.Founded(self, state)) return false;
+        if (!origin.FormedItsCluster) return false;
         var ours = state.Members.Where(ClusterMembers.IsIn).ToList();
         var members = ours.Select(m => m.Address.ToString()).ToHashSet(StringComparer.Ordinal);
         foreach (var seed in settings.SeedNodes.Where(s => !members.Contains(s)))
@@ -71,7 +72,7 @@ public sealed class SeparateClusterGuard(NodeSettings settings, ActorSystem syst
                 continue; // not running, not let through yet, or an older node: asked again at the next round
             }
             if (info.Members is not { Length: > 0 } theirs || theirs.Contains(ClusterMembers.Describe(cluster.SelfUniqueAddress))) continue;
-            if (!GivesWay(ours, theirs)) continue;
+            if (theirs.Length <= ours.Count) continue;
             Conflict = $"this node formed a cluster of its own ({ours.Count} member{(ours.Count == 1 ? "" : "s")}) because its seeds did not let it in within " +
                        $"akka.cluster.seed-node-timeout, but seed {seed} (node {info.Name}) is in a cluster of {theirs.Length} that does not have it; " +
                        "Akka never merges two clusters, so this node left its own and stopped: started again (as a supervisor does), it joins theirs";
@@ -80,15 +81,6 @@ public sealed class SeparateClusterGuard(NodeSettings settings, ActorSystem syst
             return true;
         }
         return false;
-    }
-
-    /// <summary>The smaller cluster gives way; of two as large, the one whose lowest member address sorts last (one side only).</summary>
-    private static bool GivesWay(List<Member> ours, string[] theirs)
-    {
-        if (theirs.Length != ours.Count) return theirs.Length > ours.Count;
-        var ourLowest = ours.Select(m => m.Address.ToString()).Min(StringComparer.Ordinal)!;
-        var theirLowest = theirs.Select(m => m[..m.LastIndexOf('#')]).Min(StringComparer.Ordinal)!;
-        return string.CompareOrdinal(theirLowest, ourLowest) < 0;
     }
 
     public Task StopAsync(CancellationToken cancellationToken)

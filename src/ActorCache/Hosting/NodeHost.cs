@@ -156,6 +156,7 @@ public static class NodeHost
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ActorCache.Cluster.ClusterJoinWatch>());
         builder.Services.AddSingleton<ActorCache.Cluster.DuplicateNameGuard>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ActorCache.Cluster.DuplicateNameGuard>());
+        builder.Services.AddSingleton<ActorCache.Cluster.ClusterOrigin>();
         builder.Services.AddSingleton<ActorCache.Cluster.SeparateClusterGuard>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ActorCache.Cluster.SeparateClusterGuard>());
         if (settings.Discovery != ClusterDiscovery.Seeds) builder.Services.AddHostedService<ActorCache.Cluster.ClusterBootstrapStart>();

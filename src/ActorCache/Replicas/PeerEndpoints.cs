@@ -58,8 +58,8 @@ public sealed class PeerEndpoints(ActorSystem system, ILogger<PeerEndpoints> log
     /// <summary>Whether this node is an Up member of a cluster.</summary>
     public bool SelfUp() => Cluster.SelfMember.Status is MemberStatus.Up or MemberStatus.WeaklyUp;
 
-    /// <summary>Whether this node formed the cluster it is in (<see cref="ClusterMembers.Founded"/>).</summary>
-    public bool FoundedItsCluster() => ClusterMembers.Founded(Cluster.SelfMember, Cluster.State);
+    /// <summary>Whether a member named <paramref name="node"/> is in this node's cluster or on its way in or out, reachable or not.</summary>
+    public bool IsMember(string node) => Cluster.State.Members.Any(m => ClusterMembers.IsIn(m) && ClusterMembers.NameOf(m) == node);
 
     /// <summary>Every member's node name that is Up and reachable now.</summary>
     public IReadOnlyList<string> UpNodes()

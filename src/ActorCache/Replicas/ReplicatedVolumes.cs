@@ -16,7 +16,8 @@ namespace ActorCache.Replicas;
 /// the copy with the highest epoch wins.
 /// </summary>
 public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry registry, VolumeCreation creation, VolumeDeletion deletion,
-    ReplicaRoles roles, PeerEndpoints peers, NodeService node, ActorCache.Snapshots.SnapshotService snapshots, ILogger<ReplicatedVolumes> logger)
+    ReplicaRoles roles, PeerEndpoints peers, ActorCache.Cluster.ClusterOrigin origin, NodeService node, ActorCache.Snapshots.SnapshotService snapshots,
+    ILogger<ReplicatedVolumes> logger)
 {
     private static readonly TimeSpan CreateTimeout = TimeSpan.FromSeconds(60);
     private static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
@@ -458,8 +459,15 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         }
         catch (PeerSilentException e) when (set.IsPrimary(Self) && !roles.IsServingPrimary(name))
         {
-            await roles.HoldUnconfirmedAsync(name, $"{e.Message}; it confirms once that node answers, or by force ('actorcache volume promote {name} --force' on {Self})");
+            await roles.HoldUnconfirmedAsync(name, $"{e.Message}; it confirms once that node answers");
             throw;
+        }
+        // Apart from its peers, or no longer: what it says about itself follows (a silent peer has answered by now).
+        var apart = ApartFromPeers(name, set);
+        if (!roles.IsServingPrimary(name) && roles.UnconfirmedReason(name) != apart)
+        {
+            if (apart is not null) logger.LogWarning("volume {Name}: not serving as primary: {Reason}", name, apart);
+            await roles.HoldUnconfirmedAsync(name, apart);
         }
         var newest = ReplicaSet.Newest(others.Select(v => v.Replicas!).Where(s => s.IsNewerThan(set)));
         if (newest is not null)
@@ -486,31 +494,25 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         // The other side of a split brain says so: this node shows it too.
         roles.SeeSplitBrain(name, others.FirstOrDefault(v => v.SplitBrainWith == Self)?.Node);
         roles.ClearMarksOfPeersInSync(name);
-        if (!roles.IsServingPrimary(name) && ApartFromPeers(name, set, others) is { } apart)
-        {
-            // No replica is there to say who is primary now, and this node's cluster cannot say either: hold until one is, or --force.
-            if (roles.UnconfirmedReason(name) is null)
-                logger.LogWarning("volume {Name}: not serving as primary: {Reason}", name, apart);
-            await roles.HoldUnconfirmedAsync(name, apart);
-            return;
-        }
+        // No replica is there to say who is primary now, and this node's cluster cannot say either: held until one is, or --force.
+        if (apart is not null) return;
         await roles.ConfirmAsync(name);
     }
 
     /// <summary>
     /// Why this node, primary of <paramref name="name"/> in <paramref name="set"/> by its own record, cannot take the silence of
-    /// the others for their absence: none of them answered (<paramref name="others"/>) and this node formed the cluster it is in
-    /// (<see cref="PeerEndpoints.FoundedItsCluster"/>), so they may run in another cluster, where one of them may have been
-    /// promoted since. In a cluster this node joined, a replica that is not a member is not serving: the split-brain resolver
-    /// stops a side it downs. Null when that does not hold (or the set has no other replica).
+    /// the others for their absence: it formed the cluster it is in (<see cref="ActorCache.Cluster.ClusterOrigin"/>) and none of
+    /// them is a member of it, so they may run in another cluster, where one of them may have been promoted since. In a cluster
+    /// this node joined, or one a replica is a member of, a replica that is not a member (any more) is not serving: the
+    /// split-brain resolver stops a side it downs. Null when that does not hold (or the set has no other replica).
     /// </summary>
-    private string? ApartFromPeers(string name, ReplicaSet set, List<ReplicaView> others)
+    private string? ApartFromPeers(string name, ReplicaSet set)
     {
-        if (!set.IsPrimary(Self) || others.Count > 0 || set.Nodes.All(n => n == Self) || !peers.FoundedItsCluster()) return null;
-        var rest = string.Join(", ", set.Nodes.Where(n => n != Self));
-        return $"node {Self} formed a cluster of its own (no other seed let it in) and none of {name}'s other replicas ({rest}) is in it; " +
-               $"if they run, in their cluster, one of them may have been promoted since. Restarted once they see this node unreachable, it " +
-               $"rejoins them and confirms; if they are gone for good, 'actorcache volume promote {name} --force' on {Self} serves its data";
+        var rest = set.Nodes.Where(n => n != Self).ToList();
+        if (!set.IsPrimary(Self) || rest.Count == 0 || !origin.FormedItsCluster || rest.Any(peers.IsMember)) return null;
+        return $"node {Self} formed a cluster of its own (it joined itself) and none of {name}'s other replicas ({string.Join(", ", rest)}) is in it; " +
+               $"if they run, in another cluster, one of them may have been promoted since. Once one of them is in this node's cluster it " +
+               $"confirms (or follows); if they are gone for good, 'actorcache volume promote {name} --force' on {Self} serves its data";
     }
 
     /// <summary>Promotes the replica on <paramref name="target"/> (this node when null).</summary>
@@ -562,7 +564,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             // refuses to say what it holds, it never will be by itself. --force confirms it (a newer set a peer holds was adopted above).
             if (!roles.IsServingPrimary(name))
             {
-                if (!force && ApartFromPeers(name, set, others) is { } apart) throw new VolumeConflictException($"volume {name} is not promoted: {apart}");
+                if (!force && ApartFromPeers(name, set) is { } apart) throw new VolumeConflictException($"volume {name} is not promoted: {apart}");
                 if (force)
                 {
                     logger.LogWarning("volume {Name}: confirmed as primary on {Node} by force, without its peers' confirmation", name, Self);
@@ -571,10 +573,10 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             }
             return await ViewAsync(name, ct);
         }
-        if (others.Count == 0 && !force && set.Nodes.Any(n => n != Self) && peers.FoundedItsCluster())
-            throw new VolumeConflictException($"volume {name} is not promoted: node {Self} formed a cluster of its own (no other seed let it in) and none of " +
-                                              $"{name}'s other replicas ({string.Join(", ", set.Nodes.Where(n => n != Self))}) is in it, so what they hold is " +
-                                              "unknown; restart this node once they see it unreachable, or force it (--force: this node's data wins)");
+        if (!force && origin.FormedItsCluster && set.Nodes.Where(n => n != Self).ToList() is { Count: > 0 } rest && !rest.Any(peers.IsMember))
+            throw new VolumeConflictException($"volume {name} is not promoted: node {Self} formed a cluster of its own (it joined itself) and none of " +
+                                              $"{name}'s other replicas ({string.Join(", ", rest)}) is in it, so what they hold is unknown; once one of them " +
+                                              "is in this node's cluster, promote again, or force it (--force: this node's data wins)");
         if (set.Primary.Length > 0 && others.FirstOrDefault(v => v.Node == set.Primary) is { Online: true, Role: "primary" })
             throw new VolumeConflictException($"node {set.Primary} is the primary of {name} and is up; demote it first (actorcache volume demote {name} --node {set.Primary})");
         var disk = roles.DiskOf(name);
