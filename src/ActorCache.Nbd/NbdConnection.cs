@@ -672,6 +672,10 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         return batched + reply.Length;
     }
 
+    // A send completes only once the socket has taken all of it: sent a slice at a time, a large reply shows progress (the send
+    // timeout counts from the last slice taken, so a slow reader of a 32 MiB reply is not taken for one that reads nothing).
+    private const int SendSlice = 1 << 20;
+
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask SendAsync(ReadOnlyMemory<byte> bytes)
     {
@@ -680,7 +684,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
             while (!bytes.IsEmpty)
             {
                 Volatile.Write(ref _sendProgressAt, Environment.TickCount64);
-                var n = await _socket.SendAsync(bytes, SocketFlags.None).ConfigureAwait(false);
+                var n = await _socket.SendAsync(bytes[..Math.Min(bytes.Length, SendSlice)], SocketFlags.None).ConfigureAwait(false);
                 bytes = bytes[n..];
             }
         }
@@ -693,7 +697,7 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     // When the socket last took bytes of a send under way (Environment.TickCount64); 0 while none is.
     private long _sendProgressAt;
 
-    /// <summary>How long a send has been under way without the socket taking a byte (the client reads no replies); zero when none is.</summary>
+    /// <summary>How long a send (of at most <see cref="SendSlice"/>) has been under way (the client reads no replies); zero when none is.</summary>
     internal TimeSpan SendStalledFor(long now) =>
         Volatile.Read(ref _sendProgressAt) is var since and > 0 ? TimeSpan.FromMilliseconds(Math.Max(0, now - since)) : TimeSpan.Zero;
 
@@ -713,6 +717,17 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
     private static bool IsDisconnect(Exception e) =>
         e is EndOfStreamException or SocketException or OperationCanceledException or ObjectDisposedException
             or NbdProtocolException or IOException;
+
+    /// <summary>
+    /// Drops the client (it takes none of its replies): no more requests are read, and its socket closes, so the send that waits
+    /// for it fails and every reply still queued is let go with its buffers. The connection ends as when a client goes away.
+    /// </summary>
+    internal void Drop(string reason)
+    {
+        StopReading(reason);
+        try { _socket.Shutdown(SocketShutdown.Both); } catch (SocketException) { } catch (ObjectDisposedException) { }
+        _socket.Dispose();
+    }
 
     public ValueTask DisposeAsync()
     {

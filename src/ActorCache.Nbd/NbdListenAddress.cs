@@ -88,7 +88,7 @@ public sealed record NbdServerOptions
     /// <summary>A client that has not finished option haggling by then is dropped.</summary>
     public TimeSpan HandshakeTimeout { get; init; } = TimeSpan.FromSeconds(30);
     /// <summary>
-    /// A client that takes no byte of its replies for this long is dropped: its requests are not read meanwhile, but the
+    /// A client that takes none of a reply (sent 1 MiB at a time) for this long is dropped: its requests are not read meanwhile, but the
     /// buffers of those it sent hold memory and their share of <see cref="MaxLargeBufferBytes"/>, which four such clients
     /// would hold all of, and every other client's large requests would wait for good.
     /// </summary>

@@ -42,7 +42,7 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
     }
 
     /// <summary>
-    /// Drops a client whose socket has taken no byte of its replies for <see cref="NbdServerOptions.SendTimeout"/>: the requests
+    /// Drops a client whose socket has taken none of a reply for <see cref="NbdServerOptions.SendTimeout"/>: the requests
     /// it sent before it stopped reading hold their buffers (and their share of the node's large-buffer budget) until their
     /// replies go out, which would be never. Its connection ends as if it had gone away.
     /// </summary>
@@ -60,7 +60,7 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
                     connection.Dropped = true;
                     logger.LogWarning("NBD client {Peer} has taken none of its replies for {Timeout} s (actorcache.nbd.send-timeout); dropping it",
                         connection.Peer, options.SendTimeout.TotalSeconds);
-                    await connection.DisposeAsync();
+                    connection.Drop("it took none of its replies for the send timeout");
                 }
             }
         }

@@ -137,7 +137,7 @@ public sealed class ServerLimitTests : IAsyncLifetime
         // Four clients that send two large READs each and never read: the node's whole budget (four 64 MiB arrays) held.
         var socket = Path.Combine(_dir, "stalled.sock");
         await using var server = TestServer.Start(new Catalog(new NbdExport("vol0", "the volume", _counting, false)), socket,
-            maxLargeBufferBytes: 256L << 20, sendTimeout: TimeSpan.FromSeconds(2));
+            maxLargeBufferBytes: 256L << 20, sendTimeout: TimeSpan.FromSeconds(5));
         var stalled = new List<RawNbdClient>();
         try
         {
@@ -152,7 +152,7 @@ public sealed class ServerLimitTests : IAsyncLifetime
             Assert.Equal(256L << 20, server.LargeBuffersHeld);
 
             // Their sends stall; past the send timeout each is dropped, and its buffers go back.
-            for (var waited = 0; server.LargeBuffersHeld != 0 && waited < 100; waited++) await Task.Delay(100);
+            for (var waited = 0; server.LargeBuffersHeld != 0 && waited < 300; waited++) await Task.Delay(100);
             Assert.Equal(0, server.LargeBuffersHeld);
             foreach (var client in stalled)
             {
