@@ -16,7 +16,7 @@ public sealed class VolumeShutdownTests
         var clonesOf = new Dictionary<string, string[]> { ["a"] = ["c"], ["c"] = ["d"] };
         var started = new List<string>();
         var ends = running.ToDictionary(v => v.Name, _ => new TaskCompletionSource<VolumeClosed>(TaskCreationOptions.RunContinuationsAsynchronously));
-        var all = VolumeShutdown.CloseAllAsync(running, name => clonesOf.GetValueOrDefault(name, []), _ => false, v =>
+        var all = VolumeShutdown.CloseAllAsync(running, name => clonesOf.GetValueOrDefault(name, []), v =>
         {
             lock (started) started.Add(v.Name);
             return ends[v.Name].Task;
@@ -48,39 +48,13 @@ public sealed class VolumeShutdownTests
     public async Task A_close_that_fails_is_reported_as_a_possible_loss_and_the_others_still_close()
     {
         var running = new[] { Volume("a"), Volume("c"), Volume("b") };
-        var closed = await VolumeShutdown.CloseAllAsync(running, name => name == "a" ? ["c"] : [], _ => false, v =>
+        var closed = await VolumeShutdown.CloseAllAsync(running, name => name == "a" ? ["c"] : [], v =>
             v.Name == "c" ? Task.FromException<VolumeClosed>(new InvalidOperationException("broken")) : Task.FromResult(new VolumeClosed(v.Name, 0, null)));
         Assert.Equal(["b", "c", "a"], closed.Select(c => c.Name));
         var failed = Assert.Single(closed, c => !c.IsDurable);
         Assert.Equal("c", failed.Name);
         Assert.Equal(VolumeClosed.UnknownBytes, failed.NotDurableBytes);
         Assert.Contains("broken", failed.Reason);
-    }
-
-    [Fact]
-    public async Task Replicas_close_one_after_another_and_the_rest_beside_them()
-    {
-        // r1 and r2 are replicas (their links leave under one lock), x is not.
-        var running = new[] { Volume("r1"), Volume("x"), Volume("r2") };
-        var started = new List<string>();
-        var ends = running.ToDictionary(v => v.Name, _ => new TaskCompletionSource<VolumeClosed>(TaskCreationOptions.RunContinuationsAsynchronously));
-        var all = VolumeShutdown.CloseAllAsync(running, _ => [], name => name.StartsWith('r'), v =>
-        {
-            lock (started) started.Add(v.Name);
-            return ends[v.Name].Task;
-        });
-        Assert.Equal(["r2", "x"], Started());
-        ends["r2"].SetResult(new VolumeClosed("r2", 0, null));
-        await WaitForAsync(() => Started().Contains("r1"));
-        ends["r1"].SetResult(new VolumeClosed("r1", 0, null));
-        ends["x"].SetResult(new VolumeClosed("x", 0, null));
-        Assert.All(await all.WaitAsync(TimeSpan.FromSeconds(10)), c => Assert.True(c.IsDurable));
-        return;
-
-        List<string> Started()
-        {
-            lock (started) return [.. started];
-        }
     }
 
     private static async Task WaitForAsync(Func<bool> condition)

@@ -200,9 +200,9 @@ public sealed class NodeService(
             await _server.StopAsync(settings.StopGrace);
         }
         await _opening; // a volume opening cannot be stopped half-way; it closes once open
-        // All at once, a clone before the volume whose snapshot it reads through to, and replicas one after another. Each actor
+        // All at once, a clone before the volume whose snapshot it reads through to. Each actor
         // withdraws its volume from the front, flushes and closes it, answers, and stops.
-        foreach (var closed in await volumeActors.CloseAllAsync(CloseTimeout, replication.IsOpen))
+        foreach (var closed in await volumeActors.CloseAllAsync(CloseTimeout))
         {
             if (closed.IsDurable) continue;
             _losses.Add(closed);

@@ -197,16 +197,20 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
     /// </summary>
     public async Task ClosedAsync(string volume)
     {
+        Attached? attached;
         await _changes.WaitAsync();
         try
         {
-            if (_attached.TryRemove(volume, out var attached)) await LeaveAsync(attached);
-            catalog.Serve(volume);
+            _attached.TryRemove(volume, out attached);
         }
         finally
         {
             _changes.Release();
         }
+        // Outside the lock: once removed nothing else reaches these links, and a link's leave waits up to the ack timeout for
+        // its last frames. Under the lock, a node's stop closed its replicated volumes one after another, timeout after timeout.
+        if (attached is not null) await LeaveAsync(attached);
+        catalog.Serve(volume);
     }
 
     /// <summary>A volume open here got a new replica set: its role follows (links started or stopped, the front told).</summary>

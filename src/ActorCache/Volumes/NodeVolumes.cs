@@ -83,11 +83,11 @@ public sealed class NodeVolumes(NodeSettings settings, ActorSystem system, Actor
     }
 
     /// <summary>
-    /// Closes every volume (at the node's stop), each within <paramref name="timeout"/>, those <paramref name="oneAtATime"/> names
-    /// one after another: see <see cref="VolumeShutdown"/>.
+    /// Closes every volume (at the node's stop), each within <paramref name="timeout"/>, all at once but a volume after its
+    /// clones: see <see cref="VolumeShutdown"/>.
     /// </summary>
-    public Task<IReadOnlyList<VolumeClosed>> CloseAllAsync(TimeSpan timeout, Func<string, bool> oneAtATime) =>
-        VolumeShutdown.CloseAllAsync(_running, clones.CloneNamesOfVolume, oneAtATime, volume => CloseAsync(volume, timeout));
+    public Task<IReadOnlyList<VolumeClosed>> CloseAllAsync(TimeSpan timeout) =>
+        VolumeShutdown.CloseAllAsync(_running, clones.CloneNamesOfVolume, volume => CloseAsync(volume, timeout));
 
     /// <summary>
     /// Closes a volume (withdrawn from the front, flushed, closed), waits until its actor has stopped

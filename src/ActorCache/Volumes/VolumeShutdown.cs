@@ -2,34 +2,28 @@ namespace ActorCache.Volumes;
 
 /// <summary>
 /// Closes a node's volumes when it stops: all at once, except that a volume first waits for the clones that read through to
-/// one of its snapshots, and the volumes that must close one at a time (replicas: their links leave under one lock, up to the
-/// ack timeout each, which would otherwise eat into the others' close timeouts) do. One after another, a stop took the sum
-/// of the closes (each flushes, up to 30 s when a log is slow), past a pod's 90 s grace once a few were slow, and Kubernetes
+/// one of its snapshots. One after another, a stop took the sum of the closes (each flushes, up to 30 s when a log is slow;
+/// a replica's links wait up to the ack timeout for a slow peer), past a pod's 90 s grace once a few were slow, and Kubernetes
 /// then SIGKILLs the node in the middle of its flushes.
 /// </summary>
 public static class VolumeShutdown
 {
     /// <summary>
     /// Closes every volume of <paramref name="running"/> (in start order) with <paramref name="close"/>; a volume's close starts once
-    /// the closes of <paramref name="clonesOf"/> it have ended, and of the volumes <paramref name="oneAtATime"/> names, after the one
-    /// before it. A close that throws is reported as a volume that may have lost writes. The results come newest volume first.
+    /// the closes of <paramref name="clonesOf"/> it have ended. A close that throws is reported as a volume that may have lost
+    /// writes. The results come newest volume first.
     /// </summary>
     public static async Task<IReadOnlyList<VolumeClosed>> CloseAllAsync(IReadOnlyList<VolumeActorRef> running,
-        Func<string, IReadOnlyList<string>> clonesOf, Func<string, bool> oneAtATime, Func<VolumeActorRef, Task<VolumeClosed>> close)
+        Func<string, IReadOnlyList<string>> clonesOf, Func<VolumeActorRef, Task<VolumeClosed>> close)
     {
         var ended = running.ToDictionary(v => v.Name, _ => new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously), StringComparer.Ordinal);
         var closing = new List<Task<VolumeClosed>>();
-        var previous = Task.CompletedTask; // the last of the one-at-a-time volumes
         // Newest first, the order of the closes one after another before.
         for (var i = running.Count - 1; i >= 0; i--)
         {
             var volume = running[i];
             var first = clonesOf(volume.Name).Where(ended.ContainsKey).Select(c => ended[c].Task).ToList();
-            var inTurn = oneAtATime(volume.Name);
-            if (inTurn) first.Add(previous);
-            var closed = CloseAfterAsync(first, volume, close, ended[volume.Name]);
-            if (inTurn) previous = closed;
-            closing.Add(closed);
+            closing.Add(CloseAfterAsync(first, volume, close, ended[volume.Name]));
         }
         return await Task.WhenAll(closing);
     }
