@@ -106,13 +106,20 @@ internal sealed class NbdConnection : IAsyncDisposable, IThreadPoolWorkItem
         }
     }
 
+    /// <summary>How long a client past the connection limit has to read why (it is told at its first option).</summary>
+    internal static readonly TimeSpan RefusalTimeout = TimeSpan.FromSeconds(5);
+
+    private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
+
     public async Task RunAsync()
     {
         NegotiatedExport? negotiated;
         try
         {
             using var handshakeTimeout = CancellationTokenSource.CreateLinkedTokenSource(_stopReading.Token);
-            handshakeTimeout.CancelAfter(_options.HandshakeTimeout);
+            // A client past the connection limit holds one of the few places of those being told why: a short while only, or
+            // a handful of clients that never send an option would hold them all (and the next refused go unanswered).
+            handshakeTimeout.CancelAfter(Refusal is null ? _options.HandshakeTimeout : Min(_options.HandshakeTimeout, RefusalTimeout));
             negotiated = await new NbdHandshake(_socket, _reader, _catalog, _logger, OnAttaching, Refusal).RunAsync(handshakeTimeout.Token);
         }
         catch (Exception e) when (IsDisconnect(e))

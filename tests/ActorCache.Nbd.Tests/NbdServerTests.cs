@@ -542,6 +542,24 @@ public sealed class NbdServerTests : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_refused_client_that_sends_no_option_is_closed_after_a_short_while_not_the_handshake_timeout()
+    {
+        var socket = Path.Combine(_dir, "refusing.sock");
+        NbdListenAddress.TryParse($"unix:{socket}", out var address, out _);
+        await using var server = new NbdServer(new Catalog(new NbdExport("vol0", "the volume", _rw, false)),
+            new NbdServerOptions { Listen = [address!], HandshakeTimeout = TimeSpan.FromSeconds(60), MaxConnections = 1 }, NullLogger<NbdServer>.Instance);
+        server.Start();
+        await using var served = await RawNbdClient.ConnectAsync(socket);
+        await served.GoAsync("vol0");
+        await using var refused = await RawNbdClient.ConnectAsync(socket);
+        await refused.StartAsync();
+        // Closed within 10 s (the refusal's 5 s), not after the handshake's 60 s.
+        Assert.True(await refused.IsClosedByServerAsync());
+        await served.SendRequestAsync(NbdCommand.Read, 0, 512, cookie: 1);
+        Assert.Equal(1ul, (await served.ReadChunkAsync()).Cookie);
+    }
+
+    [Fact]
     public async Task Stop_closes_idle_clients_promptly()
     {
         await using var client = await Connect();
