@@ -161,14 +161,12 @@ public sealed class ClusterTests : IAsyncLifetime
     [Fact]
     public async Task A_second_live_node_under_a_members_name_leaves_stops_and_exits_1()
     {
-        var (a, b, c, seedPort) = await StartThreeAsync();
-        await WaitForAsync(a, m => AllUp(m, "a", "b", "c"), "three members Up");
-        // c hangs (SIGSTOP): the cluster cannot converge while it is unreachable, so a node let in meanwhile is WeaklyUp, not Up.
-        Assert.True(c.Signal(19));
-        await WaitForAsync(a, m => m.Any(x => x.GetProperty("node").GetString() == "c" && !x.GetProperty("reachable").GetBoolean()), "c unreachable");
+        var seedPort = NodeProcess.FreePort();
+        var a = await StartAsync(NewDir(), "a", seedPort, seedPort, true, []);
+        var b = await StartAsync(NewDir(), "b", seedPort, 0, true, []);
+        await WaitForAsync(a, m => AllUp(m, "a", "b"), "two members Up");
 
-        // Another data directory, the same name (a copied directory, a repeated --node-name): it joins, sees b answer, leaves,
-        // while it is WeaklyUp (and serving already): it never becomes Up.
+        // Another data directory, the same name (a copied directory, a repeated --node-name): it joins, sees b answer, leaves.
         var impostor = NodeProcess.Launch(NewDir(), ["--cluster", "127.0.0.1:0", "--seed", $"127.0.0.1:{seedPort}", "--volume", "vx:64M",
             "--set", "actorcache.cache.ring-size=64M", "--node-name", "b"]);
         _nodes.Add(impostor);
@@ -176,11 +174,9 @@ public sealed class ClusterTests : IAsyncLifetime
         Assert.Contains("actorcache: another live member of the cluster is named 'b' (at akka.tcp://actorcache@127.0.0.1:", impostor.Output);
         Assert.Contains("stopping it as on SIGTERM", impostor.Output); // its volume was flushed and closed on the way out
         Assert.Contains("volume vx closed: flushed", impostor.Output);
-        Assert.DoesNotContain(" is Up in the cluster at ", impostor.Output);
-        Assert.True(c.Signal(18));
 
-        // The first b is untouched and the cluster is as it was (c back, or downed by the split-brain resolver meanwhile).
-        await WaitForAsync(a, m => AllUp([.. m.Where(x => x.GetProperty("node").GetString() != "c")], "a", "b"), "the impostor gone, a and b Up");
+        // The first b is untouched and the cluster is as it was.
+        await WaitForAsync(a, m => AllUp(m, "a", "b"), "the impostor gone, a and b Up");
         Assert.Contains("b", Names(await ShowAsync(b)));
         Assert.False(b.Output.Contains("leaving the cluster", StringComparison.Ordinal), b.Output);
     }
