@@ -207,6 +207,35 @@ public sealed class ReplicationTests(ITestOutputHelper log) : IAsyncLifetime
         Assert.All(verified, p => Assert.True(p.GetProperty("outOfSyncBytes").GetInt64() == 0, $"verify found a difference: {p}"));
     }
 
+    /// <summary>
+    /// The node that formed the cluster takes over a two-replica volume whose primary died, without --force: that peer was a
+    /// member of its cluster, so its absence now says it is gone (an early version took "formed its cluster" alone for being
+    /// apart from its peers, and refused the ordinary failover).
+    /// </summary>
+    [Fact]
+    public async Task The_node_that_formed_the_cluster_is_promoted_without_force_when_its_peer_dies()
+    {
+        // a forms the cluster (its only seed is itself); the split-brain resolver stays out of the way of a cluster of two.
+        string[] calm = ["--set", "akka.cluster.split-brain-resolver.stable-after=60s"];
+        var a = await _cluster.StartAsync("a", seeds: ["a"], more: calm);
+        var b = await _cluster.StartAsync("b", more: calm);
+        await WaitAsync(async () => (await Cli.JsonAsync(a, "cluster", "show")).EnumerateArray().Count(m => m.GetProperty("status").GetString() == "Up") == 2,
+            "two members Up");
+        await Cli.CheckAsync(a, "volume", "create", "f", "--size", "64M", "--replicas", "b,a", "--protocol", "C");
+        await WaitAsync(async () => await PeersAsync(b, "f") is { Count: 2 } peers && peers.All(p => p.GetProperty("disk").GetString() == "UpToDate" &&
+                                                                                       p.GetProperty("connection").GetString() is "local" or "connected"), "a in sync");
+        await Tool.CheckAsync("nbdsh", "-c", $"h.connect_uri('{b.UnixUri("f")}')\nh.pwrite(b'f' * 4096, 0)\nh.flush()\nh.shutdown()");
+        await b.KillAsync();
+        // Downed by hand and removed: b is no member of a's cluster any more, but it was one.
+        await WaitAsync(async () => (await Cli.RunAsync(a, "cluster", "down", "b")).ExitCode == 0, "b downed", 30);
+        await WaitAsync(async () => (await Cli.JsonAsync(a, "cluster", "show")).EnumerateArray().All(m => m.GetProperty("node").GetString() != "b"),
+            "b removed", 30);
+
+        await WaitAsync(async () => (await Cli.RunAsync(a, "volume", "promote", "f")).ExitCode == 0, "a promoted without --force", 30);
+        var read = await Tool.RunAsync("nbdsh", ["-c", $"h.connect_uri('{a.UnixUri("f")}')\nprint(h.pread(4096, 0) == b'f' * 4096)"]);
+        Assert.Contains("True", read.Output);
+    }
+
     /// <summary>GET /health of <paramref name="node"/>: its body (the problems, one per line).</summary>
     private static async Task<string> HealthAsync(NodeProcess node) =>
         (await Tool.RunAsync("curl", ["-s", "-m", "10", node.AdminUrl + "/health"])).Stdout;

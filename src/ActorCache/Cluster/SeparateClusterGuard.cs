@@ -12,9 +12,9 @@ namespace ActorCache.Cluster;
 /// can miss the others' answers that way (a race with Akka.Remote's cleanup of its old run), and Akka never merges two
 /// clusters. Its replicated volumes then neither serve (their primaries are not confirmed apart from their peers) nor follow.
 /// So while this run of the node formed its cluster (<see cref="ClusterOrigin"/>), it asks each other seed every 5 s which
-/// members its cluster has; a seed in a larger cluster without this node makes it leave and stop as on SIGTERM and exit 1
-/// saying why, so that its supervisor's restart joins the seeds' cluster. Two clusters as large stay as they are: neither can
-/// tell which is the one its volumes' peers were in.
+/// members its cluster has; a seed in a larger cluster without this node (or one as large, whose node asked has been Up longer
+/// than this one) makes it leave and stop as on SIGTERM and exit 1 saying why, so that its supervisor's restart joins the
+/// seeds' cluster.
 /// </summary>
 public sealed class SeparateClusterGuard(NodeSettings settings, ActorSystem system, ClusterOrigin origin, ILogger<SeparateClusterGuard> logger)
     : IHostedService, IDisposable
@@ -72,9 +72,12 @@ public sealed class SeparateClusterGuard(NodeSettings settings, ActorSystem syst
                 continue; // not running, not let through yet, or an older node: asked again at the next round
             }
             if (info.Members is not { Length: > 0 } theirs || theirs.Contains(ClusterMembers.Describe(cluster.SelfUniqueAddress))) continue;
-            if (theirs.Length <= ours.Count) continue;
+            // The smaller cluster gives way; of two as large, the younger: the one whose node asked was made Up later (two nodes
+            // restarted one after the other each alone, say, where the resolver downed the other's old run meanwhile).
+            if (theirs.Length < ours.Count ||
+                (theirs.Length == ours.Count && !(info.UpSince is { } since && origin.UpSince is { } mine && since < mine))) continue;
             Conflict = $"this node formed a cluster of its own ({ours.Count} member{(ours.Count == 1 ? "" : "s")}) because its seeds did not let it in within " +
-                       $"akka.cluster.seed-node-timeout, but seed {seed} (node {info.Name}) is in a cluster of {theirs.Length} that does not have it; " +
+                       $"akka.cluster.seed-node-timeout, but seed {seed} (node {info.Name}) is in a cluster of {theirs.Length}{(theirs.Length == ours.Count ? ", Up longer," : "")} that does not have it; " +
                        "Akka never merges two clusters, so this node left its own and stopped: started again (as a supervisor does), it joins theirs";
             logger.LogError("{Conflict}", Conflict);
             // Leaves through Akka's coordinated shutdown, which stops the node as on SIGTERM first (ClusterStopBridge), then leaves

@@ -116,7 +116,8 @@ public static class NodeHost
                     // One entity per (volume, node), each on its node: the replicas' control endpoints (ReplicaShards).
                     ActorCache.Replicas.ReplicaShards.Start(system, () => services.GetRequiredService<ActorCache.Replicas.ReplicatedVolumes>(), settings.NodeName);
                     system.ActorOf(ActorCache.Cluster.ClusterNodeActor.Props(settings.NodeName,
-                        () => services.GetRequiredService<NodeVolumes>().Running.Select(v => v.Name)), ActorCache.Cluster.ClusterNodeActor.Name);
+                        () => services.GetRequiredService<NodeVolumes>().Running.Select(v => v.Name),
+                        () => services.GetRequiredService<ActorCache.Cluster.ClusterOrigin>().UpSince), ActorCache.Cluster.ClusterNodeActor.Name);
                 })
                 .AddStartup((system, _) =>
                 {

@@ -448,8 +448,9 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     /// </summary>
     public async Task ReconcileAsync(string name, CancellationToken ct)
     {
-        // Not in a cluster yet: no peer can be asked, and serving now could write beside a newer primary.
-        if (!peers.SelfUp()) return;
+        // Not in a cluster yet: no peer can be asked, and serving now could write beside a newer primary. Nor before it is known
+        // whether this node formed its cluster (a moment after it is Up): that decides whether its peers' absence says anything.
+        if (!peers.SelfUp() || !origin.Decided) return;
         var set = await SetAsync(name, ct);
         // Every replica that is up must have answered before this node confirms itself: one that is up and silent may hold a newer set.
         List<ReplicaView> others;
@@ -499,17 +500,21 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
         await roles.ConfirmAsync(name);
     }
 
+    /// <summary>Whether <paramref name="node"/> is a member of this node's cluster, or has been in this run.</summary>
+    private bool InThisCluster(string node) => peers.IsMember(node) || origin.HasSeen(node);
+
     /// <summary>
     /// Why this node, primary of <paramref name="name"/> in <paramref name="set"/> by its own record, cannot take the silence of
     /// the others for their absence: it formed the cluster it is in (<see cref="ActorCache.Cluster.ClusterOrigin"/>) and none of
-    /// them is a member of it, so they may run in another cluster, where one of them may have been promoted since. In a cluster
-    /// this node joined, or one a replica is a member of, a replica that is not a member (any more) is not serving: the
-    /// split-brain resolver stops a side it downs. Null when that does not hold (or the set has no other replica).
+    /// them is or has been a member of it in this run, so they may run in another cluster, where one of them may have been
+    /// promoted since. In a cluster this node joined, or one a replica is or was a member of, a replica that is not a member
+    /// (any more) is not serving: the split-brain resolver stops a side it downs. Null when that does not hold (or the set
+    /// has no other replica).
     /// </summary>
     private string? ApartFromPeers(string name, ReplicaSet set)
     {
         var rest = set.Nodes.Where(n => n != Self).ToList();
-        if (!set.IsPrimary(Self) || rest.Count == 0 || !origin.FormedItsCluster || rest.Any(peers.IsMember)) return null;
+        if (!set.IsPrimary(Self) || rest.Count == 0 || !origin.FormedItsCluster || rest.Any(InThisCluster)) return null;
         return $"node {Self} formed a cluster of its own (it joined itself) and none of {name}'s other replicas ({string.Join(", ", rest)}) is in it; " +
                $"if they run, in another cluster, one of them may have been promoted since. Once one of them is in this node's cluster it " +
                $"confirms (or follows); if they are gone for good, 'actorcache volume promote {name} --force' on {Self} serves its data";
@@ -573,7 +578,7 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             }
             return await ViewAsync(name, ct);
         }
-        if (!force && origin.FormedItsCluster && set.Nodes.Where(n => n != Self).ToList() is { Count: > 0 } rest && !rest.Any(peers.IsMember))
+        if (!force && origin.FormedItsCluster && set.Nodes.Where(n => n != Self).ToList() is { Count: > 0 } rest && !rest.Any(InThisCluster))
             throw new VolumeConflictException($"volume {name} is not promoted: node {Self} formed a cluster of its own (it joined itself) and none of " +
                                               $"{name}'s other replicas ({string.Join(", ", rest)}) is in it, so what they hold is unknown; once one of them " +
                                               "is in this node's cluster, promote again, or force it (--force: this node's data wins)");
