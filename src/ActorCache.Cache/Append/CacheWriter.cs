@@ -265,6 +265,8 @@ internal sealed class CacheWriter(string name, RingBuffer ring, RingLine line, A
     /// The ring was full: wait for the flusher to free slots. The wait is one claim (<see cref="RingBuffer.NewClaimer"/>),
     /// so the oldest waiting write holds the head of this volume's line and a large one is not starved by small ones.
     /// </summary>
+    private static readonly TimeSpan RingPoll = TimeSpan.FromMilliseconds(100);
+
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WaitAndClaimAsync(Memory<int> slots, CancellationToken ct)
     {
@@ -285,11 +287,12 @@ internal sealed class CacheWriter(string name, RingBuffer ring, RingLine line, A
                 counted = true;
                 try
                 {
-                    await space.WaitAsync(left, ct).ConfigureAwait(false);
+                    // Woken once enough slots are free for most writes; a claim that fits in fewer (stalled volumes left only a
+                    // few) looks again every so often, and once more at the deadline before it fails.
+                    await space.WaitAsync(left < RingPoll ? left : RingPoll, ct).ConfigureAwait(false);
                 }
                 catch (TimeoutException)
                 {
-                    throw NoRingSpace();
                 }
                 ThrowIfLogRefusesWrites();
             }

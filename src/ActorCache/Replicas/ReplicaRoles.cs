@@ -180,15 +180,18 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
     /// <summary>A secondary stops taking its primary's data (its cache is about to close); a primary's links stay until it is closed.</summary>
     public async Task ClosingAsync(string volume)
     {
+        ReplicaSink? sink = null;
         await _changes.WaitAsync();
         try
         {
-            if (_attached.TryGetValue(volume, out var attached)) await RevokeSinkAsync(attached);
+            if (_attached.TryGetValue(volume, out var attached)) (sink, attached.Sink) = (attached.Sink, null);
         }
         finally
         {
             _changes.Release();
         }
+        // Outside the lock, as a primary's links leave (ClosedAsync): a revocation waits for a frame being applied over a slow log.
+        if (sink is not null) await sink.RevokeAsync();
     }
 
     /// <summary>
