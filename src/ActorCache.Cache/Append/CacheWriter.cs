@@ -261,12 +261,12 @@ internal sealed class CacheWriter(string name, RingBuffer ring, RingLine line, A
         return WaitAndClaimAsync(slots, ct);
     }
 
+    private static readonly TimeSpan RingPoll = TimeSpan.FromMilliseconds(100);
+
     /// <summary>
     /// The ring was full: wait for the flusher to free slots. The wait is one claim (<see cref="RingBuffer.NewClaimer"/>),
     /// so the oldest waiting write holds the head of this volume's line and a large one is not starved by small ones.
     /// </summary>
-    private static readonly TimeSpan RingPoll = TimeSpan.FromMilliseconds(100);
-
     [AsyncMethodBuilder(typeof(PoolingAsyncValueTaskMethodBuilder))]
     private async ValueTask WaitAndClaimAsync(Memory<int> slots, CancellationToken ct)
     {
