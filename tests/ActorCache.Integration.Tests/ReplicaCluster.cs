@@ -37,7 +37,7 @@ public sealed class ReplicaCluster(params string[] extraArgs) : IAsyncDisposable
         lock (_nodes)
         {
             // Every node lists all three as seeds (as the README advises): a restarted node finds the others.
-            foreach (var n in new[] { "a", "b", "c" })
+            foreach (var n in new[] { "a", "b", "c", name })
                 if (!_ports.ContainsKey(n)) _ports[n] = NodeProcess.FreePort();
             node = NodeProcess.Launch(dataDir,
             [
