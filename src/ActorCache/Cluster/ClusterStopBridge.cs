@@ -44,6 +44,14 @@ public sealed class ClusterStopBridge(ActorSystem system, IHostApplicationLifeti
         return Task.CompletedTask;
     }
 
+    /// <summary>
+    /// Makes this node leave its cluster and stop as on SIGTERM (the guards' way out): through Akka's coordinated shutdown, whose
+    /// first phase stops the host here, then leaves and waits for the exit a bounded while. A plain leave of a node let in while a
+    /// member is unreachable (WeaklyUp) waits for the cluster to converge, which may be never.
+    /// </summary>
+    public static void LeaveAndStop(ActorSystem system) =>
+        _ = CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClusterLeavingReason.Instance);
+
     private static string Describe(CoordinatedShutdown.Reason? reason) => reason switch
     {
         CoordinatedShutdown.ClusterLeavingReason => "it was asked to leave",

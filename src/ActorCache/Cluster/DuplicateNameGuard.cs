@@ -76,10 +76,7 @@ public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system
                        $"{cluster.SelfAddress}); two nodes with one name would take each other's replicas, so this node left the cluster and stopped. " +
                        $"Give each node its own --node-name and its own data directory (the name is kept in {Path.Combine(settings.DataDir, NodeIdentity.FileName)})";
             logger.LogError("{Conflict}", Conflict);
-            // Leaves through Akka's coordinated shutdown, which stops the node as on SIGTERM first (ClusterStopBridge), then leaves
-            // and waits for its exit a bounded while: a plain leave of a node let in while a member is unreachable (WeaklyUp) waits
-            // for the cluster to converge, which may be never.
-            _ = CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClusterLeavingReason.Instance);
+            ClusterStopBridge.LeaveAndStop(system);
             return true;
         }
         return false;

@@ -80,10 +80,7 @@ public sealed class SeparateClusterGuard(NodeSettings settings, ActorSystem syst
                        $"akka.cluster.seed-node-timeout, but seed {seed} (node {info.Name}) is in a cluster of {theirs.Length}{(theirs.Length == ours.Count ? ", Up longer," : "")} that does not have it; " +
                        "Akka never merges two clusters, so this node left its own and stopped: started again (as a supervisor does), it joins theirs";
             logger.LogError("{Conflict}", Conflict);
-            // Leaves through Akka's coordinated shutdown, which stops the node as on SIGTERM first (ClusterStopBridge), then leaves
-            // and waits for its exit a bounded while: a plain leave of a node let in while a member is unreachable (WeaklyUp) waits
-            // for the cluster to converge, which may be never.
-            _ = CoordinatedShutdown.Get(system).Run(CoordinatedShutdown.ClusterLeavingReason.Instance);
+            ClusterStopBridge.LeaveAndStop(system);
             return true;
         }
         return false;

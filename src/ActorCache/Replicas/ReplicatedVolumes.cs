@@ -504,6 +504,16 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     private bool InThisCluster(string node) => peers.IsMember(node) || origin.HasSeen(node);
 
     /// <summary>
+    /// The other replicas of <paramref name="set"/>, comma-separated, when this node formed its cluster and none of them is or
+    /// has been a member of it in this run (they may run in another cluster); else null.
+    /// </summary>
+    private string? PeersElsewhere(ReplicaSet set)
+    {
+        var rest = set.Nodes.Where(n => n != Self).ToList();
+        return rest.Count > 0 && origin.FormedItsCluster && !rest.Any(InThisCluster) ? string.Join(", ", rest) : null;
+    }
+
+    /// <summary>
     /// Why this node, primary of <paramref name="name"/> in <paramref name="set"/> by its own record, cannot take the silence of
     /// the others for their absence: it formed the cluster it is in (<see cref="ActorCache.Cluster.ClusterOrigin"/>) and none of
     /// them is or has been a member of it in this run, so they may run in another cluster, where one of them may have been
@@ -513,9 +523,8 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
     /// </summary>
     private string? ApartFromPeers(string name, ReplicaSet set)
     {
-        var rest = set.Nodes.Where(n => n != Self).ToList();
-        if (!set.IsPrimary(Self) || rest.Count == 0 || !origin.FormedItsCluster || rest.Any(InThisCluster)) return null;
-        return $"node {Self} formed a cluster of its own (it joined itself) and none of {name}'s other replicas ({string.Join(", ", rest)}) is in it; " +
+        if (!set.IsPrimary(Self) || PeersElsewhere(set) is not { } rest) return null;
+        return $"node {Self} formed a cluster of its own (it joined itself) and none of {name}'s other replicas ({rest}) is in it; " +
                $"if they run, in another cluster, one of them may have been promoted since. Once one of them is in this node's cluster it " +
                $"confirms (or follows); if they are gone for good, 'actorcache volume promote {name} --force' on {Self} serves its data";
     }
@@ -578,9 +587,9 @@ public sealed class ReplicatedVolumes(NodeSettings settings, ActorRegistry regis
             }
             return await ViewAsync(name, ct);
         }
-        if (!force && origin.FormedItsCluster && set.Nodes.Where(n => n != Self).ToList() is { Count: > 0 } rest && !rest.Any(InThisCluster))
+        if (!force && PeersElsewhere(set) is { } rest)
             throw new VolumeConflictException($"volume {name} is not promoted: node {Self} formed a cluster of its own (it joined itself) and none of " +
-                                              $"{name}'s other replicas ({string.Join(", ", rest)}) is in it, so what they hold is unknown; once one of them " +
+                                              $"{name}'s other replicas ({rest}) is in it, so what they hold is unknown; once one of them " +
                                               "is in this node's cluster, promote again, or force it (--force: this node's data wins)");
         if (set.Primary.Length > 0 && others.FirstOrDefault(v => v.Node == set.Primary) is { Online: true, Role: "primary" })
             throw new VolumeConflictException($"node {set.Primary} is the primary of {name} and is up; demote it first (actorcache volume demote {name} --node {set.Primary})");
