@@ -184,7 +184,11 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         await _changes.WaitAsync();
         try
         {
-            if (_attached.TryGetValue(volume, out var attached)) (sink, attached.Sink) = (attached.Sink, null);
+            if (_attached.TryGetValue(volume, out var attached))
+            {
+                attached.Closing = true;
+                (sink, attached.Sink) = (attached.Sink, null);
+            }
         }
         finally
         {
@@ -242,7 +246,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             var primaryChanged = !isPrimary && attached.Set.Primary != set.Primary;
             if (primaryChanged) await RevokeSinkAsync(attached);
             attached.Set = set;
-            if (primaryChanged) attached.Sink = SinkOf(attached);
+            if (primaryChanged && !attached.Closing) attached.Sink = SinkOf(attached);
             foreach (var link in attached.Links)
             {
                 link.Protocol = ProtocolOf(set);
@@ -321,7 +325,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         {
             catalog.Refuse(name, SecondaryRefusal(name, set));
             attached.Volume.Guard = PrimaryGuard.NotPrimary(SecondaryRefusal(name, set));
-            attached.Sink = SinkOf(attached);
+            if (!attached.Closing) attached.Sink = SinkOf(attached);
             _logger.LogInformation("volume {Name}: secondary of {Primary} (protocol {Protocol}, epoch {Epoch})", name, set.Primary, set.Protocol, set.Epoch);
             return;
         }
@@ -672,6 +676,11 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         public volatile ReplicaLink[] Shipping = [];
         public ReplicaSink? Sink { get; set; }
         public bool Confirmed { get; set; }
+        /// <summary>
+        /// Set when its volume starts closing (<see cref="ClosingAsync"/>): a role change meanwhile gives it no new sink, which would
+        /// apply a primary's frames to a cache on its way down (the old sink is revoked outside the lock, so one could come in between).
+        /// </summary>
+        public bool Closing { get; set; }
         /// <summary>Why the primary is held unconfirmed (<see cref="HoldUnconfirmedAsync"/>), or null.</summary>
         public string? Unconfirmed { get; set; }
         /// <summary>The primary volume this secondary followed while UpToDate, its incarnation and its last batch held durably here (replaced whole: read by other threads).</summary>
