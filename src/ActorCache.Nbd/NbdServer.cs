@@ -138,6 +138,9 @@ public sealed class NbdServer(INbdExportCatalog catalog, NbdServerOptions option
         }
     }
 
+    /// <summary>Connections counted against the limit right now (served, or in their handshake to be served).</summary>
+    internal int Served => Volatile.Read(ref _served);
+
     /// <summary>Clients attached to the export <paramref name="name"/> right now (past the handshake).</summary>
     public int ConnectionsTo(string name) => _connections.Keys.Count(c => IsOf(c.Export, name));
 
