@@ -118,8 +118,10 @@ public sealed class SyncFailureTests : IDisposable
         medium.Armed = true;
         await cache.WriteAsync(8192, CacheFixture.Pattern(4096, 3), fua: false);
         await Assert.ThrowsAsync<BlockTargetException>(() => cache.FlushAsync().AsTask());
-        await Task.Delay(1500); // the flusher's retries: the wipe fails once, then works, and so do the writes
+        // The flusher's retries: the wipe fails once, then works, and so do the writes (waited for: a retry comes after a backoff).
+        for (var waited = 0; !medium.WipeFailed && waited < 100; waited++) await Task.Delay(100);
         Assert.True(medium.WipeFailed, "the injected wipe failure was not reached");
+        await Task.Delay(500); // and the retries after it
         await Assert.ThrowsAsync<BlockTargetException>(() => cache.FlushAsync().AsTask());
     }
 

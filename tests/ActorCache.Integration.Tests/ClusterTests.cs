@@ -195,7 +195,8 @@ public sealed class ClusterTests : IAsyncLifetime
         Assert.Equal("Up", dead.GetProperty("status").GetString());
         var watch = Stopwatch.StartNew();
         var table = await Cli.CheckAsync(a, "cluster", "show");
-        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(10), $"cluster show took {watch.Elapsed} with a member gone");
+        // Bound loosely: the command starts a .NET process, seconds on a busy machine; each member is asked for 2 s at most.
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), $"cluster show took {watch.Elapsed} with a member gone");
         Assert.Contains(" no ", Assert.Single(table.Split('\n'), l => l.Contains("akka.tcp://") && l.Contains(" c ")));
         // Not a member a may down while it reaches it, nor one that does not exist; and never without the token.
         Assert.Contains("member b", await Cli.RefusedAsync(1, Cli.RunAsync(a, "cluster", "down", "b")));

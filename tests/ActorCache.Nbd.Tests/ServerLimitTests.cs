@@ -67,6 +67,8 @@ public sealed class ServerLimitTests : IAsyncLifetime
         await using var client = await RawNbdClient.ConnectAsync(Socket);
         await client.GoAsync("vol0");
         for (var cookie = 1ul; cookie <= 8; cookie++) await client.SendRequestAsync(NbdCommand.Read, 0, Large, cookie);
+        // The server takes them in on its own threads: waited for, not assumed done after a fixed while (a busy machine).
+        Assert.True(SpinWait.SpinUntil(() => Volatile.Read(ref _counting.LargeReads) >= 1, TimeSpan.FromSeconds(20)), "no large read started");
         await Task.Delay(1000);
         // The pool lends a 64 MiB array for 32 MiB and its reply header: two fit in the default 128 MiB.
         Assert.InRange(Volatile.Read(ref _counting.LargeReads), 1, 2);
@@ -99,15 +101,22 @@ public sealed class ServerLimitTests : IAsyncLifetime
                     await client.GoAsync("vol0");
                     for (var cookie = 1ul; cookie <= 2; cookie++) await client.SendRequestAsync(NbdCommand.Read, 0, Large, cookie);
                 }
+            }
+
+            // The server takes the reads in on its own threads: the count is waited for, then given a while to go past it.
+            async Task AssertLargeReadsAsync(int expected)
+            {
+                SpinWait.SpinUntil(() => Volatile.Read(ref _counting.LargeReads) >= expected, TimeSpan.FromSeconds(20));
                 await Task.Delay(1000);
+                Assert.Equal(expected, Volatile.Read(ref _counting.LargeReads));
             }
 
             // Three clients: one read each (each alone could hold two, 128 MiB, without the quarter).
             await ConnectAndReadTwiceUnreadAsync(3);
-            Assert.Equal(3, Volatile.Read(ref _counting.LargeReads));
+            await AssertLargeReadsAsync(3);
             // Two more: the fourth array fills the node's budget, and the fifth client waits.
             await ConnectAndReadTwiceUnreadAsync(2);
-            Assert.Equal(4, Volatile.Read(ref _counting.LargeReads));
+            await AssertLargeReadsAsync(4);
             Assert.Equal(256L << 20, server.LargeBuffersHeld);
 
             // Each client reads its own replies (a reply another client holds goes out only as that client reads).

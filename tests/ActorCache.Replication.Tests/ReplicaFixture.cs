@@ -107,7 +107,8 @@ public sealed class ReplicaFixture : IAsyncDisposable
             ResyncBytesPerSecond = rate,
             StateDirectory = LinkState,
             ReconnectInterval = TimeSpan.FromMilliseconds(100),
-            AckTimeout = ackTimeout ?? TimeSpan.FromSeconds(5),
+            // Long enough that a disk stalled for seconds by other work on the machine does not cut a session a test counts on.
+            AckTimeout = ackTimeout ?? TimeSpan.FromSeconds(30),
             MaxLagBytes = maxLag,
             CatchUpGainPeriod = catchUpGain ?? TimeSpan.FromSeconds(10),
             CatchUpMaxLogRatio = catchUpRatio,

@@ -10,6 +10,9 @@ namespace ActorCache.Tests;
 
 public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
 {
+    // An open creates a whole write-back cache (log segments, actors): TestKit's default 3 s is short on a busy machine.
+    private static readonly TimeSpan OpenTimeout = TimeSpan.FromSeconds(15);
+
     private readonly string _dir = Directory.CreateTempSubdirectory("actorcache-volume-").FullName;
 
     protected override void Dispose(bool disposing)
@@ -30,7 +33,7 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         var definition = new VolumeDefinition("v", 1 << 20, VolumeMode.PassThrough, path, false, false);
         var actor = Sys.ActorOf(VolumeActor.Props(definition, catalog, Open));
         actor.Tell(OpenVolume.Instance);
-        ExpectMsg<VolumeOpened>();
+        ExpectMsg<VolumeOpened>(OpenTimeout);
         Assert.True(catalog.TryGet("", out var export)); // the only volume is the default export
         Assert.Equal("v", export.Name);
 
@@ -86,13 +89,13 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
 
         var healthy = Sys.ActorOf(VolumeActor.Props(new VolumeDefinition("ok", 1 << 20, VolumeMode.PassThrough, path, false, false), new ExportCatalog(""), OpenFaulty));
         healthy.Tell(OpenVolume.Instance);
-        ExpectMsg<VolumeOpened>();
+        ExpectMsg<VolumeOpened>(OpenTimeout);
         healthy.Tell(CloseVolume.Instance);
         Assert.Equal(new VolumeClosed("ok", 0, null), ExpectMsg<VolumeClosed>());
 
         var failing = Sys.ActorOf(VolumeActor.Props(new VolumeDefinition("bad", 1 << 20, VolumeMode.PassThrough, path, false, false), new ExportCatalog(""), OpenFaulty));
         failing.Tell(OpenVolume.Instance);
-        ExpectMsg<VolumeOpened>();
+        ExpectMsg<VolumeOpened>(OpenTimeout);
         faulty!.FailWrites = true; // the final flush cannot reach the disk
         Watch(failing);
         failing.Tell(CloseVolume.Instance);
@@ -133,7 +136,7 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         var catalog = new ExportCatalog("");
         var actor = Sys.ActorOf(VolumeActor.Props(definition, catalog, OpenWriteBack), "volume-wb");
         actor.Tell(OpenVolume.Instance);
-        ExpectMsg<VolumeOpened>();
+        ExpectMsg<VolumeOpened>(OpenTimeout);
         Assert.NotNull(await FindAsync("/user/volume-wb/flusher-wb-*"));
         Assert.NotNull(await FindAsync("/user/volume-wb/destager-wb-*"));
 
@@ -154,7 +157,7 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
 
         var reopened = Sys.ActorOf(VolumeActor.Props(definition, catalog, OpenWriteBack), "volume-wb-again");
         reopened.Tell(OpenVolume.Instance);
-        ExpectMsg<VolumeOpened>();
+        ExpectMsg<VolumeOpened>(OpenTimeout);
         Assert.True(catalog.TryGet("wb", out export));
         var read = new byte[data.Length];
         await export.Target.ReadAsync(0, read);
@@ -173,7 +176,7 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         var catalog = new ExportCatalog("");
         var actor = Sys.ActorOf(VolumeActor.Props(definition, catalog, OpenWriteBack));
         actor.Tell(OpenVolume.Instance);
-        ExpectMsg<VolumeOpened>();
+        ExpectMsg<VolumeOpened>(OpenTimeout);
         Assert.True(catalog.TryGet("g", out var before));
         var data = new byte[1 << 20];
         new Random(3).NextBytes(data);
@@ -209,7 +212,7 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         var catalog = new ExportCatalog("");
         var actor = Sys.ActorOf(VolumeActor.Props(new VolumeDefinition("ro", 1 << 20, VolumeMode.PassThrough, path, false, true), catalog, Open));
         actor.Tell(OpenVolume.Instance);
-        ExpectMsg<VolumeOpened>();
+        ExpectMsg<VolumeOpened>(OpenTimeout);
         actor.Tell(new GrowVolume(2 << 20));
         Assert.Contains("read-only", ExpectMsg<VolumeGrowRejected>().Reason);
         Assert.Equal(1 << 20, new FileInfo(path).Length);
@@ -244,7 +247,7 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         var catalog = new ExportCatalog("");
         var actor = Sys.ActorOf(VolumeActor.Props(definition, catalog, OpenSlow));
         actor.Tell(OpenVolume.Instance);
-        ExpectMsg<VolumeOpened>();
+        ExpectMsg<VolumeOpened>(OpenTimeout);
         Assert.True(catalog.TryGet("m", out var export));
         var data = new byte[12 << 20]; // three extents, several slow backing writes each
         new Random(5).NextBytes(data);
@@ -253,7 +256,7 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         var switcher = CreateTestProbe();
         actor.Tell(new SetVolumeMode(VolumeMode.WriteThrough), switcher);
         actor.Tell(GetVolumeStatus.Instance);
-        var during = ExpectMsg<VolumeStatus>(TimeSpan.FromSeconds(1)); // answered while the drain runs
+        var during = ExpectMsg<VolumeStatus>(TimeSpan.FromSeconds(10)); // answered while the drain runs (its blocks still cached, below)
         Assert.Equal(VolumeMode.WriteThrough, during.SwitchingTo);
         Assert.Equal(VolumeMode.WriteBack, during.Definition.Mode);
         Assert.True(during.Cache!.CachedBlocks > 0, "the drain has not finished yet");

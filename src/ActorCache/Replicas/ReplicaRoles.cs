@@ -329,6 +329,13 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
             _logger.LogInformation("volume {Name}: secondary of {Primary} (protocol {Protocol}, epoch {Epoch})", name, set.Primary, set.Protocol, set.Epoch);
             return;
         }
+        // A volume on its way down starts no links (a confirmation or promotion can come in while it closes): they would
+        // resync its peers from a cache that is closing, and be cut off.
+        if (attached.Closing)
+        {
+            attached.Volume.Guard = PrimaryGuard.NotPrimary("it is a replicated volume that is closing on this node");
+            return;
+        }
         // Until its peers confirm nobody was promoted meanwhile (ReplicatedVolumes.ReconcileAsync), a
         // primary that has just opened neither takes NBD clients nor ships to its peers: it may have been
         // demoted while away, and its stale data must not reach a replica of the new primary.
@@ -678,7 +685,8 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         public bool Confirmed { get; set; }
         /// <summary>
         /// Set when its volume starts closing (<see cref="ClosingAsync"/>): a role change meanwhile gives it no new sink, which would
-        /// apply a primary's frames to a cache on its way down (the old sink is revoked outside the lock, so one could come in between).
+        /// apply a primary's frames to a cache on its way down (the old sink is revoked outside the lock, so one could come in between),
+        /// and no links.
         /// </summary>
         public bool Closing { get; set; }
         /// <summary>Why the primary is held unconfirmed (<see cref="HoldUnconfirmedAsync"/>), or null.</summary>
