@@ -87,8 +87,13 @@ public sealed class NetworkCutTests : IAsyncLifetime
         }
     }
 
+    /// <summary>
+    /// Starts node <paramref name="name"/> in its namespace, or restarts it on <paramref name="dataDir"/>: a restart lists the node
+    /// itself last among its seeds, so it joins the running cluster rather than form one of its own (see ReplicaCluster.StartAsync).
+    /// </summary>
     private async Task<NodeProcess> StartAsync(string name, string? dataDir = null, string[]? extraArgs = null)
     {
+        var seeds = dataDir is null ? Names : [.. Names.Where(n => n != name), name];
         if (dataDir is null)
         {
             dataDir = NodeProcess.NewDataDir();
@@ -97,7 +102,7 @@ public sealed class NetworkCutTests : IAsyncLifetime
         var node = NodeProcess.Launch(dataDir,
         [
             "--node-name", name, "--cluster", $"{Address(name)}:{ClusterPort}",
-            .. Names.SelectMany(n => new[] { "--seed", $"{Address(n)}:{ClusterPort}" }),
+            .. seeds.SelectMany(n => new[] { "--seed", $"{Address(n)}:{ClusterPort}" }),
             "--volume", $"local-{name}:16M", "--set", "actorcache.cache.ring-size=64M", .. extraArgs ?? [],
         ], netns: Ns(name));
         _all.Add(node);

@@ -25,9 +25,14 @@ public sealed class ReplicaCluster(params string[] extraArgs) : IAsyncDisposable
     /// <summary>
     /// Starts node <paramref name="name"/> on a new data directory, or restarts it on <paramref name="dataDir"/>; it lists every
     /// node as a seed, or only those of <paramref name="seeds"/>; <paramref name="more"/> are further <c>serve</c> arguments for this start.
+    /// A restart lists the node itself last, as the README advises for a node that rejoins a running cluster: the first seed in
+    /// a node's list joins itself when no other seed answers within the seed timeout, and a run back on its old address can miss
+    /// their answers for a while (Akka.Remote's cleanup of the old run), so it would form a cluster of its own and give way (exit 1)
+    /// where a supervisor would start it again. Listed last, it asks the others until they let it in.
     /// </summary>
     public async Task<NodeProcess> StartAsync(string name, string? dataDir = null, string[]? seeds = null, string[]? more = null)
     {
+        var restart = dataDir is not null;
         if (dataDir is null)
         {
             dataDir = NodeProcess.NewDataDir();
@@ -41,7 +46,7 @@ public sealed class ReplicaCluster(params string[] extraArgs) : IAsyncDisposable
                 if (!_ports.ContainsKey(n)) _ports[n] = NodeProcess.FreePort();
             node = NodeProcess.Launch(dataDir,
             [
-                "--node-name", name, "--cluster", $"127.0.0.1:{_ports[name]}", .. (seeds ?? ["a", "b", "c"]).SelectMany(n => new[] { "--seed", $"127.0.0.1:{_ports[n]}" }),
+                "--node-name", name, "--cluster", $"127.0.0.1:{_ports[name]}", .. (seeds ?? SeedsOf(name, restart)).SelectMany(n => new[] { "--seed", $"127.0.0.1:{_ports[n]}" }),
                 "--volume", $"local-{name}:16M", "--set", "actorcache.cache.ring-size=64M", .. extraArgs, .. more ?? [],
             ]);
             _nodes.Add((name, node));
@@ -50,19 +55,23 @@ public sealed class ReplicaCluster(params string[] extraArgs) : IAsyncDisposable
         return node;
     }
 
+    /// <summary>The three nodes as seeds; on a restart the node itself last (see <see cref="StartAsync"/>).</summary>
+    private static string[] SeedsOf(string name, bool restart) =>
+        restart ? [.. new[] { "a", "b", "c" }.Where(n => n != name), name] : ["a", "b", "c"];
+
     /// <summary>
     /// Restarts node <paramref name="name"/>, just SIGKILLed, on <paramref name="dataDir"/> once every one of <paramref name="survivors"/>
     /// sees its killed run unreachable (or gone), as a supervisor's restart comes: a promotion no longer waits for that, and a run
     /// back on the same address sooner than that can lose the race with Akka.Remote's cleanup of the old one's association (a known
     /// hazard of classic remoting: the new run and one member never reassociate, and the split-brain resolver downs them both).
     /// </summary>
-    public async Task<NodeProcess> RestartOnceSeenGoneAsync(string name, string dataDir, IEnumerable<NodeProcess> survivors)
+    public async Task<NodeProcess> RestartOnceSeenGoneAsync(string name, string dataDir, IEnumerable<NodeProcess> survivors, string[]? seeds = null)
     {
         foreach (var survivor in survivors)
             await WaitAsync(async () => (await Cli.JsonAsync(survivor, "cluster", "show")).EnumerateArray()
                     .All(m => m.GetProperty("node").GetString() != name || !m.GetProperty("reachable").GetBoolean()),
                 $"node {name} seen unreachable", 60, 200);
-        return await StartAsync(name, dataDir);
+        return await StartAsync(name, dataDir, seeds);
     }
 
     public async Task<(NodeProcess A, NodeProcess B, NodeProcess C)> StartThreeAsync()
