@@ -146,7 +146,7 @@ public sealed class ServerLimitTests : IAsyncLifetime
         // Four clients that send two large READs each and never read: the node's whole budget (four 64 MiB arrays) held.
         var socket = Path.Combine(_dir, "stalled.sock");
         await using var server = TestServer.Start(new Catalog(new NbdExport("vol0", "the volume", _counting, false)), socket,
-            maxLargeBufferBytes: 256L << 20, sendTimeout: TimeSpan.FromSeconds(5));
+            maxLargeBufferBytes: 256L << 20, sendTimeout: TimeSpan.FromSeconds(15));
         var stalled = new List<RawNbdClient>();
         try
         {
@@ -157,11 +157,12 @@ public sealed class ServerLimitTests : IAsyncLifetime
                 await client.GoAsync("vol0");
                 for (var cookie = 1ul; cookie <= 2; cookie++) await client.SendRequestAsync(NbdCommand.Read, 0, Large, cookie);
             }
-            for (var waited = 0; server.LargeBuffersHeld < 256L << 20 && waited < 50; waited++) await Task.Delay(100);
+            // Within the send timeout (15 s, long for a busy machine): the first client's stalled send counts from its first READ.
+            for (var waited = 0; server.LargeBuffersHeld < 256L << 20 && waited < 120; waited++) await Task.Delay(100);
             Assert.Equal(256L << 20, server.LargeBuffersHeld);
 
             // Their sends stall; past the send timeout each is dropped, and its buffers go back.
-            for (var waited = 0; server.LargeBuffersHeld != 0 && waited < 300; waited++) await Task.Delay(100);
+            for (var waited = 0; server.LargeBuffersHeld != 0 && waited < 450; waited++) await Task.Delay(100);
             Assert.Equal(0, server.LargeBuffersHeld);
             foreach (var client in stalled)
             {
