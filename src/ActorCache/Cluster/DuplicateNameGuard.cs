@@ -89,6 +89,9 @@ public sealed class DuplicateNameGuard(NodeSettings settings, ActorSystem system
     private async Task<bool> AnswersAsync(Member member)
     {
         var cluster = Akka.Cluster.Cluster.Get(system);
+        // A former run on this node's own address: an ask there would reach this run (Akka asks by address), and no other live
+        // process holds the port this one listens on.
+        if (member.Address.Equals(cluster.SelfAddress)) return false;
         for (var attempt = 0; attempt < 3; attempt++)
         {
             if (cluster.State.Unreachable.Any(u => u.UniqueAddress.Equals(member.UniqueAddress))) return false;
