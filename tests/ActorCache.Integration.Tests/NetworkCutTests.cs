@@ -93,7 +93,8 @@ public sealed class NetworkCutTests : IAsyncLifetime
     /// </summary>
     private async Task<NodeProcess> StartAsync(string name, string? dataDir = null, string[]? extraArgs = null)
     {
-        var seeds = dataDir is null ? Names : [.. Names.Where(n => n != name), name];
+        var restart = dataDir is not null;
+        var seeds = restart ? [.. Names.Where(n => n != name), name] : Names;
         if (dataDir is null)
         {
             dataDir = NodeProcess.NewDataDir();
@@ -104,6 +105,7 @@ public sealed class NetworkCutTests : IAsyncLifetime
             "--node-name", name, "--cluster", $"{Address(name)}:{ClusterPort}",
             .. seeds.SelectMany(n => new[] { "--seed", $"{Address(n)}:{ClusterPort}" }),
             "--volume", $"local-{name}:16M", "--set", "actorcache.cache.ring-size=64M", .. extraArgs ?? [],
+            .. restart ? ReplicaCluster.RestartArgs : [],
         ], netns: Ns(name));
         _all.Add(node);
         _nodes[name] = node;

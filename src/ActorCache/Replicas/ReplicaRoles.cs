@@ -217,16 +217,7 @@ public sealed class ReplicaRoles(NodeSettings settings, ExportCatalog catalog, P
         // Outside the lock: once removed nothing else reaches these links, and a link's leave waits up to the ack timeout for
         // its last frames. Under the lock, a node's stop closed its replicated volumes one after another, timeout after timeout.
         if (attached is not null) await LeaveAsync(attached);
-        // The front forgets the role's refusal, unless the volume was opened again meanwhile: its new role has said what it serves.
-        await _changes.WaitAsync();
-        try
-        {
-            if (!_attached.ContainsKey(volume)) catalog.Serve(volume);
-        }
-        finally
-        {
-            _changes.Release();
-        }
+        catalog.Serve(volume);
     }
 
     /// <summary>A volume open here got a new replica set: its role follows (links started or stopped, the front told).</summary>
