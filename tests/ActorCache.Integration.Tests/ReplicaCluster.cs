@@ -66,9 +66,9 @@ public sealed class ReplicaCluster(params string[] extraArgs) : IAsyncDisposable
 
     /// <summary>
     /// Restarts node <paramref name="name"/>, just SIGKILLed, on <paramref name="dataDir"/> once every one of <paramref name="survivors"/>
-    /// sees its killed run unreachable (or gone), as a supervisor's restart comes: a promotion no longer waits for that, and a run
-    /// back on the same address sooner than that can lose the race with Akka.Remote's cleanup of the old one's association (a known
-    /// hazard of classic remoting: the new run and one member never reassociate, and the split-brain resolver downs them both).
+    /// sees its killed run unreachable, has marked it down and removed it, and 5 s after: a run back on the same address sooner can
+    /// lose the race with Akka.Remote's cleanup of the old one's association (a known hazard of classic remoting: the new run and
+    /// one member never reassociate, and the split-brain resolver downs them both).
     /// </summary>
     public async Task<NodeProcess> RestartOnceSeenGoneAsync(string name, string dataDir, IEnumerable<NodeProcess> survivors, string[]? seeds = null)
     {
