@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# How often does a node killed with SIGKILL and started again on its old address fail to rejoin?
+# Three nodes on loopback (a, b, c; each lists all three as seeds, a restart lists itself last, as the README
+# advises); each round kills a and starts it again at the moment MODE names, then waits up to WAIT seconds
+# for every node to list all three Up and reachable. Classic Akka.Remote can lose a race here (README,
+# "A node restarted on its old address"); this counts it.
+#
+#   tests/bench/restart-race.sh [MODE] [ROUNDS]      MODE: now | unreachable (default) | down
+#     now          start a again at once (a supervisor's first restart, Kubernetes' too)
+#     unreachable  once b sees the killed run unreachable
+#     down         once b sees it unreachable and has been told `cluster down a`
+#   WAIT=60 (s per round), BUSY=1 (one busy loop beside the nodes), KEEP=1 (keep the data dirs and logs)
+#
+# Needs a Release build: dotnet build src/ActorCache -c Release. Prints one line per round and a summary;
+# exits 1 if any round failed. The nodes' logs (and their debug logs, actorcache-debug.log) are in the
+# printed directory when KEEP=1 or a round failed.
+set -euo pipefail
+MODE=${1:-unreachable}; ROUNDS=${2:-10}; WAIT=${WAIT:-60}
+case $MODE in now|unreachable|down) ;; *) echo "usage: $0 [now|unreachable|down] [ROUNDS]" >&2; exit 2 ;; esac
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+DLL=$ROOT/src/ActorCache/bin/Release/net10.0/ActorCache.dll
+[ -f "$DLL" ] || { echo "no Release build at $DLL: run dotnet build src/ActorCache -c Release" >&2; exit 1; }
+DIR=$(mktemp -d /tmp/restart-race.XXXXXX)
+declare -A CLUSTER=([a]=14153 [b]=14154 [c]=14155) ADMIN=([a]=19561 [b]=19562 [c]=19563) PID=()
+BUSY_PID=
+cleanup() {
+  kill "${PID[@]}" ${BUSY_PID:+"$BUSY_PID"} 2>/dev/null || true
+  wait 2>/dev/null || true
+  if [ "${KEEP:-0}" = 1 ] || [ "${FAILS:-0}" -gt 0 ]; then echo "logs: $DIR"; else rm -rf "$DIR"; fi
+}
+trap cleanup EXIT
+
+start() { # NAME SEED...
+  local name=$1; shift
+  local seeds=(); for s in "$@"; do seeds+=(--seed "127.0.0.1:${CLUSTER[$s]}"); done
+  mkdir -p "$DIR/$name"
+  dotnet "$DLL" serve --data-dir "$DIR/$name" --node-name "$name" --cluster "127.0.0.1:${CLUSTER[$name]}" "${seeds[@]}" \
+    --listen "unix:$DIR/$name/nbd.sock" --admin "127.0.0.1:${ADMIN[$name]}" --volume "v$name:16M" \
+    --set actorcache.cache.ring-size=64M --set akka.cluster.seed-node-timeout=3s >> "$DIR/$name.log" 2>&1 &
+  PID[$name]=$!
+}
+members() { curl -s -m 3 "127.0.0.1:${ADMIN[$1]}/api/cluster" || true; }
+# Every node lists a, b and c, all Up and reachable.
+all_up() {
+  for n in a b c; do
+    members "$n" | python3 -c 'import json, sys
+try: m = json.load(sys.stdin)
+except ValueError: sys.exit(1)
+sys.exit(0 if sorted(x["node"] for x in m if x["status"] == "Up" and x["reachable"]) == ["a", "b", "c"] else 1)' || return 1
+  done
+}
+wait_until() { # SECONDS COMMAND...
+  local end=$((SECONDS + $1)); shift
+  until "$@"; do [ $SECONDS -lt $end ] || return 1; sleep 0.25; done
+}
+b_sees_a_unreachable() { members b | grep -q '"node":"a"[^}]*"reachable":false'; }
+
+[ "${BUSY:-0}" = 1 ] && { sh -c 'while :; do :; done' & BUSY_PID=$!; }
+start a a b c; start b a b c; start c a b c
+wait_until 120 all_up || { echo "the three nodes did not form a cluster within 120 s" >&2; FAILS=1; exit 1; }
+FAILS=0
+for round in $(seq 1 "$ROUNDS"); do
+  kill -9 "${PID[a]}"; wait "${PID[a]}" 2>/dev/null || true
+  t0=$(date +%s.%N)
+  case $MODE in
+    unreachable) wait_until 60 b_sees_a_unreachable ;;
+    down) wait_until 60 b_sees_a_unreachable
+          curl -s -m 3 -X POST -H "Authorization: Bearer $(cat "$DIR/b/admin.token")" -H 'Content-Type: application/json' \
+            -d '{"node":"a"}' "127.0.0.1:${ADMIN[b]}/api/cluster/down" > /dev/null ;;
+  esac
+  echo "round $round: restarted $(echo "$(date +%s.%N) - $t0" | bc) s after the kill" >> "$DIR/a.log"
+  start a b c a
+  if wait_until "$WAIT" all_up; then
+    printf 'round %d (%s): back, every node lists three Up, %.1f s after the kill\n' "$round" "$MODE" "$(echo "$(date +%s.%N) - $t0" | bc)"
+  else
+    FAILS=$((FAILS + 1))
+    echo "round $round ($MODE): NOT back within $WAIT s; the members as each node lists them:"
+    for n in a b c; do echo "  $n: $(members $n)"; done
+    break
+  fi
+done
+echo "mode $MODE: $FAILS failed of $round rounds"
+[ "$FAILS" = 0 ]
