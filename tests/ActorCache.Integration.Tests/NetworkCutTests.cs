@@ -104,8 +104,8 @@ public sealed class NetworkCutTests : IAsyncLifetime
         [
             "--node-name", name, "--cluster", $"{Address(name)}:{ClusterPort}",
             .. seeds.SelectMany(n => new[] { "--seed", $"{Address(n)}:{ClusterPort}" }),
-            "--volume", $"local-{name}:16M", "--set", "actorcache.cache.ring-size=64M", .. ReplicaCluster.SeedTimeoutArgs,
-            .. extraArgs ?? [],
+            "--volume", $"local-{name}:16M", "--set", "actorcache.cache.ring-size=64M", .. extraArgs ?? [],
+            .. restart ? ReplicaCluster.RestartArgs : [],
         ], netns: Ns(name));
         _all.Add(node);
         _nodes[name] = node;

@@ -29,7 +29,7 @@ public sealed class ReplicaCluster(params string[] extraArgs) : IAsyncDisposable
     /// a node's list joins itself when no other seed answers within the seed timeout, and a run back on its old address can miss
     /// their answers for a while (Akka.Remote's cleanup of the old run), so it would form a cluster of its own and give way (exit 1)
     /// where a supervisor would start it again. Listed last, it asks the others until they let it in, again after each seed timeout
-    /// without an answer (<see cref="SeedTimeoutArgs"/>).
+    /// without an answer: 3 s on a restart (12 s by default), so a first ask lost to that cleanup costs seconds, not a round's budget.
     /// </summary>
     public async Task<NodeProcess> StartAsync(string name, string? dataDir = null, string[]? seeds = null, string[]? more = null)
     {
@@ -48,7 +48,8 @@ public sealed class ReplicaCluster(params string[] extraArgs) : IAsyncDisposable
             node = NodeProcess.Launch(dataDir,
             [
                 "--node-name", name, "--cluster", $"127.0.0.1:{_ports[name]}", .. (seeds ?? SeedsOf(name, restart)).SelectMany(n => new[] { "--seed", $"127.0.0.1:{_ports[n]}" }),
-                "--volume", $"local-{name}:16M", "--set", "actorcache.cache.ring-size=64M", .. SeedTimeoutArgs, .. extraArgs, .. more ?? [],
+                "--volume", $"local-{name}:16M", "--set", "actorcache.cache.ring-size=64M", .. extraArgs,
+                .. restart && seeds is null ? RestartArgs : [], .. more ?? [],
             ]);
             _nodes.Add((name, node));
         }
@@ -56,13 +57,8 @@ public sealed class ReplicaCluster(params string[] extraArgs) : IAsyncDisposable
         return node;
     }
 
-    /// <summary>
-    /// The test nodes' seed timeout, 3 s (12 s by default). A node not first in its seed list asks the seeds again only after a
-    /// timeout without an answer, so b and c, started beside a, joined 12 s after a first ask that a, not yet in a cluster, turned
-    /// down; a restarted node's first ask lost to the old run's cleanup cost as much. The first seed of a fresh start (a) forms the
-    /// cluster 3 s after no other seed is in one, which it does anyway. A test's own --set after these wins.
-    /// </summary>
-    public static readonly string[] SeedTimeoutArgs = ["--set", "akka.cluster.seed-node-timeout=3s"];
+    /// <summary>A restarted node asks its seeds again every 3 s while none answers (see <see cref="StartAsync"/>).</summary>
+    public static readonly string[] RestartArgs = ["--set", "akka.cluster.seed-node-timeout=3s"];
 
     /// <summary>The three nodes as seeds; on a restart the node itself last (see <see cref="StartAsync"/>).</summary>
     private static string[] SeedsOf(string name, bool restart) =>
