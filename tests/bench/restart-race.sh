@@ -16,7 +16,10 @@
 # printed directory when KEEP=1 or a round failed.
 set -euo pipefail
 MODE=${1:-unreachable}; ROUNDS=${2:-10}; WAIT=${WAIT:-60}
-case $MODE in now|unreachable|down) ;; *) echo "usage: $0 [now|unreachable|down] [ROUNDS]" >&2; exit 2 ;; esac
+USAGE="usage: [WAIT=SECONDS] [BUSY=1] [KEEP=1] $0 [now|unreachable|down] [ROUNDS]"
+case $MODE in now|unreachable|down) ;; *) echo "$USAGE" >&2; exit 2 ;; esac
+[[ $ROUNDS =~ ^[1-9][0-9]*$ && $WAIT =~ ^[1-9][0-9]*$ ]] || { echo "$USAGE (ROUNDS and WAIT are whole numbers above 0)" >&2; exit 2; }
+export LC_ALL=C
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 DLL=$ROOT/src/ActorCache/bin/Release/net10.0/ActorCache.dll
 [ -f "$DLL" ] || { echo "no Release build at $DLL: run dotnet build src/ActorCache -c Release" >&2; exit 1; }
@@ -25,6 +28,7 @@ declare -A CLUSTER=([a]=14153 [b]=14154 [c]=14155) ADMIN=([a]=19561 [b]=19562 [c
 BUSY_PID=
 cleanup() {
   kill "${PID[@]}" ${BUSY_PID:+"$BUSY_PID"} 2>/dev/null || true
+  sleep 1; kill -9 "${PID[@]}" ${BUSY_PID:+"$BUSY_PID"} 2>/dev/null || true  # a node that ignores SIGTERM
   wait 2>/dev/null || true
   if [ "${KEEP:-0}" = 1 ] || [ "${FAILS:-0}" -gt 0 ]; then echo "logs: $DIR"; else rm -rf "$DIR"; fi
 }
@@ -44,9 +48,9 @@ members() { curl -s -m 3 "127.0.0.1:${ADMIN[$1]}/api/cluster" || true; }
 all_up() {
   for n in a b c; do
     members "$n" | python3 -c 'import json, sys
-try: m = json.load(sys.stdin)
-except ValueError: sys.exit(1)
-sys.exit(0 if sorted(x["node"] for x in m if x["status"] == "Up" and x["reachable"]) == ["a", "b", "c"] else 1)' || return 1
+try: up = sorted(x["node"] for x in json.load(sys.stdin) if x["status"] == "Up" and x["reachable"])
+except Exception: sys.exit(1)  # no answer yet, or an error body
+sys.exit(0 if up == ["a", "b", "c"] else 1)' || return 1
   done
 }
 wait_until() { # SECONDS COMMAND...
@@ -60,14 +64,16 @@ start a a b c; start b a b c; start c a b c
 wait_until 120 all_up || { echo "the three nodes did not form a cluster within 120 s" >&2; FAILS=1; exit 1; }
 FAILS=0
 for round in $(seq 1 "$ROUNDS"); do
+  kill -0 "${PID[a]}" 2>/dev/null || { echo "round $round: a had exited before it was killed"; FAILS=$((FAILS + 1)); break; }
   kill -9 "${PID[a]}"; wait "${PID[a]}" 2>/dev/null || true
   t0=$(date +%s.%N)
-  case $MODE in
-    unreachable) wait_until 60 b_sees_a_unreachable ;;
-    down) wait_until 60 b_sees_a_unreachable
-          curl -s -m 3 -X POST -H "Authorization: Bearer $(cat "$DIR/b/admin.token")" -H 'Content-Type: application/json' \
-            -d '{"node":"a"}' "127.0.0.1:${ADMIN[b]}/api/cluster/down" > /dev/null ;;
-  esac
+  if [ "$MODE" != now ] && ! wait_until 60 b_sees_a_unreachable; then
+    echo "round $round: b did not see the killed run unreachable within 60 s"; FAILS=$((FAILS + 1)); break
+  fi
+  if [ "$MODE" = down ] && ! curl -sf -m 5 -X POST -H "Authorization: Bearer $(cat "$DIR/b/admin.token")" \
+      -H 'Content-Type: application/json' -d '{"node":"a"}' "127.0.0.1:${ADMIN[b]}/api/cluster/down" > /dev/null; then
+    echo "round $round: b refused or did not answer cluster down a"; FAILS=$((FAILS + 1)); break
+  fi
   echo "round $round: restarted $(echo "$(date +%s.%N) - $t0" | bc) s after the kill" >> "$DIR/a.log"
   start a b c a
   if wait_until "$WAIT" all_up; then
