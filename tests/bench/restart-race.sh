@@ -11,9 +11,9 @@
 #     down         once b sees it unreachable and has been told `cluster down a`
 #   WAIT=60 (s per round), BUSY=1 (one busy loop beside the nodes), KEEP=1 (keep the data dirs and logs)
 #
-# Needs a Release build: dotnet build src/ActorCache -c Release. Prints one line per round and a summary;
-# exits 1 if any round failed. The nodes' logs (and their debug logs, actorcache-debug.log) are in the
-# printed directory when KEEP=1 or a round failed.
+# Ports: cluster 14153-14155, admin 19561-19563 on 127.0.0.1. Needs a Release build: dotnet build src/ActorCache
+# -c Release. Prints one line per round and a summary; exits 1 if any round failed. The nodes' logs (and their
+# debug logs, actorcache-debug.log) are in the printed directory when KEEP=1 or a round failed.
 set -euo pipefail
 MODE=${1:-unreachable}; ROUNDS=${2:-10}; WAIT=${WAIT:-60}
 USAGE="usage: [WAIT=SECONDS] [BUSY=1] [KEEP=1] $0 [now|unreachable|down] [ROUNDS]"
@@ -57,6 +57,7 @@ wait_until() { # SECONDS COMMAND...
   local end=$((SECONDS + $1)); shift
   until "$@"; do [ $SECONDS -lt $end ] || return 1; sleep 0.25; done
 }
+since() { awk -v t0="$1" -v t="$(date +%s.%N)" 'BEGIN { printf "%.1f", t - t0 }'; }  # seconds since $1, one decimal
 b_sees_a_unreachable() { members b | grep -q '"node":"a"[^}]*"reachable":false'; }
 
 [ "${BUSY:-0}" = 1 ] && { sh -c 'while :; do :; done' & BUSY_PID=$!; }
@@ -74,10 +75,10 @@ for round in $(seq 1 "$ROUNDS"); do
       -H 'Content-Type: application/json' -d '{"node":"a"}' "127.0.0.1:${ADMIN[b]}/api/cluster/down" > /dev/null; then
     echo "round $round: b refused or did not answer cluster down a"; FAILS=$((FAILS + 1)); break
   fi
-  echo "round $round: restarted $(echo "$(date +%s.%N) - $t0" | bc) s after the kill" >> "$DIR/a.log"
+  echo "round $round: restarted $(since "$t0") s after the kill" >> "$DIR/a.log"
   start a b c a
   if wait_until "$WAIT" all_up; then
-    printf 'round %d (%s): back, every node lists three Up, %.1f s after the kill\n' "$round" "$MODE" "$(echo "$(date +%s.%N) - $t0" | bc)"
+    echo "round $round ($MODE): back, every node lists three Up, $(since "$t0") s after the kill"
   else
     FAILS=$((FAILS + 1))
     echo "round $round ($MODE): NOT back within $WAIT s; the members as each node lists them:"
