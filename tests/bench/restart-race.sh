@@ -11,8 +11,8 @@
 #     down         once b sees it unreachable and has been told `cluster down a`
 #   WAIT=60 (s per round), BUSY=1 (one busy loop beside the nodes), KEEP=1 (keep the data dirs and logs)
 #
-# Ports: cluster 14153-14155, admin 19561-19563 on 127.0.0.1. Needs a Release build: dotnet build src/ActorCache
-# -c Release. Prints one line per round and a summary; exits 1 if any round failed. The nodes' logs (and their
+# Builds ActorCache (Release) first, as replication.sh does, unless DLL names another build. Prints one line per
+# round and a summary; exits 1 if any round failed. The nodes' logs (and their
 # debug logs, actorcache-debug.log) are in the printed directory when KEEP=1 or a round failed.
 set -euo pipefail
 MODE=${1:-unreachable}; ROUNDS=${2:-10}; WAIT=${WAIT:-60}
@@ -20,11 +20,21 @@ USAGE="usage: [WAIT=SECONDS] [BUSY=1] [KEEP=1] $0 [now|unreachable|down] [ROUNDS
 case $MODE in now|unreachable|down) ;; *) echo "$USAGE" >&2; exit 2 ;; esac
 [[ $ROUNDS =~ ^[1-9][0-9]*$ && $WAIT =~ ^[1-9][0-9]*$ ]] || { echo "$USAGE (ROUNDS and WAIT are whole numbers above 0)" >&2; exit 2; }
 export LC_ALL=C
-ROOT=$(cd "$(dirname "$0")/../.." && pwd)
-DLL=$ROOT/src/ActorCache/bin/Release/net10.0/ActorCache.dll
-[ -f "$DLL" ] || { echo "no Release build at $DLL: run dotnet build src/ActorCache -c Release" >&2; exit 1; }
+cd "$(dirname "$0")/../.."
+if [ -z "${DLL:-}" ]; then
+  echo "building ActorCache (Release)..." >&2
+  dotnet build src/ActorCache -c Release -v quiet -nologo >/dev/null
+  DLL=src/ActorCache/bin/Release/net10.0/ActorCache.dll
+fi
+DLL=$(realpath "$DLL")
 DIR=$(mktemp -d /tmp/restart-race.XXXXXX)
-declare -A CLUSTER=([a]=14153 [b]=14154 [c]=14155) ADMIN=([a]=19561 [b]=19562 [c]=19563) PID=()
+declare -A CLUSTER=() PID=()
+# Three free ports for the cluster (seeds must be known before the nodes start, so no port 0 here; as replication.sh).
+read -r CLUSTER[a] CLUSTER[b] CLUSTER[c] < <(python3 -c '
+import socket
+ss = [socket.socket() for _ in range(3)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in ss))')
 BUSY_PID=
 cleanup() {
   kill "${PID[@]}" ${BUSY_PID:+"$BUSY_PID"} 2>/dev/null || true
@@ -39,11 +49,13 @@ start() { # NAME SEED...
   local seeds=(); for s in "$@"; do seeds+=(--seed "127.0.0.1:${CLUSTER[$s]}"); done
   mkdir -p "$DIR/$name"
   dotnet "$DLL" serve --data-dir "$DIR/$name" --node-name "$name" --cluster "127.0.0.1:${CLUSTER[$name]}" "${seeds[@]}" \
-    --listen "unix:$DIR/$name/nbd.sock" --admin "127.0.0.1:${ADMIN[$name]}" --volume "v$name:16M" \
+    --listen "unix:$DIR/$name/nbd.sock" --admin 127.0.0.1:0 --volume "v$name:16M" \
     --set actorcache.cache.ring-size=64M --set akka.cluster.seed-node-timeout=3s >> "$DIR/$name.log" 2>&1 &
   PID[$name]=$!
 }
-members() { curl -s -m 3 "127.0.0.1:${ADMIN[$1]}/api/cluster" || true; }
+# A node's admin URL, from the file it writes at each start (a killed run's stale one just fails to answer).
+admin() { cat "$DIR/$1/admin.url" 2>/dev/null || echo "http://127.0.0.1:1"; }
+members() { curl -s -m 3 "$(admin "$1")/api/cluster" || true; }
 # Every node lists a, b and c, all Up and reachable.
 all_up() {
   for n in a b c; do
@@ -72,7 +84,7 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "round $round: b did not see the killed run unreachable within 60 s"; FAILS=$((FAILS + 1)); break
   fi
   if [ "$MODE" = down ] && ! curl -sf -m 5 -X POST -H "Authorization: Bearer $(cat "$DIR/b/admin.token")" \
-      -H 'Content-Type: application/json' -d '{"node":"a"}' "127.0.0.1:${ADMIN[b]}/api/cluster/down" > /dev/null; then
+      -H 'Content-Type: application/json' -d '{"node":"a"}' "$(admin b)/api/cluster/down" > /dev/null; then
     echo "round $round: b refused or did not answer cluster down a"; FAILS=$((FAILS + 1)); break
   fi
   echo "round $round: restarted $(since "$t0") s after the kill" >> "$DIR/a.log"
