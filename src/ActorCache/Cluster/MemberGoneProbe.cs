@@ -14,15 +14,18 @@ namespace ActorCache.Cluster;
 /// </summary>
 public static class MemberGoneProbe
 {
-    private static readonly TimeSpan ConnectTimeout = TimeSpan.FromMilliseconds(500);
+    /// <summary>How long a look waits for the port's answer. A refusal on a LAN comes back in well under a millisecond, but
+    /// on a loaded machine its completion can wait behind busy threads; a late refusal is only read as "not known".</summary>
+    public static readonly TimeSpan ConnectTimeout = TimeSpan.FromMilliseconds(500);
 
-    /// <summary>Whether the member's remoting port refuses connections now (and so that run of it is gone).</summary>
-    public static async Task<bool> IsGoneAsync(UniqueAddress member, CancellationToken ct)
+    /// <summary>Whether the member's remoting port refuses connections now (and so that run of it is gone). <paramref name="timeout"/>
+    /// bounds the look (default <see cref="ConnectTimeout"/>); no answer within it is "not known", never "gone".</summary>
+    public static async Task<bool> IsGoneAsync(UniqueAddress member, CancellationToken ct, TimeSpan? timeout = null)
     {
         if (member.Address.Host is not { Length: > 0 } host || member.Address.Port is not { } port) return false;
         using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp);
         using var bounded = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        bounded.CancelAfter(ConnectTimeout);
+        bounded.CancelAfter(timeout ?? ConnectTimeout);
         try
         {
             await socket.ConnectAsync(host, port, bounded.Token);
