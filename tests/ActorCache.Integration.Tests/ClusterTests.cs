@@ -277,6 +277,21 @@ public sealed class ClusterStartFailureTests : IDisposable
         Assert.False(Directory.Exists(fresh), "a start that failed removes the data directory it created");
     }
 
+    [Fact]
+    public async Task A_node_set_to_give_up_joining_stops_flushed_and_exits_1_for_its_supervisor()
+    {
+        var port = NodeProcess.FreePort(); // nothing listens there: no seed ever lets it in
+        await using var node = NodeProcess.Launch(_dataDir, ["--seed", $"127.0.0.1:{port}", "--node-name", "stuck",
+            "--set", "actorcache.cache.ring-size=64M", "--set", "akka.cluster.shutdown-after-unsuccessful-join-seed-nodes=4s"]);
+        Assert.Equal(1, await node.WaitExitAsync(TimeSpan.FromSeconds(90)));
+        var output = node.Output;
+        Assert.True(output.Contains("actorcache: not let into the cluster within 4s (akka.cluster.shutdown-after-unsuccessful-join-seed-nodes), " +
+                                    "so it stopped for its supervisor to start it again", StringComparison.Ordinal), output);
+        // Stopped as on SIGTERM: the volume flushed and closed before the actor system went.
+        Assert.True(output.Contains("this node is leaving the cluster (it could not join)", StringComparison.Ordinal), output);
+        Assert.True(output.Contains("volume vol0 closed: flushed", StringComparison.Ordinal), output);
+    }
+
     /// <summary>A seed where nothing listens, and one where something listens that is no ActorCache node (a wrong port: another cluster's, an admin listener).</summary>
     [Theory]
     [InlineData(false)]

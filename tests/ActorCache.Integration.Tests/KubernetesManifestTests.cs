@@ -89,6 +89,8 @@ public sealed class KubernetesManifestTests
         // The label the nodes' selector looks for is on the pods.
         var conf = KubernetesManifests.Single(manifests, "ConfigMap")["data"]!["actorcache.conf"].Text();
         Assert.Contains("label-selector = \"app.kubernetes.io/name=actorcache\"", conf);
+        // A pod stuck out of the cluster exits for the kubelet to start it again.
+        Assert.Contains("shutdown-after-unsuccessful-join-seed-nodes = 120s", conf);
         Assert.Equal("actorcache", spec["template"]!["metadata"]!["labels"]!["app.kubernetes.io/name"].Text());
 
         var role = KubernetesManifests.Single(manifests, "Role");

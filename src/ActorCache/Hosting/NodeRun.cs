@@ -87,6 +87,13 @@ public static class NodeRun
                     await Console.Error.WriteLineAsync($"actorcache: {conflict}");
                     return 1;
                 }
+                // A node its seeds never let in within akka.cluster.shutdown-after-unsuccessful-join-seed-nodes stopped so that its
+                // supervisor starts it again: a new run (a new incarnation on the address) gets in where a stuck one may never.
+                if (ActorCache.Cluster.JoinGiveUp.Describe(host.Services.GetRequiredService<Akka.Actor.ActorSystem>()) is { } gaveUp)
+                {
+                    await Console.Error.WriteLineAsync($"actorcache: {gaveUp}");
+                    return 1;
+                }
                 // Acknowledged writes that could not be made durable are an error exit, not a clean stop.
                 return host.Services.GetRequiredService<NodeService>().Losses.Count == 0 ? 0 : 1;
             }
