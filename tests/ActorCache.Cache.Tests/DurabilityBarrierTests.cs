@@ -26,6 +26,13 @@ public sealed class DurabilityBarrierTests : IDisposable
         }
 
         public void AcknowledgeReceived() => participant.Advance(Interlocked.Read(ref Received));
+
+        /// <summary>Waits until the flusher has logged and published a batch: acknowledging before that acknowledges nothing.</summary>
+        public async Task WaitForBatchAsync()
+        {
+            for (var waited = System.Diagnostics.Stopwatch.StartNew(); Interlocked.Read(ref Received) == 0; await Task.Delay(10))
+                Assert.True(waited.Elapsed < TimeSpan.FromSeconds(30), "no batch reached the peer in 30 s");
+        }
     }
 
     [Fact]
@@ -42,8 +49,10 @@ public sealed class DurabilityBarrierTests : IDisposable
         Assert.False(flush.IsCompleted, "the FLUSH completed before the peer had the write");
         Assert.Equal(1, cache.Generation);
 
+        await peer.WaitForBatchAsync(); // on a loaded machine the flusher may not have logged it within the 500 ms above
+        Assert.False(flush.IsCompleted, "the FLUSH completed before the peer had the write");
         peer.AcknowledgeReceived();
-        await flush.WaitAsync(TimeSpan.FromSeconds(5));
+        await flush.WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(2, cache.Generation);
 
         // A FUA waits for the peer too; once the peer leaves, nothing waits for it.
@@ -51,7 +60,7 @@ public sealed class DurabilityBarrierTests : IDisposable
         await Task.Delay(300);
         Assert.False(fua.IsCompleted, "the FUA write completed before the peer had it");
         cache.Barrier.Leave(participant);
-        await fua.WaitAsync(TimeSpan.FromSeconds(5));
+        await fua.WaitAsync(TimeSpan.FromSeconds(30));
         Assert.Equal(3, cache.Generation);
     }
 
@@ -75,7 +84,7 @@ public sealed class DurabilityBarrierTests : IDisposable
                 continuedOn[n] = Environment.CurrentManagedThreadId;
                 // Another thread taking the barrier's lock would hang here if waiters were completed under it.
 #pragma warning disable xUnit1031 // blocking on purpose: the continuation runs on the completing thread, as a FLUSH's reply does
-                tookTheLockAgain[n] = Task.Run(() => barrier.HasWaiters).Wait(TimeSpan.FromSeconds(5));
+                tookTheLockAgain[n] = Task.Run(() => barrier.HasWaiters).Wait(TimeSpan.FromSeconds(30)); // a hang never ends; a starved pool takes seconds
 #pragma warning restore xUnit1031
             }, TaskContinuationOptions.ExecuteSynchronously);
         }

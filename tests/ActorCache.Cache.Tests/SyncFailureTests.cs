@@ -158,11 +158,14 @@ public sealed class SyncFailureTests : IDisposable
         var medium = new AwayMedium(new SegmentFiles(options.LogDirectory, options.SegmentSize));
         await using var cache = _fixture.Open(Size, options, medium: medium);
         await cache.WriteAsync(0, CacheFixture.Pattern(4096, 1), fua: true);
-        Interlocked.Exchange(ref medium.AwayUntil, Environment.TickCount64 + 1000); // away for a second: several retries meet it
+        // Away until the FLUSH has failed (not for a fixed while: a flusher late on a loaded machine would find the disk back).
+        Interlocked.Exchange(ref medium.AwayUntil, long.MaxValue);
         await cache.WriteAsync(4096, CacheFixture.Pattern(4096, 2), fua: false);
         await Assert.ThrowsAsync<BlockTargetException>(() => cache.FlushAsync().AsTask());
         Assert.True(medium.Failed, "the injected failure was not reached");
-        // Back after a second; the flusher's backoff retries meet it (a deadline, not a fixed wait: other test classes load the machine).
+        await Task.Delay(200); // a retry or two meet it still
+        Interlocked.Exchange(ref medium.AwayUntil, Environment.TickCount64);
+        // Back now; the flusher's backoff retries meet it (a deadline, not a fixed wait: other test classes load the machine).
         for (var deadline = DateTime.UtcNow.AddSeconds(20); cache.Statistics.LogFailure is not null; await Task.Delay(50))
             Assert.True(DateTime.UtcNow < deadline, $"the log did not recover: {cache.Statistics.LogFailure}");
         await cache.WriteAsync(8192, CacheFixture.Pattern(4096, 3), fua: false);

@@ -63,9 +63,10 @@ public sealed class InspectCommandTests : IDisposable
     {
         await using var node = await NodeProcess.StartAsync(_dataDir, "--volume", "vol0:64M:write-back", "--volume", "plain:16M:pass-through");
 
-        // Reads and writes with a FLUSH every 16 writes, for long enough that a 2 s interval falls inside.
+        // Reads and writes with a FLUSH every 16 writes, for long enough that a 2 s interval falls inside (the CLI itself takes
+        // seconds to start on a busy machine).
         var fio = Tool.RunAsync("fio", ["--name=top", "--ioengine=nbd", $"--uri={node.UnixUri("vol0")}", "--rw=randrw", "--rwmixread=30",
-            "--bs=4k", "--iodepth=8", "--size=32m", "--fsync=16", "--time_based", "--runtime=8", "--output-format=json"], TimeSpan.FromMinutes(2));
+            "--bs=4k", "--iodepth=8", "--size=32m", "--fsync=16", "--time_based", "--runtime=20", "--output-format=json"], TimeSpan.FromMinutes(2));
         var deadline = DateTime.UtcNow.AddSeconds(20);
         while ((await node.MetricsAsync()).GetValueOrDefault("actorcache_volume_writes_total{volume=\"vol0\"}") == 0)
         {

@@ -529,7 +529,9 @@ public sealed class DisconnectTests
         HeldFlushTarget? held = null;
         f.WrapSink = target => held = new HeldFlushTarget(target);
         f.StartReceiver();
-        var link = f.StartLink(ReplicationProtocol.C, ackTimeout: TimeSpan.FromMilliseconds(500));
+        // Short enough to show, long enough that the first sync and the resync at the end (a peer's fdatasync each) are not cut
+        // on a loaded machine.
+        var link = f.StartLink(ReplicationProtocol.C, ackTimeout: TimeSpan.FromSeconds(2));
         await f.WaitInSyncAsync();
         held!.Hold();
         await f.WriteAsync(5, 4, 1);

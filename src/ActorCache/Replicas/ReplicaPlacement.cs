@@ -11,11 +11,12 @@ namespace ActorCache.Replicas;
 /// node's disks, so it can only live there. While that node has no region (it is away, or leaving), the shard stays unallocated
 /// and the coordinator asks again when a message for it arrives. Never rebalances.
 /// </summary>
-public sealed class ReplicaPlacement(ActorSystem system) : IShardAllocationStrategy
+public sealed class ReplicaPlacement(ActorSystem system, TimeSpan? notNowDelay = null) : IShardAllocationStrategy
 {
     // The "not now" answer has to complete later: the coordinator takes a task completed at once as a region, and a null
     // region there would fail it; a null that arrives later is logged (at debug) and the shard is allocated on the next ask.
-    private static readonly TimeSpan NotNowDelay = TimeSpan.FromMilliseconds(100);
+    // (A test looks at the answer before it completes, so it may give a longer delay.)
+    private readonly TimeSpan _notNowDelay = notNowDelay ?? TimeSpan.FromMilliseconds(100);
 
     public Task<IActorRef> AllocateShard(IActorRef requester, string shardId, IImmutableDictionary<IActorRef, IImmutableList<string>> currentShardAllocations)
     {
@@ -45,9 +46,9 @@ public sealed class ReplicaPlacement(ActorSystem system) : IShardAllocationStrat
             .FirstOrDefault();
     }
 
-    private static async Task<IActorRef> NotNowAsync()
+    private async Task<IActorRef> NotNowAsync()
     {
-        await Task.Delay(NotNowDelay);
+        await Task.Delay(_notNowDelay);
         return null!;
     }
 
