@@ -26,11 +26,7 @@ public sealed class FailoverResyncTests
         }
         await a.WriteAsync(random, early, 1, seed: 5000);
         await ReplicaFixture.WaitUntilAsync(() => toB.HoldsEverything && toC.HoldsEverything, TimeSpan.FromSeconds(30), () => $"{toB.Status} / {toC.Status}");
-        await Task.Delay(1100);
-        await a.WriteAsync(random, early, 1, seed: 5001); // checkpoints at A's newest batch on both
-        await ReplicaFixture.WaitUntilAsync(() => toB.HoldsEverything && toC.HoldsEverything, TimeSpan.FromSeconds(30), () => $"{toB.Status} / {toC.Status}");
-        await ReplicaFixture.WaitUntilAsync(() => ReplicaState.Read(c.State)?.Checkpoints.Count > 0 && ReplicaState.Read(b.State)?.Checkpoints.Count > 0,
-            TimeSpan.FromSeconds(10), () => "no checkpoints recorded");
+        await CheckpointAtNewestAsync(a, random, early, seed: 5001, b, c);
 
         // C misses A's next batches; then B misses A's last ones too (A's unshipped tail).
         toC.Disconnect();
@@ -103,10 +99,7 @@ public sealed class FailoverResyncTests
         toB.Start();
         await TestReplica.WaitInSyncAsync(toB);
         await a.WriteAsync(random, early, 300, seed: 1);
-        await Task.Delay(1100);
-        await a.WriteAsync(random, early, 1, seed: 2); // a checkpoint at A's newest batch
-        await ReplicaFixture.WaitUntilAsync(() => toB.HoldsEverything && ReplicaState.Read(b.State)?.Checkpoints.Count > 0, TimeSpan.FromSeconds(30),
-            () => $"{toB.Status}");
+        await CheckpointAtNewestAsync(a, random, early, seed: 2, b);
 
         // B misses A's last batches; then A "crashes": its link's bitmap is left as a start leaves it (dirty), with a block
         // marked before (as a verify would) that the logs know nothing of.
@@ -130,5 +123,25 @@ public sealed class FailoverResyncTests
         Assert.True(atA.AsSpan().SequenceEqual(atB), "B differs from the restarted primary after the narrowed resync");
         await again.DisposeAsync();
         if (b.Receiver is not null) await b.Receiver.DisposeAsync();
+    }
+
+    /// <summary>
+    /// Writes one block on <paramref name="a"/> a second after the last checkpoint, until every replica has a checkpoint at A's newest
+    /// batch: the narrowed resyncs are bounded by one checkpoint interval, and on a loaded machine a replica's checkpoint of the
+    /// previous batch can land late enough that the next batch comes within its second and gets none.
+    /// </summary>
+    private static async Task CheckpointAtNewestAsync(TestReplica a, Random random, HashSet<long> written, int seed, params TestReplica[] replicas)
+    {
+        for (var attempt = 0; attempt < 10; attempt++)
+        {
+            await Task.Delay(1100); // the replicas record a checkpoint at most once a second
+            await a.WriteAsync(random, written, 1, seed: seed + 1000 * attempt);
+            var newest = a.Cache.Barrier.Local.DurableSequence;
+            for (var waited = System.Diagnostics.Stopwatch.StartNew(); waited.Elapsed < TimeSpan.FromSeconds(10); await Task.Delay(50))
+                if (replicas.All(r => ReplicaState.Read(r.State) is { Checkpoints.Count: > 0 } state && state.Checkpoints[^1].PrimarySequence >= newest))
+                    return;
+        }
+        throw new Xunit.Sdk.XunitException("no checkpoint at A's newest batch on every replica after 10 tries: " +
+                                           string.Join(", ", replicas.Select(r => $"{r.Name}: {ReplicaState.Read(r.State)}")));
     }
 }

@@ -43,6 +43,9 @@ internal sealed class TestReplica(string name, WriteBackCache cache, string stat
             ReconnectInterval = TimeSpan.FromMilliseconds(100),
             History = History,
             CatchUpMaxLogRatio = catchUpRatio,
+            // As ReplicaFixture: a test that holds a peer's flush on purpose, or a slow fdatasync on a loaded machine, must not
+            // have the link cut under it by the product's 5 s watchdog.
+            AckTimeout = TimeSpan.FromSeconds(30),
         }, Cache, Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
         if (resynced is not null)
             link.AfterResyncRead = (_, count) =>
