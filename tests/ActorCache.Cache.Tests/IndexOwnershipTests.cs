@@ -33,7 +33,7 @@ public sealed class IndexOwnershipTests : IDisposable
         Assert.Equal(2 * Region, cache.Index.NextCached(2, Size >> 12) << 12);
 
         await cache.FlushAsync(); // retention zero: destaged soon after, then idle
-        var deadline = DateTime.UtcNow.AddSeconds(10);
+        var deadline = DateTime.UtcNow.AddSeconds(30);
         while ((cache.Index.FootprintBytes > emptyIndex || cache.Index.CachedBlocks > 0) && DateTime.UtcNow < deadline) await Task.Delay(50);
         Assert.Equal(0, cache.Index.CachedBlocks);
         Assert.Equal(emptyIndex, cache.Index.FootprintBytes);
@@ -111,7 +111,7 @@ public sealed class IndexOwnershipTests : IDisposable
         await actors.Terminate();
 
         var write = cache.WriteAsync(4096, CacheFixture.Pattern(4096, 4), fua: false).AsTask();
-        Assert.Same(write, await Task.WhenAny(write, Task.Delay(TimeSpan.FromSeconds(10))));
+        Assert.Same(write, await Task.WhenAny(write, Task.Delay(TimeSpan.FromSeconds(30))));
         var error = await Assert.ThrowsAsync<BlockTargetException>(() => write);
         Assert.Equal(BlockError.ShuttingDown, error.Error);
         Assert.Contains("closed", error.Message);

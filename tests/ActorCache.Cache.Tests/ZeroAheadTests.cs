@@ -71,7 +71,7 @@ public sealed class ZeroAheadTests : IDisposable
 
         medium.PrepareAhead(2 * BlockSize);
         var deadline = Stopwatch.StartNew();
-        while (UnwrittenBytes(file, 2 * BlockSize, SegmentFiles.ZeroAheadBytes) > 0 && deadline.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(20);
+        while (UnwrittenBytes(file, 2 * BlockSize, SegmentFiles.ZeroAheadBytes) > 0 && deadline.Elapsed < TimeSpan.FromSeconds(30)) Thread.Sleep(20);
         Assert.Equal(0, UnwrittenBytes(file, 2 * BlockSize, SegmentFiles.ZeroAheadBytes));
         Assert.True(UnwrittenBytes(file, SegmentFiles.ZeroAheadBytes + 2 * BlockSize, 4 << 20) > 0, "zeroes go only so far ahead");
     }
@@ -121,7 +121,7 @@ public sealed class ZeroAheadTests : IDisposable
     private static void WaitWritten(string file, long from, long length)
     {
         var deadline = Stopwatch.StartNew();
-        while (UnwrittenBytes(file, from, length) > 0 && deadline.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(20);
+        while (UnwrittenBytes(file, from, length) > 0 && deadline.Elapsed < TimeSpan.FromSeconds(30)) Thread.Sleep(20);
         Assert.Equal(0, UnwrittenBytes(file, from, length));
     }
 
@@ -137,7 +137,7 @@ public sealed class ZeroAheadTests : IDisposable
         medium.PrepareAhead(2 * BlockSize);
         BlockTargetException? failure = null;
         var deadline = Stopwatch.StartNew();
-        for (var address = 2L * BlockSize; failure is null && deadline.Elapsed < TimeSpan.FromSeconds(10); address += BlockSize)
+        for (var address = 2L * BlockSize; failure is null && deadline.Elapsed < TimeSpan.FromSeconds(30); address += BlockSize)
         {
             Thread.Sleep(10);
             medium.Write(address, [new byte[BlockSize]]);
@@ -171,12 +171,12 @@ public sealed class ZeroAheadTests : IDisposable
         medium.Write(0, [new byte[2 * BlockSize]]);
         medium.Sync();
         medium.PrepareAhead(2 * BlockSize);
-        Assert.True(entered.Wait(TimeSpan.FromSeconds(10)), "the zero-ahead did not sync");
+        Assert.True(entered.Wait(TimeSpan.FromSeconds(30)), "the zero-ahead did not sync");
         medium.Write(2 * BlockSize, [new byte[BlockSize]]);
         var sync = Task.Run(medium.Sync);
         Assert.NotSame(sync, await Task.WhenAny(sync, Task.Delay(300))); // "Sync returned while the zero-ahead's fdatasync was still running"
         release.Set();
-        var failure = await Assert.ThrowsAsync<BlockTargetException>(() => sync.WaitAsync(TimeSpan.FromSeconds(10)));
+        var failure = await Assert.ThrowsAsync<BlockTargetException>(() => sync.WaitAsync(TimeSpan.FromSeconds(30)));
         Assert.Contains("zeroing ahead", failure.Message);
     }
 

@@ -10,7 +10,8 @@ namespace ActorCache.Tests;
 
 public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
 {
-    // An open creates a whole write-back cache (log segments, actors): TestKit's default 3 s is short on a busy machine.
+    // An open creates a whole write-back cache (log segments, actors), a close flushes it, and other answers wait behind them
+    // in the actor's mailbox: TestKit's default 3 s is short on a busy machine, so every expectation here waits this long.
     private static readonly TimeSpan OpenTimeout = TimeSpan.FromSeconds(15);
 
     private readonly string _dir = Directory.CreateTempSubdirectory("actorcache-volume-").FullName;
@@ -40,7 +41,7 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         await export.Target.WriteAsync(0, new byte[4096], fua: false);
         await export.Target.FlushAsync();
         actor.Tell(GetVolumeStatus.Instance);
-        var status = ExpectMsg<VolumeStatus>();
+        var status = ExpectMsg<VolumeStatus>(OpenTimeout);
         Assert.True(status.Online);
         Assert.Equal(0, status.Generation); // generations are the log's: a pass-through volume has none
 
@@ -56,7 +57,7 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         var definition = new VolumeDefinition("gone", 1 << 20, VolumeMode.PassThrough, Path.Combine(_dir, "gone.img"), true, false);
         var actor = Sys.ActorOf(VolumeActor.Props(definition, new ExportCatalog(""), Open));
         actor.Tell(OpenVolume.Instance);
-        Assert.Contains("does not exist", ExpectMsg<VolumeOpenFailed>().Reason);
+        Assert.Contains("does not exist", ExpectMsg<VolumeOpenFailed>(OpenTimeout).Reason);
     }
 
     [Fact]
@@ -66,16 +67,16 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         var catalog = new ExportCatalog("");
         var actor = Sys.ActorOf(VolumeActor.Props(definition, catalog, Open));
         actor.Tell(OpenVolume.Instance);
-        var reason = ExpectMsg<VolumeOpenFailed>().Reason;
+        var reason = ExpectMsg<VolumeOpenFailed>(OpenTimeout).Reason;
         actor.Tell(GetVolumeStatus.Instance);
-        var status = ExpectMsg<VolumeStatus>();
+        var status = ExpectMsg<VolumeStatus>(OpenTimeout);
         Assert.False(status.Online);
         Assert.Equal(reason, status.Offline);
         Assert.False(catalog.TryGet("gone", out _));
         Assert.Equal($"volume gone is offline: {reason}", catalog.WhyUnavailable("gone"));
         Assert.Equal($"volume gone is offline: {reason}", catalog.WhyUnavailable("")); // the only volume is the default export, offline or not
         actor.Tell(CloseVolume.Instance);
-        Assert.True(ExpectMsg<VolumeClosed>().IsDurable); // nothing was open, nothing was lost
+        Assert.True(ExpectMsg<VolumeClosed>(OpenTimeout).IsDurable); // nothing was open, nothing was lost
     }
 
     [Fact]
@@ -91,7 +92,7 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         healthy.Tell(OpenVolume.Instance);
         ExpectMsg<VolumeOpened>(OpenTimeout);
         healthy.Tell(CloseVolume.Instance);
-        Assert.Equal(new VolumeClosed("ok", 0, null), ExpectMsg<VolumeClosed>());
+        Assert.Equal(new VolumeClosed("ok", 0, null), ExpectMsg<VolumeClosed>(OpenTimeout));
 
         var failing = Sys.ActorOf(VolumeActor.Props(new VolumeDefinition("bad", 1 << 20, VolumeMode.PassThrough, path, false, false), new ExportCatalog(""), OpenFaulty));
         failing.Tell(OpenVolume.Instance);
@@ -99,7 +100,7 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         faulty!.FailWrites = true; // the final flush cannot reach the disk
         Watch(failing);
         failing.Tell(CloseVolume.Instance);
-        var closed = ExpectMsg<VolumeClosed>();
+        var closed = ExpectMsg<VolumeClosed>(OpenTimeout);
         Assert.False(closed.IsDurable);
         Assert.Equal(VolumeClosed.UnknownBytes, closed.NotDurableBytes);
         Assert.Contains("injected I/O error", closed.Reason);
@@ -195,12 +196,12 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         await after.Target.ReadAsync(47 << 20, read);
         Assert.Equal(data, read);
         actor.Tell(GetVolumeStatus.Instance);
-        Assert.Equal(48 << 20, ExpectMsg<VolumeStatus>().Definition.Size);
+        Assert.Equal(48 << 20, ExpectMsg<VolumeStatus>(OpenTimeout).Definition.Size);
 
         actor.Tell(new GrowVolume(32 << 20));
-        Assert.Contains("shrinking is refused", ExpectMsg<VolumeGrowRejected>().Reason);
+        Assert.Contains("shrinking is refused", ExpectMsg<VolumeGrowRejected>(OpenTimeout).Reason);
         actor.Tell(new GrowVolume(48 << 20));
-        ExpectMsg<VolumeGrown>(); // the size it has: nothing to do
+        ExpectMsg<VolumeGrown>(OpenTimeout); // the size it has: nothing to do
         Assert.True(await actor.GracefulStop(TimeSpan.FromSeconds(30), CloseVolume.Instance));
     }
 
@@ -214,7 +215,7 @@ public sealed class VolumeActorTests() : TestKit(CacheDispatchers.Hocon)
         actor.Tell(OpenVolume.Instance);
         ExpectMsg<VolumeOpened>(OpenTimeout);
         actor.Tell(new GrowVolume(2 << 20));
-        Assert.Contains("read-only", ExpectMsg<VolumeGrowRejected>().Reason);
+        Assert.Contains("read-only", ExpectMsg<VolumeGrowRejected>(OpenTimeout).Reason);
         Assert.Equal(1 << 20, new FileInfo(path).Length);
         Assert.True(catalog.TryGet("ro", out var export));
         Assert.Equal(1 << 20, export.Target.Size);

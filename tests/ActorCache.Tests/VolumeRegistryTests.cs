@@ -46,9 +46,9 @@ public abstract class VolumeRegistryTests : IAsyncLifetime
             kit.ExpectMsg<VolumeAccepted>(TimeSpan.FromSeconds(20));
 
             registry.Tell(new DefineVolume(Def("vol0", "/elsewhere.img")), kit.TestActor);
-            Assert.Contains("already exists", kit.ExpectMsg<VolumeRejected>().Reason);
+            Assert.Contains("already exists", kit.ExpectMsg<VolumeRejected>(TimeSpan.FromSeconds(20)).Reason);
             registry.Tell(new DefineVolume(Def("vol2", "/data/vol1.img")), kit.TestActor);
-            Assert.Contains("already belongs to volume vol1", kit.ExpectMsg<VolumeRejected>().Reason);
+            Assert.Contains("already belongs to volume vol1", kit.ExpectMsg<VolumeRejected>(TimeSpan.FromSeconds(20)).Reason);
         }
 
         using (var kit = new TestKit(_config, "second"))
@@ -74,14 +74,14 @@ public abstract class VolumeRegistryTests : IAsyncLifetime
             registry.Tell(new ResizeVolume("a", 3L << 30), kit.TestActor);
             Assert.Equal(new VolumeResized("a", 3L << 30), kit.ExpectMsg<VolumeResized>(TimeSpan.FromSeconds(20)));
             registry.Tell(new ResizeVolume("a", 1L << 30), kit.TestActor);
-            Assert.Contains("only grows", kit.ExpectMsg<VolumeRejected>().Reason);
+            Assert.Contains("only grows", kit.ExpectMsg<VolumeRejected>(TimeSpan.FromSeconds(20)).Reason);
             registry.Tell(new ResizeVolume("nope", 1L << 30), kit.TestActor);
-            Assert.Contains("no volume named nope", kit.ExpectMsg<VolumeRejected>().Reason);
+            Assert.Contains("no volume named nope", kit.ExpectMsg<VolumeRejected>(TimeSpan.FromSeconds(20)).Reason);
 
             registry.Tell(new DeleteVolume("b"), kit.TestActor);
             Assert.Equal(new VolumeDeleted("b"), kit.ExpectMsg<VolumeDeleted>(TimeSpan.FromSeconds(20)));
             registry.Tell(new DeleteVolume("b"), kit.TestActor);
-            Assert.Contains("no volume named b", kit.ExpectMsg<VolumeRejected>().Reason);
+            Assert.Contains("no volume named b", kit.ExpectMsg<VolumeRejected>(TimeSpan.FromSeconds(20)).Reason);
             registry.Tell(new DeleteVolume("c"), kit.TestActor);
             kit.ExpectMsg<VolumeDeleted>(TimeSpan.FromSeconds(20));
             // A deleted volume's name and backing are free again.
