@@ -60,6 +60,7 @@ public sealed class ReplicaShardingTests() : TestKit("""
     [Fact]
     public async Task The_placement_answers_not_now_later_for_a_node_without_a_region()
     {
+        Assert.True(ReplicaPlacement.DefaultNotNowDelay > TimeSpan.Zero); // a zero delay would complete at once
         var placement = new ReplicaPlacement(Sys, notNowDelay: TimeSpan.FromSeconds(2)); // not done before the test looks, on a loaded machine too
         var region = CreateTestProbe().Ref;
         var regions = System.Collections.Immutable.ImmutableDictionary<IActorRef, System.Collections.Immutable.IImmutableList<string>>.Empty

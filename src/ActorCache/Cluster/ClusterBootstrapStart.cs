@@ -23,7 +23,9 @@ namespace ActorCache.Cluster;
 /// that route: the admin API stays on the admin listener) rather than by Akka.Management's HTTP server, whose
 /// Ceen.Httpd 0.9.9 the registry lacks (0.9.10 changed the method it calls, so AkkaManagement.Start fails). The
 /// answer is Akka.Management's own JSON type, serialized as its probing side reads it. Bootstrap then keeps
-/// looking up contact points and probing them until the node is in a cluster; it never stops the node.
+/// looking up contact points and probing them until it has found a cluster to join (then Akka's join to its seeds takes
+/// over, and stops the node if akka.cluster.shutdown-after-unsuccessful-join-seed-nodes is set and that join never
+/// succeeds: see <see cref="JoinGiveUp"/>) or forms one; it never stops the node itself.
 /// </summary>
 public sealed class ClusterBootstrapStart(NodeSettings settings, ActorSystem system, ILogger<ClusterBootstrapStart> logger) : IHostedService
 {

@@ -14,7 +14,8 @@ namespace ActorCache.Cluster;
 /// the time Akka's shutdown runs, so the phase finds it done. Registered before the storage service, so
 /// it is stopped (and says so) right after it.
 /// </summary>
-public sealed class ClusterStopBridge(ActorSystem system, IHostApplicationLifetime lifetime, NodeSettings settings, ILogger<ClusterStopBridge> logger)
+public sealed class ClusterStopBridge(ActorSystem system, IHostApplicationLifetime lifetime, NodeSettings settings, JoinGiveUp giveUp,
+    ILogger<ClusterStopBridge> logger)
     : IHostedService
 {
     /// <summary>The phase's timeout: the NBD grace, every volume's close and some room.</summary>
@@ -27,6 +28,7 @@ public sealed class ClusterStopBridge(ActorSystem system, IHostApplicationLifeti
         var shutdown = CoordinatedShutdown.Get(system);
         shutdown.AddTask(CoordinatedShutdown.PhaseBeforeServiceUnbind, "actorcache-stop-storage", async () =>
         {
+            giveUp.Record(system, shutdown.ShutdownReason);
             if (shutdown.ShutdownReason is not CoordinatedShutdown.ClrExitReason && !_storageStopped.Task.IsCompleted)
                 logger.LogWarning("this node is leaving the cluster ({Reason}): stopping it as on SIGTERM, every volume flushed and closed",
                     Describe(shutdown.ShutdownReason));

@@ -7,19 +7,28 @@ namespace ActorCache.Cluster;
 /// while its peers still hold its former run (a race in classic Akka.Remote: they answer, and the answers never arrive);
 /// only a new run gets in then. With <c>akka.cluster.shutdown-after-unsuccessful-join-seed-nodes</c> set (off by default,
 /// set in the Kubernetes manifest), Akka stops such a node after that long, the node stops as on SIGTERM (volumes flushed
-/// and closed), and it exits 1 so that its supervisor starts it again.
+/// and closed, NBD clients cut), and it exits 1 so that its supervisor starts it again. Akka's clock starts when the node
+/// asks its seeds: at the actor system's start with seeds, and once bootstrap has found a cluster to join with discovery (a
+/// cold start that forms a new cluster is never cut short). <see cref="ClusterStopBridge"/> records it when the stop comes;
+/// a service of its own, with nothing to start, so that a start it cut short can still be told from other failed starts.
 /// </summary>
-public static class JoinGiveUp
+public sealed class JoinGiveUp
 {
     public const string Setting = "akka.cluster.shutdown-after-unsuccessful-join-seed-nodes";
 
+    private volatile string? _reason;
+
     /// <summary>Why the node stopped, if it gave up joining; null otherwise.</summary>
-    public static string? Describe(ActorSystem system)
+    public string? Reason => _reason;
+
+    /// <summary>Records the give-up if <paramref name="reason"/> (the coordinated shutdown's) is one.</summary>
+    public void Record(ActorSystem system, CoordinatedShutdown.Reason? reason)
     {
-        if (CoordinatedShutdown.Get(system).ShutdownReason is not CoordinatedShutdown.ClusterJoinUnsuccessfulReason) return null;
+        if (reason is not CoordinatedShutdown.ClusterJoinUnsuccessfulReason) return;
         var after = system.Settings.Config.GetString(Setting, "");
-        return $"not let into the cluster within {after} ({Setting}), so it stopped for its supervisor to start it again: a new run " +
-               "gets in where a stuck one may not (a node started again within seconds of a crash, on its old address, can miss its seeds' " +
-               "answers for good). If it keeps happening, check --seed and that the seeds' --cluster addresses are reachable from here";
+        _reason = $"not let into the cluster within {after} ({Setting}), so it stopped for its supervisor to start it again: a new run " +
+                  "gets in where a stuck one may not (a node started again within seconds of a crash, on its old address, can miss its seeds' " +
+                  "answers for good). If it keeps happening, check the seeds (--seed, or what discovery found) and that their cluster addresses " +
+                  "are reachable from here";
     }
 }

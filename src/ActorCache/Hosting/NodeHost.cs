@@ -133,6 +133,7 @@ public static class NodeHost
                 });
         });
         // Stopped right after the storage service (hosted services stop in reverse order); see ClusterStopBridge.
+        builder.Services.AddSingleton<ActorCache.Cluster.JoinGiveUp>();
         builder.Services.AddHostedService<ActorCache.Cluster.ClusterStopBridge>();
         builder.Services.AddSingleton<ActorCache.Cluster.ClusterMembers>();
         builder.Services.AddSingleton<ActorCache.Cluster.ShardingView>();

@@ -56,7 +56,9 @@ public static class NodeRun
             catch (Exception e)
             {
                 startLog.LogError(e, "the node failed to start");
-                await Console.Error.WriteLineAsync($"actorcache: cannot start: {DescribeStartFailure(e, debugLog)}");
+                // A give-up on joining that came while the host was still starting cancelled the start: say that, not its echo.
+                var gaveUp = host?.Services.GetService<ActorCache.Cluster.JoinGiveUp>()?.Reason;
+                await Console.Error.WriteLineAsync(gaveUp is not null ? $"actorcache: {gaveUp}" : $"actorcache: cannot start: {DescribeStartFailure(e, debugLog)}");
                 var started = host?.Services.GetService<NodeService>()?.Started ?? false;
                 if (host is not null)
                 {
@@ -89,7 +91,7 @@ public static class NodeRun
                 }
                 // A node its seeds never let in within akka.cluster.shutdown-after-unsuccessful-join-seed-nodes stopped so that its
                 // supervisor starts it again: a new run (a new incarnation on the address) gets in where a stuck one may never.
-                if (ActorCache.Cluster.JoinGiveUp.Describe(host.Services.GetRequiredService<Akka.Actor.ActorSystem>()) is { } gaveUp)
+                if (host.Services.GetRequiredService<ActorCache.Cluster.JoinGiveUp>().Reason is { } gaveUp)
                 {
                     await Console.Error.WriteLineAsync($"actorcache: {gaveUp}");
                     return 1;

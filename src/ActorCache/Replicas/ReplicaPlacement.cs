@@ -16,7 +16,8 @@ public sealed class ReplicaPlacement(ActorSystem system, TimeSpan? notNowDelay =
     // The "not now" answer has to complete later: the coordinator takes a task completed at once as a region, and a null
     // region there would fail it; a null that arrives later is logged (at debug) and the shard is allocated on the next ask.
     // (A test looks at the answer before it completes, so it may give a longer delay.)
-    private readonly TimeSpan _notNowDelay = notNowDelay ?? TimeSpan.FromMilliseconds(100);
+    public static readonly TimeSpan DefaultNotNowDelay = TimeSpan.FromMilliseconds(100);
+    private readonly TimeSpan _notNowDelay = notNowDelay ?? DefaultNotNowDelay;
 
     public Task<IActorRef> AllocateShard(IActorRef requester, string shardId, IImmutableDictionary<IActorRef, IImmutableList<string>> currentShardAllocations)
     {
