@@ -263,6 +263,9 @@ public sealed class RingShareTests : IDisposable
             }
         });
         await gate.Entered.WaitAsync(TimeSpan.FromSeconds(10));
+        // Down to the quarter first (a writer the machine held back for a second would look settled too early), then quiet.
+        for (var deadline = DateTime.UtcNow.AddSeconds(30); ring.FreeSlots > ring.SlotCount / 4 + 256 && DateTime.UtcNow < deadline;)
+            await Task.Delay(50);
         for (var settled = 0; settled < 10; settled++)
         {
             var before = Volatile.Read(ref written);

@@ -241,7 +241,7 @@ public sealed partial class NodeProcess : IAsyncDisposable
     public async Task<bool> ShowsAsync(string text, TimeSpan? timeout = null)
     {
         for (var waited = System.Diagnostics.Stopwatch.StartNew(); !Output.Contains(text, StringComparison.Ordinal); await Task.Delay(100))
-            if (waited.Elapsed > (timeout ?? TimeSpan.FromSeconds(10))) return false;
+            if (waited.Elapsed > (timeout ?? TimeSpan.FromSeconds(30))) return false;
         return true;
     }
 

@@ -108,16 +108,16 @@ public sealed class StagedReceiveTests
         await using var f = new ReplicaFixture();
         var ring = new RingBuffer(64L << 20);
         await using var secondary = f.OpenCache("stall", ring);
-        await using var receiver = StartReceiver(f, secondary, "stall", stallTimeout: TimeSpan.FromSeconds(3));
+        await using var receiver = StartReceiver(f, secondary, "stall", stallTimeout: TimeSpan.FromSeconds(5));
         using var primary = await ConnectAsync(receiver);
 
-        // Slow but going: the last block of the batch in ten pieces 400 ms apart, 4 s in all (gaps far below the 3 s even on a busy machine).
+        // Slow but going: the last block of the batch in ten pieces 600 ms apart, 6 s in all (gaps far below the 5 s even on a busy machine).
         var slow = ReplicaFixture.SelfChecking(10, 8, seed: 1);
         var frame = BatchFrame(frameId: 1, sequence: 1, [new(10, 8, LogEntryType.Data, Crc32C.Compute(slow))], slow);
         await primary.SendAsync(frame.AsMemory(0, frame.Length - 4096));
         for (var piece = 0; piece < 10; piece++)
         {
-            await Task.Delay(400);
+            await Task.Delay(600);
             var from = frame.Length - 4096 + piece * 4096 / 10;
             await primary.SendAsync(frame.AsMemory(from, frame.Length - 4096 + (piece + 1) * 4096 / 10 - from));
         }
