@@ -71,15 +71,25 @@ public sealed class ClusterJoinWatch(NodeSettings settings, ClusterMembers membe
                   "selector matches the pods and each pod names its management port"
                 : "check actorcache.cluster.contact-points";
             if (discovery.Problem is { } problem)
-                return $"cluster: not joined after {settings.JoinTimeout.TotalSeconds:0} s: {problem}; still trying";
+                return $"cluster: not joined after {settings.JoinTimeout.TotalSeconds:0} s: {problem}; {Outlook()}";
             var found = discovery.Found is { } f ? $"; last lookup: {f}" : "";
             return $"cluster: not joined after {settings.JoinTimeout.TotalSeconds:0} s: bootstrap found no cluster to join and not enough nodes " +
                    $"to form one ({ClusterBootstrapConfig.Describe(settings)}); {check}, and that the management endpoints " +
-                   $"are reachable from here (the node's log says what bootstrap saw){found}; still trying";
+                   $"are reachable from here (the node's log says what bootstrap saw){found}; {Outlook()}";
         }
         var seeds = string.Join(", ", settings.SeedNodes.Select(s => s[(s.IndexOf('@') + 1)..]));
         return $"cluster: not joined after {settings.JoinTimeout.TotalSeconds:0} s: no seed node let this node in (seeds {seeds}); " +
-               "check --seed, that a node of the cluster runs there and that its --cluster address is reachable from here; still trying";
+               "check --seed, that a node of the cluster runs there and that its --cluster address is reachable from here (a node started " +
+               $"again on its old address within seconds of a crash can stay out although its seeds answer: start it again); {Outlook()}";
+    }
+
+    /// <summary>What the node does next: keeps trying, or gives up at Akka's deadline for its supervisor (see <see cref="JoinGiveUp"/>).</summary>
+    private string Outlook()
+    {
+        var after = system.Settings.Config.GetString(JoinGiveUp.Setting, "off");
+        return after is "" or "off"
+            ? "still trying"
+            : $"still trying, and it stops (exit 1) if not let in within {after} of asking its seeds ({JoinGiveUp.Setting})";
     }
 
     public Task StopAsync(CancellationToken cancellationToken)
