@@ -56,20 +56,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ -n "${DLL:-}" ]; then
-  dll=$DLL # another build (an A/B: run the script once per build)
-else
-  echo "building ActorCache (Release)..." >&2
-  dotnet build src/ActorCache -c Release -v quiet -nologo >/dev/null
-  dll=src/ActorCache/bin/Release/net10.0/ActorCache.dll
-fi
-
-# Three free ports for the cluster (seeds must be known before the nodes start, so no port 0 here).
-read -r PORT[a] PORT[b] PORT[c] < <(/usr/bin/python3 -c '
-import socket
-ss = [socket.socket() for _ in range(3)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in ss))')
+. tests/bench/cluster-common.sh
+dll=$(bench_dll)
+read -r PORT[a] PORT[b] PORT[c] < <(free_ports 3)
 seeds=(--seed "127.0.0.1:${PORT[a]}" --seed "127.0.0.1:${PORT[b]}" --seed "127.0.0.1:${PORT[c]}")
 
 start_node() { # name: started (or restarted with the same data dir) and waited for until it serves

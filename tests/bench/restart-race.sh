@@ -21,20 +21,11 @@ case $MODE in now|unreachable|down) ;; *) echo "$USAGE" >&2; exit 2 ;; esac
 [[ $ROUNDS =~ ^[1-9][0-9]*$ && $WAIT =~ ^[1-9][0-9]*$ ]] || { echo "$USAGE (ROUNDS and WAIT are whole numbers above 0)" >&2; exit 2; }
 export LC_ALL=C
 cd "$(dirname "$0")/../.."
-if [ -z "${DLL:-}" ]; then
-  echo "building ActorCache (Release)..." >&2
-  dotnet build src/ActorCache -c Release -v quiet -nologo >/dev/null
-  DLL=src/ActorCache/bin/Release/net10.0/ActorCache.dll
-fi
-DLL=$(realpath "$DLL")
+. tests/bench/cluster-common.sh
+DLL=$(bench_dll)
 DIR=$(mktemp -d /tmp/restart-race.XXXXXX)
 declare -A CLUSTER=() PID=()
-# Three free ports for the cluster (seeds must be known before the nodes start, so no port 0 here; as replication.sh).
-read -r CLUSTER[a] CLUSTER[b] CLUSTER[c] < <(python3 -c '
-import socket
-ss = [socket.socket() for _ in range(3)]
-for s in ss: s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in ss))')
+read -r CLUSTER[a] CLUSTER[b] CLUSTER[c] < <(free_ports 3)
 BUSY_PID=
 cleanup() {
   kill "${PID[@]}" ${BUSY_PID:+"$BUSY_PID"} 2>/dev/null || true

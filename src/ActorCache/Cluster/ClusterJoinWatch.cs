@@ -84,13 +84,9 @@ public sealed class ClusterJoinWatch(NodeSettings settings, ClusterMembers membe
     }
 
     /// <summary>What the node does next: keeps trying, or gives up at Akka's deadline for its supervisor (see <see cref="JoinGiveUp"/>).</summary>
-    private string Outlook()
-    {
-        var after = system.Settings.Config.GetString(JoinGiveUp.Setting, "off");
-        return after is "" or "off"
-            ? "still trying"
-            : $"still trying, and it stops (exit 1) if not let in within {after} of asking its seeds ({JoinGiveUp.Setting})";
-    }
+    private string Outlook() => JoinGiveUp.After(system) is { } after
+        ? $"still trying, and it stops (exit 1) if not let in within {after} of asking its seeds ({JoinGiveUp.Setting})"
+        : "still trying";
 
     public Task StopAsync(CancellationToken cancellationToken)
     {

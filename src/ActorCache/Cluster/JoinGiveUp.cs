@@ -18,6 +18,9 @@ public sealed class JoinGiveUp
 
     private volatile string? _reason;
 
+    /// <summary>The give-up time as configured ("120s"), or null when it is off.</summary>
+    public static string? After(ActorSystem system) => system.Settings.Config.GetString(Setting, "off") is var after and not ("" or "off") ? after : null;
+
     /// <summary>Why the node stopped, if it gave up joining; null otherwise.</summary>
     public string? Reason => _reason;
 
@@ -25,8 +28,7 @@ public sealed class JoinGiveUp
     public void Record(ActorSystem system, CoordinatedShutdown.Reason? reason)
     {
         if (reason is not CoordinatedShutdown.ClusterJoinUnsuccessfulReason) return;
-        var after = system.Settings.Config.GetString(Setting, "");
-        _reason = $"not let into the cluster within {after} ({Setting}), so it stopped for its supervisor to start it again: a new run " +
+        _reason = $"not let into the cluster within {After(system)} ({Setting}), so it stopped for its supervisor to start it again: a new run " +
                   "gets in where a stuck one may not (a node started again within seconds of a crash, on its old address, can miss its seeds' " +
                   "answers for good). If it keeps happening, check the seeds (--seed, or what discovery found) and that their cluster addresses " +
                   "are reachable from here";
